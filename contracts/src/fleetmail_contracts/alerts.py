@@ -1,0 +1,65 @@
+"""Alert events, published by notifier: raised, acknowledged, resolved."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from ._base import Contract, Timestamp
+from .streams import ALERT_EVENT_PREFIX
+
+
+class AlertCause(StrEnum):
+    ADMINISTRATOR_REAUTHORIZATION_REQUIRED = "administrator_reauthorization_required"
+    USER_REAUTHORIZATION_REQUIRED = "user_reauthorization_required"
+    GRANT_EXPIRING = "grant_expiring"
+    PROVIDER_UNREACHABLE = "provider_unreachable"
+    SMTP_AUTH_DISABLED = "smtp_auth_disabled"
+    BASIC_AUTH_REFUSED = "basic_auth_refused"
+    DELIVERY_FAILURE_RATE = "delivery_failure_rate"
+
+
+class AlertSeverity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertEventBase(Contract):
+    event_id: str
+    alert_id: str
+    dedupe_key: str
+    tenant_id: str
+    cause: AlertCause
+    occurred_at: Timestamp
+
+
+class AlertRaised(AlertEventBase):
+    kind: Literal["raised"] = "raised"
+    severity: AlertSeverity
+    title: str
+    detail: str
+    remedy: str | None = None
+    device_id: str | None = None
+    principal_address: str | None = None
+
+
+class AlertAcknowledged(AlertEventBase):
+    kind: Literal["acknowledged"] = "acknowledged"
+    by: str
+
+
+class AlertResolved(AlertEventBase):
+    kind: Literal["resolved"] = "resolved"
+    detail: str
+
+
+ALERT_EVENTS: dict[str, type[AlertEventBase]] = {
+    "raised": AlertRaised,
+    "acknowledged": AlertAcknowledged,
+    "resolved": AlertResolved,
+}
+
+
+def alert_event_subject(kind: str) -> str:
+    return f"{ALERT_EVENT_PREFIX}{kind}"

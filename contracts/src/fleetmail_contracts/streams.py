@@ -1,0 +1,35 @@
+"""Stream, bucket and subject-prefix names: the one place they are spelled.
+
+Subjects follow `fleetmail.<kind>.v1.<name>`: `jobs` are commands on a work-queue
+stream, `events` are facts on a limits stream, `rpc` is core request/reply, `dlq` holds
+dead letters.
+"""
+
+from __future__ import annotations
+
+JOBS_STREAM = "FLEETMAIL_JOBS"
+JOBS_SUBJECTS = ("fleetmail.jobs.>",)
+
+EVENTS_STREAM = "FLEETMAIL_EVENTS"
+EVENTS_SUBJECTS = ("fleetmail.events.>",)
+
+DLQ_STREAM = "FLEETMAIL_DLQ"
+DLQ_SUBJECTS = ("fleetmail.dlq.>",)
+
+ATTACHMENTS_BUCKET = "fleetmail_attachments"
+"""JetStream Object Store bucket for scanned documents and fax images."""
+
+TENANTS_BUCKET = "fleetmail_tenants"
+"""JetStream KV bucket: tenant settings, written by job-gateway, read by everyone."""
+
+DELIVERY_LEDGER_BUCKET = "fleetmail_delivery_ledger"
+"""JetStream KV bucket: one key per delivered job (mail-service's idempotency ledger)."""
+
+JOB_SUBJECT_PREFIX = "fleetmail.jobs.v1."
+MAIL_EVENT_PREFIX = "fleetmail.events.v1.mail."
+TOKEN_EVENT_PREFIX = "fleetmail.events.v1.tokens."
+DEVICE_EVENT_PREFIX = "fleetmail.events.v1.devices."
+ALERT_EVENT_PREFIX = "fleetmail.events.v1.alerts."
+TENANT_EVENT_PREFIX = "fleetmail.events.v1.tenants."
+TOKEN_RPC_PREFIX = "fleetmail.rpc.v1.tokens."
+DLQ_PREFIX = "fleetmail.dlq.v1."

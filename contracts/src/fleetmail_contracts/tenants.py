@@ -1,0 +1,84 @@
+"""Tenant settings: owned by job-gateway, shared through the `fleetmail_tenants` KV bucket.
+
+Defaults follow the device manual: OAuth 2.0 off, provider Microsoft, Auto Delete off.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from ._base import Contract, Timestamp
+from .streams import TENANT_EVENT_PREFIX
+from .tokens import Provider
+
+
+class FromPolicy(StrEnum):
+    """The device's [Change the "From" Address] setting."""
+
+    ADMINISTRATOR_ADDRESS = "administrator_address"
+    LOGIN_USER_ADDRESS = "login_user_address"
+    ALLOW = "allow"
+
+
+class SmtpSecurity(StrEnum):
+    STARTTLS = "starttls"
+    IMPLICIT_TLS = "implicit_tls"
+    NONE = "none"
+
+
+class IdentitySettings(Contract):
+    """Where a tenant's tokens come from: configuration, so national clouds and emulators work."""
+
+    authority_host: str | None = Field(
+        default=None, description="e.g. https://login.microsoftonline.com; None: service default"
+    )
+    directory: str | None = Field(
+        default=None, description="Entra tenant id or domain; None: service default"
+    )
+    client_id: str | None = None
+    token_uri: str | None = Field(default=None, description="Google token endpoint override")
+    google_testing_mode: bool = False
+
+
+class SmtpSettings(Contract):
+    host: str
+    port: int = Field(ge=1, le=65535)
+    security: SmtpSecurity = SmtpSecurity.STARTTLS
+
+
+DEFAULT_SMTP: dict[Provider, SmtpSettings] = {
+    Provider.MICROSOFT: SmtpSettings(host="smtp.office365.com", port=587),
+    Provider.GOOGLE: SmtpSettings(host="smtp.gmail.com", port=587),
+}
+
+
+class TenantSettings(Contract):
+    tenant_id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    display_name: str = Field(default="", max_length=200)
+    oauth_enabled: bool = False
+    provider: Provider = Provider.MICROSOFT
+    administrator_address: str | None = None
+    smtp: SmtpSettings | None = None
+    from_policy: FromPolicy = FromPolicy.ADMINISTRATOR_ADDRESS
+    auto_delete: bool = False
+    proxy_url: str | None = None
+    identity: IdentitySettings = IdentitySettings()
+    revision: int = 0
+
+    def effective_smtp(self) -> SmtpSettings:
+        return self.smtp or DEFAULT_SMTP[self.provider]
+
+
+class TenantSettingsChanged(Contract):
+    event_id: str
+    tenant_id: str
+    revision: int
+    occurred_at: Timestamp
+    kind: Literal["settings_changed"] = "settings_changed"
+
+
+def tenant_event_subject(kind: str) -> str:
+    return f"{TENANT_EVENT_PREFIX}{kind}"

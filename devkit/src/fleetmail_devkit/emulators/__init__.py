@@ -1,0 +1,1 @@
+"""Provider emulators: Microsoft identity platform, Google OAuth, and an SMTP server."""

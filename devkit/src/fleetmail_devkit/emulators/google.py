@@ -1,0 +1,373 @@
+"""Google OAuth emulator, per FACTS.md.
+
+Authorize at `/o/oauth2/v2/auth`, token at `/token` (authorization_code with PKCE,
+refresh_token without rotation), `/tokeninfo` for the SMTP emulator, `/revoke`, keys at
+`/oauth2/v3/certs`. A refresh token comes only with `access_type=offline` on first consent
+or with `prompt=consent`. Dead grants answer `invalid_grant` "Token has been expired or
+revoked."; an app in testing mode has refresh tokens that die after 7 days. The device flow
+refuses the Gmail scope with `invalid_scope`.
+
+Control API: `/_emulator/...` as for the Microsoft emulator.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel
+
+from .identity import (
+    CallCounter,
+    Fault,
+    FaultPlan,
+    FaultRequest,
+    SigningKey,
+    client_credentials_from,
+    form_of,
+    json_error,
+    now,
+    pkce_matches,
+    random_token,
+)
+
+MAIL_SCOPE = "https://mail.google.com/"
+TESTING_REFRESH_LIFETIME_S = 7 * 24 * 3600
+IDLE_REFRESH_LIFETIME_S = 183 * 24 * 3600
+EXPIRED_OR_REVOKED = {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
+
+
+@dataclass
+class App:
+    client_id: str
+    client_secret: str | None
+    testing_mode: bool = False
+
+
+@dataclass
+class Grant:
+    client_id: str
+    user: str
+    scopes: list[str]
+    issued_at: float
+    last_used: float
+    revoked: bool = False
+
+
+@dataclass
+class AccessToken:
+    client_id: str
+    user: str
+    scopes: list[str]
+    expires_at: float
+
+
+@dataclass
+class AuthCode:
+    client_id: str
+    redirect_uri: str
+    scopes: list[str]
+    user: str
+    challenge: str | None
+    method: str | None
+    offline: bool
+    consent: bool
+    nonce: str | None
+    expires_at: float
+    redeemed: bool = False
+
+
+@dataclass
+class State:
+    apps: dict[str, App] = field(default_factory=dict)
+    grants: dict[str, Grant] = field(default_factory=dict)  # refresh token → grant
+    consented: set[tuple[str, str]] = field(default_factory=set)  # (client, user)
+    access_tokens: dict[str, AccessToken] = field(default_factory=dict)
+    auth_codes: dict[str, AuthCode] = field(default_factory=dict)
+    issued_access_tokens: list[str] = field(default_factory=list)
+    issued_refresh_tokens: list[str] = field(default_factory=list)
+    next_sign_in: str | None = None
+    access_token_lifetime_s: int = 3599
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    counter: CallCounter = field(default_factory=CallCounter)
+
+
+class RegisterApp(BaseModel):
+    client_id: str
+    client_secret: str | None = None
+    testing_mode: bool = False
+
+
+class UserRequest(BaseModel):
+    user: str
+
+
+class AgeRequest(BaseModel):
+    user: str
+    days: float
+
+
+class Settings(BaseModel):
+    access_token_lifetime_s: int | None = None
+    next_sign_in: str | None = None
+
+
+def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
+    state = State()
+    for app_ in apps or []:
+        state.apps[app_.client_id] = app_
+    key = SigningKey()
+    api = FastAPI(title="Google OAuth emulator", docs_url=None, redoc_url=None)
+    api.state.emulator = state
+
+    def fault_response(endpoint: str) -> Response | None:
+        state.counter.hit(endpoint)
+        fault: Fault | None = state.faults.take()
+        if fault is None:
+            return None
+        headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else None
+        body = {"error": "temporarily_unavailable", "error_description": "Service unavailable"}
+        return json_error(fault.status, body, headers)
+
+    def new_access_token(client_id: str, user: str, scopes: list[str]) -> str:
+        token = random_token("ya29.a0", 60)
+        state.access_tokens[token] = AccessToken(
+            client_id, user, scopes, now() + state.access_token_lifetime_s
+        )
+        state.issued_access_tokens.append(token)
+        return token
+
+    def id_token(client_id: str, user: str, nonce: str | None) -> str:
+        issued = int(now())
+        claims: dict[str, Any] = {
+            "iss": "https://accounts.google.com",
+            "azp": client_id,
+            "aud": client_id,
+            "sub": str(abs(hash(user)) % 10**21),
+            "email": user,
+            "email_verified": True,
+            "iat": issued,
+            "exp": issued + 3600,
+        }
+        if nonce:
+            claims["nonce"] = nonce
+        return key.sign(claims)
+
+    def grant_dead(grant: Grant) -> bool:
+        app_ = state.apps.get(grant.client_id)
+        if grant.revoked:
+            return True
+        if app_ is not None and app_.testing_mode and now() - grant.issued_at > TESTING_REFRESH_LIFETIME_S:
+            return True
+        return now() - grant.last_used > IDLE_REFRESH_LIFETIME_S
+
+    @api.get("/.well-known/openid-configuration")
+    async def discovery() -> dict[str, Any]:
+        return {
+            "issuer": "https://accounts.google.com",
+            "authorization_endpoint": f"{base_url}/o/oauth2/v2/auth",
+            "device_authorization_endpoint": f"{base_url}/device/code",
+            "token_endpoint": f"{base_url}/token",
+            "revocation_endpoint": f"{base_url}/revoke",
+            "jwks_uri": f"{base_url}/oauth2/v3/certs",
+            "code_challenge_methods_supported": ["plain", "S256"],
+        }
+
+    @api.get("/oauth2/v3/certs")
+    async def certs() -> dict[str, Any]:
+        return key.jwks()
+
+    @api.get("/o/oauth2/v2/auth")
+    async def authorize(request: Request) -> Response:
+        state.counter.hit("authorize")
+        query = dict(request.query_params)
+        client_id = query.get("client_id", "")
+        if client_id not in state.apps:
+            return HTMLResponse("Error 401: invalid_client. The OAuth client was not found.", 401)
+        user = query.get("login_hint_user") or state.next_sign_in
+        if user is None:
+            hidden = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in query.items())
+            return HTMLResponse(
+                f"<html><body><form method='get'>{hidden}<label>Choose an account "
+                "<input name='login_hint_user'></label><button>Continue</button></form></body></html>"
+            )
+        code = "4/0A" + secrets.token_urlsafe(40)
+        state.auth_codes[code] = AuthCode(
+            client_id=client_id,
+            redirect_uri=query.get("redirect_uri", ""),
+            scopes=query.get("scope", "").split(),
+            user=user,
+            challenge=query.get("code_challenge"),
+            method=query.get("code_challenge_method"),
+            offline=query.get("access_type") == "offline",
+            consent="consent" in query.get("prompt", "").split(),
+            nonce=query.get("nonce"),
+            expires_at=now() + 600,
+        )
+        params = {"code": code, "state": query.get("state", ""), "scope": query.get("scope", "")}
+        return RedirectResponse(f"{query.get('redirect_uri')}?{urlencode(params)}", status_code=302)
+
+    @api.post("/token")
+    async def token(request: Request) -> Response:
+        if (failed := fault_response("token")) is not None:
+            return failed
+        form = await form_of(request)
+        client_id, client_secret = client_credentials_from(request, form)
+        app_ = state.apps.get(client_id or "")
+        if app_ is None:
+            return json_error(401, {"error": "invalid_client", "error_description": "The OAuth client was not found."})
+        if app_.client_secret is not None and not secrets.compare_digest(client_secret or "", app_.client_secret):
+            return json_error(401, {"error": "invalid_client", "error_description": "Unauthorized"})
+        grant_type = form.get("grant_type")
+        if grant_type == "authorization_code":
+            code = state.auth_codes.get(form.get("code", ""))
+            if code is None or code.redeemed or now() > code.expires_at or code.client_id != app_.client_id:
+                return json_error(400, {"error": "invalid_grant", "error_description": "Bad Request"})
+            if form.get("redirect_uri") != code.redirect_uri:
+                return json_error(400, {"error": "redirect_uri_mismatch", "error_description": "Bad Request"})
+            if not pkce_matches(form.get("code_verifier"), code.challenge, code.method):
+                return json_error(400, {"error": "invalid_grant", "error_description": "Missing code verifier."})
+            code.redeemed = True
+            body: dict[str, Any] = {
+                "access_token": new_access_token(app_.client_id, code.user, code.scopes),
+                "expires_in": state.access_token_lifetime_s,
+                "scope": " ".join(code.scopes),
+                "token_type": "Bearer",
+            }
+            if "openid" in code.scopes or "email" in code.scopes:
+                body["id_token"] = id_token(app_.client_id, code.user, code.nonce)
+            first_consent = (app_.client_id, code.user) not in state.consented
+            if code.offline and (first_consent or code.consent):
+                refresh_token = "1//0" + secrets.token_urlsafe(60)
+                state.grants[refresh_token] = Grant(app_.client_id, code.user, code.scopes, now(), now())
+                state.issued_refresh_tokens.append(refresh_token)
+                state.consented.add((app_.client_id, code.user))
+                body["refresh_token"] = refresh_token
+                body["refresh_token_expires_in"] = TESTING_REFRESH_LIFETIME_S if app_.testing_mode else None
+                if body["refresh_token_expires_in"] is None:
+                    del body["refresh_token_expires_in"]
+            return JSONResponse(body)
+        if grant_type == "refresh_token":
+            grant = state.grants.get(form.get("refresh_token", ""))
+            if grant is None or grant.client_id != app_.client_id or grant_dead(grant):
+                return json_error(400, EXPIRED_OR_REVOKED)
+            grant.last_used = now()
+            # No rotation: Google answers without a refresh token; the client keeps its own.
+            return JSONResponse(
+                {
+                    "access_token": new_access_token(app_.client_id, grant.user, grant.scopes),
+                    "expires_in": state.access_token_lifetime_s,
+                    "scope": " ".join(grant.scopes),
+                    "token_type": "Bearer",
+                }
+            )
+        return json_error(400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type: " + str(grant_type)})
+
+    @api.post("/device/code")
+    async def device_code(request: Request) -> Response:
+        state.counter.hit("device_code")
+        form = await form_of(request)
+        scopes = form.get("scope", "").split()
+        if MAIL_SCOPE in scopes:
+            return json_error(400, {"error": "invalid_scope", "error_description": "Invalid device flow scope: " + MAIL_SCOPE})
+        return JSONResponse(
+            {
+                "device_code": random_token("AH-1Ng", 40),
+                "user_code": "GQVQ-JKEC",
+                "verification_url": "https://www.google.com/device",
+                "expires_in": 1800,
+                "interval": 5,
+            }
+        )
+
+    @api.get("/tokeninfo")
+    async def tokeninfo(access_token: str = "") -> Response:
+        state.counter.hit("tokeninfo")
+        record = state.access_tokens.get(access_token)
+        if record is None or now() > record.expires_at:
+            return json_error(400, {"error": "invalid_token", "error_description": "Invalid Value"})
+        return JSONResponse(
+            {
+                "azp": record.client_id,
+                "aud": record.client_id,
+                "scope": " ".join(record.scopes),
+                "exp": str(int(record.expires_at)),
+                "expires_in": str(int(record.expires_at - now())),
+                "email": record.user,
+                "email_verified": "true",
+                "access_type": "offline",
+            }
+        )
+
+    @api.post("/revoke")
+    async def revoke_endpoint(request: Request) -> Response:
+        state.counter.hit("revoke")
+        form = await form_of(request)
+        token_value = form.get("token") or request.query_params.get("token", "")
+        grant = state.grants.get(token_value)
+        if grant is not None:
+            grant.revoked = True
+            return JSONResponse({})
+        if state.access_tokens.pop(token_value, None) is not None:
+            return JSONResponse({})
+        return json_error(400, {"error": "invalid_token", "error_description": "Token expired or revoked"})
+
+    # --- control API ------------------------------------------------------------------
+
+    @api.post("/_emulator/apps")
+    async def register_app(body: RegisterApp) -> dict[str, str]:
+        state.apps[body.client_id] = App(body.client_id, body.client_secret, body.testing_mode)
+        return {"client_id": body.client_id}
+
+    @api.post("/_emulator/grants/revoke")
+    async def revoke(body: UserRequest) -> dict[str, int]:
+        revoked = 0
+        for grant in state.grants.values():
+            if grant.user == body.user and not grant.revoked:
+                grant.revoked = True
+                revoked += 1
+        return {"revoked": revoked}
+
+    @api.post("/_emulator/grants/age")
+    async def age(body: AgeRequest) -> dict[str, int]:
+        aged = 0
+        for grant in state.grants.values():
+            if grant.user == body.user:
+                grant.issued_at -= body.days * 24 * 3600
+                grant.last_used -= body.days * 24 * 3600
+                aged += 1
+        return {"aged": aged}
+
+    @api.post("/_emulator/faults")
+    async def faults(body: FaultRequest) -> dict[str, int]:
+        state.faults.faults.append(Fault(body.status, body.count, body.retry_after_s))
+        return {"queued": body.count}
+
+    @api.post("/_emulator/settings")
+    async def settings(body: Settings) -> dict[str, bool]:
+        if body.access_token_lifetime_s is not None:
+            state.access_token_lifetime_s = body.access_token_lifetime_s
+        if "next_sign_in" in body.model_fields_set:
+            state.next_sign_in = body.next_sign_in
+        return {"ok": True}
+
+    @api.get("/_emulator/calls")
+    async def calls() -> dict[str, int]:
+        return state.counter.snapshot()
+
+    @api.get("/_emulator/issued")
+    async def issued() -> dict[str, list[str]]:
+        return {
+            "access_tokens": state.issued_access_tokens,
+            "refresh_tokens": state.issued_refresh_tokens,
+        }
+
+    @api.get("/_emulator/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return api

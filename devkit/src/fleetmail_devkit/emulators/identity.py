@@ -1,0 +1,117 @@
+"""What the two identity-provider emulators share: signing keys, PKCE, fault injection, counters.
+
+Fault injection and counters are driven through each emulator's control API
+(`/_emulator/...`), which tests and the demo use; real clients never see it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+
+def now() -> float:
+    return time.time()
+
+
+def random_token(prefix: str = "", nbytes: int = 32) -> str:
+    return prefix + secrets.token_urlsafe(nbytes)
+
+
+class SigningKey:
+    """An RSA key that signs id_tokens and access tokens, published as a JWKS."""
+
+    def __init__(self) -> None:
+        self.kid = secrets.token_hex(8)
+        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self.private_key, algorithm="RS256", headers={"kid": self.kid})
+
+    def jwks(self) -> dict[str, Any]:
+        public = jwt.algorithms.RSAAlgorithm.to_jwk(self.private_key.public_key(), as_dict=True)
+        public.update({"kid": self.kid, "use": "sig", "alg": "RS256"})
+        return {"keys": [public]}
+
+
+def pkce_matches(verifier: str | None, challenge: str | None, method: str | None) -> bool:
+    if challenge is None:
+        return verifier is None
+    if verifier is None:
+        return False
+    if (method or "plain") == "S256":
+        digest = hashlib.sha256(verifier.encode()).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == challenge
+    return secrets.compare_digest(verifier, challenge)
+
+
+@dataclass
+class Fault:
+    status: int
+    remaining: int
+    retry_after_s: int | None = None
+
+
+@dataclass
+class FaultPlan:
+    """Answer the next N calls to a set of endpoints with 429 or 5xx."""
+
+    faults: list[Fault] = field(default_factory=list)
+
+    def take(self) -> Fault | None:
+        while self.faults and self.faults[0].remaining <= 0:
+            self.faults.pop(0)
+        if not self.faults:
+            return None
+        self.faults[0].remaining -= 1
+        return self.faults[0]
+
+
+class FaultRequest(BaseModel):
+    status: int = 503
+    count: int = 1
+    retry_after_s: int | None = None
+
+
+class CallCounter:
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def hit(self, endpoint: str) -> None:
+        self.calls[endpoint] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.calls)
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: str(v) for k, v in form.items()}
+
+
+def client_credentials_from(request: Request, form: dict[str, str]) -> tuple[str | None, str | None]:
+    """client_id / client_secret from the form or an HTTP Basic header."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(header[6:]).decode()
+            client_id, _, secret = decoded.partition(":")
+            return client_id, secret
+        except ValueError:
+            return None, None
+    return form.get("client_id"), form.get("client_secret")
+
+
+def json_error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content=body, headers=headers)

@@ -1,0 +1,568 @@
+"""Microsoft identity platform (Entra ID) emulator, per FACTS.md.
+
+Endpoints under `/<tenant>/oauth2/v2.0/` (authorize, token, devicecode), discovery at
+`/<tenant>/v2.0/.well-known/openid-configuration`, keys at `/<tenant>/discovery/v2.0/keys`.
+Refresh tokens rotate on every use (the old one stays valid), die after 90 idle days
+(AADSTS700082) or when revoked (AADSTS50173). Errors have Microsoft's body shape.
+
+Control API (tests and the demo): `/_emulator/...` — register apps, approve or decline a
+device code as a user, set who signs in at `authorize`, revoke or age a user's grant,
+inject 429/5xx answers, read call counts.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel
+
+from .identity import (
+    CallCounter,
+    FaultPlan,
+    FaultRequest,
+    Fault,
+    SigningKey,
+    client_credentials_from,
+    form_of,
+    json_error,
+    now,
+    pkce_matches,
+    random_token,
+)
+
+REFRESH_TOKEN_LIFETIME_S = 90 * 24 * 3600
+DEVICE_CODE_LIFETIME_S = 900
+DEVICE_CODE_INTERVAL_S = 5
+SMTP_AUDIENCE = "https://outlook.office.com"
+APP_ONLY_AUDIENCE = "https://outlook.office365.com"
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+ERRORS: dict[int, tuple[str, str]] = {
+    50173: (
+        "invalid_grant",
+        "The provided grant has expired due to it being revoked, a fresh auth token is needed. "
+        "The user might have changed or reset their password.",
+    ),
+    700082: (
+        "invalid_grant",
+        "The refresh token has expired due to inactivity. The token was issued on {issued} "
+        "and was inactive for 90.00:00:00.",
+    ),
+    70008: ("invalid_grant", "The provided authorization code or refresh token has expired."),
+    70000: ("invalid_grant", "Provided grant is invalid or malformed."),
+    70016: ("authorization_pending", "OAuth 2.0 device flow error. Authorization is pending."),
+    70020: ("expired_token", "The provided value for the input parameter 'device_code' is not valid. The device code has expired."),
+    70019: ("bad_verification_code", "Verification code expired."),
+    500121: ("authorization_declined", "Authentication failed during strong authentication request."),
+    70011: ("invalid_scope", "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."),
+    700016: ("unauthorized_client", "Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
+    7000215: ("invalid_client", "Invalid client secret provided."),
+    9002313: ("invalid_request", "Invalid request. Request is malformed or invalid."),
+    50148: ("invalid_grant", "The code_verifier does not match the code_challenge supplied in the authorization request for PKCE."),
+    54005: ("invalid_grant", "OAuth2 Authorization code was already redeemed, please retry with a new valid code."),
+    900144: ("invalid_request", "The request body must contain the following parameter: '{parameter}'."),
+    90014: ("invalid_request", "The request was throttled."),
+}
+
+
+def error_body(code: int, **fmt: str) -> dict[str, Any]:
+    error, description = ERRORS[code]
+    trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return {
+        "error": error,
+        "error_description": (
+            f"AADSTS{code}: {description.format(**fmt)} Trace ID: {trace_id} "
+            f"Correlation ID: {correlation_id} Timestamp: {stamp}"
+        ),
+        "error_codes": [code],
+        "timestamp": stamp,
+        "trace_id": trace_id,
+        "correlation_id": correlation_id,
+        "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+    }
+
+
+@dataclass
+class App:
+    client_id: str
+    client_secret: str | None = None
+
+
+@dataclass
+class Grant:
+    """One user's consent to one app: every refresh token issued from it shares its fate."""
+
+    grant_id: str
+    client_id: str
+    tenant: str
+    user: str
+    scopes: list[str]
+    revoked: bool = False
+
+
+@dataclass
+class RefreshToken:
+    grant_id: str
+    issued_at: float
+
+
+@dataclass
+class DeviceCode:
+    device_code: str
+    user_code: str
+    client_id: str
+    tenant: str
+    scopes: list[str]
+    expires_at: float
+    last_poll: float = 0.0
+    approved_user: str | None = None
+    declined: bool = False
+    redeemed: bool = False
+
+
+@dataclass
+class AuthCode:
+    client_id: str
+    tenant: str
+    redirect_uri: str
+    scopes: list[str]
+    user: str
+    challenge: str | None
+    method: str | None
+    nonce: str | None
+    expires_at: float
+    redeemed: bool = False
+
+
+@dataclass
+class State:
+    apps: dict[str, App] = field(default_factory=dict)
+    grants: dict[str, Grant] = field(default_factory=dict)
+    refresh_tokens: dict[str, RefreshToken] = field(default_factory=dict)
+    device_codes: dict[str, DeviceCode] = field(default_factory=dict)
+    auth_codes: dict[str, AuthCode] = field(default_factory=dict)
+    issued_access_tokens: list[str] = field(default_factory=list)
+    issued_refresh_tokens: list[str] = field(default_factory=list)
+    next_sign_in: str | None = None
+    access_token_lifetime_s: int = 3600
+    slow_down: bool = False
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    counter: CallCounter = field(default_factory=CallCounter)
+
+
+class RegisterApp(BaseModel):
+    client_id: str
+    client_secret: str | None = None
+
+
+class Approve(BaseModel):
+    user_code: str
+    user: str
+
+
+class Decline(BaseModel):
+    user_code: str
+
+
+class UserRequest(BaseModel):
+    user: str
+
+
+class AgeRequest(BaseModel):
+    user: str
+    days: float = 91
+
+
+class Settings(BaseModel):
+    access_token_lifetime_s: int | None = None
+    slow_down: bool | None = None
+    next_sign_in: str | None = None
+
+
+def _scopes(raw: str) -> list[str]:
+    return [s for s in raw.split() if s]
+
+
+def _resource_scopes(scopes: list[str]) -> list[str]:
+    return [s for s in scopes if s not in ("openid", "profile", "offline_access", "email")]
+
+
+def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
+    """The emulator as an ASGI app; `base_url` is how clients reach it (https://host:port)."""
+    state = State()
+    for app_ in apps or []:
+        state.apps[app_.client_id] = app_
+    key = SigningKey()
+    api = FastAPI(title="Microsoft identity platform emulator", docs_url=None, redoc_url=None)
+    api.state.emulator = state
+
+    def issuer(tenant: str) -> str:
+        return f"{base_url}/{tenant}/v2.0"
+
+    def tenant_id(tenant: str) -> str:
+        # Well-known aliases stand for a real directory; the emulator has one per name.
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"fleetmail-emulator/{tenant}"))
+
+    def fault_response(endpoint: str) -> Response | None:
+        state.counter.hit(endpoint)
+        fault: Fault | None = state.faults.take()
+        if fault is None:
+            return None
+        headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else None
+        body = error_body(90014)
+        body["error"] = "temporarily_unavailable"
+        return json_error(fault.status, body, headers)
+
+    def issue_tokens(grant: Grant, client_id: str, nonce: str | None = None) -> dict[str, Any]:
+        issued = int(now())
+        tid = tenant_id(grant.tenant)
+        oid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"user/{grant.user}"))
+        resource = _resource_scopes(grant.scopes)
+        access_token = key.sign(
+            {
+                "aud": SMTP_AUDIENCE,
+                "iss": f"https://sts.windows.net/{tid}/",
+                "iat": issued,
+                "nbf": issued,
+                "exp": issued + state.access_token_lifetime_s,
+                "appid": client_id,
+                "scp": " ".join(s.rsplit("/", 1)[-1] for s in resource),
+                "upn": grant.user,
+                "unique_name": grant.user,
+                "oid": oid,
+                "tid": tid,
+                "jti": secrets.token_hex(8),
+            }
+        )
+        refresh_token = random_token("1.AQ", 48)
+        state.refresh_tokens[refresh_token] = RefreshToken(grant.grant_id, now())
+        state.issued_access_tokens.append(access_token)
+        state.issued_refresh_tokens.append(refresh_token)
+        id_claims: dict[str, Any] = {
+            "aud": client_id,
+            "iss": issuer(grant.tenant),
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + 3600,
+            "name": grant.user.split("@")[0],
+            "preferred_username": grant.user,
+            "email": grant.user,
+            "oid": oid,
+            "sub": secrets.token_hex(16),
+            "tid": tid,
+            "ver": "2.0",
+        }
+        if nonce:
+            id_claims["nonce"] = nonce
+        return {
+            "token_type": "Bearer",
+            "scope": " ".join(resource),
+            "expires_in": state.access_token_lifetime_s,
+            "ext_expires_in": state.access_token_lifetime_s,
+            "access_token": access_token,
+            "refresh_token": refresh_token,
+            "id_token": key.sign(id_claims),
+            "client_info": base64.urlsafe_b64encode(
+                json.dumps({"uid": oid, "utid": tid}).encode()
+            ).rstrip(b"=").decode(),
+        }
+
+    def check_scopes(scopes: list[str]) -> Response | None:
+        graph = any(s.startswith("https://graph.microsoft.com/") for s in scopes)
+        outlook = any(s.startswith(("https://outlook.office.com/", "https://outlook.office365.com/")) for s in scopes)
+        if graph and outlook:
+            return json_error(400, error_body(70011, scope=" ".join(scopes)))
+        return None
+
+    def check_app(client_id: str | None, tenant: str) -> Response | None:
+        if not client_id:
+            return json_error(400, error_body(900144, parameter="client_id"))
+        if client_id not in state.apps:
+            return json_error(400, error_body(700016, client_id=client_id, tenant=tenant))
+        return None
+
+    @api.get("/{tenant}/v2.0/.well-known/openid-configuration")
+    async def discovery(tenant: str) -> dict[str, Any]:
+        state.counter.hit("discovery")
+        base = f"{base_url}/{tenant}"
+        return {
+            "issuer": issuer(tenant),
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "code_challenge_methods_supported": ["plain", "S256"],
+            "tenant_region_scope": None,
+            "cloud_instance_name": "microsoftonline.com",
+        }
+
+    @api.get("/{tenant}/discovery/v2.0/keys")
+    async def keys(tenant: str) -> dict[str, Any]:
+        state.counter.hit("keys")
+        return key.jwks()
+
+    @api.post("/{tenant}/oauth2/v2.0/devicecode")
+    async def devicecode(tenant: str, request: Request) -> Response:
+        if (failed := fault_response("devicecode")) is not None:
+            return failed
+        form = await form_of(request)
+        if (bad := check_app(form.get("client_id"), tenant)) is not None:
+            return bad
+        scopes = _scopes(form.get("scope", ""))
+        if (bad := check_scopes(scopes)) is not None:
+            return bad
+        code = DeviceCode(
+            device_code=random_token("DAQABAAEAAA", 48),
+            user_code="".join(secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(9)),
+            client_id=form["client_id"],
+            tenant=tenant,
+            scopes=scopes,
+            expires_at=now() + DEVICE_CODE_LIFETIME_S,
+        )
+        state.device_codes[code.device_code] = code
+        verification_uri = f"{base_url}/devicelogin"
+        return JSONResponse(
+            {
+                "user_code": code.user_code,
+                "device_code": code.device_code,
+                "verification_uri": verification_uri,
+                "expires_in": DEVICE_CODE_LIFETIME_S,
+                "interval": DEVICE_CODE_INTERVAL_S,
+                "message": (
+                    f"To sign in, use a web browser to open the page {verification_uri} and "
+                    f"enter the code {code.user_code} to authenticate."
+                ),
+            }
+        )
+
+    @api.get("/{tenant}/oauth2/v2.0/authorize")
+    async def authorize(tenant: str, request: Request) -> Response:
+        state.counter.hit("authorize")
+        query = dict(request.query_params)
+        if (bad := check_app(query.get("client_id"), tenant)) is not None:
+            return bad
+        user = query.get("login_hint_user") or state.next_sign_in
+        if user is None:
+            # No scripted sign-in: a minimal sign-in form, as a person would see it.
+            hidden = "".join(
+                f'<input type="hidden" name="{k}" value="{v}">' for k, v in query.items()
+            )
+            return HTMLResponse(
+                f"<html><body><form method='get'>{hidden}<label>Sign in as "
+                "<input name='login_hint_user'></label><button>Sign in</button></form>"
+                "</body></html>"
+            )
+        code = random_token("0.AQ", 48)
+        state.auth_codes[code] = AuthCode(
+            client_id=query["client_id"],
+            tenant=tenant,
+            redirect_uri=query.get("redirect_uri", ""),
+            scopes=_scopes(query.get("scope", "")),
+            user=user,
+            challenge=query.get("code_challenge"),
+            method=query.get("code_challenge_method"),
+            nonce=query.get("nonce"),
+            expires_at=now() + 600,
+        )
+        params = {"code": code, "state": query.get("state", ""), "session_state": secrets.token_hex(8)}
+        return RedirectResponse(f"{query.get('redirect_uri')}?{urlencode(params)}", status_code=302)
+
+    @api.post("/{tenant}/oauth2/v2.0/token")
+    async def token(tenant: str, request: Request) -> Response:
+        if (failed := fault_response("token")) is not None:
+            return failed
+        form = await form_of(request)
+        client_id, client_secret = client_credentials_from(request, form)
+        if (bad := check_app(client_id, tenant)) is not None:
+            return bad
+        assert client_id is not None
+        app_ = state.apps[client_id]
+        if client_secret is not None or app_.client_secret is not None:
+            if app_.client_secret is None or not secrets.compare_digest(
+                client_secret or "", app_.client_secret
+            ):
+                return json_error(401, error_body(7000215))
+        grant_type = form.get("grant_type", "")
+        scopes = _scopes(form.get("scope", ""))
+        if (bad := check_scopes(scopes)) is not None:
+            return bad
+        if grant_type == DEVICE_CODE_GRANT:
+            return redeem_device_code(form, client_id)
+        if grant_type == "authorization_code":
+            return redeem_auth_code(form, client_id)
+        if grant_type == "refresh_token":
+            return redeem_refresh_token(form, client_id, scopes)
+        if grant_type == "client_credentials":
+            if app_.client_secret is None:
+                return json_error(401, error_body(7000215))
+            issued = int(now())
+            access_token = key.sign(
+                {
+                    "aud": APP_ONLY_AUDIENCE,
+                    "iss": f"https://sts.windows.net/{tenant_id(tenant)}/",
+                    "iat": issued,
+                    "exp": issued + state.access_token_lifetime_s,
+                    "appid": client_id,
+                    "roles": ["SMTP.SendAsApp"],
+                    "tid": tenant_id(tenant),
+                }
+            )
+            state.issued_access_tokens.append(access_token)
+            return JSONResponse(
+                {"token_type": "Bearer", "expires_in": state.access_token_lifetime_s,
+                 "ext_expires_in": state.access_token_lifetime_s, "access_token": access_token}
+            )
+        return json_error(400, error_body(9002313))
+
+    def redeem_device_code(form: dict[str, str], client_id: str) -> Response:
+        code = state.device_codes.get(form.get("device_code", ""))
+        if code is None or code.client_id != client_id or code.redeemed:
+            return json_error(400, error_body(70019))
+        if now() > code.expires_at:
+            return json_error(400, error_body(70020))
+        if code.declined:
+            return json_error(400, error_body(500121))
+        if code.approved_user is None:
+            too_fast = now() - code.last_poll < DEVICE_CODE_INTERVAL_S
+            code.last_poll = now()
+            if state.slow_down and too_fast:
+                body = error_body(70016)
+                body["error"] = "slow_down"
+                return json_error(400, body)
+            return json_error(400, error_body(70016))
+        code.redeemed = True
+        grant = Grant(uuid.uuid4().hex, client_id, code.tenant, code.approved_user, code.scopes)
+        state.grants[grant.grant_id] = grant
+        return JSONResponse(issue_tokens(grant, client_id))
+
+    def redeem_auth_code(form: dict[str, str], client_id: str) -> Response:
+        code = state.auth_codes.get(form.get("code", ""))
+        if code is None or code.client_id != client_id or now() > code.expires_at:
+            return json_error(400, error_body(70008))
+        if code.redeemed:
+            return json_error(400, error_body(54005))
+        if form.get("redirect_uri") != code.redirect_uri:
+            return json_error(400, error_body(9002313))
+        if not pkce_matches(form.get("code_verifier"), code.challenge, code.method):
+            return json_error(400, error_body(50148))
+        code.redeemed = True
+        grant = Grant(uuid.uuid4().hex, client_id, code.tenant, code.user, code.scopes)
+        state.grants[grant.grant_id] = grant
+        return JSONResponse(issue_tokens(grant, client_id, code.nonce))
+
+    def redeem_refresh_token(form: dict[str, str], client_id: str, scopes: list[str]) -> Response:
+        record = state.refresh_tokens.get(form.get("refresh_token", ""))
+        if record is None:
+            return json_error(400, error_body(9002313))
+        grant = state.grants[record.grant_id]
+        if grant.client_id != client_id:
+            return json_error(400, error_body(70000))
+        if grant.revoked:
+            return json_error(400, error_body(50173))
+        if now() - record.issued_at > REFRESH_TOKEN_LIFETIME_S:
+            issued = dt.datetime.fromtimestamp(record.issued_at, dt.UTC).isoformat()
+            return json_error(400, error_body(700082, issued=issued))
+        if scopes and not set(_resource_scopes(scopes)) <= set(_resource_scopes(grant.scopes)):
+            return json_error(400, error_body(70011, scope=" ".join(scopes)))
+        # Rotation: a new refresh token on every use; the old one is not revoked.
+        return JSONResponse(issue_tokens(grant, client_id))
+
+    # --- control API ------------------------------------------------------------------
+
+    @api.post("/_emulator/apps")
+    async def register_app(body: RegisterApp) -> dict[str, str]:
+        state.apps[body.client_id] = App(body.client_id, body.client_secret)
+        return {"client_id": body.client_id}
+
+    @api.post("/_emulator/device-codes/approve")
+    async def approve(body: Approve) -> Response:
+        for code in state.device_codes.values():
+            if code.user_code == body.user_code and not code.redeemed:
+                code.approved_user = body.user
+                return JSONResponse({"approved": True})
+        return json_error(404, {"error": "unknown user_code"})
+
+    @api.post("/_emulator/device-codes/decline")
+    async def decline(body: Decline) -> Response:
+        for code in state.device_codes.values():
+            if code.user_code == body.user_code:
+                code.declined = True
+                return JSONResponse({"declined": True})
+        return json_error(404, {"error": "unknown user_code"})
+
+    @api.get("/_emulator/device-codes/pending")
+    async def pending() -> list[dict[str, Any]]:
+        return [
+            {"user_code": c.user_code, "tenant": c.tenant, "scopes": c.scopes}
+            for c in state.device_codes.values()
+            if c.approved_user is None and not c.declined and now() < c.expires_at
+        ]
+
+    @api.post("/_emulator/grants/revoke")
+    async def revoke(body: UserRequest) -> dict[str, int]:
+        revoked = 0
+        for grant in state.grants.values():
+            if grant.user == body.user and not grant.revoked:
+                grant.revoked = True
+                revoked += 1
+        return {"revoked": revoked}
+
+    @api.post("/_emulator/grants/age")
+    async def age(body: AgeRequest) -> dict[str, int]:
+        aged = 0
+        grant_ids = {g.grant_id for g in state.grants.values() if g.user == body.user}
+        for record in state.refresh_tokens.values():
+            if record.grant_id in grant_ids:
+                record.issued_at -= body.days * 24 * 3600
+                aged += 1
+        return {"aged": aged}
+
+    @api.post("/_emulator/faults")
+    async def faults(body: FaultRequest) -> dict[str, int]:
+        state.faults.faults.append(Fault(body.status, body.count, body.retry_after_s))
+        return {"queued": body.count}
+
+    @api.post("/_emulator/settings")
+    async def settings(body: Settings) -> dict[str, Any]:
+        if body.access_token_lifetime_s is not None:
+            state.access_token_lifetime_s = body.access_token_lifetime_s
+        if body.slow_down is not None:
+            state.slow_down = body.slow_down
+        if "next_sign_in" in body.model_fields_set:
+            state.next_sign_in = body.next_sign_in
+        return {"ok": True}
+
+    @api.get("/_emulator/calls")
+    async def calls() -> dict[str, int]:
+        return state.counter.snapshot()
+
+    @api.get("/_emulator/issued")
+    async def issued() -> dict[str, list[str]]:
+        """Every token string issued so far, so tests can prove none is stored in clear."""
+        return {
+            "access_tokens": state.issued_access_tokens,
+            "refresh_tokens": state.issued_refresh_tokens,
+        }
+
+    @api.get("/_emulator/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return api

@@ -1,0 +1,101 @@
+"""Run emulators as processes: `python -m fleetmail_devkit.emulators.serve identity|smtp ...`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from ..ca import TlsFiles, ensure_local_ca
+
+
+def https_server(app: FastAPI, port: int, tls: TlsFiles, host: str = "127.0.0.1") -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=str(tls.server_cert),
+        ssl_keyfile=str(tls.server_key),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
+    return uvicorn.Server(config)
+
+
+async def run_servers(servers: list[uvicorn.Server], extra: list[asyncio.Task[None]] | None = None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    for server in servers:
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    await stop.wait()
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task in extra or []:
+        task.cancel()
+
+
+def _apps(values: list[str]) -> list[tuple[str, str | None]]:
+    found = []
+    for value in values:
+        client_id, _, secret = value.partition(":")
+        found.append((client_id, secret or None))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fleetmail-emulators")
+    sub = parser.add_subparsers(dest="which", required=True)
+    identity = sub.add_parser("identity", help="Microsoft identity platform and Google OAuth")
+    identity.add_argument("--microsoft-port", type=int, required=True)
+    identity.add_argument("--google-port", type=int, required=True)
+    identity.add_argument("--tls-dir", type=Path, required=True)
+    identity.add_argument("--microsoft-app", action="append", default=[], help="client_id[:secret]")
+    identity.add_argument("--google-app", action="append", default=[], help="client_id:secret")
+    smtp = sub.add_parser("smtp", help="SMTP server that checks XOAUTH2 against the emulators")
+    smtp.add_argument("--starttls-port", type=int, required=True)
+    smtp.add_argument("--tls-port", type=int, required=True)
+    smtp.add_argument("--control-port", type=int, required=True)
+    smtp.add_argument("--tls-dir", type=Path, required=True)
+    smtp.add_argument("--maildir", type=Path, required=True)
+    smtp.add_argument("--microsoft-url", required=True)
+    smtp.add_argument("--google-url", required=True)
+    smtp.add_argument("--flavour", choices=["microsoft", "gmail"], default="microsoft")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    tls = ensure_local_ca(args.tls_dir)
+    if args.which == "identity":
+        from . import google, microsoft
+
+        ms_app = microsoft.create_app(
+            f"https://127.0.0.1:{args.microsoft_port}",
+            [microsoft.App(cid, secret) for cid, secret in _apps(args.microsoft_app)],
+        )
+        g_app = google.create_app(
+            f"https://127.0.0.1:{args.google_port}",
+            [google.App(cid, secret) for cid, secret in _apps(args.google_app)],
+        )
+        servers = [https_server(ms_app, args.microsoft_port, tls), https_server(g_app, args.google_port, tls)]
+        print(f"identity emulators ready: microsoft https://127.0.0.1:{args.microsoft_port} "
+              f"google https://127.0.0.1:{args.google_port}", flush=True)
+        asyncio.run(run_servers(servers))
+        return 0
+    from . import smtp as smtp_emulator
+
+    asyncio.run(smtp_emulator.serve(args, tls))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

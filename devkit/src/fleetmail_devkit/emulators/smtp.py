@@ -1,0 +1,408 @@
+"""SMTP emulator (aiosmtpd) that behaves like Microsoft 365's or Gmail's submission servers.
+
+- STARTTLS on one port (required before AUTH), implicit TLS on another.
+- AUTH XOAUTH2 checked against the identity emulators: Microsoft tokens are verified as
+  JWTs with the emulator's published keys (audience, expiry, SMTP.Send scope or the
+  SMTP.SendAsApp role, the user); Google tokens through the emulator's `tokeninfo`.
+- AUTH PLAIN/LOGIN for basic-auth mailboxes, `550 5.7.30` once basic auth is "removed".
+- The real failure replies from FACTS.md, from the table in `fleetmail_runtime.smtp_replies`:
+  `535 5.7.139` for a mailbox with SMTP AUTH off, `535 5.7.3` for a bad Microsoft token,
+  Gmail's `334` JSON challenge then `535-5.7.8`, `550 5.7.60` for Send As.
+- Injectable 421/451 transient failures; every accepted message kept in a Maildir and
+  listed by the control API (`http://127.0.0.1:<control-port>/_emulator/...`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import hashlib
+import json
+import mailbox
+import ssl
+import time
+import uuid
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from fleetmail_runtime import smtp_replies
+from pydantic import BaseModel
+
+from ..ca import TlsFiles
+
+MICROSOFT_AUDIENCES = ("https://outlook.office.com", "https://outlook.office365.com")
+GOOGLE_MAIL_SCOPE = "https://mail.google.com/"
+
+
+@dataclass
+class Mailbox:
+    address: str
+    password: str | None = None
+    smtp_auth_disabled: bool = False
+    send_as: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Fault:
+    stage: str
+    code: int
+    text: str
+    remaining: int
+
+
+@dataclass
+class Accepted:
+    id: str
+    received_at: float
+    mail_from: str
+    rcpt_tos: list[str]
+    auth_user: str | None
+    auth_mechanism: str | None
+    message_id: str | None
+    subject: str | None
+    size: int
+    sha256: str
+    port: int
+
+
+@dataclass
+class EmulatorState:
+    flavour: str
+    maildir: mailbox.Maildir
+    mailboxes: dict[str, Mailbox] = field(default_factory=dict)
+    basic_auth_removed: bool = False
+    rejected_recipients: set[str] = field(default_factory=set)
+    faults: list[Fault] = field(default_factory=list)
+    accepted: list[Accepted] = field(default_factory=list)
+    auth_failures: int = 0
+    auth_successes: int = 0
+
+    def take_fault(self, stage: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.stage == stage and fault.remaining > 0:
+                fault.remaining -= 1
+                return fault
+        return None
+
+    def mailbox_of(self, address: str) -> Mailbox | None:
+        return self.mailboxes.get(address.lower())
+
+
+class TokenVerifier:
+    """Checks XOAUTH2 bearer tokens against the identity emulators, as the real servers do."""
+
+    def __init__(self, microsoft_url: str, google_url: str, ca_file: Path) -> None:
+        self.microsoft_url = microsoft_url.rstrip("/")
+        self.google_url = google_url.rstrip("/")
+        self._http = httpx.AsyncClient(verify=str(ca_file), timeout=5.0, trust_env=False)
+        self._jwks: jwt.PyJWKSet | None = None
+
+    async def _microsoft_keys(self, refresh: bool = False) -> jwt.PyJWKSet:
+        if self._jwks is None or refresh:
+            response = await self._http.get(f"{self.microsoft_url}/common/discovery/v2.0/keys")
+            response.raise_for_status()
+            self._jwks = jwt.PyJWKSet.from_dict(response.json())
+        return self._jwks
+
+    async def microsoft(self, user: str, token: str) -> bool:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            return False
+        keys = await self._microsoft_keys()
+        if not any(k.key_id == kid for k in keys.keys):
+            keys = await self._microsoft_keys(refresh=True)
+        matching = [k for k in keys.keys if k.key_id == kid]
+        if not matching:
+            return False
+        try:
+            claims = jwt.decode(
+                token, matching[0].key, algorithms=["RS256"], audience=list(MICROSOFT_AUDIENCES)
+            )
+        except jwt.PyJWTError:
+            return False
+        if "SMTP.SendAsApp" in claims.get("roles", []):
+            return True
+        scopes = str(claims.get("scp", "")).split()
+        return "SMTP.Send" in scopes and str(claims.get("upn", "")).lower() == user.lower()
+
+    async def google(self, user: str, token: str) -> bool:
+        response = await self._http.get(f"{self.google_url}/tokeninfo", params={"access_token": token})
+        if response.status_code != 200:
+            return False
+        info = response.json()
+        return GOOGLE_MAIL_SCOPE in info.get("scope", "").split() and info.get("email", "").lower() == user.lower()
+
+
+def parse_xoauth2(blob: bytes) -> tuple[str, str] | None:
+    try:
+        text = blob.decode()
+    except UnicodeDecodeError:
+        return None
+    parts = dict(p.split("=", 1) for p in text.split("\x01") if "=" in p)
+    user, auth = parts.get("user"), parts.get("auth", "")
+    if not user or not auth.startswith("Bearer "):
+        return None
+    return user, auth[len("Bearer ") :]
+
+
+def reply(known: smtp_replies.KnownReply) -> str:
+    lines = known.text.split("\n")
+    if len(lines) == 1:
+        return f"{known.code} {lines[0]}"
+    return "\r\n".join(
+        f"{known.code}{'-' if i < len(lines) - 1 else ' '}{line}" for i, line in enumerate(lines)
+    )
+
+
+class Handler:
+    def __init__(self, state: EmulatorState, verifier: TokenVerifier, port: int) -> None:
+        self.state = state
+        self.verifier = verifier
+        self.port = port
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                return AuthResult(success=False, handled=False, message="501 5.5.2 Cannot decode")
+        else:
+            challenged = await server.challenge_auth("", encode_to_b64=False)
+            if not isinstance(challenged, bytes):
+                return AuthResult(success=False, handled=True)
+            blob = challenged
+        parsed = parse_xoauth2(blob)
+        if parsed is None:
+            return AuthResult(success=False, handled=False, message="501 5.5.2 Invalid XOAUTH2 auth data")
+        user, token = parsed
+        if self.state.flavour == "gmail":
+            ok = await self.verifier.google(user, token)
+            if not ok:
+                self.state.auth_failures += 1
+                challenge = base64.b64encode(smtp_replies.GMAIL_XOAUTH2_CHALLENGE.encode())
+                await server.push(b"334 " + challenge)
+                await server._reader.readline()  # the client's empty answer  # noqa: SLF001
+                return AuthResult(success=False, handled=False, message=reply(smtp_replies.GMAIL_AUTH_FAILED))
+        else:
+            ok = await self.verifier.microsoft(user, token)
+            if not ok:
+                self.state.auth_failures += 1
+                return AuthResult(
+                    success=False, handled=False,
+                    message=f"535 5.7.3 Authentication unsuccessful [{uuid.uuid4().hex[:16].upper()}]",
+                )
+            box = self.state.mailbox_of(user)
+            if box is not None and box.smtp_auth_disabled:
+                self.state.auth_failures += 1
+                return AuthResult(success=False, handled=False, message=reply(smtp_replies.SMTP_AUTH_DISABLED))
+        self.state.auth_successes += 1
+        return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b"XOAUTH2"))
+
+    def authenticate_basic(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        assert isinstance(auth_data, LoginPassword)
+        user = auth_data.login.decode()
+        if self.state.basic_auth_removed:
+            self.state.auth_failures += 1
+            return AuthResult(success=False, handled=False, message=reply(smtp_replies.BASIC_AUTH_REFUSED))
+        box = self.state.mailbox_of(user)
+        if box is not None and box.smtp_auth_disabled:
+            return AuthResult(success=False, handled=False, message=reply(smtp_replies.SMTP_AUTH_DISABLED))
+        if box is None or box.password is None or box.password.encode() != auth_data.password:
+            self.state.auth_failures += 1
+            return AuthResult(success=False, handled=False, message="535 5.7.3 Authentication unsuccessful")
+        self.state.auth_successes += 1
+        return AuthResult(success=True, auth_data=auth_data)
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]) -> str:  # noqa: N802
+        if (fault := self.state.take_fault("mail")) is not None:
+            return f"{fault.code} {fault.text}"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]) -> str:  # noqa: N802
+        if (fault := self.state.take_fault("rcpt")) is not None:
+            return f"{fault.code} {fault.text}"
+        if address.lower() in self.state.rejected_recipients:
+            return "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        if (fault := self.state.take_fault("data")) is not None:
+            return f"{fault.code} {fault.text}"
+        raw = envelope.original_content or b""
+        parsed = message_from_bytes(raw, policy=policy.default)
+        auth_data = session.auth_data
+        auth_user = auth_data.login.decode() if isinstance(auth_data, LoginPassword) else None
+        from_addresses = [a.lower() for _, a in getaddresses([str(parsed.get("From", ""))])]
+        if auth_user and self.state.flavour == "microsoft":
+            box = self.state.mailbox_of(auth_user)
+            allowed = {auth_user.lower()} | (box.send_as if box else set())
+            if any(a not in allowed for a in from_addresses + [str(envelope.mail_from).lower()]):
+                return reply(smtp_replies.SEND_AS_DENIED)
+        key = self.state.maildir.add(raw)
+        mechanism = None
+        if isinstance(auth_data, LoginPassword):
+            mechanism = "XOAUTH2" if auth_data.password == b"XOAUTH2" else "PLAIN/LOGIN"
+        self.state.accepted.append(
+            Accepted(
+                id=key,
+                received_at=time.time(),
+                mail_from=str(envelope.mail_from),
+                rcpt_tos=list(envelope.rcpt_tos),
+                auth_user=auth_user,
+                auth_mechanism=mechanism,
+                message_id=parsed.get("Message-ID"),
+                subject=parsed.get("Subject"),
+                size=len(raw),
+                sha256=hashlib.sha256(raw).hexdigest(),
+                port=self.port,
+            )
+        )
+        if self.state.flavour == "gmail":
+            return f"250 2.0.0 OK  {int(time.time())} {uuid.uuid4().hex[:12]} - gsmtp"
+        return f"250 2.0.0 OK <{uuid.uuid4()}@emulator.outlook.com> [Hostname=EMULATOR]"
+
+
+class MailboxRequest(BaseModel):
+    address: str
+    password: str | None = None
+    smtp_auth_disabled: bool = False
+    send_as: list[str] = []
+
+
+class FaultRequest(BaseModel):
+    stage: str = "mail"
+    code: int = 451
+    text: str = "4.3.2 Service temporarily unavailable, please try again later"
+    count: int = 1
+
+
+class SettingsRequest(BaseModel):
+    basic_auth_removed: bool | None = None
+    rejected_recipients: list[str] | None = None
+
+
+def control_app(state: EmulatorState) -> FastAPI:
+    api = FastAPI(title="SMTP emulator control", docs_url=None, redoc_url=None)
+
+    @api.post("/_emulator/mailboxes")
+    async def put_mailbox(body: MailboxRequest) -> dict[str, str]:
+        state.mailboxes[body.address.lower()] = Mailbox(
+            body.address, body.password, body.smtp_auth_disabled, {a.lower() for a in body.send_as}
+        )
+        return {"address": body.address}
+
+    @api.post("/_emulator/faults")
+    async def faults(body: FaultRequest) -> dict[str, int]:
+        state.faults.append(Fault(body.stage, body.code, body.text, body.count))
+        return {"queued": body.count}
+
+    @api.post("/_emulator/settings")
+    async def settings(body: SettingsRequest) -> dict[str, bool]:
+        if body.basic_auth_removed is not None:
+            state.basic_auth_removed = body.basic_auth_removed
+        if body.rejected_recipients is not None:
+            state.rejected_recipients = {a.lower() for a in body.rejected_recipients}
+        return {"ok": True}
+
+    @api.get("/_emulator/messages")
+    async def messages() -> list[dict[str, Any]]:
+        return [a.__dict__ for a in state.accepted]
+
+    @api.get("/_emulator/messages/{key}/raw")
+    async def raw(key: str) -> Response:
+        try:
+            message = state.maildir.get_bytes(key)
+        except KeyError:
+            return JSONResponse({"error": "no such message"}, status_code=404)
+        return Response(message, media_type="message/rfc822")
+
+    @api.get("/_emulator/stats")
+    async def stats() -> dict[str, int]:
+        return {
+            "accepted": len(state.accepted),
+            "auth_failures": state.auth_failures,
+            "auth_successes": state.auth_successes,
+        }
+
+    @api.get("/_emulator/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return api
+
+
+class ProviderSMTP(SMTP):
+    """Provider servers accept AUTH lines far longer than RFC 5321's 512: bearer tokens are."""
+
+    command_size_limit = 16_384
+    line_length_limit = 16_384
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit)
+
+
+def server_tls_context(tls: TlsFiles) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tls.server_cert), str(tls.server_key))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
+    from .serve import run_servers  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    args.maildir.parent.mkdir(parents=True, exist_ok=True)
+    state = EmulatorState(flavour=args.flavour, maildir=mailbox.Maildir(args.maildir, create=True))
+    verifier = TokenVerifier(args.microsoft_url, args.google_url, tls.ca_cert)
+    context = server_tls_context(tls)
+    hostname = "emulator.outlook.com" if args.flavour == "microsoft" else "smtp.gmail.com"
+    loop = asyncio.get_running_loop()
+
+    def factory(port: int, implicit: bool) -> SMTP:
+        handler = Handler(state, verifier, port)
+        return ProviderSMTP(
+            handler,
+            hostname=hostname,
+            ident="Microsoft ESMTP MAIL Service" if args.flavour == "microsoft" else "gsmtp",
+            tls_context=None if implicit else context,
+            require_starttls=not implicit,
+            auth_required=True,
+            auth_require_tls=not implicit,
+            authenticator=handler.authenticate_basic,
+            data_size_limit=157_286_400 if args.flavour == "microsoft" else 36_700_160,
+            loop=loop,
+        )
+
+    starttls = await loop.create_server(lambda: factory(args.starttls_port, False), "127.0.0.1", args.starttls_port)
+    implicit = await loop.create_server(lambda: factory(args.tls_port, True), "127.0.0.1", args.tls_port, ssl=context)
+    control = uvicorn.Server(
+        uvicorn.Config(control_app(state), host="127.0.0.1", port=args.control_port, log_level="warning", access_log=False, lifespan="off")
+    )
+    print(
+        f"smtp emulator ({args.flavour}) ready: starttls 127.0.0.1:{args.starttls_port} "
+        f"tls 127.0.0.1:{args.tls_port} control http://127.0.0.1:{args.control_port}",
+        flush=True,
+    )
+    await run_servers([control])
+    starttls.close()
+    implicit.close()
+    print(json.dumps({"accepted": len(state.accepted)}), flush=True)

@@ -1,0 +1,1 @@
+"""The small runtime every fleetmail service shares."""

@@ -1,0 +1,127 @@
+"""Encryption at rest: AES-256-GCM, a fresh nonce per write, a key id on every record.
+
+The associated data binds a ciphertext to the record it belongs to (a grant's identity),
+so a ciphertext copied onto another record does not decrypt.
+
+Errors::
+
+    CryptoError
+    ├── UnknownKeyError      a record names a key id the keyring does not hold
+    └── DecryptionError      wrong key, tampered ciphertext or wrong associated data
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+NONCE_BYTES = 12
+KEY_BYTES = 32
+
+
+class CryptoError(Exception):
+    pass
+
+
+class UnknownKeyError(CryptoError):
+    pass
+
+
+class DecryptionError(CryptoError):
+    pass
+
+
+@dataclass(frozen=True)
+class Sealed:
+    key_id: str
+    nonce: bytes
+    ciphertext: bytes
+
+    def to_document(self) -> dict[str, object]:
+        return {"key_id": self.key_id, "nonce": self.nonce, "ciphertext": self.ciphertext}
+
+    @classmethod
+    def from_document(cls, document: dict[str, object]) -> Sealed:
+        return cls(
+            key_id=str(document["key_id"]),
+            nonce=bytes(document["nonce"]),  # type: ignore[arg-type]
+            ciphertext=bytes(document["ciphertext"]),  # type: ignore[arg-type]
+        )
+
+
+class Keyring:
+    """Keys by id; the newest (last added) encrypts, any known one decrypts."""
+
+    def __init__(self, keys: dict[str, bytes], current: str) -> None:
+        if current not in keys:
+            raise UnknownKeyError(f"current key id {current!r} is not in the keyring")
+        for key_id, key in keys.items():
+            if len(key) != KEY_BYTES:
+                raise CryptoError(f"key {key_id!r} must be {KEY_BYTES} bytes")
+        self._keys = dict(keys)
+        self.current = current
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(self._keys)
+
+    def seal(self, plaintext: bytes, associated_data: bytes) -> Sealed:
+        nonce = os.urandom(NONCE_BYTES)
+        ciphertext = AESGCM(self._keys[self.current]).encrypt(nonce, plaintext, associated_data)
+        return Sealed(self.current, nonce, ciphertext)
+
+    def open(self, sealed: Sealed, associated_data: bytes) -> bytes:
+        key = self._keys.get(sealed.key_id)
+        if key is None:
+            raise UnknownKeyError(
+                f"record is encrypted under key id {sealed.key_id!r}, which the keyring "
+                f"does not hold (known: {', '.join(self._keys)})"
+            )
+        try:
+            return AESGCM(key).decrypt(sealed.nonce, sealed.ciphertext, associated_data)
+        except InvalidTag as exc:
+            raise DecryptionError(
+                f"record under key id {sealed.key_id!r} failed authentication"
+            ) from exc
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "current": self.current,
+                "keys": {k: base64.b64encode(v).decode() for k, v in self._keys.items()},
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Keyring:
+        data = json.loads(text)
+        keys = {k: base64.b64decode(v) for k, v in data["keys"].items()}
+        return cls(keys, data["current"])
+
+    @classmethod
+    def generate(cls, key_id: str | None = None) -> Keyring:
+        key_id = key_id or f"k{secrets.token_hex(4)}"
+        return cls({key_id: AESGCM.generate_key(bit_length=256)}, key_id)
+
+
+def load_or_create_keyring(path: Path) -> Keyring:
+    """Read the keyring file; create one (mode 0600) when it does not exist yet."""
+    if path.exists():
+        return Keyring.from_json(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keyring = Keyring.generate()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, keyring.to_json().encode())
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return keyring

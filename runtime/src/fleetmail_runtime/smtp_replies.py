@@ -1,0 +1,114 @@
+"""SMTP replies that fleetmail recognises: one table shared by mail-service and the SMTP emulator.
+
+Each entry is the reply a real provider sends (see FACTS.md), the class fleetmail gives it
+and, where there is one, what an administrator does about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ReplyClass(StrEnum):
+    TOKEN_REJECTED = "token_rejected"
+    """Refresh the token once, then retry."""
+    PERMANENT = "permanent"
+    TRANSIENT = "transient"
+
+
+@dataclass(frozen=True)
+class KnownReply:
+    name: str
+    code: int
+    text: str
+    reply_class: ReplyClass
+    reason_code: str
+    remedy: str | None = None
+
+    def matches(self, code: int, message: str) -> bool:
+        return code == self.code and self.text.split(" ", 1)[0] in message
+
+
+SMTP_AUTH_DISABLED = KnownReply(
+    name="smtp_auth_disabled",
+    code=535,
+    text=(
+        "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the "
+        "Tenant. Visit https://aka.ms/smtp_auth_disabled for more information."
+    ),
+    reply_class=ReplyClass.PERMANENT,
+    reason_code="smtp_auth_disabled",
+    remedy=(
+        "Enable Authenticated SMTP for this mailbox: Microsoft 365 admin center → Active users "
+        "→ the user → Mail → Manage email apps → tick 'Authenticated SMTP'. Tenant-wide: "
+        "Set-TransportConfig -SmtpClientAuthenticationDisabled $false; one mailbox: "
+        "Set-CASMailbox -SmtpClientAuthenticationDisabled $false."
+    ),
+)
+BASIC_AUTH_REFUSED = KnownReply(
+    name="basic_auth_refused",
+    code=550,
+    text="5.7.30 Basic authentication is not supported for Client Submission",
+    reply_class=ReplyClass.PERMANENT,
+    reason_code="basic_auth_refused",
+    remedy="Basic authentication is no longer accepted: switch the tenant to OAuth 2.0.",
+)
+SEND_AS_DENIED = KnownReply(
+    name="send_as_denied",
+    code=550,
+    text="5.7.60 SMTP; Client does not have permissions to send as this sender",
+    reply_class=ReplyClass.PERMANENT,
+    reason_code="send_as_denied",
+    remedy="Send From the authenticated mailbox, or grant that mailbox Send As for the address.",
+)
+MICROSOFT_AUTH_FAILED = KnownReply(
+    name="microsoft_auth_failed",
+    code=535,
+    text="5.7.3 Authentication unsuccessful",
+    reply_class=ReplyClass.TOKEN_REJECTED,
+    reason_code="authentication_failed",
+)
+GMAIL_AUTH_FAILED = KnownReply(
+    name="gmail_auth_failed",
+    code=535,
+    text=(
+        "5.7.8 Username and Password not accepted. For more information, go to\n"
+        "5.7.8  https://support.google.com/mail/?p=BadCredentials"
+    ),
+    reply_class=ReplyClass.TOKEN_REJECTED,
+    reason_code="authentication_failed",
+)
+HVE_TOKEN_EXPIRING = KnownReply(
+    name="hve_token_expiring",
+    code=501,
+    text="5.5.127 Invalid XOAUTH2 auth data - Token will expire soon",
+    reply_class=ReplyClass.TOKEN_REJECTED,
+    reason_code="authentication_failed",
+)
+
+KNOWN_REPLIES: tuple[KnownReply, ...] = (
+    SMTP_AUTH_DISABLED,
+    BASIC_AUTH_REFUSED,
+    SEND_AS_DENIED,
+    HVE_TOKEN_EXPIRING,
+    MICROSOFT_AUTH_FAILED,
+    GMAIL_AUTH_FAILED,
+)
+
+GMAIL_XOAUTH2_CHALLENGE = (
+    '{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}'
+)
+"""Decoded body of Gmail's `334` challenge on a bad XOAUTH2 token."""
+
+
+def classify(code: int, message: str) -> tuple[ReplyClass, KnownReply | None]:
+    """The class of an SMTP reply: known replies first, then by code family."""
+    for known in KNOWN_REPLIES:
+        if known.matches(code, message):
+            return known.reply_class, known
+    if code == 535:
+        return ReplyClass.TOKEN_REJECTED, None
+    if 400 <= code < 500:
+        return ReplyClass.TRANSIENT, None
+    return ReplyClass.PERMANENT, None
