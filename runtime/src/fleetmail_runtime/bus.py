@@ -6,6 +6,7 @@ which services start does not matter.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
 
@@ -65,6 +66,7 @@ def make_broker(
         name=f"fleetmail-{service}",
         middlewares=middlewares,
         logger=logging.getLogger(f"{service}.bus"),
+        log_level=logging.DEBUG,
         connect_timeout=5,
         max_reconnect_attempts=-1,
         graceful_timeout=10.0,
@@ -75,7 +77,8 @@ async def declare_streams(broker: NatsBroker, settings: CommonSettings) -> None:
     """Create or update fleetmail's streams, KV buckets and object store."""
     js = broker.connection.jetstream()
     for stream in (jobs_stream(settings), events_stream(settings), dlq_stream(settings)):
-        config: StreamConfig = stream.config
+        # JStream keeps its subjects apart from its config until FastStream declares it.
+        config: StreamConfig = dataclasses.replace(stream.config, subjects=list(stream.subjects))
         try:
             await js.add_stream(config=config)
         except BadRequestError:

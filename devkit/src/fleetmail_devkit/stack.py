@@ -1,0 +1,328 @@
+"""The embedded local stack: nats-server, SecantusDB, the emulators and the four services.
+
+Used by `make run` / `make demo` and by the end-to-end tests, so what the tests prove is
+what a developer runs. Each part is a process; their output is merged into one readable
+stream with the part's name on every line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .ca import TlsFiles, ensure_local_ca
+from .ports import free_port, port_in_use, port_open
+
+DEMO_CLIENT_ID = "fleetmail-demo-client"
+COLOURS = ["36", "33", "35", "32", "34", "31", "96", "93", "95"]
+
+
+class StackError(Exception):
+    """A clear reason the stack cannot start (shown without a traceback)."""
+
+
+@dataclass
+class Ports:
+    nats: int = 4222
+    mongodb: int = 27017
+    microsoft: int = 8443
+    google: int = 8444
+    smtp_starttls: int = 2587
+    smtp_tls: int = 2465
+    smtp_control: int = 2580
+    gateway: int = 8080
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(*(free_port() for _ in range(8)))
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        ports = cls()
+        for name in ports.__dataclass_fields__:
+            value = os.environ.get(f"FLEETMAIL_DEV_{name.upper()}_PORT")
+            if value:
+                setattr(ports, name, int(value))
+        return ports
+
+
+@dataclass
+class Part:
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool] | None = None
+    ready_line: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    port: int | None = None
+    process: asyncio.subprocess.Process | None = None
+    reader: asyncio.Task[None] | None = None
+    seen_ready_line: bool = False
+    output: list[str] = field(default_factory=list)
+
+
+def venv_binary(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise StackError(
+            f"'{name}' was not found next to {sys.executable} or on PATH; run 'make install' "
+            "(it comes with the project's Python environment)"
+        )
+    return found
+
+
+class Stack:
+    def __init__(
+        self,
+        data_dir: Path,
+        ports: Ports,
+        *,
+        mongodb_uri: str | None = None,
+        echo: bool = True,
+        services: tuple[str, ...] = ("token-service", "mail-service", "notifier", "job-gateway"),
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.ports = ports
+        self.external_mongodb = mongodb_uri
+        self.echo = echo
+        self.services = services
+        self.extra_env = extra_env or {}
+        self.parts: list[Part] = []
+        self.tls: TlsFiles | None = None
+
+    # --- addresses --------------------------------------------------------------------
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.ports.nats}"
+
+    @property
+    def mongodb_uri(self) -> str:
+        return self.external_mongodb or f"mongodb://127.0.0.1:{self.ports.mongodb}/?directConnection=true"
+
+    @property
+    def microsoft_url(self) -> str:
+        return f"https://127.0.0.1:{self.ports.microsoft}"
+
+    @property
+    def google_url(self) -> str:
+        return f"https://127.0.0.1:{self.ports.google}"
+
+    @property
+    def smtp_control_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.smtp_control}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.gateway}"
+
+    @property
+    def ca_file(self) -> Path:
+        assert self.tls is not None
+        return self.tls.ca_cert
+
+    def admin_api_key(self) -> str:
+        return (self.data_dir / "admin-api-key").read_text().strip()
+
+    def service_env(self) -> dict[str, str]:
+        env = {
+            "FLEETMAIL_NATS_URL": self.nats_url,
+            "FLEETMAIL_MONGODB_URI": self.mongodb_uri,
+            "FLEETMAIL_DATA_DIR": str(self.data_dir),
+            "FLEETMAIL_LOG_FORMAT": "json",
+            "FLEETMAIL_TOKEN_MICROSOFT_AUTHORITY_HOST": self.microsoft_url,
+            "FLEETMAIL_TOKEN_MICROSOFT_DIRECTORY": "contoso",
+            "FLEETMAIL_TOKEN_MICROSOFT_CLIENT_ID": DEMO_CLIENT_ID,
+            "FLEETMAIL_TOKEN_CA_BUNDLE": str(self.ca_file),
+            "FLEETMAIL_MAIL_SMTP_CA_BUNDLE": str(self.ca_file),
+            "FLEETMAIL_MAIL_RETRY_BASE_S": "1",
+            "FLEETMAIL_GATEWAY_PORT": str(self.ports.gateway),
+        }
+        env.update(self.extra_env)
+        return env
+
+    # --- parts ------------------------------------------------------------------------
+
+    def _plan(self) -> list[Part]:
+        py = sys.executable
+        parts = [
+            Part(
+                "nats",
+                [venv_binary("nats-server"), "-a", "127.0.0.1", "-p", str(self.ports.nats), "-js",
+                 "-sd", str(self.data_dir / "nats"), "-n", "fleetmail-dev"],
+                ready=lambda: port_open(self.ports.nats),
+                port=self.ports.nats,
+            )
+        ]
+        if self.external_mongodb is None:
+            parts.append(
+                Part(
+                    "mongodb",
+                    [venv_binary("secantusd-py"), "--host", "127.0.0.1", "--port", str(self.ports.mongodb),
+                     "--storage-path", str(self.data_dir / "mongodb")],
+                    ready=lambda: port_open(self.ports.mongodb),
+                    port=self.ports.mongodb,
+                )
+            )
+        tls_dir = str(self.data_dir / "tls")
+        parts.append(
+            Part(
+                "identity-emu",
+                [py, "-m", "fleetmail_devkit.emulators.serve", "identity",
+                 "--microsoft-port", str(self.ports.microsoft), "--google-port", str(self.ports.google),
+                 "--tls-dir", tls_dir, "--microsoft-app", DEMO_CLIENT_ID],
+                ready_line="identity emulators ready",
+                port=self.ports.microsoft,
+            )
+        )
+        parts.append(
+            Part(
+                "smtp-emu",
+                [py, "-m", "fleetmail_devkit.emulators.serve", "smtp",
+                 "--starttls-port", str(self.ports.smtp_starttls), "--tls-port", str(self.ports.smtp_tls),
+                 "--control-port", str(self.ports.smtp_control), "--tls-dir", tls_dir,
+                 "--maildir", str(self.data_dir / "maildir"),
+                 "--microsoft-url", self.microsoft_url, "--google-url", self.google_url],
+                ready_line="smtp emulator",
+                port=self.ports.smtp_starttls,
+            )
+        )
+        modules = {"token-service": "token_service", "mail-service": "mail_service",
+                   "notifier": "notifier", "job-gateway": "job_gateway"}
+        for name in self.services:
+            part = Part(name, [py, "-m", modules[name]], env=self.service_env())
+            if name == "job-gateway":
+                part.ready = self._gateway_ready
+                part.port = self.ports.gateway
+            else:
+                part.ready_line = f"{name} ready"
+            parts.append(part)
+        return parts
+
+    def _gateway_ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.gateway_url}/readyz", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _check_ports(self, parts: list[Part]) -> None:
+        ports = [(p.name, p.port) for p in parts if p.port is not None]
+        ports += [("google emulator", self.ports.google), ("smtp emulator", self.ports.smtp_tls),
+                  ("smtp emulator control", self.ports.smtp_control)]
+        for name, port in ports:
+            if port is not None and port_in_use(port):
+                raise StackError(
+                    f"port {port} ({name}) is already in use: stop the program using it, or choose "
+                    f"another port with FLEETMAIL_DEV_<PART>_PORT (see README, 'Local stack')"
+                )
+
+    async def start(self, timeout_s: float = 60.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.tls = ensure_local_ca(self.data_dir / "tls")
+        planned = self._plan()
+        self._check_ports(planned)
+        try:
+            for part in planned:
+                await self._start_part(part, timeout_s)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_part(self, part: Part, timeout_s: float) -> None:
+        env = {**os.environ, **part.env, "PYTHONUNBUFFERED": "1"}
+        part.process = await asyncio.create_subprocess_exec(
+            *part.argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env=env, start_new_session=True,
+        )
+        self.parts.append(part)
+        part.reader = asyncio.create_task(self._pump(part))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if part.process.returncode is not None:
+                await asyncio.sleep(0.1)
+                tail = "\n".join(part.output[-15:])
+                raise StackError(f"{part.name} exited with code {part.process.returncode} while starting:\n{tail}")
+            if part.ready_line is not None and part.seen_ready_line:
+                return
+            if part.ready is not None and await asyncio.to_thread(part.ready):
+                return
+            if time.monotonic() > deadline:
+                raise StackError(f"{part.name} did not become ready within {timeout_s:.0f} s")
+            await asyncio.sleep(0.1)
+
+    async def _pump(self, part: Part) -> None:
+        assert part.process is not None and part.process.stdout is not None
+        colour = COLOURS[len(self.parts) % len(COLOURS)]
+        tty = sys.stdout.isatty()
+        while True:
+            line = await part.process.stdout.readline()
+            if not line:
+                return
+            text = line.decode(errors="replace").rstrip()
+            part.output.append(text)
+            if len(part.output) > 500:
+                del part.output[:100]
+            if part.ready_line and part.ready_line in text:
+                part.seen_ready_line = True
+            if self.echo:
+                label = f"{part.name:>13}"
+                if tty:
+                    label = f"\x1b[{colour}m{label}\x1b[0m"
+                print(f"{label} | {render(text)}", flush=True)
+
+    async def stop(self) -> None:
+        """Stop the parts one by one, services first, so nothing loses its bus mid-shutdown."""
+        for part in reversed(self.parts):
+            if part.process is None:
+                continue
+            if part.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(part.process.pid, signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(part.process.wait(), 15)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(part.process.pid, signal.SIGKILL)
+                    await part.process.wait()
+            if part.reader is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await part.reader
+        self.parts.clear()
+
+    def part(self, name: str) -> Part:
+        return next(p for p in self.parts if p.name == name)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+
+_JSON_START = re.compile(r"^\{")
+
+
+def render(line: str) -> str:
+    """A service's JSON log line as one readable line; anything else unchanged."""
+    if not _JSON_START.match(line):
+        return line
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return line
+    ts = str(entry.get("ts", ""))[11:19]
+    level = str(entry.get("level", "")).upper()
+    return f"{ts} {level:<7} {entry.get('msg', '')}"

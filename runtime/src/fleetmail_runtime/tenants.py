@@ -1,0 +1,75 @@
+"""Tenant settings as the other services read them: the `fleetmail_tenants` KV bucket.
+
+job-gateway owns and writes the settings; readers keep the latest value of each tenant
+in memory, kept current by a KV watch, so a change takes effect without restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from faststream.nats import NatsBroker
+from fleetmail_contracts.streams import TENANTS_BUCKET
+from fleetmail_contracts.tenants import TenantSettings
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+log = logging.getLogger(__name__)
+
+
+class UnknownTenant(LookupError):
+    pass
+
+
+class TenantDirectory:
+    def __init__(self, broker: NatsBroker) -> None:
+        self._broker = broker
+        self._kv: KeyValue | None = None
+        self._cache: dict[str, TenantSettings] = {}
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._kv = await self._broker.key_value(TENANTS_BUCKET, history=5)
+        self._watcher = asyncio.create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+
+    async def _watch(self) -> None:
+        assert self._kv is not None
+        watcher = await self._kv.watchall(include_history=False)
+        async for entry in watcher:
+            if entry is None or entry.key is None:
+                continue
+            if entry.value:
+                try:
+                    self._cache[entry.key] = TenantSettings.model_validate_json(entry.value)
+                except ValueError:
+                    log.warning("ignoring unreadable settings for tenant %s", entry.key)
+            else:
+                self._cache.pop(entry.key, None)
+
+    async def get(self, tenant_id: str) -> TenantSettings:
+        cached = self._cache.get(tenant_id)
+        if cached is not None:
+            return cached
+        assert self._kv is not None, "TenantDirectory.start() was not awaited"
+        try:
+            entry = await self._kv.get(tenant_id)
+        except KeyNotFoundError as exc:
+            raise UnknownTenant(f"no tenant {tenant_id!r}") from exc
+        if not entry.value:
+            raise UnknownTenant(f"no tenant {tenant_id!r}")
+        settings = TenantSettings.model_validate_json(entry.value)
+        self._cache[tenant_id] = settings
+        return settings
+
+    async def put(self, settings: TenantSettings) -> None:
+        assert self._kv is not None
+        await self._kv.put(settings.tenant_id, settings.model_dump_json().encode())
+        self._cache[settings.tenant_id] = settings

@@ -1,0 +1,19 @@
+"""`python -m job_gateway`: serve the HTTP API with settings from the environment."""
+
+from __future__ import annotations
+
+import uvicorn
+from fleetmail_runtime.logging import configure_logging
+
+from .app import SERVICE, build_app
+from .settings import GatewaySettings
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    configure_logging(SERVICE, settings.common.log_level, settings.common.log_format)
+    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

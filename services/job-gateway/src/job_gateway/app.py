@@ -1,0 +1,388 @@
+"""job-gateway: the HTTP API for devices and administrators, and the job status projection.
+
+Wiring only: request parsing, authentication, and relaying to the bus; decisions about
+delivery and tokens are made by mail-service and token-service.
+"""
+
+
+import hashlib
+import hmac
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
+from faststream import AckPolicy
+from faststream.nats import ConsumerConfig, NatsBroker, PullSub
+from fleetmail_contracts import streams
+from fleetmail_contracts.jobs import JOB_COMMANDS, AttachmentRef, JobFunction, job_subject
+from fleetmail_contracts.mail_events import MAIL_EVENTS_WILDCARD
+from fleetmail_contracts.tenants import TenantSettings
+from fleetmail_contracts.tokens import (
+    ACQUISITION_STATUS_SUBJECT,
+    GRANT_STATUS_SUBJECT,
+    START_ACQUISITION_SUBJECT,
+    AcquisitionStarted,
+    AcquisitionStatus,
+    AcquisitionStatusRequest,
+    GrantStatusReply,
+    GrantStatusRequest,
+    Principal,
+    PrincipalKind,
+    StartAcquisition,
+)
+from fleetmail_runtime.bus import declare_streams, events_stream, make_broker
+from fleetmail_runtime.mongo import connect_mongo
+from fleetmail_runtime.telemetry import configure_tracing
+from fleetmail_runtime.tenants import TenantDirectory
+from nats.errors import Error as NatsError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pymongo.errors import DuplicateKeyError
+
+from .auth import device_secret_hash, load_or_create_secret, new_device_secret, secret_matches
+from .problems import Problem, handle_problem
+from .settings import GatewaySettings
+from .store import GatewayStore
+
+SERVICE = "job-gateway"
+log = logging.getLogger(SERVICE)
+_UNSAFE = re.compile(r"[\r\n\x00]")
+
+
+class JobSubmission(BaseModel):
+    """The `job` part of a job submission (multipart form field, JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    function: JobFunction = JobFunction.SCAN_TO_EMAIL
+    job_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$", description="Idempotency key")
+    to: list[str] = []
+    cc: list[str] = []
+    bcc: list[str] = []
+    subject: str | None = None
+    body: str | None = None
+    login_user: str | None = None
+    requested_from: str | None = None
+    document_url: str | None = None
+    machine_address: str | None = None
+
+
+class DeviceRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    name: str = Field(default="", max_length=200)
+
+
+class DeviceCredentials(BaseModel):
+    device_id: str
+    tenant_id: str
+    secret: str = Field(description="Shown once; fleetmail stores only a keyed hash")
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
+    duplicate: bool = False
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    tenant_id: str
+    device_id: str
+    function: JobFunction
+    status: str
+    submitted_at: datetime
+    updated_at: datetime | None = None
+    detail: str | None = None
+    remedy: str | None = None
+    smtp_reply: str | None = None
+    message_id: str | None = None
+
+
+@dataclass
+class Device:
+    device_id: str
+    tenant_id: str
+
+
+@dataclass
+class Runtime:
+    store: GatewayStore
+    tenants: TenantDirectory
+    device_key: bytes
+    admin_key: str
+
+
+def build_app(settings: GatewaySettings) -> FastAPI:
+    tracer_provider = configure_tracing(SERVICE, settings.common)
+    broker = make_broker(settings.common, SERVICE, tracer_provider)
+    holder: dict[str, Runtime] = {}
+
+    def runtime() -> Runtime:
+        return holder["runtime"]
+
+    @broker.subscriber(
+        MAIL_EVENTS_WILDCARD,
+        stream=events_stream(settings.common),
+        durable="job-gateway-status",
+        pull_sub=PullSub(batch_size=64, timeout=1.0),
+        config=ConsumerConfig(max_deliver=10, ack_wait=30),
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def on_mail_event(event: dict[str, Any]) -> None:
+        fields: dict[str, Any] = {}
+        for key in ("detail", "remedy", "smtp_reply", "message_id", "reason_code", "sender"):
+            if event.get(key) is not None:
+                fields[key] = event[key]
+        if event.get("reason") and "detail" not in fields:
+            fields["detail"] = event["reason"]
+        await runtime().store.update_job_status(
+            event["job_id"], event["kind"], datetime.fromisoformat(event["occurred_at"]), fields
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        mongo = connect_mongo(settings.common, SERVICE)
+        store = GatewayStore(mongo, settings.database)
+        await store.ensure_indexes()
+        data_dir = settings.common.data_dir
+        device_key = (
+            settings.device_secret_key.get_secret_value()
+            if settings.device_secret_key
+            else load_or_create_secret(data_dir / "device-secret-key")
+        )
+        admin_key = (
+            settings.admin_api_key.get_secret_value()
+            if settings.admin_api_key
+            else load_or_create_secret(data_dir / "admin-api-key")
+        )
+        await broker.connect()
+        await declare_streams(broker, settings.common)
+        tenants = TenantDirectory(broker)
+        await tenants.start()
+        # The KV bucket is a projection of the tenants collection: make it complete at start.
+        for tenant in await store.all_tenants():
+            await tenants.put(tenant)
+        holder["runtime"] = Runtime(store, tenants, device_key.encode(), admin_key)
+        await broker.start()
+        log.info("job-gateway ready on http://%s:%d", settings.host, settings.port)
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await tenants.stop()
+            await mongo.close()
+
+    app = FastAPI(
+        title="fleetmail job-gateway",
+        version="0.1.0",
+        description="OAuth 2.0 e-mail for device fleets: jobs from devices, settings and tokens for administrators.",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(Problem, handle_problem)
+    basic = HTTPBasic(auto_error=False)
+    bearer = HTTPBearer(auto_error=False)
+
+    async def device_auth(credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> Device:
+        unauthorized = Problem(401, "unauthorized", "Device authentication failed",
+                               "send the device id and secret with HTTP Basic authentication",
+                               {"WWW-Authenticate": 'Basic realm="fleetmail devices"'})
+        if credentials is None:
+            raise unauthorized
+        rt = runtime()
+        device = await rt.store.device(credentials.username)
+        if device is None or device.get("disabled") or not secret_matches(rt.device_key, credentials.password, device["secret_hash"]):
+            raise unauthorized
+        return Device(device["_id"], device["tenant_id"])
+
+    async def admin_auth(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if credentials is None or not hmac.compare_digest(credentials.credentials, runtime().admin_key):
+            raise Problem(401, "unauthorized", "Administrator authentication failed",
+                          "send the administrator API key as a bearer token",
+                          {"WWW-Authenticate": 'Bearer realm="fleetmail admin"'})
+
+    async def tenant_or_404(tenant_id: str) -> TenantSettings:
+        tenant = await runtime().store.tenant(tenant_id)
+        if tenant is None:
+            raise Problem(404, "tenant-not-found", "Unknown tenant", f"no tenant {tenant_id!r}")
+        return tenant
+
+    async def token_rpc(message: BaseModel, subject: str) -> bytes:
+        try:
+            response = await broker.request(message, subject, timeout=settings.token_rpc_timeout_s)
+        except (NatsError, TimeoutError) as exc:
+            raise Problem(503, "token-service-unavailable", "token-service unavailable",
+                          f"token-service did not answer ({type(exc).__name__}); try again",
+                          {"Retry-After": "5"}) from exc
+        return response.body  # type: ignore[no-any-return]
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        ready = "runtime" in holder and broker.connection is not None and broker.connection.is_connected
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    # --- administrators ---------------------------------------------------------------
+
+    @app.put("/v1/admin/tenants/{tenant_id}", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def put_tenant(tenant_id: str, settings_in: TenantSettings) -> TenantSettings:
+        if settings_in.tenant_id != tenant_id:
+            raise Problem(422, "tenant-id-mismatch", "Tenant id mismatch", "the body's tenant_id must match the URL")
+        existing = await runtime().store.tenant(tenant_id)
+        revision = (existing.revision if existing else 0) + 1
+        tenant = settings_in.model_copy(update={"revision": revision})
+        await runtime().store.save_tenant(tenant)
+        await runtime().tenants.put(tenant)
+        return tenant
+
+    @app.get("/v1/admin/tenants/{tenant_id}", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def get_tenant(tenant_id: str) -> TenantSettings:
+        return await tenant_or_404(tenant_id)
+
+    @app.post("/v1/admin/tenants/{tenant_id}/devices", tags=["admin"], status_code=201, dependencies=[Depends(admin_auth)])
+    async def register_device(tenant_id: str, registration: DeviceRegistration) -> DeviceCredentials:
+        await tenant_or_404(tenant_id)
+        rt = runtime()
+        existing = await rt.store.device(registration.device_id)
+        if existing is not None and existing["tenant_id"] != tenant_id:
+            raise Problem(409, "device-id-taken", "Device id taken", "that device id belongs to another tenant")
+        secret = new_device_secret()
+        await rt.store.save_device(tenant_id, registration.device_id, registration.name,
+                                   device_secret_hash(rt.device_key, secret), datetime.now(UTC))
+        return DeviceCredentials(device_id=registration.device_id, tenant_id=tenant_id, secret=secret)
+
+    @app.post("/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def acquire_administrator(tenant_id: str) -> AcquisitionStarted:
+        tenant = await tenant_or_404(tenant_id)
+        if tenant.administrator_address is None:
+            raise Problem(409, "no-administrator-address", "No administrator address",
+                          "set the tenant's administrator e-mail address first")
+        request = StartAcquisition(principal=Principal(tenant_id=tenant_id, kind=PrincipalKind.ADMINISTRATOR,
+                                                       address=tenant.administrator_address))
+        started = AcquisitionStarted.model_validate_json(await token_rpc(request, START_ACQUISITION_SUBJECT))
+        if started.error:
+            raise Problem(409, "acquisition-refused", "Token acquisition refused", started.error)
+        return started
+
+    @app.get("/v1/admin/tenants/{tenant_id}/acquisitions/{acquisition_id}", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def acquisition_status(tenant_id: str, acquisition_id: str) -> AcquisitionStatus:
+        request = AcquisitionStatusRequest(acquisition_id=acquisition_id, tenant_id=tenant_id)
+        return AcquisitionStatus.model_validate_json(await token_rpc(request, ACQUISITION_STATUS_SUBJECT))
+
+    @app.get("/v1/admin/tenants/{tenant_id}/tokens", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def token_status(tenant_id: str) -> GrantStatusReply:
+        await tenant_or_404(tenant_id)
+        return GrantStatusReply.model_validate_json(await token_rpc(GrantStatusRequest(tenant_id=tenant_id), GRANT_STATUS_SUBJECT))
+
+    # --- devices ----------------------------------------------------------------------
+
+    @app.post("/v1/jobs", tags=["devices"], status_code=202)
+    async def submit_job(
+        device: Annotated[Device, Depends(device_auth)],
+        job: Annotated[str, Form(description="The job as JSON (see JobSubmission)")],
+        files: Annotated[list[UploadFile], File(description="Attachments")] = [],  # noqa: B006
+    ) -> JobAccepted:
+        try:
+            submission = JobSubmission.model_validate_json(job)
+        except ValidationError as exc:
+            raise Problem(422, "invalid-job", "Invalid job", _summarise(exc)) from None
+        recipients = submission.to + submission.cc + submission.bcc
+        if len(recipients) > settings.max_recipients:
+            raise Problem(422, "too-many-recipients", "Too many recipients", f"at most {settings.max_recipients}")
+        for value in [*recipients, submission.subject or "", submission.login_user or "", submission.requested_from or ""]:
+            if _UNSAFE.search(value):
+                raise Problem(422, "unsafe-header", "Unsafe header value", "line breaks and NUL are not allowed in header fields")
+        job_id = submission.job_id or uuid.uuid4().hex
+        rt = runtime()
+        store = await broker.object_storage(streams.ATTACHMENTS_BUCKET)
+        refs: list[AttachmentRef] = []
+        try:
+            for upload in files:
+                refs.append(await _store_upload(store, job_id, len(refs), upload, settings.max_attachment_bytes))
+            fields = submission.model_dump(exclude_none=True, exclude={"function", "job_id"})
+            try:
+                command = JOB_COMMANDS[submission.function](
+                    job_id=job_id, tenant_id=device.tenant_id, device_id=device.device_id,
+                    submitted_at=datetime.now(UTC), attachments=tuple(refs), **fields,
+                )
+            except ValidationError as exc:
+                raise Problem(422, "invalid-job", "Invalid job", _summarise(exc)) from None
+            now = datetime.now(UTC)
+            try:
+                await rt.store.record_job({"_id": job_id, "tenant_id": device.tenant_id, "device_id": device.device_id,
+                                           "function": submission.function.value, "status": "queued",
+                                           "submitted_at": now, "updated_at": now})
+            except DuplicateKeyError:
+                existing = await rt.store.job(job_id)
+                if existing is None or existing["tenant_id"] != device.tenant_id:
+                    raise Problem(409, "job-id-taken", "Job id taken", "that job id is in use") from None
+                for ref in refs:
+                    await store.delete(ref.object_name)
+                return JobAccepted(job_id=job_id, status=existing["status"], duplicate=True)
+            try:
+                ack = await broker.publish(command, job_subject(submission.function),
+                                           headers={"Nats-Msg-Id": job_id}, stream=streams.JOBS_STREAM,
+                                           timeout=settings.publish_timeout_s)
+            except (NatsError, TimeoutError) as exc:
+                await rt.store.forget_job(job_id)
+                raise Problem(503, "bus-unavailable", "Job queue unavailable",
+                              "the job could not be queued; nothing was kept, submit it again",
+                              {"Retry-After": "5"}) from exc
+        except BaseException:
+            for ref in refs:
+                try:
+                    await store.delete(ref.object_name)
+                except NatsError:
+                    log.warning("could not remove attachment %s after a failed submission", ref.object_name)
+            raise
+        return JobAccepted(job_id=job_id, status="queued", duplicate=bool(getattr(ack, "duplicate", False)))
+
+    @app.get("/v1/jobs/{job_id}", tags=["devices"])
+    async def job_status(job_id: str, device: Annotated[Device, Depends(device_auth)]) -> JobStatus:
+        document = await runtime().store.job(job_id)
+        if document is None or document["tenant_id"] != device.tenant_id:
+            raise Problem(404, "job-not-found", "Unknown job", f"no job {job_id!r} for this device's tenant")
+        return JobStatus(job_id=document["_id"], **{k: v for k, v in document.items() if k in JobStatus.model_fields and k != "job_id"})
+
+    @app.exception_handler(ValidationError)
+    async def on_validation_error(request: Request, exc: ValidationError) -> JSONResponse:
+        return await handle_problem(request, Problem(422, "invalid-request", "Invalid request", _summarise(exc)))
+
+    return app
+
+
+def _summarise(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+
+
+async def _store_upload(store: Any, job_id: str, index: int, upload: UploadFile, limit: int) -> AttachmentRef:
+    """Stream one upload into the Object Store; it is never whole in memory."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := await upload.read(1024 * 1024):
+        digest.update(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, "attachment-too-large", "Attachment too large",
+                          f"{upload.filename} is larger than {limit} bytes")
+    await upload.seek(0)
+    name = f"{job_id}/{index}"
+    await store.put(name, upload.file)
+    return AttachmentRef(
+        object_name=name,
+        filename=(upload.filename or f"attachment-{index}").replace("\r", "").replace("\n", "")[:255] or "attachment",
+        content_type=upload.content_type or "application/octet-stream",
+        size=size,
+        sha256=digest.hexdigest(),
+    )
+

@@ -1,0 +1,68 @@
+"""job-gateway's own collections: tenants (the source of truth), devices, job status."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fleetmail_contracts.tenants import TenantSettings
+from pymongo import AsyncMongoClient
+
+
+class GatewayStore:
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+        db = client[database]
+        self.tenants = db["tenants"]
+        self.devices = db["devices"]
+        self.jobs = db["jobs"]
+
+    async def ensure_indexes(self) -> None:
+        await self.devices.create_index("tenant_id")
+        await self.jobs.create_index([("tenant_id", 1), ("submitted_at", -1)])
+
+    async def save_tenant(self, settings: TenantSettings) -> None:
+        await self.tenants.replace_one(
+            {"_id": settings.tenant_id}, {"_id": settings.tenant_id, **settings.model_dump(mode="json")}, upsert=True
+        )
+
+    async def tenant(self, tenant_id: str) -> TenantSettings | None:
+        document = await self.tenants.find_one({"_id": tenant_id})
+        if document is None:
+            return None
+        document.pop("_id")
+        return TenantSettings.model_validate(document)
+
+    async def all_tenants(self) -> list[TenantSettings]:
+        found = []
+        async for document in self.tenants.find({}):
+            document.pop("_id")
+            found.append(TenantSettings.model_validate(document))
+        return found
+
+    async def save_device(self, tenant_id: str, device_id: str, name: str, secret_hash: str, now: datetime) -> None:
+        await self.devices.replace_one(
+            {"_id": device_id},
+            {"_id": device_id, "tenant_id": tenant_id, "name": name, "secret_hash": secret_hash,
+             "disabled": False, "created_at": now},
+            upsert=True,
+        )
+
+    async def device(self, device_id: str) -> dict[str, Any] | None:
+        return await self.devices.find_one({"_id": device_id})
+
+    async def record_job(self, document: dict[str, Any]) -> None:
+        await self.jobs.insert_one(document)
+
+    async def forget_job(self, job_id: str) -> None:
+        await self.jobs.delete_one({"_id": job_id})
+
+    async def job(self, job_id: str) -> dict[str, Any] | None:
+        return await self.jobs.find_one({"_id": job_id})
+
+    async def update_job_status(self, job_id: str, status: str, at: datetime, fields: dict[str, Any]) -> None:
+        # Status only moves forward: a late 'deferred' never overwrites 'sent'.
+        final = ["sent", "failed"]
+        await self.jobs.update_one(
+            {"_id": job_id, "status": {"$nin": final}},
+            {"$set": {"status": status, "updated_at": at, **fields}},
+        )

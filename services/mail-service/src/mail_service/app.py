@@ -1,0 +1,195 @@
+"""mail-service wiring, and the handler edge: the one place that acks, retries or dead-letters."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from faststream import AckPolicy, FastStream
+from faststream.nats import ConsumerConfig, NatsBroker, NatsMessage, PullSub
+from fleetmail_contracts import streams
+from fleetmail_contracts.dead_letters import DeadLetter, dead_letter_subject
+from fleetmail_contracts.jobs import JOBS_WILDCARD, JobFunction, job_command_adapter
+from fleetmail_contracts.mail_events import (
+    FailureReason,
+    MailAccepted,
+    MailDeferred,
+    MailEventBase,
+    MailFailed,
+    MailSent,
+    mail_event_subject,
+)
+from fleetmail_runtime.bus import declare_streams, jobs_stream, make_broker
+from fleetmail_runtime.telemetry import configure_tracing
+from fleetmail_runtime.tenants import TenantDirectory
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
+
+from .adapters.smtp import SmtpDelivery, tls_context
+from .delivery import Deliverer
+from .domain.compose import retry_delay
+from .errors import PermanentDeliveryError, TransientDeliveryError
+from .settings import MailSettings
+
+SERVICE = "mail-service"
+DURABLE = "mail-service"
+log = logging.getLogger(SERVICE)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Wiring:
+    broker: NatsBroker
+    app: FastStream
+    deliverer: Deliverer | None = None
+    ledger: KeyValue | None = None
+
+
+async def already_delivered(ledger: KeyValue, job_id: str) -> bool:
+    try:
+        await ledger.get(job_id)
+    except KeyNotFoundError:
+        return False
+    return True
+
+
+def build_app(settings: MailSettings) -> Wiring:
+    tracer_provider = configure_tracing(SERVICE, settings.common)
+    broker = make_broker(settings.common, SERVICE, tracer_provider)
+    wiring = Wiring(broker=broker, app=FastStream(broker))
+    tenants = TenantDirectory(broker)
+
+    async def publish(event: MailEventBase) -> None:
+        await broker.publish(
+            event,
+            mail_event_subject(event.kind),  # type: ignore[attr-defined]
+            headers={"Nats-Msg-Id": event.event_id},
+            stream=streams.EVENTS_STREAM,
+        )
+
+    def base(job_id: str, tenant_id: str, device_id: str, function: JobFunction) -> dict[str, object]:
+        return {
+            "event_id": uuid.uuid4().hex,
+            "job_id": job_id,
+            "tenant_id": tenant_id,
+            "device_id": device_id,
+            "function": function,
+            "occurred_at": utc_now(),
+        }
+
+    async def dead_letter(msg: NatsMessage, reason: str, detail: str) -> None:
+        raw = msg.raw_message
+        headers = {k: v for k, v in (raw.headers or {}).items() if not k.startswith("Nats-")}
+        letter = DeadLetter(
+            dead_letter_id=uuid.uuid4().hex,
+            original_subject=raw.subject,
+            original_headers=headers,
+            payload_b64=base64.b64encode(raw.data).decode(),
+            reason_code=reason,
+            detail=detail,
+            deliveries=raw.metadata.num_delivered if raw.metadata else 1,
+            failed_at=utc_now(),
+            service=SERVICE,
+        )
+        await broker.publish(letter, dead_letter_subject(SERVICE), stream=streams.DLQ_STREAM)
+
+    @broker.subscriber(
+        JOBS_WILDCARD,
+        stream=jobs_stream(settings.common),
+        durable=DURABLE,
+        pull_sub=PullSub(batch_size=settings.batch_size, timeout=1.0),
+        config=ConsumerConfig(
+            max_deliver=settings.max_deliver,
+            ack_wait=settings.ack_wait_s,
+        ),
+        ack_policy=AckPolicy.MANUAL,
+    )
+    async def on_job(msg: NatsMessage) -> None:
+        deliverer, ledger = wiring.deliverer, wiring.ledger
+        assert deliverer is not None and ledger is not None
+        attempt = msg.raw_message.metadata.num_delivered if msg.raw_message.metadata else 1
+        try:
+            job = job_command_adapter.validate_json(msg.body)
+        except ValidationError as exc:
+            await dead_letter(msg, FailureReason.INVALID_JOB.value, f"unreadable job: {exc.error_count()} errors")
+            await msg.ack()
+            return
+        function = JobFunction(job.function)
+        ids = (job.job_id, job.tenant_id, job.device_id, function)
+        if await already_delivered(ledger, job.job_id):
+            log.info("job %s was already delivered; acknowledging the redelivery", job.job_id)
+            await msg.ack()
+            return
+        try:
+            tenant = await deliverer.tenant(job.tenant_id)
+            sender = deliverer.sender_of(job, function, tenant)
+            if attempt == 1:
+                await publish(MailAccepted(**base(*ids), sender=sender.address))  # type: ignore[arg-type]
+            delivered = await deliverer.deliver(job, function, tenant, sender)
+        except TransientDeliveryError as exc:
+            if attempt >= settings.max_deliver:
+                await dead_letter(msg, FailureReason.RETRIES_EXHAUSTED.value, str(exc))
+                await publish(MailFailed(**base(*ids), reason_code=FailureReason.RETRIES_EXHAUSTED, detail=f"gave up after {attempt} attempts: {exc}", smtp_reply=exc.smtp_reply))  # type: ignore[arg-type]
+                await msg.ack()
+                return
+            delay = exc.retry_after_s or retry_delay(attempt, settings.retry_base_s, settings.retry_max_s, random.random())
+            log.warning("job %s deferred (attempt %d): %s", job.job_id, attempt, exc)
+            await publish(MailDeferred(**base(*ids), attempt=attempt, next_attempt_at=utc_now() + timedelta(seconds=delay), reason=str(exc)))  # type: ignore[arg-type]
+            await msg.nack(delay=delay)
+            return
+        except PermanentDeliveryError as exc:
+            log.warning("job %s failed: %s", job.job_id, exc)
+            await dead_letter(msg, exc.reason.value, str(exc))
+            await publish(MailFailed(**base(*ids), reason_code=exc.reason, detail=str(exc), remedy=exc.remedy, smtp_reply=exc.smtp_reply))  # type: ignore[arg-type]
+            await msg.ack()
+            return
+        try:
+            await ledger.create(job.job_id, delivered.message_id.encode())
+        except KeyWrongLastSequenceError:
+            log.warning("job %s was already in the delivery ledger", job.job_id)
+        await msg.ack()
+        await publish(
+            MailSent(
+                **base(*ids),  # type: ignore[arg-type]
+                sender=delivered.sender,
+                message_id=delivered.message_id,
+                smtp_reply=delivered.result.reply,
+                accepted_recipients=delivered.accepted,
+                rejected_recipients=tuple(delivered.result.rejected),
+            )
+        )
+        log.info("job %s sent from %s", job.job_id, delivered.sender)
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        await broker.connect()
+        await declare_streams(broker, settings.common)
+        await tenants.start()
+        wiring.ledger = await broker.key_value(streams.DELIVERY_LEDGER_BUCKET)
+        wiring.deliverer = Deliverer(
+            broker,
+            tenants,
+            SmtpDelivery(tls_context(settings.smtp_ca_bundle), settings.smtp_timeout_s, settings.helo_name),
+            settings.token_timeout_s,
+            utc_now,
+        )
+        try:
+            yield
+        finally:
+            await tenants.stop()
+
+    async def announce_ready() -> None:
+        log.info("mail-service ready")
+
+    wiring.app = FastStream(broker, lifespan=lifespan, after_startup=[announce_ready])
+    return wiring

@@ -1,0 +1,116 @@
+"""Delivering one job: sender, token, documents, MIME, SMTP. Raises mail-service errors."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from faststream.nats import NatsBroker
+from fleetmail_contracts.jobs import JobBase, JobFunction
+from fleetmail_contracts.mail_events import FailureReason
+from fleetmail_contracts.streams import ATTACHMENTS_BUCKET
+from fleetmail_contracts.tenants import TenantSettings
+from fleetmail_contracts.tokens import (
+    ACCESS_TOKEN_SUBJECT,
+    AccessTokenOutcome,
+    AccessTokenReply,
+    AccessTokenRequest,
+    Principal,
+)
+from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeoutError
+from nats.js.errors import NotFoundError
+
+from .adapters.smtp import Credentials, SendResult, SmtpDelivery, TokenRejected
+from .domain.compose import Attachment, compose, message_id
+from .domain.sender import Sender, resolve_sender
+from .errors import InvalidJob, ReauthorizationNeeded, SenderNotAllowed, TokenUnavailable
+
+
+@dataclass(frozen=True)
+class Delivered:
+    sender: str
+    message_id: str
+    result: SendResult
+    accepted: tuple[str, ...]
+
+
+class Deliverer:
+    def __init__(
+        self,
+        broker: NatsBroker,
+        tenants: TenantDirectory,
+        smtp: SmtpDelivery,
+        token_timeout_s: float,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.broker = broker
+        self.tenants = tenants
+        self.smtp = smtp
+        self.token_timeout_s = token_timeout_s
+        self.clock = clock
+
+    async def _token(self, principal: Principal, force_refresh: bool, job_id: str) -> AccessTokenReply:
+        request = AccessTokenRequest(principal=principal, force_refresh=force_refresh, job_id=job_id)
+        try:
+            response = await self.broker.request(request, ACCESS_TOKEN_SUBJECT, timeout=self.token_timeout_s)
+        except (NatsTimeoutError, NoRespondersError, TimeoutError) as exc:
+            raise TokenUnavailable(f"token-service did not answer: {type(exc).__name__}") from exc
+        reply = AccessTokenReply.model_validate_json(response.body)
+        if reply.outcome is AccessTokenOutcome.GRANTED and reply.access_token:
+            return reply
+        if reply.outcome is AccessTokenOutcome.PROVIDER_UNAVAILABLE:
+            raise TokenUnavailable(reply.detail or "the identity provider is unavailable", reply.retry_after_s)
+        raise ReauthorizationNeeded(reply.detail or f"no usable grant for {principal.address}")
+
+    async def _attachments(self, job: JobBase) -> list[Attachment]:
+        if not job.attachments:
+            return []
+        store = await self.broker.object_storage(ATTACHMENTS_BUCKET)
+        found = []
+        for ref in job.attachments:
+            try:
+                result = await store.get(ref.object_name)
+            except NotFoundError as exc:
+                raise InvalidJob(
+                    f"attachment {ref.filename} is no longer stored", FailureReason.ATTACHMENT_MISSING
+                ) from exc
+            data = result.data or b""
+            if hashlib.sha256(data).hexdigest() != ref.sha256:
+                raise InvalidJob(f"attachment {ref.filename} does not match its checksum", FailureReason.ATTACHMENT_MISSING)
+            found.append(Attachment(ref.filename, ref.content_type, data))
+        return found
+
+    async def tenant(self, tenant_id: str) -> TenantSettings:
+        try:
+            return await self.tenants.get(tenant_id)
+        except UnknownTenant as exc:
+            raise InvalidJob(str(exc), FailureReason.TENANT_UNKNOWN) from exc
+
+    def sender_of(self, job: JobBase, function: JobFunction, tenant: TenantSettings) -> Sender:
+        return resolve_sender(job, function, tenant)
+
+    async def deliver(self, job: JobBase, function: JobFunction, tenant: TenantSettings, sender: Sender) -> Delivered:
+        if not tenant.oauth_enabled:
+            raise SenderNotAllowed(
+                f"tenant {tenant.tenant_id!r} has OAuth 2.0 off; stored-credential sending is not available yet"
+            )
+        principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
+        attachments = await self._attachments(job)
+        message, recipients = compose(job, function, sender.address, attachments, self.clock())
+        server = tenant.effective_smtp()
+        token = await self._token(principal, False, job.job_id)
+        try:
+            result = await self.smtp.send(server, Credentials(sender.address, token.access_token), message, recipients)
+        except TokenRejected:
+            token = await self._token(principal, True, job.job_id)
+            try:
+                result = await self.smtp.send(server, Credentials(sender.address, token.access_token), message, recipients)
+            except TokenRejected as again:
+                raise ReauthorizationNeeded(
+                    f"the SMTP server refused a freshly refreshed token for {sender.address}: {again.smtp_reply}"
+                ) from None
+        accepted = tuple(r for r in recipients if r not in result.rejected)
+        return Delivered(sender.address, message_id(job.job_id), result, accepted)

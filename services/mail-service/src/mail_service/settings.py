@@ -1,0 +1,26 @@
+"""mail-service settings (environment prefix `FLEETMAIL_MAIL_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fleetmail_runtime.settings import CommonSettings
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MailSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLEETMAIL_MAIL_", extra="ignore")
+
+    common: CommonSettings = Field(default_factory=CommonSettings)
+    smtp_ca_bundle: Path | None = Field(
+        default=None, description="Extra CA file trusted for SMTP servers (default: system CAs)"
+    )
+    smtp_timeout_s: float = Field(default=60, gt=0)
+    token_timeout_s: float = Field(default=10, gt=0)
+    max_deliver: int = Field(default=8, ge=1, description="Deliveries of one job before dead letter")
+    ack_wait_s: float = Field(default=300, gt=0)
+    retry_base_s: float = Field(default=5, gt=0, description="First retry delay; doubles, with jitter")
+    retry_max_s: float = Field(default=300, gt=0)
+    batch_size: int = Field(default=16, ge=1)
+    helo_name: str = Field(default="fleetmail.local")

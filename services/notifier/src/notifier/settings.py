@@ -1,0 +1,13 @@
+"""notifier settings (environment prefix `FLEETMAIL_NOTIFIER_`)."""
+
+from __future__ import annotations
+
+from fleetmail_runtime.settings import CommonSettings
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class NotifierSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLEETMAIL_NOTIFIER_", extra="ignore")
+
+    common: CommonSettings = Field(default_factory=CommonSettings)

@@ -1,0 +1,20 @@
+"""`python -m token_service`: run token-service with settings from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fleetmail_runtime.logging import configure_logging
+
+from .app import SERVICE, build_app
+from .settings import TokenSettings
+
+
+def main() -> None:
+    settings = TokenSettings()
+    configure_logging(SERVICE, settings.common.log_level, settings.common.log_format)
+    asyncio.run(build_app(settings).app.run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Microsoft identity platform through MSAL Python.
+
+MSAL is synchronous; every call runs in a worker thread so the service never blocks.
+fleetmail keeps its own encrypted refresh tokens, so refresh goes through
+`acquire_token_by_refresh_token` (MSAL's documented path for refresh tokens held elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msal
+import requests
+
+from ..domain import ErrorClass, ProviderError, classify
+from ..errors import ConfigurationError, ProviderUnavailable, ReauthorizationRequired
+
+
+@dataclass(frozen=True)
+class MicrosoftApp:
+    authority: str
+    client_id: str
+    client_secret: str | None = None
+    proxy_url: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenResult:
+    access_token: str
+    expires_in: float
+    refresh_token: str | None
+    id_token_claims: dict[str, Any]
+    scopes: tuple[str, ...]
+
+
+def _session(ca_bundle: Path | None, proxy_url: str | None, timeout_s: float) -> requests.Session:
+    session = requests.Session()
+    # trust_env off: REQUESTS_CA_BUNDLE would override `verify`, and the proxy is the
+    # tenant's setting, not the host's environment.
+    session.trust_env = False
+    session.verify = str(ca_bundle) if ca_bundle else True
+    if proxy_url:
+        session.proxies = {"http": proxy_url, "https": proxy_url}
+    original = session.request
+
+    def request_with_timeout(*args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", timeout_s)
+        return original(*args, **kwargs)
+
+    session.request = request_with_timeout  # type: ignore[method-assign]
+    return session
+
+
+def raise_for_error(result: dict[str, Any]) -> None:
+    if "error" not in result:
+        return
+    error = ProviderError.from_body(result)
+    klass = classify(error)
+    summary = f"{error.error} {list(error.error_codes)}".strip()
+    if klass is ErrorClass.TERMINAL:
+        raise ReauthorizationRequired(
+            f"the provider refused the grant ({summary}); sign in again",
+            error.error,
+            error.error_codes,
+        )
+    if klass is ErrorClass.TRANSIENT:
+        raise ProviderUnavailable(f"the identity provider is unavailable ({summary})")
+    raise ConfigurationError(f"the identity provider refused the request ({summary})")
+
+
+class MicrosoftIdentity:
+    """One MSAL application per (authority, client id), built on first use."""
+
+    def __init__(self, ca_bundle: Path | None, timeout_s: float) -> None:
+        self._ca_bundle = ca_bundle
+        self._timeout_s = timeout_s
+        self._apps: dict[MicrosoftApp, msal.ClientApplication] = {}
+        self._lock = threading.Lock()
+
+    def _app(self, app: MicrosoftApp) -> msal.ClientApplication:
+        with self._lock:
+            existing = self._apps.get(app)
+            if existing is not None:
+                return existing
+            session = _session(self._ca_bundle, app.proxy_url, self._timeout_s)
+            common: dict[str, Any] = {
+                "authority": app.authority,
+                "http_client": session,
+                "instance_discovery": not self._is_custom_host(app.authority),
+            }
+            try:
+                client: msal.ClientApplication
+                if app.client_secret:
+                    client = msal.ConfidentialClientApplication(
+                        app.client_id, client_credential=app.client_secret, **common
+                    )
+                else:
+                    client = msal.PublicClientApplication(app.client_id, **common)
+            except (requests.RequestException, ValueError) as exc:
+                raise ProviderUnavailable(
+                    f"cannot reach the identity provider at {app.authority}: {type(exc).__name__}"
+                ) from exc
+            self._apps[app] = client
+            return client
+
+    @staticmethod
+    def _is_custom_host(authority: str) -> bool:
+        known = ("login.microsoftonline.com", "login.microsoftonline.us", "login.partner.microsoftonline.cn")
+        return not any(f"//{host}/" in authority for host in known)
+
+    async def initiate_device_flow(self, app: MicrosoftApp, scopes: list[str]) -> dict[str, Any]:
+        def call() -> dict[str, Any]:
+            try:
+                flow = self._app(app).initiate_device_flow(scopes=scopes)
+            except requests.RequestException as exc:
+                raise ProviderUnavailable(f"device code request failed: {type(exc).__name__}") from exc
+            if "user_code" not in flow:
+                raise_for_error(flow)
+            return flow
+
+        return await asyncio.to_thread(call)
+
+    async def poll_device_flow(self, app: MicrosoftApp, flow: dict[str, Any]) -> TokenResult | None:
+        """One non-blocking poll: None while the user has not finished signing in."""
+
+        def call() -> dict[str, Any]:
+            try:
+                return self._app(app).acquire_token_by_device_flow(flow, exit_condition=lambda _: True)
+            except requests.RequestException as exc:
+                raise ProviderUnavailable(f"device code poll failed: {type(exc).__name__}") from exc
+
+        result = await asyncio.to_thread(call)
+        if result.get("error") in ("authorization_pending", "slow_down"):
+            return None
+        raise_for_error(result)
+        return _token_result(result)
+
+    async def refresh(self, app: MicrosoftApp, refresh_token: str, scopes: list[str]) -> TokenResult:
+        def call() -> dict[str, Any]:
+            try:
+                return self._app(app).acquire_token_by_refresh_token(refresh_token, scopes=scopes)
+            except requests.RequestException as exc:
+                raise ProviderUnavailable(f"token refresh failed: {type(exc).__name__}") from exc
+
+        result = await asyncio.to_thread(call)
+        raise_for_error(result)
+        return _token_result(result)
+
+
+def _token_result(result: dict[str, Any]) -> TokenResult:
+    return TokenResult(
+        access_token=result["access_token"],
+        expires_in=float(result.get("expires_in", 3600)),
+        refresh_token=result.get("refresh_token"),
+        id_token_claims=dict(result.get("id_token_claims") or {}),
+        scopes=tuple(str(result.get("scope", "")).split()),
+    )

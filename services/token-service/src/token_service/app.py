@@ -1,0 +1,155 @@
+"""token-service wiring: broker, subscribers, start-up and shut-down. No decisions here."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from faststream import FastStream
+from faststream.nats import NatsBroker
+from fleetmail_contracts import streams
+from fleetmail_contracts.tokens import (
+    ACCESS_TOKEN_SUBJECT,
+    ACQUISITION_STATUS_SUBJECT,
+    DELETE_GRANT_SUBJECT,
+    GRANT_STATUS_SUBJECT,
+    START_ACQUISITION_SUBJECT,
+    AccessTokenReply,
+    AccessTokenRequest,
+    AcquisitionStarted,
+    AcquisitionState,
+    AcquisitionStatus,
+    AcquisitionStatusRequest,
+    DeleteGrant,
+    DeleteGrantReply,
+    GrantStatusReply,
+    GrantStatusRequest,
+    StartAcquisition,
+    TokenDeleted,
+    TokenEventBase,
+    token_event_subject,
+)
+from fleetmail_runtime.bus import declare_streams, make_broker
+from fleetmail_runtime.crypto import load_or_create_keyring
+from fleetmail_runtime.mongo import connect_mongo
+from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
+from fleetmail_runtime.telemetry import configure_tracing
+
+from .adapters.grants import GrantStore
+from .adapters.microsoft import MicrosoftIdentity
+from .errors import TokenServiceError
+from .service import Clock, TokenService, utc_now
+from .settings import TokenSettings
+
+SERVICE = "token-service"
+QUEUE = "token-service"
+log = logging.getLogger(SERVICE)
+
+
+@dataclass
+class Wiring:
+    broker: NatsBroker
+    app: FastStream
+    service: TokenService | None = None
+
+
+def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
+    tracer_provider = configure_tracing(SERVICE, settings.common)
+    broker = make_broker(settings.common, SERVICE, tracer_provider)
+    wiring = Wiring(broker=broker, app=FastStream(broker))
+
+    def service() -> TokenService:
+        assert wiring.service is not None, "token-service is not started"
+        return wiring.service
+
+    async def publish(event: TokenEventBase) -> None:
+        await broker.publish(
+            event,
+            token_event_subject(event.kind),  # type: ignore[attr-defined]
+            headers={"Nats-Msg-Id": event.event_id},
+            stream=streams.EVENTS_STREAM,
+        )
+        log.info(
+            "token event %s for %s/%s",
+            event.kind,  # type: ignore[attr-defined]
+            event.principal.tenant_id,
+            event.principal.kind.value,
+        )
+
+    @broker.subscriber(ACCESS_TOKEN_SUBJECT, queue=QUEUE)
+    async def on_access_token(request: AccessTokenRequest) -> AccessTokenReply:
+        return await service().access_token(request)
+
+    @broker.subscriber(START_ACQUISITION_SUBJECT, queue=QUEUE)
+    async def on_start_acquisition(request: StartAcquisition) -> AcquisitionStarted:
+        try:
+            return await service().start_acquisition(request)
+        except (TokenServiceError, UnknownTenant) as exc:
+            return AcquisitionStarted(
+                acquisition_id="",
+                flow=request.flow,
+                state=AcquisitionState.FAILED,
+                expires_at=datetime.now(UTC),
+                error=str(exc),
+            )
+
+    @broker.subscriber(ACQUISITION_STATUS_SUBJECT, queue=QUEUE)
+    async def on_acquisition_status(request: AcquisitionStatusRequest) -> AcquisitionStatus:
+        return service().acquisition_status(request.acquisition_id, request.tenant_id)
+
+    @broker.subscriber(GRANT_STATUS_SUBJECT, queue=QUEUE)
+    async def on_grant_status(request: GrantStatusRequest) -> GrantStatusReply:
+        grants = await service().grants.list_tenant(request.tenant_id)
+        return GrantStatusReply(grants=tuple(g.view() for g in grants))
+
+    @broker.subscriber(DELETE_GRANT_SUBJECT, queue=QUEUE)
+    async def on_delete_grant(request: DeleteGrant) -> DeleteGrantReply:
+        svc = service()
+        grant = await svc.grants.get(request.principal)
+        deleted = await svc.grants.delete(request.principal)
+        if deleted and grant is not None:
+            await publish(
+                TokenDeleted(
+                    event_id=uuid.uuid4().hex,
+                    principal=request.principal,
+                    provider=grant.provider,
+                    occurred_at=svc.clock(),
+                    reason=request.reason,
+                )
+            )
+        return DeleteGrantReply(deleted=deleted)
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        mongo = connect_mongo(settings.common, SERVICE)
+        keyring = load_or_create_keyring(settings.common.keyring_path())
+        grants = GrantStore(mongo, settings.database, keyring)
+        await grants.ensure_indexes()
+        tenants = TenantDirectory(broker)
+        await broker.connect()
+        await declare_streams(broker, settings.common)
+        await tenants.start()
+        wiring.service = TokenService(
+            settings,
+            grants,
+            tenants,
+            MicrosoftIdentity(settings.ca_bundle, settings.http_timeout_s),
+            publish,
+            clock,
+        )
+        try:
+            yield
+        finally:
+            await wiring.service.close()
+            await tenants.stop()
+            await mongo.close()
+
+    async def announce_ready() -> None:
+        log.info("token-service ready")
+
+    wiring.app = FastStream(broker, lifespan=lifespan, after_startup=[announce_ready])
+    return wiring

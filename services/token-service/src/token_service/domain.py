@@ -1,0 +1,100 @@
+"""Pure decisions about grants: refresh timing, predicted death, error classes, identity.
+
+No I/O and no clock: every function that needs the time takes `now`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from fleetmail_contracts.tokens import Principal, Provider
+
+MICROSOFT_REFRESH_LIFETIME = timedelta(days=90)
+GOOGLE_TESTING_LIFETIME = timedelta(days=7)
+GOOGLE_IDLE_LIFETIME = timedelta(days=183)
+
+TERMINAL_MICROSOFT_CODES = frozenset({50173, 700082, 70043, 70008, 54005, 700084})
+TERMINAL_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_required"})
+TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error", "too_many_requests"})
+
+
+class ErrorClass(StrEnum):
+    TERMINAL = "terminal"
+    """Re-authorisation is needed: the grant is dead."""
+    TRANSIENT = "transient"
+    """Try again later: the grant stays good."""
+    CONFIGURATION = "configuration"
+    """The app registration or the request is wrong: an administrator must fix settings."""
+
+
+@dataclass(frozen=True)
+class ProviderError:
+    error: str
+    error_codes: tuple[int, ...]
+    http_status: int | None = None
+    retry_after_s: float | None = None
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any], http_status: int | None = None) -> ProviderError:
+        codes = tuple(int(c) for c in body.get("error_codes") or () if str(c).isdigit())
+        return cls(str(body.get("error", "unknown")), codes, http_status)
+
+
+def classify(error: ProviderError) -> ErrorClass:
+    """Classify a provider error by `error` and `error_codes` only, never by description."""
+    if error.http_status is not None and (error.http_status >= 500 or error.http_status == 429):
+        return ErrorClass.TRANSIENT
+    if error.error in TRANSIENT_ERRORS:
+        return ErrorClass.TRANSIENT
+    if error.error in TERMINAL_ERRORS or TERMINAL_MICROSOFT_CODES.intersection(error.error_codes):
+        return ErrorClass.TERMINAL
+    return ErrorClass.CONFIGURATION
+
+
+def needs_refresh(expires_at: datetime | None, now: datetime, margin: timedelta) -> bool:
+    return expires_at is None or expires_at - now < margin
+
+
+def predicted_death(
+    provider: Provider,
+    last_redeemed_at: datetime,
+    acquired_at: datetime,
+    google_testing_mode: bool = False,
+) -> datetime:
+    """When the refresh token dies if nothing is done (Microsoft: 90 idle days)."""
+    if provider is Provider.MICROSOFT:
+        return last_redeemed_at + MICROSOFT_REFRESH_LIFETIME
+    idle = last_redeemed_at + GOOGLE_IDLE_LIFETIME
+    if google_testing_mode:
+        return min(idle, acquired_at + GOOGLE_TESTING_LIFETIME)
+    return idle
+
+
+def signed_in_address(id_token_claims: dict[str, Any]) -> str | None:
+    for claim in ("email", "preferred_username", "upn"):
+        value = id_token_claims.get(claim)
+        if isinstance(value, str) and "@" in value:
+            return value
+    return None
+
+
+def identity_matches(principal: Principal, id_token_claims: dict[str, Any]) -> bool:
+    signed_in = signed_in_address(id_token_claims)
+    return signed_in is not None and signed_in.casefold() == principal.address.casefold()
+
+
+def grant_id(principal: Principal) -> str:
+    """One administrator grant per tenant; one grant per user address."""
+    if principal.kind == "administrator":
+        return f"{principal.tenant_id}:administrator"
+    return f"{principal.tenant_id}:user:{principal.address.casefold()}"
+
+
+def associated_data(principal: Principal, provider: Provider) -> bytes:
+    """Binds a ciphertext to its grant: tenant, provider, principal and kind."""
+    return "|".join(
+        (principal.tenant_id, provider.value, principal.address.casefold(), principal.kind.value)
+    ).encode()

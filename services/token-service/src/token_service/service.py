@@ -1,0 +1,340 @@
+"""token-service's use cases: acquisition, access tokens with single-flight refresh, status.
+
+Wired by `app.py`; talks to providers, the grant store and the bus only through the objects
+passed in, so tests can build it with other adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fleetmail_contracts.tenants import TenantSettings
+from fleetmail_contracts.tokens import (
+    AccessTokenOutcome,
+    AccessTokenReply,
+    AccessTokenRequest,
+    AcquisitionFlow,
+    AcquisitionStarted,
+    AcquisitionState,
+    AcquisitionStatus,
+    GrantStatus,
+    Principal,
+    PrincipalKind,
+    Provider,
+    StartAcquisition,
+    TokenAcquired,
+    TokenEventBase,
+    TokenReauthorizationRequired,
+    TokenRefreshed,
+)
+from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
+
+from .adapters.grants import GrantStore, StoredGrant
+from .adapters.microsoft import MicrosoftApp, MicrosoftIdentity, TokenResult
+from .domain import grant_id, identity_matches, needs_refresh, predicted_death, signed_in_address
+from .errors import (
+    ConfigurationError,
+    IdentityMismatch,
+    NoGrant,
+    ProviderUnavailable,
+    ReauthorizationRequired,
+)
+from .settings import TokenSettings
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Publish = Callable[[TokenEventBase], Awaitable[None]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class CachedToken:
+    access_token: str = field(repr=False)
+    expires_at: datetime
+
+
+@dataclass
+class Acquisition:
+    acquisition_id: str
+    principal: Principal
+    provider: Provider
+    flow: dict[str, Any] = field(repr=False)
+    app: MicrosoftApp
+    expires_at: datetime
+    state: AcquisitionState = AcquisitionState.PENDING
+    detail: str | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class TokenService:
+    def __init__(
+        self,
+        settings: TokenSettings,
+        grants: GrantStore,
+        tenants: TenantDirectory,
+        microsoft: MicrosoftIdentity,
+        publish: Publish,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.grants = grants
+        self.tenants = tenants
+        self.microsoft = microsoft
+        self.publish = publish
+        self.clock = clock
+        self._tokens: dict[str, CachedToken] = {}
+        self._refreshing: dict[str, asyncio.Future[CachedToken]] = {}
+        self._acquisitions: dict[str, Acquisition] = {}
+
+    async def close(self) -> None:
+        for acquisition in self._acquisitions.values():
+            if acquisition.task is not None:
+                acquisition.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquisition.task
+
+    # --- configuration -----------------------------------------------------------------
+
+    def microsoft_app(self, tenant: TenantSettings) -> MicrosoftApp:
+        identity = tenant.identity
+        host = (identity.authority_host or self.settings.microsoft_authority_host).rstrip("/")
+        directory = identity.directory or self.settings.microsoft_directory
+        client_id = identity.client_id or self.settings.microsoft_client_id
+        if not client_id:
+            raise ConfigurationError(
+                f"tenant {tenant.tenant_id!r} has no Microsoft app (client) id: set the tenant's "
+                "identity.client_id or FLEETMAIL_TOKEN_MICROSOFT_CLIENT_ID"
+            )
+        secret = self.settings.microsoft_client_secret
+        return MicrosoftApp(
+            authority=f"{host}/{directory}",
+            client_id=client_id,
+            client_secret=secret.get_secret_value() if secret else None,
+            proxy_url=tenant.proxy_url,
+        )
+
+    # --- acquisition -------------------------------------------------------------------
+
+    async def start_acquisition(self, request: StartAcquisition) -> AcquisitionStarted:
+        tenant = await self.tenants.get(request.principal.tenant_id)
+        if request.principal.kind is PrincipalKind.ADMINISTRATOR and (
+            tenant.administrator_address is None
+            or tenant.administrator_address.casefold() != request.principal.address.casefold()
+        ):
+            raise ConfigurationError(
+                f"{request.principal.address} is not the registered administrator address of "
+                f"tenant {tenant.tenant_id!r} ({tenant.administrator_address or 'none set'})"
+            )
+        if tenant.provider is not Provider.MICROSOFT or request.flow is not AcquisitionFlow.DEVICE_CODE:
+            raise ConfigurationError(
+                f"{request.flow.value} acquisition for {tenant.provider.value} is not available yet"
+            )
+        app = self.microsoft_app(tenant)
+        flow = await self.microsoft.initiate_device_flow(app, list(self.settings.microsoft_scopes))
+        now = self.clock()
+        expires_at = now + timedelta(seconds=float(flow.get("expires_in", 900)))
+        acquisition = Acquisition(
+            acquisition_id=uuid.uuid4().hex,
+            principal=request.principal,
+            provider=tenant.provider,
+            flow=flow,
+            app=app,
+            expires_at=expires_at,
+        )
+        self._acquisitions[acquisition.acquisition_id] = acquisition
+        acquisition.task = asyncio.create_task(self._poll_device_flow(acquisition))
+        return AcquisitionStarted(
+            acquisition_id=acquisition.acquisition_id,
+            flow=AcquisitionFlow.DEVICE_CODE,
+            verification_uri=flow.get("verification_uri"),
+            user_code=flow.get("user_code"),
+            message=flow.get("message"),
+            expires_at=expires_at,
+            interval_s=float(flow.get("interval", 5)),
+        )
+
+    async def _poll_device_flow(self, acquisition: Acquisition) -> None:
+        """Poll once per interval (MSAL raises the interval on slow_down); never blocks."""
+        try:
+            while self.clock() < acquisition.expires_at:
+                await asyncio.sleep(float(acquisition.flow.get("interval", 5)))
+                try:
+                    result = await self.microsoft.poll_device_flow(acquisition.app, acquisition.flow)
+                except ProviderUnavailable as exc:
+                    log.warning("device code poll failed, will retry: %s", exc)
+                    continue
+                if result is None:
+                    continue
+                await self._complete(acquisition, result)
+                return
+            acquisition.state = AcquisitionState.EXPIRED
+            acquisition.detail = "the code expired before sign-in finished; start again"
+        except IdentityMismatch as exc:
+            acquisition.state = AcquisitionState.FAILED
+            acquisition.detail = str(exc)
+        except (ReauthorizationRequired, ConfigurationError) as exc:
+            acquisition.state = AcquisitionState.FAILED
+            acquisition.detail = str(exc)
+        finally:
+            acquisition.flow = {}
+
+    async def _complete(self, acquisition: Acquisition, result: TokenResult) -> None:
+        principal = acquisition.principal
+        if not identity_matches(principal, result.id_token_claims):
+            raise IdentityMismatch(
+                f"signed in as {signed_in_address(result.id_token_claims) or 'an unknown account'}, "
+                f"but the grant is for {principal.address}: sign in with that account"
+            )
+        if result.refresh_token is None:
+            raise ConfigurationError("the provider returned no refresh token (offline_access missing)")
+        now = self.clock()
+        death = predicted_death(acquisition.provider, now, now)
+        await self.grants.replace(
+            principal,
+            acquisition.provider,
+            result.refresh_token,
+            result.scopes,
+            AcquisitionFlow.DEVICE_CODE,
+            acquisition.app.authority,
+            acquisition.app.client_id,
+            now,
+            death,
+        )
+        self._tokens[grant_id(principal)] = CachedToken(
+            result.access_token, now + timedelta(seconds=result.expires_in)
+        )
+        acquisition.state = AcquisitionState.SUCCEEDED
+        acquisition.detail = f"Acquired for {principal.address}"
+        await self.publish(
+            TokenAcquired(
+                event_id=uuid.uuid4().hex,
+                principal=principal,
+                provider=acquisition.provider,
+                occurred_at=now,
+                flow=AcquisitionFlow.DEVICE_CODE,
+                predicted_death_at=death,
+            )
+        )
+
+    def acquisition_status(self, acquisition_id: str, tenant_id: str) -> AcquisitionStatus:
+        acquisition = self._acquisitions.get(acquisition_id)
+        if acquisition is None or acquisition.principal.tenant_id != tenant_id:
+            return AcquisitionStatus(
+                acquisition_id=acquisition_id,
+                state=AcquisitionState.FAILED,
+                detail="unknown acquisition (expired, or started on a service that restarted)",
+            )
+        return AcquisitionStatus(
+            acquisition_id=acquisition_id,
+            state=acquisition.state,
+            principal=acquisition.principal,
+            detail=acquisition.detail,
+        )
+
+    # --- access tokens -----------------------------------------------------------------
+
+    async def access_token(self, request: AccessTokenRequest) -> AccessTokenReply:
+        principal = request.principal
+        try:
+            token = await self._fresh_token(principal, request.force_refresh)
+        except NoGrant as exc:
+            return AccessTokenReply(outcome=AccessTokenOutcome.NO_GRANT, detail=str(exc))
+        except ReauthorizationRequired as exc:
+            return AccessTokenReply(outcome=AccessTokenOutcome.REAUTHORIZATION_REQUIRED, detail=str(exc))
+        except ProviderUnavailable as exc:
+            return AccessTokenReply(
+                outcome=AccessTokenOutcome.PROVIDER_UNAVAILABLE,
+                detail=str(exc),
+                retry_after_s=exc.retry_after_s or 5.0,
+            )
+        except (ConfigurationError, UnknownTenant) as exc:
+            return AccessTokenReply(outcome=AccessTokenOutcome.REAUTHORIZATION_REQUIRED, detail=str(exc))
+        return AccessTokenReply(
+            outcome=AccessTokenOutcome.GRANTED,
+            access_token=token.access_token,
+            expires_at=token.expires_at,
+            provider=Provider.MICROSOFT,
+        )
+
+    async def _fresh_token(self, principal: Principal, force_refresh: bool) -> CachedToken:
+        key = grant_id(principal)
+        cached = self._tokens.get(key)
+        margin = timedelta(seconds=self.settings.refresh_margin_s)
+        if cached is not None and not force_refresh and not needs_refresh(cached.expires_at, self.clock(), margin):
+            return cached
+        in_flight = self._refreshing.get(key)
+        if in_flight is not None:
+            return await asyncio.shield(in_flight)
+        future: asyncio.Future[CachedToken] = asyncio.get_running_loop().create_future()
+        self._refreshing[key] = future
+        try:
+            token = await self._refresh(principal)
+        except BaseException as exc:
+            future.set_exception(exc)
+            # Waiters re-raise it; mark it retrieved so an unawaited future does not warn.
+            future.exception()
+            raise
+        else:
+            future.set_result(token)
+            return token
+        finally:
+            del self._refreshing[key]
+
+    async def _refresh(self, principal: Principal) -> CachedToken:
+        grant = await self.grants.get(principal)
+        if grant is None:
+            raise NoGrant(f"no {principal.kind.value} grant for {principal.address}")
+        if grant.status is not GrantStatus.ACTIVE:
+            raise ReauthorizationRequired(f"the grant for {principal.address} needs re-authorisation")
+        tenant = await self.tenants.get(principal.tenant_id)
+        app = self.microsoft_app(tenant)
+        try:
+            result = await self.microsoft.refresh(app, grant.refresh_token, list(grant.scopes or self.settings.microsoft_scopes))
+        except ReauthorizationRequired as exc:
+            await self._mark_dead(grant, exc)
+            raise
+        now = self.clock()
+        death = predicted_death(grant.provider, now, grant.acquired_at)
+        # The rotated refresh token is stored before the new access token is handed out.
+        stored = await self.grants.record_refresh(grant, result.refresh_token, now, death)
+        if not stored:
+            log.warning("grant %s changed while refreshing; the newer record wins", grant_id(principal))
+        token = CachedToken(result.access_token, now + timedelta(seconds=result.expires_in))
+        self._tokens[grant_id(principal)] = token
+        await self.publish(
+            TokenRefreshed(
+                event_id=uuid.uuid4().hex,
+                principal=principal,
+                provider=grant.provider,
+                occurred_at=now,
+                rotated=result.refresh_token is not None and result.refresh_token != grant.refresh_token,
+                predicted_death_at=death,
+            )
+        )
+        return token
+
+    async def _mark_dead(self, grant: StoredGrant, exc: ReauthorizationRequired) -> None:
+        self._tokens.pop(grant_id(grant.principal), None)
+        await self.grants.set_status(grant.principal, GrantStatus.REAUTHORIZATION_REQUIRED)
+        await self.publish(
+            TokenReauthorizationRequired(
+                event_id=uuid.uuid4().hex,
+                principal=grant.principal,
+                provider=grant.provider,
+                occurred_at=self.clock(),
+                error=exc.error,
+                error_codes=exc.error_codes,
+                detail=str(exc),
+            )
+        )

@@ -1,0 +1,35 @@
+"""token-service settings (environment prefix `FLEETMAIL_TOKEN_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fleetmail_runtime.settings import CommonSettings
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TokenSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLEETMAIL_TOKEN_", extra="ignore")
+
+    common: CommonSettings = Field(default_factory=CommonSettings)
+    database: str = Field(default="fleetmail_tokens", description="MongoDB database of token-service")
+    microsoft_authority_host: str = Field(
+        default="https://login.microsoftonline.com",
+        description="Microsoft identity platform host (national clouds, emulator)",
+    )
+    microsoft_directory: str = Field(default="organizations", description="Entra tenant id or domain")
+    microsoft_client_id: str | None = Field(default=None, description="Entra app (client) id")
+    microsoft_client_secret: SecretStr | None = Field(default=None)
+    microsoft_scopes: tuple[str, ...] = ("https://outlook.office.com/SMTP.Send",)
+    google_token_uri: str = Field(default="https://oauth2.googleapis.com/token")
+    google_client_id: str | None = None
+    google_client_secret: SecretStr | None = None
+    ca_bundle: Path | None = Field(
+        default=None, description="CA file for the identity providers' HTTPS (emulator CA)"
+    )
+    refresh_margin_s: float = Field(
+        default=600, ge=0, description="Refresh when less than this remains (Exchange HVE: 10 min)"
+    )
+    http_timeout_s: float = Field(default=10, gt=0)
+    acquisition_ttl_s: float = Field(default=900, gt=0)
