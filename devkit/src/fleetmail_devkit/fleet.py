@@ -59,7 +59,7 @@ class SampleFleet:
         self.stack = stack
         self.say = say
         self.http = httpx.AsyncClient(base_url=stack.gateway_url, timeout=30.0)
-        self.emulator = httpx.AsyncClient(verify=str(stack.ca_file), timeout=10.0, trust_env=False)
+        self.emulator = httpx.AsyncClient(verify=stack.ssl_context(), timeout=10.0, trust_env=False)
         self.admin_headers = {"Authorization": f"Bearer {stack.admin_api_key()}"}
 
     async def close(self) -> None:

@@ -52,6 +52,14 @@ class Mailbox:
     send_as: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class XOAuth2Login:
+    """Who authenticated with XOAUTH2, and a digest of the token (never the token itself)."""
+
+    login: bytes
+    token_sha256: str
+
+
 @dataclass
 class Fault:
     stage: str
@@ -68,6 +76,7 @@ class Accepted:
     rcpt_tos: list[str]
     auth_user: str | None
     auth_mechanism: str | None
+    token_sha256: str | None
     message_id: str | None
     subject: str | None
     size: int
@@ -104,7 +113,7 @@ class TokenVerifier:
     def __init__(self, microsoft_url: str, google_url: str, ca_file: Path) -> None:
         self.microsoft_url = microsoft_url.rstrip("/")
         self.google_url = google_url.rstrip("/")
-        self._http = httpx.AsyncClient(verify=str(ca_file), timeout=5.0, trust_env=False)
+        self._http = httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(ca_file)), timeout=5.0, trust_env=False)
         self._jwks: jwt.PyJWKSet | None = None
 
     async def _microsoft_keys(self, refresh: bool = False) -> jwt.PyJWKSet:
@@ -207,7 +216,8 @@ class Handler:
                 self.state.auth_failures += 1
                 return AuthResult(success=False, handled=False, message=reply(smtp_replies.SMTP_AUTH_DISABLED))
         self.state.auth_successes += 1
-        return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b"XOAUTH2"))
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        return AuthResult(success=True, auth_data=XOAuth2Login(user.encode(), digest))
 
     def authenticate_basic(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
@@ -247,7 +257,9 @@ class Handler:
         raw = envelope.original_content or b""
         parsed = message_from_bytes(raw, policy=policy.default)
         auth_data = session.auth_data
-        auth_user = auth_data.login.decode() if isinstance(auth_data, LoginPassword) else None
+        auth_user = (
+            auth_data.login.decode() if isinstance(auth_data, LoginPassword | XOAuth2Login) else None
+        )
         from_addresses = [a.lower() for _, a in getaddresses([str(parsed.get("From", ""))])]
         if auth_user and self.state.flavour == "microsoft":
             box = self.state.mailbox_of(auth_user)
@@ -255,9 +267,11 @@ class Handler:
             if any(a not in allowed for a in from_addresses + [str(envelope.mail_from).lower()]):
                 return reply(smtp_replies.SEND_AS_DENIED)
         key = self.state.maildir.add(raw)
-        mechanism = None
-        if isinstance(auth_data, LoginPassword):
-            mechanism = "XOAUTH2" if auth_data.password == b"XOAUTH2" else "PLAIN/LOGIN"
+        mechanism, token_sha256 = None, None
+        if isinstance(auth_data, XOAuth2Login):
+            mechanism, token_sha256 = "XOAUTH2", auth_data.token_sha256
+        elif isinstance(auth_data, LoginPassword):
+            mechanism = "PLAIN/LOGIN"
         self.state.accepted.append(
             Accepted(
                 id=key,
@@ -266,6 +280,7 @@ class Handler:
                 rcpt_tos=list(envelope.rcpt_tos),
                 auth_user=auth_user,
                 auth_mechanism=mechanism,
+                token_sha256=token_sha256,
                 message_id=parsed.get("Message-ID"),
                 subject=parsed.get("Subject"),
                 size=len(raw),

@@ -1,0 +1,47 @@
+# fleetmail's one task runner: developers and CI use the same targets.
+# Needs only Python 3.11+ and make: uv (pinned) is installed into .fleetmail/tools when absent.
+
+UV_VERSION := 0.13.9
+PYTHON ?= python3
+TOOLS := .fleetmail/tools
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run demo test test-unit lint bench contracts clean
+
+$(TOOLS)/bin/uv:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(STAMP): uv.lock pyproject.toml $(if $(findstring $(TOOLS),$(UV)),$(TOOLS)/bin/uv)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $(STAMP)
+
+install: $(STAMP) ## create the environment from the lock file
+
+run: $(STAMP) ## start the whole stack on embedded defaults, with a sample fleet
+	$(PY) -m fleetmail_devkit run
+
+demo: $(STAMP) ## the same, exiting after the sample fleet's jobs
+	$(PY) -m fleetmail_devkit demo
+
+test: $(STAMP) ## unit, contract, integration and end-to-end tests
+	$(PY) -m pytest
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -m unit
+
+lint: $(STAMP) ## ruff, and mypy (strict for contracts and domain code)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy contracts/src runtime/src services/token-service/src/token_service/domain.py services/mail-service/src/mail_service/domain
+
+bench: $(STAMP) ## benchmarks: one table, and .fleetmail/bench.json
+	$(PY) -m bench
+
+contracts: $(STAMP) ## regenerate the JSON Schemas and the AsyncAPI document
+	$(PY) -m fleetmail_devkit.contracts_docs write
+
+clean:
+	rm -rf .fleetmail/demo .fleetmail/test .pytest_cache

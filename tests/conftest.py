@@ -1,0 +1,38 @@
+"""Fixtures shared by every tier. Real servers start once per test run on free loopback ports."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fleetmail_devkit.stack import Ports, Stack
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+async def stack() -> AsyncIterator[Stack]:
+    """The whole stack as `make run` starts it: nats-server, SecantusDB, emulators, services."""
+    data_dir = Path(tempfile.mkdtemp(prefix="fleetmail-test-"))
+    running = Stack(data_dir, Ports.free(), echo=False)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def emulator_http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(verify=stack.ssl_context(), timeout=10.0, trust_env=False) as client:
+        yield client

@@ -1,0 +1,85 @@
+from datetime import UTC, datetime
+
+import pytest
+from fleetmail_contracts.jobs import (
+    JOB_COMMANDS,
+    JobFunction,
+    SendInternetFax,
+    SendScanToEmail,
+    SendScanToMe,
+    SendScanToUrl,
+    SendStatusNotification,
+)
+from fleetmail_contracts.tenants import FromPolicy, TenantSettings
+from fleetmail_contracts.tokens import PrincipalKind
+from mail_service.domain.compose import Attachment, compose, retry_delay
+from mail_service.domain.sender import resolve_sender
+from mail_service.errors import InvalidJob, SenderNotAllowed
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+BASE = {"job_id": "job-1", "tenant_id": "t1", "device_id": "d1", "submitted_at": NOW}
+
+
+def tenant(policy: FromPolicy = FromPolicy.ADMINISTRATOR_ADDRESS) -> TenantSettings:
+    return TenantSettings(tenant_id="t1", oauth_enabled=True, administrator_address="admin@t1.example", from_policy=policy)
+
+
+def test_administrator_functions_always_use_the_administrator_grant() -> None:
+    job = SendStatusNotification(**BASE, to=("ops@t1.example",), login_user="user@t1.example")
+    sender = resolve_sender(job, JobFunction.STATUS_NOTIFICATION, tenant(FromPolicy.LOGIN_USER_ADDRESS))
+    assert sender.kind is PrincipalKind.ADMINISTRATOR and sender.address == "admin@t1.example"
+
+
+def test_login_user_policy_sends_as_the_user() -> None:
+    job = SendScanToEmail(**BASE, to=("x@y.example",), login_user="user@t1.example")
+    sender = resolve_sender(job, JobFunction.SCAN_TO_EMAIL, tenant(FromPolicy.LOGIN_USER_ADDRESS))
+    assert sender.kind is PrincipalKind.USER and sender.address == "user@t1.example"
+
+
+def test_allow_policy_never_sends_as_someone_else() -> None:
+    job = SendScanToEmail(**BASE, to=("x@y.example",), login_user="user@t1.example", requested_from="ceo@t1.example")
+    with pytest.raises(SenderNotAllowed, match="may not send as"):
+        resolve_sender(job, JobFunction.SCAN_TO_EMAIL, tenant(FromPolicy.ALLOW))
+
+
+def test_internet_fax_machine_address_must_be_the_administrator() -> None:
+    job = SendInternetFax(**BASE, to=("fax@y.example",), machine_address="machine@t1.example")
+    with pytest.raises(SenderNotAllowed, match="must equal"):
+        resolve_sender(job, JobFunction.INTERNET_FAX_TX, tenant())
+
+
+def test_bcc_stays_out_of_headers_and_message_id_follows_the_job() -> None:
+    job = SendScanToEmail(**BASE, to=("to@y.example",), bcc=("hidden@y.example",))
+    message, recipients = compose(job, JobFunction.SCAN_TO_EMAIL, "admin@t1.example", [Attachment("a.pdf", "application/pdf", b"%PDF")], NOW)
+    assert "hidden@y.example" in recipients
+    assert "hidden@y.example" not in message.as_string()
+    assert message["Message-ID"] == "<job-1@fleetmail>"
+    assert [p.get_filename() for p in message.iter_attachments()] == ["a.pdf"]
+
+
+def test_header_injection_is_refused() -> None:
+    job = SendScanToEmail(**BASE, to=("to@y.example",), subject="hi\r\nBcc: victim@z.example")
+    with pytest.raises(InvalidJob, match="line break"):
+        compose(job, JobFunction.SCAN_TO_EMAIL, "admin@t1.example", [], NOW)
+    bad = SendScanToEmail(**BASE, to=("to@y.example\r\nX: y",))
+    with pytest.raises(InvalidJob):
+        compose(bad, JobFunction.SCAN_TO_EMAIL, "admin@t1.example", [], NOW)
+
+
+def test_scan_to_me_and_scan_to_url() -> None:
+    me = SendScanToMe(**BASE, login_user="user@t1.example")
+    message, recipients = compose(me, JobFunction.SCAN_TO_ME, "user@t1.example", [], NOW)
+    assert recipients == ["user@t1.example"]
+    url = SendScanToUrl(**BASE, to=("to@y.example",), document_url="https://files.example/doc/1")
+    message, _ = compose(url, JobFunction.SCAN_TO_URL, "admin@t1.example", [Attachment("a.pdf", "application/pdf", b"%PDF")], NOW)
+    assert "https://files.example/doc/1" in message.get_content()
+    assert list(message.iter_attachments()) == []
+
+
+def test_every_function_in_the_seed_has_a_command() -> None:
+    assert set(JOB_COMMANDS) == set(JobFunction) and len(JobFunction) == 12
+
+
+def test_retry_delay_grows_and_is_capped() -> None:
+    assert retry_delay(1, 5, 300, 1.0) < retry_delay(3, 5, 300, 1.0)
+    assert retry_delay(20, 5, 300, 0.999) <= 300
