@@ -22,9 +22,6 @@ class TokenSettings(BaseSettings):
     microsoft_client_id: str | None = Field(default=None, description="Entra app (client) id")
     microsoft_client_secret: SecretStr | None = Field(default=None)
     microsoft_scopes: tuple[str, ...] = ("https://outlook.office.com/SMTP.Send",)
-    google_token_uri: str = Field(default="https://oauth2.googleapis.com/token")
-    google_client_id: str | None = None
-    google_client_secret: SecretStr | None = None
     ca_bundle: Path | None = Field(
         default=None, description="CA file for the identity providers' HTTPS (emulator CA)"
     )
@@ -32,4 +29,3 @@ class TokenSettings(BaseSettings):
         default=600, ge=0, description="Refresh when less than this remains (Exchange HVE: 10 min)"
     )
     http_timeout_s: float = Field(default=10, gt=0)
-    acquisition_ttl_s: float = Field(default=900, gt=0)

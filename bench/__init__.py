@@ -1,0 +1,1 @@
+"""fleetmail's benchmarks: `make bench` runs them all on embedded defaults."""
