@@ -23,6 +23,7 @@ async def main_async(mode: str, data_dir: Path) -> int:
     ports = Ports.from_env() if mode == "run" else Ports.free()
     stack = Stack(data_dir, ports, mongodb_uri=os.environ.get("MONGODB_URI"), echo=True)
     stop = asyncio.Event()
+    outcome = ""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -35,7 +36,7 @@ async def main_async(mode: str, data_dir: Path) -> int:
         finally:
             await fleet.close()
         if mode == "demo":
-            print(f"delivered {delivered}/{total} jobs", flush=True)
+            outcome = f"delivered {delivered}/{total} jobs"
             return 0 if delivered == total else 1
         say(f"delivered {delivered}/{total} jobs")
         say(f"fleetmail is running. API docs: {stack.gateway_url}/docs")
@@ -49,6 +50,9 @@ async def main_async(mode: str, data_dir: Path) -> int:
     finally:
         say("stopping")
         await stack.stop()
+        if outcome:
+            # The demo's last line, after the stack's shutdown lines.
+            print(outcome, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
