@@ -32,7 +32,10 @@ def table(figures: list[Figure]) -> str:
         return "no benchmarks yet (they land with the token-service, mail-service and job-gateway issues)"
     width = max(len(f.name) for f in figures)
     rows = [f"{'name':<{width}}  {'value':>12}  unit      baseline"]
-    rows += [f"{f.name:<{width}}  {f.value:>12.3f}  {f.unit:<8}  {f.baseline} = {f.baseline_value:.3f}" for f in figures]
+    rows += [
+        f"{f.name:<{width}}  {f.value:>12.3f}  {f.unit:<8}  {f.baseline} = {f.baseline_value:.3f}"
+        for f in figures
+    ]
     return "\n".join(rows)
 
 

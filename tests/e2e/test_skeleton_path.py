@@ -16,7 +16,9 @@ from fleetmail_devkit.fleet import ADMINISTRATOR, SampleFleet, sample_pdf
 from pymongo import AsyncMongoClient
 
 
-async def test_scan_to_email_is_delivered_with_xoauth2_and_no_token_is_stored_in_clear(stack, emulator_http: httpx.AsyncClient) -> None:
+async def test_scan_to_email_is_delivered_with_xoauth2_and_no_token_is_stored_in_clear(
+    stack, emulator_http: httpx.AsyncClient
+) -> None:
     lines: list[str] = []
     fleet = SampleFleet(stack, lines.append)
     try:
@@ -36,7 +38,9 @@ async def test_scan_to_email_is_delivered_with_xoauth2_and_no_token_is_stored_in
         assert accepted["auth_user"] == ADMINISTRATOR
         assert accepted["token_sha256"] in issued_digests, "token not issued by the Microsoft emulator"
         assert accepted["port"] == stack.ports.smtp_starttls
-        raw = (await emulator_http.get(f"{stack.smtp_control_url}/_emulator/messages/{accepted['id']}/raw")).content
+        raw = (
+            await emulator_http.get(f"{stack.smtp_control_url}/_emulator/messages/{accepted['id']}/raw")
+        ).content
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert parsed["From"] == ADMINISTRATOR
         assert parsed["Message-ID"].endswith("@fleetmail>")

@@ -20,24 +20,46 @@ REDIRECT = "http://127.0.0.1:1/callback"
 
 async def register(stack: Stack, http: httpx.AsyncClient, testing_mode: bool = False) -> tuple[str, str]:
     client_id, secret = f"{uuid.uuid4().hex[:8]}.apps.googleusercontent.com", secrets.token_urlsafe(12)
-    await http.post(f"{stack.google_url}/_emulator/apps", json={"client_id": client_id, "client_secret": secret, "testing_mode": testing_mode})
+    await http.post(
+        f"{stack.google_url}/_emulator/apps",
+        json={"client_id": client_id, "client_secret": secret, "testing_mode": testing_mode},
+    )
     return client_id, secret
 
 
-async def authorize(stack: Stack, http: httpx.AsyncClient, client_id: str, secret: str, user: str, verifier: str) -> dict:
+async def authorize(
+    stack: Stack, http: httpx.AsyncClient, client_id: str, secret: str, user: str, verifier: str
+) -> dict:
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     response = await http.get(
         f"{stack.google_url}/o/oauth2/v2/auth",
-        params={"client_id": client_id, "redirect_uri": REDIRECT, "response_type": "code", "scope": f"{MAIL} openid email",
-                "access_type": "offline", "prompt": "consent", "code_challenge": challenge,
-                "code_challenge_method": "S256", "state": "s1", "login_hint_user": user},
+        params={
+            "client_id": client_id,
+            "redirect_uri": REDIRECT,
+            "response_type": "code",
+            "scope": f"{MAIL} openid email",
+            "access_type": "offline",
+            "prompt": "consent",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": "s1",
+            "login_hint_user": user,
+        },
     )
     assert response.status_code == 302
     query = parse_qs(urlparse(response.headers["location"]).query)
     assert query["state"] == ["s1"]
-    token = await http.post(f"{stack.google_url}/token", data={
-        "grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": REDIRECT,
-        "client_id": client_id, "client_secret": secret, "code_verifier": verifier})
+    token = await http.post(
+        f"{stack.google_url}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": query["code"][0],
+            "redirect_uri": REDIRECT,
+            "client_id": client_id,
+            "client_secret": secret,
+            "code_verifier": verifier,
+        },
+    )
     return token.json()
 
 
@@ -52,38 +74,73 @@ async def test_pkce_is_enforced(stack, emulator_http) -> None:
     client_id, secret = await register(stack, emulator_http)
     verifier = "w" * 50
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    response = await emulator_http.get(f"{stack.google_url}/o/oauth2/v2/auth", params={
-        "client_id": client_id, "redirect_uri": REDIRECT, "scope": MAIL, "access_type": "offline",
-        "code_challenge": challenge, "code_challenge_method": "S256", "login_hint_user": "a@gmail.example"})
+    response = await emulator_http.get(
+        f"{stack.google_url}/o/oauth2/v2/auth",
+        params={
+            "client_id": client_id,
+            "redirect_uri": REDIRECT,
+            "scope": MAIL,
+            "access_type": "offline",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "login_hint_user": "a@gmail.example",
+        },
+    )
     code = parse_qs(urlparse(response.headers["location"]).query)["code"][0]
-    wrong = await emulator_http.post(f"{stack.google_url}/token", data={
-        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
-        "client_id": client_id, "client_secret": secret, "code_verifier": "x" * 50})
+    wrong = await emulator_http.post(
+        f"{stack.google_url}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "client_id": client_id,
+            "client_secret": secret,
+            "code_verifier": "x" * 50,
+        },
+    )
     assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
 
 
 async def test_refresh_without_rotation_through_google_auth(stack, emulator_http) -> None:
     client_id, secret = await register(stack, emulator_http)
     tokens = await authorize(stack, emulator_http, client_id, secret, "b@gmail.example", "v" * 50)
-    credentials = Credentials(None, refresh_token=tokens["refresh_token"], token_uri=f"{stack.google_url}/token",
-                              client_id=client_id, client_secret=secret, scopes=[MAIL])
+    credentials = Credentials(
+        None,
+        refresh_token=tokens["refresh_token"],
+        token_uri=f"{stack.google_url}/token",
+        client_id=client_id,
+        client_secret=secret,
+        scopes=[MAIL],
+    )
     credentials.refresh(google_request(stack))
     assert credentials.token.startswith("ya29.") and credentials.refresh_token == tokens["refresh_token"]
-    info = (await emulator_http.get(f"{stack.google_url}/tokeninfo", params={"access_token": credentials.token})).json()
+    info = (
+        await emulator_http.get(f"{stack.google_url}/tokeninfo", params={"access_token": credentials.token})
+    ).json()
     assert info["email"] == "b@gmail.example" and MAIL in info["scope"]
 
 
 async def test_revoked_and_testing_mode_grants_die(stack, emulator_http) -> None:
     client_id, secret = await register(stack, emulator_http, testing_mode=True)
     tokens = await authorize(stack, emulator_http, client_id, secret, "c@gmail.example", "v" * 50)
-    await emulator_http.post(f"{stack.google_url}/_emulator/grants/age", json={"user": "c@gmail.example", "days": 8})
-    credentials = Credentials(None, refresh_token=tokens["refresh_token"], token_uri=f"{stack.google_url}/token",
-                              client_id=client_id, client_secret=secret, scopes=[MAIL])
+    await emulator_http.post(
+        f"{stack.google_url}/_emulator/grants/age", json={"user": "c@gmail.example", "days": 8}
+    )
+    credentials = Credentials(
+        None,
+        refresh_token=tokens["refresh_token"],
+        token_uri=f"{stack.google_url}/token",
+        client_id=client_id,
+        client_secret=secret,
+        scopes=[MAIL],
+    )
     with pytest.raises(RefreshError, match="invalid_grant") as caught:
         credentials.refresh(google_request(stack))
     assert caught.value.retryable is False
 
 
 async def test_device_flow_refuses_the_mail_scope(stack, emulator_http) -> None:
-    response = await emulator_http.post(f"{stack.google_url}/device/code", data={"client_id": "x", "scope": MAIL})
+    response = await emulator_http.post(
+        f"{stack.google_url}/device/code", data={"client_id": "x", "scope": MAIL}
+    )
     assert response.status_code == 400 and response.json()["error"] == "invalid_scope"

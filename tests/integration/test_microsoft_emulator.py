@@ -21,18 +21,25 @@ def msal_app(stack: Stack, client_id: str) -> msal.PublicClientApplication:
 
 
 @pytest.fixture
-async def app_and_user(stack: Stack, emulator_http: httpx.AsyncClient) -> tuple[msal.PublicClientApplication, str]:
+async def app_and_user(
+    stack: Stack, emulator_http: httpx.AsyncClient
+) -> tuple[msal.PublicClientApplication, str]:
     client_id = f"test-{uuid.uuid4().hex[:8]}"
     await emulator_http.post(f"{stack.microsoft_url}/_emulator/apps", json={"client_id": client_id})
     return msal_app(stack, client_id), f"user-{uuid.uuid4().hex[:6]}@contoso.example"
 
 
-async def sign_in(stack: Stack, http: httpx.AsyncClient, app: msal.PublicClientApplication, user: str) -> dict:
+async def sign_in(
+    stack: Stack, http: httpx.AsyncClient, app: msal.PublicClientApplication, user: str
+) -> dict:
     flow = app.initiate_device_flow(scopes=SMTP_SCOPE)
     assert flow["interval"] == 5 and flow["expires_in"] == 900
     pending = app.acquire_token_by_device_flow(flow, exit_condition=lambda _: True)
     assert pending["error"] == "authorization_pending"
-    approved = await http.post(f"{stack.microsoft_url}/_emulator/device-codes/approve", json={"user_code": flow["user_code"], "user": user})
+    approved = await http.post(
+        f"{stack.microsoft_url}/_emulator/device-codes/approve",
+        json={"user_code": flow["user_code"], "user": user},
+    )
     assert approved.status_code == 200
     flow["_last_poll"] = 0  # the test does not wait out the interval; MSAL only warns
     with pytest.warns(UserWarning, match="too soon"):
@@ -74,10 +81,16 @@ async def test_throttling_and_call_counts(stack, emulator_http, app_and_user) ->
     app, user = app_and_user
     tokens = await sign_in(stack, emulator_http, app, user)
     before = (await emulator_http.get(f"{stack.microsoft_url}/_emulator/calls")).json()["token"]
-    await emulator_http.post(f"{stack.microsoft_url}/_emulator/faults", json={"status": 429, "count": 1, "retry_after_s": 7})
+    await emulator_http.post(
+        f"{stack.microsoft_url}/_emulator/faults", json={"status": 429, "count": 1, "retry_after_s": 7}
+    )
     response = await emulator_http.post(
         f"{stack.microsoft_url}/contoso/oauth2/v2.0/token",
-        data={"client_id": app.client_id, "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        data={
+            "client_id": app.client_id,
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+        },
     )
     assert response.status_code == 429 and response.headers["Retry-After"] == "7"
     after = (await emulator_http.get(f"{stack.microsoft_url}/_emulator/calls")).json()["token"]
@@ -87,10 +100,14 @@ async def test_throttling_and_call_counts(stack, emulator_http, app_and_user) ->
 async def test_scope_mixing_and_unknown_apps_are_refused(stack, emulator_http) -> None:
     mixed = await emulator_http.post(
         f"{stack.microsoft_url}/contoso/oauth2/v2.0/devicecode",
-        data={"client_id": "fleetmail-demo-client", "scope": "https://graph.microsoft.com/Mail.Send https://outlook.office.com/SMTP.Send"},
+        data={
+            "client_id": "fleetmail-demo-client",
+            "scope": "https://graph.microsoft.com/Mail.Send https://outlook.office.com/SMTP.Send",
+        },
     )
     assert mixed.status_code == 400 and mixed.json()["error_codes"] == [70011]
     unknown = await emulator_http.post(
-        f"{stack.microsoft_url}/contoso/oauth2/v2.0/devicecode", data={"client_id": "nobody", "scope": "openid"}
+        f"{stack.microsoft_url}/contoso/oauth2/v2.0/devicecode",
+        data={"client_id": "nobody", "scope": "openid"},
     )
     assert unknown.json()["error_codes"] == [700016]

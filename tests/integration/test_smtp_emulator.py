@@ -17,18 +17,29 @@ async def microsoft_token(stack: Stack, http: httpx.AsyncClient, user: str) -> s
     session = requests.Session()
     session.trust_env = False
     session.verify = str(stack.ca_file)
-    app = msal.PublicClientApplication(DEMO_CLIENT_ID, authority=f"{stack.microsoft_url}/contoso",
-                                       instance_discovery=False, http_client=session)
+    app = msal.PublicClientApplication(
+        DEMO_CLIENT_ID,
+        authority=f"{stack.microsoft_url}/contoso",
+        instance_discovery=False,
+        http_client=session,
+    )
     flow = app.initiate_device_flow(scopes=["https://outlook.office.com/SMTP.Send"])
-    await http.post(f"{stack.microsoft_url}/_emulator/device-codes/approve", json={"user_code": flow["user_code"], "user": user})
+    await http.post(
+        f"{stack.microsoft_url}/_emulator/device-codes/approve",
+        json={"user_code": flow["user_code"], "user": user},
+    )
     return app.acquire_token_by_device_flow(flow, exit_condition=lambda _: True)["access_token"]
 
 
 def client(stack: Stack, implicit: bool = False) -> aiosmtplib.SMTP:
     context = ssl.create_default_context(cafile=str(stack.ca_file))
     if implicit:
-        return aiosmtplib.SMTP(hostname="127.0.0.1", port=stack.ports.smtp_tls, use_tls=True, tls_context=context)
-    return aiosmtplib.SMTP(hostname="127.0.0.1", port=stack.ports.smtp_starttls, start_tls=True, tls_context=context)
+        return aiosmtplib.SMTP(
+            hostname="127.0.0.1", port=stack.ports.smtp_tls, use_tls=True, tls_context=context
+        )
+    return aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=stack.ports.smtp_starttls, start_tls=True, tls_context=context
+    )
 
 
 def message(sender: str) -> EmailMessage:
@@ -64,7 +75,9 @@ async def test_a_token_for_another_user_or_garbage_is_refused(stack, emulator_ht
 
 
 async def test_smtp_auth_disabled_mailbox_gets_5_7_139(stack, emulator_http, user) -> None:
-    await emulator_http.post(f"{stack.smtp_control_url}/_emulator/mailboxes", json={"address": user, "smtp_auth_disabled": True})
+    await emulator_http.post(
+        f"{stack.smtp_control_url}/_emulator/mailboxes", json={"address": user, "smtp_auth_disabled": True}
+    )
     token = await microsoft_token(stack, emulator_http, user)
     async with client(stack) as smtp:
         with pytest.raises(aiosmtplib.SMTPAuthenticationError) as caught:
@@ -82,22 +95,30 @@ async def test_send_as_another_address_is_denied(stack, emulator_http, user) -> 
 
 
 async def test_basic_auth_then_its_removal(stack, emulator_http, user) -> None:
-    await emulator_http.post(f"{stack.smtp_control_url}/_emulator/mailboxes", json={"address": user, "password": "pw-123"})
+    await emulator_http.post(
+        f"{stack.smtp_control_url}/_emulator/mailboxes", json={"address": user, "password": "pw-123"}
+    )
     async with client(stack) as smtp:
         await smtp.login(user, "pw-123")
-    await emulator_http.post(f"{stack.smtp_control_url}/_emulator/settings", json={"basic_auth_removed": True})
+    await emulator_http.post(
+        f"{stack.smtp_control_url}/_emulator/settings", json={"basic_auth_removed": True}
+    )
     try:
         async with client(stack) as smtp:
             with pytest.raises(aiosmtplib.SMTPAuthenticationError) as caught:
                 await smtp.login(user, "pw-123")
         assert caught.value.code == 550 and "5.7.30" in caught.value.message
     finally:
-        await emulator_http.post(f"{stack.smtp_control_url}/_emulator/settings", json={"basic_auth_removed": False})
+        await emulator_http.post(
+            f"{stack.smtp_control_url}/_emulator/settings", json={"basic_auth_removed": False}
+        )
 
 
 async def test_injected_transient_failure(stack, emulator_http, user) -> None:
     token = await microsoft_token(stack, emulator_http, user)
-    await emulator_http.post(f"{stack.smtp_control_url}/_emulator/faults", json={"stage": "mail", "code": 451, "count": 1})
+    await emulator_http.post(
+        f"{stack.smtp_control_url}/_emulator/faults", json={"stage": "mail", "code": 451, "count": 1}
+    )
     async with client(stack) as smtp:
         await smtp.auth_xoauth2(user, token)
         with pytest.raises(aiosmtplib.SMTPSenderRefused) as caught:

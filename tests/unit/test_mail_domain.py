@@ -21,7 +21,9 @@ BASE = {"job_id": "job-1", "tenant_id": "t1", "device_id": "d1", "submitted_at":
 
 
 def tenant(policy: FromPolicy = FromPolicy.ADMINISTRATOR_ADDRESS) -> TenantSettings:
-    return TenantSettings(tenant_id="t1", oauth_enabled=True, administrator_address="admin@t1.example", from_policy=policy)
+    return TenantSettings(
+        tenant_id="t1", oauth_enabled=True, administrator_address="admin@t1.example", from_policy=policy
+    )
 
 
 def test_administrator_functions_always_use_the_administrator_grant() -> None:
@@ -37,7 +39,9 @@ def test_login_user_policy_sends_as_the_user() -> None:
 
 
 def test_allow_policy_never_sends_as_someone_else() -> None:
-    job = SendScanToEmail(**BASE, to=("x@y.example",), login_user="user@t1.example", requested_from="ceo@t1.example")
+    job = SendScanToEmail(
+        **BASE, to=("x@y.example",), login_user="user@t1.example", requested_from="ceo@t1.example"
+    )
     with pytest.raises(SenderNotAllowed, match="may not send as"):
         resolve_sender(job, JobFunction.SCAN_TO_EMAIL, tenant(FromPolicy.ALLOW))
 
@@ -50,7 +54,13 @@ def test_internet_fax_machine_address_must_be_the_administrator() -> None:
 
 def test_bcc_stays_out_of_headers_and_message_id_follows_the_job() -> None:
     job = SendScanToEmail(**BASE, to=("to@y.example",), bcc=("hidden@y.example",))
-    message, recipients = compose(job, JobFunction.SCAN_TO_EMAIL, "admin@t1.example", [Attachment("a.pdf", "application/pdf", b"%PDF")], NOW)
+    message, recipients = compose(
+        job,
+        JobFunction.SCAN_TO_EMAIL,
+        "admin@t1.example",
+        [Attachment("a.pdf", "application/pdf", b"%PDF")],
+        NOW,
+    )
     assert "hidden@y.example" in recipients
     assert "hidden@y.example" not in message.as_string()
     assert message["Message-ID"] == "<job-1@fleetmail>"
@@ -71,7 +81,13 @@ def test_scan_to_me_and_scan_to_url() -> None:
     message, recipients = compose(me, JobFunction.SCAN_TO_ME, "user@t1.example", [], NOW)
     assert recipients == ["user@t1.example"]
     url = SendScanToUrl(**BASE, to=("to@y.example",), document_url="https://files.example/doc/1")
-    message, _ = compose(url, JobFunction.SCAN_TO_URL, "admin@t1.example", [Attachment("a.pdf", "application/pdf", b"%PDF")], NOW)
+    message, _ = compose(
+        url,
+        JobFunction.SCAN_TO_URL,
+        "admin@t1.example",
+        [Attachment("a.pdf", "application/pdf", b"%PDF")],
+        NOW,
+    )
     assert "https://files.example/doc/1" in message.get_content()
     assert list(message.iter_attachments()) == []
 

@@ -20,7 +20,14 @@ def test_terminal_errors_by_code_not_description() -> None:
     for codes in ((700082,), (50173,), (70043,), (70008,)):
         assert classify(ProviderError("invalid_grant", codes, 400)) is ErrorClass.TERMINAL
     assert classify(ProviderError("interaction_required", (), 400)) is ErrorClass.TERMINAL
-    assert classify(ProviderError.from_body({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}, 400)) is ErrorClass.TERMINAL
+    assert (
+        classify(
+            ProviderError.from_body(
+                {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}, 400
+            )
+        )
+        is ErrorClass.TERMINAL
+    )
 
 
 def test_transient_errors() -> None:
@@ -44,7 +51,9 @@ def test_refresh_ten_minutes_early() -> None:
 def test_predicted_death() -> None:
     assert predicted_death(Provider.MICROSOFT, NOW, NOW - timedelta(days=30)) == NOW + timedelta(days=90)
     acquired = NOW - timedelta(days=2)
-    assert predicted_death(Provider.GOOGLE, NOW, acquired, google_testing_mode=True) == acquired + timedelta(days=7)
+    assert predicted_death(Provider.GOOGLE, NOW, acquired, google_testing_mode=True) == acquired + timedelta(
+        days=7
+    )
     assert predicted_death(Provider.GOOGLE, NOW, acquired) == NOW + timedelta(days=183)
 
 

@@ -21,9 +21,7 @@ class Channel:
 def channels() -> list[Channel]:
     found: list[Channel] = []
     for function, command in jobs.JOB_COMMANDS.items():
-        found.append(
-            Channel(jobs.job_subject(function), command, "command", command.__doc__ or "")
-        )
+        found.append(Channel(jobs.job_subject(function), command, "command", command.__doc__ or ""))
     for kind, event in mail_events.MAIL_EVENTS.items():
         found.append(Channel(mail_events.mail_event_subject(kind), event, "event", ""))
     for kind, token_event in tokens.TOKEN_EVENTS.items():

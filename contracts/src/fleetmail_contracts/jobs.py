@@ -119,9 +119,7 @@ class SendEmailNotification(JobBase):
 
 
 class SendTotalCounterNotification(JobBase):
-    function: Literal[JobFunction.TOTAL_COUNTER_NOTIFICATION] = (
-        JobFunction.TOTAL_COUNTER_NOTIFICATION
-    )
+    function: Literal[JobFunction.TOTAL_COUNTER_NOTIFICATION] = JobFunction.TOTAL_COUNTER_NOTIFICATION
     counters: dict[str, int] = Field(default_factory=dict)
 
 

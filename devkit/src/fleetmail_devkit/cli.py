@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from .fleet import DemoError, SampleFleet
-from .ports import free_port
 from .stack import Ports, Stack, StackError
 
 

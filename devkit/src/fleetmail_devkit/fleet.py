@@ -68,7 +68,9 @@ class SampleFleet:
 
     async def _ok(self, response: httpx.Response) -> dict:  # type: ignore[type-arg]
         if response.status_code >= 400:
-            raise DemoError(f"{response.request.method} {response.request.url.path} → {response.status_code}: {response.text}")
+            raise DemoError(
+                f"{response.request.method} {response.request.url.path} → {response.status_code}: {response.text}"
+            )
         return response.json()  # type: ignore[no-any-return]
 
     async def create_tenant(self) -> None:
@@ -81,12 +83,17 @@ class SampleFleet:
             "smtp": {"host": "127.0.0.1", "port": self.stack.ports.smtp_starttls, "security": "starttls"},
             "from_policy": "administrator_address",
         }
-        await self._ok(await self.http.put(f"/v1/admin/tenants/{TENANT}", json=body, headers=self.admin_headers))
+        await self._ok(
+            await self.http.put(f"/v1/admin/tenants/{TENANT}", json=body, headers=self.admin_headers)
+        )
         self.say(f"tenant '{TENANT}': OAuth 2.0 on, provider Microsoft, administrator {ADMINISTRATOR}")
 
     async def acquire_administrator_token(self, timeout_s: float = 60.0) -> None:
-        started = await self._ok(await self.http.post(
-            f"/v1/admin/tenants/{TENANT}/tokens/administrator/acquire", headers=self.admin_headers))
+        started = await self._ok(
+            await self.http.post(
+                f"/v1/admin/tenants/{TENANT}/tokens/administrator/acquire", headers=self.admin_headers
+            )
+        )
         self.say("")
         self.say("  ┌─ [OAuth 2.0] Refresh Tokens (Administrator) ─ Acquire")
         self.say(f"  │ To sign in, open {started['verification_uri']}")
@@ -101,8 +108,12 @@ class SampleFleet:
             raise DemoError(f"the emulator did not accept the code: {approved.text}")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            status = await self._ok(await self.http.get(
-                f"/v1/admin/tenants/{TENANT}/acquisitions/{started['acquisition_id']}", headers=self.admin_headers))
+            status = await self._ok(
+                await self.http.get(
+                    f"/v1/admin/tenants/{TENANT}/acquisitions/{started['acquisition_id']}",
+                    headers=self.admin_headers,
+                )
+            )
             if status["state"] == "succeeded":
                 self.say(f"refresh token (administrator): Acquired — {status.get('detail')}")
                 return
@@ -115,10 +126,13 @@ class SampleFleet:
         devices = []
         for n in range(1, count + 1):
             device_id = f"mfp-{n:02d}"
-            body = await self._ok(await self.http.post(
-                f"/v1/admin/tenants/{TENANT}/devices",
-                json={"device_id": device_id, "name": f"Floor {n} multifunction printer"},
-                headers=self.admin_headers))
+            body = await self._ok(
+                await self.http.post(
+                    f"/v1/admin/tenants/{TENANT}/devices",
+                    json={"device_id": device_id, "name": f"Floor {n} multifunction printer"},
+                    headers=self.admin_headers,
+                )
+            )
             devices.append(Device(device_id, body["secret"]))
         self.say(f"registered {count} devices: {', '.join(d.device_id for d in devices)}")
         return devices
@@ -130,12 +144,19 @@ class SampleFleet:
             "subject": f"Scan {n} from {device.device_id}",
             "body": "Scanned document attached.",
         }
-        files = {"files": (f"scan-{n}.pdf", sample_pdf(f"Scan {n} from {device.device_id}"), "application/pdf")}
-        body = await self._ok(await self.http.post(
-            "/v1/jobs", data={"job": json.dumps(job)}, files=files, auth=(device.device_id, device.secret)))
+        files = {
+            "files": (f"scan-{n}.pdf", sample_pdf(f"Scan {n} from {device.device_id}"), "application/pdf")
+        }
+        body = await self._ok(
+            await self.http.post(
+                "/v1/jobs", data={"job": json.dumps(job)}, files=files, auth=(device.device_id, device.secret)
+            )
+        )
         return str(body["job_id"])
 
-    async def run(self, devices: int = 3, jobs_per_device: int = 2, timeout_s: float = 90.0) -> tuple[int, int]:
+    async def run(
+        self, devices: int = 3, jobs_per_device: int = 2, timeout_s: float = 90.0
+    ) -> tuple[int, int]:
         await self.create_tenant()
         await self.acquire_administrator_token()
         fleet = await self.register_devices(devices)
@@ -151,13 +172,19 @@ class SampleFleet:
         deadline = time.monotonic() + timeout_s
         while pending and time.monotonic() < deadline:
             for job_id, device in list(pending.items()):
-                status = await self._ok(await self.http.get(f"/v1/jobs/{job_id}", auth=(device.device_id, device.secret)))
+                status = await self._ok(
+                    await self.http.get(f"/v1/jobs/{job_id}", auth=(device.device_id, device.secret))
+                )
                 if status["status"] == "sent":
                     delivered += 1
-                    self.say(f"  delivered  job {job_id[:8]} from {device.device_id} — {status.get('smtp_reply', '')[:60]}")
+                    self.say(
+                        f"  delivered  job {job_id[:8]} from {device.device_id} — {status.get('smtp_reply', '')[:60]}"
+                    )
                     del pending[job_id]
                 elif status["status"] == "failed":
-                    self.say(f"  FAILED     job {job_id[:8]} from {device.device_id} — {status.get('detail')}")
+                    self.say(
+                        f"  FAILED     job {job_id[:8]} from {device.device_id} — {status.get('detail')}"
+                    )
                     del pending[job_id]
             await asyncio.sleep(0.3)
         for job_id in pending:

@@ -164,8 +164,18 @@ class Stack:
         parts = [
             Part(
                 "nats",
-                [venv_binary("nats-server"), "-a", "127.0.0.1", "-p", str(self.ports.nats), "-js",
-                 "-sd", str(self.data_dir / "nats"), "-n", "fleetmail-dev"],
+                [
+                    venv_binary("nats-server"),
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.ports.nats),
+                    "-js",
+                    "-sd",
+                    str(self.data_dir / "nats"),
+                    "-n",
+                    "fleetmail-dev",
+                ],
                 ready=lambda: port_open(self.ports.nats),
                 port=self.ports.nats,
             )
@@ -174,8 +184,15 @@ class Stack:
             parts.append(
                 Part(
                     "mongodb",
-                    [venv_binary("secantusd-py"), "--host", "127.0.0.1", "--port", str(self.ports.mongodb),
-                     "--storage-path", str(self.data_dir / "mongodb")],
+                    [
+                        venv_binary("secantusd-py"),
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(self.ports.mongodb),
+                        "--storage-path",
+                        str(self.data_dir / "mongodb"),
+                    ],
                     ready=lambda: port_open(self.ports.mongodb),
                     port=self.ports.mongodb,
                 )
@@ -184,9 +201,20 @@ class Stack:
         parts.append(
             Part(
                 "identity-emu",
-                [py, "-m", "fleetmail_devkit.emulators.serve", "identity",
-                 "--microsoft-port", str(self.ports.microsoft), "--google-port", str(self.ports.google),
-                 "--tls-dir", tls_dir, "--microsoft-app", DEMO_CLIENT_ID],
+                [
+                    py,
+                    "-m",
+                    "fleetmail_devkit.emulators.serve",
+                    "identity",
+                    "--microsoft-port",
+                    str(self.ports.microsoft),
+                    "--google-port",
+                    str(self.ports.google),
+                    "--tls-dir",
+                    tls_dir,
+                    "--microsoft-app",
+                    DEMO_CLIENT_ID,
+                ],
                 ready_line="identity emulators ready",
                 port=self.ports.microsoft,
             )
@@ -194,17 +222,36 @@ class Stack:
         parts.append(
             Part(
                 "smtp-emu",
-                [py, "-m", "fleetmail_devkit.emulators.serve", "smtp",
-                 "--starttls-port", str(self.ports.smtp_starttls), "--tls-port", str(self.ports.smtp_tls),
-                 "--control-port", str(self.ports.smtp_control), "--tls-dir", tls_dir,
-                 "--maildir", str(self.data_dir / "maildir"),
-                 "--microsoft-url", self.microsoft_url, "--google-url", self.google_url],
+                [
+                    py,
+                    "-m",
+                    "fleetmail_devkit.emulators.serve",
+                    "smtp",
+                    "--starttls-port",
+                    str(self.ports.smtp_starttls),
+                    "--tls-port",
+                    str(self.ports.smtp_tls),
+                    "--control-port",
+                    str(self.ports.smtp_control),
+                    "--tls-dir",
+                    tls_dir,
+                    "--maildir",
+                    str(self.data_dir / "maildir"),
+                    "--microsoft-url",
+                    self.microsoft_url,
+                    "--google-url",
+                    self.google_url,
+                ],
                 ready_line="smtp emulator",
                 port=self.ports.smtp_starttls,
             )
         )
-        modules = {"token-service": "token_service", "mail-service": "mail_service",
-                   "notifier": "notifier", "job-gateway": "job_gateway"}
+        modules = {
+            "token-service": "token_service",
+            "mail-service": "mail_service",
+            "notifier": "notifier",
+            "job-gateway": "job_gateway",
+        }
         for name in self.services:
             part = Part(name, [py, "-m", modules[name]], env=self.service_env())
             if name == "job-gateway":
@@ -223,8 +270,11 @@ class Stack:
 
     def _check_ports(self, parts: list[Part]) -> None:
         ports = [(p.name, p.port) for p in parts if p.port is not None]
-        ports += [("google emulator", self.ports.google), ("smtp emulator", self.ports.smtp_tls),
-                  ("smtp emulator control", self.ports.smtp_control)]
+        ports += [
+            ("google emulator", self.ports.google),
+            ("smtp emulator", self.ports.smtp_tls),
+            ("smtp emulator control", self.ports.smtp_control),
+        ]
         for name, port in ports:
             if port is not None and port_in_use(port):
                 raise StackError(
@@ -247,8 +297,11 @@ class Stack:
     async def _start_part(self, part: Part, timeout_s: float) -> None:
         env = {**os.environ, **part.env, "PYTHONUNBUFFERED": "1"}
         part.process = await asyncio.create_subprocess_exec(
-            *part.argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env=env, start_new_session=True,
+            *part.argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         self.parts.append(part)
         part.reader = asyncio.create_task(self._pump(part))
@@ -257,7 +310,9 @@ class Stack:
             if part.process.returncode is not None:
                 await asyncio.sleep(0.1)
                 tail = "\n".join(part.output[-15:])
-                raise StackError(f"{part.name} exited with code {part.process.returncode} while starting:\n{tail}")
+                raise StackError(
+                    f"{part.name} exited with code {part.process.returncode} while starting:\n{tail}"
+                )
             if part.ready_line is not None and part.seen_ready_line:
                 return
             if part.ready is not None and await asyncio.to_thread(part.ready):

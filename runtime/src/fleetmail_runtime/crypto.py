@@ -49,11 +49,10 @@ class Sealed:
 
     @classmethod
     def from_document(cls, document: dict[str, object]) -> Sealed:
-        return cls(
-            key_id=str(document["key_id"]),
-            nonce=bytes(document["nonce"]),  # type: ignore[arg-type]
-            ciphertext=bytes(document["ciphertext"]),  # type: ignore[arg-type]
-        )
+        nonce, ciphertext = document["nonce"], document["ciphertext"]
+        if not isinstance(nonce, bytes) or not isinstance(ciphertext, bytes):
+            raise DecryptionError("sealed record is malformed (nonce and ciphertext must be bytes)")
+        return cls(key_id=str(document["key_id"]), nonce=nonce, ciphertext=ciphertext)
 
 
 class Keyring:
@@ -87,9 +86,7 @@ class Keyring:
         try:
             return AESGCM(key).decrypt(sealed.nonce, sealed.ciphertext, associated_data)
         except InvalidTag as exc:
-            raise DecryptionError(
-                f"record under key id {sealed.key_id!r} failed authentication"
-            ) from exc
+            raise DecryptionError(f"record under key id {sealed.key_id!r} failed authentication") from exc
 
     def to_json(self) -> str:
         return json.dumps(

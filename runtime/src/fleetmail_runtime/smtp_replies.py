@@ -96,9 +96,7 @@ KNOWN_REPLIES: tuple[KnownReply, ...] = (
     GMAIL_AUTH_FAILED,
 )
 
-GMAIL_XOAUTH2_CHALLENGE = (
-    '{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}'
-)
+GMAIL_XOAUTH2_CHALLENGE = '{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}'
 """Decoded body of Gmail's `334` challenge on a bad XOAUTH2 token."""
 
 

@@ -219,8 +219,12 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         client_id, client_secret = client_credentials_from(request, form)
         app_ = state.apps.get(client_id or "")
         if app_ is None:
-            return json_error(401, {"error": "invalid_client", "error_description": "The OAuth client was not found."})
-        if app_.client_secret is not None and not secrets.compare_digest(client_secret or "", app_.client_secret):
+            return json_error(
+                401, {"error": "invalid_client", "error_description": "The OAuth client was not found."}
+            )
+        if app_.client_secret is not None and not secrets.compare_digest(
+            client_secret or "", app_.client_secret
+        ):
             return json_error(401, {"error": "invalid_client", "error_description": "Unauthorized"})
         grant_type = form.get("grant_type")
         if grant_type == "authorization_code":
@@ -230,7 +234,9 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             if form.get("redirect_uri") != code.redirect_uri:
                 return json_error(400, {"error": "redirect_uri_mismatch", "error_description": "Bad Request"})
             if not pkce_matches(form.get("code_verifier"), code.challenge, code.method):
-                return json_error(400, {"error": "invalid_grant", "error_description": "Missing code verifier."})
+                return json_error(
+                    400, {"error": "invalid_grant", "error_description": "Missing code verifier."}
+                )
             code.redeemed = True
             body: dict[str, Any] = {
                 "access_token": new_access_token(app_.client_id, code.user, code.scopes),
@@ -265,7 +271,13 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                     "token_type": "Bearer",
                 }
             )
-        return json_error(400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type: " + str(grant_type)})
+        return json_error(
+            400,
+            {
+                "error": "unsupported_grant_type",
+                "error_description": "Invalid grant_type: " + str(grant_type),
+            },
+        )
 
     @api.post("/device/code")
     async def device_code(request: Request) -> Response:
@@ -273,7 +285,10 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         form = await form_of(request)
         scopes = form.get("scope", "").split()
         if MAIL_SCOPE in scopes:
-            return json_error(400, {"error": "invalid_scope", "error_description": "Invalid device flow scope: " + MAIL_SCOPE})
+            return json_error(
+                400,
+                {"error": "invalid_scope", "error_description": "Invalid device flow scope: " + MAIL_SCOPE},
+            )
         return JSONResponse(
             {
                 "device_code": random_token("AH-1Ng", 40),

@@ -27,9 +27,9 @@ from pydantic import BaseModel
 
 from .identity import (
     CallCounter,
+    Fault,
     FaultPlan,
     FaultRequest,
-    Fault,
     SigningKey,
     client_credentials_from,
     form_of,
@@ -60,15 +60,30 @@ ERRORS: dict[int, tuple[str, str]] = {
     70008: ("invalid_grant", "The provided authorization code or refresh token has expired."),
     70000: ("invalid_grant", "Provided grant is invalid or malformed."),
     70016: ("authorization_pending", "OAuth 2.0 device flow error. Authorization is pending."),
-    70020: ("expired_token", "The provided value for the input parameter 'device_code' is not valid. The device code has expired."),
+    70020: (
+        "expired_token",
+        "The provided value for the input parameter 'device_code' is not valid. The device code has expired.",
+    ),
     70019: ("bad_verification_code", "Verification code expired."),
     500121: ("authorization_declined", "Authentication failed during strong authentication request."),
-    70011: ("invalid_scope", "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."),
-    700016: ("unauthorized_client", "Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
+    70011: (
+        "invalid_scope",
+        "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid.",
+    ),
+    700016: (
+        "unauthorized_client",
+        "Application with identifier '{client_id}' was not found in the directory '{tenant}'.",
+    ),
     7000215: ("invalid_client", "Invalid client secret provided."),
     9002313: ("invalid_request", "Invalid request. Request is malformed or invalid."),
-    50148: ("invalid_grant", "The code_verifier does not match the code_challenge supplied in the authorization request for PKCE."),
-    54005: ("invalid_grant", "OAuth2 Authorization code was already redeemed, please retry with a new valid code."),
+    50148: (
+        "invalid_grant",
+        "The code_verifier does not match the code_challenge supplied in the authorization request for PKCE.",
+    ),
+    54005: (
+        "invalid_grant",
+        "OAuth2 Authorization code was already redeemed, please retry with a new valid code.",
+    ),
     900144: ("invalid_request", "The request body must contain the following parameter: '{parameter}'."),
     90014: ("invalid_request", "The request was throttled."),
 }
@@ -272,14 +287,16 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             "access_token": access_token,
             "refresh_token": refresh_token,
             "id_token": key.sign(id_claims),
-            "client_info": base64.urlsafe_b64encode(
-                json.dumps({"uid": oid, "utid": tid}).encode()
-            ).rstrip(b"=").decode(),
+            "client_info": base64.urlsafe_b64encode(json.dumps({"uid": oid, "utid": tid}).encode())
+            .rstrip(b"=")
+            .decode(),
         }
 
     def check_scopes(scopes: list[str]) -> Response | None:
         graph = any(s.startswith("https://graph.microsoft.com/") for s in scopes)
-        outlook = any(s.startswith(("https://outlook.office.com/", "https://outlook.office365.com/")) for s in scopes)
+        outlook = any(
+            s.startswith(("https://outlook.office.com/", "https://outlook.office365.com/")) for s in scopes
+        )
         if graph and outlook:
             return json_error(400, error_body(70011, scope=" ".join(scopes)))
         return None
@@ -361,9 +378,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         user = query.get("login_hint_user") or state.next_sign_in
         if user is None:
             # No scripted sign-in: a minimal sign-in form, as a person would see it.
-            hidden = "".join(
-                f'<input type="hidden" name="{k}" value="{v}">' for k, v in query.items()
-            )
+            hidden = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in query.items())
             return HTMLResponse(
                 f"<html><body><form method='get'>{hidden}<label>Sign in as "
                 "<input name='login_hint_user'></label><button>Sign in</button></form>"
@@ -426,8 +441,12 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             )
             state.issued_access_tokens.append(access_token)
             return JSONResponse(
-                {"token_type": "Bearer", "expires_in": state.access_token_lifetime_s,
-                 "ext_expires_in": state.access_token_lifetime_s, "access_token": access_token}
+                {
+                    "token_type": "Bearer",
+                    "expires_in": state.access_token_lifetime_s,
+                    "ext_expires_in": state.access_token_lifetime_s,
+                    "access_token": access_token,
+                }
             )
         return json_error(400, error_body(9002313))
 

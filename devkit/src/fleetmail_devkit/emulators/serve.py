@@ -87,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             [google.App(cid, secret) for cid, secret in _apps(args.google_app)],
         )
         servers = [https_server(ms_app, args.microsoft_port, tls), https_server(g_app, args.google_port, tls)]
-        print(f"identity emulators ready: microsoft https://127.0.0.1:{args.microsoft_port} "
-              f"google https://127.0.0.1:{args.google_port}", flush=True)
+        print(
+            f"identity emulators ready: microsoft https://127.0.0.1:{args.microsoft_port} "
+            f"google https://127.0.0.1:{args.google_port}",
+            flush=True,
+        )
         asyncio.run(run_servers(servers))
         return 0
     from . import smtp as smtp_emulator

@@ -113,7 +113,9 @@ class TokenVerifier:
     def __init__(self, microsoft_url: str, google_url: str, ca_file: Path) -> None:
         self.microsoft_url = microsoft_url.rstrip("/")
         self.google_url = google_url.rstrip("/")
-        self._http = httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(ca_file)), timeout=5.0, trust_env=False)
+        self._http = httpx.AsyncClient(
+            verify=ssl.create_default_context(cafile=str(ca_file)), timeout=5.0, trust_env=False
+        )
         self._jwks: jwt.PyJWKSet | None = None
 
     async def _microsoft_keys(self, refresh: bool = False) -> jwt.PyJWKSet:
@@ -150,7 +152,10 @@ class TokenVerifier:
         if response.status_code != 200:
             return False
         info = response.json()
-        return GOOGLE_MAIL_SCOPE in info.get("scope", "").split() and info.get("email", "").lower() == user.lower()
+        return (
+            GOOGLE_MAIL_SCOPE in info.get("scope", "").split()
+            and info.get("email", "").lower() == user.lower()
+        )
 
 
 def parse_xoauth2(blob: bytes) -> tuple[str, str] | None:
@@ -180,7 +185,7 @@ class Handler:
         self.verifier = verifier
         self.port = port
 
-    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
         if len(args) > 1:
             try:
                 blob = base64.b64decode(args[1], validate=True)
@@ -201,20 +206,23 @@ class Handler:
                 self.state.auth_failures += 1
                 challenge = base64.b64encode(smtp_replies.GMAIL_XOAUTH2_CHALLENGE.encode())
                 await server.push(b"334 " + challenge)
-                await server._reader.readline()  # the client's empty answer  # noqa: SLF001
+                await server._reader.readline()  # the client's empty answer
                 return AuthResult(success=False, handled=False, message=reply(smtp_replies.GMAIL_AUTH_FAILED))
         else:
             ok = await self.verifier.microsoft(user, token)
             if not ok:
                 self.state.auth_failures += 1
                 return AuthResult(
-                    success=False, handled=False,
+                    success=False,
+                    handled=False,
                     message=f"535 5.7.3 Authentication unsuccessful [{uuid.uuid4().hex[:16].upper()}]",
                 )
             box = self.state.mailbox_of(user)
             if box is not None and box.smtp_auth_disabled:
                 self.state.auth_failures += 1
-                return AuthResult(success=False, handled=False, message=reply(smtp_replies.SMTP_AUTH_DISABLED))
+                return AuthResult(
+                    success=False, handled=False, message=reply(smtp_replies.SMTP_AUTH_DISABLED)
+                )
         self.state.auth_successes += 1
         digest = hashlib.sha256(token.encode()).hexdigest()
         return AuthResult(success=True, auth_data=XOAuth2Login(user.encode(), digest))
@@ -236,14 +244,18 @@ class Handler:
         self.state.auth_successes += 1
         return AuthResult(success=True, auth_data=auth_data)
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]) -> str:  # noqa: N802
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
         if (fault := self.state.take_fault("mail")) is not None:
             return f"{fault.code} {fault.text}"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Sender OK"
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]) -> str:  # noqa: N802
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         if (fault := self.state.take_fault("rcpt")) is not None:
             return f"{fault.code} {fault.text}"
         if address.lower() in self.state.rejected_recipients:
@@ -251,20 +263,18 @@ class Handler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 Recipient OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if (fault := self.state.take_fault("data")) is not None:
             return f"{fault.code} {fault.text}"
         raw = envelope.original_content or b""
         parsed = message_from_bytes(raw, policy=policy.default)
         auth_data = session.auth_data
-        auth_user = (
-            auth_data.login.decode() if isinstance(auth_data, LoginPassword | XOAuth2Login) else None
-        )
+        auth_user = auth_data.login.decode() if isinstance(auth_data, LoginPassword | XOAuth2Login) else None
         from_addresses = [a.lower() for _, a in getaddresses([str(parsed.get("From", ""))])]
         if auth_user and self.state.flavour == "microsoft":
             box = self.state.mailbox_of(auth_user)
             allowed = {auth_user.lower()} | (box.send_as if box else set())
-            if any(a not in allowed for a in from_addresses + [str(envelope.mail_from).lower()]):
+            if any(a not in allowed for a in [*from_addresses, str(envelope.mail_from).lower()]):
                 return reply(smtp_replies.SEND_AS_DENIED)
         key = self.state.maildir.add(raw)
         mechanism, token_sha256 = None, None
@@ -381,9 +391,9 @@ def server_tls_context(tls: TlsFiles) -> ssl.SSLContext:
 
 
 async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
-    from .serve import run_servers  # noqa: PLC0415
+    import uvicorn
 
-    import uvicorn  # noqa: PLC0415
+    from .serve import run_servers
 
     args.maildir.parent.mkdir(parents=True, exist_ok=True)
     state = EmulatorState(flavour=args.flavour, maildir=mailbox.Maildir(args.maildir, create=True))
@@ -407,10 +417,21 @@ async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
             loop=loop,
         )
 
-    starttls = await loop.create_server(lambda: factory(args.starttls_port, False), "127.0.0.1", args.starttls_port)
-    implicit = await loop.create_server(lambda: factory(args.tls_port, True), "127.0.0.1", args.tls_port, ssl=context)
+    starttls = await loop.create_server(
+        lambda: factory(args.starttls_port, False), "127.0.0.1", args.starttls_port
+    )
+    implicit = await loop.create_server(
+        lambda: factory(args.tls_port, True), "127.0.0.1", args.tls_port, ssl=context
+    )
     control = uvicorn.Server(
-        uvicorn.Config(control_app(state), host="127.0.0.1", port=args.control_port, log_level="warning", access_log=False, lifespan="off")
+        uvicorn.Config(
+            control_app(state),
+            host="127.0.0.1",
+            port=args.control_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
     )
     print(
         f"smtp emulator ({args.flavour}) ready: starttls 127.0.0.1:{args.starttls_port} "

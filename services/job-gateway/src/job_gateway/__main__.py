@@ -12,7 +12,9 @@ from .settings import GatewaySettings
 def main() -> None:
     settings = GatewaySettings()
     configure_logging(SERVICE, settings.common.log_level, settings.common.log_format)
-    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(
+        build_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ Wiring only: request parsing, authentication, and relaying to the bus; decisions
 delivery and tokens are made by mail-service and token-service.
 """
 
-
 import hashlib
 import hmac
 import logging
@@ -20,7 +19,7 @@ from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, NatsBroker, PullSub
+from faststream.nats import ConsumerConfig, PullSub
 from fleetmail_contracts import streams
 from fleetmail_contracts.jobs import JOB_COMMANDS, AttachmentRef, JobFunction, job_subject
 from fleetmail_contracts.mail_events import MAIL_EVENTS_WILDCARD
@@ -191,22 +190,36 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     bearer = HTTPBearer(auto_error=False)
 
     async def device_auth(credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> Device:
-        unauthorized = Problem(401, "unauthorized", "Device authentication failed",
-                               "send the device id and secret with HTTP Basic authentication",
-                               {"WWW-Authenticate": 'Basic realm="fleetmail devices"'})
+        unauthorized = Problem(
+            401,
+            "unauthorized",
+            "Device authentication failed",
+            "send the device id and secret with HTTP Basic authentication",
+            {"WWW-Authenticate": 'Basic realm="fleetmail devices"'},
+        )
         if credentials is None:
             raise unauthorized
         rt = runtime()
         device = await rt.store.device(credentials.username)
-        if device is None or device.get("disabled") or not secret_matches(rt.device_key, credentials.password, device["secret_hash"]):
+        if (
+            device is None
+            or device.get("disabled")
+            or not secret_matches(rt.device_key, credentials.password, device["secret_hash"])
+        ):
             raise unauthorized
         return Device(device["_id"], device["tenant_id"])
 
-    async def admin_auth(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    async def admin_auth(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
         if credentials is None or not hmac.compare_digest(credentials.credentials, runtime().admin_key):
-            raise Problem(401, "unauthorized", "Administrator authentication failed",
-                          "send the administrator API key as a bearer token",
-                          {"WWW-Authenticate": 'Bearer realm="fleetmail admin"'})
+            raise Problem(
+                401,
+                "unauthorized",
+                "Administrator authentication failed",
+                "send the administrator API key as a bearer token",
+                {"WWW-Authenticate": 'Bearer realm="fleetmail admin"'},
+            )
 
     async def tenant_or_404(tenant_id: str) -> TenantSettings:
         tenant = await runtime().store.tenant(tenant_id)
@@ -218,9 +231,13 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         try:
             response = await broker.request(message, subject, timeout=settings.token_rpc_timeout_s)
         except (NatsError, TimeoutError) as exc:
-            raise Problem(503, "token-service-unavailable", "token-service unavailable",
-                          f"token-service did not answer ({type(exc).__name__}); try again",
-                          {"Retry-After": "5"}) from exc
+            raise Problem(
+                503,
+                "token-service-unavailable",
+                "token-service unavailable",
+                f"token-service did not answer ({type(exc).__name__}); try again",
+                {"Retry-After": "5"},
+            ) from exc
         return response.body  # type: ignore[no-any-return]
 
     @app.get("/healthz", tags=["health"])
@@ -237,7 +254,9 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     @app.put("/v1/admin/tenants/{tenant_id}", tags=["admin"], dependencies=[Depends(admin_auth)])
     async def put_tenant(tenant_id: str, settings_in: TenantSettings) -> TenantSettings:
         if settings_in.tenant_id != tenant_id:
-            raise Problem(422, "tenant-id-mismatch", "Tenant id mismatch", "the body's tenant_id must match the URL")
+            raise Problem(
+                422, "tenant-id-mismatch", "Tenant id mismatch", "the body's tenant_id must match the URL"
+            )
         existing = await runtime().store.tenant(tenant_id)
         revision = (existing.revision if existing else 0) + 1
         tenant = settings_in.model_copy(update={"revision": revision})
@@ -249,32 +268,59 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     async def get_tenant(tenant_id: str) -> TenantSettings:
         return await tenant_or_404(tenant_id)
 
-    @app.post("/v1/admin/tenants/{tenant_id}/devices", tags=["admin"], status_code=201, dependencies=[Depends(admin_auth)])
+    @app.post(
+        "/v1/admin/tenants/{tenant_id}/devices",
+        tags=["admin"],
+        status_code=201,
+        dependencies=[Depends(admin_auth)],
+    )
     async def register_device(tenant_id: str, registration: DeviceRegistration) -> DeviceCredentials:
         await tenant_or_404(tenant_id)
         rt = runtime()
         existing = await rt.store.device(registration.device_id)
         if existing is not None and existing["tenant_id"] != tenant_id:
-            raise Problem(409, "device-id-taken", "Device id taken", "that device id belongs to another tenant")
+            raise Problem(
+                409, "device-id-taken", "Device id taken", "that device id belongs to another tenant"
+            )
         secret = new_device_secret()
-        await rt.store.save_device(tenant_id, registration.device_id, registration.name,
-                                   device_secret_hash(rt.device_key, secret), datetime.now(UTC))
+        await rt.store.save_device(
+            tenant_id,
+            registration.device_id,
+            registration.name,
+            device_secret_hash(rt.device_key, secret),
+            datetime.now(UTC),
+        )
         return DeviceCredentials(device_id=registration.device_id, tenant_id=tenant_id, secret=secret)
 
-    @app.post("/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire", tags=["admin"], dependencies=[Depends(admin_auth)])
+    @app.post(
+        "/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire",
+        tags=["admin"],
+        dependencies=[Depends(admin_auth)],
+    )
     async def acquire_administrator(tenant_id: str) -> AcquisitionStarted:
         tenant = await tenant_or_404(tenant_id)
         if tenant.administrator_address is None:
-            raise Problem(409, "no-administrator-address", "No administrator address",
-                          "set the tenant's administrator e-mail address first")
-        request = StartAcquisition(principal=Principal(tenant_id=tenant_id, kind=PrincipalKind.ADMINISTRATOR,
-                                                       address=tenant.administrator_address))
+            raise Problem(
+                409,
+                "no-administrator-address",
+                "No administrator address",
+                "set the tenant's administrator e-mail address first",
+            )
+        request = StartAcquisition(
+            principal=Principal(
+                tenant_id=tenant_id, kind=PrincipalKind.ADMINISTRATOR, address=tenant.administrator_address
+            )
+        )
         started = AcquisitionStarted.model_validate_json(await token_rpc(request, START_ACQUISITION_SUBJECT))
         if started.error:
             raise Problem(409, "acquisition-refused", "Token acquisition refused", started.error)
         return started
 
-    @app.get("/v1/admin/tenants/{tenant_id}/acquisitions/{acquisition_id}", tags=["admin"], dependencies=[Depends(admin_auth)])
+    @app.get(
+        "/v1/admin/tenants/{tenant_id}/acquisitions/{acquisition_id}",
+        tags=["admin"],
+        dependencies=[Depends(admin_auth)],
+    )
     async def acquisition_status(tenant_id: str, acquisition_id: str) -> AcquisitionStatus:
         request = AcquisitionStatusRequest(acquisition_id=acquisition_id, tenant_id=tenant_id)
         return AcquisitionStatus.model_validate_json(await token_rpc(request, ACQUISITION_STATUS_SUBJECT))
@@ -282,7 +328,9 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     @app.get("/v1/admin/tenants/{tenant_id}/tokens", tags=["admin"], dependencies=[Depends(admin_auth)])
     async def token_status(tenant_id: str) -> GrantStatusReply:
         await tenant_or_404(tenant_id)
-        return GrantStatusReply.model_validate_json(await token_rpc(GrantStatusRequest(tenant_id=tenant_id), GRANT_STATUS_SUBJECT))
+        return GrantStatusReply.model_validate_json(
+            await token_rpc(GrantStatusRequest(tenant_id=tenant_id), GRANT_STATUS_SUBJECT)
+        )
 
     # --- devices ----------------------------------------------------------------------
 
@@ -298,30 +346,56 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             raise Problem(422, "invalid-job", "Invalid job", _summarise(exc)) from None
         recipients = submission.to + submission.cc + submission.bcc
         if len(recipients) > settings.max_recipients:
-            raise Problem(422, "too-many-recipients", "Too many recipients", f"at most {settings.max_recipients}")
-        for value in [*recipients, submission.subject or "", submission.login_user or "", submission.requested_from or ""]:
+            raise Problem(
+                422, "too-many-recipients", "Too many recipients", f"at most {settings.max_recipients}"
+            )
+        for value in [
+            *recipients,
+            submission.subject or "",
+            submission.login_user or "",
+            submission.requested_from or "",
+        ]:
             if _UNSAFE.search(value):
-                raise Problem(422, "unsafe-header", "Unsafe header value", "line breaks and NUL are not allowed in header fields")
+                raise Problem(
+                    422,
+                    "unsafe-header",
+                    "Unsafe header value",
+                    "line breaks and NUL are not allowed in header fields",
+                )
         job_id = submission.job_id or uuid.uuid4().hex
         rt = runtime()
         store = await broker.object_storage(streams.ATTACHMENTS_BUCKET)
         refs: list[AttachmentRef] = []
         try:
             for upload in files:
-                refs.append(await _store_upload(store, job_id, len(refs), upload, settings.max_attachment_bytes))
+                refs.append(
+                    await _store_upload(store, job_id, len(refs), upload, settings.max_attachment_bytes)
+                )
             fields = submission.model_dump(exclude_none=True, exclude={"function", "job_id"})
             try:
                 command = JOB_COMMANDS[submission.function](
-                    job_id=job_id, tenant_id=device.tenant_id, device_id=device.device_id,
-                    submitted_at=datetime.now(UTC), attachments=tuple(refs), **fields,
+                    job_id=job_id,
+                    tenant_id=device.tenant_id,
+                    device_id=device.device_id,
+                    submitted_at=datetime.now(UTC),
+                    attachments=tuple(refs),
+                    **fields,
                 )
             except ValidationError as exc:
                 raise Problem(422, "invalid-job", "Invalid job", _summarise(exc)) from None
             now = datetime.now(UTC)
             try:
-                await rt.store.record_job({"_id": job_id, "tenant_id": device.tenant_id, "device_id": device.device_id,
-                                           "function": submission.function.value, "status": "queued",
-                                           "submitted_at": now, "updated_at": now})
+                await rt.store.record_job(
+                    {
+                        "_id": job_id,
+                        "tenant_id": device.tenant_id,
+                        "device_id": device.device_id,
+                        "function": submission.function.value,
+                        "status": "queued",
+                        "submitted_at": now,
+                        "updated_at": now,
+                    }
+                )
             except DuplicateKeyError:
                 existing = await rt.store.job(job_id)
                 if existing is None or existing["tenant_id"] != device.tenant_id:
@@ -330,14 +404,22 @@ def build_app(settings: GatewaySettings) -> FastAPI:
                     await store.delete(ref.object_name)
                 return JobAccepted(job_id=job_id, status=existing["status"], duplicate=True)
             try:
-                ack = await broker.publish(command, job_subject(submission.function),
-                                           headers={"Nats-Msg-Id": job_id}, stream=streams.JOBS_STREAM,
-                                           timeout=settings.publish_timeout_s)
+                ack = await broker.publish(
+                    command,
+                    job_subject(submission.function),
+                    headers={"Nats-Msg-Id": job_id},
+                    stream=streams.JOBS_STREAM,
+                    timeout=settings.publish_timeout_s,
+                )
             except (NatsError, TimeoutError) as exc:
                 await rt.store.forget_job(job_id)
-                raise Problem(503, "bus-unavailable", "Job queue unavailable",
-                              "the job could not be queued; nothing was kept, submit it again",
-                              {"Retry-After": "5"}) from exc
+                raise Problem(
+                    503,
+                    "bus-unavailable",
+                    "Job queue unavailable",
+                    "the job could not be queued; nothing was kept, submit it again",
+                    {"Retry-After": "5"},
+                ) from exc
         except BaseException:
             for ref in refs:
                 try:
@@ -352,11 +434,16 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         document = await runtime().store.job(job_id)
         if document is None or document["tenant_id"] != device.tenant_id:
             raise Problem(404, "job-not-found", "Unknown job", f"no job {job_id!r} for this device's tenant")
-        return JobStatus(job_id=document["_id"], **{k: v for k, v in document.items() if k in JobStatus.model_fields and k != "job_id"})
+        return JobStatus(
+            job_id=document["_id"],
+            **{k: v for k, v in document.items() if k in JobStatus.model_fields and k != "job_id"},
+        )
 
     @app.exception_handler(ValidationError)
     async def on_validation_error(request: Request, exc: ValidationError) -> JSONResponse:
-        return await handle_problem(request, Problem(422, "invalid-request", "Invalid request", _summarise(exc)))
+        return await handle_problem(
+            request, Problem(422, "invalid-request", "Invalid request", _summarise(exc))
+        )
 
     return app
 
@@ -373,16 +460,20 @@ async def _store_upload(store: Any, job_id: str, index: int, upload: UploadFile,
         digest.update(chunk)
         size += len(chunk)
         if size > limit:
-            raise Problem(413, "attachment-too-large", "Attachment too large",
-                          f"{upload.filename} is larger than {limit} bytes")
+            raise Problem(
+                413,
+                "attachment-too-large",
+                "Attachment too large",
+                f"{upload.filename} is larger than {limit} bytes",
+            )
     await upload.seek(0)
     name = f"{job_id}/{index}"
     await store.put(name, upload.file)
     return AttachmentRef(
         object_name=name,
-        filename=(upload.filename or f"attachment-{index}").replace("\r", "").replace("\n", "")[:255] or "attachment",
+        filename=(upload.filename or f"attachment-{index}").replace("\r", "").replace("\n", "")[:255]
+        or "attachment",
         content_type=upload.content_type or "application/octet-stream",
         size=size,
         sha256=digest.hexdigest(),
     )
-

@@ -9,7 +9,9 @@ PROBLEM_BASE = "https://fleetmail.dev/problems/"
 
 
 class Problem(Exception):
-    def __init__(self, status: int, kind: str, title: str, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, kind: str, title: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.kind = kind

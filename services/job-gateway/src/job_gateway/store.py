@@ -22,7 +22,9 @@ class GatewayStore:
 
     async def save_tenant(self, settings: TenantSettings) -> None:
         await self.tenants.replace_one(
-            {"_id": settings.tenant_id}, {"_id": settings.tenant_id, **settings.model_dump(mode="json")}, upsert=True
+            {"_id": settings.tenant_id},
+            {"_id": settings.tenant_id, **settings.model_dump(mode="json")},
+            upsert=True,
         )
 
     async def tenant(self, tenant_id: str) -> TenantSettings | None:
@@ -39,11 +41,19 @@ class GatewayStore:
             found.append(TenantSettings.model_validate(document))
         return found
 
-    async def save_device(self, tenant_id: str, device_id: str, name: str, secret_hash: str, now: datetime) -> None:
+    async def save_device(
+        self, tenant_id: str, device_id: str, name: str, secret_hash: str, now: datetime
+    ) -> None:
         await self.devices.replace_one(
             {"_id": device_id},
-            {"_id": device_id, "tenant_id": tenant_id, "name": name, "secret_hash": secret_hash,
-             "disabled": False, "created_at": now},
+            {
+                "_id": device_id,
+                "tenant_id": tenant_id,
+                "name": name,
+                "secret_hash": secret_hash,
+                "disabled": False,
+                "created_at": now,
+            },
             upsert=True,
         )
 

@@ -121,7 +121,9 @@ def build_app(settings: MailSettings) -> Wiring:
         try:
             job = job_command_adapter.validate_json(msg.body)
         except ValidationError as exc:
-            await dead_letter(msg, FailureReason.INVALID_JOB.value, f"unreadable job: {exc.error_count()} errors")
+            await dead_letter(
+                msg, FailureReason.INVALID_JOB.value, f"unreadable job: {exc.error_count()} errors"
+            )
             await msg.ack()
             return
         function = JobFunction(job.function)
@@ -139,18 +141,42 @@ def build_app(settings: MailSettings) -> Wiring:
         except TransientDeliveryError as exc:
             if attempt >= settings.max_deliver:
                 await dead_letter(msg, FailureReason.RETRIES_EXHAUSTED.value, str(exc))
-                await publish(MailFailed(**base(*ids), reason_code=FailureReason.RETRIES_EXHAUSTED, detail=f"gave up after {attempt} attempts: {exc}", smtp_reply=exc.smtp_reply))  # type: ignore[arg-type]
+                await publish(
+                    MailFailed(
+                        **base(*ids),
+                        reason_code=FailureReason.RETRIES_EXHAUSTED,
+                        detail=f"gave up after {attempt} attempts: {exc}",
+                        smtp_reply=exc.smtp_reply,
+                    )
+                )  # type: ignore[arg-type]
                 await msg.ack()
                 return
-            delay = exc.retry_after_s or retry_delay(attempt, settings.retry_base_s, settings.retry_max_s, random.random())
+            delay = exc.retry_after_s or retry_delay(
+                attempt, settings.retry_base_s, settings.retry_max_s, random.random()
+            )
             log.warning("job %s deferred (attempt %d): %s", job.job_id, attempt, exc)
-            await publish(MailDeferred(**base(*ids), attempt=attempt, next_attempt_at=utc_now() + timedelta(seconds=delay), reason=str(exc)))  # type: ignore[arg-type]
+            await publish(
+                MailDeferred(
+                    **base(*ids),
+                    attempt=attempt,
+                    next_attempt_at=utc_now() + timedelta(seconds=delay),
+                    reason=str(exc),
+                )
+            )  # type: ignore[arg-type]
             await msg.nack(delay=delay)
             return
         except PermanentDeliveryError as exc:
             log.warning("job %s failed: %s", job.job_id, exc)
             await dead_letter(msg, exc.reason.value, str(exc))
-            await publish(MailFailed(**base(*ids), reason_code=exc.reason, detail=str(exc), remedy=exc.remedy, smtp_reply=exc.smtp_reply))  # type: ignore[arg-type]
+            await publish(
+                MailFailed(
+                    **base(*ids),
+                    reason_code=exc.reason,
+                    detail=str(exc),
+                    remedy=exc.remedy,
+                    smtp_reply=exc.smtp_reply,
+                )
+            )  # type: ignore[arg-type]
             await msg.ack()
             return
         try:

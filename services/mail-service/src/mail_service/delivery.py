@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,7 +20,8 @@ from fleetmail_contracts.tokens import (
     Principal,
 )
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeoutError
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
 from .adapters.smtp import Credentials, SendResult, SmtpDelivery, TokenRejected
@@ -62,7 +63,9 @@ class Deliverer:
         if reply.outcome is AccessTokenOutcome.GRANTED and reply.access_token:
             return reply
         if reply.outcome is AccessTokenOutcome.PROVIDER_UNAVAILABLE:
-            raise TokenUnavailable(reply.detail or "the identity provider is unavailable", reply.retry_after_s)
+            raise TokenUnavailable(
+                reply.detail or "the identity provider is unavailable", reply.retry_after_s
+            )
         raise ReauthorizationNeeded(reply.detail or f"no usable grant for {principal.address}")
 
     async def _attachments(self, job: JobBase) -> list[Attachment]:
@@ -79,7 +82,9 @@ class Deliverer:
                 ) from exc
             data = result.data or b""
             if hashlib.sha256(data).hexdigest() != ref.sha256:
-                raise InvalidJob(f"attachment {ref.filename} does not match its checksum", FailureReason.ATTACHMENT_MISSING)
+                raise InvalidJob(
+                    f"attachment {ref.filename} does not match its checksum", FailureReason.ATTACHMENT_MISSING
+                )
             found.append(Attachment(ref.filename, ref.content_type, data))
         return found
 
@@ -92,7 +97,9 @@ class Deliverer:
     def sender_of(self, job: JobBase, function: JobFunction, tenant: TenantSettings) -> Sender:
         return resolve_sender(job, function, tenant)
 
-    async def deliver(self, job: JobBase, function: JobFunction, tenant: TenantSettings, sender: Sender) -> Delivered:
+    async def deliver(
+        self, job: JobBase, function: JobFunction, tenant: TenantSettings, sender: Sender
+    ) -> Delivered:
         if not tenant.oauth_enabled:
             raise SenderNotAllowed(
                 f"tenant {tenant.tenant_id!r} has OAuth 2.0 off; stored-credential sending is not available yet"
@@ -103,11 +110,15 @@ class Deliverer:
         server = tenant.effective_smtp()
         token = await self._token(principal, False, job.job_id)
         try:
-            result = await self.smtp.send(server, Credentials(sender.address, token.access_token), message, recipients)
+            result = await self.smtp.send(
+                server, Credentials(sender.address, token.access_token), message, recipients
+            )
         except TokenRejected:
             token = await self._token(principal, True, job.job_id)
             try:
-                result = await self.smtp.send(server, Credentials(sender.address, token.access_token), message, recipients)
+                result = await self.smtp.send(
+                    server, Credentials(sender.address, token.access_token), message, recipients
+                )
             except TokenRejected as again:
                 raise ReauthorizationNeeded(
                     f"the SMTP server refused a freshly refreshed token for {sender.address}: {again.smtp_reply}"

@@ -1,14 +1,14 @@
 """mail-service's errors; the handler edge decides ack, retry or dead letter from the class.
 
-    DeliveryError
-    ├── TransientDeliveryError        retry later (NAK with a delay)
-    │   ├── SmtpTransient             4xx replies, connection failures, timeouts
-    │   └── TokenUnavailable          token-service or the provider cannot answer now
-    └── PermanentDeliveryError        give up: dead letter and a `failed` event
-        ├── SmtpPermanent             5xx replies (with the known reply, if any)
-        ├── SenderNotAllowed          the From policy refuses this sender
-        ├── ReauthorizationNeeded     the grant is dead or missing
-        └── InvalidJob                the job cannot be understood or its documents are gone
+DeliveryError
+├── TransientDeliveryError        retry later (NAK with a delay)
+│   ├── SmtpTransient             4xx replies, connection failures, timeouts
+│   └── TokenUnavailable          token-service or the provider cannot answer now
+└── PermanentDeliveryError        give up: dead letter and a `failed` event
+    ├── SmtpPermanent             5xx replies (with the known reply, if any)
+    ├── SenderNotAllowed          the From policy refuses this sender
+    ├── ReauthorizationNeeded     the grant is dead or missing
+    └── InvalidJob                the job cannot be understood or its documents are gone
 """
 
 from __future__ import annotations

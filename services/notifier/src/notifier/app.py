@@ -30,11 +30,21 @@ def build_app(settings: NotifierSettings) -> FastStream:
     @broker.subscriber(f"{TOKEN_EVENT_PREFIX}*", durable="notifier-tokens", **common)
     async def on_token_event(event: dict[str, Any]) -> None:
         principal = event.get("principal", {})
-        log.info("token event %s for tenant %s (%s)", event.get("kind"), principal.get("tenant_id"), principal.get("kind"))
+        log.info(
+            "token event %s for tenant %s (%s)",
+            event.get("kind"),
+            principal.get("tenant_id"),
+            principal.get("kind"),
+        )
 
     @broker.subscriber(f"{MAIL_EVENT_PREFIX}*", durable="notifier-mail", **common)
     async def on_mail_event(event: dict[str, Any]) -> None:
-        log.info("mail event %s for job %s (tenant %s)", event.get("kind"), event.get("job_id"), event.get("tenant_id"))
+        log.info(
+            "mail event %s for job %s (tenant %s)",
+            event.get("kind"),
+            event.get("job_id"),
+            event.get("tenant_id"),
+        )
 
     async def declare() -> None:
         await broker.connect()

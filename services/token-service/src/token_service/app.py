@@ -36,8 +36,8 @@ from fleetmail_contracts.tokens import (
 from fleetmail_runtime.bus import declare_streams, make_broker
 from fleetmail_runtime.crypto import load_or_create_keyring
 from fleetmail_runtime.mongo import connect_mongo
-from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 from fleetmail_runtime.telemetry import configure_tracing
+from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
 from .adapters.grants import GrantStore
 from .adapters.microsoft import MicrosoftIdentity

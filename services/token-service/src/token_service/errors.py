@@ -1,11 +1,11 @@
 """token-service's errors.
 
-    TokenServiceError
-    ├── ReauthorizationRequired   the provider refused the grant for good (terminal)
-    ├── ProviderUnavailable       the provider failed transiently; retry later
-    ├── IdentityMismatch          someone other than the grant's principal signed in
-    ├── ConfigurationError        tenant or app registration settings are wrong or missing
-    └── NoGrant                   no grant exists for this principal
+TokenServiceError
+├── ReauthorizationRequired   the provider refused the grant for good (terminal)
+├── ProviderUnavailable       the provider failed transiently; retry later
+├── IdentityMismatch          someone other than the grant's principal signed in
+├── ConfigurationError        tenant or app registration settings are wrong or missing
+└── NoGrant                   no grant exists for this principal
 """
 
 from __future__ import annotations

@@ -271,7 +271,11 @@ class TokenService:
         key = grant_id(principal)
         cached = self._tokens.get(key)
         margin = timedelta(seconds=self.settings.refresh_margin_s)
-        if cached is not None and not force_refresh and not needs_refresh(cached.expires_at, self.clock(), margin):
+        if (
+            cached is not None
+            and not force_refresh
+            and not needs_refresh(cached.expires_at, self.clock(), margin)
+        ):
             return cached
         in_flight = self._refreshing.get(key)
         if in_flight is not None:
@@ -300,7 +304,9 @@ class TokenService:
         tenant = await self.tenants.get(principal.tenant_id)
         app = self.microsoft_app(tenant)
         try:
-            result = await self.microsoft.refresh(app, grant.refresh_token, list(grant.scopes or self.settings.microsoft_scopes))
+            result = await self.microsoft.refresh(
+                app, grant.refresh_token, list(grant.scopes or self.settings.microsoft_scopes)
+            )
         except ReauthorizationRequired as exc:
             await self._mark_dead(grant, exc)
             raise
