@@ -1,5 +1,6 @@
 """The Microsoft emulator, driven by the real MSAL Python, as token-service drives it."""
 
+import re
 import uuid
 
 import httpx
@@ -111,3 +112,63 @@ async def test_scope_mixing_and_unknown_apps_are_refused(stack, emulator_http) -
         data={"client_id": "nobody", "scope": "openid"},
     )
     assert unknown.json()["error_codes"] == [700016]
+
+
+def posted_form(page: str) -> dict[str, str]:
+    return dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page))
+
+
+async def test_authorization_code_with_pkce_through_msal(stack, emulator_http, app_and_user) -> None:
+    app, user = app_and_user
+    flow = app.initiate_auth_code_flow(
+        SMTP_SCOPE,
+        redirect_uri="http://127.0.0.1:1/oauth/callback",
+        login_hint=user,
+        response_mode="form_post",
+    )
+    assert flow["code_verifier"] and "code_challenge_method=S256" in flow["auth_uri"]
+    page = await emulator_http.get(flow["auth_uri"])
+    assert 'action="http://127.0.0.1:1/oauth/callback"' in page.text
+    query = posted_form(page.text)
+    result = app.acquire_token_by_auth_code_flow(flow, query)
+    assert result["id_token_claims"]["preferred_username"] == user and result["refresh_token"]
+    replay = await emulator_http.post(
+        f"{stack.microsoft_url}/contoso/oauth2/v2.0/token",
+        data={
+            "client_id": app.client_id,
+            "grant_type": "authorization_code",
+            "code": query["code"],
+            "redirect_uri": "http://127.0.0.1:1/oauth/callback",
+            "code_verifier": flow["code_verifier"],
+        },
+    )
+    assert replay.json()["error_codes"] == [54005]
+
+
+async def test_pkce_verifier_must_match(stack, emulator_http, app_and_user) -> None:
+    app, user = app_and_user
+    flow = app.initiate_auth_code_flow(
+        SMTP_SCOPE, redirect_uri="http://127.0.0.1:1/cb", login_hint=user, response_mode="form_post"
+    )
+    code = posted_form((await emulator_http.get(flow["auth_uri"])).text)["code"]
+    wrong = await emulator_http.post(
+        f"{stack.microsoft_url}/contoso/oauth2/v2.0/token",
+        data={
+            "client_id": app.client_id,
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": "http://127.0.0.1:1/cb",
+            "code_verifier": "x" * 43,
+        },
+    )
+    assert wrong.status_code == 400 and wrong.json()["error_codes"] == [50148]
+
+
+async def test_declined_device_code(stack, emulator_http, app_and_user) -> None:
+    app, _ = app_and_user
+    flow = app.initiate_device_flow(scopes=SMTP_SCOPE)
+    await emulator_http.post(
+        f"{stack.microsoft_url}/_emulator/device-codes/decline", json={"user_code": flow["user_code"]}
+    )
+    result = app.acquire_token_by_device_flow(flow, exit_condition=lambda _: True)
+    assert result["error"] == "authorization_declined"

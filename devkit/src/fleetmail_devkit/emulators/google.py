@@ -188,7 +188,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         client_id = query.get("client_id", "")
         if client_id not in state.apps:
             return HTMLResponse("Error 401: invalid_client. The OAuth client was not found.", 401)
-        user = query.get("login_hint_user") or state.next_sign_in
+        user = state.next_sign_in or query.get("login_hint_user") or query.get("login_hint")
         if user is None:
             hidden = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in query.items())
             return HTMLResponse(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import html
 import json
 import secrets
 import uuid
@@ -375,7 +376,9 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         query = dict(request.query_params)
         if (bad := check_app(query.get("client_id"), tenant)) is not None:
             return bad
-        user = query.get("login_hint_user") or state.next_sign_in
+        # Who signs in: the control API's scripted user, else the login hint (the emulator
+        # has no passwords), else whoever a person types into the form.
+        user = state.next_sign_in or query.get("login_hint_user") or query.get("login_hint")
         if user is None:
             # No scripted sign-in: a minimal sign-in form, as a person would see it.
             hidden = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in query.items())
@@ -397,6 +400,15 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             expires_at=now() + 600,
         )
         params = {"code": code, "state": query.get("state", ""), "session_state": secrets.token_hex(8)}
+        if query.get("response_mode") == "form_post":
+            # What the browser gets: a form that posts the code to the redirect URI at once.
+            fields = "".join(
+                f'<input type="hidden" name="{k}" value="{html.escape(v)}"/>' for k, v in params.items()
+            )
+            return HTMLResponse(
+                f'<html><body onload="document.forms[0].submit()"><form method="POST" '
+                f'action="{html.escape(query.get("redirect_uri", ""))}">{fields}</form></body></html>'
+            )
         return RedirectResponse(f"{query.get('redirect_uri')}?{urlencode(params)}", status_code=302)
 
     @api.post("/{tenant}/oauth2/v2.0/token")
