@@ -23,7 +23,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 async def stack() -> AsyncIterator[Stack]:
     """The whole stack as `make run` starts it: nats-server, SecantusDB, emulators, services."""
     data_dir = Path(tempfile.mkdtemp(prefix="fleetmail-test-"))
-    running = Stack(data_dir, Ports.free(), echo=False)
+    # A short refresh lease, so a test that kills a lease holder does not wait 30 s.
+    running = Stack(data_dir, Ports.free(), echo=False, extra_env={"FLEETMAIL_TOKEN_LEASE_TTL_S": "3"})
     await running.start()
     try:
         yield running

@@ -360,6 +360,32 @@ class Stack:
                     await part.reader
         self.parts.clear()
 
+    async def add_replica(
+        self, service: str, env: dict[str, str] | None = None, timeout_s: float = 30.0
+    ) -> Part:
+        """Start one more process of a service (a replica), with optional extra settings."""
+        modules = {"token-service": "token_service", "mail-service": "mail_service", "notifier": "notifier"}
+        count = sum(1 for p in self.parts if p.name.startswith(service))
+        part = Part(
+            f"{service}-{count + 1}",
+            [sys.executable, "-m", modules[service]],
+            env={**self.service_env(), **(env or {})},
+            ready_line=f"{service} ready",
+        )
+        await self._start_part(part, timeout_s)
+        return part
+
+    async def stop_part(self, part: Part) -> int:
+        assert part.process is not None
+        if part.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(part.process.pid, signal.SIGTERM)
+        code = await asyncio.wait_for(part.process.wait(), 20)
+        if part.reader is not None:
+            await part.reader
+        self.parts.remove(part)
+        return code
+
     def part(self, name: str) -> Part:
         return next(p for p in self.parts if p.name == name)
 

@@ -80,7 +80,7 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
             event.principal.kind.value,
         )
 
-    @broker.subscriber(ACCESS_TOKEN_SUBJECT, queue=QUEUE)
+    @broker.subscriber(ACCESS_TOKEN_SUBJECT, queue=QUEUE, max_workers=settings.rpc_concurrency)
     async def on_access_token(request: AccessTokenRequest) -> AccessTokenReply:
         return await service().access_token(request)
 

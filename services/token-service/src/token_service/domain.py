@@ -54,8 +54,21 @@ def classify(error: ProviderError) -> ErrorClass:
     return ErrorClass.CONFIGURATION
 
 
-def needs_refresh(expires_at: datetime | None, now: datetime, margin: timedelta) -> bool:
-    return expires_at is None or expires_at - now < margin
+def needs_refresh(
+    expires_at: datetime | None,
+    now: datetime,
+    margin: timedelta,
+    issued_at: datetime | None = None,
+) -> bool:
+    """Refresh when less than `margin` remains — or half the lifetime, for short-lived tokens.
+
+    Without the cap a token that lives less than the margin would be refreshed on every use.
+    """
+    if expires_at is None:
+        return True
+    if issued_at is not None:
+        margin = min(margin, (expires_at - issued_at) / 2)
+    return expires_at - now < margin
 
 
 def predicted_death(

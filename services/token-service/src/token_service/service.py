@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,11 +34,13 @@ from fleetmail_contracts.tokens import (
     TokenAcquired,
     TokenEventBase,
     TokenReauthorizationRequired,
+    TokenRecovered,
     TokenRefreshed,
+    TokenRefreshFailed,
 )
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
-from .adapters.grants import GrantStore, StoredGrant
+from .adapters.grants import GrantStore, IssuedToken, StoredGrant
 from .adapters.microsoft import MicrosoftApp, MicrosoftIdentity, TokenResult
 from .domain import grant_id, identity_matches, needs_refresh, predicted_death, signed_in_address
 from .errors import (
@@ -62,6 +66,7 @@ def utc_now() -> datetime:
 class CachedToken:
     access_token: str = field(repr=False)
     expires_at: datetime
+    issued_at: datetime | None = None
 
 
 @dataclass
@@ -96,6 +101,8 @@ class TokenService:
         self._tokens: dict[str, CachedToken] = {}
         self._refreshing: dict[str, asyncio.Future[CachedToken]] = {}
         self._acquisitions: dict[str, Acquisition] = {}
+        self._failing: set[str] = set()
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     async def close(self) -> None:
         for acquisition in self._acquisitions.values():
@@ -199,21 +206,21 @@ class TokenService:
         if result.refresh_token is None:
             raise ConfigurationError("the provider returned no refresh token (offline_access missing)")
         now = self.clock()
+        issued = IssuedToken(
+            result.access_token, now, now + timedelta(seconds=result.expires_in), result.refresh_token
+        )
         death = predicted_death(acquisition.provider, now, now)
         await self.grants.replace(
             principal,
             acquisition.provider,
-            result.refresh_token,
+            issued,
             result.scopes,
             AcquisitionFlow.DEVICE_CODE,
             acquisition.app.authority,
             acquisition.app.client_id,
-            now,
             death,
         )
-        self._tokens[grant_id(principal)] = CachedToken(
-            result.access_token, now + timedelta(seconds=result.expires_in)
-        )
+        self._tokens[grant_id(principal)] = CachedToken(issued.access_token, issued.expires_at, now)
         acquisition.state = AcquisitionState.SUCCEEDED
         acquisition.detail = f"Acquired for {principal.address}"
         await self.publish(
@@ -270,12 +277,7 @@ class TokenService:
     async def _fresh_token(self, principal: Principal, force_refresh: bool) -> CachedToken:
         key = grant_id(principal)
         cached = self._tokens.get(key)
-        margin = timedelta(seconds=self.settings.refresh_margin_s)
-        if (
-            cached is not None
-            and not force_refresh
-            and not needs_refresh(cached.expires_at, self.clock(), margin)
-        ):
+        if cached is not None and not force_refresh and not self._due(cached):
             return cached
         in_flight = self._refreshing.get(key)
         if in_flight is not None:
@@ -283,7 +285,7 @@ class TokenService:
         future: asyncio.Future[CachedToken] = asyncio.get_running_loop().create_future()
         self._refreshing[key] = future
         try:
-            token = await self._refresh(principal)
+            token = await self._obtain(principal, force_refresh, self.clock())
         except BaseException as exc:
             future.set_exception(exc)
             # Waiters re-raise it; mark it retrieved so an unawaited future does not warn.
@@ -295,44 +297,124 @@ class TokenService:
         finally:
             del self._refreshing[key]
 
-    async def _refresh(self, principal: Principal) -> CachedToken:
+    def _due(self, token: CachedToken) -> bool:
+        margin = timedelta(seconds=self.settings.refresh_margin_s)
+        return needs_refresh(token.expires_at, self.clock(), margin, token.issued_at)
+
+    def _usable(self, grant: StoredGrant, force_refresh: bool, started_at: datetime) -> CachedToken | None:
+        """The stored access token, if it is good enough to hand out."""
+        if grant.access_token is None or grant.access_expires_at is None:
+            return None
+        token = CachedToken(grant.access_token, grant.access_expires_at, grant.access_issued_at)
+        if self._due(token):
+            return None
+        if force_refresh and (grant.access_issued_at is None or grant.access_issued_at < started_at):
+            return None
+        return token
+
+    async def _obtain(self, principal: Principal, force_refresh: bool, started_at: datetime) -> CachedToken:
+        """A token from the store, or a refresh under the grant's lease; waits for another holder."""
+        key = grant_id(principal)
+        deadline = self.clock() + timedelta(seconds=self.settings.lease_ttl_s * 2)
+        ttl = timedelta(seconds=self.settings.lease_ttl_s)
+        while True:
+            grant = await self._live_grant(principal)
+            usable = self._usable(grant, force_refresh, started_at)
+            if usable is not None:
+                self._tokens[key] = usable
+                return usable
+            if await self.grants.take_lease(principal, self.owner, self.clock(), ttl):
+                try:
+                    # Re-read under the lease: another replica may have refreshed meanwhile.
+                    grant = await self._live_grant(principal)
+                    usable = self._usable(grant, force_refresh, started_at)
+                    if usable is not None:
+                        await self.grants.release_lease(principal, self.owner)
+                        self._tokens[key] = usable
+                        return usable
+                    return await self._refresh(grant)
+                except BaseException:
+                    await self.grants.release_lease(principal, self.owner)
+                    raise
+            if self.clock() > deadline:
+                raise ProviderUnavailable("another replica is refreshing this grant; try again", 1.0)
+            await asyncio.sleep(self.settings.lease_poll_s)
+
+    async def _live_grant(self, principal: Principal) -> StoredGrant:
         grant = await self.grants.get(principal)
         if grant is None:
             raise NoGrant(f"no {principal.kind.value} grant for {principal.address}")
         if grant.status is not GrantStatus.ACTIVE:
             raise ReauthorizationRequired(f"the grant for {principal.address} needs re-authorisation")
+        return grant
+
+    async def _refresh(self, grant: StoredGrant) -> CachedToken:
+        """Redeem the refresh token; the caller holds the lease."""
+        principal = grant.principal
         tenant = await self.tenants.get(principal.tenant_id)
         app = self.microsoft_app(tenant)
+        scopes = list(grant.scopes or self.settings.microsoft_scopes)
         try:
-            result = await self.microsoft.refresh(
-                app, grant.refresh_token, list(grant.scopes or self.settings.microsoft_scopes)
-            )
+            result = await self.microsoft.refresh(app, grant.refresh_token, scopes)
         except ReauthorizationRequired as exc:
             await self._mark_dead(grant, exc)
             raise
+        except ProviderUnavailable as exc:
+            await self._failing_streak(grant, exc)
+            raise
+        if self.settings.fault_exit_after_redeem:
+            log.warning("fault hook: exiting between the provider's answer and the write")
+            os._exit(17)
         now = self.clock()
+        issued = IssuedToken(
+            result.access_token, now, now + timedelta(seconds=result.expires_in), result.refresh_token
+        )
         death = predicted_death(grant.provider, now, grant.acquired_at)
         # The rotated refresh token is stored before the new access token is handed out.
-        stored = await self.grants.record_refresh(grant, result.refresh_token, now, death)
-        if not stored:
+        if not await self.grants.record_refresh(grant, issued, death, self.owner):
             log.warning("grant %s changed while refreshing; the newer record wins", grant_id(principal))
-        token = CachedToken(result.access_token, now + timedelta(seconds=result.expires_in))
+        token = CachedToken(issued.access_token, issued.expires_at, issued.issued_at)
         self._tokens[grant_id(principal)] = token
+        recovered = grant_id(principal) in self._failing
+        self._failing.discard(grant_id(principal))
+        base = {
+            "event_id": uuid.uuid4().hex,
+            "principal": principal,
+            "provider": grant.provider,
+            "occurred_at": now,
+        }
+        if recovered:
+            await self.publish(TokenRecovered(**base))
         await self.publish(
             TokenRefreshed(
-                event_id=uuid.uuid4().hex,
-                principal=principal,
-                provider=grant.provider,
-                occurred_at=now,
+                **base,
                 rotated=result.refresh_token is not None and result.refresh_token != grant.refresh_token,
                 predicted_death_at=death,
             )
         )
         return token
 
+    async def _failing_streak(self, grant: StoredGrant, exc: ProviderUnavailable) -> None:
+        """One event when a streak of transient failures begins, not one per attempt."""
+        key = grant_id(grant.principal)
+        if key in self._failing:
+            return
+        self._failing.add(key)
+        await self.publish(
+            TokenRefreshFailed(
+                event_id=uuid.uuid4().hex,
+                principal=grant.principal,
+                provider=grant.provider,
+                occurred_at=self.clock(),
+                error=str(exc),
+                retry_after_s=exc.retry_after_s,
+            )
+        )
+
     async def _mark_dead(self, grant: StoredGrant, exc: ReauthorizationRequired) -> None:
         self._tokens.pop(grant_id(grant.principal), None)
-        await self.grants.set_status(grant.principal, GrantStatus.REAUTHORIZATION_REQUIRED)
+        self._failing.discard(grant_id(grant.principal))
+        await self.grants.set_status(grant.principal, GrantStatus.REAUTHORIZATION_REQUIRED, self.owner)
         await self.publish(
             TokenReauthorizationRequired(
                 event_id=uuid.uuid4().hex,

@@ -29,3 +29,12 @@ class TokenSettings(BaseSettings):
         default=600, ge=0, description="Refresh when less than this remains (Exchange HVE: 10 min)"
     )
     http_timeout_s: float = Field(default=10, gt=0)
+    lease_ttl_s: float = Field(
+        default=30, gt=0, description="How long a replica may hold a grant's refresh lease"
+    )
+    lease_poll_s: float = Field(default=0.05, gt=0, description="How often a waiting replica re-reads")
+    rpc_concurrency: int = Field(default=64, ge=1, description="Token requests handled at once")
+    fault_exit_after_redeem: bool = Field(
+        default=False,
+        description="Tests only: exit between the provider's answer and the write",
+    )

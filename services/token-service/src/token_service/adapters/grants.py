@@ -1,9 +1,14 @@
-"""Grants in MongoDB, refresh tokens sealed with AES-256-GCM (the identity as associated data)."""
+"""Grants in MongoDB, tokens sealed with AES-256-GCM (the grant's identity as associated data).
+
+One document per grant. Besides the sealed refresh token it holds the latest access token,
+sealed too, so every replica can use a token another replica refreshed; a lease (owner and
+expiry) so only one replica refreshes at a time; and a version for compare-and-set writes.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fleetmail_contracts.tokens import (
@@ -15,7 +20,7 @@ from fleetmail_contracts.tokens import (
     Provider,
 )
 from fleetmail_runtime.crypto import Keyring, Sealed
-from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo import AsyncMongoClient
 
 from ..domain import associated_data, grant_id
 
@@ -35,6 +40,11 @@ class StoredGrant:
     last_refreshed_at: datetime | None
     last_used_at: datetime | None
     predicted_death_at: datetime | None
+    access_token: str | None = None
+    access_issued_at: datetime | None = None
+    access_expires_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
 
     def view(self) -> GrantView:
         return GrantView(
@@ -52,6 +62,19 @@ class StoredGrant:
         return f"StoredGrant({grant_id(self.principal)}, {self.status}, v{self.version})"
 
 
+@dataclass(frozen=True)
+class IssuedToken:
+    """What a redemption produced, ready to be stored."""
+
+    access_token: str
+    issued_at: datetime
+    expires_at: datetime
+    refresh_token: str | None
+
+    def __repr__(self) -> str:
+        return f"IssuedToken(expires_at={self.expires_at.isoformat()})"
+
+
 class GrantStore:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str, keyring: Keyring) -> None:
         self._grants = client[database]["grants"]
@@ -60,8 +83,17 @@ class GrantStore:
     async def ensure_indexes(self) -> None:
         await self._grants.create_index([("tenant_id", 1), ("kind", 1)])
 
-    def _seal(self, principal: Principal, provider: Provider, refresh_token: str) -> dict[str, object]:
-        return self._keyring.seal(refresh_token.encode(), associated_data(principal, provider)).to_document()
+    def _seal(
+        self, principal: Principal, provider: Provider, value: str, purpose: bytes
+    ) -> dict[str, object]:
+        return self._keyring.seal(
+            value.encode(), associated_data(principal, provider) + purpose
+        ).to_document()
+
+    def _open(self, principal: Principal, provider: Provider, document: Any, purpose: bytes) -> str:
+        return self._keyring.open(
+            Sealed.from_document(document), associated_data(principal, provider) + purpose
+        ).decode()
 
     def _load(self, document: dict[str, Any]) -> StoredGrant:
         principal = Principal(
@@ -70,15 +102,14 @@ class GrantStore:
             address=document["address"],
         )
         provider = Provider(document["provider"])
-        refresh_token = self._keyring.open(
-            Sealed.from_document(document["refresh_token"]), associated_data(principal, provider)
-        ).decode()
+        access = document.get("access_token")
+        lease = document.get("lease") or {}
         return StoredGrant(
             principal=principal,
             provider=provider,
             status=GrantStatus(document["status"]),
             scopes=tuple(document.get("scopes", ())),
-            refresh_token=refresh_token,
+            refresh_token=self._open(principal, provider, document["refresh_token"], b"|refresh"),
             version=int(document["version"]),
             flow=AcquisitionFlow(document.get("flow", "device_code")),
             authority=document.get("authority"),
@@ -87,6 +118,11 @@ class GrantStore:
             last_refreshed_at=document.get("last_refreshed_at"),
             last_used_at=document.get("last_used_at"),
             predicted_death_at=document.get("predicted_death_at"),
+            access_token=self._open(principal, provider, access, b"|access") if access else None,
+            access_issued_at=document.get("access_issued_at"),
+            access_expires_at=document.get("access_expires_at"),
+            lease_owner=lease.get("owner"),
+            lease_expires_at=lease.get("expires_at"),
         )
 
     async def get(self, principal: Principal) -> StoredGrant | None:
@@ -97,16 +133,16 @@ class GrantStore:
         self,
         principal: Principal,
         provider: Provider,
-        refresh_token: str,
+        issued: IssuedToken,
         scopes: tuple[str, ...],
         flow: AcquisitionFlow,
         authority: str | None,
         client_id: str | None,
-        now: datetime,
         predicted_death_at: datetime,
     ) -> None:
         """Store a freshly acquired grant, replacing any earlier one for the principal at once."""
-        await self._grants.find_one_and_update(
+        assert issued.refresh_token is not None
+        await self._grants.update_one(
             {"_id": grant_id(principal)},
             {
                 "$set": {
@@ -116,45 +152,76 @@ class GrantStore:
                     "provider": provider.value,
                     "status": GrantStatus.ACTIVE.value,
                     "scopes": list(scopes),
-                    "refresh_token": self._seal(principal, provider, refresh_token),
+                    "refresh_token": self._seal(principal, provider, issued.refresh_token, b"|refresh"),
+                    "access_token": self._seal(principal, provider, issued.access_token, b"|access"),
+                    "access_issued_at": issued.issued_at,
+                    "access_expires_at": issued.expires_at,
                     "flow": flow.value,
                     "authority": authority,
                     "client_id": client_id,
-                    "acquired_at": now,
-                    "last_refreshed_at": now,
+                    "acquired_at": issued.issued_at,
+                    "last_refreshed_at": issued.issued_at,
                     "last_used_at": None,
                     "predicted_death_at": predicted_death_at,
+                    "lease": None,
                 },
                 "$inc": {"version": 1},
             },
             upsert=True,
-            return_document=ReturnDocument.AFTER,
+        )
+
+    async def take_lease(self, principal: Principal, owner: str, now: datetime, ttl: timedelta) -> bool:
+        """Take the refresh lease if nobody holds a live one."""
+        result = await self._grants.update_one(
+            {
+                "_id": grant_id(principal),
+                "$or": [{"lease": None}, {"lease.expires_at": {"$lt": now}}],
+            },
+            {"$set": {"lease": {"owner": owner, "expires_at": now + ttl}}},
+        )
+        return result.modified_count == 1
+
+    async def release_lease(self, principal: Principal, owner: str) -> None:
+        """Only the owner may release a lease."""
+        await self._grants.update_one(
+            {"_id": grant_id(principal), "lease.owner": owner}, {"$set": {"lease": None}}
         )
 
     async def record_refresh(
         self,
         grant: StoredGrant,
-        new_refresh_token: str | None,
-        now: datetime,
+        issued: IssuedToken,
         predicted_death_at: datetime,
+        owner: str,
     ) -> bool:
-        """Compare-and-set on the version: False if another writer got there first."""
+        """Compare-and-set on the version, and release the lease: False if another writer won."""
         update: dict[str, Any] = {
             "status": GrantStatus.ACTIVE.value,
-            "last_refreshed_at": now,
-            "last_used_at": now,
+            "access_token": self._seal(grant.principal, grant.provider, issued.access_token, b"|access"),
+            "access_issued_at": issued.issued_at,
+            "access_expires_at": issued.expires_at,
+            "last_refreshed_at": issued.issued_at,
+            "last_used_at": issued.issued_at,
             "predicted_death_at": predicted_death_at,
+            "lease": None,
         }
-        if new_refresh_token is not None:
-            update["refresh_token"] = self._seal(grant.principal, grant.provider, new_refresh_token)
+        if issued.refresh_token is not None:
+            update["refresh_token"] = self._seal(
+                grant.principal, grant.provider, issued.refresh_token, b"|refresh"
+            )
         result = await self._grants.update_one(
             {"_id": grant_id(grant.principal), "version": grant.version},
             {"$set": update, "$inc": {"version": 1}},
         )
         return result.modified_count == 1
 
-    async def set_status(self, principal: Principal, status: GrantStatus) -> None:
-        await self._grants.update_one({"_id": grant_id(principal)}, {"$set": {"status": status.value}})
+    async def set_status(self, principal: Principal, status: GrantStatus, owner: str | None = None) -> None:
+        update: dict[str, Any] = {"status": status.value}
+        if status is not GrantStatus.ACTIVE:
+            update["access_token"] = None
+        if owner is not None:
+            update["lease"] = None
+        await self._grants.update_one({"_id": grant_id(principal)}, {"$set": update})
 
     async def delete(self, principal: Principal) -> bool:
         result = await self._grants.delete_one({"_id": grant_id(principal)})

@@ -1,6 +1,9 @@
 """Microsoft identity platform through MSAL Python.
 
 MSAL is synchronous; every call runs in a worker thread so the service never blocks.
+MSAL answers 429 and 5xx by raising, and replays that answer without calling the server
+for the Retry-After time (60 s when the server gave none). Both become
+`ProviderUnavailable`, whose retry-after is when MSAL will call the server again.
 fleetmail keeps its own encrypted refresh tokens, so refresh goes through
 `acquire_token_by_refresh_token` (MSAL's documented path for refresh tokens held elsewhere).
 """
@@ -9,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msal
 import requests
+from msal.exceptions import MsalServiceError
 
 from ..domain import ErrorClass, ProviderError, classify
 from ..errors import ConfigurationError, ProviderUnavailable, ReauthorizationRequired
@@ -37,7 +42,30 @@ class TokenResult:
     scopes: tuple[str, ...]
 
 
-def _session(ca_bundle: Path | None, proxy_url: str | None, timeout_s: float) -> requests.Session:
+MSAL_DEFAULT_THROTTLE_S = 60.0
+
+
+class ThrottleClock:
+    """When MSAL will next call each provider URL after a 429/5xx (it replays until then)."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def observe(self, url: str, response: requests.Response) -> None:
+        if response.status_code == 429 or response.status_code >= 500:
+            header = response.headers.get("Retry-After", "")
+            delay = float(header) if header.isdigit() else MSAL_DEFAULT_THROTTLE_S
+            self._until[url.split("?")[0]] = time.monotonic() + min(delay, 3600)
+
+    def retry_after(self, url_prefix: str) -> float:
+        now = time.monotonic()
+        waits = [until - now for url, until in self._until.items() if url.startswith(url_prefix)]
+        return max([1.0, *waits])
+
+
+def _session(
+    ca_bundle: Path | None, proxy_url: str | None, timeout_s: float, throttle: ThrottleClock
+) -> requests.Session:
     session = requests.Session()
     # trust_env off: REQUESTS_CA_BUNDLE would override `verify`, and the proxy is the
     # tenant's setting, not the host's environment.
@@ -47,12 +75,20 @@ def _session(ca_bundle: Path | None, proxy_url: str | None, timeout_s: float) ->
         session.proxies = {"http": proxy_url, "https": proxy_url}
     original = session.request
 
-    def request_with_timeout(*args: Any, **kwargs: Any) -> requests.Response:
+    def request_with_timeout(method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", timeout_s)
-        return original(*args, **kwargs)
+        response = original(method, url, *args, **kwargs)
+        throttle.observe(url, response)
+        return response
 
     session.request = request_with_timeout  # type: ignore[method-assign]
     return session
+
+
+def unavailable(what: str, exc: Exception, retry_after_s: float) -> ProviderUnavailable:
+    # MSAL's text is just "HTTP Error: <status>"; a connection error's is requests' own.
+    detail = str(exc) if isinstance(exc, MsalServiceError) else type(exc).__name__
+    return ProviderUnavailable(f"{what} failed: {detail}", retry_after_s)
 
 
 def raise_for_error(result: dict[str, Any]) -> None:
@@ -80,13 +116,14 @@ class MicrosoftIdentity:
         self._timeout_s = timeout_s
         self._apps: dict[MicrosoftApp, msal.ClientApplication] = {}
         self._lock = threading.Lock()
+        self._throttle = ThrottleClock()
 
     def _app(self, app: MicrosoftApp) -> msal.ClientApplication:
         with self._lock:
             existing = self._apps.get(app)
             if existing is not None:
                 return existing
-            session = _session(self._ca_bundle, app.proxy_url, self._timeout_s)
+            session = _session(self._ca_bundle, app.proxy_url, self._timeout_s, self._throttle)
             common: dict[str, Any] = {
                 "authority": app.authority,
                 "http_client": session,
@@ -116,8 +153,10 @@ class MicrosoftIdentity:
         def call() -> dict[str, Any]:
             try:
                 flow = self._app(app).initiate_device_flow(scopes=scopes)
-            except requests.RequestException as exc:
-                raise ProviderUnavailable(f"device code request failed: {type(exc).__name__}") from exc
+            except (requests.RequestException, MsalServiceError) as exc:
+                raise unavailable(
+                    "device code request", exc, self._throttle.retry_after(app.authority)
+                ) from exc
             if "user_code" not in flow:
                 raise_for_error(flow)
             return flow
@@ -130,8 +169,8 @@ class MicrosoftIdentity:
         def call() -> dict[str, Any]:
             try:
                 return self._app(app).acquire_token_by_device_flow(flow, exit_condition=lambda _: True)
-            except requests.RequestException as exc:
-                raise ProviderUnavailable(f"device code poll failed: {type(exc).__name__}") from exc
+            except (requests.RequestException, MsalServiceError) as exc:
+                raise unavailable("device code poll", exc, self._throttle.retry_after(app.authority)) from exc
 
         result = await asyncio.to_thread(call)
         if result.get("error") in ("authorization_pending", "slow_down"):
@@ -143,8 +182,8 @@ class MicrosoftIdentity:
         def call() -> dict[str, Any]:
             try:
                 return self._app(app).acquire_token_by_refresh_token(refresh_token, scopes=scopes)
-            except requests.RequestException as exc:
-                raise ProviderUnavailable(f"token refresh failed: {type(exc).__name__}") from exc
+            except (requests.RequestException, MsalServiceError) as exc:
+                raise unavailable("token refresh", exc, self._throttle.retry_after(app.authority)) from exc
 
         result = await asyncio.to_thread(call)
         raise_for_error(result)

@@ -1,0 +1,90 @@
+"""What several tests do: a tenant with an administrator grant, token requests over NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import httpx
+import nats
+from fleetmail_contracts.tokens import (
+    ACCESS_TOKEN_SUBJECT,
+    AccessTokenReply,
+    AccessTokenRequest,
+    Principal,
+    PrincipalKind,
+)
+from fleetmail_devkit.stack import Stack
+
+
+async def tenant_with_administrator_grant(stack: Stack, emulator: httpx.AsyncClient) -> Principal:
+    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+    admin = f"admin@{tenant_id}.example"
+    headers = {"Authorization": f"Bearer {stack.admin_api_key()}"}
+    async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers, timeout=30) as http:
+        created = await http.put(
+            f"/v1/admin/tenants/{tenant_id}",
+            json={
+                "tenant_id": tenant_id,
+                "oauth_enabled": True,
+                "administrator_address": admin,
+                "smtp": {"host": "127.0.0.1", "port": stack.ports.smtp_starttls},
+            },
+        )
+        assert created.status_code == 200, created.text
+        started = (await http.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire")).json()
+        approved = await emulator.post(
+            f"{stack.microsoft_url}/_emulator/device-codes/approve",
+            json={"user_code": started["user_code"], "user": admin},
+        )
+        assert approved.status_code == 200
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = (
+                await http.get(f"/v1/admin/tenants/{tenant_id}/acquisitions/{started['acquisition_id']}")
+            ).json()
+            if status["state"] == "succeeded":
+                return Principal(tenant_id=tenant_id, kind=PrincipalKind.ADMINISTRATOR, address=admin)
+            assert status["state"] == "pending", status
+            await asyncio.sleep(0.2)
+    raise AssertionError("acquisition did not finish")
+
+
+async def request_tokens(
+    stack: Stack, principal: Principal, count: int, force_refresh: bool = False, timeout: float = 20
+) -> list[AccessTokenReply]:
+    """`count` concurrent token requests, as many mail-service workers would send them."""
+    replies = await try_request_tokens(stack, principal, count, force_refresh, timeout)
+    assert all(isinstance(r, AccessTokenReply) for r in replies), replies
+    return replies  # type: ignore[return-value]
+
+
+async def try_request_tokens(
+    stack: Stack, principal: Principal, count: int, force_refresh: bool = False, timeout: float = 20
+) -> list[AccessTokenReply | Exception]:
+    """The same, with a request that got no answer (its replica died) as its exception."""
+    client = await nats.connect(stack.nats_url)
+    try:
+        payload = (
+            AccessTokenRequest(principal=principal, force_refresh=force_refresh).model_dump_json().encode()
+        )
+        replies = await asyncio.gather(
+            *(client.request(ACCESS_TOKEN_SUBJECT, payload, timeout=timeout) for _ in range(count)),
+            return_exceptions=True,
+        )
+        return [
+            r if isinstance(r, Exception) else AccessTokenReply.model_validate_json(r.data) for r in replies
+        ]
+    finally:
+        await client.close()
+
+
+async def token_endpoint_calls(stack: Stack, emulator: httpx.AsyncClient) -> int:
+    return int((await emulator.get(f"{stack.microsoft_url}/_emulator/calls")).json().get("token", 0))
+
+
+async def set_access_token_lifetime(stack: Stack, emulator: httpx.AsyncClient, seconds: int) -> None:
+    await emulator.post(
+        f"{stack.microsoft_url}/_emulator/settings", json={"access_token_lifetime_s": seconds}
+    )
