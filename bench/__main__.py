@@ -1,7 +1,6 @@
-"""Run every benchmark, print one table, write `.fleetmail/bench.json`.
+"""Run every benchmark on one embedded stack, print one table, write `.fleetmail/bench.json`.
 
-Each benchmark is an async function returning `Figure`s, each measured against a baseline
-taken in the same run. The issues name the figures; benchmarks land with their issues.
+Every figure comes with a baseline measured in the same run on this machine.
 """
 
 from __future__ import annotations
@@ -9,31 +8,21 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
+from . import token
+from .figures import Figure
+from .stack import running_stack
 
-@dataclass(frozen=True)
-class Figure:
-    name: str
-    value: float
-    unit: str
-    baseline: str
-    baseline_value: float
-
-
-Benchmark = Callable[[], Awaitable[list[Figure]]]
-BENCHMARKS: list[Benchmark] = []
+BENCHMARKS = [("token-service", token.run)]
 
 
 def table(figures: list[Figure]) -> str:
-    if not figures:
-        return "no benchmarks yet (they land with the token-service, mail-service and job-gateway issues)"
-    width = max(len(f.name) for f in figures)
-    rows = [f"{'name':<{width}}  {'value':>12}  unit      baseline"]
+    width = max([len(f.name) for f in figures] + [4])
+    rows = [f"{'name':<{width}}  {'value':>10}  {'unit':<6}  baseline"]
     rows += [
-        f"{f.name:<{width}}  {f.value:>12.3f}  {f.unit:<8}  {f.baseline} = {f.baseline_value:.3f}"
+        f"{f.name:<{width}}  {f.value:>10.3f}  {f.unit:<6}  {f.baseline} = {f.baseline_value:.3f}"
         for f in figures
     ]
     return "\n".join(rows)
@@ -41,9 +30,11 @@ def table(figures: list[Figure]) -> str:
 
 async def main() -> int:
     figures: list[Figure] = []
-    for benchmark in BENCHMARKS:
-        print(f"running {benchmark.__name__} …", flush=True)
-        figures.extend(await benchmark())
+    print("starting the embedded stack …", flush=True)
+    async with running_stack() as stack:
+        for name, benchmark in BENCHMARKS:
+            print(f"running {name} benchmarks …", flush=True)
+            figures.extend(await benchmark(stack))
     print(table(figures))
     out = Path(".fleetmail") / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,7 @@ import asyncio
 
 import pytest
 from fleetmail_contracts.tokens import AccessTokenOutcome
-
-from ..helpers import (
+from fleetmail_devkit.probes import (
     request_tokens,
     set_access_token_lifetime,
     tenant_with_administrator_grant,
@@ -72,7 +71,7 @@ async def test_a_replica_killed_between_the_answer_and_the_write_loses_nothing(
     try:
         # Force refreshes until the faulty replica takes one and dies mid-way.
         for _ in range(40):
-            await try_request_tokens(stack, principal, 4, force_refresh=True, timeout=2)
+            await try_request_tokens(stack, principal, 4, force_refresh=True, reply_timeout_s=2)
             if faulty.process is not None and faulty.process.returncode is not None:
                 break
             await asyncio.sleep(0.1)

@@ -39,6 +39,7 @@ from fleetmail_runtime.mongo import connect_mongo
 from fleetmail_runtime.telemetry import configure_tracing
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
+from .adapters.acquisitions import AcquisitionStore
 from .adapters.grants import GrantStore
 from .adapters.microsoft import MicrosoftIdentity
 from .errors import TokenServiceError
@@ -99,7 +100,7 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
 
     @broker.subscriber(ACQUISITION_STATUS_SUBJECT, queue=QUEUE)
     async def on_acquisition_status(request: AcquisitionStatusRequest) -> AcquisitionStatus:
-        return service().acquisition_status(request.acquisition_id, request.tenant_id)
+        return await service().acquisition_status(request.acquisition_id, request.tenant_id)
 
     @broker.subscriber(GRANT_STATUS_SUBJECT, queue=QUEUE)
     async def on_grant_status(request: GrantStatusRequest) -> GrantStatusReply:
@@ -129,6 +130,8 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
         keyring = load_or_create_keyring(settings.common.keyring_path())
         grants = GrantStore(mongo, settings.database, keyring)
         await grants.ensure_indexes()
+        acquisitions = AcquisitionStore(mongo, settings.database)
+        await acquisitions.ensure_indexes()
         tenants = TenantDirectory(broker)
         await broker.connect()
         await declare_streams(broker, settings.common)
@@ -136,6 +139,7 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
         wiring.service = TokenService(
             settings,
             grants,
+            acquisitions,
             tenants,
             MicrosoftIdentity(settings.ca_bundle, settings.http_timeout_s),
             publish,

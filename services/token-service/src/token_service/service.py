@@ -40,6 +40,7 @@ from fleetmail_contracts.tokens import (
 )
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
+from .adapters.acquisitions import AcquisitionStore
 from .adapters.grants import GrantStore, IssuedToken, StoredGrant
 from .adapters.microsoft import MicrosoftApp, MicrosoftIdentity, TokenResult
 from .domain import grant_id, identity_matches, needs_refresh, predicted_death, signed_in_address
@@ -87,6 +88,7 @@ class TokenService:
         self,
         settings: TokenSettings,
         grants: GrantStore,
+        acquisitions: AcquisitionStore,
         tenants: TenantDirectory,
         microsoft: MicrosoftIdentity,
         publish: Publish,
@@ -94,6 +96,7 @@ class TokenService:
     ) -> None:
         self.settings = settings
         self.grants = grants
+        self.acquisitions = acquisitions
         self.tenants = tenants
         self.microsoft = microsoft
         self.publish = publish
@@ -160,6 +163,7 @@ class TokenService:
             expires_at=expires_at,
         )
         self._acquisitions[acquisition.acquisition_id] = acquisition
+        await self.acquisitions.create(acquisition.acquisition_id, request.principal, expires_at)
         acquisition.task = asyncio.create_task(self._poll_device_flow(acquisition))
         return AcquisitionStarted(
             acquisition_id=acquisition.acquisition_id,
@@ -184,17 +188,22 @@ class TokenService:
                 if result is None:
                     continue
                 await self._complete(acquisition, result)
+                await self._finish(
+                    acquisition, AcquisitionState.SUCCEEDED, f"Acquired for {acquisition.principal.address}"
+                )
                 return
-            acquisition.state = AcquisitionState.EXPIRED
-            acquisition.detail = "the code expired before sign-in finished; start again"
-        except IdentityMismatch as exc:
-            acquisition.state = AcquisitionState.FAILED
-            acquisition.detail = str(exc)
-        except (ReauthorizationRequired, ConfigurationError) as exc:
-            acquisition.state = AcquisitionState.FAILED
-            acquisition.detail = str(exc)
+            await self._finish(
+                acquisition, AcquisitionState.EXPIRED, "the code expired before sign-in finished; start again"
+            )
+        except (IdentityMismatch, ReauthorizationRequired, ConfigurationError) as exc:
+            await self._finish(acquisition, AcquisitionState.FAILED, str(exc))
         finally:
             acquisition.flow = {}
+            self._acquisitions.pop(acquisition.acquisition_id, None)
+
+    async def _finish(self, acquisition: Acquisition, state: AcquisitionState, detail: str) -> None:
+        acquisition.state, acquisition.detail = state, detail
+        await self.acquisitions.finish(acquisition.acquisition_id, state, detail)
 
     async def _complete(self, acquisition: Acquisition, result: TokenResult) -> None:
         principal = acquisition.principal
@@ -221,8 +230,6 @@ class TokenService:
             death,
         )
         self._tokens[grant_id(principal)] = CachedToken(issued.access_token, issued.expires_at, now)
-        acquisition.state = AcquisitionState.SUCCEEDED
-        acquisition.detail = f"Acquired for {principal.address}"
         await self.publish(
             TokenAcquired(
                 event_id=uuid.uuid4().hex,
@@ -234,20 +241,8 @@ class TokenService:
             )
         )
 
-    def acquisition_status(self, acquisition_id: str, tenant_id: str) -> AcquisitionStatus:
-        acquisition = self._acquisitions.get(acquisition_id)
-        if acquisition is None or acquisition.principal.tenant_id != tenant_id:
-            return AcquisitionStatus(
-                acquisition_id=acquisition_id,
-                state=AcquisitionState.FAILED,
-                detail="unknown acquisition (expired, or started on a service that restarted)",
-            )
-        return AcquisitionStatus(
-            acquisition_id=acquisition_id,
-            state=acquisition.state,
-            principal=acquisition.principal,
-            detail=acquisition.detail,
-        )
+    async def acquisition_status(self, acquisition_id: str, tenant_id: str) -> AcquisitionStatus:
+        return await self.acquisitions.status(acquisition_id, tenant_id, self.clock())
 
     # --- access tokens -----------------------------------------------------------------
 

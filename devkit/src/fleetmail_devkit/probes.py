@@ -1,4 +1,4 @@
-"""What several tests do: a tenant with an administrator grant, token requests over NATS."""
+"""What tests and benchmarks do to the stack: a tenant with an administrator grant, token requests."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fleetmail_contracts.tokens import (
     Principal,
     PrincipalKind,
 )
+
 from fleetmail_devkit.stack import Stack
 
 
@@ -52,16 +53,16 @@ async def tenant_with_administrator_grant(stack: Stack, emulator: httpx.AsyncCli
 
 
 async def request_tokens(
-    stack: Stack, principal: Principal, count: int, force_refresh: bool = False, timeout: float = 20
+    stack: Stack, principal: Principal, count: int, force_refresh: bool = False, reply_timeout_s: float = 20
 ) -> list[AccessTokenReply]:
     """`count` concurrent token requests, as many mail-service workers would send them."""
-    replies = await try_request_tokens(stack, principal, count, force_refresh, timeout)
+    replies = await try_request_tokens(stack, principal, count, force_refresh, reply_timeout_s)
     assert all(isinstance(r, AccessTokenReply) for r in replies), replies
     return replies  # type: ignore[return-value]
 
 
 async def try_request_tokens(
-    stack: Stack, principal: Principal, count: int, force_refresh: bool = False, timeout: float = 20
+    stack: Stack, principal: Principal, count: int, force_refresh: bool = False, reply_timeout_s: float = 20
 ) -> list[AccessTokenReply | Exception]:
     """The same, with a request that got no answer (its replica died) as its exception."""
     client = await nats.connect(stack.nats_url)
@@ -70,7 +71,7 @@ async def try_request_tokens(
             AccessTokenRequest(principal=principal, force_refresh=force_refresh).model_dump_json().encode()
         )
         replies = await asyncio.gather(
-            *(client.request(ACCESS_TOKEN_SUBJECT, payload, timeout=timeout) for _ in range(count)),
+            *(client.request(ACCESS_TOKEN_SUBJECT, payload, timeout=reply_timeout_s) for _ in range(count)),
             return_exceptions=True,
         )
         return [
