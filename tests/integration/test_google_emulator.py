@@ -22,7 +22,12 @@ async def register(stack: Stack, http: httpx.AsyncClient, testing_mode: bool = F
     client_id, secret = f"{uuid.uuid4().hex[:8]}.apps.googleusercontent.com", secrets.token_urlsafe(12)
     await http.post(
         f"{stack.google_url}/_emulator/apps",
-        json={"client_id": client_id, "client_secret": secret, "testing_mode": testing_mode},
+        json={
+            "client_id": client_id,
+            "client_secret": secret,
+            "testing_mode": testing_mode,
+            "redirect_uris": [REDIRECT],
+        },
     )
     return client_id, secret
 

@@ -26,7 +26,13 @@ async def app_and_user(
     stack: Stack, emulator_http: httpx.AsyncClient
 ) -> tuple[msal.PublicClientApplication, str]:
     client_id = f"test-{uuid.uuid4().hex[:8]}"
-    await emulator_http.post(f"{stack.microsoft_url}/_emulator/apps", json={"client_id": client_id})
+    await emulator_http.post(
+        f"{stack.microsoft_url}/_emulator/apps",
+        json={
+            "client_id": client_id,
+            "redirect_uris": ["http://127.0.0.1:1/oauth/callback", "http://127.0.0.1:1/cb"],
+        },
+    )
     return msal_app(stack, client_id), f"user-{uuid.uuid4().hex[:6]}@contoso.example"
 
 
@@ -172,3 +178,12 @@ async def test_declined_device_code(stack, emulator_http, app_and_user) -> None:
     )
     result = app.acquire_token_by_device_flow(flow, exit_condition=lambda _: True)
     assert result["error"] == "authorization_declined"
+
+
+async def test_an_unregistered_redirect_uri_is_refused(stack, emulator_http, app_and_user) -> None:
+    app, user = app_and_user
+    flow = app.initiate_auth_code_flow(
+        SMTP_SCOPE, redirect_uri="https://attacker.example/cb", login_hint=user, response_mode="form_post"
+    )
+    page = await emulator_http.get(flow["auth_uri"])
+    assert page.status_code == 400 and "AADSTS50011" in page.text

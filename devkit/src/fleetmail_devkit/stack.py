@@ -27,6 +27,8 @@ from .ca import TlsFiles, ensure_local_ca
 from .ports import free_port, port_in_use, port_open
 
 DEMO_CLIENT_ID = "fleetmail-demo-client"
+DEMO_GOOGLE_CLIENT_ID = "fleetmail-demo.apps.googleusercontent.com"
+DEMO_GOOGLE_CLIENT_SECRET = "demo-google-secret"
 COLOURS = ["36", "33", "35", "32", "34", "31", "96", "93", "95"]
 
 
@@ -152,7 +154,13 @@ class Stack:
             "FLEETMAIL_TOKEN_CA_BUNDLE": str(self.ca_file),
             "FLEETMAIL_MAIL_SMTP_CA_BUNDLE": str(self.ca_file),
             "FLEETMAIL_MAIL_RETRY_BASE_S": "1",
+            "FLEETMAIL_TOKEN_GOOGLE_CLIENT_ID": DEMO_GOOGLE_CLIENT_ID,
+            "FLEETMAIL_TOKEN_GOOGLE_CLIENT_SECRET": DEMO_GOOGLE_CLIENT_SECRET,
+            "FLEETMAIL_TOKEN_GOOGLE_AUTH_URI": f"{self.google_url}/o/oauth2/v2/auth",
+            "FLEETMAIL_TOKEN_GOOGLE_TOKEN_URI": f"{self.google_url}/token",
+            "FLEETMAIL_TOKEN_GOOGLE_REVOKE_URI": f"{self.google_url}/revoke",
             "FLEETMAIL_GATEWAY_PORT": str(self.ports.gateway),
+            "FLEETMAIL_GATEWAY_PUBLIC_URL": self.gateway_url,
         }
         env.update(self.extra_env)
         return env

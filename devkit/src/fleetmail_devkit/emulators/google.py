@@ -46,6 +46,7 @@ class App:
     client_id: str
     client_secret: str | None
     testing_mode: bool = False
+    redirect_uris: tuple[str, ...] = ()
 
 
 @dataclass
@@ -100,6 +101,7 @@ class RegisterApp(BaseModel):
     client_id: str
     client_secret: str | None = None
     testing_mode: bool = False
+    redirect_uris: list[str] = []
 
 
 class UserRequest(BaseModel):
@@ -188,6 +190,8 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         client_id = query.get("client_id", "")
         if client_id not in state.apps:
             return HTMLResponse("Error 401: invalid_client. The OAuth client was not found.", 401)
+        if query.get("redirect_uri", "") not in state.apps[client_id].redirect_uris:
+            return HTMLResponse("Error 400: redirect_uri_mismatch", 400)
         user = state.next_sign_in or query.get("login_hint_user") or query.get("login_hint")
         if user is None:
             hidden = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in query.items())
@@ -335,7 +339,9 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
 
     @api.post("/_emulator/apps")
     async def register_app(body: RegisterApp) -> dict[str, str]:
-        state.apps[body.client_id] = App(body.client_id, body.client_secret, body.testing_mode)
+        state.apps[body.client_id] = App(
+            body.client_id, body.client_secret, body.testing_mode, tuple(body.redirect_uris)
+        )
         return {"client_id": body.client_id}
 
     @api.post("/_emulator/grants/revoke")

@@ -77,6 +77,11 @@ ERRORS: dict[int, tuple[str, str]] = {
     ),
     7000215: ("invalid_client", "Invalid client secret provided."),
     9002313: ("invalid_request", "Invalid request. Request is malformed or invalid."),
+    50011: (
+        "invalid_request",
+        "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs "
+        "configured for the application '{client_id}'.",
+    ),
     50148: (
         "invalid_grant",
         "The code_verifier does not match the code_challenge supplied in the authorization request for PKCE.",
@@ -112,6 +117,7 @@ def error_body(code: int, **fmt: str) -> dict[str, Any]:
 class App:
     client_id: str
     client_secret: str | None = None
+    redirect_uris: tuple[str, ...] = ()
 
 
 @dataclass
@@ -179,6 +185,7 @@ class State:
 class RegisterApp(BaseModel):
     client_id: str
     client_secret: str | None = None
+    redirect_uris: list[str] = []
 
 
 class Approve(BaseModel):
@@ -378,6 +385,12 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             return bad
         # Who signs in: the control API's scripted user, else the login hint (the emulator
         # has no passwords), else whoever a person types into the form.
+        redirect_uri = query.get("redirect_uri", "")
+        if redirect_uri not in state.apps[query["client_id"]].redirect_uris:
+            body = error_body(50011, redirect_uri=redirect_uri, client_id=query["client_id"])
+            return HTMLResponse(
+                f"<html><body><p>{html.escape(body['error_description'])}</p></body></html>", 400
+            )
         user = state.next_sign_in or query.get("login_hint_user") or query.get("login_hint")
         if user is None:
             # No scripted sign-in: a minimal sign-in form, as a person would see it.
@@ -519,7 +532,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
 
     @api.post("/_emulator/apps")
     async def register_app(body: RegisterApp) -> dict[str, str]:
-        state.apps[body.client_id] = App(body.client_id, body.client_secret)
+        state.apps[body.client_id] = App(body.client_id, body.client_secret, tuple(body.redirect_uris))
         return {"client_id": body.client_id}
 
     @api.post("/_emulator/device-codes/approve")

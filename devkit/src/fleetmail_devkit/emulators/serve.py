@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     identity.add_argument("--tls-dir", type=Path, required=True)
     identity.add_argument("--microsoft-app", action="append", default=[], help="client_id[:secret]")
     identity.add_argument("--google-app", action="append", default=[], help="client_id:secret")
+    identity.add_argument(
+        "--redirect-uri", action="append", default=[], help="registered for every app above"
+    )
     smtp = sub.add_parser("smtp", help="SMTP server that checks XOAUTH2 against the emulators")
     smtp.add_argument("--starttls-port", type=int, required=True)
     smtp.add_argument("--tls-port", type=int, required=True)
@@ -80,11 +83,17 @@ def main(argv: list[str] | None = None) -> int:
 
         ms_app = microsoft.create_app(
             f"https://127.0.0.1:{args.microsoft_port}",
-            [microsoft.App(cid, secret) for cid, secret in _apps(args.microsoft_app)],
+            [
+                microsoft.App(cid, secret, tuple(args.redirect_uri))
+                for cid, secret in _apps(args.microsoft_app)
+            ],
         )
         g_app = google.create_app(
             f"https://127.0.0.1:{args.google_port}",
-            [google.App(cid, secret) for cid, secret in _apps(args.google_app)],
+            [
+                google.App(cid, secret, False, tuple(args.redirect_uri))
+                for cid, secret in _apps(args.google_app)
+            ],
         )
         servers = [https_server(ms_app, args.microsoft_port, tls), https_server(g_app, args.google_port, tls)]
         print(

@@ -6,6 +6,7 @@ delivery and tokens are made by mail-service and token-service.
 
 import hashlib
 import hmac
+import html
 import logging
 import re
 import uuid
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, PullSub
@@ -26,15 +27,20 @@ from fleetmail_contracts.mail_events import MAIL_EVENTS_WILDCARD
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import (
     ACQUISITION_STATUS_SUBJECT,
+    COMPLETE_AUTHORIZATION_SUBJECT,
     GRANT_STATUS_SUBJECT,
     START_ACQUISITION_SUBJECT,
+    AcquisitionFlow,
     AcquisitionStarted,
+    AcquisitionState,
     AcquisitionStatus,
     AcquisitionStatusRequest,
+    CompleteAuthorization,
     GrantStatusReply,
     GrantStatusRequest,
     Principal,
     PrincipalKind,
+    Provider,
     StartAcquisition,
 )
 from fleetmail_runtime.bus import declare_streams, events_stream, make_broker
@@ -297,7 +303,11 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         tags=["admin"],
         dependencies=[Depends(admin_auth)],
     )
-    async def acquire_administrator(tenant_id: str) -> AcquisitionStarted:
+    async def acquire_administrator(
+        tenant_id: str, flow: AcquisitionFlow | None = None
+    ) -> AcquisitionStarted:
+        """Start the administrator's sign-in: a device code (Microsoft's default) or a browser
+        sign-in (`flow=authorization_code`, the only one Google allows for Gmail)."""
         tenant = await tenant_or_404(tenant_id)
         if tenant.administrator_address is None:
             raise Problem(
@@ -306,10 +316,15 @@ def build_app(settings: GatewaySettings) -> FastAPI:
                 "No administrator address",
                 "set the tenant's administrator e-mail address first",
             )
+        if flow is None:
+            google = tenant.provider is Provider.GOOGLE
+            flow = AcquisitionFlow.AUTHORIZATION_CODE if google else AcquisitionFlow.DEVICE_CODE
         request = StartAcquisition(
             principal=Principal(
                 tenant_id=tenant_id, kind=PrincipalKind.ADMINISTRATOR, address=tenant.administrator_address
-            )
+            ),
+            flow=flow,
+            redirect_uri=f"{settings.public_url.rstrip('/')}/oauth/callback",
         )
         started = AcquisitionStarted.model_validate_json(await token_rpc(request, START_ACQUISITION_SUBJECT))
         if started.error:
@@ -331,6 +346,43 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         return GrantStatusReply.model_validate_json(
             await token_rpc(GrantStatusRequest(tenant_id=tenant_id), GRANT_STATUS_SUBJECT)
         )
+
+    # --- the OAuth redirect ------------------------------------------------------------
+
+    async def oauth_callback(request: Request) -> HTMLResponse:
+        values = dict(request.query_params)
+        if request.method == "POST":
+            form = await request.form()
+            values.update({k: str(v) for k, v in form.items()})
+        if "state" not in values:
+            return _page(400, "Sign-in failed", "This page is only reached from a sign-in.")
+        try:
+            answer = CompleteAuthorization(
+                state=values["state"][:512],
+                code=values.get("code"),
+                error=values.get("error"),
+                error_description=values.get("error_description"),
+            )
+        except ValidationError:
+            return _page(400, "Sign-in failed", "The sign-in answer could not be read.")
+        try:
+            status = AcquisitionStatus.model_validate_json(
+                await token_rpc(answer, COMPLETE_AUTHORIZATION_SUBJECT)
+            )
+        except Problem:
+            return _page(503, "Please try again", "fleetmail could not finish the sign-in just now.")
+        if status.state is AcquisitionState.SUCCEEDED:
+            return _page(200, "Signed in", f"{status.detail}. You may close this window.")
+        return _page(400, "Sign-in failed", status.detail or "The sign-in did not succeed.")
+
+    app.add_api_route(
+        "/oauth/callback",
+        oauth_callback,
+        methods=["GET", "POST"],
+        tags=["oauth"],
+        response_class=HTMLResponse,
+        summary="OAuth redirect URI for authorization-code sign-ins",
+    )
 
     # --- devices ----------------------------------------------------------------------
 
@@ -446,6 +498,14 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         )
 
     return app
+
+
+def _page(status: int, title: str, text: str) -> HTMLResponse:
+    body = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
+    )
+    return HTMLResponse(body, status_code=status)
 
 
 def _summarise(exc: ValidationError) -> str:

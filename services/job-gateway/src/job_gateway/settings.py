@@ -13,6 +13,10 @@ class GatewaySettings(BaseSettings):
     common: CommonSettings = Field(default_factory=CommonSettings)
     host: str = Field(default="127.0.0.1", description="HTTP listen address")
     port: int = Field(default=8080, description="HTTP listen port")
+    public_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="How browsers reach this gateway: the OAuth redirect URI is <public_url>/oauth/callback",
+    )
     database: str = Field(default="fleetmail_gateway")
     admin_api_key: SecretStr | None = Field(
         default=None,

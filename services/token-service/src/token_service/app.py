@@ -15,6 +15,7 @@ from fleetmail_contracts import streams
 from fleetmail_contracts.tokens import (
     ACCESS_TOKEN_SUBJECT,
     ACQUISITION_STATUS_SUBJECT,
+    COMPLETE_AUTHORIZATION_SUBJECT,
     DELETE_GRANT_SUBJECT,
     GRANT_STATUS_SUBJECT,
     START_ACQUISITION_SUBJECT,
@@ -24,6 +25,7 @@ from fleetmail_contracts.tokens import (
     AcquisitionState,
     AcquisitionStatus,
     AcquisitionStatusRequest,
+    CompleteAuthorization,
     DeleteGrant,
     DeleteGrantReply,
     GrantStatusReply,
@@ -39,10 +41,11 @@ from fleetmail_runtime.mongo import connect_mongo
 from fleetmail_runtime.telemetry import configure_tracing
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
+from .acquisition import Acquirer
 from .adapters.acquisitions import AcquisitionStore
 from .adapters.grants import GrantStore
-from .adapters.microsoft import MicrosoftIdentity
 from .errors import TokenServiceError
+from .providers import Providers
 from .service import Clock, TokenService, utc_now
 from .settings import TokenSettings
 
@@ -56,6 +59,7 @@ class Wiring:
     broker: NatsBroker
     app: FastStream
     service: TokenService | None = None
+    acquirer: Acquirer | None = None
 
 
 def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
@@ -66,6 +70,10 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
     def service() -> TokenService:
         assert wiring.service is not None, "token-service is not started"
         return wiring.service
+
+    def acquirer() -> Acquirer:
+        assert wiring.acquirer is not None, "token-service is not started"
+        return wiring.acquirer
 
     async def publish(event: TokenEventBase) -> None:
         await broker.publish(
@@ -88,7 +96,7 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
     @broker.subscriber(START_ACQUISITION_SUBJECT, queue=QUEUE)
     async def on_start_acquisition(request: StartAcquisition) -> AcquisitionStarted:
         try:
-            return await service().start_acquisition(request)
+            return await acquirer().start(request)
         except (TokenServiceError, UnknownTenant) as exc:
             return AcquisitionStarted(
                 acquisition_id="",
@@ -100,7 +108,11 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
 
     @broker.subscriber(ACQUISITION_STATUS_SUBJECT, queue=QUEUE)
     async def on_acquisition_status(request: AcquisitionStatusRequest) -> AcquisitionStatus:
-        return await service().acquisition_status(request.acquisition_id, request.tenant_id)
+        return await acquirer().status(request.acquisition_id, request.tenant_id)
+
+    @broker.subscriber(COMPLETE_AUTHORIZATION_SUBJECT, queue=QUEUE)
+    async def on_complete_authorization(request: CompleteAuthorization) -> AcquisitionStatus:
+        return await acquirer().complete(request)
 
     @broker.subscriber(GRANT_STATUS_SUBJECT, queue=QUEUE)
     async def on_grant_status(request: GrantStatusRequest) -> GrantStatusReply:
@@ -130,25 +142,21 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
         keyring = load_or_create_keyring(settings.common.keyring_path())
         grants = GrantStore(mongo, settings.database, keyring)
         await grants.ensure_indexes()
-        acquisitions = AcquisitionStore(mongo, settings.database)
+        acquisitions = AcquisitionStore(mongo, settings.database, keyring)
         await acquisitions.ensure_indexes()
         tenants = TenantDirectory(broker)
         await broker.connect()
         await declare_streams(broker, settings.common)
         await tenants.start()
-        wiring.service = TokenService(
-            settings,
-            grants,
-            acquisitions,
-            tenants,
-            MicrosoftIdentity(settings.ca_bundle, settings.http_timeout_s),
-            publish,
-            clock,
+        providers = Providers.from_settings(settings)
+        wiring.service = TokenService(settings, grants, tenants, providers, publish, clock)
+        wiring.acquirer = Acquirer(
+            settings, providers, grants, acquisitions, tenants, publish, wiring.service.prime, clock
         )
         try:
             yield
         finally:
-            await wiring.service.close()
+            await wiring.acquirer.close()
             await tenants.stop()
             await mongo.close()
 

@@ -7,7 +7,6 @@ passed in, so tests can build it with other adapters.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -15,23 +14,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import (
     AccessTokenOutcome,
     AccessTokenReply,
     AccessTokenRequest,
-    AcquisitionFlow,
-    AcquisitionStarted,
-    AcquisitionState,
-    AcquisitionStatus,
     GrantStatus,
     Principal,
-    PrincipalKind,
     Provider,
-    StartAcquisition,
-    TokenAcquired,
     TokenEventBase,
     TokenReauthorizationRequired,
     TokenRecovered,
@@ -40,17 +30,15 @@ from fleetmail_contracts.tokens import (
 )
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
-from .adapters.acquisitions import AcquisitionStore
 from .adapters.grants import GrantStore, IssuedToken, StoredGrant
-from .adapters.microsoft import MicrosoftApp, MicrosoftIdentity, TokenResult
-from .domain import grant_id, identity_matches, needs_refresh, predicted_death, signed_in_address
+from .domain import grant_id, needs_refresh, predicted_death
 from .errors import (
     ConfigurationError,
-    IdentityMismatch,
     NoGrant,
     ProviderUnavailable,
     ReauthorizationRequired,
 )
+from .providers import Providers
 from .settings import TokenSettings
 
 log = logging.getLogger(__name__)
@@ -68,19 +56,7 @@ class CachedToken:
     access_token: str = field(repr=False)
     expires_at: datetime
     issued_at: datetime | None = None
-
-
-@dataclass
-class Acquisition:
-    acquisition_id: str
-    principal: Principal
-    provider: Provider
-    flow: dict[str, Any] = field(repr=False)
-    app: MicrosoftApp
-    expires_at: datetime
-    state: AcquisitionState = AcquisitionState.PENDING
-    detail: str | None = None
-    task: asyncio.Task[None] | None = None
+    provider: Provider = Provider.MICROSOFT
 
 
 class TokenService:
@@ -88,161 +64,27 @@ class TokenService:
         self,
         settings: TokenSettings,
         grants: GrantStore,
-        acquisitions: AcquisitionStore,
         tenants: TenantDirectory,
-        microsoft: MicrosoftIdentity,
+        providers: Providers,
         publish: Publish,
         clock: Clock = utc_now,
     ) -> None:
         self.settings = settings
         self.grants = grants
-        self.acquisitions = acquisitions
         self.tenants = tenants
-        self.microsoft = microsoft
+        self.providers = providers
         self.publish = publish
         self.clock = clock
         self._tokens: dict[str, CachedToken] = {}
         self._refreshing: dict[str, asyncio.Future[CachedToken]] = {}
-        self._acquisitions: dict[str, Acquisition] = {}
         self._failing: set[str] = set()
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
-    async def close(self) -> None:
-        for acquisition in self._acquisitions.values():
-            if acquisition.task is not None:
-                acquisition.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await acquisition.task
-
-    # --- configuration -----------------------------------------------------------------
-
-    def microsoft_app(self, tenant: TenantSettings) -> MicrosoftApp:
-        identity = tenant.identity
-        host = (identity.authority_host or self.settings.microsoft_authority_host).rstrip("/")
-        directory = identity.directory or self.settings.microsoft_directory
-        client_id = identity.client_id or self.settings.microsoft_client_id
-        if not client_id:
-            raise ConfigurationError(
-                f"tenant {tenant.tenant_id!r} has no Microsoft app (client) id: set the tenant's "
-                "identity.client_id or FLEETMAIL_TOKEN_MICROSOFT_CLIENT_ID"
-            )
-        secret = self.settings.microsoft_client_secret
-        return MicrosoftApp(
-            authority=f"{host}/{directory}",
-            client_id=client_id,
-            client_secret=secret.get_secret_value() if secret else None,
-            proxy_url=tenant.proxy_url,
+    def prime(self, principal: Principal, provider: Provider, issued: IssuedToken) -> None:
+        """A grant was just acquired: its first access token needs no refresh."""
+        self._tokens[grant_id(principal)] = CachedToken(
+            issued.access_token, issued.expires_at, issued.issued_at, provider
         )
-
-    # --- acquisition -------------------------------------------------------------------
-
-    async def start_acquisition(self, request: StartAcquisition) -> AcquisitionStarted:
-        tenant = await self.tenants.get(request.principal.tenant_id)
-        if request.principal.kind is PrincipalKind.ADMINISTRATOR and (
-            tenant.administrator_address is None
-            or tenant.administrator_address.casefold() != request.principal.address.casefold()
-        ):
-            raise ConfigurationError(
-                f"{request.principal.address} is not the registered administrator address of "
-                f"tenant {tenant.tenant_id!r} ({tenant.administrator_address or 'none set'})"
-            )
-        if tenant.provider is not Provider.MICROSOFT or request.flow is not AcquisitionFlow.DEVICE_CODE:
-            raise ConfigurationError(
-                f"{request.flow.value} acquisition for {tenant.provider.value} is not available yet"
-            )
-        app = self.microsoft_app(tenant)
-        flow = await self.microsoft.initiate_device_flow(app, list(self.settings.microsoft_scopes))
-        now = self.clock()
-        expires_at = now + timedelta(seconds=float(flow.get("expires_in", 900)))
-        acquisition = Acquisition(
-            acquisition_id=uuid.uuid4().hex,
-            principal=request.principal,
-            provider=tenant.provider,
-            flow=flow,
-            app=app,
-            expires_at=expires_at,
-        )
-        self._acquisitions[acquisition.acquisition_id] = acquisition
-        await self.acquisitions.create(acquisition.acquisition_id, request.principal, expires_at)
-        acquisition.task = asyncio.create_task(self._poll_device_flow(acquisition))
-        return AcquisitionStarted(
-            acquisition_id=acquisition.acquisition_id,
-            flow=AcquisitionFlow.DEVICE_CODE,
-            verification_uri=flow.get("verification_uri"),
-            user_code=flow.get("user_code"),
-            message=flow.get("message"),
-            expires_at=expires_at,
-            interval_s=float(flow.get("interval", 5)),
-        )
-
-    async def _poll_device_flow(self, acquisition: Acquisition) -> None:
-        """Poll once per interval (MSAL raises the interval on slow_down); never blocks."""
-        try:
-            while self.clock() < acquisition.expires_at:
-                await asyncio.sleep(float(acquisition.flow.get("interval", 5)))
-                try:
-                    result = await self.microsoft.poll_device_flow(acquisition.app, acquisition.flow)
-                except ProviderUnavailable as exc:
-                    log.warning("device code poll failed, will retry: %s", exc)
-                    continue
-                if result is None:
-                    continue
-                await self._complete(acquisition, result)
-                await self._finish(
-                    acquisition, AcquisitionState.SUCCEEDED, f"Acquired for {acquisition.principal.address}"
-                )
-                return
-            await self._finish(
-                acquisition, AcquisitionState.EXPIRED, "the code expired before sign-in finished; start again"
-            )
-        except (IdentityMismatch, ReauthorizationRequired, ConfigurationError) as exc:
-            await self._finish(acquisition, AcquisitionState.FAILED, str(exc))
-        finally:
-            acquisition.flow = {}
-            self._acquisitions.pop(acquisition.acquisition_id, None)
-
-    async def _finish(self, acquisition: Acquisition, state: AcquisitionState, detail: str) -> None:
-        acquisition.state, acquisition.detail = state, detail
-        await self.acquisitions.finish(acquisition.acquisition_id, state, detail)
-
-    async def _complete(self, acquisition: Acquisition, result: TokenResult) -> None:
-        principal = acquisition.principal
-        if not identity_matches(principal, result.id_token_claims):
-            raise IdentityMismatch(
-                f"signed in as {signed_in_address(result.id_token_claims) or 'an unknown account'}, "
-                f"but the grant is for {principal.address}: sign in with that account"
-            )
-        if result.refresh_token is None:
-            raise ConfigurationError("the provider returned no refresh token (offline_access missing)")
-        now = self.clock()
-        issued = IssuedToken(
-            result.access_token, now, now + timedelta(seconds=result.expires_in), result.refresh_token
-        )
-        death = predicted_death(acquisition.provider, now, now)
-        await self.grants.replace(
-            principal,
-            acquisition.provider,
-            issued,
-            result.scopes,
-            AcquisitionFlow.DEVICE_CODE,
-            acquisition.app.authority,
-            acquisition.app.client_id,
-            death,
-        )
-        self._tokens[grant_id(principal)] = CachedToken(issued.access_token, issued.expires_at, now)
-        await self.publish(
-            TokenAcquired(
-                event_id=uuid.uuid4().hex,
-                principal=principal,
-                provider=acquisition.provider,
-                occurred_at=now,
-                flow=AcquisitionFlow.DEVICE_CODE,
-                predicted_death_at=death,
-            )
-        )
-
-    async def acquisition_status(self, acquisition_id: str, tenant_id: str) -> AcquisitionStatus:
-        return await self.acquisitions.status(acquisition_id, tenant_id, self.clock())
 
     # --- access tokens -----------------------------------------------------------------
 
@@ -266,7 +108,7 @@ class TokenService:
             outcome=AccessTokenOutcome.GRANTED,
             access_token=token.access_token,
             expires_at=token.expires_at,
-            provider=Provider.MICROSOFT,
+            provider=token.provider,
         )
 
     async def _fresh_token(self, principal: Principal, force_refresh: bool) -> CachedToken:
@@ -300,7 +142,9 @@ class TokenService:
         """The stored access token, if it is good enough to hand out."""
         if grant.access_token is None or grant.access_expires_at is None:
             return None
-        token = CachedToken(grant.access_token, grant.access_expires_at, grant.access_issued_at)
+        token = CachedToken(
+            grant.access_token, grant.access_expires_at, grant.access_issued_at, grant.provider
+        )
         if self._due(token):
             return None
         if force_refresh and (grant.access_issued_at is None or grant.access_issued_at < started_at):
@@ -347,10 +191,15 @@ class TokenService:
         """Redeem the refresh token; the caller holds the lease."""
         principal = grant.principal
         tenant = await self.tenants.get(principal.tenant_id)
-        app = self.microsoft_app(tenant)
-        scopes = list(grant.scopes or self.settings.microsoft_scopes)
         try:
-            result = await self.microsoft.refresh(app, grant.refresh_token, scopes)
+            if grant.provider is Provider.MICROSOFT:
+                app = self.providers.microsoft_app(tenant)
+                scopes = list(grant.scopes or self.settings.microsoft_scopes)
+                result = await self.providers.microsoft.refresh(app, grant.refresh_token, scopes)
+            else:
+                google_app = self.providers.google_app(tenant)
+                scopes = list(grant.scopes or self.settings.google_scopes)
+                result = await self.providers.google.refresh(google_app, grant.refresh_token, scopes)
         except ReauthorizationRequired as exc:
             await self._mark_dead(grant, exc)
             raise
@@ -364,11 +213,11 @@ class TokenService:
         issued = IssuedToken(
             result.access_token, now, now + timedelta(seconds=result.expires_in), result.refresh_token
         )
-        death = predicted_death(grant.provider, now, grant.acquired_at)
+        death = predicted_death(grant.provider, now, grant.acquired_at, tenant.identity.google_testing_mode)
         # The rotated refresh token is stored before the new access token is handed out.
         if not await self.grants.record_refresh(grant, issued, death, self.owner):
             log.warning("grant %s changed while refreshing; the newer record wins", grant_id(principal))
-        token = CachedToken(issued.access_token, issued.expires_at, issued.issued_at)
+        token = CachedToken(issued.access_token, issued.expires_at, issued.issued_at, grant.provider)
         self._tokens[grant_id(principal)] = token
         recovered = grant_id(principal) in self._failing
         self._failing.discard(grant_id(principal))

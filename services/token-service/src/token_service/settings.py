@@ -22,6 +22,15 @@ class TokenSettings(BaseSettings):
     microsoft_client_id: str | None = Field(default=None, description="Entra app (client) id")
     microsoft_client_secret: SecretStr | None = Field(default=None)
     microsoft_scopes: tuple[str, ...] = ("https://outlook.office.com/SMTP.Send",)
+    google_client_id: str | None = Field(default=None, description="Google OAuth client id")
+    google_client_secret: SecretStr | None = Field(default=None)
+    google_auth_uri: str = Field(default="https://accounts.google.com/o/oauth2/v2/auth")
+    google_token_uri: str = Field(default="https://oauth2.googleapis.com/token")
+    google_revoke_uri: str = Field(default="https://oauth2.googleapis.com/revoke")
+    google_scopes: tuple[str, ...] = ("https://mail.google.com/", "openid", "email")
+    acquisition_ttl_s: float = Field(
+        default=900, gt=0, description="How long an authorization-code sign-in may take"
+    )
     ca_bundle: Path | None = Field(
         default=None, description="CA file for the identity providers' HTTPS (emulator CA)"
     )

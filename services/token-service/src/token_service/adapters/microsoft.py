@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from msal.exceptions import MsalServiceError
 
 from ..domain import ErrorClass, ProviderError, classify
 from ..errors import ConfigurationError, ProviderUnavailable, ReauthorizationRequired
+from .http import ThrottleClock, provider_session
 
 
 @dataclass(frozen=True)
@@ -40,49 +40,6 @@ class TokenResult:
     refresh_token: str | None
     id_token_claims: dict[str, Any]
     scopes: tuple[str, ...]
-
-
-MSAL_DEFAULT_THROTTLE_S = 60.0
-
-
-class ThrottleClock:
-    """When MSAL will next call each provider URL after a 429/5xx (it replays until then)."""
-
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}
-
-    def observe(self, url: str, response: requests.Response) -> None:
-        if response.status_code == 429 or response.status_code >= 500:
-            header = response.headers.get("Retry-After", "")
-            delay = float(header) if header.isdigit() else MSAL_DEFAULT_THROTTLE_S
-            self._until[url.split("?")[0]] = time.monotonic() + min(delay, 3600)
-
-    def retry_after(self, url_prefix: str) -> float:
-        now = time.monotonic()
-        waits = [until - now for url, until in self._until.items() if url.startswith(url_prefix)]
-        return max([1.0, *waits])
-
-
-def _session(
-    ca_bundle: Path | None, proxy_url: str | None, timeout_s: float, throttle: ThrottleClock
-) -> requests.Session:
-    session = requests.Session()
-    # trust_env off: REQUESTS_CA_BUNDLE would override `verify`, and the proxy is the
-    # tenant's setting, not the host's environment.
-    session.trust_env = False
-    session.verify = str(ca_bundle) if ca_bundle else True
-    if proxy_url:
-        session.proxies = {"http": proxy_url, "https": proxy_url}
-    original = session.request
-
-    def request_with_timeout(method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", timeout_s)
-        response = original(method, url, *args, **kwargs)
-        throttle.observe(url, response)
-        return response
-
-    session.request = request_with_timeout  # type: ignore[method-assign]
-    return session
 
 
 def unavailable(what: str, exc: Exception, retry_after_s: float) -> ProviderUnavailable:
@@ -123,7 +80,7 @@ class MicrosoftIdentity:
             existing = self._apps.get(app)
             if existing is not None:
                 return existing
-            session = _session(self._ca_bundle, app.proxy_url, self._timeout_s, self._throttle)
+            session = provider_session(self._ca_bundle, app.proxy_url, self._timeout_s, self._throttle)
             common: dict[str, Any] = {
                 "authority": app.authority,
                 "http_client": session,
@@ -175,6 +132,33 @@ class MicrosoftIdentity:
         result = await asyncio.to_thread(call)
         if result.get("error") in ("authorization_pending", "slow_down"):
             return None
+        raise_for_error(result)
+        return _token_result(result)
+
+    async def initiate_auth_code_flow(
+        self, app: MicrosoftApp, scopes: list[str], redirect_uri: str, login_hint: str
+    ) -> dict[str, Any]:
+        """PKCE (S256), state and nonce by MSAL; the answer comes back as a form post."""
+
+        def call() -> dict[str, Any]:
+            return self._app(app).initiate_auth_code_flow(
+                scopes, redirect_uri=redirect_uri, login_hint=login_hint, response_mode="form_post"
+            )
+
+        return await asyncio.to_thread(call)
+
+    async def redeem_auth_code(
+        self, app: MicrosoftApp, flow: dict[str, Any], auth_response: dict[str, str]
+    ) -> TokenResult:
+        def call() -> dict[str, Any]:
+            try:
+                return self._app(app).acquire_token_by_auth_code_flow(flow, auth_response)
+            except ValueError as exc:  # state or nonce mismatch: MSAL refuses the answer
+                raise ConfigurationError("the sign-in answer does not match the sign-in request") from exc
+            except (requests.RequestException, MsalServiceError) as exc:
+                raise unavailable("code redemption", exc, self._throttle.retry_after(app.authority)) from exc
+
+        result = await asyncio.to_thread(call)
         raise_for_error(result)
         return _token_result(result)
 

@@ -1,0 +1,164 @@
+"""Google OAuth: authorization code with PKCE, refresh through google-auth, revocation.
+
+The code exchange is one form POST, written here rather than pulling in
+google-auth-oauthlib (and oauthlib with it) for it; refresh goes through google-auth's
+`Credentials.refresh`, which works against any `token_uri`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import google.auth.transport.requests
+import jwt
+import requests
+from google.auth.exceptions import RefreshError, TransportError
+from google.oauth2.credentials import Credentials
+
+from ..errors import ConfigurationError, ProviderUnavailable, ReauthorizationRequired
+from .http import provider_session
+from .microsoft import TokenResult
+
+
+@dataclass(frozen=True)
+class GoogleApp:
+    client_id: str
+    client_secret: str | None
+    auth_uri: str
+    token_uri: str
+    revoke_uri: str
+    proxy_url: str | None = None
+
+
+@dataclass(frozen=True)
+class PkceRequest:
+    authorization_url: str
+    state: str
+    code_verifier: str
+
+    def __repr__(self) -> str:
+        return f"PkceRequest(state={self.state[:6]}…)"
+
+
+def claims_of(id_token: str | None) -> dict[str, Any]:
+    """The id_token's claims. It came straight from the token endpoint over TLS, which OpenID
+    Connect accepts in place of a signature check."""
+    if not id_token:
+        return {}
+    claims: dict[str, Any] = jwt.decode(id_token, options={"verify_signature": False})
+    return claims
+
+
+class GoogleIdentity:
+    def __init__(self, ca_bundle: Path | None, timeout_s: float) -> None:
+        self._ca_bundle = ca_bundle
+        self._timeout_s = timeout_s
+
+    def _session(self, app: GoogleApp) -> requests.Session:
+        return provider_session(self._ca_bundle, app.proxy_url, self._timeout_s)
+
+    def authorization_request(
+        self, app: GoogleApp, scopes: list[str], redirect_uri: str, login_hint: str
+    ) -> PkceRequest:
+        verifier = secrets.token_urlsafe(64)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        state = secrets.token_urlsafe(24)
+        query = {
+            "client_id": app.client_id,
+            "redirect_uri": redirect_uri,
+            "response_type": "code",
+            "scope": " ".join(scopes),
+            "access_type": "offline",
+            # A refresh token comes only with consent; re-authorisation must ask again.
+            "prompt": "consent",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": state,
+            "login_hint": login_hint,
+            "include_granted_scopes": "true",
+        }
+        return PkceRequest(f"{app.auth_uri}?{urlencode(query)}", state, verifier)
+
+    async def redeem_code(
+        self, app: GoogleApp, code: str, code_verifier: str, redirect_uri: str
+    ) -> TokenResult:
+        def call() -> TokenResult:
+            data = {
+                "grant_type": "authorization_code",
+                "code": code,
+                "code_verifier": code_verifier,
+                "redirect_uri": redirect_uri,
+                "client_id": app.client_id,
+            }
+            if app.client_secret:
+                data["client_secret"] = app.client_secret
+            try:
+                response = self._session(app).post(app.token_uri, data=data)
+            except requests.RequestException as exc:
+                raise ProviderUnavailable(f"code redemption failed: {type(exc).__name__}", 5.0) from exc
+            body = response.json() if response.content else {}
+            if response.status_code >= 500 or response.status_code == 429:
+                raise ProviderUnavailable(f"code redemption failed: HTTP {response.status_code}", 5.0)
+            if response.status_code != 200:
+                raise ConfigurationError(
+                    f"Google refused the sign-in ({body.get('error', response.status_code)})"
+                )
+            return TokenResult(
+                access_token=body["access_token"],
+                expires_in=float(body.get("expires_in", 3599)),
+                refresh_token=body.get("refresh_token"),
+                id_token_claims=claims_of(body.get("id_token")),
+                scopes=tuple(str(body.get("scope", "")).split()),
+            )
+
+        return await asyncio.to_thread(call)
+
+    async def refresh(self, app: GoogleApp, refresh_token: str, scopes: list[str]) -> TokenResult:
+        def call() -> TokenResult:
+            credentials = Credentials(
+                None,
+                refresh_token=refresh_token,
+                token_uri=app.token_uri,
+                client_id=app.client_id,
+                client_secret=app.client_secret,
+                scopes=scopes,
+            )
+            try:
+                credentials.refresh(google.auth.transport.requests.Request(self._session(app)))
+            except RefreshError as exc:
+                if exc.retryable:
+                    raise ProviderUnavailable("Google's token endpoint is unavailable", 5.0) from exc
+                # Classified by the error code google-auth puts first ("invalid_grant: …").
+                error = str(exc.args[0]).split(":", 1)[0] if exc.args else "unknown"
+                if error == "invalid_grant":
+                    raise ReauthorizationRequired(
+                        "Google refused the grant (invalid_grant); sign in again", "invalid_grant"
+                    ) from exc
+                raise ConfigurationError(f"Google refused the refresh ({error})") from exc
+            except TransportError as exc:
+                raise ProviderUnavailable("cannot reach Google's token endpoint", 5.0) from exc
+            assert credentials.token is not None and credentials.expiry is not None
+            # Google does not rotate refresh tokens: google-auth keeps the old one.
+            new_refresh = credentials.refresh_token if credentials.refresh_token != refresh_token else None
+            now = datetime.now(UTC).replace(tzinfo=None)  # google-auth's expiry is naive UTC
+            remaining = (credentials.expiry - now).total_seconds()
+            return TokenResult(credentials.token, remaining, new_refresh, {}, tuple(scopes))
+
+        return await asyncio.to_thread(call)
+
+    async def revoke(self, app: GoogleApp, token: str) -> None:
+        def call() -> None:
+            try:
+                self._session(app).post(app.revoke_uri, data={"token": token})
+            except requests.RequestException:
+                pass  # the grant is deleted here whatever Google says; revocation is a courtesy
+
+        await asyncio.to_thread(call)
