@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -22,12 +22,19 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicC
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, PullSub
 from fleetmail_contracts import streams
+from fleetmail_contracts.devices import (
+    AutoResetTriggered,
+    DeviceEventBase,
+    UserLoggedOut,
+    device_event_subject,
+)
 from fleetmail_contracts.jobs import JOB_COMMANDS, AttachmentRef, JobFunction, job_subject
 from fleetmail_contracts.mail_events import MAIL_EVENTS_WILDCARD
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import (
     ACQUISITION_STATUS_SUBJECT,
     COMPLETE_AUTHORIZATION_SUBJECT,
+    DELETE_GRANT_SUBJECT,
     GRANT_STATUS_SUBJECT,
     START_ACQUISITION_SUBJECT,
     AcquisitionFlow,
@@ -36,6 +43,8 @@ from fleetmail_contracts.tokens import (
     AcquisitionStatus,
     AcquisitionStatusRequest,
     CompleteAuthorization,
+    DeleteGrant,
+    DeleteGrantReply,
     GrantStatusReply,
     GrantStatusRequest,
     Principal,
@@ -77,6 +86,18 @@ class JobSubmission(BaseModel):
     requested_from: str | None = None
     document_url: str | None = None
     machine_address: str | None = None
+
+
+class UserSignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str = Field(min_length=3, max_length=320, description="The login user's e-mail address")
+    flow: AcquisitionFlow | None = None
+
+
+class DeviceReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["user_logged_out", "auto_reset"]
+    user: str | None = Field(default=None, min_length=3, max_length=320)
 
 
 class DeviceRegistration(BaseModel):
@@ -347,6 +368,18 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             await token_rpc(GrantStatusRequest(tenant_id=tenant_id), GRANT_STATUS_SUBJECT)
         )
 
+    @app.delete(
+        "/v1/admin/tenants/{tenant_id}/tokens/users/{address}",
+        tags=["admin"],
+        dependencies=[Depends(admin_auth)],
+    )
+    async def delete_user_token(tenant_id: str, address: str) -> DeleteGrantReply:
+        """The [Delete] of Refresh Tokens (User): the user signs in again next time."""
+        await tenant_or_404(tenant_id)
+        principal = _principal(tenant_id, PrincipalKind.USER, address)
+        request = DeleteGrant(principal=principal, reason="requested")
+        return DeleteGrantReply.model_validate_json(await token_rpc(request, DELETE_GRANT_SUBJECT))
+
     # --- the OAuth redirect ------------------------------------------------------------
 
     async def oauth_callback(request: Request) -> HTMLResponse:
@@ -481,6 +514,70 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             raise
         return JobAccepted(job_id=job_id, status="queued", duplicate=bool(getattr(ack, "duplicate", False)))
 
+    @app.post("/v1/device/sign-ins", tags=["devices"], status_code=201)
+    async def start_user_sign_in(
+        sign_in: UserSignIn, device: Annotated[Device, Depends(device_auth)]
+    ) -> AcquisitionStarted:
+        """The panel's OAuth screen for a login user: a code to enter, or a URL for the browser."""
+        tenant = await tenant_or_404(device.tenant_id)
+        flow = sign_in.flow or (
+            AcquisitionFlow.AUTHORIZATION_CODE
+            if tenant.provider is Provider.GOOGLE
+            else AcquisitionFlow.DEVICE_CODE
+        )
+        request = StartAcquisition(
+            principal=_principal(device.tenant_id, PrincipalKind.USER, sign_in.user),
+            flow=flow,
+            redirect_uri=f"{settings.public_url.rstrip('/')}/oauth/callback",
+        )
+        started = AcquisitionStarted.model_validate_json(await token_rpc(request, START_ACQUISITION_SUBJECT))
+        if started.error:
+            raise Problem(409, "acquisition-refused", "Sign-in refused", started.error)
+        return started
+
+    @app.get("/v1/device/sign-ins/{acquisition_id}", tags=["devices"])
+    async def user_sign_in_status(
+        acquisition_id: str, device: Annotated[Device, Depends(device_auth)]
+    ) -> AcquisitionStatus:
+        request = AcquisitionStatusRequest(acquisition_id=acquisition_id, tenant_id=device.tenant_id)
+        return AcquisitionStatus.model_validate_json(await token_rpc(request, ACQUISITION_STATUS_SUBJECT))
+
+    @app.post("/v1/device/events", tags=["devices"], status_code=202)
+    async def report_device_event(
+        report: DeviceReport, device: Annotated[Device, Depends(device_auth)]
+    ) -> dict[str, str]:
+        """A user logged out, or the system auto reset ran: Auto Delete acts on these."""
+        common = {
+            "event_id": uuid.uuid4().hex,
+            "tenant_id": device.tenant_id,
+            "device_id": device.device_id,
+            "occurred_at": datetime.now(UTC),
+        }
+        event: DeviceEventBase
+        if report.kind == "user_logged_out":
+            if report.user is None:
+                raise Problem(422, "user-required", "User required", "a logout names the user who logged out")
+            event = UserLoggedOut(**common, user=report.user)
+        else:
+            event = AutoResetTriggered(**common, user=report.user)
+        try:
+            await broker.publish(
+                event,
+                device_event_subject(event.kind),
+                headers={"Nats-Msg-Id": event.event_id},
+                stream=streams.EVENTS_STREAM,
+                timeout=settings.publish_timeout_s,
+            )
+        except (NatsError, TimeoutError) as exc:
+            raise Problem(
+                503,
+                "bus-unavailable",
+                "Event bus unavailable",
+                "report the event again",
+                {"Retry-After": "5"},
+            ) from exc
+        return {"event_id": event.event_id}
+
     @app.get("/v1/jobs/{job_id}", tags=["devices"])
     async def job_status(job_id: str, device: Annotated[Device, Depends(device_auth)]) -> JobStatus:
         document = await runtime().store.job(job_id)
@@ -498,6 +595,12 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         )
 
     return app
+
+
+def _principal(tenant_id: str, kind: PrincipalKind, address: str) -> Principal:
+    if _UNSAFE.search(address) or "@" not in address:
+        raise Problem(422, "invalid-address", "Invalid address", f"not an e-mail address: {address!r}")
+    return Principal(tenant_id=tenant_id, kind=kind, address=address)
 
 
 def _page(status: int, title: str, text: str) -> HTMLResponse:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from faststream import FastStream
-from faststream.nats import NatsBroker
+from faststream import AckPolicy, FastStream
+from faststream.nats import ConsumerConfig, NatsBroker, PullSub
 from fleetmail_contracts import streams
+from fleetmail_contracts.streams import DEVICE_EVENT_PREFIX
 from fleetmail_contracts.tokens import (
     ACCESS_TOKEN_SUBJECT,
     ACQUISITION_STATUS_SUBJECT,
@@ -30,12 +31,13 @@ from fleetmail_contracts.tokens import (
     DeleteGrantReply,
     GrantStatusReply,
     GrantStatusRequest,
+    Principal,
+    PrincipalKind,
     StartAcquisition,
-    TokenDeleted,
     TokenEventBase,
     token_event_subject,
 )
-from fleetmail_runtime.bus import declare_streams, make_broker
+from fleetmail_runtime.bus import declare_streams, events_stream, make_broker
 from fleetmail_runtime.crypto import load_or_create_keyring
 from fleetmail_runtime.mongo import connect_mongo
 from fleetmail_runtime.telemetry import configure_tracing
@@ -121,20 +123,30 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
 
     @broker.subscriber(DELETE_GRANT_SUBJECT, queue=QUEUE)
     async def on_delete_grant(request: DeleteGrant) -> DeleteGrantReply:
-        svc = service()
-        grant = await svc.grants.get(request.principal)
-        deleted = await svc.grants.delete(request.principal)
-        if deleted and grant is not None:
-            await publish(
-                TokenDeleted(
-                    event_id=uuid.uuid4().hex,
-                    principal=request.principal,
-                    provider=grant.provider,
-                    occurred_at=svc.clock(),
-                    reason=request.reason,
-                )
-            )
-        return DeleteGrantReply(deleted=deleted)
+        return DeleteGrantReply(deleted=await service().delete(request.principal, request.reason))
+
+    @broker.subscriber(
+        f"{DEVICE_EVENT_PREFIX}*",
+        stream=events_stream(settings.common),
+        durable="token-service-devices",
+        pull_sub=PullSub(batch_size=16, timeout=1.0),
+        config=ConsumerConfig(max_deliver=10, ack_wait=30),
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def on_device_event(event: dict[str, Any]) -> None:
+        """Auto Delete: a user's grant goes when the user logs out or the device auto-resets."""
+        user, tenant_id = event.get("user"), event.get("tenant_id")
+        if not user or not tenant_id:
+            return
+        try:
+            tenant = await service().tenants.get(tenant_id)
+        except UnknownTenant:
+            return
+        if not tenant.auto_delete:
+            return
+        principal = Principal(tenant_id=tenant_id, kind=PrincipalKind.USER, address=user)
+        reason = "user_logged_out" if event.get("kind") == "user_logged_out" else "auto_reset"
+        await service().delete(principal, reason)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

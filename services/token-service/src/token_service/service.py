@@ -22,6 +22,7 @@ from fleetmail_contracts.tokens import (
     GrantStatus,
     Principal,
     Provider,
+    TokenDeleted,
     TokenEventBase,
     TokenReauthorizationRequired,
     TokenRecovered,
@@ -254,6 +255,28 @@ class TokenService:
                 retry_after_s=exc.retry_after_s,
             )
         )
+
+    async def delete(self, principal: Principal, reason: str) -> bool:
+        """Delete a grant (the seed's [Delete]; Auto Delete), revoking it where the provider can."""
+        grant = await self.grants.get(principal)
+        deleted = await self.grants.delete(principal)
+        self._tokens.pop(grant_id(principal), None)
+        if grant is None or not deleted:
+            return False
+        if grant.provider is Provider.GOOGLE:
+            tenant = await self.tenants.get(principal.tenant_id)
+            await self.providers.google.revoke(self.providers.google_app(tenant), grant.refresh_token)
+        await self.publish(
+            TokenDeleted(
+                event_id=uuid.uuid4().hex,
+                principal=principal,
+                provider=grant.provider,
+                occurred_at=self.clock(),
+                reason=reason,
+            )
+        )
+        log.info("deleted the %s grant of tenant %s (%s)", principal.kind.value, principal.tenant_id, reason)
+        return True
 
     async def _mark_dead(self, grant: StoredGrant, exc: ReauthorizationRequired) -> None:
         self._tokens.pop(grant_id(grant.principal), None)
