@@ -89,3 +89,24 @@ async def set_access_token_lifetime(stack: Stack, emulator: httpx.AsyncClient, s
     await emulator.post(
         f"{stack.microsoft_url}/_emulator/settings", json={"access_token_lifetime_s": seconds}
     )
+
+
+async def events(stack: Stack, subject: str) -> list[dict[str, object]]:
+    """Every event on the events stream matching `subject` so far, oldest first."""
+    import json
+
+    from nats.errors import TimeoutError as NatsTimeout
+
+    client = await nats.connect(stack.nats_url)
+    try:
+        js = client.jetstream()
+        subscription = await js.subscribe(subject, stream="FLEETMAIL_EVENTS", ordered_consumer=True)
+        found: list[dict[str, object]] = []
+        while True:
+            try:
+                message = await subscription.next_msg(timeout=0.5)
+            except NatsTimeout:
+                return found
+            found.append(json.loads(message.data))
+    finally:
+        await client.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,6 +64,15 @@ class Wiring:
     app: FastStream
     service: TokenService | None = None
     acquirer: Acquirer | None = None
+
+
+async def keep_alive_loop(service: TokenService, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await service.sweep()
+        except Exception:
+            log.exception("keep-alive sweep failed")
 
 
 def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
@@ -165,9 +176,13 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
         wiring.acquirer = Acquirer(
             settings, providers, grants, acquisitions, tenants, publish, wiring.service.prime, clock
         )
+        sweeper = asyncio.create_task(keep_alive_loop(wiring.service, settings.keepalive_interval_s))
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             await wiring.acquirer.close()
             await tenants.stop()
             await mongo.close()

@@ -71,6 +71,15 @@ def needs_refresh(
     return expires_at - now < margin
 
 
+def keepalive_due(last_redeemed_at: datetime, now: datetime, idle: timedelta) -> bool:
+    """A grant idle this long is redeemed, so the provider's inactivity limit never applies."""
+    return now - last_redeemed_at >= idle
+
+
+def expiring_soon(predicted_death_at: datetime | None, now: datetime, horizon: timedelta) -> bool:
+    return predicted_death_at is not None and predicted_death_at - now <= horizon
+
+
 def predicted_death(
     provider: Provider,
     last_redeemed_at: datetime,

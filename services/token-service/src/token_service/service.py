@@ -24,6 +24,7 @@ from fleetmail_contracts.tokens import (
     Provider,
     TokenDeleted,
     TokenEventBase,
+    TokenExpiring,
     TokenReauthorizationRequired,
     TokenRecovered,
     TokenRefreshed,
@@ -32,12 +33,13 @@ from fleetmail_contracts.tokens import (
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
 from .adapters.grants import GrantStore, IssuedToken, StoredGrant
-from .domain import grant_id, needs_refresh, predicted_death
+from .domain import expiring_soon, grant_id, keepalive_due, needs_refresh, predicted_death
 from .errors import (
     ConfigurationError,
     NoGrant,
     ProviderUnavailable,
     ReauthorizationRequired,
+    TokenServiceError,
 )
 from .providers import Providers
 from .settings import TokenSettings
@@ -255,6 +257,51 @@ class TokenService:
                 retry_after_s=exc.retry_after_s,
             )
         )
+
+    async def sweep(self) -> None:
+        """Keep-alive: redeem idle grants; announce deaths that cannot be prevented. Idempotent."""
+        idle = timedelta(seconds=self.settings.keepalive_idle_s)
+        horizon = timedelta(seconds=self.settings.expiring_horizon_s)
+        for principal in await self.grants.active_principals():
+            try:
+                grant = await self._live_grant(principal)
+                if keepalive_due(grant.last_refreshed_at or grant.acquired_at, self.clock(), idle):
+                    await self._keep_alive(principal, idle)
+                    grant = await self._live_grant(principal)
+                soon = expiring_soon(grant.predicted_death_at, self.clock(), horizon)
+                if await self.grants.announce_expiring(principal, self.clock(), soon):
+                    assert grant.predicted_death_at is not None
+                    await self.publish(
+                        TokenExpiring(
+                            event_id=uuid.uuid4().hex,
+                            principal=principal,
+                            provider=grant.provider,
+                            occurred_at=self.clock(),
+                            predicted_death_at=grant.predicted_death_at,
+                        )
+                    )
+            except (TokenServiceError, UnknownTenant) as exc:
+                log.warning(
+                    "keep-alive skipped a %s grant of tenant %s: %s",
+                    principal.kind.value,
+                    principal.tenant_id,
+                    exc,
+                )
+
+    async def _keep_alive(self, principal: Principal, idle: timedelta) -> None:
+        """Redeem under the lease, unless another replica did while this one was looking."""
+        ttl = timedelta(seconds=self.settings.lease_ttl_s)
+        if not await self.grants.take_lease(principal, self.owner, self.clock(), ttl):
+            return  # someone is refreshing it right now, which is all keep-alive wants
+        try:
+            grant = await self._live_grant(principal)
+            if not keepalive_due(grant.last_refreshed_at or grant.acquired_at, self.clock(), idle):
+                await self.grants.release_lease(principal, self.owner)
+                return
+            await self._refresh(grant)
+        except BaseException:
+            await self.grants.release_lease(principal, self.owner)
+            raise
 
     async def delete(self, principal: Principal, reason: str) -> bool:
         """Delete a grant (the seed's [Delete]; Auto Delete), revoking it where the provider can."""

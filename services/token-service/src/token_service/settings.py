@@ -38,6 +38,15 @@ class TokenSettings(BaseSettings):
         default=600, ge=0, description="Refresh when less than this remains (Exchange HVE: 10 min)"
     )
     http_timeout_s: float = Field(default=10, gt=0)
+    keepalive_interval_s: float = Field(default=3600, gt=0, description="How often the keep-alive sweep runs")
+    keepalive_idle_s: float = Field(
+        default=14 * 24 * 3600,
+        gt=0,
+        description="Redeem grants idle longer than this (Microsoft kills them after 90 idle days)",
+    )
+    expiring_horizon_s: float = Field(
+        default=14 * 24 * 3600, gt=0, description="Announce a grant's unpreventable death this early"
+    )
     lease_ttl_s: float = Field(
         default=30, gt=0, description="How long a replica may hold a grant's refresh lease"
     )

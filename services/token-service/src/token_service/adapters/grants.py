@@ -45,6 +45,7 @@ class StoredGrant:
     access_expires_at: datetime | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    expiring_announced_at: datetime | None = None
 
     def view(self) -> GrantView:
         return GrantView(
@@ -123,6 +124,7 @@ class GrantStore:
             access_expires_at=document.get("access_expires_at"),
             lease_owner=lease.get("owner"),
             lease_expires_at=lease.get("expires_at"),
+            expiring_announced_at=document.get("expiring_announced_at"),
         )
 
     async def get(self, principal: Principal) -> StoredGrant | None:
@@ -226,6 +228,30 @@ class GrantStore:
     async def delete(self, principal: Principal) -> bool:
         result = await self._grants.delete_one({"_id": grant_id(principal)})
         return result.deleted_count == 1
+
+    async def active_principals(self) -> list[Principal]:
+        """Every active grant's principal (the keep-alive sweep's work list; no secrets read)."""
+        cursor = self._grants.find(
+            {"status": GrantStatus.ACTIVE.value}, {"tenant_id": 1, "kind": 1, "address": 1}
+        )
+        return [
+            Principal(tenant_id=d["tenant_id"], kind=PrincipalKind(d["kind"]), address=d["address"])
+            async for d in cursor
+        ]
+
+    async def announce_expiring(self, principal: Principal, now: datetime, announce: bool) -> bool:
+        """Record that the coming death was announced (True once), or clear it when it passed."""
+        if not announce:
+            await self._grants.update_one(
+                {"_id": grant_id(principal), "expiring_announced_at": {"$ne": None}},
+                {"$set": {"expiring_announced_at": None}},
+            )
+            return False
+        result = await self._grants.update_one(
+            {"_id": grant_id(principal), "expiring_announced_at": None},
+            {"$set": {"expiring_announced_at": now}},
+        )
+        return result.modified_count == 1
 
     async def list_tenant(self, tenant_id: str) -> list[StoredGrant]:
         return [self._load(d) async for d in self._grants.find({"tenant_id": tenant_id})]
