@@ -16,8 +16,10 @@ import base64
 import json
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -108,17 +110,92 @@ class Keyring:
         return cls({key_id: AESGCM.generate_key(bit_length=256)}, key_id)
 
 
-def load_or_create_keyring(path: Path) -> Keyring:
-    """Read the keyring file; create one (mode 0600) when it does not exist yet."""
-    if path.exists():
-        return Keyring.from_json(path.read_text())
+class Sealer(Protocol):
+    """What stores need of a keyring."""
+
+    @property
+    def current(self) -> str: ...
+
+    def seal(self, plaintext: bytes, associated_data: bytes) -> Sealed: ...
+
+    def open(self, sealed: Sealed, associated_data: bytes) -> bytes: ...
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write atomically with mode 0600: a reader never sees half a keyring."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    keyring = Keyring.generate()
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class KeyringFile:
+    """A keyring kept in a file, re-read when the file changes, so a rotation reaches
+    running services without a restart (checked at most once a second, and at once when a
+    record names a key id not yet known)."""
+
+    RECHECK_S = 1.0
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._keyring = self._read()
+        self._checked = time.monotonic()
+
+    def _read(self) -> Keyring:
+        self._mtime = self.path.stat().st_mtime_ns
+        return Keyring.from_json(self.path.read_text())
+
+    def _fresh(self) -> Keyring:
+        if time.monotonic() - self._checked > self.RECHECK_S:
+            self._checked = time.monotonic()
+            if self.path.stat().st_mtime_ns != self._mtime:
+                self._keyring = self._read()
+        return self._keyring
+
+    @property
+    def current(self) -> str:
+        return self._fresh().current
+
+    def seal(self, plaintext: bytes, associated_data: bytes) -> Sealed:
+        return self._fresh().seal(plaintext, associated_data)
+
+    def open(self, sealed: Sealed, associated_data: bytes) -> bytes:
+        try:
+            return self._fresh().open(sealed, associated_data)
+        except UnknownKeyError:
+            self._keyring = self._read()
+            return self._keyring.open(sealed, associated_data)
+
+
+def load_or_create_keyring(path: Path) -> KeyringFile:
+    """The keyring file; created (mode 0600) with one key when it does not exist yet."""
+    if not path.exists():
+        try:
+            _write_private_new(path, Keyring.generate().to_json())
+        except FileExistsError:
+            pass  # another service created it first
+    return KeyringFile(path)
+
+
+def _write_private_new(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, keyring.to_json().encode())
-    except BaseException:
+        os.write(fd, text.encode())
+    finally:
         os.close(fd)
-        raise
-    os.close(fd)
-    return keyring
+
+
+def add_key(path: Path) -> str:
+    """Add a new key to the keyring file and make it the one that encrypts; returns its id."""
+    keyring = Keyring.from_json(path.read_text())
+    fresh = Keyring.generate()
+    keys = {k: keyring._keys[k] for k in keyring.key_ids}
+    keys[fresh.current] = fresh._keys[fresh.current]
+    _write_private(path, Keyring(keys, fresh.current).to_json())
+    return fresh.current

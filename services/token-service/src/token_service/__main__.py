@@ -1,17 +1,66 @@
-"""`python -m token_service`: run token-service with settings from the environment."""
+"""`python -m token_service [serve]` runs the service; `rotate-keys` re-encrypts every grant.
+
+python -m token_service rotate-keys --add-key   # new key, then re-encrypt under it
+python -m token_service rotate-keys             # resume: re-encrypt what is left
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 
+from fleetmail_runtime.crypto import CryptoError, KeyringFile, add_key
 from fleetmail_runtime.logging import configure_logging
+from fleetmail_runtime.mongo import connect_mongo
 
+from .adapters.grants import GrantStore
 from .app import SERVICE, build_app
 from .settings import TokenSettings
 
 
+async def rotate_keys(settings: TokenSettings, add: bool) -> int:
+    path = settings.common.keyring_path()
+    if not path.exists():
+        print(f"no keyring at {path}: nothing to rotate", file=sys.stderr)
+        return 2
+    if add:
+        print(f"added key {add_key(path)} to {path}; it encrypts from now on")
+    keyring = KeyringFile(path)
+    mongo = connect_mongo(settings.common, f"{SERVICE}-rotate-keys")
+    store = GrantStore(mongo, settings.database, keyring)
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rre-encrypted {done}/{total} grants", end="", flush=True)
+
+    try:
+        passes, rewritten = 0, 1
+        # Replicas that have not re-read the keyring yet may seal under the old key for
+        # up to a second: repeat until a pass finds nothing left.
+        while rewritten and passes < 20:
+            rewritten = await store.reseal_all(progress)
+            passes += 1
+            if rewritten:
+                await asyncio.sleep(KeyringFile.RECHECK_S)
+    except CryptoError as exc:
+        print(f"\nstopped: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await mongo.close()
+    print(f"\nevery grant is encrypted under key {keyring.current}")
+    return 0
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m token_service")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run token-service (the default)")
+    rotate = sub.add_parser("rotate-keys", help="re-encrypt every grant under the newest key")
+    rotate.add_argument("--add-key", action="store_true", help="first add a new key and make it current")
+    args = parser.parse_args()
     settings = TokenSettings()
+    if args.command == "rotate-keys":
+        sys.exit(asyncio.run(rotate_keys(settings, args.add_key)))
     configure_logging(SERVICE, settings.common.log_level, settings.common.log_format)
     asyncio.run(build_app(settings).app.run())
 

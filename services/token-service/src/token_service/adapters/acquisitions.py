@@ -19,7 +19,7 @@ from fleetmail_contracts.tokens import (
     Principal,
     Provider,
 )
-from fleetmail_runtime.crypto import Keyring, Sealed
+from fleetmail_runtime.crypto import Sealed, Sealer
 from pymongo import AsyncMongoClient, ReturnDocument
 
 KEEP_AFTER_EXPIRY_S = 24 * 3600
@@ -37,7 +37,7 @@ class ClaimedFlow:
 
 
 class AcquisitionStore:
-    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str, keyring: Keyring) -> None:
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str, keyring: Sealer) -> None:
         self._acquisitions = client[database]["acquisitions"]
         self._keyring = keyring
 

@@ -7,6 +7,7 @@ expiry) so only one replica refreshes at a time; and a version for compare-and-s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from fleetmail_contracts.tokens import (
     PrincipalKind,
     Provider,
 )
-from fleetmail_runtime.crypto import Keyring, Sealed
+from fleetmail_runtime.crypto import Sealed, Sealer
 from pymongo import AsyncMongoClient
 
 from ..domain import associated_data, grant_id
@@ -77,7 +78,7 @@ class IssuedToken:
 
 
 class GrantStore:
-    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str, keyring: Keyring) -> None:
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str, keyring: Sealer) -> None:
         self._grants = client[database]["grants"]
         self._keyring = keyring
 
@@ -252,6 +253,38 @@ class GrantStore:
             {"$set": {"expiring_announced_at": now}},
         )
         return result.modified_count == 1
+
+    async def reseal_all(self, on_progress: Callable[[int, int], None]) -> int:
+        """Re-encrypt every token not under the current key; safe while replicas serve.
+
+        A record is rewritten only if its version is unchanged (a refresh in between wins and
+        seals under whichever key it had), and the version is not bumped, so a refresh that
+        read the record before is not turned away. Returns how many were rewritten.
+        """
+        current = self._keyring.current
+        stale = {
+            "$or": [
+                {"refresh_token.key_id": {"$ne": current}},
+                {"access_token.key_id": {"$nin": [current, None]}},
+            ]
+        }
+        total = await self._grants.count_documents(stale)
+        done = 0
+        async for document in self._grants.find(stale):
+            grant = self._load(document)
+            update: dict[str, Any] = {
+                "refresh_token": self._seal(grant.principal, grant.provider, grant.refresh_token, b"|refresh")
+            }
+            if grant.access_token is not None:
+                update["access_token"] = self._seal(
+                    grant.principal, grant.provider, grant.access_token, b"|access"
+                )
+            result = await self._grants.update_one(
+                {"_id": document["_id"], "version": grant.version}, {"$set": update}
+            )
+            done += result.modified_count
+            on_progress(done, total)
+        return done
 
     async def list_tenant(self, tenant_id: str) -> list[StoredGrant]:
         return [self._load(d) async for d in self._grants.find({"tenant_id": tenant_id})]
