@@ -9,10 +9,12 @@ SMTP emulator, which checks the token against the emulator's keys.
 import email
 import email.policy
 import hashlib
+import json
 
 import httpx
 from bson import json_util
 from fleetmail_devkit.fleet import ADMINISTRATOR, SampleFleet, sample_pdf
+from fleetmail_devkit.probes import events
 from pymongo import AsyncMongoClient
 
 
@@ -63,6 +65,12 @@ async def test_scan_to_email_is_delivered_with_xoauth2_and_no_token_is_stored_in
                         assert secret not in dumped, f"a token is stored in clear in {database}.{collection}"
     finally:
         await mongo.close()
+
+    # Nor in any event on the bus.
+    for event in await events(stack, "fleetmail.events.>"):
+        dumped = json.dumps(event)
+        for secret in secrets:
+            assert secret not in dumped, f"a token is in a {event.get('kind')} event"
 
     # Nor in any log line of any part of the stack.
     for part in stack.parts:

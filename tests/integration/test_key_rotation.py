@@ -11,7 +11,9 @@ from pymongo import AsyncMongoClient
 
 
 async def test_rotate_keys_while_serving(stack, emulator_http) -> None:
-    principals = await asyncio.gather(*(tenant_with_administrator_grant(stack, emulator_http) for _ in range(3)))
+    principals = await asyncio.gather(
+        *(tenant_with_administrator_grant(stack, emulator_http) for _ in range(3))
+    )
     outcomes: list[AccessTokenOutcome] = []
     stop = asyncio.Event()
 

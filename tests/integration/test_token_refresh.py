@@ -118,3 +118,16 @@ async def test_a_provider_outage_is_transient(stack, emulator_http, short_lived_
     recovered = await request_tokens(stack, principal, 1)
     assert recovered[0].outcome is AccessTokenOutcome.GRANTED
     assert await token_endpoint_calls(stack, emulator_http) - before == 2
+
+
+async def test_a_grant_idle_for_90_days_needs_reauthorization(
+    stack, emulator_http, short_lived_tokens
+) -> None:
+    principal = await tenant_with_administrator_grant(stack, emulator_http)
+    await emulator_http.post(
+        f"{stack.microsoft_url}/_emulator/grants/age", json={"user": principal.address, "days": 91}
+    )
+    await wait_until_due()
+    replies = await request_tokens(stack, principal, 3)
+    assert {r.outcome for r in replies} == {AccessTokenOutcome.REAUTHORIZATION_REQUIRED}
+    assert "700082" in (replies[0].detail or "")
