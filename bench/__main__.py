@@ -11,11 +11,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import token
+from . import mail, token
 from .figures import Figure
 from .stack import running_stack
 
-BENCHMARKS = [("token-service", token.run)]
+BENCHMARKS = [("token-service", token.run), ("mail-service", mail.run)]
 
 
 def table(figures: list[Figure]) -> str:

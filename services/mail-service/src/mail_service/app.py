@@ -202,16 +202,24 @@ def build_app(settings: MailSettings) -> Wiring:
         await declare_streams(broker, settings.common)
         await tenants.start()
         wiring.ledger = await broker.key_value(streams.DELIVERY_LEDGER_BUCKET)
+        smtp = SmtpDelivery(
+            tls_context(settings.smtp_ca_bundle),
+            settings.smtp_timeout_s,
+            settings.helo_name,
+            settings.smtp_connections_per_sender,
+            settings.smtp_idle_timeout_s,
+        )
         wiring.deliverer = Deliverer(
             broker,
             tenants,
-            SmtpDelivery(tls_context(settings.smtp_ca_bundle), settings.smtp_timeout_s, settings.helo_name),
+            smtp,
             settings.token_timeout_s,
             utc_now,
         )
         try:
             yield
         finally:
+            await smtp.close()
             await tenants.stop()
 
     async def announce_ready() -> None:

@@ -17,6 +17,12 @@ class MailSettings(BaseSettings):
         default=None, description="Extra CA file trusted for SMTP servers (default: system CAs)"
     )
     smtp_timeout_s: float = Field(default=60, gt=0)
+    smtp_connections_per_sender: int = Field(
+        default=8, ge=1, description="Authenticated SMTP connections kept per sender and server"
+    )
+    smtp_idle_timeout_s: float = Field(
+        default=60, gt=0, description="Close a pooled connection idle this long"
+    )
     token_timeout_s: float = Field(default=10, gt=0)
     max_deliver: int = Field(default=8, ge=1, description="Deliveries of one job before dead letter")
     ack_wait_s: float = Field(default=300, gt=0)

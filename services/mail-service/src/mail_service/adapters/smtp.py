@@ -5,8 +5,11 @@ Library failures are translated into mail-service's errors using the shared repl
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from dataclasses import dataclass
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -69,11 +72,47 @@ def _translate(code: int, message: str, during_auth: bool) -> DeliveryError:
     return SmtpPermanent(f"the SMTP server refused the message: {reply}", reason, None, reply)
 
 
+@dataclass(eq=False)
+class Connection:
+    """One authenticated SMTP session, and the credentials it was authenticated with."""
+
+    client: aiosmtplib.SMTP
+    secret: str = field(repr=False)
+    last_used: float = 0.0
+
+
+PoolKey = tuple[str, int, str, str]
+
+
 class SmtpDelivery:
-    def __init__(self, context: ssl.SSLContext, timeout_s: float, helo_name: str) -> None:
+    """Sends through a pool of authenticated connections per (server, sender).
+
+    A connection is reused while its sender's credentials are unchanged (the same access
+    token): reuse is what makes SMTP fast. A connection the server closed meanwhile is
+    replaced once, transparently.
+    """
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        timeout_s: float,
+        helo_name: str,
+        max_connections_per_sender: int = 8,
+        idle_timeout_s: float = 60.0,
+    ) -> None:
         self._context = context
         self._timeout_s = timeout_s
         self._helo_name = helo_name
+        self._max = max_connections_per_sender
+        self._idle_timeout_s = idle_timeout_s
+        self._idle: dict[PoolKey, list[Connection]] = defaultdict(list)
+        self._slots: dict[PoolKey, asyncio.Semaphore] = {}
+
+    async def close(self) -> None:
+        for connections in self._idle.values():
+            for connection in connections:
+                await self._discard(connection)
+        self._idle.clear()
 
     async def send(
         self,
@@ -82,6 +121,40 @@ class SmtpDelivery:
         message: EmailMessage,
         recipients: list[str],
     ) -> SendResult:
+        key: PoolKey = (server.host, server.port, server.security.value, credentials.address.casefold())
+        slots = self._slots.setdefault(key, asyncio.Semaphore(self._max))
+        async with slots:
+            for attempt in (1, 2):
+                connection, reused = await self._checkout(key, server, credentials)
+                try:
+                    result = await self._transact(connection, credentials, message, recipients)
+                except _StaleConnection as exc:
+                    await self._discard(connection)
+                    if reused and attempt == 1:
+                        continue  # the server closed an idle session: open a new one
+                    raise SmtpTransient(f"connection to {server.host} failed: {exc}") from None
+                except BaseException:
+                    await self._discard(connection)
+                    raise
+                connection.last_used = time.monotonic()
+                self._idle[key].append(connection)
+                return result
+        raise AssertionError("unreachable")
+
+    async def _checkout(
+        self, key: PoolKey, server: SmtpSettings, credentials: Credentials
+    ) -> tuple[Connection, bool]:
+        idle = self._idle[key]
+        secret = credentials.access_token or credentials.password or ""
+        while idle:
+            connection = idle.pop()
+            fresh = time.monotonic() - connection.last_used < self._idle_timeout_s
+            if connection.secret == secret and fresh and connection.client.is_connected:
+                return connection, True
+            await self._discard(connection)
+        return await self._open(server, credentials, secret), False
+
+    async def _open(self, server: SmtpSettings, credentials: Credentials, secret: str) -> Connection:
         client = aiosmtplib.SMTP(
             hostname=server.host,
             port=server.port,
@@ -97,29 +170,45 @@ class SmtpDelivery:
             raise SmtpTransient(
                 f"cannot connect to {server.host}:{server.port}: {type(exc).__name__}"
             ) from exc
+        connection = Connection(client, secret)
         try:
-            try:
-                if credentials.access_token is not None:
-                    await client.auth_xoauth2(credentials.address, credentials.access_token)
-                elif credentials.password is not None:
-                    await client.login(credentials.address, credentials.password)
-            except aiosmtplib.SMTPResponseException as exc:
-                raise _translate(exc.code, exc.message, during_auth=True) from None
-            try:
-                rejected, reply = await client.send_message(
-                    message, sender=credentials.address, recipients=recipients
-                )
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                first = exc.recipients[0]
-                raise _translate(first.code, first.message, during_auth=False) from None
-            except aiosmtplib.SMTPResponseException as exc:
-                raise _translate(exc.code, exc.message, during_auth=False) from None
-            return SendResult(reply, {r: f"{resp.code} {resp.message}" for r, resp in rejected.items()})
+            if credentials.access_token is not None:
+                await client.auth_xoauth2(credentials.address, credentials.access_token)
+            elif credentials.password is not None:
+                await client.login(credentials.address, credentials.password)
+        except aiosmtplib.SMTPResponseException as exc:
+            await self._discard(connection)
+            raise _translate(exc.code, exc.message, during_auth=True) from None
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+            await self._discard(connection)
             raise SmtpTransient(f"connection to {server.host} failed: {type(exc).__name__}") from exc
-        finally:
-            if client.is_connected:
-                try:
-                    await client.quit()
-                except (aiosmtplib.SMTPException, OSError):
-                    client.close()
+        return connection
+
+    async def _transact(
+        self, connection: Connection, credentials: Credentials, message: EmailMessage, recipients: list[str]
+    ) -> SendResult:
+        try:
+            rejected, reply = await connection.client.send_message(
+                message, sender=credentials.address, recipients=recipients
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            first = exc.recipients[0]
+            raise _translate(first.code, first.message, during_auth=False) from None
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            raise _StaleConnection(type(exc).__name__) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _translate(exc.code, exc.message, during_auth=False) from None
+        except (aiosmtplib.SMTPTimeoutError, OSError) as exc:
+            raise _StaleConnection(type(exc).__name__) from None
+        return SendResult(reply, {r: f"{resp.code} {resp.message}" for r, resp in rejected.items()})
+
+    async def _discard(self, connection: Connection) -> None:
+        if connection.client.is_connected:
+            try:
+                await asyncio.wait_for(connection.client.quit(), 5)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                connection.client.close()
+
+
+class _StaleConnection(Exception):
+    pass

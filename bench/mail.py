@@ -1,0 +1,204 @@
+"""mail-service benchmarks: delivery rate vs raw aiosmtplib, the whole path, memory per attachment."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import ssl
+import time
+import uuid
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+import httpx
+import nats
+from fleetmail_contracts.jobs import AttachmentRef, SendScanToEmail, job_subject
+from fleetmail_contracts.streams import ATTACHMENTS_BUCKET, JOBS_STREAM
+from fleetmail_devkit.probes import request_tokens, tenant_with_administrator_grant
+from fleetmail_devkit.stack import Part, Stack
+
+from .figures import Figure
+
+JOBS = 1000
+CONNECTIONS = 8  # mail-service's default connections per sender
+BODY = "Scanned document attached.\n" * 40
+ATTACHMENT_MB = 25
+
+
+async def accepted(stack: Stack, http: httpx.AsyncClient) -> int:
+    return int((await http.get(f"{stack.smtp_control_url}/_emulator/stats")).json()["accepted"])
+
+
+async def wait_for_accepted(
+    stack: Stack, http: httpx.AsyncClient, target: int, timeout_s: float = 300
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while await accepted(stack, http) < target:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {await accepted(stack, http)} of {target} messages arrived")
+        await asyncio.sleep(0.05)
+
+
+async def raw_smtp_rate(stack: Stack, sender: str, token: str) -> float:
+    """aiosmtplib straight to the SMTP emulator: XOAUTH2, a fixed token, the same concurrency."""
+    context = ssl.create_default_context(cafile=str(stack.ca_file))
+    clients = []
+    for _ in range(CONNECTIONS):
+        client = aiosmtplib.SMTP(
+            hostname="127.0.0.1", port=stack.ports.smtp_starttls, start_tls=True, tls_context=context
+        )
+        await client.connect()
+        await client.auth_xoauth2(sender, token)
+        clients.append(client)
+
+    async def send(client: aiosmtplib.SMTP, count: int) -> None:
+        for _ in range(count):
+            message = EmailMessage()
+            message["From"], message["To"] = sender, "recipient@fabrikam.example"
+            message["Subject"], message["Message-ID"] = "Raw scan", f"<{uuid.uuid4().hex}@bench>"
+            message.set_content(BODY)
+            await client.send_message(message)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(send(c, JOBS // CONNECTIONS) for c in clients))
+    elapsed = time.perf_counter() - started
+    for client in clients:
+        await client.quit()
+    return (JOBS // CONNECTIONS * CONNECTIONS) / elapsed
+
+
+async def queue_jobs(
+    stack: Stack, tenant_id: str, count: int, attachment: AttachmentRef | None = None
+) -> None:
+    client = await nats.connect(stack.nats_url)
+    try:
+        js = client.jetstream()
+        for start in range(0, count, 200):
+            acks = []
+            for n in range(start, min(count, start + 200)):
+                job = SendScanToEmail(
+                    job_id=uuid.uuid4().hex,
+                    tenant_id=tenant_id,
+                    device_id="bench-device",
+                    submitted_at=datetime.now(UTC),
+                    to=("recipient@fabrikam.example",),
+                    subject=f"Scan {n}",
+                    body=BODY,
+                    attachments=(attachment,) if attachment else (),
+                )
+                acks.append(
+                    js.publish(
+                        job_subject(job.function),
+                        job.model_dump_json().encode(),
+                        headers={"Nats-Msg-Id": job.job_id},
+                        stream=JOBS_STREAM,
+                    )
+                )
+            await asyncio.gather(*acks)
+    finally:
+        await client.close()
+
+
+def peak_rss_kb(part: Part) -> int:
+    assert part.process is not None
+    for line in Path(f"/proc/{part.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM")
+
+
+def current_rss_kb(part: Part) -> int:
+    assert part.process is not None
+    for line in Path(f"/proc/{part.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def delivery(stack: Stack, http: httpx.AsyncClient) -> tuple[list[Figure], float]:
+    principal = await tenant_with_administrator_grant(stack, http)
+    token = (await request_tokens(stack, principal, 1))[0].access_token
+    assert token is not None
+    raw = await raw_smtp_rate(stack, principal.address, token)
+    await stack.stop_part(stack.part("mail-service"))
+    await queue_jobs(stack, principal.tenant_id, JOBS)
+    before = await accepted(stack, http)
+    await stack.add_replica("mail-service")
+    started = time.perf_counter()
+    await wait_for_accepted(stack, http, before + JOBS)
+    rate = JOBS / (time.perf_counter() - started)
+    return [
+        Figure("mail.delivery_jobs_per_s", rate, "jobs/s", "raw_aiosmtplib_msgs_per_s", raw),
+        Figure("mail.delivery_vs_raw", rate / raw, "ratio", "raw_aiosmtplib_msgs_per_s", raw),
+    ], raw
+
+
+async def end_to_end(stack: Stack, http: httpx.AsyncClient, raw: float) -> list[Figure]:
+    """Jobs submitted at job-gateway's HTTP API by 8 devices at once, until the SMTP server has them."""
+    from fleetmail_devkit.fleet import TENANT, SampleFleet
+
+    fleet = SampleFleet(stack, lambda _: None)
+    try:
+        await fleet.create_tenant()
+        await fleet.acquire_administrator_token()
+        devices = await fleet.register_devices(8)
+        per_device = 50
+        before = await accepted(stack, http)
+        started = time.perf_counter()
+
+        async def submit(device, offset: int) -> None:  # type: ignore[no-untyped-def]
+            for n in range(per_device):
+                await fleet.submit_scan(device, offset + n)
+
+        await asyncio.gather(*(submit(d, i * per_device) for i, d in enumerate(devices)))
+        await wait_for_accepted(stack, http, before + per_device * len(devices))
+        rate = per_device * len(devices) / (time.perf_counter() - started)
+    finally:
+        await fleet.close()
+    assert TENANT
+    return [Figure("mail.e2e_jobs_per_s", rate, "jobs/s", "raw_aiosmtplib_msgs_per_s", raw)]
+
+
+async def attachment_memory(stack: Stack, http: httpx.AsyncClient) -> list[Figure]:
+    """Peak RSS growth of mail-service while it sends one 25 MB scan, per byte of the scan."""
+    principal = await tenant_with_administrator_grant(stack, http)
+    data = hashlib.sha256(b"seed").digest() * (ATTACHMENT_MB * 1024 * 1024 // 32)
+    client = await nats.connect(stack.nats_url)
+    try:
+        store = await client.jetstream().object_store(ATTACHMENTS_BUCKET)
+        name = f"bench/{uuid.uuid4().hex}"
+        await store.put(name, io.BytesIO(data))
+    finally:
+        await client.close()
+    ref = AttachmentRef(
+        object_name=name,
+        filename="scan.pdf",
+        content_type="application/pdf",
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    part = stack.part("mail-service-1")
+    await asyncio.sleep(1)
+    rss_before = current_rss_kb(part)
+    before = await accepted(stack, http)
+    await queue_jobs(stack, principal.tenant_id, 1, ref)
+    await wait_for_accepted(stack, http, before + 1)
+    growth = (peak_rss_kb(part) - rss_before) * 1024
+    return [
+        Figure("mail.rss_per_attachment", max(growth, 0) / len(data), "ratio", "attachment_mb", ATTACHMENT_MB)
+    ]
+
+
+async def run(stack: Stack) -> list[Figure]:
+    async with httpx.AsyncClient(verify=stack.ssl_context(), trust_env=False, timeout=60) as http:
+        figures, raw = await delivery(stack, http)
+        figures += await end_to_end(stack, http, raw)
+        figures += await attachment_memory(stack, http)
+        return figures
+
+
+__all__ = ["json", "run"]
