@@ -1,3 +1,5 @@
+import email
+import email.policy
 from datetime import UTC, datetime
 
 import pytest
@@ -12,7 +14,8 @@ from fleetmail_contracts.jobs import (
 )
 from fleetmail_contracts.tenants import FromPolicy, TenantSettings
 from fleetmail_contracts.tokens import PrincipalKind
-from mail_service.domain.compose import Attachment, compose, retry_delay
+from mail_service.domain.compose import compose, retry_delay
+from mail_service.domain.mime import AttachmentSource, in_memory
 from mail_service.domain.sender import resolve_sender
 from mail_service.errors import InvalidJob, SenderNotAllowed
 
@@ -52,19 +55,41 @@ def test_internet_fax_machine_address_must_be_the_administrator() -> None:
         resolve_sender(job, JobFunction.INTERNET_FAX_TX, tenant())
 
 
-def test_bcc_stays_out_of_headers_and_message_id_follows_the_job() -> None:
+def pdf(data: bytes = b"%PDF-1.4 scan") -> AttachmentSource:
+    return AttachmentSource("a.pdf", "application/pdf", in_memory(data))
+
+
+async def parsed(message) -> email.message.EmailMessage:
+    raw = await message.to_bytes()
+    assert b"\n" not in raw.replace(b"\r\n", b""), "every line ends in CRLF"
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+async def test_bcc_stays_out_of_headers_and_message_id_follows_the_job() -> None:
     job = SendScanToEmail(**BASE, to=("to@y.example",), bcc=("hidden@y.example",))
-    message, recipients = compose(
-        job,
-        JobFunction.SCAN_TO_EMAIL,
-        "admin@t1.example",
-        [Attachment("a.pdf", "application/pdf", b"%PDF")],
-        NOW,
-    )
+    message, recipients = compose(job, JobFunction.SCAN_TO_EMAIL, "admin@t1.example", [pdf()], NOW)
     assert "hidden@y.example" in recipients
-    assert "hidden@y.example" not in message.as_string()
-    assert message["Message-ID"] == "<job-1@fleetmail>"
-    assert [p.get_filename() for p in message.iter_attachments()] == ["a.pdf"]
+    assert b"hidden@y.example" not in await message.to_bytes()
+    result = await parsed(message)
+    assert result["Message-ID"] == "<job-1@fleetmail>"
+    assert [(p.get_filename(), p.get_content()) for p in result.iter_attachments()] == [
+        ("a.pdf", b"%PDF-1.4 scan")
+    ]
+
+
+async def test_large_attachments_and_unicode_survive_the_round_trip() -> None:
+    data = bytes(range(256)) * 40_000 + b"tail"
+    job = SendScanToEmail(
+        **BASE, to=("to@y.example",), subject="Scan für Zoë — Ω", body="Grüße\n.leading dot\n"
+    )
+    source = AttachmentSource("Bericht ü.pdf", "application/pdf", in_memory(data))
+    message, _ = compose(job, JobFunction.SCAN_TO_EMAIL, "admin@t1.example", [source], NOW)
+    result = await parsed(message)
+    assert result["Subject"] == "Scan für Zoë — Ω"
+    assert result.get_body().get_content().replace("\r\n", "\n") == "Grüße\n.leading dot\n"
+    attachment = next(result.iter_attachments())
+    assert attachment.get_filename() == "Bericht ü.pdf" and attachment.get_content() == data
+    assert not any(line.startswith(b".") for line in (await message.to_bytes()).split(b"\r\n"))
 
 
 def test_header_injection_is_refused() -> None:
@@ -76,20 +101,15 @@ def test_header_injection_is_refused() -> None:
         compose(bad, JobFunction.SCAN_TO_EMAIL, "admin@t1.example", [], NOW)
 
 
-def test_scan_to_me_and_scan_to_url() -> None:
+async def test_scan_to_me_and_scan_to_url() -> None:
     me = SendScanToMe(**BASE, login_user="user@t1.example")
     message, recipients = compose(me, JobFunction.SCAN_TO_ME, "user@t1.example", [], NOW)
     assert recipients == ["user@t1.example"]
     url = SendScanToUrl(**BASE, to=("to@y.example",), document_url="https://files.example/doc/1")
-    message, _ = compose(
-        url,
-        JobFunction.SCAN_TO_URL,
-        "admin@t1.example",
-        [Attachment("a.pdf", "application/pdf", b"%PDF")],
-        NOW,
-    )
-    assert "https://files.example/doc/1" in message.get_content()
-    assert list(message.iter_attachments()) == []
+    message, _ = compose(url, JobFunction.SCAN_TO_URL, "admin@t1.example", [pdf()], NOW)
+    result = await parsed(message)
+    assert "https://files.example/doc/1" in result.get_body().get_content()
+    assert list(result.iter_attachments()) == []
 
 
 def test_every_function_in_the_seed_has_a_command() -> None:

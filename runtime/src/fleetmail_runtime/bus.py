@@ -59,7 +59,8 @@ def make_broker(
     settings: CommonSettings, service: str, tracer_provider: TracerProvider | None = None
 ) -> NatsBroker:
     middlewares = []
-    if tracer_provider is not None:
+    # No exporter, no spans: the middleware would cost CPU on every message for nothing.
+    if tracer_provider is not None and settings.otel_exporter != "none":
         middlewares.append(NatsTelemetryMiddleware(tracer_provider=tracer_provider))
     return NatsBroker(
         settings.nats_url.split(","),

@@ -194,7 +194,8 @@ def build_app(settings: MailSettings) -> Wiring:
                 rejected_recipients=tuple(delivered.result.rejected),
             )
         )
-        log.info("job %s sent from %s", job.job_id, delivered.sender)
+        # The 'sent' event is each job's record; the log keeps to what is unusual.
+        log.debug("job %s sent from %s", job.job_id, delivered.sender)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

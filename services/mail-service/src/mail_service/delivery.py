@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import IO
 
 from faststream.nats import NatsBroker
 from fleetmail_contracts.jobs import JobBase, JobFunction
@@ -25,9 +29,12 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
 from .adapters.smtp import Credentials, SendResult, SmtpDelivery, TokenRejected
-from .domain.compose import Attachment, compose, message_id
+from .domain.compose import compose, message_id
+from .domain.mime import AttachmentSource, MimeMessage
 from .domain.sender import Sender, resolve_sender
 from .errors import InvalidJob, ReauthorizationNeeded, SenderNotAllowed, TokenUnavailable
+
+CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,23 @@ class Delivered:
     message_id: str
     result: SendResult
     accepted: tuple[str, ...]
+
+
+def _sha256_of(spool: IO[bytes]) -> str:
+    spool.seek(0)
+    digest = hashlib.sha256()
+    while block := spool.read(CHUNK):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def _reader(spool: IO[bytes]) -> Callable[[], AsyncIterator[bytes]]:
+    async def chunks() -> AsyncIterator[bytes]:
+        spool.seek(0)
+        while block := spool.read(CHUNK):
+            yield block
+
+    return chunks
 
 
 class Deliverer:
@@ -68,25 +92,31 @@ class Deliverer:
             )
         raise ReauthorizationNeeded(reply.detail or f"no usable grant for {principal.address}")
 
-    async def _attachments(self, job: JobBase) -> list[Attachment]:
+    @asynccontextmanager
+    async def _attachments(self, job: JobBase) -> AsyncIterator[list[AttachmentSource]]:
+        """Each document fetched from the Object Store into a temporary file, its checksum
+        verified; the MIME writer then encodes it from there a chunk at a time."""
         if not job.attachments:
-            return []
+            yield []
+            return
         store = await self.broker.object_storage(ATTACHMENTS_BUCKET)
-        found = []
-        for ref in job.attachments:
-            try:
-                result = await store.get(ref.object_name)
-            except NotFoundError as exc:
-                raise InvalidJob(
-                    f"attachment {ref.filename} is no longer stored", FailureReason.ATTACHMENT_MISSING
-                ) from exc
-            data = result.data or b""
-            if hashlib.sha256(data).hexdigest() != ref.sha256:
-                raise InvalidJob(
-                    f"attachment {ref.filename} does not match its checksum", FailureReason.ATTACHMENT_MISSING
-                )
-            found.append(Attachment(ref.filename, ref.content_type, data))
-        return found
+        with contextlib.ExitStack() as files:
+            sources = []
+            for ref in job.attachments:
+                spool = files.enter_context(tempfile.TemporaryFile())
+                try:
+                    await store.get(ref.object_name, writeinto=spool)
+                except NotFoundError as exc:
+                    raise InvalidJob(
+                        f"attachment {ref.filename} is no longer stored", FailureReason.ATTACHMENT_MISSING
+                    ) from exc
+                if _sha256_of(spool) != ref.sha256:
+                    raise InvalidJob(
+                        f"attachment {ref.filename} does not match its checksum",
+                        FailureReason.ATTACHMENT_MISSING,
+                    )
+                sources.append(AttachmentSource(ref.filename, ref.content_type, _reader(spool)))
+            yield sources
 
     async def tenant(self, tenant_id: str) -> TenantSettings:
         try:
@@ -105,8 +135,19 @@ class Deliverer:
                 f"tenant {tenant.tenant_id!r} has OAuth 2.0 off; stored-credential sending is not available yet"
             )
         principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
-        attachments = await self._attachments(job)
-        message, recipients = compose(job, function, sender.address, attachments, self.clock())
+        async with self._attachments(job) as attachments:
+            message, recipients = compose(job, function, sender.address, attachments, self.clock())
+            return await self._send(job, tenant, sender, principal, message, recipients)
+
+    async def _send(
+        self,
+        job: JobBase,
+        tenant: TenantSettings,
+        sender: Sender,
+        principal: Principal,
+        message: MimeMessage,
+        recipients: list[str],
+    ) -> Delivered:
         server = tenant.effective_smtp()
         token = await self._token(principal, False, job.job_id)
         try:

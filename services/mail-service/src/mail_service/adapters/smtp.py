@@ -10,7 +10,6 @@ import ssl
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
@@ -19,6 +18,7 @@ from fleetmail_contracts.tenants import SmtpSecurity, SmtpSettings
 from fleetmail_runtime import smtp_replies
 from fleetmail_runtime.smtp_replies import ReplyClass
 
+from ..domain.mime import MimeMessage
 from ..errors import DeliveryError, SmtpPermanent, SmtpTransient
 
 
@@ -118,7 +118,7 @@ class SmtpDelivery:
         self,
         server: SmtpSettings,
         credentials: Credentials,
-        message: EmailMessage,
+        message: MimeMessage,
         recipients: list[str],
     ) -> SendResult:
         key: PoolKey = (server.host, server.port, server.security.value, credentials.address.casefold())
@@ -185,22 +185,57 @@ class SmtpDelivery:
         return connection
 
     async def _transact(
-        self, connection: Connection, credentials: Credentials, message: EmailMessage, recipients: list[str]
+        self, connection: Connection, credentials: Credentials, message: MimeMessage, recipients: list[str]
     ) -> SendResult:
+        client = connection.client
         try:
-            rejected, reply = await connection.client.send_message(
-                message, sender=credentials.address, recipients=recipients
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            first = exc.recipients[0]
-            raise _translate(first.code, first.message, during_auth=False) from None
+            await client.mail(credentials.address)
+            rejected: dict[str, str] = {}
+            refusal: aiosmtplib.SMTPRecipientRefused | None = None
+            for recipient in recipients:
+                try:
+                    await client.rcpt(recipient)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    rejected[recipient] = f"{exc.code} {exc.message}"
+                    refusal = exc
+            if len(rejected) == len(recipients):
+                await client.rset()
+                assert refusal is not None
+                raise _translate(refusal.code, refusal.message, during_auth=False)
+            reply = await self._stream_data(client, message)
         except aiosmtplib.SMTPServerDisconnected as exc:
             raise _StaleConnection(type(exc).__name__) from None
         except aiosmtplib.SMTPResponseException as exc:
             raise _translate(exc.code, exc.message, during_auth=False) from None
         except (aiosmtplib.SMTPTimeoutError, OSError) as exc:
             raise _StaleConnection(type(exc).__name__) from None
-        return SendResult(reply, {r: f"{resp.code} {resp.message}" for r, resp in rejected.items()})
+        return SendResult(reply, rejected)
+
+    async def _stream_data(self, client: aiosmtplib.SMTP, message: MimeMessage) -> str:
+        """DATA, written a chunk at a time with flow control: a 25 MB scan is never whole in memory.
+
+        aiosmtplib's `data()` takes the whole message as bytes (and copies it twice while
+        escaping), so this mirrors its `execute_data_command` on the same protocol object;
+        MimeMessage's output needs no escaping (CRLF lines, nothing begins with a dot).
+        """
+        protocol = client.protocol
+        if protocol is None or protocol._command_lock is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        async with protocol._command_lock:
+            protocol._response_pending = True
+            protocol.write(b"DATA\r\n")
+            start = await protocol.read_response(timeout=self._timeout_s)
+            if start.code != 354:
+                raise aiosmtplib.SMTPDataError(start.code, start.message)
+            async for chunk in message.chunks():
+                protocol.write(chunk)
+                await protocol._drain_helper()
+            protocol._response_pending = True
+            protocol.write(b".\r\n")
+            response = await protocol.read_response(timeout=self._timeout_s)
+        if response.code != 250:
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
+        return f"{response.code} {response.message}"
 
     async def _discard(self, connection: Connection) -> None:
         if connection.client.is_connected:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime
 
 from fleetmail_contracts.jobs import JobBase, JobFunction
 
 from ..errors import InvalidJob
+from .mime import AttachmentSource, MimeMessage, date_header, encode_header, new_boundary
 
 _ADDRESS = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
@@ -32,13 +29,6 @@ DEFAULT_SUBJECTS: dict[JobFunction, str] = {
     JobFunction.STATUS_NOTIFICATION: "Device status notification",
     JobFunction.TX_RESULT_REPORT: "Transmission result report",
 }
-
-
-@dataclass(frozen=True)
-class Attachment:
-    filename: str
-    content_type: str
-    data: bytes
 
 
 def check_address(address: str) -> str:
@@ -62,9 +52,9 @@ def compose(
     job: JobBase,
     function: JobFunction,
     sender: str,
-    attachments: list[Attachment],
+    attachments: list[AttachmentSource],
     now: datetime,
-) -> tuple[EmailMessage, list[str]]:
+) -> tuple[MimeMessage, list[str]]:
     """The message and its envelope recipients (Bcc only in the envelope, never a header)."""
     to = [check_address(a) for a in job.to]
     cc = [check_address(a) for a in job.cc]
@@ -75,16 +65,18 @@ def compose(
         to = [check_address(job.login_user)]
     if not (to or cc or bcc):
         raise InvalidJob("the job has no recipients")
-    message = EmailMessage(policy=SMTP)
-    message["From"] = check_address(sender)
+    headers: list[tuple[str, str]] = [("From", check_address(sender))]
     if to:
-        message["To"] = ", ".join(to)
+        headers.append(("To", ", ".join(to)))
     if cc:
-        message["Cc"] = ", ".join(cc)
-    message["Subject"] = check_header("subject", job.subject or DEFAULT_SUBJECTS[function])
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = message_id(job.job_id)
-    message["X-Fleetmail-Function"] = function.value
+        headers.append(("Cc", ", ".join(cc)))
+    subject = check_header("subject", job.subject or DEFAULT_SUBJECTS[function])
+    headers += [
+        ("Subject", encode_header(subject)),
+        ("Date", date_header(now)),
+        ("Message-ID", message_id(job.job_id)),
+        ("X-Fleetmail-Function", function.value),
+    ]
     body = job.body or f"{DEFAULT_SUBJECTS[function]} from device {job.device_id}."
     if function is JobFunction.SCAN_TO_URL:
         url = getattr(job, "document_url", None)
@@ -92,16 +84,10 @@ def compose(
             raise InvalidJob("Scan to URL needs the document's URL")
         body = f"{body}\n\nThe document is available at:\n{check_header('document URL', url)}\n"
         attachments = []
-    message.set_content(body)
     for attachment in attachments:
-        maintype, _, subtype = attachment.content_type.partition("/")
-        message.add_attachment(
-            attachment.data,
-            maintype=maintype or "application",
-            subtype=subtype or "octet-stream",
-            filename=check_header("attachment name", attachment.filename),
-        )
-    return message, to + cc + bcc
+        check_header("attachment name", attachment.filename)
+        check_header("attachment type", attachment.content_type)
+    return MimeMessage(tuple(headers), body, tuple(attachments), new_boundary()), to + cc + bcc
 
 
 def retry_delay(attempt: int, base_s: float, max_s: float, jitter: float) -> float:
