@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, NatsBroker, NatsMessage, PullSub
@@ -25,6 +26,7 @@ from fleetmail_contracts.mail_events import (
     MailSent,
     mail_event_subject,
 )
+from fleetmail_contracts.streams import TOKEN_EVENT_PREFIX
 from fleetmail_runtime.bus import declare_streams, jobs_stream, make_broker
 from fleetmail_runtime.telemetry import configure_tracing
 from fleetmail_runtime.tenants import TenantDirectory
@@ -128,7 +130,8 @@ def build_app(settings: MailSettings) -> Wiring:
             return
         function = JobFunction(job.function)
         ids = (job.job_id, job.tenant_id, job.device_id, function)
-        if await already_delivered(ledger, job.job_id):
+        # Only a redelivery can find its job already sent (JetStream drops duplicate publishes).
+        if attempt > 1 and await already_delivered(ledger, job.job_id):
             log.info("job %s was already delivered; acknowledging the redelivery", job.job_id)
             await msg.ack()
             return
@@ -196,6 +199,15 @@ def build_app(settings: MailSettings) -> Wiring:
         )
         # The 'sent' event is each job's record; the log keeps to what is unusual.
         log.debug("job %s sent from %s", job.job_id, delivered.sender)
+
+    # A plain subscription beside the stream: it sees token events as they are published.
+    # no_reply: JetStream publishes are requests, and a reply from here would race the
+    # stream's acknowledgement to the publisher.
+    @broker.subscriber(f"{TOKEN_EVENT_PREFIX}*", no_reply=True)
+    async def on_token_event(event: dict[str, Any]) -> None:
+        principal = event.get("principal") or {}
+        if wiring.deliverer is not None and principal.get("tenant_id") and principal.get("address"):
+            wiring.deliverer.forget_token(principal["tenant_id"], principal["address"])
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

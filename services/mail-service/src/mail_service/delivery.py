@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from .domain.sender import Sender, resolve_sender
 from .errors import InvalidJob, ReauthorizationNeeded, SenderNotAllowed, TokenUnavailable
 
 CHUNK = 1024 * 1024
+TOKEN_MEMORY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,26 @@ class Deliverer:
         self.smtp = smtp
         self.token_timeout_s = token_timeout_s
         self.clock = clock
+        self._tokens: dict[str, tuple[AccessTokenReply, float]] = {}
+
+    def forget_token(self, tenant_id: str, address: str) -> None:
+        """A grant changed (deleted, refreshed, dead): the next job asks token-service again."""
+        self._tokens.pop(f"{tenant_id}|{address.casefold()}", None)
 
     async def _token(self, principal: Principal, force_refresh: bool, job_id: str) -> AccessTokenReply:
+        # A short memory of the last token per sender spares token-service a request per
+        # job; token events clear it at once when a grant is deleted or replaced.
+        key = f"{principal.tenant_id}|{principal.address.casefold()}"
+        cached = self._tokens.get(key)
+        if cached is not None and not force_refresh and time.monotonic() < cached[1]:
+            return cached[0]
+        reply = await self._request_token(principal, force_refresh, job_id)
+        self._tokens[key] = (reply, time.monotonic() + TOKEN_MEMORY_S)
+        return reply
+
+    async def _request_token(
+        self, principal: Principal, force_refresh: bool, job_id: str
+    ) -> AccessTokenReply:
         request = AccessTokenRequest(principal=principal, force_refresh=force_refresh, job_id=job_id)
         try:
             response = await self.broker.request(request, ACCESS_TOKEN_SUBJECT, timeout=self.token_timeout_s)

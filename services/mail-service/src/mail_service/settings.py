@@ -28,5 +28,5 @@ class MailSettings(BaseSettings):
     ack_wait_s: float = Field(default=300, gt=0)
     retry_base_s: float = Field(default=5, gt=0, description="First retry delay; doubles, with jitter")
     retry_max_s: float = Field(default=300, gt=0)
-    batch_size: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=16, ge=1, description="Jobs fetched and delivered concurrently")
     helo_name: str = Field(default="fleetmail.local")

@@ -166,6 +166,10 @@ class Acquirer:
             )
         except (IdentityMismatch, ReauthorizationRequired, ConfigurationError) as exc:
             await self._finish(acquisition_id, AcquisitionState.FAILED, str(exc))
+        except Exception:
+            # Never leave a sign-in pending forever: say it failed, and why, in the log.
+            log.exception("device code sign-in %s failed unexpectedly", acquisition_id)
+            await self._finish(acquisition_id, AcquisitionState.FAILED, "the sign-in failed; start it again")
         finally:
             device_flow.flow = {}
             self._device_flows.pop(acquisition_id, None)
