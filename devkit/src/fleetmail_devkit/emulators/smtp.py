@@ -186,6 +186,9 @@ class Handler:
         self.port = port
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        if (fault := self.state.take_fault("auth")) is not None:
+            self.state.auth_failures += 1
+            return AuthResult(success=False, handled=False, message=f"{fault.code} {fault.text}")
         if len(args) > 1:
             try:
                 blob = base64.b64decode(args[1], validate=True)

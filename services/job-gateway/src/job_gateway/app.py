@@ -86,6 +86,14 @@ class JobSubmission(BaseModel):
     requested_from: str | None = None
     document_url: str | None = None
     machine_address: str | None = None
+    user_box: str | None = None
+    application: str | None = None
+    event: str | None = None
+    counters: dict[str, int] | None = None
+    sender_fax_number: str | None = None
+    tsi: str | None = None
+    status: str | None = None
+    result: str | None = None
 
 
 class UserSignIn(BaseModel):
@@ -127,6 +135,7 @@ class JobStatus(BaseModel):
     submitted_at: datetime
     updated_at: datetime | None = None
     detail: str | None = None
+    reason_code: str | None = None
     remedy: str | None = None
     smtp_reply: str | None = None
     message_id: str | None = None

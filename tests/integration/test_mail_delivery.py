@@ -1,0 +1,180 @@
+"""mail-service end to end: every function of the device's table, the reply classes, size."""
+
+import asyncio
+import email
+import email.policy
+import hashlib
+import json
+import uuid
+
+import httpx
+import pytest
+from fleetmail_devkit.fleet import sample_pdf
+from fleetmail_devkit.probes import tenant_with_administrator_grant, token_endpoint_calls
+
+
+@pytest.fixture
+async def fleet(stack, emulator_http):
+    """A tenant with an administrator grant and one registered device."""
+    principal = await tenant_with_administrator_grant(stack, emulator_http)
+    headers = {"Authorization": f"Bearer {stack.admin_api_key()}"}
+    async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers) as admin:
+        device = (
+            await admin.post(
+                f"/v1/admin/tenants/{principal.tenant_id}/devices",
+                json={"device_id": f"mfp-{uuid.uuid4().hex[:6]}"},
+            )
+        ).json()
+    async with httpx.AsyncClient(
+        base_url=stack.gateway_url, auth=(device["device_id"], device["secret"]), timeout=60
+    ) as panel:
+        yield principal, panel
+
+
+async def submit(panel: httpx.AsyncClient, job: dict, files: dict | None = None) -> str:
+    response = await panel.post("/v1/jobs", data={"job": json.dumps(job)}, files=files or {})
+    assert response.status_code == 202, response.text
+    return response.json()["job_id"]
+
+
+async def final_status(panel: httpx.AsyncClient, job_id: str, seconds: float = 60) -> dict:
+    for _ in range(int(seconds / 0.2)):
+        status = (await panel.get(f"/v1/jobs/{job_id}")).json()
+        if status["status"] in ("sent", "failed"):
+            return status
+        await asyncio.sleep(0.2)
+    return status
+
+
+async def received(stack, http: httpx.AsyncClient, job_id: str) -> tuple[dict, email.message.EmailMessage]:
+    messages = (await http.get(f"{stack.smtp_control_url}/_emulator/messages")).json()
+    [entry] = [m for m in messages if m["message_id"] == f"<{job_id}@fleetmail>"]
+    raw = (await http.get(f"{stack.smtp_control_url}/_emulator/messages/{entry['id']}/raw")).content
+    return entry, email.message_from_bytes(raw, policy=email.policy.default)
+
+
+FUNCTIONS = {
+    "scan_to_email": {},
+    "scan_to_me": {"login_user": "{admin}"},
+    "scan_to_url": {"document_url": "https://files.example/scans/1"},
+    "internet_fax_tx": {"machine_address": "{admin}"},
+    "user_box_email": {"user_box": "box-7"},
+    "application_email": {"application": "OpenAPI app"},
+    "email_notification": {"event": "toner low"},
+    "total_counter_notification": {},
+    "forward_tx": {"sender_fax_number": "+49 30 1234"},
+    "tsi_routing": {"tsi": "ACME"},
+    "status_notification": {"status": "paper jam"},
+    "tx_result_report": {"result": "OK"},
+}
+
+
+async def test_every_function_of_the_seed_is_delivered_from_the_administrator(
+    stack, emulator_http, fleet
+) -> None:
+    principal, panel = fleet
+    jobs = {}
+    for function, extra in FUNCTIONS.items():
+        fields = {k: v.replace("{admin}", principal.address) for k, v in extra.items()}
+        job = {"function": function, "to": ["someone@fabrikam.example"], **fields}
+        if function == "internet_fax_tx":
+            files = {"files": ("fax.tif", b"II*\x00" + bytes(64), "image/tiff")}
+        else:
+            files = {"files": ("scan.pdf", sample_pdf(function), "application/pdf")}
+        jobs[function] = await submit(panel, job, files)
+    for function, job_id in jobs.items():
+        status = await final_status(panel, job_id)
+        assert status["status"] == "sent", (function, status)
+        entry, message = await received(stack, emulator_http, job_id)
+        assert entry["auth_user"] == principal.address and message["From"] == principal.address
+        assert message["X-Fleetmail-Function"] == function
+        attachments = list(message.iter_attachments())
+        if function == "scan_to_url":
+            assert attachments == [] and "https://files.example/scans/1" in message.get_body().get_content()
+        elif function == "internet_fax_tx":
+            assert attachments[0].get_content_type() == "image/tiff"
+        else:
+            assert attachments[0].get_content() == sample_pdf(function)
+        if function == "scan_to_me":
+            assert entry["rcpt_tos"] == [principal.address]
+
+
+async def test_internet_fax_from_another_machine_address_is_refused(fleet) -> None:
+    _, panel = fleet
+    job_id = await submit(
+        panel,
+        {
+            "function": "internet_fax_tx",
+            "to": ["fax@fabrikam.example"],
+            "machine_address": "fax-machine@elsewhere.example",
+        },
+    )
+    status = await final_status(panel, job_id)
+    assert status["status"] == "failed" and status["reason_code"] == "sender_not_allowed"
+    assert "must equal the administrator address" in status["detail"]
+
+
+async def test_smtp_auth_disabled_fails_with_the_remedy(stack, emulator_http, fleet) -> None:
+    principal, panel = fleet
+    await emulator_http.post(
+        f"{stack.smtp_control_url}/_emulator/mailboxes",
+        json={"address": principal.address, "smtp_auth_disabled": True},
+    )
+    job_id = await submit(panel, {"to": ["x@fabrikam.example"]})
+    status = await final_status(panel, job_id)
+    assert status["status"] == "failed" and status["reason_code"] == "smtp_auth_disabled"
+    assert "Authenticated SMTP" in status["remedy"] and status["smtp_reply"].startswith("535 5.7.139")
+
+
+async def test_a_refused_token_is_refreshed_once_and_the_job_sent(stack, emulator_http, fleet) -> None:
+    _, panel = fleet
+    before = await token_endpoint_calls(stack, emulator_http)
+    await emulator_http.post(
+        f"{stack.smtp_control_url}/_emulator/faults",
+        json={"stage": "auth", "code": 535, "text": "5.7.3 Authentication unsuccessful", "count": 1},
+    )
+    job_id = await submit(panel, {"to": ["x@fabrikam.example"]})
+    status = await final_status(panel, job_id)
+    assert status["status"] == "sent", status
+    assert await token_endpoint_calls(stack, emulator_http) - before == 1
+
+
+async def test_a_4xx_defers_then_delivers(stack, emulator_http, fleet) -> None:
+    _, panel = fleet
+    await emulator_http.post(
+        f"{stack.smtp_control_url}/_emulator/faults", json={"stage": "data", "code": 451, "count": 1}
+    )
+    job_id = await submit(panel, {"to": ["x@fabrikam.example"]})
+    status = await final_status(panel, job_id)
+    assert status["status"] == "sent", status
+
+
+async def test_one_rejected_recipient_does_not_stop_the_others(stack, emulator_http, fleet) -> None:
+    _, panel = fleet
+    await emulator_http.post(
+        f"{stack.smtp_control_url}/_emulator/settings",
+        json={"rejected_recipients": ["gone@fabrikam.example"]},
+    )
+    try:
+        job_id = await submit(panel, {"to": ["here@fabrikam.example", "gone@fabrikam.example"]})
+        status = await final_status(panel, job_id)
+    finally:
+        await emulator_http.post(
+            f"{stack.smtp_control_url}/_emulator/settings", json={"rejected_recipients": []}
+        )
+    assert status["status"] == "sent"
+    entry, _ = await received(stack, emulator_http, job_id)
+    assert entry["rcpt_tos"] == ["here@fabrikam.example"]
+
+
+async def test_a_25_mb_scan_arrives_intact(stack, emulator_http, fleet) -> None:
+    _, panel = fleet
+    scan = hashlib.sha256(b"25MB").digest() * (25 * 1024 * 1024 // 32)
+    job_id = await submit(
+        panel, {"to": ["x@fabrikam.example"]}, {"files": ("big.pdf", scan, "application/pdf")}
+    )
+    status = await final_status(panel, job_id, 120)
+    assert status["status"] == "sent", status
+    _, message = await received(stack, emulator_http, job_id)
+    attachment = next(message.iter_attachments())
+    assert hashlib.sha256(attachment.get_content()).hexdigest() == hashlib.sha256(scan).hexdigest()
