@@ -23,8 +23,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 async def stack() -> AsyncIterator[Stack]:
     """The whole stack as `make run` starts it: nats-server, SecantusDB, emulators, services."""
     data_dir = Path(tempfile.mkdtemp(prefix="fleetmail-test-"))
-    # A short refresh lease, so a test that kills a lease holder does not wait 30 s.
-    running = Stack(data_dir, Ports.free(), echo=False, extra_env={"FLEETMAIL_TOKEN_LEASE_TTL_S": "3"})
+    # Short lease and ack wait, so tests that kill a replica do not wait out production's.
+    running = Stack(
+        data_dir,
+        Ports.free(),
+        echo=False,
+        extra_env={"FLEETMAIL_TOKEN_LEASE_TTL_S": "3", "FLEETMAIL_MAIL_ACK_WAIT_S": "6"},
+    )
     await running.start()
     try:
         yield running

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import random
@@ -55,6 +56,13 @@ class Wiring:
     app: FastStream
     deliverer: Deliverer | None = None
     ledger: KeyValue | None = None
+
+
+async def keep_in_progress(msg: NatsMessage, every_s: float) -> None:
+    """Tell JetStream a long delivery is alive, so only a dead replica's jobs are redelivered."""
+    while True:
+        await asyncio.sleep(every_s)
+        await msg.in_progress()
 
 
 async def already_delivered(ledger: KeyValue, job_id: str) -> bool:
@@ -117,6 +125,13 @@ def build_app(settings: MailSettings) -> Wiring:
         ack_policy=AckPolicy.MANUAL,
     )
     async def on_job(msg: NatsMessage) -> None:
+        heartbeat = asyncio.create_task(keep_in_progress(msg, settings.ack_wait_s / 3))
+        try:
+            await handle_job(msg)
+        finally:
+            heartbeat.cancel()
+
+    async def handle_job(msg: NatsMessage) -> None:
         deliverer, ledger = wiring.deliverer, wiring.ledger
         assert deliverer is not None and ledger is not None
         attempt = msg.raw_message.metadata.num_delivered if msg.raw_message.metadata else 1

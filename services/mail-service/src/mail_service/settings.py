@@ -25,7 +25,12 @@ class MailSettings(BaseSettings):
     )
     token_timeout_s: float = Field(default=10, gt=0)
     max_deliver: int = Field(default=8, ge=1, description="Deliveries of one job before dead letter")
-    ack_wait_s: float = Field(default=300, gt=0)
+    ack_wait_s: float = Field(
+        default=30,
+        gt=0,
+        description="JetStream redelivers a job this long after a replica stopped answering for it "
+        "(a replica working on a long delivery says so every third of it)",
+    )
     retry_base_s: float = Field(default=5, gt=0, description="First retry delay; doubles, with jitter")
     retry_max_s: float = Field(default=300, gt=0)
     batch_size: int = Field(default=16, ge=1, description="Jobs fetched and delivered concurrently")
