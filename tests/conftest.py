@@ -28,7 +28,12 @@ async def stack() -> AsyncIterator[Stack]:
         data_dir,
         Ports.free(),
         echo=False,
-        extra_env={"FLEETMAIL_TOKEN_LEASE_TTL_S": "3", "FLEETMAIL_MAIL_ACK_WAIT_S": "6"},
+        extra_env={
+            "FLEETMAIL_TOKEN_LEASE_TTL_S": "3",
+            "FLEETMAIL_MAIL_ACK_WAIT_S": "6",
+            "FLEETMAIL_MAIL_PARK_TIMEOUT_S": "15",
+            "FLEETMAIL_MAIL_PARK_SWEEP_S": "1",
+        },
     )
     await running.start()
     try:

@@ -17,7 +17,9 @@ async def admin(stack):
         yield http
 
 
-async def tenant_with_device(admin: httpx.AsyncClient, auto_delete: bool) -> tuple[str, tuple[str, str]]:
+async def tenant_with_device(
+    admin: httpx.AsyncClient, auto_delete: bool, smtp_port: int | None = None
+) -> tuple[str, tuple[str, str]]:
     tenant_id = f"t-{uuid.uuid4().hex[:8]}"
     created = await admin.put(
         f"/v1/admin/tenants/{tenant_id}",
@@ -27,6 +29,7 @@ async def tenant_with_device(admin: httpx.AsyncClient, auto_delete: bool) -> tup
             "administrator_address": f"admin@{tenant_id}.example",
             "from_policy": "login_user_address",
             "auto_delete": auto_delete,
+            "smtp": {"host": "127.0.0.1", "port": smtp_port} if smtp_port else None,
         },
     )
     assert created.status_code == 200

@@ -25,6 +25,9 @@ TENANTS_BUCKET = "fleetmail_tenants"
 DELIVERY_LEDGER_BUCKET = "fleetmail_delivery_ledger"
 """JetStream KV bucket: one key per delivered job (mail-service's idempotency ledger)."""
 
+PARKED_JOBS_BUCKET = "fleetmail_parked_jobs"
+"""JetStream KV bucket: jobs waiting for a login user to sign in (mail-service)."""
+
 JOB_SUBJECT_PREFIX = "fleetmail.jobs.v1."
 MAIL_EVENT_PREFIX = "fleetmail.events.v1.mail."
 TOKEN_EVENT_PREFIX = "fleetmail.events.v1.tokens."

@@ -86,4 +86,5 @@ async def declare_streams(broker: NatsBroker, settings: CommonSettings) -> None:
             await js.update_stream(config=config)
     await broker.key_value(streams.TENANTS_BUCKET, history=5)
     await broker.key_value(streams.DELIVERY_LEDGER_BUCKET, ttl=timedelta(days=7).total_seconds())
+    await broker.key_value(streams.PARKED_JOBS_BUCKET)
     await broker.object_storage(streams.ATTACHMENTS_BUCKET)

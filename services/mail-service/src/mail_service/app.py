@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import random
 import uuid
@@ -17,13 +18,14 @@ from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, NatsBroker, NatsMessage, PullSub
 from fleetmail_contracts import streams
 from fleetmail_contracts.dead_letters import DeadLetter, dead_letter_subject
-from fleetmail_contracts.jobs import JOBS_WILDCARD, JobFunction, job_command_adapter
+from fleetmail_contracts.jobs import JOBS_WILDCARD, JobBase, JobFunction, job_command_adapter, job_subject
 from fleetmail_contracts.mail_events import (
     FailureReason,
     MailAccepted,
     MailDeferred,
     MailEventBase,
     MailFailed,
+    MailParked,
     MailSent,
     mail_event_subject,
 )
@@ -38,7 +40,8 @@ from pydantic import ValidationError
 from .adapters.smtp import SmtpDelivery, tls_context
 from .delivery import Deliverer
 from .domain.compose import retry_delay
-from .errors import PermanentDeliveryError, TransientDeliveryError
+from .errors import AwaitingAuthorization, PermanentDeliveryError, TransientDeliveryError
+from .parking import ParkingLot
 from .settings import MailSettings
 
 SERVICE = "mail-service"
@@ -56,6 +59,16 @@ class Wiring:
     app: FastStream
     deliverer: Deliverer | None = None
     ledger: KeyValue | None = None
+    parking: ParkingLot | None = None
+
+
+async def sweep_parked(parking: ParkingLot, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await parking.sweep()
+        except Exception:
+            log.exception("sweep of parked jobs failed")
 
 
 async def keep_in_progress(msg: NatsMessage, every_s: float) -> None:
@@ -96,6 +109,40 @@ def build_app(settings: MailSettings) -> Wiring:
             "function": function,
             "occurred_at": utc_now(),
         }
+
+    async def dead_letter_payload(
+        subject: str, payload: bytes, reason: str, detail: str, deliveries: int
+    ) -> None:
+        letter = DeadLetter(
+            dead_letter_id=uuid.uuid4().hex,
+            original_subject=subject,
+            payload_b64=base64.b64encode(payload).decode(),
+            reason_code=reason,
+            detail=detail,
+            deliveries=deliveries,
+            failed_at=utc_now(),
+            service=SERVICE,
+        )
+        await broker.publish(letter, dead_letter_subject(SERVICE), stream=streams.DLQ_STREAM)
+
+    async def on_parking_expired(job: JobBase, function: JobFunction, user: str) -> None:
+        minutes = settings.park_timeout_s / 60
+        detail = f"{user} did not sign in within {minutes:g} minutes; the job was not sent"
+        await dead_letter_payload(
+            job_subject(function),
+            job.model_dump_json().encode(),
+            FailureReason.AUTHORIZATION_TIMEOUT.value,
+            detail,
+            1,
+        )
+        await publish(
+            MailFailed(
+                **base(job.job_id, job.tenant_id, job.device_id, function),  # type: ignore[arg-type]
+                reason_code=FailureReason.AUTHORIZATION_TIMEOUT,
+                detail=detail,
+                remedy="Sign in at the device's OAuth screen, then send the job again.",
+            )
+        )
 
     async def dead_letter(msg: NatsMessage, reason: str, detail: str) -> None:
         raw = msg.raw_message
@@ -156,6 +203,13 @@ def build_app(settings: MailSettings) -> Wiring:
             if attempt == 1:
                 await publish(MailAccepted(**base(*ids), sender=sender.address))  # type: ignore[arg-type]
             delivered = await deliverer.deliver(job, function, tenant, sender)
+        except AwaitingAuthorization as exc:
+            assert wiring.parking is not None
+            deadline = await wiring.parking.park(job, function, exc.user, msg.body)
+            await publish(MailParked(**base(*ids), user=exc.user, resume_deadline=deadline))  # type: ignore[arg-type]
+            await msg.ack()
+            log.info("job %s parked until %s signs in", job.job_id, exc.user)
+            return
         except TransientDeliveryError as exc:
             if attempt >= settings.max_deliver:
                 await dead_letter(msg, FailureReason.RETRIES_EXHAUSTED.value, str(exc))
@@ -221,8 +275,11 @@ def build_app(settings: MailSettings) -> Wiring:
     @broker.subscriber(f"{TOKEN_EVENT_PREFIX}*", no_reply=True)
     async def on_token_event(event: dict[str, Any]) -> None:
         principal = event.get("principal") or {}
-        if wiring.deliverer is not None and principal.get("tenant_id") and principal.get("address"):
-            wiring.deliverer.forget_token(principal["tenant_id"], principal["address"])
+        if wiring.deliverer is None or not principal.get("tenant_id") or not principal.get("address"):
+            return
+        wiring.deliverer.forget_token(principal["tenant_id"], principal["address"])
+        if event.get("kind") == "acquired" and principal.get("kind") == "user" and wiring.parking is not None:
+            await wiring.parking.resume_user(principal["tenant_id"], principal["address"])
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -244,9 +301,20 @@ def build_app(settings: MailSettings) -> Wiring:
             settings.token_timeout_s,
             utc_now,
         )
+        wiring.parking = ParkingLot(
+            broker,
+            await broker.key_value(streams.PARKED_JOBS_BUCKET),
+            timedelta(seconds=settings.park_timeout_s),
+            on_parking_expired,
+            utc_now,
+        )
+        sweeper = asyncio.create_task(sweep_parked(wiring.parking, settings.park_sweep_s))
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             await smtp.close()
             await tenants.stop()
 

@@ -23,6 +23,7 @@ from fleetmail_contracts.tokens import (
     AccessTokenReply,
     AccessTokenRequest,
     Principal,
+    PrincipalKind,
 )
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 from nats.errors import NoRespondersError
@@ -33,7 +34,13 @@ from .adapters.smtp import Credentials, SendResult, SmtpDelivery, TokenRejected
 from .domain.compose import compose, message_id
 from .domain.mime import AttachmentSource, MimeMessage
 from .domain.sender import Sender, resolve_sender
-from .errors import InvalidJob, ReauthorizationNeeded, SenderNotAllowed, TokenUnavailable
+from .errors import (
+    AwaitingAuthorization,
+    InvalidJob,
+    ReauthorizationNeeded,
+    SenderNotAllowed,
+    TokenUnavailable,
+)
 
 CHUNK = 1024 * 1024
 TOKEN_MEMORY_S = 30.0
@@ -106,6 +113,8 @@ class Deliverer:
         reply = AccessTokenReply.model_validate_json(response.body)
         if reply.outcome is AccessTokenOutcome.GRANTED and reply.access_token:
             return reply
+        if reply.outcome is AccessTokenOutcome.NO_GRANT and principal.kind is PrincipalKind.USER:
+            raise AwaitingAuthorization(principal.address)
         if reply.outcome is AccessTokenOutcome.PROVIDER_UNAVAILABLE:
             raise TokenUnavailable(
                 reply.detail or "the identity provider is unavailable", reply.retry_after_s

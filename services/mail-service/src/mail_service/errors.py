@@ -22,6 +22,12 @@ class DeliveryError(Exception):
     smtp_reply: str | None = None
 
 
+class AwaitingAuthorization(DeliveryError):
+    def __init__(self, user: str) -> None:
+        super().__init__(f"{user} has not signed in yet")
+        self.user = user
+
+
 class TransientDeliveryError(DeliveryError):
     retry_after_s: float | None = None
 

@@ -33,5 +33,9 @@ class MailSettings(BaseSettings):
     )
     retry_base_s: float = Field(default=5, gt=0, description="First retry delay; doubles, with jitter")
     retry_max_s: float = Field(default=300, gt=0)
+    park_timeout_s: float = Field(
+        default=900, gt=0, description="How long a job waits for its login user to sign in"
+    )
+    park_sweep_s: float = Field(default=30, gt=0, description="How often parked jobs are checked")
     batch_size: int = Field(default=16, ge=1, description="Jobs fetched and delivered concurrently")
     helo_name: str = Field(default="fleetmail.local")

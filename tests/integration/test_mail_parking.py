@@ -1,0 +1,69 @@
+"""A job for a login user without a grant waits for the sign-in, or fails after the timeout."""
+
+import asyncio
+import json
+import uuid
+
+import httpx
+import pytest
+
+from .test_mail_delivery import final_status, received
+from .test_token_deletion import tenant_with_device, user_signs_in
+
+
+@pytest.fixture
+async def admin(stack):
+    async with httpx.AsyncClient(
+        base_url=stack.gateway_url, headers={"Authorization": f"Bearer {stack.admin_api_key()}"}, timeout=30
+    ) as http:
+        yield http
+
+
+async def submit_for(stack, device, user: str) -> str:
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=device, timeout=30) as panel:
+        job = {"function": "scan_to_email", "to": ["x@fabrikam.example"], "login_user": user}
+        response = await panel.post("/v1/jobs", data={"job": json.dumps(job)})
+        assert response.status_code == 202, response.text
+        return response.json()["job_id"]
+
+
+async def status_of(stack, device, job_id: str) -> dict:
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=device) as panel:
+        return (await panel.get(f"/v1/jobs/{job_id}")).json()
+
+
+async def wait_status(stack, device, job_id: str, wanted: str, seconds: float = 30) -> dict:
+    for _ in range(int(seconds / 0.2)):
+        status = await status_of(stack, device, job_id)
+        if status["status"] == wanted:
+            return status
+        await asyncio.sleep(0.2)
+    return status
+
+
+async def test_a_parked_job_resumes_after_the_users_sign_in(stack, emulator_http, admin) -> None:
+    tenant_id, device = await tenant_with_device(
+        admin, auto_delete=False, smtp_port=stack.ports.smtp_starttls
+    )
+    user = f"walk-up-{uuid.uuid4().hex[:4]}@{tenant_id}.example"
+    job_id = await submit_for(stack, device, user)
+    parked = await wait_status(stack, device, job_id, "parked")
+    assert parked["status"] == "parked"
+    await user_signs_in(stack, emulator_http, device, user)
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=device) as panel:
+        status = await final_status(panel, job_id)
+    assert status["status"] == "sent", status.get("detail")
+    entry, message = await received(stack, emulator_http, job_id)
+    assert entry["auth_user"] == user and message["From"] == user
+
+
+async def test_a_parked_job_fails_with_a_clear_reason_after_the_timeout(stack, admin) -> None:
+    tenant_id, device = await tenant_with_device(
+        admin, auto_delete=False, smtp_port=stack.ports.smtp_starttls
+    )
+    user = f"never-{uuid.uuid4().hex[:4]}@{tenant_id}.example"
+    job_id = await submit_for(stack, device, user)
+    assert (await wait_status(stack, device, job_id, "parked"))["status"] == "parked"
+    failed = await wait_status(stack, device, job_id, "failed", seconds=40)
+    assert failed["status"] == "failed" and failed["reason_code"] == "authorization_timeout"
+    assert f"{user} did not sign in" in failed["detail"]
