@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import random
 import uuid
@@ -31,6 +30,7 @@ from fleetmail_contracts.mail_events import (
 )
 from fleetmail_contracts.streams import TOKEN_EVENT_PREFIX
 from fleetmail_runtime.bus import declare_streams, jobs_stream, make_broker
+from fleetmail_runtime.periodic import periodic
 from fleetmail_runtime.telemetry import configure_tracing
 from fleetmail_runtime.tenants import TenantDirectory
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -60,15 +60,6 @@ class Wiring:
     deliverer: Deliverer | None = None
     ledger: KeyValue | None = None
     parking: ParkingLot | None = None
-
-
-async def sweep_parked(parking: ParkingLot, every_s: float) -> None:
-    while True:
-        await asyncio.sleep(every_s)
-        try:
-            await parking.sweep()
-        except Exception:
-            log.exception("sweep of parked jobs failed")
 
 
 async def keep_in_progress(msg: NatsMessage, every_s: float) -> None:
@@ -308,13 +299,10 @@ def build_app(settings: MailSettings) -> Wiring:
             on_parking_expired,
             utc_now,
         )
-        sweeper = asyncio.create_task(sweep_parked(wiring.parking, settings.park_sweep_s))
         try:
-            yield
+            async with periodic(settings.park_sweep_s, wiring.parking.sweep, "the sweep of parked jobs"):
+                yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
             await smtp.close()
             await tenants.stop()
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +40,7 @@ from fleetmail_contracts.tokens import (
 from fleetmail_runtime.bus import declare_streams, events_stream, make_broker
 from fleetmail_runtime.crypto import load_or_create_keyring
 from fleetmail_runtime.mongo import connect_mongo
+from fleetmail_runtime.periodic import periodic
 from fleetmail_runtime.telemetry import configure_tracing
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
@@ -64,15 +63,6 @@ class Wiring:
     app: FastStream
     service: TokenService | None = None
     acquirer: Acquirer | None = None
-
-
-async def keep_alive_loop(service: TokenService, interval_s: float) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await service.sweep()
-        except Exception:
-            log.exception("keep-alive sweep failed")
 
 
 def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
@@ -176,13 +166,10 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
         wiring.acquirer = Acquirer(
             settings, providers, grants, acquisitions, tenants, publish, wiring.service.prime, clock
         )
-        sweeper = asyncio.create_task(keep_alive_loop(wiring.service, settings.keepalive_interval_s))
         try:
-            yield
+            async with periodic(settings.keepalive_interval_s, wiring.service.sweep, "the keep-alive sweep"):
+                yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
             await wiring.acquirer.close()
             await tenants.stop()
             await mongo.close()
