@@ -62,6 +62,12 @@ class Wiring:
     parking: ParkingLot | None = None
 
 
+async def settle(task: asyncio.Task[None] | None) -> None:
+    """Let a job's earlier event land before its next one."""
+    if task is not None:
+        await task
+
+
 async def keep_in_progress(msg: NatsMessage, every_s: float) -> None:
     """Tell JetStream a long delivery is alive, so only a dead replica's jobs are redelivered."""
     while True:
@@ -173,6 +179,7 @@ def build_app(settings: MailSettings) -> Wiring:
         deliverer, ledger = wiring.deliverer, wiring.ledger
         assert deliverer is not None and ledger is not None
         attempt = msg.raw_message.metadata.num_delivered if msg.raw_message.metadata else 1
+        accepted: asyncio.Task[None] | None = None
         try:
             job = job_command_adapter.validate_json(msg.body)
         except ValidationError as exc:
@@ -192,9 +199,11 @@ def build_app(settings: MailSettings) -> Wiring:
             tenant = await deliverer.tenant(job.tenant_id)
             sender = deliverer.sender_of(job, function, tenant)
             if attempt == 1:
-                await publish(MailAccepted(**base(*ids), sender=sender.address))  # type: ignore[arg-type]
+                # Published while the delivery runs; awaited before any later event of the job.
+                accepted = asyncio.create_task(publish(MailAccepted(**base(*ids), sender=sender.address)))  # type: ignore[arg-type]
             delivered = await deliverer.deliver(job, function, tenant, sender)
         except AwaitingAuthorization as exc:
+            await settle(accepted)
             assert wiring.parking is not None
             deadline = await wiring.parking.park(job, function, exc.user, msg.body)
             await publish(MailParked(**base(*ids), user=exc.user, resume_deadline=deadline))  # type: ignore[arg-type]
@@ -202,6 +211,7 @@ def build_app(settings: MailSettings) -> Wiring:
             log.info("job %s parked until %s signs in", job.job_id, exc.user)
             return
         except TransientDeliveryError as exc:
+            await settle(accepted)
             if attempt >= settings.max_deliver:
                 await dead_letter(msg, FailureReason.RETRIES_EXHAUSTED.value, str(exc))
                 await publish(
@@ -229,6 +239,7 @@ def build_app(settings: MailSettings) -> Wiring:
             await msg.nack(delay=delay)
             return
         except PermanentDeliveryError as exc:
+            await settle(accepted)
             log.warning("job %s failed: %s", job.job_id, exc)
             await dead_letter(msg, exc.reason.value, str(exc))
             await publish(
@@ -246,8 +257,8 @@ def build_app(settings: MailSettings) -> Wiring:
             await ledger.create(job.job_id, delivered.message_id.encode())
         except KeyWrongLastSequenceError:
             log.warning("job %s was already in the delivery ledger", job.job_id)
-        await msg.ack()
-        await publish(
+        await settle(accepted)
+        sent = publish(
             MailSent(
                 **base(*ids),  # type: ignore[arg-type]
                 sender=delivered.sender,
@@ -257,6 +268,8 @@ def build_app(settings: MailSettings) -> Wiring:
                 rejected_recipients=tuple(delivered.result.rejected),
             )
         )
+        # The ledger holds the job now: the ack and the event may go together.
+        await asyncio.gather(msg.ack(), sent)
         # The 'sent' event is each job's record; the log keeps to what is unusual.
         log.debug("job %s sent from %s", job.job_id, delivered.sender)
 
