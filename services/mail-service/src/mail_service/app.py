@@ -108,11 +108,18 @@ def build_app(settings: MailSettings) -> Wiring:
         }
 
     async def dead_letter_payload(
-        subject: str, payload: bytes, reason: str, detail: str, deliveries: int
+        subject: str,
+        payload: bytes,
+        reason: str,
+        detail: str,
+        deliveries: int,
+        headers: dict[str, str] | None = None,
     ) -> None:
         letter = DeadLetter(
             dead_letter_id=uuid.uuid4().hex,
             original_subject=subject,
+            # The original's Nats-* headers would make JetStream treat a resend as a duplicate.
+            original_headers={k: v for k, v in (headers or {}).items() if not k.startswith("Nats-")},
             payload_b64=base64.b64encode(payload).decode(),
             reason_code=reason,
             detail=detail,
@@ -143,19 +150,8 @@ def build_app(settings: MailSettings) -> Wiring:
 
     async def dead_letter(msg: NatsMessage, reason: str, detail: str) -> None:
         raw = msg.raw_message
-        headers = {k: v for k, v in (raw.headers or {}).items() if not k.startswith("Nats-")}
-        letter = DeadLetter(
-            dead_letter_id=uuid.uuid4().hex,
-            original_subject=raw.subject,
-            original_headers=headers,
-            payload_b64=base64.b64encode(raw.data).decode(),
-            reason_code=reason,
-            detail=detail,
-            deliveries=raw.metadata.num_delivered if raw.metadata else 1,
-            failed_at=utc_now(),
-            service=SERVICE,
-        )
-        await broker.publish(letter, dead_letter_subject(SERVICE), stream=streams.DLQ_STREAM)
+        deliveries = raw.metadata.num_delivered if raw.metadata else 1
+        await dead_letter_payload(raw.subject, raw.data, reason, detail, deliveries, raw.headers)
 
     @broker.subscriber(
         JOBS_WILDCARD,
@@ -310,6 +306,7 @@ def build_app(settings: MailSettings) -> Wiring:
             await broker.key_value(streams.PARKED_JOBS_BUCKET),
             timedelta(seconds=settings.park_timeout_s),
             on_parking_expired,
+            wiring.deliverer.has_grant,
             utc_now,
         )
         try:

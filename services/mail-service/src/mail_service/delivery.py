@@ -87,6 +87,14 @@ class Deliverer:
         self.clock = clock
         self._tokens: dict[str, tuple[AccessTokenReply, float]] = {}
 
+    async def has_grant(self, principal: Principal) -> bool:
+        """Whether token-service can give a token for this principal now."""
+        try:
+            await self._request_token(principal, False, None)
+        except (AwaitingAuthorization, ReauthorizationNeeded, TokenUnavailable):
+            return False
+        return True
+
     def forget_token(self, tenant_id: str, address: str) -> None:
         """A grant changed (deleted, refreshed, dead): the next job asks token-service again."""
         self._tokens.pop(f"{tenant_id}|{address.casefold()}", None)

@@ -20,10 +20,6 @@ from faststream.nats import NatsBroker
 from fleetmail_contracts import streams
 from fleetmail_contracts.jobs import JobBase, JobFunction, job_command_adapter, job_subject
 from fleetmail_contracts.tokens import (
-    ACCESS_TOKEN_SUBJECT,
-    AccessTokenOutcome,
-    AccessTokenReply,
-    AccessTokenRequest,
     Principal,
     PrincipalKind,
 )
@@ -51,6 +47,7 @@ class Parked:
 
 
 Expired = Callable[[JobBase, JobFunction, str], Awaitable[None]]
+HasGrant = Callable[[Principal], Awaitable[bool]]
 
 
 class ParkingLot:
@@ -60,12 +57,14 @@ class ParkingLot:
         kv: KeyValue,
         timeout: timedelta,
         on_expired: Expired,
+        has_grant: HasGrant,
         clock: Callable[[], datetime],
     ) -> None:
         self.broker = broker
         self.kv = kv
         self.timeout = timeout
         self.on_expired = on_expired
+        self.has_grant = has_grant
         self.clock = clock
 
     async def park(self, job: JobBase, function: JobFunction, user: str, job_json: bytes) -> datetime:
@@ -147,15 +146,10 @@ class ParkingLot:
                     if await self._claim(parked):
                         job = job_command_adapter.validate_json(parked.job_json)
                         await self.on_expired(job, parked.function, parked.user)
-                elif await self._user_has_grant(parked):
+                elif await self.has_grant(
+                    Principal(tenant_id=parked.tenant_id, kind=PrincipalKind.USER, address=parked.user)
+                ):
                     if await self._claim(parked):
                         await self._requeue(parked)
             except NatsError as exc:
                 log.warning("parked job %s not checked this time: %s", parked.key, type(exc).__name__)
-
-    async def _user_has_grant(self, parked: Parked) -> bool:
-        principal = Principal(tenant_id=parked.tenant_id, kind=PrincipalKind.USER, address=parked.user)
-        response = await self.broker.request(
-            AccessTokenRequest(principal=principal), ACCESS_TOKEN_SUBJECT, timeout=5
-        )
-        return AccessTokenReply.model_validate_json(response.body).outcome is AccessTokenOutcome.GRANTED
