@@ -5,20 +5,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import json
 import ssl
 import time
 import uuid
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
 import httpx
 import nats
-from fleetmail_contracts.jobs import AttachmentRef, SendScanToEmail, job_subject
-from fleetmail_contracts.streams import ATTACHMENTS_BUCKET, JOBS_STREAM
-from fleetmail_devkit.probes import request_tokens, tenant_with_administrator_grant
+from fleetmail_contracts.jobs import AttachmentRef
+from fleetmail_contracts.streams import ATTACHMENTS_BUCKET
+from fleetmail_devkit.probes import queue_jobs, request_tokens, tenant_with_administrator_grant
 from fleetmail_devkit.stack import Part, Stack
 
 from .figures import Figure
@@ -71,38 +69,6 @@ async def raw_smtp_rate(stack: Stack, sender: str, token: str) -> float:
     return (JOBS // CONNECTIONS * CONNECTIONS) / elapsed
 
 
-async def queue_jobs(
-    stack: Stack, tenant_id: str, count: int, attachment: AttachmentRef | None = None
-) -> None:
-    client = await nats.connect(stack.nats_url)
-    try:
-        js = client.jetstream()
-        for start in range(0, count, 200):
-            acks = []
-            for n in range(start, min(count, start + 200)):
-                job = SendScanToEmail(
-                    job_id=uuid.uuid4().hex,
-                    tenant_id=tenant_id,
-                    device_id="bench-device",
-                    submitted_at=datetime.now(UTC),
-                    to=("recipient@fabrikam.example",),
-                    subject=f"Scan {n}",
-                    body=BODY,
-                    attachments=(attachment,) if attachment else (),
-                )
-                acks.append(
-                    js.publish(
-                        job_subject(job.function),
-                        job.model_dump_json().encode(),
-                        headers={"Nats-Msg-Id": job.job_id},
-                        stream=JOBS_STREAM,
-                    )
-                )
-            await asyncio.gather(*acks)
-    finally:
-        await client.close()
-
-
 def peak_rss_kb(part: Part) -> int:
     assert part.process is not None
     for line in Path(f"/proc/{part.process.pid}/status").read_text().splitlines():
@@ -125,7 +91,7 @@ async def delivery(stack: Stack, http: httpx.AsyncClient) -> tuple[list[Figure],
     assert token is not None
     raw = await raw_smtp_rate(stack, principal.address, token)
     await stack.stop_part(stack.part("mail-service"))
-    await queue_jobs(stack, principal.tenant_id, JOBS)
+    await queue_jobs(stack, principal.tenant_id, JOBS, f"bench-{uuid.uuid4().hex[:6]}", BODY)
     before = await accepted(stack, http)
     await stack.add_replica("mail-service")
     started = time.perf_counter()
@@ -185,7 +151,7 @@ async def attachment_memory(stack: Stack, http: httpx.AsyncClient) -> list[Figur
     await asyncio.sleep(1)
     rss_before = current_rss_kb(part)
     before = await accepted(stack, http)
-    await queue_jobs(stack, principal.tenant_id, 1, ref)
+    await queue_jobs(stack, principal.tenant_id, 1, f"bench-{uuid.uuid4().hex[:6]}", BODY, ref)
     await wait_for_accepted(stack, http, before + 1)
     growth = (peak_rss_kb(part) - rss_before) * 1024
     return [
@@ -199,6 +165,3 @@ async def run(stack: Stack) -> list[Figure]:
         figures += await end_to_end(stack, http, raw)
         figures += await attachment_memory(stack, http)
         return figures
-
-
-__all__ = ["json", "run"]

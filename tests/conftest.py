@@ -47,3 +47,11 @@ async def stack() -> AsyncIterator[Stack]:
 async def emulator_http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(verify=stack.ssl_context(), timeout=10.0, trust_env=False) as client:
         yield client
+
+
+@pytest.fixture
+async def admin(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """job-gateway's API as the fleet administrator."""
+    headers = {"Authorization": f"Bearer {stack.admin_api_key()}"}
+    async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers, timeout=30) as http:
+        yield http

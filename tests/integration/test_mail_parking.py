@@ -5,18 +5,9 @@ import json
 import uuid
 
 import httpx
-import pytest
 
 from .test_mail_delivery import final_status, received
 from .test_token_deletion import tenant_with_device, user_signs_in
-
-
-@pytest.fixture
-async def admin(stack):
-    async with httpx.AsyncClient(
-        base_url=stack.gateway_url, headers={"Authorization": f"Bearer {stack.admin_api_key()}"}, timeout=30
-    ) as http:
-        yield http
 
 
 async def submit_for(stack, device, user: str) -> str:

@@ -4,44 +4,10 @@ import asyncio
 import signal
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
 
-import nats
-from fleetmail_contracts.jobs import SendScanToEmail, job_subject
-from fleetmail_contracts.streams import JOBS_STREAM
-from fleetmail_devkit.probes import tenant_with_administrator_grant
+from fleetmail_devkit.probes import queue_jobs, tenant_with_administrator_grant
 
 JOBS = 500
-
-
-async def queue(stack, tenant_id: str, tag: str) -> set[str]:
-    client = await nats.connect(stack.nats_url)
-    ids = set()
-    try:
-        js = client.jetstream()
-        acks = []
-        for n in range(JOBS):
-            job = SendScanToEmail(
-                job_id=f"{tag}-{n:04d}",
-                tenant_id=tenant_id,
-                device_id="replica-test",
-                submitted_at=datetime.now(UTC),
-                to=("x@fabrikam.example",),
-                subject=f"{tag} {n}",
-            )
-            ids.add(f"<{job.job_id}@fleetmail>")
-            acks.append(
-                js.publish(
-                    job_subject(job.function),
-                    job.model_dump_json().encode(),
-                    headers={"Nats-Msg-Id": job.job_id},
-                    stream=JOBS_STREAM,
-                )
-            )
-        await asyncio.gather(*acks)
-    finally:
-        await client.close()
-    return ids
 
 
 async def delivered(stack, http, tag: str) -> Counter:
@@ -63,7 +29,7 @@ async def test_two_replicas_deliver_each_job_exactly_once(stack, emulator_http) 
     replica = await stack.add_replica("mail-service")
     try:
         tag = f"rep-{uuid.uuid4().hex[:6]}"
-        expected = await queue(stack, principal.tenant_id, tag)
+        expected = await queue_jobs(stack, principal.tenant_id, JOBS, tag)
         seen = await wait_for(stack, emulator_http, tag, expected)
         assert set(seen) == expected
         assert max(seen.values()) == 1, [m for m, n in seen.items() if n > 1]
@@ -75,7 +41,7 @@ async def test_a_replica_killed_mid_run_loses_nothing(stack, emulator_http) -> N
     principal = await tenant_with_administrator_grant(stack, emulator_http)
     replica = await stack.add_replica("mail-service")
     tag = f"kill-{uuid.uuid4().hex[:6]}"
-    expected = await queue(stack, principal.tenant_id, tag)
+    expected = await queue_jobs(stack, principal.tenant_id, JOBS, tag)
     for _ in range(600):
         if sum((await delivered(stack, emulator_http, tag)).values()) >= JOBS // 4:
             break

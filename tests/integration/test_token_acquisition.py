@@ -5,7 +5,6 @@ import uuid
 from urllib.parse import parse_qs, urlparse
 
 import httpx
-import pytest
 from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalKind
 from fleetmail_devkit.probes import request_tokens
 
@@ -14,14 +13,6 @@ def posted_form(page: str) -> tuple[str, dict[str, str]]:
     action = re.search(r'action="([^"]+)"', page)
     assert action is not None, page
     return action.group(1), dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page))
-
-
-@pytest.fixture
-async def admin(stack):
-    async with httpx.AsyncClient(
-        base_url=stack.gateway_url, headers={"Authorization": f"Bearer {stack.admin_api_key()}"}, timeout=30
-    ) as http:
-        yield http
 
 
 async def new_tenant(admin: httpx.AsyncClient, provider: str = "microsoft") -> tuple[str, str]:

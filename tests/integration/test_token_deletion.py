@@ -4,17 +4,8 @@ import asyncio
 import uuid
 
 import httpx
-import pytest
 from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalKind
 from fleetmail_devkit.probes import request_tokens
-
-
-@pytest.fixture
-async def admin(stack):
-    async with httpx.AsyncClient(
-        base_url=stack.gateway_url, headers={"Authorization": f"Bearer {stack.admin_api_key()}"}, timeout=30
-    ) as http:
-        yield http
 
 
 async def tenant_with_device(

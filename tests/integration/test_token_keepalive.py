@@ -2,7 +2,6 @@
 
 import asyncio
 
-import httpx
 import pytest
 from fleetmail_contracts.tokens import AccessTokenOutcome
 from fleetmail_devkit.probes import events, request_tokens, tenant_with_administrator_grant
@@ -17,14 +16,6 @@ async def sweeper(stack):
     replica = await stack.add_replica("token-service", SWEEPING)
     yield replica
     await stack.stop_part(replica)
-
-
-@pytest.fixture
-async def admin(stack):
-    async with httpx.AsyncClient(
-        base_url=stack.gateway_url, headers={"Authorization": f"Bearer {stack.admin_api_key()}"}, timeout=30
-    ) as http:
-        yield http
 
 
 async def test_an_idle_microsoft_grant_outlives_90_days(stack, emulator_http, sweeper) -> None:

@@ -8,6 +8,8 @@ import uuid
 
 import httpx
 import nats
+from fleetmail_contracts.jobs import AttachmentRef, SendScanToEmail, job_subject
+from fleetmail_contracts.streams import JOBS_STREAM
 from fleetmail_contracts.tokens import (
     ACCESS_TOKEN_SUBJECT,
     AccessTokenReply,
@@ -110,3 +112,47 @@ async def events(stack: Stack, subject: str) -> list[dict[str, object]]:
             found.append(json.loads(message.data))
     finally:
         await client.close()
+
+
+async def queue_jobs(
+    stack: Stack,
+    tenant_id: str,
+    count: int,
+    tag: str,
+    body: str | None = None,
+    attachment: AttachmentRef | None = None,
+) -> set[str]:
+    """Scan-to-email jobs published straight into JetStream, as job-gateway would; returns
+    the Message-IDs they will carry (`<tag>-<n>` job ids, subjects starting with the tag)."""
+    from datetime import UTC, datetime
+
+    client = await nats.connect(stack.nats_url)
+    message_ids = set()
+    try:
+        js = client.jetstream()
+        for start in range(0, count, 200):
+            acks = []
+            for n in range(start, min(count, start + 200)):
+                job = SendScanToEmail(
+                    job_id=f"{tag}-{n:04d}",
+                    tenant_id=tenant_id,
+                    device_id="probe-device",
+                    submitted_at=datetime.now(UTC),
+                    to=("recipient@fabrikam.example",),
+                    subject=f"{tag} {n}",
+                    body=body,
+                    attachments=(attachment,) if attachment else (),
+                )
+                message_ids.add(f"<{job.job_id}@fleetmail>")
+                acks.append(
+                    js.publish(
+                        job_subject(job.function),
+                        job.model_dump_json().encode(),
+                        headers={"Nats-Msg-Id": job.job_id},
+                        stream=JOBS_STREAM,
+                    )
+                )
+            await asyncio.gather(*acks)
+    finally:
+        await client.close()
+    return message_ids

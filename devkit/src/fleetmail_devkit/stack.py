@@ -29,6 +29,12 @@ from .ports import free_port, port_in_use, port_open
 DEMO_CLIENT_ID = "fleetmail-demo-client"
 DEMO_GOOGLE_CLIENT_ID = "fleetmail-demo.apps.googleusercontent.com"
 DEMO_GOOGLE_CLIENT_SECRET = "demo-google-secret"
+SERVICE_MODULES = {
+    "token-service": "token_service",
+    "mail-service": "mail_service",
+    "notifier": "notifier",
+    "job-gateway": "job_gateway",
+}
 COLOURS = ["36", "33", "35", "32", "34", "31", "96", "93", "95"]
 
 
@@ -258,14 +264,8 @@ class Stack:
                 port=self.ports.smtp_starttls,
             )
         )
-        modules = {
-            "token-service": "token_service",
-            "mail-service": "mail_service",
-            "notifier": "notifier",
-            "job-gateway": "job_gateway",
-        }
         for name in self.services:
-            part = Part(name, [py, "-m", modules[name]], env=self.service_env())
+            part = Part(name, [py, "-m", SERVICE_MODULES[name]], env=self.service_env())
             if name == "job-gateway":
                 part.ready = self._gateway_ready
                 part.port = self.ports.gateway
@@ -376,11 +376,10 @@ class Stack:
         self, service: str, env: dict[str, str] | None = None, timeout_s: float = 30.0
     ) -> Part:
         """Start one more process of a service (a replica), with optional extra settings."""
-        modules = {"token-service": "token_service", "mail-service": "mail_service", "notifier": "notifier"}
         count = sum(1 for p in self.parts if p.name.startswith(service))
         part = Part(
             f"{service}-{count + 1}",
-            [sys.executable, "-m", modules[service]],
+            [sys.executable, "-m", SERVICE_MODULES[service]],
             env={**self.service_env(), **(env or {})},
             ready_line=f"{service} ready",
         )
