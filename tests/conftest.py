@@ -30,6 +30,8 @@ async def stack() -> AsyncIterator[Stack]:
         echo=False,
         extra_env={
             "FLEETMAIL_TOKEN_LEASE_TTL_S": "3",
+            "FLEETMAIL_TOKEN_DEVICE_POLL_GRACE_S": "1",
+            "FLEETMAIL_TOKEN_DEVICE_POLL_CHECK_S": "1",
             "FLEETMAIL_MAIL_ACK_WAIT_S": "6",
             "FLEETMAIL_MAIL_PARK_TIMEOUT_S": "15",
             "FLEETMAIL_MAIL_PARK_SWEEP_S": "1",

@@ -42,7 +42,7 @@ async def test_rotate_keys_while_serving(stack, emulator_http) -> None:
     stop.set()
     await load
     assert process.returncode == 0, output
-    assert "re-encrypted" in output and "every grant is encrypted under key" in output
+    assert "re-encrypted" in output and "every grant and credential is encrypted under key" in output
 
     keyring = json.loads((stack.data_dir / "keyring.json").read_text())
     assert len(keyring["keys"]) >= 2
@@ -50,9 +50,13 @@ async def test_rotate_keys_while_serving(stack, emulator_http) -> None:
     mongo: AsyncMongoClient = AsyncMongoClient(stack.mongodb_uri)
     try:
         async for grant in mongo["fleetmail_tokens"]["grants"].find({"status": "active"}):
-            assert grant["refresh_token"]["key_id"] == keyring["current"]
-            if grant.get("access_token"):
-                assert grant["access_token"]["key_id"] == keyring["current"]
+            for sealed in ("refresh_token", "access_token"):
+                if grant.get(sealed):  # app-only grants have no refresh token
+                    assert grant[sealed]["key_id"] == keyring["current"]
+        async for stored in mongo["fleetmail_tokens"]["credentials"].find():
+            for secret in ("microsoft_client_secret", "google_service_account", "smtp_password"):
+                if stored.get(secret):
+                    assert stored[secret]["key_id"] == keyring["current"]
     finally:
         await mongo.close()
     after = await request_tokens(stack, principals[0], 3, force_refresh=True)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from . import alerts, dead_letters, devices, jobs, mail_events, tenants, tokens
+from . import alerts, credentials, dead_letters, devices, jobs, mail_events, tenants, tokens
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,21 @@ def channels() -> list[Channel]:
         ),
         (tokens.GRANT_STATUS_SUBJECT, tokens.GrantStatusRequest, tokens.GrantStatusReply),
         (tokens.DELETE_GRANT_SUBJECT, tokens.DeleteGrant, tokens.DeleteGrantReply),
+        (
+            credentials.SET_CREDENTIALS_SUBJECT,
+            credentials.SetCredentials,
+            credentials.CredentialsView,
+        ),
+        (
+            credentials.VIEW_CREDENTIALS_SUBJECT,
+            credentials.ViewCredentials,
+            credentials.CredentialsView,
+        ),
+        (
+            credentials.SMTP_CREDENTIALS_SUBJECT,
+            credentials.SmtpCredentialsRequest,
+            credentials.SmtpCredentialsReply,
+        ),
     ]
     for subject, request, reply in rpc:
         found.append(Channel(subject, request, "request", f"Answered with {reply.__name__}."))
@@ -77,6 +92,8 @@ def models() -> list[type[BaseModel]]:
         tokens.GrantStatusReply,
         tokens.DeleteGrantReply,
         tokens.TokenError,
+        credentials.CredentialsView,
+        credentials.SmtpCredentialsReply,
         tenants.TenantSettings,
     ]
     for model in [c.model for c in channels()] + extra:

@@ -41,6 +41,13 @@ class IdentitySettings(Contract):
     client_id: str | None = None
     token_uri: str | None = Field(default=None, description="Google token endpoint override")
     google_testing_mode: bool = False
+    app_only: bool = Field(
+        default=False,
+        description=(
+            "Send with the app's own identity, no user consent that can lapse: Microsoft client "
+            "credentials (SMTP.SendAsApp) or a Google service account with domain-wide delegation"
+        ),
+    )
 
 
 class SmtpSettings(Contract):

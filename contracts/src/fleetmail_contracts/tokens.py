@@ -132,6 +132,7 @@ class GrantView(Contract):
     principal: Principal
     provider: Provider
     status: GrantStatus
+    flow: AcquisitionFlow | None = Field(default=None, description="app_only: no user consent to lapse")
     scopes: tuple[str, ...]
     acquired_at: Timestamp
     last_refreshed_at: Timestamp | None = None

@@ -87,7 +87,19 @@ HVE_TOKEN_EXPIRING = KnownReply(
     reason_code="authentication_failed",
 )
 
+NOT_AUTHENTICATED = KnownReply(
+    name="not_authenticated",
+    code=530,
+    text="5.7.57 Client not authenticated to send mail.",
+    reply_class=ReplyClass.PERMANENT,
+    reason_code="authentication_failed",
+    remedy=(
+        "The server accepts mail only after SMTP AUTH: store the tenant's SMTP username and "
+        "password, or switch the tenant to OAuth 2.0."
+    ),
+)
 KNOWN_REPLIES: tuple[KnownReply, ...] = (
+    NOT_AUTHENTICATED,
     SMTP_AUTH_DISABLED,
     BASIC_AUTH_REFUSED,
     SEND_AS_DENIED,

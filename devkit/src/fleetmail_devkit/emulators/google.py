@@ -5,7 +5,10 @@ refresh_token without rotation), `/tokeninfo` for the SMTP emulator, `/revoke`, 
 `/oauth2/v3/certs`. A refresh token comes only with `access_type=offline` on first consent
 or with `prompt=consent`. Dead grants answer `invalid_grant` "Token has been expired or
 revoked."; an app in testing mode has refresh tokens that die after 7 days. The device flow
-refuses the Gmail scope with `invalid_scope`.
+refuses the Gmail scope with `invalid_scope`. Service accounts with domain-wide delegation
+sign a JWT and redeem it at `/token` (`urn:ietf:params:oauth:grant-type:jwt-bearer`);
+the emulator checks the signature against the account's key, the audience, the lifetime,
+the delegated scopes and the Workspace domain of `sub`, with Google's error bodies.
 
 Control API: `/_emulator/...` as for the Microsoft emulator.
 """
@@ -17,6 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
@@ -38,6 +44,21 @@ from .identity import (
 MAIL_SCOPE = "https://mail.google.com/"
 TESTING_REFRESH_LIFETIME_S = 7 * 24 * 3600
 IDLE_REFRESH_LIFETIME_S = 183 * 24 * 3600
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+MAX_ASSERTION_LIFETIME_S = 3600
+
+
+def assertion_audiences(base_url: str) -> list[str]:
+    """Google wants its token endpoint as the assertion's audience, and google-auth always
+    writes that one, whatever `token_uri` says; the emulator's own URL is accepted too."""
+    return ["https://oauth2.googleapis.com/token", f"{base_url}/token"]
+
+
+UNAUTHORIZED_DELEGATION = {
+    "error": "unauthorized_client",
+    "error_description": "Client is unauthorized to retrieve access tokens using this method, or client "
+    "not authorized for any of the scopes requested.",
+}
 EXPIRED_OR_REVOKED = {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
 
 
@@ -83,12 +104,24 @@ class AuthCode:
 
 
 @dataclass
+class ServiceAccount:
+    client_email: str
+    client_id: str
+    key_id: str
+    public_key: rsa.RSAPublicKey
+    domain: str
+    delegated_scopes: set[str]
+    """What the Workspace admin console allows this client id (domain-wide delegation)."""
+
+
+@dataclass
 class State:
     apps: dict[str, App] = field(default_factory=dict)
     grants: dict[str, Grant] = field(default_factory=dict)  # refresh token → grant
     consented: set[tuple[str, str]] = field(default_factory=set)  # (client, user)
     access_tokens: dict[str, AccessToken] = field(default_factory=dict)
     auth_codes: dict[str, AuthCode] = field(default_factory=dict)
+    service_accounts: dict[str, ServiceAccount] = field(default_factory=dict)
     issued_access_tokens: list[str] = field(default_factory=list)
     issued_refresh_tokens: list[str] = field(default_factory=list)
     next_sign_in: str | None = None
@@ -102,6 +135,12 @@ class RegisterApp(BaseModel):
     client_secret: str | None = None
     testing_mode: bool = False
     redirect_uris: list[str] = []
+
+
+class CreateServiceAccount(BaseModel):
+    client_email: str
+    domain: str
+    delegated_scopes: list[str] = [MAIL_SCOPE]
 
 
 class UserRequest(BaseModel):
@@ -215,11 +254,61 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         params = {"code": code, "state": query.get("state", ""), "scope": query.get("scope", "")}
         return RedirectResponse(f"{query.get('redirect_uri')}?{urlencode(params)}", status_code=302)
 
+    def jwt_bearer(assertion: str) -> Response:
+        """A service account's signed assertion, as Google's token endpoint checks it."""
+        try:
+            header = jwt.get_unverified_header(assertion)
+            unverified = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return json_error(400, {"error": "invalid_grant", "error_description": "Invalid JWT."})
+        account = state.service_accounts.get(str(unverified.get("iss", "")))
+        if account is None or header.get("kid") != account.key_id:
+            return json_error(
+                400, {"error": "invalid_grant", "error_description": "Invalid grant: account not found"}
+            )
+        try:
+            claims = jwt.decode(
+                assertion, account.public_key, algorithms=["RS256"], audience=assertion_audiences(base_url)
+            )
+        except (jwt.InvalidSignatureError, jwt.InvalidAudienceError):
+            return json_error(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
+        except jwt.PyJWTError:
+            claims = {}
+        iat, exp = claims.get("iat"), claims.get("exp")
+        if not isinstance(iat, int) or not isinstance(exp, int) or exp - iat > MAX_ASSERTION_LIFETIME_S:
+            return json_error(
+                400,
+                {
+                    "error": "invalid_grant",
+                    "error_description": "Invalid JWT: Token must be a short-lived token (60 minutes) and "
+                    "in a reasonable timeframe. Check your iat and exp values in the JWT claim.",
+                },
+            )
+        scopes = str(claims.get("scope", "")).split()
+        subject = claims.get("sub")
+        if subject:
+            if not scopes or not set(scopes) <= account.delegated_scopes:
+                return json_error(401, UNAUTHORIZED_DELEGATION)
+            if not str(subject).lower().endswith("@" + account.domain.lower()):
+                return json_error(
+                    400, {"error": "invalid_grant", "error_description": "Invalid email or User ID"}
+                )
+        user = str(subject or account.client_email)
+        return JSONResponse(
+            {
+                "access_token": new_access_token(account.client_id, user, scopes),
+                "expires_in": state.access_token_lifetime_s,
+                "token_type": "Bearer",
+            }
+        )
+
     @api.post("/token")
     async def token(request: Request) -> Response:
         if (failed := fault_response("token")) is not None:
             return failed
         form = await form_of(request)
+        if form.get("grant_type") == JWT_BEARER_GRANT:
+            return jwt_bearer(form.get("assertion", ""))
         client_id, client_secret = client_credentials_from(request, form)
         app_ = state.apps.get(client_id or "")
         if app_ is None:
@@ -343,6 +432,36 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             body.client_id, body.client_secret, body.testing_mode, tuple(body.redirect_uris)
         )
         return {"client_id": body.client_id}
+
+    @api.post("/_emulator/service-accounts")
+    async def create_service_account(body: CreateServiceAccount) -> dict[str, Any]:
+        """A service account with domain-wide delegation; answers with its JSON key file."""
+        private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key_id = secrets.token_hex(20)
+        client_id = str(secrets.randbelow(10**21))
+        state.service_accounts[body.client_email] = ServiceAccount(
+            body.client_email,
+            client_id,
+            key_id,
+            private_key.public_key(),
+            body.domain,
+            set(body.delegated_scopes),
+        )
+        pem = private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        return {
+            "type": "service_account",
+            "project_id": "fleetmail-emulator",
+            "private_key_id": key_id,
+            "private_key": pem,
+            "client_email": body.client_email,
+            "client_id": client_id,
+            "auth_uri": f"{base_url}/o/oauth2/v2/auth",
+            "token_uri": f"{base_url}/token",
+            "auth_provider_x509_cert_url": f"{base_url}/oauth2/v1/certs",
+            "universe_domain": "googleapis.com",
+        }
 
     @api.post("/_emulator/grants/revoke")
     async def revoke(body: UserRequest) -> dict[str, int]:

@@ -92,6 +92,11 @@ ERRORS: dict[int, tuple[str, str]] = {
     ),
     900144: ("invalid_request", "The request body must contain the following parameter: '{parameter}'."),
     90014: ("invalid_request", "The request was throttled."),
+    1002012: (
+        "invalid_scope",
+        "The provided value for scope {scope} is not valid. Client credential flows must have a scope "
+        "value with /.default suffixed to the resource identifier (application ID URI).",
+    ),
 }
 
 
@@ -452,6 +457,8 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         if grant_type == "client_credentials":
             if app_.client_secret is None:
                 return json_error(401, error_body(7000215))
+            if len(scopes) != 1 or not scopes[0].endswith("/.default"):
+                return json_error(400, error_body(1002012, scope=" ".join(scopes)))
             issued = int(now())
             access_token = key.sign(
                 {
@@ -461,7 +468,9 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                     "exp": issued + state.access_token_lifetime_s,
                     "appid": client_id,
                     "roles": ["SMTP.SendAsApp"],
+                    "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"service-principal/{client_id}")),
                     "tid": tenant_id(tenant),
+                    "jti": secrets.token_hex(8),
                 }
             )
             state.issued_access_tokens.append(access_token)

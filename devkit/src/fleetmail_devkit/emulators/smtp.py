@@ -24,6 +24,7 @@ import mailbox
 import ssl
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.utils import getaddresses
@@ -50,6 +51,9 @@ class Mailbox:
     password: str | None = None
     smtp_auth_disabled: bool = False
     send_as: set[str] = field(default_factory=set)
+    app_access: set[str] = field(default_factory=set)
+    """App (client) ids granted this mailbox (Exchange's Add-MailboxPermission for the
+    app's service principal): what an app-only SMTP.SendAsApp token needs."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,9 @@ class EmulatorState:
     maildir: mailbox.Maildir
     mailboxes: dict[str, Mailbox] = field(default_factory=dict)
     basic_auth_removed: bool = False
+    require_auth: bool = True
+    """Submission ports refuse MAIL before AUTH; off, the emulator is a relay that trusts the
+    client's address (an on-premises relay)."""
     rejected_recipients: set[str] = field(default_factory=set)
     faults: list[Fault] = field(default_factory=list)
     accepted: list[Accepted] = field(default_factory=list)
@@ -110,7 +117,10 @@ class EmulatorState:
 class TokenVerifier:
     """Checks XOAUTH2 bearer tokens against the identity emulators, as the real servers do."""
 
-    def __init__(self, microsoft_url: str, google_url: str, ca_file: Path) -> None:
+    def __init__(
+        self, microsoft_url: str, google_url: str, ca_file: Path, mailbox_of: Callable[[str], Mailbox | None]
+    ) -> None:
+        self._mailbox_of = mailbox_of
         self.microsoft_url = microsoft_url.rstrip("/")
         self.google_url = google_url.rstrip("/")
         self._http = httpx.AsyncClient(
@@ -143,7 +153,9 @@ class TokenVerifier:
         except jwt.PyJWTError:
             return False
         if "SMTP.SendAsApp" in claims.get("roles", []):
-            return True
+            # App-only: Exchange lets the app's service principal in only where it was granted.
+            box = self._mailbox_of(user)
+            return box is not None and str(claims.get("appid", "")) in box.app_access
         scopes = str(claims.get("scp", "")).split()
         return "SMTP.Send" in scopes and str(claims.get("upn", "")).lower() == user.lower()
 
@@ -252,6 +264,13 @@ class Handler:
     ) -> str:
         if (fault := self.state.take_fault("mail")) is not None:
             return f"{fault.code} {fault.text}"
+        if self.state.require_auth and not session.authenticated:
+            if self.state.flavour == "gmail":
+                return (
+                    "530-5.7.0 Authentication Required. For more information, go to\r\n"
+                    "530 5.7.0  https://support.google.com/mail/?p=WantAuthError - gsmtp"
+                )
+            return reply(smtp_replies.NOT_AUTHENTICATED)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Sender OK"
@@ -311,6 +330,7 @@ class MailboxRequest(BaseModel):
     password: str | None = None
     smtp_auth_disabled: bool = False
     send_as: list[str] = []
+    app_access: list[str] = []
 
 
 class FaultRequest(BaseModel):
@@ -322,6 +342,7 @@ class FaultRequest(BaseModel):
 
 class SettingsRequest(BaseModel):
     basic_auth_removed: bool | None = None
+    require_auth: bool | None = None
     rejected_recipients: list[str] | None = None
 
 
@@ -331,7 +352,11 @@ def control_app(state: EmulatorState) -> FastAPI:
     @api.post("/_emulator/mailboxes")
     async def put_mailbox(body: MailboxRequest) -> dict[str, str]:
         state.mailboxes[body.address.lower()] = Mailbox(
-            body.address, body.password, body.smtp_auth_disabled, {a.lower() for a in body.send_as}
+            body.address,
+            body.password,
+            body.smtp_auth_disabled,
+            {a.lower() for a in body.send_as},
+            set(body.app_access),
         )
         return {"address": body.address}
 
@@ -344,6 +369,8 @@ def control_app(state: EmulatorState) -> FastAPI:
     async def settings(body: SettingsRequest) -> dict[str, bool]:
         if body.basic_auth_removed is not None:
             state.basic_auth_removed = body.basic_auth_removed
+        if body.require_auth is not None:
+            state.require_auth = body.require_auth
         if body.rejected_recipients is not None:
             state.rejected_recipients = {a.lower() for a in body.rejected_recipients}
         return {"ok": True}
@@ -400,7 +427,7 @@ async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
 
     args.maildir.parent.mkdir(parents=True, exist_ok=True)
     state = EmulatorState(flavour=args.flavour, maildir=mailbox.Maildir(args.maildir, create=True))
-    verifier = TokenVerifier(args.microsoft_url, args.google_url, tls.ca_cert)
+    verifier = TokenVerifier(args.microsoft_url, args.google_url, tls.ca_cert, state.mailbox_of)
     context = server_tls_context(tls)
     hostname = "emulator.outlook.com" if args.flavour == "microsoft" else "smtp.gmail.com"
     loop = asyncio.get_running_loop()
@@ -413,7 +440,7 @@ async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
             ident="Microsoft ESMTP MAIL Service" if args.flavour == "microsoft" else "gsmtp",
             tls_context=None if implicit else context,
             require_starttls=not implicit,
-            auth_required=True,
+            auth_required=False,  # MAIL before AUTH gets the provider's own 530 (handle_MAIL)
             auth_require_tls=not implicit,
             authenticator=handler.authenticate_basic,
             data_size_limit=157_286_400 if args.flavour == "microsoft" else 36_700_160,

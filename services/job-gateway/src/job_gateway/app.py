@@ -22,6 +22,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicC
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, PullSub
 from fleetmail_contracts import streams
+from fleetmail_contracts.credentials import (
+    SET_CREDENTIALS_SUBJECT,
+    VIEW_CREDENTIALS_SUBJECT,
+    CredentialField,
+    CredentialsView,
+    SetCredentials,
+    ViewCredentials,
+)
 from fleetmail_contracts.devices import (
     AutoResetTriggered,
     DeviceEventBase,
@@ -112,6 +120,21 @@ class DeviceRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     name: str = Field(default="", max_length=200)
+
+
+class CredentialsInput(BaseModel):
+    """A tenant's secrets, write-only: given fields replace what is stored, `clear` removes."""
+
+    model_config = ConfigDict(extra="forbid")
+    microsoft_client_secret: str | None = Field(default=None, repr=False, max_length=1024)
+    google_service_account: dict[str, Any] | None = Field(
+        default=None,
+        repr=False,
+        description="The service account's JSON key file, as Google Cloud exports it",
+    )
+    smtp_username: str | None = Field(default=None, max_length=320)
+    smtp_password: str | None = Field(default=None, repr=False, max_length=1024)
+    clear: tuple[CredentialField, ...] = ()
 
 
 class DeviceCredentials(BaseModel):
@@ -304,6 +327,23 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     async def get_tenant(tenant_id: str) -> TenantSettings:
         return await tenant_or_404(tenant_id)
 
+    @app.put("/v1/admin/tenants/{tenant_id}/credentials", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def put_credentials(tenant_id: str, credentials_in: CredentialsInput) -> CredentialsView:
+        """Provider app credentials (app-only sending) and the SMTP password (OAuth 2.0 off),
+        stored encrypted by token-service. The answer says what is set, never the secrets."""
+        await tenant_or_404(tenant_id)
+        request = SetCredentials(tenant_id=tenant_id, **credentials_in.model_dump())
+        view = CredentialsView.model_validate_json(await token_rpc(request, SET_CREDENTIALS_SUBJECT))
+        if view.error:
+            raise Problem(422, "credentials-invalid", "Credentials refused", view.error)
+        return view
+
+    @app.get("/v1/admin/tenants/{tenant_id}/credentials", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def get_credentials(tenant_id: str) -> CredentialsView:
+        await tenant_or_404(tenant_id)
+        request = ViewCredentials(tenant_id=tenant_id)
+        return CredentialsView.model_validate_json(await token_rpc(request, VIEW_CREDENTIALS_SUBJECT))
+
     @app.post(
         "/v1/admin/tenants/{tenant_id}/devices",
         tags=["admin"],
@@ -346,7 +386,9 @@ def build_app(settings: GatewaySettings) -> FastAPI:
                 "No administrator address",
                 "set the tenant's administrator e-mail address first",
             )
-        if flow is None:
+        if flow is None and tenant.identity.app_only:
+            flow = AcquisitionFlow.APP_ONLY
+        elif flow is None:
             google = tenant.provider is Provider.GOOGLE
             flow = AcquisitionFlow.AUTHORIZATION_CODE if google else AcquisitionFlow.DEVICE_CODE
         request = StartAcquisition(

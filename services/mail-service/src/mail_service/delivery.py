@@ -13,6 +13,11 @@ from datetime import datetime
 from typing import IO
 
 from faststream.nats import NatsBroker
+from fleetmail_contracts.credentials import (
+    SMTP_CREDENTIALS_SUBJECT,
+    SmtpCredentialsReply,
+    SmtpCredentialsRequest,
+)
 from fleetmail_contracts.jobs import JobBase, JobFunction
 from fleetmail_contracts.mail_events import FailureReason
 from fleetmail_contracts.streams import ATTACHMENTS_BUCKET
@@ -38,12 +43,16 @@ from .errors import (
     AwaitingAuthorization,
     InvalidJob,
     ReauthorizationNeeded,
-    SenderNotAllowed,
+    SmtpPermanent,
     TokenUnavailable,
 )
 
 CHUNK = 1024 * 1024
 TOKEN_MEMORY_S = 30.0
+BAD_PASSWORD_REMEDY = (
+    "The SMTP server refused the tenant's stored username and password: store the right ones "
+    "with the tenant's credentials, or switch the tenant to OAuth 2.0."
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ class Deliverer:
         self.token_timeout_s = token_timeout_s
         self.clock = clock
         self._tokens: dict[str, tuple[AccessTokenReply, float]] = {}
+        self._smtp_credentials: dict[str, tuple[SmtpCredentialsReply, float]] = {}
 
     async def has_grant(self, principal: Principal) -> bool:
         """Whether token-service can give a token for this principal now."""
@@ -94,6 +104,22 @@ class Deliverer:
         except (AwaitingAuthorization, ReauthorizationNeeded, TokenUnavailable):
             return False
         return True
+
+    async def _stored_credentials(self, tenant_id: str) -> SmtpCredentialsReply:
+        """The tenant's SMTP username and password (OAuth 2.0 off), held briefly in memory."""
+        cached = self._smtp_credentials.get(tenant_id)
+        if cached is not None and time.monotonic() < cached[1]:
+            return cached[0]
+        request = SmtpCredentialsRequest(tenant_id=tenant_id)
+        try:
+            response = await self.broker.request(
+                request, SMTP_CREDENTIALS_SUBJECT, timeout=self.token_timeout_s
+            )
+        except (NatsTimeoutError, NoRespondersError, TimeoutError) as exc:
+            raise TokenUnavailable(f"token-service did not answer: {type(exc).__name__}") from exc
+        reply = SmtpCredentialsReply.model_validate_json(response.body)
+        self._smtp_credentials[tenant_id] = (reply, time.monotonic() + TOKEN_MEMORY_S)
+        return reply
 
     def forget_token(self, tenant_id: str, address: str) -> None:
         """A grant changed (deleted, refreshed, dead): the next job asks token-service again."""
@@ -168,9 +194,9 @@ class Deliverer:
         self, job: JobBase, function: JobFunction, tenant: TenantSettings, sender: Sender
     ) -> Delivered:
         if not tenant.oauth_enabled:
-            raise SenderNotAllowed(
-                f"tenant {tenant.tenant_id!r} has OAuth 2.0 off; stored-credential sending is not available yet"
-            )
+            async with self._attachments(job) as attachments:
+                message, recipients = compose(job, function, sender.address, attachments, self.clock())
+                return await self._send_basic(job, tenant, sender, message, recipients)
         principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
         async with self._attachments(job) as attachments:
             message, recipients = compose(job, function, sender.address, attachments, self.clock())
@@ -201,5 +227,33 @@ class Deliverer:
                 raise ReauthorizationNeeded(
                     f"the SMTP server refused a freshly refreshed token for {sender.address}: {again.smtp_reply}"
                 ) from None
+        return self._delivered(job, sender, result, recipients)
+
+    async def _send_basic(
+        self,
+        job: JobBase,
+        tenant: TenantSettings,
+        sender: Sender,
+        message: MimeMessage,
+        recipients: list[str],
+    ) -> Delivered:
+        """OAuth 2.0 off (the device's default): PLAIN/LOGIN with the tenant's stored
+        credentials, or no AUTH when none are stored."""
+        stored = await self._stored_credentials(tenant.tenant_id)
+        credentials = Credentials(sender.address, password=stored.password, username=stored.username)
+        try:
+            result = await self.smtp.send(tenant.effective_smtp(), credentials, message, recipients)
+        except TokenRejected as exc:
+            # A plain 535 on PLAIN/LOGIN: the password is wrong, and no refresh will help.
+            raise SmtpPermanent(
+                f"the SMTP server refused the tenant's SMTP credentials: {exc.smtp_reply}",
+                FailureReason.AUTHENTICATION_FAILED,
+                BAD_PASSWORD_REMEDY,
+                exc.smtp_reply,
+            ) from None
+        return self._delivered(job, sender, result, recipients)
+
+    @staticmethod
+    def _delivered(job: JobBase, sender: Sender, result: SendResult, recipients: list[str]) -> Delivered:
         accepted = tuple(r for r in recipients if r not in result.rejected)
         return Delivered(sender.address, message_id(job.job_id), result, accepted)

@@ -1,4 +1,5 @@
-"""`python -m token_service [serve]` runs the service; `rotate-keys` re-encrypts every grant.
+"""`python -m token_service [serve]` runs the service; `rotate-keys` re-encrypts every grant
+and every stored credential.
 
 python -m token_service rotate-keys --add-key   # new key, then re-encrypt under it
 python -m token_service rotate-keys             # resume: re-encrypt what is left
@@ -14,6 +15,7 @@ from fleetmail_runtime.crypto import CryptoError, KeyringFile, add_key
 from fleetmail_runtime.logging import configure_logging
 from fleetmail_runtime.mongo import connect_mongo
 
+from .adapters.credentials import CredentialStore
 from .adapters.grants import GrantStore
 from .app import SERVICE, build_app
 from .settings import TokenSettings
@@ -29,9 +31,13 @@ async def rotate_keys(settings: TokenSettings, add: bool) -> int:
     keyring = KeyringFile(path)
     mongo = connect_mongo(settings.common, f"{SERVICE}-rotate-keys")
     store = GrantStore(mongo, settings.database, keyring)
+    credentials = CredentialStore(mongo, settings.database, keyring)
 
     def progress(done: int, total: int) -> None:
         print(f"\rre-encrypted {done}/{total} grants", end="", flush=True)
+
+    def credential_progress(done: int, total: int) -> None:
+        print(f"\rre-encrypted {done}/{total} tenants' credentials", end="", flush=True)
 
     try:
         passes, rewritten = 0, 1
@@ -39,6 +45,7 @@ async def rotate_keys(settings: TokenSettings, add: bool) -> int:
         # up to a second: repeat until a pass finds nothing left.
         while rewritten and passes < 20:
             rewritten = await store.reseal_all(progress)
+            rewritten += await credentials.reseal_all(credential_progress)
             passes += 1
             if rewritten:
                 await asyncio.sleep(KeyringFile.RECHECK_S)
@@ -47,7 +54,7 @@ async def rotate_keys(settings: TokenSettings, add: bool) -> int:
         return 1
     finally:
         await mongo.close()
-    print(f"\nevery grant is encrypted under key {keyring.current}")
+    print(f"\nevery grant and credential is encrypted under key {keyring.current}")
     return 0
 
 

@@ -1,7 +1,10 @@
-"""Acquiring grants: device code (Microsoft) and authorization code with PKCE (both providers).
+"""Acquiring grants: device code (Microsoft), authorization code with PKCE (both providers),
+and app-only.
 
 A sign-in must be made by the principal the grant is for: the id_token's address is
-checked, and on a mismatch nothing is stored.
+checked, and on a mismatch nothing is stored. A device-code flow is polled by one replica
+at a time, under a lease in the acquisition's record; if that replica dies, another takes
+the flow over (`adopt_orphans`, run periodically), so the user's sign-in is not lost.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fleetmail_contracts.tenants import TenantSettings
@@ -29,13 +32,19 @@ from fleetmail_contracts.tokens import (
     TokenAcquired,
     TokenEventBase,
 )
-from fleetmail_runtime.tenants import TenantDirectory
+from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
 from .adapters.acquisitions import AcquisitionStore
 from .adapters.grants import GrantStore, IssuedToken
 from .adapters.microsoft import MicrosoftApp, TokenResult
 from .domain import identity_matches, predicted_death, signed_in_address
-from .errors import ConfigurationError, IdentityMismatch, ProviderUnavailable, ReauthorizationRequired
+from .errors import (
+    ConfigurationError,
+    IdentityMismatch,
+    ProviderUnavailable,
+    ReauthorizationRequired,
+    TokenServiceError,
+)
 from .providers import Providers
 from .settings import TokenSettings
 
@@ -43,6 +52,7 @@ log = logging.getLogger(__name__)
 
 Publish = Callable[[TokenEventBase], Awaitable[None]]
 Acquired = Callable[[Principal, Provider, IssuedToken], None]
+AppOnly = Callable[[Principal, TenantSettings], Awaitable[object]]
 
 
 @dataclass
@@ -65,7 +75,9 @@ class Acquirer:
         tenants: TenantDirectory,
         publish: Publish,
         on_acquired: Acquired,
+        app_only: AppOnly,
         clock: Callable[[], datetime],
+        owner: str,
     ) -> None:
         self.settings = settings
         self.providers = providers
@@ -74,7 +86,9 @@ class Acquirer:
         self.tenants = tenants
         self.publish = publish
         self.on_acquired = on_acquired
+        self.app_only = app_only
         self.clock = clock
+        self.owner = owner
         self._device_flows: dict[str, DeviceFlow] = {}
 
     async def close(self) -> None:
@@ -83,6 +97,34 @@ class Acquirer:
                 flow.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await flow.task
+            # Hand the sign-in over: another replica polls it from its next check.
+            await self.acquisitions.release_poller(flow.acquisition_id, self.owner, self.clock())
+
+    def _poller_expiry(self, flow: dict[str, Any]) -> datetime:
+        interval = float(flow.get("interval", 5))
+        return self.clock() + timedelta(seconds=interval + self.settings.device_poll_grace_s)
+
+    async def adopt_orphans(self) -> None:
+        """Take over device-code flows whose polling replica died. Idempotent."""
+        for acquisition_id in await self.acquisitions.orphaned_device_flows(self.clock()):
+            if acquisition_id in self._device_flows:
+                continue
+            claimed = await self.acquisitions.take_over(
+                acquisition_id, self.owner, self.clock(), self.clock() + timedelta(seconds=5)
+            )
+            if claimed is None:
+                continue  # another replica was quicker
+            try:
+                tenant = await self.tenants.get(claimed.principal.tenant_id)
+                app = await self.providers.microsoft_app(tenant)
+            except (TokenServiceError, UnknownTenant) as exc:
+                await self._finish(acquisition_id, AcquisitionState.FAILED, str(exc))
+                continue
+            expires_at = datetime.fromtimestamp(float(claimed.flow["expires_at"]), UTC)
+            device_flow = DeviceFlow(acquisition_id, claimed.principal, app, expires_at, claimed.flow)
+            self._device_flows[acquisition_id] = device_flow
+            device_flow.task = asyncio.create_task(self._poll(device_flow))
+            log.info("took over device code sign-in %s from a replica that stopped", acquisition_id)
 
     async def start(self, request: StartAcquisition) -> AcquisitionStarted:
         principal = request.principal
@@ -106,17 +148,39 @@ class Acquirer:
             if not request.redirect_uri:
                 raise ConfigurationError("an authorization-code sign-in needs a redirect URI")
             return await self._start_authorization_code(principal, tenant, request.redirect_uri)
-        raise ConfigurationError(f"{request.flow.value} acquisition is not available yet")
+        return await self._acquire_app_only(principal, tenant)
+
+    async def _acquire_app_only(self, principal: Principal, tenant: TenantSettings) -> AcquisitionStarted:
+        """[Acquire] for an app-only tenant: the token comes at once, or the reason it cannot."""
+        if not tenant.identity.app_only:
+            raise ConfigurationError(
+                f"tenant {tenant.tenant_id!r} does not send app-only: set identity.app_only in its settings"
+            )
+        await self.app_only(principal, tenant)
+        now = self.clock()
+        return AcquisitionStarted(
+            acquisition_id=uuid.uuid4().hex,
+            flow=AcquisitionFlow.APP_ONLY,
+            state=AcquisitionState.SUCCEEDED,
+            message=f"Acquired for {principal.address} with the app's own credentials",
+            expires_at=now,
+        )
 
     # --- device code -------------------------------------------------------------------
 
     async def _start_device_flow(self, principal: Principal, tenant: TenantSettings) -> AcquisitionStarted:
-        app = self.providers.microsoft_app(tenant)
+        app = await self.providers.microsoft_app(tenant)
         flow = await self.providers.microsoft.initiate_device_flow(app, list(self.settings.microsoft_scopes))
         expires_at = self.clock() + timedelta(seconds=float(flow.get("expires_in", 900)))
         device_flow = DeviceFlow(uuid.uuid4().hex, principal, app, expires_at, flow)
         await self.acquisitions.create(
-            device_flow.acquisition_id, principal, Provider.MICROSOFT, AcquisitionFlow.DEVICE_CODE, expires_at
+            device_flow.acquisition_id,
+            principal,
+            Provider.MICROSOFT,
+            AcquisitionFlow.DEVICE_CODE,
+            expires_at,
+            flow=flow,
+            poller=(self.owner, self._poller_expiry(flow)),
         )
         self._device_flows[device_flow.acquisition_id] = device_flow
         device_flow.task = asyncio.create_task(self._poll(device_flow))
@@ -135,6 +199,11 @@ class Acquirer:
         acquisition_id = device_flow.acquisition_id
         try:
             while self.clock() < device_flow.expires_at:
+                if not await self.acquisitions.renew_poller(
+                    acquisition_id, self.owner, self._poller_expiry(device_flow.flow)
+                ):
+                    log.info("device code sign-in %s is polled by another replica now", acquisition_id)
+                    return
                 await asyncio.sleep(float(device_flow.flow.get("interval", 5)))
                 try:
                     result = await self.providers.microsoft.poll_device_flow(
@@ -182,13 +251,13 @@ class Acquirer:
         acquisition_id = uuid.uuid4().hex
         expires_at = self.clock() + timedelta(seconds=self.settings.acquisition_ttl_s)
         if tenant.provider is Provider.MICROSOFT:
-            app = self.providers.microsoft_app(tenant)
+            app = await self.providers.microsoft_app(tenant)
             flow = await self.providers.microsoft.initiate_auth_code_flow(
                 app, list(self.settings.microsoft_scopes), redirect_uri, principal.address
             )
             oauth_state, url = flow["state"], flow["auth_uri"]
         else:
-            google_app = self.providers.google_app(tenant)
+            google_app = await self.providers.google_app(tenant)
             pkce = self.providers.google.authorization_request(
                 google_app, list(self.settings.google_scopes), redirect_uri, principal.address
             )
@@ -227,12 +296,12 @@ class Acquirer:
                 raise ConfigurationError("the sign-in answer carries no code")
             tenant = await self.tenants.get(claimed.principal.tenant_id)
             if claimed.provider is Provider.MICROSOFT:
-                app = self.providers.microsoft_app(tenant)
+                app = await self.providers.microsoft_app(tenant)
                 response = {"state": answer.state, "code": answer.code}
                 result = await self.providers.microsoft.redeem_auth_code(app, claimed.flow, response)
                 authority, client_id = app.authority, app.client_id
             else:
-                google_app = self.providers.google_app(tenant)
+                google_app = await self.providers.google_app(tenant)
                 result = await self.providers.google.redeem_code(
                     google_app, answer.code, claimed.flow["code_verifier"], claimed.flow["redirect_uri"]
                 )

@@ -12,6 +12,16 @@ from typing import Any
 from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, NatsBroker, PullSub
 from fleetmail_contracts import streams
+from fleetmail_contracts.credentials import (
+    SET_CREDENTIALS_SUBJECT,
+    SMTP_CREDENTIALS_SUBJECT,
+    VIEW_CREDENTIALS_SUBJECT,
+    CredentialsView,
+    SetCredentials,
+    SmtpCredentialsReply,
+    SmtpCredentialsRequest,
+    ViewCredentials,
+)
 from fleetmail_contracts.streams import DEVICE_EVENT_PREFIX
 from fleetmail_contracts.tokens import (
     ACCESS_TOKEN_SUBJECT,
@@ -46,6 +56,7 @@ from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
 from .acquisition import Acquirer
 from .adapters.acquisitions import AcquisitionStore
+from .adapters.credentials import CredentialStore
 from .adapters.grants import GrantStore
 from .errors import TokenServiceError
 from .providers import Providers
@@ -63,6 +74,7 @@ class Wiring:
     app: FastStream
     service: TokenService | None = None
     acquirer: Acquirer | None = None
+    credentials: CredentialStore | None = None
 
 
 def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
@@ -77,6 +89,10 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
     def acquirer() -> Acquirer:
         assert wiring.acquirer is not None, "token-service is not started"
         return wiring.acquirer
+
+    def credentials() -> CredentialStore:
+        assert wiring.credentials is not None, "token-service is not started"
+        return wiring.credentials
 
     async def publish(event: TokenEventBase) -> None:
         await broker.publish(
@@ -126,6 +142,26 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
     async def on_delete_grant(request: DeleteGrant) -> DeleteGrantReply:
         return DeleteGrantReply(deleted=await service().delete(request.principal, request.reason))
 
+    @broker.subscriber(SET_CREDENTIALS_SUBJECT, queue=QUEUE)
+    async def on_set_credentials(request: SetCredentials) -> CredentialsView:
+        try:
+            view = await credentials().set(request, clock())
+        except TokenServiceError as exc:
+            return CredentialsView(tenant_id=request.tenant_id, error=str(exc))
+        await service().credentials_changed(request.tenant_id)
+        log.info("credentials of tenant %s changed", request.tenant_id)
+        return view
+
+    @broker.subscriber(VIEW_CREDENTIALS_SUBJECT, queue=QUEUE)
+    async def on_view_credentials(request: ViewCredentials) -> CredentialsView:
+        return await credentials().view(request.tenant_id)
+
+    @broker.subscriber(SMTP_CREDENTIALS_SUBJECT, queue=QUEUE)
+    async def on_smtp_credentials(request: SmtpCredentialsRequest) -> SmtpCredentialsReply:
+        """For mail-service only: a tenant with OAuth 2.0 off signs in with these."""
+        secrets = await credentials().get(request.tenant_id)
+        return SmtpCredentialsReply(username=secrets.smtp_username, password=secrets.smtp_password)
+
     @broker.subscriber(
         f"{DEVICE_EVENT_PREFIX}*",
         stream=events_stream(settings.common),
@@ -157,17 +193,34 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
         await grants.ensure_indexes()
         acquisitions = AcquisitionStore(mongo, settings.database, keyring)
         await acquisitions.ensure_indexes()
+        wiring.credentials = CredentialStore(mongo, settings.database, keyring)
         tenants = TenantDirectory(broker)
         await broker.connect()
         await declare_streams(broker, settings.common)
         await tenants.start()
-        providers = Providers.from_settings(settings)
+        providers = Providers.from_settings(settings, wiring.credentials)
         wiring.service = TokenService(settings, grants, tenants, providers, publish, clock)
         wiring.acquirer = Acquirer(
-            settings, providers, grants, acquisitions, tenants, publish, wiring.service.prime, clock
+            settings,
+            providers,
+            grants,
+            acquisitions,
+            tenants,
+            publish,
+            wiring.service.prime,
+            wiring.service.acquire_app_only,
+            clock,
+            wiring.service.owner,
         )
         try:
-            async with periodic(settings.keepalive_interval_s, wiring.service.sweep, "the keep-alive sweep"):
+            async with (
+                periodic(settings.keepalive_interval_s, wiring.service.sweep, "the keep-alive sweep"),
+                periodic(
+                    settings.device_poll_check_s,
+                    wiring.acquirer.adopt_orphans,
+                    "the device-code takeover check",
+                ),
+            ):
                 yield
         finally:
             await wiring.acquirer.close()

@@ -15,13 +15,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import (
     AccessTokenOutcome,
     AccessTokenReply,
     AccessTokenRequest,
+    AcquisitionFlow,
     GrantStatus,
     Principal,
     Provider,
+    TokenAcquired,
     TokenDeleted,
     TokenEventBase,
     TokenExpiring,
@@ -33,6 +36,7 @@ from fleetmail_contracts.tokens import (
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
 from .adapters.grants import GrantStore, IssuedToken, StoredGrant
+from .adapters.microsoft import TokenResult
 from .domain import expiring_soon, grant_id, keepalive_due, needs_refresh, predicted_death
 from .errors import (
     ConfigurationError,
@@ -184,23 +188,97 @@ class TokenService:
 
     async def _live_grant(self, principal: Principal) -> StoredGrant:
         grant = await self.grants.get(principal)
+        if grant is not None and grant.flow is AcquisitionFlow.APP_ONLY:
+            tenant = await self.tenants.get(principal.tenant_id)
+            if not (tenant.oauth_enabled and tenant.identity.app_only):
+                # The tenant left app-only sending: its app-only grants go with it.
+                await self.grants.delete(principal)
+                self._tokens.pop(grant_id(principal), None)
+                grant = None
         if grant is None:
-            raise NoGrant(f"no {principal.kind.value} grant for {principal.address}")
+            tenant = await self.tenants.get(principal.tenant_id)
+            if not (tenant.oauth_enabled and tenant.identity.app_only):
+                raise NoGrant(f"no {principal.kind.value} grant for {principal.address}")
+            grant = await self.acquire_app_only(principal, tenant)
         if grant.status is not GrantStatus.ACTIVE:
             raise ReauthorizationRequired(f"the grant for {principal.address} needs re-authorisation")
         return grant
+
+    # --- app-only ----------------------------------------------------------------------
+
+    async def _app_only_token(
+        self, principal: Principal, tenant: TenantSettings
+    ) -> tuple[TokenResult, str, str | None]:
+        """A token in the app's own name: Microsoft client credentials, or a Google service
+        account acting for the principal through domain-wide delegation."""
+        if tenant.provider is Provider.MICROSOFT:
+            app = await self.providers.microsoft_app(tenant, app_only=True)
+            scopes = [self.settings.microsoft_app_only_scope]
+            result = await self.providers.microsoft.acquire_for_client(app, scopes)
+            return result, app.authority, app.client_id
+        info = await self.providers.google_service_account(tenant)
+        result = await self.providers.google.service_account_token(
+            info, principal.address, list(self.settings.google_app_only_scopes), tenant.proxy_url
+        )
+        return result, str(info["token_uri"]), info.get("client_id")
+
+    async def acquire_app_only(self, principal: Principal, tenant: TenantSettings) -> StoredGrant:
+        """Create an app-only grant: no refresh token, nothing a user's consent can lapse on."""
+        result, authority, client_id = await self._app_only_token(principal, tenant)
+        now = self.clock()
+        issued = IssuedToken(result.access_token, now, now + timedelta(seconds=result.expires_in), None)
+        await self.grants.replace(
+            principal,
+            tenant.provider,
+            issued,
+            result.scopes,
+            AcquisitionFlow.APP_ONLY,
+            authority,
+            client_id,
+            None,
+        )
+        self.prime(principal, tenant.provider, issued)
+        await self.publish(
+            TokenAcquired(
+                event_id=uuid.uuid4().hex,
+                principal=principal,
+                provider=tenant.provider,
+                occurred_at=now,
+                flow=AcquisitionFlow.APP_ONLY,
+            )
+        )
+        grant = await self.grants.get(principal)
+        if grant is None:
+            raise NoGrant(f"the app-only grant for {principal.address} was deleted meanwhile")
+        return grant
+
+    async def credentials_changed(self, tenant_id: str) -> None:
+        """New app credentials: app-only grants are re-created with them on next use."""
+        for grant in await self.grants.list_tenant(tenant_id):
+            if grant.flow is AcquisitionFlow.APP_ONLY:
+                await self.grants.delete(grant.principal)
+                self._tokens.pop(grant_id(grant.principal), None)
 
     async def _refresh(self, grant: StoredGrant) -> CachedToken:
         """Redeem the refresh token; the caller holds the lease."""
         principal = grant.principal
         tenant = await self.tenants.get(principal.tenant_id)
         try:
-            if grant.provider is Provider.MICROSOFT:
-                app = self.providers.microsoft_app(tenant)
+            if grant.flow is AcquisitionFlow.APP_ONLY:
+                try:
+                    result, _, _ = await self._app_only_token(principal, tenant)
+                except ConfigurationError as exc:
+                    # The app's credentials were refused: as dead as a revoked grant until
+                    # an administrator stores working ones.
+                    raise ReauthorizationRequired(str(exc), "app_credentials_refused") from exc
+            elif grant.refresh_token is None:
+                raise ReauthorizationRequired(f"the grant for {principal.address} has no refresh token")
+            elif grant.provider is Provider.MICROSOFT:
+                app = await self.providers.microsoft_app(tenant)
                 scopes = list(grant.scopes or self.settings.microsoft_scopes)
                 result = await self.providers.microsoft.refresh(app, grant.refresh_token, scopes)
             else:
-                google_app = self.providers.google_app(tenant)
+                google_app = await self.providers.google_app(tenant)
                 scopes = list(grant.scopes or self.settings.google_scopes)
                 result = await self.providers.google.refresh(google_app, grant.refresh_token, scopes)
         except ReauthorizationRequired as exc:
@@ -216,7 +294,11 @@ class TokenService:
         issued = IssuedToken(
             result.access_token, now, now + timedelta(seconds=result.expires_in), result.refresh_token
         )
-        death = predicted_death(grant.provider, now, grant.acquired_at, tenant.identity.google_testing_mode)
+        death = (
+            None
+            if grant.flow is AcquisitionFlow.APP_ONLY
+            else predicted_death(grant.provider, now, grant.acquired_at, tenant.identity.google_testing_mode)
+        )
         # The rotated refresh token is stored before the new access token is handed out.
         if not await self.grants.record_refresh(grant, issued, death, self.owner):
             log.warning("grant %s changed while refreshing; the newer record wins", grant_id(principal))
@@ -265,7 +347,10 @@ class TokenService:
         for principal in await self.grants.active_principals():
             try:
                 grant = await self._live_grant(principal)
-                if keepalive_due(grant.last_refreshed_at or grant.acquired_at, self.clock(), idle):
+                app_only = grant.flow is AcquisitionFlow.APP_ONLY  # nothing to keep alive
+                if not app_only and keepalive_due(
+                    grant.last_refreshed_at or grant.acquired_at, self.clock(), idle
+                ):
                     await self._keep_alive(principal, idle)
                     grant = await self._live_grant(principal)
                 soon = expiring_soon(grant.predicted_death_at, self.clock(), horizon)
@@ -310,9 +395,9 @@ class TokenService:
         self._tokens.pop(grant_id(principal), None)
         if grant is None or not deleted:
             return False
-        if grant.provider is Provider.GOOGLE:
+        if grant.provider is Provider.GOOGLE and grant.refresh_token is not None:
             tenant = await self.tenants.get(principal.tenant_id)
-            await self.providers.google.revoke(self.providers.google_app(tenant), grant.refresh_token)
+            await self.providers.google.revoke(await self.providers.google_app(tenant), grant.refresh_token)
         await self.publish(
             TokenDeleted(
                 event_id=uuid.uuid4().hex,

@@ -22,12 +22,29 @@ class TokenSettings(BaseSettings):
     microsoft_client_id: str | None = Field(default=None, description="Entra app (client) id")
     microsoft_client_secret: SecretStr | None = Field(default=None)
     microsoft_scopes: tuple[str, ...] = ("https://outlook.office.com/SMTP.Send",)
+    microsoft_app_only_scope: str = Field(
+        default="https://outlook.office365.com/.default",
+        description="Client-credentials scope for app-only sending (SMTP.SendAsApp)",
+    )
     google_client_id: str | None = Field(default=None, description="Google OAuth client id")
     google_client_secret: SecretStr | None = Field(default=None)
     google_auth_uri: str = Field(default="https://accounts.google.com/o/oauth2/v2/auth")
     google_token_uri: str = Field(default="https://oauth2.googleapis.com/token")
     google_revoke_uri: str = Field(default="https://oauth2.googleapis.com/revoke")
     google_scopes: tuple[str, ...] = ("https://mail.google.com/", "openid", "email")
+    google_app_only_scopes: tuple[str, ...] = Field(
+        default=("https://mail.google.com/",),
+        description="Scopes a service account asks for through domain-wide delegation",
+    )
+    device_poll_grace_s: float = Field(
+        default=10,
+        gt=0,
+        description="A device-code sign-in is taken over by another replica this long after its "
+        "poller missed a poll (the poller died)",
+    )
+    device_poll_check_s: float = Field(
+        default=5, gt=0, description="How often a replica looks for device-code sign-ins to take over"
+    )
     acquisition_ttl_s: float = Field(
         default=900, gt=0, description="How long an authorization-code sign-in may take"
     )

@@ -32,9 +32,13 @@ class TokenRejected(DeliveryError):
 
 @dataclass(frozen=True)
 class Credentials:
+    """How a sender signs in: XOAUTH2 with an access token, PLAIN/LOGIN with a username and
+    password (OAuth 2.0 off), or not at all (neither given)."""
+
     address: str
     access_token: str | None = None
     password: str | None = None
+    username: str | None = None
 
     def __repr__(self) -> str:
         return f"Credentials({self.address})"
@@ -175,7 +179,7 @@ class SmtpDelivery:
             if credentials.access_token is not None:
                 await client.auth_xoauth2(credentials.address, credentials.access_token)
             elif credentials.password is not None:
-                await client.login(credentials.address, credentials.password)
+                await client.login(credentials.username or credentials.address, credentials.password)
         except aiosmtplib.SMTPResponseException as exc:
             await self._discard(connection)
             raise _translate(exc.code, exc.message, during_auth=True) from None

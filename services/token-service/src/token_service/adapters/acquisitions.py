@@ -1,8 +1,10 @@
 """Acquisitions in MongoDB, so any replica can answer "how is that sign-in going?".
 
-A device-code flow (it holds the device code) stays in the memory of the replica polling
-it. An authorization-code flow is kept here, sealed (it holds the PKCE verifier), found by
-its `state` when the redirect comes back, and used once. A TTL index removes old records.
+Every flow is kept here sealed (it holds the device code or the PKCE verifier).
+An authorization-code flow is found by its `state` when the redirect comes back, and used
+once. A device-code flow has a poller: the replica polling it, with a lease it renews every
+interval; when that replica dies, the lease runs out and another replica takes the flow
+over, so a sign-in the user already started still completes. A TTL index removes old records.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class AcquisitionStore:
         expires_at: datetime,
         oauth_state: str | None = None,
         flow: dict[str, Any] | None = None,
+        poller: tuple[str, datetime] | None = None,
     ) -> None:
         document: dict[str, Any] = {
             "_id": acquisition_id,
@@ -64,23 +67,18 @@ class AcquisitionStore:
             "detail": None,
             "expires_at": expires_at,
         }
-        if oauth_state is not None and flow is not None:
-            document["oauth_state"] = oauth_state
-            document["used"] = False
+        if flow is not None:
             document["flow"] = self._keyring.seal(
                 json.dumps(flow).encode(), f"acquisition|{acquisition_id}".encode()
             ).to_document()
+        if oauth_state is not None:
+            document["oauth_state"] = oauth_state
+            document["used"] = False
+        if poller is not None:
+            document["poller"] = {"owner": poller[0], "expires_at": poller[1]}
         await self._acquisitions.insert_one(document)
 
-    async def claim(self, oauth_state: str, now: datetime) -> ClaimedFlow | None:
-        """The flow a redirect belongs to, once: a second use, or a late one, finds nothing."""
-        document = await self._acquisitions.find_one_and_update(
-            {"oauth_state": oauth_state, "used": False, "expires_at": {"$gt": now}},
-            {"$set": {"used": True}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if document is None:
-            return None
+    def _claimed(self, document: dict[str, Any]) -> ClaimedFlow:
         flow = json.loads(
             self._keyring.open(
                 Sealed.from_document(document["flow"]), f"acquisition|{document['_id']}".encode()
@@ -92,6 +90,58 @@ class AcquisitionStore:
             Provider(document["provider"]),
             flow,
         )
+
+    async def renew_poller(self, acquisition_id: str, owner: str, expires_at: datetime) -> bool:
+        """Keep polling a device-code flow: False when another replica has taken it over."""
+        result = await self._acquisitions.update_one(
+            {"_id": acquisition_id, "poller.owner": owner}, {"$set": {"poller.expires_at": expires_at}}
+        )
+        return result.matched_count == 1
+
+    async def release_poller(self, acquisition_id: str, owner: str, now: datetime) -> None:
+        """This replica stops (shutting down): another may take the flow over at once."""
+        await self._acquisitions.update_one(
+            {"_id": acquisition_id, "poller.owner": owner}, {"$set": {"poller.expires_at": now}}
+        )
+
+    async def orphaned_device_flows(self, now: datetime) -> list[str]:
+        """Pending device-code flows whose poller stopped renewing (its replica died)."""
+        cursor = self._acquisitions.find(
+            {
+                "state": AcquisitionState.PENDING.value,
+                "flow_kind": AcquisitionFlow.DEVICE_CODE.value,
+                "expires_at": {"$gt": now},
+                "poller.expires_at": {"$lt": now},
+            },
+            {"_id": 1},
+        )
+        return [d["_id"] async for d in cursor]
+
+    async def take_over(
+        self, acquisition_id: str, owner: str, now: datetime, expires_at: datetime
+    ) -> ClaimedFlow | None:
+        """Become the poller of an orphaned device-code flow; None if another replica won."""
+        document = await self._acquisitions.find_one_and_update(
+            {
+                "_id": acquisition_id,
+                "state": AcquisitionState.PENDING.value,
+                "poller.expires_at": {"$lt": now},
+            },
+            {"$set": {"poller": {"owner": owner, "expires_at": expires_at}}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return self._claimed(document) if document is not None else None
+
+    async def claim(self, oauth_state: str, now: datetime) -> ClaimedFlow | None:
+        """The flow a redirect belongs to, once: a second use, or a late one, finds nothing."""
+        document = await self._acquisitions.find_one_and_update(
+            {"oauth_state": oauth_state, "used": False, "expires_at": {"$gt": now}},
+            {"$set": {"used": True}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if document is None:
+            return None
+        return self._claimed(document)
 
     async def finish(self, acquisition_id: str, state: AcquisitionState, detail: str | None) -> None:
         await self._acquisitions.update_one(

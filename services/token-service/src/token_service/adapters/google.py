@@ -21,6 +21,7 @@ import google.auth.transport.requests
 import jwt
 import requests
 from google.auth.exceptions import RefreshError, TransportError
+from google.oauth2 import service_account
 from google.oauth2.credentials import Credentials
 
 from ..errors import ConfigurationError, ProviderUnavailable, ReauthorizationRequired
@@ -151,6 +152,38 @@ class GoogleIdentity:
             now = datetime.now(UTC).replace(tzinfo=None)  # google-auth's expiry is naive UTC
             remaining = (credentials.expiry - now).total_seconds()
             return TokenResult(credentials.token, remaining, new_refresh, {}, tuple(scopes))
+
+        return await asyncio.to_thread(call)
+
+    async def service_account_token(
+        self, info: dict[str, Any], subject: str, scopes: list[str], proxy_url: str | None
+    ) -> TokenResult:
+        """App-only: a service account with domain-wide delegation acts as `subject`."""
+
+        def call() -> TokenResult:
+            try:
+                credentials = service_account.Credentials.from_service_account_info(
+                    info, scopes=scopes, subject=subject
+                )
+            except (ValueError, KeyError) as exc:
+                raise ConfigurationError(f"the Google service account key is unusable ({exc})") from exc
+            session = provider_session(self._ca_bundle, proxy_url, self._timeout_s)
+            try:
+                credentials.refresh(google.auth.transport.requests.Request(session))
+            except RefreshError as exc:
+                if exc.retryable:
+                    raise ProviderUnavailable("Google's token endpoint is unavailable", 5.0) from exc
+                said = str(exc.args[0]) if exc.args else "unknown"
+                raise ConfigurationError(
+                    f"Google refused the service account for {subject} ({said}): check the key and "
+                    "its domain-wide delegation (client id and scope) in the Workspace admin console"
+                ) from exc
+            except TransportError as exc:
+                raise ProviderUnavailable("cannot reach Google's token endpoint", 5.0) from exc
+            assert credentials.token is not None and credentials.expiry is not None
+            now = datetime.now(UTC).replace(tzinfo=None)
+            remaining = (credentials.expiry - now).total_seconds()
+            return TokenResult(credentials.token, remaining, None, {}, tuple(scopes))
 
         return await asyncio.to_thread(call)
 

@@ -8,7 +8,7 @@ expiry) so only one replica refreshes at a time; and a version for compare-and-s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +32,8 @@ class StoredGrant:
     provider: Provider
     status: GrantStatus
     scopes: tuple[str, ...]
-    refresh_token: str
+    refresh_token: str | None = field(repr=False)
+    """None for an app-only grant, which has no refresh token."""
     version: int
     flow: AcquisitionFlow
     authority: str | None
@@ -53,6 +54,7 @@ class StoredGrant:
             principal=self.principal,
             provider=self.provider,
             status=self.status,
+            flow=self.flow,
             scopes=self.scopes,
             acquired_at=self.acquired_at,
             last_refreshed_at=self.last_refreshed_at,
@@ -111,7 +113,11 @@ class GrantStore:
             provider=provider,
             status=GrantStatus(document["status"]),
             scopes=tuple(document.get("scopes", ())),
-            refresh_token=self._open(principal, provider, document["refresh_token"], b"|refresh"),
+            refresh_token=(
+                self._open(principal, provider, document["refresh_token"], b"|refresh")
+                if document.get("refresh_token")
+                else None
+            ),
             version=int(document["version"]),
             flow=AcquisitionFlow(document.get("flow", "device_code")),
             authority=document.get("authority"),
@@ -141,10 +147,15 @@ class GrantStore:
         flow: AcquisitionFlow,
         authority: str | None,
         client_id: str | None,
-        predicted_death_at: datetime,
+        predicted_death_at: datetime | None,
     ) -> None:
-        """Store a freshly acquired grant, replacing any earlier one for the principal at once."""
-        assert issued.refresh_token is not None
+        """Store a freshly acquired grant, replacing any earlier one for the principal at once.
+        An app-only grant has no refresh token."""
+        refresh = (
+            self._seal(principal, provider, issued.refresh_token, b"|refresh")
+            if issued.refresh_token is not None
+            else None
+        )
         await self._grants.update_one(
             {"_id": grant_id(principal)},
             {
@@ -155,7 +166,7 @@ class GrantStore:
                     "provider": provider.value,
                     "status": GrantStatus.ACTIVE.value,
                     "scopes": list(scopes),
-                    "refresh_token": self._seal(principal, provider, issued.refresh_token, b"|refresh"),
+                    "refresh_token": refresh,
                     "access_token": self._seal(principal, provider, issued.access_token, b"|access"),
                     "access_issued_at": issued.issued_at,
                     "access_expires_at": issued.expires_at,
@@ -194,7 +205,7 @@ class GrantStore:
         self,
         grant: StoredGrant,
         issued: IssuedToken,
-        predicted_death_at: datetime,
+        predicted_death_at: datetime | None,
         owner: str,
     ) -> bool:
         """Compare-and-set on the version, and release the lease: False if another writer won."""
@@ -264,7 +275,7 @@ class GrantStore:
         current = self._keyring.current
         stale = {
             "$or": [
-                {"refresh_token.key_id": {"$ne": current}},
+                {"refresh_token.key_id": {"$nin": [current, None]}},
                 {"access_token.key_id": {"$nin": [current, None]}},
             ]
         }
@@ -272,9 +283,11 @@ class GrantStore:
         done = 0
         async for document in self._grants.find(stale):
             grant = self._load(document)
-            update: dict[str, Any] = {
-                "refresh_token": self._seal(grant.principal, grant.provider, grant.refresh_token, b"|refresh")
-            }
+            update: dict[str, Any] = {}
+            if grant.refresh_token is not None:
+                update["refresh_token"] = self._seal(
+                    grant.principal, grant.provider, grant.refresh_token, b"|refresh"
+                )
             if grant.access_token is not None:
                 update["access_token"] = self._seal(
                     grant.principal, grant.provider, grant.access_token, b"|access"

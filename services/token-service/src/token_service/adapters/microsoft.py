@@ -173,6 +173,25 @@ class MicrosoftIdentity:
         raise_for_error(result)
         return _token_result(result)
 
+    async def acquire_for_client(self, app: MicrosoftApp, scopes: list[str]) -> TokenResult:
+        """App-only (client credentials). token-service decides when a new token is needed,
+        so MSAL's own cache of app tokens is emptied first: a forced refresh must reach Entra."""
+
+        def call() -> dict[str, Any]:
+            client = self._app(app)
+            cache = client.token_cache
+            for entry in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+                cache.remove_at(entry)
+            try:
+                assert isinstance(client, msal.ConfidentialClientApplication)
+                return client.acquire_token_for_client(scopes=scopes)
+            except (requests.RequestException, MsalServiceError) as exc:
+                raise unavailable("app-only token", exc, self._throttle.retry_after(app.authority)) from exc
+
+        result = await asyncio.to_thread(call)
+        raise_for_error(result)
+        return _token_result(result)
+
 
 def _token_result(result: dict[str, Any]) -> TokenResult:
     return TokenResult(

@@ -1,0 +1,200 @@
+"""App-only grants: Microsoft client credentials (SMTP.SendAsApp) and a Google service account
+with domain-wide delegation — no user consent that can lapse. The app's secrets are stored
+encrypted through job-gateway's credentials endpoint and never come back out."""
+
+import uuid
+
+import httpx
+import pytest
+from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalKind
+from fleetmail_devkit.probes import request_tokens
+from pymongo import AsyncMongoClient
+
+from .test_mail_delivery import final_status, received, submit
+
+
+async def app_only_tenant(admin: httpx.AsyncClient, stack, provider: str, **identity) -> tuple[str, str]:
+    tenant_id = f"app-{uuid.uuid4().hex[:8]}"
+    address = f"admin@{tenant_id}.example"
+    created = await admin.put(
+        f"/v1/admin/tenants/{tenant_id}",
+        json={
+            "tenant_id": tenant_id,
+            "oauth_enabled": True,
+            "provider": provider,
+            "administrator_address": address,
+            "smtp": {"host": "127.0.0.1", "port": stack.ports.smtp_starttls},
+            "identity": {"app_only": True, **identity},
+        },
+    )
+    assert created.status_code == 200, created.text
+    return tenant_id, address
+
+
+async def confidential_app(stack, emulator: httpx.AsyncClient) -> tuple[str, str]:
+    client_id, secret = f"app-{uuid.uuid4().hex[:8]}", f"secret-{uuid.uuid4().hex}"
+    registered = await emulator.post(
+        f"{stack.microsoft_url}/_emulator/apps", json={"client_id": client_id, "client_secret": secret}
+    )
+    assert registered.status_code == 200
+    return client_id, secret
+
+
+async def stored_documents(stack, tenant_id: str) -> str:
+    """Everything token-service stored for the tenant, as text."""
+    client: AsyncMongoClient = AsyncMongoClient(stack.mongodb_uri)
+    try:
+        database = client["fleetmail_tokens"]
+        found = [await database["credentials"].find_one({"_id": tenant_id})]
+        found += [d async for d in database["grants"].find({"tenant_id": tenant_id})]
+        return repr(found)
+    finally:
+        await client.close()
+
+
+async def test_microsoft_client_credentials_send_with_no_sign_in(stack, emulator_http, admin) -> None:
+    client_id, secret = await confidential_app(stack, emulator_http)
+    tenant_id, address = await app_only_tenant(admin, stack, "microsoft", client_id=client_id)
+    # Exchange lets the app's service principal into this mailbox only (Add-MailboxPermission).
+    await emulator_http.post(
+        f"{stack.smtp_control_url}/_emulator/mailboxes", json={"address": address, "app_access": [client_id]}
+    )
+
+    saved = await admin.put(
+        f"/v1/admin/tenants/{tenant_id}/credentials", json={"microsoft_client_secret": secret}
+    )
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["microsoft_client_secret"] is True and secret not in saved.text
+    assert secret not in (await admin.get(f"/v1/admin/tenants/{tenant_id}/credentials")).text
+
+    # [Acquire] on an app-only tenant succeeds at once: nobody has to sign in.
+    started = await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire")
+    assert started.status_code == 200, started.text
+    assert started.json()["flow"] == "app_only" and started.json()["state"] == "succeeded"
+    [grant] = (await admin.get(f"/v1/admin/tenants/{tenant_id}/tokens")).json()["grants"]
+    assert grant["flow"] == "app_only" and grant["status"] == "active" and grant["predicted_death_at"] is None
+
+    device = (
+        await admin.post(
+            f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": f"mfp-{uuid.uuid4().hex[:6]}"}
+        )
+    ).json()
+    async with httpx.AsyncClient(
+        base_url=stack.gateway_url, auth=(device["device_id"], device["secret"]), timeout=60
+    ) as panel:
+        job_id = await submit(panel, {"function": "scan_to_email", "to": ["someone@fabrikam.example"]})
+        status = await final_status(panel, job_id)
+    assert status["status"] == "sent", status
+    entry, _ = await received(stack, emulator_http, job_id)
+    assert entry["auth_mechanism"] == "XOAUTH2" and entry["auth_user"] == address
+
+    stored = await stored_documents(stack, tenant_id)
+    assert secret not in stored
+    issued = (await emulator_http.get(f"{stack.microsoft_url}/_emulator/issued")).json()["access_tokens"]
+    assert not any(token in stored for token in issued[-5:])
+
+
+async def test_a_wrong_client_secret_is_reported_and_a_corrected_one_works(
+    stack, emulator_http, admin
+) -> None:
+    client_id, secret = await confidential_app(stack, emulator_http)
+    tenant_id, address = await app_only_tenant(admin, stack, "microsoft", client_id=client_id)
+    principal = Principal(tenant_id=tenant_id, kind=PrincipalKind.ADMINISTRATOR, address=address)
+
+    [missing] = await request_tokens(stack, principal, 1)
+    assert missing.outcome is AccessTokenOutcome.REAUTHORIZATION_REQUIRED
+    assert "no Microsoft client secret" in (missing.detail or "")
+
+    await admin.put(f"/v1/admin/tenants/{tenant_id}/credentials", json={"microsoft_client_secret": "wrong"})
+    [refused] = await request_tokens(stack, principal, 1)
+    assert refused.outcome is AccessTokenOutcome.REAUTHORIZATION_REQUIRED
+    assert "invalid_client" in (refused.detail or "") and "7000215" in (refused.detail or "")
+
+    await admin.put(f"/v1/admin/tenants/{tenant_id}/credentials", json={"microsoft_client_secret": secret})
+    [granted] = await request_tokens(stack, principal, 1)
+    assert granted.outcome is AccessTokenOutcome.GRANTED
+
+
+async def test_a_tenant_that_is_not_app_only_cannot_acquire_app_only(stack, admin) -> None:
+    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+    await admin.put(
+        f"/v1/admin/tenants/{tenant_id}",
+        json={
+            "tenant_id": tenant_id,
+            "oauth_enabled": True,
+            "administrator_address": f"a@{tenant_id}.example",
+        },
+    )
+    refused = await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire?flow=app_only")
+    assert refused.status_code == 409 and "identity.app_only" in refused.json()["detail"]
+
+
+@pytest.fixture
+async def service_account(stack, emulator_http):
+    async def create(domain: str, scopes: list[str] | None = None) -> dict:
+        body = {
+            "client_email": f"sender-{uuid.uuid4().hex[:6]}@fleet.iam.gserviceaccount.com",
+            "domain": domain,
+        }
+        if scopes is not None:
+            body["delegated_scopes"] = scopes
+        response = await emulator_http.post(f"{stack.google_url}/_emulator/service-accounts", json=body)
+        assert response.status_code == 200
+        return response.json()
+
+    return create
+
+
+async def test_google_service_account_acts_for_workspace_users(
+    stack, emulator_http, admin, service_account
+) -> None:
+    tenant_id, _ = await app_only_tenant(admin, stack, "google")
+    key = await service_account(f"{tenant_id}.example")
+    saved = await admin.put(
+        f"/v1/admin/tenants/{tenant_id}/credentials", json={"google_service_account": key}
+    )
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["google_service_account_email"] == key["client_email"]
+    assert key["private_key"] not in saved.text
+
+    user = Principal(
+        tenant_id=tenant_id, kind=PrincipalKind.USER, address=f"scanner.user@{tenant_id}.example"
+    )
+    [reply] = await request_tokens(stack, user, 1)
+    assert reply.outcome is AccessTokenOutcome.GRANTED and reply.provider == "google"
+    info = (
+        await emulator_http.get(f"{stack.google_url}/tokeninfo", params={"access_token": reply.access_token})
+    ).json()
+    assert info["email"] == user.address and "https://mail.google.com/" in info["scope"]
+
+    # A user outside the Workspace domain: Google refuses, and the answer says why.
+    outsider = Principal(tenant_id=tenant_id, kind=PrincipalKind.USER, address="someone@elsewhere.example")
+    [refused] = await request_tokens(stack, outsider, 1)
+    assert refused.outcome is AccessTokenOutcome.REAUTHORIZATION_REQUIRED
+    assert "domain-wide delegation" in (refused.detail or "")
+
+    stored = await stored_documents(stack, tenant_id)
+    assert key["private_key"].splitlines()[1] not in stored and reply.access_token not in stored
+
+
+async def test_google_delegation_without_the_gmail_scope_is_refused(stack, admin, service_account) -> None:
+    tenant_id, address = await app_only_tenant(admin, stack, "google")
+    key = await service_account(f"{tenant_id}.example", scopes=["https://www.googleapis.com/auth/calendar"])
+    await admin.put(f"/v1/admin/tenants/{tenant_id}/credentials", json={"google_service_account": key})
+    principal = Principal(tenant_id=tenant_id, kind=PrincipalKind.ADMINISTRATOR, address=address)
+    [refused] = await request_tokens(stack, principal, 1)
+    assert refused.outcome is AccessTokenOutcome.REAUTHORIZATION_REQUIRED
+    assert "unauthorized_client" in (refused.detail or "")
+
+
+async def test_a_malformed_service_account_key_is_refused_with_a_clear_error(stack, admin) -> None:
+    tenant_id, _ = await app_only_tenant(admin, stack, "google")
+    refused = await admin.put(
+        f"/v1/admin/tenants/{tenant_id}/credentials",
+        json={"google_service_account": {"type": "authorized_user", "client_id": "x"}},
+    )
+    assert refused.status_code == 422
+    assert (
+        refused.json()["type"].endswith("credentials-invalid")
+        and "service account" in refused.json()["detail"]
+    )
