@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -35,6 +36,8 @@ async def stack() -> AsyncIterator[Stack]:
             "FLEETMAIL_MAIL_ACK_WAIT_S": "6",
             "FLEETMAIL_MAIL_PARK_TIMEOUT_S": "15",
             "FLEETMAIL_MAIL_PARK_SWEEP_S": "1",
+            # Small enough for a test to cross it with a few MB (test_mail_limits_and_tls).
+            "FLEETMAIL_MAIL_MAX_MESSAGE_BYTES_GOOGLE": "5000000",
         },
     )
     await running.start()
@@ -57,3 +60,22 @@ async def admin(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {stack.admin_api_key()}"}
     async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers, timeout=30) as http:
         yield http
+
+
+@pytest.fixture
+async def service_account(stack, emulator_http):
+    """Creates a Google service account with domain-wide delegation at the emulator; returns
+    its JSON key, as Google Cloud exports it."""
+
+    async def create(domain: str, scopes: list[str] | None = None) -> dict:
+        body = {
+            "client_email": f"sender-{uuid.uuid4().hex[:6]}@fleet.iam.gserviceaccount.com",
+            "domain": domain,
+        }
+        if scopes is not None:
+            body["delegated_scopes"] = scopes
+        response = await emulator_http.post(f"{stack.google_url}/_emulator/service-accounts", json=body)
+        assert response.status_code == 200
+        return response.json()
+
+    return create

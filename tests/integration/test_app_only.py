@@ -5,7 +5,6 @@ encrypted through job-gateway's credentials endpoint and never come back out."""
 import uuid
 
 import httpx
-import pytest
 from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalKind
 from fleetmail_devkit.probes import request_tokens
 from pymongo import AsyncMongoClient
@@ -127,22 +126,6 @@ async def test_a_tenant_that_is_not_app_only_cannot_acquire_app_only(stack, admi
     )
     refused = await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire?flow=app_only")
     assert refused.status_code == 409 and "identity.app_only" in refused.json()["detail"]
-
-
-@pytest.fixture
-async def service_account(stack, emulator_http):
-    async def create(domain: str, scopes: list[str] | None = None) -> dict:
-        body = {
-            "client_email": f"sender-{uuid.uuid4().hex[:6]}@fleet.iam.gserviceaccount.com",
-            "domain": domain,
-        }
-        if scopes is not None:
-            body["delegated_scopes"] = scopes
-        response = await emulator_http.post(f"{stack.google_url}/_emulator/service-accounts", json=body)
-        assert response.status_code == 200
-        return response.json()
-
-    return create
 
 
 async def test_google_service_account_acts_for_workspace_users(

@@ -1,17 +1,14 @@
 """The SMTP emulator in Gmail's flavour: tokens checked through the Google emulator's tokeninfo."""
 
-import asyncio
 import base64
 import json
-import os
 import ssl
-import sys
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 
 import aiosmtplib
 import pytest
-from fleetmail_devkit.ports import free_port, port_open
+from fleetmail_devkit.probes import smtp_emulator
 from fleetmail_runtime import smtp_replies
 
 from .test_google_emulator import authorize, register
@@ -19,38 +16,8 @@ from .test_google_emulator import authorize, register
 
 @pytest.fixture(scope="module")
 async def gmail_smtp(stack) -> AsyncIterator[int]:
-    port, tls_port, control = free_port(), free_port(), free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fleetmail_devkit.emulators.serve",
-        "smtp",
-        "--flavour",
-        "gmail",
-        "--starttls-port",
-        str(port),
-        "--tls-port",
-        str(tls_port),
-        "--control-port",
-        str(control),
-        "--tls-dir",
-        str(stack.data_dir / "tls"),
-        "--maildir",
-        str(stack.data_dir / "gmail-maildir"),
-        "--microsoft-url",
-        stack.microsoft_url,
-        "--google-url",
-        stack.google_url,
-        stdout=asyncio.subprocess.DEVNULL,
-        env={**os.environ},
-    )
-    for _ in range(100):
-        if port_open(port):
-            break
-        await asyncio.sleep(0.1)
-    yield port
-    process.terminate()
-    await process.wait()
+    async with smtp_emulator(stack, "gmail") as emulator:
+        yield emulator.port
 
 
 def connect(stack, port: int) -> aiosmtplib.SMTP:

@@ -119,3 +119,41 @@ def test_every_function_in_the_seed_has_a_command() -> None:
 def test_retry_delay_grows_and_is_capped() -> None:
     assert retry_delay(1, 5, 300, 1.0) < retry_delay(3, 5, 300, 1.0)
     assert retry_delay(20, 5, 300, 0.999) <= 300
+
+
+async def test_link_and_report_functions_carry_an_escaped_html_alternative() -> None:
+    url = SendScanToUrl(
+        **BASE,
+        to=("to@y.example",),
+        body="Scan <script>alert(1)</script> & more",
+        document_url="https://files.example/doc/1?a=1&b=2",
+    )
+    message, _ = compose(url, JobFunction.SCAN_TO_URL, "admin@t1.example", [], NOW)
+    result = await parsed(message)
+    plain = result.get_body(preferencelist=("plain",)).get_content()
+    page = result.get_body(preferencelist=("html",)).get_content()
+    assert "https://files.example/doc/1?a=1&b=2" in plain and "<script>" in plain
+    assert '<a href="https://files.example/doc/1?a=1&amp;b=2">' in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    status = SendStatusNotification(**BASE, to=("ops@t1.example",), body="Toner low\n\nTray 2 empty")
+    message, _ = compose(status, JobFunction.STATUS_NOTIFICATION, "admin@t1.example", [], NOW)
+    page = (await parsed(message)).get_body(preferencelist=("html",)).get_content()
+    assert "<p>Toner low</p><p>Tray 2 empty</p>" in page
+    scan = SendScanToEmail(**BASE, to=("to@y.example",))
+    message, _ = compose(scan, JobFunction.SCAN_TO_EMAIL, "admin@t1.example", [pdf()], NOW)
+    assert (await parsed(message)).get_body(preferencelist=("html",)) is None
+
+
+def test_a_document_url_that_is_not_http_is_refused() -> None:
+    job = SendScanToUrl(**BASE, to=("to@y.example",), document_url="javascript:alert(1)")
+    with pytest.raises(InvalidJob, match="http or https"):
+        compose(job, JobFunction.SCAN_TO_URL, "admin@t1.example", [], NOW)
+
+
+@pytest.mark.parametrize("length", [0, 1, 56, 57, 58, 57 * 1024, 57 * 1024 + 1, 1_000_003])
+async def test_the_size_of_a_message_is_known_before_it_is_written(length: int) -> None:
+    data = b"x" * length
+    job = SendStatusNotification(**BASE, to=("ops@t1.example",), body="report")
+    source = AttachmentSource("r.pdf", "application/pdf", in_memory(data), len(data))
+    message, _ = compose(job, JobFunction.STATUS_NOTIFICATION, "admin@t1.example", [source], NOW)
+    assert message.size() == len(await message.to_bytes())

@@ -54,6 +54,12 @@ class SmtpSettings(Contract):
     host: str
     port: int = Field(ge=1, le=65535)
     security: SmtpSecurity = SmtpSecurity.STARTTLS
+    ca_pem: str | None = Field(
+        default=None,
+        max_length=65536,
+        description="PEM of a CA trusted for this server besides the system's (a private CA); "
+        "certificates are always verified",
+    )
 
 
 DEFAULT_SMTP: dict[Provider, SmtpSettings] = {

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import nats
@@ -18,7 +24,60 @@ from fleetmail_contracts.tokens import (
     PrincipalKind,
 )
 
+from fleetmail_devkit.ports import free_port, port_open
 from fleetmail_devkit.stack import Stack
+
+
+@dataclass(frozen=True)
+class SmtpEmulator:
+    port: int
+    """STARTTLS port."""
+    tls_port: int
+    control_url: str
+    ca_file: Path
+
+
+@asynccontextmanager
+async def smtp_emulator(
+    stack: Stack, flavour: str, tls_dir: Path | None = None
+) -> AsyncIterator[SmtpEmulator]:
+    """One more SMTP emulator process: Gmail's flavour, or a server under another CA
+    (`tls_dir` holds its own CA, which nothing trusts by default)."""
+    port, tls_port, control = free_port(), free_port(), free_port()
+    tls_dir = tls_dir or stack.data_dir / "tls"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fleetmail_devkit.emulators.serve",
+        "smtp",
+        "--flavour",
+        flavour,
+        "--starttls-port",
+        str(port),
+        "--tls-port",
+        str(tls_port),
+        "--control-port",
+        str(control),
+        "--tls-dir",
+        str(tls_dir),
+        "--maildir",
+        str(stack.data_dir / f"maildir-{port}"),
+        "--microsoft-url",
+        stack.microsoft_url,
+        "--google-url",
+        stack.google_url,
+        stdout=asyncio.subprocess.DEVNULL,
+        env={**os.environ},
+    )
+    try:
+        for _ in range(150):
+            if port_open(port) and port_open(control):
+                break
+            await asyncio.sleep(0.1)
+        yield SmtpEmulator(port, tls_port, f"http://127.0.0.1:{control}", tls_dir / "ca.pem")
+    finally:
+        process.terminate()
+        await process.wait()
 
 
 async def tenant_with_administrator_grant(stack: Stack, emulator: httpx.AsyncClient) -> Principal:

@@ -6,6 +6,9 @@ and, where there is one, what an administrator does about it.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -110,6 +113,35 @@ KNOWN_REPLIES: tuple[KnownReply, ...] = (
 
 GMAIL_XOAUTH2_CHALLENGE = '{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}'
 """Decoded body of Gmail's `334` challenge on a bad XOAUTH2 token."""
+
+TOKEN_CHALLENGE_STATUSES = frozenset({"400", "401"})
+"""Challenge statuses that mean "this token is not good (any more)": refresh and retry once."""
+
+
+@dataclass(frozen=True)
+class XOAuth2Challenge:
+    """What a server says in its `334` answer to a refused XOAUTH2 token (Gmail's JSON)."""
+
+    status: str
+    schemes: str
+    scope: str
+
+    @property
+    def token_rejected(self) -> bool:
+        return self.status in TOKEN_CHALLENGE_STATUSES
+
+
+def parse_xoauth2_challenge(text: str) -> XOAuth2Challenge | None:
+    """The base64 JSON after `334`, or None when it is not one (never raises)."""
+    try:
+        decoded = json.loads(base64.b64decode(text.strip(), validate=True))
+    except (binascii.Error, ValueError):
+        return None
+    if not isinstance(decoded, dict):
+        return None
+    return XOAuth2Challenge(
+        str(decoded.get("status", "")), str(decoded.get("schemes", "")), str(decoded.get("scope", ""))
+    )
 
 
 def classify(code: int, message: str) -> tuple[ReplyClass, KnownReply | None]:

@@ -29,6 +29,7 @@ from fleetmail_contracts.mail_events import (
     mail_event_subject,
 )
 from fleetmail_contracts.streams import TOKEN_EVENT_PREFIX
+from fleetmail_contracts.tokens import Provider
 from fleetmail_runtime.bus import declare_streams, jobs_stream, make_broker
 from fleetmail_runtime.periodic import periodic
 from fleetmail_runtime.telemetry import configure_tracing
@@ -37,7 +38,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from .adapters.smtp import SmtpDelivery, tls_context
+from .adapters.smtp import SmtpDelivery
 from .delivery import Deliverer
 from .domain.compose import retry_delay
 from .errors import AwaitingAuthorization, PermanentDeliveryError, TransientDeliveryError
@@ -288,7 +289,7 @@ def build_app(settings: MailSettings) -> Wiring:
         await tenants.start()
         wiring.ledger = await broker.key_value(streams.DELIVERY_LEDGER_BUCKET)
         smtp = SmtpDelivery(
-            tls_context(settings.smtp_ca_bundle),
+            settings.smtp_ca_bundle,
             settings.smtp_timeout_s,
             settings.helo_name,
             settings.smtp_connections_per_sender,
@@ -300,6 +301,10 @@ def build_app(settings: MailSettings) -> Wiring:
             smtp,
             settings.token_timeout_s,
             utc_now,
+            {
+                Provider.MICROSOFT: settings.max_message_bytes_microsoft,
+                Provider.GOOGLE: settings.max_message_bytes_google,
+            },
         )
         wiring.parking = ParkingLot(
             broker,

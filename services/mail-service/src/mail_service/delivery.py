@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +29,7 @@ from fleetmail_contracts.tokens import (
     AccessTokenRequest,
     Principal,
     PrincipalKind,
+    Provider,
 )
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 from nats.errors import NoRespondersError
@@ -88,8 +89,10 @@ class Deliverer:
         smtp: SmtpDelivery,
         token_timeout_s: float,
         clock: Callable[[], datetime],
+        size_limits: Mapping[Provider, int] | None = None,
     ) -> None:
         self.broker = broker
+        self.size_limits = dict(size_limits or {})
         self.tenants = tenants
         self.smtp = smtp
         self.token_timeout_s = token_timeout_s
@@ -178,7 +181,8 @@ class Deliverer:
                         f"attachment {ref.filename} does not match its checksum",
                         FailureReason.ATTACHMENT_MISSING,
                     )
-                sources.append(AttachmentSource(ref.filename, ref.content_type, _reader(spool)))
+                size = spool.seek(0, 2)
+                sources.append(AttachmentSource(ref.filename, ref.content_type, _reader(spool), size))
             yield sources
 
     async def tenant(self, tenant_id: str) -> TenantSettings:
@@ -193,14 +197,25 @@ class Deliverer:
     async def deliver(
         self, job: JobBase, function: JobFunction, tenant: TenantSettings, sender: Sender
     ) -> Delivered:
-        if not tenant.oauth_enabled:
-            async with self._attachments(job) as attachments:
-                message, recipients = compose(job, function, sender.address, attachments, self.clock())
-                return await self._send_basic(job, tenant, sender, message, recipients)
-        principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
         async with self._attachments(job) as attachments:
             message, recipients = compose(job, function, sender.address, attachments, self.clock())
+            self._check_size(tenant, message)
+            if not tenant.oauth_enabled:
+                return await self._send_basic(job, tenant, sender, message, recipients)
+            principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
             return await self._send(job, tenant, sender, principal, message, recipients)
+
+    def _check_size(self, tenant: TenantSettings, message: MimeMessage) -> None:
+        """The provider's message size limit, checked before anything is sent."""
+        limit = self.size_limits.get(tenant.provider)
+        size = message.size()
+        if limit is not None and size > limit:
+            raise InvalidJob(
+                f"the message is {size / 1e6:.1f} MB as sent (attachments grow by a third in "
+                f"transfer), over the {limit / 1e6:.1f} MB limit for {tenant.provider.value}: "
+                "scan at a lower resolution or split the document",
+                FailureReason.MESSAGE_TOO_LARGE,
+            )
 
     async def _send(
         self,

@@ -39,3 +39,14 @@ class MailSettings(BaseSettings):
     park_sweep_s: float = Field(default=30, gt=0, description="How often parked jobs are checked")
     batch_size: int = Field(default=16, ge=1, description="Jobs fetched and delivered concurrently")
     helo_name: str = Field(default="fleetmail.local")
+    max_message_bytes_microsoft: int = Field(
+        default=36_700_160,
+        gt=0,
+        description="Largest message as sent (encoded) for Microsoft 365: its default send limit, 35 MB",
+    )
+    max_message_bytes_google: int = Field(
+        default=35_882_577,
+        gt=0,
+        description="Largest message as sent for Gmail (the SIZE smtp.gmail.com advertises; about 25 MB "
+        "of attachments)",
+    )

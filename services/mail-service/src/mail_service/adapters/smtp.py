@@ -6,6 +6,8 @@ Library failures are translated into mail-service's errors using the shared repl
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import ssl
 import time
 from collections import defaultdict
@@ -98,13 +100,15 @@ class SmtpDelivery:
 
     def __init__(
         self,
-        context: ssl.SSLContext,
+        ca_bundle: Path | None,
         timeout_s: float,
         helo_name: str,
         max_connections_per_sender: int = 8,
         idle_timeout_s: float = 60.0,
     ) -> None:
-        self._context = context
+        self._ca_bundle = ca_bundle
+        self._context = tls_context(ca_bundle)
+        self._tenant_contexts: dict[str, ssl.SSLContext] = {}
         self._timeout_s = timeout_s
         self._helo_name = helo_name
         self._max = max_connections_per_sender
@@ -158,28 +162,58 @@ class SmtpDelivery:
             await self._discard(connection)
         return await self._open(server, credentials, secret), False
 
+    def _context_for(self, server: SmtpSettings) -> ssl.SSLContext:
+        """The system's CAs (and the configured bundle), plus the tenant's own CA if it has one
+        (an on-premises server with a private CA). Verification is never turned off."""
+        if not server.ca_pem:
+            return self._context
+        key = hashlib.sha256(server.ca_pem.encode()).hexdigest()
+        context = self._tenant_contexts.get(key)
+        if context is None:
+            context = tls_context(self._ca_bundle)
+            try:
+                context.load_verify_locations(cadata=server.ca_pem)
+            except (ssl.SSLError, ValueError) as exc:
+                raise SmtpPermanent(
+                    f"the tenant's SMTP CA certificate cannot be used: {exc}",
+                    FailureReason.SMTP_REJECTED,
+                    "Set the tenant's smtp.ca_pem to the PEM text of the CA that signed its SMTP server.",
+                ) from None
+            self._tenant_contexts[key] = context
+        return context
+
     async def _open(self, server: SmtpSettings, credentials: Credentials, secret: str) -> Connection:
         client = aiosmtplib.SMTP(
             hostname=server.host,
             port=server.port,
             use_tls=server.security is SmtpSecurity.IMPLICIT_TLS,
             start_tls=server.security is SmtpSecurity.STARTTLS,
-            tls_context=self._context,
+            tls_context=self._context_for(server),
             timeout=self._timeout_s,
             local_hostname=self._helo_name,
         )
         try:
             await client.connect()
         except (aiosmtplib.SMTPException, OSError) as exc:
+            if _certificate_refused(exc):
+                raise SmtpPermanent(
+                    f"the certificate of {server.host}:{server.port} is not trusted: {exc}",
+                    FailureReason.SMTP_REJECTED,
+                    "If the server uses a private CA, set the tenant's smtp.ca_pem to that CA's "
+                    "certificate; otherwise fix the server's certificate (name, expiry, chain).",
+                ) from None
             raise SmtpTransient(
                 f"cannot connect to {server.host}:{server.port}: {type(exc).__name__}"
             ) from exc
         connection = Connection(client, secret)
         try:
             if credentials.access_token is not None:
-                await client.auth_xoauth2(credentials.address, credentials.access_token)
+                await _xoauth2(client, credentials.address, credentials.access_token)
             elif credentials.password is not None:
                 await client.login(credentials.username or credentials.address, credentials.password)
+        except DeliveryError:
+            await self._discard(connection)
+            raise
         except aiosmtplib.SMTPResponseException as exc:
             await self._discard(connection)
             raise _translate(exc.code, exc.message, during_auth=True) from None
@@ -192,8 +226,17 @@ class SmtpDelivery:
         self, connection: Connection, credentials: Credentials, message: MimeMessage, recipients: list[str]
     ) -> SendResult:
         client = connection.client
+        size = message.size()
+        advertised = client.esmtp_extensions.get("size", "")
+        if advertised.isdigit() and int(advertised) and size > int(advertised):
+            raise SmtpPermanent(
+                f"the message is {size} bytes as sent; the server takes at most {advertised}",
+                FailureReason.MESSAGE_TOO_LARGE,
+                "Scan at a lower resolution or split the document.",
+            )
+        options = [f"SIZE={size}"] if "size" in client.esmtp_extensions else []
         try:
-            await client.mail(credentials.address)
+            await client.mail(credentials.address, options=options)
             rejected: dict[str, str] = {}
             refusal: aiosmtplib.SMTPRecipientRefused | None = None
             for recipient in recipients:
@@ -251,3 +294,42 @@ class SmtpDelivery:
 
 class _StaleConnection(Exception):
     pass
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether a connection failed because the server's certificate did not verify."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def _xoauth2(client: aiosmtplib.SMTP, address: str, access_token: str) -> None:
+    """AUTH XOAUTH2, reading the server's `334` challenge instead of discarding it.
+
+    aiosmtplib's `auth_xoauth2` answers the challenge and raises the final 535 without
+    what the challenge said. Gmail's JSON tells a dead token (status 400/401: refresh and
+    retry) from a token without the right scope (say which scope is needed).
+    """
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    blob = base64.b64encode(f"user={address}\x01auth=Bearer {access_token}\x01\x01".encode())
+    response = await client.execute_command(b"AUTH", b"XOAUTH2", blob)
+    if response.code == 235:
+        return
+    if response.code != 334:
+        raise aiosmtplib.SMTPResponseException(response.code, response.message)
+    challenge = smtp_replies.parse_xoauth2_challenge(response.message)
+    final = await client.execute_command(b"")  # the empty answer the protocol asks for
+    reply = f"{final.code} {final.message}"
+    if challenge is None or challenge.token_rejected:
+        raise TokenRejected(reply)
+    raise SmtpPermanent(
+        f"the SMTP server refused the access token (status {challenge.status}): {reply}",
+        FailureReason.AUTHENTICATION_FAILED,
+        f"The token must carry the scope {challenge.scope or 'the server asks for'}: check the app's "
+        "scopes and sign in again.",
+        reply,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import datetime
 
@@ -29,6 +30,33 @@ DEFAULT_SUBJECTS: dict[JobFunction, str] = {
     JobFunction.STATUS_NOTIFICATION: "Device status notification",
     JobFunction.TX_RESULT_REPORT: "Transmission result report",
 }
+
+
+HTML_FUNCTIONS = frozenset(
+    {
+        JobFunction.SCAN_TO_URL,
+        JobFunction.EMAIL_NOTIFICATION,
+        JobFunction.TOTAL_COUNTER_NOTIFICATION,
+        JobFunction.STATUS_NOTIFICATION,
+        JobFunction.TX_RESULT_REPORT,
+    }
+)
+"""Functions whose mail is read as a page (a link to open, a report): they get an HTML
+alternative. Scans and faxes stay plain text around their attachment."""
+
+
+def html_of(title: str, text: str, url: str | None = None) -> str:
+    """The text as escaped HTML paragraphs, and the document link as a real link."""
+    paragraphs = "".join(
+        f"<p>{html.escape(block).replace(chr(10), '<br>')}</p>"
+        for block in text.replace("\r\n", "\n").split("\n\n")
+        if block.strip()
+    )
+    link = f'<p><a href="{html.escape(url, quote=True)}">Open the document</a></p>' if url else ""
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title></head><body>{paragraphs}{link}</body></html>"
+    )
 
 
 def check_address(address: str) -> str:
@@ -78,16 +106,24 @@ def compose(
         ("X-Fleetmail-Function", function.value),
     ]
     body = job.body or f"{DEFAULT_SUBJECTS[function]} from device {job.device_id}."
+    url: str | None = None
+    html_body: str | None = None
     if function is JobFunction.SCAN_TO_URL:
         url = getattr(job, "document_url", None)
         if url is None:
             raise InvalidJob("Scan to URL needs the document's URL")
-        body = f"{body}\n\nThe document is available at:\n{check_header('document URL', url)}\n"
+        if not url.lower().startswith(("https://", "http://")):
+            raise InvalidJob("the document URL must be an http or https URL")
+        html_body = html_of(subject, body, check_header("document URL", url))
+        body = f"{body}\n\nThe document is available at:\n{url}\n"
         attachments = []
+    elif function in HTML_FUNCTIONS:
+        html_body = html_of(subject, body)
     for attachment in attachments:
         check_header("attachment name", attachment.filename)
         check_header("attachment type", attachment.content_type)
-    return MimeMessage(tuple(headers), body, tuple(attachments), new_boundary()), to + cc + bcc
+    message = MimeMessage(tuple(headers), body, tuple(attachments), new_boundary(), html_body)
+    return message, to + cc + bcc
 
 
 def retry_delay(attempt: int, base_s: float, max_s: float, jitter: float) -> float:

@@ -2,7 +2,8 @@
 
 The standard library's `email` package builds the whole message in memory (a 25 MB scan
 becomes three or four copies) and spends most of mail-service's CPU parsing the headers it
-was just given. fleetmail's messages have one fixed shape — a text part and attachments —
+was just given. fleetmail's messages have one fixed shape — a text part (with an HTML alternative where
+the function has one) and attachments —
 so it writes them itself: every line ends in CRLF, text and attachments are base64 (no line
 can begin with a dot, so no dot-stuffing is needed), and attachments are encoded from their
 source a chunk at a time.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime
+from functools import cached_property
 from urllib.parse import quote
 
 LINE = 76
@@ -30,6 +32,14 @@ class AttachmentSource:
     content_type: str
     open: Callable[[], AsyncIterator[bytes]]
     """Yields the attachment's raw bytes, in chunks of any size."""
+    size: int = 0
+    """Its size in bytes, before encoding."""
+
+
+def encoded_size(raw: int) -> int:
+    """Bytes of base64 lines (76 characters and CRLF) for `raw` bytes of input."""
+    characters = 4 * -(-raw // 3)
+    return characters + 2 * -(-characters // LINE)
 
 
 def encode_header(value: str) -> str:
@@ -62,35 +72,64 @@ def filename_parameter(filename: str) -> str:
     return f"filename*=utf-8''{quote(filename, safe='')}"
 
 
+def _text_part(subtype: str, text: str) -> bytes:
+    body = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+    ).encode() + base64_lines(body)
+
+
 @dataclass(frozen=True)
 class MimeMessage:
     headers: tuple[tuple[str, str], ...]
     text: str
     attachments: tuple[AttachmentSource, ...]
     boundary: str
+    html: str | None = None
+    """An HTML alternative of the text, where the function has one."""
 
     def head(self) -> bytes:
+        return self._head
+
+    @cached_property
+    def _head(self) -> bytes:
         lines = b"".join(fold(name, value) for name, value in self.headers)
         lines += b"MIME-Version: 1.0\r\n"
         lines += f'Content-Type: multipart/mixed; boundary="{self.boundary}"\r\n\r\n'.encode()
         lines += b"This is a multi-part message in MIME format.\r\n"
-        text = self.text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
-        lines += (
+        lines += f"--{self.boundary}\r\n".encode()
+        if self.html is None:
+            return lines + _text_part("plain", self.text)
+        inner = f"{self.boundary}_alt"
+        return (
+            lines
+            + f'Content-Type: multipart/alternative; boundary="{inner}"\r\n\r\n'.encode()
+            + f"--{inner}\r\n".encode()
+            + _text_part("plain", self.text)
+            + f"--{inner}\r\n".encode()
+            + _text_part("html", self.html)
+            + f"--{inner}--\r\n".encode()
+        )
+
+    def size(self) -> int:
+        """The size of the whole message as sent, computed without producing it."""
+        total = len(self.head()) + len(f"--{self.boundary}--\r\n")
+        for attachment in self.attachments:
+            total += len(self._attachment_head(attachment)) + encoded_size(attachment.size)
+        return total
+
+    def _attachment_head(self, attachment: AttachmentSource) -> bytes:
+        return (
             f"--{self.boundary}\r\n"
-            'Content-Type: text/plain; charset="utf-8"\r\n'
-            "Content-Transfer-Encoding: base64\r\n\r\n"
+            f"Content-Type: {attachment.content_type}\r\n"
+            "Content-Transfer-Encoding: base64\r\n"
+            f"Content-Disposition: attachment; {filename_parameter(attachment.filename)}\r\n\r\n"
         ).encode()
-        return lines + base64_lines(text)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         yield self.head()
         for attachment in self.attachments:
-            yield (
-                f"--{self.boundary}\r\n"
-                f"Content-Type: {attachment.content_type}\r\n"
-                "Content-Transfer-Encoding: base64\r\n"
-                f"Content-Disposition: attachment; {filename_parameter(attachment.filename)}\r\n\r\n"
-            ).encode()
+            yield self._attachment_head(attachment)
             pending = b""
             async for raw in attachment.open():
                 pending += raw

@@ -1,0 +1,141 @@
+"""Size limits per provider, a tenant's own CA, and Gmail's 334 challenge through mail-service."""
+
+import asyncio
+import hashlib
+import uuid
+
+import httpx
+from fleetmail_devkit.probes import smtp_emulator
+
+from .test_app_only import app_only_tenant
+from .test_mail_delivery import final_status, submit
+
+
+async def device_panel(stack, admin: httpx.AsyncClient, tenant_id: str) -> httpx.AsyncClient:
+    device = (
+        await admin.post(
+            f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": f"mfp-{uuid.uuid4().hex[:6]}"}
+        )
+    ).json()
+    return httpx.AsyncClient(
+        base_url=stack.gateway_url, auth=(device["device_id"], device["secret"]), timeout=60
+    )
+
+
+async def test_a_message_over_the_provider_limit_fails_before_sending(stack, admin) -> None:
+    # The test stack sets Gmail's limit to 5 MB; 4 MB of scan is about 5.4 MB as sent.
+    tenant_id = f"big-{uuid.uuid4().hex[:8]}"
+    await admin.put(
+        f"/v1/admin/tenants/{tenant_id}",
+        json={
+            "tenant_id": tenant_id,
+            "oauth_enabled": True,
+            "provider": "google",
+            "administrator_address": f"admin@{tenant_id}.example",
+        },
+    )
+    async with await device_panel(stack, admin, tenant_id) as panel:
+        scan = ("scan.pdf", b"%PDF" + b"\0" * 4_000_000, "application/pdf")
+        job_id = await submit(
+            panel, {"function": "scan_to_email", "to": ["x@fabrikam.example"]}, {"files": scan}
+        )
+        status = await final_status(panel, job_id)
+    assert status["status"] == "failed" and status["reason_code"] == "message_too_large", status
+    assert "5.0 MB limit for google" in status["detail"]
+
+
+async def test_a_tenant_smtp_server_under_a_private_ca(stack, admin, emulator_http) -> None:
+    """An on-premises server whose certificate comes from the tenant's own CA."""
+    async with smtp_emulator(
+        stack, "microsoft", stack.data_dir / f"private-ca-{uuid.uuid4().hex[:6]}"
+    ) as private:
+        tenant_id = f"onprem-{uuid.uuid4().hex[:8]}"
+        address = f"scanner@{tenant_id}.example"
+        await emulator_http.post(
+            f"{private.control_url}/_emulator/mailboxes", json={"address": address, "password": "relay-pw"}
+        )
+        smtp = {"host": "127.0.0.1", "port": private.port}
+        await admin.put(
+            f"/v1/admin/tenants/{tenant_id}",
+            json={"tenant_id": tenant_id, "administrator_address": address, "smtp": smtp},
+        )
+        await admin.put(
+            f"/v1/admin/tenants/{tenant_id}/credentials",
+            json={"smtp_username": address, "smtp_password": "relay-pw"},
+        )
+        async with await device_panel(stack, admin, tenant_id) as panel:
+            untrusted = await final_status(
+                panel, await submit(panel, {"function": "scan_to_email", "to": ["x@y.example"]})
+            )
+            assert untrusted["status"] == "failed" and "not trusted" in untrusted["detail"], untrusted
+            assert "smtp.ca_pem" in untrusted["remedy"]
+
+            smtp["ca_pem"] = private.ca_file.read_text()
+            await admin.put(
+                f"/v1/admin/tenants/{tenant_id}",
+                json={"tenant_id": tenant_id, "administrator_address": address, "smtp": smtp},
+            )
+            await asyncio.sleep(0.5)  # the settings reach mail-service through the KV watch
+            trusted = await final_status(
+                panel, await submit(panel, {"function": "scan_to_email", "to": ["x@y.example"]})
+            )
+        assert trusted["status"] == "sent", trusted
+        accepted = (await emulator_http.get(f"{private.control_url}/_emulator/messages")).json()
+        assert [m["auth_user"] for m in accepted] == [address]
+
+
+async def test_gmail_challenge_makes_mail_service_refresh_once_and_deliver(
+    stack, admin, emulator_http, service_account
+) -> None:
+    async with smtp_emulator(stack, "gmail") as gmail:
+        tenant_id, address = await app_only_tenant(admin, stack, "google")
+        await admin.put(
+            f"/v1/admin/tenants/{tenant_id}",
+            json={
+                "tenant_id": tenant_id,
+                "oauth_enabled": True,
+                "provider": "google",
+                "administrator_address": address,
+                "smtp": {"host": "127.0.0.1", "port": gmail.port},
+                "identity": {"app_only": True},
+            },
+        )
+        key = await service_account(f"{tenant_id}.example")
+        await admin.put(f"/v1/admin/tenants/{tenant_id}/credentials", json={"google_service_account": key})
+        async with await device_panel(stack, admin, tenant_id) as panel:
+            first = await final_status(
+                panel, await submit(panel, {"function": "scan_to_email", "to": ["x@y.example"]})
+            )
+            assert first["status"] == "sent", first
+            # Google revokes the access token mail-service holds; Gmail answers the next AUTH
+            # with its 334 JSON challenge.
+            issued = (await emulator_http.get(f"{stack.google_url}/_emulator/issued")).json()["access_tokens"]
+            held = issued[-1]
+            await emulator_http.post(f"{stack.google_url}/revoke", data={"token": held})
+            await asyncio.sleep(0.5)
+            # A new connection is needed for Gmail to check the token again: the pool's idle one
+            # is dropped by a fault on the next MAIL.
+            await emulator_http.post(
+                f"{gmail.control_url}/_emulator/faults",
+                json={
+                    "stage": "mail",
+                    "code": 421,
+                    "text": "4.7.0 Try again later, closing connection.",
+                    "count": 1,
+                },
+            )
+            second = await final_status(
+                panel, await submit(panel, {"function": "scan_to_email", "to": ["x@y.example"]})
+            )
+        assert second["status"] == "sent", second
+        stats = (await emulator_http.get(f"{gmail.control_url}/_emulator/stats")).json()
+        assert stats["auth_failures"] >= 1
+        issued_after = (await emulator_http.get(f"{stack.google_url}/_emulator/issued")).json()[
+            "access_tokens"
+        ]
+        accepted = (await emulator_http.get(f"{gmail.control_url}/_emulator/messages")).json()
+        assert (
+            accepted[-1]["token_sha256"]
+            == hashlib.sha256(issued_after[-1].encode()).hexdigest()
+            != hashlib.sha256(held.encode()).hexdigest()
+        )
