@@ -8,16 +8,17 @@ import io
 import ssl
 import time
 import uuid
-from email.message import EmailMessage
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosmtplib
 import httpx
 import nats
-from fleetmail_contracts.jobs import AttachmentRef
+from fleetmail_contracts.jobs import AttachmentRef, SendScanToEmail
 from fleetmail_contracts.streams import ATTACHMENTS_BUCKET
 from fleetmail_devkit.probes import queue_jobs, request_tokens, tenant_with_administrator_grant
 from fleetmail_devkit.stack import Part, Stack
+from mail_service.domain.compose import compose
 
 from .figures import Figure
 
@@ -42,7 +43,8 @@ async def wait_for_accepted(
 
 
 async def raw_smtp_rate(stack: Stack, sender: str, token: str) -> float:
-    """aiosmtplib straight to the SMTP emulator: XOAUTH2, a fixed token, the same concurrency."""
+    """aiosmtplib straight to the SMTP emulator: XOAUTH2, a fixed token, the same concurrency,
+    and the same messages mail-service sends for the queued jobs (composed by its own code)."""
     context = ssl.create_default_context(cafile=str(stack.ca_file))
     clients = []
     for _ in range(CONNECTIONS):
@@ -52,21 +54,31 @@ async def raw_smtp_rate(stack: Stack, sender: str, token: str) -> float:
         await client.connect()
         await client.auth_xoauth2(sender, token)
         clients.append(client)
+    tag = f"raw-{uuid.uuid4().hex[:6]}"
+    messages = []
+    for n in range(JOBS // CONNECTIONS * CONNECTIONS):
+        job = SendScanToEmail(
+            job_id=f"{tag}-{n:04d}",
+            tenant_id="raw",
+            device_id="probe-device",
+            submitted_at=datetime.now(UTC),
+            to=("recipient@fabrikam.example",),
+            subject=f"{tag} {n}",
+            body=BODY,
+        )
+        message, recipients = compose(job, job.function, sender, [], datetime.now(UTC))
+        messages.append((await message.to_bytes(), recipients))
 
-    async def send(client: aiosmtplib.SMTP, count: int) -> None:
-        for _ in range(count):
-            message = EmailMessage()
-            message["From"], message["To"] = sender, "recipient@fabrikam.example"
-            message["Subject"], message["Message-ID"] = "Raw scan", f"<{uuid.uuid4().hex}@bench>"
-            message.set_content(BODY)
-            await client.send_message(message)
+    async def send(client: aiosmtplib.SMTP, batch: list[tuple[bytes, list[str]]]) -> None:
+        for data, recipients in batch:
+            await client.sendmail(sender, recipients, data)
 
     started = time.perf_counter()
-    await asyncio.gather(*(send(c, JOBS // CONNECTIONS) for c in clients))
+    await asyncio.gather(*(send(c, messages[i::CONNECTIONS]) for i, c in enumerate(clients)))
     elapsed = time.perf_counter() - started
     for client in clients:
         await client.quit()
-    return (JOBS // CONNECTIONS * CONNECTIONS) / elapsed
+    return len(messages) / elapsed
 
 
 def peak_rss_kb(part: Part) -> int:

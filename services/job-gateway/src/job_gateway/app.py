@@ -4,7 +4,6 @@ Wiring only: request parsing, authentication, and relaying to the bus; decisions
 delivery and tokens are made by mail-service and token-service.
 """
 
-import hashlib
 import hmac
 import html
 import logging
@@ -36,7 +35,7 @@ from fleetmail_contracts.devices import (
     UserLoggedOut,
     device_event_subject,
 )
-from fleetmail_contracts.jobs import JOB_COMMANDS, AttachmentRef, JobFunction, job_subject
+from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.mail_events import MAIL_EVENTS_WILDCARD
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import (
@@ -66,9 +65,9 @@ from fleetmail_runtime.telemetry import configure_tracing
 from fleetmail_runtime.tenants import TenantDirectory
 from nats.errors import Error as NatsError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pymongo.errors import DuplicateKeyError
 
 from .auth import device_secret_hash, load_or_create_secret, new_device_secret, secret_matches
+from .intake import Device, JobAccepted, JobIntake, JobSubmission, summarise
 from .problems import Problem, handle_problem
 from .settings import GatewaySettings
 from .store import GatewayStore
@@ -76,32 +75,6 @@ from .store import GatewayStore
 SERVICE = "job-gateway"
 log = logging.getLogger(SERVICE)
 _UNSAFE = re.compile(r"[\r\n\x00]")
-
-
-class JobSubmission(BaseModel):
-    """The `job` part of a job submission (multipart form field, JSON)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    function: JobFunction = JobFunction.SCAN_TO_EMAIL
-    job_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$", description="Idempotency key")
-    to: list[str] = []
-    cc: list[str] = []
-    bcc: list[str] = []
-    subject: str | None = None
-    body: str | None = None
-    login_user: str | None = None
-    requested_from: str | None = None
-    document_url: str | None = None
-    machine_address: str | None = None
-    user_box: str | None = None
-    application: str | None = None
-    event: str | None = None
-    counters: dict[str, int] | None = None
-    sender_fax_number: str | None = None
-    tsi: str | None = None
-    status: str | None = None
-    result: str | None = None
 
 
 class UserSignIn(BaseModel):
@@ -143,12 +116,6 @@ class DeviceCredentials(BaseModel):
     secret: str = Field(description="Shown once; fleetmail stores only a keyed hash")
 
 
-class JobAccepted(BaseModel):
-    job_id: str
-    status: str
-    duplicate: bool = False
-
-
 class JobStatus(BaseModel):
     job_id: str
     tenant_id: str
@@ -165,17 +132,23 @@ class JobStatus(BaseModel):
 
 
 @dataclass
-class Device:
-    device_id: str
-    tenant_id: str
-
-
-@dataclass
 class Runtime:
     store: GatewayStore
     tenants: TenantDirectory
     device_key: bytes
     admin_key: str
+    intake: JobIntake
+
+
+def _status_update(event: dict[str, Any]) -> tuple[str, str, datetime, dict[str, Any]]:
+    """What a mail event changes in the job's status record."""
+    fields: dict[str, Any] = {}
+    for key in ("detail", "remedy", "smtp_reply", "message_id", "reason_code", "sender"):
+        if event.get(key) is not None:
+            fields[key] = event[key]
+    if event.get("reason") and "detail" not in fields:
+        fields["detail"] = event["reason"]
+    return event["job_id"], event["kind"], datetime.fromisoformat(event["occurred_at"]), fields
 
 
 def build_app(settings: GatewaySettings) -> FastAPI:
@@ -190,20 +163,14 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         MAIL_EVENTS_WILDCARD,
         stream=events_stream(settings.common),
         durable="job-gateway-status",
-        pull_sub=PullSub(batch_size=64, timeout=1.0),
+        # A batch of events becomes one bulk write: the projection keeps up with delivery
+        # without taking the embedded database's write rate away from everything else.
+        pull_sub=PullSub(batch_size=256, timeout=0.2, batch=True),
         config=ConsumerConfig(max_deliver=10, ack_wait=30),
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )
-    async def on_mail_event(event: dict[str, Any]) -> None:
-        fields: dict[str, Any] = {}
-        for key in ("detail", "remedy", "smtp_reply", "message_id", "reason_code", "sender"):
-            if event.get(key) is not None:
-                fields[key] = event[key]
-        if event.get("reason") and "detail" not in fields:
-            fields["detail"] = event["reason"]
-        await runtime().store.update_job_status(
-            event["job_id"], event["kind"], datetime.fromisoformat(event["occurred_at"]), fields
-        )
+    async def on_mail_events(events: list[dict[str, Any]]) -> None:
+        await runtime().store.update_job_statuses([_status_update(event) for event in events])
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -228,7 +195,9 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         # The KV bucket is a projection of the tenants collection: make it complete at start.
         for tenant in await store.all_tenants():
             await tenants.put(tenant)
-        holder["runtime"] = Runtime(store, tenants, device_key.encode(), admin_key)
+        holder["runtime"] = Runtime(
+            store, tenants, device_key.encode(), admin_key, JobIntake(broker, store, settings)
+        )
         await broker.start()
         log.info("job-gateway ready on http://%s:%d", settings.host, settings.port)
         try:
@@ -479,91 +448,8 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         try:
             submission = JobSubmission.model_validate_json(job)
         except ValidationError as exc:
-            raise Problem(422, "invalid-job", "Invalid job", _summarise(exc)) from None
-        recipients = submission.to + submission.cc + submission.bcc
-        if len(recipients) > settings.max_recipients:
-            raise Problem(
-                422, "too-many-recipients", "Too many recipients", f"at most {settings.max_recipients}"
-            )
-        for value in [
-            *recipients,
-            submission.subject or "",
-            submission.login_user or "",
-            submission.requested_from or "",
-        ]:
-            if _UNSAFE.search(value):
-                raise Problem(
-                    422,
-                    "unsafe-header",
-                    "Unsafe header value",
-                    "line breaks and NUL are not allowed in header fields",
-                )
-        job_id = submission.job_id or uuid.uuid4().hex
-        rt = runtime()
-        store = await broker.object_storage(streams.ATTACHMENTS_BUCKET)
-        refs: list[AttachmentRef] = []
-        try:
-            for upload in files:
-                refs.append(
-                    await _store_upload(store, job_id, len(refs), upload, settings.max_attachment_bytes)
-                )
-            fields = submission.model_dump(exclude_none=True, exclude={"function", "job_id"})
-            try:
-                command = JOB_COMMANDS[submission.function](
-                    job_id=job_id,
-                    tenant_id=device.tenant_id,
-                    device_id=device.device_id,
-                    submitted_at=datetime.now(UTC),
-                    attachments=tuple(refs),
-                    **fields,
-                )
-            except ValidationError as exc:
-                raise Problem(422, "invalid-job", "Invalid job", _summarise(exc)) from None
-            now = datetime.now(UTC)
-            try:
-                await rt.store.record_job(
-                    {
-                        "_id": job_id,
-                        "tenant_id": device.tenant_id,
-                        "device_id": device.device_id,
-                        "function": submission.function.value,
-                        "status": "queued",
-                        "submitted_at": now,
-                        "updated_at": now,
-                    }
-                )
-            except DuplicateKeyError:
-                existing = await rt.store.job(job_id)
-                if existing is None or existing["tenant_id"] != device.tenant_id:
-                    raise Problem(409, "job-id-taken", "Job id taken", "that job id is in use") from None
-                for ref in refs:
-                    await store.delete(ref.object_name)
-                return JobAccepted(job_id=job_id, status=existing["status"], duplicate=True)
-            try:
-                ack = await broker.publish(
-                    command,
-                    job_subject(submission.function),
-                    headers={"Nats-Msg-Id": job_id},
-                    stream=streams.JOBS_STREAM,
-                    timeout=settings.publish_timeout_s,
-                )
-            except (NatsError, TimeoutError) as exc:
-                await rt.store.forget_job(job_id)
-                raise Problem(
-                    503,
-                    "bus-unavailable",
-                    "Job queue unavailable",
-                    "the job could not be queued; nothing was kept, submit it again",
-                    {"Retry-After": "5"},
-                ) from exc
-        except BaseException:
-            for ref in refs:
-                try:
-                    await store.delete(ref.object_name)
-                except NatsError:
-                    log.warning("could not remove attachment %s after a failed submission", ref.object_name)
-            raise
-        return JobAccepted(job_id=job_id, status="queued", duplicate=bool(getattr(ack, "duplicate", False)))
+            raise Problem(422, "invalid-job", "Invalid job", summarise(exc)) from None
+        return await runtime().intake.submit(device, submission, files)
 
     @app.post("/v1/device/sign-ins", tags=["devices"], status_code=201)
     async def start_user_sign_in(
@@ -642,7 +528,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     @app.exception_handler(ValidationError)
     async def on_validation_error(request: Request, exc: ValidationError) -> JSONResponse:
         return await handle_problem(
-            request, Problem(422, "invalid-request", "Invalid request", _summarise(exc))
+            request, Problem(422, "invalid-request", "Invalid request", summarise(exc))
         )
 
     return app
@@ -660,34 +546,3 @@ def _page(status: int, title: str, text: str) -> HTMLResponse:
         f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
     )
     return HTMLResponse(body, status_code=status)
-
-
-def _summarise(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-
-
-async def _store_upload(store: Any, job_id: str, index: int, upload: UploadFile, limit: int) -> AttachmentRef:
-    """Stream one upload into the Object Store; it is never whole in memory."""
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := await upload.read(1024 * 1024):
-        digest.update(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise Problem(
-                413,
-                "attachment-too-large",
-                "Attachment too large",
-                f"{upload.filename} is larger than {limit} bytes",
-            )
-    await upload.seek(0)
-    name = f"{job_id}/{index}"
-    await store.put(name, upload.file)
-    return AttachmentRef(
-        object_name=name,
-        filename=(upload.filename or f"attachment-{index}").replace("\r", "").replace("\n", "")[:255]
-        or "attachment",
-        content_type=upload.content_type or "application/octet-stream",
-        size=size,
-        sha256=digest.hexdigest(),
-    )

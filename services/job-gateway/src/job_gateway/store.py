@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from fleetmail_contracts.tenants import TenantSettings
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, UpdateOne
 
 
 class GatewayStore:
@@ -69,10 +69,19 @@ class GatewayStore:
     async def job(self, job_id: str) -> dict[str, Any] | None:
         return await self.jobs.find_one({"_id": job_id})
 
-    async def update_job_status(self, job_id: str, status: str, at: datetime, fields: dict[str, Any]) -> None:
-        # Status only moves forward: a late 'deferred' never overwrites 'sent'.
+    async def update_job_statuses(self, updates: list[tuple[str, str, datetime, dict[str, Any]]]) -> None:
+        """Apply status changes in order, in one round trip. Status only moves forward:
+        a late 'deferred' or 'accepted' never overwrites 'sent' or 'failed'."""
+        if not updates:
+            return
         final = ["sent", "failed"]
-        await self.jobs.update_one(
-            {"_id": job_id, "status": {"$nin": final}},
-            {"$set": {"status": status, "updated_at": at, **fields}},
+        await self.jobs.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": job_id, "status": {"$nin": final}},
+                    {"$set": {"status": status, "updated_at": at, **fields}},
+                )
+                for job_id, status, at, fields in updates
+            ],
+            ordered=True,
         )

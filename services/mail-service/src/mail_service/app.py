@@ -165,7 +165,10 @@ def build_app(settings: MailSettings) -> Wiring:
         ),
         ack_policy=AckPolicy.MANUAL,
     )
-    async def on_job(msg: NatsMessage) -> None:
+    async def on_job() -> None:
+        # The message is taken from the context, not injected as a parameter: FastStream
+        # resolves an injected message in a worker thread, a thread hop per job.
+        msg: NatsMessage = broker.context.get_local("message")
         heartbeat = asyncio.create_task(keep_in_progress(msg, settings.ack_wait_s / 3))
         try:
             await handle_job(msg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from faststream import AckPolicy, FastStream
@@ -22,29 +23,26 @@ def build_app(settings: NotifierSettings) -> FastStream:
     stream = events_stream(settings.common)
     common: dict[str, Any] = {
         "stream": stream,
-        "pull_sub": PullSub(batch_size=64, timeout=1.0),
+        "pull_sub": PullSub(batch_size=256, timeout=0.2, batch=True),
         "config": ConsumerConfig(max_deliver=10, ack_wait=30),
         "ack_policy": AckPolicy.NACK_ON_ERROR,
     }
 
     @broker.subscriber(f"{TOKEN_EVENT_PREFIX}*", durable="notifier-tokens", **common)
-    async def on_token_event(event: dict[str, Any]) -> None:
-        principal = event.get("principal", {})
-        log.info(
-            "token event %s for tenant %s (%s)",
-            event.get("kind"),
-            principal.get("tenant_id"),
-            principal.get("kind"),
-        )
+    async def on_token_events(events: list[dict[str, Any]]) -> None:
+        for event in events:
+            principal = event.get("principal", {})
+            log.info(
+                "token event %s for tenant %s (%s)",
+                event.get("kind"),
+                principal.get("tenant_id"),
+                principal.get("kind"),
+            )
 
     @broker.subscriber(f"{MAIL_EVENT_PREFIX}*", durable="notifier-mail", **common)
-    async def on_mail_event(event: dict[str, Any]) -> None:
-        log.info(
-            "mail event %s for job %s (tenant %s)",
-            event.get("kind"),
-            event.get("job_id"),
-            event.get("tenant_id"),
-        )
+    async def on_mail_events(events: list[dict[str, Any]]) -> None:
+        kinds = Counter(str(event.get("kind")) for event in events)
+        log.debug("mail events: %s", dict(kinds))
 
     async def declare() -> None:
         await broker.connect()

@@ -1,0 +1,197 @@
+"""Taking a job in, the same way whether it came over HTTP or SMTP.
+
+Checks first (recipients, header safety, the command's own validation), attachments
+streamed into the Object Store, the job recorded, then published to JetStream with its
+job id as `Nats-Msg-Id`. Nothing is left half-done: if anything fails after attachments
+were stored, they are removed; if the bus is unavailable, the caller is told to try again
+(HTTP 503 with Retry-After, SMTP 451) and the job record is forgotten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import UploadFile
+from faststream.nats import NatsBroker
+from fleetmail_contracts import streams
+from fleetmail_contracts.jobs import JOB_COMMANDS, AttachmentRef, JobFunction, job_subject
+from nats.errors import Error as NatsError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pymongo.errors import DuplicateKeyError
+
+from .problems import Problem
+from .settings import GatewaySettings
+from .store import GatewayStore
+
+log = logging.getLogger("job-gateway")
+UNSAFE = re.compile(r"[\r\n\x00]")
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    tenant_id: str
+
+
+class JobSubmission(BaseModel):
+    """The `job` part of a job submission (multipart form field, JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    function: JobFunction = JobFunction.SCAN_TO_EMAIL
+    job_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$", description="Idempotency key")
+    to: list[str] = []
+    cc: list[str] = []
+    bcc: list[str] = []
+    subject: str | None = None
+    body: str | None = None
+    login_user: str | None = None
+    requested_from: str | None = None
+    document_url: str | None = None
+    machine_address: str | None = None
+    user_box: str | None = None
+    application: str | None = None
+    event: str | None = None
+    counters: dict[str, int] | None = None
+    sender_fax_number: str | None = None
+    tsi: str | None = None
+    status: str | None = None
+    result: str | None = None
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
+    duplicate: bool = False
+
+
+def summarise(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+
+
+class JobIntake:
+    def __init__(self, broker: NatsBroker, store: GatewayStore, settings: GatewaySettings) -> None:
+        self.broker = broker
+        self.store = store
+        self.settings = settings
+
+    def check(self, submission: JobSubmission) -> None:
+        recipients = submission.to + submission.cc + submission.bcc
+        if len(recipients) > self.settings.max_recipients:
+            raise Problem(
+                422, "too-many-recipients", "Too many recipients", f"at most {self.settings.max_recipients}"
+            )
+        for value in [
+            *recipients,
+            submission.subject or "",
+            submission.login_user or "",
+            submission.requested_from or "",
+        ]:
+            if UNSAFE.search(value):
+                raise Problem(
+                    422,
+                    "unsafe-header",
+                    "Unsafe header value",
+                    "line breaks and NUL are not allowed in header fields",
+                )
+
+    async def submit(self, device: Device, submission: JobSubmission, files: list[UploadFile]) -> JobAccepted:
+        self.check(submission)
+        job_id = submission.job_id or uuid.uuid4().hex
+        store = await self.broker.object_storage(streams.ATTACHMENTS_BUCKET)
+        refs: list[AttachmentRef] = []
+        try:
+            for upload in files:
+                refs.append(
+                    await store_upload(store, job_id, len(refs), upload, self.settings.max_attachment_bytes)
+                )
+            fields = submission.model_dump(exclude_none=True, exclude={"function", "job_id"})
+            try:
+                command = JOB_COMMANDS[submission.function](
+                    job_id=job_id,
+                    tenant_id=device.tenant_id,
+                    device_id=device.device_id,
+                    submitted_at=datetime.now(UTC),
+                    attachments=tuple(refs),
+                    **fields,
+                )
+            except ValidationError as exc:
+                raise Problem(422, "invalid-job", "Invalid job", summarise(exc)) from None
+            now = datetime.now(UTC)
+            try:
+                await self.store.record_job(
+                    {
+                        "_id": job_id,
+                        "tenant_id": device.tenant_id,
+                        "device_id": device.device_id,
+                        "function": submission.function.value,
+                        "status": "queued",
+                        "submitted_at": now,
+                        "updated_at": now,
+                    }
+                )
+            except DuplicateKeyError:
+                existing = await self.store.job(job_id)
+                if existing is None or existing["tenant_id"] != device.tenant_id:
+                    raise Problem(409, "job-id-taken", "Job id taken", "that job id is in use") from None
+                for ref in refs:
+                    await store.delete(ref.object_name)
+                return JobAccepted(job_id=job_id, status=existing["status"], duplicate=True)
+            try:
+                ack = await self.broker.publish(
+                    command,
+                    job_subject(submission.function),
+                    headers={"Nats-Msg-Id": job_id},
+                    stream=streams.JOBS_STREAM,
+                    timeout=self.settings.publish_timeout_s,
+                )
+            except (NatsError, TimeoutError) as exc:
+                await self.store.forget_job(job_id)
+                raise Problem(
+                    503,
+                    "bus-unavailable",
+                    "Job queue unavailable",
+                    "the job could not be queued; nothing was kept, submit it again",
+                    {"Retry-After": "5"},
+                ) from exc
+        except BaseException:
+            for ref in refs:
+                try:
+                    await store.delete(ref.object_name)
+                except NatsError:
+                    log.warning("could not remove attachment %s after a failed submission", ref.object_name)
+            raise
+        return JobAccepted(job_id=job_id, status="queued", duplicate=bool(getattr(ack, "duplicate", False)))
+
+
+async def store_upload(store: Any, job_id: str, index: int, upload: UploadFile, limit: int) -> AttachmentRef:
+    """Stream one upload into the Object Store; it is never whole in memory."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := await upload.read(1024 * 1024):
+        digest.update(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise Problem(
+                413,
+                "attachment-too-large",
+                "Attachment too large",
+                f"{upload.filename} is larger than {limit} bytes",
+            )
+    await upload.seek(0)
+    name = f"{job_id}/{index}"
+    await store.put(name, upload.file)
+    return AttachmentRef(
+        object_name=name,
+        filename=(upload.filename or f"attachment-{index}").replace("\r", "").replace("\n", "")[:255]
+        or "attachment",
+        content_type=upload.content_type or "application/octet-stream",
+        size=size,
+        sha256=digest.hexdigest(),
+    )
