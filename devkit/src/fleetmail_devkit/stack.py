@@ -52,10 +52,13 @@ class Ports:
     smtp_tls: int = 2465
     smtp_control: int = 2580
     gateway: int = 8080
+    gateway_smtp: int = 3587
+    gateway_smtps: int = 3465
+    gateway_smtp_lan: int = 3525
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(8)))
+        return cls(*(free_port() for _ in cls.__dataclass_fields__))
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -167,6 +170,12 @@ class Stack:
             "FLEETMAIL_TOKEN_GOOGLE_REVOKE_URI": f"{self.google_url}/revoke",
             "FLEETMAIL_GATEWAY_PORT": str(self.ports.gateway),
             "FLEETMAIL_GATEWAY_PUBLIC_URL": self.gateway_url,
+            # The device-facing SMTP listener, with the local CA's certificate.
+            "FLEETMAIL_GATEWAY_SMTP_STARTTLS_PORT": str(self.ports.gateway_smtp),
+            "FLEETMAIL_GATEWAY_SMTP_TLS_PORT": str(self.ports.gateway_smtps),
+            "FLEETMAIL_GATEWAY_SMTP_PLAIN_PORT": str(self.ports.gateway_smtp_lan),
+            "FLEETMAIL_GATEWAY_SMTP_TLS_CERT": str(self.data_dir / "tls" / "server.pem"),
+            "FLEETMAIL_GATEWAY_SMTP_TLS_KEY": str(self.data_dir / "tls" / "server-key.pem"),
         }
         env.update(self.extra_env)
         return env
@@ -286,6 +295,9 @@ class Stack:
             ("google emulator", self.ports.google),
             ("smtp emulator", self.ports.smtp_tls),
             ("smtp emulator control", self.ports.smtp_control),
+            ("gateway smtp", self.ports.gateway_smtp),
+            ("gateway smtps", self.ports.gateway_smtps),
+            ("gateway smtp (lan)", self.ports.gateway_smtp_lan),
         ]
         for name, port in ports:
             if port is not None and port_in_use(port):
@@ -396,6 +408,14 @@ class Stack:
             await part.reader
         self.parts.remove(part)
         return code
+
+    async def restart_part(self, part: Part, timeout_s: float = 30.0) -> None:
+        """Start a part again with the same command and ports, stopping it first if it runs
+        (tests of outages)."""
+        if part in self.parts:
+            await self.stop_part(part)
+        part.process, part.reader, part.seen_ready_line = None, None, False
+        await self._start_part(part, timeout_s)
 
     def part(self, name: str) -> Part:
         return next(p for p in self.parts if p.name == name)

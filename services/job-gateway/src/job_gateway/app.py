@@ -6,6 +6,7 @@ delivery and tokens are made by mail-service and token-service.
 
 import hmac
 import html
+import ipaddress
 import logging
 import re
 import uuid
@@ -64,12 +65,13 @@ from fleetmail_runtime.mongo import connect_mongo
 from fleetmail_runtime.telemetry import configure_tracing
 from fleetmail_runtime.tenants import TenantDirectory
 from nats.errors import Error as NatsError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .auth import device_secret_hash, load_or_create_secret, new_device_secret, secret_matches
 from .intake import Device, JobAccepted, JobIntake, JobSubmission, summarise
 from .problems import Problem, handle_problem
 from .settings import GatewaySettings
+from .smtp_listener import start_listener
 from .store import GatewayStore
 
 SERVICE = "job-gateway"
@@ -93,6 +95,20 @@ class DeviceRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     name: str = Field(default="", max_length=200)
+    allow_cidrs: list[str] = Field(
+        default=[],
+        max_length=16,
+        description="Source addresses (CIDR) from which the device may send over SMTP without AUTH "
+        "(devices that cannot AUTH, or send HELO instead of EHLO)",
+    )
+    smtp_function: JobFunction = Field(
+        default=JobFunction.SCAN_TO_EMAIL, description="What a message received over SMTP becomes"
+    )
+
+    @field_validator("allow_cidrs")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(cidr, strict=False)) for cidr in value]
 
 
 class CredentialsInput(BaseModel):
@@ -195,14 +211,15 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         # The KV bucket is a projection of the tenants collection: make it complete at start.
         for tenant in await store.all_tenants():
             await tenants.put(tenant)
-        holder["runtime"] = Runtime(
-            store, tenants, device_key.encode(), admin_key, JobIntake(broker, store, settings)
-        )
+        intake = JobIntake(broker, store, settings)
+        holder["runtime"] = Runtime(store, tenants, device_key.encode(), admin_key, intake)
         await broker.start()
+        listener = await start_listener(settings, intake, store, device_key.encode())
         log.info("job-gateway ready on http://%s:%d", settings.host, settings.port)
         try:
             yield
         finally:
+            await listener.close()
             await broker.stop()
             await tenants.stop()
             await mongo.close()
@@ -334,6 +351,8 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             registration.name,
             device_secret_hash(rt.device_key, secret),
             datetime.now(UTC),
+            registration.allow_cidrs,
+            registration.smtp_function.value,
         )
         return DeviceCredentials(device_id=registration.device_id, tenant_id=tenant_id, secret=secret)
 

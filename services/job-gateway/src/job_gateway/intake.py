@@ -71,6 +71,16 @@ class JobAccepted(BaseModel):
     duplicate: bool = False
 
 
+def bus_unavailable() -> Problem:
+    return Problem(
+        503,
+        "bus-unavailable",
+        "Job queue unavailable",
+        "the job could not be queued; nothing was kept, submit it again",
+        {"Retry-After": "5"},
+    )
+
+
 def summarise(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
 
@@ -104,7 +114,10 @@ class JobIntake:
     async def submit(self, device: Device, submission: JobSubmission, files: list[UploadFile]) -> JobAccepted:
         self.check(submission)
         job_id = submission.job_id or uuid.uuid4().hex
-        store = await self.broker.object_storage(streams.ATTACHMENTS_BUCKET)
+        try:
+            store = await self.broker.object_storage(streams.ATTACHMENTS_BUCKET)
+        except (NatsError, TimeoutError) as exc:
+            raise bus_unavailable() from exc
         refs: list[AttachmentRef] = []
         try:
             for upload in files:
@@ -153,19 +166,15 @@ class JobIntake:
                 )
             except (NatsError, TimeoutError) as exc:
                 await self.store.forget_job(job_id)
-                raise Problem(
-                    503,
-                    "bus-unavailable",
-                    "Job queue unavailable",
-                    "the job could not be queued; nothing was kept, submit it again",
-                    {"Retry-After": "5"},
-                ) from exc
-        except BaseException:
+                raise bus_unavailable() from exc
+        except BaseException as exc:
             for ref in refs:
                 try:
                     await store.delete(ref.object_name)
-                except NatsError:
+                except (NatsError, TimeoutError):
                     log.warning("could not remove attachment %s after a failed submission", ref.object_name)
+            if isinstance(exc, NatsError | TimeoutError):
+                raise bus_unavailable() from exc  # e.g. storing an attachment failed
             raise
         return JobAccepted(job_id=job_id, status="queued", duplicate=bool(getattr(ack, "duplicate", False)))
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from fleetmail_runtime.settings import CommonSettings
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,3 +33,18 @@ class GatewaySettings(BaseSettings):
     max_recipients: int = Field(default=100, gt=0)
     publish_timeout_s: float = Field(default=5, gt=0)
     token_rpc_timeout_s: float = Field(default=15, gt=0)
+    smtp_host: str | None = Field(default=None, description="SMTP listen address; default: the HTTP one")
+    smtp_hostname: str = Field(default="fleetmail", description="Name the SMTP listener greets with")
+    smtp_starttls_port: int = Field(default=587, ge=0, description="Submission with STARTTLS; 0: off")
+    smtp_tls_port: int = Field(default=465, ge=0, description="Submission with implicit TLS; 0: off")
+    smtp_plain_port: int = Field(
+        default=0, ge=0, description="Submission without TLS, for a LAN only (e.g. 25); 0: off (default)"
+    )
+    smtp_tls_cert: Path | None = Field(
+        default=None,
+        description="Certificate (PEM) of the SMTP listener; without it only the plain port opens",
+    )
+    smtp_tls_key: Path | None = Field(default=None, description="Its private key (PEM)")
+    smtp_min_tls: Literal["1.0", "1.1", "1.2", "1.3"] = Field(
+        default="1.2", description="Oldest TLS a device may use; 1.0/1.1 only for devices that need it"
+    )

@@ -42,7 +42,14 @@ class GatewayStore:
         return found
 
     async def save_device(
-        self, tenant_id: str, device_id: str, name: str, secret_hash: str, now: datetime
+        self,
+        tenant_id: str,
+        device_id: str,
+        name: str,
+        secret_hash: str,
+        now: datetime,
+        allow_cidrs: list[str] | None = None,
+        smtp_function: str | None = None,
     ) -> None:
         await self.devices.replace_one(
             {"_id": device_id},
@@ -53,9 +60,16 @@ class GatewayStore:
                 "secret_hash": secret_hash,
                 "disabled": False,
                 "created_at": now,
+                "allow_cidrs": allow_cidrs or [],
+                "smtp_function": smtp_function,
             },
             upsert=True,
         )
+
+    async def devices_with_allowlist(self) -> list[dict[str, Any]]:
+        """Devices that may send over SMTP without AUTH, from the addresses they registered."""
+        cursor = self.devices.find({"allow_cidrs.0": {"$exists": True}}, {"secret_hash": 0})
+        return [document async for document in cursor]
 
     async def device(self, device_id: str) -> dict[str, Any] | None:
         return await self.devices.find_one({"_id": device_id})

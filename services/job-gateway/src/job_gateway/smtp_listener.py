@@ -1,0 +1,305 @@
+"""SMTP submission for devices that only know "SMTP server, user, password".
+
+An old scanner keeps working after basic authentication is gone: it points at fleetmail
+instead of smtp.office365.com, signs in with its own device id and secret (never a
+mailbox password) — or, if it cannot AUTH at all, is recognised by its source address
+(the CIDR allowlist registered for it) — and each message it sends becomes a job that
+mail-service delivers with OAuth. The reply tells the truth: 250 only once the job is in
+JetStream, 451 when the bus is unavailable, 5xx with the reason for bad input.
+
+aiosmtpd does the protocol. Its authenticator is synchronous, so it only parses the
+credentials here; the device is checked asynchronously right after (`_verified`).
+Devices that send HELO instead of EHLO cannot AUTH (they never saw the extension): the
+allowlist is how they are let in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import hashlib
+import io
+import ipaddress
+import logging
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from fastapi import UploadFile
+from fleetmail_contracts.jobs import JobFunction
+from pydantic import ValidationError
+from starlette.datastructures import Headers
+
+from .auth import secret_matches
+from .intake import UNSAFE, Device, JobIntake, JobSubmission, summarise
+from .problems import Problem
+from .settings import GatewaySettings
+from .store import GatewayStore
+
+log = logging.getLogger("job-gateway.smtp")
+
+TLS_VERSIONS = {
+    "1.0": ssl.TLSVersion.TLSv1,
+    "1.1": ssl.TLSVersion.TLSv1_1,
+    "1.2": ssl.TLSVersion.TLSv1_2,
+    "1.3": ssl.TLSVersion.TLSv1_3,
+}
+
+
+@dataclass(frozen=True)
+class DeviceLogin:
+    """Who a session belongs to, once the device proved it."""
+
+    device: Device
+    function: JobFunction
+    by: str  # "auth" or "address"
+
+
+def server_tls_context(cert: Path, key: Path, minimum: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    context.minimum_version = TLS_VERSIONS[minimum]
+    if context.minimum_version < ssl.TLSVersion.TLSv1_2:
+        # Old devices: OpenSSL's default security level refuses TLS 1.0/1.1 handshakes.
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        log.warning("the SMTP listener accepts TLS %s: only for devices that cannot do better", minimum)
+    return context
+
+
+def _reply_text(text: str) -> str:
+    return UNSAFE.sub(" ", text)[:400]
+
+
+def problem_reply(problem: Problem) -> str:
+    """An HTTP problem as the SMTP reply a device understands."""
+    detail = _reply_text(problem.detail)
+    if problem.status == 503:
+        return f"451 4.3.0 {detail}"
+    if problem.status == 413:
+        return f"552 5.3.4 {detail}"
+    if problem.status in (409, 422):
+        return f"550 5.6.0 {detail}"
+    return f"451 4.3.0 {detail}"
+
+
+class DeviceDirectory:
+    """Finds the device behind a session: by its credentials, or by its source address."""
+
+    def __init__(self, store: GatewayStore, device_key: bytes) -> None:
+        self.store = store
+        self.device_key = device_key
+
+    @staticmethod
+    def _login(document: dict[str, Any], by: str) -> DeviceLogin:
+        function = JobFunction(document.get("smtp_function") or JobFunction.SCAN_TO_EMAIL.value)
+        return DeviceLogin(Device(document["_id"], document["tenant_id"]), function, by)
+
+    async def by_credentials(self, device_id: str, secret: str) -> DeviceLogin | None:
+        document = await self.store.device(device_id)
+        if document is None or document.get("disabled"):
+            return None
+        if not secret_matches(self.device_key, secret, document["secret_hash"]):
+            return None
+        return self._login(document, "auth")
+
+    async def by_address(self, host: str) -> DeviceLogin | None:
+        """The device whose allowlist holds this address most specifically; none if two tie."""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        best: list[tuple[int, dict[str, Any]]] = []
+        for document in await self.store.devices_with_allowlist():
+            if document.get("disabled"):
+                continue
+            for cidr in document.get("allow_cidrs", []):
+                network = ipaddress.ip_network(cidr, strict=False)
+                if address.version == network.version and address in network:
+                    best.append((network.prefixlen, document))
+        if not best:
+            return None
+        best.sort(key=lambda item: -item[0])
+        if len(best) > 1 and best[0][0] == best[1][0] and best[0][1]["_id"] != best[1][1]["_id"]:
+            log.warning("source address %s matches the allowlists of several devices; refused", host)
+            return None
+        return self._login(best[0][1], "address")
+
+
+class DeviceSMTP(SMTP):
+    """aiosmtpd's server with credentials checked against the device registry."""
+
+    def __init__(self, handler: SubmissionHandler, **kwargs: Any) -> None:
+        super().__init__(handler, authenticator=self._parse_only, **kwargs)
+        self.directory = handler.directory
+
+    @staticmethod
+    def _parse_only(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        return AuthResult(success=True, auth_data=auth_data)
+
+    async def _verified(self, result: AuthResult) -> AuthResult:
+        if not result.success or not isinstance(result.auth_data, LoginPassword):
+            return result
+        login = result.auth_data.login.decode("utf-8", "replace")
+        secret = result.auth_data.password.decode("utf-8", "replace")
+        device = await self.directory.by_credentials(login, secret)
+        if device is None:
+            log.info(
+                "SMTP AUTH refused for device %r from %s",
+                login[:64],
+                self.session.peer if self.session else "?",
+            )
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=device)
+
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._verified(await super().auth_PLAIN(server, args))
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._verified(await super().auth_LOGIN(server, args))
+
+
+class SubmissionHandler:
+    def __init__(self, intake: JobIntake, directory: DeviceDirectory, settings: GatewaySettings) -> None:
+        self.intake = intake
+        self.directory = directory
+        self.settings = settings
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if not session.authenticated:
+            login = await self.directory.by_address(str(session.peer[0]))
+            if login is None:
+                return "530 5.7.0 Authentication required: sign in with the device id and secret"
+            session.auth_data = login
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            return f"452 4.5.3 Too many recipients (at most {self.settings.max_recipients})"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        login = session.auth_data
+        if not isinstance(login, DeviceLogin):
+            return "530 5.7.0 Authentication required"
+        try:
+            submission, uploads = self.to_job(login, envelope)
+        except ValueError as exc:
+            return f"550 5.6.0 {_reply_text(str(exc))}"
+        try:
+            accepted = await self.intake.submit(login.device, submission, uploads)
+        except Problem as problem:
+            return problem_reply(problem)
+        except Exception:
+            # Never a 5xx for our own trouble: the device would drop the scan for good.
+            log.exception("SMTP message from device %s could not be queued", login.device.device_id)
+            return "451 4.3.0 Temporary failure: the job could not be queued; try again"
+        log.info("SMTP message from device %s queued as job %s", login.device.device_id, accepted.job_id)
+        return f"250 2.0.0 OK queued as {accepted.job_id}"
+
+    def to_job(self, login: DeviceLogin, envelope: Envelope) -> tuple[JobSubmission, list[UploadFile]]:
+        """The message as a job of the device's function: envelope recipients, subject, the
+        text body, and every other part as an attachment."""
+        raw = envelope.original_content or b""
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        body_part = message.get_body(preferencelist=("plain",))
+        body = body_part.get_content() if body_part is not None else None
+        uploads = []
+        for part in message.iter_attachments():
+            data = part.get_payload(decode=True) or b""
+            uploads.append(
+                UploadFile(
+                    io.BytesIO(data),
+                    filename=part.get_filename() or f"attachment-{len(uploads) + 1}",
+                    headers=Headers({"content-type": part.get_content_type()}),
+                )
+            )
+        fields: dict[str, Any] = {
+            "function": login.function,
+            "to": list(envelope.rcpt_tos),
+            "subject": " ".join(str(message.get("Subject", "")).split()) or None,
+            "body": body,
+        }
+        message_id = message.get("Message-ID")
+        if message_id:
+            # A device that resends after a lost reply sends the same Message-ID: same job.
+            fields["job_id"] = hashlib.sha256(f"{login.device.device_id}|{message_id}".encode()).hexdigest()[
+                :32
+            ]
+        if login.function is JobFunction.INTERNET_FAX_TX:
+            fields["machine_address"] = envelope.mail_from
+        try:
+            return JobSubmission(**fields), uploads
+        except ValidationError as exc:
+            raise ValueError(summarise(exc)) from None
+
+
+@dataclass
+class SmtpListener:
+    servers: list[asyncio.AbstractServer]
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            await server.wait_closed()
+
+
+async def start_listener(
+    settings: GatewaySettings, intake: JobIntake, store: GatewayStore, device_key: bytes
+) -> SmtpListener:
+    """Start the configured SMTP ports; none without a certificate, unless the LAN port is set."""
+    handler = SubmissionHandler(intake, DeviceDirectory(store, device_key), settings)
+    loop = asyncio.get_running_loop()
+    host = settings.smtp_host or settings.host
+    limit = settings.max_attachment_bytes * 4 // 3 + 1024 * 1024
+    common: dict[str, Any] = {
+        "data_size_limit": limit,
+        "hostname": settings.smtp_hostname,
+        "ident": "fleetmail",
+    }
+    servers = []
+    context = None
+    if settings.smtp_tls_cert and settings.smtp_tls_key:
+        context = server_tls_context(settings.smtp_tls_cert, settings.smtp_tls_key, settings.smtp_min_tls)
+    elif settings.smtp_starttls_port or settings.smtp_tls_port:
+        log.warning(
+            "SMTP listener: no certificate (FLEETMAIL_GATEWAY_SMTP_TLS_CERT/_KEY), so ports %s and %s stay closed",
+            settings.smtp_starttls_port,
+            settings.smtp_tls_port,
+        )
+    plan: list[tuple[int, dict[str, Any], ssl.SSLContext | None]] = []
+    if context is not None and settings.smtp_starttls_port:
+        plan.append((settings.smtp_starttls_port, {"tls_context": context, "require_starttls": True}, None))
+    if context is not None and settings.smtp_tls_port:
+        plan.append((settings.smtp_tls_port, {"auth_require_tls": False}, context))
+    if settings.smtp_plain_port:
+        log.warning("SMTP listener: port %s takes mail without TLS (a LAN only)", settings.smtp_plain_port)
+        plan.append((settings.smtp_plain_port, {"auth_require_tls": False}, None))
+    try:
+        for port, options, implicit in plan:
+
+            def factory(options: dict[str, Any] = options) -> SMTP:
+                return DeviceSMTP(handler, **common, **options)
+
+            servers.append(await loop.create_server(factory, host, port, ssl=implicit))
+            log.info("SMTP listener on %s:%s%s", host, port, " (implicit TLS)" if implicit else "")
+    except OSError as exc:
+        for server in servers:
+            server.close()
+        raise RuntimeError(f"the SMTP listener cannot open its port: {exc}") from exc
+    return SmtpListener(servers)

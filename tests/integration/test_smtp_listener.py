@@ -1,0 +1,167 @@
+"""The SMTP listener for devices that cannot do OAuth, driven by real SMTP clients."""
+
+import asyncio
+import smtplib
+import ssl
+import uuid
+from email.message import EmailMessage
+
+import aiosmtplib
+import httpx
+import pytest
+from fleetmail_devkit.probes import tenant_with_administrator_grant
+
+from .test_mail_delivery import final_status
+
+
+@pytest.fixture
+async def device(stack, emulator_http, admin):
+    """A device of a tenant with an administrator grant: (device id, secret, tenant id)."""
+    principal = await tenant_with_administrator_grant(stack, emulator_http)
+    registered = await admin.post(
+        f"/v1/admin/tenants/{principal.tenant_id}/devices", json={"device_id": f"old-{uuid.uuid4().hex[:6]}"}
+    )
+    body = registered.json()
+    return body["device_id"], body["secret"], principal.tenant_id
+
+
+def scan(subject: str = "Scan from an old MFP", size: int = 2048) -> EmailMessage:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = (
+        "mfp@contoso.example",
+        "boss@fabrikam.example",
+        subject,
+    )
+    message["Message-ID"] = f"<{uuid.uuid4().hex}@mfp>"
+    message.set_content("Please find the scan attached.")
+    message.add_attachment(
+        b"%PDF-1.4 " + b"\0" * size, maintype="application", subtype="pdf", filename="scan.pdf"
+    )
+    return message
+
+
+def context(stack) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(stack.ca_file))
+
+
+async def test_starttls_auth_plain_queues_a_job_that_is_delivered_with_oauth(
+    stack, emulator_http, device
+) -> None:
+    device_id, secret, _ = device
+    async with aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=stack.ports.gateway_smtp, start_tls=True, tls_context=context(stack)
+    ) as smtp:
+        await smtp.login(device_id, secret)
+        errors, reply = await smtp.send_message(scan())
+    assert errors == {} and "OK queued as " in reply
+    job_id = reply.rsplit(" ", 1)[-1]
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(device_id, secret), timeout=30) as panel:
+        status = await final_status(panel, job_id)
+    assert status["status"] == "sent", status
+    messages = (await emulator_http.get(f"{stack.smtp_control_url}/_emulator/messages")).json()
+    [entry] = [m for m in messages if m["message_id"] == f"<{job_id}@fleetmail>"]
+    assert entry["auth_mechanism"] == "XOAUTH2" and entry["subject"] == "Scan from an old MFP"
+
+
+def test_implicit_tls_and_auth_login_with_smtplib(stack, device) -> None:
+    device_id, secret, _ = device
+    with smtplib.SMTP_SSL("127.0.0.1", stack.ports.gateway_smtps, context=context(stack), timeout=30) as smtp:
+        smtp.login(device_id, secret)  # smtplib picks LOGIN or PLAIN from what the server offers
+        refused = smtp.send_message(scan())
+    assert refused == {}
+
+
+def test_wrong_credentials_and_no_tls_are_refused(stack, device) -> None:
+    device_id, _, _ = device
+    with smtplib.SMTP("127.0.0.1", stack.ports.gateway_smtp, timeout=30) as smtp:
+        smtp.ehlo()
+        code, _ = smtp.docmd("MAIL FROM:<mfp@contoso.example>")
+        assert code == 530  # STARTTLS first on the submission port
+        smtp.starttls(context=context(stack))
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            smtp.login(device_id, "not-the-secret")
+        assert refused.value.smtp_code == 535
+
+
+async def test_a_helo_only_device_is_let_in_by_its_address(stack, admin, device) -> None:
+    _, _, tenant_id = device
+    # Another device of the tenant, registered with the address it sends from.
+    await admin.post(
+        f"/v1/admin/tenants/{tenant_id}/devices",
+        json={"device_id": f"helo-{uuid.uuid4().hex[:6]}", "allow_cidrs": ["127.0.0.2/32"]},
+    )
+
+    def send(source: str) -> tuple[int, bytes]:
+        with smtplib.SMTP(
+            "127.0.0.1", stack.ports.gateway_smtp_lan, source_address=(source, 0), timeout=30
+        ) as smtp:
+            smtp.helo("old-mfp")
+            code, text = smtp.docmd("MAIL FROM:<mfp@contoso.example>")
+            if code != 250:
+                return code, text
+            smtp.rcpt("boss@fabrikam.example")
+            return smtp.data(scan().as_string())  # a str: smtplib sends CRLF lines
+
+    stranger = await asyncio.to_thread(send, "127.0.0.3")
+    assert stranger[0] == 530
+    known = await asyncio.to_thread(send, "127.0.0.2")
+    assert known[0] == 250 and b"queued as" in known[1], known
+
+
+async def test_an_oversize_message_is_refused_whole(stack, device) -> None:
+    device_id, secret, _ = device
+    limit = 30 * 1024 * 1024 * 4 // 3 + 1024 * 1024
+    async with aiosmtplib.SMTP(
+        hostname="127.0.0.1",
+        port=stack.ports.gateway_smtp,
+        start_tls=True,
+        tls_context=context(stack),
+        timeout=120,
+    ) as smtp:
+        await smtp.login(device_id, secret)
+        # aiosmtplib declares the size, so the listener refuses at MAIL FROM, before any data.
+        with pytest.raises(aiosmtplib.SMTPResponseException) as refused:
+            await smtp.send_message(scan(size=limit))
+        assert refused.value.code == 552
+    # A client that does not declare it is refused after the data, with nothing queued.
+    with smtplib.SMTP("127.0.0.1", stack.ports.gateway_smtp_lan, timeout=120) as plain:
+        plain.ehlo()
+        plain.login(device_id, secret)
+        plain.docmd("MAIL FROM:<mfp@contoso.example>")
+        plain.rcpt("boss@fabrikam.example")
+        code, _ = plain.data(scan(size=limit).as_string())
+    assert code == 552
+
+
+async def test_the_bus_down_gets_451_and_the_device_retries_later(stack, device) -> None:
+    device_id, secret, _ = device
+    message = scan("Sent during an outage")
+
+    async def send() -> tuple[int, str]:
+        async with aiosmtplib.SMTP(
+            hostname="127.0.0.1",
+            port=stack.ports.gateway_smtp,
+            start_tls=True,
+            tls_context=context(stack),
+            timeout=60,
+        ) as smtp:
+            await smtp.login(device_id, secret)
+            try:
+                _, reply = await smtp.send_message(message)
+            except aiosmtplib.SMTPDataError as exc:
+                return exc.code, exc.message
+            return 250, reply
+
+    nats = stack.part("nats")
+    await stack.stop_part(nats)
+    try:
+        code, text = await send()
+        assert code == 451, text
+    finally:
+        await stack.restart_part(nats)
+    for _ in range(100):  # the services reconnect by themselves
+        code, text = await send()
+        if code == 250:
+            break
+        await asyncio.sleep(0.3)
+    assert code == 250 and "queued as" in text
