@@ -47,5 +47,14 @@ async def test_a_sign_in_survives_the_death_of_its_polling_replica(stack, emulat
         [grant] = (await admin.get(f"/v1/admin/tenants/{tenant_id}/tokens")).json()["grants"]
         assert grant["status"] == "active" and grant["principal"]["address"] == address
     finally:
+        # The sign-ins started only to find one on the new replica: end them, so their
+        # polls stop (as a user declining on the sign-in page does).
+        for pending in (
+            await emulator_http.get(f"{stack.microsoft_url}/_emulator/device-codes/pending")
+        ).json():
+            await emulator_http.post(
+                f"{stack.microsoft_url}/_emulator/device-codes/decline",
+                json={"user_code": pending["user_code"]},
+            )
         await mongo.close()
         await stack.stop_part(replica)

@@ -142,8 +142,12 @@ async def try_request_tokens(
         await client.close()
 
 
-async def token_endpoint_calls(stack: Stack, emulator: httpx.AsyncClient) -> int:
-    return int((await emulator.get(f"{stack.microsoft_url}/_emulator/calls")).json().get("token", 0))
+async def token_endpoint_calls(
+    stack: Stack, emulator: httpx.AsyncClient, grant_type: str = "refresh_token"
+) -> int:
+    """Calls to the Microsoft emulator's token endpoint redeeming `grant_type` (faulted ones included)."""
+    calls = (await emulator.get(f"{stack.microsoft_url}/_emulator/calls")).json()
+    return int(calls.get(f"token:{grant_type}", 0))
 
 
 async def set_access_token_lifetime(stack: Stack, emulator: httpx.AsyncClient, seconds: int) -> None:

@@ -431,9 +431,12 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
 
     @api.post("/{tenant}/oauth2/v2.0/token")
     async def token(tenant: str, request: Request) -> Response:
+        form = await form_of(request)
+        # Counted per grant type too: tests count refresh redemptions without the polls
+        # of device-code sign-ins that other tests left pending.
+        state.counter.hit(f"token:{form.get('grant_type', '')}")
         if (failed := fault_response("token")) is not None:
             return failed
-        form = await form_of(request)
         client_id, client_secret = client_credentials_from(request, form)
         if (bad := check_app(client_id, tenant)) is not None:
             return bad
