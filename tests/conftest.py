@@ -38,6 +38,8 @@ async def stack() -> AsyncIterator[Stack]:
             "FLEETMAIL_MAIL_PARK_SWEEP_S": "1",
             # Small enough for a test to cross it with a few MB (test_mail_limits_and_tls).
             "FLEETMAIL_MAIL_MAX_MESSAGE_BYTES_GOOGLE": "5000000",
+            # Low enough for test_gateway_admin to cross it; no other test sends 40 jobs at once.
+            "FLEETMAIL_GATEWAY_DEVICE_RATE_BURST": "40",
         },
     )
     await running.start()

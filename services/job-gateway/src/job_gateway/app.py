@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from faststream import AckPolicy
@@ -67,6 +67,7 @@ from fleetmail_runtime.tenants import TenantDirectory
 from nats.errors import Error as NatsError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .admins import Administrator, Role, new_api_key, refusal, split_api_key
 from .auth import device_secret_hash, load_or_create_secret, new_device_secret, secret_matches
 from .intake import Device, JobAccepted, JobIntake, JobSubmission, summarise
 from .problems import Problem, handle_problem
@@ -126,6 +127,55 @@ class CredentialsInput(BaseModel):
     clear: tuple[CredentialField, ...] = ()
 
 
+class DeviceChange(BaseModel):
+    """What an administrator changes on a device; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=200)
+    disabled: bool | None = None
+    machine_address: str | None = Field(
+        default=None,
+        max_length=320,
+        description="The machine's address for Internet Fax; must be the tenant's administrator address",
+    )
+    allow_cidrs: list[str] | None = Field(default=None, max_length=16)
+    smtp_function: JobFunction | None = None
+
+    @field_validator("allow_cidrs")
+    @classmethod
+    def _networks(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [str(ipaddress.ip_network(cidr, strict=False)) for cidr in value]
+
+
+class DeviceView(BaseModel):
+    device_id: str
+    tenant_id: str
+    name: str = ""
+    disabled: bool = False
+    machine_address: str | None = None
+    allow_cidrs: list[str] = []
+    smtp_function: str | None = None
+    created_at: datetime | None = None
+
+
+class ApiKeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["fleet_admin", "operator"]
+    tenant_ids: list[str] | None = Field(
+        default=None, description="The tenants the key may reach; none: every tenant (operators only)"
+    )
+
+
+class ApiKeyView(BaseModel):
+    key_id: str
+    name: str
+    role: str
+    tenant_ids: list[str] | None = None
+    created_at: datetime
+    key: str | None = Field(default=None, description="Shown once, when the key is created")
+
+
 class DeviceCredentials(BaseModel):
     device_id: str
     tenant_id: str
@@ -145,6 +195,7 @@ class JobStatus(BaseModel):
     remedy: str | None = None
     smtp_reply: str | None = None
     message_id: str | None = None
+    sender: str | None = None
 
 
 @dataclass
@@ -252,19 +303,44 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             or not secret_matches(rt.device_key, credentials.password, device["secret_hash"])
         ):
             raise unauthorized
-        return Device(device["_id"], device["tenant_id"])
+        return Device(device["_id"], device["tenant_id"], device.get("machine_address"))
 
     async def admin_auth(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
-        if credentials is None or not hmac.compare_digest(credentials.credentials, runtime().admin_key):
-            raise Problem(
-                401,
-                "unauthorized",
-                "Administrator authentication failed",
-                "send the administrator API key as a bearer token",
-                {"WWW-Authenticate": 'Bearer realm="fleetmail admin"'},
-            )
+    ) -> Administrator:
+        """The key's administrator, if the key is good and its role allows this request."""
+        unauthorized = Problem(
+            401,
+            "unauthorized",
+            "Administrator authentication failed",
+            "send an administrator API key as a bearer token",
+            {"WWW-Authenticate": 'Bearer realm="fleetmail admin"'},
+        )
+        if credentials is None:
+            raise unauthorized
+        rt = runtime()
+        admin: Administrator | None = None
+        if hmac.compare_digest(credentials.credentials, rt.admin_key):
+            admin = Administrator("owner", Role.OWNER, None)
+        elif (parts := split_api_key(credentials.credentials)) is not None:
+            document = await rt.store.api_key(parts[0])
+            if document is not None and secret_matches(rt.device_key, parts[1], document["secret_hash"]):
+                tenants = document.get("tenant_ids")
+                admin = Administrator(
+                    document["_id"], Role(document["role"]), tuple(tenants) if tenants else None
+                )
+        if admin is None:
+            raise unauthorized
+        why = refusal(
+            admin,
+            request.method,
+            request.path_params.get("tenant_id"),
+            request.url.path.startswith("/v1/admin/api-keys"),
+        )
+        if why is not None:
+            raise Problem(403, "forbidden", "Not allowed for this key", why)
+        return admin
 
     async def tenant_or_404(tenant_id: str) -> TenantSettings:
         tenant = await runtime().store.tenant(tenant_id)
@@ -355,6 +431,121 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             registration.smtp_function.value,
         )
         return DeviceCredentials(device_id=registration.device_id, tenant_id=tenant_id, secret=secret)
+
+    @app.post("/v1/admin/api-keys", tags=["admin"], status_code=201, dependencies=[Depends(admin_auth)])
+    async def create_api_key(request_in: ApiKeyRequest) -> ApiKeyView:
+        """A key for a fleet administrator (read and change its tenants) or an operator (read)."""
+        if request_in.role == "fleet_admin" and not request_in.tenant_ids:
+            raise Problem(422, "tenants-required", "Tenants required", "a fleet_admin key names its tenants")
+        key_id, secret, key = new_api_key()
+        document = {
+            "_id": key_id,
+            "name": request_in.name,
+            "role": request_in.role,
+            "tenant_ids": request_in.tenant_ids,
+            "secret_hash": device_secret_hash(runtime().device_key, secret),
+            "created_at": datetime.now(UTC),
+        }
+        await runtime().store.save_api_key(document)
+        return ApiKeyView(
+            key_id=key_id, key=key, **{k: document[k] for k in ("name", "role", "tenant_ids", "created_at")}
+        )
+
+    @app.get("/v1/admin/api-keys", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def list_api_keys() -> list[ApiKeyView]:
+        return [
+            ApiKeyView(key_id=d["_id"], **{k: d.get(k) for k in ("name", "role", "tenant_ids", "created_at")})
+            for d in await runtime().store.list_api_keys()
+        ]
+
+    @app.delete("/v1/admin/api-keys/{key_id}", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def delete_api_key(key_id: str) -> dict[str, bool]:
+        return {"deleted": await runtime().store.delete_api_key(key_id)}
+
+    async def device_of_tenant(tenant_id: str, device_id: str) -> dict[str, Any]:
+        document = await runtime().store.device(device_id)
+        if document is None or document["tenant_id"] != tenant_id:
+            raise Problem(
+                404, "device-not-found", "Unknown device", f"no device {device_id!r} in {tenant_id!r}"
+            )
+        return document
+
+    def device_view(document: dict[str, Any]) -> DeviceView:
+        return DeviceView(
+            device_id=document["_id"],
+            **{
+                k: document[k]
+                for k in DeviceView.model_fields
+                if k in document and k != "device_id" and document[k] is not None
+            },
+        )
+
+    @app.get("/v1/admin/tenants/{tenant_id}/devices", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def list_devices(tenant_id: str) -> list[DeviceView]:
+        await tenant_or_404(tenant_id)
+        return [device_view(d) for d in await runtime().store.list_devices(tenant_id)]
+
+    @app.patch(
+        "/v1/admin/tenants/{tenant_id}/devices/{device_id}",
+        tags=["admin"],
+        dependencies=[Depends(admin_auth)],
+    )
+    async def change_device(tenant_id: str, device_id: str, change: DeviceChange) -> DeviceView:
+        """Disable or enable a device, set its Internet Fax machine address, its SMTP allowlist."""
+        tenant = await tenant_or_404(tenant_id)
+        await device_of_tenant(tenant_id, device_id)
+        changes = change.model_dump(exclude_none=True)
+        if change.smtp_function is not None:
+            changes["smtp_function"] = change.smtp_function.value
+        if change.machine_address is not None:
+            admin_address = tenant.administrator_address
+            if admin_address is None or change.machine_address.casefold() != admin_address.casefold():
+                raise Problem(
+                    422,
+                    "machine-address-not-administrator",
+                    "Machine address refused",
+                    "Internet Fax is sent as the machine's address, which must be the tenant's administrator "
+                    f"address ({admin_address or 'none set'}): only that mailbox's grant can send it",
+                )
+        document = await runtime().store.update_device(device_id, changes)
+        assert document is not None
+        return device_view(document)
+
+    @app.post(
+        "/v1/admin/tenants/{tenant_id}/devices/{device_id}/secret",
+        tags=["admin"],
+        dependencies=[Depends(admin_auth)],
+    )
+    async def rotate_device_secret(tenant_id: str, device_id: str) -> DeviceCredentials:
+        """A new secret for the device; the old one stops working at once."""
+        await device_of_tenant(tenant_id, device_id)
+        secret = new_device_secret()
+        await runtime().store.update_device(
+            device_id, {"secret_hash": device_secret_hash(runtime().device_key, secret)}
+        )
+        return DeviceCredentials(device_id=device_id, tenant_id=tenant_id, secret=secret)
+
+    @app.get("/v1/admin/tenants/{tenant_id}/jobs", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def search_jobs(
+        tenant_id: str,
+        status: str | None = None,
+        device_id: str | None = None,
+        function: JobFunction | None = None,
+        before: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> list[JobStatus]:
+        """The tenant's jobs, newest first; pass the last one's `submitted_at` as `before` for more."""
+        await tenant_or_404(tenant_id)
+        found = await runtime().store.search_jobs(
+            tenant_id, status, device_id, function.value if function else None, before, limit
+        )
+        return [
+            JobStatus(
+                job_id=d["_id"],
+                **{k: v for k, v in d.items() if k in JobStatus.model_fields and k != "job_id"},
+            )
+            for d in found
+        ]
 
     @app.post(
         "/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire",

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from .problems import Problem
+from .ratelimit import RateLimiter
 from .settings import GatewaySettings
 from .store import GatewayStore
 
@@ -37,6 +38,8 @@ UNSAFE = re.compile(r"[\r\n\x00]")
 class Device:
     device_id: str
     tenant_id: str
+    machine_address: str | None = None
+    """Its Internet Fax sender, set by an administrator (checked against the administrator address)."""
 
 
 class JobSubmission(BaseModel):
@@ -90,6 +93,7 @@ class JobIntake:
         self.broker = broker
         self.store = store
         self.settings = settings
+        self.limiter = RateLimiter(settings.device_rate_per_s, settings.device_rate_burst)
 
     def check(self, submission: JobSubmission) -> None:
         recipients = submission.to + submission.cc + submission.bcc
@@ -112,6 +116,16 @@ class JobIntake:
                 )
 
     async def submit(self, device: Device, submission: JobSubmission, files: list[UploadFile]) -> JobAccepted:
+        wait = self.limiter.take(device.device_id)
+        if wait is not None:
+            seconds = max(1, round(wait + 0.5))
+            raise Problem(
+                429,
+                "rate-limited",
+                "Too many jobs",
+                f"this device sent more than {self.settings.device_rate_burst} jobs at once; try again in {seconds} s",
+                {"Retry-After": str(seconds)},
+            )
         self.check(submission)
         job_id = submission.job_id or uuid.uuid4().hex
         try:
@@ -125,6 +139,8 @@ class JobIntake:
                     await store_upload(store, job_id, len(refs), upload, self.settings.max_attachment_bytes)
                 )
             fields = submission.model_dump(exclude_none=True, exclude={"function", "job_id"})
+            if submission.function is JobFunction.INTERNET_FAX_TX and device.machine_address:
+                fields.setdefault("machine_address", device.machine_address)
             try:
                 command = JOB_COMMANDS[submission.function](
                     job_id=job_id,

@@ -48,3 +48,7 @@ class GatewaySettings(BaseSettings):
     smtp_min_tls: Literal["1.0", "1.1", "1.2", "1.3"] = Field(
         default="1.2", description="Oldest TLS a device may use; 1.0/1.1 only for devices that need it"
     )
+    device_rate_per_s: float = Field(
+        default=20, gt=0, description="Jobs per second one device may submit, after its burst"
+    )
+    device_rate_burst: int = Field(default=100, ge=1, description="Jobs a device may submit at once")

@@ -79,6 +79,8 @@ def problem_reply(problem: Problem) -> str:
     detail = _reply_text(problem.detail)
     if problem.status == 503:
         return f"451 4.3.0 {detail}"
+    if problem.status == 429:
+        return f"450 4.7.1 {detail}"
     if problem.status == 413:
         return f"552 5.3.4 {detail}"
     if problem.status in (409, 422):
@@ -96,7 +98,8 @@ class DeviceDirectory:
     @staticmethod
     def _login(document: dict[str, Any], by: str) -> DeviceLogin:
         function = JobFunction(document.get("smtp_function") or JobFunction.SCAN_TO_EMAIL.value)
-        return DeviceLogin(Device(document["_id"], document["tenant_id"]), function, by)
+        device = Device(document["_id"], document["tenant_id"], document.get("machine_address"))
+        return DeviceLogin(device, function, by)
 
     async def by_credentials(self, device_id: str, secret: str) -> DeviceLogin | None:
         document = await self.store.device(device_id)
@@ -240,7 +243,7 @@ class SubmissionHandler:
             fields["job_id"] = hashlib.sha256(f"{login.device.device_id}|{message_id}".encode()).hexdigest()[
                 :32
             ]
-        if login.function is JobFunction.INTERNET_FAX_TX:
+        if login.function is JobFunction.INTERNET_FAX_TX and not login.device.machine_address:
             fields["machine_address"] = envelope.mail_from
         try:
             return JobSubmission(**fields), uploads

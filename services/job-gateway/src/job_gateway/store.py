@@ -15,6 +15,7 @@ class GatewayStore:
         self.tenants = db["tenants"]
         self.devices = db["devices"]
         self.jobs = db["jobs"]
+        self.api_keys = db["api_keys"]
 
     async def ensure_indexes(self) -> None:
         await self.devices.create_index("tenant_id")
@@ -73,6 +74,48 @@ class GatewayStore:
 
     async def device(self, device_id: str) -> dict[str, Any] | None:
         return await self.devices.find_one({"_id": device_id})
+
+    async def update_device(self, device_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        if changes:
+            await self.devices.update_one({"_id": device_id}, {"$set": changes})
+        return await self.device(device_id)
+
+    async def list_devices(self, tenant_id: str) -> list[dict[str, Any]]:
+        cursor = self.devices.find({"tenant_id": tenant_id}, {"secret_hash": 0}).sort("_id", 1)
+        return [document async for document in cursor]
+
+    async def save_api_key(self, document: dict[str, Any]) -> None:
+        await self.api_keys.insert_one(document)
+
+    async def api_key(self, key_id: str) -> dict[str, Any] | None:
+        return await self.api_keys.find_one({"_id": key_id})
+
+    async def list_api_keys(self) -> list[dict[str, Any]]:
+        return [
+            document async for document in self.api_keys.find({}, {"secret_hash": 0}).sort("created_at", 1)
+        ]
+
+    async def delete_api_key(self, key_id: str) -> bool:
+        return (await self.api_keys.delete_one({"_id": key_id})).deleted_count == 1
+
+    async def search_jobs(
+        self,
+        tenant_id: str,
+        status: str | None,
+        device_id: str | None,
+        function: str | None,
+        before: datetime | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """A tenant's jobs, newest first; `before` pages back through them."""
+        query: dict[str, Any] = {"tenant_id": tenant_id}
+        for key, value in (("status", status), ("device_id", device_id), ("function", function)):
+            if value is not None:
+                query[key] = value
+        if before is not None:
+            query["submitted_at"] = {"$lt": before}
+        cursor = self.jobs.find(query).sort("submitted_at", -1).limit(limit)
+        return [document async for document in cursor]
 
     async def record_job(self, document: dict[str, Any]) -> None:
         await self.jobs.insert_one(document)

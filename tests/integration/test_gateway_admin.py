@@ -1,0 +1,181 @@
+"""Administrators' keys and roles, device management, job search, and tenant isolation."""
+
+import asyncio
+import json
+import uuid
+
+import httpx
+from fleetmail_devkit.probes import tenant_with_administrator_grant
+from pymongo import AsyncMongoClient
+
+from .test_mail_delivery import final_status, submit
+
+
+async def new_tenant(admin: httpx.AsyncClient) -> str:
+    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+    created = await admin.put(
+        f"/v1/admin/tenants/{tenant_id}",
+        json={
+            "tenant_id": tenant_id,
+            "oauth_enabled": True,
+            "administrator_address": f"admin@{tenant_id}.example",
+        },
+    )
+    assert created.status_code == 200
+    return tenant_id
+
+
+def as_key(stack, key: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=stack.gateway_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+async def test_fleet_admin_and_operator_keys_reach_only_what_their_role_allows(stack, admin) -> None:
+    mine, theirs = await new_tenant(admin), await new_tenant(admin)
+    created = await admin.post(
+        "/v1/admin/api-keys", json={"name": "Contoso IT", "role": "fleet_admin", "tenant_ids": [mine]}
+    )
+    assert created.status_code == 201, created.text
+    fleet_key = created.json()["key"]
+    operator_key = (await admin.post("/v1/admin/api-keys", json={"name": "NOC", "role": "operator"})).json()[
+        "key"
+    ]
+
+    async with as_key(stack, fleet_key) as fleet, as_key(stack, operator_key) as operator:
+        assert (await fleet.get(f"/v1/admin/tenants/{mine}")).status_code == 200
+        settings = (await fleet.get(f"/v1/admin/tenants/{mine}")).json() | {"auto_delete": True}
+        assert (await fleet.put(f"/v1/admin/tenants/{mine}", json=settings)).status_code == 200
+        refused = await fleet.get(f"/v1/admin/tenants/{theirs}")
+        assert refused.status_code == 403 and "no access" in refused.json()["detail"]
+        assert (
+            await fleet.post("/v1/admin/api-keys", json={"name": "x", "role": "operator"})
+        ).status_code == 403
+
+        assert (await operator.get(f"/v1/admin/tenants/{theirs}")).status_code == 200
+        assert (await operator.get(f"/v1/admin/tenants/{mine}/tokens")).status_code == 200
+        read_only = await operator.put(f"/v1/admin/tenants/{mine}", json=settings)
+        assert read_only.status_code == 403 and "read-only" in read_only.json()["detail"]
+
+    listed = (await admin.get("/v1/admin/api-keys")).json()
+    assert {k["name"] for k in listed} >= {"Contoso IT", "NOC"} and all(k["key"] is None for k in listed)
+    key_id = created.json()["key_id"]
+    assert (await admin.delete(f"/v1/admin/api-keys/{key_id}")).json() == {"deleted": True}
+    async with as_key(stack, fleet_key) as revoked, as_key(stack, "fmk_nope_nope") as forged:
+        assert (await revoked.get(f"/v1/admin/tenants/{mine}")).status_code == 401
+        assert (await forged.get(f"/v1/admin/tenants/{mine}")).status_code == 401
+
+    mongo: AsyncMongoClient = AsyncMongoClient(stack.mongodb_uri)
+    try:
+        stored = [d async for d in mongo["fleetmail_gateway"]["api_keys"].find({})]
+    finally:
+        await mongo.close()
+    assert stored and not any(operator_key.split("_", 2)[2] in repr(d) for d in stored)
+
+
+async def test_device_secret_rotation_disable_and_listing(stack, admin) -> None:
+    tenant_id = await new_tenant(admin)
+    device_id = f"mfp-{uuid.uuid4().hex[:6]}"
+    old = (await admin.post(f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": device_id})).json()[
+        "secret"
+    ]
+
+    async def can_submit(secret: str) -> int:
+        async with httpx.AsyncClient(
+            base_url=stack.gateway_url, auth=(device_id, secret), timeout=30
+        ) as panel:
+            response = await panel.post("/v1/jobs", data={"job": json.dumps({"to": ["x@fabrikam.example"]})})
+            return response.status_code
+
+    assert await can_submit(old) == 202
+    new = (await admin.post(f"/v1/admin/tenants/{tenant_id}/devices/{device_id}/secret")).json()["secret"]
+    assert await can_submit(old) == 401 and await can_submit(new) == 202
+
+    disabled = await admin.patch(
+        f"/v1/admin/tenants/{tenant_id}/devices/{device_id}", json={"disabled": True}
+    )
+    assert disabled.status_code == 200 and disabled.json()["disabled"] is True
+    assert await can_submit(new) == 401
+    await admin.patch(f"/v1/admin/tenants/{tenant_id}/devices/{device_id}", json={"disabled": False})
+    assert await can_submit(new) == 202
+
+    listed = await admin.get(f"/v1/admin/tenants/{tenant_id}/devices")
+    assert [d["device_id"] for d in listed.json()] == [device_id] and "secret_hash" not in listed.text
+
+
+async def test_internet_fax_uses_the_device_machine_address_which_must_be_the_administrator(
+    stack, emulator_http, admin
+) -> None:
+    principal = await tenant_with_administrator_grant(stack, emulator_http)
+    tenant_id, device_id = principal.tenant_id, f"fax-{uuid.uuid4().hex[:6]}"
+    secret = (
+        await admin.post(f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": device_id})
+    ).json()["secret"]
+    wrong = await admin.patch(
+        f"/v1/admin/tenants/{tenant_id}/devices/{device_id}",
+        json={"machine_address": "fax@elsewhere.example"},
+    )
+    assert wrong.status_code == 422 and "administrator address" in wrong.json()["detail"]
+    right = await admin.patch(
+        f"/v1/admin/tenants/{tenant_id}/devices/{device_id}", json={"machine_address": principal.address}
+    )
+    assert right.status_code == 200 and right.json()["machine_address"] == principal.address
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(device_id, secret), timeout=60) as panel:
+        # No machine address in the job: the device's own is used.
+        job_id = await submit(panel, {"function": "internet_fax_tx", "to": ["fax@fabrikam.example"]})
+        status = await final_status(panel, job_id)
+    assert status["status"] == "sent" and status["sender"] == principal.address, status
+
+
+async def test_job_search_and_tenant_isolation(stack, admin) -> None:
+    mine, theirs = await new_tenant(admin), await new_tenant(admin)
+    panels = {}
+    for tenant_id in (mine, theirs):
+        device_id = f"d-{uuid.uuid4().hex[:6]}"
+        secret = (
+            await admin.post(f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": device_id})
+        ).json()["secret"]
+        panels[tenant_id] = (device_id, secret)
+    jobs = []
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=panels[mine], timeout=30) as panel:
+        for n in range(3):
+            jobs.append(await submit(panel, {"to": ["x@fabrikam.example"], "subject": f"n{n}"}))
+            await asyncio.sleep(0.01)
+    newest = (await admin.get(f"/v1/admin/tenants/{mine}/jobs", params={"limit": 2})).json()
+    assert [j["job_id"] for j in newest] == jobs[:0:-1]
+    older = (
+        await admin.get(f"/v1/admin/tenants/{mine}/jobs", params={"before": newest[-1]["submitted_at"]})
+    ).json()
+    assert [j["job_id"] for j in older] == jobs[:1]
+    by_device = (await admin.get(f"/v1/admin/tenants/{mine}/jobs", params={"device_id": "nobody"})).json()
+    assert by_device == []
+    assert (await admin.get(f"/v1/admin/tenants/{theirs}/jobs")).json() == []
+
+    # A device of another tenant sees nothing of these jobs, and cannot take over a device id.
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=panels[theirs], timeout=30) as other:
+        assert (await other.get(f"/v1/jobs/{jobs[0]}")).status_code == 404
+    taken = await admin.post(f"/v1/admin/tenants/{theirs}/devices", json={"device_id": panels[mine][0]})
+    assert taken.status_code == 409
+    foreign = await admin.patch(
+        f"/v1/admin/tenants/{theirs}/devices/{panels[mine][0]}", json={"disabled": True}
+    )
+    assert foreign.status_code == 404
+
+
+async def test_a_runaway_device_is_rate_limited_with_retry_after(stack, admin) -> None:
+    tenant_id = await new_tenant(admin)
+    device_id = f"loop-{uuid.uuid4().hex[:6]}"
+    secret = (
+        await admin.post(f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": device_id})
+    ).json()["secret"]
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(device_id, secret), timeout=60) as panel:
+        responses = await asyncio.gather(
+            *(
+                panel.post("/v1/jobs", data={"job": json.dumps({"to": ["x@fabrikam.example"]})})
+                for _ in range(60)
+            )
+        )
+    codes = [r.status_code for r in responses]
+    assert codes.count(202) >= 40 and 429 in codes, codes
+    limited = next(r for r in responses if r.status_code == 429)
+    assert int(limited.headers["Retry-After"]) >= 1 and limited.json()["type"].endswith("rate-limited")
