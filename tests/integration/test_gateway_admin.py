@@ -179,3 +179,38 @@ async def test_a_runaway_device_is_rate_limited_with_retry_after(stack, admin) -
     assert codes.count(202) >= 40 and 429 in codes, codes
     limited = next(r for r in responses if r.status_code == 429)
     assert int(limited.headers["Retry-After"]) >= 1 and limited.json()["type"].endswith("rate-limited")
+
+
+async def test_a_dead_job_is_listed_with_its_reason_and_resent_once_the_cause_is_fixed(
+    stack, emulator_http, admin
+) -> None:
+    principal = await tenant_with_administrator_grant(stack, emulator_http)
+    tenant_id = principal.tenant_id
+    secret = (
+        await admin.post(f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": f"dl-{tenant_id}"})
+    ).json()["secret"]
+    mailbox = f"{stack.smtp_control_url}/_emulator/mailboxes"
+    await emulator_http.post(mailbox, json={"address": principal.address, "smtp_auth_disabled": True})
+    async with httpx.AsyncClient(
+        base_url=stack.gateway_url, auth=(f"dl-{tenant_id}", secret), timeout=60
+    ) as panel:
+        job_id = await submit(panel, {"to": ["x@fabrikam.example"], "subject": "dead then alive"})
+        assert (await final_status(panel, job_id))["status"] == "failed"
+
+        [letter] = (await admin.get(f"/v1/admin/tenants/{tenant_id}/dead-letters")).json()
+        assert letter["job_id"] == job_id and letter["reason_code"] == "smtp_auth_disabled"
+        other = await new_tenant(admin)
+        assert (await admin.get(f"/v1/admin/tenants/{other}/dead-letters")).json() == []
+        foreign = await admin.post(f"/v1/admin/tenants/{other}/dead-letters/{letter['sequence']}/resend")
+        assert foreign.status_code == 404
+
+        # The administrator ticks "Authenticated SMTP" for the mailbox, then resends.
+        await emulator_http.post(mailbox, json={"address": principal.address, "smtp_auth_disabled": False})
+        resent = await admin.post(f"/v1/admin/tenants/{tenant_id}/dead-letters/{letter['sequence']}/resend")
+        assert resent.status_code == 202 and resent.json()["job_id"] == job_id
+        again = await admin.post(f"/v1/admin/tenants/{tenant_id}/dead-letters/{letter['sequence']}/resend")
+        assert again.status_code == 202  # a double click: JetStream drops the duplicate
+        status = await final_status(panel, job_id)
+    assert status["status"] == "sent", status
+    messages = (await emulator_http.get(f"{stack.smtp_control_url}/_emulator/messages")).json()
+    assert [m["message_id"] for m in messages].count(f"<{job_id}@fleetmail>") == 1

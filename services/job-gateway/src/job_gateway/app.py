@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from faststream import AckPolicy
@@ -69,6 +69,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .admins import Administrator, Role, new_api_key, refusal, split_api_key
 from .auth import device_secret_hash, load_or_create_secret, new_device_secret, secret_matches
+from .deadletters import DeadLetters, DeadLetterView
 from .intake import Device, JobAccepted, JobIntake, JobSubmission, summarise
 from .problems import Problem, handle_problem
 from .settings import GatewaySettings
@@ -546,6 +547,44 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             )
             for d in found
         ]
+
+    @app.get("/v1/admin/tenants/{tenant_id}/dead-letters", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def list_dead_letters(
+        tenant_id: str, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    ) -> list[DeadLetterView]:
+        """Jobs that failed for good or ran out of retries, newest first, with the reason."""
+        await tenant_or_404(tenant_id)
+        try:
+            return await DeadLetters(broker).list(tenant_id, limit)
+        except (NatsError, TimeoutError) as exc:
+            raise Problem(
+                503, "bus-unavailable", "Dead letters unavailable", "try again", {"Retry-After": "5"}
+            ) from exc
+
+    @app.post(
+        "/v1/admin/tenants/{tenant_id}/dead-letters/{sequence}/resend",
+        tags=["admin"],
+        status_code=202,
+        dependencies=[Depends(admin_auth)],
+    )
+    async def resend_dead_letter(tenant_id: str, sequence: Annotated[int, Path(ge=1)]) -> JobAccepted:
+        """Send a dead job again (after fixing its cause: a grant, a setting, a mailbox)."""
+        await tenant_or_404(tenant_id)
+        try:
+            job_id = await DeadLetters(broker).resend(tenant_id, sequence)
+        except (NatsError, TimeoutError) as exc:
+            raise Problem(
+                503, "bus-unavailable", "Job queue unavailable", "try again", {"Retry-After": "5"}
+            ) from exc
+        if job_id is None:
+            raise Problem(
+                404,
+                "dead-letter-not-found",
+                "Unknown dead letter",
+                f"no dead job {sequence} in {tenant_id!r}",
+            )
+        await runtime().store.requeue_job(job_id, datetime.now(UTC))
+        return JobAccepted(job_id=job_id, status="queued")
 
     @app.post(
         "/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire",

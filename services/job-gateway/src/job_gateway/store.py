@@ -98,6 +98,16 @@ class GatewayStore:
     async def delete_api_key(self, key_id: str) -> bool:
         return (await self.api_keys.delete_one({"_id": key_id})).deleted_count == 1
 
+    async def requeue_job(self, job_id: str, at: datetime) -> None:
+        """A dead job sent again: its status starts over."""
+        await self.jobs.update_one(
+            {"_id": job_id},
+            {
+                "$set": {"status": "queued", "updated_at": at},
+                "$unset": {"detail": "", "remedy": "", "reason_code": "", "smtp_reply": ""},
+            },
+        )
+
     async def search_jobs(
         self,
         tenant_id: str,

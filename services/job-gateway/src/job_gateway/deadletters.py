@@ -1,0 +1,106 @@
+"""The dead-letter list of a tenant, and resending a dead job.
+
+Dead letters stay in the FLEETMAIL_DLQ stream (the original message and why it failed);
+this reads it newest first, keeps the tenant's, and republishes a chosen one to its
+original subject. A resend has its own `Nats-Msg-Id` (one per dead letter), so a double
+click within JetStream's duplicate window sends once; the job's status goes back to
+`queued` so its new events are shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+from faststream.nats import NatsBroker
+from fleetmail_contracts import streams
+from fleetmail_contracts.dead_letters import DeadLetter
+from nats.js.errors import NotFoundError
+from pydantic import BaseModel, ValidationError
+
+SCAN_LIMIT = 5000
+"""At most this many dead letters are read to answer one listing."""
+
+
+class DeadLetterView(BaseModel):
+    sequence: int
+    dead_letter_id: str
+    job_id: str | None
+    device_id: str | None
+    function: str | None
+    reason_code: str
+    detail: str
+    deliveries: int
+    failed_at: datetime
+    service: str
+
+
+def _job_of(letter: DeadLetter) -> dict[str, Any]:
+    try:
+        job = json.loads(base64.b64decode(letter.payload_b64))
+    except (ValueError, TypeError):
+        return {}
+    return job if isinstance(job, dict) else {}
+
+
+class DeadLetters:
+    def __init__(self, broker: NatsBroker) -> None:
+        self.broker = broker
+
+    async def _read(self, sequence: int) -> DeadLetter | None:
+        js = self.broker.connection.jetstream()
+        try:
+            raw = await js.get_msg(streams.DLQ_STREAM, sequence)
+        except NotFoundError:
+            return None
+        try:
+            return DeadLetter.model_validate_json(raw.data or b"")
+        except ValidationError:
+            return None
+
+    async def list(self, tenant_id: str, limit: int) -> list[DeadLetterView]:
+        js = self.broker.connection.jetstream()
+        info = await js.stream_info(streams.DLQ_STREAM)
+        found: list[DeadLetterView] = []
+        sequence, read = info.state.last_seq, 0
+        while sequence >= max(info.state.first_seq, 1) and len(found) < limit and read < SCAN_LIMIT:
+            letter = await self._read(sequence)
+            read += 1
+            if letter is not None and (job := _job_of(letter)).get("tenant_id") == tenant_id:
+                found.append(
+                    DeadLetterView(
+                        sequence=sequence,
+                        dead_letter_id=letter.dead_letter_id,
+                        job_id=job.get("job_id"),
+                        device_id=job.get("device_id"),
+                        function=job.get("function"),
+                        reason_code=letter.reason_code,
+                        detail=letter.detail,
+                        deliveries=letter.deliveries,
+                        failed_at=letter.failed_at,
+                        service=letter.service,
+                    )
+                )
+            sequence -= 1
+        return found
+
+    async def resend(self, tenant_id: str, sequence: int) -> str | None:
+        """Republish the dead job; its job id, or None when it is not this tenant's."""
+        letter = await self._read(sequence)
+        if letter is None:
+            return None
+        job = _job_of(letter)
+        if job.get("tenant_id") != tenant_id or not letter.original_subject.startswith(
+            streams.JOB_SUBJECT_PREFIX
+        ):
+            return None
+        headers = {**letter.original_headers, "Nats-Msg-Id": f"resend-{letter.dead_letter_id}"}
+        await self.broker.connection.jetstream().publish(
+            letter.original_subject,
+            base64.b64decode(letter.payload_b64),
+            headers=headers,
+            stream=streams.JOBS_STREAM,
+        )
+        return str(job.get("job_id"))
