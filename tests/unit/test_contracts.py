@@ -56,3 +56,11 @@ def test_device_rate_limit_allows_a_burst_then_the_rate() -> None:
     assert limiter.take("d2") is None  # another device has its own bucket
     now[0] += 0.5
     assert limiter.take("d1") is None and limiter.take("d1") is not None
+
+
+def test_tenant_lists_are_readable_by_every_role_and_writable_by_none_but_the_owner() -> None:
+    from job_gateway.admins import Administrator, Role, refusal
+
+    fleet = Administrator("f", Role.FLEET_ADMIN, ("t1",))
+    assert refusal(fleet, "GET", None, False) is None
+    assert refusal(fleet, "POST", None, False) is not None

@@ -57,7 +57,8 @@ def refusal(admin: Administrator, method: str, tenant_id: str | None, managing_k
     if method not in READ_METHODS and admin.role is Role.OPERATOR:
         return "an operator key is read-only"
     if tenant_id is None:
-        if method in READ_METHODS and admin.tenant_ids is None:
+        # Reading a list across tenants: the route shows only the key's tenants.
+        if method in READ_METHODS:
             return None
         return "this key is limited to its tenants: use the tenant's own routes"
     if admin.tenant_ids is not None and tenant_id not in admin.tenant_ids:

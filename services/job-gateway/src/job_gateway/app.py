@@ -386,6 +386,14 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         await runtime().tenants.put(tenant)
         return tenant
 
+    @app.get("/v1/admin/tenants", tags=["admin"])
+    async def list_tenants(admin: Annotated[Administrator, Depends(admin_auth)]) -> list[TenantSettings]:
+        """Every tenant this key may see."""
+        found = await runtime().store.all_tenants()
+        if admin.tenant_ids is not None:
+            found = [t for t in found if t.tenant_id in admin.tenant_ids]
+        return sorted(found, key=lambda t: t.tenant_id)
+
     @app.get("/v1/admin/tenants/{tenant_id}", tags=["admin"], dependencies=[Depends(admin_auth)])
     async def get_tenant(tenant_id: str) -> TenantSettings:
         return await tenant_or_404(tenant_id)

@@ -1,0 +1,1 @@
+"""`fleetmail`: what an administrator does, from a terminal."""

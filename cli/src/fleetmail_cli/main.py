@@ -1,0 +1,337 @@
+"""`fleetmail`: tenants, devices, tokens, jobs, dead letters and the fleet's health, over
+job-gateway's admin API.
+
+Where to: `FLEETMAIL_URL` (default http://127.0.0.1:8080) with the key in
+`FLEETMAIL_API_KEY` (default: the local stack's `.fleetmail/admin-api-key`, so after
+`make run` it just works). Errors are the API's own problem details, in one red line.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+tenants = typer.Typer(help="Tenants and their settings", no_args_is_help=True)
+devices = typer.Typer(help="Devices: register, list, new secret, disable", no_args_is_help=True)
+tokens = typer.Typer(help="Refresh tokens: status, Acquire, Delete", no_args_is_help=True)
+jobs = typer.Typer(help="Jobs", no_args_is_help=True)
+dead = typer.Typer(help="Dead letters: jobs that failed for good", no_args_is_help=True)
+for sub, name in (
+    (tenants, "tenants"),
+    (devices, "devices"),
+    (tokens, "tokens"),
+    (jobs, "jobs"),
+    (dead, "dead-letters"),
+):
+    app.add_typer(sub, name=name)
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def client() -> httpx.Client:
+    url = os.environ.get("FLEETMAIL_URL", "http://127.0.0.1:8080")
+    key = os.environ.get("FLEETMAIL_API_KEY")
+    if not key:
+        local = Path(os.environ.get("FLEETMAIL_DATA_DIR", ".fleetmail")) / "admin-api-key"
+        if not local.exists():
+            fail("no API key: set FLEETMAIL_API_KEY (or run where `make run` keeps .fleetmail/)", 2)
+        key = local.read_text().strip()
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def call(method: str, path: str, **kwargs: Any) -> Any:
+    with client() as http:
+        try:
+            response = http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            fail(
+                f"cannot reach job-gateway at {http.base_url} ({type(exc).__name__}): start it or set FLEETMAIL_URL",
+                2,
+            )
+    if response.status_code >= 400:
+        try:
+            problem = response.json()
+            fail(f"{problem.get('title', response.status_code)}: {problem.get('detail', '')}")
+        except ValueError:
+            fail(f"HTTP {response.status_code}")
+    return response.json() if response.content else None
+
+
+def when(value: str | None) -> str:
+    if not value:
+        return "—"
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M")
+
+
+# --- tenants ---------------------------------------------------------------------------
+
+
+@tenants.command("list")
+def tenants_list() -> None:
+    table = Table("tenant", "OAuth 2.0", "provider", "administrator", "From policy", "Auto Delete")
+    for t in call("GET", "/v1/admin/tenants"):
+        table.add_row(
+            t["tenant_id"],
+            "on" if t["oauth_enabled"] else "off",
+            t["provider"],
+            t.get("administrator_address") or "—",
+            t["from_policy"],
+            "on" if t["auto_delete"] else "off",
+        )
+    out.print(table)
+
+
+@tenants.command("set")
+def tenants_set(
+    tenant_id: str,
+    oauth: Annotated[bool | None, typer.Option("--oauth/--no-oauth", help="OAuth 2.0 on or off")] = None,
+    provider: Annotated[str | None, typer.Option(help="microsoft or google")] = None,
+    administrator: Annotated[str | None, typer.Option(help="the administrator e-mail address")] = None,
+    smtp_host: Annotated[str | None, typer.Option()] = None,
+    smtp_port: Annotated[int | None, typer.Option()] = None,
+    from_policy: Annotated[
+        str | None, typer.Option(help="administrator_address, login_user_address, allow")
+    ] = None,
+    auto_delete: Annotated[bool | None, typer.Option("--auto-delete/--no-auto-delete")] = None,
+) -> None:
+    """Create a tenant or change some of its settings (the others stay as they are)."""
+    with client() as http:
+        existing = http.get(f"/v1/admin/tenants/{tenant_id}")
+    body: dict[str, Any] = existing.json() if existing.status_code == 200 else {"tenant_id": tenant_id}
+    changes = {
+        "oauth_enabled": oauth,
+        "provider": provider,
+        "administrator_address": administrator,
+        "from_policy": from_policy,
+        "auto_delete": auto_delete,
+    }
+    body.update({k: v for k, v in changes.items() if v is not None})
+    if smtp_host or smtp_port:
+        smtp = dict(body.get("smtp") or {})
+        smtp.update({k: v for k, v in (("host", smtp_host), ("port", smtp_port)) if v is not None})
+        if "host" not in smtp or "port" not in smtp:
+            fail("give both --smtp-host and --smtp-port for a new SMTP server")
+        body["smtp"] = smtp
+    body.pop("revision", None)
+    saved = call("PUT", f"/v1/admin/tenants/{tenant_id}", json=body)
+    out.print(f"tenant [bold]{tenant_id}[/bold] saved (revision {saved['revision']})")
+
+
+# --- devices ---------------------------------------------------------------------------
+
+
+@devices.command("list")
+def devices_list(tenant_id: str) -> None:
+    table = Table("device", "name", "state", "Internet Fax address", "SMTP allowlist")
+    for d in call("GET", f"/v1/admin/tenants/{tenant_id}/devices"):
+        table.add_row(
+            d["device_id"],
+            d.get("name") or "",
+            "[red]disabled[/red]" if d["disabled"] else "active",
+            d.get("machine_address") or "—",
+            ", ".join(d.get("allow_cidrs") or []) or "—",
+        )
+    out.print(table)
+
+
+def show_secret(credentials: dict[str, str]) -> None:
+    out.print(
+        f"device [bold]{credentials['device_id']}[/bold] — secret (shown once): {credentials['secret']}"
+    )
+
+
+@devices.command("add")
+def devices_add(
+    tenant_id: str,
+    device_id: str,
+    name: Annotated[str, typer.Option()] = "",
+    allow: Annotated[list[str] | None, typer.Option(help="CIDR it may send from without AUTH")] = None,
+) -> None:
+    show_secret(
+        call(
+            "POST",
+            f"/v1/admin/tenants/{tenant_id}/devices",
+            json={"device_id": device_id, "name": name, "allow_cidrs": allow or []},
+        )
+    )
+
+
+@devices.command("rotate")
+def devices_rotate(tenant_id: str, device_id: str) -> None:
+    """A new secret; the old one stops working at once."""
+    show_secret(call("POST", f"/v1/admin/tenants/{tenant_id}/devices/{device_id}/secret"))
+
+
+@devices.command("disable")
+def devices_disable(tenant_id: str, device_id: str) -> None:
+    call("PATCH", f"/v1/admin/tenants/{tenant_id}/devices/{device_id}", json={"disabled": True})
+    out.print(f"device {device_id} disabled")
+
+
+@devices.command("enable")
+def devices_enable(tenant_id: str, device_id: str) -> None:
+    call("PATCH", f"/v1/admin/tenants/{tenant_id}/devices/{device_id}", json={"disabled": False})
+    out.print(f"device {device_id} enabled")
+
+
+# --- tokens ----------------------------------------------------------------------------
+
+STATUS_TEXT = {
+    "active": "[green]Acquired[/green]",
+    "reauthorization_required": "[red]re-authorization needed[/red]",
+    "revoked": "[red]revoked[/red]",
+}
+
+
+@tokens.command("status")
+def tokens_status(tenant_id: str) -> None:
+    """The seed's Refresh Tokens screen, for every grant of the tenant."""
+    table = Table("kind", "address", "status", "flow", "last refreshed", "expiring on")
+    for g in call("GET", f"/v1/admin/tenants/{tenant_id}/tokens")["grants"]:
+        table.add_row(
+            g["principal"]["kind"],
+            g["principal"]["address"],
+            STATUS_TEXT.get(g["status"], g["status"]),
+            g.get("flow") or "—",
+            when(g.get("last_refreshed_at")),
+            when(g.get("predicted_death_at")) if g.get("flow") != "app_only" else "never (app-only)",
+        )
+    out.print(table)
+
+
+@tokens.command("acquire")
+def tokens_acquire(
+    tenant_id: str,
+    flow: Annotated[str | None, typer.Option(help="device_code, authorization_code or app_only")] = None,
+    wait_s: Annotated[float, typer.Option(help="how long to wait for the sign-in")] = 900,
+) -> None:
+    """[Acquire]: start the administrator's sign-in and wait until it is done."""
+    params = {"flow": flow} if flow else {}
+    started = call("POST", f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire", params=params)
+    if started["state"] == "succeeded":
+        out.print(f"[green]Acquired[/green] {started.get('message') or ''}")
+        return
+    if started.get("user_code"):
+        out.print(
+            f"Open [bold]{started['verification_uri']}[/bold] and enter the code [bold]{started['user_code']}[/bold]"
+        )
+    elif started.get("authorization_url"):
+        out.print(f"Open this address in a browser and sign in:\n{started['authorization_url']}")
+    deadline = time.monotonic() + wait_s
+    path = f"/v1/admin/tenants/{tenant_id}/acquisitions/{started['acquisition_id']}"
+    with out.status("waiting for the sign-in …"):
+        while time.monotonic() < deadline:
+            status = call("GET", path)
+            if status["state"] != "pending":
+                break
+            time.sleep(1)
+        else:
+            fail("stopped waiting; the sign-in may still finish — see `fleetmail tokens status`")
+    if status["state"] != "succeeded":
+        fail(f"{status['state']}: {status.get('detail') or ''}")
+    out.print(f"[green]Acquired[/green] {status.get('detail') or ''}")
+
+
+@tokens.command("delete")
+def tokens_delete(tenant_id: str, user: str) -> None:
+    """[Delete] a login user's refresh token: the user signs in again next time."""
+    deleted = call("DELETE", f"/v1/admin/tenants/{tenant_id}/tokens/users/{user}")["deleted"]
+    out.print(f"{user}: {'deleted' if deleted else 'had no token'}")
+
+
+# --- jobs and dead letters ---------------------------------------------------------------
+
+
+@jobs.command("list")
+def jobs_list(
+    tenant_id: str,
+    status: Annotated[str | None, typer.Option()] = None,
+    device: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option()] = 20,
+) -> None:
+    params = {k: v for k, v in (("status", status), ("device_id", device), ("limit", limit)) if v is not None}
+    table = Table("job", "device", "function", "status", "submitted", "detail")
+    for j in call("GET", f"/v1/admin/tenants/{tenant_id}/jobs", params=params):
+        table.add_row(
+            j["job_id"],
+            j["device_id"],
+            j["function"],
+            j["status"],
+            when(j["submitted_at"]),
+            j.get("detail") or "",
+        )
+    out.print(table)
+
+
+@dead.command("list")
+def dead_list(tenant_id: str, limit: Annotated[int, typer.Option()] = 20) -> None:
+    table = Table("seq", "job", "reason", "detail", "failed")
+    for d in call("GET", f"/v1/admin/tenants/{tenant_id}/dead-letters", params={"limit": limit}):
+        table.add_row(
+            str(d["sequence"]),
+            d.get("job_id") or "?",
+            d["reason_code"],
+            d["detail"][:80],
+            when(d["failed_at"]),
+        )
+    out.print(table)
+
+
+@dead.command("resend")
+def dead_resend(tenant_id: str, sequence: int) -> None:
+    accepted = call("POST", f"/v1/admin/tenants/{tenant_id}/dead-letters/{sequence}/resend")
+    out.print(f"job {accepted['job_id']} queued again")
+
+
+# --- status ----------------------------------------------------------------------------
+
+
+@app.command()
+def status() -> None:
+    """The fleet's health on one screen: every tenant's tokens, failures and dead letters."""
+    with client() as http:
+        try:
+            ready = http.get("/readyz").json().get("ready")
+        except httpx.HTTPError:
+            fail(f"cannot reach job-gateway at {http.base_url}", 2)
+    out.print(f"job-gateway: {'[green]ready[/green]' if ready else '[red]not ready[/red]'}")
+    table = Table(
+        "tenant", "OAuth", "administrator token", "users needing sign-in", "failed jobs", "dead letters"
+    )
+    for t in call("GET", "/v1/admin/tenants"):
+        tenant_id = t["tenant_id"]
+        grants = call("GET", f"/v1/admin/tenants/{tenant_id}/tokens")["grants"] if t["oauth_enabled"] else []
+        admin = next((g for g in grants if g["principal"]["kind"] == "administrator"), None)
+        users = sum(1 for g in grants if g["principal"]["kind"] == "user" and g["status"] != "active")
+        failed = len(
+            call("GET", f"/v1/admin/tenants/{tenant_id}/jobs", params={"status": "failed", "limit": 100})
+        )
+        letters = len(call("GET", f"/v1/admin/tenants/{tenant_id}/dead-letters", params={"limit": 100}))
+        token = (
+            "—"
+            if not t["oauth_enabled"]
+            else ("[red]none[/red]" if admin is None else STATUS_TEXT[admin["status"]])
+        )
+        table.add_row(
+            tenant_id, "on" if t["oauth_enabled"] else "off", token, str(users), str(failed), str(letters)
+        )
+    out.print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,60 @@
+"""The `fleetmail` command line against the running gateway."""
+
+import asyncio
+import uuid
+
+from fleetmail_cli.main import app
+from typer.testing import CliRunner
+
+
+def cli(stack, *args: str, url: str | None = None):
+    env = {
+        "FLEETMAIL_URL": url or stack.gateway_url,
+        "FLEETMAIL_API_KEY": stack.admin_api_key(),
+        "COLUMNS": "200",
+    }
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+async def test_an_administrator_runs_the_fleet_from_the_terminal(stack, emulator_http) -> None:
+    tenant_id = f"cli-{uuid.uuid4().hex[:6]}"
+    admin_address = f"admin@{tenant_id}.example"
+    run = lambda *args: asyncio.to_thread(cli, stack, *args)  # noqa: E731
+
+    saved = await run("tenants", "set", tenant_id, "--oauth", "--administrator", admin_address)
+    assert saved.exit_code == 0 and "saved" in saved.output, saved.output
+    assert tenant_id in (await run("tenants", "list")).output
+
+    added = await run("devices", "add", tenant_id, f"{tenant_id}-mfp", "--name", "Floor 1")
+    assert added.exit_code == 0 and "secret (shown once)" in added.output
+    assert (await run("devices", "disable", tenant_id, f"{tenant_id}-mfp")).exit_code == 0
+    assert "disabled" in (await run("devices", "list", tenant_id)).output
+
+    async def approve_when_shown() -> None:
+        for _ in range(100):
+            for code in (
+                await emulator_http.get(f"{stack.microsoft_url}/_emulator/device-codes/pending")
+            ).json():
+                await emulator_http.post(
+                    f"{stack.microsoft_url}/_emulator/device-codes/approve",
+                    json={"user_code": code["user_code"], "user": admin_address},
+                )
+                return
+            await asyncio.sleep(0.2)
+
+    acquired, _ = await asyncio.gather(
+        run("tokens", "acquire", tenant_id, "--wait-s", "60"), approve_when_shown()
+    )
+    assert acquired.exit_code == 0 and "enter the code" in acquired.output and "Acquired" in acquired.output
+    status = await run("tokens", "status", tenant_id)
+    assert admin_address in status.output and "Acquired" in status.output
+
+    health = await run("status")
+    assert health.exit_code == 0 and "ready" in health.output and tenant_id in health.output
+
+
+def test_errors_are_one_clear_line(stack) -> None:
+    refused = cli(stack, "tenants", "set", f"cli-{uuid.uuid4().hex[:6]}", "--provider", "yahoo")
+    assert refused.exit_code == 1 and "error:" in refused.output and "Traceback" not in refused.output
+    unreachable = cli(stack, "tenants", "list", url="http://127.0.0.1:9")
+    assert unreachable.exit_code == 2 and "cannot reach job-gateway" in unreachable.output
