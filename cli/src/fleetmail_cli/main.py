@@ -306,10 +306,15 @@ def status() -> None:
     """The fleet's health on one screen: every tenant's tokens, failures and dead letters."""
     with client() as http:
         try:
-            ready = http.get("/readyz").json().get("ready")
+            health = http.get("/readyz").json()
         except httpx.HTTPError:
             fail(f"cannot reach job-gateway at {http.base_url}", 2)
-    out.print(f"job-gateway: {'[green]ready[/green]' if ready else '[red]not ready[/red]'}")
+    out.print(f"job-gateway: {'[green]ready[/green]' if health.get('ready') else '[red]not ready[/red]'}")
+    if health.get("smtp_min_tls") in ("1.0", "1.1"):
+        out.print(
+            f"[yellow]warning:[/yellow] the SMTP listener accepts TLS {health['smtp_min_tls']} "
+            "(FLEETMAIL_GATEWAY_SMTP_MIN_TLS): only for devices that cannot do 1.2"
+        )
     table = Table(
         "tenant", "OAuth", "administrator token", "users needing sign-in", "failed jobs", "dead letters"
     )

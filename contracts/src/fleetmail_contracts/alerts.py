@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Literal
 
 from ._base import Contract, Timestamp
-from .streams import ALERT_EVENT_PREFIX
+from .streams import ALERT_EVENT_PREFIX, ALERT_RPC_PREFIX
 
 
 class AlertCause(StrEnum):
@@ -59,6 +59,55 @@ ALERT_EVENTS: dict[str, type[AlertEventBase]] = {
     "acknowledged": AlertAcknowledged,
     "resolved": AlertResolved,
 }
+
+
+# --- request/reply (job-gateway asks notifier) ---------------------------------------
+
+ALERT_LIST_SUBJECT = f"{ALERT_RPC_PREFIX}list"
+ALERT_ACKNOWLEDGE_SUBJECT = f"{ALERT_RPC_PREFIX}acknowledge"
+
+
+class AlertState(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class AlertView(Contract):
+    alert_id: str
+    tenant_id: str
+    cause: AlertCause
+    severity: AlertSeverity
+    state: AlertState
+    title: str
+    detail: str
+    remedy: str | None = None
+    principal_address: str | None = None
+    device_id: str | None = None
+    for_administrators: bool = True
+    raised_at: Timestamp
+    last_seen_at: Timestamp
+    occurrences: int = 1
+    resolved_at: Timestamp | None = None
+
+
+class ListAlerts(Contract):
+    """A tenant's alerts; with `device_id`, that device's information feed (the tenant-wide
+    warnings and those for users at that device)."""
+
+    tenant_id: str
+    device_id: str | None = None
+    include_resolved: bool = False
+
+
+class AlertList(Contract):
+    alerts: tuple[AlertView, ...]
+
+
+class AcknowledgeAlert(Contract):
+    tenant_id: str
+    alert_id: str
+    by: str
 
 
 def alert_event_subject(kind: str) -> str:

@@ -53,6 +53,8 @@ def channels() -> list[Channel]:
         ),
         (tokens.GRANT_STATUS_SUBJECT, tokens.GrantStatusRequest, tokens.GrantStatusReply),
         (tokens.DELETE_GRANT_SUBJECT, tokens.DeleteGrant, tokens.DeleteGrantReply),
+        (alerts.ALERT_LIST_SUBJECT, alerts.ListAlerts, alerts.AlertList),
+        (alerts.ALERT_ACKNOWLEDGE_SUBJECT, alerts.AcknowledgeAlert, alerts.AlertList),
         (
             credentials.SET_CREDENTIALS_SUBJECT,
             credentials.SetCredentials,
@@ -94,6 +96,7 @@ def models() -> list[type[BaseModel]]:
         tokens.TokenError,
         credentials.CredentialsView,
         credentials.SmtpCredentialsReply,
+        alerts.AlertList,
         tenants.TenantSettings,
     ]
     for model in [c.model for c in channels()] + extra:

@@ -22,6 +22,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicC
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, PullSub
 from fleetmail_contracts import streams
+from fleetmail_contracts.alerts import (
+    ALERT_ACKNOWLEDGE_SUBJECT,
+    ALERT_LIST_SUBJECT,
+    AcknowledgeAlert,
+    AlertList,
+    AlertView,
+    ListAlerts,
+)
 from fleetmail_contracts.credentials import (
     SET_CREDENTIALS_SUBJECT,
     VIEW_CREDENTIALS_SUBJECT,
@@ -349,18 +357,21 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             raise Problem(404, "tenant-not-found", "Unknown tenant", f"no tenant {tenant_id!r}")
         return tenant
 
-    async def token_rpc(message: BaseModel, subject: str) -> bytes:
+    async def rpc(message: BaseModel, subject: str, service: str) -> bytes:
         try:
             response = await broker.request(message, subject, timeout=settings.token_rpc_timeout_s)
         except (NatsError, TimeoutError) as exc:
             raise Problem(
                 503,
-                "token-service-unavailable",
-                "token-service unavailable",
-                f"token-service did not answer ({type(exc).__name__}); try again",
+                f"{service}-unavailable",
+                f"{service} unavailable",
+                f"{service} did not answer ({type(exc).__name__}); try again",
                 {"Retry-After": "5"},
             ) from exc
         return response.body  # type: ignore[no-any-return]
+
+    async def token_rpc(message: BaseModel, subject: str) -> bytes:
+        return await rpc(message, subject, "token-service")
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -369,7 +380,8 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:
         ready = "runtime" in holder and broker.connection is not None and broker.connection.is_connected
-        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+        smtp_tls = settings.smtp_min_tls if settings.smtp_tls_cert else None
+        return JSONResponse({"ready": ready, "smtp_min_tls": smtp_tls}, status_code=200 if ready else 503)
 
     # --- administrators ---------------------------------------------------------------
 
@@ -594,6 +606,30 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         await runtime().store.requeue_job(job_id, datetime.now(UTC))
         return JobAccepted(job_id=job_id, status="queued")
 
+    @app.get("/v1/admin/tenants/{tenant_id}/alerts", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def list_alerts(tenant_id: str, include_resolved: bool = False) -> list[AlertView]:
+        """The tenant's alerts for administrators (dead or expiring grants, SMTP AUTH off, …)."""
+        await tenant_or_404(tenant_id)
+        request = ListAlerts(tenant_id=tenant_id, include_resolved=include_resolved)
+        found = AlertList.model_validate_json(await rpc(request, ALERT_LIST_SUBJECT, "notifier")).alerts
+        return [a for a in found if a.for_administrators]
+
+    @app.post(
+        "/v1/admin/tenants/{tenant_id}/alerts/{alert_id}/acknowledge",
+        tags=["admin"],
+        dependencies=[Depends(admin_auth)],
+    )
+    async def acknowledge_alert(
+        tenant_id: str, alert_id: str, admin: Annotated[Administrator, Depends(admin_auth)]
+    ) -> AlertView:
+        request = AcknowledgeAlert(tenant_id=tenant_id, alert_id=alert_id, by=admin.key_id)
+        found = AlertList.model_validate_json(
+            await rpc(request, ALERT_ACKNOWLEDGE_SUBJECT, "notifier")
+        ).alerts
+        if not found:
+            raise Problem(404, "alert-not-found", "No such open alert", f"no open alert {alert_id!r}")
+        return found[0]
+
     @app.post(
         "/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire",
         tags=["admin"],
@@ -735,6 +771,13 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     ) -> AcquisitionStatus:
         request = AcquisitionStatusRequest(acquisition_id=acquisition_id, tenant_id=device.tenant_id)
         return AcquisitionStatus.model_validate_json(await token_rpc(request, ACQUISITION_STATUS_SUBJECT))
+
+    @app.get("/v1/device/information", tags=["devices"])
+    async def device_information(device: Annotated[Device, Depends(device_auth)]) -> list[AlertView]:
+        """The device's [Information] screen: the tenant's warnings (a dead or expiring
+        administrator token, SMTP AUTH off, …) and those for users at this device."""
+        request = ListAlerts(tenant_id=device.tenant_id, device_id=device.device_id)
+        return list(AlertList.model_validate_json(await rpc(request, ALERT_LIST_SUBJECT, "notifier")).alerts)
 
     @app.post("/v1/device/events", tags=["devices"], status_code=202)
     async def report_device_event(

@@ -1,17 +1,35 @@
-"""notifier wiring. For now it consumes token and mail events and logs them; alerts come next."""
+"""notifier wiring: token and mail events in, alerts out (MongoDB, alert events, RPC)."""
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, PullSub
+from fleetmail_contracts import streams
+from fleetmail_contracts.alerts import (
+    ALERT_ACKNOWLEDGE_SUBJECT,
+    ALERT_LIST_SUBJECT,
+    AcknowledgeAlert,
+    AlertCause,
+    AlertList,
+    AlertRaised,
+    AlertResolved,
+    ListAlerts,
+    alert_event_subject,
+)
 from fleetmail_contracts.streams import MAIL_EVENT_PREFIX, TOKEN_EVENT_PREFIX
 from fleetmail_runtime.bus import declare_streams, events_stream, make_broker
+from fleetmail_runtime.mongo import connect_mongo
+from fleetmail_runtime.periodic import periodic
 from fleetmail_runtime.telemetry import configure_tracing
 
+from .alerts import AlertStore
+from .domain import Action, Raise, on_mail_event, on_token_event
 from .settings import NotifierSettings
 
 SERVICE = "notifier"
@@ -27,28 +45,98 @@ def build_app(settings: NotifierSettings) -> FastStream:
         "config": ConsumerConfig(max_deliver=10, ack_wait=30),
         "ack_policy": AckPolicy.NACK_ON_ERROR,
     }
+    holder: dict[str, AlertStore] = {}
+
+    def store() -> AlertStore:
+        return holder["store"]
+
+    async def publish(event: AlertRaised | AlertResolved) -> None:
+        await broker.publish(
+            event,
+            alert_event_subject(event.kind),
+            headers={"Nats-Msg-Id": event.event_id},
+            stream=streams.EVENTS_STREAM,
+        )
+
+    async def apply(actions: list[Action]) -> None:
+        now = datetime.now(UTC)
+        for action in actions:
+            if isinstance(action, Raise):
+                raised = await store().raise_(action, now)
+                if raised is not None:
+                    log.warning("alert raised for tenant %s: %s", raised.tenant_id, raised.title)
+                    await publish(
+                        AlertRaised(
+                            # One id per alert and transition: a redelivered event is a duplicate.
+                            event_id=f"{raised.alert_id}-raised",
+                            alert_id=raised.alert_id,
+                            dedupe_key=action.key,
+                            tenant_id=raised.tenant_id,
+                            cause=raised.cause,
+                            occurred_at=now,
+                            severity=raised.severity,
+                            title=raised.title,
+                            detail=raised.detail,
+                            remedy=raised.remedy,
+                            device_id=raised.device_id,
+                            principal_address=raised.principal_address,
+                        )
+                    )
+            else:
+                resolved = await store().resolve(action, now)
+                if resolved is not None:
+                    log.info(
+                        "alert resolved for tenant %s: %s (%s)",
+                        resolved.tenant_id,
+                        resolved.title,
+                        action.detail,
+                    )
+                    await publish(
+                        AlertResolved(
+                            event_id=f"{resolved.alert_id}-resolved",
+                            alert_id=resolved.alert_id,
+                            dedupe_key=action.key,
+                            tenant_id=resolved.tenant_id,
+                            cause=AlertCause(resolved.cause),
+                            occurred_at=now,
+                            detail=f"Recovered: {action.detail}",
+                        )
+                    )
 
     @broker.subscriber(f"{TOKEN_EVENT_PREFIX}*", durable="notifier-tokens", **common)
     async def on_token_events(events: list[dict[str, Any]]) -> None:
         for event in events:
-            principal = event.get("principal", {})
-            log.info(
-                "token event %s for tenant %s (%s)",
-                event.get("kind"),
-                principal.get("tenant_id"),
-                principal.get("kind"),
-            )
+            await apply(on_token_event(event))
 
     @broker.subscriber(f"{MAIL_EVENT_PREFIX}*", durable="notifier-mail", **common)
     async def on_mail_events(events: list[dict[str, Any]]) -> None:
-        kinds = Counter(str(event.get("kind")) for event in events)
-        log.debug("mail events: %s", dict(kinds))
+        for event in events:
+            await apply(on_mail_event(event))
 
-    async def declare() -> None:
+    @broker.subscriber(ALERT_LIST_SUBJECT, queue=SERVICE)
+    async def on_list(request: ListAlerts) -> AlertList:
+        alerts = await store().list(request.tenant_id, request.device_id, request.include_resolved)
+        return AlertList(alerts=tuple(alerts))
+
+    @broker.subscriber(ALERT_ACKNOWLEDGE_SUBJECT, queue=SERVICE)
+    async def on_acknowledge(request: AcknowledgeAlert) -> AlertList:
+        acknowledged = await store().acknowledge(request.tenant_id, request.alert_id, request.by)
+        return AlertList(alerts=(acknowledged,) if acknowledged else ())
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        mongo = connect_mongo(settings.common, SERVICE)
+        holder["store"] = AlertStore(mongo, settings.database)
+        await holder["store"].load()
         await broker.connect()
         await declare_streams(broker, settings.common)
+        try:
+            async with periodic(settings.reload_open_s, holder["store"].load, "reloading open alerts"):
+                yield
+        finally:
+            await mongo.close()
 
     async def announce_ready() -> None:
         log.info("notifier ready")
 
-    return FastStream(broker, on_startup=[declare], after_startup=[announce_ready])
+    return FastStream(broker, lifespan=lifespan, after_startup=[announce_ready])

@@ -1,0 +1,155 @@
+"""Alerts from the real services: a dead administrator grant, a thousand jobs failing on it,
+the device's information feed, recovery, and a notifier restart."""
+
+import asyncio
+import json
+import uuid
+
+import httpx
+from fleetmail_contracts.tokens import AccessTokenOutcome
+from fleetmail_devkit.probes import events, queue_jobs, request_tokens, tenant_with_administrator_grant
+
+
+async def alerts(admin: httpx.AsyncClient, tenant_id: str, **params) -> list[dict]:
+    response = await admin.get(f"/v1/admin/tenants/{tenant_id}/alerts", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def eventually(check, seconds: float = 30):
+    for _ in range(int(seconds / 0.2)):
+        if result := await check():
+            return result
+        await asyncio.sleep(0.2)
+    return await check()
+
+
+async def kill_grant(stack, emulator_http, principal) -> None:
+    """Revoke the grant at the provider; token-service finds out at the next refresh."""
+    await emulator_http.post(
+        f"{stack.microsoft_url}/_emulator/grants/revoke", json={"user": principal.address}
+    )
+    [reply] = await request_tokens(stack, principal, 1, force_refresh=True)
+    assert reply.outcome is AccessTokenOutcome.REAUTHORIZATION_REQUIRED
+
+
+async def raised_events(stack, tenant_id: str) -> list[dict]:
+    return [
+        e for e in await events(stack, "fleetmail.events.v1.alerts.raised") if e["tenant_id"] == tenant_id
+    ]
+
+
+async def test_a_dead_administrator_grant_is_one_alert_on_every_feed_until_reacquired(
+    stack, emulator_http, admin
+) -> None:
+    principal = await tenant_with_administrator_grant(stack, emulator_http)
+    tenant_id = principal.tenant_id
+    device = (
+        await admin.post(f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": f"nf-{tenant_id}"})
+    ).json()
+    await kill_grant(stack, emulator_http, principal)
+
+    [alert] = await eventually(lambda: alerts(admin, tenant_id))
+    assert alert["cause"] == "administrator_reauthorization_required" and alert["severity"] == "critical"
+    assert f"fleetmail tokens acquire {tenant_id}" in alert["remedy"]
+
+    # A thousand jobs fail on the dead grant: still one alert, raised once.
+    await queue_jobs(stack, tenant_id, 1000, f"dead-{uuid.uuid4().hex[:6]}")
+
+    async def all_failed() -> bool:
+        failed = [
+            e for e in await events(stack, "fleetmail.events.v1.mail.failed") if e["tenant_id"] == tenant_id
+        ]
+        return len(failed) >= 1000
+
+    assert await eventually(all_failed, 120)
+    await asyncio.sleep(1)
+    assert len(await alerts(admin, tenant_id)) == 1
+    assert len(await raised_events(stack, tenant_id)) == 1
+
+    async with httpx.AsyncClient(
+        base_url=stack.gateway_url, auth=(device["device_id"], device["secret"]), timeout=30
+    ) as panel:
+        feed = (await panel.get("/v1/device/information")).json()
+    assert [a["alert_id"] for a in feed] == [alert["alert_id"]]
+
+    # [Acquire] again: the alert resolves by itself and a recovered notice goes out.
+    started = (await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire")).json()
+    await emulator_http.post(
+        f"{stack.microsoft_url}/_emulator/device-codes/approve",
+        json={"user_code": started["user_code"], "user": principal.address},
+    )
+
+    async def resolved() -> bool:
+        return not await alerts(admin, tenant_id)
+
+    assert await eventually(resolved, 30)
+    [history] = await alerts(admin, tenant_id, include_resolved="true")
+    assert history["state"] == "resolved"
+    recovered = [
+        e for e in await events(stack, "fleetmail.events.v1.alerts.resolved") if e["tenant_id"] == tenant_id
+    ]
+    assert len(recovered) == 1 and recovered[0]["detail"].startswith("Recovered")
+
+
+async def test_a_user_who_must_sign_in_shows_on_that_device_only(stack, emulator_http, admin) -> None:
+    principal = await tenant_with_administrator_grant(stack, emulator_http)
+    tenant_id = principal.tenant_id
+    settings = (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json() | {
+        "from_policy": "login_user_address"
+    }
+    await admin.put(f"/v1/admin/tenants/{tenant_id}", json=settings)
+    panels = []
+    for name in ("floor1", "floor2"):
+        body = (
+            await admin.post(
+                f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": f"{name}-{tenant_id}"}
+            )
+        ).json()
+        panels.append(
+            httpx.AsyncClient(
+                base_url=stack.gateway_url, auth=(body["device_id"], body["secret"]), timeout=30
+            )
+        )
+    user = f"new.user@{tenant_id}.example"
+    try:
+        job = {"to": ["x@fabrikam.example"], "login_user": user}
+        await panels[0].post("/v1/jobs", data={"job": json.dumps(job)})
+
+        async def on_floor1() -> list[dict]:
+            return [
+                a
+                for a in (await panels[0].get("/v1/device/information")).json()
+                if a["principal_address"] == user
+            ]
+
+        [alert] = await eventually(on_floor1)
+        assert alert["cause"] == "user_reauthorization_required" and not alert["for_administrators"]
+        assert [
+            a
+            for a in (await panels[1].get("/v1/device/information")).json()
+            if a["principal_address"] == user
+        ] == []
+        assert await alerts(admin, tenant_id) == []  # not for the administrators
+    finally:
+        for panel in panels:
+            await panel.aclose()
+
+
+async def test_a_notifier_restart_loses_and_doubles_nothing(stack, emulator_http, admin) -> None:
+    principal = await tenant_with_administrator_grant(stack, emulator_http)
+    tenant_id = principal.tenant_id
+    notifier = stack.part("notifier")
+    await stack.stop_part(notifier)
+    try:
+        await kill_grant(stack, emulator_http, principal)
+        await queue_jobs(stack, tenant_id, 200, f"down-{uuid.uuid4().hex[:6]}")
+        await asyncio.sleep(2)
+    finally:
+        await stack.restart_part(notifier)
+    [alert] = await eventually(lambda: alerts(admin, tenant_id))
+    assert alert["cause"] == "administrator_reauthorization_required"
+    await stack.restart_part(notifier)  # again, with the events already taken
+    await asyncio.sleep(2)
+    assert len(await alerts(admin, tenant_id)) == 1
+    assert len(await raised_events(stack, tenant_id)) == 1
