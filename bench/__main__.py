@@ -11,12 +11,17 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import gateway, mail, token
+from . import gateway, mail, notifier, token
 from .figures import Figure
 from .stack import running_stack
 
 # job-gateway last: it stops mail-service to measure intake alone.
-BENCHMARKS = [("token-service", token.run), ("mail-service", mail.run), ("job-gateway", gateway.run)]
+BENCHMARKS = [
+    ("token-service", token.run),
+    ("mail-service", mail.run),
+    ("notifier", notifier.run),
+    ("job-gateway", gateway.run),
+]
 
 
 def table(figures: list[Figure]) -> str:
