@@ -40,6 +40,9 @@ async def stack() -> AsyncIterator[Stack]:
             "FLEETMAIL_MAIL_MAX_MESSAGE_BYTES_GOOGLE": "5000000",
             # Low enough for test_gateway_admin to cross it; no other test sends 40 jobs at once.
             "FLEETMAIL_GATEWAY_DEVICE_RATE_BURST": "40",
+            # Webhook retries and the circuit breaker on a test's time scale.
+            "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_FAILURES": "3",
+            "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_COOLDOWN_S": "2",
         },
     )
     await running.start()

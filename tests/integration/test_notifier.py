@@ -153,3 +153,131 @@ async def test_a_notifier_restart_loses_and_doubles_nothing(stack, emulator_http
     await asyncio.sleep(2)
     assert len(await alerts(admin, tenant_id)) == 1
     assert len(await raised_events(stack, tenant_id)) == 1
+
+
+class Receiver:
+    """A webhook endpoint on a free port, which can be down (nothing listening) and up."""
+
+    def __init__(self) -> None:
+        import contextlib
+
+        from fastapi import FastAPI, Request
+        from fleetmail_devkit.ports import free_port
+
+        self.port = free_port()
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        self.server = None
+        self.task = None
+        self._nullcontext = contextlib.nullcontext
+        api = FastAPI()
+
+        @api.post("/hook")
+        async def hook(request: Request) -> dict[str, bool]:
+            self.calls.append((dict(request.headers), await request.body()))
+            return {"ok": True}
+
+        self.api = api
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def up(self) -> None:
+        import uvicorn
+
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.api, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.server.capture_signals = self._nullcontext  # the test's loop keeps its signals
+        self.task = asyncio.create_task(self.server.serve())
+        for _ in range(200):
+            if self.server.started:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the webhook receiver did not start")
+
+    async def down(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+            await self.task
+            self.server = None
+
+    def valid(self, secret: str) -> list[dict]:
+        """The calls whose signature checks out, as JSON."""
+        import hashlib
+        import hmac
+
+        found = []
+        for headers, body in self.calls:
+            expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            assert hmac.compare_digest(headers["x-fleetmail-signature"], expected), "bad signature"
+            found.append({"event": headers["x-fleetmail-event"], **json.loads(body)})
+        return found
+
+
+async def tenant_with_webhook(stack, emulator_http, admin, receiver: Receiver) -> tuple[object, str]:
+    principal = await tenant_with_administrator_grant(stack, emulator_http)
+    tenant_id = principal.tenant_id
+    settings = (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()
+    settings["notifications"] = {"webhooks": [{"url": receiver.url, "name": "ops"}]}
+    assert (await admin.put(f"/v1/admin/tenants/{tenant_id}", json=settings)).status_code == 200
+    secret = f"whsec-{uuid.uuid4().hex}"
+    await admin.put(f"/v1/admin/tenants/{tenant_id}/credentials", json={"webhook_secret": secret})
+    await asyncio.sleep(0.5)  # settings reach the notifier through the KV watch
+    return principal, secret
+
+
+async def test_a_webhook_gets_one_signed_call_per_notice(stack, emulator_http, admin) -> None:
+    receiver = Receiver()
+    await receiver.up()
+    try:
+        principal, secret = await tenant_with_webhook(stack, emulator_http, admin, receiver)
+        await kill_grant(stack, emulator_http, principal)
+        await queue_jobs(stack, principal.tenant_id, 50, f"hook-{uuid.uuid4().hex[:6]}")
+
+        async def raised() -> list[dict]:
+            return [c for c in receiver.valid(secret) if c["event"] == "alert.raised"]
+
+        [call] = await eventually(raised)
+        assert (
+            call["cause"] == "administrator_reauthorization_required"
+            and call["tenant_id"] == principal.tenant_id
+        )
+
+        started = (
+            await admin.post(f"/v1/admin/tenants/{principal.tenant_id}/tokens/administrator/acquire")
+        ).json()
+        await emulator_http.post(
+            f"{stack.microsoft_url}/_emulator/device-codes/approve",
+            json={"user_code": started["user_code"], "user": principal.address},
+        )
+
+        async def recovered() -> list[dict]:
+            return [c for c in receiver.valid(secret) if c["event"] == "alert.resolved"]
+
+        [notice] = await eventually(recovered)
+        assert notice["recovered"].startswith("Recovered") and notice["alert_id"] == call["alert_id"]
+        await asyncio.sleep(1.5)
+        assert len(receiver.calls) == 2  # once each, however many jobs failed
+    finally:
+        await receiver.down()
+
+
+async def test_a_receiver_that_is_down_then_up_gets_the_notice_once(stack, emulator_http, admin) -> None:
+    receiver = Receiver()  # not listening yet
+    principal, secret = await tenant_with_webhook(stack, emulator_http, admin, receiver)
+    await kill_grant(stack, emulator_http, principal)
+    await asyncio.sleep(4)  # a few refused calls: retries back off, the circuit opens
+    assert receiver.calls == []
+    await receiver.up()
+    try:
+
+        async def delivered() -> list[dict]:
+            return receiver.valid(secret)
+
+        [call] = await eventually(delivered, 40)
+        assert call["event"] == "alert.raised"
+        await asyncio.sleep(3)
+        assert len(receiver.calls) == 1
+    finally:
+        await receiver.down()

@@ -66,6 +66,11 @@ def channels() -> list[Channel]:
             credentials.CredentialsView,
         ),
         (
+            credentials.WEBHOOK_SECRET_SUBJECT,
+            credentials.WebhookSecretRequest,
+            credentials.WebhookSecretReply,
+        ),
+        (
             credentials.SMTP_CREDENTIALS_SUBJECT,
             credentials.SmtpCredentialsRequest,
             credentials.SmtpCredentialsReply,
@@ -96,6 +101,7 @@ def models() -> list[type[BaseModel]]:
         tokens.TokenError,
         credentials.CredentialsView,
         credentials.SmtpCredentialsReply,
+        credentials.WebhookSecretReply,
         alerts.AlertList,
         tenants.TenantSettings,
     ]

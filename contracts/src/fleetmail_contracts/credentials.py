@@ -19,9 +19,10 @@ from .streams import TOKEN_RPC_PREFIX
 SET_CREDENTIALS_SUBJECT = f"{TOKEN_RPC_PREFIX}credentials.set"
 VIEW_CREDENTIALS_SUBJECT = f"{TOKEN_RPC_PREFIX}credentials.view"
 SMTP_CREDENTIALS_SUBJECT = f"{TOKEN_RPC_PREFIX}credentials.smtp"
+WEBHOOK_SECRET_SUBJECT = f"{TOKEN_RPC_PREFIX}credentials.webhook"
 
 CredentialField = Literal[
-    "microsoft_client_secret", "google_service_account", "smtp_username", "smtp_password"
+    "microsoft_client_secret", "google_service_account", "smtp_username", "smtp_password", "webhook_secret"
 ]
 
 
@@ -39,6 +40,13 @@ class SetCredentials(Contract):
     )
     smtp_username: str | None = Field(default=None, max_length=320)
     smtp_password: str | None = Field(default=None, repr=False, max_length=1024)
+    webhook_secret: str | None = Field(
+        default=None,
+        repr=False,
+        min_length=16,
+        max_length=1024,
+        description="Key of the HMAC-SHA256 signature on the tenant's alert webhooks",
+    )
     clear: tuple[CredentialField, ...] = ()
 
 
@@ -54,6 +62,7 @@ class CredentialsView(Contract):
     google_service_account_email: str | None = None
     smtp_username: str | None = None
     smtp_password: bool = False
+    webhook_secret: bool = False
     updated_at: Timestamp | None = None
     error: str | None = None
 
@@ -67,3 +76,13 @@ class SmtpCredentialsReply(Contract):
 
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
+
+
+class WebhookSecretRequest(Contract):
+    tenant_id: str
+
+
+class WebhookSecretReply(Contract):
+    """For notifier only: the key its webhook signatures use; None: none stored."""
+
+    secret: str | None = Field(default=None, repr=False)

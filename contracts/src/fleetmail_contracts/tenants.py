@@ -68,6 +68,19 @@ DEFAULT_SMTP: dict[Provider, SmtpSettings] = {
 }
 
 
+class WebhookChannel(Contract):
+    url: str = Field(pattern=r"^https?://", max_length=2000)
+    name: str = Field(default="", max_length=200)
+
+
+class NotificationSettings(Contract):
+    """Where the tenant's alerts go besides the devices' information feeds. Webhook calls are
+    signed with the tenant's `webhook_secret` credential (HMAC-SHA256)."""
+
+    webhooks: tuple[WebhookChannel, ...] = Field(default=(), max_length=10)
+    email_recipients: tuple[str, ...] = Field(default=(), max_length=50)
+
+
 class TenantSettings(Contract):
     tenant_id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
     display_name: str = Field(default="", max_length=200)
@@ -79,6 +92,7 @@ class TenantSettings(Contract):
     auto_delete: bool = False
     proxy_url: str | None = None
     identity: IdentitySettings = IdentitySettings()
+    notifications: NotificationSettings = NotificationSettings()
     revision: int = 0
 
     def effective_smtp(self) -> SmtpSettings:

@@ -133,6 +133,7 @@ class CredentialsInput(BaseModel):
     )
     smtp_username: str | None = Field(default=None, max_length=320)
     smtp_password: str | None = Field(default=None, repr=False, max_length=1024)
+    webhook_secret: str | None = Field(default=None, repr=False, min_length=16, max_length=1024)
     clear: tuple[CredentialField, ...] = ()
 
 

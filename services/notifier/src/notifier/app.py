@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -22,15 +23,18 @@ from fleetmail_contracts.alerts import (
     ListAlerts,
     alert_event_subject,
 )
+from fleetmail_contracts.credentials import WEBHOOK_SECRET_SUBJECT, WebhookSecretReply, WebhookSecretRequest
 from fleetmail_contracts.streams import MAIL_EVENT_PREFIX, TOKEN_EVENT_PREFIX
 from fleetmail_runtime.bus import declare_streams, events_stream, make_broker
 from fleetmail_runtime.mongo import connect_mongo
 from fleetmail_runtime.periodic import periodic
 from fleetmail_runtime.telemetry import configure_tracing
+from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
 from .alerts import AlertStore
 from .domain import Action, Raise, on_mail_event, on_token_event
 from .settings import NotifierSettings
+from .webhooks import WebhookOutbox
 
 SERVICE = "notifier"
 log = logging.getLogger(SERVICE)
@@ -45,10 +49,33 @@ def build_app(settings: NotifierSettings) -> FastStream:
         "config": ConsumerConfig(max_deliver=10, ack_wait=30),
         "ack_policy": AckPolicy.NACK_ON_ERROR,
     }
-    holder: dict[str, AlertStore] = {}
+    holder: dict[str, Any] = {}
+    tenants = TenantDirectory(broker)
+    secrets: dict[str, tuple[str | None, float]] = {}
 
     def store() -> AlertStore:
-        return holder["store"]
+        return holder["store"]  # type: ignore[no-any-return]
+
+    async def secret_of(tenant_id: str) -> str | None:
+        """The tenant's webhook signing key, from token-service's sealed store (held 30 s)."""
+        cached = secrets.get(tenant_id)
+        if cached is not None and time.monotonic() < cached[1]:
+            return cached[0]
+        response = await broker.request(
+            WebhookSecretRequest(tenant_id=tenant_id), WEBHOOK_SECRET_SUBJECT, timeout=10
+        )
+        secret = WebhookSecretReply.model_validate_json(response.body).secret
+        secrets[tenant_id] = (secret, time.monotonic() + 30)
+        return secret
+
+    async def notify(tenant_id: str, event: str, payload: dict[str, Any], now: datetime) -> None:
+        try:
+            tenant = await tenants.get(tenant_id)
+        except UnknownTenant:
+            return
+        outbox: WebhookOutbox = holder["outbox"]
+        for webhook in tenant.notifications.webhooks:
+            await outbox.put(tenant_id, webhook.url, event, payload, now)
 
     async def publish(event: AlertRaised | AlertResolved) -> None:
         await broker.publish(
@@ -65,6 +92,8 @@ def build_app(settings: NotifierSettings) -> FastStream:
                 raised = await store().raise_(action, now)
                 if raised is not None:
                     log.warning("alert raised for tenant %s: %s", raised.tenant_id, raised.title)
+                    if raised.for_administrators:
+                        await notify(raised.tenant_id, "alert.raised", raised.model_dump(mode="json"), now)
                     await publish(
                         AlertRaised(
                             # One id per alert and transition: a redelivered event is a duplicate.
@@ -91,6 +120,11 @@ def build_app(settings: NotifierSettings) -> FastStream:
                         resolved.title,
                         action.detail,
                     )
+                    if resolved.for_administrators:
+                        notice = resolved.model_dump(mode="json") | {
+                            "recovered": f"Recovered: {action.detail}"
+                        }
+                        await notify(resolved.tenant_id, "alert.resolved", notice, now)
                     await publish(
                         AlertResolved(
                             event_id=f"{resolved.alert_id}-resolved",
@@ -128,12 +162,31 @@ def build_app(settings: NotifierSettings) -> FastStream:
         mongo = connect_mongo(settings.common, SERVICE)
         holder["store"] = AlertStore(mongo, settings.database)
         await holder["store"].load()
+        outbox = holder["outbox"] = WebhookOutbox(
+            mongo,
+            settings.database,
+            secret_of,
+            max_attempts=settings.webhook_max_attempts,
+            breaker_failures=settings.webhook_breaker_failures,
+            breaker_cooldown_s=settings.webhook_breaker_cooldown_s,
+            per_minute=settings.webhook_per_minute,
+        )
         await broker.connect()
         await declare_streams(broker, settings.common)
+        await tenants.start()
+
+        async def dispatch() -> None:
+            await outbox.dispatch()
+
         try:
-            async with periodic(settings.reload_open_s, holder["store"].load, "reloading open alerts"):
+            async with (
+                periodic(settings.reload_open_s, holder["store"].load, "reloading open alerts"),
+                periodic(settings.webhook_dispatch_s, dispatch, "webhook dispatch"),
+            ):
                 yield
         finally:
+            await outbox.close()
+            await tenants.stop()
             await mongo.close()
 
     async def announce_ready() -> None:

@@ -15,3 +15,14 @@ class NotifierSettings(BaseSettings):
     reload_open_s: float = Field(
         default=30, gt=0, description="How often the set of open alerts is re-read (other replicas' changes)"
     )
+    webhook_dispatch_s: float = Field(default=0.5, gt=0, description="How often due webhook calls are sent")
+    webhook_max_attempts: int = Field(
+        default=10, ge=1, description="Calls of one notice before it is marked failed"
+    )
+    webhook_breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive failures that open an endpoint's circuit"
+    )
+    webhook_breaker_cooldown_s: float = Field(default=60, gt=0, description="How long an open circuit rests")
+    webhook_per_minute: int = Field(
+        default=30, ge=1, description="Most calls per endpoint and minute (throttle)"
+    )

@@ -16,11 +16,14 @@ from fleetmail_contracts.credentials import (
     SET_CREDENTIALS_SUBJECT,
     SMTP_CREDENTIALS_SUBJECT,
     VIEW_CREDENTIALS_SUBJECT,
+    WEBHOOK_SECRET_SUBJECT,
     CredentialsView,
     SetCredentials,
     SmtpCredentialsReply,
     SmtpCredentialsRequest,
     ViewCredentials,
+    WebhookSecretReply,
+    WebhookSecretRequest,
 )
 from fleetmail_contracts.streams import DEVICE_EVENT_PREFIX
 from fleetmail_contracts.tokens import (
@@ -161,6 +164,11 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
         """For mail-service only: a tenant with OAuth 2.0 off signs in with these."""
         secrets = await credentials().get(request.tenant_id)
         return SmtpCredentialsReply(username=secrets.smtp_username, password=secrets.smtp_password)
+
+    @broker.subscriber(WEBHOOK_SECRET_SUBJECT, queue=QUEUE)
+    async def on_webhook_secret(request: WebhookSecretRequest) -> WebhookSecretReply:
+        """For notifier only: the key of the tenant's webhook signatures."""
+        return WebhookSecretReply(secret=(await credentials().get(request.tenant_id)).webhook_secret)
 
     @broker.subscriber(
         f"{DEVICE_EVENT_PREFIX}*",

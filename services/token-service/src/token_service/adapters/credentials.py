@@ -20,7 +20,7 @@ from pymongo import AsyncMongoClient
 
 from ..errors import ConfigurationError
 
-SECRET_FIELDS = ("microsoft_client_secret", "google_service_account", "smtp_password")
+SECRET_FIELDS = ("microsoft_client_secret", "google_service_account", "smtp_password", "webhook_secret")
 SERVICE_ACCOUNT_KEYS = ("client_email", "private_key", "token_uri")
 
 
@@ -31,6 +31,7 @@ class TenantSecrets:
     google_service_account: dict[str, Any] | None = field(default=None, repr=False)
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
 
 
 def check_service_account(info: dict[str, Any]) -> None:
@@ -77,6 +78,8 @@ class CredentialStore:
             update["smtp_username"] = request.smtp_username
         if request.smtp_password is not None:
             update["smtp_password"] = self._seal(tenant_id, "smtp_password", request.smtp_password)
+        if request.webhook_secret is not None:
+            update["webhook_secret"] = self._seal(tenant_id, "webhook_secret", request.webhook_secret)
         unset: dict[str, str] = {name: "" for name in request.clear}
         if "google_service_account" in request.clear:
             unset["google_service_account_email"] = ""
@@ -94,6 +97,7 @@ class CredentialStore:
             google_service_account_email=document.get("google_service_account_email"),
             smtp_username=document.get("smtp_username"),
             smtp_password=bool(document.get("smtp_password")),
+            webhook_secret=bool(document.get("webhook_secret")),
             updated_at=document.get("updated_at"),
         )
 
@@ -110,6 +114,7 @@ class CredentialStore:
             google_service_account=json.loads(account) if account else None,
             smtp_username=document.get("smtp_username"),
             smtp_password=self._open(tenant_id, "smtp_password", document.get("smtp_password")),
+            webhook_secret=self._open(tenant_id, "webhook_secret", document.get("webhook_secret")),
         )
 
     async def reseal_all(self, on_progress: Callable[[int, int], None]) -> int:
