@@ -43,6 +43,8 @@ async def stack() -> AsyncIterator[Stack]:
             # Webhook retries and the circuit breaker on a test's time scale.
             "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_FAILURES": "3",
             "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_COOLDOWN_S": "2",
+            "FLEETMAIL_NOTIFIER_PROVIDER_UNREACHABLE_AFTER_S": "2",
+            "FLEETMAIL_NOTIFIER_CONDITION_CHECK_S": "0.5",
         },
     )
     await running.start()

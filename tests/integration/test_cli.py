@@ -49,6 +49,7 @@ async def test_an_administrator_runs_the_fleet_from_the_terminal(stack, emulator
     status = await run("tokens", "status", tenant_id)
     assert admin_address in status.output and "Acquired" in status.output
 
+    assert "no open alerts" in (await run("alerts", tenant_id)).output
     health = await run("status")
     assert health.exit_code == 0 and "ready" in health.output and tenant_id in health.output
 

@@ -281,3 +281,28 @@ async def test_a_receiver_that_is_down_then_up_gets_the_notice_once(stack, emula
         assert len(receiver.calls) == 1
     finally:
         await receiver.down()
+
+
+async def test_a_provider_unreachable_for_a_while_is_an_alert_until_it_answers(
+    stack, emulator_http, admin
+) -> None:
+    principal = await tenant_with_administrator_grant(stack, emulator_http)
+    await emulator_http.post(
+        f"{stack.microsoft_url}/_emulator/faults", json={"status": 503, "count": 1, "retry_after_s": 1}
+    )
+    [failed] = await request_tokens(stack, principal, 1, force_refresh=True)
+    assert failed.outcome is AccessTokenOutcome.PROVIDER_UNAVAILABLE
+
+    async def unreachable() -> list[dict]:
+        return [a for a in await alerts(admin, principal.tenant_id) if a["cause"] == "provider_unreachable"]
+
+    [alert] = await eventually(unreachable, 20)  # the test stack's threshold is 2 s
+    assert "has not answered" in alert["title"] and alert["principal_address"] == principal.address
+    await asyncio.sleep(1.2)  # MSAL waits out the Retry-After before calling again
+    [answered] = await request_tokens(stack, principal, 1, force_refresh=True)
+    assert answered.outcome is AccessTokenOutcome.GRANTED
+
+    async def gone() -> bool:
+        return not await unreachable()
+
+    assert await eventually(gone, 20)

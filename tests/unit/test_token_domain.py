@@ -69,3 +69,24 @@ def test_grant_identity() -> None:
     user = Principal(tenant_id="t1", kind=PrincipalKind.USER, address="U@x.example")
     assert grant_id(user) == "t1:user:u@x.example"
     assert associated_data(ADMIN, Provider.MICROSOFT) == b"t1|microsoft|admin@contoso.example|administrator"
+
+
+def test_failure_rate_counts_unexplained_failures_with_hysteresis() -> None:
+    from notifier.domain import FailureRate, Raise, Resolve
+
+    rate = FailureRate(threshold=0.5, window=10, min_samples=4)
+
+    def event(kind: str, reason: str | None = None) -> dict:
+        return {"kind": kind, "tenant_id": "t1", "reason_code": reason}
+
+    # Failures another alert explains are not counted.
+    assert all(rate.observe(event("failed", "reauthorization_required")) == [] for _ in range(10))
+    assert rate.observe(event("failed", "smtp_rejected")) == []  # too few samples yet
+    rate.observe(event("sent"))
+    rate.observe(event("failed", "smtp_rejected"))
+    [raised] = rate.observe(event("failed", "recipients_rejected"))
+    assert isinstance(raised, Raise) and raised.cause.value == "delivery_failure_rate"
+    actions: list = []
+    for _ in range(10):
+        actions = rate.observe(event("sent"))
+    assert isinstance(actions[0], Resolve)

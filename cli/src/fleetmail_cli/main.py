@@ -298,6 +298,39 @@ def dead_resend(tenant_id: str, sequence: int) -> None:
     out.print(f"job {accepted['job_id']} queued again")
 
 
+# --- alerts ----------------------------------------------------------------------------
+
+SEVERITY = {"critical": "[red]critical[/red]", "warning": "[yellow]warning[/yellow]", "info": "info"}
+
+
+@app.command()
+def alerts(
+    tenant_id: str,
+    history: Annotated[bool, typer.Option("--history", help="resolved ones too")] = False,
+    acknowledge: Annotated[str | None, typer.Option(help="acknowledge this alert id")] = None,
+) -> None:
+    """The tenant's alerts, with what to do about each."""
+    if acknowledge:
+        call("POST", f"/v1/admin/tenants/{tenant_id}/alerts/{acknowledge}/acknowledge")
+        out.print(f"alert {acknowledge} acknowledged")
+        return
+    found = call("GET", f"/v1/admin/tenants/{tenant_id}/alerts", params={"include_resolved": history})
+    if not found:
+        out.print("[green]no open alerts[/green]")
+        return
+    table = Table("id", "severity", "state", "since", "alert", "what to do")
+    for a in found:
+        table.add_row(
+            a["alert_id"][:8],
+            SEVERITY.get(a["severity"], a["severity"]),
+            a["state"],
+            when(a["raised_at"]),
+            a["title"],
+            a.get("remedy") or "",
+        )
+    out.print(table)
+
+
 # --- status ----------------------------------------------------------------------------
 
 
@@ -327,13 +360,20 @@ def status() -> None:
             call("GET", f"/v1/admin/tenants/{tenant_id}/jobs", params={"status": "failed", "limit": 100})
         )
         letters = len(call("GET", f"/v1/admin/tenants/{tenant_id}/dead-letters", params={"limit": 100}))
+        open_alerts = len(call("GET", f"/v1/admin/tenants/{tenant_id}/alerts"))
         token = (
             "—"
             if not t["oauth_enabled"]
             else ("[red]none[/red]" if admin is None else STATUS_TEXT[admin["status"]])
         )
         table.add_row(
-            tenant_id, "on" if t["oauth_enabled"] else "off", token, str(users), str(failed), str(letters)
+            tenant_id,
+            "on" if t["oauth_enabled"] else "off",
+            token,
+            str(users),
+            f"[red]{open_alerts}[/red]" if open_alerts else "0",
+            str(failed),
+            str(letters),
         )
     out.print(table)
 

@@ -30,6 +30,7 @@ def _view(document: dict[str, Any]) -> AlertView:
 class AlertStore:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self._alerts = client[database]["alerts"]
+        self._conditions = client[database]["conditions"]
         self._open: set[str] = set()
 
     async def load(self) -> None:
@@ -86,6 +87,18 @@ class AlertStore:
             return_document=ReturnDocument.AFTER,
         )
         return _view(document) if document is not None else None
+
+    async def start_condition(self, key: str, since: datetime, details: dict[str, Any]) -> None:
+        """A cause that becomes an alert only if it lasts (a provider unreachable for a while)."""
+        await self._conditions.update_one(
+            {"_id": key}, {"$setOnInsert": {"since": since, **details}}, upsert=True
+        )
+
+    async def end_condition(self, key: str) -> None:
+        await self._conditions.delete_one({"_id": key})
+
+    async def lasting_conditions(self, started_before: datetime) -> list[dict[str, Any]]:
+        return [d async for d in self._conditions.find({"since": {"$lte": started_before}})]
 
     async def acknowledge(self, tenant_id: str, alert_id: str, by: str) -> AlertView | None:
         document = await self._alerts.find_one_and_update(

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from faststream import AckPolicy, FastStream
@@ -20,6 +20,7 @@ from fleetmail_contracts.alerts import (
     AlertList,
     AlertRaised,
     AlertResolved,
+    AlertSeverity,
     ListAlerts,
     alert_event_subject,
 )
@@ -32,7 +33,14 @@ from fleetmail_runtime.telemetry import configure_tracing
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
 from .alerts import AlertStore
-from .domain import Action, Raise, on_mail_event, on_token_event
+from .domain import (
+    Action,
+    FailureRate,
+    Raise,
+    on_mail_event,
+    on_token_event,
+    unreachable_key,
+)
 from .settings import NotifierSettings
 from .webhooks import WebhookOutbox
 
@@ -137,15 +145,64 @@ def build_app(settings: NotifierSettings) -> FastStream:
                         )
                     )
 
+    failure_rate = FailureRate(
+        settings.failure_rate_threshold, settings.failure_rate_window, settings.failure_rate_min_samples
+    )
+
+    async def track_unreachable(event: dict[str, Any]) -> None:
+        """A refresh failing transiently starts a condition; the provider answering ends it."""
+        principal = event.get("principal") or {}
+        key = unreachable_key(
+            principal.get("tenant_id", ""), principal.get("kind", ""), principal.get("address", "")
+        )
+        if event.get("kind") == "refresh_failed":
+            since = datetime.fromisoformat(str(event["occurred_at"]))
+            await store().start_condition(
+                key,
+                since,
+                {"principal": principal, "provider": event.get("provider"), "error": event.get("error")},
+            )
+        elif event.get("kind") in ("recovered", "refreshed", "acquired", "deleted"):
+            await store().end_condition(key)
+
+    async def raise_lasting_conditions() -> None:
+        """Providers unreachable for longer than the setting become alerts. Idempotent."""
+        now = datetime.now(UTC)
+        lasting = await store().lasting_conditions(
+            now - timedelta(seconds=settings.provider_unreachable_after_s)
+        )
+        actions: list[Action] = []
+        for condition in lasting:
+            principal = condition.get("principal") or {}
+            tenant_id = principal.get("tenant_id", "")
+            seconds = (now - condition["since"].replace(tzinfo=UTC)).total_seconds()
+            lasted = f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} s"
+            actions.append(
+                Raise(
+                    condition["_id"],
+                    tenant_id,
+                    AlertCause.PROVIDER_UNREACHABLE,
+                    AlertSeverity.WARNING,
+                    f"{condition.get('provider', 'the identity provider')} has not answered for {lasted}",
+                    f"Refreshing the token of {principal.get('address')} keeps failing: {condition.get('error')}. "
+                    "Jobs wait and are retried; nothing is lost yet.",
+                    "Check the tenant's outbound proxy setting and the provider's status page; no sign-in "
+                    "is needed unless the provider refuses the token.",
+                    principal.get("address"),
+                )
+            )
+        await apply(actions)
+
     @broker.subscriber(f"{TOKEN_EVENT_PREFIX}*", durable="notifier-tokens", **common)
     async def on_token_events(events: list[dict[str, Any]]) -> None:
         for event in events:
+            await track_unreachable(event)
             await apply(on_token_event(event))
 
     @broker.subscriber(f"{MAIL_EVENT_PREFIX}*", durable="notifier-mail", **common)
     async def on_mail_events(events: list[dict[str, Any]]) -> None:
         for event in events:
-            await apply(on_mail_event(event))
+            await apply(on_mail_event(event) + failure_rate.observe(event))
 
     @broker.subscriber(ALERT_LIST_SUBJECT, queue=SERVICE)
     async def on_list(request: ListAlerts) -> AlertList:
@@ -182,6 +239,7 @@ def build_app(settings: NotifierSettings) -> FastStream:
             async with (
                 periodic(settings.reload_open_s, holder["store"].load, "reloading open alerts"),
                 periodic(settings.webhook_dispatch_s, dispatch, "webhook dispatch"),
+                periodic(settings.condition_check_s, raise_lasting_conditions, "checking lasting conditions"),
             ):
                 yield
         finally:

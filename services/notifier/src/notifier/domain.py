@@ -111,7 +111,12 @@ def on_token_event(event: dict[str, Any]) -> list[Action]:
             )
         ]
     if kind in ("acquired", "refreshed", "recovered"):
-        actions: list[Action] = [Resolve(grant_key, f"the refresh token for {address} works again ({kind})")]
+        actions: list[Action] = [
+            Resolve(grant_key, f"the refresh token for {address} works again ({kind})"),
+            Resolve(
+                unreachable_key(tenant_id, principal.get("kind", ""), address), "the provider answers again"
+            ),
+        ]
         if kind == "acquired":
             actions.append(
                 Resolve(expiring_key(tenant_id, principal.get("kind", ""), address), "acquired again")
@@ -187,3 +192,57 @@ def on_mail_event(event: dict[str, Any]) -> list[Action]:
             for cause in (AlertCause.SMTP_AUTH_DISABLED, AlertCause.BASIC_AUTH_REFUSED)
         ]
     return []
+
+
+def unreachable_key(tenant_id: str, kind: str, address: str) -> str:
+    return f"{tenant_id}|{kind}:{address.casefold()}|provider_unreachable"
+
+
+def failure_rate_key(tenant_id: str) -> str:
+    return f"{tenant_id}|delivery|failure_rate"
+
+
+EXPLAINED_FAILURES = frozenset(
+    {"reauthorization_required", "smtp_auth_disabled", "basic_auth_refused", "authorization_timeout"}
+)
+"""Failures another alert already explains; the failure-rate alert counts the others."""
+
+
+class FailureRate:
+    """The share of failed deliveries among a tenant's recent ones, with hysteresis: raised at
+    `threshold`, resolved below half of it. Kept in memory (a statistic, rebuilt from the
+    next deliveries after a restart)."""
+
+    def __init__(self, threshold: float, window: int, min_samples: int) -> None:
+        self.threshold = threshold
+        self.window = window
+        self.min_samples = min_samples
+        self._outcomes: dict[str, list[bool]] = {}
+
+    def observe(self, event: dict[str, Any]) -> list[Action]:
+        kind, tenant_id = event.get("kind"), str(event.get("tenant_id", ""))
+        if kind == "failed" and event.get("reason_code") in EXPLAINED_FAILURES:
+            return []
+        if kind not in ("sent", "failed"):
+            return []
+        outcomes = self._outcomes.setdefault(tenant_id, [])
+        outcomes.append(kind == "failed")
+        del outcomes[: -self.window]
+        if len(outcomes) < self.min_samples:
+            return []
+        rate = sum(outcomes) / len(outcomes)
+        if rate >= self.threshold:
+            return [
+                Raise(
+                    failure_rate_key(tenant_id),
+                    tenant_id,
+                    AlertCause.DELIVERY_FAILURE_RATE,
+                    AlertSeverity.WARNING,
+                    f"{rate:.0%} of the tenant's last {len(outcomes)} deliveries failed",
+                    "Failures without another alert's cause: see the dead letters for the replies.",
+                    f"`fleetmail dead-letters list {tenant_id}` shows each failure and its reason.",
+                )
+            ]
+        if rate < self.threshold / 2:
+            return [Resolve(failure_rate_key(tenant_id), f"the failure rate fell to {rate:.0%}")]
+        return []

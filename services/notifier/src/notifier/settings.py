@@ -26,3 +26,19 @@ class NotifierSettings(BaseSettings):
     webhook_per_minute: int = Field(
         default=30, ge=1, description="Most calls per endpoint and minute (throttle)"
     )
+    provider_unreachable_after_s: float = Field(
+        default=900, gt=0, description="A provider failing this long (refreshes keep failing) raises an alert"
+    )
+    condition_check_s: float = Field(default=30, gt=0, description="How often lasting conditions are checked")
+    failure_rate_threshold: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of a tenant's recent deliveries failing that raises an alert",
+    )
+    failure_rate_window: int = Field(
+        default=100, ge=1, description="Recent deliveries the rate is taken over"
+    )
+    failure_rate_min_samples: int = Field(
+        default=20, ge=1, description="Deliveries needed before judging the rate"
+    )
