@@ -214,3 +214,40 @@ async def test_a_dead_job_is_listed_with_its_reason_and_resent_once_the_cause_is
     assert status["status"] == "sent", status
     messages = (await emulator_http.get(f"{stack.smtp_control_url}/_emulator/messages")).json()
     assert [m["message_id"] for m in messages].count(f"<{job_id}@fleetmail>") == 1
+
+
+async def test_bad_input_is_refused_at_the_door_and_nothing_is_kept(stack, admin) -> None:
+    tenant_id = await new_tenant(admin)
+    device_id = f"bad-{uuid.uuid4().hex[:6]}"
+    secret = (
+        await admin.post(f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": device_id})
+    ).json()["secret"]
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(device_id, secret), timeout=30) as panel:
+        bad = await panel.post("/v1/jobs", data={"job": json.dumps({"to": ["not-an-address"]})})
+        assert bad.status_code == 422 and bad.json()["type"].endswith("invalid-address")
+        program = await panel.post(
+            "/v1/jobs",
+            data={"job": json.dumps({"to": ["x@fabrikam.example"]})},
+            files={"files": ("setup.exe", b"MZ\x90\x00", "application/x-msdownload")},
+        )
+        assert program.status_code == 415 and "not accepted" in program.json()["detail"]
+        unknown = await panel.post(
+            "/v1/jobs", data={"job": json.dumps({"function": "teleport", "to": ["x@y.example"]})}
+        )
+        assert unknown.status_code == 422
+    assert (await admin.get(f"/v1/admin/tenants/{tenant_id}/jobs")).json() == []
+
+
+async def test_a_device_cannot_send_as_another_tenant(stack, emulator_http, admin) -> None:
+    mine = await tenant_with_administrator_grant(stack, emulator_http)
+    theirs = await tenant_with_administrator_grant(stack, emulator_http)
+    settings = (await admin.get(f"/v1/admin/tenants/{mine.tenant_id}")).json() | {"from_policy": "allow"}
+    await admin.put(f"/v1/admin/tenants/{mine.tenant_id}", json=settings)
+    device_id = f"spoof-{uuid.uuid4().hex[:6]}"
+    secret = (
+        await admin.post(f"/v1/admin/tenants/{mine.tenant_id}/devices", json={"device_id": device_id})
+    ).json()["secret"]
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(device_id, secret), timeout=60) as panel:
+        job = {"to": ["x@fabrikam.example"], "login_user": mine.address, "requested_from": theirs.address}
+        status = await final_status(panel, await submit(panel, job))
+    assert status["status"] == "failed" and status["reason_code"] == "sender_not_allowed", status

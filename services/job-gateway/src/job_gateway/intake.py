@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import UploadFile
 from faststream.nats import NatsBroker
 from fleetmail_contracts import streams
+from fleetmail_contracts.addresses import is_address
 from fleetmail_contracts.jobs import JOB_COMMANDS, AttachmentRef, JobFunction, job_subject
 from nats.errors import Error as NatsError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -97,6 +98,12 @@ class JobIntake:
 
     def check(self, submission: JobSubmission) -> None:
         recipients = submission.to + submission.cc + submission.bcc
+        named = [submission.login_user, submission.requested_from, submission.machine_address]
+        for address in [*recipients, *(a for a in named if a)]:
+            if not UNSAFE.search(address) and not is_address(address):
+                raise Problem(
+                    422, "invalid-address", "Invalid address", f"not an e-mail address: {address[:100]!r}"
+                )
         if len(recipients) > self.settings.max_recipients:
             raise Problem(
                 422, "too-many-recipients", "Too many recipients", f"at most {self.settings.max_recipients}"
@@ -114,6 +121,17 @@ class JobIntake:
                     "Unsafe header value",
                     "line breaks and NUL are not allowed in header fields",
                 )
+
+    def check_type(self, upload: UploadFile) -> None:
+        allowed = self.settings.allowed_attachment_types
+        content_type = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
+        if "*" not in allowed and content_type not in allowed:
+            raise Problem(
+                415,
+                "attachment-type-refused",
+                "Attachment type refused",
+                f"{upload.filename}: {content_type} is not accepted (FLEETMAIL_GATEWAY_ALLOWED_ATTACHMENT_TYPES)",
+            )
 
     async def submit(self, device: Device, submission: JobSubmission, files: list[UploadFile]) -> JobAccepted:
         wait = self.limiter.take(device.device_id)
@@ -135,6 +153,7 @@ class JobIntake:
         refs: list[AttachmentRef] = []
         try:
             for upload in files:
+                self.check_type(upload)
                 refs.append(
                     await store_upload(store, job_id, len(refs), upload, self.settings.max_attachment_bytes)
                 )

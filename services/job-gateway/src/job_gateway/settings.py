@@ -52,3 +52,17 @@ class GatewaySettings(BaseSettings):
         default=20, gt=0, description="Jobs per second one device may submit, after its burst"
     )
     device_rate_burst: int = Field(default=100, ge=1, description="Jobs a device may submit at once")
+    allowed_attachment_types: tuple[str, ...] = Field(
+        default=(
+            "application/pdf",
+            "image/tiff",
+            "image/jpeg",
+            "image/png",
+            "application/vnd.ms-xpsdocument",
+            "application/oxps",
+            "text/plain",
+            "text/csv",
+            "application/octet-stream",
+        ),
+        description='What devices send (scans, faxes, reports); ["*"] accepts any type',
+    )

@@ -81,6 +81,8 @@ def problem_reply(problem: Problem) -> str:
         return f"451 4.3.0 {detail}"
     if problem.status == 429:
         return f"450 4.7.1 {detail}"
+    if problem.status == 415:
+        return f"554 5.6.1 {detail}"
     if problem.status == 413:
         return f"552 5.3.4 {detail}"
     if problem.status in (409, 422):

@@ -32,11 +32,13 @@ class AlertStore:
         self._alerts = client[database]["alerts"]
         self._conditions = client[database]["conditions"]
         self._open: set[str] = set()
+        self._conditions_open: set[str] = set()
 
     async def load(self) -> None:
         await self._alerts.create_index([("tenant_id", 1), ("state", 1)])
         cursor = self._alerts.find({"state": {"$in": LIVE}}, {"_id": 1})
         self._open = {document["_id"] async for document in cursor}
+        self._conditions_open = {document["_id"] async for document in self._conditions.find({}, {"_id": 1})}
 
     async def raise_(self, action: Raise, now: datetime) -> AlertView | None:
         """The alert if this raised it (new or reopened); None if it was already open."""
@@ -90,11 +92,18 @@ class AlertStore:
 
     async def start_condition(self, key: str, since: datetime, details: dict[str, Any]) -> None:
         """A cause that becomes an alert only if it lasts (a provider unreachable for a while)."""
+        if key in self._conditions_open:
+            return
+        self._conditions_open.add(key)
         await self._conditions.update_one(
             {"_id": key}, {"$setOnInsert": {"since": since, **details}}, upsert=True
         )
 
     async def end_condition(self, key: str) -> None:
+        """Ends a condition; free when there is none (every refresh ends one, most often none)."""
+        if key not in self._conditions_open:
+            return
+        self._conditions_open.discard(key)
         await self._conditions.delete_one({"_id": key})
 
     async def lasting_conditions(self, started_before: datetime) -> list[dict[str, Any]]:

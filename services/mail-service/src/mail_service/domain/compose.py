@@ -6,14 +6,12 @@ import html
 import re
 from datetime import datetime
 
+from fleetmail_contracts.addresses import is_address
 from fleetmail_contracts.jobs import JobBase, JobFunction
 
 from ..errors import InvalidJob
 from .mime import AttachmentSource, MimeMessage, date_header, encode_header, new_boundary
 
-_ADDRESS = re.compile(
-    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
-)
 _UNSAFE = re.compile(r"[\r\n\x00]")
 
 DEFAULT_SUBJECTS: dict[JobFunction, str] = {
@@ -60,7 +58,7 @@ def html_of(title: str, text: str, url: str | None = None) -> str:
 
 
 def check_address(address: str) -> str:
-    if _UNSAFE.search(address) or not _ADDRESS.match(address):
+    if not is_address(address):
         raise InvalidJob(f"not a valid e-mail address: {address!r}")
     return address
 
