@@ -21,23 +21,25 @@ TENANTS = 20
 
 
 def event_stream(tag: str) -> list[tuple[str, bytes]]:
-    """Mail failures of a few dead grants (the dedupe case), sends, and token events."""
+    """Half the tenants have a dead administrator grant (every job fails on it: the dedupe
+    case), the other half are healthy (refreshes and sends)."""
     now = datetime.now(UTC).isoformat()
     found = []
     for n in range(EVENTS):
         tenant = f"{tag}-{n % TENANTS}"
-        if n % 5 == 4:
+        body: dict[str, object]
+        if n % TENANTS < TENANTS // 2:
+            subject = "fleetmail.events.v1.mail.failed"
+            body = {"kind": "failed", "reason_code": "reauthorization_required", "detail": "grant dead"}
+        elif n % 2:
             subject, body = (
                 "fleetmail.events.v1.mail.sent",
                 {"kind": "sent", "sender": f"admin@{tenant}.example"},
             )
-        elif n % 5 == 3:
+        else:
             subject = "fleetmail.events.v1.tokens.refreshed"
             principal = {"tenant_id": tenant, "kind": "administrator", "address": f"admin@{tenant}.example"}
             body = {"kind": "refreshed", "principal": principal, "provider": "microsoft", "rotated": True}
-        else:
-            subject = "fleetmail.events.v1.mail.failed"
-            body = {"kind": "failed", "reason_code": "reauthorization_required", "detail": "grant dead"}
         body |= {"event_id": uuid.uuid4().hex, "occurred_at": now}
         if "principal" not in body:
             body |= {

@@ -20,14 +20,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, tier))
 
 
+ALERT_RELAY = ("alerts@fleetmail.example", "relay-password")
+
+
 @pytest.fixture(scope="session")
 async def stack() -> AsyncIterator[Stack]:
     """The whole stack as `make run` starts it: nats-server, SecantusDB, emulators, services."""
     data_dir = Path(tempfile.mkdtemp(prefix="fleetmail-test-"))
+    ports = Ports.free()
     # Short lease and ack wait, so tests that kill a replica do not wait out production's.
     running = Stack(
         data_dir,
-        Ports.free(),
+        ports,
         echo=False,
         extra_env={
             "FLEETMAIL_TOKEN_LEASE_TTL_S": "3",
@@ -45,9 +49,21 @@ async def stack() -> AsyncIterator[Stack]:
             "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_COOLDOWN_S": "2",
             "FLEETMAIL_NOTIFIER_PROVIDER_UNREACHABLE_AFTER_S": "2",
             "FLEETMAIL_NOTIFIER_CONDITION_CHECK_S": "0.5",
+            # Alert e-mail through an operator's relay (the SMTP emulator, basic auth).
+            "FLEETMAIL_NOTIFIER_SMTP_HOST": "127.0.0.1",
+            "FLEETMAIL_NOTIFIER_SMTP_PORT": str(ports.smtp_starttls),
+            "FLEETMAIL_NOTIFIER_SMTP_USERNAME": ALERT_RELAY[0],
+            "FLEETMAIL_NOTIFIER_SMTP_PASSWORD": ALERT_RELAY[1],
+            "FLEETMAIL_NOTIFIER_SMTP_FROM": ALERT_RELAY[0],
+            "FLEETMAIL_NOTIFIER_SMTP_CA_BUNDLE": str(data_dir / "tls" / "ca.pem"),
         },
     )
     await running.start()
+    async with httpx.AsyncClient(timeout=10) as control:
+        await control.post(
+            f"{running.smtp_control_url}/_emulator/mailboxes",
+            json={"address": ALERT_RELAY[0], "password": ALERT_RELAY[1]},
+        )
     try:
         yield running
     finally:

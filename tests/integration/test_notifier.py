@@ -306,3 +306,40 @@ async def test_a_provider_unreachable_for_a_while_is_an_alert_until_it_answers(
         return not await unreachable()
 
     assert await eventually(gone, 20)
+
+
+async def test_alert_email_goes_through_the_operator_relay_not_the_dead_grant(
+    stack, emulator_http, admin
+) -> None:
+    principal = await tenant_with_administrator_grant(stack, emulator_http)
+    tenant_id = principal.tenant_id
+    ops = f"ops@{tenant_id}.example"
+    settings = (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()
+    settings["notifications"] = {"email_recipients": [ops]}
+    await admin.put(f"/v1/admin/tenants/{tenant_id}", json=settings)
+    await asyncio.sleep(0.5)
+    await kill_grant(stack, emulator_http, principal)
+
+    async def mails() -> list[dict]:
+        found = (await emulator_http.get(f"{stack.smtp_control_url}/_emulator/messages")).json()
+        return [m for m in found if ops in m["rcpt_tos"]]
+
+    [raised] = await eventually(mails)
+    assert (
+        raised["subject"].startswith("[fleetmail] The administrator")
+        and raised["auth_mechanism"] == "PLAIN/LOGIN"
+    )
+    assert raised["auth_user"] == "alerts@fleetmail.example"  # the relay, not the tenant's dead grant
+
+    started = (await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire")).json()
+    await emulator_http.post(
+        f"{stack.microsoft_url}/_emulator/device-codes/approve",
+        json={"user_code": started["user_code"], "user": principal.address},
+    )
+
+    async def two() -> list[dict]:
+        found = await mails()
+        return found if len(found) >= 2 else []
+
+    recovered = (await eventually(two))[-1]
+    assert recovered["subject"].startswith("[fleetmail] Recovered:")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
+from pydantic import Field
+
 from ._base import Contract, Timestamp
 from .streams import ALERT_EVENT_PREFIX, ALERT_RPC_PREFIX
 
@@ -89,6 +91,9 @@ class AlertView(Contract):
     last_seen_at: Timestamp
     occurrences: int = 1
     resolved_at: Timestamp | None = None
+    channel_problems: tuple[str, ...] = Field(
+        default=(), description="Channels this alert could not reach (a failing channel is itself visible)"
+    )
 
 
 class ListAlerts(Contract):

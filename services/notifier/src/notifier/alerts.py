@@ -109,6 +109,9 @@ class AlertStore:
     async def lasting_conditions(self, started_before: datetime) -> list[dict[str, Any]]:
         return [d async for d in self._conditions.find({"since": {"$lte": started_before}})]
 
+    async def note_channel_problem(self, alert_id: str, problem: str) -> None:
+        await self._alerts.update_one({"alert_id": alert_id}, {"$addToSet": {"channel_problems": problem}})
+
     async def acknowledge(self, tenant_id: str, alert_id: str, by: str) -> AlertView | None:
         document = await self._alerts.find_one_and_update(
             {"tenant_id": tenant_id, "alert_id": alert_id, "state": AlertState.OPEN.value},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from fleetmail_runtime.telemetry import configure_tracing
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
 from .alerts import AlertStore
+from .channels import MailRelay, Outbox
 from .domain import (
     Action,
     FailureRate,
@@ -42,7 +44,6 @@ from .domain import (
     unreachable_key,
 )
 from .settings import NotifierSettings
-from .webhooks import WebhookOutbox
 
 SERVICE = "notifier"
 log = logging.getLogger(SERVICE)
@@ -81,9 +82,23 @@ def build_app(settings: NotifierSettings) -> FastStream:
             tenant = await tenants.get(tenant_id)
         except UnknownTenant:
             return
-        outbox: WebhookOutbox = holder["outbox"]
+        outbox: Outbox = holder["outbox"]
         for webhook in tenant.notifications.webhooks:
             await outbox.put(tenant_id, webhook.url, event, payload, now)
+        recipients = tenant.notifications.email_recipients
+        if recipients and outbox.relay is None:
+            await store().note_channel_problem(
+                payload["alert_id"],
+                "e-mail: no working path — the notifier has no relay (FLEETMAIL_NOTIFIER_SMTP_HOST); "
+                "the tenant's own grant is never used for alerts",
+            )
+        for recipient in recipients if outbox.relay is not None else ():
+            await outbox.put(tenant_id, f"mailto:{recipient}", event, payload, now)
+
+    async def gave_up(delivery: dict[str, Any], error: str) -> None:
+        alert_id = json.loads(delivery["body"]).get("alert_id")
+        if alert_id:
+            await store().note_channel_problem(alert_id, f"{delivery['url']}: gave up ({error})")
 
     async def publish(event: AlertRaised | AlertResolved) -> None:
         await broker.publish(
@@ -219,10 +234,23 @@ def build_app(settings: NotifierSettings) -> FastStream:
         mongo = connect_mongo(settings.common, SERVICE)
         holder["store"] = AlertStore(mongo, settings.database)
         await holder["store"].load()
-        outbox = holder["outbox"] = WebhookOutbox(
+        relay = None
+        if settings.smtp_host:
+            relay = MailRelay(
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.smtp_security,
+                settings.smtp_from,
+                settings.smtp_username,
+                settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+                str(settings.smtp_ca_bundle) if settings.smtp_ca_bundle else None,
+            )
+        outbox = holder["outbox"] = Outbox(
             mongo,
             settings.database,
             secret_of,
+            relay=relay,
+            gave_up=gave_up,
             max_attempts=settings.webhook_max_attempts,
             breaker_failures=settings.webhook_breaker_failures,
             breaker_cooldown_s=settings.webhook_breaker_cooldown_s,

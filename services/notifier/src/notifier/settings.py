@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from fleetmail_runtime.settings import CommonSettings
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,3 +45,13 @@ class NotifierSettings(BaseSettings):
     failure_rate_min_samples: int = Field(
         default=20, ge=1, description="Deliveries needed before judging the rate"
     )
+    smtp_host: str | None = Field(
+        default=None,
+        description="The relay alert e-mails go through (never a tenant's grant); unset: the e-mail channel is off",
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "implicit_tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field(default="fleetmail@localhost", description="From address of alert e-mails")
+    smtp_ca_bundle: Path | None = Field(default=None, description="Extra CA for the relay's certificate")

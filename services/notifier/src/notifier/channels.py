@@ -1,7 +1,7 @@
-"""Webhook deliveries: an outbox in MongoDB, sent with an HMAC-SHA256 signature, retried
-with backoff, behind a circuit breaker and a throttle per endpoint.
+"""Alert notices to webhooks and e-mail: an outbox in MongoDB, retried with backoff, behind
+a circuit breaker and a throttle per endpoint (a webhook URL, an e-mail recipient).
 
-Each alert transition (raised, resolved) puts one delivery per webhook into the outbox,
+Each alert transition (raised, resolved) puts one delivery per endpoint into the outbox,
 with an id made of the alert, the transition and the endpoint: putting it twice (an event
 redelivered after a restart) changes nothing, so a receiver gets each notice once. The
 dispatcher sends what is due; a failure is retried later (1 s, 2 s, 4 s … up to 5 min,
@@ -9,6 +9,9 @@ at most `max_attempts` times) and then marked failed — visible, never silently
 An endpoint that keeps failing opens its circuit: nothing is sent to it for a cool-down,
 then one delivery tries it again. The throttle keeps a flapping provider from flooding an
 endpoint: past `per_minute` calls, deliveries wait for the next minute.
+
+E-mail goes through the notifier's own SMTP settings (an operator's relay), never through a
+tenant's grant: the grant that failed is often the very cause of the alert.
 
 Signature: header `X-Fleetmail-Signature: sha256=<hex HMAC-SHA256 of the raw body>` under
 the tenant's `webhook_secret` credential (stored sealed by token-service); the receiver
@@ -21,12 +24,15 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
+import aiosmtplib
 import httpx
 from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
@@ -34,6 +40,38 @@ from pymongo.errors import DuplicateKeyError
 log = logging.getLogger("notifier.webhooks")
 
 SecretOf = Callable[[str], Awaitable[str | None]]
+GaveUp = Callable[[dict[str, Any], str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class MailRelay:
+    """The notifier's own way out for e-mail (settings), independent of any tenant grant."""
+
+    host: str
+    port: int
+    security: str
+    sender: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_bundle: str | None = None
+
+
+def email_of(delivery: dict[str, Any], sender: str) -> EmailMessage:
+    payload = json.loads(delivery["body"])
+    message = EmailMessage()
+    resolved = delivery["event"] == "alert.resolved"
+    message["From"], message["To"] = sender, delivery["url"].removeprefix("mailto:")
+    message["Subject"] = ("[fleetmail] Recovered: " if resolved else "[fleetmail] ") + payload.get(
+        "title", "alert"
+    )
+    lines = [
+        payload.get("recovered") if resolved else payload.get("detail", ""),
+        "",
+        f"What to do: {payload['remedy']}" if payload.get("remedy") and not resolved else "",
+        f"Tenant: {payload.get('tenant_id')}   Alert: {payload.get('alert_id')}   Severity: {payload.get('severity')}",
+    ]
+    message.set_content("\n".join(line for line in lines if line is not None))
+    return message
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -53,13 +91,15 @@ class Circuit:
     sent_this_minute: list[float] = field(default_factory=list)
 
 
-class WebhookOutbox:
+class Outbox:
     def __init__(
         self,
         client: AsyncMongoClient[dict[str, Any]],
         database: str,
         secret_of: SecretOf,
         *,
+        relay: MailRelay | None = None,
+        gave_up: GaveUp | None = None,
         max_attempts: int = 10,
         breaker_failures: int = 5,
         breaker_cooldown_s: float = 60.0,
@@ -68,6 +108,8 @@ class WebhookOutbox:
     ) -> None:
         self._outbox = client[database]["webhook_deliveries"]
         self._secret_of = secret_of
+        self.relay = relay
+        self._gave_up = gave_up
         self.max_attempts = max_attempts
         self.breaker_failures = breaker_failures
         self.breaker_cooldown_s = breaker_cooldown_s
@@ -123,23 +165,26 @@ class WebhookOutbox:
                 delivery, 60 - (monotonic - circuit.sent_this_minute[0]), "throttled", spend=False
             )
             return False
-        secret = await self._secret_of(delivery["tenant_id"])
-        if not secret:
-            await self._later(delivery, 60, "no webhook_secret stored for the tenant", spend=True)
-            return False
-        body = delivery["body"].encode()
-        headers = {
-            "Content-Type": "application/json",
-            "X-Fleetmail-Event": delivery["event"],
-            "X-Fleetmail-Delivery": delivery["_id"],
-            "X-Fleetmail-Signature": signature(secret, body),
-        }
         circuit.sent_this_minute.append(monotonic)
-        try:
-            response = await self._http.post(url, content=body, headers=headers)
-            ok, error = response.is_success, f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            ok, error = False, type(exc).__name__
+        if url.startswith("mailto:"):
+            ok, error = await self._mail(delivery)
+        else:
+            secret = await self._secret_of(delivery["tenant_id"])
+            if not secret:
+                await self._later(delivery, 60, "no webhook_secret stored for the tenant", spend=True)
+                return False
+            body = delivery["body"].encode()
+            headers = {
+                "Content-Type": "application/json",
+                "X-Fleetmail-Event": delivery["event"],
+                "X-Fleetmail-Delivery": delivery["_id"],
+                "X-Fleetmail-Signature": signature(secret, body),
+            }
+            try:
+                response = await self._http.post(url, content=body, headers=headers)
+                ok, error = response.is_success, f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                ok, error = False, type(exc).__name__
         if ok:
             circuit.failures = 0
             await self._outbox.update_one(
@@ -158,6 +203,27 @@ class WebhookOutbox:
             )
         await self._later(delivery, backoff_s(delivery["attempts"] + 1), error, spend=True)
         return False
+
+    async def _mail(self, delivery: dict[str, Any]) -> tuple[bool, str]:
+        relay = self.relay
+        if relay is None:
+            return False, "no e-mail relay configured (FLEETMAIL_NOTIFIER_SMTP_HOST)"
+        context = ssl.create_default_context(cafile=relay.ca_bundle) if relay.ca_bundle else None
+        try:
+            await aiosmtplib.send(
+                email_of(delivery, relay.sender),
+                hostname=relay.host,
+                port=relay.port,
+                start_tls=relay.security == "starttls",
+                use_tls=relay.security == "implicit_tls",
+                username=relay.username,
+                password=relay.password,
+                tls_context=context,
+                timeout=30,
+            )
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return False, f"{type(exc).__name__}: {exc}"[:300]
+        return True, ""
 
     async def _later(self, delivery: dict[str, Any], delay_s: float, error: str, *, spend: bool) -> None:
         attempts = delivery["attempts"] + (1 if spend else 0)
