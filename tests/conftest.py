@@ -49,6 +49,7 @@ async def stack() -> AsyncIterator[Stack]:
             "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_COOLDOWN_S": "2",
             "FLEETMAIL_NOTIFIER_PROVIDER_UNREACHABLE_AFTER_S": "2",
             "FLEETMAIL_NOTIFIER_CONDITION_CHECK_S": "0.5",
+            "FLEETMAIL_NOTIFIER_GRANT_SCAN_S": "10",
             # Alert e-mail through an operator's relay (the SMTP emulator, basic auth).
             "FLEETMAIL_NOTIFIER_SMTP_HOST": "127.0.0.1",
             "FLEETMAIL_NOTIFIER_SMTP_PORT": str(ports.smtp_starttls),

@@ -90,3 +90,29 @@ def test_failure_rate_counts_unexplained_failures_with_hysteresis() -> None:
     for _ in range(10):
         actions = rate.observe(event("sent"))
     assert isinstance(actions[0], Resolve)
+
+
+def test_the_grant_scan_raises_what_an_expiring_event_would() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from notifier.domain import Raise, expiring_key, scan_grants
+
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    principal = {"tenant_id": "t1", "kind": "administrator", "address": "admin@t1.example"}
+    grants = [
+        {
+            "principal": principal,
+            "status": "active",
+            "predicted_death_at": (now + timedelta(days=3)).isoformat(),
+        },
+        {
+            "principal": {**principal, "kind": "user", "address": "u@t1.example"},
+            "status": "active",
+            "predicted_death_at": (now + timedelta(days=80)).isoformat(),
+        },
+        {"principal": principal, "status": "reauthorization_required", "predicted_death_at": now.isoformat()},
+        {"principal": principal, "status": "active", "predicted_death_at": None},
+    ]
+    [action] = scan_grants("t1", grants, now, timedelta(days=14))
+    assert isinstance(action, Raise) and action.key == expiring_key("t1", "administrator", "admin@t1.example")
+    assert action.cause.value == "grant_expiring" and "2026-12-01" in action.title

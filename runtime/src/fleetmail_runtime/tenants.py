@@ -69,6 +69,10 @@ class TenantDirectory:
         self._cache[tenant_id] = settings
         return settings
 
+    def known(self) -> list[TenantSettings]:
+        """Every tenant seen on the bucket so far (the watch keeps this current)."""
+        return list(self._cache.values())
+
     async def put(self, settings: TenantSettings) -> None:
         assert self._kv is not None
         await self._kv.put(settings.tenant_id, settings.model_dump_json().encode())

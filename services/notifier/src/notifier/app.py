@@ -27,6 +27,7 @@ from fleetmail_contracts.alerts import (
 )
 from fleetmail_contracts.credentials import WEBHOOK_SECRET_SUBJECT, WebhookSecretReply, WebhookSecretRequest
 from fleetmail_contracts.streams import MAIL_EVENT_PREFIX, TOKEN_EVENT_PREFIX
+from fleetmail_contracts.tokens import GRANT_STATUS_SUBJECT, GrantStatusRequest
 from fleetmail_runtime.bus import declare_streams, events_stream, make_broker
 from fleetmail_runtime.mongo import connect_mongo
 from fleetmail_runtime.periodic import periodic
@@ -41,6 +42,7 @@ from .domain import (
     Raise,
     on_mail_event,
     on_token_event,
+    scan_grants,
     unreachable_key,
 )
 from .settings import NotifierSettings
@@ -208,6 +210,18 @@ def build_app(settings: NotifierSettings) -> FastStream:
             )
         await apply(actions)
 
+    async def scan() -> None:
+        """Grants approaching death, asked of token-service, in case an event was missed."""
+        horizon = timedelta(seconds=settings.expiring_horizon_s)
+        for tenant in tenants.known():
+            if not tenant.oauth_enabled:
+                continue
+            response = await broker.request(
+                GrantStatusRequest(tenant_id=tenant.tenant_id), GRANT_STATUS_SUBJECT, timeout=10
+            )
+            grants = json.loads(response.body).get("grants", [])
+            await apply(scan_grants(tenant.tenant_id, grants, datetime.now(UTC), horizon))
+
     @broker.subscriber(f"{TOKEN_EVENT_PREFIX}*", durable="notifier-tokens", **common)
     async def on_token_events(events: list[dict[str, Any]]) -> None:
         for event in events:
@@ -268,6 +282,7 @@ def build_app(settings: NotifierSettings) -> FastStream:
                 periodic(settings.reload_open_s, holder["store"].load, "reloading open alerts"),
                 periodic(settings.webhook_dispatch_s, dispatch, "webhook dispatch"),
                 periodic(settings.condition_check_s, raise_lasting_conditions, "checking lasting conditions"),
+                periodic(settings.grant_scan_s, scan, "the scan for grants approaching death"),
             ):
                 yield
         finally:

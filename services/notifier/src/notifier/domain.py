@@ -8,6 +8,7 @@ jobs from one dead grant are one alert, and the event that shows the cause is go
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fleetmail_contracts.alerts import AlertCause, AlertSeverity
@@ -246,3 +247,24 @@ class FailureRate:
         if rate < self.threshold / 2:
             return [Resolve(failure_rate_key(tenant_id), f"the failure rate fell to {rate:.0%}")]
         return []
+
+
+def scan_grants(
+    tenant_id: str, grants: list[dict[str, Any]], now: datetime, horizon: timedelta
+) -> list[Action]:
+    """The periodic scan, in case an event was missed: every active grant whose predicted
+    death falls within the horizon raises the same alert an `expiring` event would."""
+    actions: list[Action] = []
+    for grant in grants:
+        death = grant.get("predicted_death_at")
+        if grant.get("status") != "active" or not death:
+            continue
+        moment = datetime.fromisoformat(str(death))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        if moment - now <= horizon:
+            principal = grant["principal"]
+            actions += on_token_event(
+                {"kind": "expiring", "principal": principal, "predicted_death_at": moment.isoformat()}
+            )
+    return actions

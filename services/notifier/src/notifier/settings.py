@@ -55,3 +55,9 @@ class NotifierSettings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_from: str = Field(default="fleetmail@localhost", description="From address of alert e-mails")
     smtp_ca_bundle: Path | None = Field(default=None, description="Extra CA for the relay's certificate")
+    grant_scan_s: float = Field(
+        default=3600, gt=0, description="How often every grant's predicted death is checked (missed events)"
+    )
+    expiring_horizon_s: float = Field(
+        default=14 * 24 * 3600, gt=0, description="Alert when a grant's predicted death is this close"
+    )
