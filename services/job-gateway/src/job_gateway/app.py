@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -73,11 +73,12 @@ from fleetmail_runtime.mongo import connect_mongo
 from fleetmail_runtime.telemetry import configure_tracing
 from fleetmail_runtime.tenants import TenantDirectory
 from nats.errors import Error as NatsError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .admins import Administrator, Role, new_api_key, refusal, split_api_key
 from .auth import device_secret_hash, load_or_create_secret, new_device_secret, secret_matches
 from .deadletters import DeadLetters, DeadLetterView
+from .devices import DeviceDirectory
 from .intake import Device, JobAccepted, JobIntake, JobSubmission, summarise
 from .problems import Problem, handle_problem
 from .settings import GatewaySettings
@@ -101,11 +102,19 @@ class DeviceReport(BaseModel):
     user: str | None = Field(default=None, min_length=3, max_length=320)
 
 
+def _network(cidr: str) -> str:
+    return str(ipaddress.ip_network(cidr, strict=False))
+
+
+Cidr = Annotated[str, AfterValidator(_network)]
+"""A source-address range, normalised (192.0.2.15 → 192.0.2.15/32); invalid ones are refused."""
+
+
 class DeviceRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     name: str = Field(default="", max_length=200)
-    allow_cidrs: list[str] = Field(
+    allow_cidrs: list[Cidr] = Field(
         default=[],
         max_length=16,
         description="Source addresses (CIDR) from which the device may send over SMTP without AUTH "
@@ -114,11 +123,6 @@ class DeviceRegistration(BaseModel):
     smtp_function: JobFunction = Field(
         default=JobFunction.SCAN_TO_EMAIL, description="What a message received over SMTP becomes"
     )
-
-    @field_validator("allow_cidrs")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        return [str(ipaddress.ip_network(cidr, strict=False)) for cidr in value]
 
 
 class CredentialsInput(BaseModel):
@@ -148,13 +152,8 @@ class DeviceChange(BaseModel):
         max_length=320,
         description="The machine's address for Internet Fax; must be the tenant's administrator address",
     )
-    allow_cidrs: list[str] | None = Field(default=None, max_length=16)
+    allow_cidrs: list[Cidr] | None = Field(default=None, max_length=16)
     smtp_function: JobFunction | None = None
-
-    @field_validator("allow_cidrs")
-    @classmethod
-    def _networks(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else [str(ipaddress.ip_network(cidr, strict=False)) for cidr in value]
 
 
 class DeviceView(BaseModel):
@@ -207,6 +206,14 @@ class JobStatus(BaseModel):
     message_id: str | None = None
     sender: str | None = None
 
+    @classmethod
+    def of(cls, document: dict[str, Any]) -> Self:
+        """The status record job-gateway keeps for a job, as the API shows it."""
+        return cls(
+            job_id=document["_id"],
+            **{k: v for k, v in document.items() if k in cls.model_fields and k != "job_id"},
+        )
+
 
 @dataclass
 class Runtime:
@@ -215,6 +222,7 @@ class Runtime:
     device_key: bytes
     admin_key: str
     intake: JobIntake
+    devices: DeviceDirectory
 
 
 def _status_update(event: dict[str, Any]) -> tuple[str, str, datetime, dict[str, Any]]:
@@ -273,9 +281,10 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         for tenant in await store.all_tenants():
             await tenants.put(tenant)
         intake = JobIntake(broker, store, settings)
-        holder["runtime"] = Runtime(store, tenants, device_key.encode(), admin_key, intake)
+        devices = DeviceDirectory(store, device_key.encode())
+        holder["runtime"] = Runtime(store, tenants, device_key.encode(), admin_key, intake, devices)
         await broker.start()
-        listener = await start_listener(settings, intake, store, device_key.encode())
+        listener = await start_listener(settings, intake, devices)
         log.info("job-gateway ready on http://%s:%d", settings.host, settings.port)
         try:
             yield
@@ -305,15 +314,10 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         )
         if credentials is None:
             raise unauthorized
-        rt = runtime()
-        device = await rt.store.device(credentials.username)
-        if (
-            device is None
-            or device.get("disabled")
-            or not secret_matches(rt.device_key, credentials.password, device["secret_hash"])
-        ):
+        login = await runtime().devices.by_credentials(credentials.username, credentials.password)
+        if login is None:
             raise unauthorized
-        return Device(device["_id"], device["tenant_id"], device.get("machine_address"))
+        return login.device
 
     async def admin_auth(
         request: Request,
@@ -561,13 +565,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         found = await runtime().store.search_jobs(
             tenant_id, status, device_id, function.value if function else None, before, limit
         )
-        return [
-            JobStatus(
-                job_id=d["_id"],
-                **{k: v for k, v in d.items() if k in JobStatus.model_fields and k != "job_id"},
-            )
-            for d in found
-        ]
+        return [JobStatus.of(d) for d in found]
 
     @app.get("/v1/admin/tenants/{tenant_id}/dead-letters", tags=["admin"], dependencies=[Depends(admin_auth)])
     async def list_dead_letters(
@@ -821,10 +819,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         document = await runtime().store.job(job_id)
         if document is None or document["tenant_id"] != device.tenant_id:
             raise Problem(404, "job-not-found", "Unknown job", f"no job {job_id!r} for this device's tenant")
-        return JobStatus(
-            job_id=document["_id"],
-            **{k: v for k, v in document.items() if k in JobStatus.model_fields and k != "job_id"},
-        )
+        return JobStatus.of(document)
 
     @app.exception_handler(ValidationError)
     async def on_validation_error(request: Request, exc: ValidationError) -> JSONResponse:

@@ -20,7 +20,6 @@ import email
 import email.policy
 import hashlib
 import io
-import ipaddress
 import logging
 import ssl
 from dataclasses import dataclass
@@ -34,11 +33,10 @@ from fleetmail_contracts.jobs import JobFunction
 from pydantic import ValidationError
 from starlette.datastructures import Headers
 
-from .auth import secret_matches
-from .intake import UNSAFE, Device, JobIntake, JobSubmission, summarise
+from .devices import DeviceDirectory, DeviceLogin
+from .intake import UNSAFE, JobIntake, JobSubmission, summarise
 from .problems import Problem
 from .settings import GatewaySettings
-from .store import GatewayStore
 
 log = logging.getLogger("job-gateway.smtp")
 
@@ -48,15 +46,6 @@ TLS_VERSIONS = {
     "1.2": ssl.TLSVersion.TLSv1_2,
     "1.3": ssl.TLSVersion.TLSv1_3,
 }
-
-
-@dataclass(frozen=True)
-class DeviceLogin:
-    """Who a session belongs to, once the device proved it."""
-
-    device: Device
-    function: JobFunction
-    by: str  # "auth" or "address"
 
 
 def server_tls_context(cert: Path, key: Path, minimum: str) -> ssl.SSLContext:
@@ -88,50 +77,6 @@ def problem_reply(problem: Problem) -> str:
     if problem.status in (409, 422):
         return f"550 5.6.0 {detail}"
     return f"451 4.3.0 {detail}"
-
-
-class DeviceDirectory:
-    """Finds the device behind a session: by its credentials, or by its source address."""
-
-    def __init__(self, store: GatewayStore, device_key: bytes) -> None:
-        self.store = store
-        self.device_key = device_key
-
-    @staticmethod
-    def _login(document: dict[str, Any], by: str) -> DeviceLogin:
-        function = JobFunction(document.get("smtp_function") or JobFunction.SCAN_TO_EMAIL.value)
-        device = Device(document["_id"], document["tenant_id"], document.get("machine_address"))
-        return DeviceLogin(device, function, by)
-
-    async def by_credentials(self, device_id: str, secret: str) -> DeviceLogin | None:
-        document = await self.store.device(device_id)
-        if document is None or document.get("disabled"):
-            return None
-        if not secret_matches(self.device_key, secret, document["secret_hash"]):
-            return None
-        return self._login(document, "auth")
-
-    async def by_address(self, host: str) -> DeviceLogin | None:
-        """The device whose allowlist holds this address most specifically; none if two tie."""
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return None
-        best: list[tuple[int, dict[str, Any]]] = []
-        for document in await self.store.devices_with_allowlist():
-            if document.get("disabled"):
-                continue
-            for cidr in document.get("allow_cidrs", []):
-                network = ipaddress.ip_network(cidr, strict=False)
-                if address.version == network.version and address in network:
-                    best.append((network.prefixlen, document))
-        if not best:
-            return None
-        best.sort(key=lambda item: -item[0])
-        if len(best) > 1 and best[0][0] == best[1][0] and best[0][1]["_id"] != best[1][1]["_id"]:
-            log.warning("source address %s matches the allowlists of several devices; refused", host)
-            return None
-        return self._login(best[0][1], "address")
 
 
 class DeviceSMTP(SMTP):
@@ -265,10 +210,10 @@ class SmtpListener:
 
 
 async def start_listener(
-    settings: GatewaySettings, intake: JobIntake, store: GatewayStore, device_key: bytes
+    settings: GatewaySettings, intake: JobIntake, directory: DeviceDirectory
 ) -> SmtpListener:
     """Start the configured SMTP ports; none without a certificate, unless the LAN port is set."""
-    handler = SubmissionHandler(intake, DeviceDirectory(store, device_key), settings)
+    handler = SubmissionHandler(intake, directory, settings)
     loop = asyncio.get_running_loop()
     host = settings.smtp_host or settings.host
     limit = settings.max_attachment_bytes * 4 // 3 + 1024 * 1024
