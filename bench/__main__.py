@@ -11,7 +11,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import gateway, mail, notifier, token
+from . import gateway, mail, notifier, scale, telemetry, token
 from .figures import Figure
 from .stack import running_stack
 
@@ -20,6 +20,8 @@ BENCHMARKS = [
     ("token-service", token.run),
     ("mail-service", mail.run),
     ("notifier", notifier.run),
+    ("telemetry", telemetry.run),
+    ("scale-out", scale.run),
     ("job-gateway", gateway.run),
 ]
 

@@ -10,11 +10,15 @@ from pathlib import Path
 
 from fleetmail_devkit.stack import Ports, Stack
 
+TELEMETRY_OFF = {"FLEETMAIL_OTEL_EXPORTER": "none", "FLEETMAIL_METRICS_PORT": "0"}
+
 
 @asynccontextmanager
 async def running_stack() -> AsyncIterator[Stack]:
     data_dir = Path(tempfile.mkdtemp(prefix="fleetmail-bench-"))
-    stack = Stack(data_dir, Ports.free(), echo=False)
+    # Telemetry off, as the figures before telemetry were measured; the telemetry benchmark
+    # turns it on for its own measurement.
+    stack = Stack(data_dir, Ports.free(), echo=False, extra_env=dict(TELEMETRY_OFF))
     await stack.start()
     try:
         yield stack

@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from fleetmail_devkit.otlp import OtlpSink
 from fleetmail_devkit.stack import Ports, Stack
 
 
@@ -24,8 +25,18 @@ ALERT_RELAY = ("alerts@fleetmail.example", "relay-password")
 
 
 @pytest.fixture(scope="session")
-async def stack() -> AsyncIterator[Stack]:
-    """The whole stack as `make run` starts it: nats-server, SecantusDB, emulators, services."""
+def otlp_sink() -> Iterator[OtlpSink]:
+    """The collector the session's services export traces and metrics to."""
+    sink = OtlpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+async def stack(otlp_sink: OtlpSink) -> AsyncIterator[Stack]:
+    """The whole stack as `make run` starts it: nats-server, SecantusDB, emulators, services,
+    with telemetry on as in production (traces to the session's OTLP receiver, metrics on
+    each service's scrape endpoint)."""
     data_dir = Path(tempfile.mkdtemp(prefix="fleetmail-test-"))
     ports = Ports.free()
     # Short lease and ack wait, so tests that kill a replica do not wait out production's.
@@ -34,6 +45,11 @@ async def stack() -> AsyncIterator[Stack]:
         ports,
         echo=False,
         extra_env={
+            "FLEETMAIL_OTEL_EXPORTER": "otlp",
+            "FLEETMAIL_OTEL_ENDPOINT": otlp_sink.url,
+            "FLEETMAIL_OTEL_METRICS_INTERVAL_S": "2",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "FLEETMAIL_METRICS_POLL_S": "1",
             "FLEETMAIL_TOKEN_LEASE_TTL_S": "3",
             "FLEETMAIL_TOKEN_DEVICE_POLL_GRACE_S": "1",
             "FLEETMAIL_TOKEN_DEVICE_POLL_CHECK_S": "1",

@@ -52,6 +52,8 @@ async def test_an_administrator_runs_the_fleet_from_the_terminal(stack, emulator
     assert "no open alerts" in (await run("alerts", tenant_id)).output
     health = await run("status")
     assert health.exit_code == 0 and "ready" in health.output and tenant_id in health.output
+    # The queues' lag, as on the dashboard.
+    assert "mail-service" in health.output and "notifier-mail" in health.output
 
 
 def test_errors_are_one_clear_line(stack) -> None:

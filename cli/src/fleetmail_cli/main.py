@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 tenants = typer.Typer(help="Tenants and their settings", no_args_is_help=True)
@@ -348,17 +348,31 @@ def status() -> None:
             f"[yellow]warning:[/yellow] the SMTP listener accepts TLS {health['smtp_min_tls']} "
             "(FLEETMAIL_GATEWAY_SMTP_MIN_TLS): only for devices that cannot do 1.2"
         )
+    # The same figures as the Grafana dashboard (deploy/grafana/fleetmail.json), per tenant.
     table = Table(
-        "tenant", "OAuth", "administrator token", "users needing sign-in", "failed jobs", "dead letters"
+        Column("tenant", no_wrap=True),
+        "OAuth",
+        "administrator token",
+        "first grant death",
+        "users needing sign-in",
+        "open alerts",
+        "sent 24 h",
+        "failed 24 h",
+        "waiting",
+        "dead letters",
     )
+    now = datetime.now(UTC)
     for t in call("GET", "/v1/admin/tenants"):
         tenant_id = t["tenant_id"]
         grants = call("GET", f"/v1/admin/tenants/{tenant_id}/tokens")["grants"] if t["oauth_enabled"] else []
         admin = next((g for g in grants if g["principal"]["kind"] == "administrator"), None)
         users = sum(1 for g in grants if g["principal"]["kind"] == "user" and g["status"] != "active")
-        failed = len(
-            call("GET", f"/v1/admin/tenants/{tenant_id}/jobs", params={"status": "failed", "limit": 100})
-        )
+        deaths = [
+            datetime.fromisoformat(g["predicted_death_at"])
+            for g in grants
+            if g["status"] == "active" and g.get("predicted_death_at")
+        ]
+        counts = call("GET", f"/v1/admin/tenants/{tenant_id}/jobs/summary", params={"hours": 24})["counts"]
         letters = len(call("GET", f"/v1/admin/tenants/{tenant_id}/dead-letters", params={"limit": 100}))
         open_alerts = len(call("GET", f"/v1/admin/tenants/{tenant_id}/alerts"))
         token = (
@@ -366,16 +380,32 @@ def status() -> None:
             if not t["oauth_enabled"]
             else ("[red]none[/red]" if admin is None else STATUS_TEXT[admin["status"]])
         )
+        waiting = sum(n for status, n in counts.items() if status not in ("sent", "failed"))
         table.add_row(
             tenant_id,
             "on" if t["oauth_enabled"] else "off",
             token,
+            _days_left(min(deaths), now) if deaths else "—",
             str(users),
             f"[red]{open_alerts}[/red]" if open_alerts else "0",
-            str(failed),
+            str(counts.get("sent", 0)),
+            f"[red]{counts['failed']}[/red]" if counts.get("failed") else "0",
+            str(waiting),
             str(letters),
         )
     out.print(table)
+    lag = Table("queue", Column("consumer", no_wrap=True), "waiting", "unacknowledged", "redelivered")
+    for q in call("GET", "/v1/admin/queues"):
+        lag.add_row(
+            q["stream"], q["consumer"], str(q["pending"]), str(q["unacknowledged"]), str(q["redelivered"])
+        )
+    out.print(lag)
+
+
+def _days_left(at: datetime, now: datetime) -> str:
+    days = (at - now).total_seconds() / 86400
+    text = f"{days:.0f} days" if days >= 1 else f"{max(days * 24, 0):.0f} hours"
+    return f"[red]{text}[/red]" if days < 7 else text
 
 
 if __name__ == "__main__":

@@ -185,4 +185,10 @@ def job_subject(function: JobFunction) -> str:
     return f"{JOB_SUBJECT_PREFIX}{function.value}"
 
 
-JOBS_WILDCARD = f"{JOB_SUBJECT_PREFIX}*"
+def resumed_job_subject(function: JobFunction) -> str:
+    """A parked job put back by mail-service once its user signed in. A subject of its own, so
+    that NATS permissions let mail-service put back its jobs and never send new ones."""
+    return f"{JOB_SUBJECT_PREFIX}resumed.{function.value}"
+
+
+JOBS_WILDCARD = f"{JOB_SUBJECT_PREFIX}>"

@@ -37,3 +37,17 @@ TENANT_EVENT_PREFIX = "fleetmail.events.v1.tenants."
 TOKEN_RPC_PREFIX = "fleetmail.rpc.v1.tokens."
 ALERT_RPC_PREFIX = "fleetmail.rpc.v1.alerts."
 DLQ_PREFIX = "fleetmail.dlq.v1."
+
+# Durable consumers: (stream, durable name), one per reading service and purpose.
+MAIL_JOBS_CONSUMER = (JOBS_STREAM, "mail-service")
+GATEWAY_STATUS_CONSUMER = (EVENTS_STREAM, "job-gateway-status")
+TOKEN_DEVICES_CONSUMER = (EVENTS_STREAM, "token-service-devices")
+NOTIFIER_TOKENS_CONSUMER = (EVENTS_STREAM, "notifier-tokens")
+NOTIFIER_MAIL_CONSUMER = (EVENTS_STREAM, "notifier-mail")
+DURABLE_CONSUMERS = (
+    MAIL_JOBS_CONSUMER,
+    GATEWAY_STATUS_CONSUMER,
+    TOKEN_DEVICES_CONSUMER,
+    NOTIFIER_TOKENS_CONSUMER,
+    NOTIFIER_MAIL_CONSUMER,
+)

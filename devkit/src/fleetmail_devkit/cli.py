@@ -40,6 +40,10 @@ async def main_async(mode: str, data_dir: Path) -> int:
         say(f"delivered {delivered}/{total} jobs")
         say(f"fleetmail is running. API docs: {stack.gateway_url}/docs")
         say(f"administrator API key: in {data_dir / 'admin-api-key'}")
+        say(
+            "metrics (Prometheus): "
+            + ", ".join(f"{name} {stack.metrics_url(name)}" for name in stack.services)
+        )
         say("press Ctrl-C to stop")
         await stop.wait()
         return 0

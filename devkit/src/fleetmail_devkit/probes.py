@@ -219,3 +219,55 @@ async def queue_jobs(
     finally:
         await client.close()
     return message_ids
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+async def scrape(stack: Stack, service: str) -> list[Sample]:
+    """Every sample on the service's Prometheus scrape endpoint, as Prometheus would read it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
+        response = await http.get(stack.metrics_url(service))
+    response.raise_for_status()
+    return [
+        Sample(sample.name, dict(sample.labels), sample.value)
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    ]
+
+
+def total(samples: list[Sample], name: str, **labels: str) -> float:
+    """The sum of the named samples whose labels include `labels`."""
+    return sum(
+        s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+async def register_device(stack: Stack, tenant_id: str) -> tuple[str, str]:
+    """A new device of the tenant, registered by the administrator: (device id, secret)."""
+    headers = {"Authorization": f"Bearer {stack.admin_api_key()}"}
+    async with httpx.AsyncClient(
+        base_url=stack.gateway_url, headers=headers, timeout=30, trust_env=False
+    ) as admin:
+        response = await admin.post(
+            f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": f"mfp-{uuid.uuid4().hex[:6]}"}
+        )
+    response.raise_for_status()
+    body = response.json()
+    return body["device_id"], body["secret"]
+
+
+@asynccontextmanager
+async def device_panel(stack: Stack, tenant_id: str) -> AsyncIterator[httpx.AsyncClient]:
+    """job-gateway's device API as a newly registered device of the tenant."""
+    device_id, secret = await register_device(stack, tenant_id)
+    async with httpx.AsyncClient(
+        base_url=stack.gateway_url, auth=(device_id, secret), timeout=60, trust_env=False
+    ) as panel:
+        yield panel

@@ -55,6 +55,11 @@ class Ports:
     gateway_smtp: int = 3587
     gateway_smtps: int = 3465
     gateway_smtp_lan: int = 3525
+    # Prometheus scrape endpoints, one per service.
+    metrics_gateway: int = 9460
+    metrics_token: int = 9461
+    metrics_mail: int = 9462
+    metrics_notifier: int = 9463
 
     @classmethod
     def free(cls) -> Ports:
@@ -107,13 +112,26 @@ class Stack:
         echo: bool = True,
         services: tuple[str, ...] = ("token-service", "mail-service", "notifier", "job-gateway"),
         extra_env: dict[str, str] | None = None,
+        nats_config: Path | None = None,
+        nats_passwords: dict[str, str] | None = None,
+        nats_nodes: int = 1,
     ) -> None:
+        """`nats_config`: run nats-server with this configuration (e.g. least-privilege users);
+        `nats_passwords`: NATS user → password, where each service connects as the user of
+        its own name and a `provisioner` user declares the streams first; `nats_nodes`: a
+        JetStream cluster of that many nodes on loopback (the first on `ports.nats`)."""
         self.data_dir = data_dir.resolve()
         self.ports = ports
         self.external_mongodb = mongodb_uri
         self.echo = echo
         self.services = services
         self.extra_env = extra_env or {}
+        self.nats_config = nats_config
+        self.nats_passwords = nats_passwords or {}
+        self._provisioned = False
+        self.nats_nodes = nats_nodes
+        self.nats_ports = [ports.nats] + [free_port() for _ in range(nats_nodes - 1)]
+        self.nats_cluster_ports = [free_port() for _ in range(nats_nodes)] if nats_nodes > 1 else []
         self.parts: list[Part] = []
         self.tls: TlsFiles | None = None
 
@@ -122,6 +140,11 @@ class Stack:
     @property
     def nats_url(self) -> str:
         return f"nats://127.0.0.1:{self.ports.nats}"
+
+    @property
+    def nats_urls(self) -> str:
+        """Every node's URL, comma-separated (what the services are given)."""
+        return ",".join(f"nats://127.0.0.1:{port}" for port in self.nats_ports)
 
     @property
     def mongodb_uri(self) -> str:
@@ -148,12 +171,55 @@ class Stack:
         assert self.tls is not None
         return self.tls.ca_cert
 
+    def nats_password_env(self) -> dict[str, str]:
+        """What nats-server reads the users' passwords from (deploy/nats/accounts.conf)."""
+        return {
+            f"FLEETMAIL_NATS_{user.upper().replace('-', '_')}_PASSWORD": password
+            for user, password in self.nats_passwords.items()
+        }
+
+    def nats_user_env(self, user: str) -> dict[str, str]:
+        if user not in self.nats_passwords:
+            return {}
+        return {
+            "FLEETMAIL_NATS_USER": user,
+            "FLEETMAIL_NATS_PASSWORD": self.nats_passwords[user],
+            "FLEETMAIL_DECLARE_STREAMS": "false",
+        }
+
+    async def provision(self) -> None:
+        """Declare streams and buckets as the provisioner user (services may not)."""
+        env = {**os.environ, **self.nats_user_env("provisioner"), "FLEETMAIL_NATS_URL": self.nats_url}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "fleetmail_runtime.provision",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+        )
+        output, _ = await process.communicate()
+        if process.returncode != 0:
+            raise StackError(f"provisioning the streams failed:\n{output.decode(errors='replace')}")
+
+    def metrics_port(self, service: str) -> int:
+        return {
+            "job-gateway": self.ports.metrics_gateway,
+            "token-service": self.ports.metrics_token,
+            "mail-service": self.ports.metrics_mail,
+            "notifier": self.ports.metrics_notifier,
+        }[service]
+
+    def metrics_url(self, service: str) -> str:
+        """The service's Prometheus scrape endpoint."""
+        return f"http://127.0.0.1:{self.metrics_port(service)}/metrics"
+
     def admin_api_key(self) -> str:
         return (self.data_dir / "admin-api-key").read_text().strip()
 
     def service_env(self) -> dict[str, str]:
         env = {
-            "FLEETMAIL_NATS_URL": self.nats_url,
+            "FLEETMAIL_NATS_URL": self.nats_urls,
             "FLEETMAIL_MONGODB_URI": self.mongodb_uri,
             "FLEETMAIL_DATA_DIR": str(self.data_dir),
             "FLEETMAIL_LOG_FORMAT": "json",
@@ -182,27 +248,44 @@ class Stack:
 
     # --- parts ------------------------------------------------------------------------
 
+    def _nats_part(self, node: int) -> Part:
+        """nats-server, or one node of a JetStream cluster on loopback."""
+        client_port = self.nats_ports[node]
+        argv = [
+            venv_binary("nats-server"),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(client_port),
+            "-js",
+            "-sd",
+            str(self.data_dir / ("nats" if node == 0 else f"nats-{node + 1}")),
+            "-n",
+            "fleetmail-dev" if self.nats_nodes == 1 else f"fleetmail-{node + 1}",
+        ]
+        if self.nats_nodes > 1:
+            routes = ",".join(f"nats://127.0.0.1:{port}" for port in self.nats_cluster_ports)
+            argv += [
+                "--cluster_name",
+                "fleetmail",
+                "--cluster",
+                f"nats://127.0.0.1:{self.nats_cluster_ports[node]}",
+                "--routes",
+                routes,
+            ]
+        if self.nats_config:
+            argv += ["-c", str(self.nats_config)]
+        return Part(
+            "nats" if node == 0 else f"nats-{node + 1}",
+            argv,
+            ready=lambda: port_open(client_port),
+            port=client_port,
+            env=self.nats_password_env(),
+        )
+
     def _plan(self) -> list[Part]:
         py = sys.executable
-        parts = [
-            Part(
-                "nats",
-                [
-                    venv_binary("nats-server"),
-                    "-a",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.ports.nats),
-                    "-js",
-                    "-sd",
-                    str(self.data_dir / "nats"),
-                    "-n",
-                    "fleetmail-dev",
-                ],
-                ready=lambda: port_open(self.ports.nats),
-                port=self.ports.nats,
-            )
-        ]
+        parts = [self._nats_part(node) for node in range(self.nats_nodes)]
         if self.external_mongodb is None:
             parts.append(
                 Part(
@@ -274,7 +357,10 @@ class Stack:
             )
         )
         for name in self.services:
-            part = Part(name, [py, "-m", SERVICE_MODULES[name]], env=self.service_env())
+            env = {**self.service_env(), **self.nats_user_env(name)}
+            # extra_env may turn the scrape endpoint off ("0").
+            env.setdefault("FLEETMAIL_METRICS_PORT", str(self.metrics_port(name)))
+            part = Part(name, [py, "-m", SERVICE_MODULES[name]], env=env)
             if name == "job-gateway":
                 part.ready = self._gateway_ready
                 part.port = self.ports.gateway
@@ -298,6 +384,7 @@ class Stack:
             ("gateway smtp", self.ports.gateway_smtp),
             ("gateway smtps", self.ports.gateway_smtps),
             ("gateway smtp (lan)", self.ports.gateway_smtp_lan),
+            *((f"{name} metrics", self.metrics_port(name)) for name in self.services),
         ]
         for name, port in ports:
             if port is not None and port_in_use(port):
@@ -313,6 +400,13 @@ class Stack:
         self._check_ports(planned)
         try:
             for part in planned:
+                if (
+                    part.name in self.services
+                    and "provisioner" in self.nats_passwords
+                    and not self._provisioned
+                ):
+                    await self.provision()
+                    self._provisioned = True
                 await self._start_part(part, timeout_s)
         except BaseException:
             await self.stop()
@@ -392,7 +486,13 @@ class Stack:
         part = Part(
             f"{service}-{count + 1}",
             [sys.executable, "-m", SERVICE_MODULES[service]],
-            env={**self.service_env(), **(env or {})},
+            # A replica has no scrape endpoint of its own unless given one: the port is taken.
+            env={
+                **self.service_env(),
+                **self.nats_user_env(service),
+                "FLEETMAIL_METRICS_PORT": "0",
+                **(env or {}),
+            },
             ready_line=f"{service} ready",
         )
         await self._start_part(part, timeout_s)

@@ -6,18 +6,22 @@ which services start does not matter.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import ssl
+import time
 from datetime import timedelta
 
 from faststream.nats import JStream, NatsBroker, StorageType
-from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from faststream.security import BaseSecurity, SASLPlaintext
 from fleetmail_contracts import streams
+from nats.errors import Error as NatsError
 from nats.js.api import RetentionPolicy, StreamConfig
 from nats.js.errors import BadRequestError
-from opentelemetry.sdk.trace import TracerProvider
 
 from .settings import CommonSettings
+from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,8 @@ def jobs_stream(settings: CommonSettings) -> JStream:
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
         duplicate_window=settings.jobs_duplicate_window_s,
+        num_replicas=settings.stream_replicas,
+        max_bytes=settings.jobs_max_bytes,
         declare=False,
     )
 
@@ -41,6 +47,8 @@ def events_stream(settings: CommonSettings) -> JStream:
         storage=StorageType.FILE,
         max_age=timedelta(days=settings.events_max_age_days).total_seconds(),
         duplicate_window=settings.jobs_duplicate_window_s,
+        num_replicas=settings.stream_replicas,
+        max_bytes=settings.events_max_bytes,
         declare=False,
     )
 
@@ -51,21 +59,26 @@ def dlq_stream(settings: CommonSettings) -> JStream:
         subjects=list(streams.DLQ_SUBJECTS),
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
+        num_replicas=settings.stream_replicas,
+        max_age=timedelta(days=settings.dead_letters_max_age_days).total_seconds(),
         declare=False,
     )
 
 
-def make_broker(
-    settings: CommonSettings, service: str, tracer_provider: TracerProvider | None = None
-) -> NatsBroker:
-    middlewares = []
-    # No exporter, no spans: the middleware would cost CPU on every message for nothing.
-    if tracer_provider is not None and settings.otel_exporter != "none":
-        middlewares.append(NatsTelemetryMiddleware(tracer_provider=tracer_provider))
+def make_broker(settings: CommonSettings, service: str, telemetry: Telemetry | None = None) -> NatsBroker:
+    # Telemetry off, no middleware: it would cost CPU on every message for nothing.
+    tls = ssl.create_default_context(cafile=str(settings.nats_ca_file)) if settings.nats_ca_file else None
+    security: BaseSecurity | None = None
+    if settings.nats_user is not None:
+        password = settings.nats_password.get_secret_value() if settings.nats_password else ""
+        security = SASLPlaintext(settings.nats_user, password, ssl_context=tls)
+    elif tls is not None:
+        security = BaseSecurity(ssl_context=tls)
     return NatsBroker(
         settings.nats_url.split(","),
         name=f"fleetmail-{service}",
-        middlewares=middlewares,
+        security=security,
+        middlewares=telemetry.broker_middlewares() if telemetry is not None else [],
         logger=logging.getLogger(f"{service}.bus"),
         log_level=logging.DEBUG,
         connect_timeout=5,
@@ -74,8 +87,42 @@ def make_broker(
     )
 
 
-async def declare_streams(broker: NatsBroker, settings: CommonSettings) -> None:
-    """Create or update fleetmail's streams, KV buckets and object store."""
+KV_BUCKETS = (streams.TENANTS_BUCKET, streams.DELIVERY_LEDGER_BUCKET, streams.PARKED_JOBS_BUCKET)
+ALL_BUCKETS = (*KV_BUCKETS, streams.ATTACHMENTS_BUCKET)
+
+
+async def declare_streams(
+    broker: NatsBroker, settings: CommonSettings, uses: tuple[str, ...] = ALL_BUCKETS
+) -> None:
+    """Create or update fleetmail's streams, KV buckets and object store; or, where a
+    provisioner did that (`declare_streams: false`), only look up the buckets this service
+    `uses` (its NATS user may read no others). Retried while a JetStream cluster elects its
+    leaders, which takes a few seconds after the nodes start."""
+    deadline = time.monotonic() + settings.declare_timeout_s
+    while True:
+        try:
+            if settings.declare_streams:
+                await _declare(broker, settings)
+            else:
+                await _look_up(broker, uses)
+            return
+        except (NatsError, TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.info("JetStream is not ready yet (%s); trying again", exc)
+            await asyncio.sleep(0.5)
+
+
+async def _look_up(broker: NatsBroker, uses: tuple[str, ...]) -> None:
+    """Fill FastStream's bucket cache without declaring: later calls find them there."""
+    for bucket in uses:
+        if bucket == streams.ATTACHMENTS_BUCKET:
+            await broker.object_storage(bucket, declare=False)
+        else:
+            await broker.key_value(bucket, declare=False)
+
+
+async def _declare(broker: NatsBroker, settings: CommonSettings) -> None:
     js = broker.connection.jetstream()
     for stream in (jobs_stream(settings), events_stream(settings), dlq_stream(settings)):
         # JStream keeps its subjects apart from its config until FastStream declares it.
@@ -84,7 +131,10 @@ async def declare_streams(broker: NatsBroker, settings: CommonSettings) -> None:
             await js.add_stream(config=config)
         except BadRequestError:
             await js.update_stream(config=config)
-    await broker.key_value(streams.TENANTS_BUCKET, history=5)
-    await broker.key_value(streams.DELIVERY_LEDGER_BUCKET, ttl=timedelta(days=7).total_seconds())
-    await broker.key_value(streams.PARKED_JOBS_BUCKET)
-    await broker.object_storage(streams.ATTACHMENTS_BUCKET)
+    replicas = settings.stream_replicas
+    await broker.key_value(streams.TENANTS_BUCKET, history=5, replicas=replicas)
+    await broker.key_value(
+        streams.DELIVERY_LEDGER_BUCKET, ttl=timedelta(days=7).total_seconds(), replicas=replicas
+    )
+    await broker.key_value(streams.PARKED_JOBS_BUCKET, replicas=replicas)
+    await broker.object_storage(streams.ATTACHMENTS_BUCKET, replicas=replicas)

@@ -1,29 +1,315 @@
-"""OpenTelemetry bootstrap: a tracer provider per service, exported as settings say."""
+"""OpenTelemetry for every service: traces, metrics, and the Prometheus scrape endpoint.
+
+One call at start-up, `configure_telemetry(service, settings)`, returns a `Telemetry` that the
+service passes on: to the broker (FastStream's telemetry middleware puts the trace context in
+message headers, so one job is one trace across services), and to its own code for spans and
+instruments.
+
+- Traces go where `FLEETMAIL_OTEL_EXPORTER` says: `none` (no spans are made at all), `console`,
+  or `otlp` (to `FLEETMAIL_OTEL_ENDPOINT`, a collector's OTLP/HTTP base URL). Sampling is
+  parent-based with `FLEETMAIL_OTEL_SAMPLING_RATIO`, so a job is traced whole or not at all.
+- Metrics are served for Prometheus on `FLEETMAIL_METRICS_PORT` (0: no endpoint) and, with the
+  `otlp` exporter, pushed to the same collector. With neither, instruments are no-ops.
+- MongoDB commands become spans (pymongo's command monitoring, which the async client shares).
+
+Subjects name spans and label metrics; reply inboxes (`_INBOX.<random>`) are folded into one
+name, so a million token requests make one label value, not a million.
+"""
 
 from __future__ import annotations
 
-from opentelemetry import trace
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream._internal.middlewares import BaseMiddleware
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from faststream.nats.opentelemetry.provider import (
+    NatsBatchTelemetrySettingsProvider,
+    NatsTelemetrySettingsProvider,
+)
+from faststream.opentelemetry.middleware import TelemetryMiddleware
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 
+from .periodic import periodic
 from .settings import CommonSettings
 
+log = logging.getLogger(__name__)
 
-def configure_tracing(service: str, settings: CommonSettings) -> TracerProvider:
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": service}),
-        sampler=ParentBasedTraceIdRatio(settings.otel_sampling_ratio),
+METER_NAME = "fleetmail"
+INBOX = "_INBOX"
+
+# Latencies from milliseconds (a cached token) to minutes (a job deferred and retried).
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+
+
+def normalise_subject(subject: str) -> str:
+    """A subject fit for a span name or a metric label: reply inboxes become `_INBOX`."""
+    if subject.startswith(INBOX + ".") or subject == INBOX:
+        return INBOX
+    return subject
+
+
+@dataclass
+class Telemetry:
+    """What a service needs from OpenTelemetry: a tracer, a meter, and whether each is on."""
+
+    service: str
+    tracing: bool
+    metering: bool
+    tracer_provider: TracerProvider | None = None
+    meter_provider: metrics.MeterProvider = field(default_factory=metrics.NoOpMeterProvider)
+    metrics_port: int | None = None
+    poll_s: float = 5.0
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        if self.tracer_provider is None:
+            return trace.NoOpTracer()
+        return self.tracer_provider.get_tracer(METER_NAME)
+
+    @property
+    def meter(self) -> metrics.Meter:
+        return self.meter_provider.get_meter(METER_NAME)
+
+    def broker_middlewares(self) -> list[Any]:
+        """FastStream middlewares: trace context through headers, messaging metrics, and the
+        redelivery counter. Nothing at all when telemetry is off."""
+        middlewares: list[Any] = []
+        if self.tracing or self.metering:
+            middlewares.append(
+                FleetmailNatsTelemetryMiddleware(
+                    tracer_provider=self.tracer_provider if self.tracing else trace.NoOpTracerProvider(),
+                    meter_provider=self.meter_provider,
+                )
+            )
+        if self.metering:
+            middlewares.append(RedeliveryCounter(self.meter))
+        return middlewares
+
+    def shutdown(self) -> None:
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        if isinstance(self.meter_provider, MeterProvider):
+            self.meter_provider.shutdown()
+
+
+def _otlp_url(base: str | None, signal: str) -> str | None:
+    if not base:
+        return None
+    base = base.rstrip("/")
+    return base if base.endswith(f"/v1/{signal}") else f"{base}/v1/{signal}"
+
+
+def configure_telemetry(service: str, settings: CommonSettings) -> Telemetry:
+    resource = Resource.create({"service.name": service, "service.namespace": "fleetmail"})
+    telemetry = Telemetry(
+        service=service,
+        tracing=settings.otel_exporter != "none",
+        metering=False,
+        poll_s=settings.metrics_poll_s,
     )
-    if settings.otel_exporter == "console":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-    elif settings.otel_exporter == "otlp":
-        # Imported here: the OTLP exporter is only needed where a collector is configured.
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter,
+
+    if telemetry.tracing:
+        provider = TracerProvider(
+            resource=resource, sampler=ParentBasedTraceIdRatio(settings.otel_sampling_ratio)
+        )
+        if settings.otel_exporter == "console":
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(
+                BatchSpanProcessor(OTLPSpanExporter(endpoint=_otlp_url(settings.otel_endpoint, "traces")))
+            )
+        trace.set_tracer_provider(provider)
+        telemetry.tracer_provider = provider
+        from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+
+        PymongoInstrumentor().instrument(tracer_provider=provider)
+
+    readers: list[Any] = []
+    if settings.metrics_port:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+
+        start_http_server(port=settings.metrics_port, addr=settings.metrics_host)
+        readers.append(PrometheusMetricReader())
+        telemetry.metrics_port = settings.metrics_port
+    push = settings.otel_metrics == "otlp" or (
+        settings.otel_metrics == "auto" and settings.otel_exporter == "otlp" and not settings.metrics_port
+    )
+    if push:
+        # Pushing and being scraped both cost a collection of every series: one is enough
+        # unless both are asked for.
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        readers.append(
+            PeriodicExportingMetricReader(
+                OTLPMetricExporter(endpoint=_otlp_url(settings.otel_endpoint, "metrics")),
+                export_interval_millis=settings.otel_metrics_interval_s * 1000,
+            )
+        )
+    if readers:
+        telemetry.meter_provider = MeterProvider(
+            resource=resource,
+            metric_readers=readers,
+            views=[
+                View(
+                    instrument_name="*duration*",
+                    aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS_S),
+                ),
+                View(
+                    instrument_name="*latency*",
+                    aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS_S),
+                ),
+            ],
+        )
+        metrics.set_meter_provider(telemetry.meter_provider)
+        telemetry.metering = True
+    return telemetry
+
+
+# --- FastStream ------------------------------------------------------------------------------
+
+
+class _Single(NatsTelemetrySettingsProvider):
+    def get_publish_destination_name(self, cmd: Any) -> str:
+        return normalise_subject(cmd.destination)
+
+    def get_consume_destination_name(self, msg: Any) -> str:
+        return normalise_subject(msg.raw_message.subject)
+
+
+class _Batch(NatsBatchTelemetrySettingsProvider):
+    def get_publish_destination_name(self, cmd: Any) -> str:
+        return normalise_subject(cmd.destination)
+
+    def get_consume_destination_name(self, msg: Any) -> str:
+        return normalise_subject(msg.raw_message[0].subject)
+
+
+def _settings_provider(msg: Any) -> Any:
+    from collections.abc import Sequence
+
+    from nats.aio.msg import Msg
+
+    if isinstance(msg, Sequence):
+        return _Batch()
+    if isinstance(msg, Msg) or msg is None:
+        return _Single()
+    return None  # key-value and object-store watches
+
+
+class FleetmailNatsTelemetryMiddleware(NatsTelemetryMiddleware):
+    """FastStream's NATS telemetry with reply inboxes folded into one name."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        TelemetryMiddleware.__init__(
+            self,
+            settings_provider_factory=_settings_provider,
+            # fleetmail's own counters count jobs; FastStream's durations are enough here.
+            include_messages_counters=False,
+            **kwargs,
         )
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otel_endpoint)))
-    trace.set_tracer_provider(provider)
-    return provider
+
+class _CountRedeliveries(BaseMiddleware):
+    def __init__(self, msg: Any, /, *, context: Any, counter: metrics.Counter) -> None:
+        super().__init__(msg, context=context)
+        self.counter = counter
+
+    async def on_receive(self) -> None:
+        raws: list[Any] = self.msg if isinstance(self.msg, list) else [self.msg]
+        for raw in raws:
+            if raw is None or not (getattr(raw, "reply", None) or "").startswith("$JS.ACK."):
+                continue
+            meta = raw.metadata
+            if meta is not None and meta.num_delivered and meta.num_delivered > 1:
+                self.counter.add(1, {"stream": meta.stream, "consumer": meta.consumer})
+
+
+class RedeliveryCounter:
+    """Counts JetStream redeliveries per stream and consumer (a message seen more than once:
+    a crash, a nack, or an ack that came too late)."""
+
+    def __init__(self, meter: metrics.Meter) -> None:
+        self.counter = meter.create_counter(
+            "fleetmail.consumer.redeliveries",
+            unit="{message}",
+            description="JetStream messages delivered more than once",
+        )
+
+    def __call__(self, msg: Any, /, *, context: Any) -> BaseMiddleware:
+        return _CountRedeliveries(msg, context=context, counter=self.counter)
+
+
+class ConsumerLag:
+    """Pending and unacknowledged messages of a service's durable consumers, read from
+    JetStream every few seconds and reported as gauges (an observable gauge's callback cannot
+    wait on the network, so it reports the last reading)."""
+
+    def __init__(self, telemetry: Telemetry, consumers: list[tuple[str, str]]) -> None:
+        self.consumers = consumers
+        self.readings: dict[tuple[str, str], tuple[int, int]] = {}
+        meter = telemetry.meter
+        meter.create_observable_gauge(
+            "fleetmail.consumer.pending",
+            callbacks=[lambda _options: self._observe(0)],
+            unit="{message}",
+            description="Messages in the stream not yet delivered to the consumer (lag)",
+        )
+        meter.create_observable_gauge(
+            "fleetmail.consumer.ack_pending",
+            callbacks=[lambda _options: self._observe(1)],
+            unit="{message}",
+            description="Messages delivered and not yet acknowledged",
+        )
+
+    def _observe(self, index: int) -> list[metrics.Observation]:
+        return [
+            metrics.Observation(values[index], {"stream": stream, "consumer": consumer})
+            for (stream, consumer), values in list(self.readings.items())
+        ]
+
+    async def poll(self, broker: Any) -> None:
+        js = broker.connection.jetstream()
+        for stream, consumer in self.consumers:
+            try:
+                info = await js.consumer_info(stream, consumer)
+            except Exception as exc:  # the consumer may not exist yet; report what is known
+                log.debug("consumer info for %s/%s: %s", stream, consumer, exc)
+                continue
+            self.readings[(stream, consumer)] = (info.num_pending or 0, info.num_ack_pending or 0)
+
+
+@asynccontextmanager
+async def gauges_polled(
+    telemetry: Telemetry,
+    broker: Any,
+    consumers: list[tuple[str, str]],
+    *sources: Callable[[], Awaitable[None]],
+) -> AsyncIterator[None]:
+    """While the block runs, read the consumers' lag and each gauge source every
+    `FLEETMAIL_METRICS_POLL_S`; nothing at all when metrics are off."""
+    if not telemetry.metering:
+        yield
+        return
+    lag = ConsumerLag(telemetry, consumers)
+
+    async def poll() -> None:
+        await lag.poll(broker)
+        for source in sources:
+            await source()
+
+    async with periodic(telemetry.poll_s, poll, "reading the metrics' gauges"):
+        yield

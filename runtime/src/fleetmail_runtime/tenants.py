@@ -69,6 +69,10 @@ class TenantDirectory:
         self._cache[tenant_id] = settings
         return settings
 
+    def cached(self, tenant_id: str) -> TenantSettings | None:
+        """The tenant's settings if already seen, without a round trip (metrics' labels)."""
+        return self._cache.get(tenant_id)
+
     def known(self) -> list[TenantSettings]:
         """Every tenant seen on the bucket so far (the watch keeps this current)."""
         return list(self._cache.values())

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 
 from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
@@ -70,9 +70,12 @@ from fleetmail_contracts.tokens import (
 )
 from fleetmail_runtime.bus import declare_streams, events_stream, make_broker
 from fleetmail_runtime.mongo import connect_mongo
-from fleetmail_runtime.telemetry import configure_tracing
+from fleetmail_runtime.telemetry import configure_telemetry, gauges_polled
 from fleetmail_runtime.tenants import TenantDirectory
 from nats.errors import Error as NatsError
+from nats.js.errors import NotFoundError
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.trace import NoOpTracerProvider
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .admins import Administrator, Role, new_api_key, refusal, split_api_key
@@ -86,6 +89,7 @@ from .smtp_listener import start_listener
 from .store import GatewayStore
 
 SERVICE = "job-gateway"
+STATUS_DURABLE = streams.GATEWAY_STATUS_CONSUMER[1]
 log = logging.getLogger(SERVICE)
 _UNSAFE = re.compile(r"[\r\n\x00]")
 
@@ -236,9 +240,32 @@ def _status_update(event: dict[str, Any]) -> tuple[str, str, datetime, dict[str,
     return event["job_id"], event["kind"], datetime.fromisoformat(event["occurred_at"]), fields
 
 
+class JobSummary(BaseModel):
+    since: datetime
+    counts: dict[str, int]
+
+
+class QueueView(BaseModel):
+    stream: str
+    consumer: str
+    pending: int
+    unacknowledged: int
+    redelivered: int
+
+
+def _without_query(span: Any, scope: dict[str, Any]) -> None:
+    """Query strings stay out of spans: the OAuth callback's carries an authorization code."""
+    if span is None or not span.is_recording() or not scope.get("query_string"):
+        return
+    path = scope.get("path", "")
+    span.set_attribute("http.target", path)
+    host = next((v.decode() for k, v in scope.get("headers", []) if k == b"host"), "")
+    span.set_attribute("http.url", f"{scope.get('scheme', 'http')}://{host}{path}")
+
+
 def build_app(settings: GatewaySettings) -> FastAPI:
-    tracer_provider = configure_tracing(SERVICE, settings.common)
-    broker = make_broker(settings.common, SERVICE, tracer_provider)
+    telemetry = configure_telemetry(SERVICE, settings.common)
+    broker = make_broker(settings.common, SERVICE, telemetry)
     holder: dict[str, Runtime] = {}
 
     def runtime() -> Runtime:
@@ -247,7 +274,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     @broker.subscriber(
         MAIL_EVENTS_WILDCARD,
         stream=events_stream(settings.common),
-        durable="job-gateway-status",
+        durable=STATUS_DURABLE,
         # A batch of events becomes one bulk write: the projection keeps up with delivery
         # without taking the embedded database's write rate away from everything else.
         pull_sub=PullSub(batch_size=256, timeout=0.2, batch=True),
@@ -274,25 +301,34 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             else load_or_create_secret(data_dir / "admin-api-key")
         )
         await broker.connect()
-        await declare_streams(broker, settings.common)
+        await declare_streams(
+            broker, settings.common, uses=(streams.TENANTS_BUCKET, streams.ATTACHMENTS_BUCKET)
+        )
         tenants = TenantDirectory(broker)
         await tenants.start()
         # The KV bucket is a projection of the tenants collection: make it complete at start.
         for tenant in await store.all_tenants():
             await tenants.put(tenant)
-        intake = JobIntake(broker, store, settings)
+
+        def provider_of(tenant_id: str) -> str:
+            cached = tenants.cached(tenant_id)
+            return cached.provider.value if cached is not None else "unknown"
+
+        intake = JobIntake(broker, store, settings, provider_of)
         devices = DeviceDirectory(store, device_key.encode())
         holder["runtime"] = Runtime(store, tenants, device_key.encode(), admin_key, intake, devices)
         await broker.start()
         listener = await start_listener(settings, intake, devices)
         log.info("job-gateway ready on http://%s:%d", settings.host, settings.port)
         try:
-            yield
+            async with gauges_polled(telemetry, broker, [streams.GATEWAY_STATUS_CONSUMER]):
+                yield
         finally:
             await listener.close()
             await broker.stop()
             await tenants.stop()
             await mongo.close()
+            telemetry.shutdown()
 
     app = FastAPI(
         title="fleetmail job-gateway",
@@ -567,6 +603,40 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         )
         return [JobStatus.of(d) for d in found]
 
+    @app.get("/v1/admin/tenants/{tenant_id}/jobs/summary", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def job_summary(
+        tenant_id: str, hours: Annotated[float, Query(gt=0, le=24 * 90)] = 24
+    ) -> JobSummary:
+        """How many of the tenant's jobs of the last `hours` are in each status."""
+        await tenant_or_404(tenant_id)
+        since = datetime.now(UTC) - timedelta(hours=hours)
+        return JobSummary(since=since, counts=await runtime().store.job_counts(tenant_id, since))
+
+    @app.get("/v1/admin/queues", tags=["admin"], dependencies=[Depends(admin_auth)])
+    async def queues() -> list[QueueView]:
+        """Each durable consumer's lag: messages waiting, delivered but unacknowledged, redelivered."""
+        js = broker.connection.jetstream()
+        views = []
+        for stream, consumer in streams.DURABLE_CONSUMERS:
+            try:
+                info = await js.consumer_info(stream, consumer)
+            except NotFoundError:
+                continue  # its service has not started yet
+            except (NatsError, TimeoutError) as exc:
+                raise Problem(
+                    503, "bus-unavailable", "Queues unavailable", "try again", {"Retry-After": "5"}
+                ) from exc
+            views.append(
+                QueueView(
+                    stream=stream,
+                    consumer=consumer,
+                    pending=info.num_pending or 0,
+                    unacknowledged=info.num_ack_pending or 0,
+                    redelivered=info.num_redelivered or 0,
+                )
+            )
+        return views
+
     @app.get("/v1/admin/tenants/{tenant_id}/dead-letters", tags=["admin"], dependencies=[Depends(admin_auth)])
     async def list_dead_letters(
         tenant_id: str, limit: Annotated[int, Query(ge=1, le=500)] = 50
@@ -827,6 +897,17 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             request, Problem(422, "invalid-request", "Invalid request", summarise(exc))
         )
 
+    if telemetry.tracing or telemetry.metering:
+        # One span per request (the root of a job's trace) and the HTTP server metrics;
+        # probes stay out of both.
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=telemetry.tracer_provider if telemetry.tracing else NoOpTracerProvider(),
+            meter_provider=telemetry.meter_provider,
+            excluded_urls="readyz,healthz",
+            exclude_spans=["receive", "send"],
+            server_request_hook=_without_query,
+        )
     return app
 
 

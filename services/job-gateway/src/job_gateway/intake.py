@@ -13,6 +13,7 @@ import hashlib
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from fleetmail_contracts import streams
 from fleetmail_contracts.addresses import is_address
 from fleetmail_contracts.jobs import JOB_COMMANDS, AttachmentRef, JobFunction, job_subject
 from nats.errors import Error as NatsError
+from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo.errors import DuplicateKeyError
 
@@ -30,6 +32,7 @@ from .problems import Problem
 from .ratelimit import RateLimiter
 from .settings import GatewaySettings
 from .store import GatewayStore
+from .telemetry import JOBS_RECEIVED, JOBS_REFUSED
 
 log = logging.getLogger("job-gateway")
 UNSAFE = re.compile(r"[\r\n\x00]")
@@ -90,10 +93,17 @@ def summarise(exc: ValidationError) -> str:
 
 
 class JobIntake:
-    def __init__(self, broker: NatsBroker, store: GatewayStore, settings: GatewaySettings) -> None:
+    def __init__(
+        self,
+        broker: NatsBroker,
+        store: GatewayStore,
+        settings: GatewaySettings,
+        provider_of: Callable[[str], str] = lambda _tenant: "unknown",
+    ) -> None:
         self.broker = broker
         self.store = store
         self.settings = settings
+        self.provider_of = provider_of
         self.limiter = RateLimiter(settings.device_rate_per_s, settings.device_rate_burst)
 
     def check(self, submission: JobSubmission) -> None:
@@ -133,7 +143,31 @@ class JobIntake:
                 f"{upload.filename}: {content_type} is not accepted (FLEETMAIL_GATEWAY_ALLOWED_ATTACHMENT_TYPES)",
             )
 
-    async def submit(self, device: Device, submission: JobSubmission, files: list[UploadFile]) -> JobAccepted:
+    async def submit(
+        self, device: Device, submission: JobSubmission, files: list[UploadFile], channel: str = "http"
+    ) -> JobAccepted:
+        try:
+            accepted = await self._submit(device, submission, files)
+        except Problem as problem:
+            JOBS_REFUSED.add(1, {"reason": problem.kind, "channel": channel})
+            raise
+        # Operators find a job's trace by its id.
+        trace.get_current_span().set_attribute("fleetmail.job_id", accepted.job_id)
+        if not accepted.duplicate:
+            JOBS_RECEIVED.add(
+                1,
+                {
+                    "function": submission.function.value,
+                    "provider": self.provider_of(device.tenant_id),
+                    "tenant": device.tenant_id,
+                    "channel": channel,
+                },
+            )
+        return accepted
+
+    async def _submit(
+        self, device: Device, submission: JobSubmission, files: list[UploadFile]
+    ) -> JobAccepted:
         wait = self.limiter.take(device.device_id)
         if wait is not None:
             seconds = max(1, round(wait + 0.5))

@@ -30,6 +30,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from fastapi import UploadFile
 from fleetmail_contracts.jobs import JobFunction
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from starlette.datastructures import Headers
 
@@ -37,6 +38,7 @@ from .devices import DeviceDirectory, DeviceLogin
 from .intake import UNSAFE, JobIntake, JobSubmission, summarise
 from .problems import Problem
 from .settings import GatewaySettings
+from .telemetry import tracer
 
 log = logging.getLogger("job-gateway.smtp")
 
@@ -150,7 +152,15 @@ class SubmissionHandler:
         except ValueError as exc:
             return f"550 5.6.0 {_reply_text(str(exc))}"
         try:
-            accepted = await self.intake.submit(login.device, submission, uploads)
+            with tracer.start_as_current_span(
+                "smtp receive",
+                kind=SpanKind.SERVER,
+                attributes={
+                    "fleetmail.device": login.device.device_id,
+                    "fleetmail.tenant": login.device.tenant_id,
+                },
+            ):
+                accepted = await self.intake.submit(login.device, submission, uploads, channel="smtp")
         except Problem as problem:
             return problem_reply(problem)
         except Exception:

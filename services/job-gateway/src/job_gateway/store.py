@@ -127,6 +127,15 @@ class GatewayStore:
         cursor = self.jobs.find(query).sort("submitted_at", -1).limit(limit)
         return [document async for document in cursor]
 
+    async def job_counts(self, tenant_id: str, since: datetime) -> dict[str, int]:
+        """How many of the tenant's jobs submitted since `since` are in each status."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"tenant_id": tenant_id, "submitted_at": {"$gte": since}}},
+            {"$group": {"_id": "$status", "count": {"$sum": 1}}},
+        ]
+        cursor = await self.jobs.aggregate(pipeline)
+        return {str(row["_id"]): int(row["count"]) async for row in cursor}
+
     async def record_job(self, document: dict[str, Any]) -> None:
         await self.jobs.insert_one(document)
 

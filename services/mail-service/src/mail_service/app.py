@@ -32,10 +32,11 @@ from fleetmail_contracts.streams import TOKEN_EVENT_PREFIX
 from fleetmail_contracts.tokens import Provider
 from fleetmail_runtime.bus import declare_streams, jobs_stream, make_broker
 from fleetmail_runtime.periodic import periodic
-from fleetmail_runtime.telemetry import configure_tracing
-from fleetmail_runtime.tenants import TenantDirectory
+from fleetmail_runtime.telemetry import configure_telemetry, gauges_polled
+from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+from opentelemetry import trace
 from pydantic import ValidationError
 
 from .adapters.smtp import SmtpDelivery
@@ -44,9 +45,10 @@ from .domain.compose import retry_delay
 from .errors import AwaitingAuthorization, PermanentDeliveryError, TransientDeliveryError
 from .parking import ParkingLot
 from .settings import MailSettings
+from .telemetry import DELIVERY_LATENCY, JOBS_DEFERRED, JOBS_FAILED, JOBS_PARKED, JOBS_SENT
 
 SERVICE = "mail-service"
-DURABLE = "mail-service"
+DURABLE = streams.MAIL_JOBS_CONSUMER[1]
 log = logging.getLogger(SERVICE)
 
 
@@ -85,8 +87,8 @@ async def already_delivered(ledger: KeyValue, job_id: str) -> bool:
 
 
 def build_app(settings: MailSettings) -> Wiring:
-    tracer_provider = configure_tracing(SERVICE, settings.common)
-    broker = make_broker(settings.common, SERVICE, tracer_provider)
+    telemetry = configure_telemetry(SERVICE, settings.common)
+    broker = make_broker(settings.common, SERVICE, telemetry)
     wiring = Wiring(broker=broker, app=FastStream(broker))
     tenants = TenantDirectory(broker)
 
@@ -148,6 +150,12 @@ def build_app(settings: MailSettings) -> Wiring:
                 remedy="Sign in at the device's OAuth screen, then send the job again.",
             )
         )
+        try:
+            provider = (await tenants.get(job.tenant_id)).provider.value
+        except UnknownTenant:
+            provider = "unknown"
+        labels = {"function": function.value, "provider": provider, "tenant": job.tenant_id}
+        JOBS_FAILED.add(1, {**labels, "reason": FailureReason.AUTHORIZATION_TIMEOUT.value})
 
     async def dead_letter(msg: NatsMessage, reason: str, detail: str) -> None:
         raw = msg.raw_message
@@ -189,7 +197,11 @@ def build_app(settings: MailSettings) -> Wiring:
             await msg.ack()
             return
         function = JobFunction(job.function)
+        trace.get_current_span().set_attributes(
+            {"fleetmail.job_id": job.job_id, "fleetmail.tenant": job.tenant_id, "fleetmail.attempt": attempt}
+        )
         ids = (job.job_id, job.tenant_id, job.device_id, function)
+        labels = {"function": function.value, "provider": "unknown", "tenant": job.tenant_id}
         # Only a redelivery can find its job already sent (JetStream drops duplicate publishes).
         if attempt > 1 and await already_delivered(ledger, job.job_id):
             log.info("job %s was already delivered; acknowledging the redelivery", job.job_id)
@@ -197,6 +209,7 @@ def build_app(settings: MailSettings) -> Wiring:
             return
         try:
             tenant = await deliverer.tenant(job.tenant_id)
+            labels["provider"] = tenant.provider.value
             sender = deliverer.sender_of(job, function, tenant)
             if attempt == 1:
                 # Published while the delivery runs; awaited before any later event of the job.
@@ -208,6 +221,7 @@ def build_app(settings: MailSettings) -> Wiring:
             deadline = await wiring.parking.park(job, function, exc.user, msg.body)
             await publish(MailParked(**base(*ids), user=exc.user, resume_deadline=deadline))  # type: ignore[arg-type]
             await msg.ack()
+            JOBS_PARKED.add(1, labels)
             log.info("job %s parked until %s signs in", job.job_id, exc.user)
             return
         except TransientDeliveryError as exc:
@@ -223,6 +237,7 @@ def build_app(settings: MailSettings) -> Wiring:
                     )
                 )  # type: ignore[arg-type]
                 await msg.ack()
+                JOBS_FAILED.add(1, {**labels, "reason": FailureReason.RETRIES_EXHAUSTED.value})
                 return
             delay = exc.retry_after_s or retry_delay(
                 attempt, settings.retry_base_s, settings.retry_max_s, random.random()
@@ -237,6 +252,7 @@ def build_app(settings: MailSettings) -> Wiring:
                 )
             )  # type: ignore[arg-type]
             await msg.nack(delay=delay)
+            JOBS_DEFERRED.add(1, labels)
             return
         except PermanentDeliveryError as exc:
             await settle(accepted)
@@ -252,6 +268,7 @@ def build_app(settings: MailSettings) -> Wiring:
                 )
             )  # type: ignore[arg-type]
             await msg.ack()
+            JOBS_FAILED.add(1, {**labels, "reason": exc.reason.value})
             return
         try:
             await ledger.create(job.job_id, delivered.message_id.encode())
@@ -270,6 +287,8 @@ def build_app(settings: MailSettings) -> Wiring:
         )
         # The ledger holds the job now: the ack and the event may go together.
         await asyncio.gather(msg.ack(), sent)
+        JOBS_SENT.add(1, labels)
+        DELIVERY_LATENCY.record((utc_now() - job.submitted_at).total_seconds(), labels)
         # The 'sent' event is each job's record; the log keeps to what is unusual.
         log.debug("job %s sent from %s", job.job_id, delivered.sender)
 
@@ -318,11 +337,15 @@ def build_app(settings: MailSettings) -> Wiring:
             utc_now,
         )
         try:
-            async with periodic(settings.park_sweep_s, wiring.parking.sweep, "the sweep of parked jobs"):
+            async with (
+                periodic(settings.park_sweep_s, wiring.parking.sweep, "the sweep of parked jobs"),
+                gauges_polled(telemetry, broker, [streams.MAIL_JOBS_CONSUMER]),
+            ):
                 yield
         finally:
             await smtp.close()
             await tenants.stop()
+            telemetry.shutdown()
 
     async def announce_ready() -> None:
         log.info("mail-service ready")

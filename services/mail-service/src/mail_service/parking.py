@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from faststream.nats import NatsBroker
 from fleetmail_contracts import streams
-from fleetmail_contracts.jobs import JobBase, JobFunction, job_command_adapter, job_subject
+from fleetmail_contracts.jobs import JobBase, JobFunction, job_command_adapter, resumed_job_subject
 from fleetmail_contracts.tokens import (
     Principal,
     PrincipalKind,
@@ -128,7 +128,7 @@ class ParkingLot:
         job_id = parked.key.rsplit(".", 1)[-1]
         await self.broker.publish(
             parked.job_json.encode(),
-            job_subject(parked.function),
+            resumed_job_subject(parked.function),
             # A new id: the job's own id may still be inside the duplicate window.
             headers={
                 "Nats-Msg-Id": f"{job_id}.resumed.{parked.revision}",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleetmail_runtime.settings import CommonSettings
+from fleetmail_runtime.settings import CommonSettings, settings_config
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 
 class MailSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLEETMAIL_MAIL_", extra="ignore")
+    model_config = settings_config("FLEETMAIL_MAIL_")
 
     common: CommonSettings = Field(default_factory=CommonSettings)
     smtp_ca_bundle: Path | None = Field(

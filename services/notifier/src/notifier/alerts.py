@@ -31,14 +31,40 @@ class AlertStore:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self._alerts = client[database]["alerts"]
         self._conditions = client[database]["conditions"]
+        # What is open, held in memory so that the flood of events that change nothing costs
+        # no database call; reloaded now and then for what other replicas changed.
         self._open: set[str] = set()
         self._conditions_open: set[str] = set()
+        # Keys changed here while a reload was reading: the reload must not undo them.
+        self._tick = 0
+        self._touched: dict[str, int] = {}
+
+    def _touch(self, key: str) -> None:
+        self._tick += 1
+        self._touched[key] = self._tick
 
     async def load(self) -> None:
+        began = self._tick
         await self._alerts.create_index([("tenant_id", 1), ("state", 1)])
         cursor = self._alerts.find({"state": {"$in": LIVE}}, {"_id": 1})
-        self._open = {document["_id"] async for document in cursor}
-        self._conditions_open = {document["_id"] async for document in self._conditions.find({}, {"_id": 1})}
+        open_ = {document["_id"] async for document in cursor}
+        conditions = {document["_id"] async for document in self._conditions.find({}, {"_id": 1})}
+        for key, tick in self._touched.items():
+            if tick > began:  # raised, resolved, started or ended while this reload read
+                for loaded, current in ((open_, self._open), (conditions, self._conditions_open)):
+                    if key in current:
+                        loaded.add(key)
+                    else:
+                        loaded.discard(key)
+        self._open, self._conditions_open = open_, conditions
+        self._touched = {key: tick for key, tick in self._touched.items() if tick > began}
+
+    async def live_summary(self) -> list[dict[str, Any]]:
+        """Tenant, cause, severity and state of every live alert (for the gauges)."""
+        cursor = self._alerts.find(
+            {"state": {"$in": LIVE}}, {"_id": 0, "tenant_id": 1, "cause": 1, "severity": 1, "state": 1}
+        )
+        return [document async for document in cursor]
 
     async def raise_(self, action: Raise, now: datetime) -> AlertView | None:
         """The alert if this raised it (new or reopened); None if it was already open."""
@@ -62,6 +88,7 @@ class AlertStore:
             "resolved_at": None,
         }
         self._open.add(action.key)
+        self._touch(action.key)
         reopened = await self._alerts.find_one_and_update(
             {"_id": action.key, "state": AlertState.RESOLVED.value},
             {"$set": fields},
@@ -83,6 +110,7 @@ class AlertStore:
         if action.key not in self._open:
             return None
         self._open.discard(action.key)
+        self._touch(action.key)
         document = await self._alerts.find_one_and_update(
             {"_id": action.key, "state": {"$in": LIVE}},
             {"$set": {"state": AlertState.RESOLVED.value, "resolved_at": now, "resolution": action.detail}},
@@ -95,15 +123,20 @@ class AlertStore:
         if key in self._conditions_open:
             return
         self._conditions_open.add(key)
+        self._touch(key)
         await self._conditions.update_one(
             {"_id": key}, {"$setOnInsert": {"since": since, **details}}, upsert=True
         )
+
+    async def condition_exists(self, key: str) -> bool:
+        return await self._conditions.find_one({"_id": key}, {"_id": 1}) is not None
 
     async def end_condition(self, key: str) -> None:
         """Ends a condition; free when there is none (every refresh ends one, most often none)."""
         if key not in self._conditions_open:
             return
         self._conditions_open.discard(key)
+        self._touch(key)
         await self._conditions.delete_one({"_id": key})
 
     async def lasting_conditions(self, started_before: datetime) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ from fleetmail_contracts.tokens import GRANT_STATUS_SUBJECT, GrantStatusRequest
 from fleetmail_runtime.bus import declare_streams, events_stream, make_broker
 from fleetmail_runtime.mongo import connect_mongo
 from fleetmail_runtime.periodic import periodic
-from fleetmail_runtime.telemetry import configure_tracing
+from fleetmail_runtime.telemetry import configure_telemetry, gauges_polled
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
 from .alerts import AlertStore
@@ -40,19 +40,24 @@ from .domain import (
     Action,
     FailureRate,
     Raise,
+    Resolve,
     on_mail_event,
     on_token_event,
     scan_grants,
     unreachable_key,
 )
 from .settings import NotifierSettings
+from .telemetry import ALERT_TRANSITIONS, OpenAlertGauge, observing
 
 SERVICE = "notifier"
+TOKEN_EVENTS_DURABLE = streams.NOTIFIER_TOKENS_CONSUMER[1]
+MAIL_EVENTS_DURABLE = streams.NOTIFIER_MAIL_CONSUMER[1]
 log = logging.getLogger(SERVICE)
 
 
 def build_app(settings: NotifierSettings) -> FastStream:
-    broker = make_broker(settings.common, SERVICE, configure_tracing(SERVICE, settings.common))
+    telemetry = configure_telemetry(SERVICE, settings.common)
+    broker = make_broker(settings.common, SERVICE, telemetry)
     stream = events_stream(settings.common)
     common: dict[str, Any] = {
         "stream": stream,
@@ -116,6 +121,9 @@ def build_app(settings: NotifierSettings) -> FastStream:
             if isinstance(action, Raise):
                 raised = await store().raise_(action, now)
                 if raised is not None:
+                    ALERT_TRANSITIONS.add(
+                        1, {"tenant": raised.tenant_id, "cause": raised.cause.value, "transition": "raised"}
+                    )
                     log.warning("alert raised for tenant %s: %s", raised.tenant_id, raised.title)
                     if raised.for_administrators:
                         await notify(raised.tenant_id, "alert.raised", raised.model_dump(mode="json"), now)
@@ -139,6 +147,14 @@ def build_app(settings: NotifierSettings) -> FastStream:
             else:
                 resolved = await store().resolve(action, now)
                 if resolved is not None:
+                    ALERT_TRANSITIONS.add(
+                        1,
+                        {
+                            "tenant": resolved.tenant_id,
+                            "cause": resolved.cause.value,
+                            "transition": "resolved",
+                        },
+                    )
                     log.info(
                         "alert resolved for tenant %s: %s (%s)",
                         resolved.tenant_id,
@@ -209,6 +225,10 @@ def build_app(settings: NotifierSettings) -> FastStream:
                 )
             )
         await apply(actions)
+        # The provider may have answered while this round raised its alerts: a condition that
+        # ended meanwhile (here or in another replica) must not leave its alert open.
+        ended = [a.key for a in actions if isinstance(a, Raise) and not await store().condition_exists(a.key)]
+        await apply([Resolve(key, "the identity provider answers again") for key in ended])
 
     async def scan() -> None:
         """Grants approaching death, asked of token-service, in case an event was missed."""
@@ -222,16 +242,26 @@ def build_app(settings: NotifierSettings) -> FastStream:
             grants = json.loads(response.body).get("grants", [])
             await apply(scan_grants(tenant.tenant_id, grants, datetime.now(UTC), horizon))
 
-    @broker.subscriber(f"{TOKEN_EVENT_PREFIX}*", durable="notifier-tokens", **common)
-    async def on_token_events(events: list[dict[str, Any]]) -> None:
-        for event in events:
-            await track_unreachable(event)
-            await apply(on_token_event(event))
+    def with_headers(events: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, str] | None]]:
+        """Each event of a batch with its own headers (its trace context), when traced."""
+        if not telemetry.tracing:
+            return [(event, None) for event in events]
+        message = broker.context.get_local("message")
+        headers = list(getattr(message, "batch_headers", None) or [])
+        return [(event, headers[i] if i < len(headers) else None) for i, event in enumerate(events)]
 
-    @broker.subscriber(f"{MAIL_EVENT_PREFIX}*", durable="notifier-mail", **common)
+    @broker.subscriber(f"{TOKEN_EVENT_PREFIX}*", durable=TOKEN_EVENTS_DURABLE, **common)
+    async def on_token_events(events: list[dict[str, Any]]) -> None:
+        for event, headers in with_headers(events):
+            with observing(event, headers):
+                await track_unreachable(event)
+                await apply(on_token_event(event))
+
+    @broker.subscriber(f"{MAIL_EVENT_PREFIX}*", durable=MAIL_EVENTS_DURABLE, **common)
     async def on_mail_events(events: list[dict[str, Any]]) -> None:
-        for event in events:
-            await apply(on_mail_event(event) + failure_rate.observe(event))
+        for event, headers in with_headers(events):
+            with observing(event, headers):
+                await apply(on_mail_event(event) + failure_rate.observe(event))
 
     @broker.subscriber(ALERT_LIST_SUBJECT, queue=SERVICE)
     async def on_list(request: ListAlerts) -> AlertList:
@@ -271,7 +301,7 @@ def build_app(settings: NotifierSettings) -> FastStream:
             per_minute=settings.webhook_per_minute,
         )
         await broker.connect()
-        await declare_streams(broker, settings.common)
+        await declare_streams(broker, settings.common, uses=(streams.TENANTS_BUCKET,))
         await tenants.start()
 
         async def dispatch() -> None:
@@ -283,12 +313,19 @@ def build_app(settings: NotifierSettings) -> FastStream:
                 periodic(settings.webhook_dispatch_s, dispatch, "webhook dispatch"),
                 periodic(settings.condition_check_s, raise_lasting_conditions, "checking lasting conditions"),
                 periodic(settings.grant_scan_s, scan, "the scan for grants approaching death"),
+                gauges_polled(
+                    telemetry,
+                    broker,
+                    [streams.NOTIFIER_TOKENS_CONSUMER, streams.NOTIFIER_MAIL_CONSUMER],
+                    OpenAlertGauge(holder["store"]).poll,
+                ),
             ):
                 yield
         finally:
             await outbox.close()
             await tenants.stop()
             await mongo.close()
+            telemetry.shutdown()
 
     async def announce_ready() -> None:
         log.info("notifier ready")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from fleetmail_runtime.settings import CommonSettings
+from fleetmail_runtime.settings import CommonSettings, settings_config
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 
 class NotifierSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLEETMAIL_NOTIFIER_", extra="ignore")
+    model_config = settings_config("FLEETMAIL_NOTIFIER_")
 
     common: CommonSettings = Field(default_factory=CommonSettings)
     database: str = Field(default="fleetmail_notifier", description="MongoDB database of notifier")

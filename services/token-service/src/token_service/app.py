@@ -54,7 +54,7 @@ from fleetmail_runtime.bus import declare_streams, events_stream, make_broker
 from fleetmail_runtime.crypto import load_or_create_keyring
 from fleetmail_runtime.mongo import connect_mongo
 from fleetmail_runtime.periodic import periodic
-from fleetmail_runtime.telemetry import configure_tracing
+from fleetmail_runtime.telemetry import configure_telemetry, gauges_polled
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 
 from .acquisition import Acquirer
@@ -65,9 +65,11 @@ from .errors import TokenServiceError
 from .providers import Providers
 from .service import Clock, TokenService, utc_now
 from .settings import TokenSettings
+from .telemetry import GrantGauges
 
 SERVICE = "token-service"
 QUEUE = "token-service"
+DEVICE_EVENTS_DURABLE = streams.TOKEN_DEVICES_CONSUMER[1]
 log = logging.getLogger(SERVICE)
 
 
@@ -81,8 +83,8 @@ class Wiring:
 
 
 def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
-    tracer_provider = configure_tracing(SERVICE, settings.common)
-    broker = make_broker(settings.common, SERVICE, tracer_provider)
+    telemetry = configure_telemetry(SERVICE, settings.common)
+    broker = make_broker(settings.common, SERVICE, telemetry)
     wiring = Wiring(broker=broker, app=FastStream(broker))
 
     def service() -> TokenService:
@@ -173,7 +175,7 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
     @broker.subscriber(
         f"{DEVICE_EVENT_PREFIX}*",
         stream=events_stream(settings.common),
-        durable="token-service-devices",
+        durable=DEVICE_EVENTS_DURABLE,
         pull_sub=PullSub(batch_size=16, timeout=1.0),
         config=ConsumerConfig(max_deliver=10, ack_wait=30),
         ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -204,7 +206,7 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
         wiring.credentials = CredentialStore(mongo, settings.database, keyring)
         tenants = TenantDirectory(broker)
         await broker.connect()
-        await declare_streams(broker, settings.common)
+        await declare_streams(broker, settings.common, uses=(streams.TENANTS_BUCKET,))
         await tenants.start()
         providers = Providers.from_settings(settings, wiring.credentials)
         wiring.service = TokenService(settings, grants, tenants, providers, publish, clock)
@@ -228,12 +230,19 @@ def build_app(settings: TokenSettings, *, clock: Clock = utc_now) -> Wiring:
                     wiring.acquirer.adopt_orphans,
                     "the device-code takeover check",
                 ),
+                gauges_polled(
+                    telemetry,
+                    broker,
+                    [streams.TOKEN_DEVICES_CONSUMER],
+                    GrantGauges(grants, clock).poll,
+                ),
             ):
                 yield
         finally:
             await wiring.acquirer.close()
             await tenants.stop()
             await mongo.close()
+            telemetry.shutdown()
 
     async def announce_ready() -> None:
         log.info("token-service ready")

@@ -34,6 +34,8 @@ from fleetmail_contracts.tokens import (
     TokenRefreshFailed,
 )
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from .adapters.grants import GrantStore, IssuedToken, StoredGrant
 from .adapters.microsoft import TokenResult
@@ -47,6 +49,7 @@ from .errors import (
 )
 from .providers import Providers
 from .settings import TokenSettings
+from .telemetry import REFRESHES, TOKEN_REQUESTS, tracer
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,11 @@ class TokenService:
     # --- access tokens -----------------------------------------------------------------
 
     async def access_token(self, request: AccessTokenRequest) -> AccessTokenReply:
+        reply = await self._access_token(request)
+        TOKEN_REQUESTS.add(1, {"outcome": reply.outcome.value})
+        return reply
+
+    async def _access_token(self, request: AccessTokenRequest) -> AccessTokenReply:
         principal = request.principal
         try:
             token = await self._fresh_token(principal, request.force_refresh)
@@ -263,30 +271,48 @@ class TokenService:
         """Redeem the refresh token; the caller holds the lease."""
         principal = grant.principal
         tenant = await self.tenants.get(principal.tenant_id)
+        labels = {"provider": grant.provider.value, "flow": grant.flow.value}
+        span = tracer.start_span(
+            "oauth2 token refresh", kind=SpanKind.CLIENT, attributes={**labels, "tenant": principal.tenant_id}
+        )
         try:
-            if grant.flow is AcquisitionFlow.APP_ONLY:
-                try:
-                    result, _, _ = await self._app_only_token(principal, tenant)
-                except ConfigurationError as exc:
-                    # The app's credentials were refused: as dead as a revoked grant until
-                    # an administrator stores working ones.
-                    raise ReauthorizationRequired(str(exc), "app_credentials_refused") from exc
-            elif grant.refresh_token is None:
-                raise ReauthorizationRequired(f"the grant for {principal.address} has no refresh token")
-            elif grant.provider is Provider.MICROSOFT:
-                app = await self.providers.microsoft_app(tenant)
-                scopes = list(grant.scopes or self.settings.microsoft_scopes)
-                result = await self.providers.microsoft.refresh(app, grant.refresh_token, scopes)
-            else:
-                google_app = await self.providers.google_app(tenant)
-                scopes = list(grant.scopes or self.settings.google_scopes)
-                result = await self.providers.google.refresh(google_app, grant.refresh_token, scopes)
+            with trace.use_span(span, end_on_exit=True):
+                result = await self._redeem(grant, tenant, principal)
         except ReauthorizationRequired as exc:
+            REFRESHES.add(1, {**labels, "result": "reauthorization_required"})
             await self._mark_dead(grant, exc)
             raise
         except ProviderUnavailable as exc:
+            REFRESHES.add(1, {**labels, "result": "provider_unavailable"})
             await self._failing_streak(grant, exc)
             raise
+        REFRESHES.add(1, {**labels, "result": "ok"})
+        return await self._store_refreshed(grant, tenant, result)
+
+    async def _redeem(self, grant: StoredGrant, tenant: TenantSettings, principal: Principal) -> TokenResult:
+        """One call to the provider's token endpoint for this grant."""
+        if grant.flow is AcquisitionFlow.APP_ONLY:
+            try:
+                result, _, _ = await self._app_only_token(principal, tenant)
+            except ConfigurationError as exc:
+                # The app's credentials were refused: as dead as a revoked grant until
+                # an administrator stores working ones.
+                raise ReauthorizationRequired(str(exc), "app_credentials_refused") from exc
+            return result
+        if grant.refresh_token is None:
+            raise ReauthorizationRequired(f"the grant for {principal.address} has no refresh token")
+        if grant.provider is Provider.MICROSOFT:
+            app = await self.providers.microsoft_app(tenant)
+            scopes = list(grant.scopes or self.settings.microsoft_scopes)
+            return await self.providers.microsoft.refresh(app, grant.refresh_token, scopes)
+        google_app = await self.providers.google_app(tenant)
+        scopes = list(grant.scopes or self.settings.google_scopes)
+        return await self.providers.google.refresh(google_app, grant.refresh_token, scopes)
+
+    async def _store_refreshed(
+        self, grant: StoredGrant, tenant: TenantSettings, result: TokenResult
+    ) -> CachedToken:
+        principal = grant.principal
         if self.settings.fault_exit_after_redeem:
             log.warning("fault hook: exiting between the provider's answer and the write")
             os._exit(17)

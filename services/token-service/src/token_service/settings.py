@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleetmail_runtime.settings import CommonSettings
+from fleetmail_runtime.settings import CommonSettings, settings_config
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 
 class TokenSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLEETMAIL_TOKEN_", extra="ignore")
+    model_config = settings_config("FLEETMAIL_TOKEN_")
 
     common: CommonSettings = Field(default_factory=CommonSettings)
     database: str = Field(default="fleetmail_tokens", description="MongoDB database of token-service")

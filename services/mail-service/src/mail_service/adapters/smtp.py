@@ -19,9 +19,11 @@ from fleetmail_contracts.mail_events import FailureReason
 from fleetmail_contracts.tenants import SmtpSecurity, SmtpSettings
 from fleetmail_runtime import smtp_replies
 from fleetmail_runtime.smtp_replies import ReplyClass
+from opentelemetry.trace import Span, SpanKind
 
 from ..domain.mime import MimeMessage
 from ..errors import DeliveryError, SmtpPermanent, SmtpTransient
+from ..telemetry import tracer
 
 
 class TokenRejected(DeliveryError):
@@ -131,9 +133,34 @@ class SmtpDelivery:
     ) -> SendResult:
         key: PoolKey = (server.host, server.port, server.security.value, credentials.address.casefold())
         slots = self._slots.setdefault(key, asyncio.Semaphore(self._max))
+        with tracer.start_as_current_span(
+            "smtp send",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "server.address": server.host,
+                "server.port": server.port,
+                "smtp.security": server.security.value,
+                "smtp.recipients": len(recipients),
+            },
+        ) as span:
+            result = await self._send(key, slots, server, credentials, message, recipients, span)
+            span.set_attribute("smtp.reply", result.reply)
+            return result
+
+    async def _send(
+        self,
+        key: PoolKey,
+        slots: asyncio.Semaphore,
+        server: SmtpSettings,
+        credentials: Credentials,
+        message: MimeMessage,
+        recipients: list[str],
+        span: Span,
+    ) -> SendResult:
         async with slots:
             for attempt in (1, 2):
                 connection, reused = await self._checkout(key, server, credentials)
+                span.set_attribute("smtp.connection_reused", reused)
                 try:
                     result = await self._transact(connection, credentials, message, recipients)
                 except _StaleConnection as exc:

@@ -251,6 +251,14 @@ class GrantStore:
             async for d in cursor
         ]
 
+    async def summary(self) -> list[dict[str, Any]]:
+        """Every grant's tenant, provider, status and predicted death, for the gauges
+        (no secrets read; a projection of small fields only)."""
+        cursor = self._grants.find(
+            {}, {"_id": 0, "tenant_id": 1, "provider": 1, "status": 1, "predicted_death_at": 1}
+        )
+        return [d async for d in cursor]
+
     async def announce_expiring(self, principal: Principal, now: datetime, announce: bool) -> bool:
         """Record that the coming death was announced (True once), or clear it when it passed."""
         if not announce:

@@ -1,0 +1,67 @@
+"""notifier's spans and metrics (OpenTelemetry's global API: no-ops until the service's
+`configure_telemetry` installs a provider)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from .alerts import AlertStore
+
+tracer = trace.get_tracer("fleetmail.notifier")
+meter = metrics.get_meter("fleetmail.notifier")
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+ALERT_TRANSITIONS = meter.create_counter(
+    "fleetmail.alerts.transitions",
+    unit="{alert}",
+    description="Alerts raised and resolved, by cause",
+)
+
+
+@contextmanager
+def observing(event: Mapping[str, Any], headers: Mapping[str, str] | None) -> Iterator[None]:
+    """A span for one event of a batch, a child of the span that published it: the notifier
+    reads events in batches, and this keeps each job's trace whole."""
+    parent = _PROPAGATOR.extract(dict(headers or {}))
+    with tracer.start_as_current_span(
+        f"notifier observe {event.get('kind', 'event')}",
+        context=parent,
+        kind=trace.SpanKind.CONSUMER,
+        attributes={"fleetmail.tenant": str(event.get("tenant_id") or "")},
+    ):
+        yield
+
+
+class OpenAlertGauge:
+    """Live (open or acknowledged) alerts by tenant, cause, severity and state."""
+
+    def __init__(self, store: AlertStore) -> None:
+        self.store = store
+        self.counts: Counter[tuple[str, str, str, str]] = Counter()
+        meter.create_observable_gauge(
+            "fleetmail.alerts.open",
+            callbacks=[lambda _o: self._observe()],
+            unit="{alert}",
+            description="Alerts open or acknowledged and not yet resolved",
+        )
+
+    def _observe(self) -> list[metrics.Observation]:
+        return [
+            metrics.Observation(count, {"tenant": t, "cause": c, "severity": s, "state": st})
+            for (t, c, s, st), count in list(self.counts.items())
+        ]
+
+    async def poll(self) -> None:
+        counts: Counter[tuple[str, str, str, str]] = Counter(
+            (str(a.get("tenant_id")), str(a.get("cause")), str(a.get("severity")), str(a.get("state")))
+            for a in await self.store.live_summary()
+        )
+        for key in self.counts:
+            counts.setdefault(key, 0)
+        self.counts = counts
