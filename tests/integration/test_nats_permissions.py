@@ -1,0 +1,179 @@
+"""Least privilege on the bus: nats-server runs with exactly deploy/nats/accounts.conf, the four
+services run under their own users (streams declared beforehand by the provisioner), a job
+travels the whole path without one permission violation, and every forbidden publish and
+subscribe is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+from fleetmail_devkit.probes import device_panel, tenant_with_administrator_grant
+from fleetmail_devkit.stack import Ports, Stack
+
+ACCOUNTS = Path(__file__).parents[2] / "deploy" / "nats" / "accounts.conf"
+USERS = ("provisioner", "job-gateway", "token-service", "mail-service", "notifier", "system")
+
+# (user, action, subject): what each service must never do.
+FORBIDDEN = [
+    # Only mail-service requests access tokens (and SMTP credentials).
+    *((u, "pub", "fleetmail.rpc.v1.tokens.access") for u in ("job-gateway", "notifier", "token-service")),
+    *((u, "pub", "fleetmail.rpc.v1.tokens.credentials.smtp") for u in ("job-gateway", "notifier")),
+    # Only job-gateway publishes job commands; mail-service may only put back its parked jobs.
+    *((u, "pub", "fleetmail.jobs.v1.scan_to_email") for u in ("mail-service", "token-service", "notifier")),
+    ("notifier", "pub", "fleetmail.jobs.v1.resumed.scan_to_email"),
+    # Only token-service answers token requests and publishes token events.
+    *((u, "sub", "fleetmail.rpc.v1.tokens.access") for u in ("job-gateway", "mail-service", "notifier")),
+    *((u, "sub", "fleetmail.rpc.v1.tokens.>") for u in ("job-gateway", "mail-service", "notifier")),
+    *(
+        (u, "pub", "fleetmail.events.v1.tokens.refreshed")
+        for u in ("job-gateway", "mail-service", "notifier")
+    ),
+    # Nobody forges another service's events or answers its requests.
+    *((u, "pub", "fleetmail.events.v1.mail.sent") for u in ("job-gateway", "token-service", "notifier")),
+    *(
+        (u, "pub", "fleetmail.events.v1.alerts.raised")
+        for u in ("job-gateway", "token-service", "mail-service")
+    ),
+    *((u, "sub", "fleetmail.rpc.v1.alerts.list") for u in ("job-gateway", "token-service", "mail-service")),
+    # No service reads what it does not need.
+    *((u, "sub", "fleetmail.jobs.>") for u in ("job-gateway", "token-service", "mail-service", "notifier")),
+    *((u, "sub", ">") for u in ("job-gateway", "token-service", "mail-service", "notifier")),
+    ("notifier", "sub", "$O.fleetmail_attachments.>"),
+    ("token-service", "pub", "$JS.API.STREAM.INFO.OBJ_fleetmail_attachments"),
+    ("notifier", "pub", "$JS.API.DIRECT.GET.KV_fleetmail_delivery_ledger.$KV.fleetmail_delivery_ledger.x"),
+    ("job-gateway", "pub", "$JS.API.CONSUMER.MSG.NEXT.FLEETMAIL_JOBS.mail-service"),
+    ("notifier", "pub", "$JS.API.CONSUMER.MSG.NEXT.FLEETMAIL_EVENTS.job-gateway-status"),
+    ("mail-service", "pub", "fleetmail.rpc.v1.tokens.credentials.webhook"),
+    ("mail-service", "pub", "fleetmail.rpc.v1.tokens.credentials.set"),
+    # Tenants are written by job-gateway only (token-service and mail-service read them).
+    ("notifier", "pub", "$KV.fleetmail_tenants.contoso"),
+    # No service changes or deletes streams.
+    *(
+        (u, "pub", "$JS.API.STREAM.DELETE.FLEETMAIL_JOBS")
+        for u in ("job-gateway", "token-service", "mail-service", "notifier")
+    ),
+    *(
+        (u, "pub", "$JS.API.STREAM.CREATE.FLEETMAIL_EVIL")
+        for u in ("job-gateway", "token-service", "mail-service", "notifier")
+    ),
+    *(
+        (u, "pub", "$JS.API.STREAM.PURGE.FLEETMAIL_EVENTS")
+        for u in ("job-gateway", "token-service", "mail-service", "notifier")
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+async def locked_stack() -> AsyncIterator[Stack]:
+    data_dir = Path(tempfile.mkdtemp(prefix="fleetmail-perm-"))
+    passwords = {user: uuid.uuid4().hex for user in USERS}
+    stack = Stack(
+        data_dir,
+        Ports.free(),
+        echo=False,
+        nats_config=ACCOUNTS,
+        nats_passwords=passwords,
+        extra_env={"FLEETMAIL_METRICS_PORT": "0"},
+    )
+    await stack.start()
+    try:
+        yield stack
+    finally:
+        await stack.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def violations(stack: Stack) -> list[str]:
+    return [line for line in stack.part("nats").output if "Violation" in line]
+
+
+async def test_a_job_travels_the_whole_path_under_least_privilege(locked_stack: Stack) -> None:
+    stack = locked_stack
+    async with httpx.AsyncClient(verify=stack.ssl_context(), timeout=30, trust_env=False) as emulator:
+        principal = await tenant_with_administrator_grant(stack, emulator)
+    headers = {"Authorization": f"Bearer {stack.admin_api_key()}"}
+    async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers, timeout=30) as admin:
+        async with device_panel(stack, principal.tenant_id) as panel:
+            job = {"function": "scan_to_email", "to": ["x@fabrikam.example"]}
+            files = {"files": ("scan.pdf", b"%PDF-1.4 scan", "application/pdf")}
+            response = await panel.post("/v1/jobs", data={"job": json.dumps(job)}, files=files)
+            assert response.status_code == 202, response.text
+            job_id = response.json()["job_id"]
+            for _ in range(150):
+                status = (await panel.get(f"/v1/jobs/{job_id}")).json()
+                if status["status"] in ("sent", "failed"):
+                    break
+                await asyncio.sleep(0.2)
+        assert status["status"] == "sent", (status, violations(stack))
+        # The administrator's views that cross services work under the same users.
+        assert (await admin.get(f"/v1/admin/tenants/{principal.tenant_id}/tokens")).status_code == 200
+        assert (await admin.get(f"/v1/admin/tenants/{principal.tenant_id}/alerts")).status_code == 200
+        assert (await admin.get(f"/v1/admin/tenants/{principal.tenant_id}/dead-letters")).status_code == 200
+        assert len((await admin.get("/v1/admin/queues")).json()) == 5
+    assert violations(stack) == [], "a service needed something its NATS user may not do"
+
+
+@pytest.mark.parametrize("user", ["job-gateway", "token-service", "mail-service", "notifier"])
+async def test_every_forbidden_publish_and_subscribe_is_refused(locked_stack: Stack, user: str) -> None:
+    stack = locked_stack
+    errors: list[str] = []
+
+    async def collect(error: Exception) -> None:
+        errors.append(str(error))
+
+    client = await nats.connect(
+        stack.nats_url,
+        user=user,
+        password=stack.nats_passwords[user],
+        error_cb=collect,
+        allow_reconnect=False,
+    )
+    try:
+        for _, action, subject in [f for f in FORBIDDEN if f[0] == user]:
+            errors.clear()
+            if action == "pub":
+                await client.publish(subject, b"forbidden")
+            else:
+                await client.subscribe(subject)
+            await client.flush()
+            for _ in range(40):
+                if errors:
+                    break
+                await asyncio.sleep(0.05)
+            kind = "publish" if action == "pub" else "subscription"
+            assert any("permissions violation" in e.lower() and kind in e.lower() for e in errors), (
+                f"{user} could {action} {subject}: {errors}"
+            )
+    finally:
+        await client.close()
+
+
+async def connect_raw(stack: Stack, credentials: dict[str, str]) -> str:
+    """The server's answer to a CONNECT with these credentials, on a plain socket (the
+    protocol's own words, and nothing left open)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.ports.nats)
+    try:
+        await reader.readline()  # INFO
+        connect = {"verbose": False, "pedantic": False, "protocol": 1, **credentials}
+        writer.write(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
+        await writer.drain()
+        return (await asyncio.wait_for(reader.readline(), 5)).decode().strip()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_a_wrong_password_or_no_user_is_refused(locked_stack: Stack) -> None:
+    right = {"user": "mail-service", "pass": locked_stack.nats_passwords["mail-service"]}
+    assert await connect_raw(locked_stack, right) == "PONG"
+    assert "Authorization Violation" in await connect_raw(locked_stack, {**right, "pass": "wrong"})
+    assert "Authorization Violation" in await connect_raw(locked_stack, {})
