@@ -5,26 +5,21 @@ the design does not lose throughput to coordination (shared consumers, leases)."
 from __future__ import annotations
 
 import httpx
-from fleetmail_devkit.probes import register_device, tenant_with_administrator_grant
 from fleetmail_devkit.stack import Stack
 
 from .figures import Figure
-from .telemetry import DEVICES, e2e_rate
+from .mail import devices_of_new_tenant, e2e_rate
+from .telemetry import DEVICES, PER_DEVICE
 
 WORKERS = ("token-service", "mail-service", "notifier")
 
 
-async def devices_of_new_tenant(stack: Stack, http: httpx.AsyncClient) -> list[tuple[str, str]]:
-    principal = await tenant_with_administrator_grant(stack, http)
-    return [await register_device(stack, principal.tenant_id) for _ in range(DEVICES)]
-
-
 async def run(stack: Stack) -> list[Figure]:
     async with httpx.AsyncClient(verify=stack.ssl_context(), trust_env=False, timeout=60) as http:
-        one = await e2e_rate(stack, http, await devices_of_new_tenant(stack, http))
+        one = await e2e_rate(stack, http, await devices_of_new_tenant(stack, http, DEVICES), PER_DEVICE)
         added = [await stack.add_replica(service) for service in WORKERS]
         try:
-            two = await e2e_rate(stack, http, await devices_of_new_tenant(stack, http))
+            two = await e2e_rate(stack, http, await devices_of_new_tenant(stack, http, DEVICES), PER_DEVICE)
         finally:
             for part in added:
                 await stack.stop_part(part)

@@ -10,17 +10,13 @@ on) so that a warm-up or a drift of the machine does not favour either.
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 
 import httpx
-from fleetmail_devkit.fleet import sample_pdf
 from fleetmail_devkit.otlp import OtlpSink
-from fleetmail_devkit.probes import register_device, tenant_with_administrator_grant
 from fleetmail_devkit.stack import Stack
 
 from .figures import Figure
-from .mail import accepted, wait_for_accepted
+from .mail import devices_of_new_tenant, e2e_rate
 from .stack import TELEMETRY_OFF
 
 DEVICES = 8
@@ -58,25 +54,6 @@ async def scrape_every_second(stack: Stack) -> None:
             await asyncio.sleep(1)
 
 
-async def e2e_rate(stack: Stack, http: httpx.AsyncClient, devices: list[tuple[str, str]]) -> float:
-    before = await accepted(stack, http)
-    started = time.perf_counter()
-
-    async def submit(device_id: str, secret: str) -> None:
-        async with httpx.AsyncClient(
-            base_url=stack.gateway_url, auth=(device_id, secret), timeout=60
-        ) as panel:
-            for n in range(PER_DEVICE):
-                job = {"function": "scan_to_email", "to": [f"r{n}@fabrikam.example"], "subject": f"Scan {n}"}
-                files = {"files": ("scan.pdf", sample_pdf(f"Scan {n}"), "application/pdf")}
-                response = await panel.post("/v1/jobs", data={"job": json.dumps(job)}, files=files)
-                response.raise_for_status()
-
-    await asyncio.gather(*(submit(*d) for d in devices))
-    await wait_for_accepted(stack, http, before + PER_DEVICE * len(devices))
-    return PER_DEVICE * len(devices) / (time.perf_counter() - started)
-
-
 async def run(stack: Stack) -> list[Figure]:
     sink = OtlpSink(keep=False).start()
     rates: dict[bool, list[float]] = {False: [], True: []}
@@ -85,11 +62,10 @@ async def run(stack: Stack) -> list[Figure]:
             for round_ in range(ROUNDS):
                 for on in (False, True):
                     await switch(stack, on, sink)
-                    principal = await tenant_with_administrator_grant(stack, http)
-                    devices = [await register_device(stack, principal.tenant_id) for _ in range(DEVICES)]
+                    devices = await devices_of_new_tenant(stack, http, DEVICES)
                     scraper = asyncio.create_task(scrape_every_second(stack)) if on else None
                     try:
-                        rates[on].append(await e2e_rate(stack, http, devices))
+                        rates[on].append(await e2e_rate(stack, http, devices, PER_DEVICE))
                     finally:
                         if scraper is not None:
                             scraper.cancel()

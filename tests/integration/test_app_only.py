@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalKind
-from fleetmail_devkit.probes import request_tokens
+from fleetmail_devkit.probes import device_panel, request_tokens
 from pymongo import AsyncMongoClient
 
 from .test_mail_delivery import final_status, received, submit
@@ -73,14 +73,7 @@ async def test_microsoft_client_credentials_send_with_no_sign_in(stack, emulator
     [grant] = (await admin.get(f"/v1/admin/tenants/{tenant_id}/tokens")).json()["grants"]
     assert grant["flow"] == "app_only" and grant["status"] == "active" and grant["predicted_death_at"] is None
 
-    device = (
-        await admin.post(
-            f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": f"mfp-{uuid.uuid4().hex[:6]}"}
-        )
-    ).json()
-    async with httpx.AsyncClient(
-        base_url=stack.gateway_url, auth=(device["device_id"], device["secret"]), timeout=60
-    ) as panel:
+    async with device_panel(stack, tenant_id) as panel:
         job_id = await submit(panel, {"function": "scan_to_email", "to": ["someone@fabrikam.example"]})
         status = await final_status(panel, job_id)
     assert status["status"] == "sent", status

@@ -5,29 +5,18 @@ import email
 import email.policy
 import hashlib
 import json
-import uuid
 
 import httpx
 import pytest
 from fleetmail_devkit.fleet import sample_pdf
-from fleetmail_devkit.probes import tenant_with_administrator_grant, token_endpoint_calls
+from fleetmail_devkit.probes import device_panel, tenant_with_administrator_grant, token_endpoint_calls
 
 
 @pytest.fixture
 async def fleet(stack, emulator_http):
     """A tenant with an administrator grant and one registered device."""
     principal = await tenant_with_administrator_grant(stack, emulator_http)
-    headers = {"Authorization": f"Bearer {stack.admin_api_key()}"}
-    async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers) as admin:
-        device = (
-            await admin.post(
-                f"/v1/admin/tenants/{principal.tenant_id}/devices",
-                json={"device_id": f"mfp-{uuid.uuid4().hex[:6]}"},
-            )
-        ).json()
-    async with httpx.AsyncClient(
-        base_url=stack.gateway_url, auth=(device["device_id"], device["secret"]), timeout=60
-    ) as panel:
+    async with device_panel(stack, principal.tenant_id) as panel:
         yield principal, panel
 
 

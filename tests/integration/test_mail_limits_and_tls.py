@@ -4,22 +4,10 @@ import asyncio
 import hashlib
 import uuid
 
-import httpx
-from fleetmail_devkit.probes import smtp_emulator
+from fleetmail_devkit.probes import device_panel, smtp_emulator
 
 from .test_app_only import app_only_tenant
 from .test_mail_delivery import final_status, submit
-
-
-async def device_panel(stack, admin: httpx.AsyncClient, tenant_id: str) -> httpx.AsyncClient:
-    device = (
-        await admin.post(
-            f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": f"mfp-{uuid.uuid4().hex[:6]}"}
-        )
-    ).json()
-    return httpx.AsyncClient(
-        base_url=stack.gateway_url, auth=(device["device_id"], device["secret"]), timeout=60
-    )
 
 
 async def test_a_message_over_the_provider_limit_fails_before_sending(stack, admin) -> None:
@@ -34,7 +22,7 @@ async def test_a_message_over_the_provider_limit_fails_before_sending(stack, adm
             "administrator_address": f"admin@{tenant_id}.example",
         },
     )
-    async with await device_panel(stack, admin, tenant_id) as panel:
+    async with device_panel(stack, tenant_id) as panel:
         scan = ("scan.pdf", b"%PDF" + b"\0" * 4_000_000, "application/pdf")
         job_id = await submit(
             panel, {"function": "scan_to_email", "to": ["x@fabrikam.example"]}, {"files": scan}
@@ -63,7 +51,7 @@ async def test_a_tenant_smtp_server_under_a_private_ca(stack, admin, emulator_ht
             f"/v1/admin/tenants/{tenant_id}/credentials",
             json={"smtp_username": address, "smtp_password": "relay-pw"},
         )
-        async with await device_panel(stack, admin, tenant_id) as panel:
+        async with device_panel(stack, tenant_id) as panel:
             untrusted = await final_status(
                 panel, await submit(panel, {"function": "scan_to_email", "to": ["x@y.example"]})
             )
@@ -102,7 +90,7 @@ async def test_gmail_challenge_makes_mail_service_refresh_once_and_deliver(
         )
         key = await service_account(f"{tenant_id}.example")
         await admin.put(f"/v1/admin/tenants/{tenant_id}/credentials", json={"google_service_account": key})
-        async with await device_panel(stack, admin, tenant_id) as panel:
+        async with device_panel(stack, tenant_id) as panel:
             first = await final_status(
                 panel, await submit(panel, {"function": "scan_to_email", "to": ["x@y.example"]})
             )

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fleetmail_devkit.probes import device_panel
 
 from .test_app_only import stored_documents
 from .test_mail_delivery import final_status, received, submit
@@ -29,14 +30,7 @@ async def basic_tenant(stack, admin, emulator_http) -> AsyncIterator[tuple[str, 
     await emulator_http.post(
         f"{stack.smtp_control_url}/_emulator/mailboxes", json={"address": address, "password": password}
     )
-    device = (
-        await admin.post(
-            f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": f"mfp-{uuid.uuid4().hex[:6]}"}
-        )
-    ).json()
-    async with httpx.AsyncClient(
-        base_url=stack.gateway_url, auth=(device["device_id"], device["secret"]), timeout=60
-    ) as panel:
+    async with device_panel(stack, tenant_id) as panel:
         yield tenant_id, password, panel
 
 

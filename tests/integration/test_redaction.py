@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalKind
 from fleetmail_devkit.otlp import OtlpSink
-from fleetmail_devkit.probes import request_tokens, scrape, tenant_with_administrator_grant
+from fleetmail_devkit.probes import register_device, request_tokens, scrape, tenant_with_administrator_grant
 
 from .test_app_only import app_only_tenant, confidential_app
 from .test_mail_delivery import final_status, submit
@@ -54,17 +54,13 @@ async def test_no_secret_in_logs_traces_or_metrics(stack, emulator_http, admin, 
     exported_before = len(otlp_sink.bodies)
     principal = await tenant_with_administrator_grant(stack, emulator_http)
     tenant, address = principal.tenant_id, principal.address
-    device = (
-        await admin.post(
-            f"/v1/admin/tenants/{tenant}/devices", json={"device_id": f"mfp-{uuid.uuid4().hex[:6]}"}
-        )
-    ).json()
-    secrets: dict[str, str | None] = {device["secret"]: device["device_id"]}
+    device_id, device_secret = await register_device(stack, tenant)
+    secrets: dict[str, str | None] = {device_secret: device_id}
     smtp_faults = f"{stack.smtp_control_url}/_emulator/faults"
     job = {"function": "scan_to_email", "to": ["x@fabrikam.example"]}
 
     async with httpx.AsyncClient(
-        base_url=stack.gateway_url, auth=(device["device_id"], device["secret"]), timeout=60
+        base_url=stack.gateway_url, auth=(device_id, device_secret), timeout=60
     ) as panel:
         # The SMTP server refuses the token: a forced refresh, then the job goes.
         await emulator_http.post(
@@ -93,19 +89,19 @@ async def test_no_secret_in_logs_traces_or_metrics(stack, emulator_http, admin, 
 
     # A device with a wrong secret, over HTTP and over SMTP; the right one over SMTP.
     wrong = f"wrong-{uuid.uuid4().hex}"
-    secrets[wrong] = device["device_id"]
-    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(device["device_id"], wrong)) as stranger:
+    secrets[wrong] = device_id
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(device_id, wrong)) as stranger:
         assert (await stranger.post("/v1/jobs", data={"job": "{}"})).status_code == 401
     smtp = aiosmtplib.SMTP(
         hostname="127.0.0.1", port=stack.ports.gateway_smtp, start_tls=True, tls_context=context(stack)
     )
     async with smtp:
         with pytest.raises(aiosmtplib.SMTPAuthenticationError):
-            await smtp.login(device["device_id"], wrong)
+            await smtp.login(device_id, wrong)
     async with aiosmtplib.SMTP(
         hostname="127.0.0.1", port=stack.ports.gateway_smtp, start_tls=True, tls_context=context(stack)
     ) as smtp:
-        await smtp.login(device["device_id"], device["secret"])
+        await smtp.login(device_id, device_secret)
         await smtp.send_message(scan())
 
     # An app-only tenant with a wrong client secret, then the right one.
@@ -146,14 +142,10 @@ async def test_no_secret_in_logs_traces_or_metrics(stack, emulator_http, admin, 
         f"/v1/admin/tenants/{basic}/credentials",
         json={"smtp_username": basic_address, "smtp_password": stored_password},
     )
-    basic_device = (
-        await admin.post(
-            f"/v1/admin/tenants/{basic}/devices", json={"device_id": f"mfp-{uuid.uuid4().hex[:6]}"}
-        )
-    ).json()
-    secrets[basic_device["secret"]] = basic_device["device_id"]
+    basic_device_id, basic_secret = await register_device(stack, basic)
+    secrets[basic_secret] = basic_device_id
     async with httpx.AsyncClient(
-        base_url=stack.gateway_url, auth=(basic_device["device_id"], basic_device["secret"]), timeout=60
+        base_url=stack.gateway_url, auth=(basic_device_id, basic_secret), timeout=60
     ) as panel:
         status = await final_status(panel, await submit(panel, job))
     assert status["status"] == "failed" and status["reason_code"] == "authentication_failed"

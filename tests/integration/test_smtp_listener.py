@@ -9,20 +9,17 @@ from email.message import EmailMessage
 import aiosmtplib
 import httpx
 import pytest
-from fleetmail_devkit.probes import tenant_with_administrator_grant
+from fleetmail_devkit.probes import register_device, tenant_with_administrator_grant
 
 from .test_mail_delivery import final_status
 
 
 @pytest.fixture
-async def device(stack, emulator_http, admin):
+async def device(stack, emulator_http):
     """A device of a tenant with an administrator grant: (device id, secret, tenant id)."""
     principal = await tenant_with_administrator_grant(stack, emulator_http)
-    registered = await admin.post(
-        f"/v1/admin/tenants/{principal.tenant_id}/devices", json={"device_id": f"old-{uuid.uuid4().hex[:6]}"}
-    )
-    body = registered.json()
-    return body["device_id"], body["secret"], principal.tenant_id
+    device_id, secret = await register_device(stack, principal.tenant_id)
+    return device_id, secret, principal.tenant_id
 
 
 def scan(subject: str = "Scan from an old MFP", size: int = 2048) -> EmailMessage:

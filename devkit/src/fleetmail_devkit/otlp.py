@@ -117,8 +117,3 @@ class OtlpSink:
     def find(self, predicate: Any) -> list[SpanRecord]:
         with self._lock:
             return [s for s in self.spans if predicate(s)]
-
-    def everything(self) -> bytes:
-        """Every body received, for scanning."""
-        with self._lock:
-            return b"\n".join(self.bodies)

@@ -19,7 +19,7 @@ name, so a million token requests make one label value, not a million.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,21 +60,15 @@ def normalise_subject(subject: str) -> str:
 
 @dataclass
 class Telemetry:
-    """What a service needs from OpenTelemetry: a tracer, a meter, and whether each is on."""
+    """What a service needs from OpenTelemetry: its providers, and whether traces and metrics
+    are on (its own code uses the global API, which these providers back)."""
 
     service: str
     tracing: bool
     metering: bool
     tracer_provider: TracerProvider | None = None
     meter_provider: metrics.MeterProvider = field(default_factory=metrics.NoOpMeterProvider)
-    metrics_port: int | None = None
     poll_s: float = 5.0
-
-    @property
-    def tracer(self) -> trace.Tracer:
-        if self.tracer_provider is None:
-            return trace.NoOpTracer()
-        return self.tracer_provider.get_tracer(METER_NAME)
 
     @property
     def meter(self) -> metrics.Meter:
@@ -143,7 +137,6 @@ def configure_telemetry(service: str, settings: CommonSettings) -> Telemetry:
 
         start_http_server(port=settings.metrics_port, addr=settings.metrics_host)
         readers.append(PrometheusMetricReader())
-        telemetry.metrics_port = settings.metrics_port
     push = settings.otel_metrics == "otlp" or (
         settings.otel_metrics == "auto" and settings.otel_exporter == "otlp" and not settings.metrics_port
     )
@@ -253,33 +246,50 @@ class RedeliveryCounter:
         return _CountRedeliveries(msg, context=context, counter=self.counter)
 
 
+class PolledGauge:
+    """An observable gauge that reports what its owner's last poll found: a gauge's callback
+    cannot wait on the network or the database, so a periodic task reads the source and sets
+    the values here. With `zero_when_gone`, a series the poll no longer finds reports 0, so a
+    dashboard sees a status empty out rather than its line vanish."""
+
+    def __init__(
+        self, meter: metrics.Meter, name: str, *, unit: str, description: str, zero_when_gone: bool = False
+    ) -> None:
+        self._values: dict[tuple[tuple[str, str], ...], float] = {}
+        self._zero_when_gone = zero_when_gone
+        meter.create_observable_gauge(name, callbacks=[self._observe], unit=unit, description=description)
+
+    def set(self, readings: Iterable[tuple[Mapping[str, str], float]]) -> None:
+        values = {tuple(sorted(labels.items())): value for labels, value in readings}
+        if self._zero_when_gone:
+            for key in self._values:
+                values.setdefault(key, 0)
+        self._values = values
+
+    def _observe(self, _options: metrics.CallbackOptions) -> list[metrics.Observation]:
+        return [metrics.Observation(value, dict(labels)) for labels, value in list(self._values.items())]
+
+
 class ConsumerLag:
     """Pending and unacknowledged messages of a service's durable consumers, read from
-    JetStream every few seconds and reported as gauges (an observable gauge's callback cannot
-    wait on the network, so it reports the last reading)."""
+    JetStream every few seconds."""
 
     def __init__(self, telemetry: Telemetry, consumers: list[tuple[str, str]]) -> None:
         self.consumers = consumers
+        # The last reading of each consumer: one that cannot be read now keeps its last one.
         self.readings: dict[tuple[str, str], tuple[int, int]] = {}
-        meter = telemetry.meter
-        meter.create_observable_gauge(
+        self.pending = PolledGauge(
+            telemetry.meter,
             "fleetmail.consumer.pending",
-            callbacks=[lambda _options: self._observe(0)],
             unit="{message}",
             description="Messages in the stream not yet delivered to the consumer (lag)",
         )
-        meter.create_observable_gauge(
+        self.ack_pending = PolledGauge(
+            telemetry.meter,
             "fleetmail.consumer.ack_pending",
-            callbacks=[lambda _options: self._observe(1)],
             unit="{message}",
             description="Messages delivered and not yet acknowledged",
         )
-
-    def _observe(self, index: int) -> list[metrics.Observation]:
-        return [
-            metrics.Observation(values[index], {"stream": stream, "consumer": consumer})
-            for (stream, consumer), values in list(self.readings.items())
-        ]
 
     async def poll(self, broker: Any) -> None:
         js = broker.connection.jetstream()
@@ -290,6 +300,9 @@ class ConsumerLag:
                 log.debug("consumer info for %s/%s: %s", stream, consumer, exc)
                 continue
             self.readings[(stream, consumer)] = (info.num_pending or 0, info.num_ack_pending or 0)
+        labelled = [({"stream": s, "consumer": c}, values) for (s, c), values in self.readings.items()]
+        self.pending.set((labels, values[0]) for labels, values in labelled)
+        self.ack_pending.set((labels, values[1]) for labels, values in labelled)
 
 
 @asynccontextmanager

@@ -47,7 +47,7 @@ from .domain import (
     unreachable_key,
 )
 from .settings import NotifierSettings
-from .telemetry import ALERT_TRANSITIONS, OpenAlertGauge, observing
+from .telemetry import OpenAlertGauge, count_transition, observing
 
 SERVICE = "notifier"
 TOKEN_EVENTS_DURABLE = streams.NOTIFIER_TOKENS_CONSUMER[1]
@@ -115,15 +115,16 @@ def build_app(settings: NotifierSettings) -> FastStream:
             stream=streams.EVENTS_STREAM,
         )
 
-    async def apply(actions: list[Action]) -> None:
+    async def apply(actions: list[Action]) -> list[str]:
+        """Carries out the actions; returns the keys of the alerts this raised."""
         now = datetime.now(UTC)
+        raised_keys: list[str] = []
         for action in actions:
             if isinstance(action, Raise):
                 raised = await store().raise_(action, now)
                 if raised is not None:
-                    ALERT_TRANSITIONS.add(
-                        1, {"tenant": raised.tenant_id, "cause": raised.cause.value, "transition": "raised"}
-                    )
+                    raised_keys.append(action.key)
+                    count_transition(raised, "raised")
                     log.warning("alert raised for tenant %s: %s", raised.tenant_id, raised.title)
                     if raised.for_administrators:
                         await notify(raised.tenant_id, "alert.raised", raised.model_dump(mode="json"), now)
@@ -147,14 +148,7 @@ def build_app(settings: NotifierSettings) -> FastStream:
             else:
                 resolved = await store().resolve(action, now)
                 if resolved is not None:
-                    ALERT_TRANSITIONS.add(
-                        1,
-                        {
-                            "tenant": resolved.tenant_id,
-                            "cause": resolved.cause.value,
-                            "transition": "resolved",
-                        },
-                    )
+                    count_transition(resolved, "resolved")
                     log.info(
                         "alert resolved for tenant %s: %s (%s)",
                         resolved.tenant_id,
@@ -177,6 +171,7 @@ def build_app(settings: NotifierSettings) -> FastStream:
                             detail=f"Recovered: {action.detail}",
                         )
                     )
+        return raised_keys
 
     failure_rate = FailureRate(
         settings.failure_rate_threshold, settings.failure_rate_window, settings.failure_rate_min_samples
@@ -224,10 +219,10 @@ def build_app(settings: NotifierSettings) -> FastStream:
                     principal.get("address"),
                 )
             )
-        await apply(actions)
+        raised = await apply(actions)
         # The provider may have answered while this round raised its alerts: a condition that
         # ended meanwhile (here or in another replica) must not leave its alert open.
-        ended = [a.key for a in actions if isinstance(a, Raise) and not await store().condition_exists(a.key)]
+        ended = [key for key in raised if not await store().condition_exists(key)]
         await apply([Resolve(key, "the identity provider answers again") for key in ended])
 
     async def scan() -> None:

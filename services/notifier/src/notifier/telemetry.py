@@ -8,6 +8,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from fleetmail_contracts.alerts import AlertView
+from fleetmail_runtime.telemetry import PolledGauge
 from opentelemetry import metrics, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -38,30 +40,30 @@ def observing(event: Mapping[str, Any], headers: Mapping[str, str] | None) -> It
         yield
 
 
+def count_transition(alert: AlertView, transition: str) -> None:
+    ALERT_TRANSITIONS.add(
+        1, {"tenant": alert.tenant_id, "cause": alert.cause.value, "transition": transition}
+    )
+
+
 class OpenAlertGauge:
     """Live (open or acknowledged) alerts by tenant, cause, severity and state."""
 
     def __init__(self, store: AlertStore) -> None:
         self.store = store
-        self.counts: Counter[tuple[str, str, str, str]] = Counter()
-        meter.create_observable_gauge(
+        self.gauge = PolledGauge(
+            meter,
             "fleetmail.alerts.open",
-            callbacks=[lambda _o: self._observe()],
             unit="{alert}",
             description="Alerts open or acknowledged and not yet resolved",
+            zero_when_gone=True,
         )
-
-    def _observe(self) -> list[metrics.Observation]:
-        return [
-            metrics.Observation(count, {"tenant": t, "cause": c, "severity": s, "state": st})
-            for (t, c, s, st), count in list(self.counts.items())
-        ]
 
     async def poll(self) -> None:
         counts: Counter[tuple[str, str, str, str]] = Counter(
             (str(a.get("tenant_id")), str(a.get("cause")), str(a.get("severity")), str(a.get("state")))
             for a in await self.store.live_summary()
         )
-        for key in self.counts:
-            counts.setdefault(key, 0)
-        self.counts = counts
+        self.gauge.set(
+            ({"tenant": t, "cause": c, "severity": s, "state": st}, n) for (t, c, s, st), n in counts.items()
+        )

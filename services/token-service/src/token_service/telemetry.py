@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
+from fleetmail_runtime.telemetry import PolledGauge
 from opentelemetry import metrics, trace
 
 from .adapters.grants import GrantStore
@@ -28,42 +29,27 @@ REFRESHES = meter.create_counter(
 
 class GrantGauges:
     """Grants by provider and status, and each tenant's soonest predicted grant death, read
-    from MongoDB every few seconds (gauge callbacks cannot wait on the database)."""
+    from MongoDB every few seconds."""
 
     def __init__(self, grants: GrantStore, clock: Callable[[], datetime]) -> None:
         self.grants = grants
         self.clock = clock
-        self.by_status: Counter[tuple[str, str]] = Counter()
-        self.soonest_death: dict[tuple[str, str], datetime] = {}
-        meter.create_observable_gauge(
+        self.by_status = PolledGauge(
+            meter,
             "fleetmail.grants",
-            callbacks=[lambda _o: self._by_status()],
             unit="{grant}",
             description="Grants by provider and status",
+            zero_when_gone=True,
         )
-        meter.create_observable_gauge(
+        self.to_death = PolledGauge(
+            meter,
             "fleetmail.grant.time_to_predicted_death",
-            callbacks=[lambda _o: self._to_death()],
             unit="s",
             description="Seconds until the tenant's first grant is predicted to die without use",
         )
 
-    def _by_status(self) -> list[metrics.Observation]:
-        return [
-            metrics.Observation(count, {"provider": provider, "status": status})
-            for (provider, status), count in list(self.by_status.items())
-        ]
-
-    def _to_death(self) -> list[metrics.Observation]:
-        now = self.clock()
-        return [
-            metrics.Observation(
-                max(0.0, (at - now).total_seconds()), {"tenant": tenant, "provider": provider}
-            )
-            for (tenant, provider), at in list(self.soonest_death.items())
-        ]
-
     async def poll(self) -> None:
+        now = self.clock()
         by_status: Counter[tuple[str, str]] = Counter()
         soonest: dict[tuple[str, str], datetime] = {}
         for grant in await self.grants.summary():
@@ -72,11 +58,11 @@ class GrantGauges:
             death = grant.get("predicted_death_at")
             if status == "active" and isinstance(death, datetime):
                 if death.tzinfo is None:
-                    death = death.replace(tzinfo=self.clock().tzinfo)
+                    death = death.replace(tzinfo=now.tzinfo)
                 key = (str(grant.get("tenant_id")), provider)
-                if key not in soonest or death < soonest[key]:
-                    soonest[key] = death
-        # Statuses that emptied report 0 rather than vanishing from the dashboard.
-        for key in self.by_status:
-            by_status.setdefault(key, 0)
-        self.by_status, self.soonest_death = by_status, soonest
+                soonest[key] = min(death, soonest.get(key, death))
+        self.by_status.set(({"provider": p, "status": s}, n) for (p, s), n in by_status.items())
+        self.to_death.set(
+            ({"tenant": t, "provider": p}, max(0.0, (at - now).total_seconds()))
+            for (t, p), at in soonest.items()
+        )
