@@ -20,6 +20,8 @@ def test_secrets_of_every_shape_are_removed() -> None:
         "client_secret=s3cr3t&x=1": "s3cr3t",
         "token ya29.a0AfH6SMBxyzxyzxyzxyz": "ya29.a0AfH6SMBxyzxyzxyzxyz",
         f"plain jwt {JWT} in text": JWT,
+        "nats://mail-service:n4ts-pass@nats-0:4222": "n4ts-pass",
+        "mongodb://fleet:m0ngo-pass@mongo-0:27017/?replicaSet=rs0": "m0ngo-pass",
     }
     for text, secret in samples.items():
         cleaned = redact(text)

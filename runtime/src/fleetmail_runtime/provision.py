@@ -15,6 +15,7 @@ import asyncio
 import sys
 
 from .bus import declare_streams, make_broker
+from .redaction import redact
 from .settings import CommonSettings
 
 
@@ -33,9 +34,9 @@ def main() -> int:
     try:
         asyncio.run(provision(settings))
     except Exception as exc:  # one clear line for the operator, not a traceback
-        print(f"provisioning failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"provisioning failed: {type(exc).__name__}: {redact(str(exc))}", file=sys.stderr)
         return 1
-    print(f"streams, buckets and object store are in place on {settings.nats_url}")
+    print(f"streams, buckets and object store are in place on {redact(settings.nats_url)}")
     return 0
 
 

@@ -18,6 +18,8 @@ _PATTERNS: tuple[re.Pattern[str], ...] = (
         r"(?i)([\"']?(?:access_token|refresh_token|id_token|client_secret|password|secret"
         r"|device_code|code_verifier|assertion)[\"']?\s*[:=]\s*[\"']?)[^\"'&\s,}]+"
     ),
+    # passwords inside URLs (nats://user:pass@host, mongodb://user:pass@host)
+    re.compile(r"(://[^/\s:@]+:)[^@\s/]+(?=@)"),
     # JWTs anywhere
     re.compile(r"()\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
     # Google-style opaque tokens
