@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from fleetmail_runtime.bus import declare_streams, jobs_stream, make_broker
 from fleetmail_runtime.periodic import periodic
 from fleetmail_runtime.telemetry import configure_telemetry, gauges_polled
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
+from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from opentelemetry import trace
@@ -84,6 +86,25 @@ async def already_delivered(ledger: KeyValue, job_id: str) -> bool:
     except KeyNotFoundError:
         return False
     return True
+
+
+async def record_delivery(ledger: KeyValue, job_id: str, message_id: str, within_s: float) -> None:
+    """The SMTP server has the message: record it, retrying through a bus outage (a NATS node
+    dying, a leader election) — a record lost here means the job is sent again."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            await ledger.create(job_id, message_id.encode())
+            return
+        except KeyWrongLastSequenceError:
+            # Already there: another delivery, or this write's own answer lost on the way back.
+            log.info("job %s was already in the delivery ledger", job_id)
+            return
+        except (NatsError, TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("job %s: recording its delivery failed (%s); trying again", job_id, exc)
+            await asyncio.sleep(0.2)
 
 
 def build_app(settings: MailSettings) -> Wiring:
@@ -270,10 +291,7 @@ def build_app(settings: MailSettings) -> Wiring:
             await msg.ack()
             JOBS_FAILED.add(1, {**labels, "reason": exc.reason.value})
             return
-        try:
-            await ledger.create(job.job_id, delivered.message_id.encode())
-        except KeyWrongLastSequenceError:
-            log.warning("job %s was already in the delivery ledger", job.job_id)
+        await record_delivery(ledger, job.job_id, delivered.message_id, settings.ledger_write_timeout_s)
         await settle(accepted)
         sent = publish(
             MailSent(

@@ -37,6 +37,9 @@ class MailSettings(BaseSettings):
         default=900, gt=0, description="How long a job waits for its login user to sign in"
     )
     park_sweep_s: float = Field(default=30, gt=0, description="How often parked jobs are checked")
+    ledger_write_timeout_s: float = Field(
+        default=30.0, gt=0, description="How long a sent job's ledger record is retried through a bus outage"
+    )
     batch_size: int = Field(default=16, ge=1, description="Jobs fetched and delivered concurrently")
     helo_name: str = Field(default="fleetmail.local")
     max_message_bytes_microsoft: int = Field(
