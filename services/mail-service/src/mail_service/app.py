@@ -73,11 +73,18 @@ async def settle(task: asyncio.Task[None] | None) -> None:
         await task
 
 
-async def keep_in_progress(msg: NatsMessage, every_s: float) -> None:
-    """Tell JetStream a long delivery is alive, so only a dead replica's jobs are redelivered."""
-    while True:
-        await asyncio.sleep(every_s)
-        await msg.in_progress()
+class InFlight:
+    """The jobs this replica is delivering. Every third of `ack_wait`, JetStream hears that
+    each is still alive (one timer for all, not one task per job), so only a dead replica's
+    jobs are redelivered."""
+
+    def __init__(self) -> None:
+        self.messages: set[NatsMessage] = set()
+
+    async def keep_alive(self) -> None:
+        for msg in list(self.messages):
+            if msg in self.messages:
+                await msg.in_progress()
 
 
 async def already_delivered(ledger: KeyValue, job_id: str) -> bool:
@@ -112,6 +119,7 @@ def build_app(settings: MailSettings) -> Wiring:
     broker = make_broker(settings.common, SERVICE, telemetry)
     wiring = Wiring(broker=broker, app=FastStream(broker))
     tenants = TenantDirectory(broker)
+    in_flight = InFlight()
 
     async def publish(event: MailEventBase) -> None:
         await broker.publish(
@@ -198,11 +206,11 @@ def build_app(settings: MailSettings) -> Wiring:
         # The message is taken from the context, not injected as a parameter: FastStream
         # resolves an injected message in a worker thread, a thread hop per job.
         msg: NatsMessage = broker.context.get_local("message")
-        heartbeat = asyncio.create_task(keep_in_progress(msg, settings.ack_wait_s / 3))
+        in_flight.messages.add(msg)
         try:
             await handle_job(msg)
         finally:
-            heartbeat.cancel()
+            in_flight.messages.discard(msg)
 
     async def handle_job(msg: NatsMessage) -> None:
         deliverer, ledger = wiring.deliverer, wiring.ledger
@@ -291,7 +299,6 @@ def build_app(settings: MailSettings) -> Wiring:
             await msg.ack()
             JOBS_FAILED.add(1, {**labels, "reason": exc.reason.value})
             return
-        await record_delivery(ledger, job.job_id, delivered.message_id, settings.ledger_write_timeout_s)
         await settle(accepted)
         sent = publish(
             MailSent(
@@ -303,8 +310,15 @@ def build_app(settings: MailSettings) -> Wiring:
                 rejected_recipients=tuple(delivered.result.rejected),
             )
         )
-        # The ledger holds the job now: the ack and the event may go together.
-        await asyncio.gather(msg.ack(), sent)
+        # The ledger record, the ack and the event go out together (one write to the bus):
+        # a redelivery finds the record, and an acknowledged job is not redelivered at all,
+        # so the job is sent twice only if the process dies before any of them leaves — the
+        # window SMTP leaves open whatever the order.
+        await asyncio.gather(
+            record_delivery(ledger, job.job_id, delivered.message_id, settings.ledger_write_timeout_s),
+            msg.ack(),
+            sent,
+        )
         JOBS_SENT.add(1, labels)
         DELIVERY_LATENCY.record((utc_now() - job.submitted_at).total_seconds(), labels)
         # The 'sent' event is each job's record; the log keeps to what is unusual.
@@ -357,6 +371,7 @@ def build_app(settings: MailSettings) -> Wiring:
         try:
             async with (
                 periodic(settings.park_sweep_s, wiring.parking.sweep, "the sweep of parked jobs"),
+                periodic(settings.ack_wait_s / 3, in_flight.keep_alive, "telling JetStream jobs are in progress"),
                 gauges_polled(telemetry, broker, [streams.MAIL_JOBS_CONSUMER]),
             ):
                 yield
