@@ -74,7 +74,6 @@ from fleetmail_runtime.telemetry import configure_telemetry, gauges_polled
 from fleetmail_runtime.tenants import TenantDirectory
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.trace import NoOpTracerProvider
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -87,6 +86,7 @@ from .problems import Problem, handle_problem
 from .settings import GatewaySettings
 from .smtp_listener import start_listener
 from .store import GatewayStore
+from .telemetry import HttpTelemetry
 
 SERVICE = "job-gateway"
 STATUS_DURABLE = streams.GATEWAY_STATUS_CONSUMER[1]
@@ -253,16 +253,6 @@ class QueueView(BaseModel):
     redelivered: int
 
 
-def _without_query(span: Any, scope: dict[str, Any]) -> None:
-    """Query strings stay out of spans: the OAuth callback's carries an authorization code."""
-    if span is None or not span.is_recording() or not scope.get("query_string"):
-        return
-    path = scope.get("path", "")
-    span.set_attribute("http.target", path)
-    host = next((v.decode() for k, v in scope.get("headers", []) if k == b"host"), "")
-    span.set_attribute("http.url", f"{scope.get('scheme', 'http')}://{host}{path}")
-
-
 def build_app(settings: GatewaySettings) -> FastAPI:
     telemetry = configure_telemetry(SERVICE, settings.common)
     broker = make_broker(settings.common, SERVICE, telemetry)
@@ -335,6 +325,9 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         version="0.1.0",
         description="OAuth 2.0 e-mail for device fleets: jobs from devices, settings and tokens for administrators.",
         lifespan=lifespan,
+        # FastAPI's own telemetry stays off: it records query strings (the OAuth callback's
+        # carries an authorization code) and costs more than HttpTelemetry, added below.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.add_exception_handler(Problem, handle_problem)
     basic = HTTPBasic(auto_error=False)
@@ -898,15 +891,15 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         )
 
     if telemetry.tracing or telemetry.metering:
-        # One span per request (the root of a job's trace) and the HTTP server metrics;
+        # One span per request (the root of a job's trace) and the HTTP server metric;
         # probes stay out of both.
-        FastAPIInstrumentor.instrument_app(
-            app,
-            tracer_provider=telemetry.tracer_provider if telemetry.tracing else NoOpTracerProvider(),
-            meter_provider=telemetry.meter_provider,
-            excluded_urls="readyz,healthz",
-            exclude_spans=["receive", "send"],
-            server_request_hook=_without_query,
+        app.add_middleware(
+            HttpTelemetry,
+            tracer=(telemetry.tracer_provider or NoOpTracerProvider()).get_tracer(
+                "fleetmail.job-gateway.http"
+            ),
+            meter=telemetry.meter,
+            excluded_paths=("/readyz", "/healthz"),
         )
     return app
 

@@ -371,7 +371,9 @@ def build_app(settings: MailSettings) -> Wiring:
         try:
             async with (
                 periodic(settings.park_sweep_s, wiring.parking.sweep, "the sweep of parked jobs"),
-                periodic(settings.ack_wait_s / 3, in_flight.keep_alive, "telling JetStream jobs are in progress"),
+                periodic(
+                    settings.ack_wait_s / 3, in_flight.keep_alive, "telling JetStream jobs are in progress"
+                ),
                 gauges_polled(telemetry, broker, [streams.MAIL_JOBS_CONSUMER]),
             ):
                 yield
