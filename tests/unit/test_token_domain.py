@@ -92,6 +92,35 @@ def test_failure_rate_counts_unexplained_failures_with_hysteresis() -> None:
     assert isinstance(actions[0], Resolve)
 
 
+def test_the_mail_events_the_notifier_skips_can_change_no_alert() -> None:
+    """The notifier skips (and leaves no span for) mail events outside MAIL_EVENTS_ACTED_ON:
+    every other kind the contracts define must be one that changes nothing."""
+    import typing
+
+    from fleetmail_contracts import mail_events
+    from notifier.domain import MAIL_EVENTS_ACTED_ON, FailureRate, on_mail_event
+
+    kinds = {
+        typing.get_args(model.model_fields["kind"].annotation)[0]
+        for model in vars(mail_events).values()
+        if isinstance(model, type)
+        and issubclass(model, mail_events.MailEventBase)
+        and "kind" in model.model_fields
+    }
+    assert MAIL_EVENTS_ACTED_ON < kinds, kinds
+    rate = FailureRate(threshold=0.1, window=4, min_samples=1)
+    for kind in kinds - MAIL_EVENTS_ACTED_ON:
+        for reason in (
+            None,
+            "smtp_rejected",
+            "smtp_auth_disabled",
+            "basic_auth_refused",
+            "reauthorization_required",
+        ):
+            event = {"kind": kind, "tenant_id": "t1", "reason_code": reason, "user": "u@t1.example"}
+            assert on_mail_event(event) == [] and rate.observe(event) == [], event
+
+
 def test_the_grant_scan_raises_what_an_expiring_event_would() -> None:
     from datetime import UTC, datetime, timedelta
 

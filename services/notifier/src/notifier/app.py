@@ -37,6 +37,7 @@ from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
 from .alerts import AlertStore
 from .channels import MailRelay, Outbox
 from .domain import (
+    MAIL_EVENTS_ACTED_ON,
     Action,
     FailureRate,
     Raise,
@@ -255,6 +256,8 @@ def build_app(settings: NotifierSettings) -> FastStream:
     @broker.subscriber(f"{MAIL_EVENT_PREFIX}*", durable=MAIL_EVENTS_DURABLE, **common)
     async def on_mail_events(events: list[dict[str, Any]]) -> None:
         for event, headers in with_headers(events):
+            if event.get("kind") not in MAIL_EVENTS_ACTED_ON:
+                continue
             with observing(event, headers):
                 await apply(on_mail_event(event) + failure_rate.observe(event))
 

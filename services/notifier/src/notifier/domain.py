@@ -140,6 +140,11 @@ MAIL_CAUSES = {
 }
 
 
+# The mail events that can change an alert (on_mail_event, FailureRate.observe); the others
+# ("accepted", "deferred") are acknowledged with their batch and leave no span.
+MAIL_EVENTS_ACTED_ON = frozenset({"sent", "failed", "parked"})
+
+
 def on_mail_event(event: dict[str, Any]) -> list[Action]:
     kind, tenant_id = event.get("kind"), event.get("tenant_id", "")
     if kind == "failed":
