@@ -71,6 +71,17 @@ async def test_prometheus_scrapes_every_service_and_counts_the_jobs(stack, emula
                     pass
                 await asyncio.sleep(0.2)
 
+            # Prometheus hands targets to its scrape pools a few seconds after it is ready:
+            # wait until each service has been scraped once.
+            health: dict[str, str] = {}
+            for _ in range(150):
+                targets = (await prom.get("/api/v1/targets")).json()["data"]["activeTargets"]
+                health = {t["labels"]["job"]: t["health"] for t in targets}
+                if health == dict.fromkeys(SERVICES, "up"):
+                    break
+                await asyncio.sleep(0.2)
+            assert health == dict.fromkeys(SERVICES, "up"), f"not every service is scraped: {health}"
+
             async with device_panel(stack, tenant) as panel:
                 for _ in range(JOBS):
                     job = {"function": "scan_to_email", "to": ["x@fabrikam.example"]}
@@ -88,12 +99,28 @@ async def test_prometheus_scrapes_every_service_and_counts_the_jobs(stack, emula
                 await asyncio.sleep(0.3)
             assert figures == (JOBS, JOBS, JOBS), f"received, sent, latency count: {figures}"
 
-            # Every service is a healthy target, and each exposes fleetmail's own series.
-            up = {service: await query(prom, f'up{{job="{service}"}}') for service in SERVICES}
+            # Every service stayed a healthy target while the jobs ran. (A scrape counts as up
+            # when it answers within the 1 s timeout; on two loaded cores one may not, so the
+            # test asks whether each target was up during the run, not at this instant.)
+            up = {
+                service: await query(prom, f'max_over_time(up{{job="{service}"}}[5m])')
+                for service in SERVICES
+            }
             assert up == dict.fromkeys(SERVICES, 1.0), up
-            assert await query(prom, 'sum(fleetmail_grants{status="active"})') >= 1
-            assert await query(prom, "count(fleetmail_consumer_pending)") >= 4
-            assert await query(prom, 'sum(fleetmail_token_requests_total{outcome="granted"})') >= 1
+            # And each exposes fleetmail's own series (gauges are read every second: the next
+            # scrape may be the first to carry them).
+            own = {
+                'sum(fleetmail_grants{status="active"})': 1,
+                "count(fleetmail_consumer_pending)": 4,
+                'sum(fleetmail_token_requests_total{outcome="granted"})': 1,
+            }
+            seen: dict[str, float] = {}
+            for _ in range(50):
+                seen = {promql: await query(prom, promql) for promql in own}
+                if all(seen[promql] >= least for promql, least in own.items()):
+                    break
+                await asyncio.sleep(0.3)
+            assert all(seen[promql] >= least for promql, least in own.items()), seen
     finally:
         process.terminate()
         await process.wait()
