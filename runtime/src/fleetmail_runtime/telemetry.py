@@ -33,6 +33,7 @@ from faststream.nats.opentelemetry.provider import (
 )
 from faststream.opentelemetry.consts import ERROR_TYPE, MessageAction
 from faststream.opentelemetry.middleware import BaseTelemetryMiddleware, TelemetryMiddleware
+from nats.aio.msg import Msg
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -195,15 +196,16 @@ class _Batch(NatsBatchTelemetrySettingsProvider):
         return normalise_subject(msg.raw_message[0].subject)
 
 
+_SINGLE, _BATCH = _Single(), _Batch()  # stateless: one of each serves every message
+
+
 def _settings_provider(msg: Any) -> Any:
-    from collections.abc import Sequence
-
-    from nats.aio.msg import Msg
-
-    if isinstance(msg, Sequence):
-        return _Batch()
-    if isinstance(msg, Msg) or msg is None:
-        return _Single()
+    """Called for every message published or consumed (twice: by FastStream's middleware and
+    by `_OneSpanPerPublish`), so it only compares types."""
+    if isinstance(msg, (list, tuple)):  # a batch subscriber's messages
+        return _BATCH
+    if msg is None or isinstance(msg, Msg):
+        return _SINGLE
     return None  # key-value and object-store watches
 
 
