@@ -1,27 +1,16 @@
 """Two mail-service replicas share the work: each job delivered once, none lost when one dies."""
 
-import asyncio
 import signal
 import uuid
 from collections import Counter
 
-from fleetmail_devkit.probes import queue_jobs, tenant_with_administrator_grant
+from fleetmail_devkit.probes import queue_jobs, tenant_with_administrator_grant, wait_for_delivered
 
 JOBS = 500
 
 
-async def delivered(stack, http, tag: str) -> Counter:
-    messages = (await http.get(f"{stack.smtp_control_url}/_emulator/messages")).json()
-    return Counter(m["message_id"] for m in messages if (m["subject"] or "").startswith(tag))
-
-
 async def wait_for(stack, http, tag: str, expected: set[str], seconds: float = 180) -> Counter:
-    for _ in range(int(seconds / 0.5)):
-        seen = await delivered(stack, http, tag)
-        if expected <= set(seen):
-            return seen
-        await asyncio.sleep(0.5)
-    return await delivered(stack, http, tag)
+    return await wait_for_delivered(stack, http, tag, lambda seen: expected <= set(seen), seconds, 0.5)
 
 
 async def test_two_replicas_deliver_each_job_exactly_once(stack, emulator_http) -> None:
@@ -42,10 +31,7 @@ async def test_a_replica_killed_mid_run_loses_nothing(stack, emulator_http) -> N
     replica = await stack.add_replica("mail-service")
     tag = f"kill-{uuid.uuid4().hex[:6]}"
     expected = await queue_jobs(stack, principal.tenant_id, JOBS, tag)
-    for _ in range(600):
-        if sum((await delivered(stack, emulator_http, tag)).values()) >= JOBS // 4:
-            break
-        await asyncio.sleep(0.05)
+    await wait_for_delivered(stack, emulator_http, tag, lambda seen: seen.total() >= JOBS // 4, 30, 0.05)
     assert replica.process is not None
     replica.process.send_signal(signal.SIGKILL)  # a crash, not a shutdown
     await replica.process.wait()

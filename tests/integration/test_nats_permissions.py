@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import httpx
 import nats
 import pytest
 from fleetmail_devkit.probes import device_panel, tenant_with_administrator_grant
-from fleetmail_devkit.stack import Ports, Stack
+from fleetmail_devkit.stack import Stack, temporary_stack
 
 ACCOUNTS = Path(__file__).parents[2] / "deploy" / "nats" / "accounts.conf"
 USERS = ("provisioner", "job-gateway", "token-service", "mail-service", "notifier", "system")
@@ -74,22 +72,14 @@ FORBIDDEN = [
 
 @pytest.fixture(scope="module")
 async def locked_stack() -> AsyncIterator[Stack]:
-    data_dir = Path(tempfile.mkdtemp(prefix="fleetmail-perm-"))
     passwords = {user: uuid.uuid4().hex for user in USERS}
-    stack = Stack(
-        data_dir,
-        Ports.free(),
-        echo=False,
+    async with temporary_stack(
+        "fleetmail-perm-",
         nats_config=ACCOUNTS,
         nats_passwords=passwords,
         extra_env={"FLEETMAIL_METRICS_PORT": "0"},
-    )
-    await stack.start()
-    try:
+    ) as stack:
         yield stack
-    finally:
-        await stack.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def violations(stack: Stack) -> list[str]:

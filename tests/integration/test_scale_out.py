@@ -5,21 +5,16 @@ node and one mail-service replica are killed mid-run, and every job is still del
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 import signal
-import tempfile
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import nats
 import pytest
 from fleetmail_contracts.streams import EVENTS_STREAM, JOBS_STREAM
-from fleetmail_devkit.probes import queue_jobs, tenant_with_administrator_grant
-from fleetmail_devkit.stack import Ports, Stack
+from fleetmail_devkit.probes import queue_jobs, tenant_with_administrator_grant, wait_for_delivered
+from fleetmail_devkit.stack import Stack, temporary_stack
 
 JOBS = 2000
 IN_FLIGHT = 16  # mail-service's fetch batch: the most jobs a killed replica can hold
@@ -27,29 +22,17 @@ IN_FLIGHT = 16  # mail-service's fetch batch: the most jobs a killed replica can
 
 @pytest.fixture(scope="module")
 async def cluster() -> AsyncIterator[Stack]:
-    data_dir = Path(tempfile.mkdtemp(prefix="fleetmail-cluster-"))
-    stack = Stack(
-        data_dir,
-        Ports.free(),
-        echo=False,
+    async with temporary_stack(
+        "fleetmail-cluster-",
+        timeout_s=90,
         nats_nodes=3,
         extra_env={
             "FLEETMAIL_STREAM_REPLICAS": "3",
             "FLEETMAIL_METRICS_PORT": "0",
             "FLEETMAIL_MAIL_ACK_WAIT_S": "6",
         },
-    )
-    await stack.start(timeout_s=90)
-    try:
+    ) as stack:
         yield stack
-    finally:
-        await stack.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-async def delivered(stack: Stack, http: httpx.AsyncClient, tag: str) -> Counter[str]:
-    messages = (await http.get(f"{stack.smtp_control_url}/_emulator/messages")).json()
-    return Counter(m["message_id"] for m in messages if (m["subject"] or "").startswith(tag))
 
 
 async def test_2000_jobs_survive_a_dead_nats_node_and_a_dead_mail_replica(cluster: Stack) -> None:
@@ -70,10 +53,7 @@ async def test_2000_jobs_survive_a_dead_nats_node_and_a_dead_mail_replica(cluste
         tag = f"scale-{uuid.uuid4().hex[:6]}"
         expected = await queue_jobs(stack, principal.tenant_id, JOBS, tag)
 
-        for _ in range(1200):
-            if sum((await delivered(stack, http, tag)).values()) >= JOBS // 4:
-                break
-            await asyncio.sleep(0.1)
+        await wait_for_delivered(stack, http, tag, lambda seen: seen.total() >= JOBS // 4, 120)
         # Crashes, not shutdowns: a NATS node (not the one the probes use) and a mail replica.
         victims = [stack.part("nats-2"), stack.part("mail-service-2")]
         for victim in victims:
@@ -84,12 +64,7 @@ async def test_2000_jobs_survive_a_dead_nats_node_and_a_dead_mail_replica(cluste
             await victim.process.wait()
             await stack.stop_part(victim)
 
-        seen: Counter[str] = Counter()
-        for _ in range(600):
-            seen = await delivered(stack, http, tag)
-            if expected <= set(seen):
-                break
-            await asyncio.sleep(0.5)
+        seen = await wait_for_delivered(stack, http, tag, lambda seen: expected <= set(seen), 300, 0.5)
     assert set(seen) == expected, f"lost {len(expected - set(seen))} of {JOBS} jobs"
     # The ledger turns every redelivery after a lost acknowledgement (the dead node) into an
     # ack without a send. The one window SMTP cannot close — the server accepted DATA, the

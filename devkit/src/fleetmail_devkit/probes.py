@@ -7,7 +7,8 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,6 +176,30 @@ async def events(stack: Stack, subject: str) -> list[dict[str, object]]:
             found.append(json.loads(message.data))
     finally:
         await client.close()
+
+
+async def delivered(stack: Stack, http: httpx.AsyncClient, tag: str) -> Counter[str]:
+    """How many times the SMTP emulator received each Message-ID, among the messages whose
+    subject starts with `tag` (as `queue_jobs` makes them)."""
+    messages = (await http.get(f"{stack.smtp_control_url}/_emulator/messages")).json()
+    return Counter(m["message_id"] for m in messages if (m["subject"] or "").startswith(tag))
+
+
+async def wait_for_delivered(
+    stack: Stack,
+    http: httpx.AsyncClient,
+    tag: str,
+    enough: Callable[[Counter[str]], bool],
+    seconds: float,
+    every_s: float = 0.1,
+) -> Counter[str]:
+    """`delivered(...)` once `enough` says so, or as it stands after `seconds`."""
+    deadline = time.monotonic() + seconds
+    seen = await delivered(stack, http, tag)
+    while not enough(seen) and time.monotonic() < deadline:
+        await asyncio.sleep(every_s)
+        seen = await delivered(stack, http, tag)
+    return seen
 
 
 async def queue_jobs(

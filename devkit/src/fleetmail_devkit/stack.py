@@ -16,10 +16,12 @@ import shutil
 import signal
 import ssl
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -522,6 +524,21 @@ class Stack:
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
+
+
+@contextlib.asynccontextmanager
+async def temporary_stack(prefix: str, timeout_s: float = 60.0, **options: Any) -> AsyncIterator[Stack]:
+    """A quiet stack on free loopback ports in a temporary folder, started, then stopped and
+    the folder removed (benchmarks, and tests that need a stack of their own). `options` are
+    `Stack`'s keyword arguments."""
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    stack = Stack(data_dir, Ports.free(), echo=False, **options)
+    try:
+        await stack.start(timeout_s=timeout_s)
+        yield stack
+    finally:
+        await stack.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 _JSON_START = re.compile(r"^\{")
