@@ -39,6 +39,6 @@ async def test_a_replica_killed_mid_run_loses_nothing(stack, emulator_http) -> N
     seen = await wait_for(stack, emulator_http, tag, expected)
     assert set(seen) == expected, f"lost {len(expected - set(seen))} jobs"
     # The one window SMTP cannot close: the server accepted DATA, the process died before
-    # its ledger record and ack left it. Only jobs in flight at the kill (one fetch batch) can be in it.
+    # its ledger write. Only jobs in flight at the kill (one fetch batch) can be in it.
     duplicates = [m for m, n in seen.items() if n > 1]
     assert len(duplicates) <= 16, duplicates
