@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
@@ -114,12 +115,9 @@ def current_rss_kb(part: Part) -> int:
 
 
 @asynccontextmanager
-async def event_consumers_paused(stack: Stack, paused: bool) -> AsyncIterator[None]:
+async def event_consumers_paused(stack: Stack) -> AsyncIterator[None]:
     """Pause the durable consumers of mail events (JetStream consumer pause, nats-server 2.11+):
     job-gateway's status projection and the notifier then catch up afterwards."""
-    if not paused:
-        yield
-        return
     client = await nats.connect(stack.nats_url)
     try:
         js = client.jetstream()
@@ -144,7 +142,7 @@ async def queued_delivery_rate(
         await stack.stop_part(part)
     await queue_jobs(stack, tenant_id, JOBS, f"bench-{uuid.uuid4().hex[:6]}", BODY)
     before = await accepted(stack, http)
-    async with event_consumers_paused(stack, consumers_paused):
+    async with event_consumers_paused(stack) if consumers_paused else contextlib.nullcontext():
         await stack.add_replica("mail-service")
         started = time.perf_counter()
         await wait_for_accepted(stack, http, before + JOBS)
