@@ -1,14 +1,54 @@
-"""Loopback ports: find free ones, and say clearly when one is taken."""
+"""Loopback ports: find free ones, and say clearly when one is taken.
+
+A port handed out here is bound later by another process, so there is a window in which
+someone else can take it. The kernel's own choice (bind to port 0) comes from the ephemeral
+range, which is also where every outgoing connection on the machine gets its local port: a
+busy test run opens thousands of them, and one landed on a port a stack was about to listen
+on (CI, "address already in use"). So ports are drawn at random from *below* the ephemeral
+range, which outgoing connections never use, never twice in one process, and each checked
+bindable before it is handed out.
+"""
 
 from __future__ import annotations
 
+import random
 import socket
+from pathlib import Path
+
+_LOWEST = 20000  # above the well-known and most registered service ports
+_handed_out: set[int] = set()
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49152  # IANA's dynamic range, the default on BSD, macOS and Windows
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A loopback TCP port nothing listens on, outside the range outgoing connections use."""
+    top = _ephemeral_start()
+    if top - _LOWEST >= 1000:
+        for _ in range(200):
+            port = random.randrange(_LOWEST, top)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a machine with odd settings
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        port = int(s.getsockname()[1])
+    _handed_out.add(port)
+    return port
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
