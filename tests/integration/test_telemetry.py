@@ -53,6 +53,15 @@ def ancestors(span: SpanRecord, by_id: dict[str, SpanRecord]) -> list[SpanRecord
     return chain
 
 
+async def _linked_to(sink: OtlpSink, service: str, link: tuple[str, str]) -> SpanRecord:
+    for _ in range(75):
+        found = sink.find(lambda s: s.service == service and link in s.links)
+        if found:
+            return found[0]
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no span from {service} links to {link}")
+
+
 async def wait_for_spans(
     sink: OtlpSink, trace_id: str, wanted: set[str], seconds: float = 15
 ) -> list[SpanRecord]:
@@ -137,6 +146,14 @@ async def test_one_job_is_one_trace_from_the_device_to_the_smtp_reply(
     sent_published = one("mail-service", "fleetmail.events.v1.mail.sent publish")
     under(sent_published, processed)
     assert one("notifier", "notifier observe sent").parent_id == sent_published.span_id
+    # A batch consumer's span (job-gateway's status projection reads mail events in batches)
+    # is a trace of its own, linked to each message's publish span: no "create" span as its root.
+    sent_link = (sent_published.trace_id, sent_published.span_id)
+    projected = await _linked_to(otlp_sink, "job-gateway", sent_link)
+    assert projected.parent_id is None and projected.kind == CONSUMER, projected
+    assert projected.name.startswith("fleetmail.events.v1.mail."), projected.name
+    assert projected.name.endswith(" process"), projected.name
+    assert not [s.name for s in otlp_sink.trace(projected.trace_id) if s.name.endswith(" create")]
     # MongoDB commands are spans of the same trace (the gateway's job record, for one).
     assert any(s.service == "job-gateway" and s.attributes.get("db.system") == "mongodb" for s in spans)
     # Reply inboxes never name a span.

@@ -27,6 +27,8 @@ class SpanRecord:
     parent_id: str | None
     kind: int
     attributes: dict[str, Any] = field(hash=False)
+    # The (trace id, span id) of each span this one links to (a batch's messages).
+    links: tuple[tuple[str, str], ...] = ()
 
 
 def _value(any_value: Any) -> Any:
@@ -105,6 +107,7 @@ class OtlpSink:
                             parent_id=span.parent_span_id.hex() or None,
                             kind=span.kind,
                             attributes={a.key: _value(a.value) for a in span.attributes},
+                            links=tuple((link.trace_id.hex(), link.span_id.hex()) for link in span.links),
                         )
                     )
         with self._lock:
