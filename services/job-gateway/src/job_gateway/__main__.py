@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 from fleetmail_runtime.logging import configure_logging
+from fleetmail_runtime.process import freeze_startup_objects
 
 from .app import SERVICE, build_app
 from .settings import GatewaySettings
@@ -12,9 +13,9 @@ from .settings import GatewaySettings
 def main() -> None:
     settings = GatewaySettings()
     configure_logging(SERVICE, settings.common.log_level, settings.common.log_format)
-    uvicorn.run(
-        build_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
-    )
+    app = build_app(settings)
+    freeze_startup_objects()
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fleetmail_runtime.logging import configure_logging
+from fleetmail_runtime.process import freeze_startup_objects
 
 from .app import SERVICE, build_app
 from .settings import NotifierSettings
@@ -13,7 +14,9 @@ from .settings import NotifierSettings
 def main() -> None:
     settings = NotifierSettings()
     configure_logging(SERVICE, settings.common.log_level, settings.common.log_format)
-    asyncio.run(build_app(settings).run())
+    app = build_app(settings)
+    freeze_startup_objects()
+    asyncio.run(app.run())
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import sys
 from fleetmail_runtime.crypto import CryptoError, KeyringFile, add_key
 from fleetmail_runtime.logging import configure_logging
 from fleetmail_runtime.mongo import connect_mongo
+from fleetmail_runtime.process import freeze_startup_objects
 
 from .adapters.credentials import CredentialStore
 from .adapters.grants import GrantStore
@@ -69,7 +70,9 @@ def main() -> None:
     if args.command == "rotate-keys":
         sys.exit(asyncio.run(rotate_keys(settings, args.add_key)))
     configure_logging(SERVICE, settings.common.log_level, settings.common.log_format)
-    asyncio.run(build_app(settings).app.run())
+    app = build_app(settings).app
+    freeze_startup_objects()
+    asyncio.run(app.run())
 
 
 if __name__ == "__main__":
