@@ -36,7 +36,7 @@ from faststream.opentelemetry.middleware import BaseTelemetryMiddleware, Telemet
 from nats.aio.msg import Msg
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -162,6 +162,11 @@ def configure_telemetry(service: str, settings: CommonSettings) -> Telemetry:
         telemetry.meter_provider = MeterProvider(
             resource=resource,
             metric_readers=readers,
+            # Exemplars (a trace id kept beside a measurement) travel only over OTLP; the
+            # Prometheus exporter drops them, so without a push they are work for nothing
+            # (about a quarter of each measurement's cost). OTEL_METRICS_EXEMPLAR_FILTER still
+            # decides when metrics are pushed.
+            exemplar_filter=None if push else AlwaysOffExemplarFilter(),
             views=[
                 View(
                     instrument_name="*duration*",
