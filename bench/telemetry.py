@@ -3,7 +3,8 @@ with them off, measured in the same run on the same stack.
 
 "On" is production's setting: every span exported over OTLP/HTTP to a collector (here a
 receiver in the benchmark process that reads and discards the requests), sampling 1.0, and
-each service's Prometheus endpoint scraped every second. The modes run off, on, on, off (an
+each service's Prometheus endpoint scraped as the deployment's Prometheus does it (the
+`scrape_interval` of deploy/compose/prometheus.yml, first at the start of every round). The modes run off, on, on, off (an
 ABBA order): a steady drift of the machine or of the stack's state over the run (the job
 history grows with every round) then weighs on both modes alike, where off, on, off, on
 puts every "on" round after its "off" one.
@@ -12,8 +13,11 @@ puts every "on" round after its "off" one.
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
 import httpx
+import yaml
 from fleetmail_devkit.otlp import OtlpSink
 from fleetmail_devkit.stack import Stack
 
@@ -25,6 +29,16 @@ DEVICES = 8
 PER_DEVICE = 60
 ORDER = (False, True, True, False)  # telemetry off / on, ABBA
 SERVICES = ("job-gateway", "token-service", "mail-service", "notifier")
+DEPLOYED_PROMETHEUS = Path(__file__).parents[1] / "deploy" / "compose" / "prometheus.yml"
+
+
+def deployed_scrape_interval_s() -> float:
+    """The scrape interval the deployment gives Prometheus ("15s", "1m", …)."""
+    interval = str(yaml.safe_load(DEPLOYED_PROMETHEUS.read_text())["global"]["scrape_interval"])
+    match = re.fullmatch(r"(\d+)(ms|s|m)", interval)
+    if match is None:
+        raise ValueError(f"{DEPLOYED_PROMETHEUS}: scrape_interval {interval!r} is not understood")
+    return int(match[1]) * {"ms": 0.001, "s": 1, "m": 60}[match[2]]
 
 
 async def switch(stack: Stack, on: bool, sink: OtlpSink) -> None:
@@ -44,8 +58,8 @@ async def switch(stack: Stack, on: bool, sink: OtlpSink) -> None:
         await stack.restart_part(part)
 
 
-async def scrape_every_second(stack: Stack) -> None:
-    """What Prometheus does to each service while the jobs run."""
+async def scrape_as_deployed(stack: Stack, interval_s: float) -> None:
+    """What the deployment's Prometheus does to each service while the jobs run."""
     async with httpx.AsyncClient(timeout=5, trust_env=False) as http:
         while True:
             for service in SERVICES:
@@ -53,18 +67,19 @@ async def scrape_every_second(stack: Stack) -> None:
                     await http.get(stack.metrics_url(service))
                 except httpx.HTTPError:
                     pass
-            await asyncio.sleep(1)
+            await asyncio.sleep(interval_s)
 
 
 async def run(stack: Stack) -> list[Figure]:
     sink = OtlpSink(keep=False).start()
     rates: dict[bool, list[float]] = {False: [], True: []}
+    interval_s = deployed_scrape_interval_s()
     try:
         async with httpx.AsyncClient(verify=stack.ssl_context(), trust_env=False, timeout=60) as http:
             for round_, on in enumerate(ORDER, start=1):
                 await switch(stack, on, sink)
                 devices = await devices_of_new_tenant(stack, http, DEVICES)
-                scraper = asyncio.create_task(scrape_every_second(stack)) if on else None
+                scraper = asyncio.create_task(scrape_as_deployed(stack, interval_s)) if on else None
                 try:
                     rates[on].append(await e2e_rate(stack, http, devices, PER_DEVICE))
                 finally:
