@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import random
 import socket
+from functools import cache
 from pathlib import Path
 
 _LOWEST = 20000  # above the well-known and most registered service ports
 _handed_out: set[int] = set()
 
 
+@cache  # the kernel's setting, read once per process rather than for every port
 def _ephemeral_start() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
