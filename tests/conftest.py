@@ -14,6 +14,26 @@ from fleetmail_devkit.otlp import OtlpSink
 from fleetmail_devkit.stack import Ports, Stack
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test that used the stack shows what the services said last (their logs are
+    JSON lines, already redacted): a failure on CI then says more than its assertion."""
+    outcome = yield
+    report = outcome.get_result()
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.when != "call" or not report.failed or not isinstance(stack, Stack):
+        return
+    for part in stack.parts:
+        if part.name.split("-")[0] in ("nats", "mongodb"):
+            continue
+        lines = [line for line in part.output if '"level": "debug"' not in line][-LOG_LINES:]
+        if lines:
+            report.sections.append((f"last lines of {part.name}", "\n".join(lines)))
+
+
+LOG_LINES = 25
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = Path(str(item.fspath)).parent.name

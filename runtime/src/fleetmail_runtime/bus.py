@@ -20,6 +20,7 @@ from nats.errors import Error as NatsError
 from nats.js.api import RetentionPolicy, StreamConfig
 from nats.js.errors import BadRequestError
 
+from .nats_fetch import consistent_fetch_timeouts
 from .settings import CommonSettings
 from .telemetry import Telemetry
 
@@ -67,6 +68,7 @@ def dlq_stream(settings: CommonSettings) -> JStream:
 
 def make_broker(settings: CommonSettings, service: str, telemetry: Telemetry | None = None) -> NatsBroker:
     # Telemetry off, no middleware: it would cost CPU on every message for nothing.
+    consistent_fetch_timeouts()  # pull subscribers must not drop fetched messages (nats_fetch.py)
     tls = ssl.create_default_context(cafile=str(settings.nats_ca_file)) if settings.nats_ca_file else None
     security: BaseSecurity | None = None
     if settings.nats_user is not None:
