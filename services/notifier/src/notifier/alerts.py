@@ -6,6 +6,12 @@ alert id. Open keys are also kept in memory, so the flood of events that change 
 (a thousand failures of one dead grant, every sent message that could resolve an SMTP
 alert) costs no database write; the set is reloaded periodically, for replicas that
 missed each other's changes.
+
+Events reach the notifier on two consumers (token and mail events), each maybe late: a job
+that failed on a dead grant can be read after the event saying the grant was acquired
+again. So every change records the time of the event behind it (`changed_at`), and only a
+newer event changes the alert again: a late failure does not reopen an alert the
+re-acquisition resolved, and a late success does not resolve one a newer failure raised.
 """
 
 from __future__ import annotations
@@ -23,6 +29,16 @@ from .domain import Raise, Resolve
 LIVE = [AlertState.OPEN.value, AlertState.ACKNOWLEDGED.value]
 
 
+def _millis(moment: datetime) -> datetime:
+    """A time as MongoDB keeps it (milliseconds), so comparisons here and there agree."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _changed(operator: str, moment: datetime) -> dict[str, Any]:
+    """A filter on `changed_at`; an alert written before it was kept has none."""
+    return {"$or": [{"changed_at": {operator: moment}}, {"changed_at": None}]}
+
+
 def _view(document: dict[str, Any]) -> AlertView:
     return AlertView(**{k: v for k, v in document.items() if k in AlertView.model_fields})
 
@@ -34,6 +50,9 @@ class AlertStore:
         # What is open, held in memory so that the flood of events that change nothing costs
         # no database call; reloaded now and then for what other replicas changed.
         self._open: set[str] = set()
+        # When alerts resolved here were resolved (event time): a flood of late reports of a
+        # cause already gone costs no database call. Only a cache: the database decides.
+        self._ended: dict[str, datetime] = {}
         self._conditions_open: set[str] = set()
         # Keys changed here while a reload was reading: the reload must not undo them.
         self._tick = 0
@@ -57,6 +76,7 @@ class AlertStore:
                     else:
                         loaded.discard(key)
         self._open, self._conditions_open = open_, conditions
+        self._ended = {}
         self._touched = {key: tick for key, tick in self._touched.items() if tick > began}
 
     async def live_summary(self) -> list[dict[str, Any]]:
@@ -67,8 +87,13 @@ class AlertStore:
         return [document async for document in cursor]
 
     async def raise_(self, action: Raise, now: datetime) -> AlertView | None:
-        """The alert if this raised it (new or reopened); None if it was already open."""
+        """The alert if this raised it (new or reopened); None if it was already open, or
+        if an event newer than this one resolved it (a late report of a cause already gone)."""
         if action.key in self._open:
+            return None
+        observed = _millis(action.observed_at or now)
+        ended = self._ended.get(action.key)
+        if ended is not None and observed <= ended:
             return None
         fields = {
             "alert_id": uuid.uuid4().hex,
@@ -86,36 +111,63 @@ class AlertStore:
             "last_seen_at": now,
             "occurrences": 1,
             "resolved_at": None,
+            "changed_at": observed,
         }
+        # Open in memory before the write: the next event for this key costs nothing.
         self._open.add(action.key)
         self._touch(action.key)
+        raised: AlertView | None = None
         reopened = await self._alerts.find_one_and_update(
-            {"_id": action.key, "state": AlertState.RESOLVED.value},
+            {"_id": action.key, "state": AlertState.RESOLVED.value, **_changed("$lt", observed)},
             {"$set": fields},
             return_document=ReturnDocument.AFTER,
         )
         if reopened is not None:
-            return _view(reopened)
-        try:
-            await self._alerts.insert_one({"_id": action.key, **fields})
-        except DuplicateKeyError:
-            await self._alerts.update_one(
-                {"_id": action.key}, {"$set": {"last_seen_at": now}, "$inc": {"occurrences": 1}}
-            )
-            return None
-        return _view(fields)
+            raised = _view(reopened)
+        else:
+            try:
+                await self._alerts.insert_one({"_id": action.key, **fields})
+                raised = _view(fields)
+            except DuplicateKeyError:
+                # Open already (raised elsewhere), or resolved by a newer event: stale.
+                seen = await self._alerts.update_one(
+                    {"_id": action.key, "state": {"$in": LIVE}},
+                    {"$set": {"last_seen_at": now}, "$inc": {"occurrences": 1}},
+                )
+                if seen.matched_count == 0:
+                    self._open.discard(action.key)
+                    current = await self._alerts.find_one({"_id": action.key}, {"changed_at": 1})
+                    if current is not None and current.get("changed_at") is not None:
+                        # The next late reports of this cause are refused without a call.
+                        self._ended[action.key] = current["changed_at"]
+        # Again after the write: a reload that read before it must not undo this.
+        self._touch(action.key)
+        return raised
 
     async def resolve(self, action: Resolve, now: datetime) -> AlertView | None:
-        """The alert if this resolved it; None if there was none open."""
+        """The alert if this resolved it; None if there was none open, or if an event newer
+        than this one raised it."""
         if action.key not in self._open:
             return None
-        self._open.discard(action.key)
-        self._touch(action.key)
+        observed = _millis(action.observed_at or now)
         document = await self._alerts.find_one_and_update(
-            {"_id": action.key, "state": {"$in": LIVE}},
-            {"$set": {"state": AlertState.RESOLVED.value, "resolved_at": now, "resolution": action.detail}},
+            {"_id": action.key, "state": {"$in": LIVE}, **_changed("$lte", observed)},
+            {
+                "$set": {
+                    "state": AlertState.RESOLVED.value,
+                    "resolved_at": now,
+                    "resolution": action.detail,
+                    "changed_at": observed,
+                }
+            },
             return_document=ReturnDocument.AFTER,
         )
+        if document is not None:
+            self._open.discard(action.key)
+            self._ended[action.key] = observed
+        elif await self._alerts.find_one({"_id": action.key, "state": {"$in": LIVE}}, {"_id": 1}) is None:
+            self._open.discard(action.key)  # resolved elsewhere meanwhile
+        self._touch(action.key)
         return _view(document) if document is not None else None
 
     async def start_condition(self, key: str, since: datetime, details: dict[str, Any]) -> None:
@@ -127,6 +179,7 @@ class AlertStore:
         await self._conditions.update_one(
             {"_id": key}, {"$setOnInsert": {"since": since, **details}}, upsert=True
         )
+        self._touch(key)  # after the write too: a reload reading before it keeps this
 
     async def condition_exists(self, key: str) -> bool:
         return await self._conditions.find_one({"_id": key}, {"_id": 1}) is not None
@@ -138,6 +191,7 @@ class AlertStore:
         self._conditions_open.discard(key)
         self._touch(key)
         await self._conditions.delete_one({"_id": key})
+        self._touch(key)
 
     async def lasting_conditions(self, started_before: datetime) -> list[dict[str, Any]]:
         return [d async for d in self._conditions.find({"since": {"$lte": started_before}})]

@@ -7,7 +7,7 @@ jobs from one dead grant are one alert, and the event that shows the cause is go
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,15 +27,33 @@ class Raise:
     device_id: str | None = None
     """Set when the alert is for one device's feed only (a user at that device)."""
     for_administrators: bool = True
+    observed_at: datetime | None = None
+    """When the event behind it happened (None: now). Events reach the notifier on two
+    consumers and late under load: a report older than the alert's last change is stale."""
 
 
 @dataclass(frozen=True)
 class Resolve:
     key: str
     detail: str
+    observed_at: datetime | None = None
 
 
 Action = Raise | Resolve
+
+
+def event_time(event: dict[str, Any]) -> datetime | None:
+    """The event's `occurred_at`, as an aware datetime; None when absent or unreadable."""
+    try:
+        moment = datetime.fromisoformat(str(event["occurred_at"]))
+    except (KeyError, ValueError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _observed(actions: list[Action], event: dict[str, Any]) -> list[Action]:
+    when = event_time(event)
+    return [replace(action, observed_at=when) for action in actions] if when else actions
 
 
 def administrator_key(tenant_id: str) -> str:
@@ -62,6 +80,10 @@ def acquire_remedy(tenant_id: str) -> str:
 
 
 def on_token_event(event: dict[str, Any]) -> list[Action]:
+    return _observed(_token_actions(event), event)
+
+
+def _token_actions(event: dict[str, Any]) -> list[Action]:
     kind = event.get("kind")
     principal = event.get("principal") or {}
     tenant_id, address = principal.get("tenant_id", ""), principal.get("address", "")
@@ -146,6 +168,10 @@ MAIL_EVENTS_ACTED_ON = frozenset({"sent", "failed", "parked"})
 
 
 def on_mail_event(event: dict[str, Any]) -> list[Action]:
+    return _observed(_mail_actions(event), event)
+
+
+def _mail_actions(event: dict[str, Any]) -> list[Action]:
     kind, tenant_id = event.get("kind"), event.get("tenant_id", "")
     if kind == "failed":
         reason = event.get("reason_code")
@@ -226,6 +252,9 @@ class FailureRate:
         self._outcomes: dict[str, list[bool]] = {}
 
     def observe(self, event: dict[str, Any]) -> list[Action]:
+        return _observed(self._observe(event), event)
+
+    def _observe(self, event: dict[str, Any]) -> list[Action]:
         kind, tenant_id = event.get("kind"), str(event.get("tenant_id", ""))
         if kind == "failed" and event.get("reason_code") in EXPLAINED_FAILURES:
             return []
