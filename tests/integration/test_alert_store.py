@@ -48,6 +48,13 @@ async def mongo(stack) -> AsyncIterator[tuple[AsyncMongoClient, str]]:
         await client.close()
 
 
+async def started(client: AsyncMongoClient, database: str) -> AlertStore:
+    """A notifier replica's store, as at start-up (what is open, read from the database)."""
+    store = AlertStore(client, database)
+    await store.load()
+    return store
+
+
 async def state(client: AsyncMongoClient, database: str, tenant_id: str) -> str:
     document = await client[database]["alerts"].find_one({"_id": administrator_key(tenant_id)})
     return document["state"]
@@ -55,8 +62,7 @@ async def state(client: AsyncMongoClient, database: str, tenant_id: str) -> str:
 
 async def test_a_failure_read_after_the_grant_came_back_does_not_reopen_the_alert(mongo) -> None:
     client, database = mongo
-    store = AlertStore(client, database)
-    await store.load()
+    store = await started(client, database)
     first = await store.raise_(dead_grant("t1", 0), at(0))
     assert first is not None
     assert await store.resolve(acquired("t1", 10), at(11)) is not None
@@ -66,8 +72,7 @@ async def test_a_failure_read_after_the_grant_came_back_does_not_reopen_the_aler
     assert await state(client, database, "t1") == AlertState.RESOLVED.value
 
     # A replica with an empty memory decides the same, from the database.
-    other = AlertStore(client, database)
-    await other.load()
+    other = await started(client, database)
     assert await other.raise_(dead_grant("t1", 8), at(13)) is None
     assert await state(client, database, "t1") == AlertState.RESOLVED.value
 
@@ -79,8 +84,7 @@ async def test_a_failure_read_after_the_grant_came_back_does_not_reopen_the_aler
 
 async def test_a_success_read_after_a_newer_failure_does_not_resolve_it(mongo) -> None:
     client, database = mongo
-    store = AlertStore(client, database)
-    await store.load()
+    store = await started(client, database)
     assert await store.raise_(dead_grant("t2", 30), at(30)) is not None
     assert await store.resolve(acquired("t2", 25), at(31)) is None  # happened before the failure
     assert await state(client, database, "t2") == AlertState.OPEN.value
@@ -90,14 +94,12 @@ async def test_a_success_read_after_a_newer_failure_does_not_resolve_it(mongo) -
 
 async def test_an_alert_written_before_event_times_were_kept_still_changes(mongo) -> None:
     client, database = mongo
-    store = AlertStore(client, database)
-    await store.load()
+    store = await started(client, database)
     assert await store.raise_(dead_grant("t3", 50), at(50)) is not None
     alerts = client[database]["alerts"]
     await alerts.update_one({"_id": administrator_key("t3")}, {"$unset": {"changed_at": ""}})
-    store = AlertStore(client, database)  # as after an upgrade
-    await store.load()
+    store = await started(client, database)  # as after an upgrade
     assert await store.resolve(acquired("t3", 1), at(51)) is not None
     assert await state(client, database, "t3") == AlertState.RESOLVED.value
     await alerts.update_one({"_id": administrator_key("t3")}, {"$unset": {"changed_at": ""}})
-    assert await AlertStore(client, database).raise_(dead_grant("t3", 2), at(52)) is not None
+    assert await (await started(client, database)).raise_(dead_grant("t3", 2), at(52)) is not None
