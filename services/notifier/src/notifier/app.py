@@ -42,6 +42,7 @@ from .domain import (
     FailureRate,
     Raise,
     Resolve,
+    event_time,
     on_mail_event,
     on_token_event,
     scan_grants,
@@ -185,10 +186,9 @@ def build_app(settings: NotifierSettings) -> FastStream:
             principal.get("tenant_id", ""), principal.get("kind", ""), principal.get("address", "")
         )
         if event.get("kind") == "refresh_failed":
-            since = datetime.fromisoformat(str(event["occurred_at"]))
             await store().start_condition(
                 key,
-                since,
+                event_time(event) or datetime.now(UTC),
                 {"principal": principal, "provider": event.get("provider"), "error": event.get("error")},
             )
         elif event.get("kind") in ("recovered", "refreshed", "acquired", "deleted"):
