@@ -6,8 +6,9 @@ message headers, so one job is one trace across services), and to its own code f
 instruments.
 
 - Traces go where `FLEETMAIL_OTEL_EXPORTER` says: `none` (no spans are made at all), `console`,
-  or `otlp` (to `FLEETMAIL_OTEL_ENDPOINT`, a collector's OTLP/HTTP base URL). Sampling is
-  parent-based with `FLEETMAIL_OTEL_SAMPLING_RATIO`, so a job is traced whole or not at all.
+  or `otlp` (to `FLEETMAIL_OTEL_ENDPOINT`, a collector's OTLP/HTTP base URL; `otlp_encoding`
+  writes the bytes). Sampling is parent-based with `FLEETMAIL_OTEL_SAMPLING_RATIO`, so a job is
+  traced whole or not at all.
 - Metrics are served for Prometheus on `FLEETMAIL_METRICS_PORT` (0: no endpoint) and, with the
   `otlp` exporter, pushed to the same collector. With neither, instruments are no-ops.
 - MongoDB commands become spans (pymongo's command monitoring, which the async client shares).
@@ -125,10 +126,10 @@ def configure_telemetry(service: str, settings: CommonSettings) -> Telemetry:
         if settings.otel_exporter == "console":
             provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
         else:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from .otlp_encoding import OtlpSpanExporter
 
             provider.add_span_processor(
-                BatchSpanProcessor(OTLPSpanExporter(endpoint=_otlp_url(settings.otel_endpoint, "traces")))
+                BatchSpanProcessor(OtlpSpanExporter(endpoint=_otlp_url(settings.otel_endpoint, "traces")))
             )
         trace.set_tracer_provider(provider)
         telemetry.tracer_provider = provider
