@@ -26,7 +26,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from faststream._internal.middlewares import BaseMiddleware
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.nats.opentelemetry.provider import (
     NatsBatchTelemetrySettingsProvider,
@@ -83,18 +82,16 @@ class Telemetry:
 
     def broker_middlewares(self) -> list[Any]:
         """FastStream middlewares: trace context through headers, messaging metrics, and the
-        redelivery counter. Nothing at all when telemetry is off."""
-        middlewares: list[Any] = []
-        if self.tracing or self.metering:
-            middlewares.append(
-                FleetmailNatsTelemetryMiddleware(
-                    tracer_provider=self.tracer_provider if self.tracing else trace.NoOpTracerProvider(),
-                    meter_provider=self.meter_provider,
-                )
+        redelivery counter, all in one. Nothing at all when telemetry is off."""
+        if not (self.tracing or self.metering):
+            return []
+        return [
+            FleetmailNatsTelemetryMiddleware(
+                tracer_provider=self.tracer_provider if self.tracing else trace.NoOpTracerProvider(),
+                meter_provider=self.meter_provider,
+                redeliveries=redelivery_counter(self.meter) if self.metering else None,
             )
-        if self.metering:
-            middlewares.append(RedeliveryCounter(self.meter))
-        return middlewares
+        ]
 
     def shutdown(self) -> None:
         if self.tracer_provider is not None:
@@ -249,12 +246,27 @@ class _LeanTelemetry(BaseTelemetryMiddleware[Any]):
     published) keeps FastStream's behaviour.
     """
 
-    __slots__ = ("_provider",)
+    __slots__ = ("_provider", "_redeliveries")
 
-    def __init__(self, msg: Any, /, **kwargs: Any) -> None:
+    def __init__(self, msg: Any, /, *, redeliveries: metrics.Counter | None, **kwargs: Any) -> None:
         super().__init__(msg, **kwargs)
         # The factory already ran once in the base class (into a name-mangled attribute).
         self._provider = self._BaseTelemetryMiddleware__settings_provider  # type: ignore[attr-defined]
+        self._redeliveries = redeliveries
+
+    async def on_receive(self) -> None:
+        """Count the messages JetStream delivers more than once (a crash, a nack, or an ack
+        that came too late), per stream and consumer. Here rather than in a middleware of its
+        own: every middleware costs each message and each publish an object and a scope."""
+        if self._redeliveries is None:
+            return
+        raws: list[Any] = self.msg if isinstance(self.msg, list) else [self.msg]
+        for raw in raws:
+            if raw is None or not (getattr(raw, "reply", None) or "").startswith("$JS.ACK."):
+                continue
+            meta = raw.metadata
+            if meta is not None and meta.num_delivered and meta.num_delivered > 1:
+                self._redeliveries.add(1, {"stream": meta.stream, "consumer": meta.consumer})
 
     async def publish_scope(self, call_next: Any, msg: Any) -> Any:
         provider = self._provider
@@ -323,10 +335,10 @@ class _LeanTelemetry(BaseTelemetryMiddleware[Any]):
 
 
 class FleetmailNatsTelemetryMiddleware(NatsTelemetryMiddleware):
-    """FastStream's NATS telemetry with reply inboxes folded into one name, and only the
-    spans fleetmail reads (`_LeanTelemetry`)."""
+    """FastStream's NATS telemetry with reply inboxes folded into one name, only the spans
+    fleetmail reads (`_LeanTelemetry`), and, given a counter, JetStream's redeliveries counted."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, redeliveries: metrics.Counter | None = None, **kwargs: Any) -> None:
         TelemetryMiddleware.__init__(
             self,
             settings_provider_factory=_settings_provider,
@@ -334,6 +346,7 @@ class FleetmailNatsTelemetryMiddleware(NatsTelemetryMiddleware):
             include_messages_counters=False,
             **kwargs,
         )
+        self._redeliveries = redeliveries
 
     def __call__(self, msg: Any | None, /, *, context: Any) -> BaseTelemetryMiddleware[Any]:
         return _LeanTelemetry(
@@ -342,37 +355,17 @@ class FleetmailNatsTelemetryMiddleware(NatsTelemetryMiddleware):
             metrics_container=self._metrics,
             settings_provider_factory=self._settings_provider_factory,
             context=context,
+            redeliveries=self._redeliveries,
         )
 
 
-class _CountRedeliveries(BaseMiddleware):
-    def __init__(self, msg: Any, /, *, context: Any, counter: metrics.Counter) -> None:
-        super().__init__(msg, context=context)
-        self.counter = counter
-
-    async def on_receive(self) -> None:
-        raws: list[Any] = self.msg if isinstance(self.msg, list) else [self.msg]
-        for raw in raws:
-            if raw is None or not (getattr(raw, "reply", None) or "").startswith("$JS.ACK."):
-                continue
-            meta = raw.metadata
-            if meta is not None and meta.num_delivered and meta.num_delivered > 1:
-                self.counter.add(1, {"stream": meta.stream, "consumer": meta.consumer})
-
-
-class RedeliveryCounter:
-    """Counts JetStream redeliveries per stream and consumer (a message seen more than once:
-    a crash, a nack, or an ack that came too late)."""
-
-    def __init__(self, meter: metrics.Meter) -> None:
-        self.counter = meter.create_counter(
-            "fleetmail.consumer.redeliveries",
-            unit="{message}",
-            description="JetStream messages delivered more than once",
-        )
-
-    def __call__(self, msg: Any, /, *, context: Any) -> BaseMiddleware:
-        return _CountRedeliveries(msg, context=context, counter=self.counter)
+def redelivery_counter(meter: metrics.Meter) -> metrics.Counter:
+    """`fleetmail.consumer.redeliveries`: JetStream messages delivered more than once."""
+    return meter.create_counter(
+        "fleetmail.consumer.redeliveries",
+        unit="{message}",
+        description="JetStream messages delivered more than once",
+    )
 
 
 class PolledGauge:
