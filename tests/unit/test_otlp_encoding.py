@@ -3,7 +3,7 @@
 import math
 
 import pytest
-from fleetmail_runtime.otlp_encoding import encode_spans
+from fleetmail_runtime.otlp_encoding import OtlpSpanExporter, encode_spans
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -128,3 +128,15 @@ def test_an_attribute_that_cannot_be_encoded_is_left_out_not_the_batch() -> None
     decoded = ExportTraceServiceRequest.FromString(encode_spans([readable]))
     attributes = decoded.resource_spans[0].scope_spans[0].spans[0].attributes
     assert [a.key for a in attributes] == ["fine"]
+
+
+@pytest.mark.unit
+def test_the_exporter_refuses_a_batch_over_its_size_limit_without_sending_it(caplog) -> None:
+    # Port 9 (discard) on loopback: nothing listens, so a request would fail, not hang.
+    exporter = OtlpSpanExporter(endpoint="http://127.0.0.1:9/v1/traces", max_request_size=64)
+    try:
+        assert exporter.export(spans_of_every_shape()) == SpanExportResult.FAILURE
+    finally:
+        exporter.shutdown()
+    assert "exceeds max_request_size 64" in caplog.text
+    assert "Transient error" not in caplog.text  # no request was tried

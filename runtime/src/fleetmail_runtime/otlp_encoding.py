@@ -21,12 +21,13 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.exporter.otlp.proto.http._common import _is_request_too_large
+from opentelemetry.exporter.otlp.proto.http._common import RequestPayloadTooLargeError, _is_request_too_large
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 from opentelemetry.trace import SpanContext, Status
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,8 @@ def encode_span(span: ReadableSpan) -> bytes:
         parts.append(_delimited(b"\x6a", b"".join(fields)))
     if span.dropped_links:
         parts += (b"\x70", _varint(span.dropped_links))
-    parts.append(_delimited(b"\x7a", _status(span.status)))
+    if span.status is not None:  # always, from the SDK; the SDK's encoder allows for none
+        parts.append(_delimited(b"\x7a", _status(span.status)))
     parts += (b"\x85\x01", _FIXED32(_flags(parent)))
     return b"".join(parts)
 
@@ -268,14 +270,14 @@ class OtlpSpanExporter(OTLPSpanExporter):
                 result.error = error
                 return SpanExportResult.FAILURE
             if _is_request_too_large(data, self._max_request_size):
-                log.warning(
-                    "Dropping span batch: %d bytes exceed max_request_size %d",
-                    len(data),
-                    self._max_request_size,
-                )
+                message = f"span batch of {len(data)} bytes exceeds max_request_size {self._max_request_size}"
+                log.warning("Dropping the %s", message)
+                result.error = RequestPayloadTooLargeError(message)
                 return SpanExportResult.FAILURE
             exported = self._client.export(data)
             if not exported.success:
                 result.error = exported.error
+                if exported.status_code is not None:
+                    result.error_attrs = {HTTP_RESPONSE_STATUS_CODE: exported.status_code}
                 return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
