@@ -13,6 +13,8 @@ import pytest
 from fleetmail_devkit.otlp import OtlpSink
 from fleetmail_devkit.stack import Ports, Stack
 
+LOG_LINES = 25  # of each service and emulator, shown when a test that used the stack fails
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
@@ -29,9 +31,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         lines = [line for line in part.output if '"level": "debug"' not in line][-LOG_LINES:]
         if lines:
             report.sections.append((f"last lines of {part.name}", "\n".join(lines)))
-
-
-LOG_LINES = 25
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -255,21 +255,7 @@ async def test_a_webhook_gets_one_signed_call_per_notice(stack, emulator_http, a
         async def recovered() -> list[dict]:
             return [c for c in receiver.valid(secret) if c["event"] == "alert.resolved"]
 
-        resolved = await eventually(recovered)
-        if not resolved:  # say what the system saw (it failed this way once, not reproduced)
-            tenant = principal.tenant_id
-            alerts = (await admin.get(f"/v1/admin/tenants/{tenant}/alerts")).json()
-            acquisition = started.get("acquisition_id")
-            status = (
-                (await admin.get(f"/v1/admin/tenants/{tenant}/acquisitions/{acquisition}")).json()
-                if acquisition
-                else started
-            )
-            events = [c["event"] for c in receiver.valid(secret)]
-            raise AssertionError(
-                f"no alert.resolved call in 30 s; calls {events}; alerts {alerts}; sign-in {status}"
-            )
-        [notice] = resolved
+        [notice] = await eventually(recovered)
         assert notice["recovered"].startswith("Recovered") and notice["alert_id"] == call["alert_id"]
         await asyncio.sleep(1.5)
         assert len(receiver.calls) == 2  # once each, however many jobs failed
