@@ -30,6 +30,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from fastapi import UploadFile
 from fleetmail_contracts.jobs import JobFunction
+from fleetmail_runtime.telemetry import SpanScope
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from starlette.datastructures import Headers
@@ -152,14 +153,15 @@ class SubmissionHandler:
         except ValueError as exc:
             return f"550 5.6.0 {_reply_text(str(exc))}"
         try:
-            with tracer.start_as_current_span(
+            span = tracer.start_span(
                 "smtp receive",
                 kind=SpanKind.SERVER,
                 attributes={
                     "fleetmail.device": login.device.device_id,
                     "fleetmail.tenant": login.device.tenant_id,
                 },
-            ):
+            )
+            with SpanScope(span):
                 accepted = await self.intake.submit(login.device, submission, uploads, channel="smtp")
         except Problem as problem:
             return problem_reply(problem)

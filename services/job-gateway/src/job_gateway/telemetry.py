@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from fleetmail_runtime.telemetry import SpanScope
 from opentelemetry import metrics, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -73,7 +74,7 @@ class HttpTelemetry:
             await send(message)
 
         started = time.perf_counter()
-        with self.tracer.start_as_current_span(
+        span = self.tracer.start_span(
             method,
             context=_PROPAGATOR.extract(carrier) if carrier else None,
             kind=trace.SpanKind.SERVER,
@@ -82,7 +83,8 @@ class HttpTelemetry:
                 "url.path": scope["path"],
                 "url.scheme": scope["scheme"],
             },
-        ) as span:
+        )
+        with SpanScope(span):
             try:
                 await self.app(scope, receive, send_noting_status)
             finally:

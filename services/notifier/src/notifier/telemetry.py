@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from fleetmail_contracts.alerts import AlertView
-from fleetmail_runtime.telemetry import PolledGauge
+from fleetmail_runtime.telemetry import PolledGauge, SpanScope
 from opentelemetry import metrics, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -26,18 +25,17 @@ ALERT_TRANSITIONS = meter.create_counter(
 )
 
 
-@contextmanager
-def observing(event: Mapping[str, Any], headers: Mapping[str, str] | None) -> Iterator[None]:
+def observing(event: Mapping[str, Any], headers: Mapping[str, str] | None) -> SpanScope:
     """A span for one event of a batch, a child of the span that published it: the notifier
     reads events in batches, and this keeps each job's trace whole."""
-    parent = _PROPAGATOR.extract(dict(headers or {}))
-    with tracer.start_as_current_span(
-        f"notifier observe {event.get('kind', 'event')}",
-        context=parent,
-        kind=trace.SpanKind.CONSUMER,
-        attributes={"fleetmail.tenant": str(event.get("tenant_id") or "")},
-    ):
-        yield
+    return SpanScope(
+        tracer.start_span(
+            f"notifier observe {event.get('kind', 'event')}",
+            context=_PROPAGATOR.extract(dict(headers or {})),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"fleetmail.tenant": str(event.get("tenant_id") or "")},
+        )
+    )
 
 
 def count_transition(alert: AlertView, transition: str) -> None:

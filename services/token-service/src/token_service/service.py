@@ -33,8 +33,8 @@ from fleetmail_contracts.tokens import (
     TokenRefreshed,
     TokenRefreshFailed,
 )
+from fleetmail_runtime.telemetry import SpanScope
 from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from .adapters.grants import GrantStore, IssuedToken, StoredGrant
@@ -276,7 +276,7 @@ class TokenService:
             "oauth2 token refresh", kind=SpanKind.CLIENT, attributes={**labels, "tenant": principal.tenant_id}
         )
         try:
-            with trace.use_span(span, end_on_exit=True):
+            with SpanScope(span):
                 result = await self._redeem(grant, tenant, principal)
         except ReauthorizationRequired as exc:
             REFRESHES.add(1, {**labels, "result": "reauthorization_required"})

@@ -19,6 +19,7 @@ from fleetmail_contracts.mail_events import FailureReason
 from fleetmail_contracts.tenants import SmtpSecurity, SmtpSettings
 from fleetmail_runtime import smtp_replies
 from fleetmail_runtime.smtp_replies import ReplyClass
+from fleetmail_runtime.telemetry import SpanScope
 from opentelemetry.trace import Span, SpanKind
 
 from ..domain.mime import MimeMessage
@@ -133,7 +134,7 @@ class SmtpDelivery:
     ) -> SendResult:
         key: PoolKey = (server.host, server.port, server.security.value, credentials.address.casefold())
         slots = self._slots.setdefault(key, asyncio.Semaphore(self._max))
-        with tracer.start_as_current_span(
+        span = tracer.start_span(
             "smtp send",
             kind=SpanKind.CLIENT,
             attributes={
@@ -142,7 +143,8 @@ class SmtpDelivery:
                 "smtp.security": server.security.value,
                 "smtp.recipients": len(recipients),
             },
-        ) as span:
+        )
+        with SpanScope(span):
             result = await self._send(key, slots, server, credentials, message, recipients, span)
             span.set_attribute("smtp.reply", result.reply)
             return result
