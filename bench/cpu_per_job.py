@@ -1,0 +1,101 @@
+"""Where a job's CPU goes, process by process, with telemetry off, on, or on with nothing
+sampled: the diagnostic behind `telemetry.throughput_ratio` (not part of `make bench`).
+
+    .venv/bin/python -m bench.cpu_per_job off,on,s0,on,off
+
+Each mode named is one round of jobs end to end on one embedded stack, run as
+bench/telemetry.py runs its rounds; for each round it prints jobs per second and the CPU per job
+of every process of the stack and of this one (the load and the collector), read from /proc.
+On two cores the stack is CPU-bound, so CPU per job is what decides the throughput; compare
+modes in the same run (the embedded database's writes grow costlier as the run goes).
+
+Modes: `off`; `on` (as the benchmark: spans over OTLP, metrics scraped); `s0` (on, sampling 0:
+middleware, propagation and metrics, no span recorded); `nometrics` (on, no metrics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import sys
+
+import httpx
+from fleetmail_devkit.otlp import OtlpSink
+from fleetmail_devkit.stack import Stack
+
+from . import telemetry
+from .mail import devices_of_new_tenant, e2e_rate
+from .stack import running_stack
+
+MODES = {
+    "off": (False, {}),
+    "on": (True, {}),
+    "s0": (True, {"FLEETMAIL_OTEL_SAMPLING_RATIO": "0"}),
+    "nometrics": (True, {"FLEETMAIL_METRICS_PORT": "0", "FLEETMAIL_OTEL_METRICS": "none"}),
+}
+VARIED = {key for _, extra in MODES.values() for key in extra}
+
+
+def process_cpu_s(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def switch(stack: Stack, mode: str, sink: OtlpSink) -> None:
+    on, extra = MODES[mode]
+    for part in stack.parts:
+        for key in VARIED:
+            part.env.pop(key, None)
+        if on:
+            part.env.update(extra)
+    await telemetry.switch(stack, on, sink)  # restarts the services with the env above
+
+
+async def main(modes: list[str]) -> None:
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise SystemExit(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    jobs = telemetry.DEVICES * telemetry.PER_DEVICE
+    sink = OtlpSink(keep=False).start()
+    try:
+        async with running_stack() as stack:
+            async with httpx.AsyncClient(verify=stack.ssl_context(), trust_env=False, timeout=60) as http:
+                for mode in modes:
+                    await switch(stack, mode, sink)
+                    devices = await devices_of_new_tenant(stack, http, telemetry.DEVICES)
+                    await e2e_rate(stack, http, devices, telemetry.WARM_UP_PER_DEVICE)
+                    on = MODES[mode][0]
+                    interval_s = telemetry.deployed_scrape_interval_s()
+                    scraper = (
+                        asyncio.create_task(telemetry.scrape_as_deployed(stack, interval_s)) if on else None
+                    )
+                    pids = {p.name: p.process.pid for p in stack.parts if p.process is not None}
+                    before = {name: process_cpu_s(pid) for name, pid in pids.items()}
+                    before["benchmark"] = own_cpu_s()
+                    try:
+                        rate = await e2e_rate(stack, http, devices, telemetry.PER_DEVICE)
+                    finally:
+                        if scraper is not None:
+                            scraper.cancel()
+                    after = {name: process_cpu_s(pid) for name, pid in pids.items()}
+                    after["benchmark"] = own_cpu_s()
+                    per_job = {name: 1000 * (after[name] - before[name]) / jobs for name in after}
+                    ranked = sorted(per_job.items(), key=lambda kv: -kv[1])
+                    print(
+                        f"{mode:<10} {rate:6.1f} jobs/s  {sum(per_job.values()):6.2f} ms CPU/job  "
+                        + "  ".join(f"{name} {ms:.2f}" for name, ms in ranked),
+                        flush=True,
+                    )
+                await telemetry.switch(stack, False, sink)
+    finally:
+        sink.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1].split(",") if len(sys.argv) > 1 else ["off", "on", "s0", "on", "off"]))
