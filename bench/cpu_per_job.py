@@ -19,13 +19,14 @@ import asyncio
 import os
 import resource
 import sys
+from pathlib import Path
 
 import httpx
 from fleetmail_devkit.otlp import OtlpSink
 from fleetmail_devkit.stack import Stack
 
 from . import telemetry
-from .mail import devices_of_new_tenant, e2e_rate
+from .mail import e2e_rate
 from .stack import running_stack
 
 MODES = {
@@ -38,7 +39,7 @@ VARIED = {key for _, extra in MODES.values() for key in extra}
 
 
 def process_cpu_s(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
@@ -49,7 +50,7 @@ def own_cpu_s() -> float:
 
 async def switch(stack: Stack, mode: str, sink: OtlpSink) -> None:
     on, extra = MODES[mode]
-    for part in stack.parts:
+    for part in [p for p in stack.parts if p.name.startswith(telemetry.SERVICES)]:
         for key in VARIED:
             part.env.pop(key, None)
         if on:
@@ -62,29 +63,20 @@ async def main(modes: list[str]) -> None:
     if unknown:
         raise SystemExit(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
     jobs = telemetry.DEVICES * telemetry.PER_DEVICE
+    interval_s = telemetry.deployed_scrape_interval_s()
     sink = OtlpSink(keep=False).start()
     try:
         async with running_stack() as stack:
             async with httpx.AsyncClient(verify=stack.ssl_context(), trust_env=False, timeout=60) as http:
                 for mode in modes:
                     await switch(stack, mode, sink)
-                    devices = await devices_of_new_tenant(stack, http, telemetry.DEVICES)
-                    await e2e_rate(stack, http, devices, telemetry.WARM_UP_PER_DEVICE)
-                    on = MODES[mode][0]
-                    interval_s = telemetry.deployed_scrape_interval_s()
-                    scraper = (
-                        asyncio.create_task(telemetry.scrape_as_deployed(stack, interval_s)) if on else None
-                    )
-                    pids = {p.name: p.process.pid for p in stack.parts if p.process is not None}
-                    before = {name: process_cpu_s(pid) for name, pid in pids.items()}
-                    before["benchmark"] = own_cpu_s()
-                    try:
+                    async with telemetry.round_ready(stack, http, MODES[mode][0], interval_s) as devices:
+                        pids = {p.name: p.process.pid for p in stack.parts if p.process is not None}
+                        before = {name: process_cpu_s(pid) for name, pid in pids.items()}
+                        before["benchmark"] = own_cpu_s()
                         rate = await e2e_rate(stack, http, devices, telemetry.PER_DEVICE)
-                    finally:
-                        if scraper is not None:
-                            scraper.cancel()
-                    after = {name: process_cpu_s(pid) for name, pid in pids.items()}
-                    after["benchmark"] = own_cpu_s()
+                        after = {name: process_cpu_s(pid) for name, pid in pids.items()}
+                        after["benchmark"] = own_cpu_s()
                     per_job = {name: 1000 * (after[name] - before[name]) / jobs for name in after}
                     ranked = sorted(per_job.items(), key=lambda kv: -kv[1])
                     print(

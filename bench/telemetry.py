@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -79,6 +81,23 @@ async def scrape_as_deployed(stack: Stack, interval_s: float) -> None:
             await asyncio.sleep(interval_s)
 
 
+@asynccontextmanager
+async def round_ready(
+    stack: Stack, http: httpx.AsyncClient, on: bool, interval_s: float
+) -> AsyncIterator[list[tuple[str, str]]]:
+    """A round's setting, the services already switched: a new tenant's devices, warmed up
+    (untimed), and Prometheus scraping as deployed while telemetry is on. The block times the
+    round's jobs."""
+    devices = await devices_of_new_tenant(stack, http, DEVICES)
+    scraper = asyncio.create_task(scrape_as_deployed(stack, interval_s)) if on else None
+    try:
+        await e2e_rate(stack, http, devices, WARM_UP_PER_DEVICE)
+        yield devices
+    finally:
+        if scraper is not None:
+            scraper.cancel()
+
+
 async def run(stack: Stack) -> list[Figure]:
     sink = OtlpSink(keep=False).start()
     rates: dict[bool, list[float]] = {False: [], True: []}
@@ -87,14 +106,8 @@ async def run(stack: Stack) -> list[Figure]:
         async with httpx.AsyncClient(verify=stack.ssl_context(), trust_env=False, timeout=60) as http:
             for round_, on in enumerate(ORDER, start=1):
                 await switch(stack, on, sink)
-                devices = await devices_of_new_tenant(stack, http, DEVICES)
-                scraper = asyncio.create_task(scrape_as_deployed(stack, interval_s)) if on else None
-                try:
-                    await e2e_rate(stack, http, devices, WARM_UP_PER_DEVICE)  # untimed
+                async with round_ready(stack, http, on, interval_s) as devices:
                     rates[on].append(await e2e_rate(stack, http, devices, PER_DEVICE))
-                finally:
-                    if scraper is not None:
-                        scraper.cancel()
                 print(f"  round {round_}, telemetry {'on' if on else 'off'}: {rates[on][-1]:.1f} jobs/s")
             await switch(stack, False, sink)
     finally:
