@@ -51,9 +51,16 @@ def process_cpu_s(pid: int) -> tuple[float, float]:
     return cpu_s(Path(f"/proc/{pid}/task/{pid}/stat")), cpu_s(Path(f"/proc/{pid}/stat"))
 
 
-def _threads(main: float, total: float) -> str:
-    """ "(threads 0.11)" when a process's other threads used a measurable share."""
-    return f" (threads {total - main:.2f})" if total - main >= 0.005 else ""
+def ms_per_job(before: tuple[float, float], after: tuple[float, float], jobs: int) -> tuple[float, float]:
+    """Milliseconds of CPU per job between two `process_cpu_s` readings: (main thread, process)."""
+    return 1000 * (after[0] - before[0]) / jobs, 1000 * (after[1] - before[1]) / jobs
+
+
+def shown(name: str, main: float, total: float) -> str:
+    """`job-gateway 3.56 (threads 0.21)`: the process's figure, and its other threads' share
+    when it is measurable."""
+    threads = total - main
+    return f"{name} {total:.2f}" + (f" (threads {threads:.2f})" if threads >= 0.005 else "")
 
 
 async def switch(stack: Stack, mode: str, sink: OtlpSink) -> None:
@@ -84,19 +91,12 @@ async def main(modes: list[str]) -> None:
                         before = {name: process_cpu_s(pid) for name, pid in pids.items()}
                         rate = await e2e_rate(stack, http, devices, telemetry.PER_DEVICE)
                         after = {name: process_cpu_s(pid) for name, pid in pids.items()}
-                    # ms per job: (main thread, other threads)
-                    per_job = {
-                        name: tuple(
-                            1000 * (a - b) / jobs for a, b in zip(after[name], before[name], strict=True)
-                        )
-                        for name in pids
-                    }
+                    per_job = {name: ms_per_job(before[name], after[name], jobs) for name in pids}
                     ranked = sorted(per_job.items(), key=lambda kv: -kv[1][1])
+                    total = sum(process for _, process in per_job.values())
                     print(
-                        f"{mode:<10} {rate:6.1f} jobs/s  {sum(t for _, t in per_job.values()):6.2f} ms CPU/job  "
-                        + "  ".join(
-                            f"{name} {total:.2f}" + _threads(main, total) for name, (main, total) in ranked
-                        ),
+                        f"{mode:<10} {rate:6.1f} jobs/s  {total:6.2f} ms CPU/job  "
+                        + "  ".join(shown(name, *figures) for name, figures in ranked),
                         flush=True,
                     )
                 await telemetry.switch(stack, False, sink)
