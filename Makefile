@@ -30,12 +30,13 @@ demo: $(STAMP) ## the same, exiting after the sample fleet's jobs
 test: $(STAMP) ## unit, contract, integration and end-to-end tests
 	$(PY) -m pytest
 
-test-unit: $(STAMP)
-	$(PY) -m pytest -m unit
+test-unit: $(STAMP) ## the unit tier alone: pure logic, fakes, no servers (seconds)
+	$(PY) -m pytest -m unit -q
 
-lint: $(STAMP) ## ruff, and mypy (strict for contracts and domain code)
+lint: $(STAMP) ## ruff (lint and format), and mypy over every package (strict for the product)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy contracts/src runtime/src services/token-service/src/token_service/domain.py services/mail-service/src/mail_service/domain
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy contracts/src runtime/src services/*/src cli/src devkit/src bench
 
 bench: $(STAMP) ## benchmarks: one table, and .fleetmail/bench.json
 	$(PY) -m bench

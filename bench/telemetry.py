@@ -113,8 +113,11 @@ async def run(stack: Stack) -> list[Figure]:
     finally:
         sink.stop()
     assert sink.received_bytes > 0, "telemetry was on, yet nothing reached the collector"
-    on, off = sum(rates[True]) / len(rates[True]), sum(rates[False]) / len(rates[False])
+    rate_on = sum(rates[True]) / len(rates[True])
+    rate_off = sum(rates[False]) / len(rates[False])
     return [
-        Figure("telemetry.e2e_jobs_per_s_on", on, "jobs/s", "telemetry_off_jobs_per_s", off),
-        Figure("telemetry.throughput_ratio", on / off, "ratio", "telemetry_off_jobs_per_s", off),
+        Figure("telemetry.e2e_jobs_per_s_on", rate_on, "jobs/s", "telemetry_off_jobs_per_s", rate_off),
+        Figure(
+            "telemetry.throughput_ratio", rate_on / rate_off, "ratio", "telemetry_off_jobs_per_s", rate_off
+        ),
     ]

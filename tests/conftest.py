@@ -33,10 +33,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append((f"last lines of {part.name}", "\n".join(lines)))
 
 
+TIERS = ("unit", "component", "integration", "e2e")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test's tier is its folder's name."""
     for item in items:
         tier = Path(str(item.fspath)).parent.name
-        if tier in ("unit", "integration", "e2e"):
+        if tier in TIERS:
             item.add_marker(getattr(pytest.mark, tier))
 
 

@@ -80,4 +80,3 @@ def test_a_span_left_open_stays_current_in_its_block_only(
     assert exporter.get_finished_spans() == ()
     span.end()
     assert [s.name for s in exporter.get_finished_spans()] == ["process"]
-

@@ -66,12 +66,12 @@ class SampleFleet:
         await self.http.aclose()
         await self.emulator.aclose()
 
-    async def _ok(self, response: httpx.Response) -> dict:  # type: ignore[type-arg]
+    async def _ok(self, response: httpx.Response) -> dict:
         if response.status_code >= 400:
             raise DemoError(
                 f"{response.request.method} {response.request.url.path} → {response.status_code}: {response.text}"
             )
-        return response.json()  # type: ignore[no-any-return]
+        return response.json()
 
     async def create_tenant(self) -> None:
         body = {

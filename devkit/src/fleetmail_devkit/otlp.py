@@ -70,7 +70,7 @@ class OtlpSink:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> OtlpSink:
         self._thread.start()

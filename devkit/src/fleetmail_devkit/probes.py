@@ -125,7 +125,7 @@ async def request_tokens(
 
 async def try_request_tokens(
     stack: Stack, principal: Principal, count: int, force_refresh: bool = False, reply_timeout_s: float = 20
-) -> list[AccessTokenReply | Exception]:
+) -> list[AccessTokenReply | BaseException]:
     """The same, with a request that got no answer (its replica died) as its exception."""
     client = await nats.connect(stack.nats_url)
     try:
@@ -137,7 +137,8 @@ async def try_request_tokens(
             return_exceptions=True,
         )
         return [
-            r if isinstance(r, Exception) else AccessTokenReply.model_validate_json(r.data) for r in replies
+            r if isinstance(r, BaseException) else AccessTokenReply.model_validate_json(r.data)
+            for r in replies
         ]
     finally:
         await client.close()

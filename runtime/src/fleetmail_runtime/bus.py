@@ -7,11 +7,14 @@ which services start does not matter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import ssl
 import time
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import TypeVar
 
 from faststream.nats import JStream, NatsBroker, StorageType
 from faststream.security import BaseSecurity, SASLPlaintext
@@ -19,12 +22,14 @@ from fleetmail_contracts import streams
 from nats.errors import Error as NatsError
 from nats.js.api import RetentionPolicy, StreamConfig
 from nats.js.errors import BadRequestError
+from pydantic import BaseModel
 
 from .nats_fetch import consistent_fetch_timeouts
 from .settings import CommonSettings
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", bound=BaseModel)
 
 
 def jobs_stream(settings: CommonSettings) -> JStream:
@@ -140,3 +145,58 @@ async def _declare(broker: NatsBroker, settings: CommonSettings) -> None:
     )
     await broker.key_value(streams.PARKED_JOBS_BUCKET, replicas=replicas)
     await broker.object_storage(streams.ATTACHMENTS_BUCKET, replicas=replicas)
+
+
+class BusUnavailable(Exception):
+    """NATS could not do what was asked just now (no connection, no responder, a timeout).
+
+    Always transient: the caller retries, or tells its own caller to (HTTP 503, SMTP 451, a
+    NAK). The one translation of nats-py's errors and timeouts, so no service catches them.
+    """
+
+    def __init__(self, what: str, cause: BaseException) -> None:
+        super().__init__(f"{what}: {type(cause).__name__}")
+        self.what = what
+
+
+@contextlib.contextmanager
+def bus_errors(what: str) -> Iterator[None]:
+    """Inside the block, a NATS error or a timeout becomes `BusUnavailable(what)`."""
+    try:
+        yield
+    except (NatsError, TimeoutError) as exc:
+        raise BusUnavailable(what, exc) from exc
+
+
+class Bus:
+    """Typed request/reply and publishing over the broker, NATS errors as `BusUnavailable`."""
+
+    def __init__(self, broker: NatsBroker, *, timeout_s: float = 10.0) -> None:
+        self.broker = broker
+        self.timeout_s = timeout_s
+
+    async def request(
+        self, message: BaseModel, subject: str, reply: type[R], *, timeout_s: float | None = None
+    ) -> R:
+        """Ask whoever serves `subject`; their answer parsed as `reply`."""
+        with bus_errors(f"no answer on {subject}"):
+            response = await self.broker.request(message, subject, timeout=timeout_s or self.timeout_s)
+        return reply.model_validate_json(response.body)
+
+    async def publish(
+        self,
+        message: BaseModel,
+        subject: str,
+        *,
+        stream: str,
+        msg_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> bool:
+        """Publish to a stream and wait for its acknowledgement; True when JetStream dropped the
+        message as a duplicate of `msg_id` within its window."""
+        headers = {"Nats-Msg-Id": msg_id} if msg_id is not None else None
+        with bus_errors(f"{stream} did not take the message"):
+            ack = await self.broker.publish(
+                message, subject, headers=headers, stream=stream, timeout=timeout_s or self.timeout_s
+            )
+        return bool(getattr(ack, "duplicate", False))

@@ -29,20 +29,28 @@ class TenantDirectory:
         self._kv: KeyValue | None = None
         self._cache: dict[str, TenantSettings] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self._updates: KeyValue.KeyWatcher | None = None
 
     async def start(self) -> None:
         self._kv = await self._broker.key_value(TENANTS_BUCKET, history=5)
-        self._watcher = asyncio.create_task(self._watch())
+        self._updates = await self._kv.watchall(include_history=False)
+        self._watcher = asyncio.create_task(self._watch(self._updates))
 
     async def stop(self) -> None:
+        """End the watch: its iterator is told to stop (a cancelled task blocked in the
+        watcher's queue was seen never to finish cancelling), then the task is awaited."""
+        if self._updates is not None:
+            with contextlib.suppress(Exception):
+                await self._updates.stop()  # type: ignore[no-untyped-call]
         if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            try:
+                await asyncio.wait_for(asyncio.shield(self._watcher), 2)
+            except TimeoutError:
+                self._watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._watcher
 
-    async def _watch(self) -> None:
-        assert self._kv is not None
-        watcher = await self._kv.watchall(include_history=False)
+    async def _watch(self, watcher: KeyValue.KeyWatcher) -> None:
         async for entry in watcher:
             if entry is None or entry.key is None:
                 continue

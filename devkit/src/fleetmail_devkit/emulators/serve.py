@@ -34,8 +34,6 @@ async def run_servers(servers: list[uvicorn.Server], extra: list[asyncio.Task[No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    for server in servers:
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     tasks = [asyncio.create_task(s.serve()) for s in servers]
     await stop.wait()
     for server in servers:
