@@ -20,6 +20,7 @@ class FailureReason(StrEnum):
     SEND_AS_DENIED = "send_as_denied"
     AUTHENTICATION_FAILED = "authentication_failed"
     REAUTHORIZATION_REQUIRED = "reauthorization_required"
+    CONFIGURATION_ERROR = "configuration_error"
     AUTHORIZATION_TIMEOUT = "authorization_timeout"
     RECIPIENTS_REJECTED = "recipients_rejected"
     MESSAGE_TOO_LARGE = "message_too_large"

@@ -66,6 +66,9 @@ class AccessTokenOutcome(StrEnum):
     NO_GRANT = "no_grant"
     REAUTHORIZATION_REQUIRED = "reauthorization_required"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
+    CONFIGURATION_ERROR = "configuration_error"
+    """fleetmail or the tenant is set up wrongly (no app registration, an unknown tenant):
+    no sign-in helps; an operator or administrator must fix a setting."""
 
 
 class AccessTokenReply(Contract):
