@@ -200,7 +200,7 @@ STATUS_TEXT = {
 
 @tokens.command("status")
 def tokens_status(tenant_id: str) -> None:
-    """The seed's Refresh Tokens screen, for every grant of the tenant."""
+    """The device's [Refresh Tokens] screen, for every grant of the tenant."""
     table = Table("kind", "address", "status", "flow", "last refreshed", "expiring on")
     for g in call("GET", f"/v1/admin/tenants/{tenant_id}/tokens")["grants"]:
         table.add_row(

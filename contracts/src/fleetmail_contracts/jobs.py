@@ -45,7 +45,8 @@ ADMINISTRATOR_FUNCTIONS = frozenset(
         JobFunction.TX_RESULT_REPORT,
     }
 )
-"""Functions the seed lists as administrator functions: sent with the administrator grant."""
+"""The device's administrator functions (notifications, reports, fax forwarding): always sent
+with the administrator's grant, never a login user's."""
 
 
 class AttachmentRef(Contract):

@@ -1,6 +1,6 @@
 """SMTP replies that fleetmail recognises: one table shared by mail-service and the SMTP emulator.
 
-Each entry is the reply a real provider sends (see FACTS.md), the class fleetmail gives it
+Each entry is the reply a real provider sends (`docs/providers.md` has the sources), the class fleetmail gives it
 and, where there is one, what an administrator does about it.
 """
 

@@ -1,4 +1,4 @@
-"""Google OAuth emulator, per FACTS.md.
+"""Google OAuth emulator, as `docs/providers.md` describes the real one.
 
 Authorize at `/o/oauth2/v2/auth`, token at `/token` (authorization_code with PKCE,
 refresh_token without rotation), `/tokeninfo` for the SMTP emulator, `/revoke`, keys at

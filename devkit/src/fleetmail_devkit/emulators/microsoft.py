@@ -1,4 +1,4 @@
-"""Microsoft identity platform (Entra ID) emulator, per FACTS.md.
+"""Microsoft identity platform (Entra ID) emulator, as `docs/providers.md` describes the real one.
 
 Endpoints under `/<tenant>/oauth2/v2.0/` (authorize, token, devicecode), discovery at
 `/<tenant>/v2.0/.well-known/openid-configuration`, keys at `/<tenant>/discovery/v2.0/keys`.

@@ -5,7 +5,7 @@
   JWTs with the emulator's published keys (audience, expiry, SMTP.Send scope or the
   SMTP.SendAsApp role, the user); Google tokens through the emulator's `tokeninfo`.
 - AUTH PLAIN/LOGIN for basic-auth mailboxes, `550 5.7.30` once basic auth is "removed".
-- The real failure replies from FACTS.md, from the table in `fleetmail_runtime.smtp_replies`:
+- The real failure replies (`docs/providers.md`), from the table in `fleetmail_runtime.smtp_replies`:
   `535 5.7.139` for a mailbox with SMTP AUTH off, `535 5.7.3` for a bad Microsoft token,
   Gmail's `334` JSON challenge then `535-5.7.8`, `550 5.7.60` for Send As.
 - Injectable 421/451 transient failures; every accepted message kept in a Maildir and
