@@ -104,6 +104,13 @@ async def stack(otlp_sink: OtlpSink) -> AsyncIterator[Stack]:
             f"{running.smtp_control_url}/_emulator/mailboxes",
             json={"address": ALERT_RELAY[0], "password": ALERT_RELAY[1]},
         )
+    async with httpx.AsyncClient(verify=running.ssl_context(), timeout=10, trust_env=False) as control:
+        # Microsoft polls a device code every 5 s; tests that sign in do not wait that long
+        # (the emulator's default stays Microsoft's, and make run keeps it).
+        answer = await control.post(
+            f"{running.microsoft_url}/_emulator/settings", json={"device_code_interval_s": 1}
+        )
+        assert answer.status_code == 200, answer.text
     try:
         yield running
     finally:

@@ -1,11 +1,13 @@
-"""The component tier: one real server per test module (only NATS, or only MongoDB), never
-the whole stack. Each module that asks for a server gets its own, started once."""
+"""The component tier: one real server per test module (only NATS, or only MongoDB, or the
+provider emulators), never the whole stack. Each module that asks gets its own, started once."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
+from fleetmail_devkit.stack import Stack, temporary_stack
 
 from tests.utils.servers import mongodb_server, nats_server
 
@@ -20,3 +22,17 @@ async def nats_url() -> AsyncIterator[str]:
 async def mongodb_uri() -> AsyncIterator[str]:
     async with mongodb_server() as uri:
         yield uri
+
+
+@pytest.fixture(scope="module")
+async def emulators() -> AsyncIterator[Stack]:
+    """The Microsoft, Google and SMTP emulators alone, with their defaults (Microsoft's 5 s
+    device-code interval, …): no nats-server, no database, no services."""
+    async with temporary_stack("fleetmail-emulators-", emulators_only=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def emulator_http(emulators: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(verify=emulators.ssl_context(), timeout=10.0, trust_env=False) as client:
+        yield client

@@ -117,11 +117,14 @@ class Stack:
         nats_config: Path | None = None,
         nats_passwords: dict[str, str] | None = None,
         nats_nodes: int = 1,
+        emulators_only: bool = False,
     ) -> None:
         """`nats_config`: run nats-server with this configuration (e.g. least-privilege users);
         `nats_passwords`: NATS user → password, where each service connects as the user of
         its own name and a `provisioner` user declares the streams first; `nats_nodes`: a
-        JetStream cluster of that many nodes on loopback (the first on `ports.nats`)."""
+        JetStream cluster of that many nodes on loopback (the first on `ports.nats`);
+        `emulators_only`: only the provider emulators (no nats-server, database or services),
+        for tests of the emulators themselves."""
         self.data_dir = data_dir.resolve()
         self.ports = ports
         self.external_mongodb = mongodb_uri
@@ -132,6 +135,9 @@ class Stack:
         self.nats_passwords = nats_passwords or {}
         self._provisioned = False
         self.nats_nodes = nats_nodes
+        self.emulators_only = emulators_only
+        if emulators_only:
+            self.services = ()
         self.nats_ports = [ports.nats] + [free_port() for _ in range(nats_nodes - 1)]
         self.nats_cluster_ports = [free_port() for _ in range(nats_nodes)] if nats_nodes > 1 else []
         self.parts: list[Part] = []
@@ -287,8 +293,8 @@ class Stack:
 
     def _plan(self) -> list[Part]:
         py = sys.executable
-        parts = [self._nats_part(node) for node in range(self.nats_nodes)]
-        if self.external_mongodb is None:
+        parts = [] if self.emulators_only else [self._nats_part(node) for node in range(self.nats_nodes)]
+        if self.external_mongodb is None and not self.emulators_only:
             parts.append(
                 Part(
                     "mongodb",

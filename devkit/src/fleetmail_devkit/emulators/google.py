@@ -29,11 +29,13 @@ from pydantic import BaseModel
 
 from .identity import (
     CallCounter,
+    ControlSettings,
     Fault,
     FaultPlan,
-    FaultRequest,
     SigningKey,
+    apply_settings,
     client_credentials_from,
+    control_router,
     form_of,
     json_error,
     now,
@@ -143,18 +145,13 @@ class CreateServiceAccount(BaseModel):
     delegated_scopes: list[str] = [MAIL_SCOPE]
 
 
-class UserRequest(BaseModel):
-    user: str
-
-
 class AgeRequest(BaseModel):
     user: str
     days: float
 
 
-class Settings(BaseModel):
-    access_token_lifetime_s: int | None = None
-    next_sign_in: str | None = None
+class Settings(ControlSettings):
+    pass
 
 
 def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
@@ -463,15 +460,6 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             "universe_domain": "googleapis.com",
         }
 
-    @api.post("/_emulator/grants/revoke")
-    async def revoke(body: UserRequest) -> dict[str, int]:
-        revoked = 0
-        for grant in state.grants.values():
-            if grant.user == body.user and not grant.revoked:
-                grant.revoked = True
-                revoked += 1
-        return {"revoked": revoked}
-
     @api.post("/_emulator/grants/age")
     async def age(body: AgeRequest) -> dict[str, int]:
         aged = 0
@@ -482,32 +470,10 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                 aged += 1
         return {"aged": aged}
 
-    @api.post("/_emulator/faults")
-    async def faults(body: FaultRequest) -> dict[str, int]:
-        state.faults.faults.append(Fault(body.status, body.count, body.retry_after_s))
-        return {"queued": body.count}
-
     @api.post("/_emulator/settings")
     async def settings(body: Settings) -> dict[str, bool]:
-        if body.access_token_lifetime_s is not None:
-            state.access_token_lifetime_s = body.access_token_lifetime_s
-        if "next_sign_in" in body.model_fields_set:
-            state.next_sign_in = body.next_sign_in
+        apply_settings(state, body)
         return {"ok": True}
 
-    @api.get("/_emulator/calls")
-    async def calls() -> dict[str, int]:
-        return state.counter.snapshot()
-
-    @api.get("/_emulator/issued")
-    async def issued() -> dict[str, list[str]]:
-        return {
-            "access_tokens": state.issued_access_tokens,
-            "refresh_tokens": state.issued_refresh_tokens,
-        }
-
-    @api.get("/_emulator/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
+    api.include_router(control_router(state))
     return api

@@ -1,6 +1,7 @@
-"""What the two identity-provider emulators share: signing keys, PKCE, fault injection, counters.
+"""What the two identity-provider emulators share: signing keys, PKCE, fault injection,
+counters, and the part of the control API that is the same for both.
 
-Fault injection and counters are driven through each emulator's control API
+Fault injection, counters and settings are driven through each emulator's control API
 (`/_emulator/...`), which tests and the demo use; real clients never see it.
 """
 
@@ -16,9 +17,9 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 
 def now() -> float:
@@ -115,3 +116,61 @@ def client_credentials_from(request: Request, form: dict[str, str]) -> tuple[str
 
 def json_error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+class UserRequest(BaseModel):
+    user: str
+
+
+class ControlSettings(BaseModel):
+    """Settings a test may change at run time; each emulator adds its own. Only the fields a
+    request names change."""
+
+    model_config = ConfigDict(extra="forbid")
+    access_token_lifetime_s: int | None = None
+    next_sign_in: str | None = None
+
+
+def apply_settings(state: Any, body: BaseModel) -> None:
+    for name in body.model_fields_set:
+        setattr(state, name, getattr(body, name))
+
+
+def control_router(state: Any) -> APIRouter:
+    """The control endpoints both identity emulators have. `state` has `grants` (values with
+    `user` and `revoked`), `faults`, `counter`, `issued_access_tokens` and
+    `issued_refresh_tokens`."""
+    router = APIRouter(prefix="/_emulator")
+
+    @router.post("/grants/revoke")
+    async def revoke(body: UserRequest) -> dict[str, int]:
+        revoked = 0
+        for grant in state.grants.values():
+            if grant.user == body.user and not grant.revoked:
+                grant.revoked = True
+                revoked += 1
+        return {"revoked": revoked}
+
+    @router.post("/faults")
+    async def faults(body: FaultRequest) -> dict[str, int]:
+        state.faults.faults.append(Fault(body.status, body.count, body.retry_after_s))
+        return {"queued": body.count}
+
+    @router.get("/calls")
+    async def calls() -> dict[str, int]:
+        snapshot: dict[str, int] = state.counter.snapshot()
+        return snapshot
+
+    @router.get("/issued")
+    async def issued() -> dict[str, list[str]]:
+        """Every token string issued so far, so tests can prove none is stored in clear."""
+        return {
+            "access_tokens": list(state.issued_access_tokens),
+            "refresh_tokens": list(state.issued_refresh_tokens),
+        }
+
+    @router.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return router

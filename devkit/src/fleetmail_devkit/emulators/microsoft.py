@@ -28,11 +28,13 @@ from pydantic import BaseModel
 
 from .identity import (
     CallCounter,
+    ControlSettings,
     Fault,
     FaultPlan,
-    FaultRequest,
     SigningKey,
+    apply_settings,
     client_credentials_from,
+    control_router,
     form_of,
     json_error,
     now,
@@ -183,6 +185,7 @@ class State:
     next_sign_in: str | None = None
     access_token_lifetime_s: int = 3600
     slow_down: bool = False
+    device_code_interval_s: int = DEVICE_CODE_INTERVAL_S
     faults: FaultPlan = field(default_factory=FaultPlan)
     counter: CallCounter = field(default_factory=CallCounter)
 
@@ -202,19 +205,15 @@ class Decline(BaseModel):
     user_code: str
 
 
-class UserRequest(BaseModel):
-    user: str
-
-
 class AgeRequest(BaseModel):
     user: str
     days: float = 91
 
 
-class Settings(BaseModel):
-    access_token_lifetime_s: int | None = None
+class Settings(ControlSettings):
     slow_down: bool | None = None
-    next_sign_in: str | None = None
+    device_code_interval_s: int | None = None
+    """Microsoft's is 5 s; a test may shorten it so sign-ins do not wait."""
 
 
 def _scopes(raw: str) -> list[str]:
@@ -374,7 +373,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                 "device_code": code.device_code,
                 "verification_uri": verification_uri,
                 "expires_in": DEVICE_CODE_LIFETIME_S,
-                "interval": DEVICE_CODE_INTERVAL_S,
+                "interval": state.device_code_interval_s,
                 "message": (
                     f"To sign in, use a web browser to open the page {verification_uri} and "
                     f"enter the code {code.user_code} to authenticate."
@@ -496,7 +495,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         if code.declined:
             return json_error(400, error_body(500121))
         if code.approved_user is None:
-            too_fast = now() - code.last_poll < DEVICE_CODE_INTERVAL_S
+            too_fast = now() - code.last_poll < state.device_code_interval_s
             code.last_poll = now()
             if state.slow_down and too_fast:
                 body = error_body(70016)
@@ -571,15 +570,6 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             if c.approved_user is None and not c.declined and now() < c.expires_at
         ]
 
-    @api.post("/_emulator/grants/revoke")
-    async def revoke(body: UserRequest) -> dict[str, int]:
-        revoked = 0
-        for grant in state.grants.values():
-            if grant.user == body.user and not grant.revoked:
-                grant.revoked = True
-                revoked += 1
-        return {"revoked": revoked}
-
     @api.post("/_emulator/grants/age")
     async def age(body: AgeRequest) -> dict[str, int]:
         aged = 0
@@ -590,35 +580,10 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                 aged += 1
         return {"aged": aged}
 
-    @api.post("/_emulator/faults")
-    async def faults(body: FaultRequest) -> dict[str, int]:
-        state.faults.faults.append(Fault(body.status, body.count, body.retry_after_s))
-        return {"queued": body.count}
-
     @api.post("/_emulator/settings")
-    async def settings(body: Settings) -> dict[str, Any]:
-        if body.access_token_lifetime_s is not None:
-            state.access_token_lifetime_s = body.access_token_lifetime_s
-        if body.slow_down is not None:
-            state.slow_down = body.slow_down
-        if "next_sign_in" in body.model_fields_set:
-            state.next_sign_in = body.next_sign_in
+    async def settings(body: Settings) -> dict[str, bool]:
+        apply_settings(state, body)
         return {"ok": True}
 
-    @api.get("/_emulator/calls")
-    async def calls() -> dict[str, int]:
-        return state.counter.snapshot()
-
-    @api.get("/_emulator/issued")
-    async def issued() -> dict[str, list[str]]:
-        """Every token string issued so far, so tests can prove none is stored in clear."""
-        return {
-            "access_tokens": state.issued_access_tokens,
-            "refresh_tokens": state.issued_refresh_tokens,
-        }
-
-    @api.get("/_emulator/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
+    api.include_router(control_router(state))
     return api

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -25,6 +26,8 @@ def https_server(app: FastAPI, port: int, tls: TlsFiles, host: str = "127.0.0.1"
         log_level="warning",
         access_log=False,
         lifespan="off",
+        # Clients that keep connections alive (MSAL sessions in tests) must not hold up a stop.
+        timeout_graceful_shutdown=1,
     )
     return uvicorn.Server(config)
 
@@ -34,6 +37,10 @@ async def run_servers(servers: list[uvicorn.Server], extra: list[asyncio.Task[No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    for server in servers:
+        # Each uvicorn server would install its own handler over ours and stop only itself,
+        # leaving the others running until the stack kills the process.
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     tasks = [asyncio.create_task(s.serve()) for s in servers]
     await stop.wait()
     for server in servers:

@@ -461,6 +461,7 @@ async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            timeout_graceful_shutdown=1,
         )
     )
     print(

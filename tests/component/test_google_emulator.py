@@ -18,10 +18,10 @@ MAIL = "https://mail.google.com/"
 REDIRECT = "http://127.0.0.1:1/callback"
 
 
-async def register(stack: Stack, http: httpx.AsyncClient, testing_mode: bool = False) -> tuple[str, str]:
+async def register(emulators: Stack, http: httpx.AsyncClient, testing_mode: bool = False) -> tuple[str, str]:
     client_id, secret = f"{uuid.uuid4().hex[:8]}.apps.googleusercontent.com", secrets.token_urlsafe(12)
     await http.post(
-        f"{stack.google_url}/_emulator/apps",
+        f"{emulators.google_url}/_emulator/apps",
         json={
             "client_id": client_id,
             "client_secret": secret,
@@ -33,11 +33,11 @@ async def register(stack: Stack, http: httpx.AsyncClient, testing_mode: bool = F
 
 
 async def authorize(
-    stack: Stack, http: httpx.AsyncClient, client_id: str, secret: str, user: str, verifier: str
+    emulators: Stack, http: httpx.AsyncClient, client_id: str, secret: str, user: str, verifier: str
 ) -> dict:
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     response = await http.get(
-        f"{stack.google_url}/o/oauth2/v2/auth",
+        f"{emulators.google_url}/o/oauth2/v2/auth",
         params={
             "client_id": client_id,
             "redirect_uri": REDIRECT,
@@ -55,7 +55,7 @@ async def authorize(
     query = parse_qs(urlparse(response.headers["location"]).query)
     assert query["state"] == ["s1"]
     token = await http.post(
-        f"{stack.google_url}/token",
+        f"{emulators.google_url}/token",
         data={
             "grant_type": "authorization_code",
             "code": query["code"][0],
@@ -68,19 +68,19 @@ async def authorize(
     return token.json()
 
 
-def google_request(stack: Stack) -> google.auth.transport.requests.Request:
+def google_request(emulators: Stack) -> google.auth.transport.requests.Request:
     session = requests.Session()
     session.trust_env = False
-    session.verify = str(stack.ca_file)
+    session.verify = str(emulators.ca_file)
     return google.auth.transport.requests.Request(session)
 
 
-async def test_pkce_is_enforced(stack, emulator_http) -> None:
-    client_id, secret = await register(stack, emulator_http)
+async def test_pkce_is_enforced(emulators, emulator_http) -> None:
+    client_id, secret = await register(emulators, emulator_http)
     verifier = "w" * 50
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     response = await emulator_http.get(
-        f"{stack.google_url}/o/oauth2/v2/auth",
+        f"{emulators.google_url}/o/oauth2/v2/auth",
         params={
             "client_id": client_id,
             "redirect_uri": REDIRECT,
@@ -93,7 +93,7 @@ async def test_pkce_is_enforced(stack, emulator_http) -> None:
     )
     code = parse_qs(urlparse(response.headers["location"]).query)["code"][0]
     wrong = await emulator_http.post(
-        f"{stack.google_url}/token",
+        f"{emulators.google_url}/token",
         data={
             "grant_type": "authorization_code",
             "code": code,
@@ -106,46 +106,48 @@ async def test_pkce_is_enforced(stack, emulator_http) -> None:
     assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
 
 
-async def test_refresh_without_rotation_through_google_auth(stack, emulator_http) -> None:
-    client_id, secret = await register(stack, emulator_http)
-    tokens = await authorize(stack, emulator_http, client_id, secret, "b@gmail.example", "v" * 50)
+async def test_refresh_without_rotation_through_google_auth(emulators, emulator_http) -> None:
+    client_id, secret = await register(emulators, emulator_http)
+    tokens = await authorize(emulators, emulator_http, client_id, secret, "b@gmail.example", "v" * 50)
     credentials = Credentials(
         None,
         refresh_token=tokens["refresh_token"],
-        token_uri=f"{stack.google_url}/token",
+        token_uri=f"{emulators.google_url}/token",
         client_id=client_id,
         client_secret=secret,
         scopes=[MAIL],
     )
-    credentials.refresh(google_request(stack))
+    credentials.refresh(google_request(emulators))
     assert credentials.token.startswith("ya29.") and credentials.refresh_token == tokens["refresh_token"]
     info = (
-        await emulator_http.get(f"{stack.google_url}/tokeninfo", params={"access_token": credentials.token})
+        await emulator_http.get(
+            f"{emulators.google_url}/tokeninfo", params={"access_token": credentials.token}
+        )
     ).json()
     assert info["email"] == "b@gmail.example" and MAIL in info["scope"]
 
 
-async def test_revoked_and_testing_mode_grants_die(stack, emulator_http) -> None:
-    client_id, secret = await register(stack, emulator_http, testing_mode=True)
-    tokens = await authorize(stack, emulator_http, client_id, secret, "c@gmail.example", "v" * 50)
+async def test_revoked_and_testing_mode_grants_die(emulators, emulator_http) -> None:
+    client_id, secret = await register(emulators, emulator_http, testing_mode=True)
+    tokens = await authorize(emulators, emulator_http, client_id, secret, "c@gmail.example", "v" * 50)
     await emulator_http.post(
-        f"{stack.google_url}/_emulator/grants/age", json={"user": "c@gmail.example", "days": 8}
+        f"{emulators.google_url}/_emulator/grants/age", json={"user": "c@gmail.example", "days": 8}
     )
     credentials = Credentials(
         None,
         refresh_token=tokens["refresh_token"],
-        token_uri=f"{stack.google_url}/token",
+        token_uri=f"{emulators.google_url}/token",
         client_id=client_id,
         client_secret=secret,
         scopes=[MAIL],
     )
     with pytest.raises(RefreshError, match="invalid_grant") as caught:
-        credentials.refresh(google_request(stack))
+        credentials.refresh(google_request(emulators))
     assert caught.value.retryable is False
 
 
-async def test_device_flow_refuses_the_mail_scope(stack, emulator_http) -> None:
+async def test_device_flow_refuses_the_mail_scope(emulators, emulator_http) -> None:
     response = await emulator_http.post(
-        f"{stack.google_url}/device/code", data={"client_id": "x", "scope": MAIL}
+        f"{emulators.google_url}/device/code", data={"client_id": "x", "scope": MAIL}
     )
     assert response.status_code == 400 and response.json()["error"] == "invalid_scope"

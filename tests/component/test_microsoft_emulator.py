@@ -12,39 +12,42 @@ from fleetmail_devkit.stack import Stack
 SMTP_SCOPE = ["https://outlook.office.com/SMTP.Send"]
 
 
-def msal_app(stack: Stack, client_id: str) -> msal.PublicClientApplication:
+def msal_app(emulators: Stack, client_id: str) -> msal.PublicClientApplication:
     session = requests.Session()
     session.trust_env = False
-    session.verify = str(stack.ca_file)
+    session.verify = str(emulators.ca_file)
     return msal.PublicClientApplication(
-        client_id, authority=f"{stack.microsoft_url}/contoso", instance_discovery=False, http_client=session
+        client_id,
+        authority=f"{emulators.microsoft_url}/contoso",
+        instance_discovery=False,
+        http_client=session,
     )
 
 
 @pytest.fixture
 async def app_and_user(
-    stack: Stack, emulator_http: httpx.AsyncClient
+    emulators: Stack, emulator_http: httpx.AsyncClient
 ) -> tuple[msal.PublicClientApplication, str]:
     client_id = f"test-{uuid.uuid4().hex[:8]}"
     await emulator_http.post(
-        f"{stack.microsoft_url}/_emulator/apps",
+        f"{emulators.microsoft_url}/_emulator/apps",
         json={
             "client_id": client_id,
             "redirect_uris": ["http://127.0.0.1:1/oauth/callback", "http://127.0.0.1:1/cb"],
         },
     )
-    return msal_app(stack, client_id), f"user-{uuid.uuid4().hex[:6]}@contoso.example"
+    return msal_app(emulators, client_id), f"user-{uuid.uuid4().hex[:6]}@contoso.example"
 
 
 async def sign_in(
-    stack: Stack, http: httpx.AsyncClient, app: msal.PublicClientApplication, user: str
+    emulators: Stack, http: httpx.AsyncClient, app: msal.PublicClientApplication, user: str
 ) -> dict:
     flow = app.initiate_device_flow(scopes=SMTP_SCOPE)
     assert flow["interval"] == 5 and flow["expires_in"] == 900
     pending = app.acquire_token_by_device_flow(flow, exit_condition=lambda _: True)
     assert pending["error"] == "authorization_pending"
     approved = await http.post(
-        f"{stack.microsoft_url}/_emulator/device-codes/approve",
+        f"{emulators.microsoft_url}/_emulator/device-codes/approve",
         json={"user_code": flow["user_code"], "user": user},
     )
     assert approved.status_code == 200
@@ -53,46 +56,48 @@ async def sign_in(
         return app.acquire_token_by_device_flow(flow, exit_condition=lambda _: True)
 
 
-async def test_device_code_flow_issues_signed_tokens(stack, emulator_http, app_and_user) -> None:
+async def test_device_code_flow_issues_signed_tokens(emulators, emulator_http, app_and_user) -> None:
     app, user = app_and_user
-    result = await sign_in(stack, emulator_http, app, user)
+    result = await sign_in(emulators, emulator_http, app, user)
     assert result["id_token_claims"]["preferred_username"] == user
     assert result["refresh_token"] and result["access_token"].count(".") == 2
 
 
-async def test_refresh_rotates_and_the_old_token_still_works(stack, emulator_http, app_and_user) -> None:
+async def test_refresh_rotates_and_the_old_token_still_works(emulators, emulator_http, app_and_user) -> None:
     app, user = app_and_user
-    first = await sign_in(stack, emulator_http, app, user)
+    first = await sign_in(emulators, emulator_http, app, user)
     second = app.acquire_token_by_refresh_token(first["refresh_token"], scopes=SMTP_SCOPE)
     assert second["refresh_token"] != first["refresh_token"]
     again = app.acquire_token_by_refresh_token(first["refresh_token"], scopes=SMTP_SCOPE)
     assert "access_token" in again
 
 
-async def test_revoked_and_inactive_grants(stack, emulator_http, app_and_user) -> None:
+async def test_revoked_and_inactive_grants(emulators, emulator_http, app_and_user) -> None:
     app, user = app_and_user
-    tokens = await sign_in(stack, emulator_http, app, user)
-    await emulator_http.post(f"{stack.microsoft_url}/_emulator/grants/age", json={"user": user, "days": 91})
+    tokens = await sign_in(emulators, emulator_http, app, user)
+    await emulator_http.post(
+        f"{emulators.microsoft_url}/_emulator/grants/age", json={"user": user, "days": 91}
+    )
     aged = app.acquire_token_by_refresh_token(tokens["refresh_token"], scopes=SMTP_SCOPE)
     assert aged["error"] == "invalid_grant" and aged["error_codes"] == [700082]
     for key in ("timestamp", "trace_id", "correlation_id", "error_uri"):
         assert key in aged
     # MSAL caches an identical 400 for 60 s, so the revocation is checked on a new grant.
-    fresh = await sign_in(stack, emulator_http, app, user)
-    await emulator_http.post(f"{stack.microsoft_url}/_emulator/grants/revoke", json={"user": user})
+    fresh = await sign_in(emulators, emulator_http, app, user)
+    await emulator_http.post(f"{emulators.microsoft_url}/_emulator/grants/revoke", json={"user": user})
     revoked = app.acquire_token_by_refresh_token(fresh["refresh_token"], scopes=SMTP_SCOPE)
     assert revoked["error"] == "invalid_grant" and revoked["error_codes"] == [50173]
 
 
-async def test_throttling_and_call_counts(stack, emulator_http, app_and_user) -> None:
+async def test_throttling_and_call_counts(emulators, emulator_http, app_and_user) -> None:
     app, user = app_and_user
-    tokens = await sign_in(stack, emulator_http, app, user)
-    before = (await emulator_http.get(f"{stack.microsoft_url}/_emulator/calls")).json()["token"]
+    tokens = await sign_in(emulators, emulator_http, app, user)
+    before = (await emulator_http.get(f"{emulators.microsoft_url}/_emulator/calls")).json()["token"]
     await emulator_http.post(
-        f"{stack.microsoft_url}/_emulator/faults", json={"status": 429, "count": 1, "retry_after_s": 7}
+        f"{emulators.microsoft_url}/_emulator/faults", json={"status": 429, "count": 1, "retry_after_s": 7}
     )
     response = await emulator_http.post(
-        f"{stack.microsoft_url}/contoso/oauth2/v2.0/token",
+        f"{emulators.microsoft_url}/contoso/oauth2/v2.0/token",
         data={
             "client_id": app.client_id,
             "grant_type": "refresh_token",
@@ -100,13 +105,13 @@ async def test_throttling_and_call_counts(stack, emulator_http, app_and_user) ->
         },
     )
     assert response.status_code == 429 and response.headers["Retry-After"] == "7"
-    after = (await emulator_http.get(f"{stack.microsoft_url}/_emulator/calls")).json()["token"]
+    after = (await emulator_http.get(f"{emulators.microsoft_url}/_emulator/calls")).json()["token"]
     assert after == before + 1
 
 
-async def test_scope_mixing_and_unknown_apps_are_refused(stack, emulator_http) -> None:
+async def test_scope_mixing_and_unknown_apps_are_refused(emulators, emulator_http) -> None:
     mixed = await emulator_http.post(
-        f"{stack.microsoft_url}/contoso/oauth2/v2.0/devicecode",
+        f"{emulators.microsoft_url}/contoso/oauth2/v2.0/devicecode",
         data={
             "client_id": "fleetmail-demo-client",
             "scope": "https://graph.microsoft.com/Mail.Send https://outlook.office.com/SMTP.Send",
@@ -114,7 +119,7 @@ async def test_scope_mixing_and_unknown_apps_are_refused(stack, emulator_http) -
     )
     assert mixed.status_code == 400 and mixed.json()["error_codes"] == [70011]
     unknown = await emulator_http.post(
-        f"{stack.microsoft_url}/contoso/oauth2/v2.0/devicecode",
+        f"{emulators.microsoft_url}/contoso/oauth2/v2.0/devicecode",
         data={"client_id": "nobody", "scope": "openid"},
     )
     assert unknown.json()["error_codes"] == [700016]
@@ -124,7 +129,7 @@ def posted_form(page: str) -> dict[str, str]:
     return dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page))
 
 
-async def test_authorization_code_with_pkce_through_msal(stack, emulator_http, app_and_user) -> None:
+async def test_authorization_code_with_pkce_through_msal(emulators, emulator_http, app_and_user) -> None:
     app, user = app_and_user
     flow = app.initiate_auth_code_flow(
         SMTP_SCOPE,
@@ -139,7 +144,7 @@ async def test_authorization_code_with_pkce_through_msal(stack, emulator_http, a
     result = app.acquire_token_by_auth_code_flow(flow, query)
     assert result["id_token_claims"]["preferred_username"] == user and result["refresh_token"]
     replay = await emulator_http.post(
-        f"{stack.microsoft_url}/contoso/oauth2/v2.0/token",
+        f"{emulators.microsoft_url}/contoso/oauth2/v2.0/token",
         data={
             "client_id": app.client_id,
             "grant_type": "authorization_code",
@@ -151,14 +156,14 @@ async def test_authorization_code_with_pkce_through_msal(stack, emulator_http, a
     assert replay.json()["error_codes"] == [54005]
 
 
-async def test_pkce_verifier_must_match(stack, emulator_http, app_and_user) -> None:
+async def test_pkce_verifier_must_match(emulators, emulator_http, app_and_user) -> None:
     app, user = app_and_user
     flow = app.initiate_auth_code_flow(
         SMTP_SCOPE, redirect_uri="http://127.0.0.1:1/cb", login_hint=user, response_mode="form_post"
     )
     code = posted_form((await emulator_http.get(flow["auth_uri"])).text)["code"]
     wrong = await emulator_http.post(
-        f"{stack.microsoft_url}/contoso/oauth2/v2.0/token",
+        f"{emulators.microsoft_url}/contoso/oauth2/v2.0/token",
         data={
             "client_id": app.client_id,
             "grant_type": "authorization_code",
@@ -170,17 +175,17 @@ async def test_pkce_verifier_must_match(stack, emulator_http, app_and_user) -> N
     assert wrong.status_code == 400 and wrong.json()["error_codes"] == [50148]
 
 
-async def test_declined_device_code(stack, emulator_http, app_and_user) -> None:
+async def test_declined_device_code(emulators, emulator_http, app_and_user) -> None:
     app, _ = app_and_user
     flow = app.initiate_device_flow(scopes=SMTP_SCOPE)
     await emulator_http.post(
-        f"{stack.microsoft_url}/_emulator/device-codes/decline", json={"user_code": flow["user_code"]}
+        f"{emulators.microsoft_url}/_emulator/device-codes/decline", json={"user_code": flow["user_code"]}
     )
     result = app.acquire_token_by_device_flow(flow, exit_condition=lambda _: True)
     assert result["error"] == "authorization_declined"
 
 
-async def test_an_unregistered_redirect_uri_is_refused(stack, emulator_http, app_and_user) -> None:
+async def test_an_unregistered_redirect_uri_is_refused(emulators, emulator_http, app_and_user) -> None:
     app, user = app_and_user
     flow = app.initiate_auth_code_flow(
         SMTP_SCOPE, redirect_uri="https://attacker.example/cb", login_hint=user, response_mode="form_post"
