@@ -2,7 +2,7 @@
 job-gateway's admin API.
 
 Where to: `FLEETMAIL_URL` (default http://127.0.0.1:8080) with the key in
-`FLEETMAIL_API_KEY` (default: the local stack's `.fleetmail/admin-api-key`, so after
+`FLEETMAIL_API_KEY` (default: the local stack's `.fleetmail/run/admin-api-key`, so after
 `make run` it just works). Errors are the API's own problem details, in one red line.
 """
 
@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
@@ -43,14 +44,26 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def key_files() -> list[Path]:
+    """Where a local key is looked for, in order: the data dir a service was given, then
+    where `make run` keeps its data (`.fleetmail/run`), then a service's default data dir."""
+    if data_dir := os.environ.get("FLEETMAIL_DATA_DIR"):
+        return [Path(data_dir) / "admin-api-key"]
+    return [Path(".fleetmail") / "run" / "admin-api-key", Path(".fleetmail") / "admin-api-key"]
+
+
 def client() -> httpx.Client:
     url = os.environ.get("FLEETMAIL_URL", "http://127.0.0.1:8080")
     key = os.environ.get("FLEETMAIL_API_KEY")
     if not key:
-        local = Path(os.environ.get("FLEETMAIL_DATA_DIR", ".fleetmail")) / "admin-api-key"
-        if not local.exists():
-            fail("no API key: set FLEETMAIL_API_KEY (or run where `make run` keeps .fleetmail/)", 2)
-        key = local.read_text().strip()
+        found = next((path for path in key_files() if path.exists()), None)
+        if found is None:
+            looked = ", ".join(str(path) for path in key_files())
+            fail(
+                f"no API key: set FLEETMAIL_API_KEY, or run where `make run` keeps its data (looked in {looked})",
+                2,
+            )
+        key = found.read_text().strip()
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
@@ -72,6 +85,20 @@ def call(method: str, path: str, **kwargs: Any) -> Any:
     return response.json() if response.content else None
 
 
+def table(*headers: str) -> Table:
+    """A table that stays readable in an 80-column terminal: no side borders, and no header
+    word is cut (a column is at least as wide as its longest header word)."""
+    columns = [Column(h, min_width=max(len(word) for word in h.split()), overflow="fold") for h in headers]
+    return Table(*columns, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
+
+
+FROM_POLICY = {"administrator_address": "administrator", "login_user_address": "login user", "allow": "allow"}
+
+
+def day(value: str | None) -> str:
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d") if value else "—"
+
+
 def when(value: str | None) -> str:
     if not value:
         return "—"
@@ -83,17 +110,17 @@ def when(value: str | None) -> str:
 
 @tenants.command("list")
 def tenants_list() -> None:
-    table = Table("tenant", "OAuth 2.0", "provider", "administrator", "From policy", "Auto Delete")
+    shown = table("tenant", "OAuth 2.0", "provider", "administrator", "From", "Auto Delete")
     for t in call("GET", "/v1/admin/tenants"):
-        table.add_row(
+        shown.add_row(
             t["tenant_id"],
             "on" if t["oauth_enabled"] else "off",
             t["provider"],
             t.get("administrator_address") or "—",
-            t["from_policy"],
+            FROM_POLICY.get(t["from_policy"], t["from_policy"]),
             "on" if t["auto_delete"] else "off",
         )
-    out.print(table)
+    out.print(shown)
 
 
 @tenants.command("set")
@@ -137,16 +164,16 @@ def tenants_set(
 
 @devices.command("list")
 def devices_list(tenant_id: str) -> None:
-    table = Table("device", "name", "state", "Internet Fax address", "SMTP allowlist")
+    rows = table("device", "name", "state", "Internet Fax address", "SMTP allowlist")
     for d in call("GET", f"/v1/admin/tenants/{tenant_id}/devices"):
-        table.add_row(
+        rows.add_row(
             d["device_id"],
             d.get("name") or "",
             "[red]disabled[/red]" if d["disabled"] else "active",
             d.get("machine_address") or "—",
             ", ".join(d.get("allow_cidrs") or []) or "—",
         )
-    out.print(table)
+    out.print(rows)
 
 
 def show_secret(credentials: dict[str, str]) -> None:
@@ -191,9 +218,9 @@ def devices_enable(tenant_id: str, device_id: str) -> None:
 
 # --- tokens ----------------------------------------------------------------------------
 
-STATUS_TEXT = {
+SHORT_STATUS = {
     "active": "[green]Acquired[/green]",
-    "reauthorization_required": "[red]re-authorization needed[/red]",
+    "reauthorization_required": "[red]re-auth[/red]",
     "revoked": "[red]revoked[/red]",
 }
 
@@ -201,17 +228,18 @@ STATUS_TEXT = {
 @tokens.command("status")
 def tokens_status(tenant_id: str) -> None:
     """The device's [Refresh Tokens] screen, for every grant of the tenant."""
-    table = Table("kind", "address", "status", "flow", "last refreshed", "expiring on")
+    rows = table("token", "address", "status", "flow", "refreshed", "dies on")
+    rows.caption = "re-auth: the owner must sign in again ([Acquire], or at the device)"
     for g in call("GET", f"/v1/admin/tenants/{tenant_id}/tokens")["grants"]:
-        table.add_row(
-            g["principal"]["kind"],
+        rows.add_row(
+            "admin" if g["principal"]["kind"] == "administrator" else g["principal"]["kind"],
             g["principal"]["address"],
-            STATUS_TEXT.get(g["status"], g["status"]),
-            g.get("flow") or "—",
-            when(g.get("last_refreshed_at")),
-            when(g.get("predicted_death_at")) if g.get("flow") != "app_only" else "never (app-only)",
+            SHORT_STATUS.get(g["status"], g["status"]),
+            (g.get("flow") or "—").replace("_", " "),
+            day(g.get("last_refreshed_at")),
+            day(g.get("predicted_death_at")) if g.get("flow") != "app_only" else "never",
         )
-    out.print(table)
+    out.print(rows)
 
 
 @tokens.command("acquire")
@@ -265,9 +293,9 @@ def jobs_list(
     limit: Annotated[int, typer.Option()] = 20,
 ) -> None:
     params = {k: v for k, v in (("status", status), ("device_id", device), ("limit", limit)) if v is not None}
-    table = Table("job", "device", "function", "status", "submitted", "detail")
+    rows = table("job", "device", "function", "status", "submitted", "detail")
     for j in call("GET", f"/v1/admin/tenants/{tenant_id}/jobs", params=params):
-        table.add_row(
+        rows.add_row(
             j["job_id"],
             j["device_id"],
             j["function"],
@@ -275,21 +303,21 @@ def jobs_list(
             when(j["submitted_at"]),
             j.get("detail") or "",
         )
-    out.print(table)
+    out.print(rows)
 
 
 @dead.command("list")
 def dead_list(tenant_id: str, limit: Annotated[int, typer.Option()] = 20) -> None:
-    table = Table("seq", "job", "reason", "detail", "failed")
+    rows = table("seq", "job", "reason", "detail", "failed")
     for d in call("GET", f"/v1/admin/tenants/{tenant_id}/dead-letters", params={"limit": limit}):
-        table.add_row(
+        rows.add_row(
             str(d["sequence"]),
             d.get("job_id") or "?",
             d["reason_code"],
             d["detail"][:80],
             when(d["failed_at"]),
         )
-    out.print(table)
+    out.print(rows)
 
 
 @dead.command("resend")
@@ -318,9 +346,9 @@ def alerts(
     if not found:
         out.print("[green]no open alerts[/green]")
         return
-    table = Table("id", "severity", "state", "since", "alert", "what to do")
+    rows = table("id", "severity", "state", "since", "alert", "what to do")
     for a in found:
-        table.add_row(
+        rows.add_row(
             a["alert_id"][:8],
             SEVERITY.get(a["severity"], a["severity"]),
             a["state"],
@@ -328,7 +356,7 @@ def alerts(
             a["title"],
             a.get("remedy") or "",
         )
-    out.print(table)
+    out.print(rows)
 
 
 # --- status ----------------------------------------------------------------------------
@@ -349,18 +377,8 @@ def status() -> None:
             "(FLEETMAIL_GATEWAY_SMTP_MIN_TLS): only for devices that cannot do 1.2"
         )
     # The same figures as the Grafana dashboard (deploy/grafana/fleetmail.json), per tenant.
-    table = Table(
-        Column("tenant", no_wrap=True),
-        "OAuth",
-        "administrator token",
-        "first grant death",
-        "users needing sign-in",
-        "open alerts",
-        "sent 24 h",
-        "failed 24 h",
-        "waiting",
-        "dead letters",
-    )
+    rows = table("tenant", "token", "dies in", "sign-ins", "alerts", "sent", "failed", "queued", "dead")
+    rows.caption = "token: the administrator's · sign-ins: users to sign in · jobs: last 24 h"
     now = datetime.now(UTC)
     for t in call("GET", "/v1/admin/tenants"):
         tenant_id = t["tenant_id"]
@@ -376,14 +394,13 @@ def status() -> None:
         letters = len(call("GET", f"/v1/admin/tenants/{tenant_id}/dead-letters", params={"limit": 100}))
         open_alerts = len(call("GET", f"/v1/admin/tenants/{tenant_id}/alerts"))
         token = (
-            "—"
+            "OAuth off"
             if not t["oauth_enabled"]
-            else ("[red]none[/red]" if admin is None else STATUS_TEXT[admin["status"]])
+            else ("[red]none[/red]" if admin is None else SHORT_STATUS.get(admin["status"], admin["status"]))
         )
         waiting = sum(n for status, n in counts.items() if status not in ("sent", "failed"))
-        table.add_row(
+        rows.add_row(
             tenant_id,
-            "on" if t["oauth_enabled"] else "off",
             token,
             _days_left(min(deaths), now) if deaths else "—",
             str(users),
@@ -393,8 +410,8 @@ def status() -> None:
             str(waiting),
             str(letters),
         )
-    out.print(table)
-    lag = Table("queue", Column("consumer", no_wrap=True), "waiting", "unacknowledged", "redelivered")
+    out.print(rows)
+    lag = table("queue", "consumer", "waiting", "unacked", "redelivered")
     for q in call("GET", "/v1/admin/queues"):
         lag.add_row(
             q["stream"], q["consumer"], str(q["pending"]), str(q["unacknowledged"]), str(q["redelivered"])
