@@ -10,7 +10,6 @@ clear and in the encodings SMTP uses.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import uuid
 
@@ -20,6 +19,8 @@ import pytest
 from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalKind
 from fleetmail_devkit.otlp import OtlpSink
 from fleetmail_devkit.probes import register_device, request_tokens, scrape, tenant_with_administrator_grant
+
+from tests.utils import eventually
 
 from .test_app_only import app_only_tenant, confidential_app
 from .test_mail_delivery import final_status, submit
@@ -155,18 +156,24 @@ async def test_no_secret_in_logs_traces_or_metrics(stack, emulator_http, admin, 
         secrets[token] = address
     assert len(secrets) > 10
 
-    # Let the services export what they hold (spans are batched every 200 ms here).
-    await asyncio.sleep(1.5)
-    outputs: dict[str, str] = {
-        "OTLP export": b"\n".join(otlp_sink.bodies[exported_before:]).decode("utf-8", errors="replace")
-    }
+    # Wait until the services have exported this test's last job (spans are batched every 200 ms).
+    def exported() -> str:
+        return b"\n".join(otlp_sink.bodies[exported_before:]).decode("utf-8", errors="replace")
+
+    await eventually(lambda: basic in exported(), within=30, what="the last job's spans at the collector")
+    outputs: dict[str, str] = {"OTLP export": exported()}
     for service in SERVICES:
         async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
             outputs[f"{service} /metrics"] = (await http.get(stack.metrics_url(service))).text
         assert await scrape(stack, service)
-    for part in stack.parts:
-        if part.name.split("-")[0] in ("job", "token", "mail", "notifier"):
-            outputs[f"{part.name} log"] = "\n".join(part.output)
+    # Every line every service process wrote in this session, however long, including the
+    # replicas earlier tests started and stopped.
+    logs = [
+        path for path in stack.log_files() if path.stem.split("-")[0] in ("job", "token", "mail", "notifier")
+    ]
+    assert {path.stem for path in logs} >= set(SERVICES)
+    for path in logs:
+        outputs[f"{path.stem} log"] = path.read_text(encoding="utf-8", errors="replace")
     assert all(outputs.values())
     # The scan reads real output: this test's own jobs are in the traces and the metrics.
     assert tenant in outputs["OTLP export"] and basic in outputs["mail-service /metrics"]

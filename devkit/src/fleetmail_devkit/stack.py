@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 
@@ -89,6 +89,7 @@ class Part:
     reader: asyncio.Task[None] | None = None
     seen_ready_line: bool = False
     output: list[str] = field(default_factory=list)
+    """Its last lines (at most 500), for errors and probes; `Stack.log_dir` keeps them all."""
 
 
 def venv_binary(name: str) -> str:
@@ -447,15 +448,32 @@ class Stack:
                 raise StackError(f"{part.name} did not become ready within {timeout_s:.0f} s")
             await asyncio.sleep(0.1)
 
+    @property
+    def log_dir(self) -> Path:
+        """Every line every part wrote, one file per part (`<name>.log`), never trimmed: parts
+        that were stopped (a killed replica) keep theirs."""
+        return self.data_dir / "logs"
+
+    def log_files(self) -> list[Path]:
+        return sorted(self.log_dir.glob("*.log"))
+
     async def _pump(self, part: Part) -> None:
         assert part.process is not None and part.process.stdout is not None
         colour = COLOURS[len(self.parts) % len(COLOURS)]
         tty = sys.stdout.isatty()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # Line-buffered: a reader (a test scanning logs) sees every line already written.
+        with (self.log_dir / f"{part.name}.log").open("a", encoding="utf-8", buffering=1) as log:
+            await self._copy_lines(part, log, colour, tty)
+
+    async def _copy_lines(self, part: Part, log: TextIO, colour: str, tty: bool) -> None:
+        assert part.process is not None and part.process.stdout is not None
         while True:
             line = await part.process.stdout.readline()
             if not line:
                 return
             text = line.decode(errors="replace").rstrip()
+            log.write(text + "\n")
             part.output.append(text)
             if len(part.output) > 500:
                 del part.output[:100]
