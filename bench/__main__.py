@@ -1,6 +1,8 @@
 """Run every benchmark on one embedded stack, print one table, write `.fleetmail/bench.json`.
 
-Every figure comes with a baseline measured in the same run on this machine.
+Every figure comes with a baseline measured in the same run on this machine, except where
+the baseline is a constant of the benchmark (the size of the upload it measures, the number
+of callers it starts): those say "(constant)" in their baseline's name.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ async def refresh_stampede(stack: Stack, emulator: httpx.AsyncClient) -> list[Fi
     finally:
         await stack.stop_part(replica)
         await set_access_token_lifetime(stack, emulator, 3600)
-    return [Figure("token.refresh_endpoint_calls", calls, "calls", "concurrent_callers", STAMPEDE)]
+    return [Figure("token.refresh_endpoint_calls", calls, "calls", "concurrent_callers (constant)", STAMPEDE)]
 
 
 async def run(stack: Stack) -> list[Figure]:
