@@ -403,22 +403,33 @@ class Stack:
                 )
 
     async def start(self, timeout_s: float = 60.0) -> None:
+        """Start the parts in three waves, each wave's parts at once: nats-server; the database
+        and the emulators; then (after the provisioner, where there is one) the services,
+        which do not depend on one another's start order."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.tls = ensure_local_ca(self.data_dir / "tls")
         planned = self._plan()
         self._check_ports(planned)
+        nats = [p for p in planned if p.name.split("-")[0] == "nats"]
+        services = [p for p in planned if p.name in self.services]
+        others = [p for p in planned if p not in nats and p not in services]
         try:
-            for part in planned:
+            for wave in (nats, others, services):
                 if (
-                    part.name in self.services
+                    wave is services
+                    and wave
                     and "provisioner" in self.nats_passwords
                     and not self._provisioned
                 ):
                     await self.provision()
                     self._provisioned = True
-                await self._start_part(part, timeout_s)
-        except BaseException:
+                async with asyncio.TaskGroup() as group:
+                    for part in wave:
+                        group.create_task(self._start_part(part, timeout_s))
+        except BaseException as exc:
             await self.stop()
+            if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+                raise exc.exceptions[0] from None  # one part failed: say which, plainly
             raise
 
     async def _start_part(self, part: Part, timeout_s: float) -> None:
@@ -486,23 +497,31 @@ class Stack:
                 print(f"{label} | {render(text)}", flush=True)
 
     async def stop(self) -> None:
-        """Stop the parts one by one, services first, so nothing loses its bus mid-shutdown."""
-        for part in reversed(self.parts):
-            if part.process is None:
-                continue
-            if part.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(part.process.pid, signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(part.process.wait(), 15)
-                except TimeoutError:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(part.process.pid, signal.SIGKILL)
-                    await part.process.wait()
-            if part.reader is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await part.reader
+        """Stop the services (replicas included) together first, so none loses its bus or its
+        database mid-shutdown; then the emulators and the database; nats-server last."""
+        services = [p for p in self.parts if p.name.split("-")[0] in ("token", "mail", "notifier", "job")]
+        nats = [p for p in self.parts if p.name.split("-")[0] == "nats"]
+        others = [p for p in self.parts if p not in services and p not in nats]
+        for wave in (services, others, nats):
+            await asyncio.gather(*(self._stop(part) for part in wave))
         self.parts.clear()
+
+    @staticmethod
+    async def _stop(part: Part) -> None:
+        if part.process is None:
+            return
+        if part.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(part.process.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(part.process.wait(), 15)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(part.process.pid, signal.SIGKILL)
+                await part.process.wait()
+        if part.reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await part.reader
 
     async def add_replica(
         self, service: str, env: dict[str, str] | None = None, timeout_s: float = 30.0
