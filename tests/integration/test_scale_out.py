@@ -35,6 +35,7 @@ async def cluster() -> AsyncIterator[Stack]:
         yield stack
 
 
+@pytest.mark.timeout(480)  # its own deadlines: 120 s to a quarter delivered, then 300 s for the rest
 async def test_2000_jobs_survive_a_dead_nats_node_and_a_dead_mail_replica(cluster: Stack) -> None:
     stack = cluster
     for service in ("token-service", "mail-service", "notifier"):

@@ -21,6 +21,8 @@ from fleetmail_devkit.probes import (
     total,
 )
 
+from tests.utils import eventually
+
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # OTLP span kinds
 SERVICES = ("job-gateway", "token-service", "mail-service", "notifier")
 
@@ -171,18 +173,6 @@ async def _root_for(sink: OtlpSink, job_id: str) -> list[SpanRecord]:
     raise AssertionError(f"no spans for job {job_id}: {[s.name for s in sink.spans[-20:]]}")
 
 
-async def eventually(check, seconds: float = 10):
-    """Gauges are read every FLEETMAIL_METRICS_POLL_S (1 s here): wait for the figure."""
-    last = None
-    for _ in range(int(seconds / 0.25)):
-        try:
-            return await check()
-        except AssertionError as exc:
-            last = exc
-        await asyncio.sleep(0.25)
-    raise last  # type: ignore[misc]
-
-
 async def test_metrics_move_as_jobs_succeed_and_fail(stack, emulator_http, panel, otlp_sink) -> None:
     tenant = panel.tenant_id
     admin = f"admin@{tenant}.example"
@@ -204,11 +194,13 @@ async def test_metrics_move_as_jobs_succeed_and_fail(stack, emulator_http, panel
         lines
     )
 
-    async def alert_open(count: int) -> None:
+    # Gauges are read every FLEETMAIL_METRICS_POLL_S (1 s here): wait for the figure.
+    async def alert_open(count: int) -> bool:
         notifier = await scrape(stack, "notifier")
         assert total(notifier, "fleetmail_alerts_open", tenant=tenant, cause="smtp_auth_disabled") == count
+        return True
 
-    await eventually(lambda: alert_open(1))
+    await eventually(lambda: alert_open(1), within=10)
     await emulator_http.post(mailboxes, json={"address": admin, "smtp_auth_disabled": False})
     # A 4xx on DATA: deferred once, then sent.
     await emulator_http.post(
@@ -245,7 +237,7 @@ async def test_metrics_move_as_jobs_succeed_and_fail(stack, emulator_http, panel
     assert total(token, "fleetmail_token_requests_total", outcome="granted") >= 2
     assert total(token, "fleetmail_token_refreshes_total", provider="microsoft", result="ok") >= 1
 
-    async def gauges() -> None:
+    async def gauges() -> bool:
         token = await scrape(stack, "token-service")
         assert total(token, "fleetmail_grants", provider="microsoft", status="active") >= 1
         # A Microsoft grant dies after 90 days without use: the gauge says so.
@@ -257,10 +249,11 @@ async def test_metrics_move_as_jobs_succeed_and_fail(stack, emulator_http, panel
             for s in mail
             if s.name == "fleetmail_consumer_pending" and s.labels["consumer"] == "mail-service"
         ]
+        return True
 
-    await eventually(gauges)
+    await eventually(gauges, within=10)
     # The delivery that worked resolved the alert: the gauge falls back, the transitions count.
-    await eventually(lambda: alert_open(0))
+    await eventually(lambda: alert_open(0), within=10)
     notifier = await scrape(stack, "notifier")
     for transition in ("raised", "resolved"):
         assert (
