@@ -50,6 +50,7 @@ class TestMongoAlertStore(AlertStoreContract):
         await alerts.update_one({"_id": administrator_key("t3")}, {"$unset": {"changed_at": ""}})
         store = await replica()  # as after an upgrade
         assert await store.resolve(acquired("t3", 1), at(51)) is not None
-        assert (await alerts.find_one({"_id": administrator_key("t3")}))["state"] == AlertState.RESOLVED.value
+        document = await alerts.find_one({"_id": administrator_key("t3")})
+        assert document is not None and document["state"] == AlertState.RESOLVED.value
         await alerts.update_one({"_id": administrator_key("t3")}, {"$unset": {"changed_at": ""}})
         assert await (await replica()).raise_(dead_grant("t3", 2), at(52)) is not None
