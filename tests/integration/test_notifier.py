@@ -6,8 +6,14 @@ import json
 import uuid
 
 import httpx
+import nats
+import pytest
+from fleetmail_contracts import streams
 from fleetmail_contracts.tokens import AccessTokenOutcome
 from fleetmail_devkit.probes import events, queue_jobs, request_tokens, tenant_with_administrator_grant
+from pymongo import AsyncMongoClient
+
+from tests.utils import eventually
 
 
 async def alerts(admin: httpx.AsyncClient, tenant_id: str, **params) -> list[dict]:
@@ -16,12 +22,40 @@ async def alerts(admin: httpx.AsyncClient, tenant_id: str, **params) -> list[dic
     return response.json()
 
 
-async def eventually(check, seconds: float = 30):
-    for _ in range(int(seconds / 0.2)):
-        if result := await check():
-            return result
-        await asyncio.sleep(0.2)
-    return await check()
+async def notifier_caught_up(stack) -> bool:
+    """The positive sign a "nothing more happened" check waits for: the notifier's consumers
+    have nothing left to deliver or to acknowledge, so every event published so far has
+    been processed (and a redelivery would show here until it is)."""
+    client = await nats.connect(stack.nats_url)
+    try:
+        js = client.jetstream()
+        for stream, durable in (streams.NOTIFIER_TOKENS_CONSUMER, streams.NOTIFIER_MAIL_CONSUMER):
+            info = await js.consumer_info(stream, durable)
+            if info.num_pending or info.num_ack_pending:
+                return False
+        return True
+    finally:
+        await client.close()
+
+
+async def job_outcomes(stack, tenant_id: str) -> list[dict]:
+    """The tenant's jobs that ended (sent or failed for good)."""
+    return [
+        e
+        for kind in ("sent", "failed")
+        for e in await events(stack, f"fleetmail.events.v1.mail.{kind}")
+        if e["tenant_id"] == tenant_id
+    ]
+
+
+async def outbox(stack, tenant_id: str) -> list[dict]:
+    """The tenant's notices in the notifier's outbox (its MongoDB database)."""
+    client: AsyncMongoClient = AsyncMongoClient(stack.mongodb_uri, tz_aware=True)
+    try:
+        deliveries = client["fleetmail_notifier"]["webhook_deliveries"]
+        return [d async for d in deliveries.find({"tenant_id": tenant_id})]
+    finally:
+        await client.close()
 
 
 async def kill_grant(stack, emulator_http, principal) -> None:
@@ -39,6 +73,7 @@ async def raised_events(stack, tenant_id: str) -> list[dict]:
     ]
 
 
+@pytest.mark.timeout(300)
 async def test_a_dead_administrator_grant_is_one_alert_on_every_feed_until_reacquired(
     stack, emulator_http, admin
 ) -> None:
@@ -49,7 +84,7 @@ async def test_a_dead_administrator_grant_is_one_alert_on_every_feed_until_reacq
     ).json()
     await kill_grant(stack, emulator_http, principal)
 
-    [alert] = await eventually(lambda: alerts(admin, tenant_id))
+    [alert] = await eventually(lambda: alerts(admin, tenant_id), what="the alert")
     assert alert["cause"] == "administrator_reauthorization_required" and alert["severity"] == "critical"
     assert f"fleetmail tokens acquire {tenant_id}" in alert["remedy"]
 
@@ -57,13 +92,10 @@ async def test_a_dead_administrator_grant_is_one_alert_on_every_feed_until_reacq
     await queue_jobs(stack, tenant_id, 1000, f"dead-{uuid.uuid4().hex[:6]}")
 
     async def all_failed() -> bool:
-        failed = [
-            e for e in await events(stack, "fleetmail.events.v1.mail.failed") if e["tenant_id"] == tenant_id
-        ]
-        return len(failed) >= 1000
+        return len(await job_outcomes(stack, tenant_id)) >= 1000
 
-    assert await eventually(all_failed, 120)
-    await asyncio.sleep(1)
+    await eventually(all_failed, within=120, what="the 1000 jobs to fail")
+    await eventually(lambda: notifier_caught_up(stack), within=60, what="the notifier to read them all")
     assert len(await alerts(admin, tenant_id)) == 1
     assert len(await raised_events(stack, tenant_id)) == 1
 
@@ -83,7 +115,7 @@ async def test_a_dead_administrator_grant_is_one_alert_on_every_feed_until_reacq
     async def resolved() -> bool:
         return not await alerts(admin, tenant_id)
 
-    assert await eventually(resolved, 30)
+    await eventually(resolved, what="the alert to resolve")
     [history] = await alerts(admin, tenant_id, include_resolved="true")
     assert history["state"] == "resolved"
     recovered = [
@@ -123,7 +155,7 @@ async def test_a_user_who_must_sign_in_shows_on_that_device_only(stack, emulator
                 if a["principal_address"] == user
             ]
 
-        [alert] = await eventually(on_floor1)
+        [alert] = await eventually(on_floor1, what="the sign-in request on floor1")
         assert alert["cause"] == "user_reauthorization_required" and not alert["for_administrators"]
         assert [
             a
@@ -136,6 +168,7 @@ async def test_a_user_who_must_sign_in_shows_on_that_device_only(stack, emulator
             await panel.aclose()
 
 
+@pytest.mark.timeout(300)
 async def test_a_notifier_restart_loses_and_doubles_nothing(stack, emulator_http, admin) -> None:
     principal = await tenant_with_administrator_grant(stack, emulator_http)
     tenant_id = principal.tenant_id
@@ -144,14 +177,20 @@ async def test_a_notifier_restart_loses_and_doubles_nothing(stack, emulator_http
     try:
         await kill_grant(stack, emulator_http, principal)
         await queue_jobs(stack, tenant_id, 200, f"down-{uuid.uuid4().hex[:6]}")
-        await asyncio.sleep(2)
+
+        async def all_failed() -> bool:
+            return len(await job_outcomes(stack, tenant_id)) >= 200
+
+        # Every event the notifier must not lose is on the stream while it is down.
+        await eventually(all_failed, within=60, what="the 200 jobs to fail while the notifier is down")
     finally:
         await stack.restart_part(notifier)
-    [alert] = await eventually(lambda: alerts(admin, tenant_id))
+    [alert] = await eventually(lambda: alerts(admin, tenant_id), what="the alert after the restart")
     assert alert["cause"] == "administrator_reauthorization_required"
+    await eventually(lambda: notifier_caught_up(stack), within=60, what="the notifier to read every event")
     await stack.restart_part(notifier)  # again, with the events already taken
-    await asyncio.sleep(2)
-    assert len(await alerts(admin, tenant_id)) == 1
+    await eventually(lambda: notifier_caught_up(stack), within=60, what="the restarted notifier to catch up")
+    assert [a["alert_id"] for a in await alerts(admin, tenant_id)] == [alert["alert_id"]]
     assert len(await raised_events(stack, tenant_id)) == 1
 
 
@@ -227,6 +266,7 @@ async def tenant_with_webhook(stack, emulator_http, admin, receiver: Receiver) -
     return principal, secret
 
 
+@pytest.mark.timeout(300)
 async def test_a_webhook_gets_one_signed_call_per_notice(stack, emulator_http, admin) -> None:
     receiver = Receiver()
     await receiver.up()
@@ -238,7 +278,7 @@ async def test_a_webhook_gets_one_signed_call_per_notice(stack, emulator_http, a
         async def raised() -> list[dict]:
             return [c for c in receiver.valid(secret) if c["event"] == "alert.raised"]
 
-        [call] = await eventually(raised)
+        [call] = await eventually(raised, what="the raised notice")
         assert (
             call["cause"] == "administrator_reauthorization_required"
             and call["tenant_id"] == principal.tenant_id
@@ -255,30 +295,52 @@ async def test_a_webhook_gets_one_signed_call_per_notice(stack, emulator_http, a
         async def recovered() -> list[dict]:
             return [c for c in receiver.valid(secret) if c["event"] == "alert.resolved"]
 
-        [notice] = await eventually(recovered)
+        [notice] = await eventually(recovered, what="the recovered notice")
         assert notice["recovered"].startswith("Recovered") and notice["alert_id"] == call["alert_id"]
-        await asyncio.sleep(1.5)
-        assert len(receiver.calls) == 2  # once each, however many jobs failed
+
+        # Once each, however many jobs failed: with every job ended, every event read and
+        # every notice in the outbox delivered, the receiver has had all it will get.
+        async def all_ended() -> bool:
+            return len(await job_outcomes(stack, principal.tenant_id)) >= 50
+
+        async def all_delivered() -> list[dict]:
+            notices = await outbox(stack, principal.tenant_id)
+            return notices if all(d["state"] == "delivered" for d in notices) else []
+
+        await eventually(all_ended, within=60, what="the 50 jobs to end")
+        await eventually(lambda: notifier_caught_up(stack), within=60, what="the notifier to read them")
+        assert len(await eventually(all_delivered, what="the outbox to be sent")) == 2
+        assert len(receiver.calls) == 2
     finally:
         await receiver.down()
 
 
+@pytest.mark.timeout(180)
 async def test_a_receiver_that_is_down_then_up_gets_the_notice_once(stack, emulator_http, admin) -> None:
     receiver = Receiver()  # not listening yet
     principal, secret = await tenant_with_webhook(stack, emulator_http, admin, receiver)
     await kill_grant(stack, emulator_http, principal)
-    await asyncio.sleep(4)  # a few refused calls: retries back off, the circuit opens
-    assert receiver.calls == []
+
+    async def refused_three_times() -> bool:
+        [notice] = await outbox(stack, principal.tenant_id)
+        assert notice["state"] == "pending" and notice["last_error"] == "ConnectError", notice
+        return notice["attempts"] >= 3  # the test stack's breaker opens at 3
+
+    await eventually(refused_three_times, what="the notice to be refused while the receiver is down")
     await receiver.up()
     try:
 
         async def delivered() -> list[dict]:
             return receiver.valid(secret)
 
-        [call] = await eventually(delivered, 40)
+        [call] = await eventually(delivered, within=40, what="the notice once the receiver is up")
         assert call["event"] == "alert.raised"
-        await asyncio.sleep(3)
-        assert len(receiver.calls) == 1
+
+        async def done() -> bool:
+            return [d["state"] for d in await outbox(stack, principal.tenant_id)] == ["delivered"]
+
+        await eventually(done, what="the outbox to record the delivery")
+        assert len(receiver.calls) == 1  # the refused calls were retried, not repeated
     finally:
         await receiver.down()
 
@@ -296,18 +358,23 @@ async def test_a_provider_unreachable_for_a_while_is_an_alert_until_it_answers(
     async def unreachable() -> list[dict]:
         return [a for a in await alerts(admin, principal.tenant_id) if a["cause"] == "provider_unreachable"]
 
-    [alert] = await eventually(unreachable, 20)  # the test stack's threshold is 2 s
+    [alert] = await eventually(unreachable, within=20, what="the alert")  # the test stack's threshold is 2 s
     assert "has not answered" in alert["title"] and alert["principal_address"] == principal.address
-    await asyncio.sleep(1.2)  # MSAL waits out the Retry-After before calling again
-    [answered] = await request_tokens(stack, principal, 1, force_refresh=True)
-    assert answered.outcome is AccessTokenOutcome.GRANTED
+
+    async def answered() -> bool:
+        # MSAL waits out the Retry-After before it calls the provider again.
+        [reply] = await request_tokens(stack, principal, 1, force_refresh=True)
+        return reply.outcome is AccessTokenOutcome.GRANTED
+
+    await eventually(answered, within=20, every=0.5, what="the provider to answer again")
 
     async def gone() -> bool:
         return not await unreachable()
 
-    assert await eventually(gone, 20)
+    await eventually(gone, within=20, what="the alert to resolve")
 
 
+@pytest.mark.timeout(180)
 async def test_alert_email_goes_through_the_operator_relay_not_the_dead_grant(
     stack, emulator_http, admin
 ) -> None:
@@ -327,7 +394,9 @@ async def test_alert_email_goes_through_the_operator_relay_not_the_dead_grant(
     async def subjects_starting(prefix: str) -> list[dict]:
         return [m for m in await mails() if m["subject"].startswith(prefix)]
 
-    [raised, *_] = await eventually(lambda: subjects_starting("[fleetmail] The administrator"), 60)
+    [raised, *_] = await eventually(
+        lambda: subjects_starting("[fleetmail] The administrator"), within=60, what="the alert e-mail"
+    )
     assert raised["auth_mechanism"] == "PLAIN/LOGIN"
     assert raised["auth_user"] == "alerts@fleetmail.example"  # the relay, not the tenant's dead grant
 
@@ -336,8 +405,10 @@ async def test_alert_email_goes_through_the_operator_relay_not_the_dead_grant(
         f"{stack.microsoft_url}/_emulator/device-codes/approve",
         json={"user_code": started["user_code"], "user": principal.address},
     )
-    recovered = await eventually(lambda: subjects_starting("[fleetmail] Recovered:"), 60)
-    assert recovered and recovered[0]["auth_user"] == "alerts@fleetmail.example"
+    recovered = await eventually(
+        lambda: subjects_starting("[fleetmail] Recovered:"), within=60, what="the recovered e-mail"
+    )
+    assert recovered[0]["auth_user"] == "alerts@fleetmail.example"
 
 
 async def test_the_periodic_scan_finds_a_grant_approaching_death_without_any_event(
@@ -354,7 +425,8 @@ async def test_the_periodic_scan_finds_a_grant_approaching_death_without_any_eve
     started = (await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire")).json()
     assert (await browser_sign_in(stack, emulator_http, started["authorization_url"])).status_code == 200
 
-    [alert] = await eventually(lambda: alerts(admin, tenant_id), 40)  # the test stack scans every 10 s
+    # The test stack scans every 10 s.
+    [alert] = await eventually(lambda: alerts(admin, tenant_id), within=40, what="the scan's alert")
     assert alert["cause"] == "grant_expiring" and alert["principal_address"] == address
     expiring = [
         e

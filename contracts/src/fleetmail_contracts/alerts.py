@@ -19,6 +19,7 @@ class AlertCause(StrEnum):
     SMTP_AUTH_DISABLED = "smtp_auth_disabled"
     BASIC_AUTH_REFUSED = "basic_auth_refused"
     DELIVERY_FAILURE_RATE = "delivery_failure_rate"
+    CONFIGURATION_ERROR = "configuration_error"
 
 
 class AlertSeverity(StrEnum):

@@ -14,9 +14,9 @@ from .settings import NotifierSettings
 def main() -> None:
     settings = NotifierSettings()
     configure_logging(SERVICE, settings.common.log_level, settings.common.log_format)
-    app = build_app(settings)
+    notifier = build_app(settings)
     freeze_startup_objects()
-    asyncio.run(app.run())
+    asyncio.run(notifier.app.run())
 
 
 if __name__ == "__main__":

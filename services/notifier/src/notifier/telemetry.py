@@ -12,7 +12,7 @@ from fleetmail_runtime.telemetry import PolledGauge, SpanScope
 from opentelemetry import metrics, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from .alerts import AlertStore
+from .ports import AlertStore
 
 tracer = trace.get_tracer("fleetmail.notifier")
 meter = metrics.get_meter("fleetmail.notifier")
@@ -59,8 +59,7 @@ class OpenAlertGauge:
 
     async def poll(self) -> None:
         counts: Counter[tuple[str, str, str, str]] = Counter(
-            (str(a.get("tenant_id")), str(a.get("cause")), str(a.get("severity")), str(a.get("state")))
-            for a in await self.store.live_summary()
+            (a.tenant_id, a.cause, a.severity, a.state) for a in await self.store.live_summary()
         )
         self.gauge.set(
             ({"tenant": t, "cause": c, "severity": s, "state": st}, n) for (t, c, s, st), n in counts.items()

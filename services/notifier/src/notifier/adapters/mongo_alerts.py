@@ -1,4 +1,4 @@
-"""Alerts in MongoDB: one document per dedupe key, open → acknowledged → resolved.
+"""The alert store in MongoDB: one document per dedupe key, open → acknowledged → resolved.
 
 Raising is idempotent: an event processed twice (a redelivery after a restart) finds the
 alert already open and changes nothing. A resolved alert raised again reopens with a new
@@ -24,7 +24,8 @@ from fleetmail_contracts.alerts import AlertState, AlertView
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from .domain import Raise, Resolve
+from ..domain import Condition, Raise, Resolve
+from ..ports import LiveAlert
 
 LIVE = [AlertState.OPEN.value, AlertState.ACKNOWLEDGED.value]
 
@@ -43,7 +44,34 @@ def _view(document: dict[str, Any]) -> AlertView:
     return AlertView(**{k: v for k, v in document.items() if k in AlertView.model_fields})
 
 
-class AlertStore:
+def _condition_document(condition: Condition) -> dict[str, Any]:
+    principal = {
+        "tenant_id": condition.tenant_id,
+        "kind": condition.principal_kind,
+        "address": condition.address,
+    }
+    return {
+        "since": condition.since,
+        "principal": principal,
+        "provider": condition.provider,
+        "error": condition.error,
+    }
+
+
+def _condition(document: dict[str, Any]) -> Condition:
+    principal = document.get("principal") or {}
+    return Condition(
+        key=document["_id"],
+        since=document["since"],
+        tenant_id=str(principal.get("tenant_id", "")),
+        principal_kind=str(principal.get("kind", "")),
+        address=principal.get("address"),
+        provider=document.get("provider"),
+        error=document.get("error"),
+    )
+
+
+class MongoAlertStore:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self._alerts = client[database]["alerts"]
         self._conditions = client[database]["conditions"]
@@ -79,12 +107,17 @@ class AlertStore:
         self._ended = {}
         self._touched = {key: tick for key, tick in self._touched.items() if tick > began}
 
-    async def live_summary(self) -> list[dict[str, Any]]:
+    async def live_summary(self) -> list[LiveAlert]:
         """Tenant, cause, severity and state of every live alert (for the gauges)."""
         cursor = self._alerts.find(
             {"state": {"$in": LIVE}}, {"_id": 0, "tenant_id": 1, "cause": 1, "severity": 1, "state": 1}
         )
-        return [document async for document in cursor]
+        return [
+            LiveAlert(
+                str(d.get("tenant_id")), str(d.get("cause")), str(d.get("severity")), str(d.get("state"))
+            )
+            async for d in cursor
+        ]
 
     async def raise_(self, action: Raise, now: datetime) -> AlertView | None:
         """The alert if this raised it (new or reopened); None if it was already open, or
@@ -170,14 +203,15 @@ class AlertStore:
         self._touch(action.key)
         return _view(document) if document is not None else None
 
-    async def start_condition(self, key: str, since: datetime, details: dict[str, Any]) -> None:
+    async def start_condition(self, condition: Condition) -> None:
         """A cause that becomes an alert only if it lasts (a provider unreachable for a while)."""
+        key = condition.key
         if key in self._conditions_open:
             return
         self._conditions_open.add(key)
         self._touch(key)
         await self._conditions.update_one(
-            {"_id": key}, {"$setOnInsert": {"since": since, **details}}, upsert=True
+            {"_id": key}, {"$setOnInsert": _condition_document(condition)}, upsert=True
         )
         self._touch(key)  # after the write too: a reload reading before it keeps this
 
@@ -193,8 +227,8 @@ class AlertStore:
         await self._conditions.delete_one({"_id": key})
         self._touch(key)
 
-    async def lasting_conditions(self, started_before: datetime) -> list[dict[str, Any]]:
-        return [d async for d in self._conditions.find({"since": {"$lte": started_before}})]
+    async def lasting_conditions(self, started_before: datetime) -> list[Condition]:
+        return [_condition(d) async for d in self._conditions.find({"since": {"$lte": started_before}})]
 
     async def note_channel_problem(self, alert_id: str, problem: str) -> None:
         await self._alerts.update_one({"alert_id": alert_id}, {"$addToSet": {"channel_problems": problem}})
@@ -207,7 +241,9 @@ class AlertStore:
         )
         return _view(document) if document is not None else None
 
-    async def list(self, tenant_id: str, device_id: str | None, include_resolved: bool) -> list[AlertView]:
+    async def list_alerts(
+        self, tenant_id: str, device_id: str | None, include_resolved: bool
+    ) -> list[AlertView]:
         query: dict[str, Any] = {"tenant_id": tenant_id}
         if not include_resolved:
             query["state"] = {"$in": LIVE}

@@ -1,0 +1,153 @@
+"""What a token or mail event means for alerts: raise one, resolve one, or nothing. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from fleetmail_contracts.alerts import AlertCause
+from fleetmail_contracts.mail_events import FailureReason
+from fleetmail_contracts.tokens import GrantStatus, GrantView, PrincipalKind
+
+from . import wording
+from .actions import (
+    Action,
+    Event,
+    Resolve,
+    administrator_key,
+    configuration_key,
+    expiring_key,
+    observed,
+    smtp_key,
+    unreachable_key,
+    user_key,
+)
+
+CONFIGURATION_ERROR = FailureReason.CONFIGURATION_ERROR.value
+"""The code of a configuration error, on a failed job (`reason_code`) or a token event (`error`)."""
+
+
+def on_token_event(event: Event) -> list[Action]:
+    return observed(_token_actions(event), event)
+
+
+def _token_actions(event: Event) -> list[Action]:
+    kind = event.get("kind")
+    principal = event.get("principal") or {}
+    tenant_id, address = principal.get("tenant_id", ""), principal.get("address", "")
+    principal_kind = principal.get("kind", "")
+    administrator = principal_kind == "administrator"
+    grant_key = administrator_key(tenant_id) if administrator else user_key(tenant_id, address)
+    if kind in ("reauthorization_required", "refresh_failed") and event.get("error") == CONFIGURATION_ERROR:
+        return [wording.configuration_error(tenant_id, str(event.get("detail") or ""), None)]
+    if kind == "reauthorization_required":
+        if administrator:
+            return [
+                wording.administrator_must_reauthorize(
+                    tenant_id,
+                    address,
+                    str(event.get("error", "invalid_grant")),
+                    list(event.get("error_codes") or []),
+                )
+            ]
+        return [wording.user_must_sign_in_again(tenant_id, address)]
+    if kind == "expiring":
+        return [
+            wording.grant_expiring(
+                tenant_id,
+                principal_kind,
+                address,
+                str(event.get("predicted_death_at", "")),
+                administrator=administrator,
+            )
+        ]
+    if kind in ("acquired", "refreshed", "recovered"):
+        actions: list[Action] = [
+            Resolve(grant_key, f"the refresh token for {address} works again ({kind})"),
+            Resolve(unreachable_key(tenant_id, principal_kind, address), "the provider answers again"),
+        ]
+        if kind == "acquired":
+            actions.append(Resolve(expiring_key(tenant_id, principal_kind, address), "acquired again"))
+        return actions
+    if kind == "deleted" and not administrator:
+        return [Resolve(grant_key, f"the token of {address} was deleted")]
+    return []
+
+
+MAIL_CAUSES = {
+    FailureReason.SMTP_AUTH_DISABLED.value: (
+        AlertCause.SMTP_AUTH_DISABLED,
+        "SMTP AUTH is switched off for the sending mailbox",
+    ),
+    FailureReason.BASIC_AUTH_REFUSED.value: (
+        AlertCause.BASIC_AUTH_REFUSED,
+        "The SMTP server no longer accepts basic authentication",
+    ),
+}
+
+
+MAIL_EVENTS_ACTED_ON = frozenset({"sent", "failed", "parked"})
+"""The mail events that can change an alert (`on_mail_event`, `FailureRate.observe`); the
+others ("accepted", "deferred") are acknowledged with their batch and leave no span."""
+
+
+def on_mail_event(event: Event) -> list[Action]:
+    return observed(_mail_actions(event), event)
+
+
+def _mail_actions(event: Event) -> list[Action]:
+    kind, tenant_id = event.get("kind"), event.get("tenant_id", "")
+    if kind == "failed":
+        reason = event.get("reason_code")
+        if reason in MAIL_CAUSES:
+            cause, title = MAIL_CAUSES[reason]
+            return [
+                wording.smtp_refuses(
+                    tenant_id,
+                    cause,
+                    title,
+                    str(event.get("detail", "")),
+                    event.get("smtp_reply"),
+                    event.get("remedy"),
+                )
+            ]
+        if reason == FailureReason.REAUTHORIZATION_REQUIRED.value:
+            return [wording.jobs_fail_on_the_administrator_grant(tenant_id, str(event.get("detail", "")))]
+        if reason == CONFIGURATION_ERROR:
+            return [wording.configuration_error(tenant_id, str(event.get("detail", "")), event.get("remedy"))]
+        return []
+    if kind == "parked":
+        return [
+            wording.user_must_sign_in_to_send(tenant_id, str(event.get("user", "")), event.get("device_id"))
+        ]
+    if kind == "sent":
+        return [
+            *(
+                Resolve(smtp_key(tenant_id, cause), "a message was sent again")
+                for cause in (AlertCause.SMTP_AUTH_DISABLED, AlertCause.BASIC_AUTH_REFUSED)
+            ),
+            Resolve(configuration_key(tenant_id), "a message was sent again"),
+        ]
+    return []
+
+
+def scan_grants(grants: Sequence[GrantView], now: datetime, horizon: timedelta) -> list[Action]:
+    """The periodic scan, in case an event was missed: every active grant whose
+    predicted death falls within the horizon raises the same alert an `expiring` event would
+    (its time is the scan's: now)."""
+    actions: list[Action] = []
+    for grant in grants:
+        death = grant.predicted_death_at
+        if grant.status is not GrantStatus.ACTIVE or death is None or death - now > horizon:
+            continue
+        principal = grant.principal
+        actions.append(
+            wording.grant_expiring(
+                principal.tenant_id,
+                principal.kind.value,
+                principal.address,
+                death.isoformat(),
+                administrator=principal.kind is PrincipalKind.ADMINISTRATOR,
+            )
+        )
+    return actions
