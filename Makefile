@@ -31,7 +31,7 @@ test: $(STAMP) ## unit, contract, integration and end-to-end tests
 	$(PY) -m pytest
 
 test-unit: $(STAMP) ## the unit tier alone: pure logic, fakes, no servers (seconds)
-	$(PY) -m pytest -m unit -q
+	$(PY) -m pytest tests/unit -q
 
 lint: $(STAMP) ## ruff (lint and format), and mypy over every package (strict for the product)
 	$(VENV)/bin/ruff check .
