@@ -14,7 +14,8 @@ from fleetmail_contracts.jobs import (
 )
 from fleetmail_contracts.tenants import FromPolicy, TenantSettings
 from fleetmail_contracts.tokens import PrincipalKind
-from mail_service.domain.compose import compose, retry_delay
+from mail_service.domain.compose import compose
+from mail_service.domain.decisions import retry_delay
 from mail_service.domain.mime import AttachmentSource, in_memory
 from mail_service.domain.sender import resolve_sender
 from mail_service.errors import InvalidJob, SenderNotAllowed
