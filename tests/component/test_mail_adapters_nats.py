@@ -11,15 +11,24 @@ import nats
 import pytest
 from fleetmail_contracts import streams
 from fleetmail_contracts.dead_letters import DeadLetter
+from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.mail_events import MAIL_EVENTS, MAIL_EVENTS_WILDCARD, MailAccepted
 from fleetmail_runtime.bus import BusUnavailable, make_broker
 from fleetmail_runtime.lifecycle import ServiceRuntime
 from fleetmail_runtime.settings import CommonSettings
 from mail_service.adapters.events import REPLICA_HEADER, BusEventPublisher
 from mail_service.adapters.ledger import KvDeliveryLedger
+from mail_service.adapters.parking import KvParkingLot
 from nats.errors import TimeoutError as NatsTimeout
 
-from tests.contracts.mail import DeliveryLedgerContract, EventPublisherContract, common
+from tests.contracts.mail import (
+    PARK_TIMEOUT,
+    DeliveryLedgerContract,
+    EventPublisherContract,
+    ParkingContract,
+    common,
+)
+from tests.fakes.mail import FakeClock
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +119,60 @@ class TestKvDeliveryLedger(DeliveryLedgerContract):
         with pytest.raises(BusUnavailable, match="cannot be written"):
             await ledger.record(f"job-{uuid.uuid4().hex}", "<x@fleetmail>")
         assert waits and all(w == 0.2 for w in waits) and len(waits) <= 4
+
+
+class TestKvParkingLot(ParkingContract):
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    async def parking(self, runtime: ServiceRuntime, clock: FakeClock) -> KvParkingLot:
+        async def never_expires(job, function, user) -> None:
+            raise AssertionError("no parked job expires in these tests")
+
+        async def no_grant(principal) -> bool:
+            return False
+
+        lot = KvParkingLot(runtime.broker, PARK_TIMEOUT, never_expires, no_grant, clock)
+        await lot.open()
+        return lot
+
+
+async def test_the_sweep_fails_an_expired_job_once_across_replicas_and_resumes_a_signed_in_users(
+    runtime: ServiceRuntime,
+) -> None:
+    clock = FakeClock()
+    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+    expired: list[str] = []
+    signed_in: set[str] = set()
+
+    async def on_expired(job, function, user) -> None:
+        if job.tenant_id == tenant_id:  # other tests' parked jobs share the bucket
+            expired.append(job.job_id)
+
+    async def has_grant(principal) -> bool:
+        return principal.address in signed_in
+
+    # Two replicas' parking lots on the same bucket.
+    lots = [KvParkingLot(runtime.broker, PARK_TIMEOUT, on_expired, has_grant, clock) for _ in range(2)]
+    for lot in lots:
+        await lot.open()
+    late, waiting = (
+        ParkingContract.job(tenant_id, "late@acme.example"),
+        ParkingContract.job(tenant_id, "back@acme.example"),
+    )
+    for job in (late, waiting):
+        await lots[0].park(job, JobFunction.SCAN_TO_EMAIL, job.login_user, job.model_dump_json().encode())
+    clock.advance(PARK_TIMEOUT.total_seconds() - 1)
+    signed_in.add("back@acme.example")  # a token event this replica missed
+    for lot in lots:
+        await lot.sweep()
+    assert expired == []  # not yet
+    assert await lots[1].resume_user(tenant_id, "back@acme.example") == 0, "the sweep resumed it"
+    clock.advance(1)
+    for lot in lots:
+        await lot.sweep()
+    # The late user's job failed once, not once per replica.
+    assert expired == [late.job_id]
+    assert await lots[1].resume_user(tenant_id, "late@acme.example") == 0

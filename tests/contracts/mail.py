@@ -20,7 +20,7 @@ from fleetmail_contracts.mail_events import FailureReason, MailAccepted, MailDef
 from fleetmail_contracts.tenants import SmtpSettings
 from mail_service.domain.compose import compose
 from mail_service.errors import SmtpPermanent, SmtpTransient, TokenRejected
-from mail_service.ports import Credentials, DeliveryLedger, EventPublisher, MailEvent, MailTransport
+from mail_service.ports import Credentials, DeliveryLedger, EventPublisher, MailEvent, MailTransport, Parking
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -248,3 +248,47 @@ class MailTransportContract:
             await transport.send(server.settings, Credentials(mailbox.address), message, recipients)
         assert refused.value.reason is FailureReason.AUTHENTICATION_FAILED
         assert refused.value.smtp_reply is not None and refused.value.smtp_reply.startswith("530 5.7.57")
+
+
+PARK_TIMEOUT = timedelta(minutes=15)
+
+
+class ParkingContract:
+    """Fixtures: `parking` (a Parking whose jobs wait PARK_TIMEOUT) and `clock` (its clock)."""
+
+    @staticmethod
+    def job(tenant_id: str, user: str) -> SendScanToEmail:
+        return SendScanToEmail(
+            job_id=f"job-{uuid.uuid4().hex[:12]}",
+            tenant_id=tenant_id,
+            device_id="mfp-01",
+            submitted_at=NOW,
+            to=("x@fabrikam.example",),
+            login_user=user,
+        )
+
+    async def test_a_parked_job_waits_until_the_timeout_from_now(
+        self, parking: Parking, clock: Callable[[], datetime]
+    ) -> None:
+        tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+        job = self.job(tenant_id, "walk-up@acme.example")
+        deadline = await parking.park(
+            job, JobFunction.SCAN_TO_EMAIL, "walk-up@acme.example", job.model_dump_json().encode()
+        )
+        assert deadline == clock() + PARK_TIMEOUT
+
+    async def test_a_sign_in_resumes_that_users_jobs_once_and_no_one_elses(self, parking: Parking) -> None:
+        tenant_id, other_tenant = f"t-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"
+        user, other = "walk-up@acme.example", "someone@acme.example"
+        for parked_tenant, parked_user in (
+            (tenant_id, user),
+            (tenant_id, user),
+            (tenant_id, other),
+            (other_tenant, user),
+        ):
+            job = self.job(parked_tenant, parked_user)
+            await parking.park(job, JobFunction.SCAN_TO_EMAIL, parked_user, job.model_dump_json().encode())
+        assert await parking.resume_user(tenant_id, "Walk-Up@acme.example") == 2
+        assert await parking.resume_user(tenant_id, user) == 0
+        assert await parking.resume_user(tenant_id, other) == 1
+        assert await parking.resume_user(other_tenant, user) == 1

@@ -9,11 +9,20 @@ import pytest
 from fleetmail_contracts.tenants import SmtpSettings
 
 from tests.contracts.mail import (
+    PARK_TIMEOUT,
     DeliveryLedgerContract,
     EventPublisherContract,
     MailTransportContract,
+    ParkingContract,
 )
-from tests.fakes.mail import FakeEventPublisher, FakeLedger, FakeMailServer, FakeTransport
+from tests.fakes.mail import (
+    FakeClock,
+    FakeEventPublisher,
+    FakeLedger,
+    FakeMailServer,
+    FakeParking,
+    FakeTransport,
+)
 
 
 class TestFakeEventPublisher(EventPublisherContract):
@@ -75,3 +84,13 @@ class TestFakeTransport(MailTransportContract):
     @pytest.fixture
     def server(self, transport: FakeTransport) -> FakeServerControl:
         return FakeServerControl(transport.server)
+
+
+class TestFakeParking(ParkingContract):
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    def parking(self, clock: FakeClock) -> FakeParking:
+        return FakeParking(clock, PARK_TIMEOUT)
