@@ -1,10 +1,11 @@
 """Size limits per provider, a tenant's own CA, and Gmail's 334 challenge through mail-service."""
 
-import asyncio
 import hashlib
 import uuid
 
 from fleetmail_devkit.probes import device_panel, smtp_emulator
+
+from tests.utils import eventually
 
 from .test_app_only import app_only_tenant
 from .test_mail_delivery import final_status, submit
@@ -63,11 +64,17 @@ async def test_a_tenant_smtp_server_under_a_private_ca(stack, admin, emulator_ht
                 f"/v1/admin/tenants/{tenant_id}",
                 json={"tenant_id": tenant_id, "administrator_address": address, "smtp": smtp},
             )
-            await asyncio.sleep(0.5)  # the settings reach mail-service through the KV watch
-            trusted = await final_status(
-                panel, await submit(panel, {"function": "scan_to_email", "to": ["x@y.example"]})
-            )
-        assert trusted["status"] == "sent", trusted
+
+            async def sent_under_the_tenants_ca() -> dict:
+                # The settings reach mail-service through the KV watch: a job submitted before
+                # they arrive still fails as untrusted, one after is sent.
+                status = await final_status(
+                    panel, await submit(panel, {"function": "scan_to_email", "to": ["x@y.example"]})
+                )
+                assert status["status"] == "sent", status
+                return status
+
+            await eventually(sent_under_the_tenants_ca, within=20, what="a job sent under the tenant's CA")
         accepted = (await emulator_http.get(f"{private.control_url}/_emulator/messages")).json()
         assert [m["auth_user"] for m in accepted] == [address]
 
@@ -100,7 +107,6 @@ async def test_gmail_challenge_makes_mail_service_refresh_once_and_deliver(
             issued = (await emulator_http.get(f"{stack.google_url}/_emulator/issued")).json()["access_tokens"]
             held = issued[-1]
             await emulator_http.post(f"{stack.google_url}/revoke", data={"token": held})
-            await asyncio.sleep(0.5)
             # A new connection is needed for Gmail to check the token again: the pool's idle one
             # is dropped by a fault on the next MAIL.
             await emulator_http.post(
@@ -121,6 +127,17 @@ async def test_gmail_challenge_makes_mail_service_refresh_once_and_deliver(
         issued_after = (await emulator_http.get(f"{stack.google_url}/_emulator/issued")).json()[
             "access_tokens"
         ]
+        # Refreshed once: exactly one new token for this sender since the revoked one.
+        new_for_sender = [
+            token
+            for token in issued_after[len(issued) :]
+            if (await emulator_http.get(f"{stack.google_url}/tokeninfo", params={"access_token": token}))
+            .json()
+            .get("email", "")
+            .lower()
+            == address.lower()
+        ]
+        assert len(new_for_sender) == 1, new_for_sender
         accepted = (await emulator_http.get(f"{gmail.control_url}/_emulator/messages")).json()
         assert (
             accepted[-1]["token_sha256"]

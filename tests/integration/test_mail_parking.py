@@ -1,10 +1,13 @@
 """A job for a login user without a grant waits for the sign-in, or fails after the timeout."""
 
-import asyncio
 import json
 import uuid
+from datetime import datetime
 
 import httpx
+from fleetmail_devkit.probes import events
+
+from tests.utils import eventually
 
 from .test_mail_delivery import final_status, received
 from .test_token_deletion import tenant_with_device, user_signs_in
@@ -24,12 +27,19 @@ async def status_of(stack, device, job_id: str) -> dict:
 
 
 async def wait_status(stack, device, job_id: str, wanted: str, seconds: float = 30) -> dict:
-    for _ in range(int(seconds / 0.2)):
-        status = await status_of(stack, device, job_id)
-        if status["status"] == wanted:
-            return status
-        await asyncio.sleep(0.2)
-    return status
+    """The job's status once it is `wanted` (or, after `seconds`, as it stands)."""
+    last: dict = {}
+
+    async def reached() -> bool:
+        last.clear()
+        last.update(await status_of(stack, device, job_id))
+        return last["status"] == wanted
+
+    try:
+        await eventually(reached, within=seconds, every=0.2)
+    except AssertionError:
+        pass  # the caller's assertion on the status says what it was
+    return last
 
 
 async def test_a_parked_job_resumes_after_the_users_sign_in(stack, emulator_http, admin) -> None:
@@ -58,3 +68,10 @@ async def test_a_parked_job_fails_with_a_clear_reason_after_the_timeout(stack, a
     failed = await wait_status(stack, device, job_id, "failed", seconds=40)
     assert failed["status"] == "failed" and failed["reason_code"] == "authorization_timeout"
     assert f"{user} did not sign in" in failed["detail"]
+    assert failed["remedy"] == "Sign in at the device's OAuth screen, then send the job again."
+    # ... and only once the deadline the parked event announced had passed.
+    job_events = {
+        e["kind"]: e for e in await events(stack, "fleetmail.events.v1.mail.>") if e["job_id"] == job_id
+    }
+    deadline = datetime.fromisoformat(job_events["parked"]["resume_deadline"])
+    assert datetime.fromisoformat(job_events["failed"]["occurred_at"]) >= deadline

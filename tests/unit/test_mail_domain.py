@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 from fleetmail_contracts.jobs import (
+    ADMINISTRATOR_FUNCTIONS,
     JOB_COMMANDS,
     JobFunction,
     SendInternetFax,
@@ -14,7 +15,8 @@ from fleetmail_contracts.jobs import (
 )
 from fleetmail_contracts.tenants import FromPolicy, TenantSettings
 from fleetmail_contracts.tokens import PrincipalKind
-from mail_service.domain.compose import compose, retry_delay
+from mail_service.domain.compose import HTML_FUNCTIONS, compose
+from mail_service.domain.decisions import retry_delay
 from mail_service.domain.mime import AttachmentSource, in_memory
 from mail_service.domain.sender import resolve_sender
 from mail_service.errors import InvalidJob, SenderNotAllowed
@@ -29,9 +31,15 @@ def tenant(policy: FromPolicy = FromPolicy.ADMINISTRATOR_ADDRESS) -> TenantSetti
     )
 
 
-def test_administrator_functions_always_use_the_administrator_grant() -> None:
-    job = SendStatusNotification(**BASE, to=("ops@t1.example",), login_user="user@t1.example")
-    sender = resolve_sender(job, JobFunction.STATUS_NOTIFICATION, tenant(FromPolicy.LOGIN_USER_ADDRESS))
+@pytest.mark.parametrize("policy", list(FromPolicy))
+@pytest.mark.parametrize("function", sorted(ADMINISTRATOR_FUNCTIONS))
+def test_administrator_functions_always_use_the_administrator_grant(
+    function: JobFunction, policy: FromPolicy
+) -> None:
+    job = JOB_COMMANDS[function](
+        **BASE, to=("ops@t1.example",), login_user="user@t1.example", requested_from="user@t1.example"
+    )
+    sender = resolve_sender(job, function, tenant(policy))
     assert sender.kind is PrincipalKind.ADMINISTRATOR and sender.address == "admin@t1.example"
 
 
@@ -112,7 +120,7 @@ async def test_scan_to_me_and_scan_to_url() -> None:
     assert list(result.iter_attachments()) == []
 
 
-def test_every_function_in_the_seed_has_a_command() -> None:
+def test_every_device_function_has_a_command() -> None:
     assert set(JOB_COMMANDS) == set(JobFunction) and len(JobFunction) == 12
 
 
@@ -121,7 +129,7 @@ def test_retry_delay_grows_and_is_capped() -> None:
     assert retry_delay(20, 5, 300, 0.999) <= 300
 
 
-async def test_link_and_report_functions_carry_an_escaped_html_alternative() -> None:
+async def test_link_and_report_functions_and_only_they_carry_an_escaped_html_alternative() -> None:
     url = SendScanToUrl(
         **BASE,
         to=("to@y.example",),
@@ -139,9 +147,12 @@ async def test_link_and_report_functions_carry_an_escaped_html_alternative() -> 
     message, _ = compose(status, JobFunction.STATUS_NOTIFICATION, "admin@t1.example", [], NOW)
     page = (await parsed(message)).get_body(preferencelist=("html",)).get_content()
     assert "<p>Toner low</p><p>Tray 2 empty</p>" in page
-    scan = SendScanToEmail(**BASE, to=("to@y.example",))
-    message, _ = compose(scan, JobFunction.SCAN_TO_EMAIL, "admin@t1.example", [pdf()], NOW)
-    assert (await parsed(message)).get_body(preferencelist=("html",)) is None
+    for function in JobFunction:
+        extra = {"document_url": "https://f.example/1"} if function is JobFunction.SCAN_TO_URL else {}
+        job = JOB_COMMANDS[function](**BASE, to=("to@y.example",), login_user="user@t1.example", **extra)
+        message, _ = compose(job, function, "admin@t1.example", [pdf()], NOW)
+        html_part = (await parsed(message)).get_body(preferencelist=("html",))
+        assert (html_part is not None) == (function in HTML_FUNCTIONS), function
 
 
 def test_a_document_url_that_is_not_http_is_refused() -> None:

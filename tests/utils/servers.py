@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -99,3 +100,43 @@ async def mongodb_server() -> AsyncIterator[str]:
 
 def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
+
+
+@dataclass(frozen=True)
+class SmtpEmulator:
+    starttls_port: int
+    control_url: str
+    ca_file: Path
+    """The CA that signed the server's certificate (made in a scratch directory)."""
+
+
+@contextlib.asynccontextmanager
+async def smtp_emulator_server(flavour: str = "microsoft") -> AsyncIterator[SmtpEmulator]:
+    """The SMTP emulator alone, with no identity emulators behind it: PLAIN/LOGIN mailboxes work
+    (`POST <control_url>/_emulator/mailboxes`), and an XOAUTH2 token is refused."""
+    starttls, implicit, control = free_port(), free_port(), free_port()
+    async with scratch_dir("fleetmail-smtp-") as data:
+        nowhere = "https://127.0.0.1:9"  # no identity emulator: tokens cannot be checked, so fail
+        argv = python_module(
+            "fleetmail_devkit.emulators.serve",
+            "smtp",
+            "--flavour",
+            flavour,
+            "--starttls-port",
+            str(starttls),
+            "--tls-port",
+            str(implicit),
+            "--control-port",
+            str(control),
+            "--tls-dir",
+            str(data / "tls"),
+            "--maildir",
+            str(data / "maildir"),
+            "--microsoft-url",
+            nowhere,
+            "--google-url",
+            nowhere,
+        )
+        # The control API opens last, after both SMTP ports.
+        async with _process(argv, control, "the SMTP emulator"):
+            yield SmtpEmulator(starttls, f"http://127.0.0.1:{control}", data / "tls" / "ca.pem")

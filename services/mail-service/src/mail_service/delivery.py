@@ -1,67 +1,46 @@
-"""Delivering one job: sender, token, documents, MIME, SMTP. Raises mail-service errors."""
+"""Delivering one job: sender, token, documents, MIME, SMTP. Raises mail-service's errors.
+
+The use case behind the handler edge; everything it talks to is a port (`ports.py`), so
+it runs on the real adapters in the service and on fakes in unit tests.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO
 
-from faststream.nats import NatsBroker
-from fleetmail_contracts.credentials import (
-    SMTP_CREDENTIALS_SUBJECT,
-    SmtpCredentialsReply,
-    SmtpCredentialsRequest,
-)
+from fleetmail_contracts.credentials import SmtpCredentialsReply
 from fleetmail_contracts.jobs import JobBase, JobFunction
 from fleetmail_contracts.mail_events import FailureReason
-from fleetmail_contracts.streams import ATTACHMENTS_BUCKET
 from fleetmail_contracts.tenants import TenantSettings
-from fleetmail_contracts.tokens import (
-    ACCESS_TOKEN_SUBJECT,
-    AccessTokenOutcome,
-    AccessTokenReply,
-    AccessTokenRequest,
-    Principal,
-    PrincipalKind,
-    Provider,
-)
-from fleetmail_runtime.tenants import TenantDirectory, UnknownTenant
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import NotFoundError
+from fleetmail_contracts.tokens import Principal, Provider
+from fleetmail_runtime.tenants import UnknownTenant
 
-from .adapters.smtp import Credentials, SendResult, SmtpDelivery, TokenRejected
 from .domain.compose import compose, message_id
+from .domain.decisions import Delivered
 from .domain.mime import AttachmentSource, MimeMessage
 from .domain.sender import Sender, resolve_sender
+from .domain.tokens import access_token_of
 from .errors import (
-    AwaitingAuthorization,
+    DeliveryError,
     InvalidJob,
     ReauthorizationNeeded,
     SmtpPermanent,
-    TokenUnavailable,
+    TokenRejected,
 )
+from .ports import AttachmentStore, Credentials, MailTransport, SendResult, TenantReader, TokenClient
 
 CHUNK = 1024 * 1024
-TOKEN_MEMORY_S = 30.0
+TOKEN_MEMORY = timedelta(seconds=30)
 BAD_PASSWORD_REMEDY = (
     "The SMTP server refused the tenant's stored username and password: store the right ones "
     "with the tenant's credentials, or switch the tenant to OAuth 2.0."
 )
-
-
-@dataclass(frozen=True)
-class Delivered:
-    sender: str
-    message_id: str
-    result: SendResult
-    accepted: tuple[str, ...]
 
 
 def _sha256_of(spool: IO[bytes]) -> str:
@@ -84,106 +63,23 @@ def _reader(spool: IO[bytes]) -> Callable[[], AsyncIterator[bytes]]:
 class Deliverer:
     def __init__(
         self,
-        broker: NatsBroker,
-        tenants: TenantDirectory,
-        smtp: SmtpDelivery,
-        token_timeout_s: float,
+        tenants: TenantReader,
+        tokens: TokenClient,
+        transport: MailTransport,
+        attachments: AttachmentStore,
         clock: Callable[[], datetime],
-        size_limits: Mapping[Provider, int] | None = None,
+        size_limits: Mapping[Provider, int],
     ) -> None:
-        self.broker = broker
-        self.size_limits = dict(size_limits or {})
         self.tenants = tenants
-        self.smtp = smtp
-        self.token_timeout_s = token_timeout_s
+        self.tokens = tokens
+        self.transport = transport
+        self.attachments = attachments
         self.clock = clock
-        self._tokens: dict[str, tuple[AccessTokenReply, float]] = {}
-        self._smtp_credentials: dict[str, tuple[SmtpCredentialsReply, float]] = {}
-
-    async def has_grant(self, principal: Principal) -> bool:
-        """Whether token-service can give a token for this principal now."""
-        try:
-            await self._request_token(principal, False, None)
-        except (AwaitingAuthorization, ReauthorizationNeeded, TokenUnavailable):
-            return False
-        return True
-
-    async def _stored_credentials(self, tenant_id: str) -> SmtpCredentialsReply:
-        """The tenant's SMTP username and password (OAuth 2.0 off), held briefly in memory."""
-        cached = self._smtp_credentials.get(tenant_id)
-        if cached is not None and time.monotonic() < cached[1]:
-            return cached[0]
-        request = SmtpCredentialsRequest(tenant_id=tenant_id)
-        try:
-            response = await self.broker.request(
-                request, SMTP_CREDENTIALS_SUBJECT, timeout=self.token_timeout_s
-            )
-        except (NatsTimeoutError, NoRespondersError, TimeoutError) as exc:
-            raise TokenUnavailable(f"token-service did not answer: {type(exc).__name__}") from exc
-        reply = SmtpCredentialsReply.model_validate_json(response.body)
-        self._smtp_credentials[tenant_id] = (reply, time.monotonic() + TOKEN_MEMORY_S)
-        return reply
-
-    def forget_token(self, tenant_id: str, address: str) -> None:
-        """A grant changed (deleted, refreshed, dead): the next job asks token-service again."""
-        self._tokens.pop(f"{tenant_id}|{address.casefold()}", None)
-
-    async def _token(self, principal: Principal, force_refresh: bool, job_id: str) -> AccessTokenReply:
+        self.size_limits = dict(size_limits)
         # A short memory of the last token per sender spares token-service a request per
         # job; token events clear it at once when a grant is deleted or replaced.
-        key = f"{principal.tenant_id}|{principal.address.casefold()}"
-        cached = self._tokens.get(key)
-        if cached is not None and not force_refresh and time.monotonic() < cached[1]:
-            return cached[0]
-        reply = await self._request_token(principal, force_refresh, job_id)
-        self._tokens[key] = (reply, time.monotonic() + TOKEN_MEMORY_S)
-        return reply
-
-    async def _request_token(
-        self, principal: Principal, force_refresh: bool, job_id: str
-    ) -> AccessTokenReply:
-        request = AccessTokenRequest(principal=principal, force_refresh=force_refresh, job_id=job_id)
-        try:
-            response = await self.broker.request(request, ACCESS_TOKEN_SUBJECT, timeout=self.token_timeout_s)
-        except (NatsTimeoutError, NoRespondersError, TimeoutError) as exc:
-            raise TokenUnavailable(f"token-service did not answer: {type(exc).__name__}") from exc
-        reply = AccessTokenReply.model_validate_json(response.body)
-        if reply.outcome is AccessTokenOutcome.GRANTED and reply.access_token:
-            return reply
-        if reply.outcome is AccessTokenOutcome.NO_GRANT and principal.kind is PrincipalKind.USER:
-            raise AwaitingAuthorization(principal.address)
-        if reply.outcome is AccessTokenOutcome.PROVIDER_UNAVAILABLE:
-            raise TokenUnavailable(
-                reply.detail or "the identity provider is unavailable", reply.retry_after_s
-            )
-        raise ReauthorizationNeeded(reply.detail or f"no usable grant for {principal.address}")
-
-    @asynccontextmanager
-    async def _attachments(self, job: JobBase) -> AsyncIterator[list[AttachmentSource]]:
-        """Each document fetched from the Object Store into a temporary file, its checksum
-        verified; the MIME writer then encodes it from there a chunk at a time."""
-        if not job.attachments:
-            yield []
-            return
-        store = await self.broker.object_storage(ATTACHMENTS_BUCKET)
-        with contextlib.ExitStack() as files:
-            sources = []
-            for ref in job.attachments:
-                spool = files.enter_context(tempfile.TemporaryFile())
-                try:
-                    await store.get(ref.object_name, writeinto=spool)
-                except NotFoundError as exc:
-                    raise InvalidJob(
-                        f"attachment {ref.filename} is no longer stored", FailureReason.ATTACHMENT_MISSING
-                    ) from exc
-                if _sha256_of(spool) != ref.sha256:
-                    raise InvalidJob(
-                        f"attachment {ref.filename} does not match its checksum",
-                        FailureReason.ATTACHMENT_MISSING,
-                    )
-                size = spool.seek(0, 2)
-                sources.append(AttachmentSource(ref.filename, ref.content_type, _reader(spool), size))
-            yield sources
+        self._tokens: dict[str, tuple[str, datetime]] = {}
+        self._smtp_credentials: dict[str, tuple[SmtpCredentialsReply, datetime]] = {}
 
     async def tenant(self, tenant_id: str) -> TenantSettings:
         try:
@@ -193,6 +89,19 @@ class Deliverer:
 
     def sender_of(self, job: JobBase, function: JobFunction, tenant: TenantSettings) -> Sender:
         return resolve_sender(job, function, tenant)
+
+    async def has_grant(self, principal: Principal) -> bool:
+        """Whether token-service can give a token for this principal now."""
+        try:
+            reply = await self.tokens.access_token(principal, force_refresh=False, job_id=None)
+            access_token_of(reply, principal)
+        except DeliveryError:
+            return False
+        return True
+
+    def forget_token(self, tenant_id: str, address: str) -> None:
+        """A grant changed (deleted, refreshed, dead): the next job asks token-service again."""
+        self._tokens.pop(f"{tenant_id}|{address.casefold()}", None)
 
     async def deliver(
         self, job: JobBase, function: JobFunction, tenant: TenantSettings, sender: Sender
@@ -204,6 +113,48 @@ class Deliverer:
                 return await self._send_basic(job, tenant, sender, message, recipients)
             principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
             return await self._send(job, tenant, sender, principal, message, recipients)
+
+    async def _access_token(self, principal: Principal, force_refresh: bool, job_id: str) -> str:
+        key = f"{principal.tenant_id}|{principal.address.casefold()}"
+        now = self.clock()
+        remembered = self._tokens.get(key)
+        if remembered is not None and not force_refresh and now < remembered[1]:
+            return remembered[0]
+        reply = await self.tokens.access_token(principal, force_refresh=force_refresh, job_id=job_id)
+        access_token = access_token_of(reply, principal)
+        self._tokens[key] = (access_token, now + TOKEN_MEMORY)
+        return access_token
+
+    async def _stored_credentials(self, tenant_id: str) -> SmtpCredentialsReply:
+        """The tenant's SMTP username and password (OAuth 2.0 off), held briefly in memory."""
+        now = self.clock()
+        remembered = self._smtp_credentials.get(tenant_id)
+        if remembered is not None and now < remembered[1]:
+            return remembered[0]
+        reply = await self.tokens.smtp_credentials(tenant_id)
+        self._smtp_credentials[tenant_id] = (reply, now + TOKEN_MEMORY)
+        return reply
+
+    @asynccontextmanager
+    async def _attachments(self, job: JobBase) -> AsyncIterator[list[AttachmentSource]]:
+        """Each document fetched into a temporary file, its checksum verified; the MIME writer
+        then encodes it from there a chunk at a time."""
+        if not job.attachments:
+            yield []
+            return
+        with contextlib.ExitStack() as files:
+            sources = []
+            for ref in job.attachments:
+                spool = files.enter_context(tempfile.TemporaryFile())
+                await self.attachments.fetch(ref, spool)
+                if _sha256_of(spool) != ref.sha256:
+                    raise InvalidJob(
+                        f"attachment {ref.filename} does not match its checksum",
+                        FailureReason.ATTACHMENT_MISSING,
+                    )
+                size = spool.seek(0, 2)
+                sources.append(AttachmentSource(ref.filename, ref.content_type, _reader(spool), size))
+            yield sources
 
     def _check_size(self, tenant: TenantSettings, message: MimeMessage) -> None:
         """The provider's message size limit, checked before anything is sent."""
@@ -226,17 +177,20 @@ class Deliverer:
         message: MimeMessage,
         recipients: list[str],
     ) -> Delivered:
+        """XOAUTH2. A refused token is refreshed once (token-service asked to refresh, not to
+        hand out what it holds) and the message sent again; refused twice, the grant is
+        no good."""
         server = tenant.effective_smtp()
-        token = await self._token(principal, False, job.job_id)
+        access_token = await self._access_token(principal, False, job.job_id)
         try:
-            result = await self.smtp.send(
-                server, Credentials(sender.address, token.access_token), message, recipients
+            result = await self.transport.send(
+                server, Credentials(sender.address, access_token), message, recipients
             )
         except TokenRejected:
-            token = await self._token(principal, True, job.job_id)
+            access_token = await self._access_token(principal, True, job.job_id)
             try:
-                result = await self.smtp.send(
-                    server, Credentials(sender.address, token.access_token), message, recipients
+                result = await self.transport.send(
+                    server, Credentials(sender.address, access_token), message, recipients
                 )
             except TokenRejected as again:
                 raise ReauthorizationNeeded(
@@ -257,7 +211,7 @@ class Deliverer:
         stored = await self._stored_credentials(tenant.tenant_id)
         credentials = Credentials(sender.address, password=stored.password, username=stored.username)
         try:
-            result = await self.smtp.send(tenant.effective_smtp(), credentials, message, recipients)
+            result = await self.transport.send(tenant.effective_smtp(), credentials, message, recipients)
         except TokenRejected as exc:
             # A plain 535 on PLAIN/LOGIN: the password is wrong, and no refresh will help.
             raise SmtpPermanent(
@@ -271,4 +225,6 @@ class Deliverer:
     @staticmethod
     def _delivered(job: JobBase, sender: Sender, result: SendResult, recipients: list[str]) -> Delivered:
         accepted = tuple(r for r in recipients if r not in result.rejected)
-        return Delivered(sender.address, message_id(job.job_id), result, accepted)
+        return Delivered(
+            sender.address, message_id(job.job_id), result.reply, accepted, tuple(result.rejected)
+        )

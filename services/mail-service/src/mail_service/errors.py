@@ -1,14 +1,26 @@
-"""mail-service's errors; the handler edge decides ack, retry or dead letter from the class.
+"""mail-service's errors: every way a delivery attempt can fail, as one tree.
 
-DeliveryError
-├── TransientDeliveryError        retry later (NAK with a delay)
-│   ├── SmtpTransient             4xx replies, connection failures, timeouts
-│   └── TokenUnavailable          token-service or the provider cannot answer now
-└── PermanentDeliveryError        give up: dead letter and a `failed` event
-    ├── SmtpPermanent             5xx replies (with the known reply, if any)
-    ├── SenderNotAllowed          the From policy refuses this sender
-    ├── ReauthorizationNeeded     the grant is dead or missing
-    └── InvalidJob                the job cannot be understood or its documents are gone
+The decision at the handler edge (`domain.decisions.decide`) is made from the class alone:
+
+    DeliveryError
+    ├── AwaitingAuthorization         park the job until its login user signs in
+    ├── TokenRejected                 the SMTP server refused the access token; the deliverer
+    │                                 refreshes it once and sends again (does not reach the edge)
+    ├── TransientDeliveryError        retry later (NAK with a delay); dead letter after max_deliver
+    │   ├── SmtpTransient             4xx replies, connection failures, timeouts
+    │   ├── TokenUnavailable          token-service or the identity provider cannot answer now
+    │   └── AttachmentsUnavailable    the Object Store cannot be read now
+    └── PermanentDeliveryError        give up: dead letter and a `failed` event, with a remedy
+        ├── SmtpPermanent             5xx replies (with the known reply and its remedy, if any)
+        ├── SenderNotAllowed          the From policy refuses this sender
+        ├── ReauthorizationNeeded     the grant is dead or missing: sign in again
+        ├── ConfigurationError        fleetmail or the tenant is set up wrongly: fix a setting
+        └── InvalidJob                the job cannot be understood, its documents are gone, its
+                                      tenant is unknown, or its message is over the size limit
+
+Adapters translate library failures into these (`raise SmtpTransient(...) from exc`); a bus
+outage outside a delivery attempt (the ledger, publishing events) stays the runtime's
+`BusUnavailable` and the job is redelivered.
 """
 
 from __future__ import annotations
@@ -28,6 +40,16 @@ class AwaitingAuthorization(DeliveryError):
         self.user = user
 
 
+class TokenRejected(DeliveryError):
+    """The server refused the access token: refresh it once and try again."""
+
+    reason = FailureReason.AUTHENTICATION_FAILED
+
+    def __init__(self, smtp_reply: str) -> None:
+        super().__init__(f"the SMTP server refused the access token: {smtp_reply}")
+        self.smtp_reply = smtp_reply
+
+
 class TransientDeliveryError(DeliveryError):
     retry_after_s: float | None = None
 
@@ -42,6 +64,10 @@ class TokenUnavailable(TransientDeliveryError):
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class AttachmentsUnavailable(TransientDeliveryError):
+    pass
 
 
 class PermanentDeliveryError(DeliveryError):
@@ -67,13 +93,22 @@ class SenderNotAllowed(PermanentDeliveryError):
         super().__init__(message, FailureReason.SENDER_NOT_ALLOWED)
 
 
+REAUTHORIZATION_REMEDY = "Acquire the refresh token again ([OAuth 2.0] → Refresh Tokens → Acquire)."
+CONFIGURATION_REMEDY = (
+    "A setting must be fixed before this sender can send: the operator's app registration for "
+    "the tenant's identity provider, or the tenant's identity settings (the detail says which). "
+    "Signing in again does not help."
+)
+
+
 class ReauthorizationNeeded(PermanentDeliveryError):
     def __init__(self, message: str) -> None:
-        super().__init__(
-            message,
-            FailureReason.REAUTHORIZATION_REQUIRED,
-            remedy="Acquire the refresh token again ([OAuth 2.0] → Refresh Tokens → Acquire).",
-        )
+        super().__init__(message, FailureReason.REAUTHORIZATION_REQUIRED, remedy=REAUTHORIZATION_REMEDY)
+
+
+class ConfigurationError(PermanentDeliveryError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, FailureReason.CONFIGURATION_ERROR, remedy=CONFIGURATION_REMEDY)
 
 
 class InvalidJob(PermanentDeliveryError):

@@ -1,6 +1,6 @@
 """mail-service's spans and metrics (OpenTelemetry's global API: no-ops until the service's
 `configure_telemetry` installs a provider). Labels: function, provider, tenant — bounded by
-the seed's function table, two providers and the fleet's tenants."""
+the device's twelve functions, two providers and the fleet's tenants."""
 
 from __future__ import annotations
 

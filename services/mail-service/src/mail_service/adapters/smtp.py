@@ -1,6 +1,7 @@
-"""SMTP delivery through aiosmtplib: STARTTLS or implicit TLS, XOAUTH2 or PLAIN/LOGIN.
+"""The mail transport: SMTP through aiosmtplib, STARTTLS or implicit TLS, XOAUTH2 or PLAIN/LOGIN.
 
-Library failures are translated into mail-service's errors using the shared reply table.
+Library failures are translated into mail-service's errors using the reply table that the
+SMTP emulator shares (`fleetmail_runtime.smtp_replies`).
 """
 
 from __future__ import annotations
@@ -23,36 +24,9 @@ from fleetmail_runtime.telemetry import SpanScope
 from opentelemetry.trace import Span, SpanKind
 
 from ..domain.mime import MimeMessage
-from ..errors import DeliveryError, SmtpPermanent, SmtpTransient
+from ..errors import DeliveryError, SmtpPermanent, SmtpTransient, TokenRejected
+from ..ports import Credentials, SendResult
 from ..telemetry import tracer
-
-
-class TokenRejected(DeliveryError):
-    """The server refused the access token: refresh it once and try again."""
-
-    def __init__(self, smtp_reply: str) -> None:
-        super().__init__(f"the SMTP server refused the access token: {smtp_reply}")
-        self.smtp_reply = smtp_reply
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """How a sender signs in: XOAUTH2 with an access token, PLAIN/LOGIN with a username and
-    password (OAuth 2.0 off), or not at all (neither given)."""
-
-    address: str
-    access_token: str | None = None
-    password: str | None = None
-    username: str | None = None
-
-    def __repr__(self) -> str:
-        return f"Credentials({self.address})"
-
-
-@dataclass(frozen=True)
-class SendResult:
-    reply: str
-    rejected: dict[str, str]
 
 
 def tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
@@ -63,7 +37,8 @@ def tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
     return context
 
 
-def _translate(code: int, message: str, during_auth: bool) -> DeliveryError:
+def error_of_reply(code: int, message: str, during_auth: bool) -> DeliveryError:
+    """The mail-service error for an SMTP server's refusal, from the shared reply table."""
     reply = f"{code} {message}"
     klass, known = smtp_replies.classify(code, message)
     if klass is ReplyClass.TOKEN_REJECTED and during_auth:
@@ -245,7 +220,7 @@ class SmtpDelivery:
             raise
         except aiosmtplib.SMTPResponseException as exc:
             await self._discard(connection)
-            raise _translate(exc.code, exc.message, during_auth=True) from None
+            raise error_of_reply(exc.code, exc.message, during_auth=True) from None
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
             await self._discard(connection)
             raise SmtpTransient(f"connection to {server.host} failed: {type(exc).__name__}") from exc
@@ -277,12 +252,12 @@ class SmtpDelivery:
             if len(rejected) == len(recipients):
                 await client.rset()
                 assert refusal is not None
-                raise _translate(refusal.code, refusal.message, during_auth=False)
+                raise error_of_reply(refusal.code, refusal.message, during_auth=False)
             reply = await self._stream_data(client, message)
         except aiosmtplib.SMTPServerDisconnected as exc:
             raise _StaleConnection(type(exc).__name__) from None
         except aiosmtplib.SMTPResponseException as exc:
-            raise _translate(exc.code, exc.message, during_auth=False) from None
+            raise error_of_reply(exc.code, exc.message, during_auth=False) from None
         except (aiosmtplib.SMTPTimeoutError, OSError) as exc:
             raise _StaleConnection(type(exc).__name__) from None
         return SendResult(reply, rejected)

@@ -1,1 +1,1 @@
-"""mail-service's pure decisions: who sends, what the message says, when to retry."""
+"""mail-service's pure decisions: who sends, what the message says, what to do after an attempt."""

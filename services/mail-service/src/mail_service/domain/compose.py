@@ -122,9 +122,3 @@ def compose(
         check_header("attachment type", attachment.content_type)
     message = MimeMessage(tuple(headers), body, tuple(attachments), new_boundary(), html_body)
     return message, to + cc + bcc
-
-
-def retry_delay(attempt: int, base_s: float, max_s: float, jitter: float) -> float:
-    """Exponential backoff; `jitter` in [0, 1) spreads retries of many jobs apart."""
-    delay: float = min(max_s, base_s * 2 ** max(0, attempt - 1))
-    return delay * (0.5 + jitter / 2)

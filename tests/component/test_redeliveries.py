@@ -1,5 +1,6 @@
 """`fleetmail.consumer.redeliveries` counts the JetStream messages a consumer gets more than once,
-for single-message and batch subscribers, on the product's broker and a real nats-server."""
+for single-message and batch subscribers, on the product's broker and a real nats-server (the
+module's own: nothing else of the stack is needed)."""
 
 from __future__ import annotations
 
@@ -29,13 +30,13 @@ def redeliveries(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
     return counted
 
 
-async def test_messages_delivered_again_are_counted_per_stream_and_consumer(stack) -> None:
+async def test_messages_delivered_again_are_counted_per_stream_and_consumer(nats_url: str) -> None:
     name = f"redeliver{uuid.uuid4().hex[:8]}"
     stream = JStream(name.upper(), subjects=[f"{name}.>"])
     reader = InMemoryMetricReader()
     telemetry = Telemetry("redeliveries-test", tracing=False, metering=True)
     telemetry.meter_provider = MeterProvider(metric_readers=[reader])
-    broker = make_broker(CommonSettings(nats_url=stack.nats_url), "redeliveries-test", telemetry)
+    broker = make_broker(CommonSettings(nats_url=nats_url), "redeliveries-test", telemetry)
     seen: dict[str, int] = {}
     done = asyncio.Event()
 
@@ -63,7 +64,7 @@ async def test_messages_delivered_again_are_counted_per_stream_and_consumer(stac
         if note("batch"):
             raise NackMessage()
 
-    client = await nats.connect(stack.nats_url)
+    client = await nats.connect(nats_url)
     js = client.jetstream()
     try:
         await broker.start()

@@ -1,4 +1,4 @@
-"""Jobs parked until their login user signs in (the seed's OAuth screen at the device).
+"""Jobs parked until their login user signs in (at the device's [OAuth 2.0] screen).
 
 A parked job leaves the work queue and waits in a KV bucket. It goes back to the queue as
 soon as the user's grant exists — told by a token event, or found by the sweep if that
@@ -19,11 +19,8 @@ from datetime import datetime, timedelta
 from faststream.nats import NatsBroker
 from fleetmail_contracts import streams
 from fleetmail_contracts.jobs import JobBase, JobFunction, job_command_adapter, resumed_job_subject
-from fleetmail_contracts.tokens import (
-    Principal,
-    PrincipalKind,
-)
-from nats.errors import Error as NatsError
+from fleetmail_contracts.tokens import Principal, PrincipalKind
+from fleetmail_runtime.bus import BusUnavailable, bus_errors
 from nats.js.errors import KeyWrongLastSequenceError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
@@ -50,22 +47,34 @@ Expired = Callable[[JobBase, JobFunction, str], Awaitable[None]]
 HasGrant = Callable[[Principal], Awaitable[bool]]
 
 
-class ParkingLot:
+class KvParkingLot:
     def __init__(
         self,
         broker: NatsBroker,
-        kv: KeyValue,
         timeout: timedelta,
         on_expired: Expired,
         has_grant: HasGrant,
         clock: Callable[[], datetime],
+        bucket: str = streams.PARKED_JOBS_BUCKET,
     ) -> None:
         self.broker = broker
-        self.kv = kv
+        self.bucket = bucket
         self.timeout = timeout
         self.on_expired = on_expired
         self.has_grant = has_grant
         self.clock = clock
+        self._kv: KeyValue | None = None
+
+    async def open(self) -> None:
+        """A start hook: the bucket, which the runtime declared with the streams, looked up once."""
+        with bus_errors(f"the {self.bucket} bucket cannot be opened"):
+            self._kv = await self.broker.key_value(self.bucket, declare=False)
+
+    @property
+    def kv(self) -> KeyValue:
+        if self._kv is None:
+            raise RuntimeError("KvParkingLot.open() was not awaited (it is a start hook)")
+        return self._kv
 
     async def park(self, job: JobBase, function: JobFunction, user: str, job_json: bytes) -> datetime:
         deadline = self.clock() + self.timeout
@@ -76,43 +85,46 @@ class ParkingLot:
             "user": user,
             "deadline": deadline.isoformat(),
         }
-        await self.kv.put(user_prefix(job.tenant_id, user) + job.job_id, json.dumps(record).encode())
+        with bus_errors("the parked jobs bucket cannot be written"):
+            await self.kv.put(user_prefix(job.tenant_id, user) + job.job_id, json.dumps(record).encode())
         return deadline
 
     async def _entries(self, prefix: str = "") -> list[Parked]:
-        try:
-            keys = await self.kv.keys()
-        except NoKeysError:
-            return []
-        found = []
-        for key in keys:
-            if not key.startswith(prefix):
-                continue
+        with bus_errors("the parked jobs bucket cannot be read"):
             try:
-                entry = await self.kv.get(key)
-            except NotFoundError:
-                continue
-            if not entry.value:
-                continue
-            record = json.loads(entry.value)
-            found.append(
-                Parked(
-                    key,
-                    int(entry.revision or 0),
-                    record["job"],
-                    JobFunction(record["function"]),
-                    record["tenant_id"],
-                    record["user"],
-                    datetime.fromisoformat(record["deadline"]),
+                keys = await self.kv.keys()
+            except NoKeysError:
+                return []
+            found = []
+            for key in keys:
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    entry = await self.kv.get(key)
+                except NotFoundError:
+                    continue
+                if not entry.value:
+                    continue
+                record = json.loads(entry.value)
+                found.append(
+                    Parked(
+                        key,
+                        int(entry.revision or 0),
+                        record["job"],
+                        JobFunction(record["function"]),
+                        record["tenant_id"],
+                        record["user"],
+                        datetime.fromisoformat(record["deadline"]),
+                    )
                 )
-            )
-        return found
+            return found
 
     async def _claim(self, parked: Parked) -> bool:
-        try:
-            await self.kv.delete(parked.key, last=parked.revision)
-        except (KeyWrongLastSequenceError, NotFoundError):
-            return False  # another replica took it
+        with bus_errors("the parked jobs bucket cannot be written"):
+            try:
+                await self.kv.delete(parked.key, last=parked.revision)
+            except (KeyWrongLastSequenceError, NotFoundError):
+                return False  # another replica took it
         return True
 
     async def resume_user(self, tenant_id: str, user: str) -> int:
@@ -126,16 +138,17 @@ class ParkingLot:
 
     async def _requeue(self, parked: Parked) -> None:
         job_id = parked.key.rsplit(".", 1)[-1]
-        await self.broker.publish(
-            parked.job_json.encode(),
-            resumed_job_subject(parked.function),
-            # A new id: the job's own id may still be inside the duplicate window.
-            headers={
-                "Nats-Msg-Id": f"{job_id}.resumed.{parked.revision}",
-                "content-type": "application/json",
-            },
-            stream=streams.JOBS_STREAM,
-        )
+        with bus_errors(f"{streams.JOBS_STREAM} did not take a resumed job"):
+            await self.broker.publish(
+                parked.job_json.encode(),
+                resumed_job_subject(parked.function),
+                # A new id: the job's own id may still be inside the duplicate window.
+                headers={
+                    "Nats-Msg-Id": f"{job_id}.resumed.{parked.revision}",
+                    "content-type": "application/json",
+                },
+                stream=streams.JOBS_STREAM,
+            )
         log.info("job %s resumed: its user signed in", job_id)
 
     async def sweep(self) -> None:
@@ -151,5 +164,5 @@ class ParkingLot:
                 ):
                     if await self._claim(parked):
                         await self._requeue(parked)
-            except NatsError as exc:
-                log.warning("parked job %s not checked this time: %s", parked.key, type(exc).__name__)
+            except BusUnavailable as exc:
+                log.warning("parked job %s not checked this time: %s", parked.key, exc)

@@ -1,0 +1,131 @@
+"""What to do with a job after a delivery attempt: the one place that decides.
+
+`decide` turns an attempt's outcome into a value; the handler edge only carries it out.
+
+| outcome                                   | decision                                        |
+|-------------------------------------------|-------------------------------------------------|
+| delivered                                 | `Ack(delivered)`: ledger, `sent` event, ack     |
+| a redelivery the ledger already holds     | `AckRedelivery()`: ack, announce nothing        |
+| `AwaitingAuthorization(user)`             | `Park(user)`: `parked` event, ack               |
+| transient, attempt < max_deliver          | `Retry(delay)`: `deferred` event, NAK(delay)    |
+| transient, attempt ≥ max_deliver          | `DeadLetter(retries_exhausted)`                 |
+| permanent (or any other `DeliveryError`)  | `DeadLetter(its reason, remedy, SMTP reply)`    |
+
+A `DeadLetter` is carried out as a dead letter, a `failed` event (when the job could be
+read) and an ack. The delay of a retry is what the error asks for (`retry_after_s`, e.g. the
+identity provider's Retry-After) or exponential backoff with jitter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fleetmail_contracts.mail_events import FailureReason
+
+from ..errors import AwaitingAuthorization, DeliveryError, TransientDeliveryError
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_deliver: int
+    """Deliveries of one job before it is dead-lettered."""
+    base_s: float
+    """The first retry's delay; it doubles with each attempt."""
+    max_s: float
+    """No retry waits longer (before jitter)."""
+
+
+def retry_delay(attempt: int, base_s: float, max_s: float, jitter: float) -> float:
+    """Exponential backoff; `jitter` in [0, 1) spreads retries of many jobs apart."""
+    delay: float = min(max_s, base_s * 2 ** max(0, attempt - 1))
+    return delay * (0.5 + jitter / 2)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The SMTP server accepted the message."""
+
+    sender: str
+    message_id: str
+    smtp_reply: str
+    accepted: tuple[str, ...]
+    rejected: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AlreadyDelivered:
+    """A redelivered job that the delivery ledger says was sent before."""
+
+
+Outcome = Delivered | AlreadyDelivered | DeliveryError
+
+
+@dataclass(frozen=True)
+class Ack:
+    delivered: Delivered
+
+
+@dataclass(frozen=True)
+class AckRedelivery:
+    pass
+
+
+@dataclass(frozen=True)
+class Retry:
+    delay_s: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: FailureReason
+    detail: str
+    remedy: str | None = None
+    smtp_reply: str | None = None
+
+
+@dataclass(frozen=True)
+class Park:
+    user: str
+
+
+Decision = Ack | AckRedelivery | Retry | DeadLetter | Park
+
+
+def decide(outcome: Outcome, *, attempt: int, policy: RetryPolicy, jitter: Callable[[], float]) -> Decision:
+    """What to do after delivery attempt number `attempt` ended in `outcome`; `jitter` gives a
+    number in [0, 1) and is called only when a backoff delay is computed."""
+    if isinstance(outcome, Delivered):
+        return Ack(outcome)
+    if isinstance(outcome, AlreadyDelivered):
+        return AckRedelivery()
+    if isinstance(outcome, AwaitingAuthorization):
+        return Park(outcome.user)
+    if isinstance(outcome, TransientDeliveryError):
+        if attempt >= policy.max_deliver:
+            return DeadLetter(
+                FailureReason.RETRIES_EXHAUSTED,
+                f"gave up after {attempt} attempts: {outcome}",
+                smtp_reply=outcome.smtp_reply,
+            )
+        delay = outcome.retry_after_s or retry_delay(attempt, policy.base_s, policy.max_s, jitter())
+        return Retry(delay, str(outcome))
+    return give_up(outcome)
+
+
+def give_up(error: DeliveryError) -> DeadLetter:
+    """A permanent failure: its reason, what to do about it, and the SMTP server's reply."""
+    return DeadLetter(error.reason, str(error), error.remedy, error.smtp_reply)
+
+
+SIGN_IN_REMEDY = "Sign in at the device's OAuth screen, then send the job again."
+
+
+def parking_expired(user: str, timeout_s: float) -> DeadLetter:
+    """A parked job whose user did not sign in before its deadline."""
+    return DeadLetter(
+        FailureReason.AUTHORIZATION_TIMEOUT,
+        f"{user} did not sign in within {timeout_s / 60:g} minutes; the job was not sent",
+        SIGN_IN_REMEDY,
+    )

@@ -1,0 +1,178 @@
+"""mail-service's JetStream adapters on a real nats-server: the event publisher and the
+delivery ledger pass the same contract suites as their fakes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from fleetmail_contracts import streams
+from fleetmail_contracts.dead_letters import DeadLetter
+from fleetmail_contracts.jobs import JobFunction
+from fleetmail_contracts.mail_events import MAIL_EVENTS, MAIL_EVENTS_WILDCARD, MailAccepted
+from fleetmail_runtime.bus import BusUnavailable, make_broker
+from fleetmail_runtime.lifecycle import ServiceRuntime
+from fleetmail_runtime.settings import CommonSettings
+from mail_service.adapters.events import REPLICA_HEADER, BusEventPublisher
+from mail_service.adapters.ledger import KvDeliveryLedger
+from mail_service.adapters.parking import KvParkingLot
+from nats.errors import TimeoutError as NatsTimeout
+
+from tests.contracts.mail import (
+    PARK_TIMEOUT,
+    DeliveryLedgerContract,
+    EventPublisherContract,
+    ParkingContract,
+    common,
+)
+from tests.fakes.mail import FakeClock
+
+
+@pytest.fixture(scope="module")
+async def runtime(nats_url: str) -> AsyncIterator[ServiceRuntime]:
+    """The service skeleton on the module's nats-server: streams and buckets declared."""
+    service = ServiceRuntime("mail-service", CommonSettings(nats_url=nats_url), mongo=False)
+    async with service.lifespan():
+        yield service
+
+
+async def read_stream(nats_url: str, subject: str) -> list[nats.aio.msg.Msg]:
+    """Every message on `subject` so far, oldest first (an ordered consumer, read to the end)."""
+    client = await nats.connect(nats_url)
+    try:
+        subscription = await client.jetstream().subscribe(subject, ordered_consumer=True)
+        found = []
+        while True:
+            try:
+                found.append(await subscription.next_msg(timeout=0.5))
+            except NatsTimeout:
+                return found
+    finally:
+        await client.close()
+
+
+class TestBusEventPublisher(EventPublisherContract):
+    @pytest.fixture
+    def publisher(self, runtime: ServiceRuntime) -> BusEventPublisher:
+        return BusEventPublisher(runtime.broker, "mail-service", "test-host:4242")
+
+    @pytest.fixture
+    def read_events(self, nats_url: str):
+        async def read(job_id: str):
+            events = []
+            for message in await read_stream(nats_url, MAIL_EVENTS_WILDCARD):
+                event = json.loads(message.data)
+                if event["job_id"] == job_id:
+                    events.append(MAIL_EVENTS[event["kind"]].model_validate(event))
+            return events
+
+        return read
+
+    @pytest.fixture
+    def read_dead_letters(self, nats_url: str):
+        async def read(dead_letter_id: str):
+            letters = [
+                DeadLetter.model_validate_json(m.data)
+                for m in await read_stream(nats_url, f"{streams.DLQ_PREFIX}mail-service")
+            ]
+            return [d for d in letters if d.dead_letter_id == dead_letter_id]
+
+        return read
+
+    async def test_each_event_names_the_replica_that_published_it(
+        self, publisher: BusEventPublisher, nats_url: str
+    ) -> None:
+        job_id = f"job-{uuid.uuid4().hex[:8]}"
+        await publisher.publish(MailAccepted(**common(job_id), event_id=uuid.uuid4().hex))
+        [message] = [
+            m
+            for m in await read_stream(nats_url, MAIL_EVENTS_WILDCARD)
+            if json.loads(m.data)["job_id"] == job_id
+        ]
+        assert message.headers is not None and message.headers[REPLICA_HEADER] == "test-host:4242"
+
+
+class TestKvDeliveryLedger(DeliveryLedgerContract):
+    @pytest.fixture
+    async def ledger(self, runtime: ServiceRuntime) -> KvDeliveryLedger:
+        ledger = KvDeliveryLedger(runtime.broker, write_timeout_s=5)
+        await ledger.open()
+        return ledger
+
+    async def test_a_write_the_bus_never_takes_fails_after_the_write_timeout(self, nats_url: str) -> None:
+        broker = make_broker(CommonSettings(nats_url=nats_url), "ledger-outage-test")
+        await broker.connect()
+        waits: list[float] = []
+        elapsed = iter(range(0, 1000))  # each reading of the clock one second later
+
+        async def no_sleep(seconds: float) -> None:
+            waits.append(seconds)
+
+        ledger = KvDeliveryLedger(
+            broker, write_timeout_s=3, sleep=no_sleep, monotonic=lambda: float(next(elapsed))
+        )
+        await ledger.open()
+        await broker.stop()  # the connection is gone: every write fails
+        with pytest.raises(BusUnavailable, match="cannot be written"):
+            await ledger.record(f"job-{uuid.uuid4().hex}", "<x@fleetmail>")
+        assert waits and all(w == 0.2 for w in waits) and len(waits) <= 4
+
+
+class TestKvParkingLot(ParkingContract):
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    async def parking(self, runtime: ServiceRuntime, clock: FakeClock) -> KvParkingLot:
+        async def never_expires(job, function, user) -> None:
+            raise AssertionError("no parked job expires in these tests")
+
+        async def no_grant(principal) -> bool:
+            return False
+
+        lot = KvParkingLot(runtime.broker, PARK_TIMEOUT, never_expires, no_grant, clock)
+        await lot.open()
+        return lot
+
+
+async def test_the_sweep_fails_an_expired_job_once_across_replicas_and_resumes_a_signed_in_users(
+    runtime: ServiceRuntime,
+) -> None:
+    clock = FakeClock()
+    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+    expired: list[str] = []
+    signed_in: set[str] = set()
+
+    async def on_expired(job, function, user) -> None:
+        if job.tenant_id == tenant_id:  # other tests' parked jobs share the bucket
+            expired.append(job.job_id)
+
+    async def has_grant(principal) -> bool:
+        return principal.address in signed_in
+
+    # Two replicas' parking lots on the same bucket.
+    lots = [KvParkingLot(runtime.broker, PARK_TIMEOUT, on_expired, has_grant, clock) for _ in range(2)]
+    for lot in lots:
+        await lot.open()
+    late, waiting = (
+        ParkingContract.job(tenant_id, "late@acme.example"),
+        ParkingContract.job(tenant_id, "back@acme.example"),
+    )
+    for job in (late, waiting):
+        await lots[0].park(job, JobFunction.SCAN_TO_EMAIL, job.login_user, job.model_dump_json().encode())
+    clock.advance(PARK_TIMEOUT.total_seconds() - 1)
+    signed_in.add("back@acme.example")  # a token event this replica missed
+    for lot in lots:
+        await lot.sweep()
+    assert expired == []  # not yet
+    assert await lots[1].resume_user(tenant_id, "back@acme.example") == 0, "the sweep resumed it"
+    clock.advance(1)
+    for lot in lots:
+        await lot.sweep()
+    # The late user's job failed once, not once per replica.
+    assert expired == [late.job_id]
+    assert await lots[1].resume_user(tenant_id, "late@acme.example") == 0
