@@ -123,16 +123,14 @@ class Refresher:
             return await self._newer(principal)
         token = CachedToken.issued(issued, grant.provider)
         self.memory.remember(principal, token)
-        base = {
-            "event_id": uuid.uuid4().hex,
-            "principal": principal,
-            "provider": grant.provider,
-            "occurred_at": now,
-        }
+        # Each event its own id: the events stream drops a message whose id it has seen.
+        base = {"principal": principal, "provider": grant.provider, "occurred_at": now}
         if self.memory.stop_failing(principal):
-            await self.events.publish(TokenRecovered(**base))
+            await self.events.publish(TokenRecovered(event_id=uuid.uuid4().hex, **base))
         rotated = result.refresh_token is not None and result.refresh_token != grant.refresh_token
-        await self.events.publish(TokenRefreshed(**base, rotated=rotated, predicted_death_at=death))
+        await self.events.publish(
+            TokenRefreshed(event_id=uuid.uuid4().hex, **base, rotated=rotated, predicted_death_at=death)
+        )
         return token
 
     async def _newer(self, principal: Principal) -> CachedToken:
