@@ -1,4 +1,4 @@
-"""A tenant's outbound proxy (the seed's step 2) carries its token traffic."""
+"""A tenant's outbound proxy (the device's proxy setting) carries its token traffic."""
 
 import asyncio
 import contextlib

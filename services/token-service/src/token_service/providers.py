@@ -40,8 +40,6 @@ class Providers:
             credentials,
         )
 
-    # --- the port ------------------------------------------------------------------------
-
     async def refresh(self, tenant: TenantSettings, grant: StoredGrant) -> TokenResult:
         assert grant.refresh_token is not None, "an app-only grant is not refreshed"
         if grant.provider is Provider.MICROSOFT:
@@ -104,8 +102,6 @@ class Providers:
         # Microsoft has no endpoint that revokes one refresh token; Google has.
         if grant.provider is Provider.GOOGLE and grant.refresh_token is not None:
             await self.google.revoke(await self.google_app(tenant), grant.refresh_token)
-
-    # --- a tenant's apps -----------------------------------------------------------------
 
     async def microsoft_app(self, tenant: TenantSettings, *, app_only: bool = False) -> MicrosoftApp:
         """The tenant's Entra app. Delegated grants use the service's client (public unless a
