@@ -127,23 +127,56 @@ async def test_refresh_without_rotation_through_google_auth(emulators, emulator_
     assert info["email"] == "b@gmail.example" and MAIL in info["scope"]
 
 
-async def test_revoked_and_testing_mode_grants_die(emulators, emulator_http) -> None:
-    client_id, secret = await register(emulators, emulator_http, testing_mode=True)
-    tokens = await authorize(emulators, emulator_http, client_id, secret, "c@gmail.example", "v" * 50)
-    await emulator_http.post(
-        f"{emulators.google_url}/_emulator/grants/age", json={"user": "c@gmail.example", "days": 8}
-    )
+def refreshed(emulators: Stack, client_id: str, secret: str, refresh_token: str) -> Credentials:
+    """A refresh through google-auth, as token-service makes it; raises `RefreshError`."""
     credentials = Credentials(
         None,
-        refresh_token=tokens["refresh_token"],
+        refresh_token=refresh_token,
         token_uri=f"{emulators.google_url}/token",
         client_id=client_id,
         client_secret=secret,
         scopes=[MAIL],
     )
+    credentials.refresh(google_request(emulators))
+    return credentials
+
+
+def assert_dead(emulators: Stack, client_id: str, secret: str, refresh_token: str) -> None:
     with pytest.raises(RefreshError, match="invalid_grant") as caught:
-        credentials.refresh(google_request(emulators))
+        refreshed(emulators, client_id, secret, refresh_token)
     assert caught.value.retryable is False
+
+
+async def test_revoked_and_testing_mode_grants_die(emulators, emulator_http) -> None:
+    # A revoked grant dies at once, whatever the app's publishing status.
+    client_id, secret = await register(emulators, emulator_http)
+    revoked_user = f"revoked-{uuid.uuid4().hex[:6]}@gmail.example"
+    revoked = await authorize(emulators, emulator_http, client_id, secret, revoked_user, "v" * 50)
+    assert refreshed(emulators, client_id, secret, revoked["refresh_token"]).token
+    await emulator_http.post(f"{emulators.google_url}/_emulator/grants/revoke", json={"user": revoked_user})
+    assert_dead(emulators, client_id, secret, revoked["refresh_token"])
+
+    # An app in "Testing" status: the grant dies seven days after consent, however often it
+    # is used; the same age kills nothing for a published app.
+    testing_id, testing_secret = await register(emulators, emulator_http, testing_mode=True)
+    tester = f"tester-{uuid.uuid4().hex[:6]}@gmail.example"
+    publisher = f"publisher-{uuid.uuid4().hex[:6]}@gmail.example"
+    testing = await authorize(emulators, emulator_http, testing_id, testing_secret, tester, "v" * 50)
+    published = await authorize(emulators, emulator_http, client_id, secret, publisher, "w" * 50)
+
+    async def age(days: int) -> None:
+        for user in (tester, publisher):
+            aged = await emulator_http.post(
+                f"{emulators.google_url}/_emulator/grants/age", json={"user": user, "days": days}
+            )
+            assert aged.json() == {"aged": 1}
+
+    await age(6)
+    assert refreshed(emulators, testing_id, testing_secret, testing["refresh_token"]).token
+    assert refreshed(emulators, client_id, secret, published["refresh_token"]).token
+    await age(2)
+    assert_dead(emulators, testing_id, testing_secret, testing["refresh_token"])
+    assert refreshed(emulators, client_id, secret, published["refresh_token"]).token
 
 
 async def test_device_flow_refuses_the_mail_scope(emulators, emulator_http) -> None:

@@ -93,14 +93,17 @@ async def test_a_wrong_client_secret_is_reported_and_a_corrected_one_works(
     tenant_id, address = await app_only_tenant(admin, stack, "microsoft", client_id=client_id)
     principal = Principal(tenant_id=tenant_id, kind=PrincipalKind.ADMINISTRATOR, address=address)
 
+    # A missing or refused app secret is a setting to fix, not a sign-in to repeat.
     [missing] = await request_tokens(stack, principal, 1)
-    assert missing.outcome is AccessTokenOutcome.REAUTHORIZATION_REQUIRED
+    assert missing.outcome is AccessTokenOutcome.CONFIGURATION_ERROR
     assert "no Microsoft client secret" in (missing.detail or "")
+    assert "microsoft_client_secret in the tenant's credentials" in (missing.detail or "")
 
     await admin.put(f"/v1/admin/tenants/{tenant_id}/credentials", json={"microsoft_client_secret": "wrong"})
     [refused] = await request_tokens(stack, principal, 1)
-    assert refused.outcome is AccessTokenOutcome.REAUTHORIZATION_REQUIRED
+    assert refused.outcome is AccessTokenOutcome.CONFIGURATION_ERROR
     assert "invalid_client" in (refused.detail or "") and "7000215" in (refused.detail or "")
+    assert "microsoft_client_secret" in (refused.detail or "")
 
     await admin.put(f"/v1/admin/tenants/{tenant_id}/credentials", json={"microsoft_client_secret": secret})
     [granted] = await request_tokens(stack, principal, 1)
@@ -146,7 +149,7 @@ async def test_google_service_account_acts_for_workspace_users(
     # A user outside the Workspace domain: Google refuses, and the answer says why.
     outsider = Principal(tenant_id=tenant_id, kind=PrincipalKind.USER, address="someone@elsewhere.example")
     [refused] = await request_tokens(stack, outsider, 1)
-    assert refused.outcome is AccessTokenOutcome.REAUTHORIZATION_REQUIRED
+    assert refused.outcome is AccessTokenOutcome.CONFIGURATION_ERROR
     assert "domain-wide delegation" in (refused.detail or "")
 
     stored = await stored_documents(stack, tenant_id)
@@ -159,7 +162,7 @@ async def test_google_delegation_without_the_gmail_scope_is_refused(stack, admin
     await admin.put(f"/v1/admin/tenants/{tenant_id}/credentials", json={"google_service_account": key})
     principal = Principal(tenant_id=tenant_id, kind=PrincipalKind.ADMINISTRATOR, address=address)
     [refused] = await request_tokens(stack, principal, 1)
-    assert refused.outcome is AccessTokenOutcome.REAUTHORIZATION_REQUIRED
+    assert refused.outcome is AccessTokenOutcome.CONFIGURATION_ERROR
     assert "unauthorized_client" in (refused.detail or "")
 
 

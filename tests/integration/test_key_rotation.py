@@ -9,6 +9,8 @@ from fleetmail_contracts.tokens import AccessTokenOutcome
 from fleetmail_devkit.probes import request_tokens, tenant_with_administrator_grant
 from pymongo import AsyncMongoClient
 
+from tests.utils import eventually
+
 
 async def test_rotate_keys_while_serving(stack, emulator_http) -> None:
     principals = await asyncio.gather(
@@ -26,7 +28,7 @@ async def test_rotate_keys_while_serving(stack, emulator_http) -> None:
             turn += 1
 
     load = asyncio.create_task(traffic())
-    await asyncio.sleep(0.5)
+    await eventually(lambda: outcomes, what="traffic to flow")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -38,7 +40,9 @@ async def test_rotate_keys_while_serving(stack, emulator_http) -> None:
         stderr=asyncio.subprocess.STDOUT,
     )
     output = (await asyncio.wait_for(process.communicate(), 60))[0].decode()
-    await asyncio.sleep(1.5)  # traffic goes on under the new key
+    served_before = len(outcomes)
+    # Traffic goes on under the new key: a few more rounds (forced refreshes among them).
+    await eventually(lambda: len(outcomes) >= served_before + 30, what="traffic under the new key")
     stop.set()
     await load
     assert process.returncode == 0, output

@@ -115,7 +115,7 @@ async def test_no_secret_in_logs_traces_or_metrics(stack, emulator_http, admin, 
         f"/v1/admin/tenants/{app_tenant}/credentials", json={"microsoft_client_secret": wrong_client_secret}
     )
     [refused] = await request_tokens(stack, app_principal, 1)
-    assert refused.outcome is AccessTokenOutcome.REAUTHORIZATION_REQUIRED
+    assert refused.outcome is AccessTokenOutcome.CONFIGURATION_ERROR
     await admin.put(
         f"/v1/admin/tenants/{app_tenant}/credentials", json={"microsoft_client_secret": client_secret}
     )

@@ -6,7 +6,9 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalKind
-from fleetmail_devkit.probes import request_tokens
+from fleetmail_devkit.probes import events, request_tokens
+
+from tests.utils import eventually
 
 
 def posted_form(page: str) -> tuple[str, dict[str, str]]:
@@ -86,6 +88,13 @@ async def test_google_authorization_code_and_refresh_without_rotation(stack, emu
         f"{stack.google_url}/tokeninfo", params={"access_token": forced.access_token}
     )
     assert info.json()["email"] == address
+    # Google keeps the refresh token: the refresh rotated nothing.
+    [refreshed] = [
+        e
+        for e in await events(stack, "fleetmail.events.v1.tokens.refreshed")
+        if e["principal"]["tenant_id"] == tenant_id
+    ]
+    assert refreshed["rotated"] is False
     # Revoked at Google: the next refresh finds out and says so.
     await emulator_http.post(f"{stack.google_url}/_emulator/grants/revoke", json={"user": address})
     dead = (await request_tokens(stack, principal, 1, force_refresh=True))[0]
@@ -139,14 +148,13 @@ async def test_device_code_sign_in_with_the_wrong_account(stack, emulator_http, 
         f"{stack.microsoft_url}/_emulator/device-codes/approve",
         json={"user_code": started["user_code"], "user": "someone@else.example"},
     )
-    import asyncio
 
-    for _ in range(100):
+    async def finished() -> dict | None:
         status = (
             await admin.get(f"/v1/admin/tenants/{tenant_id}/acquisitions/{started['acquisition_id']}")
         ).json()
-        if status["state"] != "pending":
-            break
-        await asyncio.sleep(0.2)
+        return status if status["state"] != "pending" else None
+
+    status = await eventually(finished, within=20, what="the sign-in to end")
     assert status["state"] == "failed" and "signed in as someone@else.example" in status["detail"]
     assert (await admin.get(f"/v1/admin/tenants/{tenant_id}/tokens")).json()["grants"] == []

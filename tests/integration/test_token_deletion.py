@@ -1,11 +1,12 @@
 """Deleting user grants: on request ([Delete]) and by Auto Delete on logout or auto reset."""
 
-import asyncio
 import uuid
 
 import httpx
 from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalKind
 from fleetmail_devkit.probes import request_tokens
+
+from tests.utils import eventually
 
 
 async def tenant_with_device(
@@ -30,6 +31,14 @@ async def tenant_with_device(
     return tenant_id, (device["device_id"], device["secret"])
 
 
+async def sign_in_finished(panel: httpx.AsyncClient, acquisition_id: str) -> dict:
+    async def finished() -> dict | None:
+        status = (await panel.get(f"/v1/device/sign-ins/{acquisition_id}")).json()
+        return status if status["state"] != "pending" else None
+
+    return await eventually(finished, what="the sign-in to finish")
+
+
 async def user_signs_in(stack, emulator: httpx.AsyncClient, device: tuple[str, str], user: str) -> None:
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=device, timeout=30) as panel:
         started = (await panel.post("/v1/device/sign-ins", json={"user": user})).json()
@@ -38,11 +47,7 @@ async def user_signs_in(stack, emulator: httpx.AsyncClient, device: tuple[str, s
             f"{stack.microsoft_url}/_emulator/device-codes/approve",
             json={"user_code": started["user_code"], "user": user},
         )
-        for _ in range(150):
-            status = (await panel.get(f"/v1/device/sign-ins/{started['acquisition_id']}")).json()
-            if status["state"] != "pending":
-                break
-            await asyncio.sleep(0.2)
+        status = await sign_in_finished(panel, started["acquisition_id"])
     assert status["state"] == "succeeded", status
 
 
@@ -50,14 +55,17 @@ async def outcome(stack, principal: Principal) -> AccessTokenOutcome:
     return (await request_tokens(stack, principal, 1))[0].outcome
 
 
-async def eventually(check, expected, seconds: float = 10.0):
-    value = None
-    for _ in range(int(seconds / 0.2)):
-        value = await check()
-        if value == expected:
-            return value
-        await asyncio.sleep(0.2)
-    return value
+async def no_grant(stack, principal: Principal) -> None:
+    async def deleted() -> bool:
+        return await outcome(stack, principal) is AccessTokenOutcome.NO_GRANT
+
+    await eventually(deleted, within=10, what=f"the grant of {principal.address} to be deleted")
+
+
+async def report(stack, device: tuple[str, str], kind: str, user: str) -> None:
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=device) as panel:
+        reported = await panel.post("/v1/device/events", json={"kind": kind, "user": user})
+    assert reported.status_code == 202
 
 
 async def test_auto_delete_on_logout_and_auto_reset(stack, emulator_http, admin) -> None:
@@ -67,22 +75,24 @@ async def test_auto_delete_on_logout_and_auto_reset(stack, emulator_http, admin)
         await user_signs_in(stack, emulator_http, device, user)
         principal = Principal(tenant_id=tenant_id, kind=PrincipalKind.USER, address=user)
         assert await outcome(stack, principal) is AccessTokenOutcome.GRANTED
-        async with httpx.AsyncClient(base_url=stack.gateway_url, auth=device) as panel:
-            reported = await panel.post("/v1/device/events", json={"kind": kind, "user": user})
-        assert reported.status_code == 202
-        assert (
-            await eventually(lambda: outcome(stack, principal), AccessTokenOutcome.NO_GRANT)
-            is AccessTokenOutcome.NO_GRANT
-        )
+        await report(stack, device, kind, user)
+        await no_grant(stack, principal)
 
 
 async def test_without_auto_delete_a_logout_keeps_the_grant(stack, emulator_http, admin) -> None:
     tenant_id, device = await tenant_with_device(admin, auto_delete=False)
     user = f"keeper@{tenant_id}.example"
     await user_signs_in(stack, emulator_http, device, user)
-    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=device) as panel:
-        await panel.post("/v1/device/events", json={"kind": "user_logged_out", "user": user})
-    await asyncio.sleep(1.5)
+    # A tenant with Auto Delete on, whose logout reaches token-service after the keeper's:
+    # once its grant is gone, the keeper's logout has been handled too.
+    witness_tenant, witness_device = await tenant_with_device(admin, auto_delete=True)
+    witness = Principal(
+        tenant_id=witness_tenant, kind=PrincipalKind.USER, address=f"witness@{witness_tenant}.example"
+    )
+    await user_signs_in(stack, emulator_http, witness_device, witness.address)
+    await report(stack, device, "user_logged_out", user)
+    await report(stack, witness_device, "user_logged_out", witness.address)
+    await no_grant(stack, witness)
     principal = Principal(tenant_id=tenant_id, kind=PrincipalKind.USER, address=user)
     assert await outcome(stack, principal) is AccessTokenOutcome.GRANTED
     # The administrator's [Delete] removes it.
@@ -94,10 +104,40 @@ async def test_without_auto_delete_a_logout_keeps_the_grant(stack, emulator_http
     }
 
 
-async def test_a_device_cannot_sign_in_for_another_tenant_or_without_credentials(stack, admin) -> None:
-    _, device = await tenant_with_device(admin, auto_delete=False)
+async def test_a_device_cannot_sign_in_for_another_tenant_or_without_credentials(
+    stack, emulator_http, admin
+) -> None:
+    tenant_a, device_a = await tenant_with_device(admin, auto_delete=True)
+    tenant_b, device_b = await tenant_with_device(admin, auto_delete=True)
+    user = f"roaming-{uuid.uuid4().hex[:6]}@fabrikam.example"
+    in_a = Principal(tenant_id=tenant_a, kind=PrincipalKind.USER, address=user)
+    in_b = Principal(tenant_id=tenant_b, kind=PrincipalKind.USER, address=user)
+
+    # A sign-in at device A is tenant A's: device B cannot even see it, and it makes no grant in B.
+    async with (
+        httpx.AsyncClient(base_url=stack.gateway_url, auth=device_a, timeout=30) as panel_a,
+        httpx.AsyncClient(base_url=stack.gateway_url, auth=device_b, timeout=30) as panel_b,
+    ):
+        started = (await panel_a.post("/v1/device/sign-ins", json={"user": user})).json()
+        foreign = (await panel_b.get(f"/v1/device/sign-ins/{started['acquisition_id']}")).json()
+        assert foreign["state"] == "failed" and "unknown acquisition" in foreign["detail"]
+        assert foreign.get("principal") is None
+        await emulator_http.post(
+            f"{stack.microsoft_url}/_emulator/device-codes/approve",
+            json={"user_code": started["user_code"], "user": user},
+        )
+        assert (await sign_in_finished(panel_a, started["acquisition_id"]))["state"] == "succeeded"
+    assert await outcome(stack, in_a) is AccessTokenOutcome.GRANTED
+    assert await outcome(stack, in_b) is AccessTokenOutcome.NO_GRANT
+
+    # The same user signs in at device B too; device A's logout ends tenant A's grant only.
+    await user_signs_in(stack, emulator_http, device_b, user)
+    await report(stack, device_a, "user_logged_out", user)
+    await no_grant(stack, in_a)
+    assert await outcome(stack, in_b) is AccessTokenOutcome.GRANTED
+
     async with httpx.AsyncClient(base_url=stack.gateway_url) as anonymous:
         assert (await anonymous.post("/v1/device/sign-ins", json={"user": "a@b.example"})).status_code == 401
-    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=device) as panel:
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=device_a) as panel:
         bad = await panel.post("/v1/device/events", json={"kind": "user_logged_out"})
         assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"

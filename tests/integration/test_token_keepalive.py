@@ -1,10 +1,16 @@
-"""Keep-alive: idle grants are redeemed before Microsoft's 90 days; unpreventable deaths are announced."""
+"""Keep-alive wired into the running service: a replica sweeping every second redeems an idle
+grant before Microsoft's 90 days, and announces an unpreventable death once.
 
-import asyncio
+The timing rules themselves (how idle is idle, when a death is near, once per grant) are
+tested with an injected clock in tests/unit/test_token_keepalive_and_deletion.py.
+"""
 
+import httpx
 import pytest
 from fleetmail_contracts.tokens import AccessTokenOutcome
 from fleetmail_devkit.probes import events, request_tokens, tenant_with_administrator_grant
+
+from tests.utils import eventually
 
 from .test_token_acquisition import browser_sign_in, new_tenant
 
@@ -18,22 +24,24 @@ async def sweeper(stack):
     await stack.stop_part(replica)
 
 
+async def tenant_events(stack, kind: str, tenant_id: str) -> list[dict]:
+    return [
+        e
+        for e in await events(stack, f"fleetmail.events.v1.tokens.{kind}")
+        if e["principal"]["tenant_id"] == tenant_id
+    ]
+
+
 async def test_an_idle_microsoft_grant_outlives_90_days(stack, emulator_http, sweeper) -> None:
     principal = await tenant_with_administrator_grant(stack, emulator_http)
     # The refresh token is 89 days old at the provider; the sweep finds it idle and redeems it.
     await emulator_http.post(
         f"{stack.microsoft_url}/_emulator/grants/age", json={"user": principal.address, "days": 89}
     )
-    for _ in range(50):
-        refreshed = [
-            e
-            for e in await events(stack, "fleetmail.events.v1.tokens.refreshed")
-            if e["principal"]["tenant_id"] == principal.tenant_id
-        ]
-        if refreshed:
-            break
-        await asyncio.sleep(0.3)
-    assert refreshed and refreshed[0]["rotated"] is True
+    refreshed = await eventually(
+        lambda: tenant_events(stack, "refreshed", principal.tenant_id), within=15, what="a keep-alive refresh"
+    )
+    assert refreshed[0]["rotated"] is True
     # Two more days: the original token would now be dead (AADSTS700082); the grant is not.
     await emulator_http.post(
         f"{stack.microsoft_url}/_emulator/grants/age", json={"user": principal.address, "days": 2}
@@ -42,19 +50,28 @@ async def test_an_idle_microsoft_grant_outlives_90_days(stack, emulator_http, sw
     assert reply.outcome is AccessTokenOutcome.GRANTED
 
 
-async def test_a_testing_mode_google_grant_is_announced_once(stack, emulator_http, admin, sweeper) -> None:
+async def google_grant_in_testing_mode(stack, emulator_http, admin: httpx.AsyncClient) -> str:
+    """A Google tenant whose app is in Testing status, with its administrator grant; its id."""
     tenant_id, _ = await new_tenant(admin, "google")
     settings = (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()
     settings["identity"]["google_testing_mode"] = True
     assert (await admin.put(f"/v1/admin/tenants/{tenant_id}", json=settings)).status_code == 200
     started = (await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire")).json()
     assert (await browser_sign_in(stack, emulator_http, started["authorization_url"])).status_code == 200
-    await asyncio.sleep(4)  # several sweeps
-    expiring = [
-        e
-        for e in await events(stack, "fleetmail.events.v1.tokens.expiring")
-        if e["principal"]["tenant_id"] == tenant_id
-    ]
+    return tenant_id
+
+
+async def test_a_testing_mode_google_grant_is_announced_once(stack, emulator_http, admin, sweeper) -> None:
+    tenant_id = await google_grant_in_testing_mode(stack, emulator_http, admin)
+    await eventually(lambda: tenant_events(stack, "expiring", tenant_id), within=15, what="the announcement")
+    # Two later grants announced in turn: the sweep that announced the second had finished
+    # (the third is announced by a later sweep), and it had looked at the first grant again.
+    for _ in range(2):
+        later = await google_grant_in_testing_mode(stack, emulator_http, admin)
+        await eventually(
+            lambda: tenant_events(stack, "expiring", later), within=15, what="a later announcement"
+        )
+    expiring = await tenant_events(stack, "expiring", tenant_id)
     assert len(expiring) == 1
     grants = (await admin.get(f"/v1/admin/tenants/{tenant_id}/tokens")).json()["grants"]
     assert grants[0]["predicted_death_at"] == expiring[0]["predicted_death_at"]

@@ -1,4 +1,4 @@
-"""A tenant's outbound proxy (the seed's step 2) carries its token traffic."""
+"""A tenant's outbound proxy (the device's proxy setting) carries its token traffic."""
 
 import asyncio
 import contextlib
@@ -7,6 +7,8 @@ import httpx
 from fleetmail_contracts.tokens import AccessTokenOutcome
 from fleetmail_devkit.ports import free_port
 from fleetmail_devkit.probes import request_tokens, tenant_with_administrator_grant
+
+from tests.utils import eventually
 
 
 class ConnectProxy:
@@ -50,9 +52,14 @@ async def test_refresh_goes_through_the_tenants_proxy(stack, emulator_http) -> N
             assert (
                 await admin.put(f"/v1/admin/tenants/{principal.tenant_id}", json=settings)
             ).status_code == 200
-        await asyncio.sleep(0.5)  # the settings reach token-service through the KV watch
-        reply = (await request_tokens(stack, principal, 1, force_refresh=True))[0]
-        assert reply.outcome is AccessTokenOutcome.GRANTED
-        assert proxy.tunnels == [f"127.0.0.1:{stack.ports.microsoft}"] * len(proxy.tunnels) and proxy.tunnels
+
+        async def refreshed_through_the_proxy() -> bool:
+            # The settings reach token-service through the KV watch: refresh until they have.
+            reply = (await request_tokens(stack, principal, 1, force_refresh=True))[0]
+            assert reply.outcome is AccessTokenOutcome.GRANTED
+            return bool(proxy.tunnels)
+
+        await eventually(refreshed_through_the_proxy, within=10, every=0.2, what="a tunnel through the proxy")
+        assert proxy.tunnels == [f"127.0.0.1:{stack.ports.microsoft}"] * len(proxy.tunnels)
     finally:
         server.close()

@@ -2,8 +2,10 @@
 
 import asyncio
 
+import httpx
 import pytest
 from fleetmail_contracts.tokens import AccessTokenOutcome
+from fleetmail_devkit.ports import free_port
 from fleetmail_devkit.probes import (
     request_tokens,
     set_access_token_lifetime,
@@ -11,6 +13,8 @@ from fleetmail_devkit.probes import (
     token_endpoint_calls,
     try_request_tokens,
 )
+
+from tests.utils import eventually
 
 LIFETIME_S = 6  # the refresh falls due after half of it (the margin is capped at half the lifetime)
 
@@ -38,18 +42,40 @@ async def test_200_concurrent_requests_for_an_expired_grant_make_one_call(
     assert await token_endpoint_calls(stack, emulator_http) - before == 1
 
 
+async def answered(http: httpx.AsyncClient, metrics_url: str) -> float:
+    """How many token requests a token-service process has answered (its scrape endpoint)."""
+    text = (await http.get(metrics_url)).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("fleetmail_token_requests_total{")
+    )
+
+
 async def test_two_replicas_still_make_one_call_and_lose_no_refresh_token(
     stack, emulator_http, short_lived_tokens
 ) -> None:
     principal = await tenant_with_administrator_grant(stack, emulator_http)
-    replica = await stack.add_replica("token-service")
+    replica_port = free_port()
+    replica = await stack.add_replica("token-service", {"FLEETMAIL_METRICS_PORT": str(replica_port)})
+    scrape = {
+        "first": stack.metrics_url("token-service"),
+        "second": f"http://127.0.0.1:{replica_port}/metrics",
+    }
     try:
-        for _ in range(2):
-            await wait_until_due()
-            before = await token_endpoint_calls(stack, emulator_http)
-            replies = await request_tokens(stack, principal, 200)
-            assert {r.outcome for r in replies} == {AccessTokenOutcome.GRANTED}
-            assert await token_endpoint_calls(stack, emulator_http) - before == 1
+        async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
+            for _ in range(2):
+                await wait_until_due()
+                before = await token_endpoint_calls(stack, emulator_http)
+                served_before = {name: await answered(http, url) for name, url in scrape.items()}
+                replies = await request_tokens(stack, principal, 200)
+                assert {r.outcome for r in replies} == {AccessTokenOutcome.GRANTED}
+                assert await token_endpoint_calls(stack, emulator_http) - before == 1
+                # Both replicas answered some of the 200: the one call was shared across them.
+                for name, url in scrape.items():
+                    assert await answered(http, url) > served_before[name], (
+                        f"the {name} replica answered none"
+                    )
         # A rotation race: both replicas are told their token was refused, at once.
         before = await token_endpoint_calls(stack, emulator_http)
         forced = await request_tokens(stack, principal, 50, force_refresh=True)
@@ -111,12 +137,16 @@ async def test_a_provider_outage_is_transient(stack, emulator_http, short_lived_
     failed = await request_tokens(stack, principal, 1)
     assert failed[0].outcome is AccessTokenOutcome.PROVIDER_UNAVAILABLE
     assert failed[0].retry_after_s is not None and 1 <= failed[0].retry_after_s <= 2
-    # MSAL replays the 503 without calling the server until Retry-After has passed.
+    # MSAL replays the 503 without calling the server until Retry-After has passed: every
+    # request until then is refused without a call, and the first one after it is served.
     replayed = await request_tokens(stack, principal, 1)
     assert replayed[0].outcome is AccessTokenOutcome.PROVIDER_UNAVAILABLE
-    await asyncio.sleep(2.2)
-    recovered = await request_tokens(stack, principal, 1)
-    assert recovered[0].outcome is AccessTokenOutcome.GRANTED
+
+    async def recovered() -> bool:
+        [reply] = await request_tokens(stack, principal, 1)
+        return reply.outcome is AccessTokenOutcome.GRANTED
+
+    await eventually(recovered, within=10, every=0.3, what="the throttle to pass")
     assert await token_endpoint_calls(stack, emulator_http) - before == 2
 
 

@@ -6,11 +6,15 @@ from token_service.domain import (
     ProviderError,
     associated_data,
     classify,
+    configuration_setting,
+    expiring_soon,
     grant_id,
     identity_matches,
+    keepalive_due,
     needs_refresh,
     predicted_death,
 )
+from token_service.errors import ConfigurationError, UnknownTenant
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 ADMIN = Principal(tenant_id="t1", kind=PrincipalKind.ADMINISTRATOR, address="Admin@Contoso.example")
@@ -28,6 +32,12 @@ def test_terminal_errors_by_code_not_description() -> None:
         )
         is ErrorClass.TERMINAL
     )
+    # The description never decides: words of death under a transient code stay transient.
+    said_dead = {
+        "error": "temporarily_unavailable",
+        "error_description": "Token has been expired or revoked.",
+    }
+    assert classify(ProviderError.from_body(said_dead, 400)) is ErrorClass.TRANSIENT
 
 
 def test_transient_errors() -> None:
@@ -46,6 +56,36 @@ def test_refresh_ten_minutes_early() -> None:
     assert not needs_refresh(NOW + timedelta(minutes=11), NOW, margin)
     assert needs_refresh(NOW + timedelta(minutes=9), NOW, margin)
     assert needs_refresh(None, NOW, margin)
+
+
+def test_a_short_lived_token_is_refreshed_after_half_its_life_not_on_every_use() -> None:
+    margin, issued = timedelta(minutes=10), NOW
+    expires = issued + timedelta(minutes=6)  # shorter than the margin
+    assert not needs_refresh(expires, issued + timedelta(minutes=2), margin, issued)
+    assert needs_refresh(expires, issued + timedelta(minutes=3, seconds=1), margin, issued)
+
+
+def test_keep_alive_falls_due_when_the_grant_has_been_idle_long_enough() -> None:
+    idle = timedelta(days=14)
+    assert not keepalive_due(NOW - idle + timedelta(seconds=1), NOW, idle)
+    assert keepalive_due(NOW - idle, NOW, idle)
+
+
+def test_a_death_is_near_inside_the_horizon_and_never_when_unknown() -> None:
+    horizon = timedelta(days=14)
+    assert expiring_soon(NOW + horizon, NOW, horizon)
+    assert not expiring_soon(NOW + horizon + timedelta(seconds=1), NOW, horizon)
+    assert not expiring_soon(None, NOW, horizon)
+
+
+def test_a_configuration_error_names_the_setting_to_fix() -> None:
+    assert "microsoft_client_secret" in configuration_setting(Provider.MICROSOFT, "invalid_client")
+    assert "identity.client_id" in configuration_setting(Provider.MICROSOFT, "unauthorized_client")
+    assert "FLEETMAIL_TOKEN_GOOGLE_SCOPES" in configuration_setting(Provider.GOOGLE, "invalid_scope")
+    assert "identity" in configuration_setting(Provider.GOOGLE, "something_new")
+    error = ConfigurationError("the provider refused the request", setting="identity.directory")
+    assert error.setting == "identity.directory" and "identity.directory" in str(error)
+    assert "fleetmail tenants set t9" in str(UnknownTenant("t9"))
 
 
 def test_predicted_death() -> None:

@@ -17,7 +17,7 @@ from fleetmail_runtime.mongo import connect_mongo
 from fleetmail_runtime.process import freeze_startup_objects
 
 from .adapters.credentials import CredentialStore
-from .adapters.grants import GrantStore
+from .adapters.grants import MongoGrantStore
 from .app import SERVICE, build_app
 from .settings import TokenSettings
 
@@ -31,7 +31,7 @@ async def rotate_keys(settings: TokenSettings, add: bool) -> int:
         print(f"added key {add_key(path)} to {path}; it encrypts from now on")
     keyring = KeyringFile(path)
     mongo = connect_mongo(settings.common, f"{SERVICE}-rotate-keys")
-    store = GrantStore(mongo, settings.database, keyring)
+    store = MongoGrantStore(mongo, settings.database, keyring)
     credentials = CredentialStore(mongo, settings.database, keyring)
 
     def progress(done: int, total: int) -> None:

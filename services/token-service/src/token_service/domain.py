@@ -54,6 +54,34 @@ def classify(error: ProviderError) -> ErrorClass:
     return ErrorClass.CONFIGURATION
 
 
+MICROSOFT_SETTINGS = {
+    "invalid_client": "the app's client secret: microsoft_client_secret in the tenant's credentials "
+    "(app-only) or FLEETMAIL_TOKEN_MICROSOFT_CLIENT_SECRET",
+    "unauthorized_client": "the app (client) id and directory: the tenant's identity.client_id and "
+    "identity.directory, or FLEETMAIL_TOKEN_MICROSOFT_CLIENT_ID",
+    "invalid_scope": "FLEETMAIL_TOKEN_MICROSOFT_SCOPES or FLEETMAIL_TOKEN_MICROSOFT_APP_ONLY_SCOPE",
+}
+GOOGLE_SETTINGS = {
+    "invalid_client": "the Google OAuth client: the tenant's identity.client_id or "
+    "FLEETMAIL_TOKEN_GOOGLE_CLIENT_ID, and FLEETMAIL_TOKEN_GOOGLE_CLIENT_SECRET",
+    "unauthorized_client": "the Google OAuth client: the tenant's identity.client_id or "
+    "FLEETMAIL_TOKEN_GOOGLE_CLIENT_ID",
+    "invalid_scope": "FLEETMAIL_TOKEN_GOOGLE_SCOPES",
+}
+
+
+def configuration_setting(provider: Provider, error: str) -> str:
+    """The setting to look at when the provider refuses a request as misconfigured."""
+    if provider is Provider.MICROSOFT:
+        default = (
+            "the tenant's identity settings (identity.client_id, identity.directory, identity.authority_host)"
+        )
+        return MICROSOFT_SETTINGS.get(error, default)
+    return GOOGLE_SETTINGS.get(
+        error, "the tenant's identity settings (identity.client_id, identity.token_uri)"
+    )
+
+
 def needs_refresh(
     expires_at: datetime | None,
     now: datetime,

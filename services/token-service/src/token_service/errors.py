@@ -1,11 +1,22 @@
-"""token-service's errors.
+"""token-service's errors: one tree, split by what the caller should do.
 
 TokenServiceError
-├── ReauthorizationRequired   the provider refused the grant for good (terminal)
-├── ProviderUnavailable       the provider failed transiently; retry later
-├── IdentityMismatch          someone other than the grant's principal signed in
-├── ConfigurationError        tenant or app registration settings are wrong or missing
-└── NoGrant                   no grant exists for this principal
+├── TransientError                 try again later: the grant and the settings are fine
+│   ├── ProviderUnavailable        the identity provider failed or throttles (retry_after_s)
+│   │   └── RefreshContended       another replica held the grant's lease for too long
+│   └── StoreUnavailable           MongoDB could not be reached
+└── PermanentError                 the same request fails again until someone acts
+    ├── NoGrant                    no grant exists for this principal: acquire one
+    ├── ReauthorizationRequired    the provider refused the grant for good: sign in again
+    ├── SignInFailed               a sign-in could not complete (declined, wrong flow, replayed…)
+    │   └── IdentityMismatch       someone other than the grant's principal signed in
+    └── ConfigurationError         a setting is wrong or missing; `setting` names it
+        └── UnknownTenant          no tenant by that id
+
+Adapters raise these (`raise StoreUnavailable(...) from exc`), never the libraries' own.
+The request/reply edge turns a class into an answer: `AccessTokenOutcome.PROVIDER_UNAVAILABLE`
+with a retry-after for a transient error, `NO_GRANT`, `REAUTHORIZATION_REQUIRED` or
+`CONFIGURATION_ERROR` for a permanent one. No message ever carries a token.
 """
 
 from __future__ import annotations
@@ -15,26 +26,64 @@ class TokenServiceError(Exception):
     pass
 
 
-class ReauthorizationRequired(TokenServiceError):
+class TransientError(TokenServiceError):
+    """Retry later; `retry_after_s` says when, where anyone knows."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ProviderUnavailable(TransientError):
+    pass
+
+
+class RefreshContended(ProviderUnavailable):
+    pass
+
+
+class StoreUnavailable(TransientError):
+    pass
+
+
+class PermanentError(TokenServiceError):
+    pass
+
+
+class NoGrant(PermanentError):
+    pass
+
+
+class ReauthorizationRequired(PermanentError):
     def __init__(self, message: str, error: str = "invalid_grant", error_codes: tuple[int, ...] = ()) -> None:
         super().__init__(message)
         self.error = error
         self.error_codes = error_codes
 
 
-class ProviderUnavailable(TokenServiceError):
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+class SignInFailed(PermanentError):
+    pass
+
+
+class IdentityMismatch(SignInFailed):
+    pass
+
+
+class ConfigurationError(PermanentError):
+    """`setting` is what an operator or administrator changes to fix it; the message names it."""
+
+    def __init__(self, message: str, *, setting: str) -> None:
+        if setting not in message:
+            message = f"{message} (check {setting})"
         super().__init__(message)
-        self.retry_after_s = retry_after_s
+        self.setting = setting
 
 
-class IdentityMismatch(TokenServiceError):
-    pass
-
-
-class ConfigurationError(TokenServiceError):
-    pass
-
-
-class NoGrant(TokenServiceError):
-    pass
+class UnknownTenant(ConfigurationError):
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(
+            f"no tenant {tenant_id!r}: create it with `fleetmail tenants set {tenant_id}` "
+            "or correct the tenant id the request names",
+            setting=f"fleetmail tenants set {tenant_id}",
+        )
+        self.tenant_id = tenant_id

@@ -10,7 +10,7 @@ from datetime import datetime
 from fleetmail_runtime.telemetry import PolledGauge
 from opentelemetry import metrics, trace
 
-from .adapters.grants import GrantStore
+from .adapters.grants import MongoGrantStore
 
 tracer = trace.get_tracer("fleetmail.token-service")
 meter = metrics.get_meter("fleetmail.token-service")
@@ -31,7 +31,7 @@ class GrantGauges:
     """Grants by provider and status, and each tenant's soonest predicted grant death, read
     from MongoDB every few seconds."""
 
-    def __init__(self, grants: GrantStore, clock: Callable[[], datetime]) -> None:
+    def __init__(self, grants: MongoGrantStore, clock: Callable[[], datetime]) -> None:
         self.grants = grants
         self.clock = clock
         self.by_status = PolledGauge(

@@ -10,7 +10,6 @@ over, so a sign-in the user already started still completes. A TTL index removes
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,29 +23,25 @@ from fleetmail_contracts.tokens import (
 from fleetmail_runtime.crypto import Sealed, Sealer
 from pymongo import AsyncMongoClient, ReturnDocument
 
+from ..model import ClaimedFlow
+from .mongo import store_errors
+
 KEEP_AFTER_EXPIRY_S = 24 * 3600
 
 
-@dataclass(frozen=True)
-class ClaimedFlow:
-    acquisition_id: str
-    principal: Principal
-    provider: Provider
-    flow: dict[str, Any]
+class MongoAcquisitionStore:
+    """The `AcquisitionStore` port on MongoDB."""
 
-    def __repr__(self) -> str:
-        return f"ClaimedFlow({self.acquisition_id})"
-
-
-class AcquisitionStore:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str, keyring: Sealer) -> None:
         self._acquisitions = client[database]["acquisitions"]
         self._keyring = keyring
 
+    @store_errors("create the acquisitions' indexes")
     async def ensure_indexes(self) -> None:
         await self._acquisitions.create_index("expires_at", expireAfterSeconds=KEEP_AFTER_EXPIRY_S)
         await self._acquisitions.create_index("oauth_state", sparse=True)
 
+    @store_errors("record a sign-in")
     async def create(
         self,
         acquisition_id: str,
@@ -91,6 +86,7 @@ class AcquisitionStore:
             flow,
         )
 
+    @store_errors("renew a device-code poller")
     async def renew_poller(self, acquisition_id: str, owner: str, expires_at: datetime) -> bool:
         """Keep polling a device-code flow: False when another replica has taken it over."""
         result = await self._acquisitions.update_one(
@@ -98,12 +94,14 @@ class AcquisitionStore:
         )
         return result.matched_count == 1
 
+    @store_errors("release a device-code poller")
     async def release_poller(self, acquisition_id: str, owner: str, now: datetime) -> None:
         """This replica stops (shutting down): another may take the flow over at once."""
         await self._acquisitions.update_one(
             {"_id": acquisition_id, "poller.owner": owner}, {"$set": {"poller.expires_at": now}}
         )
 
+    @store_errors("look for orphaned device-code sign-ins")
     async def orphaned_device_flows(self, now: datetime) -> list[str]:
         """Pending device-code flows whose poller stopped renewing (its replica died)."""
         cursor = self._acquisitions.find(
@@ -117,6 +115,7 @@ class AcquisitionStore:
         )
         return [d["_id"] async for d in cursor]
 
+    @store_errors("take a device-code sign-in over")
     async def take_over(
         self, acquisition_id: str, owner: str, now: datetime, expires_at: datetime
     ) -> ClaimedFlow | None:
@@ -132,6 +131,7 @@ class AcquisitionStore:
         )
         return self._claimed(document) if document is not None else None
 
+    @store_errors("claim a sign-in answer")
     async def claim(self, oauth_state: str, now: datetime) -> ClaimedFlow | None:
         """The flow a redirect belongs to, once: a second use, or a late one, finds nothing."""
         document = await self._acquisitions.find_one_and_update(
@@ -143,11 +143,13 @@ class AcquisitionStore:
             return None
         return self._claimed(document)
 
+    @store_errors("record how a sign-in ended")
     async def finish(self, acquisition_id: str, state: AcquisitionState, detail: str | None) -> None:
         await self._acquisitions.update_one(
             {"_id": acquisition_id}, {"$set": {"state": state.value, "detail": detail}}
         )
 
+    @store_errors("read a sign-in's state")
     async def status(self, acquisition_id: str, tenant_id: str, now: datetime) -> AcquisitionStatus:
         document = await self._acquisitions.find_one({"_id": acquisition_id})
         if document is None or document["principal"]["tenant_id"] != tenant_id:

@@ -19,9 +19,11 @@ from fleetmail_runtime.crypto import Sealed, Sealer
 from pymongo import AsyncMongoClient
 
 from ..errors import ConfigurationError
+from .mongo import store_errors
 
 SECRET_FIELDS = ("microsoft_client_secret", "google_service_account", "smtp_password", "webhook_secret")
 SERVICE_ACCOUNT_KEYS = ("client_email", "private_key", "token_uri")
+SERVICE_ACCOUNT_SETTING = "google_service_account in the tenant's credentials"
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,15 @@ class TenantSecrets:
 def check_service_account(info: dict[str, Any]) -> None:
     """A Google service account key as Google Cloud exports it, or a clear error."""
     if info.get("type") != "service_account":
-        raise ConfigurationError('the Google key must be a service account key ("type": "service_account")')
+        raise ConfigurationError(
+            'the Google key must be a service account key ("type": "service_account")',
+            setting=SERVICE_ACCOUNT_SETTING,
+        )
     missing = [k for k in SERVICE_ACCOUNT_KEYS if not info.get(k)]
     if missing:
-        raise ConfigurationError(f"the Google service account key lacks {', '.join(missing)}")
+        raise ConfigurationError(
+            f"the Google service account key lacks {', '.join(missing)}", setting=SERVICE_ACCOUNT_SETTING
+        )
 
 
 class CredentialStore:
@@ -59,6 +66,7 @@ class CredentialStore:
             return None
         return self._keyring.open(Sealed.from_document(document), self._aad(tenant_id, name)).decode()
 
+    @store_errors("store a tenant's credentials")
     async def set(self, request: SetCredentials, now: datetime) -> CredentialsView:
         if request.google_service_account is not None:
             check_service_account(request.google_service_account)
@@ -89,6 +97,7 @@ class CredentialStore:
         await self._credentials.update_one({"_id": tenant_id}, change, upsert=True)
         return await self.view(tenant_id)
 
+    @store_errors("read a tenant's credentials")
     async def view(self, tenant_id: str) -> CredentialsView:
         document = await self._credentials.find_one({"_id": tenant_id}) or {}
         return CredentialsView(
@@ -101,6 +110,7 @@ class CredentialStore:
             updated_at=document.get("updated_at"),
         )
 
+    @store_errors("read a tenant's credentials")
     async def get(self, tenant_id: str) -> TenantSecrets:
         document = await self._credentials.find_one({"_id": tenant_id})
         if document is None:
@@ -117,6 +127,7 @@ class CredentialStore:
             webhook_secret=self._open(tenant_id, "webhook_secret", document.get("webhook_secret")),
         )
 
+    @store_errors("re-encrypt the credentials")
     async def reseal_all(self, on_progress: Callable[[int, int], None]) -> int:
         """Re-encrypt every secret not under the current key (part of `rotate-keys`)."""
         current = self._keyring.current

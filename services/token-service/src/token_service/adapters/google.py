@@ -20,13 +20,18 @@ from urllib.parse import urlencode
 import google.auth.transport.requests
 import jwt
 import requests
+from fleetmail_contracts.tokens import Provider
 from google.auth.exceptions import RefreshError, TransportError
 from google.oauth2 import service_account
 from google.oauth2.credentials import Credentials
 
-from ..errors import ConfigurationError, ProviderUnavailable, ReauthorizationRequired
+from ..domain import GOOGLE_SETTINGS, configuration_setting
+from ..errors import ConfigurationError, ProviderUnavailable, ReauthorizationRequired, SignInFailed
+from ..model import TokenResult
+from .credentials import SERVICE_ACCOUNT_SETTING
 from .http import provider_session
-from .microsoft import TokenResult
+
+DELEGATION_SETTING = "domain-wide delegation (client id and scope) in the Workspace admin console"
 
 
 @dataclass(frozen=True)
@@ -109,9 +114,13 @@ class GoogleIdentity:
             if response.status_code >= 500 or response.status_code == 429:
                 raise ProviderUnavailable(f"code redemption failed: HTTP {response.status_code}", 5.0)
             if response.status_code != 200:
-                raise ConfigurationError(
-                    f"Google refused the sign-in ({body.get('error', response.status_code)})"
-                )
+                error = str(body.get("error", response.status_code))
+                if error in GOOGLE_SETTINGS:
+                    raise ConfigurationError(
+                        f"Google refused the sign-in ({error})",
+                        setting=configuration_setting(Provider.GOOGLE, error),
+                    )
+                raise SignInFailed(f"Google refused the sign-in ({error})")
             return TokenResult(
                 access_token=body["access_token"],
                 expires_in=float(body.get("expires_in", 3599)),
@@ -124,7 +133,7 @@ class GoogleIdentity:
 
     async def refresh(self, app: GoogleApp, refresh_token: str, scopes: list[str]) -> TokenResult:
         def call() -> TokenResult:
-            credentials = Credentials(
+            credentials = Credentials(  # type: ignore[no-untyped-call]
                 None,
                 refresh_token=refresh_token,
                 token_uri=app.token_uri,
@@ -133,7 +142,9 @@ class GoogleIdentity:
                 scopes=scopes,
             )
             try:
-                credentials.refresh(google.auth.transport.requests.Request(self._session(app)))
+                credentials.refresh(  # type: ignore[no-untyped-call]
+                    google.auth.transport.requests.Request(self._session(app))
+                )
             except RefreshError as exc:
                 if exc.retryable:
                     raise ProviderUnavailable("Google's token endpoint is unavailable", 5.0) from exc
@@ -143,7 +154,10 @@ class GoogleIdentity:
                     raise ReauthorizationRequired(
                         "Google refused the grant (invalid_grant); sign in again", "invalid_grant"
                     ) from exc
-                raise ConfigurationError(f"Google refused the refresh ({error})") from exc
+                raise ConfigurationError(
+                    f"Google refused the refresh ({error})",
+                    setting=configuration_setting(Provider.GOOGLE, error),
+                ) from exc
             except TransportError as exc:
                 raise ProviderUnavailable("cannot reach Google's token endpoint", 5.0) from exc
             assert credentials.token is not None and credentials.expiry is not None
@@ -162,11 +176,13 @@ class GoogleIdentity:
 
         def call() -> TokenResult:
             try:
-                credentials = service_account.Credentials.from_service_account_info(
+                credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
                     info, scopes=scopes, subject=subject
                 )
             except (ValueError, KeyError) as exc:
-                raise ConfigurationError(f"the Google service account key is unusable ({exc})") from exc
+                raise ConfigurationError(
+                    f"the Google service account key is unusable ({exc})", setting=SERVICE_ACCOUNT_SETTING
+                ) from exc
             session = provider_session(self._ca_bundle, proxy_url, self._timeout_s)
             try:
                 credentials.refresh(google.auth.transport.requests.Request(session))
@@ -176,7 +192,8 @@ class GoogleIdentity:
                 said = str(exc.args[0]) if exc.args else "unknown"
                 raise ConfigurationError(
                     f"Google refused the service account for {subject} ({said}): check the key and "
-                    "its domain-wide delegation (client id and scope) in the Workspace admin console"
+                    f"its {DELEGATION_SETTING}",
+                    setting=DELEGATION_SETTING,
                 ) from exc
             except TransportError as exc:
                 raise ProviderUnavailable("cannot reach Google's token endpoint", 5.0) from exc

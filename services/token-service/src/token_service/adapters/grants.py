@@ -8,82 +8,26 @@ expiry) so only one replica refreshes at a time; and a version for compare-and-s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from fleetmail_contracts.tokens import (
-    AcquisitionFlow,
-    GrantStatus,
-    GrantView,
-    Principal,
-    PrincipalKind,
-    Provider,
-)
+from fleetmail_contracts.tokens import AcquisitionFlow, GrantStatus, Principal, PrincipalKind, Provider
 from fleetmail_runtime.crypto import Sealed, Sealer
 from pymongo import AsyncMongoClient
 
 from ..domain import associated_data, grant_id
+from ..model import IssuedToken, StoredGrant
+from .mongo import store_errors
 
 
-@dataclass(frozen=True)
-class StoredGrant:
-    principal: Principal
-    provider: Provider
-    status: GrantStatus
-    scopes: tuple[str, ...]
-    refresh_token: str | None = field(repr=False)
-    """None for an app-only grant, which has no refresh token."""
-    version: int
-    flow: AcquisitionFlow
-    authority: str | None
-    client_id: str | None
-    acquired_at: datetime
-    last_refreshed_at: datetime | None
-    last_used_at: datetime | None
-    predicted_death_at: datetime | None
-    access_token: str | None = None
-    access_issued_at: datetime | None = None
-    access_expires_at: datetime | None = None
-    lease_owner: str | None = None
-    lease_expires_at: datetime | None = None
-    expiring_announced_at: datetime | None = None
+class MongoGrantStore:
+    """The `GrantStore` port on MongoDB."""
 
-    def view(self) -> GrantView:
-        return GrantView(
-            principal=self.principal,
-            provider=self.provider,
-            status=self.status,
-            flow=self.flow,
-            scopes=self.scopes,
-            acquired_at=self.acquired_at,
-            last_refreshed_at=self.last_refreshed_at,
-            last_used_at=self.last_used_at,
-            predicted_death_at=self.predicted_death_at,
-        )
-
-    def __repr__(self) -> str:
-        return f"StoredGrant({grant_id(self.principal)}, {self.status}, v{self.version})"
-
-
-@dataclass(frozen=True)
-class IssuedToken:
-    """What a redemption produced, ready to be stored."""
-
-    access_token: str
-    issued_at: datetime
-    expires_at: datetime
-    refresh_token: str | None
-
-    def __repr__(self) -> str:
-        return f"IssuedToken(expires_at={self.expires_at.isoformat()})"
-
-
-class GrantStore:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str, keyring: Sealer) -> None:
         self._grants = client[database]["grants"]
         self._keyring = keyring
 
+    @store_errors("create the grants' indexes")
     async def ensure_indexes(self) -> None:
         await self._grants.create_index([("tenant_id", 1), ("kind", 1)])
 
@@ -134,10 +78,12 @@ class GrantStore:
             expiring_announced_at=document.get("expiring_announced_at"),
         )
 
+    @store_errors("read a grant")
     async def get(self, principal: Principal) -> StoredGrant | None:
         document = await self._grants.find_one({"_id": grant_id(principal)})
         return self._load(document) if document else None
 
+    @store_errors("store a grant")
     async def replace(
         self,
         principal: Principal,
@@ -184,6 +130,7 @@ class GrantStore:
             upsert=True,
         )
 
+    @store_errors("take a refresh lease")
     async def take_lease(self, principal: Principal, owner: str, now: datetime, ttl: timedelta) -> bool:
         """Take the refresh lease if nobody holds a live one."""
         result = await self._grants.update_one(
@@ -195,12 +142,14 @@ class GrantStore:
         )
         return result.modified_count == 1
 
+    @store_errors("release a refresh lease")
     async def release_lease(self, principal: Principal, owner: str) -> None:
         """Only the owner may release a lease."""
         await self._grants.update_one(
             {"_id": grant_id(principal), "lease.owner": owner}, {"$set": {"lease": None}}
         )
 
+    @store_errors("store a refresh")
     async def record_refresh(
         self,
         grant: StoredGrant,
@@ -229,6 +178,7 @@ class GrantStore:
         )
         return result.modified_count == 1
 
+    @store_errors("change a grant's status")
     async def set_status(self, principal: Principal, status: GrantStatus, owner: str | None = None) -> None:
         update: dict[str, Any] = {"status": status.value}
         if status is not GrantStatus.ACTIVE:
@@ -237,10 +187,12 @@ class GrantStore:
             update["lease"] = None
         await self._grants.update_one({"_id": grant_id(principal)}, {"$set": update})
 
+    @store_errors("delete a grant")
     async def delete(self, principal: Principal) -> bool:
         result = await self._grants.delete_one({"_id": grant_id(principal)})
         return result.deleted_count == 1
 
+    @store_errors("list the active grants")
     async def active_principals(self) -> list[Principal]:
         """Every active grant's principal (the keep-alive sweep's work list; no secrets read)."""
         cursor = self._grants.find(
@@ -251,6 +203,7 @@ class GrantStore:
             async for d in cursor
         ]
 
+    @store_errors("summarise the grants")
     async def summary(self) -> list[dict[str, Any]]:
         """Every grant's tenant, provider, status and predicted death, for the gauges
         (no secrets read; a projection of small fields only)."""
@@ -259,6 +212,7 @@ class GrantStore:
         )
         return [d async for d in cursor]
 
+    @store_errors("record an expiry announcement")
     async def announce_expiring(self, principal: Principal, now: datetime, announce: bool) -> bool:
         """Record that the coming death was announced (True once), or clear it when it passed."""
         if not announce:
@@ -273,6 +227,7 @@ class GrantStore:
         )
         return result.modified_count == 1
 
+    @store_errors("re-encrypt the grants")
     async def reseal_all(self, on_progress: Callable[[int, int], None]) -> int:
         """Re-encrypt every token not under the current key; safe while replicas serve.
 
@@ -307,5 +262,6 @@ class GrantStore:
             on_progress(done, total)
         return done
 
+    @store_errors("list a tenant's grants")
     async def list_tenant(self, tenant_id: str) -> list[StoredGrant]:
         return [self._load(d) async for d in self._grants.find({"tenant_id": tenant_id})]

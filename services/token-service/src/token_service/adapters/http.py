@@ -52,5 +52,5 @@ def provider_session(
             throttle.observe(url, response)
         return response
 
-    session.request = request_with_timeout  # type: ignore[method-assign]
+    session.request = request_with_timeout  # type: ignore[method-assign,assignment]
     return session

@@ -18,10 +18,12 @@ from typing import Any
 
 import msal
 import requests
+from fleetmail_contracts.tokens import Provider
 from msal.exceptions import MsalServiceError
 
-from ..domain import ErrorClass, ProviderError, classify
-from ..errors import ConfigurationError, ProviderUnavailable, ReauthorizationRequired
+from ..domain import ErrorClass, ProviderError, classify, configuration_setting
+from ..errors import ConfigurationError, ProviderUnavailable, ReauthorizationRequired, SignInFailed
+from ..model import TokenResult
 from .http import ThrottleClock, provider_session
 
 
@@ -31,15 +33,6 @@ class MicrosoftApp:
     client_id: str
     client_secret: str | None = None
     proxy_url: str | None = None
-
-
-@dataclass(frozen=True)
-class TokenResult:
-    access_token: str
-    expires_in: float
-    refresh_token: str | None
-    id_token_claims: dict[str, Any]
-    scopes: tuple[str, ...]
 
 
 def unavailable(what: str, exc: Exception, retry_after_s: float) -> ProviderUnavailable:
@@ -62,7 +55,10 @@ def raise_for_error(result: dict[str, Any]) -> None:
         )
     if klass is ErrorClass.TRANSIENT:
         raise ProviderUnavailable(f"the identity provider is unavailable ({summary})")
-    raise ConfigurationError(f"the identity provider refused the request ({summary})")
+    raise ConfigurationError(
+        f"the identity provider refused the request ({summary})",
+        setting=configuration_setting(Provider.MICROSOFT, error.error),
+    )
 
 
 class MicrosoftIdentity:
@@ -109,7 +105,7 @@ class MicrosoftIdentity:
     async def initiate_device_flow(self, app: MicrosoftApp, scopes: list[str]) -> dict[str, Any]:
         def call() -> dict[str, Any]:
             try:
-                flow = self._app(app).initiate_device_flow(scopes=scopes)
+                flow: dict[str, Any] = self._app(app).initiate_device_flow(scopes=scopes)
             except (requests.RequestException, MsalServiceError) as exc:
                 raise unavailable(
                     "device code request", exc, self._throttle.retry_after(app.authority)
@@ -125,7 +121,10 @@ class MicrosoftIdentity:
 
         def call() -> dict[str, Any]:
             try:
-                return self._app(app).acquire_token_by_device_flow(flow, exit_condition=lambda _: True)
+                result: dict[str, Any] = self._app(app).acquire_token_by_device_flow(
+                    flow, exit_condition=lambda _: True
+                )
+                return result
             except (requests.RequestException, MsalServiceError) as exc:
                 raise unavailable("device code poll", exc, self._throttle.retry_after(app.authority)) from exc
 
@@ -141,9 +140,10 @@ class MicrosoftIdentity:
         """PKCE (S256), state and nonce by MSAL; the answer comes back as a form post."""
 
         def call() -> dict[str, Any]:
-            return self._app(app).initiate_auth_code_flow(
+            flow: dict[str, Any] = self._app(app).initiate_auth_code_flow(
                 scopes, redirect_uri=redirect_uri, login_hint=login_hint, response_mode="form_post"
             )
+            return flow
 
         return await asyncio.to_thread(call)
 
@@ -152,9 +152,10 @@ class MicrosoftIdentity:
     ) -> TokenResult:
         def call() -> dict[str, Any]:
             try:
-                return self._app(app).acquire_token_by_auth_code_flow(flow, auth_response)
+                result: dict[str, Any] = self._app(app).acquire_token_by_auth_code_flow(flow, auth_response)
+                return result
             except ValueError as exc:  # state or nonce mismatch: MSAL refuses the answer
-                raise ConfigurationError("the sign-in answer does not match the sign-in request") from exc
+                raise SignInFailed("the sign-in answer does not match the sign-in request") from exc
             except (requests.RequestException, MsalServiceError) as exc:
                 raise unavailable("code redemption", exc, self._throttle.retry_after(app.authority)) from exc
 
@@ -165,7 +166,10 @@ class MicrosoftIdentity:
     async def refresh(self, app: MicrosoftApp, refresh_token: str, scopes: list[str]) -> TokenResult:
         def call() -> dict[str, Any]:
             try:
-                return self._app(app).acquire_token_by_refresh_token(refresh_token, scopes=scopes)
+                result: dict[str, Any] = self._app(app).acquire_token_by_refresh_token(
+                    refresh_token, scopes=scopes
+                )
+                return result
             except (requests.RequestException, MsalServiceError) as exc:
                 raise unavailable("token refresh", exc, self._throttle.retry_after(app.authority)) from exc
 
@@ -184,7 +188,8 @@ class MicrosoftIdentity:
                 cache.remove_at(entry)
             try:
                 assert isinstance(client, msal.ConfidentialClientApplication)
-                return client.acquire_token_for_client(scopes=scopes)
+                result: dict[str, Any] = client.acquire_token_for_client(scopes=scopes)
+                return result
             except (requests.RequestException, MsalServiceError) as exc:
                 raise unavailable("app-only token", exc, self._throttle.retry_after(app.authority)) from exc
 

@@ -1,0 +1,110 @@
+"""Access tokens on request: single-flight within a replica, one refresh at a time across
+replicas.
+
+Within a replica, concurrent requests for one grant share a single attempt (the first one's
+future). Across replicas, the grant's lease decides who redeems it; the others re-read the
+store every `lease_poll_s` until the holder has stored a fresh token, and give up with a
+transient error after twice the lease's lifetime. A forced refresh (the SMTP server refused
+the token) accepts only a token issued after the request began.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from fleetmail_contracts.tokens import Principal
+
+from .app_only import AppOnlyGrants
+from .domain import grant_id
+from .errors import RefreshContended
+from .memory import TokenMemory
+from .model import CachedToken, StoredGrant
+from .ports import Clock, GrantStore, Sleeper
+from .refresh import Refresher
+from .settings import TokenSettings
+
+
+class AccessTokens:
+    def __init__(
+        self,
+        settings: TokenSettings,
+        grants: GrantStore,
+        live: AppOnlyGrants,
+        refresher: Refresher,
+        memory: TokenMemory,
+        clock: Clock,
+        sleeper: Sleeper,
+        owner: str,
+    ) -> None:
+        self.grants = grants
+        self.live = live
+        self.refresher = refresher
+        self.memory = memory
+        self.clock = clock
+        self.sleeper = sleeper
+        self.owner = owner
+        self.lease_ttl = timedelta(seconds=settings.lease_ttl_s)
+        self.lease_poll_s = settings.lease_poll_s
+        self._in_flight: dict[str, asyncio.Future[CachedToken]] = {}
+
+    async def token(self, principal: Principal, force_refresh: bool = False) -> CachedToken:
+        """A token good for at least the refresh margin; raises a `TokenServiceError`."""
+        if not force_refresh and (cached := self.memory.fresh(principal, self.clock())) is not None:
+            return cached
+        key = grant_id(principal)
+        in_flight = self._in_flight.get(key)
+        if in_flight is not None:
+            return await asyncio.shield(in_flight)
+        future: asyncio.Future[CachedToken] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            token = await self._obtain(principal, force_refresh, self.clock())
+        except BaseException as exc:
+            future.set_exception(exc)
+            # Waiters re-raise it; mark it retrieved so an unawaited future does not warn.
+            future.exception()
+            raise
+        else:
+            future.set_result(token)
+            return token
+        finally:
+            del self._in_flight[key]
+
+    def _usable(self, grant: StoredGrant, force_refresh: bool, started_at: datetime) -> CachedToken | None:
+        """The stored access token, if it is good enough to hand out."""
+        token = CachedToken.of(grant)
+        if token is None or self.memory.due(token, self.clock()):
+            return None
+        if force_refresh and (token.issued_at is None or token.issued_at < started_at):
+            return None
+        return token
+
+    async def _obtain(self, principal: Principal, force_refresh: bool, started_at: datetime) -> CachedToken:
+        """A token from the store, or a refresh under the grant's lease; waits for another holder."""
+        deadline = self.clock() + self.lease_ttl * 2
+        while True:
+            grant = await self.live.live_grant(principal)
+            if (usable := self._usable(grant, force_refresh, started_at)) is not None:
+                self.memory.remember(principal, usable)
+                return usable
+            if await self.grants.take_lease(principal, self.owner, self.clock(), self.lease_ttl):
+                return await self._under_lease(principal, force_refresh, started_at)
+            if self.clock() > deadline:
+                raise RefreshContended("another replica is refreshing this grant; try again", 1.0)
+            await self.sleeper(self.lease_poll_s)
+
+    async def _under_lease(
+        self, principal: Principal, force_refresh: bool, started_at: datetime
+    ) -> CachedToken:
+        try:
+            # Re-read under the lease: another replica may have refreshed meanwhile.
+            grant = await self.live.live_grant(principal)
+            if (usable := self._usable(grant, force_refresh, started_at)) is not None:
+                await self.grants.release_lease(principal, self.owner)
+                self.memory.remember(principal, usable)
+                return usable
+            return await self.refresher.refresh(grant)
+        except BaseException:
+            await self.grants.release_lease(principal, self.owner)
+            raise

@@ -1,0 +1,95 @@
+"""App-only grants, and the grant a request finds: no user consent behind an app-only grant,
+so it is created on first use, dropped when the tenant's app credentials change or the
+tenant stops sending app-only, and never refreshed with a refresh token."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from fleetmail_contracts.tenants import TenantSettings
+from fleetmail_contracts.tokens import AcquisitionFlow, GrantStatus, Principal, TokenAcquired
+
+from .errors import NoGrant, ReauthorizationRequired
+from .memory import TokenMemory
+from .model import CachedToken, IssuedToken, StoredGrant
+from .ports import Clock, EventPublisher, GrantStore, IdentityProvider, TenantReader
+
+
+def sends_app_only(tenant: TenantSettings) -> bool:
+    return tenant.oauth_enabled and tenant.identity.app_only
+
+
+class AppOnlyGrants:
+    def __init__(
+        self,
+        grants: GrantStore,
+        tenants: TenantReader,
+        identity: IdentityProvider,
+        events: EventPublisher,
+        memory: TokenMemory,
+        clock: Clock,
+    ) -> None:
+        self.grants = grants
+        self.tenants = tenants
+        self.identity = identity
+        self.events = events
+        self.memory = memory
+        self.clock = clock
+
+    async def live_grant(self, principal: Principal) -> StoredGrant:
+        """The principal's active grant — an app-only one created when the tenant sends
+        app-only — or `NoGrant` / `ReauthorizationRequired`."""
+        grant = await self.grants.get(principal)
+        if grant is not None and grant.flow is AcquisitionFlow.APP_ONLY:
+            if not sends_app_only(await self.tenants.get(principal.tenant_id)):
+                # The tenant left app-only sending: its app-only grants go with it.
+                await self.grants.delete(principal)
+                self.memory.forget(principal)
+                grant = None
+        if grant is None:
+            tenant = await self.tenants.get(principal.tenant_id)
+            if not sends_app_only(tenant):
+                raise NoGrant(f"no {principal.kind.value} grant for {principal.address}")
+            grant = await self.acquire(principal, tenant)
+        if grant.status is not GrantStatus.ACTIVE:
+            raise ReauthorizationRequired(f"the grant for {principal.address} needs re-authorisation")
+        return grant
+
+    async def acquire(self, principal: Principal, tenant: TenantSettings) -> StoredGrant:
+        """Create an app-only grant: no refresh token, nothing a user's consent can lapse on."""
+        redeemed = await self.identity.app_only_token(tenant, principal)
+        now = self.clock()
+        expires_at = now + timedelta(seconds=redeemed.result.expires_in)
+        issued = IssuedToken(redeemed.result.access_token, now, expires_at, None)
+        await self.grants.replace(
+            principal,
+            tenant.provider,
+            issued,
+            redeemed.result.scopes,
+            AcquisitionFlow.APP_ONLY,
+            redeemed.authority,
+            redeemed.client_id,
+            None,
+        )
+        self.memory.remember(principal, CachedToken.issued(issued, tenant.provider))
+        await self.events.publish(
+            TokenAcquired(
+                event_id=uuid.uuid4().hex,
+                principal=principal,
+                provider=tenant.provider,
+                occurred_at=now,
+                flow=AcquisitionFlow.APP_ONLY,
+            )
+        )
+        grant = await self.grants.get(principal)
+        if grant is None:
+            raise NoGrant(f"the app-only grant for {principal.address} was deleted meanwhile")
+        return grant
+
+    async def credentials_changed(self, tenant_id: str) -> None:
+        """New app credentials: app-only grants are re-created with them on next use."""
+        for grant in await self.grants.list_tenant(tenant_id):
+            if grant.flow is AcquisitionFlow.APP_ONLY:
+                await self.grants.delete(grant.principal)
+                self.memory.forget(grant.principal)

@@ -1,0 +1,91 @@
+"""Keep-alive: a grant idle for `keepalive_idle_s` is redeemed, so the provider's inactivity
+limit (Microsoft: 90 days) never applies; a death nothing can prevent (Google's testing
+mode) is announced once, `expiring_horizon_s` ahead. Idempotent, and safe on every replica
+at once: the redemption happens under the grant's lease."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from fleetmail_contracts.tokens import AcquisitionFlow, Principal, TokenExpiring
+
+from .app_only import AppOnlyGrants
+from .domain import expiring_soon, keepalive_due
+from .errors import TokenServiceError
+from .ports import Clock, EventPublisher, GrantStore
+from .refresh import Refresher
+from .settings import TokenSettings
+
+log = logging.getLogger(__name__)
+
+
+class KeepAlive:
+    def __init__(
+        self,
+        settings: TokenSettings,
+        grants: GrantStore,
+        live: AppOnlyGrants,
+        refresher: Refresher,
+        events: EventPublisher,
+        clock: Clock,
+        owner: str,
+    ) -> None:
+        self.grants = grants
+        self.live = live
+        self.refresher = refresher
+        self.events = events
+        self.clock = clock
+        self.owner = owner
+        self.idle = timedelta(seconds=settings.keepalive_idle_s)
+        self.horizon = timedelta(seconds=settings.expiring_horizon_s)
+        self.lease_ttl = timedelta(seconds=settings.lease_ttl_s)
+
+    async def sweep(self) -> None:
+        """Redeem idle grants; announce deaths that cannot be prevented."""
+        for principal in await self.grants.active_principals():
+            try:
+                await self._sweep_one(principal)
+            except TokenServiceError as exc:
+                log.warning(
+                    "keep-alive skipped a %s grant of tenant %s: %s",
+                    principal.kind.value,
+                    principal.tenant_id,
+                    exc,
+                )
+
+    async def _sweep_one(self, principal: Principal) -> None:
+        grant = await self.live.live_grant(principal)
+        app_only = grant.flow is AcquisitionFlow.APP_ONLY  # nothing to keep alive
+        if not app_only and keepalive_due(
+            grant.last_refreshed_at or grant.acquired_at, self.clock(), self.idle
+        ):
+            await self._keep_alive(principal)
+            grant = await self.live.live_grant(principal)
+        death = grant.predicted_death_at
+        soon = expiring_soon(death, self.clock(), self.horizon)
+        if await self.grants.announce_expiring(principal, self.clock(), soon) and death is not None:
+            await self.events.publish(
+                TokenExpiring(
+                    event_id=uuid.uuid4().hex,
+                    principal=principal,
+                    provider=grant.provider,
+                    occurred_at=self.clock(),
+                    predicted_death_at=death,
+                )
+            )
+
+    async def _keep_alive(self, principal: Principal) -> None:
+        """Redeem under the lease, unless another replica did while this one was looking."""
+        if not await self.grants.take_lease(principal, self.owner, self.clock(), self.lease_ttl):
+            return  # someone is refreshing it right now, which is all keep-alive wants
+        try:
+            grant = await self.live.live_grant(principal)
+            if not keepalive_due(grant.last_refreshed_at or grant.acquired_at, self.clock(), self.idle):
+                await self.grants.release_lease(principal, self.owner)
+                return
+            await self.refresher.refresh(grant)
+        except BaseException:
+            await self.grants.release_lease(principal, self.owner)
+            raise

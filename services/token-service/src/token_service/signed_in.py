@@ -1,0 +1,69 @@
+"""A sign-in succeeded: store the new grant, if the right person signed in."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from fleetmail_contracts.tokens import AcquisitionFlow, Principal, Provider, TokenAcquired
+
+from .domain import identity_matches, predicted_death, signed_in_address
+from .errors import ConfigurationError, IdentityMismatch
+from .memory import TokenMemory
+from .model import CachedToken, IssuedToken, Redeemed
+from .ports import Clock, EventPublisher, GrantStore, TenantReader
+
+OFFLINE_ACCESS_SETTING = "the app registration's offline_access permission and its consent"
+
+
+class SignedIn:
+    def __init__(
+        self,
+        grants: GrantStore,
+        tenants: TenantReader,
+        events: EventPublisher,
+        memory: TokenMemory,
+        clock: Clock,
+    ) -> None:
+        self.grants = grants
+        self.tenants = tenants
+        self.events = events
+        self.memory = memory
+        self.clock = clock
+
+    async def store(
+        self, principal: Principal, provider: Provider, flow: AcquisitionFlow, redeemed: Redeemed
+    ) -> None:
+        """Replace the principal's grant with the one just signed in for (its first access
+        token needs no refresh); nothing is stored when someone else signed in."""
+        result = redeemed.result
+        if not identity_matches(principal, result.id_token_claims):
+            raise IdentityMismatch(
+                f"signed in as {signed_in_address(result.id_token_claims) or 'an unknown account'}, "
+                f"but the grant is for {principal.address}: sign in with that account"
+            )
+        if result.refresh_token is None:
+            raise ConfigurationError(
+                "the provider returned no refresh token (offline access was not granted)",
+                setting=OFFLINE_ACCESS_SETTING,
+            )
+        tenant = await self.tenants.get(principal.tenant_id)
+        now = self.clock()
+        issued = IssuedToken(
+            result.access_token, now, now + timedelta(seconds=result.expires_in), result.refresh_token
+        )
+        death = predicted_death(provider, now, now, tenant.identity.google_testing_mode)
+        await self.grants.replace(
+            principal, provider, issued, result.scopes, flow, redeemed.authority, redeemed.client_id, death
+        )
+        self.memory.remember(principal, CachedToken.issued(issued, provider))
+        await self.events.publish(
+            TokenAcquired(
+                event_id=uuid.uuid4().hex,
+                principal=principal,
+                provider=provider,
+                occurred_at=now,
+                flow=flow,
+                predicted_death_at=death,
+            )
+        )
