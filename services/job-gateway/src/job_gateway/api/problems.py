@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,6 +38,8 @@ from ..errors import (
 )
 from ..schemas import summarise
 
+T = TypeVar("T")
+
 PROBLEM_BASE = "https://fleetmail.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -60,20 +62,20 @@ CHALLENGES: dict[type[GatewayError], str] = {
 }
 
 
-def _nearest(table: dict[type[GatewayError], Any], cls: type[GatewayError]) -> Any:
+def _nearest(table: Mapping[type[GatewayError], T], cls: type[GatewayError]) -> T | None:
+    """The entry of the class or of its nearest ancestor in the table."""
     return next((table[c] for c in cls.__mro__ if c in table), None)
 
 
 def status_of(cls: type[GatewayError]) -> int:
-    status: int | None = _nearest(STATUSES, cls)
-    return status if status is not None else 500
+    return _nearest(STATUSES, cls) or 500
 
 
 def headers_of(error: GatewayError) -> dict[str, str] | None:
     headers: dict[str, str] = {}
     if isinstance(error, Transient):
         headers["Retry-After"] = str(error.retry_after_s)
-    challenge: str | None = _nearest(CHALLENGES, type(error))
+    challenge = _nearest(CHALLENGES, type(error))
     if challenge is not None:
         headers["WWW-Authenticate"] = challenge
     return headers or None
