@@ -9,7 +9,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fleetmail_contracts.jobs import AttachmentRef
 from fleetmail_contracts.tenants import TenantSettings
@@ -20,6 +20,8 @@ from job_gateway.errors import AttachmentTooLarge
 from job_gateway.ports import StoredApiKey
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
+
+R = TypeVar("R", bound=BaseModel)
 
 
 class InMemoryGatewayStore:
@@ -208,3 +210,22 @@ class InMemoryAttachments:
 
     async def delete(self, object_name: str) -> None:
         self.objects.pop(object_name, None)
+
+
+class ScriptedRequester:
+    """`job_gateway.ports.Requester`: answers each subject with what the test scripted (a
+    model, raw JSON that may not parse, or silence), and keeps what was asked."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, BaseModel | str | None] = {}
+        self.asked: list[tuple[str, BaseModel]] = []
+
+    async def request(
+        self, message: BaseModel, subject: str, reply: type[R], *, timeout_s: float | None = None
+    ) -> R:
+        self.asked.append((subject, message))
+        answer = self.answers.get(subject)
+        if answer is None:
+            raise BusUnavailable(f"no answer on {subject}", TimeoutError())
+        raw = answer if isinstance(answer, str) else answer.model_dump_json()
+        return reply.model_validate_json(raw)

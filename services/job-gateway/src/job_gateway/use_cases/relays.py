@@ -56,7 +56,7 @@ from fleetmail_contracts.tokens import (
     StartAcquisition,
 )
 from fleetmail_runtime.bus import BusUnavailable
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ..domain import Device, check_principal_address, default_sign_in_flow
 from ..errors import (
@@ -91,6 +91,8 @@ async def _ask(
     except BusUnavailable as exc:
         cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "no answer"
         raise unavailable(f"{service} did not answer ({cause}); try again") from exc
+    except ValidationError as exc:  # the other side's fault, not the caller's request
+        raise unavailable(f"{service} gave an answer that could not be read; try again") from exc
 
 
 class TokenRelay:
