@@ -38,7 +38,9 @@ class TestMongoStore(GatewayStoreContract):
         return await fresh_store(client)
 
 
-async def test_an_api_key_stored_before_the_api_key_hash_key_still_works_and_moves_to_it(client) -> None:
+async def test_an_api_key_stored_before_the_api_key_hash_key_still_works_and_moves_to_it(
+    client: AsyncMongoClient[dict[str, Any]],
+) -> None:
     store = await fresh_store(client)
     keys = Keys(owner_api_key="owner", device_secret=b"device-secret-key", api_key_hash=b"api-key-hash-key")
     key_id, secret, key = new_api_key()

@@ -27,7 +27,7 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
     return [(path, method, op) for path, ops in document["paths"].items() for method, op in ops.items()]
 
 
-def test_every_error_response_is_a_problem(document) -> None:
+def test_every_error_response_is_a_problem(document: dict[str, Any]) -> None:
     assert len(operations(document)) >= 30
     for path, method, operation in operations(document):
         for status, response in operation["responses"].items():
@@ -40,14 +40,14 @@ def test_every_error_response_is_a_problem(document) -> None:
             )
 
 
-def test_fastapis_validation_error_schema_is_gone(document) -> None:
+def test_fastapis_validation_error_schema_is_gone(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
     assert set(schemas["Problem"]["required"]) == {"type", "title", "status", "detail", "instance"}
     assert "HTTPValidationError" not in str(document)
 
 
-def test_who_may_call_each_operation_is_documented(document) -> None:
+def test_who_may_call_each_operation_is_documented(document: dict[str, Any]) -> None:
     for path, method, operation in operations(document):
         if path.startswith("/v1/"):
             assert "401" in operation["responses"], (method, path)
@@ -56,7 +56,7 @@ def test_who_may_call_each_operation_is_documented(document) -> None:
             assert "403" in operation["responses"], (method, path)
 
 
-def test_a_job_submission_documents_every_refusal_and_its_json_part(document) -> None:
+def test_a_job_submission_documents_every_refusal_and_its_json_part(document: dict[str, Any]) -> None:
     submit = document["paths"]["/v1/jobs"]["post"]
     assert set(submit["responses"]) == {"202", "400", "401", "409", "413", "415", "422", "429", "503"}
     assert "Retry-After" in submit["responses"]["429"]["headers"]
@@ -69,7 +69,7 @@ def test_a_job_submission_documents_every_refusal_and_its_json_part(document) ->
     assert submission["properties"]["function"]["$ref"] == "#/components/schemas/JobFunction"
 
 
-def test_the_oauth_callback_answers_pages(document) -> None:
+def test_the_oauth_callback_answers_pages(document: dict[str, Any]) -> None:
     for method in ("get", "post"):
         callback = document["paths"]["/oauth/callback"][method]
         assert all("text/html" in r["content"] for r in callback["responses"].values())
