@@ -6,7 +6,7 @@ umask 077
 mkdir -p secrets tls
 for name in nats_provisioner_password nats_job_gateway_password nats_token_service_password \
             nats_mail_service_password nats_notifier_password nats_system_password \
-            gateway_admin_api_key gateway_device_secret_key; do
+            gateway_admin_api_key gateway_device_secret_key gateway_api_key_hash_key; do
     [ -s "secrets/$name" ] || openssl rand -hex 32 > "secrets/$name"
 done
 [ -s secrets/keyring.json ] || python3 -c 'import base64,json,os,secrets

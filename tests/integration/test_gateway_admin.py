@@ -168,11 +168,13 @@ async def test_a_runaway_device_is_rate_limited_with_retry_after(stack, admin) -
     secret = (
         await admin.post(f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": device_id})
     ).json()["secret"]
+    # The stack's burst is 40 and its rate 20 jobs/s: the flood must outrun the rate on a
+    # loaded machine too (60 at once took more than the second that 20 more tokens take).
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(device_id, secret), timeout=60) as panel:
         responses = await asyncio.gather(
             *(
                 panel.post("/v1/jobs", data={"job": json.dumps({"to": ["x@fabrikam.example"]})})
-                for _ in range(60)
+                for _ in range(150)
             )
         )
     codes = [r.status_code for r in responses]
@@ -251,3 +253,44 @@ async def test_a_device_cannot_send_as_another_tenant(stack, emulator_http, admi
         job = {"to": ["x@fabrikam.example"], "login_user": mine.address, "requested_from": theirs.address}
         status = await final_status(panel, await submit(panel, job))
     assert status["status"] == "failed" and status["reason_code"] == "sender_not_allowed", status
+
+
+async def test_a_device_cannot_sign_in_for_another_tenant_or_without_credentials(stack, admin) -> None:
+    mine, theirs = await new_tenant(admin), await new_tenant(admin)
+    devices = {}
+    for tenant_id in (mine, theirs):
+        created = await admin.post(
+            f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": f"d-{tenant_id}"}
+        )
+        devices[tenant_id] = (created.json()["device_id"], created.json()["secret"])
+    user = f"user@{mine}.example"
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as anonymous:
+        refused = await anonymous.post("/v1/device/sign-ins", json={"user": user})
+        assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
+    async with (
+        httpx.AsyncClient(base_url=stack.gateway_url, auth=devices[mine], timeout=30) as panel,
+        httpx.AsyncClient(base_url=stack.gateway_url, auth=devices[theirs], timeout=30) as other,
+    ):
+        # A sign-in cannot name a tenant: it is always for the device's own.
+        named = await other.post("/v1/device/sign-ins", json={"user": user, "tenant_id": mine})
+        assert named.status_code == 422 and named.headers["content-type"] == "application/problem+json"
+        started = await panel.post("/v1/device/sign-ins", json={"user": user})
+        assert started.status_code == 201, started.text
+        acquisition_id = started.json()["acquisition_id"]
+        own = (await panel.get(f"/v1/device/sign-ins/{acquisition_id}")).json()
+        assert own["state"] == "pending" and own["principal"] == {
+            "tenant_id": mine,
+            "kind": "user",
+            "address": user,
+        }
+        # The other tenant's device cannot follow it (nor learn whose it is) ...
+        seen = (await other.get(f"/v1/device/sign-ins/{acquisition_id}")).json()
+        assert seen["state"] == "failed" and seen["principal"] is None, seen
+        # ... and a sign-in it starts for the same address is its own tenant's.
+        its_own = (await other.post("/v1/device/sign-ins", json={"user": user})).json()
+        followed = (await other.get(f"/v1/device/sign-ins/{its_own['acquisition_id']}")).json()
+        assert followed["principal"]["tenant_id"] == theirs
+        # A device's credentials are not an administrator's.
+        assert (await other.get(f"/v1/admin/tenants/{mine}")).status_code == 401
+        bad = await panel.post("/v1/device/events", json={"kind": "user_logged_out"})
+        assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"

@@ -1,17 +1,24 @@
-"""schemathesis against job-gateway's OpenAPI document: no generated input gets a 5xx."""
+"""schemathesis against job-gateway's OpenAPI document, as an API consumer would use it: no
+generated input gets a 5xx, a status code the operation does not document, or a content
+type the response does not document."""
 
 import asyncio
 import uuid
 
 import httpx
 import hypothesis
+import pytest
 import schemathesis
 from hypothesis import HealthCheck
+from schemathesis.checks import content_type_conformance, not_a_server_error, status_code_conformance
+from schemathesis.core.failures import FailureGroup
 
 EXAMPLES_PER_OPERATION = 15
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance]
 
 
-async def test_no_generated_request_gets_a_server_error(stack, admin) -> None:
+@pytest.mark.timeout(180)
+async def test_generated_requests_get_only_documented_answers_and_never_a_server_error(stack, admin) -> None:
     # A real tenant and device, so generated requests also reach past authentication.
     tenant_id = f"fuzz-{uuid.uuid4().hex[:6]}"
     await admin.put(
@@ -29,10 +36,11 @@ async def test_no_generated_request_gets_a_server_error(stack, admin) -> None:
     basic = httpx.BasicAuth(device["device_id"], device["secret"])
     device_headers = {"Authorization": basic._auth_header}
 
-    def run() -> list[str]:
+    def run() -> tuple[list[str], dict[int, int], set[str]]:
         schema = schemathesis.openapi.from_url(f"{stack.gateway_url}/openapi.json")
-        failures: list[str] = []
+        failures: dict[tuple[str, int, str], str] = {}  # one example per operation, status and failure
         statuses: dict[int, int] = {}
+        content_types: set[str] = set()
         operations = 0
         for result in schema.get_all_operations():
             operation = result.ok()
@@ -53,18 +61,26 @@ async def test_no_generated_request_gets_a_server_error(stack, admin) -> None:
                     return
                 response = case.call(base_url=stack.gateway_url, headers=headers, timeout=30)
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-                if response.status_code >= 500:
-                    failures.append(
-                        f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:200]}"
+                content_type = (response.headers.get("content-type") or [""])[0]
+                content_types.add(content_type.split(";")[0])
+                try:
+                    case.validate_response(response, checks=CHECKS)
+                except FailureGroup as group:
+                    titles = "; ".join(sorted({failure.title for failure in group.exceptions}))
+                    failures.setdefault(
+                        (operation.label, response.status_code, titles),
+                        f"{case.method} {case.formatted_path} -> {response.status_code} "
+                        f"{content_type}: {titles}: {response.text[:160]}",
                     )
 
             check()
-        assert operations >= 20, operations
-        # The inputs reached the handlers, not only authentication and validation.
-        assert sum(statuses.values()) >= operations * 5 and any(200 <= code < 300 for code in statuses), (
-            statuses
-        )
-        return failures
+        assert operations >= 30, operations
+        return list(failures.values()), statuses, content_types
 
-    failures = await asyncio.to_thread(run)
-    assert failures == []
+    failures, statuses, content_types = await asyncio.to_thread(run)
+    assert failures == [], "\n".join(failures[:20])
+    # The inputs reached the handlers, not only authentication and validation, and the
+    # checks saw errors as well as successes.
+    assert sum(statuses.values()) >= 30 * 5 and any(200 <= code < 300 for code in statuses), statuses
+    assert {404, 422} <= set(statuses), statuses
+    assert {"application/json", "application/problem+json"} <= content_types, content_types

@@ -11,6 +11,8 @@ import httpx
 import pytest
 from fleetmail_devkit.probes import register_device, tenant_with_administrator_grant
 
+from tests.utils import eventually
+
 from .test_mail_delivery import final_status
 
 
@@ -48,7 +50,9 @@ async def test_starttls_auth_plain_queues_a_job_that_is_delivered_with_oauth(
     async with aiosmtplib.SMTP(
         hostname="127.0.0.1", port=stack.ports.gateway_smtp, start_tls=True, tls_context=context(stack)
     ) as smtp:
-        await smtp.login(device_id, secret)
+        await smtp.ehlo()
+        assert "plain" in smtp.server_auth_methods
+        await smtp.auth_plain(device_id, secret)  # not login(): it picks a mechanism itself
         errors, reply = await smtp.send_message(scan())
     assert errors == {} and "OK queued as " in reply
     job_id = reply.rsplit(" ", 1)[-1]
@@ -63,9 +67,20 @@ async def test_starttls_auth_plain_queues_a_job_that_is_delivered_with_oauth(
 def test_implicit_tls_and_auth_login_with_smtplib(stack, device) -> None:
     device_id, secret, _ = device
     with smtplib.SMTP_SSL("127.0.0.1", stack.ports.gateway_smtps, context=context(stack), timeout=30) as smtp:
-        smtp.login(device_id, secret)  # smtplib picks LOGIN or PLAIN from what the server offers
-        refused = smtp.send_message(scan())
-    assert refused == {}
+        smtp.ehlo()
+        assert "LOGIN" in smtp.esmtp_features["auth"].split()
+        # AUTH LOGIN itself (smtplib's login() would pick PLAIN, the server's first offer).
+        smtp.user, smtp.password = device_id, "not-the-secret"
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            smtp.auth("LOGIN", smtp.auth_login)
+        assert refused.value.smtp_code == 535
+        smtp.password = secret
+        code, _ = smtp.auth("LOGIN", smtp.auth_login)
+        assert code == 235
+        smtp.mail("mfp@contoso.example")
+        smtp.rcpt("boss@fabrikam.example")
+        code, reply = smtp.data(scan().as_string())
+    assert code == 250 and b"queued as" in reply, reply
 
 
 def test_wrong_credentials_and_no_tls_are_refused(stack, device) -> None:
@@ -83,9 +98,9 @@ def test_wrong_credentials_and_no_tls_are_refused(stack, device) -> None:
 async def test_a_helo_only_device_is_let_in_by_its_address(stack, admin, device) -> None:
     _, _, tenant_id = device
     # Another device of the tenant, registered with the address it sends from.
+    helo_id = f"helo-{uuid.uuid4().hex[:6]}"
     await admin.post(
-        f"/v1/admin/tenants/{tenant_id}/devices",
-        json={"device_id": f"helo-{uuid.uuid4().hex[:6]}", "allow_cidrs": ["127.0.0.2/32"]},
+        f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": helo_id, "allow_cidrs": ["127.0.0.2/32"]}
     )
 
     def send(source: str) -> tuple[int, bytes]:
@@ -103,10 +118,14 @@ async def test_a_helo_only_device_is_let_in_by_its_address(stack, admin, device)
     assert stranger[0] == 530
     known = await asyncio.to_thread(send, "127.0.0.2")
     assert known[0] == 250 and b"queued as" in known[1], known
+    # The job is the device's whose allowlist holds the address.
+    job_id = known[1].decode().rsplit(" ", 1)[-1]
+    jobs = (await admin.get(f"/v1/admin/tenants/{tenant_id}/jobs", params={"device_id": helo_id})).json()
+    assert [job["job_id"] for job in jobs] == [job_id]
 
 
-async def test_an_oversize_message_is_refused_whole(stack, device) -> None:
-    device_id, secret, _ = device
+async def test_an_oversize_message_is_refused_whole(stack, admin, device) -> None:
+    device_id, secret, tenant_id = device
     limit = 30 * 1024 * 1024 * 4 // 3 + 1024 * 1024
     async with aiosmtplib.SMTP(
         hostname="127.0.0.1",
@@ -127,7 +146,14 @@ async def test_an_oversize_message_is_refused_whole(stack, device) -> None:
         plain.docmd("MAIL FROM:<mfp@contoso.example>")
         plain.rcpt("boss@fabrikam.example")
         code, _ = plain.data(scan(size=limit).as_string())
-    assert code == 552
+        assert code == 552
+        # The session goes on: a message within the limit is queued — and is the only job.
+        plain.docmd("MAIL FROM:<mfp@contoso.example>")
+        plain.rcpt("boss@fabrikam.example")
+        code, reply = plain.data(scan().as_string())
+        assert code == 250, reply
+    jobs = (await admin.get(f"/v1/admin/tenants/{tenant_id}/jobs")).json()
+    assert [job["job_id"] for job in jobs] == [reply.decode().rsplit(" ", 1)[-1]]
 
 
 async def test_the_bus_down_gets_451_and_the_device_retries_later(stack, device) -> None:
@@ -149,6 +175,10 @@ async def test_the_bus_down_gets_451_and_the_device_retries_later(stack, device)
                 return exc.code, exc.message
             return 250, reply
 
+    async def send_until_queued() -> tuple[int, str] | None:
+        code, text = await send()
+        return (code, text) if code == 250 else None
+
     nats = stack.part("nats")
     await stack.stop_part(nats)
     try:
@@ -156,9 +186,6 @@ async def test_the_bus_down_gets_451_and_the_device_retries_later(stack, device)
         assert code == 451, text
     finally:
         await stack.restart_part(nats)
-    for _ in range(100):  # the services reconnect by themselves
-        code, text = await send()
-        if code == 250:
-            break
-        await asyncio.sleep(0.3)
+    # The gateway reconnects by itself: the device's next try is queued.
+    code, text = await eventually(send_until_queued, within=60, what="the device's retry to be queued")
     assert code == 250 and "queued as" in text

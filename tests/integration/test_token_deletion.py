@@ -104,7 +104,7 @@ async def test_without_auto_delete_a_logout_keeps_the_grant(stack, emulator_http
     }
 
 
-async def test_a_device_cannot_sign_in_for_another_tenant_or_without_credentials(
+async def test_a_users_grant_and_its_auto_delete_stay_in_the_devices_own_tenant(
     stack, emulator_http, admin
 ) -> None:
     tenant_a, device_a = await tenant_with_device(admin, auto_delete=True)

@@ -29,6 +29,10 @@ class GatewaySettings(BaseSettings):
         default=None,
         description="HMAC key for device secrets; default: generated into <data_dir>/device-secret-key",
     )
+    api_key_hash_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for administrators' API keys; default: generated into <data_dir>/api-key-hash-key",
+    )
     max_attachment_bytes: int = Field(default=30 * 1024 * 1024, gt=0)
     max_recipients: int = Field(default=100, gt=0)
     publish_timeout_s: float = Field(default=5, gt=0)

@@ -18,28 +18,37 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import hashlib
 import io
 import logging
 import ssl
-from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from fastapi import UploadFile
+from fleetmail_contracts.addresses import UNSAFE
 from fleetmail_contracts.jobs import JobFunction
 from fleetmail_runtime.telemetry import SpanScope
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, UploadFile
 
-from .devices import DeviceDirectory, DeviceLogin
-from .intake import UNSAFE, JobIntake, JobSubmission, summarise
-from .problems import Problem
+from .domain import DeviceLogin, smtp_job_id
+from .errors import (
+    AttachmentTooLarge,
+    AttachmentTypeRefused,
+    Conflict,
+    GatewayError,
+    InvalidJob,
+    InvalidRequest,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
+from .schemas import JobSubmission, summarise
 from .settings import GatewaySettings
 from .telemetry import tracer
+from .use_cases import DeviceDirectory, JobIntake
 
 log = logging.getLogger("job-gateway.smtp")
 
@@ -49,6 +58,28 @@ TLS_VERSIONS = {
     "1.2": ssl.TLSVersion.TLSv1_2,
     "1.3": ssl.TLSVersion.TLSv1_3,
 }
+
+REPLIES: tuple[tuple[type[GatewayError], str], ...] = (
+    (Unavailable, "451 4.3.0"),
+    (RateLimited, "450 4.7.1"),
+    (AttachmentTypeRefused, "554 5.6.1"),
+    (AttachmentTooLarge, "552 5.3.4"),
+    (InvalidRequest, "550 5.6.0"),
+    (Conflict, "550 5.6.0"),
+)
+"""The SMTP edge of the error tree: a refusal the device can act on is 5xx, anything else
+4xx (a device drops a message for good on a 5xx: never one for fleetmail's own trouble)."""
+TEMPORARY_FAILURE = "451 4.3.0"
+
+
+def _reply_text(text: str) -> str:
+    return UNSAFE.sub(" ", text)[:400]
+
+
+def smtp_reply(error: GatewayError) -> str:
+    """An error of the tree as the SMTP reply a device understands."""
+    code = next((reply for cls, reply in REPLIES if isinstance(error, cls)), TEMPORARY_FAILURE)
+    return f"{code} {_reply_text(error.detail)}"
 
 
 def server_tls_context(cert: Path, key: Path, minimum: str) -> ssl.SSLContext:
@@ -62,28 +93,8 @@ def server_tls_context(cert: Path, key: Path, minimum: str) -> ssl.SSLContext:
     return context
 
 
-def _reply_text(text: str) -> str:
-    return UNSAFE.sub(" ", text)[:400]
-
-
-def problem_reply(problem: Problem) -> str:
-    """An HTTP problem as the SMTP reply a device understands."""
-    detail = _reply_text(problem.detail)
-    if problem.status == 503:
-        return f"451 4.3.0 {detail}"
-    if problem.status == 429:
-        return f"450 4.7.1 {detail}"
-    if problem.status == 415:
-        return f"554 5.6.1 {detail}"
-    if problem.status == 413:
-        return f"552 5.3.4 {detail}"
-    if problem.status in (409, 422):
-        return f"550 5.6.0 {detail}"
-    return f"451 4.3.0 {detail}"
-
-
 class DeviceSMTP(SMTP):
-    """aiosmtpd's server with credentials checked against the device registry."""
+    """aiosmtpd's server with credentials checked against the device directory."""
 
     def __init__(self, handler: SubmissionHandler, **kwargs: Any) -> None:
         super().__init__(handler, authenticator=self._parse_only, **kwargs)
@@ -100,8 +111,9 @@ class DeviceSMTP(SMTP):
             return result
         login = result.auth_data.login.decode("utf-8", "replace")
         secret = result.auth_data.password.decode("utf-8", "replace")
-        device = await self.directory.by_credentials(login, secret)
-        if device is None:
+        try:
+            device = await self.directory.authenticate(login, secret)
+        except Unauthorized:
             log.info(
                 "SMTP AUTH refused for device %r from %s",
                 login[:64],
@@ -127,10 +139,12 @@ class SubmissionHandler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if not session.authenticated:
-            login = await self.directory.by_address(str(session.peer[0]))
+            # aiosmtpd types `peer` as a string; it is the socket's (host, port).
+            peer: Any = session.peer
+            login = await self.directory.by_address(str(peer[0]) if peer else "")
             if login is None:
                 return "530 5.7.0 Authentication required: sign in with the device id and secret"
-            session.auth_data = login
+            session.auth_data = login  # type: ignore[assignment]  # aiosmtpd declares it None
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Sender OK"
@@ -149,10 +163,7 @@ class SubmissionHandler:
         if not isinstance(login, DeviceLogin):
             return "530 5.7.0 Authentication required"
         try:
-            submission, uploads = self.to_job(login, envelope)
-        except ValueError as exc:
-            return f"550 5.6.0 {_reply_text(str(exc))}"
-        try:
+            submission, uploads = to_job(login, envelope)
             span = tracer.start_span(
                 "smtp receive",
                 kind=SpanKind.SERVER,
@@ -163,105 +174,115 @@ class SubmissionHandler:
             )
             with SpanScope(span):
                 accepted = await self.intake.submit(login.device, submission, uploads, channel="smtp")
-        except Problem as problem:
-            return problem_reply(problem)
+        except GatewayError as error:
+            return smtp_reply(error)
         except Exception:
             # Never a 5xx for our own trouble: the device would drop the scan for good.
             log.exception("SMTP message from device %s could not be queued", login.device.device_id)
-            return "451 4.3.0 Temporary failure: the job could not be queued; try again"
+            return f"{TEMPORARY_FAILURE} Temporary failure: the job could not be queued; try again"
         log.info("SMTP message from device %s queued as job %s", login.device.device_id, accepted.job_id)
         return f"250 2.0.0 OK queued as {accepted.job_id}"
 
-    def to_job(self, login: DeviceLogin, envelope: Envelope) -> tuple[JobSubmission, list[UploadFile]]:
-        """The message as a job of the device's function: envelope recipients, subject, the
-        text body, and every other part as an attachment."""
-        raw = envelope.original_content or b""
-        message = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        body_part = message.get_body(preferencelist=("plain",))
-        body = body_part.get_content() if body_part is not None else None
-        uploads = []
-        for part in message.iter_attachments():
-            data = part.get_payload(decode=True) or b""
-            uploads.append(
-                UploadFile(
-                    io.BytesIO(data),
-                    filename=part.get_filename() or f"attachment-{len(uploads) + 1}",
-                    headers=Headers({"content-type": part.get_content_type()}),
-                )
+
+def to_job(login: DeviceLogin, envelope: Envelope) -> tuple[JobSubmission, list[UploadFile]]:
+    """The message as a job of the device's function: envelope recipients, subject, the text
+    body, and every other part as an attachment."""
+    raw = envelope.original_content or b""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    if not isinstance(message, EmailMessage):  # the default policy always makes one
+        raise InvalidJob("the message could not be read")
+    body_part = message.get_body(preferencelist=("plain",))
+    body = body_part.get_content() if body_part is not None else None
+    uploads: list[UploadFile] = []
+    for part in message.iter_attachments():
+        data = part.get_payload(decode=True)
+        uploads.append(
+            UploadFile(
+                io.BytesIO(data if isinstance(data, bytes) else b""),
+                filename=part.get_filename() or f"attachment-{len(uploads) + 1}",
+                headers=Headers({"content-type": part.get_content_type()}),
             )
-        fields: dict[str, Any] = {
-            "function": login.function,
-            "to": list(envelope.rcpt_tos),
-            "subject": " ".join(str(message.get("Subject", "")).split()) or None,
-            "body": body,
-        }
-        message_id = message.get("Message-ID")
-        if message_id:
-            # A device that resends after a lost reply sends the same Message-ID: same job.
-            fields["job_id"] = hashlib.sha256(f"{login.device.device_id}|{message_id}".encode()).hexdigest()[
-                :32
-            ]
-        if login.function is JobFunction.INTERNET_FAX_TX and not login.device.machine_address:
-            fields["machine_address"] = envelope.mail_from
-        try:
-            return JobSubmission(**fields), uploads
-        except ValidationError as exc:
-            raise ValueError(summarise(exc)) from None
+        )
+    fields: dict[str, Any] = {
+        "function": login.function,
+        "to": list(envelope.rcpt_tos),
+        "subject": " ".join(str(message.get("Subject", "")).split()) or None,
+        "body": body,
+    }
+    message_id = message.get("Message-ID")
+    if message_id:
+        fields["job_id"] = smtp_job_id(login.device.device_id, str(message_id))
+    if login.function is JobFunction.INTERNET_FAX_TX and not login.device.machine_address:
+        fields["machine_address"] = envelope.mail_from
+    try:
+        return JobSubmission(**fields), uploads
+    except ValidationError as exc:
+        raise InvalidJob(summarise(exc.errors())) from None
 
 
-@dataclass
 class SmtpListener:
-    servers: list[asyncio.AbstractServer]
+    """The configured SMTP ports: none without a certificate, unless the LAN port is set.
+    Built with the app, opened by `start` (a start hook of the service), closed by `close`."""
+
+    def __init__(self, settings: GatewaySettings, intake: JobIntake, directory: DeviceDirectory) -> None:
+        self.settings = settings
+        self.handler = SubmissionHandler(intake, directory, settings)
+        self.servers: list[asyncio.Server] = []
+
+    @property
+    def min_tls(self) -> str | None:
+        """The oldest TLS accepted, or None when no TLS port can open."""
+        return self.settings.smtp_min_tls if self.settings.smtp_tls_cert else None
+
+    def _plan(self) -> list[tuple[int, dict[str, Any], ssl.SSLContext | None]]:
+        settings = self.settings
+        context = None
+        if settings.smtp_tls_cert and settings.smtp_tls_key:
+            context = server_tls_context(settings.smtp_tls_cert, settings.smtp_tls_key, settings.smtp_min_tls)
+        elif settings.smtp_starttls_port or settings.smtp_tls_port:
+            log.warning(
+                "SMTP listener: no certificate (FLEETMAIL_GATEWAY_SMTP_TLS_CERT/_KEY), so ports %s and %s stay closed",
+                settings.smtp_starttls_port,
+                settings.smtp_tls_port,
+            )
+        plan: list[tuple[int, dict[str, Any], ssl.SSLContext | None]] = []
+        if context is not None and settings.smtp_starttls_port:
+            plan.append(
+                (settings.smtp_starttls_port, {"tls_context": context, "require_starttls": True}, None)
+            )
+        if context is not None and settings.smtp_tls_port:
+            plan.append((settings.smtp_tls_port, {"auth_require_tls": False}, context))
+        if settings.smtp_plain_port:
+            log.warning(
+                "SMTP listener: port %s takes mail without TLS (a LAN only)", settings.smtp_plain_port
+            )
+            plan.append((settings.smtp_plain_port, {"auth_require_tls": False}, None))
+        return plan
+
+    async def start(self) -> None:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        host = settings.smtp_host or settings.host
+        common: dict[str, Any] = {
+            "data_size_limit": settings.max_attachment_bytes * 4 // 3 + 1024 * 1024,
+            "hostname": settings.smtp_hostname,
+            "ident": "fleetmail",
+        }
+        try:
+            for port, options, implicit in self._plan():
+
+                def factory(options: dict[str, Any] = options) -> SMTP:
+                    return DeviceSMTP(self.handler, **common, **options)
+
+                self.servers.append(await loop.create_server(factory, host, port, ssl=implicit))
+                log.info("SMTP listener on %s:%s%s", host, port, " (implicit TLS)" if implicit else "")
+        except OSError as exc:
+            await self.close()
+            raise RuntimeError(f"the SMTP listener cannot open its port: {exc}") from exc
 
     async def close(self) -> None:
-        for server in self.servers:
-            server.close()
-        for server in self.servers:
-            await server.wait_closed()
-
-
-async def start_listener(
-    settings: GatewaySettings, intake: JobIntake, directory: DeviceDirectory
-) -> SmtpListener:
-    """Start the configured SMTP ports; none without a certificate, unless the LAN port is set."""
-    handler = SubmissionHandler(intake, directory, settings)
-    loop = asyncio.get_running_loop()
-    host = settings.smtp_host or settings.host
-    limit = settings.max_attachment_bytes * 4 // 3 + 1024 * 1024
-    common: dict[str, Any] = {
-        "data_size_limit": limit,
-        "hostname": settings.smtp_hostname,
-        "ident": "fleetmail",
-    }
-    servers = []
-    context = None
-    if settings.smtp_tls_cert and settings.smtp_tls_key:
-        context = server_tls_context(settings.smtp_tls_cert, settings.smtp_tls_key, settings.smtp_min_tls)
-    elif settings.smtp_starttls_port or settings.smtp_tls_port:
-        log.warning(
-            "SMTP listener: no certificate (FLEETMAIL_GATEWAY_SMTP_TLS_CERT/_KEY), so ports %s and %s stay closed",
-            settings.smtp_starttls_port,
-            settings.smtp_tls_port,
-        )
-    plan: list[tuple[int, dict[str, Any], ssl.SSLContext | None]] = []
-    if context is not None and settings.smtp_starttls_port:
-        plan.append((settings.smtp_starttls_port, {"tls_context": context, "require_starttls": True}, None))
-    if context is not None and settings.smtp_tls_port:
-        plan.append((settings.smtp_tls_port, {"auth_require_tls": False}, context))
-    if settings.smtp_plain_port:
-        log.warning("SMTP listener: port %s takes mail without TLS (a LAN only)", settings.smtp_plain_port)
-        plan.append((settings.smtp_plain_port, {"auth_require_tls": False}, None))
-    try:
-        for port, options, implicit in plan:
-
-            def factory(options: dict[str, Any] = options) -> SMTP:
-                return DeviceSMTP(handler, **common, **options)
-
-            servers.append(await loop.create_server(factory, host, port, ssl=implicit))
-            log.info("SMTP listener on %s:%s%s", host, port, " (implicit TLS)" if implicit else "")
-    except OSError as exc:
+        servers, self.servers = self.servers, []
         for server in servers:
             server.close()
-        raise RuntimeError(f"the SMTP listener cannot open its port: {exc}") from exc
-    return SmtpListener(servers)
+        for server in servers:
+            await server.wait_closed()

@@ -1,15 +1,23 @@
-"""job-gateway's own collections: tenants (the source of truth), devices, job status."""
+"""job-gateway's own collections: tenants (the source of truth), devices, API keys, job status."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from fleetmail_contracts.tenants import TenantSettings
 from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.errors import DuplicateKeyError
+
+from ..credentials import HashKey
+from ..domain import FINAL_STATUSES, Role, StatusUpdate
+from ..ports import StoredApiKey
 
 
-class GatewayStore:
+class MongoStore:
+    """`ports.GatewayStore` on MongoDB."""
+
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         db = client[database]
         self.tenants = db["tenants"]
@@ -20,6 +28,8 @@ class GatewayStore:
     async def ensure_indexes(self) -> None:
         await self.devices.create_index("tenant_id")
         await self.jobs.create_index([("tenant_id", 1), ("submitted_at", -1)])
+
+    # --- tenants ---
 
     async def save_tenant(self, settings: TenantSettings) -> None:
         await self.tenants.replace_one(
@@ -41,6 +51,8 @@ class GatewayStore:
             document.pop("_id")
             found.append(TenantSettings.model_validate(document))
         return found
+
+    # --- devices ---
 
     async def save_device(
         self,
@@ -68,35 +80,81 @@ class GatewayStore:
         )
 
     async def devices_with_allowlist(self) -> list[dict[str, Any]]:
-        """Devices that may send over SMTP without AUTH, from the addresses they registered."""
         cursor = self.devices.find({"allow_cidrs.0": {"$exists": True}}, {"secret_hash": 0})
         return [document async for document in cursor]
 
     async def device(self, device_id: str) -> dict[str, Any] | None:
         return await self.devices.find_one({"_id": device_id})
 
-    async def update_device(self, device_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+    async def update_device(self, device_id: str, changes: Mapping[str, Any]) -> dict[str, Any] | None:
         if changes:
-            await self.devices.update_one({"_id": device_id}, {"$set": changes})
+            await self.devices.update_one({"_id": device_id}, {"$set": dict(changes)})
         return await self.device(device_id)
 
     async def list_devices(self, tenant_id: str) -> list[dict[str, Any]]:
         cursor = self.devices.find({"tenant_id": tenant_id}, {"secret_hash": 0}).sort("_id", 1)
         return [document async for document in cursor]
 
-    async def save_api_key(self, document: dict[str, Any]) -> None:
-        await self.api_keys.insert_one(document)
+    # --- API keys ---
 
-    async def api_key(self, key_id: str) -> dict[str, Any] | None:
-        return await self.api_keys.find_one({"_id": key_id})
+    async def save_api_key(self, key: StoredApiKey) -> None:
+        await self.api_keys.insert_one(
+            {
+                "_id": key.key_id,
+                "name": key.name,
+                "role": key.role.value,
+                "tenant_ids": list(key.tenant_ids) if key.tenant_ids is not None else None,
+                "secret_hash": key.secret_hash,
+                "hash_key": key.hash_key.value,
+                "created_at": key.created_at,
+            }
+        )
 
-    async def list_api_keys(self) -> list[dict[str, Any]]:
-        return [
-            document async for document in self.api_keys.find({}, {"secret_hash": 0}).sort("created_at", 1)
-        ]
+    @staticmethod
+    def _api_key(document: Mapping[str, Any]) -> StoredApiKey:
+        tenants = document.get("tenant_ids")
+        return StoredApiKey(
+            key_id=document["_id"],
+            name=document["name"],
+            role=Role(document["role"]),
+            tenant_ids=tuple(tenants) if tenants is not None else None,
+            secret_hash=document["secret_hash"],
+            # Keys stored before API keys had their own hash key have no field: the device key's.
+            hash_key=HashKey(document.get("hash_key", HashKey.DEVICE.value)),
+            created_at=document["created_at"],
+        )
+
+    async def api_key(self, key_id: str) -> StoredApiKey | None:
+        document = await self.api_keys.find_one({"_id": key_id})
+        return self._api_key(document) if document is not None else None
+
+    async def list_api_keys(self) -> list[StoredApiKey]:
+        return [self._api_key(document) async for document in self.api_keys.find({}).sort("created_at", 1)]
 
     async def delete_api_key(self, key_id: str) -> bool:
         return (await self.api_keys.delete_one({"_id": key_id})).deleted_count == 1
+
+    async def rehash_api_key(self, key_id: str, old_hash: str, new_hash: str, hash_key: HashKey) -> bool:
+        result = await self.api_keys.update_one(
+            {"_id": key_id, "secret_hash": old_hash},
+            {"$set": {"secret_hash": new_hash, "hash_key": hash_key.value}},
+        )
+        return result.modified_count == 1
+
+    # --- jobs ---
+
+    async def record_job(self, document: Mapping[str, Any]) -> bool:
+        try:
+            await self.jobs.insert_one(dict(document))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def forget_job(self, job_id: str) -> None:
+        await self.jobs.delete_one({"_id": job_id})
+
+    async def job(self, job_id: str) -> dict[str, Any] | None:
+        return await self.jobs.find_one({"_id": job_id})
 
     async def requeue_job(self, job_id: str, at: datetime) -> None:
         """A dead job sent again: its status starts over."""
@@ -136,28 +194,17 @@ class GatewayStore:
         cursor = await self.jobs.aggregate(pipeline)
         return {str(row["_id"]): int(row["count"]) async for row in cursor}
 
-    async def record_job(self, document: dict[str, Any]) -> None:
-        await self.jobs.insert_one(document)
-
-    async def forget_job(self, job_id: str) -> None:
-        await self.jobs.delete_one({"_id": job_id})
-
-    async def job(self, job_id: str) -> dict[str, Any] | None:
-        return await self.jobs.find_one({"_id": job_id})
-
-    async def update_job_statuses(self, updates: list[tuple[str, str, datetime, dict[str, Any]]]) -> None:
-        """Apply status changes in order, in one round trip. Status only moves forward:
-        a late 'deferred' or 'accepted' never overwrites 'sent' or 'failed'."""
+    async def update_job_statuses(self, updates: Sequence[StatusUpdate]) -> None:
+        """In order, in one round trip; the filter is the forward-only rule (`domain.may_change`)."""
         if not updates:
             return
-        final = ["sent", "failed"]
         await self.jobs.bulk_write(
             [
                 UpdateOne(
-                    {"_id": job_id, "status": {"$nin": final}},
-                    {"$set": {"status": status, "updated_at": at, **fields}},
+                    {"_id": update.job_id, "status": {"$nin": sorted(FINAL_STATUSES)}},
+                    {"$set": {"status": update.status, "updated_at": update.at, **update.fields}},
                 )
-                for job_id, status, at, fields in updates
+                for update in updates
             ],
             ordered=True,
         )

@@ -3,38 +3,26 @@
 Dead letters stay in the FLEETMAIL_DLQ stream (the original message and why it failed);
 this reads it newest first, keeps the tenant's, and republishes a chosen one to its
 original subject. A resend has its own `Nats-Msg-Id` (one per dead letter), so a double
-click within JetStream's duplicate window sends once; the job's status goes back to
-`queued` so its new events are shown.
+click within JetStream's duplicate window sends once.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
 from typing import Any
 
 from faststream.nats import NatsBroker
 from fleetmail_contracts import streams
 from fleetmail_contracts.dead_letters import DeadLetter
+from fleetmail_runtime.bus import bus_errors
 from nats.js.errors import NotFoundError
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
+
+from ..schemas import DeadLetterView
 
 SCAN_LIMIT = 5000
 """At most this many dead letters are read to answer one listing."""
-
-
-class DeadLetterView(BaseModel):
-    sequence: int
-    dead_letter_id: str
-    job_id: str | None
-    device_id: str | None
-    function: str | None
-    reason_code: str
-    detail: str
-    deliveries: int
-    failed_at: datetime
-    service: str
 
 
 def _job_of(letter: DeadLetter) -> dict[str, Any]:
@@ -45,7 +33,9 @@ def _job_of(letter: DeadLetter) -> dict[str, Any]:
     return job if isinstance(job, dict) else {}
 
 
-class DeadLetters:
+class JetStreamDeadLetters:
+    """`ports.DeadLetterStream` on the FLEETMAIL_DLQ stream; NATS errors are `BusUnavailable`."""
+
     def __init__(self, broker: NatsBroker) -> None:
         self.broker = broker
 
@@ -60,7 +50,11 @@ class DeadLetters:
         except ValidationError:
             return None
 
-    async def list(self, tenant_id: str, limit: int) -> list[DeadLetterView]:
+    async def newest(self, tenant_id: str, limit: int) -> list[DeadLetterView]:
+        with bus_errors("the dead letters could not be read"):
+            return await self._list(tenant_id, limit)
+
+    async def _list(self, tenant_id: str, limit: int) -> list[DeadLetterView]:
         js = self.broker.connection.jetstream()
         info = await js.stream_info(streams.DLQ_STREAM)
         found: list[DeadLetterView] = []
@@ -87,20 +81,20 @@ class DeadLetters:
         return found
 
     async def resend(self, tenant_id: str, sequence: int) -> str | None:
-        """Republish the dead job; its job id, or None when it is not this tenant's."""
-        letter = await self._read(sequence)
-        if letter is None:
-            return None
-        job = _job_of(letter)
-        if job.get("tenant_id") != tenant_id or not letter.original_subject.startswith(
-            streams.JOB_SUBJECT_PREFIX
-        ):
-            return None
-        headers = {**letter.original_headers, "Nats-Msg-Id": f"resend-{letter.dead_letter_id}"}
-        await self.broker.connection.jetstream().publish(
-            letter.original_subject,
-            base64.b64decode(letter.payload_b64),
-            headers=headers,
-            stream=streams.JOBS_STREAM,
-        )
+        with bus_errors("the dead job could not be queued again"):
+            letter = await self._read(sequence)
+            if letter is None:
+                return None
+            job = _job_of(letter)
+            if job.get("tenant_id") != tenant_id or not letter.original_subject.startswith(
+                streams.JOB_SUBJECT_PREFIX
+            ):
+                return None
+            headers = {**letter.original_headers, "Nats-Msg-Id": f"resend-{letter.dead_letter_id}"}
+            await self.broker.connection.jetstream().publish(
+                letter.original_subject,
+                base64.b64decode(letter.payload_b64),
+                headers=headers,
+                stream=streams.JOBS_STREAM,
+            )
         return str(job.get("job_id"))

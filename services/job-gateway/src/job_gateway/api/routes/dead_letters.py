@@ -1,0 +1,38 @@
+"""A tenant's dead letters: jobs that failed for good, and sending them again."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from ...errors import (
+    AdministratorUnauthorized,
+    DeadLetterNotFound,
+    EventBusUnavailable,
+    Forbidden,
+    TenantNotFound,
+)
+from ...schemas import DeadLetterView, JobAccepted
+from ..deps import ReadableTenant, ServicesDep, WritableTenant
+from ..problems import documented
+
+router = APIRouter(
+    prefix="/v1/admin/tenants/{tenant_id}/dead-letters",
+    tags=["admin"],
+    responses=documented(AdministratorUnauthorized, Forbidden, TenantNotFound, EventBusUnavailable),
+)
+
+
+@router.get("")
+async def list_dead_letters(
+    tenant: ReadableTenant, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[DeadLetterView]:
+    """Jobs that failed for good or ran out of retries, newest first, with the reason."""
+    return await services.dead_letters.newest(tenant.tenant_id, limit)
+
+
+@router.post("/{sequence}/resend", status_code=202, responses=documented(DeadLetterNotFound))
+async def resend_dead_letter(
+    sequence: Annotated[int, Path(ge=1)], tenant: WritableTenant, services: ServicesDep
+) -> JobAccepted:
+    """Send a dead job again (after fixing its cause: a grant, a setting, a mailbox)."""
+    return await services.dead_letters.resend(tenant.tenant_id, sequence)

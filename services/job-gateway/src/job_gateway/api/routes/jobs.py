@@ -1,0 +1,96 @@
+"""Jobs: devices submit them and follow their status; administrators search and count them,
+and watch the queues."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fleetmail_contracts.jobs import JobFunction
+
+from ...errors import (
+    AdministratorUnauthorized,
+    AttachmentTooLarge,
+    AttachmentTypeRefused,
+    DeviceUnauthorized,
+    EventBusUnavailable,
+    Forbidden,
+    InvalidAddress,
+    InvalidJob,
+    JobIdTaken,
+    JobNotFound,
+    RateLimited,
+    TenantNotFound,
+    TooManyRecipients,
+    UnreadableRequest,
+    UnsafeHeader,
+)
+from ...schemas import JobAccepted, JobStatus, JobSubmission, JobSummary, QueueView
+from ...use_cases.intake import read_submission
+from ..deps import AdminDep, DeviceDep, ReadableTenant, ServicesDep
+from ..openapi import json_part, multipart_encoding
+from ..problems import documented
+
+admin = APIRouter(
+    prefix="/v1/admin", tags=["admin"], responses=documented(AdministratorUnauthorized, Forbidden)
+)
+devices = APIRouter(prefix="/v1/jobs", tags=["devices"], responses=documented(DeviceUnauthorized))
+
+
+@admin.get("/tenants/{tenant_id}/jobs", responses=documented(TenantNotFound))
+async def search_jobs(
+    tenant: ReadableTenant,
+    services: ServicesDep,
+    status: str | None = None,
+    device_id: str | None = None,
+    function: JobFunction | None = None,
+    before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[JobStatus]:
+    """The tenant's jobs, newest first; pass the last one's `submitted_at` as `before` for more."""
+    return await services.jobs.search(tenant.tenant_id, status, device_id, function, before, limit)
+
+
+@admin.get("/tenants/{tenant_id}/jobs/summary", responses=documented(TenantNotFound))
+async def job_summary(
+    tenant: ReadableTenant, services: ServicesDep, hours: Annotated[float, Query(gt=0, le=24 * 90)] = 24
+) -> JobSummary:
+    """How many of the tenant's jobs of the last `hours` are in each status."""
+    return await services.jobs.summary(tenant.tenant_id, hours)
+
+
+@admin.get("/queues", responses=documented(EventBusUnavailable))
+async def queues(_: AdminDep, services: ServicesDep) -> list[QueueView]:
+    """Each durable consumer's lag: messages waiting, delivered but unacknowledged, redelivered."""
+    return await services.queues.views()
+
+
+@devices.post(
+    "",
+    status_code=202,
+    responses=documented(
+        UnreadableRequest,
+        InvalidJob,
+        InvalidAddress,
+        TooManyRecipients,
+        UnsafeHeader,
+        JobIdTaken,
+        AttachmentTooLarge,
+        AttachmentTypeRefused,
+        RateLimited,
+        EventBusUnavailable,
+    ),
+    openapi_extra=multipart_encoding(job="application/json"),
+)
+async def submit_job(
+    device: DeviceDep,
+    services: ServicesDep,
+    job: Annotated[str, Form(description="The job (JSON)", json_schema_extra=json_part(JobSubmission))],
+    files: Annotated[list[UploadFile], File(description="Attachments")] = [],  # noqa: B006
+) -> JobAccepted:
+    """A job from a device: the `job` part says what to send, the `files` parts are its attachments."""
+    return await services.intake.submit(device, read_submission(job), files)
+
+
+@devices.get("/{job_id}", responses=documented(JobNotFound))
+async def job_status(job_id: str, device: DeviceDep, services: ServicesDep) -> JobStatus:
+    return await services.jobs.status_for(device, job_id)

@@ -1,0 +1,60 @@
+"""A tenant's tokens: the administrator's sign-in (Acquire), acquisitions, grants, and the
+[Delete] of a user's refresh token. token-service does the work."""
+
+from fastapi import APIRouter
+from fleetmail_contracts.tokens import (
+    AcquisitionFlow,
+    AcquisitionStarted,
+    AcquisitionStatus,
+    DeleteGrantReply,
+    GrantStatusReply,
+)
+
+from ...errors import (
+    AcquisitionRefused,
+    AdministratorUnauthorized,
+    Forbidden,
+    InvalidAddress,
+    NoAdministratorAddress,
+    TenantNotFound,
+    TokenServiceUnavailable,
+)
+from ..deps import ReadableTenant, ServicesDep, TenantReader, WritableTenant
+from ..problems import documented
+
+router = APIRouter(
+    prefix="/v1/admin/tenants/{tenant_id}",
+    tags=["admin"],
+    responses=documented(AdministratorUnauthorized, Forbidden, TokenServiceUnavailable),
+)
+
+
+@router.post(
+    "/tokens/administrator/acquire",
+    responses=documented(TenantNotFound, NoAdministratorAddress, AcquisitionRefused),
+)
+async def acquire_administrator(
+    tenant: WritableTenant, services: ServicesDep, flow: AcquisitionFlow | None = None
+) -> AcquisitionStarted:
+    """Start the administrator's sign-in: a device code (Microsoft's default) or a browser
+    sign-in (`flow=authorization_code`, the only one Google allows for Gmail); app-only
+    when the tenant sends app-only."""
+    return await services.tokens.start_administrator_sign_in(tenant, flow)
+
+
+@router.get("/acquisitions/{acquisition_id}")
+async def acquisition_status(
+    tenant_id: str, acquisition_id: str, _: TenantReader, services: ServicesDep
+) -> AcquisitionStatus:
+    return await services.tokens.acquisition_status(tenant_id, acquisition_id)
+
+
+@router.get("/tokens", responses=documented(TenantNotFound))
+async def token_status(tenant: ReadableTenant, services: ServicesDep) -> GrantStatusReply:
+    return await services.tokens.grants(tenant.tenant_id)
+
+
+@router.delete("/tokens/users/{address}", responses=documented(TenantNotFound, InvalidAddress))
+async def delete_user_token(address: str, tenant: WritableTenant, services: ServicesDep) -> DeleteGrantReply:
+    """The [Delete] of Refresh Tokens (User): the user signs in again next time."""
+    return await services.tokens.delete_user_grant(tenant.tenant_id, address)

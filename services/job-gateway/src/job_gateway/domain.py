@@ -1,0 +1,208 @@
+"""job-gateway's rules, with no I/O: who may do what, which sign-in a tenant starts with,
+what a job may contain, and how mail events move a job's status.
+
+Every function here is pure (no clock, no network, no database); the use cases call them
+and the unit tests exercise them directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from fleetmail_contracts.addresses import UNSAFE, is_address
+from fleetmail_contracts.jobs import JobFunction
+from fleetmail_contracts.tenants import TenantSettings
+from fleetmail_contracts.tokens import AcquisitionFlow, PrincipalKind, Provider
+
+from .errors import (
+    AttachmentTypeRefused,
+    InvalidAddress,
+    MachineAddressRefused,
+    TooManyRecipients,
+    UnsafeHeader,
+)
+from .schemas import JobSubmission
+
+# --- devices ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    tenant_id: str
+    machine_address: str | None = None
+    """Its Internet Fax sender, set by an administrator (checked against the administrator address)."""
+
+
+@dataclass(frozen=True)
+class DeviceLogin:
+    """Who a session belongs to, once the device proved it."""
+
+    device: Device
+    function: JobFunction
+    by: str  # "auth" or "address"
+
+
+def check_machine_address(tenant: TenantSettings, machine_address: str) -> None:
+    """Internet Fax is sent as the machine's address, and only the administrator's grant can
+    send it: the machine address must be the tenant's administrator address."""
+    administrator = tenant.administrator_address
+    if administrator is None or machine_address.casefold() != administrator.casefold():
+        raise MachineAddressRefused(
+            "Internet Fax is sent as the machine's address, which must be the tenant's administrator "
+            f"address ({administrator or 'none set'}): only that mailbox's grant can send it"
+        )
+
+
+# --- administrators ----------------------------------------------------------------------
+
+
+class Role(StrEnum):
+    """`owner`: the bootstrap key, everything, including creating tenants and managing keys;
+    `fleet_admin`: reads and changes the tenants it is given; `operator`: reads the tenants
+    it is given (or all, when given none) and changes nothing."""
+
+    OWNER = "owner"
+    FLEET_ADMIN = "fleet_admin"
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True)
+class Administrator:
+    key_id: str
+    role: Role
+    tenant_ids: tuple[str, ...] | None
+    """None: every tenant (owner; an operator given no tenants)."""
+
+
+class Access(StrEnum):
+    """What a route does, as far as keys are concerned."""
+
+    READ = "read"
+    WRITE = "write"
+    MANAGE_KEYS = "manage_keys"
+
+
+def refusal(admin: Administrator, access: Access, tenant_id: str | None) -> str | None:
+    """Why this administrator may not do this (to this tenant, or across tenants when
+    `tenant_id` is None), or None when allowed."""
+    if admin.role is Role.OWNER:
+        return None
+    if access is Access.MANAGE_KEYS:
+        return "only the owner key manages API keys"
+    if access is Access.WRITE and admin.role is Role.OPERATOR:
+        return "an operator key is read-only"
+    if tenant_id is None:
+        # Reading a list across tenants: the route shows only the key's tenants.
+        if access is Access.READ:
+            return None
+        return "this key is limited to its tenants: use the tenant's own routes"
+    if admin.tenant_ids is not None and tenant_id not in admin.tenant_ids:
+        return f"this key has no access to tenant {tenant_id!r}"
+    return None
+
+
+def visible_tenants(admin: Administrator, tenants: Iterable[TenantSettings]) -> list[TenantSettings]:
+    """The tenants this key may see, by id."""
+    return sorted(
+        (t for t in tenants if admin.tenant_ids is None or t.tenant_id in admin.tenant_ids),
+        key=lambda t: t.tenant_id,
+    )
+
+
+# --- sign-ins ----------------------------------------------------------------------------
+
+
+def default_sign_in_flow(tenant: TenantSettings, kind: PrincipalKind) -> AcquisitionFlow:
+    """The sign-in a tenant starts with when none is asked for: app-only for the administrator
+    of a tenant that sends app-only, otherwise a device code (Microsoft's default) or a
+    browser sign-in (the only one Google allows for Gmail)."""
+    if kind is PrincipalKind.ADMINISTRATOR and tenant.identity.app_only:
+        return AcquisitionFlow.APP_ONLY
+    if tenant.provider is Provider.GOOGLE:
+        return AcquisitionFlow.AUTHORIZATION_CODE
+    return AcquisitionFlow.DEVICE_CODE
+
+
+def check_principal_address(address: str) -> None:
+    """A grant's address becomes a token's subject and a mail header: no line breaks, an @."""
+    if UNSAFE.search(address) or "@" not in address:
+        raise InvalidAddress(f"not an e-mail address: {address!r}")
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+def check_submission(submission: JobSubmission, max_recipients: int) -> None:
+    """Addresses that are addresses, not too many recipients, header fields without line
+    breaks: checked before anything is stored."""
+    recipients = submission.to + submission.cc + submission.bcc
+    named = [submission.login_user, submission.requested_from, submission.machine_address]
+    for address in [*recipients, *(a for a in named if a)]:
+        if not UNSAFE.search(address) and not is_address(address):
+            raise InvalidAddress(f"not an e-mail address: {address[:100]!r}")
+    if len(recipients) > max_recipients:
+        raise TooManyRecipients(f"at most {max_recipients}")
+    for value in [
+        *recipients,
+        submission.subject or "",
+        submission.login_user or "",
+        submission.requested_from or "",
+    ]:
+        if UNSAFE.search(value):
+            raise UnsafeHeader("line breaks and NUL are not allowed in header fields")
+
+
+def check_attachment_type(filename: str | None, content_type: str | None, allowed: Sequence[str]) -> None:
+    """Devices send scans, faxes and reports: other types are refused unless `*` is allowed."""
+    kind = (content_type or "application/octet-stream").split(";")[0].strip().lower()
+    if "*" not in allowed and kind not in allowed:
+        raise AttachmentTypeRefused(
+            f"{filename}: {kind} is not accepted (FLEETMAIL_GATEWAY_ALLOWED_ATTACHMENT_TYPES)"
+        )
+
+
+def retry_after_s(wait_s: float) -> int:
+    """The whole seconds a device is told to wait: never 0, rounded up."""
+    return max(1, round(wait_s + 0.5))
+
+
+def smtp_job_id(device_id: str, message_id: str) -> str:
+    """A device that resends after a lost reply sends the same Message-ID: the same job."""
+    return hashlib.sha256(f"{device_id}|{message_id}".encode()).hexdigest()[:32]
+
+
+# --- job status --------------------------------------------------------------------------
+
+FINAL_STATUSES = frozenset({"sent", "failed"})
+"""Once a job is here, later events do not change it (a late `deferred` never overwrites `sent`)."""
+
+_KEPT_FIELDS = ("detail", "remedy", "smtp_reply", "message_id", "reason_code", "sender")
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """What one mail event changes in its job's status record."""
+
+    job_id: str
+    status: str
+    at: datetime
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+def status_update(event: Mapping[str, Any]) -> StatusUpdate:
+    """A mail event (`queued`, `deferred`, `sent`, `failed`, …) as a status change."""
+    fields = {key: event[key] for key in _KEPT_FIELDS if event.get(key) is not None}
+    if event.get("reason") and "detail" not in fields:
+        fields["detail"] = event["reason"]
+    return StatusUpdate(event["job_id"], event["kind"], datetime.fromisoformat(event["occurred_at"]), fields)
+
+
+def may_change(current_status: str) -> bool:
+    """Status only moves forward: a final status stays."""
+    return current_status not in FINAL_STATUSES

@@ -1,0 +1,237 @@
+"""Every refusal and failure job-gateway reports, as one tree.
+
+    GatewayError
+    ├── Refused                     permanent: the request is wrong, sending it again will not help
+    │   ├── InvalidRequest              the request breaks a rule
+    │   │   ├── InvalidJob                  the job is not one fleetmail can send
+    │   │   ├── InvalidAddress              not an e-mail address
+    │   │   ├── TooManyRecipients
+    │   │   ├── UnsafeHeader                a line break or NUL in a header field
+    │   │   ├── TenantIdMismatch            the body names another tenant than the URL
+    │   │   ├── TenantsRequired             a fleet_admin key must name its tenants
+    │   │   ├── MachineAddressRefused       Internet Fax is sent as the administrator only
+    │   │   ├── CredentialsRefused          token-service refused the tenant's secrets
+    │   │   └── UserRequired                a logout names its user
+    │   ├── UnreadableRequest           the body could not be parsed at all
+    │   ├── AttachmentTooLarge
+    │   ├── AttachmentTypeRefused
+    │   ├── NotFound
+    │   │   ├── TenantNotFound
+    │   │   ├── DeviceNotFound
+    │   │   ├── JobNotFound
+    │   │   ├── DeadLetterNotFound
+    │   │   └── AlertNotFound
+    │   ├── Conflict                    the request clashes with what exists
+    │   │   ├── JobIdTaken
+    │   │   ├── DeviceIdTaken
+    │   │   ├── NoAdministratorAddress
+    │   │   └── AcquisitionRefused
+    │   ├── Unauthorized                who is asking could not be proved
+    │   │   ├── DeviceUnauthorized
+    │   │   └── AdministratorUnauthorized
+    │   └── Forbidden                   proved, but this key may not do this
+    └── Transient                   try again later: nothing was kept
+        ├── RateLimited                 the device sends faster than its rate
+        └── Unavailable                 a part of fleetmail did not answer
+            ├── EventBusUnavailable         NATS: jobs, events, dead letters, queues, tenants
+            ├── TokenServiceUnavailable
+            └── NotifierUnavailable
+
+Use cases raise these; the edges translate them — `api.problems` into problem+json
+(status, stable `type`, `Retry-After`, `WWW-Authenticate`), the SMTP listener into the reply
+a device understands. Each class has a stable `code` (the problem's `type` ends with it, the
+refused-jobs metric labels with it) and a default `title`; an instance may carry a more
+precise title (e.g. "Sign-in refused" for a user's acquisition).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class GatewayError(Exception):
+    code: ClassVar[str] = "error"
+    title: str = "Request failed"
+
+    def __init__(self, detail: str, *, title: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if title is not None:
+            self.title = title
+
+
+class Refused(GatewayError):
+    """Permanent: the request itself is wrong."""
+
+
+class Transient(GatewayError):
+    """The same request may succeed later; `retry_after_s` says when to try."""
+
+    retry_after_s: int = 5
+
+
+class InvalidRequest(Refused):
+    code = "invalid-request"
+    title = "Invalid request"
+
+
+class InvalidJob(InvalidRequest):
+    code = "invalid-job"
+    title = "Invalid job"
+
+
+class InvalidAddress(InvalidRequest):
+    code = "invalid-address"
+    title = "Invalid address"
+
+
+class TooManyRecipients(InvalidRequest):
+    code = "too-many-recipients"
+    title = "Too many recipients"
+
+
+class UnsafeHeader(InvalidRequest):
+    code = "unsafe-header"
+    title = "Unsafe header value"
+
+
+class TenantIdMismatch(InvalidRequest):
+    code = "tenant-id-mismatch"
+    title = "Tenant id mismatch"
+
+
+class TenantsRequired(InvalidRequest):
+    code = "tenants-required"
+    title = "Tenants required"
+
+
+class MachineAddressRefused(InvalidRequest):
+    code = "machine-address-not-administrator"
+    title = "Machine address refused"
+
+
+class CredentialsRefused(InvalidRequest):
+    code = "credentials-invalid"
+    title = "Credentials refused"
+
+
+class UserRequired(InvalidRequest):
+    code = "user-required"
+    title = "User required"
+
+
+class UnreadableRequest(Refused):
+    code = "bad-request"
+    title = "Unreadable request"
+
+
+class AttachmentTooLarge(Refused):
+    code = "attachment-too-large"
+    title = "Attachment too large"
+
+
+class AttachmentTypeRefused(Refused):
+    code = "attachment-type-refused"
+    title = "Attachment type refused"
+
+
+class NotFound(Refused):
+    code = "not-found"
+    title = "Not found"
+
+
+class TenantNotFound(NotFound):
+    code = "tenant-not-found"
+    title = "Unknown tenant"
+
+
+class DeviceNotFound(NotFound):
+    code = "device-not-found"
+    title = "Unknown device"
+
+
+class JobNotFound(NotFound):
+    code = "job-not-found"
+    title = "Unknown job"
+
+
+class DeadLetterNotFound(NotFound):
+    code = "dead-letter-not-found"
+    title = "Unknown dead letter"
+
+
+class AlertNotFound(NotFound):
+    code = "alert-not-found"
+    title = "No such open alert"
+
+
+class Conflict(Refused):
+    code = "conflict"
+    title = "Conflict"
+
+
+class JobIdTaken(Conflict):
+    code = "job-id-taken"
+    title = "Job id taken"
+
+
+class DeviceIdTaken(Conflict):
+    code = "device-id-taken"
+    title = "Device id taken"
+
+
+class NoAdministratorAddress(Conflict):
+    code = "no-administrator-address"
+    title = "No administrator address"
+
+
+class AcquisitionRefused(Conflict):
+    code = "acquisition-refused"
+    title = "Token acquisition refused"
+
+
+class Unauthorized(Refused):
+    code = "unauthorized"
+    title = "Authentication failed"
+
+
+class DeviceUnauthorized(Unauthorized):
+    title = "Device authentication failed"
+
+
+class AdministratorUnauthorized(Unauthorized):
+    title = "Administrator authentication failed"
+
+
+class Forbidden(Refused):
+    code = "forbidden"
+    title = "Not allowed for this key"
+
+
+class RateLimited(Transient):
+    code = "rate-limited"
+    title = "Too many jobs"
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(Transient):
+    code = "unavailable"
+    title = "Unavailable"
+
+
+class EventBusUnavailable(Unavailable):
+    code = "bus-unavailable"
+    title = "Event bus unavailable"
+
+
+class TokenServiceUnavailable(Unavailable):
+    code = "token-service-unavailable"
+    title = "token-service unavailable"
+
+
+class NotifierUnavailable(Unavailable):
+    code = "notifier-unavailable"
+    title = "notifier unavailable"

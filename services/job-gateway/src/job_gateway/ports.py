@@ -1,0 +1,142 @@
+"""What the use cases need from the world, as Protocols: MongoDB (`adapters.mongo`), JetStream
+(`adapters.jetstream`, `adapters.dead_letters`) and the bus's request/reply and publishing
+(`fleetmail_runtime.bus.Bus`) satisfy them, and so do the in-memory fakes of the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from fleetmail_contracts.jobs import AttachmentRef
+from fleetmail_contracts.tenants import TenantSettings
+from pydantic import BaseModel
+from starlette.datastructures import UploadFile
+
+from .credentials import HashKey
+from .domain import Role, StatusUpdate
+from .schemas import DeadLetterView, QueueView
+
+R = TypeVar("R", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class StoredApiKey:
+    key_id: str
+    name: str
+    role: Role
+    tenant_ids: tuple[str, ...] | None
+    secret_hash: str
+    hash_key: HashKey
+    """The server key `secret_hash` was made with (DEVICE: made before API keys had their own)."""
+    created_at: datetime
+
+
+class TenantStore(Protocol):
+    async def save_tenant(self, settings: TenantSettings) -> None: ...
+    async def tenant(self, tenant_id: str) -> TenantSettings | None: ...
+    async def all_tenants(self) -> list[TenantSettings]: ...
+
+
+class DeviceStore(Protocol):
+    async def save_device(
+        self,
+        tenant_id: str,
+        device_id: str,
+        name: str,
+        secret_hash: str,
+        now: datetime,
+        allow_cidrs: list[str] | None = None,
+        smtp_function: str | None = None,
+    ) -> None: ...
+    async def device(self, device_id: str) -> dict[str, Any] | None: ...
+    async def update_device(self, device_id: str, changes: Mapping[str, Any]) -> dict[str, Any] | None: ...
+    async def list_devices(self, tenant_id: str) -> list[dict[str, Any]]: ...
+    async def devices_with_allowlist(self) -> list[dict[str, Any]]:
+        """Devices that may send over SMTP without AUTH (no secret hashes)."""
+        ...
+
+
+class ApiKeyStore(Protocol):
+    async def save_api_key(self, key: StoredApiKey) -> None: ...
+    async def api_key(self, key_id: str) -> StoredApiKey | None: ...
+    async def list_api_keys(self) -> list[StoredApiKey]:
+        """Every key, oldest first."""
+        ...
+
+    async def delete_api_key(self, key_id: str) -> bool: ...
+    async def rehash_api_key(self, key_id: str, old_hash: str, new_hash: str, hash_key: HashKey) -> bool:
+        """Replace the key's hash if it is still `old_hash`; False when it was not."""
+        ...
+
+
+class JobStore(Protocol):
+    async def record_job(self, document: Mapping[str, Any]) -> bool:
+        """Keep a new job's status record; False when its job id is taken."""
+        ...
+
+    async def forget_job(self, job_id: str) -> None: ...
+    async def job(self, job_id: str) -> dict[str, Any] | None: ...
+    async def requeue_job(self, job_id: str, at: datetime) -> None: ...
+    async def search_jobs(
+        self,
+        tenant_id: str,
+        status: str | None,
+        device_id: str | None,
+        function: str | None,
+        before: datetime | None,
+        limit: int,
+    ) -> list[dict[str, Any]]: ...
+    async def job_counts(self, tenant_id: str, since: datetime) -> dict[str, int]: ...
+    async def update_job_statuses(self, updates: Sequence[StatusUpdate]) -> None:
+        """Apply the changes in order; a job in a final status keeps it."""
+        ...
+
+
+class GatewayStore(TenantStore, DeviceStore, ApiKeyStore, JobStore, Protocol):
+    """Everything job-gateway keeps in its own database."""
+
+
+class Requester(Protocol):
+    async def request(
+        self, message: BaseModel, subject: str, reply: type[R], *, timeout_s: float | None = None
+    ) -> R: ...
+
+
+class Publisher(Protocol):
+    async def publish(
+        self,
+        message: BaseModel,
+        subject: str,
+        *,
+        stream: str,
+        msg_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> bool: ...
+
+
+class TenantFeed(Protocol):
+    """The tenants KV bucket other services read."""
+
+    async def put(self, settings: TenantSettings) -> None: ...
+    def cached(self, tenant_id: str) -> TenantSettings | None: ...
+
+
+class Attachments(Protocol):
+    async def put(self, object_name: str, upload: UploadFile, limit: int) -> AttachmentRef:
+        """Store the upload (at most `limit` bytes) under this name."""
+        ...
+
+    async def delete(self, object_name: str) -> None: ...
+
+
+class DeadLetterStream(Protocol):
+    async def newest(self, tenant_id: str, limit: int) -> list[DeadLetterView]: ...
+    async def resend(self, tenant_id: str, sequence: int) -> str | None:
+        """Republish the dead job; its job id, or None when it is not this tenant's."""
+        ...
+
+
+class ConsumerLag(Protocol):
+    async def views(self) -> list[QueueView]: ...

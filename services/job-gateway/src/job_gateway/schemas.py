@@ -1,0 +1,250 @@
+"""The request and response models of job-gateway's API.
+
+The use cases take and return them, so the SMTP listener speaks the same language as the
+HTTP routes (a message received over SMTP becomes a `JobSubmission`, too). Messages on the
+bus are not here: they are `fleetmail_contracts`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from fleetmail_contracts.credentials import CredentialField
+from fleetmail_contracts.jobs import JobFunction
+from fleetmail_contracts.tokens import AcquisitionFlow
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def summarise(errors: Sequence[Mapping[str, Any]]) -> str:
+    """A validation failure in one line: `to.0: value is not a valid e-mail address; …`."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in list(errors)[:5])
+
+
+def _network(cidr: str) -> str:
+    return str(ipaddress.ip_network(cidr, strict=False))
+
+
+Cidr = Annotated[str, AfterValidator(_network)]
+"""A source-address range, normalised (192.0.2.15 → 192.0.2.15/32); invalid ones are refused."""
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = Field(
+        description="Stable URI of the kind of problem, https://fleetmail.dev/problems/<kind>",
+        examples=["https://fleetmail.dev/problems/tenant-not-found"],
+    )
+    title: str = Field(description="Short summary of the kind of problem")
+    status: int = Field(description="The HTTP status code")
+    detail: str = Field(description="What went wrong this time, and what to do about it")
+    instance: str = Field(description="The request's path")
+
+
+class JobSubmission(BaseModel):
+    """The `job` part of a job submission (a multipart part of type application/json)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    function: JobFunction = JobFunction.SCAN_TO_EMAIL
+    job_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$", description="Idempotency key")
+    to: list[str] = []
+    cc: list[str] = []
+    bcc: list[str] = []
+    subject: str | None = None
+    body: str | None = None
+    login_user: str | None = None
+    requested_from: str | None = None
+    document_url: str | None = None
+    machine_address: str | None = None
+    user_box: str | None = None
+    application: str | None = None
+    event: str | None = None
+    counters: dict[str, int] | None = None
+    sender_fax_number: str | None = None
+    tsi: str | None = None
+    status: str | None = None
+    result: str | None = None
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
+    duplicate: bool = False
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    tenant_id: str
+    device_id: str
+    function: JobFunction
+    status: str
+    submitted_at: datetime
+    updated_at: datetime | None = None
+    detail: str | None = None
+    reason_code: str | None = None
+    remedy: str | None = None
+    smtp_reply: str | None = None
+    message_id: str | None = None
+    sender: str | None = None
+
+    @classmethod
+    def of(cls, document: Mapping[str, Any]) -> Self:
+        """The status record job-gateway keeps for a job, as the API shows it."""
+        return cls(
+            job_id=document["_id"],
+            **{k: v for k, v in document.items() if k in cls.model_fields and k != "job_id"},
+        )
+
+
+class JobSummary(BaseModel):
+    since: datetime
+    counts: dict[str, int]
+
+
+class UserSignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str = Field(min_length=3, max_length=320, description="The login user's e-mail address")
+    flow: AcquisitionFlow | None = None
+
+
+class DeviceReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["user_logged_out", "auto_reset"]
+    user: str | None = Field(default=None, min_length=3, max_length=320)
+
+
+class DeviceEventAccepted(BaseModel):
+    event_id: str
+
+
+class DeviceRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    name: str = Field(default="", max_length=200)
+    allow_cidrs: list[Cidr] = Field(
+        default=[],
+        max_length=16,
+        description="Source addresses (CIDR) from which the device may send over SMTP without AUTH "
+        "(devices that cannot AUTH, or send HELO instead of EHLO)",
+    )
+    smtp_function: JobFunction = Field(
+        default=JobFunction.SCAN_TO_EMAIL, description="What a message received over SMTP becomes"
+    )
+
+
+class DeviceChange(BaseModel):
+    """What an administrator changes on a device; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=200)
+    disabled: bool | None = None
+    machine_address: str | None = Field(
+        default=None,
+        max_length=320,
+        description="The machine's address for Internet Fax; must be the tenant's administrator address",
+    )
+    allow_cidrs: list[Cidr] | None = Field(default=None, max_length=16)
+    smtp_function: JobFunction | None = None
+
+
+class DeviceView(BaseModel):
+    device_id: str
+    tenant_id: str
+    name: str = ""
+    disabled: bool = False
+    machine_address: str | None = None
+    allow_cidrs: list[str] = []
+    smtp_function: str | None = None
+    created_at: datetime | None = None
+
+    @classmethod
+    def of(cls, document: Mapping[str, Any]) -> Self:
+        """A stored device as administrators see it (never its secret's hash)."""
+        return cls(
+            device_id=document["_id"],
+            **{
+                k: document[k]
+                for k in cls.model_fields
+                if k in document and k != "device_id" and document[k] is not None
+            },
+        )
+
+
+class DeviceCredentials(BaseModel):
+    device_id: str
+    tenant_id: str
+    secret: str = Field(description="Shown once; fleetmail stores only a keyed hash")
+
+
+class CredentialsInput(BaseModel):
+    """A tenant's secrets, write-only: given fields replace what is stored, `clear` removes."""
+
+    model_config = ConfigDict(extra="forbid")
+    microsoft_client_secret: str | None = Field(default=None, repr=False, max_length=1024)
+    google_service_account: dict[str, Any] | None = Field(
+        default=None,
+        repr=False,
+        description="The service account's JSON key file, as Google Cloud exports it",
+    )
+    smtp_username: str | None = Field(default=None, max_length=320)
+    smtp_password: str | None = Field(default=None, repr=False, max_length=1024)
+    webhook_secret: str | None = Field(default=None, repr=False, min_length=16, max_length=1024)
+    clear: tuple[CredentialField, ...] = ()
+
+
+class ApiKeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["fleet_admin", "operator"]
+    tenant_ids: list[str] | None = Field(
+        default=None, description="The tenants the key may reach; none: every tenant (operators only)"
+    )
+
+
+class ApiKeyView(BaseModel):
+    key_id: str
+    name: str
+    role: str
+    tenant_ids: list[str] | None = None
+    created_at: datetime
+    key: str | None = Field(default=None, description="Shown once, when the key is created")
+
+
+class ApiKeyDeleted(BaseModel):
+    deleted: bool
+
+
+class QueueView(BaseModel):
+    stream: str
+    consumer: str
+    pending: int
+    unacknowledged: int
+    redelivered: int
+
+
+class DeadLetterView(BaseModel):
+    sequence: int
+    dead_letter_id: str
+    job_id: str | None
+    device_id: str | None
+    function: str | None
+    reason_code: str
+    detail: str
+    deliveries: int
+    failed_at: datetime
+    service: str
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    smtp_min_tls: str | None = Field(
+        description="The oldest TLS the SMTP listener accepts; null: no TLS port"
+    )

@@ -1,0 +1,49 @@
+"""The use cases: what job-gateway does, called alike by the HTTP routes and the SMTP listener.
+
+`Services` holds one of each, built by `app.build_app`; the edges only translate (a request
+or an SMTP session in, a response or a reply out, errors by class).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .administrators import Administrators
+from .devices import DeviceDirectory
+from .intake import JobIntake
+from .jobs import DeadLetterDesk, JobQueries, Queues
+from .relays import AlertRelay, DeviceEvents, TokenRelay
+from .tenants import TenantAdministration
+
+
+@dataclass(frozen=True)
+class Services:
+    intake: JobIntake
+    devices: DeviceDirectory
+    tenants: TenantAdministration
+    administrators: Administrators
+    tokens: TokenRelay
+    alerts: AlertRelay
+    device_events: DeviceEvents
+    jobs: JobQueries
+    dead_letters: DeadLetterDesk
+    queues: Queues
+    bus_connected: Callable[[], bool]
+    smtp_min_tls: str | None
+    """The oldest TLS the SMTP listener accepts (None: no TLS port), as /readyz reports it."""
+
+
+__all__ = [
+    "Administrators",
+    "AlertRelay",
+    "DeadLetterDesk",
+    "DeviceDirectory",
+    "DeviceEvents",
+    "JobIntake",
+    "JobQueries",
+    "Queues",
+    "Services",
+    "TenantAdministration",
+    "TokenRelay",
+]

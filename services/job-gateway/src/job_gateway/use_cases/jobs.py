@@ -1,0 +1,96 @@
+"""Jobs after intake: their status (projected from mail events), the administrators' search
+and summary, dead letters and resending them, and the queues' lag."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fleetmail_contracts.jobs import JobFunction
+from fleetmail_runtime.bus import BusUnavailable
+
+from ..domain import Device, status_update
+from ..errors import DeadLetterNotFound, EventBusUnavailable, JobNotFound
+from ..ports import ConsumerLag, DeadLetterStream, JobStore
+from ..schemas import DeadLetterView, JobAccepted, JobStatus, JobSummary, QueueView
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobQueries:
+    def __init__(self, jobs: JobStore, clock: Callable[[], datetime] = _now) -> None:
+        self.jobs = jobs
+        self.clock = clock
+
+    async def project(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Mail events, in the order read, onto the jobs' status records."""
+        await self.jobs.update_job_statuses([status_update(event) for event in events])
+
+    async def status_for(self, device: Device, job_id: str) -> JobStatus:
+        """A job of the device's tenant; another tenant's job does not exist for it."""
+        document = await self.jobs.job(job_id)
+        if document is None or document["tenant_id"] != device.tenant_id:
+            raise JobNotFound(f"no job {job_id!r} for this device's tenant")
+        return JobStatus.of(document)
+
+    async def search(
+        self,
+        tenant_id: str,
+        status: str | None,
+        device_id: str | None,
+        function: JobFunction | None,
+        before: datetime | None,
+        limit: int,
+    ) -> list[JobStatus]:
+        """The tenant's jobs, newest first; the last one's `submitted_at` as `before` pages back."""
+        found = await self.jobs.search_jobs(
+            tenant_id, status, device_id, function.value if function else None, before, limit
+        )
+        return [JobStatus.of(d) for d in found]
+
+    async def summary(self, tenant_id: str, hours: float) -> JobSummary:
+        """How many of the tenant's jobs of the last `hours` are in each status."""
+        since = self.clock() - timedelta(hours=hours)
+        return JobSummary(since=since, counts=await self.jobs.job_counts(tenant_id, since))
+
+
+class DeadLetterDesk:
+    def __init__(
+        self, stream: DeadLetterStream, jobs: JobStore, clock: Callable[[], datetime] = _now
+    ) -> None:
+        self.stream = stream
+        self.jobs = jobs
+        self.clock = clock
+
+    async def newest(self, tenant_id: str, limit: int) -> list[DeadLetterView]:
+        """Jobs that failed for good or ran out of retries, newest first, with the reason."""
+        try:
+            return await self.stream.newest(tenant_id, limit)
+        except BusUnavailable as exc:
+            raise EventBusUnavailable("try again", title="Dead letters unavailable") from exc
+
+    async def resend(self, tenant_id: str, sequence: int) -> JobAccepted:
+        """Send a dead job again (after fixing its cause); its status starts over at `queued`."""
+        try:
+            job_id = await self.stream.resend(tenant_id, sequence)
+        except BusUnavailable as exc:
+            raise EventBusUnavailable("try again", title="Job queue unavailable") from exc
+        if job_id is None:
+            raise DeadLetterNotFound(f"no dead job {sequence} in {tenant_id!r}")
+        await self.jobs.requeue_job(job_id, self.clock())
+        return JobAccepted(job_id=job_id, status="queued")
+
+
+class Queues:
+    def __init__(self, lag: ConsumerLag) -> None:
+        self.lag = lag
+
+    async def views(self) -> list[QueueView]:
+        """Each durable consumer's lag: messages waiting, delivered but unacknowledged, redelivered."""
+        try:
+            return await self.lag.views()
+        except BusUnavailable as exc:
+            raise EventBusUnavailable("try again", title="Queues unavailable") from exc

@@ -1,0 +1,175 @@
+"""job-gateway's pure rules (`job_gateway.domain`): key roles, sign-in flows, the Internet Fax
+machine address, what a job may contain, and the job-status projection."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from fleetmail_contracts.tenants import IdentitySettings, TenantSettings
+from fleetmail_contracts.tokens import AcquisitionFlow, PrincipalKind, Provider
+from job_gateway.credentials import new_api_key, split_api_key
+from job_gateway.domain import (
+    Access,
+    Administrator,
+    Role,
+    check_attachment_type,
+    check_machine_address,
+    check_principal_address,
+    check_submission,
+    default_sign_in_flow,
+    may_change,
+    refusal,
+    retry_after_s,
+    smtp_job_id,
+    status_update,
+    visible_tenants,
+)
+from job_gateway.errors import (
+    AttachmentTypeRefused,
+    InvalidAddress,
+    MachineAddressRefused,
+    TooManyRecipients,
+    UnsafeHeader,
+)
+from job_gateway.schemas import JobSubmission
+
+OWNER = Administrator("o", Role.OWNER, None)
+FLEET = Administrator("f", Role.FLEET_ADMIN, ("t1",))
+OPERATOR = Administrator("r", Role.OPERATOR, None)
+
+
+def test_administrator_roles() -> None:
+    key_id, secret, key = new_api_key()
+    assert split_api_key(key) == (key_id, secret) and split_api_key("Bearer nonsense") is None
+    assert refusal(OWNER, Access.WRITE, "t9") is None and refusal(OWNER, Access.MANAGE_KEYS, None) is None
+    assert refusal(FLEET, Access.WRITE, "t1") is None
+    assert "no access" in (refusal(FLEET, Access.READ, "t2") or "")
+    assert "only the owner" in (refusal(FLEET, Access.MANAGE_KEYS, None) or "")
+    assert refusal(OPERATOR, Access.READ, "t2") is None
+    assert "read-only" in (refusal(OPERATOR, Access.WRITE, "t2") or "")
+
+
+def test_only_the_owner_manages_keys_even_to_read_them() -> None:
+    for admin in (FLEET, OPERATOR):
+        assert "only the owner" in (refusal(admin, Access.MANAGE_KEYS, None) or "")
+
+
+def test_an_operator_limited_to_tenants_reads_only_those() -> None:
+    limited = Administrator("r2", Role.OPERATOR, ("t1",))
+    assert refusal(limited, Access.READ, "t1") is None
+    assert "no access to tenant 't2'" in (refusal(limited, Access.READ, "t2") or "")
+
+
+def test_tenant_lists_are_readable_by_every_role_and_writable_by_none_but_the_owner() -> None:
+    assert refusal(FLEET, Access.READ, None) is None
+    assert refusal(FLEET, Access.WRITE, None) is not None
+    assert refusal(OPERATOR, Access.WRITE, None) is not None
+    assert refusal(OWNER, Access.WRITE, None) is None
+
+
+def test_a_key_sees_only_its_tenants_in_order() -> None:
+    tenants = [TenantSettings(tenant_id=t) for t in ("t3", "t1", "t2")]
+    assert [t.tenant_id for t in visible_tenants(FLEET, tenants)] == ["t1"]
+    assert [t.tenant_id for t in visible_tenants(OPERATOR, tenants)] == ["t1", "t2", "t3"]
+
+
+def test_the_default_sign_in_is_a_device_code_for_microsoft_and_a_browser_for_google() -> None:
+    microsoft = TenantSettings(tenant_id="m")
+    google = TenantSettings(tenant_id="g", provider=Provider.GOOGLE)
+    for kind in PrincipalKind:
+        assert default_sign_in_flow(microsoft, kind) is AcquisitionFlow.DEVICE_CODE
+        assert default_sign_in_flow(google, kind) is AcquisitionFlow.AUTHORIZATION_CODE
+
+
+def test_an_app_only_tenant_acquires_the_administrator_app_only_but_not_its_users() -> None:
+    app_only = TenantSettings(tenant_id="a", identity=IdentitySettings(app_only=True))
+    assert default_sign_in_flow(app_only, PrincipalKind.ADMINISTRATOR) is AcquisitionFlow.APP_ONLY
+    assert default_sign_in_flow(app_only, PrincipalKind.USER) is AcquisitionFlow.DEVICE_CODE
+
+
+def test_the_fax_machine_address_must_be_the_administrator_address() -> None:
+    tenant = TenantSettings(tenant_id="t", administrator_address="Admin@Contoso.example")
+    check_machine_address(tenant, "admin@contoso.example")  # case does not matter
+    with pytest.raises(MachineAddressRefused, match=r"Admin@Contoso\.example"):
+        check_machine_address(tenant, "fax@contoso.example")
+    with pytest.raises(MachineAddressRefused, match="none set"):
+        check_machine_address(TenantSettings(tenant_id="t"), "fax@contoso.example")
+
+
+def test_a_job_names_addresses_few_enough_recipients_and_safe_headers() -> None:
+    check_submission(JobSubmission(to=["a@b.example"], subject="Scan"), max_recipients=2)
+    with pytest.raises(InvalidAddress):
+        check_submission(JobSubmission(to=["not-an-address"]), max_recipients=2)
+    with pytest.raises(InvalidAddress):
+        check_submission(JobSubmission(to=["a@b.example"], requested_from="nobody"), max_recipients=2)
+    with pytest.raises(TooManyRecipients, match="at most 2"):
+        check_submission(
+            JobSubmission(to=["a@b.example", "c@d.example"], cc=["e@f.example"]), max_recipients=2
+        )
+    with pytest.raises(UnsafeHeader):
+        check_submission(
+            JobSubmission(to=["a@b.example"], subject="Hi\r\nBcc: x@y.example"), max_recipients=2
+        )
+    with pytest.raises(UnsafeHeader):
+        check_submission(JobSubmission(to=["a@b.example\r\n"]), max_recipients=2)
+
+
+def test_attachment_types_are_those_allowed_unless_any_is() -> None:
+    check_attachment_type("scan.pdf", "application/pdf; name=scan.pdf", ["application/pdf"])
+    check_attachment_type("blob", None, ["application/octet-stream"])
+    check_attachment_type("setup.exe", "application/x-msdownload", ["*"])
+    with pytest.raises(AttachmentTypeRefused, match=r"setup\.exe: application/x-msdownload"):
+        check_attachment_type("setup.exe", "application/x-msdownload", ["application/pdf"])
+
+
+def test_a_principal_address_has_an_at_and_no_line_break() -> None:
+    check_principal_address("user@contoso.example")
+    for bad in ("user", "user@contoso.example\r\nX: y", "a\x00@b.example"):
+        with pytest.raises(InvalidAddress):
+            check_principal_address(bad)
+
+
+def test_a_device_waits_whole_seconds_and_never_zero() -> None:
+    assert [retry_after_s(w) for w in (0.0, 0.2, 0.5, 1.2, 2.6)] == [1, 1, 1, 2, 3]
+
+
+def test_the_same_message_from_the_same_device_is_the_same_job() -> None:
+    first = smtp_job_id("mfp-1", "<abc@mfp>")
+    assert first == smtp_job_id("mfp-1", "<abc@mfp>") and len(first) == 32
+    assert first != smtp_job_id("mfp-2", "<abc@mfp>") and first != smtp_job_id("mfp-1", "<abd@mfp>")
+
+
+def test_a_mail_event_becomes_a_status_update_with_its_details() -> None:
+    update = status_update(
+        {
+            "job_id": "j1",
+            "kind": "failed",
+            "occurred_at": "2026-01-02T03:04:05+00:00",
+            "reason": "the grant is dead",
+            "remedy": "acquire the token again",
+            "smtp_reply": None,
+            "unrelated": "ignored",
+        }
+    )
+    assert (update.job_id, update.status, update.at) == (
+        "j1",
+        "failed",
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    assert dict(update.fields) == {"remedy": "acquire the token again", "detail": "the grant is dead"}
+    explicit = status_update(
+        {
+            "job_id": "j1",
+            "kind": "failed",
+            "occurred_at": "2026-01-02T03:04:05+00:00",
+            "detail": "d",
+            "reason": "r",
+        }
+    )
+    assert dict(explicit.fields) == {"detail": "d"}
+
+
+def test_a_job_status_only_moves_forward() -> None:
+    assert may_change("queued") and may_change("accepted") and may_change("deferred")
+    assert not may_change("sent") and not may_change("failed")

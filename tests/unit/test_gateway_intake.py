@@ -1,0 +1,127 @@
+"""Job intake with in-memory ports: what is kept and published, and that nothing is left
+behind when a submission is refused or the bus is down."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import pytest
+from fleetmail_contracts import streams
+from fleetmail_contracts.jobs import JobFunction
+from job_gateway.domain import Device
+from job_gateway.errors import AttachmentTypeRefused, EventBusUnavailable, InvalidJob, JobIdTaken, RateLimited
+from job_gateway.ratelimit import RateLimiter
+from job_gateway.schemas import JobSubmission
+from job_gateway.settings import GatewaySettings
+from job_gateway.use_cases import JobIntake
+from job_gateway.use_cases.intake import read_submission
+from starlette.datastructures import Headers, UploadFile
+
+from tests.fakes.gateway import InMemoryAttachments, InMemoryGatewayStore, RecordingPublisher
+
+DEVICE = Device("mfp-1", "t1", machine_address="admin@t1.example")
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def upload(
+    name: str = "scan.pdf", content_type: str = "application/pdf", data: bytes = b"%PDF-1.4"
+) -> UploadFile:
+    return UploadFile(io.BytesIO(data), filename=name, headers=Headers({"content-type": content_type}))
+
+
+class Parts:
+    def __init__(self, burst: int = 100) -> None:
+        self.store = InMemoryGatewayStore()
+        self.attachments = InMemoryAttachments()
+        self.publisher = RecordingPublisher()
+        self.now = [0.0]
+        limiter = RateLimiter(rate_per_s=1, burst=burst, clock=lambda: self.now[0])
+        self.intake = JobIntake(
+            GatewaySettings(),
+            self.store,
+            self.attachments,
+            self.publisher,
+            limiter=limiter,
+            clock=lambda: NOW,
+        )
+
+
+async def test_a_job_is_kept_then_published_with_its_job_id_as_message_id() -> None:
+    parts = Parts()
+    submission = JobSubmission(job_id="job-00001", to=["a@b.example"], subject="Scan")
+    accepted = await parts.intake.submit(DEVICE, submission, [upload()])
+    assert (accepted.job_id, accepted.status, accepted.duplicate) == ("job-00001", "queued", False)
+    [(subject, command, msg_id)] = parts.publisher.published
+    assert subject.startswith(streams.JOB_SUBJECT_PREFIX) and msg_id == "job-00001"
+    [attachment] = command.model_dump()["attachments"]
+    assert attachment["object_name"].startswith("job-00001/")
+    assert attachment["object_name"] in parts.attachments.objects
+    stored = await parts.store.job("job-00001")
+    assert stored is not None and (stored["status"], stored["submitted_at"]) == ("queued", NOW)
+
+
+async def test_internet_fax_is_sent_as_the_devices_machine_address() -> None:
+    parts = Parts()
+    fax = JobSubmission(function=JobFunction.INTERNET_FAX_TX, to=["fax@b.example"])
+    await parts.intake.submit(DEVICE, fax, [])
+    [(_, command, _)] = parts.publisher.published
+    assert command.model_dump()["machine_address"] == "admin@t1.example"
+
+
+async def test_when_the_bus_is_down_nothing_is_kept() -> None:
+    parts = Parts()
+    parts.publisher.down = True
+    with pytest.raises(EventBusUnavailable) as refused:
+        await parts.intake.submit(DEVICE, JobSubmission(job_id="job-00002", to=["a@b.example"]), [upload()])
+    assert refused.value.title == "Job queue unavailable" and "submit it again" in refused.value.detail
+    assert await parts.store.job("job-00002") is None and parts.attachments.objects == {}
+
+
+async def test_an_attachment_that_cannot_be_stored_leaves_no_job() -> None:
+    parts = Parts()
+    parts.attachments.down = True
+    with pytest.raises(EventBusUnavailable):
+        await parts.intake.submit(DEVICE, JobSubmission(job_id="job-00003", to=["a@b.example"]), [upload()])
+    assert await parts.store.job("job-00003") is None and parts.publisher.published == []
+
+
+async def test_a_refused_attachment_removes_those_already_stored() -> None:
+    parts = Parts()
+    files = [upload(), upload("setup.exe", "application/x-msdownload")]
+    with pytest.raises(AttachmentTypeRefused):
+        await parts.intake.submit(DEVICE, JobSubmission(to=["a@b.example"]), files)
+    assert parts.attachments.objects == {} and parts.store.jobs == {} and parts.publisher.published == []
+
+
+async def test_a_job_id_sent_again_is_the_same_job_and_another_tenants_is_taken() -> None:
+    parts = Parts()
+    submission = JobSubmission(job_id="job-00004", to=["a@b.example"])
+    await parts.intake.submit(DEVICE, submission, [upload()])
+    again = await parts.intake.submit(DEVICE, submission, [upload()])
+    assert again.duplicate and again.status == "queued" and len(parts.publisher.published) == 1
+    # The queued job keeps its attachment; the one sent again is not kept.
+    [(_, command, _)] = parts.publisher.published
+    assert list(parts.attachments.objects) == [command.model_dump()["attachments"][0]["object_name"]]
+    with pytest.raises(JobIdTaken):
+        await parts.intake.submit(Device("other", "t2"), submission, [])
+
+
+async def test_a_runaway_device_waits_and_others_do_not() -> None:
+    parts = Parts(burst=2)
+    job = JobSubmission(to=["a@b.example"])
+    await parts.intake.submit(DEVICE, job, [])
+    await parts.intake.submit(DEVICE, job, [])
+    with pytest.raises(RateLimited) as limited:
+        await parts.intake.submit(DEVICE, job, [])
+    assert limited.value.retry_after_s == 2 and "more than 2 jobs" in limited.value.detail
+    await parts.intake.submit(Device("mfp-2", "t1"), job, [])
+    parts.now[0] += 1
+    await parts.intake.submit(DEVICE, job, [])
+
+
+def test_an_unreadable_job_part_says_what_is_wrong() -> None:
+    with pytest.raises(InvalidJob, match="function"):
+        read_submission('{"function": "teleport"}')
+    with pytest.raises(InvalidJob):
+        read_submission("not json")
