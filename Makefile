@@ -8,6 +8,8 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Test files run in this many processes at once, each with its own stack on its own ports.
+TEST_WORKERS ?= 2
 
 .PHONY: install run demo test test-unit lint bench contracts clean
 
@@ -27,8 +29,8 @@ run: $(STAMP) ## start the whole stack on embedded defaults, with a sample fleet
 demo: $(STAMP) ## the same, exiting after the sample fleet's jobs
 	$(PY) -m fleetmail_devkit demo
 
-test: $(STAMP) ## unit, contract, integration and end-to-end tests
-	$(PY) -m pytest
+test: $(STAMP) ## every tier: unit, component, integration, end-to-end (TEST_WORKERS stacks in parallel)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: $(STAMP) ## the unit tier alone: pure logic, fakes, no servers (seconds)
 	$(PY) -m pytest tests/unit -q

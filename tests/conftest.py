@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -14,6 +15,13 @@ from fleetmail_devkit.otlp import OtlpSink
 from fleetmail_devkit.stack import Ports, Stack
 
 LOG_LINES = 25  # of each service and emulator, shown when a test that used the stack fails
+
+# Parallel workers (pytest-xdist) each start their own servers: each draws ports from its own
+# slice of the range, so two workers never pick the same one (devkit/ports.py).
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["FLEETMAIL_DEV_PORT_SLICE"] = (
+        f"{int(os.environ['PYTEST_XDIST_WORKER'].removeprefix('gw'))}/{os.environ['PYTEST_XDIST_WORKER_COUNT']}"
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -36,12 +44,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 TIERS = ("unit", "component", "integration", "e2e")
 
 
+# Run order, longest first, so that with parallel workers the short tests fill in at the end:
+# modules with a stack of their own, then the other tiers from the slowest.
+RUN_ORDER = {"own_stack": 0, "e2e": 1, "integration": 2, "component": 3, "unit": 4}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test's tier is its folder's name."""
     for item in items:
         tier = Path(str(item.fspath)).parent.name
         if tier in TIERS:
             item.add_marker(getattr(pytest.mark, tier))
+
+    def order(item: pytest.Item) -> int:
+        if item.get_closest_marker("own_stack") is not None:
+            return RUN_ORDER["own_stack"]
+        return RUN_ORDER.get(Path(str(item.fspath)).parent.name, len(RUN_ORDER))
+
+    items.sort(key=order)  # stable: within a group, the usual order
 
 
 ALERT_RELAY = ("alerts@fleetmail.example", "relay-password")

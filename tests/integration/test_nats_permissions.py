@@ -17,6 +17,8 @@ import pytest
 from fleetmail_devkit.probes import device_panel, tenant_with_administrator_grant
 from fleetmail_devkit.stack import Stack, temporary_stack
 
+pytestmark = pytest.mark.own_stack
+
 ACCOUNTS = Path(__file__).parents[2] / "deploy" / "nats" / "accounts.conf"
 USERS = ("provisioner", "job-gateway", "token-service", "mail-service", "notifier", "system")
 

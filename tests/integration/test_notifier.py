@@ -322,7 +322,9 @@ async def test_a_receiver_that_is_down_then_up_gets_the_notice_once(stack, emula
     await kill_grant(stack, emulator_http, principal)
 
     async def refused_three_times() -> bool:
-        [notice] = await outbox(stack, principal.tenant_id)
+        notices = await outbox(stack, principal.tenant_id)
+        assert len(notices) == 1, f"the outbox holds {notices}"  # none yet, until the alert is raised
+        [notice] = notices
         assert notice["state"] == "pending" and notice["last_error"] == "ConnectError", notice
         return notice["attempts"] >= 3  # the test stack's breaker opens at 3
 

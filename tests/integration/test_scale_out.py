@@ -16,6 +16,8 @@ from fleetmail_contracts.streams import EVENTS_STREAM, JOBS_STREAM
 from fleetmail_devkit.probes import queue_jobs, tenant_with_administrator_grant, wait_for_delivered
 from fleetmail_devkit.stack import Stack, temporary_stack
 
+pytestmark = pytest.mark.own_stack
+
 JOBS = 2000
 IN_FLIGHT = 16  # mail-service's fetch batch: the most jobs a killed replica can hold
 

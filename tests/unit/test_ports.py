@@ -23,3 +23,14 @@ def test_a_port_someone_listens_on_is_skipped(monkeypatch) -> None:
         draws = iter([busy, free])
         monkeypatch.setattr("fleetmail_devkit.ports.random.randrange", lambda a, b: next(draws))
         assert free_port() == free
+
+
+def test_parallel_workers_draw_from_their_own_slices(monkeypatch) -> None:
+    top = _ephemeral_start()
+    middle = 20000 + (top - 20000) // 2
+    monkeypatch.setenv("FLEETMAIL_DEV_PORT_SLICE", "0/2")
+    first = [free_port() for _ in range(50)]
+    monkeypatch.setenv("FLEETMAIL_DEV_PORT_SLICE", "1/2")
+    second = [free_port() for _ in range(50)]
+    assert all(20000 <= port < middle for port in first)
+    assert all(middle <= port < top for port in second)

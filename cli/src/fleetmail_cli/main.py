@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -380,36 +381,11 @@ def status() -> None:
     rows = table("tenant", "token", "dies in", "sign-ins", "alerts", "sent", "failed", "queued", "dead")
     rows.caption = "token: the administrator's · sign-ins: users to sign in · jobs: last 24 h"
     now = datetime.now(UTC)
-    for t in call("GET", "/v1/admin/tenants"):
-        tenant_id = t["tenant_id"]
-        grants = call("GET", f"/v1/admin/tenants/{tenant_id}/tokens")["grants"] if t["oauth_enabled"] else []
-        admin = next((g for g in grants if g["principal"]["kind"] == "administrator"), None)
-        users = sum(1 for g in grants if g["principal"]["kind"] == "user" and g["status"] != "active")
-        deaths = [
-            datetime.fromisoformat(g["predicted_death_at"])
-            for g in grants
-            if g["status"] == "active" and g.get("predicted_death_at")
-        ]
-        counts = call("GET", f"/v1/admin/tenants/{tenant_id}/jobs/summary", params={"hours": 24})["counts"]
-        letters = len(call("GET", f"/v1/admin/tenants/{tenant_id}/dead-letters", params={"limit": 100}))
-        open_alerts = len(call("GET", f"/v1/admin/tenants/{tenant_id}/alerts"))
-        token = (
-            "OAuth off"
-            if not t["oauth_enabled"]
-            else ("[red]none[/red]" if admin is None else SHORT_STATUS.get(admin["status"], admin["status"]))
-        )
-        waiting = sum(n for status, n in counts.items() if status not in ("sent", "failed"))
-        rows.add_row(
-            tenant_id,
-            token,
-            _days_left(min(deaths), now) if deaths else "—",
-            str(users),
-            f"[red]{open_alerts}[/red]" if open_alerts else "0",
-            str(counts.get("sent", 0)),
-            f"[red]{counts['failed']}[/red]" if counts.get("failed") else "0",
-            str(waiting),
-            str(letters),
-        )
+    # A tenant's figures take four calls; tenants are read side by side, so a dealer's hundred
+    # tenants take seconds, not minutes. Rows keep the API's order.
+    with ThreadPoolExecutor(max_workers=STATUS_CALLS_AT_ONCE) as pool:
+        for row in pool.map(lambda t: _tenant_row(t, now), call("GET", "/v1/admin/tenants")):
+            rows.add_row(*row)
     out.print(rows)
     lag = table("queue", "consumer", "waiting", "unacked", "redelivered")
     for q in call("GET", "/v1/admin/queues"):
@@ -417,6 +393,42 @@ def status() -> None:
             q["stream"], q["consumer"], str(q["pending"]), str(q["unacknowledged"]), str(q["redelivered"])
         )
     out.print(lag)
+
+
+STATUS_CALLS_AT_ONCE = 8
+
+
+def _tenant_row(t: dict[str, Any], now: datetime) -> list[str]:
+    """One tenant's line of `fleetmail status`."""
+    tenant_id = t["tenant_id"]
+    grants = call("GET", f"/v1/admin/tenants/{tenant_id}/tokens")["grants"] if t["oauth_enabled"] else []
+    admin = next((g for g in grants if g["principal"]["kind"] == "administrator"), None)
+    users = sum(1 for g in grants if g["principal"]["kind"] == "user" and g["status"] != "active")
+    deaths = [
+        datetime.fromisoformat(g["predicted_death_at"])
+        for g in grants
+        if g["status"] == "active" and g.get("predicted_death_at")
+    ]
+    counts = call("GET", f"/v1/admin/tenants/{tenant_id}/jobs/summary", params={"hours": 24})["counts"]
+    letters = len(call("GET", f"/v1/admin/tenants/{tenant_id}/dead-letters", params={"limit": 100}))
+    open_alerts = len(call("GET", f"/v1/admin/tenants/{tenant_id}/alerts"))
+    token = (
+        "OAuth off"
+        if not t["oauth_enabled"]
+        else ("[red]none[/red]" if admin is None else SHORT_STATUS.get(admin["status"], admin["status"]))
+    )
+    waiting = sum(n for status, n in counts.items() if status not in ("sent", "failed"))
+    return [
+        tenant_id,
+        token,
+        _days_left(min(deaths), now) if deaths else "—",
+        str(users),
+        f"[red]{open_alerts}[/red]" if open_alerts else "0",
+        str(counts.get("sent", 0)),
+        f"[red]{counts['failed']}[/red]" if counts.get("failed") else "0",
+        str(waiting),
+        str(letters),
+    ]
 
 
 def _days_left(at: datetime, now: datetime) -> str:

@@ -7,10 +7,15 @@ busy test run opens thousands of them, and one landed on a port a stack was abou
 on (CI, "address already in use"). So ports are drawn at random from *below* the ephemeral
 range, which outgoing connections never use, never twice in one process, and each checked
 bindable before it is handed out.
+
+Processes that pick ports side by side (parallel test workers) share the range out with
+`FLEETMAIL_DEV_PORT_SLICE=<i>/<n>`: each draws only from the i-th of n slices, so two never
+hand out the same port.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from functools import cache
@@ -37,12 +42,25 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def _slice(lowest: int, top: int) -> tuple[int, int]:
+    """This process's part of [lowest, top), from FLEETMAIL_DEV_PORT_SLICE ("i/n"), or all of it."""
+    index, _, count = os.environ.get("FLEETMAIL_DEV_PORT_SLICE", "0/1").partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        return lowest, top
+    if n < 1 or not 0 <= i < n:
+        return lowest, top
+    width = (top - lowest) // n
+    return lowest + i * width, lowest + (i + 1) * width
+
+
 def free_port() -> int:
     """A loopback TCP port nothing listens on, outside the range outgoing connections use."""
-    top = _ephemeral_start()
-    if top - _LOWEST >= 1000:
+    low, top = _slice(_LOWEST, _ephemeral_start())
+    if top - low >= 1000:
         for _ in range(200):
-            port = random.randrange(_LOWEST, top)
+            port = random.randrange(low, top)
             if port not in _handed_out and _bindable(port):
                 _handed_out.add(port)
                 return port

@@ -8,6 +8,7 @@ click within JetStream's duplicate window sends once.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -23,6 +24,8 @@ from ..schemas import DeadLetterView
 
 SCAN_LIMIT = 5000
 """At most this many dead letters are read to answer one listing."""
+WINDOW = 64
+"""Dead letters read at once."""
 
 
 def _job_of(letter: DeadLetter) -> dict[str, Any]:
@@ -58,11 +61,18 @@ class JetStreamDeadLetters:
         js = self.broker.connection.jetstream()
         info = await js.stream_info(streams.DLQ_STREAM)
         found: list[DeadLetterView] = []
-        sequence, read = info.state.last_seq, 0
-        while sequence >= max(info.state.first_seq, 1) and len(found) < limit and read < SCAN_LIMIT:
-            letter = await self._read(sequence)
-            read += 1
-            if letter is not None and (job := _job_of(letter)).get("tenant_id") == tenant_id:
+        newest, oldest = (
+            info.state.last_seq,
+            max(info.state.first_seq, 1, info.state.last_seq - SCAN_LIMIT + 1),
+        )
+        # Newest first, a window of messages at a time read at once: one listing used to be
+        # thousands of sequential round trips (one per dead letter of every tenant).
+        for top in range(newest, oldest - 1, -WINDOW):
+            sequences = range(top, max(top - WINDOW, oldest - 1), -1)
+            letters = await asyncio.gather(*(self._read(sequence) for sequence in sequences))
+            for sequence, letter in zip(sequences, letters, strict=True):
+                if letter is None or (job := _job_of(letter)).get("tenant_id") != tenant_id:
+                    continue
                 found.append(
                     DeadLetterView(
                         sequence=sequence,
@@ -77,7 +87,8 @@ class JetStreamDeadLetters:
                         service=letter.service,
                     )
                 )
-            sequence -= 1
+                if len(found) == limit:
+                    return found
         return found
 
     async def resend(self, tenant_id: str, sequence: int) -> str | None:
