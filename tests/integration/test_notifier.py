@@ -10,7 +10,13 @@ import nats
 import pytest
 from fleetmail_contracts import streams
 from fleetmail_contracts.tokens import AccessTokenOutcome
-from fleetmail_devkit.probes import events, queue_jobs, request_tokens, tenant_with_administrator_grant
+from fleetmail_devkit.probes import (
+    events,
+    events_position,
+    queue_jobs,
+    request_tokens,
+    tenant_with_administrator_grant,
+)
 from pymongo import AsyncMongoClient
 
 from tests.utils import eventually
@@ -38,12 +44,12 @@ async def notifier_caught_up(stack) -> bool:
         await client.close()
 
 
-async def job_outcomes(stack, tenant_id: str) -> list[dict]:
-    """The tenant's jobs that ended (sent or failed for good)."""
+async def job_outcomes(stack, tenant_id: str, after: int) -> list[dict]:
+    """The tenant's jobs that ended (sent or failed for good), among the events after `after`."""
     return [
         e
         for kind in ("sent", "failed")
-        for e in await events(stack, f"fleetmail.events.v1.mail.{kind}")
+        for e in await events(stack, f"fleetmail.events.v1.mail.{kind}", after)
         if e["tenant_id"] == tenant_id
     ]
 
@@ -67,9 +73,11 @@ async def kill_grant(stack, emulator_http, principal) -> None:
     assert reply.outcome is AccessTokenOutcome.REAUTHORIZATION_REQUIRED
 
 
-async def raised_events(stack, tenant_id: str) -> list[dict]:
+async def raised_events(stack, tenant_id: str, after: int) -> list[dict]:
     return [
-        e for e in await events(stack, "fleetmail.events.v1.alerts.raised") if e["tenant_id"] == tenant_id
+        e
+        for e in await events(stack, "fleetmail.events.v1.alerts.raised", after)
+        if e["tenant_id"] == tenant_id
     ]
 
 
@@ -77,6 +85,7 @@ async def raised_events(stack, tenant_id: str) -> list[dict]:
 async def test_a_dead_administrator_grant_is_one_alert_on_every_feed_until_reacquired(
     stack, emulator_http, admin
 ) -> None:
+    start = await events_position(stack)
     principal = await tenant_with_administrator_grant(stack, emulator_http)
     tenant_id = principal.tenant_id
     device = (
@@ -92,12 +101,12 @@ async def test_a_dead_administrator_grant_is_one_alert_on_every_feed_until_reacq
     await queue_jobs(stack, tenant_id, 1000, f"dead-{uuid.uuid4().hex[:6]}")
 
     async def all_failed() -> bool:
-        return len(await job_outcomes(stack, tenant_id)) >= 1000
+        return len(await job_outcomes(stack, tenant_id, start)) >= 1000
 
     await eventually(all_failed, within=120, what="the 1000 jobs to fail")
     await eventually(lambda: notifier_caught_up(stack), within=60, what="the notifier to read them all")
     assert len(await alerts(admin, tenant_id)) == 1
-    assert len(await raised_events(stack, tenant_id)) == 1
+    assert len(await raised_events(stack, tenant_id, start)) == 1
 
     async with httpx.AsyncClient(
         base_url=stack.gateway_url, auth=(device["device_id"], device["secret"]), timeout=30
@@ -119,7 +128,9 @@ async def test_a_dead_administrator_grant_is_one_alert_on_every_feed_until_reacq
     [history] = await alerts(admin, tenant_id, include_resolved="true")
     assert history["state"] == "resolved"
     recovered = [
-        e for e in await events(stack, "fleetmail.events.v1.alerts.resolved") if e["tenant_id"] == tenant_id
+        e
+        for e in await events(stack, "fleetmail.events.v1.alerts.resolved", start)
+        if e["tenant_id"] == tenant_id
     ]
     assert len(recovered) == 1 and recovered[0]["detail"].startswith("Recovered")
 
@@ -170,6 +181,7 @@ async def test_a_user_who_must_sign_in_shows_on_that_device_only(stack, emulator
 
 @pytest.mark.timeout(300)
 async def test_a_notifier_restart_loses_and_doubles_nothing(stack, emulator_http, admin) -> None:
+    start = await events_position(stack)
     principal = await tenant_with_administrator_grant(stack, emulator_http)
     tenant_id = principal.tenant_id
     notifier = stack.part("notifier")
@@ -179,7 +191,7 @@ async def test_a_notifier_restart_loses_and_doubles_nothing(stack, emulator_http
         await queue_jobs(stack, tenant_id, 200, f"down-{uuid.uuid4().hex[:6]}")
 
         async def all_failed() -> bool:
-            return len(await job_outcomes(stack, tenant_id)) >= 200
+            return len(await job_outcomes(stack, tenant_id, start)) >= 200
 
         # Every event the notifier must not lose is on the stream while it is down.
         await eventually(all_failed, within=60, what="the 200 jobs to fail while the notifier is down")
@@ -191,7 +203,7 @@ async def test_a_notifier_restart_loses_and_doubles_nothing(stack, emulator_http
     await stack.restart_part(notifier)  # again, with the events already taken
     await eventually(lambda: notifier_caught_up(stack), within=60, what="the restarted notifier to catch up")
     assert [a["alert_id"] for a in await alerts(admin, tenant_id)] == [alert["alert_id"]]
-    assert len(await raised_events(stack, tenant_id)) == 1
+    assert len(await raised_events(stack, tenant_id, start)) == 1
 
 
 class Receiver:
@@ -268,6 +280,7 @@ async def tenant_with_webhook(stack, emulator_http, admin, receiver: Receiver) -
 
 @pytest.mark.timeout(300)
 async def test_a_webhook_gets_one_signed_call_per_notice(stack, emulator_http, admin) -> None:
+    start = await events_position(stack)
     receiver = Receiver()
     await receiver.up()
     try:
@@ -301,7 +314,7 @@ async def test_a_webhook_gets_one_signed_call_per_notice(stack, emulator_http, a
         # Once each, however many jobs failed: with every job ended, every event read and
         # every notice in the outbox delivered, the receiver has had all it will get.
         async def all_ended() -> bool:
-            return len(await job_outcomes(stack, principal.tenant_id)) >= 50
+            return len(await job_outcomes(stack, principal.tenant_id, start)) >= 50
 
         async def all_delivered() -> list[dict]:
             notices = await outbox(stack, principal.tenant_id)

@@ -158,23 +158,42 @@ async def set_access_token_lifetime(stack: Stack, emulator: httpx.AsyncClient, s
     )
 
 
-async def events(stack: Stack, subject: str) -> list[dict[str, object]]:
-    """Every event on the events stream matching `subject` so far, oldest first. The stream
-    says how many there are, so reading them waits for nothing more."""
+async def events_position(stack: Stack) -> int:
+    """The events stream's last sequence number now: pass it as `events(..., after=…)` to read
+    only what comes later."""
+    client = await nats.connect(stack.nats_url)
+    try:
+        return int((await client.jetstream().stream_info("FLEETMAIL_EVENTS")).state.last_seq)
+    finally:
+        await client.close()
+
+
+async def events(stack: Stack, subject: str, after: int = 0) -> list[dict[str, object]]:
+    """Every event on the events stream matching `subject` so far (after sequence `after`),
+    oldest first. A pull consumer says how many there are before any is fetched, so reading
+    them waits for nothing more."""
     import json
+
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
     client = await nats.connect(stack.nats_url)
     try:
         js = client.jetstream()
-        info = await js.stream_info("FLEETMAIL_EVENTS", subjects_filter=subject)
-        count = sum((info.state.subjects or {}).values())
-        if count == 0:
-            return []
-        subscription = await js.subscribe(subject, stream="FLEETMAIL_EVENTS", ordered_consumer=True)
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after else DeliverPolicy.ALL,
+            opt_start_seq=after + 1 if after else None,
+            inactive_threshold=10.0,
+            mem_storage=True,
+        )
+        subscription = await js.pull_subscribe(subject, stream="FLEETMAIL_EVENTS", config=config)
+        remaining = (await subscription.consumer_info()).num_pending or 0
         found: list[dict[str, object]] = []
-        while len(found) < count:
-            message = await subscription.next_msg(timeout=10)
-            found.append(json.loads(message.data))
+        while remaining > 0:
+            batch = await subscription.fetch(min(remaining, 1000), timeout=10)
+            found.extend(json.loads(message.data) for message in batch)
+            remaining -= len(batch)
+        await subscription.unsubscribe()
         return found
     finally:
         await client.close()
