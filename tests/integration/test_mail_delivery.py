@@ -50,8 +50,11 @@ async def final_status(panel: httpx.AsyncClient, job_id: str, seconds: float = 6
 
 
 async def received(stack, http: httpx.AsyncClient, job_id: str) -> tuple[dict, email.message.EmailMessage]:
-    messages = (await http.get(f"{stack.smtp_control_url}/_emulator/messages")).json()
-    [entry] = [m for m in messages if m["message_id"] == f"<{job_id}@fleetmail>"]
+    message_id = f"<{job_id}@fleetmail>"
+    messages = (
+        await http.get(f"{stack.smtp_control_url}/_emulator/messages", params={"message_id": message_id})
+    ).json()
+    [entry] = [m for m in messages if m["message_id"] == message_id]
     raw = (await http.get(f"{stack.smtp_control_url}/_emulator/messages/{entry['id']}/raw")).content
     return entry, email.message_from_bytes(raw, policy=email.policy.default)
 

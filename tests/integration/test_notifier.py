@@ -403,7 +403,11 @@ async def test_alert_email_goes_through_the_operator_relay_not_the_dead_grant(
     await kill_grant(stack, emulator_http, principal)
 
     async def mails() -> list[dict]:
-        found = (await emulator_http.get(f"{stack.smtp_control_url}/_emulator/messages")).json()
+        found = (
+            await emulator_http.get(
+                f"{stack.smtp_control_url}/_emulator/messages", params={"subject_prefix": "[fleetmail]"}
+            )
+        ).json()
         return [m for m in found if ops in m["rcpt_tos"]]
 
     async def subjects_starting(prefix: str) -> list[dict]:

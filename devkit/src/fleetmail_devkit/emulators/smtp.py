@@ -376,8 +376,19 @@ def control_app(state: EmulatorState) -> FastAPI:
         return {"ok": True}
 
     @api.get("/_emulator/messages")
-    async def messages() -> list[dict[str, Any]]:
-        return [a.__dict__ for a in state.accepted]
+    async def messages(
+        subject_prefix: str | None = None, message_id: str | None = None, sender: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every accepted message, oldest first; or those whose subject starts with
+        `subject_prefix`, whose Message-ID is `message_id`, or sent by `sender` (a session's
+        tests poll for their own messages among thousands)."""
+        return [
+            a.__dict__
+            for a in state.accepted
+            if (subject_prefix is None or (a.subject or "").startswith(subject_prefix))
+            and (message_id is None or a.message_id == message_id)
+            and (sender is None or a.mail_from == sender)
+        ]
 
     @api.get("/_emulator/messages/{key}/raw")
     async def raw(key: str) -> Response:
