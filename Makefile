@@ -17,8 +17,12 @@ $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# Bytecode is compiled once here: where PYTHONDONTWRITEBYTECODE is set (as on CI machines),
+# Python would otherwise compile every module again in each of the dozens of processes a
+# test run starts (a service took 3 s to import instead of 1.5 s).
 $(STAMP): uv.lock pyproject.toml $(if $(findstring $(TOOLS),$(UV)),$(TOOLS)/bin/uv)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
+	$(VENV)/bin/python -m compileall -q contracts/src runtime/src services devkit/src cli/src
 	@touch $(STAMP)
 
 install: $(STAMP) ## create the environment from the lock file

@@ -92,7 +92,7 @@ async def stack(otlp_sink: OtlpSink) -> AsyncIterator[Stack]:
             "FLEETMAIL_OTEL_ENDPOINT": otlp_sink.url,
             "FLEETMAIL_OTEL_METRICS_INTERVAL_S": "2",
             "OTEL_BSP_SCHEDULE_DELAY": "200",
-            "FLEETMAIL_METRICS_POLL_S": "1",
+            "FLEETMAIL_METRICS_POLL_S": "2",
             "FLEETMAIL_TOKEN_LEASE_TTL_S": "3",
             "FLEETMAIL_TOKEN_DEVICE_POLL_GRACE_S": "1",
             "FLEETMAIL_TOKEN_DEVICE_POLL_CHECK_S": "1",
@@ -108,7 +108,7 @@ async def stack(otlp_sink: OtlpSink) -> AsyncIterator[Stack]:
             "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_COOLDOWN_S": "2",
             "FLEETMAIL_NOTIFIER_PROVIDER_UNREACHABLE_AFTER_S": "2",
             "FLEETMAIL_NOTIFIER_CONDITION_CHECK_S": "0.5",
-            "FLEETMAIL_NOTIFIER_GRANT_SCAN_S": "10",
+            "FLEETMAIL_NOTIFIER_GRANT_SCAN_S": "15",
             # Alert e-mail through an operator's relay (the SMTP emulator, basic auth).
             "FLEETMAIL_NOTIFIER_SMTP_HOST": "127.0.0.1",
             "FLEETMAIL_NOTIFIER_SMTP_PORT": str(ports.smtp_starttls),

@@ -194,7 +194,7 @@ async def test_metrics_move_as_jobs_succeed_and_fail(stack, emulator_http, panel
         lines
     )
 
-    # Gauges are read every FLEETMAIL_METRICS_POLL_S (1 s here): wait for the figure.
+    # Gauges are read every FLEETMAIL_METRICS_POLL_S (2 s here): wait for the figure.
     async def alert_open(count: int) -> bool:
         notifier = await scrape(stack, "notifier")
         assert total(notifier, "fleetmail_alerts_open", tenant=tenant, cause="smtp_auth_disabled") == count
