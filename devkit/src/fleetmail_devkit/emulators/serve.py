@@ -32,7 +32,12 @@ def https_server(app: FastAPI, port: int, tls: TlsFiles, host: str = "127.0.0.1"
     return uvicorn.Server(config)
 
 
-async def run_servers(servers: list[uvicorn.Server], extra: list[asyncio.Task[None]] | None = None) -> None:
+async def run_servers(
+    servers: list[uvicorn.Server], ready: str, extra: list[asyncio.Task[None]] | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM; print `ready` once every server listens. The stack waits for
+    that line, so printing it before the sockets are bound let a fast client meet a refused
+    connection (CI did, on a busy machine)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -42,6 +47,12 @@ async def run_servers(servers: list[uvicorn.Server], extra: list[asyncio.Task[No
         # leaving the others running until the stack kills the process.
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     tasks = [asyncio.create_task(s.serve()) for s in servers]
+    while not all(s.started for s in servers):
+        if any(t.done() for t in tasks):  # one could not bind: uvicorn has said why
+            break
+        await asyncio.sleep(0.01)
+    else:
+        print(ready, flush=True)
     await stop.wait()
     for server in servers:
         server.should_exit = True
@@ -101,12 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
         servers = [https_server(ms_app, args.microsoft_port, tls), https_server(g_app, args.google_port, tls)]
-        print(
+        ready = (
             f"identity emulators ready: microsoft https://127.0.0.1:{args.microsoft_port} "
-            f"google https://127.0.0.1:{args.google_port}",
-            flush=True,
+            f"google https://127.0.0.1:{args.google_port}"
         )
-        asyncio.run(run_servers(servers))
+        asyncio.run(run_servers(servers, ready))
         return 0
     from . import smtp as smtp_emulator
 

@@ -475,12 +475,11 @@ async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
             timeout_graceful_shutdown=1,
         )
     )
-    print(
+    ready = (
         f"smtp emulator ({args.flavour}) ready: starttls 127.0.0.1:{args.starttls_port} "
-        f"tls 127.0.0.1:{args.tls_port} control http://127.0.0.1:{args.control_port}",
-        flush=True,
+        f"tls 127.0.0.1:{args.tls_port} control http://127.0.0.1:{args.control_port}"
     )
-    await run_servers([control])
+    await run_servers([control], ready)
     starttls.close()
     implicit.close()
     print(json.dumps({"accepted": len(state.accepted)}), flush=True)
