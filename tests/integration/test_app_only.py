@@ -4,51 +4,11 @@ encrypted through job-gateway's credentials endpoint and never come back out."""
 
 import uuid
 
-import httpx
 from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalKind
 from fleetmail_devkit.probes import device_panel, request_tokens
-from pymongo import AsyncMongoClient
 
-from .test_mail_delivery import final_status, received, submit
-
-
-async def app_only_tenant(admin: httpx.AsyncClient, stack, provider: str, **identity) -> tuple[str, str]:
-    tenant_id = f"app-{uuid.uuid4().hex[:8]}"
-    address = f"admin@{tenant_id}.example"
-    created = await admin.put(
-        f"/v1/admin/tenants/{tenant_id}",
-        json={
-            "tenant_id": tenant_id,
-            "oauth_enabled": True,
-            "provider": provider,
-            "administrator_address": address,
-            "smtp": {"host": "127.0.0.1", "port": stack.ports.smtp_starttls},
-            "identity": {"app_only": True, **identity},
-        },
-    )
-    assert created.status_code == 200, created.text
-    return tenant_id, address
-
-
-async def confidential_app(stack, emulator: httpx.AsyncClient) -> tuple[str, str]:
-    client_id, secret = f"app-{uuid.uuid4().hex[:8]}", f"secret-{uuid.uuid4().hex}"
-    registered = await emulator.post(
-        f"{stack.microsoft_url}/_emulator/apps", json={"client_id": client_id, "client_secret": secret}
-    )
-    assert registered.status_code == 200
-    return client_id, secret
-
-
-async def stored_documents(stack, tenant_id: str) -> str:
-    """Everything token-service stored for the tenant, as text."""
-    client: AsyncMongoClient = AsyncMongoClient(stack.mongodb_uri)
-    try:
-        database = client["fleetmail_tokens"]
-        found = [await database["credentials"].find_one({"_id": tenant_id})]
-        found += [d async for d in database["grants"].find({"tenant_id": tenant_id})]
-        return repr(found)
-    finally:
-        await client.close()
+from tests.utils.jobs import final_status, received, submit
+from tests.utils.tenants import app_only_tenant, confidential_app, stored_documents
 
 
 async def test_microsoft_client_credentials_send_with_no_sign_in(stack, emulator_http, admin) -> None:

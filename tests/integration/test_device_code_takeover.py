@@ -11,8 +11,7 @@ import signal
 from pymongo import AsyncMongoClient
 
 from tests.utils import eventually
-
-from .test_token_acquisition import new_tenant
+from tests.utils.tenants import new_tenant
 
 
 async def test_a_sign_in_survives_the_death_of_its_polling_replica(stack, emulator_http, admin) -> None:

@@ -8,7 +8,7 @@ import httpx
 from fleetmail_devkit.probes import tenant_with_administrator_grant
 from pymongo import AsyncMongoClient
 
-from .test_mail_delivery import final_status, submit
+from tests.utils.jobs import final_status, submit
 
 
 async def new_tenant(admin: httpx.AsyncClient) -> str:

@@ -11,7 +11,7 @@ import pytest
 from fleetmail_devkit.probes import smtp_emulator
 from fleetmail_runtime import smtp_replies
 
-from tests.component.test_google_emulator import authorize, register
+from tests.utils.google import authorize, register
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,6 @@
 """mail-service end to end: every function of the device's table, the reply classes, size."""
 
-import email
-import email.policy
 import hashlib
-import json
 from datetime import datetime
 
 import httpx
@@ -16,7 +13,7 @@ from fleetmail_devkit.probes import (
     token_endpoint_calls,
 )
 
-from tests.utils import eventually
+from tests.utils.jobs import final_status, received, submit
 
 
 @pytest.fixture
@@ -25,38 +22,6 @@ async def fleet(stack, emulator_http):
     principal = await tenant_with_administrator_grant(stack, emulator_http)
     async with device_panel(stack, principal.tenant_id) as panel:
         yield principal, panel
-
-
-async def submit(panel: httpx.AsyncClient, job: dict, files: dict | None = None) -> str:
-    response = await panel.post("/v1/jobs", data={"job": json.dumps(job)}, files=files or {})
-    assert response.status_code == 202, response.text
-    return response.json()["job_id"]
-
-
-async def final_status(panel: httpx.AsyncClient, job_id: str, seconds: float = 60) -> dict:
-    """The job's status once it is `sent` or `failed` (or, after `seconds`, as it stands)."""
-    last: dict = {}
-
-    async def settled() -> bool:
-        last.clear()
-        last.update((await panel.get(f"/v1/jobs/{job_id}")).json())
-        return last["status"] in ("sent", "failed")
-
-    try:
-        await eventually(settled, within=seconds, every=0.2)
-    except AssertionError:
-        pass  # the caller's assertion on the status says what it was
-    return last
-
-
-async def received(stack, http: httpx.AsyncClient, job_id: str) -> tuple[dict, email.message.EmailMessage]:
-    message_id = f"<{job_id}@fleetmail>"
-    messages = (
-        await http.get(f"{stack.smtp_control_url}/_emulator/messages", params={"message_id": message_id})
-    ).json()
-    [entry] = [m for m in messages if m["message_id"] == message_id]
-    raw = (await http.get(f"{stack.smtp_control_url}/_emulator/messages/{entry['id']}/raw")).content
-    return entry, email.message_from_bytes(raw, policy=email.policy.default)
 
 
 FUNCTIONS = {

@@ -6,9 +6,8 @@ import uuid
 from fleetmail_devkit.probes import device_panel, smtp_emulator
 
 from tests.utils import eventually
-
-from .test_app_only import app_only_tenant
-from .test_mail_delivery import final_status, submit
+from tests.utils.jobs import final_status, submit
+from tests.utils.tenants import app_only_tenant
 
 
 async def test_a_message_over_the_provider_limit_fails_before_sending(stack, admin) -> None:

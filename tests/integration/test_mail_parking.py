@@ -8,9 +8,8 @@ import httpx
 from fleetmail_devkit.probes import events
 
 from tests.utils import eventually
-
-from .test_mail_delivery import final_status, received
-from .test_token_deletion import tenant_with_device, user_signs_in
+from tests.utils.jobs import final_status, received
+from tests.utils.tenants import tenant_with_device, user_signs_in
 
 
 async def submit_for(stack, device, user: str) -> str:

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from fleetmail_devkit.probes import device_panel
 
-from .test_app_only import stored_documents
-from .test_mail_delivery import final_status, received, submit
+from tests.utils.jobs import final_status, received, submit
+from tests.utils.tenants import stored_documents
 
 
 @pytest.fixture

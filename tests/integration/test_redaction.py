@@ -21,10 +21,9 @@ from fleetmail_devkit.otlp import OtlpSink
 from fleetmail_devkit.probes import register_device, request_tokens, scrape, tenant_with_administrator_grant
 
 from tests.utils import eventually
-
-from .test_app_only import app_only_tenant, confidential_app
-from .test_mail_delivery import final_status, submit
-from .test_smtp_listener import context, scan
+from tests.utils.jobs import final_status, submit
+from tests.utils.smtp import context, scan
+from tests.utils.tenants import app_only_tenant, confidential_app
 
 SERVICES = ("job-gateway", "token-service", "mail-service", "notifier")
 

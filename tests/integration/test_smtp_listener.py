@@ -2,9 +2,7 @@
 
 import asyncio
 import smtplib
-import ssl
 import uuid
-from email.message import EmailMessage
 
 import aiosmtplib
 import httpx
@@ -12,8 +10,8 @@ import pytest
 from fleetmail_devkit.probes import register_device, tenant_with_administrator_grant
 
 from tests.utils import eventually
-
-from .test_mail_delivery import final_status
+from tests.utils.jobs import final_status
+from tests.utils.smtp import context, scan
 
 
 @pytest.fixture
@@ -22,25 +20,6 @@ async def device(stack, emulator_http):
     principal = await tenant_with_administrator_grant(stack, emulator_http)
     device_id, secret = await register_device(stack, principal.tenant_id)
     return device_id, secret, principal.tenant_id
-
-
-def scan(subject: str = "Scan from an old MFP", size: int = 2048) -> EmailMessage:
-    message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = (
-        "mfp@contoso.example",
-        "boss@fabrikam.example",
-        subject,
-    )
-    message["Message-ID"] = f"<{uuid.uuid4().hex}@mfp>"
-    message.set_content("Please find the scan attached.")
-    message.add_attachment(
-        b"%PDF-1.4 " + b"\0" * size, maintype="application", subtype="pdf", filename="scan.pdf"
-    )
-    return message
-
-
-def context(stack) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(stack.ca_file))
 
 
 async def test_starttls_auth_plain_queues_a_job_that_is_delivered_with_oauth(

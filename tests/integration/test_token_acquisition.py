@@ -1,7 +1,5 @@
 """Acquiring grants through job-gateway, as an administrator at a device would."""
 
-import re
-import uuid
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -9,39 +7,7 @@ from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalK
 from fleetmail_devkit.probes import events, request_tokens
 
 from tests.utils import eventually
-
-
-def posted_form(page: str) -> tuple[str, dict[str, str]]:
-    action = re.search(r'action="([^"]+)"', page)
-    assert action is not None, page
-    return action.group(1), dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page))
-
-
-async def new_tenant(admin: httpx.AsyncClient, provider: str = "microsoft") -> tuple[str, str]:
-    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
-    address = f"admin@{tenant_id}.example"
-    created = await admin.put(
-        f"/v1/admin/tenants/{tenant_id}",
-        json={
-            "tenant_id": tenant_id,
-            "oauth_enabled": True,
-            "provider": provider,
-            "administrator_address": address,
-        },
-    )
-    assert created.status_code == 200, created.text
-    return tenant_id, address
-
-
-async def browser_sign_in(stack, emulator: httpx.AsyncClient, authorization_url: str) -> httpx.Response:
-    """What the device's browser does: open the URL, sign in, land on the callback."""
-    page = await emulator.get(authorization_url)
-    async with httpx.AsyncClient(timeout=30) as browser:
-        if page.status_code == 302:  # Google redirects with the code in the query
-            return await browser.get(page.headers["location"])
-        action, fields = posted_form(page.text)  # Microsoft posts a form (response_mode=form_post)
-        assert action == f"{stack.gateway_url}/oauth/callback"
-        return await browser.post(action, data=fields)
+from tests.utils.tenants import browser_sign_in, new_tenant, posted_form
 
 
 async def test_microsoft_authorization_code_through_the_callback(stack, emulator_http, admin) -> None:

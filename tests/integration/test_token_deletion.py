@@ -7,48 +7,7 @@ from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalK
 from fleetmail_devkit.probes import request_tokens
 
 from tests.utils import eventually
-
-
-async def tenant_with_device(
-    admin: httpx.AsyncClient, auto_delete: bool, smtp_port: int | None = None
-) -> tuple[str, tuple[str, str]]:
-    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
-    created = await admin.put(
-        f"/v1/admin/tenants/{tenant_id}",
-        json={
-            "tenant_id": tenant_id,
-            "oauth_enabled": True,
-            "administrator_address": f"admin@{tenant_id}.example",
-            "from_policy": "login_user_address",
-            "auto_delete": auto_delete,
-            "smtp": {"host": "127.0.0.1", "port": smtp_port} if smtp_port else None,
-        },
-    )
-    assert created.status_code == 200
-    device = (
-        await admin.post(f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": f"d-{tenant_id}"})
-    ).json()
-    return tenant_id, (device["device_id"], device["secret"])
-
-
-async def sign_in_finished(panel: httpx.AsyncClient, acquisition_id: str) -> dict:
-    async def finished() -> dict | None:
-        status = (await panel.get(f"/v1/device/sign-ins/{acquisition_id}")).json()
-        return status if status["state"] != "pending" else None
-
-    return await eventually(finished, what="the sign-in to finish")
-
-
-async def user_signs_in(stack, emulator: httpx.AsyncClient, device: tuple[str, str], user: str) -> None:
-    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=device, timeout=30) as panel:
-        started = (await panel.post("/v1/device/sign-ins", json={"user": user})).json()
-        assert started["user_code"] and started["verification_uri"]
-        await emulator.post(
-            f"{stack.microsoft_url}/_emulator/device-codes/approve",
-            json={"user_code": started["user_code"], "user": user},
-        )
-        status = await sign_in_finished(panel, started["acquisition_id"])
-    assert status["state"] == "succeeded", status
+from tests.utils.tenants import sign_in_finished, tenant_with_device, user_signs_in
 
 
 async def outcome(stack, principal: Principal) -> AccessTokenOutcome:

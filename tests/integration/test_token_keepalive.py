@@ -11,8 +11,7 @@ from fleetmail_contracts.tokens import AccessTokenOutcome
 from fleetmail_devkit.probes import events, request_tokens, tenant_with_administrator_grant
 
 from tests.utils import eventually
-
-from .test_token_acquisition import browser_sign_in, new_tenant
+from tests.utils.tenants import browser_sign_in, new_tenant
 
 SWEEPING = {"FLEETMAIL_TOKEN_KEEPALIVE_INTERVAL_S": "1", "FLEETMAIL_TOKEN_KEEPALIVE_IDLE_S": "3"}
 
