@@ -132,7 +132,8 @@ async def test_a_provider_outage_is_transient(stack, emulator_http, short_lived_
     await wait_until_due()
     before = await token_endpoint_calls(stack, emulator_http)
     await emulator_http.post(
-        f"{stack.microsoft_url}/_emulator/faults", json={"status": 503, "count": 1, "retry_after_s": 2}
+        f"{stack.microsoft_url}/_emulator/faults",
+        json={"status": 503, "count": 1, "retry_after_s": 2, "grant_type": "refresh_token"},
     )
     failed = await request_tokens(stack, principal, 1)
     assert failed[0].outcome is AccessTokenOutcome.PROVIDER_UNAVAILABLE
