@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.tenants import TenantSettings
-from job_gateway.errors import DeviceIdTaken, DeviceNotFound, DeviceUnauthorized, MachineAddressRefused
+from job_gateway.errors import DeviceNotFound, DeviceUnauthorized, MachineAddressRefused
 from job_gateway.schemas import DeviceChange, DeviceRegistration
 from job_gateway.use_cases import DeviceDirectory
 
@@ -58,15 +58,22 @@ async def test_the_most_specific_allowlist_wins_and_a_tie_lets_nobody_in(directo
 
 
 async def test_devices_are_the_tenants_own(directory: DeviceDirectory) -> None:
-    await directory.register("t1", DeviceRegistration(device_id="mfp-1"))
-    with pytest.raises(DeviceIdTaken):
-        await directory.register("t2", DeviceRegistration(device_id="mfp-1"))
+    first = await directory.register("t1", DeviceRegistration(device_id="mfp-1"))
     with pytest.raises(DeviceNotFound):
         await directory.change(TenantSettings(tenant_id="t2"), "mfp-1", DeviceChange(disabled=True))
     with pytest.raises(DeviceNotFound):
         await directory.rotate_secret("t2", "mfp-1")
     assert [d.device_id for d in await directory.in_tenant("t1")] == ["mfp-1"]
     assert await directory.in_tenant("t2") == []
+    # The same id in another tenant is another device; each logs in with its own secret.
+    second = await directory.register("t2", DeviceRegistration(device_id="mfp-1"))
+    assert second.tenant_id == "t2"
+    assert (await directory.authenticate("mfp-1", first.secret)).device.tenant_id == "t1"
+    assert (await directory.authenticate("mfp-1", second.secret)).device.tenant_id == "t2"
+    await directory.change(TenantSettings(tenant_id="t2"), "mfp-1", DeviceChange(disabled=True))
+    with pytest.raises(DeviceUnauthorized):
+        await directory.authenticate("mfp-1", second.secret)
+    assert (await directory.authenticate("mfp-1", first.secret)).device.tenant_id == "t1"
 
 
 async def test_the_fax_machine_address_is_the_administrators(directory: DeviceDirectory) -> None:

@@ -59,7 +59,6 @@ def test_every_error_of_the_tree_has_a_status_and_its_own_code() -> None:
 def test_errors_map_to_the_statuses_and_types_clients_read() -> None:
     expected = {
         errors.TenantNotFound: (404, "tenant-not-found"),
-        errors.DeviceIdTaken: (409, "device-id-taken"),
         errors.AcquisitionRefused: (409, "acquisition-refused"),
         errors.AttachmentTooLarge: (413, "attachment-too-large"),
         errors.AttachmentTypeRefused: (415, "attachment-type-refused"),

@@ -23,7 +23,6 @@
     │   │   └── AlertNotFound
     │   ├── Conflict                    the request clashes with what exists
     │   │   ├── JobIdTaken
-    │   │   ├── DeviceIdTaken
     │   │   ├── NoAdministratorAddress
     │   │   └── AcquisitionRefused
     │   ├── Unauthorized                who is asking could not be proved
@@ -173,11 +172,6 @@ class Conflict(Refused):
 class JobIdTaken(Conflict):
     code = "job-id-taken"
     title = "Job id taken"
-
-
-class DeviceIdTaken(Conflict):
-    code = "device-id-taken"
-    title = "Device id taken"
 
 
 class NoAdministratorAddress(Conflict):

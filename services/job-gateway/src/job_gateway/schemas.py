@@ -165,12 +165,7 @@ class DeviceView(BaseModel):
     def of(cls, document: Mapping[str, Any]) -> Self:
         """A stored device as administrators see it (never its secret's hash)."""
         return cls(
-            device_id=document["_id"],
-            **{
-                k: document[k]
-                for k in cls.model_fields
-                if k in document and k != "device_id" and document[k] is not None
-            },
+            **{k: document[k] for k in cls.model_fields if k in document and document[k] is not None},
         )
 
 

@@ -15,7 +15,7 @@ from fleetmail_contracts.tenants import TenantSettings
 
 from ..credentials import hash_matches, keyed_hash, new_device_secret
 from ..domain import Device, DeviceLogin, check_machine_address
-from ..errors import DeviceIdTaken, DeviceNotFound, DeviceUnauthorized
+from ..errors import DeviceNotFound, DeviceUnauthorized
 from ..ports import DeviceStore
 from ..schemas import DeviceChange, DeviceCredentials, DeviceRegistration, DeviceView
 
@@ -36,19 +36,21 @@ class DeviceDirectory:
     @staticmethod
     def _login(document: dict[str, Any], by: str) -> DeviceLogin:
         function = JobFunction(document.get("smtp_function") or JobFunction.SCAN_TO_EMAIL.value)
-        device = Device(document["_id"], document["tenant_id"], document.get("machine_address"))
+        device = Device(document["device_id"], document["tenant_id"], document.get("machine_address"))
         return DeviceLogin(device, function, by)
 
     async def authenticate(self, device_id: str, secret: str) -> DeviceLogin:
-        """The device, if it exists, is enabled and the secret is its own."""
-        document = await self.store.device(device_id)
-        if (
-            document is None
-            or document.get("disabled")
-            or not hash_matches(self.device_key, secret, document["secret_hash"])
-        ):
+        """The device, if it exists, is enabled and the secret is its own. Device ids are per
+        tenant, so several tenants may have a device of this id: the secret (random, 192 bits)
+        says which one is signing in, and every candidate is checked alike."""
+        matching = [
+            document
+            for document in await self.store.devices_named(device_id)
+            if hash_matches(self.device_key, secret, document["secret_hash"])
+        ]
+        if len(matching) != 1 or matching[0].get("disabled"):
             raise DeviceUnauthorized("send the device id and secret with HTTP Basic authentication")
-        return self._login(document, "auth")
+        return self._login(matching[0], "auth")
 
     async def by_address(self, host: str) -> DeviceLogin | None:
         """The device whose allowlist holds this address most specifically; none if two tie."""
@@ -73,10 +75,9 @@ class DeviceDirectory:
         return self._login(best[0][1], "address")
 
     async def register(self, tenant_id: str, registration: DeviceRegistration) -> DeviceCredentials:
-        """A new device, or a new secret for one of the tenant's; never another tenant's id."""
-        existing = await self.store.device(registration.device_id)
-        if existing is not None and existing["tenant_id"] != tenant_id:
-            raise DeviceIdTaken("that device id belongs to another tenant")
+        """A new device, or a new secret for one of the tenant's. Device ids are the tenant's
+        own: another tenant's device of the same id is another device, untouched (and a
+        registration says nothing about it)."""
         secret = new_device_secret()
         await self.store.save_device(
             tenant_id,
@@ -93,8 +94,8 @@ class DeviceDirectory:
         return [DeviceView.of(d) for d in await self.store.list_devices(tenant_id)]
 
     async def _of_tenant(self, tenant_id: str, device_id: str) -> dict[str, Any]:
-        document = await self.store.device(device_id)
-        if document is None or document["tenant_id"] != tenant_id:
+        document = await self.store.device(tenant_id, device_id)
+        if document is None:
             raise DeviceNotFound(f"no device {device_id!r} in {tenant_id!r}")
         return document
 
@@ -106,7 +107,7 @@ class DeviceDirectory:
             changes["smtp_function"] = change.smtp_function.value
         if change.machine_address is not None:
             check_machine_address(tenant, change.machine_address)
-        document = await self.store.update_device(device_id, changes)
+        document = await self.store.update_device(tenant.tenant_id, device_id, changes)
         if document is None:  # removed meanwhile
             raise DeviceNotFound(f"no device {device_id!r} in {tenant.tenant_id!r}")
         return DeviceView.of(document)
@@ -115,5 +116,7 @@ class DeviceDirectory:
         """A new secret for the device; the old one stops working at once."""
         await self._of_tenant(tenant_id, device_id)
         secret = new_device_secret()
-        await self.store.update_device(device_id, {"secret_hash": keyed_hash(self.device_key, secret)})
+        await self.store.update_device(
+            tenant_id, device_id, {"secret_hash": keyed_hash(self.device_key, secret)}
+        )
         return DeviceCredentials(device_id=device_id, tenant_id=tenant_id, secret=secret)

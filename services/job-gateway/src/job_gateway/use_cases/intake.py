@@ -94,7 +94,8 @@ class JobIntake:
     async def _submit(
         self, device: Device, submission: JobSubmission, files: Sequence[UploadFile]
     ) -> JobAccepted:
-        wait = self.limiter.take(device.device_id)
+        # Device ids are per tenant: the bucket is the tenant's device's.
+        wait = self.limiter.take(f"{device.tenant_id}/{device.device_id}")
         if wait is not None:
             seconds = retry_after_s(wait)
             raise RateLimited(

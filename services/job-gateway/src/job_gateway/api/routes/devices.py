@@ -4,7 +4,6 @@ from fastapi import APIRouter
 
 from ...errors import (
     AdministratorUnauthorized,
-    DeviceIdTaken,
     DeviceNotFound,
     Forbidden,
     MachineAddressRefused,
@@ -21,7 +20,7 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=201, responses=documented(TenantNotFound, DeviceIdTaken))
+@router.post("", status_code=201, responses=documented(TenantNotFound))
 async def register_device(
     registration: DeviceRegistration, tenant: WritableTenant, services: ServicesDep
 ) -> DeviceCredentials:
