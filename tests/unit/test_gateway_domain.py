@@ -18,9 +18,11 @@ from job_gateway.domain import (
     check_principal_address,
     check_submission,
     default_sign_in_flow,
+    legacy_smtp_job_id,
     may_change,
     refusal,
     retry_after_s,
+    scoped_job_id,
     smtp_job_id,
     status_update,
     visible_tenants,
@@ -135,9 +137,22 @@ def test_a_device_waits_whole_seconds_and_never_zero() -> None:
 
 
 def test_the_same_message_from_the_same_device_is_the_same_job() -> None:
-    first = smtp_job_id("mfp-1", "<abc@mfp>")
-    assert first == smtp_job_id("mfp-1", "<abc@mfp>") and len(first) == 32
-    assert first != smtp_job_id("mfp-2", "<abc@mfp>") and first != smtp_job_id("mfp-1", "<abd@mfp>")
+    first = smtp_job_id("t1", "mfp-1", "<abc@mfp>")
+    assert first == smtp_job_id("t1", "mfp-1", "<abc@mfp>") and len(first) == 32
+    assert first != smtp_job_id("t1", "mfp-2", "<abc@mfp>") and first != smtp_job_id(
+        "t1", "mfp-1", "<abd@mfp>"
+    )
+    # Device ids are per tenant: another tenant's device of the same id is another device.
+    assert first != smtp_job_id("t2", "mfp-1", "<abc@mfp>")
+    assert legacy_smtp_job_id("mfp-1", "<abc@mfp>") not in (first, smtp_job_id("t2", "mfp-1", "<abc@mfp>"))
+
+
+def test_a_job_id_chosen_by_a_device_is_its_tenants_own() -> None:
+    mine = scoped_job_id("t1", "job-00001")
+    assert mine == scoped_job_id("t1", "job-00001") and len(mine) == 32
+    assert mine != scoped_job_id("t2", "job-00001") and mine != "job-00001"
+    # No pair of tenant and id is written as another pair: the separator is not in either.
+    assert scoped_job_id("t1", "2job") != scoped_job_id("t12", "job")
 
 
 def test_a_mail_event_becomes_a_status_update_with_its_details() -> None:

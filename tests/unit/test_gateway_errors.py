@@ -125,7 +125,7 @@ def test_the_smtp_edge_gives_a_device_a_reply_it_can_act_on() -> None:
         errors.AttachmentTooLarge("big"): "552 5.3.4 big",
         errors.InvalidAddress("nope"): "550 5.6.0 nope",
         errors.InvalidJob("bad"): "550 5.6.0 bad",
-        errors.JobIdTaken("taken"): "550 5.6.0 taken",
+        errors.NoAdministratorAddress("taken"): "550 5.6.0 taken",
         errors.TenantNotFound("gone"): "451 4.3.0 gone",  # not the device's fault: try later
     }
     for error, reply in cases.items():

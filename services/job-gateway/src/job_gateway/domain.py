@@ -172,8 +172,23 @@ def retry_after_s(wait_s: float) -> int:
     return max(1, round(wait_s + 0.5))
 
 
-def smtp_job_id(device_id: str, message_id: str) -> str:
-    """A device that resends after a lost reply sends the same Message-ID: the same job."""
+def scoped_job_id(tenant_id: str, job_id: str) -> str:
+    """The id a job travels under (the command's `job_id`, `Nats-Msg-Id`, the Message-ID
+    `<…@fleetmail>`, mail events, dead letters) when its device chose the job id: job ids are
+    the tenant's own, so the same id from two tenants is two jobs, and no device can name —
+    or collide with — another tenant's job."""
+    return hashlib.sha256(f"{tenant_id}\n{job_id}".encode()).hexdigest()[:32]
+
+
+def smtp_job_id(tenant_id: str, device_id: str, message_id: str) -> str:
+    """A device that resends after a lost reply sends the same Message-ID: the same job (of
+    this tenant's device: another tenant's device of the same id is another device)."""
+    return hashlib.sha256(f"{tenant_id}\n{device_id}\n{message_id}".encode()).hexdigest()[:32]
+
+
+def legacy_smtp_job_id(device_id: str, message_id: str) -> str:
+    """The id a message got before job ids were scoped by tenant: a resend of a message
+    queued before an upgrade is still the same job (when it is the same tenant's)."""
     return hashlib.sha256(f"{device_id}|{message_id}".encode()).hexdigest()[:32]
 
 

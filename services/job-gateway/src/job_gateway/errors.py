@@ -22,7 +22,6 @@
     │   │   ├── DeadLetterNotFound
     │   │   └── AlertNotFound
     │   ├── Conflict                    the request clashes with what exists
-    │   │   ├── JobIdTaken
     │   │   ├── NoAdministratorAddress
     │   │   └── AcquisitionRefused
     │   ├── Unauthorized                who is asking could not be proved
@@ -167,11 +166,6 @@ class AlertNotFound(NotFound):
 class Conflict(Refused):
     code = "conflict"
     title = "Conflict"
-
-
-class JobIdTaken(Conflict):
-    code = "job-id-taken"
-    title = "Job id taken"
 
 
 class NoAdministratorAddress(Conflict):
