@@ -11,6 +11,7 @@
     │   │   ├── TenantsRequired             a fleet_admin key must name its tenants
     │   │   ├── MachineAddressRefused       Internet Fax is sent as the administrator only
     │   │   ├── CredentialsRefused          token-service refused the tenant's secrets
+    │   │   ├── AllowlistRangeRefused       a source-address range wider than allowed
     │   │   └── UserRequired                a logout names its user
     │   ├── UnreadableRequest           the body could not be parsed at all
     │   ├── AttachmentTooLarge
@@ -22,6 +23,7 @@
     │   │   ├── DeadLetterNotFound
     │   │   └── AlertNotFound
     │   ├── Conflict                    the request clashes with what exists
+    │   │   ├── AllowlistOverlap            an address range another device holds
     │   │   ├── NoAdministratorAddress
     │   │   └── AcquisitionRefused
     │   ├── Unauthorized                who is asking could not be proved
@@ -113,6 +115,11 @@ class CredentialsRefused(InvalidRequest):
     title = "Credentials refused"
 
 
+class AllowlistRangeRefused(InvalidRequest):
+    code = "allowlist-range-refused"
+    title = "Address range refused"
+
+
 class UserRequired(InvalidRequest):
     code = "user-required"
     title = "User required"
@@ -166,6 +173,11 @@ class AlertNotFound(NotFound):
 class Conflict(Refused):
     code = "conflict"
     title = "Conflict"
+
+
+class AllowlistOverlap(Conflict):
+    code = "allowlist-overlap"
+    title = "Address range taken"
 
 
 class NoAdministratorAddress(Conflict):
