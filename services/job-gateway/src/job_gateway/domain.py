@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from fleetmail_contracts.addresses import UNSAFE, is_address
 from fleetmail_contracts.jobs import JobFunction
@@ -113,6 +114,35 @@ def visible_tenants(admin: Administrator, tenants: Iterable[TenantSettings]) -> 
         (t for t in tenants if admin.tenant_ids is None or t.tenant_id in admin.tenant_ids),
         key=lambda t: t.tenant_id,
     )
+
+
+def sees_the_whole_fleet(admin: Administrator) -> bool:
+    """Whether this key reaches every tenant: only such a key sees what all tenants share
+    (the queues' lag counts every tenant's jobs)."""
+    return admin.tenant_ids is None
+
+
+def redact_url(url: str) -> str:
+    """The URL without the user name and password it may carry (`http://user:pw@proxy:3128`
+    → `http://redacted@proxy:3128`): where it goes stays visible."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return "redacted"
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = f"redacted@{host or ''}" + (f":{port}" if port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def as_seen_by(admin: Administrator, tenant: TenantSettings) -> TenantSettings:
+    """A tenant's settings as this key may read them: a read-only operator key does not see
+    credentials in the proxy URL."""
+    if admin.role is not Role.OPERATOR or tenant.proxy_url is None:
+        return tenant
+    return tenant.model_copy(update={"proxy_url": redact_url(tenant.proxy_url)})
 
 
 # --- sign-ins ----------------------------------------------------------------------------

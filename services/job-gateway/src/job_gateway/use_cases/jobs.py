@@ -10,7 +10,7 @@ from typing import Any
 from fleetmail_contracts.jobs import JobFunction
 from fleetmail_runtime.bus import BusUnavailable
 
-from ..domain import Device, scoped_job_id, status_update
+from ..domain import Administrator, Device, scoped_job_id, sees_the_whole_fleet, status_update
 from ..errors import DeadLetterNotFound, EventBusUnavailable, JobNotFound
 from ..ports import ConsumerLag, DeadLetterStream, JobStore
 from ..schemas import DeadLetterView, JobAccepted, JobStatus, JobSummary, QueueView
@@ -92,8 +92,11 @@ class Queues:
     def __init__(self, lag: ConsumerLag) -> None:
         self.lag = lag
 
-    async def views(self) -> list[QueueView]:
-        """Each durable consumer's lag: messages waiting, delivered but unacknowledged, redelivered."""
+    async def views(self, admin: Administrator) -> list[QueueView]:
+        """Each durable consumer's lag: messages waiting, delivered but unacknowledged,
+        redelivered. The queues are every tenant's: a key limited to some tenants sees none."""
+        if not sees_the_whole_fleet(admin):
+            return []
         try:
             return await self.lag.views()
         except BusUnavailable as exc:
