@@ -123,7 +123,12 @@ class JobIntake:
         else:
             delivery_id = legacy_id = uuid.uuid4().hex
         job_id = submission.job_id or delivery_id
-        existing = await self._existing(device, delivery_id, legacy_id)
+        # A fresh random id is no job's yet: only an id the device or the edge chose is looked up.
+        existing = (
+            None
+            if ids is None and not submission.job_id
+            else await self._existing(device, delivery_id, legacy_id)
+        )
         if existing is not None:
             return JobAccepted(
                 job_id=job_id, delivery_id=existing["_id"], status=existing["status"], duplicate=True
