@@ -1,5 +1,5 @@
-"""The store contract on job-gateway's MongoDB adapter, and API keys stored before they had
-their own hash key, read and moved to it on the real adapter."""
+"""The store contract on job-gateway's MongoDB adapter; API keys stored before they had their
+own hash key, and devices stored when device ids were global, read on the real adapter."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from job_gateway.adapters.mongo import MongoStore
 from job_gateway.credentials import HashKey, Keys, keyed_hash, new_api_key
 from job_gateway.domain import Role
 from job_gateway.ports import GatewayStore
-from job_gateway.use_cases import Administrators
+from job_gateway.schemas import DeviceRegistration
+from job_gateway.use_cases import Administrators, DeviceDirectory
 from pymongo import AsyncMongoClient
 
 from tests.contracts.gateway_store import GatewayStoreContract
@@ -67,3 +68,33 @@ async def test_an_api_key_stored_before_the_api_key_hash_key_still_works_and_mov
 
     rotated = Keys(owner_api_key="owner", device_secret=b"a-new-device-key", api_key_hash=keys.api_key_hash)
     assert (await Administrators(store, rotated).authenticate(key)).key_id == key_id
+
+
+async def test_a_device_stored_when_device_ids_were_global_still_logs_in_and_is_its_tenants(
+    client: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    store = MongoStore(client, f"gateway_{uuid.uuid4().hex[:10]}")
+    # The record exactly as job-gateway wrote it before: `_id` = the device id, no device_id.
+    await store.devices.insert_one(
+        {
+            "_id": "mfp-old",
+            "tenant_id": "t1",
+            "name": "Floor 1",
+            "secret_hash": keyed_hash(b"device-key", "old-secret"),
+            "disabled": False,
+            "created_at": datetime.now(UTC),
+            "allow_cidrs": [],
+            "smtp_function": "scan_to_email",
+        }
+    )
+    await store.ensure_indexes()
+    await store.ensure_indexes()  # every start runs it: nothing changes the second time
+    directory = DeviceDirectory(store, b"device-key")
+    assert (await directory.authenticate("mfp-old", "old-secret")).device.tenant_id == "t1"
+    assert [d.device_id for d in await directory.in_tenant("t1")] == ["mfp-old"]
+    # Another tenant may now use the same id; the old device keeps its secret and its tenant.
+    other = await directory.register("t2", DeviceRegistration(device_id="mfp-old"))
+    assert (await directory.authenticate("mfp-old", other.secret)).device.tenant_id == "t2"
+    assert (await directory.authenticate("mfp-old", "old-secret")).device.tenant_id == "t1"
+    rotated = await directory.rotate_secret("t1", "mfp-old")
+    assert (await directory.authenticate("mfp-old", rotated.secret)).device.tenant_id == "t1"

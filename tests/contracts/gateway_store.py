@@ -62,21 +62,44 @@ class GatewayStoreContract:
         await store.save_device("t1", "d2", "Floor 2", "hash-2", T0)
         await store.save_device("t1", "d1", "Floor 1", "hash-1", T0, ["192.0.2.0/24"], "internet_fax_tx")
         await store.save_device("t2", "d3", "Elsewhere", "hash-3", T0)
-        found = await store.device("d1")
-        assert found is not None
+        found = await store.device("t1", "d1")
+        assert found is not None and await store.device("t2", "d1") is None
         assert (found["tenant_id"], found["secret_hash"], found["disabled"]) == ("t1", "hash-1", False)
         assert (found["allow_cidrs"], found["smtp_function"]) == (["192.0.2.0/24"], "internet_fax_tx")
-        changed = await store.update_device("d1", {"disabled": True, "secret_hash": "hash-1b"})
+        changed = await store.update_device("t1", "d1", {"disabled": True, "secret_hash": "hash-1b"})
         assert changed is not None and changed["disabled"] is True and changed["secret_hash"] == "hash-1b"
         listed = await store.list_devices("t1")
-        assert [d["_id"] for d in listed] == ["d1", "d2"] and all("secret_hash" not in d for d in listed)
-        assert await store.update_device("nobody", {"disabled": True}) is None
+        assert [d["device_id"] for d in listed] == ["d1", "d2"] and all(
+            "secret_hash" not in d for d in listed
+        )
+        assert await store.update_device("t1", "nobody", {"disabled": True}) is None
+        assert await store.update_device("t2", "d1", {"disabled": True}) is None
+
+    async def test_device_ids_are_per_tenant(self, store: GatewayStore) -> None:
+        await store.save_device("t1", "mfp", "One", "hash-1", T0)
+        await store.save_device("t2", "mfp", "Two", "hash-2", T0)
+        await store.save_device("t1", "mfp", "One again", "hash-1b", T0)
+        one, two = await store.device("t1", "mfp"), await store.device("t2", "mfp")
+        assert one is not None and two is not None
+        assert (one["name"], one["secret_hash"], two["name"], two["secret_hash"]) == (
+            "One again",
+            "hash-1b",
+            "Two",
+            "hash-2",
+        )
+        named = await store.devices_named("mfp")
+        assert sorted((d["tenant_id"], d["secret_hash"]) for d in named) == [
+            ("t1", "hash-1b"),
+            ("t2", "hash-2"),
+        ]
+        await store.update_device("t2", "mfp", {"disabled": True})
+        assert (await store.device("t1", "mfp") or {}).get("disabled") is False
 
     async def test_only_devices_with_an_allowlist_can_be_found_by_address(self, store: GatewayStore) -> None:
         await store.save_device("t1", "d1", "", "hash-1", T0, ["192.0.2.0/24"])
         await store.save_device("t1", "d2", "", "hash-2", T0)
         listed = await store.devices_with_allowlist()
-        assert [d["_id"] for d in listed] == ["d1"] and "secret_hash" not in listed[0]
+        assert [d["device_id"] for d in listed] == ["d1"] and "secret_hash" not in listed[0]
 
     async def test_api_keys_are_kept_listed_oldest_first_and_deleted(self, store: GatewayStore) -> None:
         await store.save_api_key(api_key("k2", T0 + timedelta(minutes=1)))

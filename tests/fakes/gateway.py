@@ -29,7 +29,7 @@ class InMemoryGatewayStore:
 
     def __init__(self) -> None:
         self.tenants: dict[str, TenantSettings] = {}
-        self.devices: dict[str, dict[str, Any]] = {}
+        self.devices: dict[tuple[str, str], dict[str, Any]] = {}
         self.api_keys: dict[str, StoredApiKey] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
 
@@ -52,8 +52,10 @@ class InMemoryGatewayStore:
         allow_cidrs: list[str] | None = None,
         smtp_function: str | None = None,
     ) -> None:
-        self.devices[device_id] = {
-            "_id": device_id,
+        key = (tenant_id, device_id)
+        self.devices[key] = {
+            "_id": self.devices.get(key, {}).get("_id", f"{tenant_id}/{device_id}"),
+            "device_id": device_id,
             "tenant_id": tenant_id,
             "name": name,
             "secret_hash": secret_hash,
@@ -63,20 +65,25 @@ class InMemoryGatewayStore:
             "smtp_function": smtp_function,
         }
 
-    async def device(self, device_id: str) -> dict[str, Any] | None:
-        found = self.devices.get(device_id)
+    async def device(self, tenant_id: str, device_id: str) -> dict[str, Any] | None:
+        found = self.devices.get((tenant_id, device_id))
         return copy.deepcopy(found) if found is not None else None
 
-    async def update_device(self, device_id: str, changes: Mapping[str, Any]) -> dict[str, Any] | None:
-        if device_id in self.devices and changes:
-            self.devices[device_id].update(changes)
-        return await self.device(device_id)
+    async def devices_named(self, device_id: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(d) for (_, named), d in sorted(self.devices.items()) if named == device_id]
+
+    async def update_device(
+        self, tenant_id: str, device_id: str, changes: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        if (tenant_id, device_id) in self.devices and changes:
+            self.devices[tenant_id, device_id].update(changes)
+        return await self.device(tenant_id, device_id)
 
     async def list_devices(self, tenant_id: str) -> list[dict[str, Any]]:
         return [
             {k: v for k, v in d.items() if k != "secret_hash"}
-            for _, d in sorted(self.devices.items())
-            if d["tenant_id"] == tenant_id
+            for (tenant, _), d in sorted(self.devices.items())
+            if tenant == tenant_id
         ]
 
     async def devices_with_allowlist(self) -> list[dict[str, Any]]:

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.tenants import TenantSettings
-from job_gateway.errors import DeviceIdTaken, DeviceNotFound, DeviceUnauthorized, MachineAddressRefused
+from job_gateway.errors import (
+    AllowlistOverlap,
+    AllowlistRangeRefused,
+    DeviceNotFound,
+    DeviceUnauthorized,
+    MachineAddressRefused,
+)
 from job_gateway.schemas import DeviceChange, DeviceRegistration
 from job_gateway.use_cases import DeviceDirectory
 
@@ -34,8 +40,9 @@ async def test_a_device_logs_in_with_its_own_current_secret_while_enabled(direct
         await directory.authenticate("nobody", second.secret)
 
 
-async def test_the_most_specific_allowlist_wins_and_a_tie_lets_nobody_in(directory: DeviceDirectory) -> None:
-    await directory.register("t1", DeviceRegistration(device_id="floor", allow_cidrs=["192.0.2.0/24"]))
+async def test_an_address_belongs_to_one_device_and_the_index_follows_changes(
+    directory: DeviceDirectory,
+) -> None:
     await directory.register(
         "t1",
         DeviceRegistration(
@@ -48,25 +55,58 @@ async def test_the_most_specific_allowlist_wins_and_a_tie_lets_nobody_in(directo
         JobFunction.INTERNET_FAX_TX,
         "address",
     )
-    floor = await directory.by_address("192.0.2.8")
-    assert floor is not None and floor.device.device_id == "floor"
     assert (
         await directory.by_address("198.51.100.1") is None and await directory.by_address("not-an-ip") is None
     )
-    await directory.register("t1", DeviceRegistration(device_id="twin", allow_cidrs=["192.0.2.0/24"]))
-    assert await directory.by_address("192.0.2.8") is None
+    # Another device, of this tenant or another, cannot hold it too; nor the whole Internet.
+    for tenant in ("t1", "t2"):
+        with pytest.raises(AllowlistOverlap):
+            await directory.register(tenant, DeviceRegistration(device_id="twin", allow_cidrs=["192.0.2.7"]))
+    with pytest.raises(AllowlistRangeRefused):
+        await directory.register("t2", DeviceRegistration(device_id="open", allow_cidrs=["0.0.0.0/0"]))
+    await directory.register("t2", DeviceRegistration(device_id="mfp"))
+    with pytest.raises(AllowlistOverlap):
+        await directory.change(
+            TenantSettings(tenant_id="t2"), "mfp", DeviceChange(allow_cidrs=["192.0.2.7/32"])
+        )
+    # A device may keep its own range when it changes; a disabled device lets nobody in.
+    await directory.change(TENANT, "fax", DeviceChange(allow_cidrs=["192.0.2.7/32"], name="Fax"))
+    await directory.change(TENANT, "fax", DeviceChange(disabled=True))
+    assert await directory.by_address("192.0.2.7") is None
+    # Given up, the address is free for another device, and the index says so at once.
+    await directory.change(TENANT, "fax", DeviceChange(allow_cidrs=[]))
+    await directory.change(TenantSettings(tenant_id="t2"), "mfp", DeviceChange(allow_cidrs=["192.0.2.7/32"]))
+    moved = await directory.by_address("192.0.2.7")
+    assert moved is not None and (moved.device.tenant_id, moved.device.device_id) == ("t2", "mfp")
+
+
+async def test_the_index_sees_other_replicas_changes_when_reloaded() -> None:
+    store = InMemoryGatewayStore()
+    here, there = DeviceDirectory(store, b"device-key"), DeviceDirectory(store, b"device-key")
+    await there.register("t1", DeviceRegistration(device_id="fax", allow_cidrs=["192.0.2.7/32"]))
+    assert await here.by_address("192.0.2.7") is None  # from memory: not read yet
+    await here.reload()  # what the periodic refresh does
+    found = await here.by_address("192.0.2.7")
+    assert found is not None and found.device.device_id == "fax"
 
 
 async def test_devices_are_the_tenants_own(directory: DeviceDirectory) -> None:
-    await directory.register("t1", DeviceRegistration(device_id="mfp-1"))
-    with pytest.raises(DeviceIdTaken):
-        await directory.register("t2", DeviceRegistration(device_id="mfp-1"))
+    first = await directory.register("t1", DeviceRegistration(device_id="mfp-1"))
     with pytest.raises(DeviceNotFound):
         await directory.change(TenantSettings(tenant_id="t2"), "mfp-1", DeviceChange(disabled=True))
     with pytest.raises(DeviceNotFound):
         await directory.rotate_secret("t2", "mfp-1")
     assert [d.device_id for d in await directory.in_tenant("t1")] == ["mfp-1"]
     assert await directory.in_tenant("t2") == []
+    # The same id in another tenant is another device; each logs in with its own secret.
+    second = await directory.register("t2", DeviceRegistration(device_id="mfp-1"))
+    assert second.tenant_id == "t2"
+    assert (await directory.authenticate("mfp-1", first.secret)).device.tenant_id == "t1"
+    assert (await directory.authenticate("mfp-1", second.secret)).device.tenant_id == "t2"
+    await directory.change(TenantSettings(tenant_id="t2"), "mfp-1", DeviceChange(disabled=True))
+    with pytest.raises(DeviceUnauthorized):
+        await directory.authenticate("mfp-1", second.secret)
+    assert (await directory.authenticate("mfp-1", first.secret)).device.tenant_id == "t1"
 
 
 async def test_the_fax_machine_address_is_the_administrators(directory: DeviceDirectory) -> None:

@@ -13,14 +13,19 @@ from job_gateway.domain import (
     Access,
     Administrator,
     Role,
+    as_seen_by,
     check_attachment_type,
     check_machine_address,
     check_principal_address,
     check_submission,
     default_sign_in_flow,
+    legacy_smtp_job_id,
     may_change,
+    redact_url,
     refusal,
     retry_after_s,
+    scoped_job_id,
+    sees_the_whole_fleet,
     smtp_job_id,
     status_update,
     visible_tenants,
@@ -135,9 +140,22 @@ def test_a_device_waits_whole_seconds_and_never_zero() -> None:
 
 
 def test_the_same_message_from_the_same_device_is_the_same_job() -> None:
-    first = smtp_job_id("mfp-1", "<abc@mfp>")
-    assert first == smtp_job_id("mfp-1", "<abc@mfp>") and len(first) == 32
-    assert first != smtp_job_id("mfp-2", "<abc@mfp>") and first != smtp_job_id("mfp-1", "<abd@mfp>")
+    first = smtp_job_id("t1", "mfp-1", "<abc@mfp>")
+    assert first == smtp_job_id("t1", "mfp-1", "<abc@mfp>") and len(first) == 32
+    assert first != smtp_job_id("t1", "mfp-2", "<abc@mfp>") and first != smtp_job_id(
+        "t1", "mfp-1", "<abd@mfp>"
+    )
+    # Device ids are per tenant: another tenant's device of the same id is another device.
+    assert first != smtp_job_id("t2", "mfp-1", "<abc@mfp>")
+    assert legacy_smtp_job_id("mfp-1", "<abc@mfp>") not in (first, smtp_job_id("t2", "mfp-1", "<abc@mfp>"))
+
+
+def test_a_job_id_chosen_by_a_device_is_its_tenants_own() -> None:
+    mine = scoped_job_id("t1", "job-00001")
+    assert mine == scoped_job_id("t1", "job-00001") and len(mine) == 32
+    assert mine != scoped_job_id("t2", "job-00001") and mine != "job-00001"
+    # No pair of tenant and id is written as another pair: the separator is not in either.
+    assert scoped_job_id("t1", "2job") != scoped_job_id("t12", "job")
 
 
 def test_a_mail_event_becomes_a_status_update_with_its_details() -> None:
@@ -173,3 +191,22 @@ def test_a_mail_event_becomes_a_status_update_with_its_details() -> None:
 def test_a_job_status_only_moves_forward() -> None:
     assert may_change("queued") and may_change("accepted") and may_change("deferred")
     assert not may_change("sent") and not may_change("failed")
+
+
+def test_only_a_key_for_every_tenant_sees_the_shared_queues() -> None:
+    assert sees_the_whole_fleet(Administrator("owner", Role.OWNER, None))
+    assert sees_the_whole_fleet(Administrator("k1", Role.OPERATOR, None))
+    assert not sees_the_whole_fleet(Administrator("k2", Role.OPERATOR, ("t1",)))
+    assert not sees_the_whole_fleet(Administrator("k3", Role.FLEET_ADMIN, ("t1",)))
+
+
+def test_a_proxy_url_is_shown_to_operators_without_its_credentials() -> None:
+    assert redact_url("http://user:pw@proxy.example:3128") == "http://redacted@proxy.example:3128"
+    assert redact_url("https://token@proxy.example/path") == "https://redacted@proxy.example/path"
+    assert redact_url("http://proxy.example:3128") == "http://proxy.example:3128"
+    assert redact_url("http://user:pw@proxy.example:99999") == "redacted"  # unreadable: nothing shown
+    tenant = TenantSettings(tenant_id="t1", proxy_url="http://user:pw@proxy.example:3128")
+    operator = Administrator("k1", Role.OPERATOR, ("t1",))
+    assert as_seen_by(operator, tenant).proxy_url == "http://redacted@proxy.example:3128"
+    for writer in (Administrator("owner", Role.OWNER, None), Administrator("k2", Role.FLEET_ADMIN, ("t1",))):
+        assert as_seen_by(writer, tenant).proxy_url == tenant.proxy_url

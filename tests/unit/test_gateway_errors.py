@@ -59,7 +59,6 @@ def test_every_error_of_the_tree_has_a_status_and_its_own_code() -> None:
 def test_errors_map_to_the_statuses_and_types_clients_read() -> None:
     expected = {
         errors.TenantNotFound: (404, "tenant-not-found"),
-        errors.DeviceIdTaken: (409, "device-id-taken"),
         errors.AcquisitionRefused: (409, "acquisition-refused"),
         errors.AttachmentTooLarge: (413, "attachment-too-large"),
         errors.AttachmentTypeRefused: (415, "attachment-type-refused"),
@@ -126,7 +125,7 @@ def test_the_smtp_edge_gives_a_device_a_reply_it_can_act_on() -> None:
         errors.AttachmentTooLarge("big"): "552 5.3.4 big",
         errors.InvalidAddress("nope"): "550 5.6.0 nope",
         errors.InvalidJob("bad"): "550 5.6.0 bad",
-        errors.JobIdTaken("taken"): "550 5.6.0 taken",
+        errors.NoAdministratorAddress("taken"): "550 5.6.0 taken",
         errors.TenantNotFound("gone"): "451 4.3.0 gone",  # not the device's fault: try later
     }
     for error, reply in cases.items():

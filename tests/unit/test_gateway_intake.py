@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 from fleetmail_contracts import streams
-from fleetmail_contracts.jobs import JobFunction
-from job_gateway.domain import Device
-from job_gateway.errors import AttachmentTypeRefused, EventBusUnavailable, InvalidJob, JobIdTaken, RateLimited
+from fleetmail_contracts.jobs import AttachmentRef, JobFunction
+from job_gateway.domain import Device, scoped_job_id
+from job_gateway.errors import AttachmentTypeRefused, EventBusUnavailable, InvalidJob, RateLimited
 from job_gateway.ratelimit import RateLimiter
 from job_gateway.schemas import JobSubmission
 from job_gateway.settings import GatewaySettings
@@ -47,18 +47,34 @@ class Parts:
         )
 
 
-async def test_a_job_is_kept_then_published_with_its_job_id_as_message_id() -> None:
+async def test_a_job_is_kept_then_published_with_its_delivery_id_as_message_id() -> None:
     parts = Parts()
     submission = JobSubmission(job_id="job-00001", to=["a@b.example"], subject="Scan")
     accepted = await parts.intake.submit(DEVICE, submission, [upload()])
-    assert (accepted.job_id, accepted.status, accepted.duplicate) == ("job-00001", "queued", False)
+    delivery_id = scoped_job_id("t1", "job-00001")
+    assert (accepted.job_id, accepted.delivery_id, accepted.status, accepted.duplicate) == (
+        "job-00001",
+        delivery_id,
+        "queued",
+        False,
+    )
     [(subject, command, msg_id)] = parts.publisher.published
-    assert subject.startswith(streams.JOB_SUBJECT_PREFIX) and msg_id == "job-00001"
+    assert subject.startswith(streams.JOB_SUBJECT_PREFIX) and msg_id == delivery_id
+    assert command.model_dump()["job_id"] == delivery_id
     [attachment] = command.model_dump()["attachments"]
-    assert attachment["object_name"].startswith("job-00001/")
+    assert attachment["object_name"].startswith(f"{delivery_id}/")
     assert attachment["object_name"] in parts.attachments.objects
-    stored = await parts.store.job("job-00001")
+    stored = await parts.store.job(delivery_id)
     assert stored is not None and (stored["status"], stored["submitted_at"]) == ("queued", NOW)
+    assert stored["job_id"] == "job-00001"
+
+
+async def test_without_a_job_id_the_job_gets_a_fresh_one_it_travels_under() -> None:
+    parts = Parts()
+    accepted = await parts.intake.submit(DEVICE, JobSubmission(to=["a@b.example"]), [])
+    assert accepted.job_id == accepted.delivery_id and len(accepted.job_id) == 32
+    [(_, command, msg_id)] = parts.publisher.published
+    assert msg_id == command.model_dump()["job_id"] == accepted.job_id
 
 
 async def test_internet_fax_is_sent_as_the_devices_machine_address() -> None:
@@ -75,7 +91,7 @@ async def test_when_the_bus_is_down_nothing_is_kept() -> None:
     with pytest.raises(EventBusUnavailable) as refused:
         await parts.intake.submit(DEVICE, JobSubmission(job_id="job-00002", to=["a@b.example"]), [upload()])
     assert refused.value.title == "Job queue unavailable" and "submit it again" in refused.value.detail
-    assert await parts.store.job("job-00002") is None and parts.attachments.objects == {}
+    assert parts.store.jobs == {} and parts.attachments.objects == {}
 
 
 async def test_an_attachment_that_cannot_be_stored_leaves_no_job() -> None:
@@ -83,7 +99,7 @@ async def test_an_attachment_that_cannot_be_stored_leaves_no_job() -> None:
     parts.attachments.down = True
     with pytest.raises(EventBusUnavailable):
         await parts.intake.submit(DEVICE, JobSubmission(job_id="job-00003", to=["a@b.example"]), [upload()])
-    assert await parts.store.job("job-00003") is None and parts.publisher.published == []
+    assert parts.store.jobs == {} and parts.publisher.published == []
 
 
 async def test_a_refused_attachment_removes_those_already_stored() -> None:
@@ -94,17 +110,75 @@ async def test_a_refused_attachment_removes_those_already_stored() -> None:
     assert parts.attachments.objects == {} and parts.store.jobs == {} and parts.publisher.published == []
 
 
-async def test_a_job_id_sent_again_is_the_same_job_and_another_tenants_is_taken() -> None:
+class CountingAttachments(InMemoryAttachments):
+    """Counts what was stored and removed, to show a duplicate does neither."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.puts = self.deletes = 0
+
+    async def put(self, object_name: str, upload: UploadFile, limit: int) -> AttachmentRef:
+        self.puts += 1
+        return await super().put(object_name, upload, limit)
+
+    async def delete(self, object_name: str) -> None:
+        self.deletes += 1
+        await super().delete(object_name)
+
+
+async def test_a_job_id_sent_again_is_the_same_job_and_stores_nothing() -> None:
     parts = Parts()
+    parts.attachments = parts.intake.attachments = CountingAttachments()
     submission = JobSubmission(job_id="job-00004", to=["a@b.example"])
     await parts.intake.submit(DEVICE, submission, [upload()])
-    again = await parts.intake.submit(DEVICE, submission, [upload()])
+    again = await parts.intake.submit(DEVICE, submission, [upload(data=b"%PDF-1.4 again")])
     assert again.duplicate and again.status == "queued" and len(parts.publisher.published) == 1
-    # The queued job keeps its attachment; the one sent again is not kept.
+    # The duplicate was known before anything was stored: nothing stored, nothing removed.
+    assert (parts.attachments.puts, parts.attachments.deletes) == (1, 0)
     [(_, command, _)] = parts.publisher.published
     assert list(parts.attachments.objects) == [command.model_dump()["attachments"][0]["object_name"]]
-    with pytest.raises(JobIdTaken):
-        await parts.intake.submit(Device("other", "t2"), submission, [])
+
+
+async def test_another_tenants_job_id_is_another_job() -> None:
+    parts = Parts()
+    submission = JobSubmission(job_id="job-00005", to=["a@b.example"])
+    mine = await parts.intake.submit(DEVICE, submission, [upload()])
+    theirs = await parts.intake.submit(Device("mfp-1", "t2"), submission, [upload(data=b"%PDF-1.4 theirs")])
+    assert theirs.job_id == mine.job_id and theirs.delivery_id != mine.delivery_id
+    assert not theirs.duplicate and theirs.status == "queued"
+    [(_, first, _), (_, second, _)] = parts.publisher.published
+    names = [c.model_dump()["attachments"][0]["object_name"] for c in (first, second)]
+    assert names[0] != names[1] and sorted(parts.attachments.objects) == sorted(names)
+
+
+async def test_a_job_queued_before_ids_were_scoped_is_found_by_its_old_id() -> None:
+    parts = Parts()
+    await parts.store.record_job(
+        {"_id": "job-00006", "tenant_id": "t1", "status": "sent", "submitted_at": NOW}
+    )
+    again = await parts.intake.submit(
+        DEVICE, JobSubmission(job_id="job-00006", to=["a@b.example"]), [upload()]
+    )
+    assert again.duplicate and again.status == "sent" and parts.attachments.objects == {}
+    # Another tenant's old job of that id is not this tenant's: a new job, nothing said.
+    other = await parts.intake.submit(
+        Device("mfp-9", "t2"), JobSubmission(job_id="job-00006", to=["a@b.example"]), []
+    )
+    assert not other.duplicate and other.delivery_id == scoped_job_id("t2", "job-00006")
+
+
+async def test_a_job_jetstream_already_holds_keeps_the_first_attachments() -> None:
+    """The record was forgotten after a publish that timed out but reached the stream: the
+    device sends the job again, JetStream drops it as a duplicate, and only the attachments
+    of this second submission (which nothing refers to) are removed."""
+    parts = Parts()
+    submission = JobSubmission(job_id="job-00007", to=["a@b.example"])
+    await parts.intake.submit(DEVICE, submission, [upload()])
+    parts.store.jobs.clear()
+    again = await parts.intake.submit(DEVICE, submission, [upload(data=b"%PDF-1.4 again")])
+    assert again.duplicate
+    [(_, command, _)] = parts.publisher.published
+    assert list(parts.attachments.objects) == [command.model_dump()["attachments"][0]["object_name"]]
 
 
 async def test_a_runaway_device_waits_and_others_do_not() -> None:

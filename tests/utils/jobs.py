@@ -41,3 +41,19 @@ async def received(stack, http: httpx.AsyncClient, job_id: str) -> tuple[dict, e
     [entry] = [m for m in messages if m["message_id"] == message_id]
     raw = (await http.get(f"{stack.smtp_control_url}/_emulator/messages/{entry['id']}/raw")).content
     return entry, email.message_from_bytes(raw, policy=email.policy.default)
+
+
+async def delivered_with_subject(
+    stack, http: httpx.AsyncClient, subject: str
+) -> list[tuple[dict, email.message.EmailMessage]]:
+    """Every message the SMTP emulator accepted with this subject, parsed, oldest first."""
+    entries = (
+        await http.get(f"{stack.smtp_control_url}/_emulator/messages", params={"subject_prefix": subject})
+    ).json()
+    found = []
+    for entry in entries:
+        if entry["subject"] != subject:
+            continue
+        raw = (await http.get(f"{stack.smtp_control_url}/_emulator/messages/{entry['id']}/raw")).content
+        found.append((entry, email.message_from_bytes(raw, policy=email.policy.default)))
+    return found

@@ -25,6 +25,7 @@ from opentelemetry.trace import NoOpTracerProvider
 from .adapters.dead_letters import JetStreamDeadLetters
 from .adapters.jetstream import JetStreamConsumerLag, ObjectStoreAttachments
 from .adapters.mongo import MongoStore
+from .allowlists import AllowlistPolicy
 from .api import openapi, problems
 from .api.main import api_router
 from .credentials import load_keys
@@ -61,7 +62,11 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     keys = load_keys(settings)
     store = MongoStore(runtime.mongo, settings.database)
     tenants = TenantAdministration(store, runtime.tenants)
-    devices = DeviceDirectory(store, keys.device_secret)
+    devices = DeviceDirectory(
+        store,
+        keys.device_secret,
+        policy=AllowlistPolicy(settings.min_allowlist_prefix_v4, settings.min_allowlist_prefix_v6),
+    )
     intake = JobIntake(
         settings, store, ObjectStoreAttachments(broker), runtime.bus, provider_of=tenants.provider_of
     )
@@ -99,6 +104,8 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     subscriber(on_mail_events)
 
     runtime.on_start(store.ensure_indexes)
+    runtime.on_start(devices.reload)
+    runtime.every(settings.allowlist_refresh_s, devices.reload, "allowlist index refresh")
     runtime.on_start(tenants.publish_all)
     runtime.on_start(broker.start)
     runtime.on_start(listener.start)

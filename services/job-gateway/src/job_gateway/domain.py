@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from fleetmail_contracts.addresses import UNSAFE, is_address
 from fleetmail_contracts.jobs import JobFunction
@@ -115,6 +116,35 @@ def visible_tenants(admin: Administrator, tenants: Iterable[TenantSettings]) -> 
     )
 
 
+def sees_the_whole_fleet(admin: Administrator) -> bool:
+    """Whether this key reaches every tenant: only such a key sees what all tenants share
+    (the queues' lag counts every tenant's jobs)."""
+    return admin.tenant_ids is None
+
+
+def redact_url(url: str) -> str:
+    """The URL without the user name and password it may carry (`http://user:pw@proxy:3128`
+    → `http://redacted@proxy:3128`): where it goes stays visible."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return "redacted"
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = f"redacted@{host or ''}" + (f":{port}" if port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def as_seen_by(admin: Administrator, tenant: TenantSettings) -> TenantSettings:
+    """A tenant's settings as this key may read them: a read-only operator key does not see
+    credentials in the proxy URL."""
+    if admin.role is not Role.OPERATOR or tenant.proxy_url is None:
+        return tenant
+    return tenant.model_copy(update={"proxy_url": redact_url(tenant.proxy_url)})
+
+
 # --- sign-ins ----------------------------------------------------------------------------
 
 
@@ -172,8 +202,23 @@ def retry_after_s(wait_s: float) -> int:
     return max(1, round(wait_s + 0.5))
 
 
-def smtp_job_id(device_id: str, message_id: str) -> str:
-    """A device that resends after a lost reply sends the same Message-ID: the same job."""
+def scoped_job_id(tenant_id: str, job_id: str) -> str:
+    """The id a job travels under (the command's `job_id`, `Nats-Msg-Id`, the Message-ID
+    `<…@fleetmail>`, mail events, dead letters) when its device chose the job id: job ids are
+    the tenant's own, so the same id from two tenants is two jobs, and no device can name —
+    or collide with — another tenant's job."""
+    return hashlib.sha256(f"{tenant_id}\n{job_id}".encode()).hexdigest()[:32]
+
+
+def smtp_job_id(tenant_id: str, device_id: str, message_id: str) -> str:
+    """A device that resends after a lost reply sends the same Message-ID: the same job (of
+    this tenant's device: another tenant's device of the same id is another device)."""
+    return hashlib.sha256(f"{tenant_id}\n{device_id}\n{message_id}".encode()).hexdigest()[:32]
+
+
+def legacy_smtp_job_id(device_id: str, message_id: str) -> str:
+    """The id a message got before job ids were scoped by tenant: a resend of a message
+    queued before an upgrade is still the same job (when it is the same tenant's)."""
     return hashlib.sha256(f"{device_id}|{message_id}".encode()).hexdigest()[:32]
 
 

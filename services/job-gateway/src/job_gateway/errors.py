@@ -11,6 +11,7 @@
     │   │   ├── TenantsRequired             a fleet_admin key must name its tenants
     │   │   ├── MachineAddressRefused       Internet Fax is sent as the administrator only
     │   │   ├── CredentialsRefused          token-service refused the tenant's secrets
+    │   │   ├── AllowlistRangeRefused       a source-address range wider than allowed
     │   │   └── UserRequired                a logout names its user
     │   ├── UnreadableRequest           the body could not be parsed at all
     │   ├── AttachmentTooLarge
@@ -22,8 +23,7 @@
     │   │   ├── DeadLetterNotFound
     │   │   └── AlertNotFound
     │   ├── Conflict                    the request clashes with what exists
-    │   │   ├── JobIdTaken
-    │   │   ├── DeviceIdTaken
+    │   │   ├── AllowlistOverlap            an address range another device holds
     │   │   ├── NoAdministratorAddress
     │   │   └── AcquisitionRefused
     │   ├── Unauthorized                who is asking could not be proved
@@ -115,6 +115,11 @@ class CredentialsRefused(InvalidRequest):
     title = "Credentials refused"
 
 
+class AllowlistRangeRefused(InvalidRequest):
+    code = "allowlist-range-refused"
+    title = "Address range refused"
+
+
 class UserRequired(InvalidRequest):
     code = "user-required"
     title = "User required"
@@ -170,14 +175,9 @@ class Conflict(Refused):
     title = "Conflict"
 
 
-class JobIdTaken(Conflict):
-    code = "job-id-taken"
-    title = "Job id taken"
-
-
-class DeviceIdTaken(Conflict):
-    code = "device-id-taken"
-    title = "Device id taken"
+class AllowlistOverlap(Conflict):
+    code = "allowlist-overlap"
+    title = "Address range taken"
 
 
 class NoAdministratorAddress(Conflict):

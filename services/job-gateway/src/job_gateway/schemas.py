@@ -71,13 +71,19 @@ class JobSubmission(BaseModel):
 
 
 class JobAccepted(BaseModel):
-    job_id: str
+    job_id: str = Field(
+        description="The job's id, as the device knows it (its own `job_id` when it chose one)"
+    )
+    delivery_id: str = Field(
+        description="The id the job travels under: the Message-ID <delivery_id@fleetmail>, dead letters, traces"
+    )
     status: str
     duplicate: bool = False
 
 
 class JobStatus(BaseModel):
     job_id: str
+    delivery_id: str
     tenant_id: str
     device_id: str
     function: JobFunction
@@ -93,10 +99,17 @@ class JobStatus(BaseModel):
 
     @classmethod
     def of(cls, document: Mapping[str, Any]) -> Self:
-        """The status record job-gateway keeps for a job, as the API shows it."""
+        """The status record job-gateway keeps for a job, as the API shows it: its `_id` is
+        the delivery id; `job_id` is the device's (records from before job ids were scoped
+        by tenant have none: their `_id` was the device's)."""
         return cls(
-            job_id=document["_id"],
-            **{k: v for k, v in document.items() if k in cls.model_fields and k != "job_id"},
+            job_id=document.get("job_id") or document["_id"],
+            delivery_id=document["_id"],
+            **{
+                k: v
+                for k, v in document.items()
+                if k in cls.model_fields and k not in ("job_id", "delivery_id")
+            },
         )
 
 
@@ -165,12 +178,7 @@ class DeviceView(BaseModel):
     def of(cls, document: Mapping[str, Any]) -> Self:
         """A stored device as administrators see it (never its secret's hash)."""
         return cls(
-            device_id=document["_id"],
-            **{
-                k: document[k]
-                for k in cls.model_fields
-                if k in document and k != "device_id" and document[k] is not None
-            },
+            **{k: document[k] for k in cls.model_fields if k in document and document[k] is not None},
         )
 
 

@@ -56,6 +56,23 @@ class GatewaySettings(BaseSettings):
         default=20, gt=0, description="Jobs per second one device may submit, after its burst"
     )
     device_rate_burst: int = Field(default=100, ge=1, description="Jobs a device may submit at once")
+    min_allowlist_prefix_v4: int = Field(
+        default=32,
+        ge=1,
+        le=32,
+        description="Widest IPv4 range a device's SMTP allowlist may hold (32: single addresses; never /0)",
+    )
+    min_allowlist_prefix_v6: int = Field(
+        default=128,
+        ge=1,
+        le=128,
+        description="Widest IPv6 range a device's SMTP allowlist may hold (128: single addresses; never /0)",
+    )
+    allowlist_refresh_s: float = Field(
+        default=5,
+        gt=0,
+        description="How often the in-memory allowlist index is read again (changes made through other replicas)",
+    )
     allowed_attachment_types: tuple[str, ...] = Field(
         default=(
             "application/pdf",

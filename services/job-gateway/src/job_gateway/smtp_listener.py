@@ -33,7 +33,7 @@ from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from starlette.datastructures import Headers, UploadFile
 
-from .domain import DeviceLogin, smtp_job_id
+from .domain import DeviceLogin, legacy_smtp_job_id, smtp_job_id
 from .errors import (
     AttachmentTooLarge,
     AttachmentTypeRefused,
@@ -163,7 +163,14 @@ class SubmissionHandler:
         if not isinstance(login, DeviceLogin):
             return "530 5.7.0 Authentication required"
         try:
-            submission, uploads = to_job(login, envelope)
+            submission, uploads, message_id = to_job(login, envelope)
+            ids = None
+            if message_id is not None:
+                device = login.device
+                ids = (
+                    smtp_job_id(device.tenant_id, device.device_id, message_id),
+                    legacy_smtp_job_id(device.device_id, message_id),
+                )
             span = tracer.start_span(
                 "smtp receive",
                 kind=SpanKind.SERVER,
@@ -173,7 +180,9 @@ class SubmissionHandler:
                 },
             )
             with SpanScope(span):
-                accepted = await self.intake.submit(login.device, submission, uploads, channel="smtp")
+                accepted = await self.intake.submit(
+                    login.device, submission, uploads, channel="smtp", ids=ids
+                )
         except GatewayError as error:
             return smtp_reply(error)
         except Exception:
@@ -184,9 +193,10 @@ class SubmissionHandler:
         return f"250 2.0.0 OK queued as {accepted.job_id}"
 
 
-def to_job(login: DeviceLogin, envelope: Envelope) -> tuple[JobSubmission, list[UploadFile]]:
+def to_job(login: DeviceLogin, envelope: Envelope) -> tuple[JobSubmission, list[UploadFile], str | None]:
     """The message as a job of the device's function: envelope recipients, subject, the text
-    body, and every other part as an attachment."""
+    body, and every other part as an attachment; and its Message-ID, if it has one (a resend
+    with the same Message-ID is the same job)."""
     raw = envelope.original_content or b""
     message = email.message_from_bytes(raw, policy=email.policy.default)
     if not isinstance(message, EmailMessage):  # the default policy always makes one
@@ -209,13 +219,11 @@ def to_job(login: DeviceLogin, envelope: Envelope) -> tuple[JobSubmission, list[
         "subject": " ".join(str(message.get("Subject", "")).split()) or None,
         "body": body,
     }
-    message_id = message.get("Message-ID")
-    if message_id:
-        fields["job_id"] = smtp_job_id(login.device.device_id, str(message_id))
+    message_id = str(message.get("Message-ID") or "") or None
     if login.function is JobFunction.INTERNET_FAX_TX and not login.device.machine_address:
         fields["machine_address"] = envelope.mail_from
     try:
-        return JobSubmission(**fields), uploads
+        return JobSubmission(**fields), uploads, message_id
     except ValidationError as exc:
         raise InvalidJob(summarise(exc.errors())) from None
 

@@ -26,8 +26,21 @@ class MongoStore:
         self.api_keys = db["api_keys"]
 
     async def ensure_indexes(self) -> None:
+        await self.migrate_devices()
         await self.devices.create_index("tenant_id")
+        await self.devices.create_index([("tenant_id", 1), ("device_id", 1)], unique=True)
+        await self.devices.create_index("device_id")
         await self.jobs.create_index([("tenant_id", 1), ("submitted_at", -1)])
+
+    async def migrate_devices(self) -> None:
+        """Devices registered when device ids were global were stored under `_id` = device id,
+        without a `device_id` field: give them the field (their `_id` stays), so every lookup
+        is by tenant and device id. Idempotent; runs at every start."""
+        async for document in self.devices.find({"device_id": {"$exists": False}}, {"_id": 1}):
+            await self.devices.update_one(
+                {"_id": document["_id"], "device_id": {"$exists": False}},
+                {"$set": {"device_id": document["_id"]}},
+            )
 
     # --- tenants ---
 
@@ -64,35 +77,45 @@ class MongoStore:
         allow_cidrs: list[str] | None = None,
         smtp_function: str | None = None,
     ) -> None:
-        await self.devices.replace_one(
-            {"_id": device_id},
-            {
-                "_id": device_id,
-                "tenant_id": tenant_id,
-                "name": name,
-                "secret_hash": secret_hash,
-                "disabled": False,
-                "created_at": now,
-                "allow_cidrs": allow_cidrs or [],
-                "smtp_function": smtp_function,
-            },
-            upsert=True,
-        )
+        """Device ids are the tenant's own: a new device is stored under `<tenant>/<device>`
+        (a device id holds no `/`, so it never meets a device stored before, under its id)."""
+        fields = {
+            "name": name,
+            "secret_hash": secret_hash,
+            "disabled": False,
+            "created_at": now,
+            "allow_cidrs": allow_cidrs or [],
+            "smtp_function": smtp_function,
+        }
+        where = {"tenant_id": tenant_id, "device_id": device_id}
+        try:
+            await self.devices.update_one(
+                where, {"$set": fields, "$setOnInsert": {"_id": f"{tenant_id}/{device_id}"}}, upsert=True
+            )
+        except DuplicateKeyError:  # registered at the same moment by another request: replace it
+            await self.devices.update_one(where, {"$set": fields})
 
     async def devices_with_allowlist(self) -> list[dict[str, Any]]:
         cursor = self.devices.find({"allow_cidrs.0": {"$exists": True}}, {"secret_hash": 0})
         return [document async for document in cursor]
 
-    async def device(self, device_id: str) -> dict[str, Any] | None:
-        return await self.devices.find_one({"_id": device_id})
+    async def device(self, tenant_id: str, device_id: str) -> dict[str, Any] | None:
+        return await self.devices.find_one({"tenant_id": tenant_id, "device_id": device_id})
 
-    async def update_device(self, device_id: str, changes: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def devices_named(self, device_id: str) -> list[dict[str, Any]]:
+        return [document async for document in self.devices.find({"device_id": device_id})]
+
+    async def update_device(
+        self, tenant_id: str, device_id: str, changes: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
         if changes:
-            await self.devices.update_one({"_id": device_id}, {"$set": dict(changes)})
-        return await self.device(device_id)
+            await self.devices.update_one(
+                {"tenant_id": tenant_id, "device_id": device_id}, {"$set": dict(changes)}
+            )
+        return await self.device(tenant_id, device_id)
 
     async def list_devices(self, tenant_id: str) -> list[dict[str, Any]]:
-        cursor = self.devices.find({"tenant_id": tenant_id}, {"secret_hash": 0}).sort("_id", 1)
+        cursor = self.devices.find({"tenant_id": tenant_id}, {"secret_hash": 0}).sort("device_id", 1)
         return [document async for document in cursor]
 
     # --- API keys ---

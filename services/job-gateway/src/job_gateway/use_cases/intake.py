@@ -1,10 +1,16 @@
 """Taking a job in, the same way whether it came over HTTP or SMTP.
 
-Checks first (the device's rate, recipients, header safety, attachment types, the command's
-own validation), attachments streamed into the Object Store, the job recorded, then
-published to JetStream with its job id as `Nats-Msg-Id`. Nothing is left half-done: if
-anything fails after attachments were stored, they are removed; if the bus is unavailable,
-the caller is told to try again (`EventBusUnavailable`) and the job record is forgotten.
+Checks first (the device's rate, recipients, header safety), then whether the job is one
+already taken in — before anything is stored, so a job sent again touches nothing of the
+queued one — then attachments streamed into the Object Store under names of this
+submission alone, the job recorded, and published to JetStream with its delivery id as
+`Nats-Msg-Id`. Nothing is left half-done: if anything fails after attachments were stored,
+they are removed; if the bus is unavailable, the caller is told to try again
+(`EventBusUnavailable`) and the job record is forgotten.
+
+Job ids are the tenant's own: a job travels under its *delivery id* — `scoped_job_id(tenant,
+job id)` when the device chose the id, a fresh random one otherwise — so the same id from
+two tenants is two jobs and no answer says whether another tenant uses an id.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from fleetmail_contracts import streams
 from fleetmail_contracts.jobs import JOB_COMMANDS, AttachmentRef, JobFunction, job_subject
@@ -21,8 +28,8 @@ from opentelemetry import trace
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from ..domain import Device, check_attachment_type, check_submission, retry_after_s
-from ..errors import EventBusUnavailable, GatewayError, InvalidJob, JobIdTaken, RateLimited
+from ..domain import Device, check_attachment_type, check_submission, retry_after_s, scoped_job_id
+from ..errors import EventBusUnavailable, GatewayError, InvalidJob, RateLimited
 from ..ports import Attachments, JobStore, Publisher
 from ..ratelimit import RateLimiter
 from ..schemas import JobAccepted, JobSubmission, summarise
@@ -71,14 +78,17 @@ class JobIntake:
         submission: JobSubmission,
         files: Sequence[UploadFile],
         channel: str = "http",
+        ids: tuple[str, str] | None = None,
     ) -> JobAccepted:
+        """`ids`: the delivery id and the id the same job had before ids were scoped by
+        tenant, when the edge derives them itself (SMTP: from the Message-ID)."""
         try:
-            accepted = await self._submit(device, submission, files)
+            accepted = await self._submit(device, submission, files, ids)
         except GatewayError as error:
             JOBS_REFUSED.add(1, {"reason": error.code, "channel": channel})
             raise
         # Operators find a job's trace by its id.
-        trace.get_current_span().set_attribute("fleetmail.job_id", accepted.job_id)
+        trace.get_current_span().set_attribute("fleetmail.job_id", accepted.delivery_id)
         if not accepted.duplicate:
             JOBS_RECEIVED.add(
                 1,
@@ -92,9 +102,13 @@ class JobIntake:
         return accepted
 
     async def _submit(
-        self, device: Device, submission: JobSubmission, files: Sequence[UploadFile]
+        self,
+        device: Device,
+        submission: JobSubmission,
+        files: Sequence[UploadFile],
+        ids: tuple[str, str] | None,
     ) -> JobAccepted:
-        wait = self.limiter.take(device.device_id)
+        wait = self.limiter.take(f"{device.tenant_id}/{device.device_id}")  # device ids are per tenant
         if wait is not None:
             seconds = retry_after_s(wait)
             raise RateLimited(
@@ -102,10 +116,26 @@ class JobIntake:
                 retry_after_s=seconds,
             )
         check_submission(submission, self.settings.max_recipients)
-        job_id = submission.job_id or uuid.uuid4().hex
-        # Each submission's attachments have names of their own: a job sent again (the same
-        # job id) must not overwrite, then remove, the attachments of the job already queued.
-        prefix = f"{job_id}/{uuid.uuid4().hex[:12]}"
+        if ids is not None:
+            delivery_id, legacy_id = ids
+        elif submission.job_id:
+            delivery_id, legacy_id = scoped_job_id(device.tenant_id, submission.job_id), submission.job_id
+        else:
+            delivery_id = legacy_id = uuid.uuid4().hex
+        job_id = submission.job_id or delivery_id
+        # A fresh random id is no job's yet: only an id the device or the edge chose is looked up.
+        existing = (
+            None
+            if ids is None and not submission.job_id
+            else await self._existing(device, delivery_id, legacy_id)
+        )
+        if existing is not None:
+            return JobAccepted(
+                job_id=job_id, delivery_id=existing["_id"], status=existing["status"], duplicate=True
+            )
+        # This submission's attachments have names of their own, which no other submission
+        # (another tenant's, or this job sent again) can reach.
+        prefix = f"{delivery_id}/{uuid.uuid4().hex}"
         refs: list[AttachmentRef] = []
         try:
             for upload in files:
@@ -114,15 +144,32 @@ class JobIntake:
                 )
                 name = f"{prefix}/{len(refs)}"
                 refs.append(await self.attachments.put(name, upload, self.settings.max_attachment_bytes))
-            return await self._record_and_publish(device, submission, job_id, refs)
+            accepted = await self._record_and_publish(device, submission, job_id, delivery_id, refs)
         except BaseException as exc:
             await self._remove(refs)
             if isinstance(exc, BusUnavailable):
                 raise queue_unavailable() from exc  # e.g. storing an attachment failed
             raise
+        if accepted.duplicate:
+            await self._remove(refs)  # the job taken in first keeps its own attachments
+        return accepted
+
+    async def _existing(self, device: Device, delivery_id: str, legacy_id: str) -> dict[str, Any] | None:
+        """The job already taken in under this id, if it is this tenant's: by its delivery
+        id, or by the id it had before job ids were scoped by tenant."""
+        for candidate in dict.fromkeys((delivery_id, legacy_id)):
+            document = await self.jobs.job(candidate)
+            if document is not None and document["tenant_id"] == device.tenant_id:
+                return document
+        return None
 
     async def _record_and_publish(
-        self, device: Device, submission: JobSubmission, job_id: str, refs: list[AttachmentRef]
+        self,
+        device: Device,
+        submission: JobSubmission,
+        job_id: str,
+        delivery_id: str,
+        refs: list[AttachmentRef],
     ) -> JobAccepted:
         fields = submission.model_dump(exclude_none=True, exclude={"function", "job_id"})
         if submission.function is JobFunction.INTERNET_FAX_TX and device.machine_address:
@@ -130,7 +177,7 @@ class JobIntake:
         now = self.clock()
         try:
             command = JOB_COMMANDS[submission.function](
-                job_id=job_id,
+                job_id=delivery_id,
                 tenant_id=device.tenant_id,
                 device_id=device.device_id,
                 submitted_at=now,
@@ -141,7 +188,8 @@ class JobIntake:
             raise InvalidJob(summarise(exc.errors())) from None
         recorded = await self.jobs.record_job(
             {
-                "_id": job_id,
+                "_id": delivery_id,
+                "job_id": job_id,
                 "tenant_id": device.tenant_id,
                 "device_id": device.device_id,
                 "function": submission.function.value,
@@ -150,24 +198,22 @@ class JobIntake:
                 "updated_at": now,
             }
         )
-        if not recorded:
-            existing = await self.jobs.job(job_id)
-            if existing is None or existing["tenant_id"] != device.tenant_id:
-                raise JobIdTaken("that job id is in use")
-            await self._remove(refs)
-            return JobAccepted(job_id=job_id, status=existing["status"], duplicate=True)
+        if not recorded:  # the same job, taken in by another request meanwhile
+            existing = await self.jobs.job(delivery_id)
+            status = existing["status"] if existing is not None else "queued"
+            return JobAccepted(job_id=job_id, delivery_id=delivery_id, status=status, duplicate=True)
         try:
             duplicate = await self.publisher.publish(
                 command,
                 job_subject(submission.function),
                 stream=streams.JOBS_STREAM,
-                msg_id=job_id,
+                msg_id=delivery_id,
                 timeout_s=self.settings.publish_timeout_s,
             )
         except BusUnavailable:
-            await self.jobs.forget_job(job_id)
+            await self.jobs.forget_job(delivery_id)
             raise
-        return JobAccepted(job_id=job_id, status="queued", duplicate=duplicate)
+        return JobAccepted(job_id=job_id, delivery_id=delivery_id, status="queued", duplicate=duplicate)
 
     async def _remove(self, refs: list[AttachmentRef]) -> None:
         for ref in refs:

@@ -10,7 +10,7 @@ from typing import Any
 from fleetmail_contracts.jobs import JobFunction
 from fleetmail_runtime.bus import BusUnavailable
 
-from ..domain import Device, status_update
+from ..domain import Administrator, Device, scoped_job_id, sees_the_whole_fleet, status_update
 from ..errors import DeadLetterNotFound, EventBusUnavailable, JobNotFound
 from ..ports import ConsumerLag, DeadLetterStream, JobStore
 from ..schemas import DeadLetterView, JobAccepted, JobStatus, JobSummary, QueueView
@@ -30,8 +30,12 @@ class JobQueries:
         await self.jobs.update_job_statuses([status_update(event) for event in events])
 
     async def status_for(self, device: Device, job_id: str) -> JobStatus:
-        """A job of the device's tenant; another tenant's job does not exist for it."""
-        document = await self.jobs.job(job_id)
+        """A job of the device's tenant, by the id the device chose, or else by its delivery
+        id (ids fleetmail chose, SMTP jobs, jobs queued before ids were scoped by tenant);
+        another tenant's job does not exist for it."""
+        document = await self.jobs.job(scoped_job_id(device.tenant_id, job_id))
+        if document is None:
+            document = await self.jobs.job(job_id)
         if document is None or document["tenant_id"] != device.tenant_id:
             raise JobNotFound(f"no job {job_id!r} for this device's tenant")
         return JobStatus.of(document)
@@ -81,15 +85,18 @@ class DeadLetterDesk:
         if job_id is None:
             raise DeadLetterNotFound(f"no dead job {sequence} in {tenant_id!r}")
         await self.jobs.requeue_job(job_id, self.clock())
-        return JobAccepted(job_id=job_id, status="queued")
+        return JobAccepted(job_id=job_id, delivery_id=job_id, status="queued")
 
 
 class Queues:
     def __init__(self, lag: ConsumerLag) -> None:
         self.lag = lag
 
-    async def views(self) -> list[QueueView]:
-        """Each durable consumer's lag: messages waiting, delivered but unacknowledged, redelivered."""
+    async def views(self, admin: Administrator) -> list[QueueView]:
+        """Each durable consumer's lag: messages waiting, delivered but unacknowledged,
+        redelivered. The queues are every tenant's: a key limited to some tenants sees none."""
+        if not sees_the_whole_fleet(admin):
+            return []
         try:
             return await self.lag.views()
         except BusUnavailable as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_runtime.bus import BusUnavailable, bus_errors
 
-from ..domain import Administrator, visible_tenants
+from ..domain import Administrator, as_seen_by, visible_tenants
 from ..errors import EventBusUnavailable, TenantIdMismatch, TenantNotFound
 from ..ports import TenantFeed, TenantStore
 
@@ -40,7 +40,12 @@ class TenantAdministration:
         return tenant
 
     async def visible_to(self, admin: Administrator) -> list[TenantSettings]:
-        return visible_tenants(admin, await self.store.all_tenants())
+        """The tenants this key may see, as it may see them (`domain.as_seen_by`)."""
+        return [as_seen_by(admin, t) for t in visible_tenants(admin, await self.store.all_tenants())]
+
+    async def read(self, admin: Administrator, tenant_id: str) -> TenantSettings:
+        """One tenant's settings, as this key may see them."""
+        return as_seen_by(admin, await self.get(tenant_id))
 
     async def publish_all(self) -> None:
         """Make the KV bucket complete (it is a projection of the tenants collection)."""

@@ -4,7 +4,8 @@ from fastapi import APIRouter
 
 from ...errors import (
     AdministratorUnauthorized,
-    DeviceIdTaken,
+    AllowlistOverlap,
+    AllowlistRangeRefused,
     DeviceNotFound,
     Forbidden,
     MachineAddressRefused,
@@ -21,19 +22,26 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=201, responses=documented(TenantNotFound, DeviceIdTaken))
+@router.post(
+    "", status_code=201, responses=documented(TenantNotFound, AllowlistRangeRefused, AllowlistOverlap)
+)
 async def register_device(
     registration: DeviceRegistration, tenant: WritableTenant, services: ServicesDep
 ) -> DeviceCredentials:
     return await services.devices.register(tenant.tenant_id, registration)
 
 
-@router.get("", responses=documented(TenantNotFound))
+@router.get("", responses=documented(TenantNotFound, AllowlistRangeRefused, AllowlistOverlap))
 async def list_devices(tenant: ReadableTenant, services: ServicesDep) -> list[DeviceView]:
     return await services.devices.in_tenant(tenant.tenant_id)
 
 
-@router.patch("/{device_id}", responses=documented(TenantNotFound, DeviceNotFound, MachineAddressRefused))
+@router.patch(
+    "/{device_id}",
+    responses=documented(
+        TenantNotFound, DeviceNotFound, MachineAddressRefused, AllowlistRangeRefused, AllowlistOverlap
+    ),
+)
 async def change_device(
     device_id: str, change: DeviceChange, tenant: WritableTenant, services: ServicesDep
 ) -> DeviceView:

@@ -10,7 +10,7 @@ from ...errors import (
     TenantIdMismatch,
     TenantNotFound,
 )
-from ..deps import AdminDep, ReadableTenant, ServicesDep, TenantWriter
+from ..deps import AdminDep, ServicesDep, TenantReader, TenantWriter
 from ..problems import documented
 
 router = APIRouter(
@@ -25,8 +25,9 @@ async def list_tenants(admin: AdminDep, services: ServicesDep) -> list[TenantSet
 
 
 @router.get("/{tenant_id}", responses=documented(TenantNotFound))
-async def get_tenant(tenant: ReadableTenant) -> TenantSettings:
-    return tenant
+async def get_tenant(tenant_id: str, admin: TenantReader, services: ServicesDep) -> TenantSettings:
+    """The tenant's settings (a read-only operator key sees the proxy URL without credentials)."""
+    return await services.tenants.read(admin, tenant_id)
 
 
 @router.put("/{tenant_id}", responses=documented(TenantIdMismatch, EventBusUnavailable))
