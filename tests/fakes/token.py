@@ -351,6 +351,8 @@ class FakeIdentity:
         self._device_codes: dict[str, str | None] = {}
         self._codes: dict[str, str] = {}
         self.revoked_tokens: list[str] = []
+        self.directories: dict[str, str] = {}
+        """An id token's `tid` by the signed-in address's domain (none when not listed)."""
 
     def _token(self, kind: str) -> str:
         return f"fake-{kind}-{next(self._serial)}"
@@ -359,9 +361,10 @@ class FakeIdentity:
         """What the token endpoint answers when `address` has just signed in."""
         refresh = self._token("rt")
         self._refresh_tokens[refresh] = address.casefold()
-        return TokenResult(
-            self._token("at"), self.lifetime_s, refresh, {"preferred_username": address}, ("SMTP.Send",)
-        )
+        claims = {"preferred_username": address}
+        if (tid := self.directories.get(address.rpartition("@")[2].casefold())) is not None:
+            claims["tid"] = tid
+        return TokenResult(self._token("at"), self.lifetime_s, refresh, claims, ("SMTP.Send",))
 
     def revoke_user(self, address: str) -> None:
         self._revoked.add(address.casefold())
