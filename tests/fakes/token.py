@@ -29,6 +29,7 @@ from fleetmail_contracts.tokens import (
     Provider,
     TokenEventBase,
 )
+from token_service.adapters.credentials import TenantSecrets
 from token_service.domain import grant_id
 from token_service.errors import ReauthorizationRequired, StoreUnavailable, TokenServiceError, UnknownTenant
 from token_service.model import (
@@ -556,3 +557,13 @@ class TokenWorld:
             now + (death_in or timedelta(days=90)),
         )
         return result
+
+
+class InMemoryCredentials:
+    """The credential store as `Providers` reads it: each tenant's secrets, opened."""
+
+    def __init__(self, *secrets: TenantSecrets) -> None:
+        self._secrets = {s.tenant_id: s for s in secrets}
+
+    async def get(self, tenant_id: str) -> TenantSecrets:
+        return self._secrets.get(tenant_id, TenantSecrets(tenant_id))
