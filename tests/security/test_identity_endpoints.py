@@ -63,7 +63,7 @@ async def test_a_fleet_admin_cannot_send_the_tenants_sign_ins_and_refreshes_to_i
         for identity in (
             {"authority_host": evil.url.replace("https:", "http:")},
             {"authority_host": f"https://login.microsoftonline.com@127.0.0.1:{evil.url.rsplit(':', 1)[1]}"},
-            {"authority_host": "https://login.microsoftonline.com", "token_uri": f"{evil.url}/token"},
+            {"authority_host": stack.microsoft_url, "token_uri": f"{evil.url}/token"},
             {"authority_host": evil.url},
         ):
             put = await dealer.put(f"/v1/admin/tenants/{tenant_id}", json={**settings, "identity": identity})
