@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 MICROSOFT_ORIGINS = (
     "https://login.microsoftonline.com",  # public cloud
     "https://login.microsoftonline.us",  # US Government (GCC High, DoD)
-    "https://login.chinacloudapi.cn",  # China, operated by 21Vianet
-    "https://login.partner.microsoftonline.cn",  # China, the host MSAL also knows
+    "https://login.partner.microsoftonline.cn",  # China, operated by 21Vianet
+    "https://login.chinacloudapi.cn",  # China, the host older SDKs and documents name
 )
 GOOGLE_ORIGINS = ("https://oauth2.googleapis.com", "https://accounts.google.com")
 DEFAULT_IDENTITY_ORIGINS: tuple[str, ...] = MICROSOFT_ORIGINS + GOOGLE_ORIGINS
