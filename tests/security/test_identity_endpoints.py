@@ -150,3 +150,39 @@ async def test_changed_identity_settings_ask_for_a_new_sign_in_instead_of_moving
     grants = (await admin.get(f"/v1/admin/tenants/{tenant_id}/tokens")).json()
     [grant] = [g for g in grants["grants"] if g["principal"]["address"] == anna.address]
     assert grant["status"] == "reauthorization_required"
+
+
+async def test_a_google_tenant_with_its_own_client_signs_in_with_its_own_secret_only(
+    stack, emulator_http, admin
+) -> None:
+    tenant_id, address = await new_tenant(admin, "google")
+    client_id, secret = f"{uuid.uuid4().hex[:8]}.apps.googleusercontent.com", uuid.uuid4().hex
+    registered = await emulator_http.post(
+        f"{stack.google_url}/_emulator/apps",
+        json={
+            "client_id": client_id,
+            "client_secret": secret,
+            "redirect_uris": [f"{stack.gateway_url}/oauth/callback"],
+        },
+    )
+    assert registered.status_code == 200
+    settings = (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()
+    own = {**settings, "identity": {**settings["identity"], "client_id": client_id}}
+    assert (await admin.put(f"/v1/admin/tenants/{tenant_id}", json=own)).status_code == 200
+
+    async def sign_in() -> dict:
+        started = (await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire")).json()
+        await browser_sign_in(stack, emulator_http, started["authorization_url"])
+        path = f"/v1/admin/tenants/{tenant_id}/acquisitions/{started['acquisition_id']}"
+        return (await admin.get(path)).json()
+
+    # The service's secret is not the tenant's to use: without its own, Google refuses the client.
+    refused = await sign_in()
+    assert refused["state"] == "failed" and "invalid_client" in refused["detail"], refused
+    stored = await admin.put(
+        f"/v1/admin/tenants/{tenant_id}/credentials", json={"google_client_secret": secret}
+    )
+    assert stored.status_code == 200 and stored.json()["google_client_secret"] is True, stored.text
+    assert (await sign_in())["state"] == "succeeded"
+    principal = Principal(tenant_id=tenant_id, kind=PrincipalKind.ADMINISTRATOR, address=address)
+    assert await outcome(stack, principal, force_refresh=True) is AccessTokenOutcome.GRANTED

@@ -70,6 +70,10 @@ async def test_the_service_secret_goes_with_the_service_app_only() -> None:
         {"token_uri": "https://accounts.google.com/token"},
     ):
         assert (await providers().google_app(tenant(Provider.GOOGLE, **identity))).client_secret is None
+        own = providers(TenantSecrets("b", google_client_secret="tenant-google-secret"))
+        assert (
+            await own.google_app(tenant(Provider.GOOGLE, **identity))
+        ).client_secret == "tenant-google-secret"
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ A tenant may name its own app and endpoints, within limits (issue 18, defect 3):
   that wrote the settings checked;
 - the service-wide client secret goes only with the service's own client id to the
   service's own endpoint: a tenant that brings its own app (client id, authority host or
-  token endpoint) brings its own secret (its stored `microsoft_client_secret`), or none;
+  token endpoint) brings its own secret (its stored `microsoft_client_secret` or
+  `google_client_secret`), or none;
 - a refresh token goes back only to the authority and client it was issued by (stored with
   the grant): when the tenant's identity settings changed since, the grant needs a new
   sign-in instead (`ReauthorizationRequired`), and nothing is sent.
@@ -190,7 +191,7 @@ class Providers:
     async def google_app(self, tenant: TenantSettings) -> GoogleApp:
         """The tenant's Google OAuth client. The service's client secret goes only with the
         service's client id to the service's token endpoint; a tenant that names its own
-        client or token endpoint is sent no secret of the service's."""
+        client or token endpoint uses its own stored `google_client_secret`, or none."""
         settings = self.settings
         client_id = tenant.identity.client_id or settings.google_client_id
         if not client_id:
@@ -203,10 +204,15 @@ class Providers:
         if tenant.identity.token_uri:
             token_uri = self._allowed(tenant, "identity.token_uri", tenant.identity.token_uri)
         own_app = client_id != settings.google_client_id or token_uri != settings.google_token_uri
-        secret = None if own_app else settings.google_client_secret
+        if own_app:
+            secret = (await self.credentials.get(tenant.tenant_id)).google_client_secret
+        else:
+            secret = (
+                settings.google_client_secret.get_secret_value() if settings.google_client_secret else None
+            )
         return GoogleApp(
             client_id=client_id,
-            client_secret=secret.get_secret_value() if secret else None,
+            client_secret=secret,
             auth_uri=settings.google_auth_uri,
             token_uri=token_uri,
             revoke_uri=settings.google_revoke_uri,
