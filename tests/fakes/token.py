@@ -401,6 +401,12 @@ class FakeIdentity:
         self.refreshed.append(result)
         return result
 
+    async def issuer(self, tenant: TenantSettings, provider: Provider) -> tuple[str, str]:
+        """Where the fake's grants are signed in: its one authority, unless the tenant names
+        a directory or client of its own."""
+        directory = tenant.identity.directory or "directory"
+        return f"https://login.fake/{directory}", tenant.identity.client_id or "fake-client"
+
     async def app_only_token(self, tenant: TenantSettings, principal: Principal) -> Redeemed:
         self.calls["app_only"] += 1
         self._fail()
@@ -431,7 +437,7 @@ class FakeIdentity:
         if address is None:
             return None
         del self._device_codes[flow["user_code"]]
-        return Redeemed(self.sign_in(address), "https://login.fake/directory", "fake-client")
+        return Redeemed(self.sign_in(address), *await self.issuer(tenant, Provider.MICROSOFT))
 
     async def start_authorization(
         self, tenant: TenantSettings, principal: Principal, redirect_uri: str
@@ -455,7 +461,7 @@ class FakeIdentity:
         address = self._codes.pop(code, None)
         if address is None:
             raise ReauthorizationRequired("the code was used or is unknown (invalid_grant)")
-        return Redeemed(self.sign_in(address), "https://login.fake/directory", "fake-client")
+        return Redeemed(self.sign_in(address), *await self.issuer(tenant, provider))
 
     async def revoke(self, tenant: TenantSettings, grant: StoredGrant) -> None:
         if grant.provider is Provider.GOOGLE and grant.refresh_token is not None:

@@ -137,6 +137,10 @@ def identity_matches(principal: Principal, id_token_claims: dict[str, Any]) -> b
     return signed_in is not None and signed_in.casefold() == principal.address.casefold()
 
 
+IDENTITY_CHANGED = "identity_settings_changed"
+"""The error of a grant whose tenant now names another authority or client."""
+
+
 def grant_bound_to(
     grant_authority: str | None, grant_client_id: str | None, authority: str, client_id: str
 ) -> bool:

@@ -30,13 +30,12 @@ from fleetmail_runtime.identity_endpoints import authority_host_refusal, endpoin
 from .adapters.credentials import SERVICE_ACCOUNT_SETTING, CredentialStore
 from .adapters.google import GoogleApp, GoogleIdentity
 from .adapters.microsoft import MicrosoftApp, MicrosoftIdentity
-from .domain import grant_bound_to
+from .domain import IDENTITY_CHANGED, grant_bound_to
 from .errors import ConfigurationError, ReauthorizationRequired
 from .model import AuthorizationRequest, Redeemed, StoredGrant, TokenResult
 from .settings import TokenSettings
 
 MICROSOFT_SECRET_SETTING = "microsoft_client_secret in the tenant's credentials"
-IDENTITY_CHANGED = "identity_settings_changed"
 
 
 def _same_origin(a: str, b: str) -> bool:
@@ -81,6 +80,14 @@ class Providers:
             raise _rebind_refused(grant, google_app.token_uri, google_app.client_id)
         scopes = list(grant.scopes or self.settings.google_scopes)
         return await self.google.refresh(google_app, grant.refresh_token, scopes)
+
+    async def issuer(self, tenant: TenantSettings, provider: Provider) -> tuple[str, str]:
+        """The authority and client id the tenant's settings name now (allowlist checked)."""
+        if provider is Provider.MICROSOFT:
+            app = await self.microsoft_app(tenant)
+            return app.authority, app.client_id
+        google_app = await self.google_app(tenant)
+        return google_app.token_uri, google_app.client_id
 
     async def app_only_token(self, tenant: TenantSettings, principal: Principal) -> Redeemed:
         if tenant.provider is Provider.MICROSOFT:
