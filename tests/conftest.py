@@ -102,7 +102,11 @@ async def stack(otlp_sink: OtlpSink) -> AsyncIterator[Stack]:
             # Small enough for a test to cross it with a few MB (test_mail_limits_and_tls).
             "FLEETMAIL_MAIL_MAX_MESSAGE_BYTES_GOOGLE": "5000000",
             # Low enough for test_gateway_admin to cross it; no other test sends 40 jobs at once.
+            # The rate after the burst is far below what the gateway serves on a loaded
+            # machine (at 20/s, a busy CI accepted all 150 of a flood), and above any other
+            # test's pace.
             "FLEETMAIL_GATEWAY_DEVICE_RATE_BURST": "40",
+            "FLEETMAIL_GATEWAY_DEVICE_RATE_PER_S": "2",
             # Webhook retries and the circuit breaker on a test's time scale.
             "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_FAILURES": "3",
             "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_COOLDOWN_S": "2",

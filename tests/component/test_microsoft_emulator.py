@@ -125,6 +125,36 @@ async def test_throttling_and_call_counts(emulators, emulator_http, app_and_user
     assert after == before + 1
 
 
+async def test_a_fault_for_one_grant_type_is_not_taken_by_another(
+    emulators, emulator_http, app_and_user
+) -> None:
+    app, user = app_and_user
+    tokens = await sign_in(emulators, emulator_http, app, user)
+    token_url = f"{emulators.microsoft_url}/contoso/oauth2/v2.0/token"
+    await emulator_http.post(
+        f"{emulators.microsoft_url}/_emulator/faults",
+        json={"status": 503, "count": 1, "grant_type": "refresh_token"},
+    )
+    # A device-code poll (a sign-in some other test left pending) passes the fault by ...
+    poll = await emulator_http.post(
+        token_url,
+        data={
+            "client_id": app.client_id,
+            "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+            "device_code": "no-such-code",
+        },
+    )
+    assert poll.status_code == 400
+    # ... and the refresh it was meant for gets it, once.
+    refresh = {
+        "client_id": app.client_id,
+        "grant_type": "refresh_token",
+        "refresh_token": tokens["refresh_token"],
+    }
+    assert (await emulator_http.post(token_url, data=refresh)).status_code == 503
+    assert (await emulator_http.post(token_url, data=refresh)).status_code == 200
+
+
 async def test_scope_mixing_and_unknown_apps_are_refused(emulators, emulator_http) -> None:
     mixed = await emulator_http.post(
         f"{emulators.microsoft_url}/contoso/oauth2/v2.0/devicecode",

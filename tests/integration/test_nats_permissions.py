@@ -7,20 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
-import nats
 import pytest
 from fleetmail_devkit.probes import device_panel, tenant_with_administrator_grant
-from fleetmail_devkit.stack import Stack, temporary_stack
+from fleetmail_devkit.stack import Stack
+
+from tests.utils.jobs import final_status, submit
+from tests.utils.nats_users import connected_as, least_privilege_stack, violations
 
 pytestmark = pytest.mark.own_stack
 
-ACCOUNTS = Path(__file__).parents[2] / "deploy" / "nats" / "accounts.conf"
-USERS = ("provisioner", "job-gateway", "token-service", "mail-service", "notifier", "system")
+# Where each service's replies arrive (fleetmail_runtime.bus.inbox_prefix).
+INBOXES = {
+    "provisioner": "_INBOX_provisioner",
+    "job-gateway": "_INBOX_job_gateway",
+    "token-service": "_INBOX_token_service",
+    "mail-service": "_INBOX_mail_service",
+    "notifier": "_INBOX_notifier",
+}
 
 # (user, action, subject): what each service must never do.
 FORBIDDEN = [
@@ -54,8 +60,21 @@ FORBIDDEN = [
     ("notifier", "pub", "$JS.API.CONSUMER.MSG.NEXT.FLEETMAIL_EVENTS.job-gateway-status"),
     ("mail-service", "pub", "fleetmail.rpc.v1.tokens.credentials.webhook"),
     ("mail-service", "pub", "fleetmail.rpc.v1.tokens.credentials.set"),
-    # Tenants are written by job-gateway only (token-service and mail-service read them).
-    ("notifier", "pub", "$KV.fleetmail_tenants.contoso"),
+    # Tenants are written by job-gateway only (the others read and watch them).
+    *(
+        (u, "pub", subject)
+        for u in ("token-service", "mail-service", "notifier")
+        for subject in ("$KV.fleetmail_tenants.contoso", "$JS.API.STREAM.PURGE.KV_fleetmail_tenants")
+    ),
+    # Replies carry access tokens, SMTP passwords, webhook secrets: each service subscribes to
+    # its own inbox prefix only, never to the shared `_INBOX.>` or to another's.
+    *((u, "sub", "_INBOX.>") for u in ("job-gateway", "token-service", "mail-service", "notifier")),
+    *(
+        (u, "sub", f"{INBOXES[other]}.>")
+        for u in ("job-gateway", "token-service", "mail-service", "notifier")
+        for other in INBOXES
+        if other != u
+    ),
     # No service changes or deletes streams.
     *(
         (u, "pub", "$JS.API.STREAM.DELETE.FLEETMAIL_JOBS")
@@ -74,18 +93,8 @@ FORBIDDEN = [
 
 @pytest.fixture(scope="module")
 async def locked_stack() -> AsyncIterator[Stack]:
-    passwords = {user: uuid.uuid4().hex for user in USERS}
-    async with temporary_stack(
-        "fleetmail-perm-",
-        nats_config=ACCOUNTS,
-        nats_passwords=passwords,
-        extra_env={"FLEETMAIL_METRICS_PORT": "0"},
-    ) as stack:
+    async with least_privilege_stack("fleetmail-perm-") as stack:
         yield stack
-
-
-def violations(stack: Stack) -> list[str]:
-    return [line for line in stack.part("nats").output if "Violation" in line]
 
 
 async def test_a_job_travels_the_whole_path_under_least_privilege(locked_stack: Stack) -> None:
@@ -97,14 +106,7 @@ async def test_a_job_travels_the_whole_path_under_least_privilege(locked_stack: 
         async with device_panel(stack, principal.tenant_id) as panel:
             job = {"function": "scan_to_email", "to": ["x@fabrikam.example"]}
             files = {"files": ("scan.pdf", b"%PDF-1.4 scan", "application/pdf")}
-            response = await panel.post("/v1/jobs", data={"job": json.dumps(job)}, files=files)
-            assert response.status_code == 202, response.text
-            job_id = response.json()["job_id"]
-            for _ in range(150):
-                status = (await panel.get(f"/v1/jobs/{job_id}")).json()
-                if status["status"] in ("sent", "failed"):
-                    break
-                await asyncio.sleep(0.2)
+            status = await final_status(panel, await submit(panel, job, files), seconds=30)
         assert status["status"] == "sent", (status, violations(stack))
         # The administrator's views that cross services work under the same users.
         assert (await admin.get(f"/v1/admin/tenants/{principal.tenant_id}/tokens")).status_code == 200
@@ -116,37 +118,14 @@ async def test_a_job_travels_the_whole_path_under_least_privilege(locked_stack: 
 
 @pytest.mark.parametrize("user", ["job-gateway", "token-service", "mail-service", "notifier"])
 async def test_every_forbidden_publish_and_subscribe_is_refused(locked_stack: Stack, user: str) -> None:
-    stack = locked_stack
-    errors: list[str] = []
-
-    async def collect(error: Exception) -> None:
-        errors.append(str(error))
-
-    client = await nats.connect(
-        stack.nats_url,
-        user=user,
-        password=stack.nats_passwords[user],
-        error_cb=collect,
-        allow_reconnect=False,
-    )
-    try:
+    async with connected_as(locked_stack, user, inbox_prefix=INBOXES[user]) as intruder:
         for _, action, subject in [f for f in FORBIDDEN if f[0] == user]:
-            errors.clear()
+            intruder.errors.clear()
             if action == "pub":
-                await client.publish(subject, b"forbidden")
+                await intruder.client.publish(subject, b"forbidden")
             else:
-                await client.subscribe(subject)
-            await client.flush()
-            for _ in range(40):
-                if errors:
-                    break
-                await asyncio.sleep(0.05)
-            kind = "publish" if action == "pub" else "subscription"
-            assert any("permissions violation" in e.lower() and kind in e.lower() for e in errors), (
-                f"{user} could {action} {subject}: {errors}"
-            )
-    finally:
-        await client.close()
+                await intruder.client.subscribe(subject)
+            await intruder.refused("publish" if action == "pub" else "subscription", subject)
 
 
 async def connect_raw(stack: Stack, credentials: dict[str, str]) -> str:

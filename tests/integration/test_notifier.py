@@ -299,6 +299,14 @@ async def test_a_webhook_gets_one_signed_call_per_notice(stack, emulator_http, a
             and call["tenant_id"] == principal.tenant_id
         )
 
+        # Once each, however many jobs failed: every job ends and every event is read before
+        # the grant comes back (a job still failing after that would be a new failure).
+        async def all_ended() -> bool:
+            return len(await job_outcomes(stack, principal.tenant_id, start)) >= 50
+
+        await eventually(all_ended, within=60, what="the 50 jobs to end")
+        await eventually(lambda: notifier_caught_up(stack), within=60, what="the notifier to read them")
+
         started = (
             await admin.post(f"/v1/admin/tenants/{principal.tenant_id}/tokens/administrator/acquire")
         ).json()
@@ -313,17 +321,11 @@ async def test_a_webhook_gets_one_signed_call_per_notice(stack, emulator_http, a
         [notice] = await eventually(recovered, what="the recovered notice")
         assert notice["recovered"].startswith("Recovered") and notice["alert_id"] == call["alert_id"]
 
-        # Once each, however many jobs failed: with every job ended, every event read and
-        # every notice in the outbox delivered, the receiver has had all it will get.
-        async def all_ended() -> bool:
-            return len(await job_outcomes(stack, principal.tenant_id, start)) >= 50
-
+        # With every notice in the outbox delivered, the receiver has had all it will get.
         async def all_delivered() -> list[dict]:
             notices = await outbox(stack, principal.tenant_id)
             return notices if all(d["state"] == "delivered" for d in notices) else []
 
-        await eventually(all_ended, within=60, what="the 50 jobs to end")
-        await eventually(lambda: notifier_caught_up(stack), within=60, what="the notifier to read them")
         assert len(await eventually(all_delivered, what="the outbox to be sent")) == 2
         assert len(receiver.calls) == 2
     finally:
@@ -367,7 +369,8 @@ async def test_a_provider_unreachable_for_a_while_is_an_alert_until_it_answers(
 ) -> None:
     principal = await tenant_with_administrator_grant(stack, emulator_http)
     await emulator_http.post(
-        f"{stack.microsoft_url}/_emulator/faults", json={"status": 503, "count": 1, "retry_after_s": 1}
+        f"{stack.microsoft_url}/_emulator/faults",
+        json={"status": 503, "count": 1, "retry_after_s": 1, "grant_type": "refresh_token"},
     )
     [failed] = await request_tokens(stack, principal, 1, force_refresh=True)
     assert failed.outcome is AccessTokenOutcome.PROVIDER_UNAVAILABLE

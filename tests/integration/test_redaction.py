@@ -76,7 +76,10 @@ async def test_no_secret_in_logs_traces_or_metrics(stack, emulator_http, admin, 
 
     # Another grant: the token endpoint fails on its refresh (the grant is backed off, not dead).
     other = await tenant_with_administrator_grant(stack, emulator_http)
-    await emulator_http.post(f"{stack.microsoft_url}/_emulator/faults", json={"status": 503, "count": 1})
+    await emulator_http.post(
+        f"{stack.microsoft_url}/_emulator/faults",
+        json={"status": 503, "count": 1, "grant_type": "refresh_token"},
+    )
     [unavailable] = await request_tokens(stack, other, 1, force_refresh=True)
     assert unavailable.outcome is AccessTokenOutcome.PROVIDER_UNAVAILABLE
 

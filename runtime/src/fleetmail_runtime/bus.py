@@ -71,6 +71,29 @@ def dlq_stream(settings: CommonSettings) -> JStream:
     )
 
 
+def inbox_prefix(service: str) -> str:
+    """The prefix of the service's reply inboxes: `_INBOX_job_gateway`, … (not nats-py's shared
+    `_INBOX`). Each service's NATS user may subscribe under its own prefix only
+    (deploy/nats/accounts.conf), so no service reads the replies another one gets: access
+    tokens, SMTP passwords and webhook secrets travel as replies."""
+    return "_INBOX_" + service.replace("-", "_")
+
+
+def own_reply_inboxes(broker: NatsBroker, service: str) -> None:
+    """Give every JetStream pull subscriber the service's inbox prefix.
+
+    The connection's `inbox_prefix` covers requests, JetStream API calls, KV watches and
+    object-store reads; but FastStream (0.7.8) hands each pull subscriber nats-py's literal
+    `_INBOX.` unless the subscriber is given another, and the server would refuse that
+    subscription. Done here, once, before the broker starts its subscribers, so no service
+    can forget it; tests/integration/test_nats_permissions.py sees a violation otherwise."""
+    own = (inbox_prefix(service) + ".").encode()
+    for subscriber in broker.subscribers:
+        options: dict[str, object] | None = getattr(subscriber, "extra_options", None)
+        if options is not None and "inbox_prefix" in options:
+            options["inbox_prefix"] = own
+
+
 def make_broker(settings: CommonSettings, service: str, telemetry: Telemetry | None = None) -> NatsBroker:
     # Telemetry off, no middleware: it would cost CPU on every message for nothing.
     consistent_fetch_timeouts()  # pull subscribers must not drop fetched messages (nats_fetch.py)
@@ -84,6 +107,7 @@ def make_broker(settings: CommonSettings, service: str, telemetry: Telemetry | N
     return NatsBroker(
         settings.nats_url.split(","),
         name=f"fleetmail-{service}",
+        inbox_prefix=inbox_prefix(service),
         security=security,
         middlewares=telemetry.broker_middlewares() if telemetry is not None else [],
         logger=logging.getLogger(f"{service}.bus"),

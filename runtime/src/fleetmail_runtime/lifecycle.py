@@ -27,7 +27,7 @@ from typing import Any
 from faststream.nats import NatsBroker
 from pymongo import AsyncMongoClient
 
-from .bus import ALL_BUCKETS, Bus, declare_streams, make_broker
+from .bus import ALL_BUCKETS, Bus, declare_streams, make_broker, own_reply_inboxes
 from .gauges import gauges_polled
 from .mongo import connect_mongo
 from .periodic import periodic
@@ -93,6 +93,7 @@ class ServiceRuntime:
             stack.callback(self.telemetry.shutdown)
             if self._mongo is not None:
                 stack.push_async_callback(self._mongo.close)
+            own_reply_inboxes(self.broker, self.name)  # before any subscriber starts
             await self.broker.connect()
             await declare_streams(self.broker, self.common, uses=self.uses)
             await self.tenants.start()

@@ -1,6 +1,6 @@
 """FastStream's NATS telemetry middleware, lean: only the spans and metrics fleetmail reads.
 
-Reply inboxes (`_INBOX.<random>`) are folded into one name in span names and metric labels,
+Reply inboxes (`_INBOX_<service>.<random>`) are folded into one name in span names and metric labels,
 so a million token requests make one label value, not a million.
 """
 
@@ -29,8 +29,9 @@ INBOX = "_INBOX"
 
 
 def normalise_subject(subject: str) -> str:
-    """A subject fit for a span name or a metric label: reply inboxes become `_INBOX`."""
-    if subject.startswith(INBOX + ".") or subject == INBOX:
+    """A subject fit for a span name or a metric label: reply inboxes (`_INBOX.…`, or a
+    service's own `_INBOX_<service>.…`, bus.inbox_prefix) become `_INBOX`."""
+    if subject.startswith(INBOX):
         return INBOX
     return subject
 

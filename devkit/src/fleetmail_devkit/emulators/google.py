@@ -162,9 +162,9 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
     api = FastAPI(title="Google OAuth emulator", docs_url=None, redoc_url=None)
     api.state.emulator = state
 
-    def fault_response(endpoint: str) -> Response | None:
+    def fault_response(endpoint: str, grant_type: str | None = None) -> Response | None:
         state.counter.hit(endpoint)
-        fault: Fault | None = state.faults.take()
+        fault: Fault | None = state.faults.take(grant_type)
         if fault is None:
             return None
         headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else None
@@ -301,9 +301,9 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
 
     @api.post("/token")
     async def token(request: Request) -> Response:
-        if (failed := fault_response("token")) is not None:
-            return failed
         form = await form_of(request)
+        if (failed := fault_response("token", form.get("grant_type"))) is not None:
+            return failed
         if form.get("grant_type") == JWT_BEARER_GRANT:
             return jwt_bearer(form.get("assertion", ""))
         client_id, client_secret = client_credentials_from(request, form)

@@ -62,6 +62,7 @@ class Fault:
     status: int
     remaining: int
     retry_after_s: int | None = None
+    grant_type: str | None = None  # only token calls of this grant type; None: every call
 
 
 @dataclass
@@ -70,19 +71,22 @@ class FaultPlan:
 
     faults: list[Fault] = field(default_factory=list)
 
-    def take(self) -> Fault | None:
-        while self.faults and self.faults[0].remaining <= 0:
-            self.faults.pop(0)
-        if not self.faults:
-            return None
-        self.faults[0].remaining -= 1
-        return self.faults[0]
+    def take(self, grant_type: str | None = None) -> Fault | None:
+        self.faults = [f for f in self.faults if f.remaining > 0]
+        for fault in self.faults:
+            if fault.grant_type is None or fault.grant_type == grant_type:
+                fault.remaining -= 1
+                return fault
+        return None
 
 
 class FaultRequest(BaseModel):
     status: int = 503
     count: int = 1
     retry_after_s: int | None = None
+    # A test that means one grant's refresh names its grant type, so that the polls of
+    # device-code sign-ins other tests left pending do not take its fault.
+    grant_type: str | None = None
 
 
 class CallCounter:
@@ -153,7 +157,7 @@ def control_router(state: Any) -> APIRouter:
 
     @router.post("/faults")
     async def faults(body: FaultRequest) -> dict[str, int]:
-        state.faults.faults.append(Fault(body.status, body.count, body.retry_after_s))
+        state.faults.faults.append(Fault(body.status, body.count, body.retry_after_s, body.grant_type))
         return {"queued": body.count}
 
     @router.get("/calls")

@@ -255,9 +255,9 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             tenant = user.rpartition("@")[2].lower()
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"fleetmail-emulator/{tenant}"))
 
-    def fault_response(endpoint: str) -> Response | None:
+    def fault_response(endpoint: str, grant_type: str | None = None) -> Response | None:
         state.counter.hit(endpoint)
-        fault: Fault | None = state.faults.take()
+        fault: Fault | None = state.faults.take(grant_type)
         if fault is None:
             return None
         headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else None
@@ -449,7 +449,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         # Counted per grant type too: tests count refresh redemptions without the polls
         # of device-code sign-ins that other tests left pending.
         state.counter.hit(f"token:{form.get('grant_type', '')}")
-        if (failed := fault_response("token")) is not None:
+        if (failed := fault_response("token", form.get("grant_type"))) is not None:
             return failed
         client_id, client_secret = client_credentials_from(request, form)
         if (bad := check_app(client_id, tenant)) is not None:
