@@ -12,13 +12,13 @@ from fleetmail_devkit.stack import Stack
 SMTP_SCOPE = ["https://outlook.office.com/SMTP.Send"]
 
 
-def msal_app(emulators: Stack, client_id: str) -> msal.PublicClientApplication:
+def msal_app(emulators: Stack, client_id: str, directory: str = "contoso") -> msal.PublicClientApplication:
     session = requests.Session()
     session.trust_env = False
     session.verify = str(emulators.ca_file)
     return msal.PublicClientApplication(
         client_id,
-        authority=f"{emulators.microsoft_url}/contoso",
+        authority=f"{emulators.microsoft_url}/{directory}",
         instance_discovery=False,
         http_client=session,
     )
@@ -61,6 +61,22 @@ async def test_device_code_flow_issues_signed_tokens(emulators, emulator_http, a
     result = await sign_in(emulators, emulator_http, app, user)
     assert result["id_token_claims"]["preferred_username"] == user
     assert result["refresh_token"] and result["access_token"].count(".") == 2
+
+
+async def test_the_id_tokens_tid_is_the_directory_signed_in_to(
+    emulators, emulator_http, app_and_user
+) -> None:
+    """As Entra: a directory named by id is that id; `organizations` signs a work account in
+    to its home directory, so two companies' people carry two different tids."""
+    app, user = app_and_user
+    directory = str(uuid.uuid4())
+    by_id = msal_app(emulators, app.client_id, directory)
+    assert (await sign_in(emulators, emulator_http, by_id, user))["id_token_claims"]["tid"] == directory
+    anywhere = msal_app(emulators, app.client_id, "organizations")
+    contoso = (await sign_in(emulators, emulator_http, anywhere, user))["id_token_claims"]["tid"]
+    fabrikam_user = f"user-{uuid.uuid4().hex[:6]}@fabrikam.example"
+    fabrikam = (await sign_in(emulators, emulator_http, anywhere, fabrikam_user))["id_token_claims"]["tid"]
+    assert uuid.UUID(contoso) and uuid.UUID(fabrikam) and contoso != fabrikam
 
 
 async def test_refresh_rotates_and_the_old_token_still_works(emulators, emulator_http, app_and_user) -> None:

@@ -236,3 +236,16 @@ class ScriptedRequester:
             raise BusUnavailable(f"no answer on {subject}", TimeoutError())
         raw = answer if isinstance(answer, str) else answer.model_dump_json()
         return reply.model_validate_json(raw)
+
+
+class InMemoryTenantFeed:
+    """The `TenantFeed` port: what the tenants bucket would hold, by tenant."""
+
+    def __init__(self) -> None:
+        self.published: dict[str, TenantSettings] = {}
+
+    async def put(self, settings: TenantSettings) -> None:
+        self.published[settings.tenant_id] = settings
+
+    def cached(self, tenant_id: str) -> TenantSettings | None:
+        return self.published.get(tenant_id)

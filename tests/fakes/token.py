@@ -29,6 +29,7 @@ from fleetmail_contracts.tokens import (
     Provider,
     TokenEventBase,
 )
+from token_service.adapters.credentials import TenantSecrets
 from token_service.domain import grant_id
 from token_service.errors import ReauthorizationRequired, StoreUnavailable, TokenServiceError, UnknownTenant
 from token_service.model import (
@@ -351,6 +352,8 @@ class FakeIdentity:
         self._device_codes: dict[str, str | None] = {}
         self._codes: dict[str, str] = {}
         self.revoked_tokens: list[str] = []
+        self.directories: dict[str, str] = {}
+        """An id token's `tid` by the signed-in address's domain (none when not listed)."""
 
     def _token(self, kind: str) -> str:
         return f"fake-{kind}-{next(self._serial)}"
@@ -359,9 +362,10 @@ class FakeIdentity:
         """What the token endpoint answers when `address` has just signed in."""
         refresh = self._token("rt")
         self._refresh_tokens[refresh] = address.casefold()
-        return TokenResult(
-            self._token("at"), self.lifetime_s, refresh, {"preferred_username": address}, ("SMTP.Send",)
-        )
+        claims = {"preferred_username": address}
+        if (tid := self.directories.get(address.rpartition("@")[2].casefold())) is not None:
+            claims["tid"] = tid
+        return TokenResult(self._token("at"), self.lifetime_s, refresh, claims, ("SMTP.Send",))
 
     def revoke_user(self, address: str) -> None:
         self._revoked.add(address.casefold())
@@ -397,6 +401,12 @@ class FakeIdentity:
         self.refreshed.append(result)
         return result
 
+    async def issuer(self, tenant: TenantSettings, provider: Provider) -> tuple[str, str]:
+        """Where the fake's grants are signed in: its one authority, unless the tenant names
+        a directory or client of its own."""
+        directory = tenant.identity.directory or "directory"
+        return f"https://login.fake/{directory}", tenant.identity.client_id or "fake-client"
+
     async def app_only_token(self, tenant: TenantSettings, principal: Principal) -> Redeemed:
         self.calls["app_only"] += 1
         self._fail()
@@ -427,7 +437,7 @@ class FakeIdentity:
         if address is None:
             return None
         del self._device_codes[flow["user_code"]]
-        return Redeemed(self.sign_in(address), "https://login.fake/directory", "fake-client")
+        return Redeemed(self.sign_in(address), *await self.issuer(tenant, Provider.MICROSOFT))
 
     async def start_authorization(
         self, tenant: TenantSettings, principal: Principal, redirect_uri: str
@@ -451,7 +461,7 @@ class FakeIdentity:
         address = self._codes.pop(code, None)
         if address is None:
             raise ReauthorizationRequired("the code was used or is unknown (invalid_grant)")
-        return Redeemed(self.sign_in(address), "https://login.fake/directory", "fake-client")
+        return Redeemed(self.sign_in(address), *await self.issuer(tenant, provider))
 
     async def revoke(self, tenant: TenantSettings, grant: StoredGrant) -> None:
         if grant.provider is Provider.GOOGLE and grant.refresh_token is not None:
@@ -553,3 +563,13 @@ class TokenWorld:
             now + (death_in or timedelta(days=90)),
         )
         return result
+
+
+class InMemoryCredentials:
+    """The credential store as `Providers` reads it: each tenant's secrets, opened."""
+
+    def __init__(self, *secrets: TenantSecrets) -> None:
+        self._secrets = {s.tenant_id: s for s in secrets}
+
+    async def get(self, tenant_id: str) -> TenantSecrets:
+        return self._secrets.get(tenant_id, TenantSecrets(tenant_id))

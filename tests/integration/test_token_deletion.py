@@ -69,6 +69,13 @@ async def test_a_users_grant_and_its_auto_delete_stay_in_the_devices_own_tenant(
     tenant_a, device_a = await tenant_with_device(admin, auto_delete=True)
     tenant_b, device_b = await tenant_with_device(admin, auto_delete=True)
     user = f"roaming-{uuid.uuid4().hex[:6]}@fabrikam.example"
+    # Two sites of one company: the owner lists the company's mail domain in both.
+    for tenant_id in (tenant_a, tenant_b):
+        settings = (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()
+        listed = await admin.put(
+            f"/v1/admin/tenants/{tenant_id}", json={**settings, "mail_domains": ["fabrikam.example"]}
+        )
+        assert listed.status_code == 200, listed.text
     in_a = Principal(tenant_id=tenant_a, kind=PrincipalKind.USER, address=user)
     in_b = Principal(tenant_id=tenant_b, kind=PrincipalKind.USER, address=user)
 

@@ -30,6 +30,7 @@ from job_gateway.errors import (
     InvalidAddress,
     NoAdministratorAddress,
     NotifierUnavailable,
+    OutsideTenantDomains,
     TokenServiceUnavailable,
     UserRequired,
 )
@@ -108,6 +109,18 @@ async def test_a_users_sign_in_is_checked_then_refusals_and_silence_are_the_gate
     bus.answers[START_ACQUISITION_SUBJECT] = '{"unexpected": true}'
     with pytest.raises(TokenServiceUnavailable, match="could not be read"):
         await tokens.start_user_sign_in(TENANT, "user@t1.example", None)
+
+
+async def test_a_sign_in_outside_the_tenants_mail_domains_is_refused_before_token_service() -> None:
+    bus = ScriptedRequester()
+    tokens = TokenRelay(bus, SETTINGS)
+    listed = TENANT.model_copy(update={"mail_domains": ("t1.example",)})
+    with pytest.raises(OutsideTenantDomains, match=r"not in the mail domains of tenant 't1' \(t1.example\)"):
+        await tokens.start_user_sign_in(listed, "ceo@victim.example", None)
+    moved = listed.model_copy(update={"administrator_address": "ceo@victim.example"})
+    with pytest.raises(OutsideTenantDomains):
+        await tokens.start_administrator_sign_in(moved, None)
+    assert bus.asked == []
 
 
 async def test_administrators_see_their_alerts_and_acknowledge_only_open_ones() -> None:

@@ -148,3 +148,23 @@ async def test_auto_delete_follows_the_tenants_setting() -> None:
         (USER.address, "user_logged_out"),
         (reset.address, "auto_reset"),
     ]
+
+
+async def test_the_sweep_marks_grants_whose_tenant_changed_its_identity_settings_without_a_call() -> None:
+    world = TokenWorld()
+    service = world.replica()
+    await world.signed_in(ADMIN)
+    await world.signed_in(USER)
+    await service.keepalive.sweep()
+    assert world.events.of("reauthorization_required") == []
+    world.tenants.put(tenant(identity={"directory": "fabrikam"}))  # the administrator moved the tenant
+    await service.keepalive.sweep()
+    for principal in (ADMIN, USER):
+        stored = await world.grants.get(principal)
+        assert stored is not None and stored.status is GrantStatus.REAUTHORIZATION_REQUIRED
+    assert {e.error for e in world.events.of("reauthorization_required")} == {"identity_settings_changed"}
+    assert len(world.events.of("reauthorization_required")) == 2 and world.identity.calls["refresh"] == 0
+    reply = await handlers.access_token(service, AccessTokenRequest(principal=USER, force_refresh=True))
+    assert (
+        reply.outcome is AccessTokenOutcome.REAUTHORIZATION_REQUIRED and world.identity.calls["refresh"] == 0
+    )

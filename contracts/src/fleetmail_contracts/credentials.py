@@ -22,7 +22,12 @@ SMTP_CREDENTIALS_SUBJECT = f"{TOKEN_RPC_PREFIX}credentials.smtp"
 WEBHOOK_SECRET_SUBJECT = f"{TOKEN_RPC_PREFIX}credentials.webhook"
 
 CredentialField = Literal[
-    "microsoft_client_secret", "google_service_account", "smtp_username", "smtp_password", "webhook_secret"
+    "microsoft_client_secret",
+    "google_client_secret",
+    "google_service_account",
+    "smtp_username",
+    "smtp_password",
+    "webhook_secret",
 ]
 
 
@@ -32,6 +37,12 @@ class SetCredentials(Contract):
     tenant_id: str = Field(min_length=1, max_length=64)
     microsoft_client_secret: str | None = Field(
         default=None, repr=False, max_length=1024, description="Entra app client secret"
+    )
+    google_client_secret: str | None = Field(
+        default=None,
+        repr=False,
+        max_length=1024,
+        description="The secret of the tenant's own Google OAuth client (identity.client_id)",
     )
     google_service_account: dict[str, Any] | None = Field(
         default=None,
@@ -59,6 +70,7 @@ class CredentialsView(Contract):
 
     tenant_id: str
     microsoft_client_secret: bool = False
+    google_client_secret: bool = False
     google_service_account_email: str | None = None
     smtp_username: str | None = None
     smtp_password: bool = False

@@ -5,10 +5,11 @@ Defaults follow the device manual: OAuth 2.0 off, provider Microsoft, Auto Delet
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ._base import Contract, Timestamp
 from .streams import TENANT_EVENT_PREFIX
@@ -93,10 +94,55 @@ class TenantSettings(Contract):
     proxy_url: str | None = None
     identity: IdentitySettings = IdentitySettings()
     notifications: NotificationSettings = NotificationSettings()
+    mail_domains: tuple[str, ...] | None = Field(
+        default=None,
+        max_length=100,
+        description="The mail domains this tenant's people sign in from (listed by the owner key): "
+        "sign-ins for other addresses are refused. None (tenants saved before the list existed): "
+        "the administrator address's domain",
+    )
     revision: int = 0
+
+    @field_validator("mail_domains")
+    @classmethod
+    def _domains(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        domains = tuple(dict.fromkeys(d.strip().lower().rstrip(".") for d in value))
+        for domain in domains:
+            if DOMAIN.match(domain) is None:
+                raise ValueError(f"not a mail domain: {domain!r}")
+        return domains
 
     def effective_smtp(self) -> SmtpSettings:
         return self.smtp or DEFAULT_SMTP[self.provider]
+
+    def effective_mail_domains(self) -> tuple[str, ...]:
+        """The listed mail domains; for a tenant saved before the list existed, the
+        administrator address's domain (what its fleet has signed in with so far)."""
+        if self.mail_domains is not None:
+            return self.mail_domains
+        return legacy_mail_domains(self.administrator_address)
+
+    def accepts_sign_in(self, address: str) -> bool:
+        """A person may sign in for this tenant only with an address in its mail domains."""
+        return mail_domain(address) in self.effective_mail_domains()
+
+
+DOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$"
+)
+
+
+def mail_domain(address: str) -> str:
+    """The domain of an address, lower case ("" when it has none)."""
+    local, at, domain = address.strip().rpartition("@")
+    return domain.lower().rstrip(".") if at and local else ""
+
+
+def legacy_mail_domains(administrator_address: str | None) -> tuple[str, ...]:
+    domain = mail_domain(administrator_address or "")
+    return (domain,) if domain else ()
 
 
 class TenantSettingsChanged(Contract):

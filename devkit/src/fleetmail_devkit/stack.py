@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+from fleetmail_runtime.identity_endpoints import DEFAULT_IDENTITY_ORIGINS
 
 from .ca import TlsFiles, ensure_local_ca
 from .ports import free_port, port_in_use, port_open
@@ -243,6 +244,10 @@ class Stack:
             "FLEETMAIL_TOKEN_GOOGLE_AUTH_URI": f"{self.google_url}/o/oauth2/v2/auth",
             "FLEETMAIL_TOKEN_GOOGLE_TOKEN_URI": f"{self.google_url}/token",
             "FLEETMAIL_TOKEN_GOOGLE_REVOKE_URI": f"{self.google_url}/revoke",
+            # Tenants may name the emulators as their identity endpoints, besides the real ones.
+            "FLEETMAIL_IDENTITY_ALLOWED_ORIGINS": json.dumps(
+                [*DEFAULT_IDENTITY_ORIGINS, self.microsoft_url, self.google_url]
+            ),
             "FLEETMAIL_GATEWAY_PORT": str(self.ports.gateway),
             "FLEETMAIL_GATEWAY_PUBLIC_URL": self.gateway_url,
             # The device-facing SMTP listener, with the local CA's certificate.

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .identity_endpoints import DEFAULT_IDENTITY_ORIGINS
+
 
 def settings_config(prefix: str) -> SettingsConfigDict:
     """Settings from `<prefix><NAME>` environment variables, or from files: with
@@ -72,6 +74,11 @@ class CommonSettings(BaseSettings):
     )
     jobs_max_bytes: int = Field(default=-1, description="Size limit of the jobs stream; -1: none")
     events_max_bytes: int = Field(default=-1, description="Size limit of the events stream; -1: none")
+    identity_allowed_origins: tuple[str, ...] = Field(
+        default=DEFAULT_IDENTITY_ORIGINS,
+        description="Identity endpoints a tenant's settings may name (JSON list of https origins): "
+        "job-gateway refuses others, token-service never calls them",
+    )
 
     def keyring_path(self) -> Path:
         return self.keyring_file or self.data_dir / "keyring.json"

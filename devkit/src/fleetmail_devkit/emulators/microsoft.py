@@ -16,6 +16,7 @@ import base64
 import datetime as dt
 import html
 import json
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -118,6 +119,11 @@ def error_body(code: int, **fmt: str) -> dict[str, Any]:
         "correlation_id": correlation_id,
         "error_uri": f"https://login.microsoftonline.com/error?code={code}",
     }
+
+
+DIRECTORY_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+MSA_DIRECTORY = "9188040d-6c67-4c5b-b112-36a304b66dad"
+"""The directory of personal Microsoft accounts, as Entra's id tokens name it."""
 
 
 @dataclass
@@ -236,8 +242,17 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
     def issuer(tenant: str) -> str:
         return f"{base_url}/{tenant}/v2.0"
 
-    def tenant_id(tenant: str) -> str:
-        # Well-known aliases stand for a real directory; the emulator has one per name.
+    def tenant_id(tenant: str, user: str | None = None) -> str:
+        """The directory (`tid`) a sign-in through `/<tenant>/` lands in, as Entra says it: a
+        directory named by its id is that id; one named by domain has an id of its own; the
+        aliases `organizations` and `common` sign a work account in to its home directory
+        (here: one per mail domain), `consumers` to the Microsoft account directory."""
+        if DIRECTORY_ID.match(tenant):
+            return tenant.lower()
+        if tenant == "consumers":
+            return MSA_DIRECTORY
+        if tenant in ("organizations", "common") and user is not None:
+            tenant = user.rpartition("@")[2].lower()
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"fleetmail-emulator/{tenant}"))
 
     def fault_response(endpoint: str, grant_type: str | None = None) -> Response | None:
@@ -252,7 +267,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
 
     def issue_tokens(grant: Grant, client_id: str, nonce: str | None = None) -> dict[str, Any]:
         issued = int(now())
-        tid = tenant_id(grant.tenant)
+        tid = tenant_id(grant.tenant, grant.user)
         oid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"user/{grant.user}"))
         resource = _resource_scopes(grant.scopes)
         access_token = key.sign(

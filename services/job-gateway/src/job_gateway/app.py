@@ -61,7 +61,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     broker = runtime.broker
     keys = load_keys(settings)
     store = MongoStore(runtime.mongo, settings.database)
-    tenants = TenantAdministration(store, runtime.tenants)
+    tenants = TenantAdministration(store, runtime.tenants, settings.common.identity_allowed_origins)
     devices = DeviceDirectory(
         store,
         keys.device_secret,

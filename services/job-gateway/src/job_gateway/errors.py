@@ -12,6 +12,7 @@
     │   │   ├── MachineAddressRefused       Internet Fax is sent as the administrator only
     │   │   ├── CredentialsRefused          token-service refused the tenant's secrets
     │   │   ├── AllowlistRangeRefused       a source-address range wider than allowed
+    │   │   ├── IdentityEndpointRefused     an identity endpoint off the operator's allowlist
     │   │   └── UserRequired                a logout names its user
     │   ├── UnreadableRequest           the body could not be parsed at all
     │   ├── AttachmentTooLarge
@@ -29,7 +30,8 @@
     │   ├── Unauthorized                who is asking could not be proved
     │   │   ├── DeviceUnauthorized
     │   │   └── AdministratorUnauthorized
-    │   └── Forbidden                   proved, but this key may not do this
+    │   ├── Forbidden                   proved, but this key may not do this
+    │   └── OutsideTenantDomains        a sign-in for an address outside the tenant's mail domains
     └── Transient                   try again later: nothing was kept
         ├── RateLimited                 the device sends faster than its rate
         └── Unavailable                 a part of fleetmail did not answer
@@ -125,6 +127,11 @@ class UserRequired(InvalidRequest):
     title = "User required"
 
 
+class IdentityEndpointRefused(InvalidRequest):
+    code = "identity-endpoint-refused"
+    title = "Identity endpoint not allowed"
+
+
 class UnreadableRequest(Refused):
     code = "bad-request"
     title = "Unreadable request"
@@ -206,6 +213,11 @@ class AdministratorUnauthorized(Unauthorized):
 class Forbidden(Refused):
     code = "forbidden"
     title = "Not allowed for this key"
+
+
+class OutsideTenantDomains(Refused):
+    code = "address-outside-tenant"
+    title = "Address outside the tenant's mail domains"
 
 
 class RateLimited(Transient):

@@ -193,6 +193,7 @@ class CredentialsInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     microsoft_client_secret: str | None = Field(default=None, repr=False, max_length=1024)
+    google_client_secret: str | None = Field(default=None, repr=False, max_length=1024)
     google_service_account: dict[str, Any] | None = Field(
         default=None,
         repr=False,

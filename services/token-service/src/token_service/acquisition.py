@@ -1,8 +1,10 @@
 """Acquiring grants ([Acquire]): device code (Microsoft, `device_code.py`), authorization code
 with PKCE (both providers), and app-only.
 
-A sign-in must be made by the principal the grant is for: the id_token's address is checked,
-and on a mismatch nothing is stored (`signed_in.py`). An authorization-code flow is kept,
+A sign-in is started only for an address in the tenant's mail domains, before any identity
+provider is asked, and must be made by the principal the grant is for: the id_token's address
+(and, for a Microsoft tenant with a directory id, its `tid`) is checked, and on a mismatch
+nothing is stored (`signed_in.py`). An authorization-code flow is kept,
 sealed, in the acquisition store until the browser comes back with its `state`, and is
 redeemed once.
 """
@@ -27,10 +29,18 @@ from fleetmail_contracts.tokens import (
 
 from .app_only import AppOnlyGrants
 from .device_code import DeviceCodes
-from .errors import ConfigurationError, SignInFailed, TokenServiceError
+from .errors import ConfigurationError, OutsideTenant, SignInFailed, TokenServiceError
 from .ports import AcquisitionStore, Clock, IdentityProvider, TenantReader
 from .settings import TokenSettings
 from .signed_in import SignedIn
+
+
+def outside_tenant(tenant: TenantSettings, address: str) -> str:
+    listed = ", ".join(tenant.effective_mail_domains()) or "none"
+    return (
+        f"{address} is not in the mail domains of tenant {tenant.tenant_id!r} ({listed}): only its "
+        "own people sign in for it; the owner key lists its domains (mail_domains)"
+    )
 
 
 class Acquirer:
@@ -66,6 +76,8 @@ class Acquirer:
                 f"tenant {tenant.tenant_id!r} ({tenant.administrator_address or 'none set'})",
                 setting="the tenant's administrator_address",
             )
+        if request.flow is not AcquisitionFlow.APP_ONLY and not tenant.accepts_sign_in(principal.address):
+            raise OutsideTenant(outside_tenant(tenant, principal.address))
         if request.flow is AcquisitionFlow.DEVICE_CODE:
             if tenant.provider is Provider.GOOGLE:
                 raise SignInFailed(

@@ -5,6 +5,7 @@ No I/O and no clock: every function that needs the time takes `now`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -134,6 +135,37 @@ def signed_in_address(id_token_claims: dict[str, Any]) -> str | None:
 def identity_matches(principal: Principal, id_token_claims: dict[str, Any]) -> bool:
     signed_in = signed_in_address(id_token_claims)
     return signed_in is not None and signed_in.casefold() == principal.address.casefold()
+
+
+IDENTITY_CHANGED = "identity_settings_changed"
+"""The error of a grant whose tenant now names another authority or client."""
+
+
+def grant_bound_to(
+    grant_authority: str | None, grant_client_id: str | None, authority: str, client_id: str
+) -> bool:
+    """Whether a grant may be redeemed at `authority` by `client_id`: only where it was
+    issued. A grant stored without its authority (before fleetmail recorded it) is taken to
+    belong to the tenant's current settings, which are checked against the allowlist."""
+    if grant_authority is None:
+        return grant_client_id is None or grant_client_id == client_id
+    same_authority = grant_authority.rstrip("/").casefold() == authority.rstrip("/").casefold()
+    return same_authority and (grant_client_id is None or grant_client_id == client_id)
+
+
+GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+def directory_refusal(id_token_claims: dict[str, Any], directory: str | None) -> str | None:
+    """Why a Microsoft sign-in is not from the tenant's directory, or None. Checked when the
+    directory is configured as a tenant id (a GUID): the id token's `tid` must be it. A
+    directory given by domain name or an alias (`organizations`) is not compared."""
+    if directory is None or GUID.match(directory) is None:
+        return None
+    tid = id_token_claims.get("tid")
+    if isinstance(tid, str) and tid.casefold() == directory.casefold():
+        return None
+    return f"the account signed in from directory {tid or 'unknown'}, not the tenant's directory {directory}"
 
 
 def grant_id(principal: Principal) -> str:

@@ -9,7 +9,8 @@ TokenServiceError
     ├── NoGrant                    no grant exists for this principal: acquire one
     ├── ReauthorizationRequired    the provider refused the grant for good: sign in again
     ├── SignInFailed               a sign-in could not complete (declined, wrong flow, replayed…)
-    │   └── IdentityMismatch       someone other than the grant's principal signed in
+    │   ├── IdentityMismatch       someone other than the grant's principal signed in
+    │   └── OutsideTenant          the address is not in the tenant's mail domains
     └── ConfigurationError         a setting is wrong or missing; `setting` names it
         └── UnknownTenant          no tenant by that id
 
@@ -67,6 +68,11 @@ class SignInFailed(PermanentError):
 
 class IdentityMismatch(SignInFailed):
     pass
+
+
+class OutsideTenant(SignInFailed):
+    """A sign-in for an address outside the tenant's mail domains: refused before any
+    identity provider is asked."""
 
 
 class ConfigurationError(PermanentError):

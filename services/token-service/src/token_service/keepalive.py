@@ -1,7 +1,10 @@
 """Keep-alive: a grant idle for `keepalive_idle_s` is redeemed, so the provider's inactivity
 limit (Microsoft: 90 days) never applies; a death nothing can prevent (Google's testing
-mode) is announced once, `expiring_horizon_s` ahead. Idempotent, and safe on every replica
-at once: the redemption happens under the grant's lease."""
+mode) is announced once, `expiring_horizon_s` ahead; a grant whose tenant now names another
+authority or client than the grant was signed in with is marked as needing a new sign-in,
+without a call (so an administrator who changed them hears of it within one sweep, not at
+the grant's next refresh). Idempotent, and safe on every replica at once: the redemption
+happens under the grant's lease."""
 
 from __future__ import annotations
 
@@ -12,9 +15,9 @@ from datetime import timedelta
 from fleetmail_contracts.tokens import AcquisitionFlow, Principal, TokenExpiring
 
 from .app_only import AppOnlyGrants
-from .domain import expiring_soon, keepalive_due
-from .errors import TokenServiceError
-from .ports import Clock, EventPublisher, GrantStore
+from .domain import IDENTITY_CHANGED, expiring_soon, grant_bound_to, keepalive_due
+from .errors import ReauthorizationRequired, TokenServiceError
+from .ports import Clock, EventPublisher, GrantStore, IdentityProvider, TenantReader
 from .refresh import Refresher
 from .settings import TokenSettings
 
@@ -31,7 +34,11 @@ class KeepAlive:
         events: EventPublisher,
         clock: Clock,
         owner: str,
+        identity: IdentityProvider,
+        tenants: TenantReader,
     ) -> None:
+        self.identity = identity
+        self.tenants = tenants
         self.grants = grants
         self.live = live
         self.refresher = refresher
@@ -58,6 +65,19 @@ class KeepAlive:
     async def _sweep_one(self, principal: Principal) -> None:
         grant = await self.live.live_grant(principal)
         app_only = grant.flow is AcquisitionFlow.APP_ONLY  # nothing to keep alive
+        if not app_only:
+            tenant = await self.tenants.get(principal.tenant_id)
+            authority, client_id = await self.identity.issuer(tenant, grant.provider)
+            if not grant_bound_to(grant.authority, grant.client_id, authority, client_id):
+                await self.refresher.mark_dead(
+                    grant,
+                    ReauthorizationRequired(
+                        f"the tenant's identity settings changed since {principal.address} signed in "
+                        f"(now {authority}, client {client_id}); sign in again",
+                        IDENTITY_CHANGED,
+                    ),
+                )
+                return
         if not app_only and keepalive_due(
             grant.last_refreshed_at or grant.acquired_at, self.clock(), self.idle
         ):

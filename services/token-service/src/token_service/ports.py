@@ -128,6 +128,10 @@ class IdentityProvider(Protocol):
     async def refresh(self, tenant: TenantSettings, grant: StoredGrant) -> TokenResult:
         """Redeem the grant's refresh token (Microsoft rotates it; Google does not)."""
 
+    async def issuer(self, tenant: TenantSettings, provider: Provider) -> tuple[str, str]:
+        """The authority (Microsoft: `<host>/<directory>`; Google: the token URI) and client id
+        the tenant's settings name now; what a grant signed in today would be bound to."""
+
     async def app_only_token(self, tenant: TenantSettings, principal: Principal) -> Redeemed:
         """A token in the app's own name: client credentials, or a Google service account
         acting for the principal."""

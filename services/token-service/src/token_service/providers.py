@@ -2,8 +2,20 @@
 Microsoft (MSAL) or Google (google-auth) adapter that talks to its token endpoint.
 
 A tenant's app is configuration: its client id (tenant settings or the service default) and
-its secrets (the tenant's stored credentials, else the service default). A missing one is a
-`ConfigurationError` that names the setting.
+its secrets. A missing one is a `ConfigurationError` that names the setting.
+
+A tenant may name its own app and endpoints, within limits (issue 18, defect 3):
+- every endpoint a tenant names (`identity.authority_host`, `identity.token_uri`, a service
+  account key's `token_uri`) must be on the operator's allowlist
+  (`FLEETMAIL_IDENTITY_ALLOWED_ORIGINS`), checked here before any call, whatever the gateway
+  that wrote the settings checked;
+- the service-wide client secret goes only with the service's own client id to the
+  service's own endpoint: a tenant that brings its own app (client id, authority host or
+  token endpoint) brings its own secret (its stored `microsoft_client_secret` or
+  `google_client_secret`), or none;
+- a refresh token goes back only to the authority and client it was issued by (stored with
+  the grant): when the tenant's identity settings changed since, the grant needs a new
+  sign-in instead (`ReauthorizationRequired`), and nothing is sent.
 """
 
 from __future__ import annotations
@@ -13,15 +25,30 @@ from typing import Any
 
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import Principal, Provider
+from fleetmail_runtime.identity_endpoints import authority_host_refusal, endpoint_refusal, origin
 
 from .adapters.credentials import SERVICE_ACCOUNT_SETTING, CredentialStore
 from .adapters.google import GoogleApp, GoogleIdentity
 from .adapters.microsoft import MicrosoftApp, MicrosoftIdentity
-from .errors import ConfigurationError
+from .domain import IDENTITY_CHANGED, grant_bound_to
+from .errors import ConfigurationError, ReauthorizationRequired
 from .model import AuthorizationRequest, Redeemed, StoredGrant, TokenResult
 from .settings import TokenSettings
 
 MICROSOFT_SECRET_SETTING = "microsoft_client_secret in the tenant's credentials"
+
+
+def _same_origin(a: str, b: str) -> bool:
+    return origin(a) == origin(b) and origin(a) is not None
+
+
+def _rebind_refused(grant: StoredGrant, authority: str, client_id: str) -> ReauthorizationRequired:
+    return ReauthorizationRequired(
+        f"the grant for {grant.principal.address} was signed in with {grant.authority} "
+        f"(client {grant.client_id}), and the tenant's identity settings now name {authority} "
+        f"(client {client_id}): its refresh token is not sent elsewhere; sign in again",
+        IDENTITY_CHANGED,
+    )
 
 
 @dataclass
@@ -44,11 +71,23 @@ class Providers:
         assert grant.refresh_token is not None, "an app-only grant is not refreshed"
         if grant.provider is Provider.MICROSOFT:
             app = await self.microsoft_app(tenant)
+            if not grant_bound_to(grant.authority, grant.client_id, app.authority, app.client_id):
+                raise _rebind_refused(grant, app.authority, app.client_id)
             scopes = list(grant.scopes or self.settings.microsoft_scopes)
             return await self.microsoft.refresh(app, grant.refresh_token, scopes)
         google_app = await self.google_app(tenant)
+        if not grant_bound_to(grant.authority, grant.client_id, google_app.token_uri, google_app.client_id):
+            raise _rebind_refused(grant, google_app.token_uri, google_app.client_id)
         scopes = list(grant.scopes or self.settings.google_scopes)
         return await self.google.refresh(google_app, grant.refresh_token, scopes)
+
+    async def issuer(self, tenant: TenantSettings, provider: Provider) -> tuple[str, str]:
+        """The authority and client id the tenant's settings name now (allowlist checked)."""
+        if provider is Provider.MICROSOFT:
+            app = await self.microsoft_app(tenant)
+            return app.authority, app.client_id
+        google_app = await self.google_app(tenant)
+        return google_app.token_uri, google_app.client_id
 
     async def app_only_token(self, tenant: TenantSettings, principal: Principal) -> Redeemed:
         if tenant.provider is Provider.MICROSOFT:
@@ -103,12 +142,31 @@ class Providers:
         if grant.provider is Provider.GOOGLE and grant.refresh_token is not None:
             await self.google.revoke(await self.google_app(tenant), grant.refresh_token)
 
+    def _allowed(self, tenant: TenantSettings, setting: str, url: str, *, host_only: bool = False) -> str:
+        """A tenant-named endpoint, if the operator's allowlist has it; else a ConfigurationError."""
+        allowed = self.settings.common.identity_allowed_origins
+        refusal = (authority_host_refusal if host_only else endpoint_refusal)(url, allowed)
+        if refusal is not None:
+            raise ConfigurationError(
+                f"tenant {tenant.tenant_id!r}: {setting} is refused: {refusal}", setting=setting
+            )
+        return url
+
     async def microsoft_app(self, tenant: TenantSettings, *, app_only: bool = False) -> MicrosoftApp:
-        """The tenant's Entra app. Delegated grants use the service's client (public unless a
-        default secret is set: Entra refuses a secret from a client registered as public);
-        app-only uses the tenant's stored client secret."""
+        """The tenant's Entra app. With the service's own client id and authority host,
+        delegated grants use the service's client (public unless a default secret is set:
+        Entra refuses a secret from a client registered as public). A tenant that names its
+        own client id or authority host uses its own stored secret, or none (a public client):
+        never the service's. App-only uses the tenant's stored client secret."""
         identity, settings = tenant.identity, self.settings
-        host = (identity.authority_host or settings.microsoft_authority_host).rstrip("/")
+        host = settings.microsoft_authority_host.rstrip("/")
+        own_host = False
+        if identity.authority_host:
+            tenant_host = self._allowed(
+                tenant, "identity.authority_host", identity.authority_host, host_only=True
+            ).rstrip("/")
+            own_host = not _same_origin(tenant_host, host)
+            host = tenant_host
         directory = identity.directory or settings.microsoft_directory
         client_id = identity.client_id or settings.microsoft_client_id
         if not client_id:
@@ -117,8 +175,11 @@ class Providers:
                 "identity.client_id or FLEETMAIL_TOKEN_MICROSOFT_CLIENT_ID",
                 setting="identity.client_id",
             )
+        own_app = own_host or client_id != settings.microsoft_client_id
         default = settings.microsoft_client_secret
-        secret = default.get_secret_value() if default else None
+        secret = default.get_secret_value() if default and not own_app else None
+        if own_app:
+            secret = (await self.credentials.get(tenant.tenant_id)).microsoft_client_secret
         if app_only:
             secret = (await self.credentials.get(tenant.tenant_id)).microsoft_client_secret or secret
             if not secret:
@@ -135,6 +196,9 @@ class Providers:
         )
 
     async def google_app(self, tenant: TenantSettings) -> GoogleApp:
+        """The tenant's Google OAuth client. The service's client secret goes only with the
+        service's client id to the service's token endpoint; a tenant that names its own
+        client or token endpoint uses its own stored `google_client_secret`, or none."""
         settings = self.settings
         client_id = tenant.identity.client_id or settings.google_client_id
         if not client_id:
@@ -143,12 +207,21 @@ class Providers:
                 "identity.client_id or FLEETMAIL_TOKEN_GOOGLE_CLIENT_ID",
                 setting="identity.client_id",
             )
-        secret = settings.google_client_secret
+        token_uri = settings.google_token_uri
+        if tenant.identity.token_uri:
+            token_uri = self._allowed(tenant, "identity.token_uri", tenant.identity.token_uri)
+        own_app = client_id != settings.google_client_id or token_uri != settings.google_token_uri
+        if own_app:
+            secret = (await self.credentials.get(tenant.tenant_id)).google_client_secret
+        else:
+            secret = (
+                settings.google_client_secret.get_secret_value() if settings.google_client_secret else None
+            )
         return GoogleApp(
             client_id=client_id,
-            client_secret=secret.get_secret_value() if secret else None,
+            client_secret=secret,
             auth_uri=settings.google_auth_uri,
-            token_uri=tenant.identity.token_uri or settings.google_token_uri,
+            token_uri=token_uri,
             revoke_uri=settings.google_revoke_uri,
             proxy_url=tenant.proxy_url,
         )
@@ -162,4 +235,6 @@ class Providers:
                 f"store one as {SERVICE_ACCOUNT_SETTING}",
                 setting=SERVICE_ACCOUNT_SETTING,
             )
-        return {**account, "token_uri": tenant.identity.token_uri or account["token_uri"]}
+        setting = "identity.token_uri" if tenant.identity.token_uri else SERVICE_ACCOUNT_SETTING
+        token_uri = self._allowed(tenant, setting, tenant.identity.token_uri or str(account["token_uri"]))
+        return {**account, "token_uri": token_uri}

@@ -80,7 +80,7 @@ class Refresher:
                 result = await self._redeem(grant, tenant)
         except ReauthorizationRequired as exc:
             REFRESHES.add(1, {**labels, "result": "reauthorization_required"})
-            await self._mark_dead(grant, exc)
+            await self.mark_dead(grant, exc)
             raise
         except ProviderUnavailable as exc:
             REFRESHES.add(1, {**labels, "result": "provider_unavailable"})
@@ -162,7 +162,8 @@ class Refresher:
             )
         )
 
-    async def _mark_dead(self, grant: StoredGrant, exc: ReauthorizationRequired) -> None:
+    async def mark_dead(self, grant: StoredGrant, exc: ReauthorizationRequired) -> None:
+        """The grant needs a new sign-in: said once, with why, to whoever alerts on it."""
         self.memory.forget(grant.principal)
         self.memory.stop_failing(grant.principal)
         await self.grants.set_status(grant.principal, GrantStatus.REAUTHORIZATION_REQUIRED, self.owner)

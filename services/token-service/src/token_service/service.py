@@ -79,9 +79,11 @@ class TokenService:
         self.access = AccessTokens(
             settings, grants, self.app_only, self.refresher, self.memory, clock, sleeper, self.owner
         )
-        self.keepalive = KeepAlive(settings, grants, self.app_only, self.refresher, events, clock, self.owner)
+        self.keepalive = KeepAlive(
+            settings, grants, self.app_only, self.refresher, events, clock, self.owner, identity, tenants
+        )
         self.deletion = Deletion(grants, tenants, identity, events, self.memory, clock)
-        signed_in = SignedIn(grants, tenants, events, self.memory, clock)
+        signed_in = SignedIn(grants, tenants, events, self.memory, clock, settings.microsoft_directory)
         self.device_codes = DeviceCodes(
             settings, identity, acquisitions, tenants, signed_in, clock, sleeper, self.owner
         )

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from fleetmail_contracts.tokens import AcquisitionFlow, Principal, Provider, TokenAcquired
 
-from .domain import identity_matches, predicted_death, signed_in_address
-from .errors import ConfigurationError, IdentityMismatch
+from .domain import directory_refusal, identity_matches, predicted_death, signed_in_address
+from .errors import ConfigurationError, IdentityMismatch, OutsideTenant
 from .memory import TokenMemory
 from .model import CachedToken, IssuedToken, Redeemed
 from .ports import Clock, EventPublisher, GrantStore, TenantReader
@@ -24,7 +24,9 @@ class SignedIn:
         events: EventPublisher,
         memory: TokenMemory,
         clock: Clock,
+        default_directory: str | None = None,
     ) -> None:
+        self.default_directory = default_directory
         self.grants = grants
         self.tenants = tenants
         self.events = events
@@ -35,19 +37,30 @@ class SignedIn:
         self, principal: Principal, provider: Provider, flow: AcquisitionFlow, redeemed: Redeemed
     ) -> None:
         """Replace the principal's grant with the one just signed in for (its first access
-        token needs no refresh); nothing is stored when someone else signed in."""
+        token needs no refresh); nothing is stored when someone else signed in, or someone
+        outside the tenant (its mail domains, its Microsoft directory when one is configured)."""
         result = redeemed.result
         if not identity_matches(principal, result.id_token_claims):
             raise IdentityMismatch(
                 f"signed in as {signed_in_address(result.id_token_claims) or 'an unknown account'}, "
                 f"but the grant is for {principal.address}: sign in with that account"
             )
+        tenant = await self.tenants.get(principal.tenant_id)
+        if not tenant.accepts_sign_in(principal.address):
+            raise OutsideTenant(
+                f"{principal.address} is not in the mail domains of tenant {tenant.tenant_id!r}"
+            )
+        if provider is Provider.MICROSOFT and (
+            refusal := directory_refusal(
+                result.id_token_claims, tenant.identity.directory or self.default_directory
+            )
+        ):
+            raise IdentityMismatch(f"{refusal}: nothing was stored; sign in with an account of the tenant")
         if result.refresh_token is None:
             raise ConfigurationError(
                 "the provider returned no refresh token (offline access was not granted)",
                 setting=OFFLINE_ACCESS_SETTING,
             )
-        tenant = await self.tenants.get(principal.tenant_id)
         now = self.clock()
         issued = IssuedToken(
             result.access_token, now, now + timedelta(seconds=result.expires_in), result.refresh_token

@@ -66,6 +66,7 @@ from ..errors import (
     EventBusUnavailable,
     NoAdministratorAddress,
     NotifierUnavailable,
+    OutsideTenantDomains,
     TokenServiceUnavailable,
     Unavailable,
     UserRequired,
@@ -146,6 +147,14 @@ class TokenRelay:
             flow=flow or default_sign_in_flow(tenant, principal.kind),
             redirect_uri=self.redirect_uri,
         )
+        if request.flow is not AcquisitionFlow.APP_ONLY and not tenant.accepts_sign_in(principal.address):
+            listed = ", ".join(tenant.effective_mail_domains()) or "none"
+            raise OutsideTenantDomains(
+                f"{principal.address} is not in the mail domains of tenant {tenant.tenant_id!r} "
+                f"({listed}): only the tenant's own people sign in for it; the owner key lists "
+                "its domains (mail_domains)",
+                title=refused,
+            )
         started = await self._ask(request, START_ACQUISITION_SUBJECT, AcquisitionStarted)
         if started.error:
             raise AcquisitionRefused(started.error, title=refused)

@@ -21,7 +21,13 @@ from pymongo import AsyncMongoClient
 from ..errors import ConfigurationError
 from .mongo import store_errors
 
-SECRET_FIELDS = ("microsoft_client_secret", "google_service_account", "smtp_password", "webhook_secret")
+SECRET_FIELDS = (
+    "microsoft_client_secret",
+    "google_client_secret",
+    "google_service_account",
+    "smtp_password",
+    "webhook_secret",
+)
 SERVICE_ACCOUNT_KEYS = ("client_email", "private_key", "token_uri")
 SERVICE_ACCOUNT_SETTING = "google_service_account in the tenant's credentials"
 
@@ -30,6 +36,7 @@ SERVICE_ACCOUNT_SETTING = "google_service_account in the tenant's credentials"
 class TenantSecrets:
     tenant_id: str
     microsoft_client_secret: str | None = field(default=None, repr=False)
+    google_client_secret: str | None = field(default=None, repr=False)
     google_service_account: dict[str, Any] | None = field(default=None, repr=False)
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
@@ -76,6 +83,10 @@ class CredentialStore:
             update["microsoft_client_secret"] = self._seal(
                 tenant_id, "microsoft_client_secret", request.microsoft_client_secret
             )
+        if request.google_client_secret is not None:
+            update["google_client_secret"] = self._seal(
+                tenant_id, "google_client_secret", request.google_client_secret
+            )
         if request.google_service_account is not None:
             account = request.google_service_account
             update["google_service_account"] = self._seal(
@@ -103,6 +114,7 @@ class CredentialStore:
         return CredentialsView(
             tenant_id=tenant_id,
             microsoft_client_secret=bool(document.get("microsoft_client_secret")),
+            google_client_secret=bool(document.get("google_client_secret")),
             google_service_account_email=document.get("google_service_account_email"),
             smtp_username=document.get("smtp_username"),
             smtp_password=bool(document.get("smtp_password")),
@@ -120,6 +132,9 @@ class CredentialStore:
             tenant_id,
             microsoft_client_secret=self._open(
                 tenant_id, "microsoft_client_secret", document.get("microsoft_client_secret")
+            ),
+            google_client_secret=self._open(
+                tenant_id, "google_client_secret", document.get("google_client_secret")
             ),
             google_service_account=json.loads(account) if account else None,
             smtp_username=document.get("smtp_username"),

@@ -11,6 +11,7 @@ from ...errors import (
     EventBusUnavailable,
     InvalidAddress,
     NotifierUnavailable,
+    OutsideTenantDomains,
     TenantNotFound,
     TokenServiceUnavailable,
     UserRequired,
@@ -25,7 +26,9 @@ router = APIRouter(prefix="/v1/device", tags=["devices"], responses=documented(D
 @router.post(
     "/sign-ins",
     status_code=201,
-    responses=documented(TenantNotFound, InvalidAddress, AcquisitionRefused, TokenServiceUnavailable),
+    responses=documented(
+        TenantNotFound, InvalidAddress, OutsideTenantDomains, AcquisitionRefused, TokenServiceUnavailable
+    ),
 )
 async def start_user_sign_in(
     sign_in: UserSignIn, device: DeviceDep, services: ServicesDep

@@ -7,6 +7,7 @@ from ...errors import (
     AdministratorUnauthorized,
     EventBusUnavailable,
     Forbidden,
+    IdentityEndpointRefused,
     TenantIdMismatch,
     TenantNotFound,
 )
@@ -30,9 +31,13 @@ async def get_tenant(tenant_id: str, admin: TenantReader, services: ServicesDep)
     return await services.tenants.read(admin, tenant_id)
 
 
-@router.put("/{tenant_id}", responses=documented(TenantIdMismatch, EventBusUnavailable))
+@router.put(
+    "/{tenant_id}", responses=documented(TenantIdMismatch, IdentityEndpointRefused, EventBusUnavailable)
+)
 async def put_tenant(
-    tenant_id: str, settings_in: TenantSettings, _: TenantWriter, services: ServicesDep
+    tenant_id: str, settings_in: TenantSettings, admin: TenantWriter, services: ServicesDep
 ) -> TenantSettings:
-    """Create or replace the tenant's settings (each save is a new `revision`)."""
-    return await services.tenants.save(tenant_id, settings_in)
+    """Create or replace the tenant's settings (each save is a new `revision`). Identity
+    endpoints must be on the operator's allowlist; `mail_domains` are the owner key's to list
+    (omitted: the current list is kept)."""
+    return await services.tenants.save(tenant_id, settings_in, admin)

@@ -16,6 +16,7 @@ from ...errors import (
     Forbidden,
     InvalidAddress,
     NoAdministratorAddress,
+    OutsideTenantDomains,
     TenantNotFound,
     TokenServiceUnavailable,
 )
@@ -31,7 +32,7 @@ router = APIRouter(
 
 @router.post(
     "/tokens/administrator/acquire",
-    responses=documented(TenantNotFound, NoAdministratorAddress, AcquisitionRefused),
+    responses=documented(TenantNotFound, NoAdministratorAddress, OutsideTenantDomains, AcquisitionRefused),
 )
 async def acquire_administrator(
     tenant: WritableTenant, services: ServicesDep, flow: AcquisitionFlow | None = None
