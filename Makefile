@@ -9,7 +9,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Test files run in this many processes at once, each with its own stack on its own ports.
-TEST_WORKERS ?= 2
+# Three on two cores: much of a test is waiting on the bus or a timer (measured: 5 min 24 s
+# with three, 6 min 7 s with two, for 623 tests).
+TEST_WORKERS ?= 3
 
 .PHONY: install run demo test test-unit lint bench contracts clean
 
@@ -33,7 +35,7 @@ run: $(STAMP) ## start the whole stack on embedded defaults, with a sample fleet
 demo: $(STAMP) ## the same, exiting after the sample fleet's jobs
 	$(PY) -m fleetmail_devkit demo
 
-test: $(STAMP) ## every tier: unit, component, integration, end-to-end (TEST_WORKERS stacks in parallel)
+test: $(STAMP) ## every tier: unit, component, integration, security, end-to-end (TEST_WORKERS stacks in parallel)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: $(STAMP) ## the unit tier alone: pure logic, fakes, no servers (seconds)
