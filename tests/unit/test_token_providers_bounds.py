@@ -124,3 +124,14 @@ async def test_a_grant_is_not_sent_to_another_authority_or_client() -> None:
         await providers().refresh(
             google, grant(Provider.GOOGLE, SETTINGS.google_token_uri, "service.apps.googleusercontent.com")
         )
+
+
+async def test_app_only_never_falls_back_to_the_service_secret() -> None:
+    """An app-only token for a directory the tenant names, with the shared app and the
+    service's secret, would let one tenant send as anyone in another's organisation."""
+    victim = tenant(app_only=True, directory="00000000-0000-0000-0000-0000000000aa")
+    with pytest.raises(ConfigurationError, match="no Microsoft client secret") as refused:
+        await providers().microsoft_app(victim, app_only=True)
+    assert refused.value.setting == "microsoft_client_secret in the tenant's credentials"
+    own = providers(TenantSecrets("b", microsoft_client_secret="tenant-secret"))
+    assert (await own.microsoft_app(victim, app_only=True)).client_secret == "tenant-secret"

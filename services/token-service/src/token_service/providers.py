@@ -157,7 +157,7 @@ class Providers:
         delegated grants use the service's client (public unless a default secret is set:
         Entra refuses a secret from a client registered as public). A tenant that names its
         own client id or authority host uses its own stored secret, or none (a public client):
-        never the service's. App-only uses the tenant's stored client secret."""
+        never the service's. App-only uses the tenant's stored client secret, and only it."""
         identity, settings = tenant.identity, self.settings
         host = settings.microsoft_authority_host.rstrip("/")
         own_host = False
@@ -181,11 +181,13 @@ class Providers:
         if own_app:
             secret = (await self.credentials.get(tenant.tenant_id)).microsoft_client_secret
         if app_only:
-            secret = (await self.credentials.get(tenant.tenant_id)).microsoft_client_secret or secret
+            # Never the service-wide secret: with it, a tenant naming another organisation's
+            # directory would get an app-only token there with the shared app.
+            secret = (await self.credentials.get(tenant.tenant_id)).microsoft_client_secret
             if not secret:
                 raise ConfigurationError(
                     f"tenant {tenant.tenant_id!r} sends app-only but has no Microsoft client secret: "
-                    f"store one as {MICROSOFT_SECRET_SETTING}",
+                    f"store one as {MICROSOFT_SECRET_SETTING} (app-only never uses the service's)",
                     setting=MICROSOFT_SECRET_SETTING,
                 )
         return MicrosoftApp(
