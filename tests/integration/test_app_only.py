@@ -106,11 +106,12 @@ async def test_google_service_account_acts_for_workspace_users(
     ).json()
     assert info["email"] == user.address and "https://mail.google.com/" in info["scope"]
 
-    # A user outside the Workspace domain: Google refuses, and the answer says why.
+    # A user outside the tenant's mail domains: refused before Google is asked, and the
+    # answer says why.
     outsider = Principal(tenant_id=tenant_id, kind=PrincipalKind.USER, address="someone@elsewhere.example")
     [refused] = await request_tokens(stack, outsider, 1)
     assert refused.outcome is AccessTokenOutcome.CONFIGURATION_ERROR
-    assert "domain-wide delegation" in (refused.detail or "")
+    assert "not in the mail domains" in (refused.detail or "")
 
     stored = await stored_documents(stack, tenant_id)
     assert key["private_key"].splitlines()[1] not in stored and reply.access_token not in stored
