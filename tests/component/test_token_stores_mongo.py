@@ -65,6 +65,19 @@ class TestMongoGrantStore(GrantStoreContract):
         with pytest.raises(DecryptionError):
             await store.get(USER)
 
+    async def test_a_first_release_grant_without_the_fields_is_stamped(
+        self, store: MongoGrantStore, database
+    ) -> None:
+        client, name = database
+        await acquire(store, USER)
+        await client[name]["grants"].update_one({}, {"$unset": {"authority": "", "client_id": ""}})
+        assert await store.stamp_issuer(USER, "https://login.example/contoso", "client-1")
+        grant = await store.get(USER)
+        assert grant is not None and (grant.authority, grant.client_id) == (
+            "https://login.example/contoso",
+            "client-1",
+        )
+
 
 class TestMongoAcquisitionStore(AcquisitionStoreContract):
     @pytest.fixture

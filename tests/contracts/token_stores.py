@@ -45,10 +45,39 @@ async def acquire(store: GrantStore, principal: Principal = ADMIN, n: int = 1, a
     )
 
 
+async def acquire_legacy(store: GrantStore, principal: Principal, client_id: str | None = None) -> None:
+    """A grant as the first release stored it: no authority."""
+    await store.replace(
+        principal, Provider.MICROSOFT, issued(1), (), AcquisitionFlow.DEVICE_CODE, None, client_id, None
+    )
+
+
 class GrantStoreContract:
     @pytest.fixture
     async def store(self) -> GrantStore:
         raise NotImplementedError
+
+    async def test_a_grant_without_an_authority_is_stamped_once(self, store: GrantStore) -> None:
+        await acquire_legacy(store, ADMIN)
+        await acquire_legacy(store, USER, client_id="client-1")
+        assert await store.stamp_issuer(ADMIN, "https://login.example/contoso", "client-1")
+        assert await store.stamp_issuer(USER, "https://login.example/contoso", "client-1")
+        assert not await store.stamp_issuer(ADMIN, "https://login.example/fabrikam", "client-2")
+        for principal in (ADMIN, USER):
+            grant = await store.get(principal)
+            assert grant is not None and grant.refresh_token == "refresh-1"
+            assert (grant.authority, grant.client_id) == ("https://login.example/contoso", "client-1")
+
+    async def test_a_grant_of_another_client_or_with_an_authority_is_not_stamped(
+        self, store: GrantStore
+    ) -> None:
+        await acquire_legacy(store, USER, client_id="client-0")
+        await acquire(store, ADMIN)
+        assert not await store.stamp_issuer(USER, "https://login.example/contoso", "client-1")
+        assert not await store.stamp_issuer(ADMIN, "https://login.example/fabrikam", "client-1")
+        user, admin = await store.get(USER), await store.get(ADMIN)
+        assert user is not None and (user.authority, user.client_id) == (None, "client-0")
+        assert admin is not None and admin.authority == "https://login.example/contoso"
 
     async def test_an_acquired_grant_reads_back_whole(self, store: GrantStore) -> None:
         assert await store.get(ADMIN) is None

@@ -187,6 +187,14 @@ class FakeGrantStore:
             changes.update(lease_owner=None, lease_expires_at=None)
         self._update(principal, **changes)
 
+    async def stamp_issuer(self, principal: Principal, authority: str, client_id: str) -> bool:
+        self._check("stamp_issuer")
+        grant = self._grants.get(grant_id(principal))
+        if grant is None or grant.authority is not None or grant.client_id not in (None, client_id):
+            return False
+        self._update(principal, authority=authority, client_id=client_id)
+        return True
+
     async def delete(self, principal: Principal) -> bool:
         self._check("delete")
         return self._grants.pop(grant_id(principal), None) is not None

@@ -11,6 +11,10 @@ from tests.utils.jobs import final_status, received, submit
 from tests.utils.tenants import app_only_tenant, confidential_app, stored_documents
 
 
+def principal_of(tenant_id: str, address: str) -> Principal:
+    return Principal(tenant_id=tenant_id, kind=PrincipalKind.ADMINISTRATOR, address=address)
+
+
 async def test_microsoft_client_credentials_send_with_no_sign_in(stack, emulator_http, admin) -> None:
     client_id, secret = await confidential_app(stack, emulator_http)
     tenant_id, address = await app_only_tenant(admin, stack, "microsoft", client_id=client_id)
@@ -39,6 +43,10 @@ async def test_microsoft_client_credentials_send_with_no_sign_in(stack, emulator
     assert status["status"] == "sent", status
     entry, _ = await received(stack, emulator_http, job_id)
     assert entry["auth_mechanism"] == "XOAUTH2" and entry["auth_user"] == address
+
+    # A forced refresh reaches Entra again (MSAL's own cached app token is dropped first).
+    [again] = await request_tokens(stack, principal_of(tenant_id, address), 1, force_refresh=True)
+    assert again.outcome is AccessTokenOutcome.GRANTED, again.detail
 
     stored = await stored_documents(stack, tenant_id)
     assert secret not in stored
@@ -106,11 +114,12 @@ async def test_google_service_account_acts_for_workspace_users(
     ).json()
     assert info["email"] == user.address and "https://mail.google.com/" in info["scope"]
 
-    # A user outside the Workspace domain: Google refuses, and the answer says why.
+    # A user outside the tenant's mail domains: refused before Google is asked, and the
+    # answer says why.
     outsider = Principal(tenant_id=tenant_id, kind=PrincipalKind.USER, address="someone@elsewhere.example")
     [refused] = await request_tokens(stack, outsider, 1)
     assert refused.outcome is AccessTokenOutcome.CONFIGURATION_ERROR
-    assert "domain-wide delegation" in (refused.detail or "")
+    assert "not in the mail domains" in (refused.detail or "")
 
     stored = await stored_documents(stack, tenant_id)
     assert key["private_key"].splitlines()[1] not in stored and reply.access_token not in stored

@@ -140,7 +140,7 @@ async def test_changed_identity_settings_ask_for_a_new_sign_in_instead_of_moving
 ) -> None:
     tenant_id, anna = await user_with_grant(stack, emulator_http, admin)
     settings = (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()
-    moved = {**settings, "identity": {**settings["identity"], "directory": "fabrikam"}}
+    moved = {**settings, "identity": {**settings["identity"], "directory": "fabrikam.onmicrosoft.com"}}
     assert (await admin.put(f"/v1/admin/tenants/{tenant_id}", json=moved)).status_code == 200
 
     async def needs_sign_in() -> bool:

@@ -120,6 +120,12 @@ async def test_a_sign_in_outside_the_tenants_mail_domains_is_refused_before_toke
     moved = listed.model_copy(update={"administrator_address": "ceo@victim.example"})
     with pytest.raises(OutsideTenantDomains):
         await tokens.start_administrator_sign_in(moved, None)
+    # An app-only token acts for any mailbox of the directory: no exemption for it.
+    app_only = moved.model_copy(update={"identity": IdentitySettings(app_only=True)})
+    with pytest.raises(OutsideTenantDomains):
+        await tokens.start_administrator_sign_in(app_only, None)
+    with pytest.raises(OutsideTenantDomains):
+        await tokens.start_administrator_sign_in(app_only, AcquisitionFlow.APP_ONLY)
     assert bus.asked == []
 
 

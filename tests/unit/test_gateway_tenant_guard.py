@@ -33,6 +33,9 @@ def settings(**fields: object) -> TenantSettings:
         {"authority_host": "https://idp.attacker.example"},
         {"authority_host": "http://login.microsoftonline.com"},
         {"token_uri": "https://oauth2.googleapis.com.attacker.example/token"},
+        {"directory": "contoso.example/../oauth2"},
+        {"directory": "organizations?x=1"},
+        {"directory": "fabrikam"},
     ],
 )
 async def test_an_identity_endpoint_off_the_allowlist_is_refused_and_nothing_published(

@@ -7,6 +7,7 @@ from fleetmail_contracts.tenants import TenantSettings, mail_domain
 from fleetmail_runtime.identity_endpoints import (
     DEFAULT_IDENTITY_ORIGINS,
     authority_host_refusal,
+    directory_name_refusal,
     endpoint_refusal,
 )
 from fleetmail_runtime.settings import CommonSettings
@@ -111,3 +112,29 @@ def test_a_grant_is_redeemed_only_where_it_was_issued() -> None:
     # Grants stored before the authority was recorded belong to the tenant's current settings.
     assert grant_bound_to(None, None, authority, "app")
     assert not grant_bound_to(None, "app", authority, "another-app")
+
+
+@pytest.mark.parametrize(
+    "directory",
+    [DIRECTORY, DIRECTORY.upper(), "contoso.onmicrosoft.com", "organizations", "common", "consumers"],
+)
+def test_a_directory_is_an_id_a_domain_or_an_alias(directory: str) -> None:
+    assert directory_name_refusal(directory) is None
+
+
+@pytest.mark.parametrize(
+    "directory",
+    [
+        "",
+        "contoso",
+        "contoso.example/../x",
+        "organizations/",
+        "common?x=1",
+        "a b.example",
+        "%2e%2e",
+        "..",
+        "x.example#",
+    ],
+)
+def test_any_other_directory_is_refused(directory: str) -> None:
+    assert "is not a directory id" in (directory_name_refusal(directory) or "")

@@ -309,6 +309,24 @@ async def test_an_app_only_tenant_gets_its_grant_on_first_use_or_the_setting_to_
     assert stored is not None and stored.refresh_token is None and world.events.kinds() == ["acquired"]
 
 
+async def test_an_app_only_principal_outside_the_mail_domains_gets_no_token() -> None:
+    """An app-only token acts for any mailbox of the directory: a tenant that names another
+    organisation's address (its administrator address, a user) gets nothing, and the
+    provider is not asked."""
+    world = TokenWorld(tenant(identity={"app_only": True}, mail_domains=("t1.example",)))
+    service = world.replica()
+    outsider = Principal(tenant_id="t1", kind=PrincipalKind.USER, address="ceo@victim.example")
+    refused = await handlers.access_token(service, request(principal=outsider))
+    assert refused.outcome is AccessTokenOutcome.CONFIGURATION_ERROR
+    assert "not in the mail domains" in (refused.detail or "")
+    assert world.identity.calls["app_only"] == 0 and await world.grants.get(outsider) is None
+    # One stored before the rule (or before the domain left the list) is dropped, not used.
+    assert (await handlers.access_token(service, request())).outcome is AccessTokenOutcome.GRANTED
+    world.tenants.put(tenant(identity={"app_only": True}, mail_domains=("t2.example",)))
+    gone = await handlers.access_token(service, request(force_refresh=True))
+    assert gone.outcome is AccessTokenOutcome.CONFIGURATION_ERROR and await world.grants.get(ADMIN) is None
+
+
 async def test_refused_app_credentials_kill_an_app_only_grant_until_new_ones_are_stored() -> None:
     world = TokenWorld(tenant(identity={"app_only": True}))
     service = world.replica()

@@ -157,7 +157,9 @@ async def test_the_sweep_marks_grants_whose_tenant_changed_its_identity_settings
     await world.signed_in(USER)
     await service.keepalive.sweep()
     assert world.events.of("reauthorization_required") == []
-    world.tenants.put(tenant(identity={"directory": "fabrikam"}))  # the administrator moved the tenant
+    world.tenants.put(
+        tenant(identity={"directory": "fabrikam.onmicrosoft.com"})
+    )  # the administrator moved the tenant
     await service.keepalive.sweep()
     for principal in (ADMIN, USER):
         stored = await world.grants.get(principal)

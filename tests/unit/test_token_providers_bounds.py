@@ -111,7 +111,7 @@ async def test_a_service_accounts_token_uri_is_held_to_the_allowlist_too() -> No
 
 async def test_a_grant_is_not_sent_to_another_authority_or_client() -> None:
     signed_in_at = "https://login.microsoftonline.com/organizations"
-    moved = tenant(directory="fabrikam")
+    moved = tenant(directory="fabrikam.onmicrosoft.com")
     with pytest.raises(ReauthorizationRequired, match="sign in again") as refused:
         await providers().refresh(moved, grant(Provider.MICROSOFT, signed_in_at, "service-app"))
     assert refused.value.error == "identity_settings_changed"
@@ -124,3 +124,22 @@ async def test_a_grant_is_not_sent_to_another_authority_or_client() -> None:
         await providers().refresh(
             google, grant(Provider.GOOGLE, SETTINGS.google_token_uri, "service.apps.googleusercontent.com")
         )
+
+
+async def test_app_only_never_falls_back_to_the_service_secret() -> None:
+    """An app-only token for a directory the tenant names, with the shared app and the
+    service's secret, would let one tenant send as anyone in another's organisation."""
+    victim = tenant(app_only=True, directory="00000000-0000-0000-0000-0000000000aa")
+    with pytest.raises(ConfigurationError, match="no Microsoft client secret") as refused:
+        await providers().microsoft_app(victim, app_only=True)
+    assert refused.value.setting == "microsoft_client_secret in the tenant's credentials"
+    own = providers(TenantSecrets("b", microsoft_client_secret="tenant-secret"))
+    assert (await own.microsoft_app(victim, app_only=True)).client_secret == "tenant-secret"
+
+
+async def test_a_directory_that_is_no_id_domain_or_alias_is_a_configuration_error() -> None:
+    """Refused again here: an older gateway may have written it into the tenants bucket."""
+    for directory in ("contoso.example/../oauth2", "organizations?x=1", "fabrikam"):
+        with pytest.raises(ConfigurationError, match="directory is refused") as refused:
+            await providers().microsoft_app(tenant(directory=directory))
+        assert refused.value.setting == "identity.directory"

@@ -14,6 +14,7 @@ not listed; its tenants moved to the public cloud.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -66,3 +67,24 @@ def authority_host_refusal(url: str, allowed: Iterable[str]) -> str | None:
     if refusal is None and urlsplit(url.strip()).path not in ("", "/"):
         return f"{url!r} must be a host only (https://host), without a path; set identity.directory"
     return refusal
+
+
+DIRECTORY_ALIASES = frozenset({"organizations", "common", "consumers"})
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$",
+    re.IGNORECASE,
+)
+
+
+def directory_name_refusal(directory: str) -> str | None:
+    """Why a tenant's `identity.directory` may not be used, or None: it must be an Entra
+    directory id (a GUID), a domain name (`contoso.onmicrosoft.com`), or one of the aliases
+    `organizations`, `common`, `consumers` — it becomes a path segment of the authority URL,
+    so nothing else (a slash, a query, `..`) may get in."""
+    if directory in DIRECTORY_ALIASES or _GUID.match(directory) or _DOMAIN.match(directory):
+        return None
+    return (
+        f"{directory!r} is not a directory id (GUID), a domain name, or one of "
+        f"{', '.join(sorted(DIRECTORY_ALIASES))}"
+    )

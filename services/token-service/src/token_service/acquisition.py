@@ -27,20 +27,12 @@ from fleetmail_contracts.tokens import (
     StartAcquisition,
 )
 
-from .app_only import AppOnlyGrants
+from .app_only import AppOnlyGrants, outside_tenant
 from .device_code import DeviceCodes
 from .errors import ConfigurationError, OutsideTenant, SignInFailed, TokenServiceError
 from .ports import AcquisitionStore, Clock, IdentityProvider, TenantReader
 from .settings import TokenSettings
 from .signed_in import SignedIn
-
-
-def outside_tenant(tenant: TenantSettings, address: str) -> str:
-    listed = ", ".join(tenant.effective_mail_domains()) or "none"
-    return (
-        f"{address} is not in the mail domains of tenant {tenant.tenant_id!r} ({listed}): only its "
-        "own people sign in for it; the owner key lists its domains (mail_domains)"
-    )
 
 
 class Acquirer:
@@ -76,7 +68,7 @@ class Acquirer:
                 f"tenant {tenant.tenant_id!r} ({tenant.administrator_address or 'none set'})",
                 setting="the tenant's administrator_address",
             )
-        if request.flow is not AcquisitionFlow.APP_ONLY and not tenant.accepts_sign_in(principal.address):
+        if not tenant.accepts_sign_in(principal.address):  # app-only acts within it too
             raise OutsideTenant(outside_tenant(tenant, principal.address))
         if request.flow is AcquisitionFlow.DEVICE_CODE:
             if tenant.provider is Provider.GOOGLE:

@@ -1,6 +1,11 @@
 """App-only grants, and the grant a request finds: no user consent behind an app-only grant,
 so it is created on first use, dropped when the tenant's app credentials change or the
-tenant stops sending app-only, and never refreshed with a refresh token."""
+tenant stops sending app-only, and never refreshed with a refresh token.
+
+An app-only token acts for any mailbox of the directory, so the tenant's mail-domain rule
+(`TenantSettings.accepts_sign_in`) binds app-only principals as it binds sign-ins: a principal
+outside the tenant's mail domains gets no token, and an app-only grant already stored for one
+is dropped."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from datetime import timedelta
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import AcquisitionFlow, GrantStatus, Principal, TokenAcquired
 
-from .errors import NoGrant, ReauthorizationRequired
+from .errors import NoGrant, OutsideTenant, ReauthorizationRequired
 from .memory import TokenMemory
 from .model import CachedToken, IssuedToken, StoredGrant
 from .ports import Clock, EventPublisher, GrantStore, IdentityProvider, TenantReader
@@ -18,6 +23,19 @@ from .ports import Clock, EventPublisher, GrantStore, IdentityProvider, TenantRe
 
 def sends_app_only(tenant: TenantSettings) -> bool:
     return tenant.oauth_enabled and tenant.identity.app_only
+
+
+def outside_tenant(tenant: TenantSettings, address: str) -> str:
+    listed = ", ".join(tenant.effective_mail_domains()) or "none"
+    return (
+        f"{address} is not in the mail domains of tenant {tenant.tenant_id!r} ({listed}): only its "
+        "own people sign in for it; the owner key lists its domains (mail_domains)"
+    )
+
+
+def check_within_tenant(tenant: TenantSettings, principal: Principal) -> None:
+    if not tenant.accepts_sign_in(principal.address):
+        raise OutsideTenant(outside_tenant(tenant, principal.address))
 
 
 class AppOnlyGrants:
@@ -42,8 +60,10 @@ class AppOnlyGrants:
         app-only — or `NoGrant` / `ReauthorizationRequired`."""
         grant = await self.grants.get(principal)
         if grant is not None and grant.flow is AcquisitionFlow.APP_ONLY:
-            if not sends_app_only(await self.tenants.get(principal.tenant_id)):
-                # The tenant left app-only sending: its app-only grants go with it.
+            tenant = await self.tenants.get(principal.tenant_id)
+            if not sends_app_only(tenant) or not tenant.accepts_sign_in(principal.address):
+                # The tenant left app-only sending, or the address is not its own (any more):
+                # the app-only grant goes.
                 await self.grants.delete(principal)
                 self.memory.forget(principal)
                 grant = None
@@ -57,7 +77,9 @@ class AppOnlyGrants:
         return grant
 
     async def acquire(self, principal: Principal, tenant: TenantSettings) -> StoredGrant:
-        """Create an app-only grant: no refresh token, nothing a user's consent can lapse on."""
+        """Create an app-only grant: no refresh token, nothing a user's consent can lapse on.
+        Only for an address in the tenant's mail domains, checked before the provider is asked."""
+        check_within_tenant(tenant, principal)
         redeemed = await self.identity.app_only_token(tenant, principal)
         now = self.clock()
         expires_at = now + timedelta(seconds=redeemed.result.expires_in)

@@ -140,13 +140,19 @@ def identity_matches(principal: Principal, id_token_claims: dict[str, Any]) -> b
 IDENTITY_CHANGED = "identity_settings_changed"
 """The error of a grant whose tenant now names another authority or client."""
 
+OUTSIDE_MAIL_DOMAINS = "outside_mail_domains"
+"""The error of a grant whose address is not in its tenant's mail domains (taken before the
+rule existed, or the domain has left the list)."""
+
 
 def grant_bound_to(
     grant_authority: str | None, grant_client_id: str | None, authority: str, client_id: str
 ) -> bool:
     """Whether a grant may be redeemed at `authority` by `client_id`: only where it was
     issued. A grant stored without its authority (before fleetmail recorded it) is taken to
-    belong to the tenant's current settings, which are checked against the allowlist."""
+    belong to the tenant's current settings, which are checked against the allowlist — and is
+    stamped with them at its first sweep or refresh (`Refresher.stamp_legacy`), so a later
+    change of settings no longer carries it along."""
     if grant_authority is None:
         return grant_client_id is None or grant_client_id == client_id
     same_authority = grant_authority.rstrip("/").casefold() == authority.rstrip("/").casefold()

@@ -22,7 +22,14 @@ from fleetmail_contracts.tokens import (
 )
 
 from .adapters.credentials import CredentialStore
-from .errors import ConfigurationError, NoGrant, PermanentError, TokenServiceError, TransientError
+from .errors import (
+    ConfigurationError,
+    NoGrant,
+    OutsideTenant,
+    PermanentError,
+    TokenServiceError,
+    TransientError,
+)
 from .ports import Clock
 from .service import TokenService
 from .telemetry import TOKEN_REQUESTS
@@ -43,7 +50,8 @@ def refused(exc: TokenServiceError) -> AccessTokenReply:
         )
     if isinstance(exc, NoGrant):
         return AccessTokenReply(outcome=AccessTokenOutcome.NO_GRANT, detail=detail)
-    if isinstance(exc, ConfigurationError):
+    if isinstance(exc, ConfigurationError | OutsideTenant):
+        # OutsideTenant here: an app-only principal outside the mail domains; no sign-in helps.
         return AccessTokenReply(outcome=AccessTokenOutcome.CONFIGURATION_ERROR, detail=detail)
     return AccessTokenReply(outcome=AccessTokenOutcome.REAUTHORIZATION_REQUIRED, detail=detail)
 

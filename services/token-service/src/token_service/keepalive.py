@@ -1,9 +1,11 @@
 """Keep-alive: a grant idle for `keepalive_idle_s` is redeemed, so the provider's inactivity
 limit (Microsoft: 90 days) never applies; a death nothing can prevent (Google's testing
 mode) is announced once, `expiring_horizon_s` ahead; a grant whose tenant now names another
-authority or client than the grant was signed in with is marked as needing a new sign-in,
-without a call (so an administrator who changed them hears of it within one sweep, not at
-the grant's next refresh). Idempotent, and safe on every replica at once: the redemption
+authority or client than the grant was signed in with, or whose address is not in the
+tenant's mail domains (a grant taken before the rule, or a domain that left the list), is
+marked as needing a new sign-in, without a call (so an administrator hears of it within one
+sweep, not at the grant's next refresh). A grant stored without its authority is stamped
+with its tenant's current one first (a one-time migration, `Refresher.stamp_legacy`). Idempotent, and safe on every replica at once: the redemption
 happens under the grant's lease."""
 
 from __future__ import annotations
@@ -14,8 +16,14 @@ from datetime import timedelta
 
 from fleetmail_contracts.tokens import AcquisitionFlow, Principal, TokenExpiring
 
-from .app_only import AppOnlyGrants
-from .domain import IDENTITY_CHANGED, expiring_soon, grant_bound_to, keepalive_due
+from .app_only import AppOnlyGrants, outside_tenant
+from .domain import (
+    IDENTITY_CHANGED,
+    OUTSIDE_MAIL_DOMAINS,
+    expiring_soon,
+    grant_bound_to,
+    keepalive_due,
+)
 from .errors import ReauthorizationRequired, TokenServiceError
 from .ports import Clock, EventPublisher, GrantStore, IdentityProvider, TenantReader
 from .refresh import Refresher
@@ -67,6 +75,13 @@ class KeepAlive:
         app_only = grant.flow is AcquisitionFlow.APP_ONLY  # nothing to keep alive
         if not app_only:
             tenant = await self.tenants.get(principal.tenant_id)
+            if not tenant.accepts_sign_in(principal.address):
+                await self.refresher.mark_dead(
+                    grant,
+                    ReauthorizationRequired(outside_tenant(tenant, principal.address), OUTSIDE_MAIL_DOMAINS),
+                )
+                return
+            await self.refresher.stamp_legacy(grant, tenant)
             authority, client_id = await self.identity.issuer(tenant, grant.provider)
             if not grant_bound_to(grant.authority, grant.client_id, authority, client_id):
                 await self.refresher.mark_dead(

@@ -68,6 +68,11 @@ class GrantStore(Protocol):
     async def set_status(self, principal: Principal, status: GrantStatus, owner: str | None = None) -> None:
         """A grant that is no longer active loses its access token; `owner` releases the lease."""
 
+    async def stamp_issuer(self, principal: Principal, authority: str, client_id: str) -> bool:
+        """Migration: give a grant stored without an authority this authority, and this client
+        id unless it has one; False (nothing written) when it has an authority already or
+        another client id."""
+
     async def delete(self, principal: Principal) -> bool: ...
 
     async def active_principals(self) -> list[Principal]: ...

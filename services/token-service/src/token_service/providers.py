@@ -7,8 +7,9 @@ its secrets. A missing one is a `ConfigurationError` that names the setting.
 A tenant may name its own app and endpoints, within limits (issue 18, defect 3):
 - every endpoint a tenant names (`identity.authority_host`, `identity.token_uri`, a service
   account key's `token_uri`) must be on the operator's allowlist
-  (`FLEETMAIL_IDENTITY_ALLOWED_ORIGINS`), checked here before any call, whatever the gateway
-  that wrote the settings checked;
+  (`FLEETMAIL_IDENTITY_ALLOWED_ORIGINS`), and `identity.directory` must be a directory id, a
+  domain name or an Entra alias, checked here before any call, whatever the gateway that
+  wrote the settings checked;
 - the service-wide client secret goes only with the service's own client id to the
   service's own endpoint: a tenant that brings its own app (client id, authority host or
   token endpoint) brings its own secret (its stored `microsoft_client_secret` or
@@ -25,7 +26,12 @@ from typing import Any
 
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import Principal, Provider
-from fleetmail_runtime.identity_endpoints import authority_host_refusal, endpoint_refusal, origin
+from fleetmail_runtime.identity_endpoints import (
+    authority_host_refusal,
+    directory_name_refusal,
+    endpoint_refusal,
+    origin,
+)
 
 from .adapters.credentials import SERVICE_ACCOUNT_SETTING, CredentialStore
 from .adapters.google import GoogleApp, GoogleIdentity
@@ -157,7 +163,7 @@ class Providers:
         delegated grants use the service's client (public unless a default secret is set:
         Entra refuses a secret from a client registered as public). A tenant that names its
         own client id or authority host uses its own stored secret, or none (a public client):
-        never the service's. App-only uses the tenant's stored client secret."""
+        never the service's. App-only uses the tenant's stored client secret, and only it."""
         identity, settings = tenant.identity, self.settings
         host = settings.microsoft_authority_host.rstrip("/")
         own_host = False
@@ -168,6 +174,11 @@ class Providers:
             own_host = not _same_origin(tenant_host, host)
             host = tenant_host
         directory = identity.directory or settings.microsoft_directory
+        if identity.directory is not None and (why := directory_name_refusal(identity.directory)):
+            raise ConfigurationError(
+                f"tenant {tenant.tenant_id!r}: identity.directory is refused: {why}",
+                setting="identity.directory",
+            )
         client_id = identity.client_id or settings.microsoft_client_id
         if not client_id:
             raise ConfigurationError(
@@ -181,11 +192,13 @@ class Providers:
         if own_app:
             secret = (await self.credentials.get(tenant.tenant_id)).microsoft_client_secret
         if app_only:
-            secret = (await self.credentials.get(tenant.tenant_id)).microsoft_client_secret or secret
+            # Never the service-wide secret: with it, a tenant naming another organisation's
+            # directory would get an app-only token there with the shared app.
+            secret = (await self.credentials.get(tenant.tenant_id)).microsoft_client_secret
             if not secret:
                 raise ConfigurationError(
                     f"tenant {tenant.tenant_id!r} sends app-only but has no Microsoft client secret: "
-                    f"store one as {MICROSOFT_SECRET_SETTING}",
+                    f"store one as {MICROSOFT_SECRET_SETTING} (app-only never uses the service's)",
                     setting=MICROSOFT_SECRET_SETTING,
                 )
         return MicrosoftApp(

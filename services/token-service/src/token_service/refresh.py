@@ -75,6 +75,7 @@ class Refresher:
         span = tracer.start_span(
             "oauth2 token refresh", kind=SpanKind.CLIENT, attributes={**labels, "tenant": principal.tenant_id}
         )
+        await self.stamp_legacy(grant, tenant)
         try:
             with SpanScope(span):
                 result = await self._redeem(grant, tenant)
@@ -88,6 +89,20 @@ class Refresher:
             raise
         REFRESHES.add(1, {**labels, "result": "ok"})
         return await self._store(grant, tenant, result)
+
+    async def stamp_legacy(self, grant: StoredGrant, tenant: TenantSettings) -> None:
+        """Migration, once per grant: a delegated grant stored without its authority (the
+        first release did not record it) is given its tenant's current authority and client
+        (allowlist checked), if its client id, when it has one, is the tenant's. From then on
+        it is held to them: a later change of the tenant's identity settings asks for a new
+        sign-in instead of carrying the grant along."""
+        if grant.authority is not None or grant.flow is AcquisitionFlow.APP_ONLY:
+            return
+        authority, client_id = await self.identity.issuer(tenant, grant.provider)
+        if await self.grants.stamp_issuer(grant.principal, authority, client_id):
+            log.info(
+                "grant %s is now bound to %s (client %s)", grant_id(grant.principal), authority, client_id
+            )
 
     async def _redeem(self, grant: StoredGrant, tenant: TenantSettings) -> TokenResult:
         """One call to the provider's token endpoint for this grant."""

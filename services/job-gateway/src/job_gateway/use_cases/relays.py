@@ -147,7 +147,9 @@ class TokenRelay:
             flow=flow or default_sign_in_flow(tenant, principal.kind),
             redirect_uri=self.redirect_uri,
         )
-        if request.flow is not AcquisitionFlow.APP_ONLY and not tenant.accepts_sign_in(principal.address):
+        # App-only too: an app-only token acts for any mailbox of the directory, so the
+        # tenant's mail domains bound it as they bound a sign-in.
+        if not tenant.accepts_sign_in(principal.address):
             listed = ", ".join(tenant.effective_mail_domains()) or "none"
             raise OutsideTenantDomains(
                 f"{principal.address} is not in the mail domains of tenant {tenant.tenant_id!r} "

@@ -2,7 +2,8 @@
 truth) and projects them into the tenants KV bucket the other services read.
 
 Two settings are guarded (issue 18): identity endpoints must be on the operator's allowlist
-(`FLEETMAIL_IDENTITY_ALLOWED_ORIGINS`; 422 otherwise), and a tenant's mail domains — whose
+(`FLEETMAIL_IDENTITY_ALLOWED_ORIGINS`; 422 otherwise) and the directory must be a directory
+id, a domain name or an Entra alias (422 otherwise), and a tenant's mail domains — whose
 people may sign in for it — are listed by the owner key only (403 for any other key). A save
 that does not name them keeps the tenant's current list; a tenant saved before the list
 existed is given its administrator address's domain at its first save, before anything else
@@ -16,6 +17,7 @@ from fleetmail_runtime.bus import BusUnavailable, bus_errors
 from fleetmail_runtime.identity_endpoints import (
     DEFAULT_IDENTITY_ORIGINS,
     authority_host_refusal,
+    directory_name_refusal,
     endpoint_refusal,
 )
 
@@ -40,6 +42,8 @@ def check_identity_endpoints(settings: TenantSettings, allowed: tuple[str, ...])
         )
         if value is not None and (why := rule(value, allowed)) is not None
     ]
+    if identity.directory is not None and (why := directory_name_refusal(identity.directory)) is not None:
+        refusals.append(f"identity.directory: {why}")
     if refusals:
         raise IdentityEndpointRefused("; ".join(refusals))
 

@@ -187,6 +187,21 @@ class MongoGrantStore:
             update["lease"] = None
         await self._grants.update_one({"_id": grant_id(principal)}, {"$set": update})
 
+    @store_errors("stamp a grant's authority")
+    async def stamp_issuer(self, principal: Principal, authority: str, client_id: str) -> bool:
+        key = grant_id(principal)
+        for held, update in (
+            (None, {"authority": authority, "client_id": client_id}),
+            (client_id, {"authority": authority}),
+        ):
+            # `None` matches a field that is null or absent (grants of the first release).
+            result = await self._grants.update_one(
+                {"_id": key, "authority": None, "client_id": held}, {"$set": update}
+            )
+            if result.modified_count == 1:
+                return True
+        return False
+
     @store_errors("delete a grant")
     async def delete(self, principal: Principal) -> bool:
         result = await self._grants.delete_one({"_id": grant_id(principal)})

@@ -184,7 +184,8 @@ class MicrosoftIdentity:
         def call() -> dict[str, Any]:
             client = self._app(app)
             cache = client.token_cache
-            for entry in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+            # A list first: search() iterates the cache's dict, which remove_at() changes.
+            for entry in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
                 cache.remove_at(entry)
             try:
                 assert isinstance(client, msal.ConfidentialClientApplication)
