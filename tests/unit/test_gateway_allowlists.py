@@ -40,18 +40,27 @@ def test_wider_ranges_only_as_wide_as_the_operator_allows_and_never_everything()
 
 def test_a_range_overlapping_another_devices_is_refused_without_saying_whose() -> None:
     with pytest.raises(AllowlistOverlap) as equal:
-        check_unclaimed([parse("192.0.2.15/32")], ["198.51.100.1/32", "192.0.2.15/32"], SINGLE)
+        check_unclaimed([parse("192.0.2.15/32")], ["198.51.100.1/32", "192.0.2.15/32"])
     assert "another device" in equal.value.detail
     with pytest.raises(AllowlistOverlap):
-        check_unclaimed([parse("192.0.2.15/32")], ["192.0.2.0/24"], SUBNETS)  # inside a wider one
+        check_unclaimed([parse("192.0.2.15/32")], ["192.0.2.0/24"])  # inside a wider one
     with pytest.raises(AllowlistOverlap):
-        check_unclaimed([parse("192.0.2.0/24")], ["192.0.2.200/32"], SUBNETS)  # around a narrower one
-    # Ranges the policy refuses (stored before it) are inactive: they block nobody.
-    check_unclaimed(
-        [parse("192.0.2.16/32"), parse("2001:db8::f/128")],
-        ["192.0.2.15/32", "::/0", "0.0.0.0/0", "192.0.2.0/24", "junk"],
-        SINGLE,
-    )
+        check_unclaimed([parse("192.0.2.0/24")], ["192.0.2.200/32"])  # around a narrower one
+    check_unclaimed([parse("192.0.2.16/32"), parse("2001:db8::f/128")], ["192.0.2.15/32", "junk"])
+
+
+def test_a_legacy_range_the_policy_refuses_still_blocks_addresses_inside_it() -> None:
+    """A /24 stored before the rules is ignored by the index; if another tenant could
+    register an address inside it, that /32 would be the index's only claim and receive the
+    legacy device's mail. Every stored range counts, whatever the policy says of it."""
+    legacy = ["10.0.0.0/24"]
+    assert AllowlistIndex([("victim", legacy)], SINGLE).ignored == legacy
+    with pytest.raises(AllowlistOverlap):
+        check_unclaimed(check_ranges(["10.0.0.5"], SINGLE), legacy)
+    for everything in ("0.0.0.0/0", "::/0"):
+        with pytest.raises(AllowlistOverlap):
+            check_unclaimed(check_ranges(["192.0.2.16", "2001:db8::f"], SINGLE), [everything])
+    check_unclaimed(check_ranges(["10.0.1.5"], SINGLE), legacy)  # outside it: free
 
 
 def test_the_index_finds_the_one_device_holding_an_address() -> None:

@@ -73,18 +73,18 @@ def overlaps(a: Network, b: Network) -> bool:
     return a.version == b.version and a.overlaps(b)
 
 
-def check_unclaimed(wanted: Iterable[Network], others: Iterable[str], policy: AllowlistPolicy) -> None:
+def check_unclaimed(wanted: Iterable[Network], others: Iterable[str]) -> None:
     """`AllowlistOverlap` if a wanted range overlaps a range of another device (whose, it
-    does not say: the other device may be another tenant's). Ranges the policy refuses,
-    stored before it, let nobody in (the index ignores them) and block nobody either."""
+    does not say: the other device may be another tenant's). Every stored range counts,
+    also one the policy refuses (stored before it, wider than allowed): the index ignores
+    that range, so an address registered inside it would be the only claim the index holds
+    and its device would receive the mail of the scanner behind that address."""
     taken = []
     for cidr in others:
         try:
-            network = parse(cidr)
+            taken.append(parse(cidr))
         except ValueError:
             continue
-        if policy.refusal(network) is None:
-            taken.append(network)
     for network in wanted:
         if any(overlaps(network, other) for other in taken):
             raise AllowlistOverlap(
