@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from job_gateway.allowlists import AllowlistIndex, AllowlistPolicy, check_ranges, check_unclaimed, parse
 from job_gateway.errors import AllowlistOverlap, AllowlistRangeRefused
+from job_gateway.schemas import DeviceChange, DeviceRegistration
 
 SINGLE = AllowlistPolicy()
 SUBNETS = AllowlistPolicy(min_prefix_v4=24, min_prefix_v6=64)
@@ -70,7 +71,6 @@ def test_the_index_finds_the_one_device_holding_an_address() -> None:
     assert index.lookup("192.0.2.7") == "fax" and index.lookup("2001:db8::7") == "fax"
     assert index.lookup("198.51.100.200") == "floor"
     assert index.lookup("192.0.2.8") is None and index.lookup("not-an-ip") is None
-    assert index.lookup("::ffff:192.0.2.7") is None  # another family: not the same address
 
 
 def test_overlaps_stored_before_the_rules_let_nobody_in_and_wide_ones_are_ignored() -> None:
@@ -86,3 +86,24 @@ def test_overlaps_stored_before_the_rules_let_nobody_in_and_wide_ones_are_ignore
     assert index.ignored == ["0.0.0.0/0", "10.0.0.0/8"]
     # The same device through two of its ranges is still one device.
     assert AllowlistIndex([("one", ["192.0.2.0/24", "192.0.2.7/32"])], SUBNETS).lookup("192.0.2.7") == "one"
+
+
+def test_an_ipv4_mapped_address_is_the_ipv4_address() -> None:
+    """`::ffff:10.0.0.5` is 10.0.0.5 to a dual-stack socket: as another address it could be
+    claimed by a second device beside 10.0.0.5, and a mapped peer would miss its device."""
+    assert [str(n) for n in check_ranges(["::ffff:10.0.0.5", "::ffff:10.0.0.5/128"], SINGLE)] == [
+        "10.0.0.5/32"
+    ]
+    assert str(parse("::ffff:10.0.0.0/120")) == "10.0.0.0/24"
+    assert DeviceRegistration(device_id="d", allow_cidrs=["::ffff:10.0.0.5"]).allow_cidrs == ["10.0.0.5/32"]
+    assert DeviceChange(allow_cidrs=["::ffff:10.0.0.5/128"]).allow_cidrs == ["10.0.0.5/32"]
+    with pytest.raises(AllowlistRangeRefused, match="every address"):
+        check_ranges(["::ffff:0:0/96"], AllowlistPolicy(min_prefix_v4=0, min_prefix_v6=0))
+    with pytest.raises(AllowlistOverlap):
+        check_unclaimed(check_ranges(["::ffff:10.0.0.5"], SINGLE), ["10.0.0.5/32"])
+    with pytest.raises(AllowlistOverlap):  # stored mapped (before this rule), claimed as IPv4
+        check_unclaimed(check_ranges(["10.0.0.5"], SINGLE), ["::ffff:10.0.0.5/128"])
+    index = AllowlistIndex([("fax", ["10.0.0.5/32"]), ("old", ["::ffff:10.0.0.6/128"])], SINGLE)
+    assert index.lookup("::ffff:10.0.0.5") == "fax" and index.lookup("10.0.0.5") == "fax"
+    assert index.lookup("10.0.0.6") == "old" and index.lookup("::ffff:10.0.0.6") == "old"
+    assert index.lookup("2001:db8::a00:5") is None
