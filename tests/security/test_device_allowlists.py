@@ -205,3 +205,9 @@ async def test_an_address_inside_a_legacy_wide_range_cannot_be_claimed(stack, em
     # The legacy range itself lets nobody in on the narrowed deployment.
     assert (await asyncio.to_thread(_send_from, stack, inside, "legacy"))[0] == 530
     assert (await admin.get(f"/v1/admin/tenants/{attacker.tenant_id}/jobs")).json() == []
+    # Give the /24 up, so that other tests' random addresses cannot fall inside it.
+    released = await admin.patch(
+        f"/v1/admin/tenants/{victim.tenant_id}/devices/{registered.json()['device_id']}",
+        json={"allow_cidrs": []},
+    )
+    assert released.status_code == 200, released.text
