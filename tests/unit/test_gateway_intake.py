@@ -4,7 +4,9 @@ behind when a submission is refused or the bus is down."""
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fleetmail_contracts import streams
@@ -151,6 +153,20 @@ async def test_a_job_kept_unconfirmed_is_not_forgotten_when_the_bus_then_refuses
         await parts.intake.submit(DEVICE, submission, [upload(data=b"second")])
     assert list(parts.attachments.objects.values()) == [b"first"]
     assert await parts.store.job(scoped_job_id("t1", "job-00012")) is not None
+
+
+class UnmarkableStore(InMemoryGatewayStore):
+    async def mark_job(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        raise ConnectionError("the database is gone too")
+
+
+async def test_a_record_that_cannot_be_marked_after_a_timeout_still_keeps_the_attachments() -> None:
+    parts = Parts()
+    parts.intake.jobs = parts.store = UnmarkableStore()
+    parts.publisher.timing_out = "after storing"
+    with pytest.raises(EventBusUnavailable):
+        await parts.intake.submit(DEVICE, JobSubmission(job_id="job-00013", to=["a@b.example"]), [upload()])
+    assert len(parts.attachments.objects) == 1
 
 
 async def test_an_attachment_that_cannot_be_stored_leaves_no_job() -> None:

@@ -240,17 +240,25 @@ class JobIntake:
             )
         except BusUnavailable as exc:
             if exc.timed_out:
-                await self.jobs.mark_job(delivery_id, {"unconfirmed": True})
+                await self._mark(delivery_id, unconfirmed=True)
                 raise _Unconfirmed from exc
             if existing is None:  # a job kept after a timeout may still be queued: keep it
                 await self.jobs.forget_job(delivery_id)
             raise
         if existing is not None:
-            await self.jobs.mark_job(delivery_id, {"unconfirmed": None})
+            await self._mark(delivery_id, unconfirmed=None)
             if duplicate:  # the first publish was stored after all: that job, as it stands
                 status = existing["status"]
                 return JobAccepted(job_id=job_id, delivery_id=delivery_id, status=status, duplicate=True)
         return JobAccepted(job_id=job_id, delivery_id=delivery_id, status="queued", duplicate=duplicate)
+
+    async def _mark(self, delivery_id: str, unconfirmed: bool | None) -> None:
+        """Mark the record after a publish; a failure is logged, not raised: raising would
+        remove attachments a queued command may name."""
+        try:
+            await self.jobs.mark_job(delivery_id, {"unconfirmed": unconfirmed})
+        except Exception:
+            log.exception("could not mark job %s unconfirmed=%s", delivery_id, unconfirmed)
 
     async def _remove(self, refs: list[AttachmentRef]) -> None:
         for ref in refs:
