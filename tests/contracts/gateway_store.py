@@ -140,6 +140,16 @@ class GatewayStoreContract:
         await store.forget_job("j1")
         assert await store.job("j1") is None
 
+    async def test_a_job_is_marked_whatever_its_status(self, store: GatewayStore) -> None:
+        await store.record_job(job("j1", status="sent"))
+        await store.mark_job("j1", {"unconfirmed": ["j1/a/0"]})
+        await store.mark_job("absent", {"unconfirmed": ["x"]})
+        found = await store.job("j1")
+        assert found is not None and (found["status"], found["unconfirmed"]) == ("sent", ["j1/a/0"])
+        await store.mark_job("j1", {"unconfirmed": None})
+        found = await store.job("j1")
+        assert found is not None and found["unconfirmed"] is None and await store.job("absent") is None
+
     async def test_a_job_status_only_moves_forward(self, store: GatewayStore) -> None:
         await store.record_job(job("j1"))
         await store.record_job(job("j2"))

@@ -9,7 +9,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fleetmail_contracts.jobs import AttachmentRef
 from fleetmail_contracts.tenants import TenantSettings
@@ -18,6 +18,7 @@ from job_gateway.credentials import HashKey
 from job_gateway.domain import StatusUpdate, may_change
 from job_gateway.errors import AttachmentTooLarge
 from job_gateway.ports import StoredApiKey
+from nats.errors import NoRespondersError
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
@@ -123,6 +124,10 @@ class InMemoryGatewayStore:
     async def forget_job(self, job_id: str) -> None:
         self.jobs.pop(job_id, None)
 
+    async def mark_job(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        if job_id in self.jobs:
+            self.jobs[job_id].update(fields)
+
     async def job(self, job_id: str) -> dict[str, Any] | None:
         found = self.jobs.get(job_id)
         return dict(found) if found is not None else None
@@ -170,11 +175,14 @@ class InMemoryGatewayStore:
 
 
 class RecordingPublisher:
-    """`job_gateway.ports.Publisher`: keeps what was published; `down` makes it fail as NATS does."""
+    """`job_gateway.ports.Publisher`: keeps what was published. `down` makes it refuse as NATS
+    does with no stream listening; `timing_out` makes it time out, after storing the message
+    when `timing_out == "after storing"` (the acknowledgement lost), before otherwise."""
 
     def __init__(self) -> None:
         self.published: list[tuple[str, BaseModel, str | None]] = []
         self.down = False
+        self.timing_out: Literal["before storing", "after storing"] | None = None
 
     async def publish(
         self,
@@ -186,10 +194,14 @@ class RecordingPublisher:
         timeout_s: float | None = None,
     ) -> bool:
         if self.down:
+            raise BusUnavailable(f"{stream} did not take the message", NoRespondersError())
+        if self.timing_out == "before storing":
             raise BusUnavailable(f"{stream} did not take the message", TimeoutError())
         duplicate = msg_id is not None and any(seen == msg_id for _, _, seen in self.published)
         if not duplicate:
             self.published.append((subject, message, msg_id))
+        if self.timing_out == "after storing":
+            raise BusUnavailable(f"{stream} did not take the message", TimeoutError())
         return duplicate
 
 

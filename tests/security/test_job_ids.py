@@ -45,6 +45,22 @@ async def _attachments_delivered(stack, http: httpx.AsyncClient, subject: str) -
     return await eventually(found, what=f"a message {subject!r}")
 
 
+async def _send_smtp(
+    stack, device_id: str, secret: str, message_id: str, subject: str, document: bytes
+) -> str:
+    """A device's message over SMTP (STARTTLS, AUTH), with this Message-ID and attachment;
+    the server's reply to DATA."""
+    message = scan(subject=subject, document=document)
+    message.replace_header("Message-ID", message_id)
+    async with aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=stack.ports.gateway_smtp, start_tls=True, tls_context=context(stack)
+    ) as smtp:
+        await smtp.login(device_id, secret)
+        errors, reply = await smtp.send_message(message)
+    assert errors == {}, errors
+    return reply
+
+
 async def test_another_tenant_sending_a_known_job_id_gets_its_own_job_and_learns_nothing(
     stack, emulator_http, admin
 ) -> None:
@@ -116,16 +132,18 @@ async def test_the_same_message_id_from_two_tenants_is_two_jobs(stack, emulator_
         assert registered.status_code == 201, registered.text
         secrets[tenant.tenant_id] = registered.json()["secret"]
     message_id = f"<{uuid.uuid4().hex}@mfp>"
-    replies = {}
+    replies, documents = {}, {}
     for tenant in (victim, attacker):
-        message = scan(subject=f"smtp {tenant.tenant_id}")
-        message.replace_header("Message-ID", message_id)
-        async with aiosmtplib.SMTP(
-            hostname="127.0.0.1", port=stack.ports.gateway_smtp, start_tls=True, tls_context=context(stack)
-        ) as smtp:
-            await smtp.login(device_id, secrets[tenant.tenant_id])
-            errors, reply = await smtp.send_message(message)
-        assert errors == {} and "queued as" in reply, reply
+        documents[tenant.tenant_id] = f"%PDF-1.4 {tenant.tenant_id} ".encode() + uuid.uuid4().bytes
+        reply = await _send_smtp(
+            stack,
+            device_id,
+            secrets[tenant.tenant_id],
+            message_id,
+            f"smtp {tenant.tenant_id}",
+            documents[tenant.tenant_id],
+        )
+        assert "queued as" in reply, reply
         replies[tenant.tenant_id] = reply.rsplit(" ", 1)[-1]
     assert replies[victim.tenant_id] != replies[attacker.tenant_id]
     for tenant in (victim, attacker):
@@ -134,5 +152,36 @@ async def test_the_same_message_id_from_two_tenants_is_two_jobs(stack, emulator_
             found = await delivered_with_subject(stack, emulator_http, f"smtp {tenant.tenant_id}")
             return found or None
 
-        [(entry, _)] = await eventually(sent, what=f"{tenant.tenant_id}'s scan")
+        [(entry, message)] = await eventually(sent, what=f"{tenant.tenant_id}'s scan")
         assert entry["mail_from"] == tenant.address
+        # Each message carries its own tenant's document, not the other's.
+        assert next(message.iter_attachments()).get_content() == documents[tenant.tenant_id]
+
+
+async def test_a_message_sent_again_over_smtp_leaves_the_queued_job_intact(
+    stack, emulator_http, admin
+) -> None:
+    """An MFP whose connection dropped after DATA sends the message again, with the same
+    Message-ID: the job queued first is delivered once, with its own attachment."""
+    tenant = await tenant_with_administrator_grant(stack, emulator_http)
+    device_id = f"mfp-{uuid.uuid4().hex[:6]}"
+    registered = await admin.post(
+        f"/v1/admin/tenants/{tenant.tenant_id}/devices", json={"device_id": device_id}
+    )
+    assert registered.status_code == 201, registered.text
+    secret = registered.json()["secret"]
+    message_id, subject = f"<{uuid.uuid4().hex}@mfp>", f"resent {uuid.uuid4().hex[:8]}"
+    original = b"%PDF-1.4 first transmission " + uuid.uuid4().bytes
+    first = await _send_smtp(stack, device_id, secret, message_id, subject, original)
+    again = await _send_smtp(stack, device_id, secret, message_id, subject, b"%PDF-1.4 second transmission")
+    assert "queued as" in first and again.rsplit(" ", 1)[-1] == first.rsplit(" ", 1)[-1], (first, again)
+
+    async def settled() -> list | None:
+        jobs = (
+            await admin.get(f"/v1/admin/tenants/{tenant.tenant_id}/jobs", params={"device_id": device_id})
+        ).json()
+        return jobs if jobs and all(job["status"] == "sent" for job in jobs) else None
+
+    [job] = await eventually(settled, what="the job sent")
+    assert job["status"] == "sent", job
+    assert await _attachments_delivered(stack, emulator_http, subject) == [original]

@@ -4,7 +4,9 @@ behind when a submission is refused or the bus is down."""
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fleetmail_contracts import streams
@@ -92,6 +94,79 @@ async def test_when_the_bus_is_down_nothing_is_kept() -> None:
         await parts.intake.submit(DEVICE, JobSubmission(job_id="job-00002", to=["a@b.example"]), [upload()])
     assert refused.value.title == "Job queue unavailable" and "submit it again" in refused.value.detail
     assert parts.store.jobs == {} and parts.attachments.objects == {}
+
+
+async def test_a_publish_that_times_out_after_storing_keeps_the_job_and_its_attachments() -> None:
+    """The acknowledgement was lost, the command is in the stream: its attachments must stay.
+    The device sends the job again; JetStream drops it as a duplicate, so the queued command
+    is the first, with its attachments intact, and only the second's are removed."""
+    parts = Parts()
+    submission = JobSubmission(job_id="job-00010", to=["a@b.example"])
+    parts.publisher.timing_out = "after storing"
+    with pytest.raises(EventBusUnavailable) as unconfirmed:
+        await parts.intake.submit(DEVICE, submission, [upload(data=b"%PDF-1.4 first")])
+    assert "same job id" in unconfirmed.value.detail
+    [(_, command, _)] = parts.publisher.published
+    [name] = [a["object_name"] for a in command.model_dump()["attachments"]]
+    assert parts.attachments.objects == {name: b"%PDF-1.4 first"}
+    delivery_id = scoped_job_id("t1", "job-00010")
+    kept = await parts.store.job(delivery_id)
+    assert kept is not None and kept["status"] == "queued" and kept["unconfirmed"]
+
+    parts.publisher.timing_out = None
+    again = await parts.intake.submit(DEVICE, submission, [upload(data=b"%PDF-1.4 second")])
+    assert again.duplicate and again.delivery_id == delivery_id and again.status == "queued"
+    assert len(parts.publisher.published) == 1 and parts.attachments.objects == {name: b"%PDF-1.4 first"}
+    confirmed = await parts.store.job(delivery_id)
+    assert confirmed is not None and not confirmed["unconfirmed"]
+    # Confirmed now: a third send is answered from the record, storing nothing.
+    third = await parts.intake.submit(DEVICE, submission, [upload()])
+    assert third.duplicate and len(parts.attachments.objects) == 1
+
+
+async def test_a_publish_that_timed_out_before_storing_is_queued_when_sent_again() -> None:
+    parts = Parts()
+    submission = JobSubmission(job_id="job-00011", to=["a@b.example"])
+    parts.publisher.timing_out = "before storing"
+    with pytest.raises(EventBusUnavailable):
+        await parts.intake.submit(DEVICE, submission, [upload(data=b"first")])
+    assert parts.publisher.published == [] and len(parts.attachments.objects) == 1
+
+    parts.publisher.timing_out = None
+    again = await parts.intake.submit(DEVICE, submission, [upload(data=b"second")])
+    assert not again.duplicate and again.status == "queued"
+    [(_, command, _)] = parts.publisher.published
+    [name] = [a["object_name"] for a in command.model_dump()["attachments"]]
+    assert parts.attachments.objects[name] == b"second"
+    job = await parts.store.job(again.delivery_id)
+    assert job is not None and not job["unconfirmed"]
+
+
+async def test_a_job_kept_unconfirmed_is_not_forgotten_when_the_bus_then_refuses() -> None:
+    parts = Parts()
+    submission = JobSubmission(job_id="job-00012", to=["a@b.example"])
+    parts.publisher.timing_out = "after storing"
+    with pytest.raises(EventBusUnavailable):
+        await parts.intake.submit(DEVICE, submission, [upload(data=b"first")])
+    parts.publisher.timing_out, parts.publisher.down = None, True
+    with pytest.raises(EventBusUnavailable):
+        await parts.intake.submit(DEVICE, submission, [upload(data=b"second")])
+    assert list(parts.attachments.objects.values()) == [b"first"]
+    assert await parts.store.job(scoped_job_id("t1", "job-00012")) is not None
+
+
+class UnmarkableStore(InMemoryGatewayStore):
+    async def mark_job(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        raise ConnectionError("the database is gone too")
+
+
+async def test_a_record_that_cannot_be_marked_after_a_timeout_still_keeps_the_attachments() -> None:
+    parts = Parts()
+    parts.intake.jobs = parts.store = UnmarkableStore()
+    parts.publisher.timing_out = "after storing"
+    with pytest.raises(EventBusUnavailable):
+        await parts.intake.submit(DEVICE, JobSubmission(job_id="job-00013", to=["a@b.example"]), [upload()])
+    assert len(parts.attachments.objects) == 1
 
 
 async def test_an_attachment_that_cannot_be_stored_leaves_no_job() -> None:

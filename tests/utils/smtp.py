@@ -7,7 +7,10 @@ import uuid
 from email.message import EmailMessage
 
 
-def scan(subject: str = "Scan from an old MFP", size: int = 2048) -> EmailMessage:
+def scan(
+    subject: str = "Scan from an old MFP", size: int = 2048, document: bytes | None = None
+) -> EmailMessage:
+    """A scanner's message with one PDF attached: `document`, or a PDF header and `size` zeros."""
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = (
         "mfp@contoso.example",
@@ -17,7 +20,10 @@ def scan(subject: str = "Scan from an old MFP", size: int = 2048) -> EmailMessag
     message["Message-ID"] = f"<{uuid.uuid4().hex}@mfp>"
     message.set_content("Please find the scan attached.")
     message.add_attachment(
-        b"%PDF-1.4 " + b"\0" * size, maintype="application", subtype="pdf", filename="scan.pdf"
+        document if document is not None else b"%PDF-1.4 " + b"\0" * size,
+        maintype="application",
+        subtype="pdf",
+        filename="scan.pdf",
     )
     return message
 

@@ -181,6 +181,9 @@ class BusUnavailable(Exception):
     def __init__(self, what: str, cause: BaseException) -> None:
         super().__init__(f"{what}: {type(cause).__name__}")
         self.what = what
+        self.timed_out = isinstance(cause, TimeoutError)
+        """No answer in time: the request may have been done all the same (a publish stored
+        by JetStream whose acknowledgement was lost), unlike a refusal or no connection."""
 
 
 @contextlib.contextmanager

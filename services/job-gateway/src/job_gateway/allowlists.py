@@ -49,8 +49,29 @@ class AllowlistPolicy:
         return None
 
 
+MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+"""IPv4-mapped IPv6 addresses (`::ffff:192.0.2.7`): the IPv4 address, as a dual-stack socket
+reports an IPv4 peer."""
+
+
 def parse(cidr: str) -> Network:
-    return ipaddress.ip_network(cidr, strict=False)
+    """The range, normalised; an IPv4-mapped IPv6 range as the IPv4 range it is, so that
+    `::ffff:192.0.2.7` and `192.0.2.7` are one address to the overlap check and the index."""
+    network = ipaddress.ip_network(cidr, strict=False)
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= MAPPED.prefixlen:
+        if network.subnet_of(MAPPED):
+            mapped = network.network_address.ipv4_mapped
+            assert mapped is not None
+            return ipaddress.IPv4Network((mapped, network.prefixlen - MAPPED.prefixlen))
+    return network
+
+
+def address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """A peer's address; an IPv4-mapped one as its IPv4 address."""
+    found = ipaddress.ip_address(host)
+    if isinstance(found, ipaddress.IPv6Address) and found.ipv4_mapped is not None:
+        return found.ipv4_mapped
+    return found
 
 
 def check_ranges(cidrs: Sequence[str], policy: AllowlistPolicy) -> list[Network]:
@@ -73,18 +94,18 @@ def overlaps(a: Network, b: Network) -> bool:
     return a.version == b.version and a.overlaps(b)
 
 
-def check_unclaimed(wanted: Iterable[Network], others: Iterable[str], policy: AllowlistPolicy) -> None:
+def check_unclaimed(wanted: Iterable[Network], others: Iterable[str]) -> None:
     """`AllowlistOverlap` if a wanted range overlaps a range of another device (whose, it
-    does not say: the other device may be another tenant's). Ranges the policy refuses,
-    stored before it, let nobody in (the index ignores them) and block nobody either."""
+    does not say: the other device may be another tenant's). Every stored range counts,
+    also one the policy refuses (stored before it, wider than allowed): the index ignores
+    that range, so an address registered inside it would be the only claim the index holds
+    and its device would receive the mail of the scanner behind that address."""
     taken = []
     for cidr in others:
         try:
-            network = parse(cidr)
+            taken.append(parse(cidr))
         except ValueError:
             continue
-        if policy.refusal(network) is None:
-            taken.append(network)
     for network in wanted:
         if any(overlaps(network, other) for other in taken):
             raise AllowlistOverlap(
@@ -120,12 +141,12 @@ class AllowlistIndex(Generic[V]):
     def lookup(self, host: str) -> V | None:
         """The one device whose allowlist holds this address; None if none does, or several."""
         try:
-            address = ipaddress.ip_address(host)
+            peer = address(host)
         except ValueError:
             return None
-        bits = address.max_prefixlen
+        bits = peer.max_prefixlen
         found: set[V] = set()
-        for length in self._lengths[address.version]:
-            key = (int(address) >> (bits - length)) << (bits - length)
-            found |= self._by_prefix[address.version, length].get(key, set())
+        for length in self._lengths[peer.version]:
+            key = (int(peer) >> (bits - length)) << (bits - length)
+            found |= self._by_prefix[peer.version, length].get(key, set())
         return next(iter(found)) if len(found) == 1 else None

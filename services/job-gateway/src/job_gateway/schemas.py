@@ -7,7 +7,6 @@ bus are not here: they are `fleetmail_contracts`.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
@@ -17,6 +16,8 @@ from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.tokens import AcquisitionFlow
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from . import allowlists
+
 
 def summarise(errors: Sequence[Mapping[str, Any]]) -> str:
     """A validation failure in one line: `to.0: value is not a valid e-mail address; …`."""
@@ -24,11 +25,12 @@ def summarise(errors: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _network(cidr: str) -> str:
-    return str(ipaddress.ip_network(cidr, strict=False))
+    return str(allowlists.parse(cidr))
 
 
 Cidr = Annotated[str, AfterValidator(_network)]
-"""A source-address range, normalised (192.0.2.15 → 192.0.2.15/32); invalid ones are refused."""
+"""A source-address range, normalised (192.0.2.15 → 192.0.2.15/32, an IPv4-mapped
+::ffff:192.0.2.15 → 192.0.2.15/32); invalid ones are refused."""
 
 
 class Problem(BaseModel):

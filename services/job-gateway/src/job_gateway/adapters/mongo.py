@@ -176,6 +176,9 @@ class MongoStore:
     async def forget_job(self, job_id: str) -> None:
         await self.jobs.delete_one({"_id": job_id})
 
+    async def mark_job(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        await self.jobs.update_one({"_id": job_id}, {"$set": dict(fields)})
+
     async def job(self, job_id: str) -> dict[str, Any] | None:
         return await self.jobs.find_one({"_id": job_id})
 

@@ -67,7 +67,7 @@ class DeviceDirectory:
             if (document["tenant_id"], document["device_id"]) != (tenant_id, device_id)
             for cidr in document.get("allow_cidrs", [])
         ]
-        check_unclaimed(wanted, others, self.policy)
+        check_unclaimed(wanted, others)
 
     @staticmethod
     def _login(document: dict[str, Any], by: str) -> DeviceLogin:

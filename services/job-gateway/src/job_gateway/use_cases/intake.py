@@ -5,8 +5,15 @@ already taken in — before anything is stored, so a job sent again touches noth
 queued one — then attachments streamed into the Object Store under names of this
 submission alone, the job recorded, and published to JetStream with its delivery id as
 `Nats-Msg-Id`. Nothing is left half-done: if anything fails after attachments were stored,
-they are removed; if the bus is unavailable, the caller is told to try again
+they are removed; if the bus refuses the job, the caller is told to try again
 (`EventBusUnavailable`) and the job record is forgotten.
+
+A publish that times out may have been stored all the same (its acknowledgement lost), so
+then nothing is removed: the record is kept, marked `unconfirmed`, with the attachments the
+stored command may name. The job sent again is published again under the same
+`Nats-Msg-Id`: JetStream drops it as a duplicate if it holds the first (whose attachments
+stay, the second's go), or stores it if it does not (the first's attachments are then
+nobody's: kept rather than risk removing those of a command stored after all).
 
 Job ids are the tenant's own: a job travels under its *delivery id* — `scoped_job_id(tenant,
 job id)` when the device chose the id, a fresh random one otherwise — so the same id from
@@ -51,6 +58,23 @@ def queue_unavailable() -> EventBusUnavailable:
     return EventBusUnavailable(
         "the job could not be queued; nothing was kept, submit it again", title="Job queue unavailable"
     )
+
+
+def queue_unconfirmed() -> EventBusUnavailable:
+    return EventBusUnavailable(
+        "the job queue did not confirm the job in time; submit it again with the same job id "
+        "(it is not sent twice)",
+        title="Job queue unavailable",
+    )
+
+
+class _Unconfirmed(Exception):
+    """The publish timed out: the job may be queued, its record and attachments are kept."""
+
+
+def unconfirmed(job: dict[str, Any] | None) -> bool:
+    """A job whose publish timed out and that no mail event has moved on since."""
+    return job is not None and bool(job.get("unconfirmed")) and job["status"] == "queued"
 
 
 class JobIntake:
@@ -129,7 +153,7 @@ class JobIntake:
             if ids is None and not submission.job_id
             else await self._existing(device, delivery_id, legacy_id)
         )
-        if existing is not None:
+        if existing is not None and not unconfirmed(existing):
             return JobAccepted(
                 job_id=job_id, delivery_id=existing["_id"], status=existing["status"], duplicate=True
             )
@@ -144,7 +168,9 @@ class JobIntake:
                 )
                 name = f"{prefix}/{len(refs)}"
                 refs.append(await self.attachments.put(name, upload, self.settings.max_attachment_bytes))
-            accepted = await self._record_and_publish(device, submission, job_id, delivery_id, refs)
+            accepted = await self._record_and_publish(device, submission, job_id, delivery_id, refs, existing)
+        except _Unconfirmed as exc:
+            raise queue_unconfirmed() from exc  # nothing removed: the queued job may name them
         except BaseException as exc:
             await self._remove(refs)
             if isinstance(exc, BusUnavailable):
@@ -170,7 +196,9 @@ class JobIntake:
         job_id: str,
         delivery_id: str,
         refs: list[AttachmentRef],
+        existing: dict[str, Any] | None,
     ) -> JobAccepted:
+        """`existing`: the record of this job kept after a publish that timed out, if any."""
         fields = submission.model_dump(exclude_none=True, exclude={"function", "job_id"})
         if submission.function is JobFunction.INTERNET_FAX_TX and device.machine_address:
             fields.setdefault("machine_address", device.machine_address)
@@ -186,7 +214,7 @@ class JobIntake:
             )
         except ValidationError as exc:
             raise InvalidJob(summarise(exc.errors())) from None
-        recorded = await self.jobs.record_job(
+        recorded = existing is not None or await self.jobs.record_job(
             {
                 "_id": delivery_id,
                 "job_id": job_id,
@@ -210,10 +238,27 @@ class JobIntake:
                 msg_id=delivery_id,
                 timeout_s=self.settings.publish_timeout_s,
             )
-        except BusUnavailable:
-            await self.jobs.forget_job(delivery_id)
+        except BusUnavailable as exc:
+            if exc.timed_out:
+                await self._mark(delivery_id, unconfirmed=True)
+                raise _Unconfirmed from exc
+            if existing is None:  # a job kept after a timeout may still be queued: keep it
+                await self.jobs.forget_job(delivery_id)
             raise
+        if existing is not None:
+            await self._mark(delivery_id, unconfirmed=None)
+            if duplicate:  # the first publish was stored after all: that job, as it stands
+                status = existing["status"]
+                return JobAccepted(job_id=job_id, delivery_id=delivery_id, status=status, duplicate=True)
         return JobAccepted(job_id=job_id, delivery_id=delivery_id, status="queued", duplicate=duplicate)
+
+    async def _mark(self, delivery_id: str, unconfirmed: bool | None) -> None:
+        """Mark the record after a publish; a failure is logged, not raised: raising would
+        remove attachments a queued command may name."""
+        try:
+            await self.jobs.mark_job(delivery_id, {"unconfirmed": unconfirmed})
+        except Exception:
+            log.exception("could not mark job %s unconfirmed=%s", delivery_id, unconfirmed)
 
     async def _remove(self, refs: list[AttachmentRef]) -> None:
         for ref in refs:
