@@ -4,7 +4,7 @@ Microsoft (MSAL) or Google (google-auth) adapter that talks to its token endpoin
 A tenant's app is configuration: its client id (tenant settings or the service default) and
 its secrets. A missing one is a `ConfigurationError` that names the setting.
 
-A tenant may name its own app and endpoints, within limits (issue 18, defect 3):
+A tenant may name its own app and endpoints, within limits:
 - every endpoint a tenant names (`identity.authority_host`, `identity.token_uri`, a service
   account key's `token_uri`) must be on the operator's allowlist
   (`FLEETMAIL_IDENTITY_ALLOWED_ORIGINS`), and `identity.directory` must be a directory id, a

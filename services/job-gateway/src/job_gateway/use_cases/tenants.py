@@ -1,7 +1,7 @@
 """Tenant administration: job-gateway owns every tenant's settings (MongoDB is the source of
 truth) and projects them into the tenants KV bucket the other services read.
 
-Two settings are guarded (issue 18): identity endpoints must be on the operator's allowlist
+Two settings are guarded: identity endpoints must be on the operator's allowlist
 (`FLEETMAIL_IDENTITY_ALLOWED_ORIGINS`; 422 otherwise) and the directory must be a directory
 id, a domain name or an Entra alias (422 otherwise), and a tenant's mail domains — whose
 people may sign in for it — are listed by the owner key only (403 for any other key). A save
