@@ -22,6 +22,7 @@ from fleetmail_contracts import streams
 from nats.errors import Error as NatsError
 from nats.js.api import RetentionPolicy, StreamConfig
 from nats.js.errors import BadRequestError
+from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
 from .nats_fetch import consistent_fetch_timeouts
@@ -227,3 +228,23 @@ class Bus:
                 message, subject, headers=headers, stream=stream, timeout=timeout_s or self.timeout_s
             )
         return bool(getattr(ack, "duplicate", False))
+
+
+class DeclaredBucket:
+    """A KV bucket the runtime declared with the streams, looked up once by the `open` start
+    hook (no round trip per use); `kv` before `open` is a programming error."""
+
+    def __init__(self, broker: NatsBroker, bucket: str) -> None:
+        self.broker = broker
+        self.bucket = bucket
+        self._kv: KeyValue | None = None
+
+    async def open(self) -> None:
+        with bus_errors(f"the {self.bucket} bucket cannot be opened"):
+            self._kv = await self.broker.key_value(self.bucket, declare=False)
+
+    @property
+    def kv(self) -> KeyValue:
+        if self._kv is None:
+            raise RuntimeError(f"{type(self).__name__}.open() was not awaited (it is a start hook)")
+        return self._kv

@@ -10,6 +10,7 @@ is dropped."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 from fleetmail_contracts.tenants import TenantSettings
@@ -38,22 +39,14 @@ def check_within_tenant(tenant: TenantSettings, principal: Principal) -> None:
         raise OutsideTenant(outside_tenant(tenant, principal.address))
 
 
+@dataclass
 class AppOnlyGrants:
-    def __init__(
-        self,
-        grants: GrantStore,
-        tenants: TenantReader,
-        identity: IdentityProvider,
-        events: EventPublisher,
-        memory: TokenMemory,
-        clock: Clock,
-    ) -> None:
-        self.grants = grants
-        self.tenants = tenants
-        self.identity = identity
-        self.events = events
-        self.memory = memory
-        self.clock = clock
+    grants: GrantStore
+    tenants: TenantReader
+    identity: IdentityProvider
+    events: EventPublisher
+    memory: TokenMemory
+    clock: Clock
 
     async def live_grant(self, principal: Principal) -> StoredGrant:
         """The principal's active grant — an app-only one created when the tenant sends

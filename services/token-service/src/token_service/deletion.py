@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 
 from fleetmail_contracts.tokens import Principal, PrincipalKind, TokenDeleted
 
@@ -15,22 +16,14 @@ from .ports import Clock, EventPublisher, GrantStore, IdentityProvider, TenantRe
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class Deletion:
-    def __init__(
-        self,
-        grants: GrantStore,
-        tenants: TenantReader,
-        identity: IdentityProvider,
-        events: EventPublisher,
-        memory: TokenMemory,
-        clock: Clock,
-    ) -> None:
-        self.grants = grants
-        self.tenants = tenants
-        self.identity = identity
-        self.events = events
-        self.memory = memory
-        self.clock = clock
+    grants: GrantStore
+    tenants: TenantReader
+    identity: IdentityProvider
+    events: EventPublisher
+    memory: TokenMemory
+    clock: Clock
 
     async def delete(self, principal: Principal, reason: str) -> bool:
         """Delete a grant, revoking it where the provider can; False when there was none."""

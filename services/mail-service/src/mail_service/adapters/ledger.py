@@ -14,14 +14,13 @@ from collections.abc import Awaitable, Callable
 
 from faststream.nats import NatsBroker
 from fleetmail_contracts.streams import DELIVERY_LEDGER_BUCKET
-from fleetmail_runtime.bus import BusUnavailable, bus_errors
+from fleetmail_runtime.bus import BusUnavailable, DeclaredBucket, bus_errors
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 
 log = logging.getLogger(__name__)
 
 
-class KvDeliveryLedger:
+class KvDeliveryLedger(DeclaredBucket):
     def __init__(
         self,
         broker: NatsBroker,
@@ -31,23 +30,10 @@ class KvDeliveryLedger:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.broker = broker
-        self.bucket = bucket
+        super().__init__(broker, bucket)
         self.write_timeout_s = write_timeout_s
         self.sleep = sleep
         self.monotonic = monotonic
-        self._kv: KeyValue | None = None
-
-    async def open(self) -> None:
-        """A start hook: the bucket, which the runtime declared with the streams, looked up once."""
-        with bus_errors(f"the {self.bucket} bucket cannot be opened"):
-            self._kv = await self.broker.key_value(self.bucket, declare=False)
-
-    @property
-    def kv(self) -> KeyValue:
-        if self._kv is None:
-            raise RuntimeError("KvDeliveryLedger.open() was not awaited (it is a start hook)")
-        return self._kv
 
     async def already_delivered(self, job_id: str) -> bool:
         # Inside `bus_errors`: a missing key is an answer, not an outage.

@@ -20,9 +20,8 @@ from faststream.nats import NatsBroker
 from fleetmail_contracts import streams
 from fleetmail_contracts.jobs import JobBase, JobFunction, job_command_adapter, resumed_job_subject
 from fleetmail_contracts.tokens import Principal, PrincipalKind
-from fleetmail_runtime.bus import BusUnavailable, bus_errors
+from fleetmail_runtime.bus import BusUnavailable, DeclaredBucket, bus_errors
 from nats.js.errors import KeyWrongLastSequenceError, NoKeysError, NotFoundError
-from nats.js.kv import KeyValue
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ Expired = Callable[[JobBase, JobFunction, str], Awaitable[None]]
 HasGrant = Callable[[Principal], Awaitable[bool]]
 
 
-class KvParkingLot:
+class KvParkingLot(DeclaredBucket):
     def __init__(
         self,
         broker: NatsBroker,
@@ -57,24 +56,11 @@ class KvParkingLot:
         clock: Callable[[], datetime],
         bucket: str = streams.PARKED_JOBS_BUCKET,
     ) -> None:
-        self.broker = broker
-        self.bucket = bucket
+        super().__init__(broker, bucket)
         self.timeout = timeout
         self.on_expired = on_expired
         self.has_grant = has_grant
         self.clock = clock
-        self._kv: KeyValue | None = None
-
-    async def open(self) -> None:
-        """A start hook: the bucket, which the runtime declared with the streams, looked up once."""
-        with bus_errors(f"the {self.bucket} bucket cannot be opened"):
-            self._kv = await self.broker.key_value(self.bucket, declare=False)
-
-    @property
-    def kv(self) -> KeyValue:
-        if self._kv is None:
-            raise RuntimeError("KvParkingLot.open() was not awaited (it is a start hook)")
-        return self._kv
 
     async def park(self, job: JobBase, function: JobFunction, user: str, job_json: bytes) -> datetime:
         deadline = self.clock() + self.timeout
