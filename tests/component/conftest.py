@@ -3,11 +3,14 @@ provider emulators), never the whole stack. Each module that asks gets its own, 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 from fleetmail_devkit.stack import Stack, temporary_stack
+from pymongo import AsyncMongoClient
 
 from tests.utils.servers import mongodb_server, nats_server
 
@@ -22,6 +25,18 @@ async def nats_url() -> AsyncIterator[str]:
 async def mongodb_uri() -> AsyncIterator[str]:
     async with mongodb_server() as uri:
         yield uri
+
+
+@pytest.fixture
+async def database(mongodb_uri: str) -> AsyncIterator[tuple[AsyncMongoClient[dict[str, Any]], str]]:
+    """A client and the name of a database of the test's own, dropped after it."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri, tz_aware=True)
+    name = f"test_{uuid.uuid4().hex[:8]}"
+    try:
+        yield client, name
+    finally:
+        await client.drop_database(name)
+        await client.close()
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ only the MongoDB adapter has: alerts written before event times were kept."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,17 +13,6 @@ from notifier.ports import AlertStore
 from pymongo import AsyncMongoClient
 
 from tests.contracts.alert_store import AlertStoreContract, Replica, acquired, at, dead_grant
-
-
-@pytest.fixture
-async def database(mongodb_uri: str) -> AsyncIterator[tuple[AsyncMongoClient[dict[str, Any]], str]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri, tz_aware=True)
-    name = f"alert_store_{uuid.uuid4().hex[:8]}"
-    try:
-        yield client, name
-    finally:
-        await client.drop_database(name)
-        await client.close()
 
 
 class TestMongoAlertStore(AlertStoreContract):

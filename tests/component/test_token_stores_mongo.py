@@ -3,14 +3,9 @@ contracts as the in-memory fakes, and what only the real one can show (encryptio
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from typing import Any
-
 import pytest
 from fleetmail_contracts.tokens import AcquisitionFlow, Provider
 from fleetmail_runtime.crypto import DecryptionError, Keyring
-from pymongo import AsyncMongoClient
 from token_service.adapters.acquisitions import MongoAcquisitionStore
 from token_service.adapters.grants import MongoGrantStore
 
@@ -22,17 +17,6 @@ from tests.contracts.token_stores import (
     GrantStoreContract,
     acquire,
 )
-
-
-@pytest.fixture
-async def database(mongodb_uri: str) -> AsyncIterator[tuple[AsyncMongoClient[dict[str, Any]], str]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri, tz_aware=True)
-    name = f"tokens-{uuid.uuid4().hex[:8]}"
-    try:
-        yield client, name
-    finally:
-        await client.drop_database(name)
-        await client.close()
 
 
 class TestMongoGrantStore(GrantStoreContract):
