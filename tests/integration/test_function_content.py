@@ -308,3 +308,40 @@ async def test_a_fax_forwarded_over_smtp_needs_its_document(stack, emulator_http
     _, message = await received(stack, emulator_http, job_id)
     assert [a.get_content() for a in message.iter_attachments()] == [FAX[1]]
     assert message["X-Fleetmail-Function"] == "forward_tx"
+
+
+async def test_a_tsi_routing_table_is_reached_only_by_keys_of_its_tenant(stack, admin, fleet) -> None:
+    principal, _, _ = fleet
+    theirs = f"/v1/admin/tenants/{principal.tenant_id}/tsi-routing"
+    mine = f"t-{uuid.uuid4().hex[:8]}"
+    created = await admin.put(f"/v1/admin/tenants/{mine}", json={"tenant_id": mine})
+    assert created.status_code == 200, created.text
+    keys = {}
+    for name, body in (
+        ("fleet", {"name": "Contoso IT", "role": "fleet_admin", "tenant_ids": [mine]}),
+        ("operator", {"name": "NOC", "role": "operator"}),
+    ):
+        answer = await admin.post("/v1/admin/api-keys", json=body)
+        assert answer.status_code == 201, answer.text
+        keys[name] = answer.json()["key"]
+    table = {"routes": [], "default": ["attacker@elsewhere.example"]}
+    before = (await admin.get(theirs)).json()
+    async with (
+        httpx.AsyncClient(
+            base_url=stack.gateway_url, headers={"Authorization": f"Bearer {keys['fleet']}"}
+        ) as fleet_key,
+        httpx.AsyncClient(
+            base_url=stack.gateway_url, headers={"Authorization": f"Bearer {keys['operator']}"}
+        ) as operator,
+    ):
+        assert (await fleet_key.put(f"/v1/admin/tenants/{mine}/tsi-routing", json=table)).status_code == 200
+        for attempt in (
+            fleet_key.get(theirs),
+            fleet_key.put(theirs, json=table),
+            fleet_key.put(f"{theirs}/routes/X", json={"recipients": ["attacker@elsewhere.example"]}),
+            fleet_key.delete(f"{theirs}/routes/X"),
+            operator.put(theirs, json=table),
+        ):
+            assert (await attempt).status_code == 403
+        assert (await operator.get(theirs)).json() == before, "an operator reads, and changes nothing"
+    assert (await admin.get(theirs)).json() == before
