@@ -44,6 +44,7 @@ from .use_cases import (
     Services,
     TenantAdministration,
     TokenRelay,
+    TsiRouting,
 )
 
 SERVICE = "job-gateway"
@@ -67,8 +68,14 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         keys.device_secret,
         policy=AllowlistPolicy(settings.min_allowlist_prefix_v4, settings.min_allowlist_prefix_v6),
     )
+    tsi_routing = TsiRouting(store, settings.max_recipients)
     intake = JobIntake(
-        settings, store, ObjectStoreAttachments(broker), runtime.bus, provider_of=tenants.provider_of
+        settings,
+        store,
+        ObjectStoreAttachments(broker),
+        runtime.bus,
+        provider_of=tenants.provider_of,
+        tsi_routing=tsi_routing,
     )
     jobs = JobQueries(store)
     listener = SmtpListener(settings, intake, devices)
@@ -83,6 +90,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         jobs=jobs,
         dead_letters=DeadLetterDesk(JetStreamDeadLetters(broker), store),
         queues=Queues(JetStreamConsumerLag(broker)),
+        tsi_routing=tsi_routing,
         bus_connected=lambda: broker.connection is not None and broker.connection.is_connected,
         smtp_min_tls=listener.min_tls,
     )

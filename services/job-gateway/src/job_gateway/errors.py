@@ -4,6 +4,8 @@
     ├── Refused                     permanent: the request is wrong, sending it again will not help
     │   ├── InvalidRequest              the request breaks a rule
     │   │   ├── InvalidJob                  the job is not one fleetmail can send
+    │   │   │   ├── FaxDocumentRequired         a forwarded fax without its document
+    │   │   │   └── TsiNotRouted                no route and no default for the fax's TSI
     │   │   ├── InvalidAddress              not an e-mail address
     │   │   ├── TooManyRecipients
     │   │   ├── UnsafeHeader                a line break or NUL in a header field
@@ -22,6 +24,7 @@
     │   │   ├── DeviceNotFound
     │   │   ├── JobNotFound
     │   │   ├── DeadLetterNotFound
+    │   │   ├── TsiRouteNotFound
     │   │   └── AlertNotFound
     │   ├── Conflict                    the request clashes with what exists
     │   │   ├── AllowlistOverlap            an address range another device holds
@@ -80,6 +83,16 @@ class InvalidRequest(Refused):
 class InvalidJob(InvalidRequest):
     code = "invalid-job"
     title = "Invalid job"
+
+
+class FaxDocumentRequired(InvalidJob):
+    code = "fax-document-required"
+    title = "Fax document required"
+
+
+class TsiNotRouted(InvalidJob):
+    code = "tsi-not-routed"
+    title = "No route for this TSI"
 
 
 class InvalidAddress(InvalidRequest):
@@ -170,6 +183,11 @@ class JobNotFound(NotFound):
 class DeadLetterNotFound(NotFound):
     code = "dead-letter-not-found"
     title = "Unknown dead letter"
+
+
+class TsiRouteNotFound(NotFound):
+    code = "tsi-route-not-found"
+    title = "No such TSI route"
 
 
 class AlertNotFound(NotFound):
