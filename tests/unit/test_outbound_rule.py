@@ -157,7 +157,10 @@ def tenant(**fields: object) -> TenantSettings:
 @pytest.mark.parametrize(
     ("fields", "named"),
     [
-        ({"notifications": NotificationSettings(webhooks=(WebhookChannel(url="http://10.0.0.1/x"),))}, "webhooks[0]"),
+        (
+            {"notifications": NotificationSettings(webhooks=(WebhookChannel(url="http://10.0.0.1/x"),))},
+            "webhooks[0]",
+        ),
         ({"smtp": SmtpSettings(host="169.254.169.254", port=25)}, "smtp.host"),
         ({"smtp": SmtpSettings(host="[::ffff:169.254.169.254]", port=25)}, "smtp.host"),
         ({"proxy_url": "http://user:pw@2852039166:3128"}, "proxy_url"),
