@@ -50,7 +50,9 @@ def destination(setting: str, host: str) -> dict[str, object]:
 
 @pytest.mark.parametrize("setting", ["webhook", "smtp", "proxy"])
 @pytest.mark.parametrize("host", INTERNAL)
-async def test_an_internal_destination_is_refused_when_saved(admin: httpx.AsyncClient, setting: str, host: str) -> None:
+async def test_an_internal_destination_is_refused_when_saved(
+    admin: httpx.AsyncClient, setting: str, host: str
+) -> None:
     tenant_id, _ = await new_tenant(admin)
     before = (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()
     refused = await admin.put(f"/v1/admin/tenants/{tenant_id}", json={**before, **destination(setting, host)})
@@ -69,11 +71,15 @@ BAD_RECIPIENTS = [
 
 
 @pytest.mark.parametrize("recipient", BAD_RECIPIENTS)
-async def test_an_alert_recipient_that_is_not_one_address_is_refused(admin: httpx.AsyncClient, recipient: str) -> None:
+async def test_an_alert_recipient_that_is_not_one_address_is_refused(
+    admin: httpx.AsyncClient, recipient: str
+) -> None:
     tenant_id, _ = await new_tenant(admin)
     before = (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()
     notifications = {"email_recipients": [f"ops@{tenant_id}.example", recipient]}
-    refused = await admin.put(f"/v1/admin/tenants/{tenant_id}", json={**before, "notifications": notifications})
+    refused = await admin.put(
+        f"/v1/admin/tenants/{tenant_id}", json={**before, "notifications": notifications}
+    )
     assert refused.status_code == 422, refused.text
     assert refused.json()["type"] == INVALID_ADDRESS and "email_recipients[1]" in refused.json()["detail"]
     assert (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json() == before
@@ -90,7 +96,9 @@ async def write_bucket(stack, tenant: TenantSettings) -> None:
 
 
 @pytest.mark.timeout(120)
-async def test_stored_bad_recipients_are_skipped_and_the_others_get_the_alert(stack, emulator_http, admin) -> None:
+async def test_stored_bad_recipients_are_skipped_and_the_others_get_the_alert(
+    stack, emulator_http, admin
+) -> None:
     principal = await tenant_with_administrator_grant(stack, emulator_http)
     tenant_id = principal.tenant_id
     ops = f"ops-{uuid.uuid4().hex[:4]}@{tenant_id}.example"
@@ -100,7 +108,9 @@ async def test_stored_bad_recipients_are_skipped_and_the_others_get_the_alert(st
     notifications = NotificationSettings(email_recipients=(*bad, ops))
     await write_bucket(stack, stored.model_copy(update={"notifications": notifications}))
 
-    await emulator_http.post(f"{stack.microsoft_url}/_emulator/grants/revoke", json={"user": principal.address})
+    await emulator_http.post(
+        f"{stack.microsoft_url}/_emulator/grants/revoke", json={"user": principal.address}
+    )
 
     async def refused_now() -> bool:
         [reply] = await request_tokens(stack, principal, 1, force_refresh=True)
