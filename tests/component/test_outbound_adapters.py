@@ -127,9 +127,9 @@ async def test_a_tenants_smtp_server_in_an_allowed_range_is_connected_to(smtp_li
 
 
 def through_proxy(policy: OutboundPolicy, proxy_url: str) -> None:
-    session = provider_session(None, proxy_url, 5, outbound=policy)
-    # Never reached: a proxied request's only connection is to the proxy.
-    session.get("https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration")
+    with provider_session(None, proxy_url, 5, outbound=policy) as session:
+        # Never reached: a proxied request's only connection is to the proxy.
+        session.get("https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration")
 
 
 @pytest.mark.parametrize("host", HOSTS)
