@@ -62,7 +62,9 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     broker = runtime.broker
     keys = load_keys(settings)
     store = MongoStore(runtime.mongo, settings.database)
-    tenants = TenantAdministration(store, runtime.tenants, settings.common.identity_allowed_origins)
+    tenants = TenantAdministration(
+        store, runtime.tenants, settings.common.identity_allowed_origins, settings.common.outbound_policy()
+    )
     devices = DeviceDirectory(
         store,
         keys.device_secret,

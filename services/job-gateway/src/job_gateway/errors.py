@@ -15,6 +15,7 @@
     │   │   ├── CredentialsRefused          token-service refused the tenant's secrets
     │   │   ├── AllowlistRangeRefused       a source-address range wider than allowed
     │   │   ├── IdentityEndpointRefused     an identity endpoint off the operator's allowlist
+    │   │   ├── OutboundDestinationRefused  a webhook, SMTP server or proxy in a range not allowed
     │   │   └── UserRequired                a logout names its user
     │   ├── UnreadableRequest           the body could not be parsed at all
     │   ├── AttachmentTooLarge
@@ -143,6 +144,11 @@ class UserRequired(InvalidRequest):
 class IdentityEndpointRefused(InvalidRequest):
     code = "identity-endpoint-refused"
     title = "Identity endpoint not allowed"
+
+
+class OutboundDestinationRefused(InvalidRequest):
+    code = "outbound-destination-refused"
+    title = "Destination not allowed"
 
 
 class UnreadableRequest(Refused):
