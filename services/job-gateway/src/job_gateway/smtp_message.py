@@ -134,16 +134,20 @@ class _Part:
         return f"part {self.number}" + (f" ({name})" if name else "")
 
     def write(self, data: bytes) -> None:
-        decoded = self.decoder.feed(data)
+        try:
+            decoded = self.decoder.feed(data)
+        except ValueError as exc:  # binascii.Error among them
+            raise InvalidJob(f"{self.described} cannot be decoded: {exc}") from None
         self.size += len(decoded)
         self.file.write(decoded)
 
     def finish(self) -> None:
         try:
-            self.file.write(self.decoder.finish())
-        except (ValueError, binascii.Error) as exc:
-            self.file.close()
+            decoded = self.decoder.finish()
+        except ValueError as exc:
             raise InvalidJob(f"{self.described} cannot be decoded: {exc}") from None
+        self.size += len(decoded)
+        self.file.write(decoded)
         self.file.seek(0)
 
 
@@ -245,7 +249,11 @@ class _Reader:
         part, self.part, self.held = self.part, None, b""
         if part is None:
             return
-        part.finish()
+        try:
+            part.finish()
+        except InvalidJob:
+            part.file.close()
+            raise
         assert self.message is not None
         message = self.message
         headers = part.headers

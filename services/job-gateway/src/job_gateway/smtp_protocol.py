@@ -49,7 +49,13 @@ class DeviceSMTP(SMTP):
             refusal = self.limits.admit(address)
             if refusal is not None:
                 self.refused = True
-                log.warning("SMTP connection from %s refused: %s", address, refusal)
+                if self.limits.worth_logging(address):
+                    log.warning(
+                        "SMTP connection from %s refused: %s (%d so far)",
+                        address,
+                        refusal,
+                        self.limits.refused[address],
+                    )
                 assert isinstance(transport, asyncio.WriteTransport)
                 transport.write(f"421 4.7.0 {self.hostname} {refusal}\r\n".encode())
                 transport.close()
@@ -126,14 +132,19 @@ class DeviceSMTP(SMTP):
             raise
         if spool.too_large:
             spool.close()
+            self._reset_timeout()
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             await self.push("552 5.3.4 Error: Too much mail data")
             return
         envelope.spool = spool
+        # Taking the job in is fleetmail's time, not the device's silence: no timeout meanwhile.
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
         try:
             status = await self._call_handler_hook("DATA")
         finally:
             spool.close()
+            self._reset_timeout()
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push("250 OK" if status is MISSING else status)
 
@@ -154,3 +165,4 @@ class DeviceSMTP(SMTP):
             if now - armed >= 1:  # a timer per second of progress, not per line
                 armed = now
                 self._reset_timeout(max(min(idle, deadline - now), 0.001))
+        raise ConnectionResetError("the connection closed during DATA")
