@@ -107,10 +107,6 @@ async def stack(otlp_sink: OtlpSink) -> AsyncIterator[Stack]:
             # test's pace.
             "FLEETMAIL_GATEWAY_DEVICE_RATE_BURST": "40",
             "FLEETMAIL_GATEWAY_DEVICE_RATE_PER_S": "2",
-            # Low enough for test_smtp_listener_resources to cross them in seconds; above any
-            # other test's connections from one address, and its pauses between commands.
-            "FLEETMAIL_GATEWAY_SMTP_MAX_CONNECTIONS_PER_ADDRESS": "20",
-            "FLEETMAIL_GATEWAY_SMTP_IDLE_TIMEOUT_S": "5",
             # Webhook retries and the circuit breaker on a test's time scale.
             "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_FAILURES": "3",
             "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_COOLDOWN_S": "2",
