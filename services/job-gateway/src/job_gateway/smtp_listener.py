@@ -11,6 +11,11 @@ aiosmtpd does the protocol. Its authenticator is synchronous, so it only parses 
 credentials here; the device is checked asynchronously right after (`_verified`).
 Devices that send HELO instead of EHLO cannot AUTH (they never saw the extension): the
 allowlist is how they are let in.
+
+One device cannot take the listener from the others: connections are capped in total and
+per source address, silence and slow data time out (`smtp_protocol`), a message is spooled
+to disk and read part by part (`smtp_data`, `smtp_message`), and a device out of jobs is
+refused at MAIL FROM, before it sends its message.
 """
 
 from __future__ import annotations
@@ -106,10 +111,13 @@ class SubmissionHandler:
             if login is None:
                 return "530 5.7.0 Authentication required: sign in with the device id and secret"
             session.auth_data = login  # type: ignore[assignment]  # aiosmtpd declares it None
-        device = session.auth_data.device  # type: ignore[attr-defined]  # a DeviceLogin by now
+        known: Any = session.auth_data
         # The device's rate before its message is read, not after: a device out of jobs
         # does not get to send (and have parsed) 30 MB first. The intake takes the token.
-        wait = self.intake.limiter.wait(f"{device.tenant_id}/{device.device_id}")
+        wait = None
+        if isinstance(known, DeviceLogin):
+            device = known.device
+            wait = self.intake.limiter.wait(f"{device.tenant_id}/{device.device_id}")
         if wait is not None:
             return (
                 f"450 4.7.1 this device sent more than {self.intake.limiter.burst} jobs at once; "
@@ -118,6 +126,12 @@ class SubmissionHandler:
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Sender OK"
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's reply to what nobody caught names the exception (`500 Error:
+        (LookupError) …`) and is permanent: a device would drop its scan for our bug."""
+        log.error("SMTP session failed", exc_info=error)
+        return f"{TEMPORARY_FAILURE} Temporary failure; try again"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
