@@ -40,6 +40,8 @@ BASE64 = bytes(range(256)).translate(
 )
 """Every byte that is not base64 (dropped, as email's decoder does)."""
 _parser = BytesParser(policy=email.policy.default)
+HEADER_ERRORS = (ValueError, LookupError, IndexError, AttributeError, TypeError)
+"""What email's header parser raises in its corners: the field is then taken as it came."""
 
 
 class _Base64:
@@ -99,38 +101,53 @@ def clean_text(text: str) -> str:
 def header_text(headers: EmailMessage, name: str) -> str:
     try:
         value = headers.get(name)
-    except (ValueError, LookupError, IndexError, AttributeError, TypeError):
-        # email's header parser has corners that raise: the raw field is still the field.
+    except HEADER_ERRORS:
         raw = [v for k, v in headers.raw_items() if k.lower() == name.lower()]
         value = raw[0] if raw else None
     return clean_text(" ".join(str(value or "").split()))
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What a part's header says about it, read once."""
+
+    content_type: str
+    disposition: str | None
+    charset: str
+    filename: str | None
+    encoding: str
+    boundary: str | None
+
+
+def _shape(headers: EmailMessage) -> _Shape:
+    name = headers.get_filename()
+    boundary = headers.get_boundary() if headers.get_content_maintype() == "multipart" else None
+    return _Shape(
+        content_type=headers.get_content_type(),
+        disposition=headers.get_content_disposition(),
+        charset=str(headers.get_param("charset", "us-ascii") or "us-ascii"),
+        filename=clean_text(name) if name else None,
+        encoding=header_text(headers, "Content-Transfer-Encoding").lower(),
+        boundary=boundary or None,
+    )
+
+
 @dataclass
 class _Part:
     number: int
-    headers: EmailMessage
+    shape: _Shape
     in_alternative: bool
     threshold: int
     file: SpooledTemporaryFile[bytes] = field(init=False)
     size: int = 0
 
     def __post_init__(self) -> None:
-        encoding = str(self.headers.get("Content-Transfer-Encoding", "") or "").strip().lower()
-        self.decoder = _decoder(encoding)
+        self.decoder = _decoder(self.shape.encoding)
         self.file = SpooledTemporaryFile(max_size=self.threshold)
 
     @property
-    def filename(self) -> str | None:
-        try:
-            name = self.headers.get_filename()
-        except (ValueError, LookupError, IndexError, AttributeError, TypeError):
-            return None
-        return clean_text(name) if name else None
-
-    @property
     def described(self) -> str:
-        name = self.filename
+        name = self.shape.filename
         return f"part {self.number}" + (f" ({name})" if name else "")
 
     def write(self, data: bytes) -> None:
@@ -171,10 +188,9 @@ def _text(part: _Part) -> str | None:
     """The part as text, if it is a body that decodes exactly as it says."""
     if part.size > BODY_LIMIT:
         return None
-    charset = str(part.headers.get_param("charset", "us-ascii") or "us-ascii")
     try:
-        codecs.lookup(charset)
-        text = part.file.read().decode(charset)
+        codecs.lookup(part.shape.charset)
+        text = part.file.read().decode(part.shape.charset)
     except (LookupError, UnicodeDecodeError, ValueError):
         part.file.seek(0)
         return None
@@ -230,20 +246,24 @@ class _Reader:
 
     def _headers_read(self) -> None:
         assert self.header is not None
-        headers = _parser.parsebytes(bytes(self.header), headersonly=True)
+        where = "the message" if self.message is None else f"part {self.parts}"
+        try:
+            headers = _parser.parsebytes(bytes(self.header), headersonly=True)
+            if not isinstance(headers, EmailMessage):  # the default policy always makes one
+                raise TypeError(type(headers))
+            shape = _shape(headers)
+        except HEADER_ERRORS:
+            raise InvalidJob(f"the header of {where} cannot be read") from None
         self.header = None
-        if not isinstance(headers, EmailMessage):  # the default policy always makes one
-            raise InvalidJob("the message could not be read")
         in_alternative = bool(self.boundaries) and self.boundaries[-1][1]
         if self.message is None:
             self.message = ReadMessage(headers)
-        boundary = headers.get_boundary() if headers.get_content_maintype() == "multipart" else None
-        if boundary:
-            delimiter = b"--" + boundary.encode("utf-8", "surrogateescape")
-            self.boundaries.append((delimiter, headers.get_content_subtype() == "alternative"))
+        if shape.boundary:
+            delimiter = b"--" + shape.boundary.encode("utf-8", "surrogateescape")
+            self.boundaries.append((delimiter, shape.content_type == "multipart/alternative"))
             self.part = None
         else:
-            self.part = _Part(max(self.parts, 1), headers, in_alternative, self.threshold)
+            self.part = _Part(max(self.parts, 1), shape, in_alternative, self.threshold)
 
     def _end_part(self) -> None:
         part, self.part, self.held = self.part, None, b""
@@ -256,12 +276,8 @@ class _Reader:
             raise
         assert self.message is not None
         message = self.message
-        headers = part.headers
-        if (
-            message.body is None
-            and headers.get_content_type() == "text/plain"
-            and headers.get_content_disposition() != "attachment"
-        ):
+        shape = part.shape
+        if message.body is None and shape.content_type == "text/plain" and shape.disposition != "attachment":
             message.body = _text(part)
             if message.body is not None:
                 part.file.close()
@@ -273,8 +289,8 @@ class _Reader:
             UploadFile(
                 cast("BinaryIO", part.file),
                 size=part.size,
-                filename=part.filename or f"attachment-{len(message.attachments) + 1}",
-                headers=Headers({"content-type": headers.get_content_type()}),
+                filename=shape.filename or f"attachment-{len(message.attachments) + 1}",
+                headers=Headers({"content-type": shape.content_type}),
             )
         )
 
