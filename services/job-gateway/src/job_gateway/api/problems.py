@@ -2,8 +2,7 @@
 
 One table gives each class of `errors` its status; the problem's `type` is
 `https://fleetmail.dev/problems/<code>`; transient errors carry `Retry-After`, failed
-authentication `WWW-Authenticate`, a submission refused while it streams in
-`Connection: close`. FastAPI's own refusals (a request that does not match
+authentication `WWW-Authenticate`. FastAPI's own refusals (a request that does not match
 the schema, a body that cannot be parsed, an unknown path) come back in the same shape.
 `documented(...)` writes the same table into the OpenAPI document, so what a route can
 answer is what its operation says.
@@ -63,9 +62,6 @@ STATUSES: dict[type[GatewayError], int] = {
     Unavailable: 503,
     TooManyBytesInFlight: 507,
 }
-ENDS_CONNECTION: tuple[type[GatewayError], ...] = (SubmissionTooLarge, TooManyBytesInFlight)
-"""Refused with the body perhaps partly unread: the connection is closed after the answer,
-so the client stops sending (else the server would read the rest only to discard it)."""
 CHALLENGES: dict[type[GatewayError], str] = {
     DeviceUnauthorized: 'Basic realm="fleetmail devices"',
     AdministratorUnauthorized: 'Bearer realm="fleetmail admin"',
@@ -88,8 +84,6 @@ def headers_of(error: GatewayError) -> dict[str, str] | None:
     challenge = _nearest(CHALLENGES, type(error))
     if challenge is not None:
         headers["WWW-Authenticate"] = challenge
-    if isinstance(error, ENDS_CONNECTION):
-        headers["Connection"] = "close"
     return headers or None
 
 
