@@ -1,6 +1,7 @@
 """Taking a job in, the same way whether it came over HTTP or SMTP.
 
-Checks first (the device's rate, recipients, header safety), then whether the job is one
+Checks first (the attachments' count and total size, held against the tenant's bytes in
+flight; the device's rate, recipients, header safety), then whether the job is one
 already taken in — before anything is stored, so a job sent again touches nothing of the
 queued one — then attachments streamed into the Object Store under names of this
 submission alone, the job recorded, and published to JetStream with its delivery id as
