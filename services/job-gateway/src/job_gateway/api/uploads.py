@@ -30,6 +30,9 @@ MAX_FIELD_BYTES = 1024 * 1024
 
 
 class _JobFormParser(MultiPartParser):
+    """Starlette's parser, whose refusal of one file too many becomes `TooManyAttachments`
+    (its own exception says which limit only in its message)."""
+
     def on_headers_finished(self) -> None:
         try:
             super().on_headers_finished()
