@@ -19,6 +19,8 @@
     │   │   └── UserRequired                a logout names its user
     │   ├── UnreadableRequest           the body could not be parsed at all
     │   ├── AttachmentTooLarge
+    │   ├── SubmissionTooLarge          the whole submission is over the size limit
+    │   │   └── TooManyAttachments
     │   ├── AttachmentTypeRefused
     │   ├── NotFound
     │   │   ├── TenantNotFound
@@ -38,6 +40,7 @@
     │   └── OutsideTenantDomains        a sign-in for an address outside the tenant's mail domains
     └── Transient                   try again later: nothing was kept
         ├── RateLimited                 the device sends faster than its rate
+        ├── TooManyBytesInFlight        the tenant's submissions being taken in fill its share
         └── Unavailable                 a part of fleetmail did not answer
             ├── EventBusUnavailable         NATS: jobs, events, dead letters, queues, tenants
             ├── TokenServiceUnavailable
@@ -161,6 +164,19 @@ class AttachmentTooLarge(Refused):
     title = "Attachment too large"
 
 
+class SubmissionTooLarge(Refused):
+    """The submission as a whole (an HTTP body, an SMTP message's attachments) is over the
+    gateway's limit: refused while it streams in, before it is stored."""
+
+    code = "submission-too-large"
+    title = "Submission too large"
+
+
+class TooManyAttachments(SubmissionTooLarge):
+    code = "too-many-attachments"
+    title = "Too many attachments"
+
+
 class AttachmentTypeRefused(Refused):
     code = "attachment-type-refused"
     title = "Attachment type refused"
@@ -251,6 +267,14 @@ class RateLimited(Transient):
     def __init__(self, detail: str, *, retry_after_s: int) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+
+
+class TooManyBytesInFlight(Transient):
+    """The tenant's submissions this gateway is receiving and storing at once already hold
+    its share: this one waits until some are taken in."""
+
+    code = "too-many-bytes-in-flight"
+    title = "Too many uploads in progress"
 
 
 class Unavailable(Transient):

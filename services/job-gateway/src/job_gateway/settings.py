@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from fleetmail_runtime.settings import CommonSettings, settings_config
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings
 
 
@@ -34,6 +34,21 @@ class GatewaySettings(BaseSettings):
         description="HMAC key for administrators' API keys; default: generated into <data_dir>/api-key-hash-key",
     )
     max_attachment_bytes: int = Field(default=30 * 1024 * 1024, gt=0)
+    max_attachments: int = Field(
+        default=20, ge=1, description="Attachments one job may carry (HTTP file parts, SMTP attachments)"
+    )
+    max_submission_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Size of one submission: an HTTP request body, counted while it streams in "
+        "(refused with 413 once passed); over SMTP, the sum of a message's attachments",
+    )
+    tenant_bytes_in_flight: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description="Bytes of one tenant's submissions this gateway receives and stores at once; "
+        "a submission beyond it waits (507 + Retry-After, SMTP 452 4.3.1). At least max_submission_bytes",
+    )
     max_recipients: int = Field(default=100, gt=0)
     publish_timeout_s: float = Field(default=5, gt=0)
     token_rpc_timeout_s: float = Field(default=15, gt=0)
@@ -109,3 +124,11 @@ class GatewaySettings(BaseSettings):
         ),
         description='What devices send (scans, faxes, reports); ["*"] accepts any type',
     )
+
+    @model_validator(mode="after")
+    def _one_submission_fits_in_flight(self) -> Self:
+        # Otherwise a submission within the size limit could never be taken in, and its 507
+        # would promise a retry that cannot succeed.
+        if self.tenant_bytes_in_flight < self.max_submission_bytes:
+            raise ValueError("tenant_bytes_in_flight must be at least max_submission_bytes")
+        return self

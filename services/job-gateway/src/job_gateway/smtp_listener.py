@@ -42,6 +42,8 @@ from .errors import (
     InvalidJob,
     InvalidRequest,
     RateLimited,
+    SubmissionTooLarge,
+    TooManyBytesInFlight,
     Unavailable,
 )
 from .schemas import JobSubmission, summarise
@@ -64,6 +66,8 @@ TLS_VERSIONS = {
 REPLIES: tuple[tuple[type[GatewayError], str], ...] = (
     (Unavailable, "451 4.3.0"),
     (RateLimited, "450 4.7.1"),
+    (TooManyBytesInFlight, "452 4.3.1"),
+    (SubmissionTooLarge, "552 5.3.4"),
     (AttachmentTypeRefused, "554 5.6.1"),
     (AttachmentTooLarge, "552 5.3.4"),
     (InvalidRequest, "550 5.6.0"),

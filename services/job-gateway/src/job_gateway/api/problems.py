@@ -32,6 +32,8 @@ from ..errors import (
     NotFound,
     OutsideTenantDomains,
     RateLimited,
+    SubmissionTooLarge,
+    TooManyBytesInFlight,
     Transient,
     Unauthorized,
     Unavailable,
@@ -53,10 +55,12 @@ STATUSES: dict[type[GatewayError], int] = {
     NotFound: 404,
     Conflict: 409,
     AttachmentTooLarge: 413,
+    SubmissionTooLarge: 413,
     AttachmentTypeRefused: 415,
     InvalidRequest: 422,
     RateLimited: 429,
     Unavailable: 503,
+    TooManyBytesInFlight: 507,
 }
 CHALLENGES: dict[type[GatewayError], str] = {
     DeviceUnauthorized: 'Basic realm="fleetmail devices"',
