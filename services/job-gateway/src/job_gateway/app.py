@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -67,9 +68,8 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         keys.device_secret,
         policy=AllowlistPolicy(settings.min_allowlist_prefix_v4, settings.min_allowlist_prefix_v6),
     )
-    intake = JobIntake(
-        settings, store, ObjectStoreAttachments(broker), runtime.bus, provider_of=tenants.provider_of
-    )
+    attachments = ObjectStoreAttachments(broker)
+    intake = JobIntake(settings, store, attachments, runtime.bus, provider_of=tenants.provider_of)
     jobs = JobQueries(store)
     listener = SmtpListener(settings, intake, devices)
     services = Services(
@@ -81,7 +81,12 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         alerts=AlertRelay(runtime.bus, settings),
         device_events=DeviceEvents(runtime.bus, settings),
         jobs=jobs,
-        dead_letters=DeadLetterDesk(JetStreamDeadLetters(broker), store),
+        dead_letters=DeadLetterDesk(
+            JetStreamDeadLetters(broker),
+            store,
+            attachments,
+            timedelta(days=settings.common.dead_letter_retention_days),
+        ),
         queues=Queues(JetStreamConsumerLag(broker)),
         bus_connected=lambda: broker.connection is not None and broker.connection.is_connected,
         smtp_min_tls=listener.min_tls,

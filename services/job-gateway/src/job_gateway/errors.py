@@ -23,6 +23,7 @@
     │   │   ├── JobNotFound
     │   │   ├── DeadLetterNotFound
     │   │   └── AlertNotFound
+    │   ├── DocumentsGone               a dead job's documents were deleted: it cannot be resent
     │   ├── Conflict                    the request clashes with what exists
     │   │   ├── AllowlistOverlap            an address range another device holds
     │   │   ├── NoAdministratorAddress
@@ -175,6 +176,11 @@ class DeadLetterNotFound(NotFound):
 class AlertNotFound(NotFound):
     code = "alert-not-found"
     title = "No such open alert"
+
+
+class DocumentsGone(Refused):
+    code = "documents-gone"
+    title = "Documents no longer kept"
 
 
 class Conflict(Refused):
