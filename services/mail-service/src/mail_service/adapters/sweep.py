@@ -55,12 +55,19 @@ class AttachmentSweep:
     async def sweep(self) -> None:
         listed = await self.attachments.stored()
         tombstones = [(stored, nuid) for stored, nuid, deleted in listed if deleted]
-        objects = {stored.name: (stored, nuid) for stored, nuid, deleted in listed if not deleted}
+        now = self.clock()
+        # Only objects past the grace can go: the jobs and dead letters are read for them alone.
+        objects = {
+            stored.name: (stored, nuid)
+            for stored, nuid, deleted in listed
+            if not deleted and now - stored.stored_at >= self.grace
+        }
+        holds = await self.holds() if objects else Holds()
         plan = plan_sweep(
             [stored for stored, _ in objects.values()],
-            await self.holds(),
+            holds,
             self.suspects,
-            now=self.clock(),
+            now=now,
             grace=self.grace,
             retention=self.retention,
         )
