@@ -3,6 +3,9 @@
 Every figure comes with a baseline measured in the same run on this machine, except where
 the baseline is a constant of the benchmark (the size of the upload it measures, the number
 of callers it starts): those say "(constant)" in their baseline's name.
+
+`python -m bench attachments mail-service` runs only the named groups (the first column of
+BENCHMARKS) and writes their figures alone.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import gateway, mail, notifier, scale, telemetry, token
+from . import attachments, gateway, mail, notifier, scale, telemetry, token
 from .figures import Figure
 from .stack import running_stack
 
@@ -24,6 +27,7 @@ BENCHMARKS = [
     ("notifier", notifier.run),
     ("telemetry", telemetry.run),
     ("scale-out", scale.run),
+    ("attachments", attachments.run),
     ("job-gateway", gateway.run),
 ]
 
@@ -38,11 +42,19 @@ def table(figures: list[Figure]) -> str:
     return "\n".join(rows)
 
 
-async def main() -> int:
+async def main(only: list[str]) -> int:
+    unknown = set(only) - {name for name, _ in BENCHMARKS}
+    if unknown:
+        print(
+            f"no benchmark group {', '.join(sorted(unknown))}; groups: {', '.join(n for n, _ in BENCHMARKS)}"
+        )
+        return 2
     figures: list[Figure] = []
     print("starting the embedded stack …", flush=True)
     async with running_stack() as stack:
         for name, benchmark in BENCHMARKS:
+            if only and name not in only:
+                continue
             print(f"running {name} benchmarks …", flush=True)
             figures.extend(await benchmark(stack))
     print(table(figures))
@@ -54,4 +66,4 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(asyncio.run(main(sys.argv[1:])))
