@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fleetmail_contracts.tenants import SmtpSecurity, SmtpSettings
+from fleetmail_runtime.outbound import LOOPBACK_RANGES, OutboundPolicy
 from mail_service.adapters.smtp import SmtpDelivery
 
 from tests.contracts.mail import MailTransportContract
@@ -53,7 +54,12 @@ class EmulatorControl:
 class TestSmtpDelivery(MailTransportContract):
     @pytest.fixture
     async def transport(self, emulator: SmtpEmulator) -> AsyncIterator[SmtpDelivery]:
-        delivery = SmtpDelivery(emulator.ca_file, timeout_s=10, helo_name="fleetmail.test")
+        delivery = SmtpDelivery(
+            emulator.ca_file,
+            timeout_s=10,
+            helo_name="fleetmail.test",
+            outbound=OutboundPolicy.of(LOOPBACK_RANGES),
+        )
         try:
             yield delivery
         finally:

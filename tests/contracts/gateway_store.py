@@ -13,6 +13,7 @@ from fleetmail_contracts.tenants import TenantSettings
 from job_gateway.credentials import HashKey
 from job_gateway.domain import Role, StatusUpdate
 from job_gateway.ports import GatewayStore, StoredApiKey
+from job_gateway.schemas import TsiRoute, TsiRoutingTable
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -46,6 +47,22 @@ class GatewayStoreContract:
     @pytest.fixture
     def store(self) -> GatewayStore:
         raise NotImplementedError
+
+    async def test_a_tsi_routing_table_is_saved_only_at_the_revision_it_was_read_at(
+        self, store: GatewayStore
+    ) -> None:
+        assert await store.tsi_routing("t1") == (TsiRoutingTable(), 0)
+        first = TsiRoutingTable(
+            routes=[TsiRoute(tsi="ACME.$sales", recipients=["a@t1.example"])], default=["d@t1.example"]
+        )
+        assert await store.save_tsi_routing("t1", first, 0) is True
+        assert await store.save_tsi_routing("t1", TsiRoutingTable(), 0) is False, "created meanwhile"
+        assert await store.tsi_routing("t1") == (first, 1)
+        second = TsiRoutingTable(default=["e@t1.example"])
+        assert await store.save_tsi_routing("t1", second, 1) is True
+        assert await store.save_tsi_routing("t1", first, 1) is False, "changed meanwhile"
+        assert await store.tsi_routing("t1") == (second, 2)
+        assert await store.tsi_routing("t2") == (TsiRoutingTable(), 0), "each tenant has its own"
 
     async def test_a_tenant_is_saved_replaced_and_listed(self, store: GatewayStore) -> None:
         assert await store.tenant("t1") is None

@@ -18,6 +18,7 @@ from job_gateway.credentials import HashKey
 from job_gateway.domain import StatusUpdate, may_change
 from job_gateway.errors import AttachmentTooLarge
 from job_gateway.ports import StoredApiKey
+from job_gateway.schemas import TsiRoutingTable
 from nats.errors import NoRespondersError
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
@@ -33,6 +34,16 @@ class InMemoryGatewayStore:
         self.devices: dict[tuple[str, str], dict[str, Any]] = {}
         self.api_keys: dict[str, StoredApiKey] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.tsi_routing_tables: dict[str, tuple[TsiRoutingTable, int]] = {}
+
+    async def tsi_routing(self, tenant_id: str) -> tuple[TsiRoutingTable, int]:
+        return self.tsi_routing_tables.get(tenant_id, (TsiRoutingTable(), 0))
+
+    async def save_tsi_routing(self, tenant_id: str, table: TsiRoutingTable, expected: int) -> bool:
+        if (await self.tsi_routing(tenant_id))[1] != expected:
+            return False
+        self.tsi_routing_tables[tenant_id] = (table.model_copy(deep=True), expected + 1)
+        return True
 
     async def save_tenant(self, settings: TenantSettings) -> None:
         self.tenants[settings.tenant_id] = settings

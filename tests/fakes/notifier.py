@@ -20,7 +20,7 @@ from fleetmail_contracts.tokens import GrantStatusReply, GrantView
 from fleetmail_runtime.tenants import UnknownTenant
 from notifier.domain import Condition, Raise, Resolve
 from notifier.domain.notices import Delivery, Postponed
-from notifier.errors import MailRelayFailed, WebhookFailed
+from notifier.errors import MailRelayFailed, NoticeRefused, WebhookFailed
 from notifier.ports import LiveAlert
 
 LIVE = (AlertState.OPEN.value, AlertState.ACKNOWLEDGED.value)
@@ -265,13 +265,17 @@ class FakeTokenService:
 
 
 class FakeWebhooks:
-    """Endpoints that answer 2xx unless listed in `down`."""
+    """Endpoints that answer 2xx unless listed in `down`; those in `refused` are refused by the
+    outbound rule, as the real sender refuses them, before anything is sent."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, bytes, dict[str, str]]] = []
         self.down: set[str] = set()
+        self.refused: set[str] = set()
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> None:
+        if url in self.refused:
+            raise NoticeRefused(f"webhook: destination {url} is in a private range")
         if url in self.down:
             raise WebhookFailed("ConnectError")
         self.calls.append((url, body, dict(headers)))

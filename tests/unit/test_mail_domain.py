@@ -63,6 +63,41 @@ def test_internet_fax_machine_address_must_be_the_administrator() -> None:
         resolve_sender(job, JobFunction.INTERNET_FAX_TX, tenant())
 
 
+@pytest.mark.parametrize("policy", list(FromPolicy))
+@pytest.mark.parametrize("machine_address", [None, "admin@t1.example", "ADMIN@t1.example"])
+def test_internet_fax_is_sent_as_the_machine_address_under_every_policy(
+    policy: FromPolicy, machine_address: str | None
+) -> None:
+    job = SendInternetFax(
+        **BASE,
+        to=("fax@y.example",),
+        machine_address=machine_address,
+        login_user="user@t1.example",
+        requested_from="user@t1.example",
+    )
+    sender = resolve_sender(job, JobFunction.INTERNET_FAX_TX, tenant(policy))
+    assert sender.kind is PrincipalKind.ADMINISTRATOR and sender.address == "admin@t1.example"
+
+
+@pytest.mark.parametrize("policy", list(FromPolicy))
+def test_internet_fax_from_another_machine_address_is_refused_under_every_policy(policy: FromPolicy) -> None:
+    job = SendInternetFax(
+        **BASE, to=("fax@y.example",), machine_address="user@t1.example", login_user="user@t1.example"
+    )
+    with pytest.raises(SenderNotAllowed, match="must equal the administrator address"):
+        resolve_sender(job, JobFunction.INTERNET_FAX_TX, tenant(policy))
+
+
+@pytest.mark.parametrize("policy", list(FromPolicy))
+def test_internet_fax_without_an_administrator_address_is_refused_under_every_policy(
+    policy: FromPolicy,
+) -> None:
+    job = SendInternetFax(**BASE, to=("fax@y.example",), login_user="user@t1.example")
+    settings = TenantSettings(tenant_id="t1", from_policy=policy)
+    with pytest.raises(SenderNotAllowed, match="no administrator e-mail address"):
+        resolve_sender(job, JobFunction.INTERNET_FAX_TX, settings)
+
+
 def pdf(data: bytes = b"%PDF-1.4 scan") -> AttachmentSource:
     return AttachmentSource("a.pdf", "application/pdf", in_memory(data))
 

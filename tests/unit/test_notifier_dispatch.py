@@ -194,3 +194,28 @@ async def test_past_the_throttle_notices_wait_for_the_next_minute_without_spendi
     channels.clock.advance(1)
     assert await channels.dispatcher.dispatch() == 2
     assert await channels.outbox.failing("t1") == []
+
+
+async def test_a_recipient_queued_before_the_rule_is_given_up_at_once_and_the_round_goes_on(
+    channels: Channels,
+) -> None:
+    """A line break in a recipient made the message's header raise and ended the whole round,
+    so no alert mail went out at all; a list added recipients on the operator's relay."""
+    broken = await channels.put("mailto:ops@t1.example\r\nBcc: everyone@elsewhere.example", n=0)
+    listed = await channels.put("mailto:ops@t1.example, boss@elsewhere.example", n=1)
+    good = await channels.put("mailto:ops@t1.example", n=2)
+    assert await channels.dispatcher.dispatch() == 1
+    assert channels.state(broken) == ("failed", 1) and channels.state(listed) == ("failed", 1)
+    assert channels.state(good) == ("delivered", 0)
+    assert [m["To"] for m in channels.relay.messages] == ["ops@t1.example"]
+    problems = [p for a in await channels.store.list_alerts("t1", None, True) for p in a.channel_problems]
+    assert len(problems) == 2 and all("not a single e-mail address" in p for p in problems)
+
+
+async def test_a_webhook_the_outbound_rule_refuses_is_given_up_at_once_and_named(channels: Channels) -> None:
+    channels.webhooks.refused.add(HOOK)
+    delivery_id = await channels.put()
+    await channels.dispatcher.dispatch()
+    assert channels.state(delivery_id) == ("failed", 1)
+    [alert] = await channels.store.list_alerts("t1", None, include_resolved=True)
+    assert alert.channel_problems == (f"{HOOK}: gave up (webhook: destination {HOOK} is in a private range)",)

@@ -104,24 +104,29 @@ class SendInternetFax(JobBase):
 
 class SendUserBoxEmail(JobBase):
     function: Literal[JobFunction.USER_BOX_EMAIL] = JobFunction.USER_BOX_EMAIL
-    user_box: str | None = Field(default=None, max_length=64)
+    user_box: str | None = Field(default=None, max_length=64, description="The box's name.")
+    user_box_number: str | None = Field(default=None, max_length=32, description="The box's number.")
 
 
 class SendApplicationEmail(JobBase):
     """E-mail sending from an OpenAPI/IWS application on the device."""
 
     function: Literal[JobFunction.APPLICATION_EMAIL] = JobFunction.APPLICATION_EMAIL
-    application: str | None = Field(default=None, max_length=128)
+    application: str | None = Field(default=None, max_length=128, description="The application's name.")
 
 
 class SendEmailNotification(JobBase):
     function: Literal[JobFunction.EMAIL_NOTIFICATION] = JobFunction.EMAIL_NOTIFICATION
     event: str | None = Field(default=None, max_length=128)
+    event_at: Timestamp | None = Field(default=None, description="When the event happened.")
 
 
 class SendTotalCounterNotification(JobBase):
     function: Literal[JobFunction.TOTAL_COUNTER_NOTIFICATION] = JobFunction.TOTAL_COUNTER_NOTIFICATION
-    counters: dict[str, int] = Field(default_factory=dict)
+    counters: dict[str, int] = Field(
+        default_factory=dict, description="Each counter's name and value, in the device's order."
+    )
+    counted_at: Timestamp | None = Field(default=None, description="When the counters were read.")
 
 
 class ForwardFax(JobBase):
@@ -129,6 +134,7 @@ class ForwardFax(JobBase):
 
     function: Literal[JobFunction.FORWARD_TX] = JobFunction.FORWARD_TX
     sender_fax_number: str | None = Field(default=None, max_length=64)
+    received_at: Timestamp | None = Field(default=None, description="When the fax was received.")
 
 
 class RouteTsiFax(JobBase):
@@ -136,16 +142,22 @@ class RouteTsiFax(JobBase):
 
     function: Literal[JobFunction.TSI_ROUTING] = JobFunction.TSI_ROUTING
     tsi: str | None = Field(default=None, max_length=64)
+    received_at: Timestamp | None = Field(default=None, description="When the fax was received.")
 
 
 class SendStatusNotification(JobBase):
     function: Literal[JobFunction.STATUS_NOTIFICATION] = JobFunction.STATUS_NOTIFICATION
     status: str | None = Field(default=None, max_length=256)
+    status_at: Timestamp | None = Field(default=None, description="When the device entered the status.")
 
 
 class SendTxResultReport(JobBase):
     function: Literal[JobFunction.TX_RESULT_REPORT] = JobFunction.TX_RESULT_REPORT
     result: str | None = Field(default=None, max_length=256)
+    destination: str | None = Field(default=None, max_length=256, description="Fax number or address.")
+    pages: int | None = Field(default=None, ge=0, le=100_000)
+    transmitted_at: Timestamp | None = Field(default=None, description="When the transmission ended.")
+    error_code: str | None = Field(default=None, max_length=64, description="The device's code, when failed.")
 
 
 JobCommand = Annotated[

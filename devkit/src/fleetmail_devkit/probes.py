@@ -81,7 +81,11 @@ async def smtp_emulator(
         await process.wait()
 
 
-async def tenant_with_administrator_grant(stack: Stack, emulator: httpx.AsyncClient) -> Principal:
+async def tenant_with_administrator_grant(
+    stack: Stack, emulator: httpx.AsyncClient, **settings: object
+) -> Principal:
+    """A new tenant sending through the stack's SMTP emulator (with `settings` besides, e.g.
+    `from_policy`), its administrator signed in."""
     tenant_id = f"t-{uuid.uuid4().hex[:8]}"
     admin = f"admin@{tenant_id}.example"
     headers = {"Authorization": f"Bearer {stack.admin_api_key()}"}
@@ -93,6 +97,7 @@ async def tenant_with_administrator_grant(stack: Stack, emulator: httpx.AsyncCli
                 "oauth_enabled": True,
                 "administrator_address": admin,
                 "smtp": {"host": "127.0.0.1", "port": stack.ports.smtp_starttls},
+                **settings,
             },
         )
         assert created.status_code == 200, created.text

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 import httpx
 from fleetmail_runtime.identity_endpoints import DEFAULT_IDENTITY_ORIGINS
+from fleetmail_runtime.outbound import LOOPBACK_RANGES
 
 from .ca import TlsFiles, ensure_local_ca
 from .ports import free_port, port_in_use, port_open
@@ -248,6 +249,8 @@ class Stack:
             "FLEETMAIL_IDENTITY_ALLOWED_ORIGINS": json.dumps(
                 [*DEFAULT_IDENTITY_ORIGINS, self.microsoft_url, self.google_url]
             ),
+            # Every server of the local stack listens on loopback, tenants' included.
+            "FLEETMAIL_OUTBOUND_ALLOWED_RANGES": json.dumps(list(LOOPBACK_RANGES)),
             "FLEETMAIL_GATEWAY_PORT": str(self.ports.gateway),
             "FLEETMAIL_GATEWAY_PUBLIC_URL": self.gateway_url,
             # The device-facing SMTP listener, with the local CA's certificate.

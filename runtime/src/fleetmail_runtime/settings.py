@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .identity_endpoints import DEFAULT_IDENTITY_ORIGINS
+from .outbound import OutboundPolicy
 
 
 def settings_config(prefix: str) -> SettingsConfigDict:
@@ -96,6 +97,22 @@ class CommonSettings(BaseSettings):
         description="Identity endpoints a tenant's settings may name (JSON list of https origins): "
         "job-gateway refuses others, token-service never calls them",
     )
+
+    outbound_allowed_ranges: tuple[str, ...] = Field(
+        default=(),
+        description="Special-purpose ranges (JSON list of CIDRs) that destinations a tenant names — "
+        "webhooks, its SMTP server, its proxy — may be in; none by default: loopback, link-local, "
+        "private and other special addresses are refused",
+    )
+
+    @field_validator("outbound_allowed_ranges")
+    @classmethod
+    def _ranges(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        OutboundPolicy.of(value)  # a range that is not a CIDR stops the service at start
+        return value
+
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy.of(self.outbound_allowed_ranges)
 
     @model_validator(mode="after")
     def _attachments_outlive_dead_letters(self) -> CommonSettings:

@@ -15,6 +15,8 @@ from fastapi import FastAPI
 
 from ..ca import TlsFiles, ensure_local_ca
 
+KEEP_ALIVE_S = 120
+
 
 def https_server(app: FastAPI, port: int, tls: TlsFiles, host: str = "127.0.0.1") -> uvicorn.Server:
     config = uvicorn.Config(
@@ -28,6 +30,10 @@ def https_server(app: FastAPI, port: int, tls: TlsFiles, host: str = "127.0.0.1"
         lifespan="off",
         # Clients that keep connections alive (MSAL sessions in tests) must not hold up a stop.
         timeout_graceful_shutdown=1,
+        # uvicorn closes an idle connection after 5 s; a client reusing it at that moment gets
+        # "Server disconnected without sending a response" (a loaded CI machine did, twice).
+        # Identity providers' front doors keep idle connections for minutes.
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     return uvicorn.Server(config)
 

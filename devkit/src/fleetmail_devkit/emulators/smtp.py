@@ -434,7 +434,7 @@ def server_tls_context(tls: TlsFiles) -> ssl.SSLContext:
 async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
     import uvicorn
 
-    from .serve import run_servers
+    from .serve import KEEP_ALIVE_S, run_servers
 
     args.maildir.parent.mkdir(parents=True, exist_ok=True)
     state = EmulatorState(flavour=args.flavour, maildir=mailbox.Maildir(args.maildir, create=True))
@@ -473,6 +473,7 @@ async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
     )
     ready = (

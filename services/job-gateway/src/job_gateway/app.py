@@ -45,6 +45,7 @@ from .use_cases import (
     Services,
     TenantAdministration,
     TokenRelay,
+    TsiRouting,
 )
 
 SERVICE = "job-gateway"
@@ -62,14 +63,24 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     broker = runtime.broker
     keys = load_keys(settings)
     store = MongoStore(runtime.mongo, settings.database)
-    tenants = TenantAdministration(store, runtime.tenants, settings.common.identity_allowed_origins)
+    tenants = TenantAdministration(
+        store, runtime.tenants, settings.common.identity_allowed_origins, settings.common.outbound_policy()
+    )
     devices = DeviceDirectory(
         store,
         keys.device_secret,
         policy=AllowlistPolicy(settings.min_allowlist_prefix_v4, settings.min_allowlist_prefix_v6),
     )
     attachments = ObjectStoreAttachments(broker)
-    intake = JobIntake(settings, store, attachments, runtime.bus, provider_of=tenants.provider_of)
+    tsi_routing = TsiRouting(store, settings.max_recipients)
+    intake = JobIntake(
+        settings,
+        store,
+        attachments,
+        runtime.bus,
+        provider_of=tenants.provider_of,
+        tsi_routing=tsi_routing,
+    )
     jobs = JobQueries(store)
     listener = SmtpListener(settings, intake, devices)
     services = Services(
@@ -88,6 +99,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             timedelta(days=settings.common.dead_letter_retention_days),
         ),
         queues=Queues(JetStreamConsumerLag(broker)),
+        tsi_routing=tsi_routing,
         bus_connected=lambda: broker.connection is not None and broker.connection.is_connected,
         smtp_min_tls=listener.min_tls,
     )

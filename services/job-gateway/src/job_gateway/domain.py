@@ -22,12 +22,15 @@ from fleetmail_contracts.tokens import AcquisitionFlow, PrincipalKind, Provider
 
 from .errors import (
     AttachmentTypeRefused,
+    FaxDocumentRequired,
     InvalidAddress,
+    InvalidRequest,
     MachineAddressRefused,
     TooManyRecipients,
+    TsiNotRouted,
     UnsafeHeader,
 )
-from .schemas import JobSubmission
+from .schemas import JobSubmission, TsiRoutingTable
 
 # --- devices ---------------------------------------------------------------------------
 
@@ -183,9 +186,60 @@ def check_submission(submission: JobSubmission, max_recipients: int) -> None:
         submission.subject or "",
         submission.login_user or "",
         submission.requested_from or "",
+        submission.sender_fax_number or "",  # both go into the subject
+        submission.tsi or "",
     ]:
         if UNSAFE.search(value):
             raise UnsafeHeader("line breaks and NUL are not allowed in header fields")
+
+
+FAX_FUNCTIONS = frozenset({JobFunction.FORWARD_TX, JobFunction.TSI_ROUTING})
+"""A received fax forwarded by e-mail: the message is for its document."""
+
+
+def check_fax_document(function: JobFunction, attachments: int) -> None:
+    if function in FAX_FUNCTIONS and attachments == 0:
+        raise FaxDocumentRequired(f"a {function.value} job forwards a received fax: attach the fax document")
+
+
+def tsi_key(tsi: str) -> str:
+    """How TSIs are matched: case and spacing aside ("ACME  Sales" is "acme sales")."""
+    return " ".join(tsi.split()).casefold()
+
+
+def check_tsi_routing(table: TsiRoutingTable, max_recipients: int) -> None:
+    """Every recipient an address, no TSI listed twice, no list over the recipient limit."""
+    seen: set[str] = set()
+    lists = [("default", table.default), *((f"route {r.tsi!r}", r.recipients) for r in table.routes)]
+    for route in table.routes:
+        key = tsi_key(route.tsi)
+        if not key or UNSAFE.search(route.tsi):
+            raise InvalidRequest(f"not a TSI: {route.tsi[:64]!r}")
+        if key in seen:
+            raise InvalidRequest(f"the TSI {route.tsi!r} is listed twice")
+        seen.add(key)
+    for where, recipients in lists:
+        if len(recipients) > max_recipients:
+            raise TooManyRecipients(f"{where}: at most {max_recipients} recipients")
+        for address in recipients:
+            if UNSAFE.search(address) or not is_address(address):
+                raise InvalidAddress(f"{where}: not an e-mail address: {address[:100]!r}")
+
+
+def route_by_tsi(table: TsiRoutingTable, tsi: str | None) -> list[str]:
+    """Where a fax of this TSI goes: its route, else the table's default."""
+    if tsi is not None:
+        key = tsi_key(tsi)
+        for route in table.routes:
+            if tsi_key(route.tsi) == key:
+                return list(route.recipients)
+    if table.default:
+        return list(table.default)
+    raise TsiNotRouted(
+        f"the job has no recipients and the tenant's TSI routing table has no route for "
+        f"{'TSI ' + repr(tsi) if tsi else 'a fax without a TSI'} and no default: add a route "
+        "(PUT /v1/admin/tenants/{tenant}/tsi-routing/routes/{tsi}) or send the job with recipients"
+    )
 
 
 def check_attachment_type(filename: str | None, content_type: str | None, allowed: Sequence[str]) -> None:

@@ -4,6 +4,8 @@
     ├── Refused                     permanent: the request is wrong, sending it again will not help
     │   ├── InvalidRequest              the request breaks a rule
     │   │   ├── InvalidJob                  the job is not one fleetmail can send
+    │   │   │   ├── FaxDocumentRequired         a forwarded fax without its document
+    │   │   │   └── TsiNotRouted                no route and no default for the fax's TSI
     │   │   ├── InvalidAddress              not an e-mail address
     │   │   ├── TooManyRecipients
     │   │   ├── UnsafeHeader                a line break or NUL in a header field
@@ -13,6 +15,7 @@
     │   │   ├── CredentialsRefused          token-service refused the tenant's secrets
     │   │   ├── AllowlistRangeRefused       a source-address range wider than allowed
     │   │   ├── IdentityEndpointRefused     an identity endpoint off the operator's allowlist
+    │   │   ├── OutboundDestinationRefused  a webhook, SMTP server or proxy in a range not allowed
     │   │   └── UserRequired                a logout names its user
     │   ├── UnreadableRequest           the body could not be parsed at all
     │   ├── AttachmentTooLarge
@@ -22,6 +25,7 @@
     │   │   ├── DeviceNotFound
     │   │   ├── JobNotFound
     │   │   ├── DeadLetterNotFound
+    │   │   ├── TsiRouteNotFound
     │   │   └── AlertNotFound
     │   ├── DocumentsGone               a dead job's documents were deleted: it cannot be resent
     │   ├── Conflict                    the request clashes with what exists
@@ -83,6 +87,16 @@ class InvalidJob(InvalidRequest):
     title = "Invalid job"
 
 
+class FaxDocumentRequired(InvalidJob):
+    code = "fax-document-required"
+    title = "Fax document required"
+
+
+class TsiNotRouted(InvalidJob):
+    code = "tsi-not-routed"
+    title = "No route for this TSI"
+
+
 class InvalidAddress(InvalidRequest):
     code = "invalid-address"
     title = "Invalid address"
@@ -133,6 +147,11 @@ class IdentityEndpointRefused(InvalidRequest):
     title = "Identity endpoint not allowed"
 
 
+class OutboundDestinationRefused(InvalidRequest):
+    code = "outbound-destination-refused"
+    title = "Destination not allowed"
+
+
 class UnreadableRequest(Refused):
     code = "bad-request"
     title = "Unreadable request"
@@ -171,6 +190,11 @@ class JobNotFound(NotFound):
 class DeadLetterNotFound(NotFound):
     code = "dead-letter-not-found"
     title = "Unknown dead letter"
+
+
+class TsiRouteNotFound(NotFound):
+    code = "tsi-route-not-found"
+    title = "No such TSI route"
 
 
 class AlertNotFound(NotFound):

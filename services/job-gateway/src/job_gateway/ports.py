@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 
 from .credentials import HashKey
 from .domain import Role, StatusUpdate
-from .schemas import DeadLetterView, QueueView
+from .schemas import DeadLetterView, QueueView, TsiRoutingTable
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -109,7 +109,18 @@ class JobStore(Protocol):
         ...
 
 
-class GatewayStore(TenantStore, DeviceStore, ApiKeyStore, JobStore, Protocol):
+class TsiRoutingStore(Protocol):
+    async def tsi_routing(self, tenant_id: str) -> tuple[TsiRoutingTable, int]:
+        """The tenant's table and its revision (an empty table at revision 0 when none)."""
+        ...
+
+    async def save_tsi_routing(self, tenant_id: str, table: TsiRoutingTable, expected: int) -> bool:
+        """Store the table as revision `expected + 1` if the stored one is still `expected`;
+        False when another save came first."""
+        ...
+
+
+class GatewayStore(TenantStore, DeviceStore, ApiKeyStore, JobStore, TsiRoutingStore, Protocol):
     """Everything job-gateway keeps in its own database."""
 
 

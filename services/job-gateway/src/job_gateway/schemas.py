@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Self
 from fleetmail_contracts.credentials import CredentialField
 from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.tokens import AcquisitionFlow
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from . import allowlists
 
@@ -63,13 +63,46 @@ class JobSubmission(BaseModel):
     document_url: str | None = None
     machine_address: str | None = None
     user_box: str | None = None
+    user_box_number: str | None = None
     application: str | None = None
     event: str | None = None
+    event_at: AwareDatetime | None = None
     counters: dict[str, int] | None = None
+    counted_at: AwareDatetime | None = None
     sender_fax_number: str | None = None
     tsi: str | None = None
+    received_at: AwareDatetime | None = None
     status: str | None = None
+    status_at: AwareDatetime | None = None
     result: str | None = None
+    destination: str | None = None
+    pages: int | None = None
+    transmitted_at: AwareDatetime | None = None
+    error_code: str | None = None
+
+
+class TsiRoute(BaseModel):
+    """Where faxes from one sender (its TSI, the name or number its fax machine sends) go."""
+
+    model_config = ConfigDict(extra="forbid")
+    tsi: str = Field(min_length=1, max_length=64)
+    recipients: list[str] = Field(min_length=1, max_length=100)
+
+
+class TsiRecipients(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    recipients: list[str] = Field(min_length=1, max_length=100)
+
+
+class TsiRoutingTable(BaseModel):
+    """A tenant's TSI routing: a TSI Routing job without recipients goes to its TSI's route,
+    else to `default`; with neither, it is refused. TSIs match ignoring case and spacing."""
+
+    model_config = ConfigDict(extra="forbid")
+    routes: list[TsiRoute] = Field(default=[], max_length=1000)
+    default: list[str] = Field(
+        default=[], max_length=100, description="Where a fax whose TSI has no route goes; empty: refused"
+    )
 
 
 class JobAccepted(BaseModel):

@@ -52,6 +52,28 @@ class GatewaySettings(BaseSettings):
     smtp_min_tls: Literal["1.0", "1.1", "1.2", "1.3"] = Field(
         default="1.2", description="Oldest TLS a device may use; 1.0/1.1 only for devices that need it"
     )
+    smtp_max_connections: int = Field(
+        default=1000, gt=0, description="SMTP connections open at once, all ports; more are refused with 421"
+    )
+    smtp_max_connections_per_address: int = Field(
+        default=100, gt=0, description="SMTP connections open at once from one source address"
+    )
+    smtp_idle_timeout_s: float = Field(
+        default=120,
+        gt=0,
+        description="A connection silent this long (between commands, or within DATA) is closed",
+    )
+    smtp_data_timeout_s: float = Field(
+        default=900, gt=0, description="The longest a message's DATA may take to arrive, however steadily"
+    )
+    smtp_command_call_limit: int = Field(
+        default=1000, gt=0, description="Times one connection may send the same command before it is closed"
+    )
+    smtp_spool_bytes: int = Field(
+        default=256 * 1024,
+        gt=0,
+        description="A message (and each part of it) above this size is held in a temporary file, not in memory",
+    )
     device_rate_per_s: float = Field(
         default=20, gt=0, description="Jobs per second one device may submit, after its burst"
     )

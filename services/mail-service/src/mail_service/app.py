@@ -78,6 +78,7 @@ def build_app(
         settings.helo_name,
         settings.smtp_connections_per_sender,
         settings.smtp_idle_timeout_s,
+        outbound=settings.common.outbound_policy(),
     )
     attachments = ObjectStoreAttachments(runtime.broker)
     ledger = KvDeliveryLedger(runtime.broker, settings.ledger_write_timeout_s)

@@ -15,6 +15,8 @@ The decision at the handler edge (`domain.decisions.decide`) is made from the cl
         ├── SenderNotAllowed          the From policy refuses this sender
         ├── ReauthorizationNeeded     the grant is dead or missing: sign in again
         ├── ConfigurationError        fleetmail or the tenant is set up wrongly: fix a setting
+        │   └── DestinationNotAllowed the tenant's SMTP server is in a range the operator's
+        │                             outbound rule does not allow
         └── InvalidJob                the job cannot be understood, its documents are gone, its
                                       tenant is unknown, or its message is over the size limit
 
@@ -109,6 +111,19 @@ class ReauthorizationNeeded(PermanentDeliveryError):
 class ConfigurationError(PermanentDeliveryError):
     def __init__(self, message: str) -> None:
         super().__init__(message, FailureReason.CONFIGURATION_ERROR, remedy=CONFIGURATION_REMEDY)
+
+
+class DestinationNotAllowed(ConfigurationError):
+    """The text names the rule and the address, never anything the server said."""
+
+    remedy = (
+        "Set the tenant's smtp.host to a server on a network this deployment may reach, or ask the "
+        "operator to allow its range (FLEETMAIL_OUTBOUND_ALLOWED_RANGES)."
+    )
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.remedy = DestinationNotAllowed.remedy
 
 
 class InvalidJob(PermanentDeliveryError):

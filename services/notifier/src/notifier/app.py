@@ -90,7 +90,7 @@ def build_app(settings: NotifierSettings, *, clock: Clock = utc_now) -> Notifier
         ),
         clock=clock,
     )
-    webhooks = HttpWebhookSender()
+    webhooks = HttpWebhookSender(settings.common.outbound_policy())
     dispatcher = Dispatcher(
         outbox,
         store,

@@ -7,8 +7,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .domain.notices import MAILTO, Circuit, Delivery, backoff_s, email_of, postpone, webhook_headers
-from .errors import ChannelError, NoMailRelay, NoWebhookSecret
+from .domain.notices import (
+    MAILTO,
+    Circuit,
+    Delivery,
+    backoff_s,
+    email_of,
+    postpone,
+    recipient_refusal,
+    webhook_headers,
+)
+from .errors import ChannelError, NoMailRelay, NoticeRefused, NoWebhookSecret
 from .ports import AlertStore, Clock, MailSender, Outbox, TokenService, WebhookSender
 
 log = logging.getLogger("notifier.webhooks")
@@ -68,6 +77,9 @@ class Dispatcher:
         except NoWebhookSecret as exc:
             await self._postpone(item, NO_SECRET_RETRY_S, str(exc), spend=True)
             return False
+        except NoticeRefused as exc:
+            await self._postpone(item, 0, str(exc), spend=True, give_up=True)
+            return False
         except ChannelError as exc:
             if circuit.failed(self._clock(), self._rules.breaker_failures, self._rules.breaker_cooldown_s):
                 log.warning(
@@ -86,6 +98,8 @@ class Dispatcher:
         if item.url.startswith(MAILTO):
             if self._mail is None:
                 raise NoMailRelay()
+            if (why := recipient_refusal(item.url.removeprefix(MAILTO))) is not None:
+                raise NoticeRefused(why)  # queued before recipients were checked when saved
             await self._mail.send(email_of(item, self._mail.sender))
             return
         secret = await self._tokens.webhook_secret(item.tenant_id)
@@ -93,10 +107,11 @@ class Dispatcher:
             raise NoWebhookSecret()
         await self._webhooks.post(item.url, item.body.encode(), webhook_headers(item, secret))
 
-    async def _postpone(self, item: Delivery, delay_s: float, error: str, *, spend: bool) -> None:
-        postponed = postpone(
-            item, delay_s, error, self._clock(), spend=spend, max_attempts=self._rules.max_attempts
-        )
+    async def _postpone(
+        self, item: Delivery, delay_s: float, error: str, *, spend: bool, give_up: bool = False
+    ) -> None:
+        attempts = 0 if give_up else self._rules.max_attempts
+        postponed = postpone(item, delay_s, error, self._clock(), spend=spend, max_attempts=attempts)
         await self._outbox.postponed(item.delivery_id, postponed)
         if postponed.gave_up:
             log.error(

@@ -123,6 +123,7 @@ class AlertService:
         for url in urls:
             await self._outbox.put(delivery(alert.tenant_id, url, event, payload, now))
         for problem in problems:
+            log.warning("alert %s of tenant %s: %s", alert.alert_id, alert.tenant_id, problem)
             await self.store.note_channel_problem(alert.alert_id, problem)
 
     async def raise_lasting_conditions(self) -> None:

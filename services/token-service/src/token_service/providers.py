@@ -68,8 +68,8 @@ class Providers:
     def from_settings(cls, settings: TokenSettings, credentials: CredentialStore) -> Providers:
         return cls(
             settings,
-            MicrosoftIdentity(settings.ca_bundle, settings.http_timeout_s),
-            GoogleIdentity(settings.ca_bundle, settings.http_timeout_s),
+            MicrosoftIdentity(settings.ca_bundle, settings.http_timeout_s, settings.common.outbound_policy()),
+            GoogleIdentity(settings.ca_bundle, settings.http_timeout_s, settings.common.outbound_policy()),
             credentials,
         )
 

@@ -1,4 +1,5 @@
-"""job-gateway's own collections: tenants (the source of truth), devices, API keys, job status."""
+"""job-gateway's own collections: tenants (the source of truth), devices, API keys, job status,
+TSI routing tables."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pymongo.errors import DuplicateKeyError
 from ..credentials import HashKey
 from ..domain import FINAL_STATUSES, Role, StatusUpdate
 from ..ports import StoredApiKey
+from ..schemas import TsiRoutingTable
 
 
 class MongoStore:
@@ -24,6 +26,7 @@ class MongoStore:
         self.devices = db["devices"]
         self.jobs = db["jobs"]
         self.api_keys = db["api_keys"]
+        self.tsi_routing_tables = db["tsi_routing"]
 
     async def ensure_indexes(self) -> None:
         await self.migrate_devices()
@@ -64,6 +67,29 @@ class MongoStore:
             document.pop("_id")
             found.append(TenantSettings.model_validate(document))
         return found
+
+    # --- TSI routing ---
+
+    async def tsi_routing(self, tenant_id: str) -> tuple[TsiRoutingTable, int]:
+        document = await self.tsi_routing_tables.find_one({"_id": tenant_id})
+        if document is None:
+            return TsiRoutingTable(), 0
+        revision = int(document.pop("revision"))
+        document.pop("_id")
+        return TsiRoutingTable.model_validate(document), revision
+
+    async def save_tsi_routing(self, tenant_id: str, table: TsiRoutingTable, expected: int) -> bool:
+        """One document per tenant (routes in a list: a TSI may hold dots or dollars, which
+        field names may not), replaced only at the revision it was read at."""
+        document = {**table.model_dump(mode="json"), "revision": expected + 1}
+        if expected == 0:
+            try:
+                await self.tsi_routing_tables.insert_one({"_id": tenant_id, **document})
+            except DuplicateKeyError:
+                return False
+            return True
+        result = await self.tsi_routing_tables.replace_one({"_id": tenant_id, "revision": expected}, document)
+        return result.matched_count == 1
 
     # --- devices ---
 

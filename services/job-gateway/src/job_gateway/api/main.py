@@ -14,12 +14,14 @@ from .routes import (
     oauth,
     tenants,
     tokens,
+    tsi_routing,
 )
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(tenants.router)
 api_router.include_router(credentials.router)
+api_router.include_router(tsi_routing.router)
 api_router.include_router(devices.router)
 api_router.include_router(api_keys.router)
 api_router.include_router(jobs.admin)

@@ -15,6 +15,7 @@ from .intake import JobIntake
 from .jobs import DeadLetterDesk, JobQueries, Queues
 from .relays import AlertRelay, DeviceEvents, TokenRelay
 from .tenants import TenantAdministration
+from .tsi_routing import TsiRouting
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Services:
     jobs: JobQueries
     dead_letters: DeadLetterDesk
     queues: Queues
+    tsi_routing: TsiRouting
     bus_connected: Callable[[], bool]
     smtp_min_tls: str | None
     """The oldest TLS the SMTP listener accepts (None: no TLS port), as /readyz reports it."""
@@ -46,4 +48,5 @@ __all__ = [
     "Services",
     "TenantAdministration",
     "TokenRelay",
+    "TsiRouting",
 ]

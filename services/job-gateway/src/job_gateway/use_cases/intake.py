@@ -35,13 +35,21 @@ from opentelemetry import trace
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from ..domain import Device, check_attachment_type, check_submission, retry_after_s, scoped_job_id
+from ..domain import (
+    Device,
+    check_attachment_type,
+    check_fax_document,
+    check_submission,
+    retry_after_s,
+    scoped_job_id,
+)
 from ..errors import EventBusUnavailable, GatewayError, InvalidJob, RateLimited
 from ..ports import Attachments, JobStore, Publisher
 from ..ratelimit import RateLimiter
 from ..schemas import JobAccepted, JobSubmission, summarise
 from ..settings import GatewaySettings
 from ..telemetry import JOBS_RECEIVED, JOBS_REFUSED
+from .tsi_routing import TsiRouting
 
 log = logging.getLogger("job-gateway")
 
@@ -87,7 +95,10 @@ class JobIntake:
         provider_of: Callable[[str], str] = lambda _tenant: "unknown",
         limiter: RateLimiter | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tsi_routing: TsiRouting | None = None,
     ) -> None:
+        """`tsi_routing`: the tenants' TSI routing tables (None: TSI Routing jobs must name
+        their recipients)."""
         self.settings = settings
         self.jobs = jobs
         self.attachments = attachments
@@ -95,6 +106,7 @@ class JobIntake:
         self.provider_of = provider_of
         self.limiter = limiter or RateLimiter(settings.device_rate_per_s, settings.device_rate_burst)
         self.clock = clock
+        self.tsi_routing = tsi_routing
 
     async def submit(
         self,
@@ -140,6 +152,7 @@ class JobIntake:
                 retry_after_s=seconds,
             )
         check_submission(submission, self.settings.max_recipients)
+        check_fax_document(submission.function, len(files))
         if ids is not None:
             delivery_id, legacy_id = ids
         elif submission.job_id:
@@ -157,6 +170,8 @@ class JobIntake:
             return JobAccepted(
                 job_id=job_id, delivery_id=existing["_id"], status=existing["status"], duplicate=True
             )
+        if submission.function is JobFunction.TSI_ROUTING and self.tsi_routing is not None:
+            submission = await self.tsi_routing.routed(device.tenant_id, submission)
         # This submission's attachments have names of their own, which no other submission
         # (another tenant's, or this job sent again) can reach.
         prefix = f"{delivery_id}/{uuid.uuid4().hex}"

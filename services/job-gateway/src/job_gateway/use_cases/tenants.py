@@ -1,17 +1,27 @@
 """Tenant administration: job-gateway owns every tenant's settings (MongoDB is the source of
 truth) and projects them into the tenants KV bucket the other services read.
 
-Two settings are guarded: identity endpoints must be on the operator's allowlist
+The settings are guarded: identity endpoints must be on the operator's allowlist
 (`FLEETMAIL_IDENTITY_ALLOWED_ORIGINS`; 422 otherwise) and the directory must be a directory
 id, a domain name or an Entra alias (422 otherwise), and a tenant's mail domains — whose
 people may sign in for it — are listed by the owner key only (403 for any other key). A save
 that does not name them keeps the tenant's current list; a tenant saved before the list
 existed is given its administrator address's domain at its first save, before anything else
 changes (so a new administrator address does not bring a new domain with it).
+
+The destinations a tenant names — webhook URLs, its SMTP server, its proxy — are refused (422)
+when they are a loopback, link-local, private or other special-purpose address the operator
+does not allow (`FLEETMAIL_OUTBOUND_ALLOWED_RANGES`), written as a literal or as a name that
+is special by definition (`localhost`); names are resolved and checked again by the service
+that connects, every time it does. Alert recipients must each be one plain address
+(`user@example.com`): no display name, no list, no line break (422 otherwise).
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from fleetmail_contracts.addresses import is_address
 from fleetmail_contracts.tenants import TenantSettings, legacy_mail_domains
 from fleetmail_runtime.bus import BusUnavailable, bus_errors
 from fleetmail_runtime.identity_endpoints import (
@@ -20,12 +30,15 @@ from fleetmail_runtime.identity_endpoints import (
     directory_name_refusal,
     endpoint_refusal,
 )
+from fleetmail_runtime.outbound import OutboundPolicy
 
 from ..domain import Administrator, Role, as_seen_by, visible_tenants
 from ..errors import (
     EventBusUnavailable,
     Forbidden,
     IdentityEndpointRefused,
+    InvalidAddress,
+    OutboundDestinationRefused,
     TenantIdMismatch,
     TenantNotFound,
 )
@@ -46,6 +59,44 @@ def check_identity_endpoints(settings: TenantSettings, allowed: tuple[str, ...])
         refusals.append(f"identity.directory: {why}")
     if refusals:
         raise IdentityEndpointRefused("; ".join(refusals))
+
+
+def url_host_refusal(url: str, policy: OutboundPolicy, schemes: tuple[str, ...]) -> str | None:
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        return f"{url!r} is not a URL"
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        return f"{url!r} is not an absolute {' or '.join(schemes)} URL"
+    return policy.refusal_of_host(parts.hostname)
+
+
+def check_destinations(settings: TenantSettings, policy: OutboundPolicy) -> None:
+    """Refuse destinations that are special-purpose addresses the operator does not allow."""
+    refusals: list[str] = []
+    for index, webhook in enumerate(settings.notifications.webhooks):
+        if (why := url_host_refusal(webhook.url, policy, ("http", "https"))) is not None:
+            refusals.append(f"notifications.webhooks[{index}].url: {why}")
+    if settings.smtp is not None and (why := policy.refusal_of_host(settings.smtp.host)) is not None:
+        refusals.append(f"smtp.host: {why}")
+    if settings.proxy_url and (why := url_host_refusal(settings.proxy_url, policy, ("http", "https"))):
+        refusals.append(f"proxy_url: {why}")
+    if refusals:
+        raise OutboundDestinationRefused("; ".join(refusals))
+
+
+def check_alert_recipients(settings: TenantSettings) -> None:
+    """Each alert recipient is one plain address: a list, a display name or a line break would
+    add recipients to, or break, every alert mail sent through the operator's relay."""
+    refused = [
+        f"notifications.email_recipients[{index}]: {recipient!r} is not a single e-mail address "
+        "(user@example.com, without a display name, comma or line break)"
+        for index, recipient in enumerate(settings.notifications.email_recipients)
+        if not is_address(recipient)
+    ]
+    if refused:
+        raise InvalidAddress("; ".join(refused))
 
 
 def mail_domains_to_save(
@@ -76,10 +127,12 @@ class TenantAdministration:
         store: TenantStore,
         feed: TenantFeed,
         allowed_origins: tuple[str, ...] = DEFAULT_IDENTITY_ORIGINS,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
         self.store = store
         self.feed = feed
         self.allowed_origins = allowed_origins
+        self.outbound = outbound or OutboundPolicy()
 
     async def get(self, tenant_id: str) -> TenantSettings:
         tenant = await self.store.tenant(tenant_id)
@@ -92,6 +145,8 @@ class TenantAdministration:
         if settings.tenant_id != tenant_id:
             raise TenantIdMismatch("the body's tenant_id must match the URL")
         check_identity_endpoints(settings, self.allowed_origins)
+        check_destinations(settings, self.outbound)
+        check_alert_recipients(settings)
         existing = await self.store.tenant(tenant_id)
         revision = (existing.revision if existing else 0) + 1
         domains = mail_domains_to_save(admin, existing, settings)

@@ -2,6 +2,10 @@
 
 Library failures are translated into mail-service's errors using the reply table that the
 SMTP emulator shares (`fleetmail_runtime.smtp_replies`).
+
+The tenant names its SMTP server: its host is resolved once per connection, every address is
+checked against the operator's outbound rule (`fleetmail_runtime.outbound`), and aiosmtplib is
+handed a socket connected to a checked address, keeping the host name for TLS.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ import aiosmtplib
 from fleetmail_contracts.mail_events import FailureReason
 from fleetmail_contracts.tenants import SmtpSecurity, SmtpSettings
 from fleetmail_runtime import smtp_replies
+from fleetmail_runtime.outbound import DestinationRefused, OutboundPolicy
 from fleetmail_runtime.smtp_replies import ReplyClass
 from fleetmail_runtime.telemetry import SpanScope
 from opentelemetry.trace import Span, SpanKind
 
 from ..domain.mime import MimeMessage
-from ..errors import DeliveryError, SmtpPermanent, SmtpTransient, TokenRejected
+from ..errors import DeliveryError, DestinationNotAllowed, SmtpPermanent, SmtpTransient, TokenRejected
 from ..ports import Credentials, SendResult
 from ..telemetry import tracer
 
@@ -83,7 +88,10 @@ class SmtpDelivery:
         helo_name: str,
         max_connections_per_sender: int = 8,
         idle_timeout_s: float = 60.0,
+        *,
+        outbound: OutboundPolicy,
     ) -> None:
+        self._outbound = outbound
         self._ca_bundle = ca_bundle
         self._context = tls_context(ca_bundle)
         self._tenant_contexts: dict[str, ssl.SSLContext] = {}
@@ -187,9 +195,17 @@ class SmtpDelivery:
         return context
 
     async def _open(self, server: SmtpSettings, credentials: Credentials, secret: str) -> Connection:
+        try:
+            sock = await self._outbound.open_socket(server.host, server.port, self._timeout_s)
+        except DestinationRefused as exc:
+            raise DestinationNotAllowed(f"the tenant's SMTP server is not allowed: {exc}") from None
+        except (OSError, TimeoutError) as exc:
+            raise SmtpTransient(
+                f"cannot connect to {server.host}:{server.port}: {type(exc).__name__}"
+            ) from exc
         client = aiosmtplib.SMTP(
             hostname=server.host,
-            port=server.port,
+            sock=sock,
             use_tls=server.security is SmtpSecurity.IMPLICIT_TLS,
             start_tls=server.security is SmtpSecurity.STARTTLS,
             tls_context=self._context_for(server),
@@ -199,6 +215,7 @@ class SmtpDelivery:
         try:
             await client.connect()
         except (aiosmtplib.SMTPException, OSError) as exc:
+            sock.close()
             if _certificate_refused(exc):
                 raise SmtpPermanent(
                     f"the certificate of {server.host}:{server.port} is not trusted: {exc}",

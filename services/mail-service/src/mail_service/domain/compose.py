@@ -1,4 +1,5 @@
-"""Composing the MIME message of a job: subjects and bodies per function, safe headers."""
+"""Composing the MIME message of a job: subjects and bodies per function (with each function's
+own content, `content.py`), safe headers."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from datetime import datetime
 
 from fleetmail_contracts.addresses import is_address
 from fleetmail_contracts.jobs import JobBase, JobFunction
+from fleetmail_contracts.mail_events import FailureReason
 
 from ..errors import InvalidJob
+from .content import content_of, html_tables, text_of, with_note
 from .mime import AttachmentSource, MimeMessage, date_header, encode_header, new_boundary
 
 _UNSAFE = re.compile(r"[\r\n\x00]")
@@ -30,21 +33,21 @@ DEFAULT_SUBJECTS: dict[JobFunction, str] = {
 }
 
 
-HTML_FUNCTIONS = frozenset(
-    {
-        JobFunction.SCAN_TO_URL,
-        JobFunction.EMAIL_NOTIFICATION,
-        JobFunction.TOTAL_COUNTER_NOTIFICATION,
-        JobFunction.STATUS_NOTIFICATION,
-        JobFunction.TX_RESULT_REPORT,
-    }
-)
-"""Functions whose mail is read as a page (a link to open, a report): they get an HTML
-alternative. Scans and faxes stay plain text around their attachment."""
+HTML_FUNCTIONS = frozenset(JobFunction) - {
+    JobFunction.SCAN_TO_EMAIL,
+    JobFunction.SCAN_TO_ME,
+    JobFunction.INTERNET_FAX_TX,
+}
+"""Functions whose mail is read as a page (a link to open, a report, facts in a table): they
+get an HTML alternative. Plain scans and Internet Fax stay plain text around their attachment."""
+
+FAX_FUNCTIONS = frozenset({JobFunction.FORWARD_TX, JobFunction.TSI_ROUTING})
+"""A received fax forwarded by e-mail: the fax document is what the message is for."""
 
 
-def html_of(title: str, text: str, url: str | None = None) -> str:
-    """The text as escaped HTML paragraphs, and the document link as a real link."""
+def html_of(title: str, text: str, url: str | None = None, tables: str = "") -> str:
+    """The text as escaped HTML paragraphs, the function's tables (already escaped) and the
+    document link as a real link."""
     paragraphs = "".join(
         f"<p>{html.escape(block).replace(chr(10), '<br>')}</p>"
         for block in text.replace("\r\n", "\n").split("\n\n")
@@ -53,7 +56,7 @@ def html_of(title: str, text: str, url: str | None = None) -> str:
     link = f'<p><a href="{html.escape(url, quote=True)}">Open the document</a></p>' if url else ""
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title></head><body>{paragraphs}{link}</body></html>"
+        f"<title>{html.escape(title)}</title></head><body>{paragraphs}{tables}{link}</body></html>"
     )
 
 
@@ -91,20 +94,24 @@ def compose(
         to = [check_address(job.login_user)]
     if not (to or cc or bcc):
         raise InvalidJob("the job has no recipients")
+    if function in FAX_FUNCTIONS and not attachments:
+        raise InvalidJob("a forwarded fax needs its document attached", FailureReason.ATTACHMENT_MISSING)
+    content = content_of(job)
     headers: list[tuple[str, str]] = [("From", check_address(sender))]
     if to:
         headers.append(("To", ", ".join(to)))
     if cc:
         headers.append(("Cc", ", ".join(cc)))
-    subject = check_header("subject", job.subject or DEFAULT_SUBJECTS[function])
+    subject = check_header("subject", with_note(job.subject or DEFAULT_SUBJECTS[function], content))
     headers += [
         ("Subject", encode_header(subject)),
         ("Date", date_header(now)),
         ("Message-ID", message_id(job.job_id)),
         ("X-Fleetmail-Function", function.value),
     ]
-    body = job.body or f"{DEFAULT_SUBJECTS[function]} from device {job.device_id}."
-    url: str | None = None
+    intro = job.body or f"{DEFAULT_SUBJECTS[function]} from device {job.device_id}."
+    facts = text_of(content)
+    body = f"{intro.rstrip()}\n\n{facts}\n" if facts else intro
     html_body: str | None = None
     if function is JobFunction.SCAN_TO_URL:
         url = getattr(job, "document_url", None)
@@ -116,7 +123,8 @@ def compose(
         body = f"{body}\n\nThe document is available at:\n{url}\n"
         attachments = []
     elif function in HTML_FUNCTIONS:
-        html_body = html_of(subject, body)
+        html_body = html_of(subject, intro, tables=html_tables(content))
+    attachments = [*attachments, *content.attachments]
     for attachment in attachments:
         check_header("attachment name", attachment.filename)
         check_header("attachment type", attachment.content_type)

@@ -18,9 +18,19 @@ class Sender:
 
 
 def resolve_sender(job: JobBase, function: JobFunction, tenant: TenantSettings) -> Sender:
-    """Which address the job is sent from, and so whose grant authenticates it."""
+    """Which address the job is sent from, and so whose grant authenticates it.
+
+    Administrator functions, and every job under the administrator policy, are sent as the
+    administrator. Internet Fax is always sent as the machine address, whatever the policy:
+    the device sets it to the administrator address, so it is sent with the administrator's
+    grant too (a login user's address never becomes a fax machine's).
+    """
     admin = tenant.administrator_address
-    if function in ADMINISTRATOR_FUNCTIONS or tenant.from_policy is FromPolicy.ADMINISTRATOR_ADDRESS:
+    if (
+        function in ADMINISTRATOR_FUNCTIONS
+        or function is JobFunction.INTERNET_FAX_TX
+        or tenant.from_policy is FromPolicy.ADMINISTRATOR_ADDRESS
+    ):
         if admin is None:
             raise SenderNotAllowed(
                 f"tenant {tenant.tenant_id!r} has no administrator e-mail address registered"

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Literal
 
+from fleetmail_contracts.addresses import is_address
 from fleetmail_contracts.tenants import NotificationSettings
 
 from .events import RESOLVED_NOTICE
@@ -64,14 +65,28 @@ def delivery(tenant_id: str, url: str, event: str, payload: dict[str, Any], now:
     return Delivery(delivery_id, tenant_id, url, event, body, created_at=now, next_attempt_at=now)
 
 
+def recipient_refusal(recipient: str) -> str | None:
+    """Why an alert recipient is skipped: it must be one plain address, or a line break would
+    break every alert mail and a list would add recipients on the operator's relay."""
+    if is_address(recipient):
+        return None
+    return (
+        f"e-mail: recipient {recipient!r} skipped: not a single e-mail address "
+        "(user@example.com, without a display name, comma or line break)"
+    )
+
+
 def endpoints(notifications: NotificationSettings, *, relay: bool) -> tuple[list[str], list[str]]:
     """Where a tenant's notices go, and the channel problems to note on the alert: without a
-    relay, e-mail recipients get nothing (the tenant's grant is never used) and the alert says so."""
+    relay, e-mail recipients get nothing (the tenant's grant is never used) and the alert says
+    so; a recipient that is not one plain address (saved before the rule) is skipped and named."""
     urls = [webhook.url for webhook in notifications.webhooks]
     recipients = notifications.email_recipients
     if recipients and not relay:
         return urls, [NO_RELAY]
-    return urls + [f"{MAILTO}{recipient}" for recipient in recipients], []
+    refusals = [why for recipient in recipients if (why := recipient_refusal(recipient)) is not None]
+    mail = [f"{MAILTO}{recipient}" for recipient in recipients if recipient_refusal(recipient) is None]
+    return urls + mail, refusals
 
 
 def signature(secret: str, body: bytes) -> str:

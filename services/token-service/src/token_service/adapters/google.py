@@ -21,6 +21,7 @@ import google.auth.transport.requests
 import jwt
 import requests
 from fleetmail_contracts.tokens import Provider
+from fleetmail_runtime.outbound import OutboundPolicy
 from google.auth.exceptions import RefreshError, TransportError
 from google.oauth2 import service_account
 from google.oauth2.credentials import Credentials
@@ -64,12 +65,13 @@ def claims_of(id_token: str | None) -> dict[str, Any]:
 
 
 class GoogleIdentity:
-    def __init__(self, ca_bundle: Path | None, timeout_s: float) -> None:
+    def __init__(self, ca_bundle: Path | None, timeout_s: float, outbound: OutboundPolicy) -> None:
         self._ca_bundle = ca_bundle
         self._timeout_s = timeout_s
+        self._outbound = outbound
 
     def _session(self, app: GoogleApp) -> requests.Session:
-        return provider_session(self._ca_bundle, app.proxy_url, self._timeout_s)
+        return provider_session(self._ca_bundle, app.proxy_url, self._timeout_s, outbound=self._outbound)
 
     def authorization_request(
         self, app: GoogleApp, scopes: list[str], redirect_uri: str, login_hint: str
@@ -183,7 +185,7 @@ class GoogleIdentity:
                 raise ConfigurationError(
                     f"the Google service account key is unusable ({exc})", setting=SERVICE_ACCOUNT_SETTING
                 ) from exc
-            session = provider_session(self._ca_bundle, proxy_url, self._timeout_s)
+            session = provider_session(self._ca_bundle, proxy_url, self._timeout_s, outbound=self._outbound)
             try:
                 credentials.refresh(google.auth.transport.requests.Request(session))
             except RefreshError as exc:

@@ -19,6 +19,7 @@ from typing import Any
 import msal
 import requests
 from fleetmail_contracts.tokens import Provider
+from fleetmail_runtime.outbound import OutboundPolicy
 from msal.exceptions import MsalServiceError
 
 from ..domain import ErrorClass, ProviderError, classify, configuration_setting
@@ -64,9 +65,10 @@ def raise_for_error(result: dict[str, Any]) -> None:
 class MicrosoftIdentity:
     """One MSAL application per (authority, client id), built on first use."""
 
-    def __init__(self, ca_bundle: Path | None, timeout_s: float) -> None:
+    def __init__(self, ca_bundle: Path | None, timeout_s: float, outbound: OutboundPolicy) -> None:
         self._ca_bundle = ca_bundle
         self._timeout_s = timeout_s
+        self._outbound = outbound
         self._apps: dict[MicrosoftApp, msal.ClientApplication] = {}
         self._lock = threading.Lock()
         self._throttle = ThrottleClock()
@@ -76,7 +78,9 @@ class MicrosoftIdentity:
             existing = self._apps.get(app)
             if existing is not None:
                 return existing
-            session = provider_session(self._ca_bundle, app.proxy_url, self._timeout_s, self._throttle)
+            session = provider_session(
+                self._ca_bundle, app.proxy_url, self._timeout_s, self._throttle, outbound=self._outbound
+            )
             common: dict[str, Any] = {
                 "authority": app.authority,
                 "http_client": session,

@@ -8,6 +8,8 @@ from ...errors import (
     EventBusUnavailable,
     Forbidden,
     IdentityEndpointRefused,
+    InvalidAddress,
+    OutboundDestinationRefused,
     TenantIdMismatch,
     TenantNotFound,
 )
@@ -32,12 +34,21 @@ async def get_tenant(tenant_id: str, admin: TenantReader, services: ServicesDep)
 
 
 @router.put(
-    "/{tenant_id}", responses=documented(TenantIdMismatch, IdentityEndpointRefused, EventBusUnavailable)
+    "/{tenant_id}",
+    responses=documented(
+        TenantIdMismatch,
+        IdentityEndpointRefused,
+        OutboundDestinationRefused,
+        InvalidAddress,
+        EventBusUnavailable,
+    ),
 )
 async def put_tenant(
     tenant_id: str, settings_in: TenantSettings, admin: TenantWriter, services: ServicesDep
 ) -> TenantSettings:
     """Create or replace the tenant's settings (each save is a new `revision`). Identity
-    endpoints must be on the operator's allowlist; `mail_domains` are the owner key's to list
-    (omitted: the current list is kept)."""
+    endpoints must be on the operator's allowlist; webhooks, the SMTP server and the proxy may
+    not be special-purpose addresses outside the operator's allowed ranges; each alert
+    recipient is one plain address; `mail_domains` are the owner key's to list (omitted: the
+    current list is kept)."""
     return await services.tenants.save(tenant_id, settings_in, admin)
