@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import gateway, mail, notifier, scale, telemetry, token
+from . import attachments, gateway, mail, notifier, scale, telemetry, token
 from .figures import Figure
 from .stack import running_stack
 
@@ -27,6 +27,7 @@ BENCHMARKS = [
     ("notifier", notifier.run),
     ("telemetry", telemetry.run),
     ("scale-out", scale.run),
+    ("attachments", attachments.run),
     ("smtp-memory", gateway.run_smtp_memory),
     ("job-gateway", gateway.run),
 ]

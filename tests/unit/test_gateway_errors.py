@@ -55,13 +55,14 @@ def test_every_error_of_the_tree_has_a_status_and_its_own_code() -> None:
         cls.code for cls in found if cls not in (errors.DeviceUnauthorized, errors.AdministratorUnauthorized)
     ]
     assert len(codes) == len(set(codes)), codes
-    assert set(STATUSES.values()) == {400, 401, 403, 404, 409, 413, 415, 422, 429, 503, 507}
+    assert set(STATUSES.values()) == {400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 503, 507}
 
 
 def test_errors_map_to_the_statuses_and_types_clients_read() -> None:
     expected = {
         errors.TenantNotFound: (404, "tenant-not-found"),
         errors.AcquisitionRefused: (409, "acquisition-refused"),
+        errors.DocumentsGone: (410, "documents-gone"),
         errors.AttachmentTooLarge: (413, "attachment-too-large"),
         errors.AttachmentTypeRefused: (415, "attachment-type-refused"),
         errors.SubmissionTooLarge: (413, "submission-too-large"),

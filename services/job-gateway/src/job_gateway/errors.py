@@ -29,6 +29,7 @@
     │   │   ├── DeadLetterNotFound
     │   │   ├── TsiRouteNotFound
     │   │   └── AlertNotFound
+    │   ├── DocumentsGone               a dead job's documents were deleted: it cannot be resent
     │   ├── Conflict                    the request clashes with what exists
     │   │   ├── AllowlistOverlap            an address range another device holds
     │   │   ├── NoAdministratorAddress
@@ -215,6 +216,11 @@ class TsiRouteNotFound(NotFound):
 class AlertNotFound(NotFound):
     code = "alert-not-found"
     title = "No such open alert"
+
+
+class DocumentsGone(Refused):
+    code = "documents-gone"
+    title = "Documents no longer kept"
 
 
 class Conflict(Refused):

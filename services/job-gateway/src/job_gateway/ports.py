@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from fleetmail_contracts.dead_letters import DeadLetter
 from fleetmail_contracts.jobs import AttachmentRef
 from fleetmail_contracts.tenants import TenantSettings
 from pydantic import BaseModel
@@ -155,9 +156,15 @@ class Attachments(Protocol):
 
     async def delete(self, object_name: str) -> None: ...
 
+    async def exists(self, object_name: str) -> bool: ...
+
 
 class DeadLetterStream(Protocol):
     async def newest(self, tenant_id: str, limit: int) -> list[DeadLetterView]: ...
+    async def letter(self, tenant_id: str, sequence: int) -> DeadLetter | None:
+        """The dead letter, or None when there is none or it is not this tenant's job."""
+        ...
+
     async def resend(self, tenant_id: str, sequence: int) -> str | None:
         """Republish the dead job; its job id, or None when it is not this tenant's."""
         ...

@@ -91,6 +91,13 @@ class JetStreamDeadLetters:
                     return found
         return found
 
+    async def letter(self, tenant_id: str, sequence: int) -> DeadLetter | None:
+        with bus_errors("the dead letter could not be read"):
+            letter = await self._read(sequence)
+        if letter is None or _job_of(letter).get("tenant_id") != tenant_id:
+            return None
+        return letter
+
     async def resend(self, tenant_id: str, sequence: int) -> str | None:
         with bus_errors("the dead job could not be queued again"):
             letter = await self._read(sequence)

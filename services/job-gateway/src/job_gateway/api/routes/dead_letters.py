@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path, Query
 from ...errors import (
     AdministratorUnauthorized,
     DeadLetterNotFound,
+    DocumentsGone,
     EventBusUnavailable,
     Forbidden,
     TenantNotFound,
@@ -30,9 +31,11 @@ async def list_dead_letters(
     return await services.dead_letters.newest(tenant.tenant_id, limit)
 
 
-@router.post("/{sequence}/resend", status_code=202, responses=documented(DeadLetterNotFound))
+@router.post("/{sequence}/resend", status_code=202, responses=documented(DeadLetterNotFound, DocumentsGone))
 async def resend_dead_letter(
     sequence: Annotated[int, Path(ge=1)], tenant: WritableTenant, services: ServicesDep
 ) -> JobAccepted:
-    """Send a dead job again (after fixing its cause: a grant, a setting, a mailbox)."""
+    """Send a dead job again (after fixing its cause: a grant, a setting, a mailbox). Its
+    documents are kept for `FLEETMAIL_DEAD_LETTER_RETENTION_DAYS` after it failed: later, or once
+    a resend was sent, the answer is 410 and the device must submit the job again."""
     return await services.dead_letters.resend(tenant.tenant_id, sequence)
