@@ -26,6 +26,7 @@ from ..errors import (
     AttachmentTypeRefused,
     Conflict,
     DeviceUnauthorized,
+    Failed,
     Forbidden,
     GatewayError,
     InvalidRequest,
@@ -56,6 +57,7 @@ STATUSES: dict[type[GatewayError], int] = {
     AttachmentTypeRefused: 415,
     InvalidRequest: 422,
     RateLimited: 429,
+    Failed: 502,
     Unavailable: 503,
 }
 CHALLENGES: dict[type[GatewayError], str] = {
