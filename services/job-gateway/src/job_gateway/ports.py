@@ -16,7 +16,7 @@ from starlette.datastructures import UploadFile
 
 from .credentials import HashKey
 from .domain import Role, StatusUpdate
-from .schemas import DeadLetterView, QueueView
+from .schemas import DeadLetterPage, QueueView
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -146,7 +146,11 @@ class Attachments(Protocol):
 
 
 class DeadLetterStream(Protocol):
-    async def newest(self, tenant_id: str, limit: int) -> list[DeadLetterView]: ...
+    async def page(self, tenant_id: str, before: int | None, limit: int) -> DeadLetterPage:
+        """The tenant's dead letters below sequence `before` (None: from the newest), newest
+        first, from a bounded stretch of the stream."""
+        ...
+
     async def resend(self, tenant_id: str, sequence: int) -> str | None:
         """Republish the dead job; its job id, or None when it is not this tenant's."""
         ...

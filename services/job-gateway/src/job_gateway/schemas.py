@@ -261,6 +261,17 @@ class DeadLetterView(BaseModel):
     service: str
 
 
+class DeadLetterPage(BaseModel):
+    """One page of a tenant's dead letters, newest first. A page reads a bounded stretch of
+    the dead-letter stream, which every tenant shares: it may hold fewer letters than asked
+    for, or none, and still be followed by more."""
+
+    dead_letters: list[DeadLetterView]
+    next: int | None = Field(
+        description="Pass as `before` to read the next (older) page; null: this was the last"
+    )
+
+
 class Health(BaseModel):
     status: str
 
