@@ -7,6 +7,7 @@ stream, beyond a 64-bit number) is a 404; one that is not a sequence number a 42
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -19,6 +20,7 @@ from fleetmail_contracts.dead_letters import DeadLetter, dead_letter_subject
 from fleetmail_devkit.probes import tenant_with_administrator_grant
 from job_gateway.adapters.dead_letters import PAGE_SCAN
 
+from tests.integration.test_cli import cli
 from tests.utils.jobs import final_status, submit
 
 NOISE = PAGE_SCAN + 8
@@ -92,6 +94,9 @@ async def test_dead_letters_come_a_bounded_page_at_a_time_with_a_cursor_to_the_n
         assert sequences == sorted(sequences, reverse=True) and max(sequences) < noise[0]
         full = next(page for page in pages if len(page["dead_letters"]) == 2)
         assert full["next"] == full["dead_letters"][-1]["sequence"]
+        # The command line follows the pages too: all three, though the first page had none.
+        listed = await asyncio.to_thread(cli, stack, "dead-letters", "list", tenant_id, "--limit", "5")
+        assert listed.exit_code == 0 and all(job_id in listed.output for job_id in jobs), listed.output
     finally:
         await forget(stack, noise)
 
