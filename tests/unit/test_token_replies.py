@@ -13,7 +13,7 @@ from fleetmail_contracts.rpc import RPC_FAILURE_HEADER, RpcFailure
 from google.auth.exceptions import RefreshError
 from token_service.adapters.credentials import check_not_contradictory
 from token_service.adapters.google import unreadable
-from token_service.adapters.microsoft import raise_for_error, read_reply
+from token_service.adapters.microsoft import raise_for_error, read_reply, token_result
 from token_service.errors import (
     ConfigurationError,
     ReauthorizationRequired,
@@ -99,6 +99,9 @@ def test_a_json_object_with_neither_an_error_nor_a_token_is_unreadable_too() -> 
     raise_for_error({"access_token": "x"})
     with pytest.raises(ReauthorizationRequired):
         raise_for_error({"error": "invalid_grant"})
+    with pytest.raises(UnreadableReply, match="token refresh"):
+        token_result({"access_token": "x", "expires_in": "soon"}, "token refresh")
+    assert token_result({"access_token": "x", "expires_in": "60"}, "token refresh").expires_in == 60.0
 
 
 def test_google_auth_refusing_a_body_that_was_no_json_object_is_not_googles_refusal() -> None:

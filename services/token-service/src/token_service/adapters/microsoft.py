@@ -171,7 +171,7 @@ class MicrosoftIdentity:
         if result.get("error") in ("authorization_pending", "slow_down"):
             return None
         raise_for_error(result, what)
-        return _token_result(result)
+        return token_result(result, what)
 
     async def initiate_auth_code_flow(
         self, app: MicrosoftApp, scopes: list[str], redirect_uri: str, login_hint: str
@@ -206,7 +206,7 @@ class MicrosoftIdentity:
 
         result = await asyncio.to_thread(call)
         raise_for_error(result, what)
-        return _token_result(result)
+        return token_result(result, what)
 
     async def refresh(self, app: MicrosoftApp, refresh_token: str, scopes: list[str]) -> TokenResult:
         what = "token refresh"
@@ -222,7 +222,7 @@ class MicrosoftIdentity:
 
         result = await asyncio.to_thread(call)
         raise_for_error(result, what)
-        return _token_result(result)
+        return token_result(result, what)
 
     async def acquire_for_client(self, app: MicrosoftApp, scopes: list[str]) -> TokenResult:
         """App-only (client credentials). token-service decides when a new token is needed,
@@ -244,14 +244,17 @@ class MicrosoftIdentity:
 
         result = await asyncio.to_thread(call)
         raise_for_error(result, "app-only token request")
-        return _token_result(result)
+        return token_result(result, "app-only token request")
 
 
-def _token_result(result: dict[str, Any]) -> TokenResult:
-    return TokenResult(
-        access_token=result["access_token"],
-        expires_in=float(result.get("expires_in", 3600)),
-        refresh_token=result.get("refresh_token"),
-        id_token_claims=dict(result.get("id_token_claims") or {}),
-        scopes=tuple(str(result.get("scope", "")).split()),
-    )
+def token_result(result: dict[str, Any], what: str) -> TokenResult:
+    try:
+        return TokenResult(
+            access_token=str(result["access_token"]),
+            expires_in=float(result.get("expires_in", 3600)),
+            refresh_token=result.get("refresh_token"),
+            id_token_claims=dict(result.get("id_token_claims") or {}),
+            scopes=tuple(str(result.get("scope", "")).split()),
+        )
+    except (TypeError, ValueError) as exc:  # "expires_in": "soon", "id_token_claims": [1]
+        raise UnreadableReply(what) from exc
