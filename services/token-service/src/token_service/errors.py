@@ -18,7 +18,9 @@ TokenServiceError
 Adapters raise these (`raise StoreUnavailable(...) from exc`), never the libraries' own.
 The request/reply edge turns a class into an answer: `AccessTokenOutcome.PROVIDER_UNAVAILABLE`
 with a retry-after for a transient error, `NO_GRANT`, `REAUTHORIZATION_REQUIRED` or
-`CONFIGURATION_ERROR` for a permanent one. No message ever carries a token.
+`CONFIGURATION_ERROR` for a permanent one. A request whose reply has no place for a refusal,
+or that failed in a way nobody foresaw, is answered with an `RpcFailure` (`handlers.answered`):
+no request goes unanswered. No message ever carries a token.
 """
 
 from __future__ import annotations
