@@ -76,7 +76,8 @@ async def test_dead_letters_come_a_bounded_page_at_a_time_with_a_cursor_to_the_n
         for n in range(3):
             jobs.append(await submit(panel, {"to": ["x@fabrikam.example"], "subject": f"dead {n}"}))
         for job_id in jobs:
-            assert (await final_status(panel, job_id))["status"] == "failed"
+            status = await final_status(panel, job_id)
+            assert status["status"] == "failed", status
     noise = await others_dead_letters(stack, NOISE)
     url = f"/v1/admin/tenants/{tenant_id}/dead-letters"
     try:
