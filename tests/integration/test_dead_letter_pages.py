@@ -90,7 +90,8 @@ async def test_dead_letters_come_a_bounded_page_at_a_time_with_a_cursor_to_the_n
             pages.append(page)
             before = page["next"]
         found = [d for page in pages for d in page["dead_letters"]]
-        assert [d["job_id"] for d in found] == list(reversed(jobs))
+        # Each once (the jobs fail side by side, so in no set order).
+        assert sorted(d["job_id"] for d in found) == sorted(jobs)
         sequences = [d["sequence"] for d in found]
         assert sequences == sorted(sequences, reverse=True) and max(sequences) < noise[0]
         full = next(page for page in pages if len(page["dead_letters"]) == 2)
