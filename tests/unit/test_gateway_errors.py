@@ -55,7 +55,7 @@ def test_every_error_of_the_tree_has_a_status_and_its_own_code() -> None:
         cls.code for cls in found if cls not in (errors.DeviceUnauthorized, errors.AdministratorUnauthorized)
     ]
     assert len(codes) == len(set(codes)), codes
-    assert set(STATUSES.values()) == {400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 503, 507}
+    assert set(STATUSES.values()) == {400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 502, 503, 507}
 
 
 def test_errors_map_to_the_statuses_and_types_clients_read() -> None:
@@ -73,6 +73,7 @@ def test_errors_map_to_the_statuses_and_types_clients_read() -> None:
         errors.EventBusUnavailable: (503, "bus-unavailable"),
         errors.TokenServiceUnavailable: (503, "token-service-unavailable"),
         errors.NotifierUnavailable: (503, "notifier-unavailable"),
+        errors.ServiceFailed: (502, "service-failed"),
     }
     for cls, (status, code) in expected.items():
         assert (status_of(cls), cls.code) == (status, code)

@@ -19,6 +19,7 @@ from typing import TypeVar
 from faststream.nats import JStream, NatsBroker, StorageType
 from faststream.security import BaseSecurity, SASLPlaintext
 from fleetmail_contracts import streams
+from fleetmail_contracts.rpc import RPC_FAILURE_HEADER, RpcFailure
 from nats.errors import Error as NatsError
 from nats.js.api import RetentionPolicy, StreamConfig
 from nats.js.errors import BadRequestError
@@ -244,6 +245,19 @@ class BusUnavailable(Exception):
         by JetStream whose acknowledgement was lost), unlike a refusal or no connection."""
 
 
+class RequestFailed(BusUnavailable):
+    """The service asked answered that it could not carry the request out (an `RpcFailure`):
+    `reason` says why, for an administrator, and `transient` whether trying again may help.
+    A caller that does not look closer treats it as any `BusUnavailable`."""
+
+    def __init__(self, subject: str, failure: RpcFailure) -> None:
+        Exception.__init__(self, f"{subject}: {failure.reason}")
+        self.what = subject
+        self.timed_out = False
+        self.reason = failure.reason
+        self.transient = failure.kind == "transient"
+
+
 @contextlib.contextmanager
 def bus_errors(what: str) -> Iterator[None]:
     """Inside the block, a NATS error or a timeout becomes `BusUnavailable(what)`."""
@@ -266,6 +280,8 @@ class Bus:
         """Ask whoever serves `subject`; their answer parsed as `reply`."""
         with bus_errors(f"no answer on {subject}"):
             response = await self.broker.request(message, subject, timeout=timeout_s or self.timeout_s)
+        if (response.headers or {}).get(RPC_FAILURE_HEADER) is not None:
+            raise RequestFailed(subject, RpcFailure.model_validate_json(response.body))
         return reply.model_validate_json(response.body)
 
     async def publish(

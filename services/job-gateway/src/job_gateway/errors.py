@@ -39,6 +39,8 @@
     │   │   └── AdministratorUnauthorized
     │   ├── Forbidden                   proved, but this key may not do this
     │   └── OutsideTenantDomains        a sign-in for an address outside the tenant's mail domains
+    ├── Failed                      permanent, fleetmail's side: trying again will not help
+    │   └── ServiceFailed               another service answered that it could not do it, and why
     └── Transient                   try again later: nothing was kept
         ├── RateLimited                 the device sends faster than its rate
         ├── TooManyBytesInFlight        the tenant's submissions being taken in fill its share
@@ -72,6 +74,11 @@ class GatewayError(Exception):
 
 class Refused(GatewayError):
     """Permanent: the request itself is wrong."""
+
+
+class Failed(GatewayError):
+    """Permanent, and not the request's fault: a part of fleetmail answered that it cannot
+    carry the request out (the reason says why); an operator must act."""
 
 
 class Transient(GatewayError):
@@ -301,3 +308,8 @@ class TokenServiceUnavailable(Unavailable):
 class NotifierUnavailable(Unavailable):
     code = "notifier-unavailable"
     title = "notifier unavailable"
+
+
+class ServiceFailed(Failed):
+    code = "service-failed"
+    title = "Request not carried out"

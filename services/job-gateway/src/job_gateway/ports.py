@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 
 from .credentials import HashKey
 from .domain import Role, StatusUpdate
-from .schemas import DeadLetterView, QueueView, TsiRoutingTable
+from .schemas import DeadLetterPage, QueueView, TsiRoutingTable
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -160,7 +160,11 @@ class Attachments(Protocol):
 
 
 class DeadLetterStream(Protocol):
-    async def newest(self, tenant_id: str, limit: int) -> list[DeadLetterView]: ...
+    async def page(self, tenant_id: str, before: int | None, limit: int) -> DeadLetterPage:
+        """The tenant's dead letters below sequence `before` (None: from the newest), newest
+        first, from a bounded stretch of the stream."""
+        ...
+
     async def letter(self, tenant_id: str, sequence: int) -> DeadLetter | None:
         """The dead letter, or None when there is none or it is not this tenant's job."""
         ...

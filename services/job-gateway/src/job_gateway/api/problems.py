@@ -27,6 +27,7 @@ from ..errors import (
     Conflict,
     DeviceUnauthorized,
     DocumentsGone,
+    Failed,
     Forbidden,
     GatewayError,
     InvalidRequest,
@@ -61,6 +62,7 @@ STATUSES: dict[type[GatewayError], int] = {
     AttachmentTypeRefused: 415,
     InvalidRequest: 422,
     RateLimited: 429,
+    Failed: 502,
     Unavailable: 503,
     TooManyBytesInFlight: 507,
 }

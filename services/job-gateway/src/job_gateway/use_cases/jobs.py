@@ -16,7 +16,7 @@ from fleetmail_runtime.bus import BusUnavailable
 from ..domain import Administrator, Device, scoped_job_id, sees_the_whole_fleet, status_update
 from ..errors import DeadLetterNotFound, DocumentsGone, EventBusUnavailable, JobNotFound
 from ..ports import Attachments, ConsumerLag, DeadLetterStream, JobStore
-from ..schemas import DeadLetterView, JobAccepted, JobStatus, JobSummary, QueueView
+from ..schemas import DeadLetterPage, JobAccepted, JobStatus, JobSummary, QueueView
 
 
 def _now() -> datetime:
@@ -93,10 +93,10 @@ class DeadLetterDesk:
         self.retention = retention
         self.clock = clock
 
-    async def newest(self, tenant_id: str, limit: int) -> list[DeadLetterView]:
+    async def page(self, tenant_id: str, before: int | None, limit: int) -> DeadLetterPage:
         """Jobs that failed for good or ran out of retries, newest first, with the reason."""
         try:
-            return await self.stream.newest(tenant_id, limit)
+            return await self.stream.page(tenant_id, before, limit)
         except BusUnavailable as exc:
             raise EventBusUnavailable("try again", title="Dead letters unavailable") from exc
 

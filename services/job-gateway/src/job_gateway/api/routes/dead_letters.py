@@ -12,7 +12,7 @@ from ...errors import (
     Forbidden,
     TenantNotFound,
 )
-from ...schemas import DeadLetterView, JobAccepted
+from ...schemas import DeadLetterPage, JobAccepted
 from ..deps import ReadableTenant, ServicesDep, WritableTenant
 from ..problems import documented
 
@@ -25,10 +25,17 @@ router = APIRouter(
 
 @router.get("")
 async def list_dead_letters(
-    tenant: ReadableTenant, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
-) -> list[DeadLetterView]:
-    """Jobs that failed for good or ran out of retries, newest first, with the reason."""
-    return await services.dead_letters.newest(tenant.tenant_id, limit)
+    tenant: ReadableTenant,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[
+        int | None, Query(ge=1, description="The `next` of the previous page; none: from the newest")
+    ] = None,
+) -> DeadLetterPage:
+    """Jobs that failed for good or ran out of retries, newest first, with the reason, a page
+    at a time: follow `next` (as `before`) until it is null. A page reads a bounded stretch of
+    the dead-letter stream, so it may hold fewer than `limit`, or none, and still have a `next`."""
+    return await services.dead_letters.page(tenant.tenant_id, before, limit)
 
 
 @router.post("/{sequence}/resend", status_code=202, responses=documented(DeadLetterNotFound, DocumentsGone))
