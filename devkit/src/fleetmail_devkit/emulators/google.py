@@ -10,6 +10,10 @@ sign a JWT and redeem it at `/token` (`urn:ietf:params:oauth:grant-type:jwt-bear
 the emulator checks the signature against the account's key, the audience, the lifetime,
 the delegated scopes and the Workspace domain of `sub`, with Google's error bodies.
 
+Consent is granular: a user may untick scopes on the consent screen (`unticked_scopes` in
+the settings), and the token response's `scope` says what was granted. Revoking an access
+token revokes the refresh token it came from, as Google's `/revoke` does.
+
 Control API: `/_emulator/...` as for the Microsoft emulator.
 """
 
@@ -88,6 +92,7 @@ class AccessToken:
     user: str
     scopes: list[str]
     expires_at: float
+    refresh_token: str | None = None
 
 
 @dataclass
@@ -127,6 +132,7 @@ class State:
     issued_access_tokens: list[str] = field(default_factory=list)
     issued_refresh_tokens: list[str] = field(default_factory=list)
     next_sign_in: str | None = None
+    unticked_scopes: list[str] = field(default_factory=list)
     access_token_lifetime_s: int = 3599
     faults: FaultPlan = field(default_factory=FaultPlan)
     counter: CallCounter = field(default_factory=CallCounter)
@@ -151,7 +157,8 @@ class AgeRequest(BaseModel):
 
 
 class Settings(ControlSettings):
-    pass
+    unticked_scopes: list[str] | None = None
+    """Scopes every following sign-in leaves unticked on the consent screen."""
 
 
 def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
@@ -171,10 +178,12 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         body = {"error": "temporarily_unavailable", "error_description": "Service unavailable"}
         return json_error(fault.status, body, headers)
 
-    def new_access_token(client_id: str, user: str, scopes: list[str]) -> str:
+    def new_access_token(
+        client_id: str, user: str, scopes: list[str], refresh_token: str | None = None
+    ) -> str:
         token = random_token("ya29.a0", 60)
         state.access_tokens[token] = AccessToken(
-            client_id, user, scopes, now() + state.access_token_lifetime_s
+            client_id, user, scopes, now() + state.access_token_lifetime_s, refresh_token
         )
         state.issued_access_tokens.append(token)
         return token
@@ -236,10 +245,12 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                 "<input name='login_hint_user'></label><button>Continue</button></form></body></html>"
             )
         code = "4/0A" + secrets.token_urlsafe(40)
+        # Granular consent: the user may untick any scope but the sign-in ones.
+        granted = [s for s in query.get("scope", "").split() if s not in state.unticked_scopes]
         state.auth_codes[code] = AuthCode(
             client_id=client_id,
             redirect_uri=query.get("redirect_uri", ""),
-            scopes=query.get("scope", "").split(),
+            scopes=granted,
             user=user,
             challenge=query.get("code_challenge"),
             method=query.get("code_challenge_method"),
@@ -248,7 +259,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             nonce=query.get("nonce"),
             expires_at=now() + 600,
         )
-        params = {"code": code, "state": query.get("state", ""), "scope": query.get("scope", "")}
+        params = {"code": code, "state": query.get("state", ""), "scope": " ".join(granted)}
         return RedirectResponse(f"{query.get('redirect_uri')}?{urlencode(params)}", status_code=302)
 
     def jwt_bearer(assertion: str) -> Response:
@@ -328,17 +339,19 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                     400, {"error": "invalid_grant", "error_description": "Missing code verifier."}
                 )
             code.redeemed = True
+            first_consent = (app_.client_id, code.user) not in state.consented
+            refresh_token = None
+            if code.offline and (first_consent or code.consent):
+                refresh_token = "1//0" + secrets.token_urlsafe(60)
             body: dict[str, Any] = {
-                "access_token": new_access_token(app_.client_id, code.user, code.scopes),
+                "access_token": new_access_token(app_.client_id, code.user, code.scopes, refresh_token),
                 "expires_in": state.access_token_lifetime_s,
                 "scope": " ".join(code.scopes),
                 "token_type": "Bearer",
             }
             if "openid" in code.scopes or "email" in code.scopes:
                 body["id_token"] = id_token(app_.client_id, code.user, code.nonce)
-            first_consent = (app_.client_id, code.user) not in state.consented
-            if code.offline and (first_consent or code.consent):
-                refresh_token = "1//0" + secrets.token_urlsafe(60)
+            if refresh_token is not None:
                 state.grants[refresh_token] = Grant(app_.client_id, code.user, code.scopes, now(), now())
                 state.issued_refresh_tokens.append(refresh_token)
                 state.consented.add((app_.client_id, code.user))
@@ -355,7 +368,9 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             # No rotation: Google answers without a refresh token; the client keeps its own.
             return JSONResponse(
                 {
-                    "access_token": new_access_token(app_.client_id, grant.user, grant.scopes),
+                    "access_token": new_access_token(
+                        app_.client_id, grant.user, grant.scopes, form.get("refresh_token")
+                    ),
                     "expires_in": state.access_token_lifetime_s,
                     "scope": " ".join(grant.scopes),
                     "token_type": "Bearer",
@@ -417,7 +432,11 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         if grant is not None:
             grant.revoked = True
             return JSONResponse({})
-        if state.access_tokens.pop(token_value, None) is not None:
+        access = state.access_tokens.pop(token_value, None)
+        if access is not None:
+            # Google revokes the whole grant: the refresh token the access token came from too.
+            if access.refresh_token is not None and access.refresh_token in state.grants:
+                state.grants[access.refresh_token].revoked = True
             return JSONResponse({})
         return json_error(400, {"error": "invalid_token", "error_description": "Token expired or revoked"})
 

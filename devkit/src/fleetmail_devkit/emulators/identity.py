@@ -63,11 +63,17 @@ class Fault:
     remaining: int
     retry_after_s: int | None = None
     grant_type: str | None = None  # only token calls of this grant type; None: every call
+    error_code: int | None = None
+    """A provider error code (AADSTS…) to answer with, in the provider's own body, instead
+    of a bare 429/5xx."""
+    claims: str | None = None
+    """A claims challenge to add to that body (conditional access asks for more)."""
 
 
 @dataclass
 class FaultPlan:
-    """Answer the next N calls to a set of endpoints with 429 or 5xx."""
+    """Answer the next N calls to a set of endpoints with 429 or 5xx, or with a provider
+    error body (`error_code`)."""
 
     faults: list[Fault] = field(default_factory=list)
 
@@ -87,6 +93,8 @@ class FaultRequest(BaseModel):
     # A test that means one grant's refresh names its grant type, so that the polls of
     # device-code sign-ins other tests left pending do not take its fault.
     grant_type: str | None = None
+    error_code: int | None = None
+    claims: str | None = None
 
 
 class CallCounter:
@@ -157,7 +165,9 @@ def control_router(state: Any) -> APIRouter:
 
     @router.post("/faults")
     async def faults(body: FaultRequest) -> dict[str, int]:
-        state.faults.faults.append(Fault(body.status, body.count, body.retry_after_s, body.grant_type))
+        state.faults.faults.append(
+            Fault(body.status, body.count, body.retry_after_s, body.grant_type, body.error_code, body.claims)
+        )
         return {"queued": body.count}
 
     @router.get("/calls")
