@@ -6,6 +6,14 @@ for the Retry-After time (60 s when the server gave none). Both become
 `ProviderUnavailable`, whose retry-after is when MSAL will call the server again.
 fleetmail keeps its own encrypted refresh tokens, so refresh goes through
 `acquire_token_by_refresh_token` (MSAL's documented path for refresh tokens held elsewhere).
+
+Device code with a client secret: Entra accepts the device code grant from a confidential
+client when the token request carries its secret, but MSAL puts `initiate_device_flow` and
+`acquire_token_by_device_flow` on `PublicClientApplication` only. Both methods use nothing
+of the public client but the shared `ClientApplication` machinery, so a confidential app
+borrows them (`ConfidentialDeviceFlowApp`): the devicecode request is the same, and every
+poll goes through MSAL's own client, which authenticates with the secret — no hand-written
+token request, MSAL's error handling and throttling unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +30,15 @@ from fleetmail_contracts.tokens import Provider
 from fleetmail_runtime.outbound import OutboundPolicy
 from msal.exceptions import MsalServiceError
 
-from ..domain import ErrorClass, ProviderError, classify, configuration_setting
+from ..domain import (
+    REQUEST_LOOP_BACKOFF_S,
+    REQUEST_LOOP_CODE,
+    ErrorClass,
+    ProviderError,
+    classify,
+    configuration_remedy,
+    reauthorization_reason,
+)
 from ..errors import ConfigurationError, ProviderUnavailable, ReauthorizationRequired, SignInFailed
 from ..model import TokenResult
 from .http import ThrottleClock, provider_session
@@ -42,6 +58,14 @@ def unavailable(what: str, exc: Exception, retry_after_s: float) -> ProviderUnav
     return ProviderUnavailable(f"{what} failed: {detail}", retry_after_s)
 
 
+class ConfidentialDeviceFlowApp(msal.ConfidentialClientApplication):  # type: ignore[misc]  # msal is untyped
+    """A confidential client that can also run the device code flow (see the module docstring)."""
+
+    DEVICE_FLOW_CORRELATION_ID = msal.PublicClientApplication.DEVICE_FLOW_CORRELATION_ID
+    initiate_device_flow = msal.PublicClientApplication.initiate_device_flow
+    acquire_token_by_device_flow = msal.PublicClientApplication.acquire_token_by_device_flow
+
+
 def raise_for_error(result: dict[str, Any]) -> None:
     if "error" not in result:
         return
@@ -49,16 +73,16 @@ def raise_for_error(result: dict[str, Any]) -> None:
     klass = classify(error)
     summary = f"{error.error} {list(error.error_codes)}".strip()
     if klass is ErrorClass.TERMINAL:
-        raise ReauthorizationRequired(
-            f"the provider refused the grant ({summary}); sign in again",
-            error.error,
-            error.error_codes,
-        )
+        # Interaction (MFA, a claims challenge) is named as such: the grant is not revoked.
+        code = "interaction_required" if error.needs_interaction else error.error
+        raise ReauthorizationRequired(reauthorization_reason(error), code, error.error_codes)
     if klass is ErrorClass.TRANSIENT:
-        raise ProviderUnavailable(f"the identity provider is unavailable ({summary})")
+        retry_after = REQUEST_LOOP_BACKOFF_S if error.has_code(REQUEST_LOOP_CODE) else None
+        raise ProviderUnavailable(f"the identity provider is unavailable ({summary})", retry_after)
     raise ConfigurationError(
-        f"the identity provider refused the request ({summary})",
-        setting=configuration_setting(Provider.MICROSOFT, error.error),
+        f"the identity provider refused the request as misconfigured ({summary}); signing in again "
+        f"does not help: {configuration_remedy(Provider.MICROSOFT, error)}",
+        setting=configuration_remedy(Provider.MICROSOFT, error),
     )
 
 
@@ -89,7 +113,7 @@ class MicrosoftIdentity:
             try:
                 client: msal.ClientApplication
                 if app.client_secret:
-                    client = msal.ConfidentialClientApplication(
+                    client = ConfidentialDeviceFlowApp(
                         app.client_id, client_credential=app.client_secret, **common
                     )
                 else:
@@ -109,7 +133,9 @@ class MicrosoftIdentity:
     async def initiate_device_flow(self, app: MicrosoftApp, scopes: list[str]) -> dict[str, Any]:
         def call() -> dict[str, Any]:
             try:
-                flow: dict[str, Any] = self._app(app).initiate_device_flow(scopes=scopes)
+                client = self._app(app)
+                assert isinstance(client, msal.PublicClientApplication | ConfidentialDeviceFlowApp)
+                flow: dict[str, Any] = client.initiate_device_flow(scopes=scopes)
             except (requests.RequestException, MsalServiceError) as exc:
                 raise unavailable(
                     "device code request", exc, self._throttle.retry_after(app.authority)
@@ -125,7 +151,9 @@ class MicrosoftIdentity:
 
         def call() -> dict[str, Any]:
             try:
-                result: dict[str, Any] = self._app(app).acquire_token_by_device_flow(
+                client = self._app(app)
+                assert isinstance(client, msal.PublicClientApplication | ConfidentialDeviceFlowApp)
+                result: dict[str, Any] = client.acquire_token_by_device_flow(
                     flow, exit_condition=lambda _: True
                 )
                 return result
