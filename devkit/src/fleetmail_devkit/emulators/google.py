@@ -10,8 +10,8 @@ sign a JWT and redeem it at `/token` (`urn:ietf:params:oauth:grant-type:jwt-bear
 the emulator checks the signature against the account's key, the audience, the lifetime,
 the delegated scopes and the Workspace domain of `sub`, with Google's error bodies.
 
-Consent is granular: a user may untick scopes on the consent screen (`unticked_scopes` in
-the settings), and the token response's `scope` says what was granted. Revoking an access
+Consent is granular: a user may untick scopes on the consent screen (`/_emulator/consent`
+says which, per user), and the token response's `scope` says what was granted. Revoking an access
 token revokes the refresh token it came from, as Google's `/revoke` does.
 
 Control API: `/_emulator/...` as for the Microsoft emulator.
@@ -132,7 +132,7 @@ class State:
     issued_access_tokens: list[str] = field(default_factory=list)
     issued_refresh_tokens: list[str] = field(default_factory=list)
     next_sign_in: str | None = None
-    unticked_scopes: list[str] = field(default_factory=list)
+    unticked_scopes: dict[str, list[str]] = field(default_factory=dict)  # casefolded user → scopes
     access_token_lifetime_s: int = 3599
     faults: FaultPlan = field(default_factory=FaultPlan)
     counter: CallCounter = field(default_factory=CallCounter)
@@ -157,8 +157,14 @@ class AgeRequest(BaseModel):
 
 
 class Settings(ControlSettings):
-    unticked_scopes: list[str] | None = None
-    """Scopes every following sign-in leaves unticked on the consent screen."""
+    pass
+
+
+class Consent(BaseModel):
+    """The scopes a user leaves unticked on the consent screen from now on."""
+
+    user: str
+    unticked_scopes: list[str]
 
 
 def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
@@ -246,7 +252,8 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             )
         code = "4/0A" + secrets.token_urlsafe(40)
         # Granular consent: the user may untick any scope but the sign-in ones.
-        granted = [s for s in query.get("scope", "").split() if s not in state.unticked_scopes]
+        unticked = state.unticked_scopes.get(user.casefold(), [])
+        granted = [s for s in query.get("scope", "").split() if s not in unticked]
         state.auth_codes[code] = AuthCode(
             client_id=client_id,
             redirect_uri=query.get("redirect_uri", ""),
@@ -488,6 +495,11 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                 grant.last_used -= body.days * 24 * 3600
                 aged += 1
         return {"aged": aged}
+
+    @api.post("/_emulator/consent")
+    async def consent(body: Consent) -> dict[str, list[str]]:
+        state.unticked_scopes[body.user.casefold()] = body.unticked_scopes
+        return {"unticked_scopes": body.unticked_scopes}
 
     @api.post("/_emulator/settings")
     async def settings(body: Settings) -> dict[str, bool]:

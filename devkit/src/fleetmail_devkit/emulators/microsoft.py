@@ -288,6 +288,8 @@ class Approve(BaseModel):
 
 
 class Decline(BaseModel):
+    """Names one device code: to decline it, or to let it expire."""
+
     user_code: str
 
 
@@ -695,6 +697,15 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             if code.user_code == body.user_code:
                 code.declined = True
                 return JSONResponse({"declined": True})
+        return json_error(404, {"error": "unknown user_code"})
+
+    @api.post("/_emulator/device-codes/expire")
+    async def expire(body: Decline) -> Response:
+        """Let a device code run out now, rather than wait its 15 minutes."""
+        for code in state.device_codes.values():
+            if code.user_code == body.user_code:
+                code.expires_at = now() - 1
+                return JSONResponse({"expired": True})
         return json_error(404, {"error": "unknown user_code"})
 
     @api.get("/_emulator/device-codes/pending")
