@@ -61,25 +61,25 @@ async def acquisition_as(
 async def test_a_user_whose_upn_is_not_their_mail_address_signs_in_and_sends(
     stack, emulator_http, admin
 ) -> None:
+    """John signs in as jdoe@….onmicrosoft.com and sends as john.doe@…: his id token's
+    `email` optional claim, vouched for by his directory (`xms_edov`), names the mailbox. An
+    account elsewhere whose administrators set the same mail address, unvouched, is refused."""
     suffix = uuid.uuid4().hex[:8]
     upn, smtp = f"jdoe@u{suffix}.onmicrosoft.com", f"john.doe@u{suffix}.example"
+    impostor = f"mallory@evil{suffix}.onmicrosoft.com"
+    users = f"{stack.microsoft_url}/_emulator/users"
     await emulator_http.post(
-        f"{stack.microsoft_url}/_emulator/users", json={"upn": upn, "primary_smtp": smtp}
+        users, json={"upn": impostor, "primary_smtp": smtp, "email_domain_verified": False}
     )
+    await emulator_http.post(users, json={"upn": upn, "primary_smtp": smtp})
     await emulator_http.post(
         f"{stack.smtp_control_url}/_emulator/mailboxes", json={"address": smtp, "owner_upn": upn}
     )
     client_id = await registered_app(stack, emulator_http, optional_claims=["email", "xms_edov"])
     tenant_id = await tenant_of(admin, stack, smtp, client_id=client_id)
 
-    # Someone else of the same directory, with their own vouched address, is still refused.
-    other = f"eve@u{suffix}.example"
-    await emulator_http.post(
-        f"{stack.microsoft_url}/_emulator/users",
-        json={"upn": f"eve@u{suffix}.onmicrosoft.com", "primary_smtp": other},
-    )
-    refused = await acquisition_as(admin, emulator_http, stack, tenant_id, other)
-    assert refused["state"] == "failed" and f"eve@u{suffix}.onmicrosoft.com" in refused["detail"], refused
+    refused = await acquisition_as(admin, emulator_http, stack, tenant_id, impostor)
+    assert refused["state"] == "failed" and f"signed in as {impostor}" in refused["detail"], refused
     assert (await admin.get(f"/v1/admin/tenants/{tenant_id}/tokens")).json()["grants"] == []
 
     signed_in = await acquisition_as(admin, emulator_http, stack, tenant_id, upn)
@@ -90,6 +90,20 @@ async def test_a_user_whose_upn_is_not_their_mail_address_signs_in_and_sends(
     assert status["status"] == "sent", status
     entry, _ = await received(stack, emulator_http, job_id)
     assert entry["auth_user"] == smtp
+
+
+async def test_without_a_trusted_mail_claim_the_refusal_names_the_fix(stack, emulator_http, admin) -> None:
+    """Without the optional claim the id token cannot show that the UPN owns the mailbox:
+    the sign-in is refused, and the refusal says which app registration setting fixes it."""
+    suffix = uuid.uuid4().hex[:8]
+    upn, smtp = f"jdoe@n{suffix}.onmicrosoft.com", f"john.doe@n{suffix}.example"
+    await emulator_http.post(
+        f"{stack.microsoft_url}/_emulator/users", json={"upn": upn, "primary_smtp": smtp}
+    )
+    tenant_id = await tenant_of(admin, stack, smtp, client_id=await registered_app(stack, emulator_http))
+    refused = await acquisition_as(admin, emulator_http, stack, tenant_id, upn)
+    assert refused["state"] == "failed", refused
+    assert "optional claims `email` and `xms_edov`" in refused["detail"]
 
 
 async def test_configuration_faults_are_named_as_such_and_mfa_is_not_a_revocation(
