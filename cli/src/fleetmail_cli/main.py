@@ -307,10 +307,26 @@ def jobs_list(
     out.print(rows)
 
 
+def dead_letters(tenant_id: str, want: int, pages: int | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `want` of the tenant's dead letters, newest first, following the API's pages (at
+    most `pages` of them); and whether more may follow."""
+    found: list[dict[str, Any]] = []
+    before: int | None = None
+    read = 0
+    while len(found) < want and (pages is None or read < pages):
+        params = {"limit": min(want - len(found), 500)} | ({"before": before} if before else {})
+        page = call("GET", f"/v1/admin/tenants/{tenant_id}/dead-letters", params=params)
+        found += page["dead_letters"]
+        read += 1
+        if (before := page["next"]) is None:
+            return found, False
+    return found, True
+
+
 @dead.command("list")
 def dead_list(tenant_id: str, limit: Annotated[int, typer.Option()] = 20) -> None:
     rows = table("seq", "job", "reason", "detail", "failed")
-    for d in call("GET", f"/v1/admin/tenants/{tenant_id}/dead-letters", params={"limit": limit}):
+    for d in dead_letters(tenant_id, limit)[0]:
         rows.add_row(
             str(d["sequence"]),
             d.get("job_id") or "?",
@@ -396,6 +412,10 @@ def status() -> None:
 
 
 STATUS_CALLS_AT_ONCE = 8
+STATUS_DEAD_LETTERS = 100
+STATUS_DEAD_LETTER_PAGES = 4
+"""`status` counts a tenant's dead letters up to 100, reading at most 4 pages; "n+" when
+more may follow."""
 
 
 def _tenant_row(t: dict[str, Any], now: datetime) -> list[str]:
@@ -410,7 +430,7 @@ def _tenant_row(t: dict[str, Any], now: datetime) -> list[str]:
         if g["status"] == "active" and g.get("predicted_death_at")
     ]
     counts = call("GET", f"/v1/admin/tenants/{tenant_id}/jobs/summary", params={"hours": 24})["counts"]
-    letters = len(call("GET", f"/v1/admin/tenants/{tenant_id}/dead-letters", params={"limit": 100}))
+    found, more = dead_letters(tenant_id, STATUS_DEAD_LETTERS, pages=STATUS_DEAD_LETTER_PAGES)
     open_alerts = len(call("GET", f"/v1/admin/tenants/{tenant_id}/alerts"))
     token = (
         "OAuth off"
@@ -427,7 +447,7 @@ def _tenant_row(t: dict[str, Any], now: datetime) -> list[str]:
         str(counts.get("sent", 0)),
         f"[red]{counts['failed']}[/red]" if counts.get("failed") else "0",
         str(waiting),
-        str(letters),
+        f"{len(found)}+" if more else str(len(found)),
     ]
 
 
