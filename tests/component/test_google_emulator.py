@@ -157,3 +157,25 @@ async def test_revoking_an_access_token_revokes_its_refresh_token(emulators, emu
     assert revoked.status_code == 200
     with pytest.raises(RefreshError, match="invalid_grant"):
         refreshed(emulators, client_id, secret, tokens["refresh_token"])
+
+
+async def test_past_the_live_refresh_token_limit_the_oldest_stops_working(emulators, emulator_http) -> None:
+    client_id, secret = f"{uuid.uuid4().hex[:8]}.apps.googleusercontent.com", "limit-secret"
+    await emulator_http.post(
+        f"{emulators.google_url}/_emulator/apps",
+        json={
+            "client_id": client_id,
+            "client_secret": secret,
+            "redirect_uris": [REDIRECT],
+            "refresh_token_limit": 2,
+        },
+    )
+    user = f"l-{uuid.uuid4().hex[:6]}@gmail.example"
+    first, second, third = [
+        (await authorize(emulators, emulator_http, client_id, secret, user, verifier * 50))["refresh_token"]
+        for verifier in "abc"
+    ]
+    with pytest.raises(RefreshError, match="invalid_grant"):
+        refreshed(emulators, client_id, secret, first)
+    for live in (second, third):
+        assert refreshed(emulators, client_id, secret, live).token

@@ -12,7 +12,9 @@ the delegated scopes and the Workspace domain of `sub`, with Google's error bodi
 
 Consent is granular: a user may untick scopes on the consent screen (`/_emulator/consent`
 says which, per user), and the token response's `scope` says what was granted. Revoking an access
-token revokes the refresh token it came from, as Google's `/revoke` does.
+token revokes the refresh token it came from, as Google's `/revoke` does. Past the limit of
+live refresh tokens for one client and user (100; settable per app), the oldest stops working
+without notice.
 
 Control API: `/_emulator/...` as for the Microsoft emulator.
 """
@@ -65,6 +67,9 @@ UNAUTHORIZED_DELEGATION = {
     "error_description": "Client is unauthorized to retrieve access tokens using this method, or client "
     "not authorized for any of the scopes requested.",
 }
+REFRESH_TOKEN_LIMIT = 100
+"""Live refresh tokens per OAuth client and user ("Using OAuth 2.0 to Access Google APIs",
+refresh token expiration)."""
 EXPIRED_OR_REVOKED = {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
 
 
@@ -74,6 +79,7 @@ class App:
     client_secret: str | None
     testing_mode: bool = False
     redirect_uris: tuple[str, ...] = ()
+    refresh_token_limit: int = REFRESH_TOKEN_LIMIT
 
 
 @dataclass
@@ -143,6 +149,7 @@ class RegisterApp(BaseModel):
     client_secret: str | None = None
     testing_mode: bool = False
     redirect_uris: list[str] = []
+    refresh_token_limit: int = REFRESH_TOKEN_LIMIT
 
 
 class CreateServiceAccount(BaseModel):
@@ -209,6 +216,17 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         if nonce:
             claims["nonce"] = nonce
         return key.sign(claims)
+
+    def retire_oldest(app_: App, user: str) -> None:
+        """Google keeps a limited number of live refresh tokens per client and user; past it,
+        the oldest stops working (dicts keep insertion order: oldest first)."""
+        live = [
+            g
+            for g in state.grants.values()
+            if g.client_id == app_.client_id and g.user == user and not g.revoked
+        ]
+        for grant in live[: max(0, len(live) - app_.refresh_token_limit)]:
+            grant.revoked = True
 
     def grant_dead(grant: Grant) -> bool:
         app_ = state.apps.get(grant.client_id)
@@ -360,6 +378,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                 body["id_token"] = id_token(app_.client_id, code.user, code.nonce)
             if refresh_token is not None:
                 state.grants[refresh_token] = Grant(app_.client_id, code.user, code.scopes, now(), now())
+                retire_oldest(app_, code.user)
                 state.issued_refresh_tokens.append(refresh_token)
                 state.consented.add((app_.client_id, code.user))
                 body["refresh_token"] = refresh_token
@@ -452,7 +471,11 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
     @api.post("/_emulator/apps")
     async def register_app(body: RegisterApp) -> dict[str, str]:
         state.apps[body.client_id] = App(
-            body.client_id, body.client_secret, body.testing_mode, tuple(body.redirect_uris)
+            body.client_id,
+            body.client_secret,
+            body.testing_mode,
+            tuple(body.redirect_uris),
+            body.refresh_token_limit,
         )
         return {"client_id": body.client_id}
 
