@@ -29,7 +29,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from tests.utils import eventually
-from tests.utils.jobs import final_status, received, submit
+from tests.utils.jobs import dead_letters_of, final_status, received, submit
 
 STREAM = f"OBJ_{ATTACHMENTS_BUCKET}"
 SCAN = b"%PDF-1.4 lifecycle " + bytes(300_000)
@@ -108,7 +108,7 @@ async def test_a_dead_letter_keeps_its_documents_for_its_retention_then_a_resend
             {"files": ("contract.pdf", SCAN, "application/pdf")},
         )
         assert (await final_status(panel, job_id))["status"] == "failed"
-    [letter] = (await admin.get(f"/v1/admin/tenants/{tenant_id}/dead-letters")).json()
+    [letter] = await dead_letters_of(admin, tenant_id)
     kept = await names_of(js, job_id)
     assert len(kept) == 1
     # An orphan stored after the job failed: once the sweep has removed it, the sweep would
@@ -128,7 +128,7 @@ async def test_a_dead_letter_keeps_its_documents_for_its_retention_then_a_resend
     assert resent.status_code == 410, resent.text
     problem = resent.json()
     assert problem["type"].endswith("/documents-gone") and "contract.pdf" in problem["detail"]
-    listed = (await admin.get(f"/v1/admin/tenants/{tenant_id}/dead-letters")).json()
+    listed = await dead_letters_of(admin, tenant_id)
     assert [entry["job_id"] for entry in listed] == [job_id], "nothing else is lost"
 
 

@@ -86,10 +86,16 @@ def call(method: str, path: str, **kwargs: Any) -> Any:
     return response.json() if response.content else None
 
 
-def table(*headers: str) -> Table:
+def table(*headers: str, whole: tuple[str, ...] = ()) -> Table:
     """A table that stays readable in an 80-column terminal: no side borders, and no header
-    word is cut (a column is at least as wide as its longest header word)."""
-    columns = [Column(h, min_width=max(len(word) for word in h.split()), overflow="fold") for h in headers]
+    word is cut (a column is at least as wide as its longest header word). Columns named in
+    `whole` hold values a person copies (job ids): they are never folded, the others give way."""
+    columns = [
+        Column(h, no_wrap=True, min_width=32)
+        if h in whole
+        else Column(h, min_width=max(len(word) for word in h.split()), overflow="fold")
+        for h in headers
+    ]
     return Table(*columns, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
 
 
@@ -325,7 +331,7 @@ def dead_letters(tenant_id: str, want: int, pages: int | None = None) -> tuple[l
 
 @dead.command("list")
 def dead_list(tenant_id: str, limit: Annotated[int, typer.Option()] = 20) -> None:
-    rows = table("seq", "job", "reason", "detail", "failed")
+    rows = table("seq", "job", "reason", "detail", "failed", whole=("job",))
     for d in dead_letters(tenant_id, limit)[0]:
         rows.add_row(
             str(d["sequence"]),
