@@ -182,11 +182,11 @@ def test_smtp_data_is_held_as_it_is_spooled_and_dropped_once_refused() -> None:
             assert in_flight.held("t1", "d1") == 32
             assert not spool.feed(b"y" * 30 + b"\r\n")  # 64 + 50 > 100
             assert isinstance(spool.refusal, TooManyBytesInFlight)
-            assert spool.file.closed  # the spooled part goes at once
-            assert in_flight.held("t1", "d1") == 32
+            assert spool.file.closed  # the spooled part goes at once, and its hold with it
+            assert in_flight.held("t1", "d1") == 0 and hold.released
             assert not spool.feed(b"z" * 500 + b"\r\n")  # the rest is read and dropped
             assert spool.feed(b".\r\n")
-            assert in_flight.held("t1", "d1") == 32
+            assert in_flight.held("t1", "d1") == 0
         assert in_flight.held("t1") == 50
 
 

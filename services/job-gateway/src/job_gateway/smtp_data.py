@@ -28,8 +28,8 @@ class DataSpool:
     """`feed(piece)` each piece read (a line with its end, or a fragment of a longer line)
     until it returns True; then `file` holds the message from its start, or `too_large` says
     it passed `limit` bytes (nothing after the limit is kept, the rest is read and dropped),
-    or `refusal` says why `hold` could not grow to take it (the spool is then discarded, the
-    rest read and dropped)."""
+    or `refusal` says why `hold` could not grow to take it (the spool is then discarded and
+    the hold released at once, the rest read and dropped)."""
 
     def __init__(self, limit: int | None, threshold: int, hold: Hold | None = None) -> None:
         self.limit = limit
@@ -74,7 +74,9 @@ class DataSpool:
             self.hold.grow_to(self.size)
         except (TooManyBytesInFlight, SubmissionTooLarge) as refusal:
             self.refusal = refusal
-            self.file.close()  # what was spooled goes now, not when the device ends its DATA
+            # What was spooled goes now, not when the device ends its DATA: so does its hold.
+            self.file.close()
+            self.hold.release()
 
     def close(self) -> None:
         self.file.close()
