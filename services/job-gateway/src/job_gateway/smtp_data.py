@@ -61,22 +61,22 @@ class DataSpool:
         self.size += len(piece)
         if self.limit is not None and self.size > self.limit:
             self.too_large = True
-        if not self.too_large and self.refusal is None:
-            self._held()
-        if not self.too_large and self.refusal is None:
+        if not self.too_large and self.refusal is None and self._held():
             self.file.write(piece)
         return False
 
-    def _held(self) -> None:
-        if self.hold is None:
-            return
-        try:
-            self.hold.grow_to(self.size)
-        except (TooManyBytesInFlight, SubmissionTooLarge) as refusal:
-            self.refusal = refusal
-            # What was spooled goes now, not when the device ends its DATA: so does its hold.
-            self.file.close()
-            self.hold.release()
+    def _held(self) -> bool:
+        """Whether the hold took the message so far; if not, the spool and the hold go now,
+        not when the device ends its DATA."""
+        if self.hold is not None:
+            try:
+                self.hold.grow_to(self.size)
+            except (TooManyBytesInFlight, SubmissionTooLarge) as refusal:
+                self.refusal = refusal
+                self.file.close()
+                self.hold.release()
+                return False
+        return True
 
     def close(self) -> None:
         self.file.close()

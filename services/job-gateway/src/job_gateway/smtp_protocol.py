@@ -1,8 +1,7 @@
 """aiosmtpd's SMTP server as the listener needs it: devices' credentials checked against the
 device directory, connections counted against the listener's limits (`smtp_connections`),
 a 421 before a connection is closed for silence, and DATA read into a spooled file
-(`smtp_data`) instead of aiosmtpd's lines in memory, held from its first line against the
-device's and its tenant's bytes in flight (`submission_limits`).
+(`smtp_data`) instead of aiosmtpd's lines in memory.
 """
 
 from __future__ import annotations
