@@ -97,6 +97,21 @@ async def test_a_body_that_stops_arriving_is_refused_and_lets_its_bytes_go() -> 
     assert in_flight.held("t1") == 0
 
 
+async def test_a_body_that_keeps_trickling_is_refused_at_its_deadline() -> None:
+    in_flight = BytesInFlight(100)
+
+    async def trickle() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x"
+            await asyncio.sleep(0.01)  # the client's pace, not a synchronisation
+
+    with pytest.raises(BodyReadTimeout, match=r"took more than 0\.2 s"):
+        with in_flight.hold("t1", "d1") as hold:
+            async for _chunk in limited(trickle(), 100_000, hold, 5, deadline_s=0.2):
+                assert in_flight.held("t1") > 0
+    assert in_flight.held("t1") == 0
+
+
 def test_a_tenant_past_its_share_waits_and_other_tenants_do_not() -> None:
     in_flight = BytesInFlight(100)
     with in_flight.hold("t1", "d1") as first:

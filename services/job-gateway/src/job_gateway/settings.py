@@ -62,6 +62,11 @@ class GatewaySettings(BaseSettings):
         description="An HTTP request body from which nothing arrives for this long is refused (408) "
         "and what it held is released",
     )
+    body_read_deadline_s: float = Field(
+        default=900,
+        gt=0,
+        description="The longest an HTTP request body may take to arrive, however steadily; then 408",
+    )
     max_recipients: int = Field(default=100, gt=0)
     publish_timeout_s: float = Field(default=5, gt=0)
     token_rpc_timeout_s: float = Field(default=15, gt=0)

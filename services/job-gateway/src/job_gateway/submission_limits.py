@@ -4,7 +4,8 @@ A submission is refused as soon as it passes a limit, not once it has been taken
 `limited` counts an HTTP body as it streams in, so a body over the limit is refused after
 at most one chunk more than the limit has arrived (nothing beyond is read, spooled or
 stored). A declared `Content-Length` over the limit is refused before a byte is read; a
-body that stops arriving (nothing for `body_read_timeout_s`) is refused (408).
+body that stops arriving (nothing for `body_read_timeout_s`) or is not whole after
+`body_read_deadline_s` is refused (408), so that no body holds its bytes for ever.
 
 `BytesInFlight` is each tenant's share of this gateway: the bytes of the tenant's
 submissions it holds while receiving, parsing and storing them. A submission's `Hold`
@@ -26,6 +27,7 @@ count is per gateway process (each replica has its own).
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
@@ -139,20 +141,24 @@ def check_declared(size: int | None, limit: int) -> None:
 
 
 async def limited(
-    chunks: AsyncIterator[bytes], limit: int, hold: Hold, idle_timeout_s: float
+    chunks: AsyncIterator[bytes], limit: int, hold: Hold, idle_timeout_s: float, deadline_s: float = math.inf
 ) -> AsyncGenerator[bytes, None]:
     """The chunks of a body, counted as they arrive and held; `SubmissionTooLarge` as soon as
     they pass `limit` (the chunk that passes it is not passed on), `BodyReadTimeout` when no
-    chunk arrives for `idle_timeout_s`."""
+    chunk arrives for `idle_timeout_s` or the body is not whole after `deadline_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
     received = 0
     iterator = aiter(chunks)
     while True:
         try:
-            async with asyncio.timeout(idle_timeout_s):
+            async with asyncio.timeout_at(min(loop.time() + idle_timeout_s, deadline)):
                 chunk = await anext(iterator)
         except StopAsyncIteration:
             return
         except TimeoutError:
+            if loop.time() >= deadline:
+                raise BodyReadTimeout(f"the body took more than {deadline_s:g} s to arrive") from None
             raise BodyReadTimeout(
                 f"nothing of the body arrived for {idle_timeout_s:g} s; send it again"
             ) from None

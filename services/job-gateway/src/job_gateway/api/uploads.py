@@ -52,7 +52,13 @@ def _declared_size(request: Request) -> int | None:
 
 async def _parse(request: Request, settings: GatewaySettings, hold: Hold) -> FormData:
     check_declared(_declared_size(request), settings.max_submission_bytes)
-    body = limited(request.stream(), settings.max_submission_bytes, hold, settings.body_read_timeout_s)
+    body = limited(
+        request.stream(),
+        settings.max_submission_bytes,
+        hold,
+        settings.body_read_timeout_s,
+        settings.body_read_deadline_s,
+    )
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if content_type == "multipart/form-data":
