@@ -36,7 +36,8 @@ MIB = 1024 * 1024
 LIMIT = 2 * MIB
 IN_FLIGHT = 3 * MIB
 """The tenant's share; a device's is its default, max(IN_FLIGHT / 2, LIMIT) = LIMIT."""
-BODY_READ_TIMEOUT_S = 3
+BODY_READ_TIMEOUT_S = 5
+"""Long enough for another device's upload to be taken in while silent bodies wait."""
 OVER_BY = 48 * MIB
 CHUNK = 256 * 1024
 BOUNDARY = "fleetmail-limits"
