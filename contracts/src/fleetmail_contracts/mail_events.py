@@ -24,6 +24,8 @@ class FailureReason(StrEnum):
     AUTHORIZATION_TIMEOUT = "authorization_timeout"
     RECIPIENTS_REJECTED = "recipients_rejected"
     MESSAGE_TOO_LARGE = "message_too_large"
+    MAILBOX_FULL = "mailbox_full"
+    SENDING_QUOTA_EXCEEDED = "sending_quota_exceeded"
     SENDER_NOT_ALLOWED = "sender_not_allowed"
     INVALID_JOB = "invalid_job"
     ATTACHMENT_MISSING = "attachment_missing"
