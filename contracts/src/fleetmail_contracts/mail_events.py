@@ -66,6 +66,24 @@ class MailDeferred(MailEventBase):
     reason: str
 
 
+class MailPaced(MailEventBase):
+    """The job waits for its turn at the mailbox's sending rate or concurrent submissions."""
+
+    kind: Literal["paced"] = "paced"
+    sender: str
+    next_attempt_at: Timestamp
+
+
+class MailWaitingForQuota(MailEventBase):
+    """The mailbox's daily sending quota is used up: the job goes when the window allows."""
+
+    kind: Literal["waiting_for_quota"] = "waiting_for_quota"
+    sender: str
+    next_attempt_at: Timestamp
+    smtp_reply: str | None = None
+    remedy: str | None = None
+
+
 class MailFailed(MailEventBase):
     kind: Literal["failed"] = "failed"
     reason_code: FailureReason
@@ -87,6 +105,8 @@ MAIL_EVENTS: dict[str, type[MailEventBase]] = {
     "accepted": MailAccepted,
     "sent": MailSent,
     "deferred": MailDeferred,
+    "paced": MailPaced,
+    "waiting_for_quota": MailWaitingForQuota,
     "failed": MailFailed,
     "parked": MailParked,
 }

@@ -23,6 +23,7 @@ from fleetmail_runtime.tenants import UnknownTenant
 
 from .domain.compose import compose, message_id
 from .domain.decisions import Delivered
+from .domain.limits import MailboxLimits, mailbox_key
 from .domain.mime import AttachmentSource, MimeMessage
 from .domain.sender import Sender, resolve_sender
 from .domain.tokens import access_token_of
@@ -33,6 +34,7 @@ from .errors import (
     SmtpPermanent,
     TokenRejected,
 )
+from .pacing import MailboxGate, Paced
 from .ports import AttachmentStore, Credentials, MailTransport, SendResult, TenantReader, TokenClient
 
 CHUNK = 1024 * 1024
@@ -69,6 +71,8 @@ class Deliverer:
         attachments: AttachmentStore,
         clock: Callable[[], datetime],
         size_limits: Mapping[Provider, int],
+        gate: MailboxGate | None = None,
+        provider_limits: Mapping[Provider, MailboxLimits] | None = None,
     ) -> None:
         self.tenants = tenants
         self.tokens = tokens
@@ -76,6 +80,8 @@ class Deliverer:
         self.attachments = attachments
         self.clock = clock
         self.size_limits = dict(size_limits)
+        self.gate = gate
+        self.provider_limits = dict(provider_limits or {})
         # A short memory of the last token per sender spares token-service a request per
         # job; token events clear it at once when a grant is deleted or replaced.
         self._tokens: dict[str, tuple[str, datetime]] = {}
@@ -103,16 +109,43 @@ class Deliverer:
         """A grant changed (deleted, refreshed, dead): the next job asks token-service again."""
         self._tokens.pop(f"{tenant_id}|{address.casefold()}", None)
 
+    def limits_of(self, tenant: TenantSettings) -> MailboxLimits | None:
+        """The sending mailbox's limits: the provider's defaults, and what the tenant set."""
+        default = self.provider_limits.get(tenant.provider)
+        if default is None:
+            return None
+        own = tenant.sending_limits
+        concurrent = own.concurrent_submissions or default.concurrent
+        interval_s = 60 / own.messages_per_minute if own.messages_per_minute else default.interval_s
+        return MailboxLimits(concurrent, interval_s)
+
     async def deliver(
-        self, job: JobBase, function: JobFunction, tenant: TenantSettings, sender: Sender
+        self,
+        job: JobBase,
+        function: JobFunction,
+        tenant: TenantSettings,
+        sender: Sender,
+        paced: Paced | None = None,
     ) -> Delivered:
         async with self._attachments(job) as attachments:
             message, recipients = compose(job, function, sender.address, attachments, self.clock())
             self._check_size(tenant, message)
-            if not tenant.oauth_enabled:
-                return await self._send_basic(job, tenant, sender, message, recipients)
-            principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
-            return await self._send(job, tenant, sender, principal, message, recipients)
+            async with self._submission(tenant, sender, paced):
+                if not tenant.oauth_enabled:
+                    return await self._send_basic(job, tenant, sender, message, recipients)
+                principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
+                return await self._send(job, tenant, sender, principal, message, recipients)
+
+    @asynccontextmanager
+    async def _submission(
+        self, tenant: TenantSettings, sender: Sender, paced: Paced | None
+    ) -> AsyncIterator[None]:
+        limits = self.limits_of(tenant)
+        if self.gate is None or limits is None:
+            yield
+            return
+        async with self.gate.submission(mailbox_key(tenant.tenant_id, sender.address), limits, paced):
+            yield
 
     async def _access_token(self, principal: Principal, force_refresh: bool, job_id: str) -> str:
         key = f"{principal.tenant_id}|{principal.address.casefold()}"
@@ -158,13 +191,16 @@ class Deliverer:
 
     def _check_size(self, tenant: TenantSettings, message: MimeMessage) -> None:
         """The provider's message size limit, checked before anything is sent."""
-        limit = self.size_limits.get(tenant.provider)
+        own = tenant.sending_limits.max_message_bytes
+        limit = own or self.size_limits.get(tenant.provider)
         size = message.size()
         if limit is not None and size > limit:
+            whose = " set for this mailbox" if own else ""
             raise InvalidJob(
-                f"the message is {size / 1e6:.1f} MB as sent (attachments grow by a third in "
-                f"transfer), over the {limit / 1e6:.1f} MB limit for {tenant.provider.value}: "
-                "scan at a lower resolution or split the document",
+                f"too large for this mailbox: the message is {size / 1e6:.1f} MB as sent "
+                f"(attachments grow by a third in transfer), over the {limit / 1e6:.1f} MB limit "
+                f"for {tenant.provider.value}{whose}: scan at a lower resolution or "
+                "split the document",
                 FailureReason.MESSAGE_TOO_LARGE,
             )
 
