@@ -133,6 +133,8 @@ class EmulatorState:
     auth_failures: int = 0
     auth_successes: int = 0
     clock: EmulatorClock = field(default_factory=EmulatorClock)
+    default_limits: Limits | None = None
+    """Every mailbox's limits unless it has its own; None: the provider's."""
     usage: dict[str, Usage] = field(default_factory=dict)
     replies: list[GivenReply] = field(default_factory=list)
     submissions: dict[int, tuple[str, float]] = field(default_factory=dict)
@@ -142,7 +144,7 @@ class EmulatorState:
         box = self.mailbox_of(user)
         if box is not None and box.limits is not None:
             return box.limits
-        return DEFAULT_LIMITS[self.flavour]
+        return self.default_limits or DEFAULT_LIMITS[self.flavour]
 
     def usage_of(self, user: str) -> Usage:
         return self.usage.setdefault(user.lower(), Usage())
@@ -457,6 +459,7 @@ class FaultRequest(BaseModel):
 
 
 class SettingsRequest(BaseModel):
+    default_limits: LimitsRequest | None = None
     basic_auth_removed: bool | None = None
     require_auth: bool | None = None
     rejected_recipients: list[str] | None = None
@@ -503,6 +506,10 @@ def control_app(state: EmulatorState) -> FastAPI:
 
     @api.post("/_emulator/settings")
     async def settings(body: SettingsRequest) -> dict[str, bool]:
+        if body.default_limits is not None:
+            state.default_limits = limits_with(
+                DEFAULT_LIMITS[state.flavour], body.default_limits.model_dump(exclude_unset=True)
+            )
         if body.basic_auth_removed is not None:
             state.basic_auth_removed = body.basic_auth_removed
         if body.require_auth is not None:
