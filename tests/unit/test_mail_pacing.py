@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from fleetmail_contracts.mail_events import MailPaced, MailWaitingForQuota
+from fleetmail_contracts.tenants import SendingLimits
 from fleetmail_runtime import smtp_replies
 from mail_service.delivery import Deliverer
 from mail_service.domain.decisions import RetryPolicy, WaitForMailbox, decide
@@ -153,7 +154,11 @@ class QuotaEdge:
         self.events = FakeEventPublisher()
         self.parking = FakeParking(self.clock)
         tenants = FakeTenants(TENANT)
-        gate = MailboxGate(FakeLimitsStore(), POLICY, self.clock)
+
+        async def sleep(seconds: float) -> None:
+            self.clock.advance(seconds)
+
+        gate = MailboxGate(FakeLimitsStore(), POLICY, self.clock, sleep)
         deliverer = Deliverer(
             tenants,
             FakeTokenClient(),
@@ -191,3 +196,22 @@ async def test_a_quota_reply_defers_the_job_and_never_dead_letters_it() -> None:
     await edge.handler.handle(late)
     assert late.answers == ["ack"] and len(edge.parking.put_back_as) == 1
     assert not [e for e in edge.events.events if isinstance(e, MailPaced)]
+
+
+async def test_recipients_over_the_cap_go_in_parts_each_sent_once() -> None:
+    edge = QuotaEdge()
+    small = TENANT.model_copy(update={"sending_limits": SendingLimits(recipients_per_message=2)})
+    edge.handler.deliverer.tenants = FakeTenants(small)
+    ledger = FakeLedger()
+    edge.handler.deliverer.ledger = ledger
+    to = tuple(f"r{i}@fabrikam.example" for i in range(5))
+    job = scan("job-split").model_copy(update={"to": to})
+    delivered = await edge.handler.deliverer.deliver(
+        job, job.function, small, edge.handler.deliverer.sender_of(job, job.function, small)
+    )
+    assert [r.recipients for r in edge.server.received] == [to[0:2], to[2:4], to[4:5]]
+    assert delivered.accepted == to and "3 messages" in delivered.smtp_reply
+    again = await edge.handler.deliverer.deliver(
+        job, job.function, small, edge.handler.deliverer.sender_of(job, job.function, small)
+    )
+    assert len(edge.server.received) == 3 and again.accepted == to  # a redelivery sends nothing twice

@@ -69,10 +69,14 @@ def provider_limits(settings: MailSettings) -> dict[Provider, MailboxLimits]:
     google_rate = settings.google_messages_per_minute
     return {
         Provider.MICROSOFT: MailboxLimits(
-            settings.microsoft_concurrent_submissions, 60 / settings.microsoft_messages_per_minute
+            settings.microsoft_concurrent_submissions,
+            60 / settings.microsoft_messages_per_minute,
+            settings.microsoft_recipients_per_message,
         ),
         Provider.GOOGLE: MailboxLimits(
-            settings.google_concurrent_submissions, 60 / google_rate if google_rate else 0.0
+            settings.google_concurrent_submissions,
+            60 / google_rate if google_rate else 0.0,
+            settings.google_recipients_per_message,
         ),
     }
 
@@ -118,6 +122,7 @@ def build_app(
             clock,
         ),
         provider_limits(settings),
+        ledger,
     )
     failures = Failures(SERVICE, events, runtime.tenants, clock, settings.park_timeout_s)
     parking = KvParkingLot(

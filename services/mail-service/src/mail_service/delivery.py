@@ -23,7 +23,7 @@ from fleetmail_runtime.tenants import UnknownTenant
 
 from .domain.compose import compose, message_id
 from .domain.decisions import Delivered
-from .domain.limits import MailboxLimits, mailbox_key
+from .domain.limits import MailboxLimits, mailbox_key, parts
 from .domain.mime import AttachmentSource, MimeMessage
 from .domain.sender import Sender, resolve_sender
 from .domain.tokens import access_token_of
@@ -35,7 +35,15 @@ from .errors import (
     TokenRejected,
 )
 from .pacing import MailboxGate, Paced
-from .ports import AttachmentStore, Credentials, MailTransport, SendResult, TenantReader, TokenClient
+from .ports import (
+    AttachmentStore,
+    Credentials,
+    DeliveryLedger,
+    MailTransport,
+    SendResult,
+    TenantReader,
+    TokenClient,
+)
 
 CHUNK = 1024 * 1024
 TOKEN_MEMORY = timedelta(seconds=30)
@@ -73,6 +81,7 @@ class Deliverer:
         size_limits: Mapping[Provider, int],
         gate: MailboxGate | None = None,
         provider_limits: Mapping[Provider, MailboxLimits] | None = None,
+        ledger: DeliveryLedger | None = None,
     ) -> None:
         self.tenants = tenants
         self.tokens = tokens
@@ -82,6 +91,7 @@ class Deliverer:
         self.size_limits = dict(size_limits)
         self.gate = gate
         self.provider_limits = dict(provider_limits or {})
+        self.ledger = ledger
         # A short memory of the last token per sender spares token-service a request per
         # job; token events clear it at once when a grant is deleted or replaced.
         self._tokens: dict[str, tuple[str, datetime]] = {}
@@ -117,7 +127,8 @@ class Deliverer:
         own = tenant.sending_limits
         concurrent = own.concurrent_submissions or default.concurrent
         interval_s = 60 / own.messages_per_minute if own.messages_per_minute else default.interval_s
-        return MailboxLimits(concurrent, interval_s)
+        per_message = own.recipients_per_message or default.recipients_per_message
+        return MailboxLimits(concurrent, interval_s, per_message)
 
     async def deliver(
         self,
@@ -130,11 +141,55 @@ class Deliverer:
         async with self._attachments(job) as attachments:
             message, recipients = compose(job, function, sender.address, attachments, self.clock())
             self._check_size(tenant, message)
+            limits = self.limits_of(tenant)
+            split = parts(recipients, limits.recipients_per_message) if limits else [recipients]
+            if len(split) == 1:
+                async with self._submission(tenant, sender, paced):
+                    return await self._send_part(job, tenant, sender, message, recipients)
+            return await self._send_parts(job, tenant, sender, message, split, paced)
+
+    async def _send_parts(
+        self,
+        job: JobBase,
+        tenant: TenantSettings,
+        sender: Sender,
+        message: MimeMessage,
+        split: list[list[str]],
+        paced: Paced | None,
+    ) -> Delivered:
+        """More recipients than the provider takes in one message: the same message in several
+        submissions, each recorded in the delivery ledger under its own key as it is accepted,
+        so a redelivered job sends only the parts not sent yet."""
+        accepted: list[str] = []
+        rejected: list[str] = []
+        reply = ""
+        for number, part in enumerate(split, start=1):
+            key = f"{job.job_id}.part{number}"
+            if self.ledger is not None and await self.ledger.already_delivered(key):
+                accepted.extend(part)
+                continue
             async with self._submission(tenant, sender, paced):
-                if not tenant.oauth_enabled:
-                    return await self._send_basic(job, tenant, sender, message, recipients)
-                principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
-                return await self._send(job, tenant, sender, principal, message, recipients)
+                delivered = await self._send_part(job, tenant, sender, message, part)
+            if self.ledger is not None:
+                await self.ledger.record(key, delivered.message_id)
+            accepted.extend(delivered.accepted)
+            rejected.extend(delivered.rejected)
+            reply = delivered.smtp_reply
+        reply = f"{reply} ({len(split)} messages of at most {len(split[0])} recipients)"
+        return Delivered(sender.address, message_id(job.job_id), reply, tuple(accepted), tuple(rejected))
+
+    async def _send_part(
+        self,
+        job: JobBase,
+        tenant: TenantSettings,
+        sender: Sender,
+        message: MimeMessage,
+        recipients: list[str],
+    ) -> Delivered:
+        if not tenant.oauth_enabled:
+            return await self._send_basic(job, tenant, sender, message, recipients)
+        principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
+        return await self._send(job, tenant, sender, principal, message, recipients)
 
     @asynccontextmanager
     async def _submission(

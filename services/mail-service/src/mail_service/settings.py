@@ -61,6 +61,14 @@ class MailSettings(BaseSettings):
         gt=0,
         description="Messages a minute of one Gmail mailbox (none: Gmail sets only a daily limit)",
     )
+    microsoft_recipients_per_message: int = Field(
+        default=500,
+        ge=1,
+        description="More recipients than this are sent as several messages (Exchange Online)",
+    )
+    google_recipients_per_message: int = Field(
+        default=100, ge=1, description="More recipients than this are sent as several messages (Gmail)"
+    )
     pacing_horizon_s: float = Field(
         default=20,
         gt=0,

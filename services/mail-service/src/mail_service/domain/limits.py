@@ -37,6 +37,13 @@ class MailboxLimits:
     """Messages of the mailbox in submission at once (Exchange Online: 3)."""
     interval_s: float
     """Time between two submissions' turns (Exchange Online: 30 a minute, 2 s); 0: unpaced."""
+    recipients_per_message: int = 500
+    """More recipients than this go in several messages (Exchange Online 500, Gmail about 100)."""
+
+
+def parts(recipients: list[str], per_message: int) -> list[list[str]]:
+    """The recipients split into messages the provider takes; one part when they fit."""
+    return [recipients[i : i + per_message] for i in range(0, len(recipients), per_message)] or [[]]
 
 
 @dataclass
