@@ -329,7 +329,7 @@ class Handler:
         if limits.concurrent is not None and usage.in_submission >= limits.concurrent:
             return self.state.given("mail", user, reply(smtp_replies.CONCURRENCY_LIMIT))
         usage.in_submission += 1
-        held_s = usage.start(self.state.clock.now(), limits.per_minute)
+        held_s = usage.start(self.state.clock.now(), limits.per_minute, limits.rate_window_s)
         self.state.submissions[id(session)] = (user, held_s)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -435,6 +435,7 @@ class LimitsRequest(BaseModel):
     daily: int | None = None
     max_message_bytes: int | None = None
     max_recipients: int | None = None
+    rate_window_s: float | None = None
 
 
 class MailboxRequest(BaseModel):
