@@ -1,5 +1,8 @@
 """Run every benchmark on one embedded stack, print one table, write `.fleetmail/bench.json`.
 
+`python -m bench NAME …` runs only the groups named (e.g. `python -m bench smtp-memory`) and
+replaces only their figures in `.fleetmail/bench.json`.
+
 Every figure comes with a baseline measured in the same run on this machine, except where
 the baseline is a constant of the benchmark (the size of the upload it measures, the number
 of callers it starts): those say "(constant)" in their baseline's name.
@@ -13,7 +16,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import gateway, mail, notifier, scale, telemetry, token
+from . import attachments, gateway, mail, notifier, scale, telemetry, token
 from .figures import Figure
 from .stack import running_stack
 
@@ -24,6 +27,8 @@ BENCHMARKS = [
     ("notifier", notifier.run),
     ("telemetry", telemetry.run),
     ("scale-out", scale.run),
+    ("attachments", attachments.run),
+    ("smtp-memory", gateway.run_smtp_memory),
     ("job-gateway", gateway.run),
 ]
 
@@ -38,20 +43,32 @@ def table(figures: list[Figure]) -> str:
     return "\n".join(rows)
 
 
-async def main() -> int:
+async def main(names: list[str]) -> int:
+    unknown = set(names) - {name for name, _ in BENCHMARKS}
+    if unknown:
+        print(
+            f"no benchmark group {', '.join(sorted(unknown))}; groups: {', '.join(n for n, _ in BENCHMARKS)}"
+        )
+        return 2
     figures: list[Figure] = []
     print("starting the embedded stack …", flush=True)
     async with running_stack() as stack:
         for name, benchmark in BENCHMARKS:
+            if names and name not in names:
+                continue
             print(f"running {name} benchmarks …", flush=True)
             figures.extend(await benchmark(stack))
     print(table(figures))
     out = Path(".fleetmail") / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n")
+    entries = [asdict(f) for f in figures]
+    if names and out.exists():  # a part of the run: the other groups' last figures stay
+        measured = {entry["name"] for entry in entries}
+        entries = [e for e in json.loads(out.read_text()) if e["name"] not in measured] + entries
+    out.write_text(json.dumps(entries, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(asyncio.run(main(sys.argv[1:])))

@@ -105,6 +105,12 @@ async def stack(otlp_sink: OtlpSink) -> AsyncIterator[Stack]:
             "FLEETMAIL_MAIL_MICROSOFT_MESSAGES_PER_MINUTE": "60000",
             # A mailbox over its quota tries again after a second (the emulator's day is moved).
             "FLEETMAIL_MAIL_QUOTA_RETRY_S": "1",
+            # Documents on a test's time scale (test_attachment_lifecycle): a dead letter keeps
+            # its documents 12 s, an object no job holds goes once 5 s old. No test's upload
+            # waits that long for its job to be queued.
+            "FLEETMAIL_DEAD_LETTER_RETENTION_DAYS": str(12 / 86400),
+            "FLEETMAIL_MAIL_ATTACHMENT_ORPHAN_GRACE_S": "5",
+            "FLEETMAIL_MAIL_ATTACHMENT_SWEEP_S": "0.5",
             # Small enough for a test to cross it with a few MB (test_mail_limits_and_tls).
             "FLEETMAIL_MAIL_MAX_MESSAGE_BYTES_GOOGLE": "5000000",
             # Low enough for test_gateway_admin to cross it; no other test sends 40 jobs at once.

@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from fleetmail_contracts.jobs import AttachmentRef
+from fleetmail_contracts.rpc import RpcFailure
 from fleetmail_contracts.tenants import TenantSettings
-from fleetmail_runtime.bus import BusUnavailable
+from fleetmail_runtime.bus import BusUnavailable, RequestFailed
 from job_gateway.credentials import HashKey
 from job_gateway.domain import StatusUpdate, may_change
 from job_gateway.errors import AttachmentTooLarge
@@ -244,7 +245,7 @@ class InMemoryAttachments:
 
 class ScriptedRequester:
     """`job_gateway.ports.Requester`: answers each subject with what the test scripted (a
-    model, raw JSON that may not parse, or silence), and keeps what was asked."""
+    model, raw JSON that may not parse, an `RpcFailure`, or silence), and keeps what was asked."""
 
     def __init__(self) -> None:
         self.answers: dict[str, BaseModel | str | None] = {}
@@ -257,6 +258,8 @@ class ScriptedRequester:
         answer = self.answers.get(subject)
         if answer is None:
             raise BusUnavailable(f"no answer on {subject}", TimeoutError())
+        if isinstance(answer, RpcFailure):  # what the bus makes of a failure answer
+            raise RequestFailed(subject, answer)
         raw = answer if isinstance(answer, str) else answer.model_dump_json()
         return reply.model_validate_json(raw)
 

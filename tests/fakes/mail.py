@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from io import BufferedIOBase
@@ -206,6 +206,7 @@ class FakeTransport:
 class FakeAttachments:
     def __init__(self, documents: Mapping[str, bytes] | None = None) -> None:
         self.documents = dict(documents or {})
+        self.discarded: list[str] = []
         self.down = False
 
     async def fetch(self, attachment: AttachmentRef, into: BufferedIOBase) -> None:
@@ -217,6 +218,13 @@ class FakeAttachments:
                 f"attachment {attachment.filename} is no longer stored", FailureReason.ATTACHMENT_MISSING
             )
         into.write(data)
+
+    async def discard(self, attachments: Sequence[AttachmentRef]) -> None:
+        if self.down:
+            raise AttachmentsUnavailable("the fleetmail_attachments object store cannot be written")
+        for ref in attachments:
+            self.documents.pop(ref.object_name, None)
+            self.discarded.append(ref.object_name)
 
 
 class FakeLedger:

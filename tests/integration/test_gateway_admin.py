@@ -8,7 +8,7 @@ import httpx
 from fleetmail_devkit.probes import tenant_with_administrator_grant
 from pymongo import AsyncMongoClient
 
-from tests.utils.jobs import final_status, submit
+from tests.utils.jobs import dead_letters_of, final_status, submit
 
 
 async def new_tenant(admin: httpx.AsyncClient) -> str:
@@ -202,10 +202,10 @@ async def test_a_dead_job_is_listed_with_its_reason_and_resent_once_the_cause_is
         job_id = await submit(panel, {"to": ["x@fabrikam.example"], "subject": "dead then alive"})
         assert (await final_status(panel, job_id))["status"] == "failed"
 
-        [letter] = (await admin.get(f"/v1/admin/tenants/{tenant_id}/dead-letters")).json()
+        [letter] = await dead_letters_of(admin, tenant_id)
         assert letter["job_id"] == job_id and letter["reason_code"] == "smtp_auth_disabled"
         other = await new_tenant(admin)
-        assert (await admin.get(f"/v1/admin/tenants/{other}/dead-letters")).json() == []
+        assert await dead_letters_of(admin, other) == []
         foreign = await admin.post(f"/v1/admin/tenants/{other}/dead-letters/{letter['sequence']}/resend")
         assert foreign.status_code == 404
 

@@ -6,14 +6,19 @@ subscribe is refused."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fleetmail_contracts.streams import ATTACHMENTS_BUCKET
 from fleetmail_devkit.probes import device_panel, tenant_with_administrator_grant
 from fleetmail_devkit.stack import Stack
+from fleetmail_runtime.bus import inbox_prefix
+from nats.js.errors import NotFoundError
 
+from tests.utils import eventually
 from tests.utils.jobs import final_status, submit
 from tests.utils.nats_users import connected_as, least_privilege_stack, violations
 
@@ -113,6 +118,19 @@ async def test_a_job_travels_the_whole_path_under_least_privilege(locked_stack: 
         assert (await admin.get(f"/v1/admin/tenants/{principal.tenant_id}/alerts")).status_code == 200
         assert (await admin.get(f"/v1/admin/tenants/{principal.tenant_id}/dead-letters")).status_code == 200
         assert len((await admin.get("/v1/admin/queues")).json()) == 5
+    # An upload whose job never came (job-gateway stores it): mail-service's sweep removes it.
+    async with connected_as(stack, "job-gateway", inbox_prefix=inbox_prefix("job-gateway")) as gateway:
+        store = await gateway.client.jetstream().object_store(ATTACHMENTS_BUCKET)
+        await store.put("orphan/1/0", io.BytesIO(b"left by a crash"))
+
+        async def swept() -> bool:
+            try:
+                await store.get_info("orphan/1/0")
+            except NotFoundError:
+                return True
+            return False
+
+        await eventually(swept, within=30, what="the orphan to be swept", every=0.2)
     assert violations(stack) == [], "a service needed something its NATS user may not do"
 
 

@@ -9,8 +9,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from job_gateway import errors
+from job_gateway.api.deps import current_device
 from job_gateway.api.problems import STATUSES, status_of
 from job_gateway.app import build_app
+from job_gateway.domain import Device
 from job_gateway.settings import GatewaySettings
 from job_gateway.smtp_listener import smtp_reply
 from pydantic import SecretStr
@@ -53,20 +55,25 @@ def test_every_error_of_the_tree_has_a_status_and_its_own_code() -> None:
         cls.code for cls in found if cls not in (errors.DeviceUnauthorized, errors.AdministratorUnauthorized)
     ]
     assert len(codes) == len(set(codes)), codes
-    assert set(STATUSES.values()) == {400, 401, 403, 404, 409, 413, 415, 422, 429, 503}
+    assert set(STATUSES.values()) == {400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 502, 503, 507}
 
 
 def test_errors_map_to_the_statuses_and_types_clients_read() -> None:
     expected = {
         errors.TenantNotFound: (404, "tenant-not-found"),
         errors.AcquisitionRefused: (409, "acquisition-refused"),
+        errors.DocumentsGone: (410, "documents-gone"),
         errors.AttachmentTooLarge: (413, "attachment-too-large"),
         errors.AttachmentTypeRefused: (415, "attachment-type-refused"),
+        errors.SubmissionTooLarge: (413, "submission-too-large"),
+        errors.TooManyAttachments: (413, "too-many-attachments"),
+        errors.TooManyBytesInFlight: (507, "too-many-bytes-in-flight"),
         errors.InvalidAddress: (422, "invalid-address"),
         errors.MachineAddressRefused: (422, "machine-address-not-administrator"),
         errors.EventBusUnavailable: (503, "bus-unavailable"),
         errors.TokenServiceUnavailable: (503, "token-service-unavailable"),
         errors.NotifierUnavailable: (503, "notifier-unavailable"),
+        errors.ServiceFailed: (502, "service-failed"),
     }
     for cls, (status, code) in expected.items():
         assert (status_of(cls), cls.code) == (status, code)
@@ -104,12 +111,20 @@ async def test_failed_authentication_says_how_to_authenticate(http: httpx.AsyncC
     assert malformed.headers["www-authenticate"].startswith("Basic")
 
 
-async def test_an_unparseable_body_and_an_unknown_path_are_problems_too(http: httpx.AsyncClient) -> None:
-    broken = await http.post(
-        "/v1/jobs",
-        content=b"--b\r\nContent-Disposition: form-data; name=job\r\n\r\n{}\r\n--b--\r\n",
-        headers={"Content-Type": "multipart/form-data"},  # no boundary: the parts cannot be found
-    )
+async def test_an_unparseable_body_and_an_unknown_path_are_problems_too(
+    app: FastAPI, http: httpx.AsyncClient
+) -> None:
+    # A job's body is read only once its device is known: here, a device the directory
+    # (absent in process) would have authenticated.
+    app.dependency_overrides[current_device] = lambda: Device("mfp-1", "t1")
+    try:
+        broken = await http.post(
+            "/v1/jobs",
+            content=b"--b\r\nContent-Disposition: form-data; name=job\r\n\r\n{}\r\n--b--\r\n",
+            headers={"Content-Type": "multipart/form-data"},  # no boundary: the parts cannot be found
+        )
+    finally:
+        app.dependency_overrides.clear()
     assert broken.status_code == 400 and broken.headers["content-type"] == PROBLEM
     assert broken.json()["type"].endswith("/bad-request")
     nowhere = await http.get("/v1/nowhere")
@@ -123,6 +138,9 @@ def test_the_smtp_edge_gives_a_device_a_reply_it_can_act_on() -> None:
         errors.RateLimited("slow down", retry_after_s=3): "450 4.7.1 slow down",
         errors.AttachmentTypeRefused("x.exe"): "554 5.6.1 x.exe",
         errors.AttachmentTooLarge("big"): "552 5.3.4 big",
+        errors.SubmissionTooLarge("too big"): "552 5.3.4 too big",
+        errors.TooManyAttachments("21 files"): "552 5.3.4 21 files",
+        errors.TooManyBytesInFlight("wait"): "452 4.3.1 wait",  # for a moment: not the device's fault
         errors.InvalidAddress("nope"): "550 5.6.0 nope",
         errors.InvalidJob("bad"): "550 5.6.0 bad",
         errors.NoAdministratorAddress("taken"): "550 5.6.0 taken",

@@ -12,7 +12,15 @@ import pytest
 from fleetmail_contracts import streams
 from fleetmail_contracts.jobs import AttachmentRef, JobFunction
 from job_gateway.domain import Device, scoped_job_id
-from job_gateway.errors import AttachmentTypeRefused, EventBusUnavailable, InvalidJob, RateLimited
+from job_gateway.errors import (
+    AttachmentTypeRefused,
+    EventBusUnavailable,
+    InvalidJob,
+    RateLimited,
+    SubmissionTooLarge,
+    TooManyAttachments,
+    TooManyBytesInFlight,
+)
 from job_gateway.ratelimit import RateLimiter
 from job_gateway.schemas import JobSubmission
 from job_gateway.settings import GatewaySettings
@@ -33,14 +41,14 @@ def upload(
 
 
 class Parts:
-    def __init__(self, burst: int = 100) -> None:
+    def __init__(self, burst: int = 100, **settings: Any) -> None:
         self.store = InMemoryGatewayStore()
         self.attachments = InMemoryAttachments()
         self.publisher = RecordingPublisher()
         self.now = [0.0]
         limiter = RateLimiter(rate_per_s=1, burst=burst, clock=lambda: self.now[0])
         self.intake = JobIntake(
-            GatewaySettings(),
+            GatewaySettings(**settings),
             self.store,
             self.attachments,
             self.publisher,
@@ -267,6 +275,31 @@ async def test_a_runaway_device_waits_and_others_do_not() -> None:
     await parts.intake.submit(Device("mfp-2", "t1"), job, [])
     parts.now[0] += 1
     await parts.intake.submit(DEVICE, job, [])
+
+
+async def test_a_submission_over_the_limits_stores_nothing_and_spends_no_rate() -> None:
+    parts = Parts(burst=1, max_attachments=2, max_submission_bytes=100, tenant_bytes_in_flight=150)
+    job = JobSubmission(to=["a@b.example"])
+    with pytest.raises(TooManyAttachments, match="at most 2"):
+        await parts.intake.submit(DEVICE, job, [upload(), upload(), upload()])
+    with pytest.raises(SubmissionTooLarge, match="at most 100 bytes"):
+        await parts.intake.submit(DEVICE, job, [upload(data=b"x" * 60), upload(data=b"y" * 41)])
+    assert parts.attachments.objects == {} and parts.store.jobs == {} and parts.publisher.published == []
+    await parts.intake.submit(DEVICE, job, [upload(data=b"x" * 100)])  # the rate's one job
+
+
+async def test_a_tenant_past_its_bytes_in_flight_waits_while_another_edge_holds_them() -> None:
+    parts = Parts(max_submission_bytes=100, tenant_bytes_in_flight=150)
+    job = JobSubmission(to=["a@b.example"])
+    with parts.intake.in_flight.hold("t1") as receiving:  # an HTTP body being read
+        receiving.grow_to(100)
+        with pytest.raises(TooManyBytesInFlight):
+            await parts.intake.submit(DEVICE, job, [upload(data=b"x" * 60)], channel="smtp")
+        await parts.intake.submit(Device("mfp-9", "t2"), job, [upload(data=b"x" * 100)], channel="smtp")
+        await parts.intake.submit(DEVICE, job, [upload(data=b"x" * 50)], hold=receiving)
+    assert parts.intake.in_flight.held("t1") == 0 and parts.intake.in_flight.held("t2") == 0
+    assert len(parts.publisher.published) == 2
+    await parts.intake.submit(DEVICE, job, [upload(data=b"x" * 100)], channel="smtp")
 
 
 def test_an_unreadable_job_part_says_what_is_wrong() -> None:

@@ -15,6 +15,8 @@ from fleetmail_contracts.alerts import (
     AlertState,
     AlertView,
 )
+from fleetmail_contracts.credentials import SET_CREDENTIALS_SUBJECT
+from fleetmail_contracts.rpc import RpcFailure
 from fleetmail_contracts.tenants import IdentitySettings, TenantSettings
 from fleetmail_contracts.tokens import (
     START_ACQUISITION_SUBJECT,
@@ -31,10 +33,11 @@ from job_gateway.errors import (
     NoAdministratorAddress,
     NotifierUnavailable,
     OutsideTenantDomains,
+    ServiceFailed,
     TokenServiceUnavailable,
     UserRequired,
 )
-from job_gateway.schemas import DeviceReport
+from job_gateway.schemas import CredentialsInput, DeviceReport
 from job_gateway.settings import GatewaySettings
 from job_gateway.use_cases import AlertRelay, DeviceEvents, TokenRelay
 
@@ -155,3 +158,23 @@ async def test_a_logout_names_its_user_and_a_bus_outage_says_report_it_again() -
     publisher.down = True
     with pytest.raises(EventBusUnavailable, match="report the event again"):
         await events.report(device, DeviceReport(kind="auto_reset"))
+
+
+async def test_a_failure_token_service_answers_is_said_with_its_reason_not_waited_out() -> None:
+    bus = ScriptedRequester()
+    tokens = TokenRelay(bus, SETTINGS)
+    given = CredentialsInput(smtp_username="scanner")
+    bus.answers[SET_CREDENTIALS_SUBJECT] = RpcFailure(reason="the store refused the change (WriteError)")
+    with pytest.raises(ServiceFailed, match=r"token-service could not carry out .*\(WriteError\)"):
+        await tokens.set_credentials("t1", given)
+    bus.answers[SET_CREDENTIALS_SUBJECT] = RpcFailure(
+        reason="cannot store a tenant's credentials", kind="transient"
+    )
+    with pytest.raises(TokenServiceUnavailable, match="could not do it just now: cannot store"):
+        await tokens.set_credentials("t1", given)
+
+
+def test_a_credentials_field_is_given_or_cleared_not_both() -> None:
+    with pytest.raises(ValueError, match="smtp_password is both given and listed in clear"):
+        CredentialsInput(smtp_password="secret", clear=("webhook_secret", "smtp_password"))
+    assert CredentialsInput(smtp_username="scanner", clear=("smtp_password",)).clear == ("smtp_password",)

@@ -57,3 +57,16 @@ async def delivered_with_subject(
         raw = (await http.get(f"{stack.smtp_control_url}/_emulator/messages/{entry['id']}/raw")).content
         found.append((entry, email.message_from_bytes(raw, policy=email.policy.default)))
     return found
+
+
+async def dead_letters_of(admin: httpx.AsyncClient, tenant_id: str, limit: int = 50) -> list[dict]:
+    """All the tenant's dead letters, newest first, following the listing's pages."""
+    found: list[dict] = []
+    params: dict[str, int] = {"limit": limit}
+    while True:
+        page = await admin.get(f"/v1/admin/tenants/{tenant_id}/dead-letters", params=params)
+        assert page.status_code == 200, page.text
+        found += page.json()["dead_letters"]
+        if page.json()["next"] is None:
+            return found
+        params = {"limit": limit, "before": page.json()["next"]}

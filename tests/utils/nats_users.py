@@ -29,7 +29,13 @@ async def least_privilege_stack(prefix: str) -> AsyncIterator[Stack]:
         prefix,
         nats_config=ACCOUNTS,
         nats_passwords=passwords,
-        extra_env={"FLEETMAIL_METRICS_PORT": "0"},
+        # The attachment sweep at work within a test's time: it reads the jobs and the dead
+        # letters, and purges the object store, under mail-service's user.
+        extra_env={
+            "FLEETMAIL_METRICS_PORT": "0",
+            "FLEETMAIL_MAIL_ATTACHMENT_ORPHAN_GRACE_S": "1",
+            "FLEETMAIL_MAIL_ATTACHMENT_SWEEP_S": "0.5",
+        },
     ) as stack:
         yield stack
 

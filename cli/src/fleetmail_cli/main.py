@@ -86,10 +86,16 @@ def call(method: str, path: str, **kwargs: Any) -> Any:
     return response.json() if response.content else None
 
 
-def table(*headers: str) -> Table:
+def table(*headers: str, whole: tuple[str, ...] = ()) -> Table:
     """A table that stays readable in an 80-column terminal: no side borders, and no header
-    word is cut (a column is at least as wide as its longest header word)."""
-    columns = [Column(h, min_width=max(len(word) for word in h.split()), overflow="fold") for h in headers]
+    word is cut (a column is at least as wide as its longest header word). Columns named in
+    `whole` hold values a person copies (job ids): they are never folded, the others give way."""
+    columns = [
+        Column(h, no_wrap=True, min_width=32)
+        if h in whole
+        else Column(h, min_width=max(len(word) for word in h.split()), overflow="fold")
+        for h in headers
+    ]
     return Table(*columns, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
 
 
@@ -307,10 +313,26 @@ def jobs_list(
     out.print(rows)
 
 
+def dead_letters(tenant_id: str, want: int, pages: int | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `want` of the tenant's dead letters, newest first, following the API's pages (at
+    most `pages` of them); and whether more may follow."""
+    found: list[dict[str, Any]] = []
+    before: int | None = None
+    read = 0
+    while len(found) < want and (pages is None or read < pages):
+        params = {"limit": min(want - len(found), 500)} | ({"before": before} if before else {})
+        page = call("GET", f"/v1/admin/tenants/{tenant_id}/dead-letters", params=params)
+        found += page["dead_letters"]
+        read += 1
+        if (before := page["next"]) is None:
+            return found, False
+    return found, True
+
+
 @dead.command("list")
 def dead_list(tenant_id: str, limit: Annotated[int, typer.Option()] = 20) -> None:
-    rows = table("seq", "job", "reason", "detail", "failed")
-    for d in call("GET", f"/v1/admin/tenants/{tenant_id}/dead-letters", params={"limit": limit}):
+    rows = table("seq", "job", "reason", "detail", "failed", whole=("job",))
+    for d in dead_letters(tenant_id, limit)[0]:
         rows.add_row(
             str(d["sequence"]),
             d.get("job_id") or "?",
@@ -396,6 +418,10 @@ def status() -> None:
 
 
 STATUS_CALLS_AT_ONCE = 8
+STATUS_DEAD_LETTERS = 100
+STATUS_DEAD_LETTER_PAGES = 4
+"""`status` counts a tenant's dead letters up to 100, reading at most 4 pages; "n+" when
+more may follow."""
 
 
 def _tenant_row(t: dict[str, Any], now: datetime) -> list[str]:
@@ -410,7 +436,7 @@ def _tenant_row(t: dict[str, Any], now: datetime) -> list[str]:
         if g["status"] == "active" and g.get("predicted_death_at")
     ]
     counts = call("GET", f"/v1/admin/tenants/{tenant_id}/jobs/summary", params={"hours": 24})["counts"]
-    letters = len(call("GET", f"/v1/admin/tenants/{tenant_id}/dead-letters", params={"limit": 100}))
+    found, more = dead_letters(tenant_id, STATUS_DEAD_LETTERS, pages=STATUS_DEAD_LETTER_PAGES)
     open_alerts = len(call("GET", f"/v1/admin/tenants/{tenant_id}/alerts"))
     token = (
         "OAuth off"
@@ -427,7 +453,7 @@ def _tenant_row(t: dict[str, Any], now: datetime) -> list[str]:
         str(counts.get("sent", 0)),
         f"[red]{counts['failed']}[/red]" if counts.get("failed") else "0",
         str(waiting),
-        str(letters),
+        f"{len(found)}+" if more else str(len(found)),
     ]
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from . import alerts, credentials, dead_letters, devices, jobs, mail_events, tenants, tokens
+from . import alerts, credentials, dead_letters, devices, jobs, mail_events, rpc, streams, tenants, tokens
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def channels() -> list[Channel]:
             "",
         )
     )
-    rpc: list[tuple[str, type[BaseModel], type[BaseModel]]] = [
+    asked: list[tuple[str, type[BaseModel], type[BaseModel]]] = [
         (tokens.ACCESS_TOKEN_SUBJECT, tokens.AccessTokenRequest, tokens.AccessTokenReply),
         (tokens.START_ACQUISITION_SUBJECT, tokens.StartAcquisition, tokens.AcquisitionStarted),
         (
@@ -76,8 +76,11 @@ def channels() -> list[Channel]:
             credentials.SmtpCredentialsReply,
         ),
     ]
-    for subject, request, reply in rpc:
-        found.append(Channel(subject, request, "request", f"Answered with {reply.__name__}."))
+    for subject, request, reply in asked:
+        answer = f"Answered with {reply.__name__}"
+        if subject.startswith(streams.TOKEN_RPC_PREFIX):  # token-service answers every request
+            answer += f", or with an RpcFailure (header {rpc.RPC_FAILURE_HEADER}) when it cannot carry it out"
+        found.append(Channel(subject, request, "request", f"{answer}."))
     found.append(
         Channel(
             dead_letters.dead_letter_subject("{service}"),
@@ -104,6 +107,7 @@ def models() -> list[type[BaseModel]]:
         credentials.WebhookSecretReply,
         alerts.AlertList,
         tenants.TenantSettings,
+        rpc.RpcFailure,
     ]
     for model in [c.model for c in channels()] + extra:
         seen.setdefault(model.__name__, model)

@@ -19,6 +19,7 @@ from typing import TypeVar
 from faststream.nats import JStream, NatsBroker, StorageType
 from faststream.security import BaseSecurity, SASLPlaintext
 from fleetmail_contracts import streams
+from fleetmail_contracts.rpc import RPC_FAILURE_HEADER, RpcFailure
 from nats.errors import Error as NatsError
 from nats.js.api import RetentionPolicy, StreamConfig
 from nats.js.errors import BadRequestError
@@ -141,7 +142,7 @@ async def declare_streams(
             if settings.declare_streams:
                 await _declare(broker, settings)
             else:
-                await _look_up(broker, uses)
+                await _look_up(broker, settings, uses)
             return
         except (NatsError, TimeoutError) as exc:
             if time.monotonic() > deadline:
@@ -150,13 +151,70 @@ async def declare_streams(
             await asyncio.sleep(0.5)
 
 
-async def _look_up(broker: NatsBroker, uses: tuple[str, ...]) -> None:
+async def _look_up(broker: NatsBroker, settings: CommonSettings, uses: tuple[str, ...]) -> None:
     """Fill FastStream's bucket cache without declaring: later calls find them there."""
     for bucket in uses:
         if bucket == streams.ATTACHMENTS_BUCKET:
             await broker.object_storage(bucket, declare=False)
+            await _report_attachment_limits(broker, settings)
         else:
             await broker.key_value(bucket, declare=False)
+
+
+ATTACHMENTS_STREAM = f"OBJ_{streams.ATTACHMENTS_BUCKET}"
+"""The stream behind the attachments object store (nats-py's naming)."""
+
+
+def attachment_limits(settings: CommonSettings) -> dict[str, float]:
+    """The attachments store's safety nets, as the stream's `max_bytes` and `max_age` (s)."""
+    return {
+        "max_bytes": settings.attachments_max_bytes,
+        "max_age": timedelta(days=settings.attachments_max_age_days).total_seconds(),
+    }
+
+
+def _limit_differences(config: StreamConfig, wanted: dict[str, float]) -> list[str]:
+    found = {"max_bytes": config.max_bytes or -1, "max_age": config.max_age or 0}
+    return [
+        f"{name} is {found[name]:g}, the settings say {value:g}"
+        for name, value in wanted.items()
+        if abs(found[name] - value) > 0.5
+    ]
+
+
+async def _declare_attachments(broker: NatsBroker, settings: CommonSettings) -> None:
+    """The object store with its size and age limits; a store made without them (or with
+    others) is updated in place, its objects kept."""
+    wanted = attachment_limits(settings)
+    js = broker.connection.jetstream()
+    try:
+        await js.create_object_store(
+            streams.ATTACHMENTS_BUCKET,
+            ttl=wanted["max_age"],
+            max_bytes=int(wanted["max_bytes"]),
+            replicas=settings.stream_replicas,
+        )
+    except BadRequestError:  # it exists with another configuration
+        config = (await js.stream_info(ATTACHMENTS_STREAM)).config
+        if differences := _limit_differences(config, wanted):
+            log.info("updating the attachments store's limits: %s", "; ".join(differences))
+        await js.update_stream(
+            config=dataclasses.replace(config, max_bytes=int(wanted["max_bytes"]), max_age=wanted["max_age"])
+        )
+    await broker.object_storage(streams.ATTACHMENTS_BUCKET, declare=False)
+
+
+async def _report_attachment_limits(broker: NatsBroker, settings: CommonSettings) -> None:
+    """Where a provisioner declares the store, say at start when it differs from the settings."""
+    with contextlib.suppress(NatsError):  # a user that may not read stream info: nothing to say
+        config = (await broker.connection.jetstream().stream_info(ATTACHMENTS_STREAM)).config
+        differences = _limit_differences(config, attachment_limits(settings))
+        if differences:
+            log.warning(
+                "the attachments store's limits differ from the settings (%s): run the provisioner "
+                "(python -m fleetmail_runtime.provision) to apply them",
+                "; ".join(differences),
+            )
 
 
 async def _declare(broker: NatsBroker, settings: CommonSettings) -> None:
@@ -178,7 +236,7 @@ async def _declare(broker: NatsBroker, settings: CommonSettings) -> None:
     await broker.key_value(
         streams.MAILBOX_LIMITS_BUCKET, ttl=timedelta(days=2).total_seconds(), replicas=replicas
     )
-    await broker.object_storage(streams.ATTACHMENTS_BUCKET, replicas=replicas)
+    await _declare_attachments(broker, settings)
 
 
 class BusUnavailable(Exception):
@@ -194,6 +252,19 @@ class BusUnavailable(Exception):
         self.timed_out = isinstance(cause, TimeoutError)
         """No answer in time: the request may have been done all the same (a publish stored
         by JetStream whose acknowledgement was lost), unlike a refusal or no connection."""
+
+
+class RequestFailed(BusUnavailable):
+    """The service asked answered that it could not carry the request out (an `RpcFailure`):
+    `reason` says why, for an administrator, and `transient` whether trying again may help.
+    A caller that does not look closer treats it as any `BusUnavailable`."""
+
+    def __init__(self, subject: str, failure: RpcFailure) -> None:
+        Exception.__init__(self, f"{subject}: {failure.reason}")
+        self.what = subject
+        self.timed_out = False
+        self.reason = failure.reason
+        self.transient = failure.kind == "transient"
 
 
 @contextlib.contextmanager
@@ -218,6 +289,8 @@ class Bus:
         """Ask whoever serves `subject`; their answer parsed as `reply`."""
         with bus_errors(f"no answer on {subject}"):
             response = await self.broker.request(message, subject, timeout=timeout_s or self.timeout_s)
+        if (response.headers or {}).get(RPC_FAILURE_HEADER) is not None:
+            raise RequestFailed(subject, RpcFailure.model_validate_json(response.body))
         return reply.model_validate_json(response.body)
 
     async def publish(

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .identity_endpoints import DEFAULT_IDENTITY_ORIGINS
@@ -75,6 +75,23 @@ class CommonSettings(BaseSettings):
     )
     jobs_max_bytes: int = Field(default=-1, description="Size limit of the jobs stream; -1: none")
     events_max_bytes: int = Field(default=-1, description="Size limit of the events stream; -1: none")
+    attachments_max_bytes: int = Field(
+        default=10 * 1024**3,
+        description="Size limit of the attachments object store (a safety net: a full store refuses "
+        "new uploads, and the other streams keep working); -1: none",
+    )
+    attachments_max_age_days: float = Field(
+        default=14.0,
+        gt=0,
+        description="Age at which JetStream drops an attachment whatever its job (a safety net "
+        "behind the deletion after delivery and the sweep); above dead_letter_retention_days",
+    )
+    dead_letter_retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="How long a dead letter's documents are kept, so that it can be resent; a "
+        "resend after that is refused (410) and the dead letter stays listed",
+    )
     identity_allowed_origins: tuple[str, ...] = Field(
         default=DEFAULT_IDENTITY_ORIGINS,
         description="Identity endpoints a tenant's settings may name (JSON list of https origins): "
@@ -96,6 +113,15 @@ class CommonSettings(BaseSettings):
 
     def outbound_policy(self) -> OutboundPolicy:
         return OutboundPolicy.of(self.outbound_allowed_ranges)
+
+    @model_validator(mode="after")
+    def _attachments_outlive_dead_letters(self) -> CommonSettings:
+        if self.attachments_max_age_days <= self.dead_letter_retention_days:
+            raise ValueError(
+                "attachments_max_age_days must be above dead_letter_retention_days: the store's "
+                "age limit would drop a dead letter's documents before its retention ends"
+            )
+        return self
 
     def keyring_path(self) -> Path:
         return self.keyring_file or self.data_dir / "keyring.json"

@@ -167,9 +167,9 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         fault: Fault | None = state.faults.take(grant_type)
         if fault is None:
             return None
-        headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else None
-        body = {"error": "temporarily_unavailable", "error_description": "Service unavailable"}
-        return json_error(fault.status, body, headers)
+        return fault.response(
+            {"error": "temporarily_unavailable", "error_description": "Service unavailable"}
+        )
 
     def new_access_token(client_id: str, user: str, scopes: list[str]) -> str:
         token = random_token("ya29.a0", 60)

@@ -13,12 +13,12 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 
@@ -57,24 +57,54 @@ def pkce_matches(verifier: str | None, challenge: str | None, method: str | None
     return secrets.compare_digest(verifier, challenge)
 
 
+FaultBody = Literal["json", "html", "empty", "truncated", "array"]
+"""What a faulted call answers: the provider's own JSON error, or what a proxy or a broken
+server in between might send instead (an HTML error page, nothing, cut-off JSON, JSON that
+is not an object)."""
+
+NOT_JSON: dict[str, tuple[bytes, str]] = {
+    "html": (
+        b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
+        b"</h1></center><hr><center>corporate-proxy</center></body></html>",
+        "text/html",
+    ),
+    "empty": (b"", "application/json"),
+    "truncated": (b'{"access_token": "eyJ0eXAiOiJKV1Qi', "application/json"),
+    "array": (b'["access_token", "expires_in"]', "application/json"),
+}
+
+
 @dataclass
 class Fault:
     status: int
     remaining: int
     retry_after_s: int | None = None
-    grant_type: str | None = None  # only token calls of this grant type; None: every call
+    grant_type: str | None = None
+    """Only token calls of this grant type (`devicecode`: the device authorization endpoint);
+    None: every call."""
+    body: FaultBody = "json"
+    user_code: str | None = None
+    """Only the polls of this device-code sign-in; None: any call."""
+
+    def response(self, error_body: dict[str, Any]) -> Response:
+        headers = {"Retry-After": str(self.retry_after_s)} if self.retry_after_s else None
+        if self.body == "json":
+            return json_error(self.status, error_body, headers)
+        content, media_type = NOT_JSON[self.body]
+        return Response(content, status_code=self.status, media_type=media_type, headers=headers)
 
 
 @dataclass
 class FaultPlan:
-    """Answer the next N calls to a set of endpoints with 429 or 5xx."""
+    """Answer the next N calls to a set of endpoints with an error (429, 5xx, or anything else
+    with a body that is not the provider's JSON)."""
 
     faults: list[Fault] = field(default_factory=list)
 
-    def take(self, grant_type: str | None = None) -> Fault | None:
+    def take(self, grant_type: str | None = None, user_code: str | None = None) -> Fault | None:
         self.faults = [f for f in self.faults if f.remaining > 0]
         for fault in self.faults:
-            if fault.grant_type is None or fault.grant_type == grant_type:
+            if fault.grant_type in (None, grant_type) and fault.user_code in (None, user_code):
                 fault.remaining -= 1
                 return fault
         return None
@@ -87,6 +117,9 @@ class FaultRequest(BaseModel):
     # A test that means one grant's refresh names its grant type, so that the polls of
     # device-code sign-ins other tests left pending do not take its fault.
     grant_type: str | None = None
+    body: FaultBody = "json"
+    # The sign-in a device-code poll fault is for, so that no other pending sign-in takes it.
+    user_code: str | None = None
 
 
 class CallCounter:
@@ -157,7 +190,9 @@ def control_router(state: Any) -> APIRouter:
 
     @router.post("/faults")
     async def faults(body: FaultRequest) -> dict[str, int]:
-        state.faults.faults.append(Fault(body.status, body.count, body.retry_after_s, body.grant_type))
+        state.faults.faults.append(
+            Fault(body.status, body.count, body.retry_after_s, body.grant_type, body.body, body.user_code)
+        )
         return {"queued": body.count}
 
     @router.get("/calls")

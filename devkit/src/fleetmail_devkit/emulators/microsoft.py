@@ -255,15 +255,17 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             tenant = user.rpartition("@")[2].lower()
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"fleetmail-emulator/{tenant}"))
 
-    def fault_response(endpoint: str, grant_type: str | None = None) -> Response | None:
+    def fault_response(
+        endpoint: str, grant_type: str | None = None, device_code: str | None = None
+    ) -> Response | None:
         state.counter.hit(endpoint)
-        fault: Fault | None = state.faults.take(grant_type)
+        polled = state.device_codes.get(device_code or "")
+        fault: Fault | None = state.faults.take(grant_type, polled.user_code if polled else None)
         if fault is None:
             return None
-        headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else None
         body = error_body(90014)
         body["error"] = "temporarily_unavailable"
-        return json_error(fault.status, body, headers)
+        return fault.response(body)
 
     def issue_tokens(grant: Grant, client_id: str, nonce: str | None = None) -> dict[str, Any]:
         issued = int(now())
@@ -364,7 +366,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
 
     @api.post("/{tenant}/oauth2/v2.0/devicecode")
     async def devicecode(tenant: str, request: Request) -> Response:
-        if (failed := fault_response("devicecode")) is not None:
+        if (failed := fault_response("devicecode", "devicecode")) is not None:
             return failed
         form = await form_of(request)
         if (bad := check_app(form.get("client_id"), tenant)) is not None:
@@ -449,7 +451,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         # Counted per grant type too: tests count refresh redemptions without the polls
         # of device-code sign-ins that other tests left pending.
         state.counter.hit(f"token:{form.get('grant_type', '')}")
-        if (failed := fault_response("token", form.get("grant_type"))) is not None:
+        if (failed := fault_response("token", form.get("grant_type"), form.get("device_code"))) is not None:
             return failed
         client_id, client_secret = client_credentials_from(request, form)
         if (bad := check_app(client_id, tenant)) is not None:

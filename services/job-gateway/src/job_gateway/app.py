@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -70,11 +71,12 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         keys.device_secret,
         policy=AllowlistPolicy(settings.min_allowlist_prefix_v4, settings.min_allowlist_prefix_v6),
     )
+    attachments = ObjectStoreAttachments(broker)
     tsi_routing = TsiRouting(store, settings.max_recipients)
     intake = JobIntake(
         settings,
         store,
-        ObjectStoreAttachments(broker),
+        attachments,
         runtime.bus,
         provider_of=tenants.provider_of,
         tsi_routing=tsi_routing,
@@ -90,7 +92,12 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         alerts=AlertRelay(runtime.bus, settings),
         device_events=DeviceEvents(runtime.bus, settings),
         jobs=jobs,
-        dead_letters=DeadLetterDesk(JetStreamDeadLetters(broker), store),
+        dead_letters=DeadLetterDesk(
+            JetStreamDeadLetters(broker),
+            store,
+            attachments,
+            timedelta(days=settings.common.dead_letter_retention_days),
+        ),
         queues=Queues(JetStreamConsumerLag(broker)),
         tsi_routing=tsi_routing,
         bus_connected=lambda: broker.connection is not None and broker.connection.is_connected,

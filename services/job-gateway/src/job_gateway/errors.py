@@ -19,6 +19,8 @@
     │   │   └── UserRequired                a logout names its user
     │   ├── UnreadableRequest           the body could not be parsed at all
     │   ├── AttachmentTooLarge
+    │   ├── SubmissionTooLarge          the whole submission is over the size limit
+    │   │   └── TooManyAttachments
     │   ├── AttachmentTypeRefused
     │   ├── NotFound
     │   │   ├── TenantNotFound
@@ -27,6 +29,7 @@
     │   │   ├── DeadLetterNotFound
     │   │   ├── TsiRouteNotFound
     │   │   └── AlertNotFound
+    │   ├── DocumentsGone               a dead job's documents were deleted: it cannot be resent
     │   ├── Conflict                    the request clashes with what exists
     │   │   ├── AllowlistOverlap            an address range another device holds
     │   │   ├── NoAdministratorAddress
@@ -36,8 +39,11 @@
     │   │   └── AdministratorUnauthorized
     │   ├── Forbidden                   proved, but this key may not do this
     │   └── OutsideTenantDomains        a sign-in for an address outside the tenant's mail domains
+    ├── Failed                      permanent, fleetmail's side: trying again will not help
+    │   └── ServiceFailed               another service answered that it could not do it, and why
     └── Transient                   try again later: nothing was kept
         ├── RateLimited                 the device sends faster than its rate
+        ├── TooManyBytesInFlight        the tenant's submissions being taken in fill its share
         └── Unavailable                 a part of fleetmail did not answer
             ├── EventBusUnavailable         NATS: jobs, events, dead letters, queues, tenants
             ├── TokenServiceUnavailable
@@ -68,6 +74,11 @@ class GatewayError(Exception):
 
 class Refused(GatewayError):
     """Permanent: the request itself is wrong."""
+
+
+class Failed(GatewayError):
+    """Permanent, and not the request's fault: a part of fleetmail answered that it cannot
+    carry the request out (the reason says why); an operator must act."""
 
 
 class Transient(GatewayError):
@@ -161,6 +172,19 @@ class AttachmentTooLarge(Refused):
     title = "Attachment too large"
 
 
+class SubmissionTooLarge(Refused):
+    """The submission as a whole (an HTTP body, an SMTP message's attachments) is over the
+    gateway's limit: refused while it streams in, before it is stored."""
+
+    code = "submission-too-large"
+    title = "Submission too large"
+
+
+class TooManyAttachments(SubmissionTooLarge):
+    code = "too-many-attachments"
+    title = "Too many attachments"
+
+
 class AttachmentTypeRefused(Refused):
     code = "attachment-type-refused"
     title = "Attachment type refused"
@@ -199,6 +223,11 @@ class TsiRouteNotFound(NotFound):
 class AlertNotFound(NotFound):
     code = "alert-not-found"
     title = "No such open alert"
+
+
+class DocumentsGone(Refused):
+    code = "documents-gone"
+    title = "Documents no longer kept"
 
 
 class Conflict(Refused):
@@ -253,6 +282,14 @@ class RateLimited(Transient):
         self.retry_after_s = retry_after_s
 
 
+class TooManyBytesInFlight(Transient):
+    """The tenant's submissions this gateway is receiving and storing at once already hold
+    its share: this one waits until some are taken in."""
+
+    code = "too-many-bytes-in-flight"
+    title = "Too many uploads in progress"
+
+
 class Unavailable(Transient):
     code = "unavailable"
     title = "Unavailable"
@@ -271,3 +308,8 @@ class TokenServiceUnavailable(Unavailable):
 class NotifierUnavailable(Unavailable):
     code = "notifier-unavailable"
     title = "notifier unavailable"
+
+
+class ServiceFailed(Failed):
+    code = "service-failed"
+    title = "Request not carried out"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from fleetmail_contracts.dead_letters import DeadLetter
 from fleetmail_contracts.jobs import AttachmentRef
 from fleetmail_contracts.tenants import TenantSettings
 from pydantic import BaseModel
@@ -16,7 +17,7 @@ from starlette.datastructures import UploadFile
 
 from .credentials import HashKey
 from .domain import Role, StatusUpdate
-from .schemas import DeadLetterView, QueueView, TsiRoutingTable
+from .schemas import DeadLetterPage, QueueView, TsiRoutingTable
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -155,9 +156,19 @@ class Attachments(Protocol):
 
     async def delete(self, object_name: str) -> None: ...
 
+    async def exists(self, object_name: str) -> bool: ...
+
 
 class DeadLetterStream(Protocol):
-    async def newest(self, tenant_id: str, limit: int) -> list[DeadLetterView]: ...
+    async def page(self, tenant_id: str, before: int | None, limit: int) -> DeadLetterPage:
+        """The tenant's dead letters below sequence `before` (None: from the newest), newest
+        first, from a bounded stretch of the stream."""
+        ...
+
+    async def letter(self, tenant_id: str, sequence: int) -> DeadLetter | None:
+        """The dead letter, or None when there is none or it is not this tenant's job."""
+        ...
+
     async def resend(self, tenant_id: str, sequence: int) -> str | None:
         """Republish the dead job; its job id, or None when it is not this tenant's."""
         ...

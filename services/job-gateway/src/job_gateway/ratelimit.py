@@ -24,6 +24,15 @@ class RateLimiter:
         self.clock = clock
         self._buckets: dict[str, _Bucket] = {}
 
+    def wait(self, key: str) -> float | None:
+        """What `take` would answer, without taking a token: an edge refuses a device that
+        has none left before it reads what the device sends."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return None
+        tokens = min(float(self.burst), bucket.tokens + (self.clock() - bucket.updated) * self.rate)
+        return None if tokens >= 1 else (1 - tokens) / self.rate
+
     def take(self, key: str) -> float | None:
         """None when allowed; otherwise the seconds until the next token."""
         now = self.clock()

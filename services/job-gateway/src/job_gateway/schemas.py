@@ -14,7 +14,15 @@ from typing import Annotated, Any, Literal, Self
 from fleetmail_contracts.credentials import CredentialField
 from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.tokens import AcquisitionFlow
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from . import allowlists
 
@@ -240,7 +248,18 @@ class CredentialsInput(BaseModel):
     smtp_username: str | None = Field(default=None, max_length=320)
     smtp_password: str | None = Field(default=None, repr=False, max_length=1024)
     webhook_secret: str | None = Field(default=None, repr=False, min_length=16, max_length=1024)
-    clear: tuple[CredentialField, ...] = ()
+    clear: tuple[CredentialField, ...] = Field(
+        default=(), description="Fields to remove; a field is given or cleared, not both"
+    )
+
+    @field_validator("clear")
+    @classmethod
+    def _given_or_cleared(cls, clear: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        # Fields are validated in order: `info.data` holds every field declared above.
+        for name in clear:
+            if info.data.get(name) is not None:
+                raise ValueError(f"{name} is both given and listed in clear: give it or clear it, not both")
+        return clear
 
 
 class ApiKeyRequest(BaseModel):
@@ -284,6 +303,17 @@ class DeadLetterView(BaseModel):
     deliveries: int
     failed_at: datetime
     service: str
+
+
+class DeadLetterPage(BaseModel):
+    """One page of a tenant's dead letters, newest first. A page reads a bounded stretch of
+    the dead-letter stream, which every tenant shares: it may hold fewer letters than asked
+    for, or none, and still be followed by more."""
+
+    dead_letters: list[DeadLetterView]
+    next: int | None = Field(
+        description="Pass as `before` to read the next (older) page; null: this was the last"
+    )
 
 
 class Health(BaseModel):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from fleetmail_runtime.settings import CommonSettings, settings_config
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings
 
 
@@ -34,6 +34,21 @@ class GatewaySettings(BaseSettings):
         description="HMAC key for administrators' API keys; default: generated into <data_dir>/api-key-hash-key",
     )
     max_attachment_bytes: int = Field(default=30 * 1024 * 1024, gt=0)
+    max_attachments: int = Field(
+        default=20, ge=1, description="Attachments one job may carry (HTTP file parts, SMTP attachments)"
+    )
+    max_submission_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Size of one submission: an HTTP request body, counted while it streams in "
+        "(refused with 413 once passed); over SMTP, the sum of a message's attachments",
+    )
+    tenant_bytes_in_flight: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description="Bytes of one tenant's submissions this gateway receives and stores at once; "
+        "a submission beyond it waits (507 + Retry-After, SMTP 452 4.3.1). At least max_submission_bytes",
+    )
     max_recipients: int = Field(default=100, gt=0)
     publish_timeout_s: float = Field(default=5, gt=0)
     token_rpc_timeout_s: float = Field(default=15, gt=0)
@@ -51,6 +66,28 @@ class GatewaySettings(BaseSettings):
     smtp_tls_key: Path | None = Field(default=None, description="Its private key (PEM)")
     smtp_min_tls: Literal["1.0", "1.1", "1.2", "1.3"] = Field(
         default="1.2", description="Oldest TLS a device may use; 1.0/1.1 only for devices that need it"
+    )
+    smtp_max_connections: int = Field(
+        default=1000, gt=0, description="SMTP connections open at once, all ports; more are refused with 421"
+    )
+    smtp_max_connections_per_address: int = Field(
+        default=100, gt=0, description="SMTP connections open at once from one source address"
+    )
+    smtp_idle_timeout_s: float = Field(
+        default=120,
+        gt=0,
+        description="A connection silent this long (between commands, or within DATA) is closed",
+    )
+    smtp_data_timeout_s: float = Field(
+        default=900, gt=0, description="The longest a message's DATA may take to arrive, however steadily"
+    )
+    smtp_command_call_limit: int = Field(
+        default=1000, gt=0, description="Times one connection may send the same command before it is closed"
+    )
+    smtp_spool_bytes: int = Field(
+        default=256 * 1024,
+        gt=0,
+        description="A message (and each part of it) above this size is held in a temporary file, not in memory",
     )
     device_rate_per_s: float = Field(
         default=20, gt=0, description="Jobs per second one device may submit, after its burst"
@@ -87,3 +124,11 @@ class GatewaySettings(BaseSettings):
         ),
         description='What devices send (scans, faxes, reports); ["*"] accepts any type',
     )
+
+    @model_validator(mode="after")
+    def _one_submission_fits_in_flight(self) -> Self:
+        # Otherwise a submission within the size limit could never be taken in, and its 507
+        # would promise a retry that cannot succeed.
+        if self.tenant_bytes_in_flight < self.max_submission_bytes:
+            raise ValueError("tenant_bytes_in_flight must be at least max_submission_bytes")
+        return self

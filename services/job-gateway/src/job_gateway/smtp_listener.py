@@ -11,29 +11,29 @@ aiosmtpd does the protocol. Its authenticator is synchronous, so it only parses 
 credentials here; the device is checked asynchronously right after (`_verified`).
 Devices that send HELO instead of EHLO cannot AUTH (they never saw the extension): the
 allowlist is how they are let in.
+
+One device cannot take the listener from the others: connections are capped in total and
+per source address, silence and slow data time out (`smtp_protocol`), a message is spooled
+to disk and read part by part (`smtp_data`, `smtp_message`), and a device out of jobs is
+refused at MAIL FROM, before it sends its message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
-import io
 import logging
 import ssl
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from fleetmail_contracts.addresses import UNSAFE
 from fleetmail_contracts.jobs import JobFunction
 from fleetmail_runtime.telemetry import SpanScope
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
-from starlette.datastructures import Headers, UploadFile
 
-from .domain import DeviceLogin, legacy_smtp_job_id, smtp_job_id
+from .domain import DeviceLogin, legacy_smtp_job_id, retry_after_s, smtp_job_id
 from .errors import (
     AttachmentTooLarge,
     AttachmentTypeRefused,
@@ -42,11 +42,15 @@ from .errors import (
     InvalidJob,
     InvalidRequest,
     RateLimited,
-    Unauthorized,
+    SubmissionTooLarge,
+    TooManyBytesInFlight,
     Unavailable,
 )
 from .schemas import JobSubmission, summarise
 from .settings import GatewaySettings
+from .smtp_connections import ConnectionLimits
+from .smtp_message import ReadMessage, header_text, read_message
+from .smtp_protocol import DeviceSMTP, SpooledEnvelope
 from .telemetry import tracer
 from .use_cases import DeviceDirectory, JobIntake
 
@@ -62,6 +66,8 @@ TLS_VERSIONS = {
 REPLIES: tuple[tuple[type[GatewayError], str], ...] = (
     (Unavailable, "451 4.3.0"),
     (RateLimited, "450 4.7.1"),
+    (TooManyBytesInFlight, "452 4.3.1"),
+    (SubmissionTooLarge, "552 5.3.4"),
     (AttachmentTypeRefused, "554 5.6.1"),
     (AttachmentTooLarge, "552 5.3.4"),
     (InvalidRequest, "550 5.6.0"),
@@ -93,42 +99,6 @@ def server_tls_context(cert: Path, key: Path, minimum: str) -> ssl.SSLContext:
     return context
 
 
-class DeviceSMTP(SMTP):
-    """aiosmtpd's server with credentials checked against the device directory."""
-
-    def __init__(self, handler: SubmissionHandler, **kwargs: Any) -> None:
-        super().__init__(handler, authenticator=self._parse_only, **kwargs)
-        self.directory = handler.directory
-
-    @staticmethod
-    def _parse_only(
-        server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
-    ) -> AuthResult:
-        return AuthResult(success=True, auth_data=auth_data)
-
-    async def _verified(self, result: AuthResult) -> AuthResult:
-        if not result.success or not isinstance(result.auth_data, LoginPassword):
-            return result
-        login = result.auth_data.login.decode("utf-8", "replace")
-        secret = result.auth_data.password.decode("utf-8", "replace")
-        try:
-            device = await self.directory.authenticate(login, secret)
-        except Unauthorized:
-            log.info(
-                "SMTP AUTH refused for device %r from %s",
-                login[:64],
-                self.session.peer if self.session else "?",
-            )
-            return AuthResult(success=False, handled=False)
-        return AuthResult(success=True, auth_data=device)
-
-    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
-        return await self._verified(await super().auth_PLAIN(server, args))
-
-    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
-        return await self._verified(await super().auth_LOGIN(server, args))
-
-
 class SubmissionHandler:
     def __init__(self, intake: JobIntake, directory: DeviceDirectory, settings: GatewaySettings) -> None:
         self.intake = intake
@@ -145,9 +115,27 @@ class SubmissionHandler:
             if login is None:
                 return "530 5.7.0 Authentication required: sign in with the device id and secret"
             session.auth_data = login  # type: ignore[assignment]  # aiosmtpd declares it None
+        known: Any = session.auth_data
+        # The device's rate before its message is read, not after: a device out of jobs
+        # does not get to send (and have parsed) 30 MB first. The intake takes the token.
+        wait = None
+        if isinstance(known, DeviceLogin):
+            device = known.device
+            wait = self.intake.limiter.wait(f"{device.tenant_id}/{device.device_id}")
+        if wait is not None:
+            return (
+                f"450 4.7.1 this device sent more than {self.intake.limiter.burst} jobs at once; "
+                f"try again in {retry_after_s(wait)} s"
+            )
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Sender OK"
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's reply to what nobody caught names the exception (`500 Error:
+        (LookupError) …`) and is permanent: a device would drop its scan for our bug."""
+        log.error("SMTP session failed", exc_info=error)
+        return f"{TEMPORARY_FAILURE} Temporary failure; try again"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -162,8 +150,14 @@ class SubmissionHandler:
         login = session.auth_data
         if not isinstance(login, DeviceLogin):
             return "530 5.7.0 Authentication required"
+        assert isinstance(envelope, SpooledEnvelope) and envelope.spool is not None
+        message: ReadMessage | None = None
         try:
-            submission, uploads, message_id = to_job(login, envelope)
+            # Reading a large message is seconds of work: not on the loop other devices share.
+            message = await asyncio.to_thread(
+                read_message, envelope.spool.file, self.settings.smtp_spool_bytes
+            )
+            submission, message_id = to_job(login, envelope, message)
             ids = None
             if message_id is not None:
                 device = login.device
@@ -181,7 +175,7 @@ class SubmissionHandler:
             )
             with SpanScope(span):
                 accepted = await self.intake.submit(
-                    login.device, submission, uploads, channel="smtp", ids=ids
+                    login.device, submission, message.attachments, channel="smtp", ids=ids
                 )
         except GatewayError as error:
             return smtp_reply(error)
@@ -189,41 +183,28 @@ class SubmissionHandler:
             # Never a 5xx for our own trouble: the device would drop the scan for good.
             log.exception("SMTP message from device %s could not be queued", login.device.device_id)
             return f"{TEMPORARY_FAILURE} Temporary failure: the job could not be queued; try again"
+        finally:
+            if message is not None:
+                message.close()
         log.info("SMTP message from device %s queued as job %s", login.device.device_id, accepted.job_id)
         return f"250 2.0.0 OK queued as {accepted.job_id}"
 
 
-def to_job(login: DeviceLogin, envelope: Envelope) -> tuple[JobSubmission, list[UploadFile], str | None]:
-    """The message as a job of the device's function: envelope recipients, subject, the text
-    body, and every other part as an attachment; and its Message-ID, if it has one (a resend
-    with the same Message-ID is the same job)."""
-    raw = envelope.original_content or b""
-    message = email.message_from_bytes(raw, policy=email.policy.default)
-    if not isinstance(message, EmailMessage):  # the default policy always makes one
-        raise InvalidJob("the message could not be read")
-    body_part = message.get_body(preferencelist=("plain",))
-    body = body_part.get_content() if body_part is not None else None
-    uploads: list[UploadFile] = []
-    for part in message.iter_attachments():
-        data = part.get_payload(decode=True)
-        uploads.append(
-            UploadFile(
-                io.BytesIO(data if isinstance(data, bytes) else b""),
-                filename=part.get_filename() or f"attachment-{len(uploads) + 1}",
-                headers=Headers({"content-type": part.get_content_type()}),
-            )
-        )
+def to_job(login: DeviceLogin, envelope: Envelope, message: ReadMessage) -> tuple[JobSubmission, str | None]:
+    """The message as a job of the device's function: envelope recipients, subject and the
+    text body (its other parts are the job's attachments); and its Message-ID, if it has one
+    (a resend with the same Message-ID is the same job)."""
     fields: dict[str, Any] = {
         "function": login.function,
         "to": list(envelope.rcpt_tos),
-        "subject": " ".join(str(message.get("Subject", "")).split()) or None,
-        "body": body,
+        "subject": header_text(message.headers, "Subject") or None,
+        "body": message.body,
     }
-    message_id = str(message.get("Message-ID") or "") or None
+    message_id = header_text(message.headers, "Message-ID") or None
     if login.function is JobFunction.INTERNET_FAX_TX and not login.device.machine_address:
         fields["machine_address"] = envelope.mail_from
     try:
-        return JobSubmission(**fields), uploads, message_id
+        return JobSubmission(**fields), message_id
     except ValidationError as exc:
         raise InvalidJob(summarise(exc.errors())) from None
 
@@ -235,6 +216,9 @@ class SmtpListener:
     def __init__(self, settings: GatewaySettings, intake: JobIntake, directory: DeviceDirectory) -> None:
         self.settings = settings
         self.handler = SubmissionHandler(intake, directory, settings)
+        self.limits = ConnectionLimits(
+            settings.smtp_max_connections, settings.smtp_max_connections_per_address
+        )
         self.servers: list[asyncio.Server] = []
 
     @property
@@ -275,12 +259,14 @@ class SmtpListener:
             "data_size_limit": settings.max_attachment_bytes * 4 // 3 + 1024 * 1024,
             "hostname": settings.smtp_hostname,
             "ident": "fleetmail",
+            "timeout": settings.smtp_idle_timeout_s,
+            "command_call_limit": settings.smtp_command_call_limit,
         }
         try:
             for port, options, implicit in self._plan():
 
                 def factory(options: dict[str, Any] = options) -> SMTP:
-                    return DeviceSMTP(self.handler, **common, **options)
+                    return DeviceSMTP(self.handler, self.limits, **common, **options)
 
                 self.servers.append(await loop.create_server(factory, host, port, ssl=implicit))
                 log.info("SMTP listener on %s:%s%s", host, port, " (implicit TLS)" if implicit else "")

@@ -31,6 +31,7 @@ from .adapters.ledger import KvDeliveryLedger
 from .adapters.limits import KvMailboxLimits
 from .adapters.parking import KvParkingLot
 from .adapters.smtp import SmtpDelivery
+from .adapters.sweep import AttachmentSweep
 from .adapters.tokens import BusTokenClient
 from .delivery import Deliverer
 from .domain.decisions import RetryPolicy
@@ -38,6 +39,7 @@ from .domain.limits import MailboxLimits
 from .handler import Failures, JobHandler, TokenEvents
 from .pacing import MailboxGate, PacingPolicy
 from .settings import MailSettings
+from .telemetry import AttachmentStoreGauges
 
 SERVICE = "mail-service"
 DURABLE = streams.MAIL_JOBS_CONSUMER[1]
@@ -132,6 +134,16 @@ def build_app(
         deliverer.has_grant,
         clock,
     )
+    sweep = AttachmentSweep(
+        runtime.broker,
+        attachments,
+        parking,
+        clock,
+        grace=timedelta(seconds=settings.attachment_orphan_grace_s),
+        retention=timedelta(days=settings.common.dead_letter_retention_days),
+        max_bytes=settings.common.attachments_max_bytes,
+        alert_percent=settings.attachment_store_alert_percent,
+    )
     policy = RetryPolicy(settings.max_deliver, settings.retry_base_s, settings.retry_max_s)
     handler = JobHandler(deliverer, ledger, events, parking, failures, policy, clock, jitter)
     in_flight = InFlight()
@@ -143,7 +155,11 @@ def build_app(
     runtime.on_stop(transport.close)
     runtime.every(settings.park_sweep_s, parking.sweep, "the sweep of parked jobs")
     runtime.every(settings.ack_wait_s / 3, in_flight.keep_alive, "telling JetStream jobs are in progress")
-    runtime.gauges([streams.MAIL_JOBS_CONSUMER])
+    runtime.every(settings.attachment_sweep_s, sweep.sweep, "the attachment sweep")
+    runtime.gauges(
+        [streams.MAIL_JOBS_CONSUMER],
+        AttachmentStoreGauges(attachments.used_bytes, settings.common.attachments_max_bytes).poll,
+    )
     _subscribe(runtime.broker, settings, handler, in_flight, TokenEvents(deliverer, parking))
 
     async def announce_ready() -> None:

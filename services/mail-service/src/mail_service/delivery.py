@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from .domain.mime import AttachmentSource, MimeMessage
 from .domain.sender import Sender, resolve_sender
 from .domain.tokens import access_token_of
 from .errors import (
+    AttachmentsUnavailable,
     DeliveryError,
     InvalidJob,
     ReauthorizationNeeded,
@@ -45,6 +47,7 @@ from .ports import (
     TokenClient,
 )
 
+log = logging.getLogger("mail-service")
 CHUNK = 1024 * 1024
 TOKEN_MEMORY = timedelta(seconds=30)
 BAD_PASSWORD_REMEDY = (
@@ -201,6 +204,16 @@ class Deliverer:
             return
         async with self.gate.submission(mailbox_key(tenant.tenant_id, sender.address), limits, paced):
             yield
+
+    async def release(self, job: JobBase) -> None:
+        """The job is final (sent and in the ledger): its documents are deleted. One the store
+        cannot delete now is left to the attachment sweep, which finds it held by no job."""
+        if not job.attachments:
+            return
+        try:
+            await self.attachments.discard(job.attachments)
+        except AttachmentsUnavailable as exc:
+            log.warning("job %s: its documents are left to the sweep (%s)", job.job_id, exc)
 
     async def _access_token(self, principal: Principal, force_refresh: bool, job_id: str) -> str:
         key = f"{principal.tenant_id}|{principal.address.casefold()}"

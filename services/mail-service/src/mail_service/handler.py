@@ -214,17 +214,21 @@ class JobHandler:
             delivered = decision.delivered
             await self.ledger.record(job.job_id, delivered.message_id)
             await settle(accepted)
-            # The ledger holds the job now: the ack and the event may go together. (Sending the
-            # record together with them was tried: the crash-and-dead-node test then saw up to
-            # two batches of duplicates instead of at most one.)
-            await asyncio.gather(message.ack(), self.events.publish(ref.sent(self.clock(), delivered)))
+            # The ledger holds the job now: the ack and the deletion of its documents may go
+            # together (a redelivery finds the job in the ledger and never needs them), and the
+            # `sent` event follows: once a job shows as sent, its documents are gone. (Sending
+            # the record together with them was tried: the crash-and-dead-node test then saw
+            # up to two batches of duplicates instead of at most one.)
+            await asyncio.gather(message.ack(), self.deliverer.release(job))
+            await self.events.publish(ref.sent(self.clock(), delivered))
             JOBS_SENT.add(1, labels)
             DELIVERY_LATENCY.record((self.clock() - job.submitted_at).total_seconds(), labels)
             # The 'sent' event is each job's record; the log keeps to what is unusual.
             log.debug("job %s sent from %s", job.job_id, delivered.sender)
         elif isinstance(decision, AckRedelivery):
             log.info("job %s was already delivered; acknowledging the redelivery", job.job_id)
-            await message.ack()
+            # Its documents too may have outlived a crash right after the ledger record.
+            await asyncio.gather(message.ack(), self.deliverer.release(job))
         elif isinstance(decision, Park):
             await settle(accepted)
             deadline = await self.parking.park(job, ref.function, decision.user, message.body)

@@ -8,7 +8,7 @@ suite, and both run the same contract tests. Each port raises only mail-service'
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from io import BufferedIOBase
@@ -92,6 +92,11 @@ class AttachmentStore(Protocol):
     when the store cannot be read now."""
 
     async def fetch(self, attachment: AttachmentRef, into: BufferedIOBase) -> None: ...
+
+    async def discard(self, attachments: Sequence[AttachmentRef]) -> None:
+        """Delete them for good (one gone already is no error); `AttachmentsUnavailable` when
+        the store cannot be written now."""
+        ...
 
 
 class DeliveryLedger(Protocol):

@@ -43,6 +43,23 @@ class MailSettings(BaseSettings):
     ledger_write_timeout_s: float = Field(
         default=30.0, gt=0, description="How long a sent job's ledger record is retried through a bus outage"
     )
+    attachment_sweep_s: float = Field(
+        default=300,
+        gt=0,
+        description="How often documents no job holds (expired dead letters', orphans) are removed",
+    )
+    attachment_orphan_grace_s: float = Field(
+        default=3600,
+        gt=0,
+        description="An object younger than this is never swept (its job may still be being "
+        "queued); an unheld object goes at the first sweep after two have found it unheld",
+    )
+    attachment_store_alert_percent: float = Field(
+        default=80,
+        gt=0,
+        le=100,
+        description="Log an error when the attachment store passes this share of its size limit",
+    )
     batch_size: int = Field(default=16, ge=1, description="Jobs fetched and delivered concurrently")
     helo_name: str = Field(default="fleetmail.local")
     microsoft_concurrent_submissions: int = Field(

@@ -4,6 +4,9 @@ the device's twelve functions, two providers and the fleet's tenants."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from fleetmail_runtime.telemetry import PolledGauge
 from opentelemetry import metrics, trace
 
 tracer = trace.get_tracer("fleetmail.mail-service")
@@ -24,3 +27,34 @@ DELIVERY_LATENCY = meter.create_histogram(
     unit="s",
     description="From the job's submission at the gateway to the SMTP server's acceptance",
 )
+ATTACHMENTS_SWEPT = meter.create_counter(
+    "fleetmail.attachments.swept",
+    unit="{object}",
+    description="Objects the attachment sweep removed: expired dead letters' documents and orphans",
+)
+
+
+class AttachmentStoreGauges:
+    """The attachment store's use and its limit (`fleetmail_attachment_store_bytes`,
+    `fleetmail_attachment_store_limit_bytes`), read from JetStream every metrics poll."""
+
+    def __init__(self, used_bytes: Callable[[], Awaitable[int]], max_bytes: int) -> None:
+        self.used_bytes = used_bytes
+        self.max_bytes = max_bytes
+        self.used = PolledGauge(
+            meter,
+            "fleetmail.attachment_store",
+            unit="By",
+            description="Bytes the attachments object store takes in JetStream",
+        )
+        self.limit = PolledGauge(
+            meter,
+            "fleetmail.attachment_store.limit",
+            unit="By",
+            description="The attachments object store's size limit (FLEETMAIL_ATTACHMENTS_MAX_BYTES)",
+        )
+
+    async def poll(self) -> None:
+        self.used.set([({}, await self.used_bytes())])
+        if self.max_bytes > 0:
+            self.limit.set([({}, self.max_bytes)])

@@ -11,6 +11,7 @@ redeemed once.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 
@@ -30,9 +31,12 @@ from fleetmail_contracts.tokens import (
 from .app_only import AppOnlyGrants, outside_tenant
 from .device_code import DeviceCodes
 from .errors import ConfigurationError, OutsideTenant, SignInFailed, TokenServiceError
+from .model import ClaimedFlow
 from .ports import AcquisitionStore, Clock, IdentityProvider, TenantReader
 from .settings import TokenSettings
 from .signed_in import SignedIn
+
+log = logging.getLogger(__name__)
 
 
 class Acquirer:
@@ -144,18 +148,27 @@ class Acquirer:
                 claimed.principal, claimed.provider, AcquisitionFlow.AUTHORIZATION_CODE, redeemed
             )
         except TokenServiceError as exc:
-            await self.acquisitions.finish(claimed.acquisition_id, AcquisitionState.FAILED, str(exc))
-            return AcquisitionStatus(
-                acquisition_id=claimed.acquisition_id,
-                state=AcquisitionState.FAILED,
-                principal=claimed.principal,
-                detail=str(exc),
+            return await self._failed(claimed, str(exc))
+        except Exception as exc:
+            # The answer was claimed: it cannot be used again, so the sign-in ends here.
+            log.exception("sign-in %s failed unexpectedly", claimed.acquisition_id)
+            return await self._failed(
+                claimed, f"the sign-in could not be completed ({type(exc).__name__}); start it again"
             )
         detail = f"Acquired for {claimed.principal.address}"
         await self.acquisitions.finish(claimed.acquisition_id, AcquisitionState.SUCCEEDED, detail)
         return AcquisitionStatus(
             acquisition_id=claimed.acquisition_id,
             state=AcquisitionState.SUCCEEDED,
+            principal=claimed.principal,
+            detail=detail,
+        )
+
+    async def _failed(self, claimed: ClaimedFlow, detail: str) -> AcquisitionStatus:
+        await self.acquisitions.finish(claimed.acquisition_id, AcquisitionState.FAILED, detail)
+        return AcquisitionStatus(
+            acquisition_id=claimed.acquisition_id,
+            state=AcquisitionState.FAILED,
             principal=claimed.principal,
             detail=detail,
         )

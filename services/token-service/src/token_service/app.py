@@ -118,47 +118,58 @@ def subscribe(
     credentials: CredentialStore,
     clock: Clock,
 ) -> None:
-    """Every subject token-service answers, each handed to its handler."""
+    """Every subject token-service answers, each handed to its handler; every request is
+    answered, with an `RpcFailure` when the handler could not carry it out."""
 
     @broker.subscriber(ACCESS_TOKEN_SUBJECT, queue=QUEUE, max_workers=settings.rpc_concurrency)
+    @handlers.answered
     async def on_access_token(request: AccessTokenRequest) -> AccessTokenReply:
         return await handlers.access_token(service, request)
 
     @broker.subscriber(START_ACQUISITION_SUBJECT, queue=QUEUE)
+    @handlers.answered
     async def on_start_acquisition(request: StartAcquisition) -> AcquisitionStarted:
         return await handlers.start_acquisition(service, request)
 
     @broker.subscriber(ACQUISITION_STATUS_SUBJECT, queue=QUEUE)
+    @handlers.answered
     async def on_acquisition_status(request: AcquisitionStatusRequest) -> AcquisitionStatus:
         return await service.acquirer.status(request.acquisition_id, request.tenant_id)
 
     @broker.subscriber(COMPLETE_AUTHORIZATION_SUBJECT, queue=QUEUE)
+    @handlers.answered
     async def on_complete_authorization(request: CompleteAuthorization) -> AcquisitionStatus:
         return await service.acquirer.complete(request)
 
     @broker.subscriber(GRANT_STATUS_SUBJECT, queue=QUEUE)
+    @handlers.answered
     async def on_grant_status(request: GrantStatusRequest) -> GrantStatusReply:
         return await handlers.grant_status(service, request.tenant_id)
 
     @broker.subscriber(DELETE_GRANT_SUBJECT, queue=QUEUE)
+    @handlers.answered
     async def on_delete_grant(request: DeleteGrant) -> DeleteGrantReply:
         return DeleteGrantReply(deleted=await service.deletion.delete(request.principal, request.reason))
 
     @broker.subscriber(SET_CREDENTIALS_SUBJECT, queue=QUEUE)
+    @handlers.answered
     async def on_set_credentials(request: SetCredentials) -> CredentialsView:
         return await handlers.set_credentials(service, credentials, request, clock)
 
     @broker.subscriber(VIEW_CREDENTIALS_SUBJECT, queue=QUEUE)
+    @handlers.answered
     async def on_view_credentials(request: ViewCredentials) -> CredentialsView:
         return await credentials.view(request.tenant_id)
 
     @broker.subscriber(SMTP_CREDENTIALS_SUBJECT, queue=QUEUE)
+    @handlers.answered
     async def on_smtp_credentials(request: SmtpCredentialsRequest) -> SmtpCredentialsReply:
         """For mail-service only: a tenant with OAuth 2.0 off signs in with these."""
         secrets = await credentials.get(request.tenant_id)
         return SmtpCredentialsReply(username=secrets.smtp_username, password=secrets.smtp_password)
 
     @broker.subscriber(WEBHOOK_SECRET_SUBJECT, queue=QUEUE)
+    @handlers.answered
     async def on_webhook_secret(request: WebhookSecretRequest) -> WebhookSecretReply:
         """For notifier only: the key of the tenant's webhook signatures."""
         return WebhookSecretReply(secret=(await credentials.get(request.tenant_id)).webhook_secret)

@@ -27,7 +27,7 @@ from fleetmail_contracts.tokens import (
     Provider,
 )
 
-from .errors import PermanentError, ProviderUnavailable
+from .errors import PermanentError, ProviderUnavailable, UnreadableReply
 from .ports import AcquisitionStore, Clock, IdentityProvider, Sleeper, TenantReader
 from .settings import TokenSettings
 from .signed_in import SignedIn
@@ -151,6 +151,8 @@ class DeviceCodes:
                 await self.sleeper(poll.interval_s)
                 try:
                     redeemed = await self.identity.poll_device_flow(poll.tenant, poll.flow)
+                except UnreadableReply:
+                    raise  # not a provider that is busy: polling on would only repeat it
                 except ProviderUnavailable as exc:
                     log.warning("device code poll failed, will retry: %s", exc)
                     continue
@@ -167,13 +169,15 @@ class DeviceCodes:
                 AcquisitionState.EXPIRED,
                 "the code expired before sign-in finished; start again",
             )
-        except PermanentError as exc:
+        except (PermanentError, UnreadableReply) as exc:
             await self.acquisitions.finish(acquisition_id, AcquisitionState.FAILED, str(exc))
-        except Exception:
+        except Exception as exc:
             # Never leave a sign-in pending forever: say it failed, and why, in the log.
             log.exception("device code sign-in %s failed unexpectedly", acquisition_id)
             await self.acquisitions.finish(
-                acquisition_id, AcquisitionState.FAILED, "the sign-in failed; start it again"
+                acquisition_id,
+                AcquisitionState.FAILED,
+                f"the sign-in failed ({type(exc).__name__}); start it again",
             )
         finally:
             poll.flow = {}

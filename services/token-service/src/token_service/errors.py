@@ -3,7 +3,8 @@
 TokenServiceError
 ├── TransientError                 try again later: the grant and the settings are fine
 │   ├── ProviderUnavailable        the identity provider failed or throttles (retry_after_s)
-│   │   └── RefreshContended       another replica held the grant's lease for too long
+│   │   ├── RefreshContended       another replica held the grant's lease for too long
+│   │   └── UnreadableReply        the answer was not an OAuth reply (an HTML page, not JSON…)
 │   └── StoreUnavailable           MongoDB could not be reached
 └── PermanentError                 the same request fails again until someone acts
     ├── NoGrant                    no grant exists for this principal: acquire one
@@ -17,7 +18,9 @@ TokenServiceError
 Adapters raise these (`raise StoreUnavailable(...) from exc`), never the libraries' own.
 The request/reply edge turns a class into an answer: `AccessTokenOutcome.PROVIDER_UNAVAILABLE`
 with a retry-after for a transient error, `NO_GRANT`, `REAUTHORIZATION_REQUIRED` or
-`CONFIGURATION_ERROR` for a permanent one. No message ever carries a token.
+`CONFIGURATION_ERROR` for a permanent one. A request whose reply has no place for a refusal,
+or that failed in a way nobody foresaw, is answered with an `RpcFailure` (`handlers.answered`):
+no request goes unanswered. No message ever carries a token.
 """
 
 from __future__ import annotations
@@ -41,6 +44,20 @@ class ProviderUnavailable(TransientError):
 
 class RefreshContended(ProviderUnavailable):
     pass
+
+
+class UnreadableReply(ProviderUnavailable):
+    """The token endpoint's answer is not an OAuth reply: not JSON, not a JSON object, or
+    without the fields a reply has. Usually something in between answered (a proxy's error
+    page); a refresh tries again later, a sign-in ends and says so."""
+
+    def __init__(self, what: str, retry_after_s: float | None = 5.0) -> None:
+        super().__init__(
+            f"the identity provider's answer to the {what} could not be read (not an OAuth reply): "
+            "something between fleetmail and the provider, such as a proxy, may have answered "
+            "instead; check the tenant's proxy_url and the network, then try again",
+            retry_after_s,
+        )
 
 
 class StoreUnavailable(TransientError):

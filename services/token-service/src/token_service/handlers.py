@@ -1,16 +1,24 @@
 """The request/reply edge: each request to a use case, each error class to an answer.
 
 Nothing is decided here but how an outcome is said: which `AccessTokenOutcome` an error
-class is, and that a refused acquisition or credentials change says why.
+class is, and that a refused acquisition or credentials change says why. Every request is
+answered: a failure no handler foresaw becomes an `RpcFailure` (`answered`), so a caller
+never waits out its timeout for a reply that will not come.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+import typing
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+from faststream.nats import NatsResponse
 from fleetmail_contracts.credentials import CredentialsView, SetCredentials
+from fleetmail_contracts.rpc import RPC_FAILURE_HEADER, RpcFailure
 from fleetmail_contracts.tokens import (
     AccessTokenOutcome,
     AccessTokenReply,
@@ -37,6 +45,53 @@ from .telemetry import TOKEN_REQUESTS
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_AFTER_S = 5.0
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def failure_of(exc: Exception) -> RpcFailure:
+    """What a caller is told of a failure: a token-service error's own message (written to be
+    shown, never carrying a secret); of anything else only its class, the rest is logged."""
+    if isinstance(exc, TokenServiceError):
+        return RpcFailure(
+            reason=str(exc)[:1000], kind="transient" if isinstance(exc, TransientError) else "permanent"
+        )
+    return RpcFailure(
+        reason=f"it failed unexpectedly ({type(exc).__name__}); its log has the details",
+        kind="permanent",
+    )
+
+
+def answered(
+    handler: Callable[P, Awaitable[R]],
+) -> Callable[P, Coroutine[Any, Any, R | NatsResponse]]:
+    """The handler's reply, or an `RpcFailure` saying why there is none."""
+
+    @functools.wraps(handler)
+    async def answering(*args: P.args, **kwargs: P.kwargs) -> R | NatsResponse:
+        try:
+            return await handler(*args, **kwargs)
+        except Exception as exc:
+            if isinstance(exc, TokenServiceError):
+                log.warning("%s could not be answered: %s", handler.__name__, exc)
+            else:
+                log.exception("%s failed unexpectedly", handler.__name__)
+            failure = failure_of(exc)
+            return NatsResponse(failure.model_dump_json(), headers={RPC_FAILURE_HEADER: failure.kind})
+
+    # FastStream decodes the request by the handler's signature and checks the reply against
+    # its return annotation, which the failure is not: the same signature, types resolved
+    # where the handler was written, without the return.
+    hints = typing.get_type_hints(handler)
+    signature = inspect.signature(handler)
+    answering.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[
+            p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
+        ],
+        return_annotation=inspect.Signature.empty,
+    )
+    return answering
 
 
 def refused(exc: TokenServiceError) -> AccessTokenReply:

@@ -1,7 +1,8 @@
 """The dead-letter list of a tenant, and resending a dead job.
 
 Dead letters stay in the FLEETMAIL_DLQ stream (the original message and why it failed);
-this reads it newest first, keeps the tenant's, and republishes a chosen one to its
+this reads it newest first a page at a time (a bounded number of stream messages per call,
+with a cursor to the next page), keeps the tenant's, and republishes a chosen one to its
 original subject. A resend has its own `Nats-Msg-Id` (one per dead letter), so a double
 click within JetStream's duplicate window sends once.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faststream.nats import NatsBroker
@@ -20,12 +22,16 @@ from fleetmail_runtime.bus import bus_errors
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
-from ..schemas import DeadLetterView
+from ..schemas import DeadLetterPage, DeadLetterView
 
-SCAN_LIMIT = 5000
-"""At most this many dead letters are read to answer one listing."""
+PAGE_SCAN = 256
+"""At most this many stream messages are read to answer one listing call (a page): the
+stream holds every tenant's dead letters, so a page may hold fewer than asked, or none, and
+its `next` says where the following page starts."""
 WINDOW = 64
 """Dead letters read at once."""
+MAX_SEQUENCE = 2**64 - 1
+"""A JetStream sequence is an unsigned 64-bit number: a larger one names nothing."""
 
 
 def _job_of(letter: DeadLetter) -> dict[str, Any]:
@@ -36,6 +42,47 @@ def _job_of(letter: DeadLetter) -> dict[str, Any]:
     return job if isinstance(job, dict) else {}
 
 
+def view_of(sequence: int, letter: DeadLetter, job: dict[str, Any]) -> DeadLetterView:
+    return DeadLetterView(
+        sequence=sequence,
+        dead_letter_id=letter.dead_letter_id,
+        job_id=job.get("job_id"),
+        device_id=job.get("device_id"),
+        function=job.get("function"),
+        reason_code=letter.reason_code,
+        detail=letter.detail,
+        deliveries=letter.deliveries,
+        failed_at=letter.failed_at,
+        service=letter.service,
+    )
+
+
+async def read_page(
+    read: Callable[[int], Awaitable[DeadLetter | None]],
+    tenant_id: str,
+    first: int,
+    last: int,
+    before: int | None,
+    limit: int,
+) -> DeadLetterPage:
+    """The tenant's dead letters among stream sequences `first..last` below `before`, newest
+    first: at most `limit` of them, from at most `PAGE_SCAN` sequences, a `WINDOW` at a time
+    read at once. `next` is the `before` of the following page, or None at the stream's start."""
+    top = last if before is None else min(before - 1, last)
+    bottom = max(first, 1, top - PAGE_SCAN + 1)
+    found: list[DeadLetterView] = []
+    for high in range(top, bottom - 1, -WINDOW):
+        sequences = range(high, max(high - WINDOW, bottom - 1), -1)
+        letters = await asyncio.gather(*(read(sequence) for sequence in sequences))
+        for sequence, letter in zip(sequences, letters, strict=True):
+            if letter is None or (job := _job_of(letter)).get("tenant_id") != tenant_id:
+                continue
+            found.append(view_of(sequence, letter, job))
+            if len(found) == limit:
+                return DeadLetterPage(dead_letters=found, next=sequence if sequence > max(first, 1) else None)
+    return DeadLetterPage(dead_letters=found, next=bottom if bottom > max(first, 1) else None)
+
+
 class JetStreamDeadLetters:
     """`ports.DeadLetterStream` on the FLEETMAIL_DLQ stream; NATS errors are `BusUnavailable`."""
 
@@ -43,6 +90,8 @@ class JetStreamDeadLetters:
         self.broker = broker
 
     async def _read(self, sequence: int) -> DeadLetter | None:
+        if not 1 <= sequence <= MAX_SEQUENCE:
+            return None
         js = self.broker.connection.jetstream()
         try:
             raw = await js.get_msg(streams.DLQ_STREAM, sequence)
@@ -53,43 +102,19 @@ class JetStreamDeadLetters:
         except ValidationError:
             return None
 
-    async def newest(self, tenant_id: str, limit: int) -> list[DeadLetterView]:
+    async def page(self, tenant_id: str, before: int | None, limit: int) -> DeadLetterPage:
         with bus_errors("the dead letters could not be read"):
-            return await self._list(tenant_id, limit)
+            info = await self.broker.connection.jetstream().stream_info(streams.DLQ_STREAM)
+            return await read_page(
+                self._read, tenant_id, info.state.first_seq, info.state.last_seq, before, limit
+            )
 
-    async def _list(self, tenant_id: str, limit: int) -> list[DeadLetterView]:
-        js = self.broker.connection.jetstream()
-        info = await js.stream_info(streams.DLQ_STREAM)
-        found: list[DeadLetterView] = []
-        newest, oldest = (
-            info.state.last_seq,
-            max(info.state.first_seq, 1, info.state.last_seq - SCAN_LIMIT + 1),
-        )
-        # Newest first, a window of messages at a time read at once: one listing used to be
-        # thousands of sequential round trips (one per dead letter of every tenant).
-        for top in range(newest, oldest - 1, -WINDOW):
-            sequences = range(top, max(top - WINDOW, oldest - 1), -1)
-            letters = await asyncio.gather(*(self._read(sequence) for sequence in sequences))
-            for sequence, letter in zip(sequences, letters, strict=True):
-                if letter is None or (job := _job_of(letter)).get("tenant_id") != tenant_id:
-                    continue
-                found.append(
-                    DeadLetterView(
-                        sequence=sequence,
-                        dead_letter_id=letter.dead_letter_id,
-                        job_id=job.get("job_id"),
-                        device_id=job.get("device_id"),
-                        function=job.get("function"),
-                        reason_code=letter.reason_code,
-                        detail=letter.detail,
-                        deliveries=letter.deliveries,
-                        failed_at=letter.failed_at,
-                        service=letter.service,
-                    )
-                )
-                if len(found) == limit:
-                    return found
-        return found
+    async def letter(self, tenant_id: str, sequence: int) -> DeadLetter | None:
+        with bus_errors("the dead letter could not be read"):
+            letter = await self._read(sequence)
+        if letter is None or _job_of(letter).get("tenant_id") != tenant_id:
+            return None
+        return letter
 
     async def resend(self, tenant_id: str, sequence: int) -> str | None:
         with bus_errors("the dead job could not be queued again"):

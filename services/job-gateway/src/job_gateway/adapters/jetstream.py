@@ -48,6 +48,15 @@ class ObjectStoreAttachments:
             sha256=digest.hexdigest(),
         )
 
+    async def exists(self, object_name: str) -> bool:
+        with bus_errors(f"attachment {object_name} could not be looked up"):
+            store = await self.broker.object_storage(streams.ATTACHMENTS_BUCKET)
+            try:
+                await store.get_info(object_name)
+            except NotFoundError:
+                return False
+        return True
+
     async def delete(self, object_name: str) -> None:
         with bus_errors(f"attachment {object_name} could not be removed"):
             store = await self.broker.object_storage(streams.ATTACHMENTS_BUCKET)

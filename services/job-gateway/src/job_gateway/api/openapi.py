@@ -1,6 +1,7 @@
 """The OpenAPI document, made to tell the truth.
 
-FastAPI writes most of it; three things are finished here: its own request-validation
+FastAPI writes most of it; four things are finished here: the job form (read by the route
+itself, after authentication, so FastAPI never sees it) is described by `JobForm`, its own request-validation
 errors (422) are documented as the problem+json they are answered with (not its
 `HTTPValidationError`), the models referenced only from hand-written parts (`Problem`, a
 multipart part's JSON model such as `JobSubmission`) are put into the components, and a
@@ -14,15 +15,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
 from ..schemas import JobSubmission, Problem
 from .problems import validation_failed
 
 REF = "#/components/schemas/"
-COMPONENT_MODELS: tuple[type[BaseModel], ...] = (Problem, JobSubmission)
-"""Models the document refers to without FastAPI having seen them as a body or a response."""
 
 
 def json_part(model: type[BaseModel]) -> Callable[[dict[str, Any]], None]:
@@ -41,10 +40,24 @@ def json_part(model: type[BaseModel]) -> Callable[[dict[str, Any]], None]:
     return describe
 
 
-def multipart_encoding(**content_types: str) -> dict[str, Any]:
-    """`openapi_extra` for a multipart body whose named parts have their own content type."""
-    encoding = {part: {"contentType": content_type} for part, content_type in content_types.items()}
-    return {"requestBody": {"content": {"multipart/form-data": {"encoding": encoding}}}}
+class JobForm(BaseModel):
+    """A job submission: multipart/form-data (a job without files may also be a URL-encoded form)."""
+
+    job: str = Field(description="The job (JSON)", json_schema_extra=json_part(JobSubmission))
+    files: list[bytes] = Field(default_factory=list, description="Attachments")
+
+
+COMPONENT_MODELS: tuple[type[BaseModel], ...] = (Problem, JobSubmission, JobForm)
+"""Models the document refers to without FastAPI having seen them as a body or a response."""
+
+
+def job_form_body() -> dict[str, Any]:
+    """`openapi_extra` of the job submission: its body is a `JobForm`, the job part JSON."""
+    multipart = {
+        "schema": {"$ref": REF + JobForm.__name__},
+        "encoding": {"job": {"contentType": "application/json"}},
+    }
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": multipart}}}
 
 
 def document(app: FastAPI) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Taking a job in, the same way whether it came over HTTP or SMTP.
 
-Checks first (the device's rate, recipients, header safety), then whether the job is one
+Checks first (the attachments' count and total size, held against the tenant's bytes in
+flight; the device's rate, recipients, header safety), then whether the job is one
 already taken in — before anything is stored, so a job sent again touches nothing of the
 queued one — then attachments streamed into the Object Store under names of this
 submission alone, the job recorded, and published to JetStream with its delivery id as
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +50,7 @@ from ..ports import Attachments, JobStore, Publisher
 from ..ratelimit import RateLimiter
 from ..schemas import JobAccepted, JobSubmission, summarise
 from ..settings import GatewaySettings
+from ..submission_limits import BytesInFlight, Hold, check_attachment_count, check_submission_size
 from ..telemetry import JOBS_RECEIVED, JOBS_REFUSED
 from .tsi_routing import TsiRouting
 
@@ -107,6 +110,7 @@ class JobIntake:
         self.limiter = limiter or RateLimiter(settings.device_rate_per_s, settings.device_rate_burst)
         self.clock = clock
         self.tsi_routing = tsi_routing
+        self.in_flight = BytesInFlight(settings.tenant_bytes_in_flight)
 
     async def submit(
         self,
@@ -115,11 +119,17 @@ class JobIntake:
         files: Sequence[UploadFile],
         channel: str = "http",
         ids: tuple[str, str] | None = None,
+        hold: Hold | None = None,
     ) -> JobAccepted:
         """`ids`: the delivery id and the id the same job had before ids were scoped by
-        tenant, when the edge derives them itself (SMTP: from the Message-ID)."""
+        tenant, when the edge derives them itself (SMTP: from the Message-ID). `hold`: the
+        bytes the edge already holds for the submission while it received it (HTTP); without
+        one, the attachments' bytes are held here while they are stored."""
         try:
-            accepted = await self._submit(device, submission, files, ids)
+            with ExitStack() as held:
+                if hold is None:
+                    hold = held.enter_context(self.in_flight.hold(device.tenant_id))
+                accepted = await self._submit(device, submission, files, ids, hold)
         except GatewayError as error:
             JOBS_REFUSED.add(1, {"reason": error.code, "channel": channel})
             raise
@@ -143,7 +153,10 @@ class JobIntake:
         submission: JobSubmission,
         files: Sequence[UploadFile],
         ids: tuple[str, str] | None,
+        hold: Hold,
     ) -> JobAccepted:
+        check_attachment_count(len(files), self.settings.max_attachments)
+        hold.grow_to(check_submission_size(files, self.settings.max_submission_bytes))
         wait = self.limiter.take(f"{device.tenant_id}/{device.device_id}")  # device ids are per tenant
         if wait is not None:
             seconds = retry_after_s(wait)

@@ -3,17 +3,20 @@ and summary, dead letters and resending them, and the queues' lag."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fleetmail_contracts.dead_letters import DeadLetter
 from fleetmail_contracts.jobs import JobFunction
 from fleetmail_runtime.bus import BusUnavailable
 
 from ..domain import Administrator, Device, scoped_job_id, sees_the_whole_fleet, status_update
-from ..errors import DeadLetterNotFound, EventBusUnavailable, JobNotFound
-from ..ports import ConsumerLag, DeadLetterStream, JobStore
-from ..schemas import DeadLetterView, JobAccepted, JobStatus, JobSummary, QueueView
+from ..errors import DeadLetterNotFound, DocumentsGone, EventBusUnavailable, JobNotFound
+from ..ports import Attachments, ConsumerLag, DeadLetterStream, JobStore
+from ..schemas import DeadLetterPage, JobAccepted, JobStatus, JobSummary, QueueView
 
 
 def _now() -> datetime:
@@ -61,31 +64,77 @@ class JobQueries:
         return JobSummary(since=since, counts=await self.jobs.job_counts(tenant_id, since))
 
 
+def documents_of(letter: DeadLetter) -> list[tuple[str, str]]:
+    """A dead job's documents: (file name, object name) each."""
+    try:
+        job = json.loads(base64.b64decode(letter.payload_b64))
+    except (ValueError, TypeError):
+        return []
+    attachments = job.get("attachments") if isinstance(job, dict) else None
+    return [
+        (str(a.get("filename") or a["object_name"]), str(a["object_name"]))
+        for a in attachments or []
+        if isinstance(a, dict) and a.get("object_name")
+    ]
+
+
 class DeadLetterDesk:
     def __init__(
-        self, stream: DeadLetterStream, jobs: JobStore, clock: Callable[[], datetime] = _now
+        self,
+        stream: DeadLetterStream,
+        jobs: JobStore,
+        attachments: Attachments,
+        retention: timedelta,
+        clock: Callable[[], datetime] = _now,
     ) -> None:
         self.stream = stream
         self.jobs = jobs
+        self.attachments = attachments
+        self.retention = retention
         self.clock = clock
 
-    async def newest(self, tenant_id: str, limit: int) -> list[DeadLetterView]:
+    async def page(self, tenant_id: str, before: int | None, limit: int) -> DeadLetterPage:
         """Jobs that failed for good or ran out of retries, newest first, with the reason."""
         try:
-            return await self.stream.newest(tenant_id, limit)
+            return await self.stream.page(tenant_id, before, limit)
         except BusUnavailable as exc:
             raise EventBusUnavailable("try again", title="Dead letters unavailable") from exc
 
     async def resend(self, tenant_id: str, sequence: int) -> JobAccepted:
-        """Send a dead job again (after fixing its cause); its status starts over at `queued`."""
+        """Send a dead job again (after fixing its cause); its status starts over at `queued`.
+        A job whose documents are no longer kept is refused (`DocumentsGone`), and its dead
+        letter stays."""
         try:
-            job_id = await self.stream.resend(tenant_id, sequence)
+            letter = await self.stream.letter(tenant_id, sequence)
+            if letter is not None:
+                await self._check_documents(letter, sequence)
+                job_id = await self.stream.resend(tenant_id, sequence)
         except BusUnavailable as exc:
             raise EventBusUnavailable("try again", title="Job queue unavailable") from exc
-        if job_id is None:
+        if letter is None or job_id is None:
             raise DeadLetterNotFound(f"no dead job {sequence} in {tenant_id!r}")
         await self.jobs.requeue_job(job_id, self.clock())
         return JobAccepted(job_id=job_id, delivery_id=job_id, status="queued")
+
+    async def _check_documents(self, letter: DeadLetter, sequence: int) -> None:
+        """A dead job's documents are kept for the retention after it failed, then deleted;
+        a resend after a resend that was sent finds them deleted too."""
+        documents = documents_of(letter)
+        if not documents:
+            return
+        days = self.retention.total_seconds() / 86400
+        if self.clock() >= letter.failed_at + self.retention:
+            names = ", ".join(filename for filename, _ in documents)
+            raise DocumentsGone(
+                f"the documents of dead job {sequence} ({names}) are deleted {days:g} days after it "
+                "failed: submit the job again from the device"
+            )
+        missing = [filename for filename, name in documents if not await self.attachments.exists(name)]
+        if missing:
+            raise DocumentsGone(
+                f"{', '.join(missing)} of dead job {sequence} is no longer stored (it was sent by an "
+                "earlier resend, or was deleted): submit the job again from the device"
+            )
 
 
 class Queues:

@@ -55,7 +55,7 @@ from fleetmail_contracts.tokens import (
     PrincipalKind,
     StartAcquisition,
 )
-from fleetmail_runtime.bus import BusUnavailable
+from fleetmail_runtime.bus import BusUnavailable, RequestFailed
 from pydantic import BaseModel, ValidationError
 
 from ..domain import Device, check_principal_address, default_sign_in_flow
@@ -67,6 +67,7 @@ from ..errors import (
     NoAdministratorAddress,
     NotifierUnavailable,
     OutsideTenantDomains,
+    ServiceFailed,
     TokenServiceUnavailable,
     Unavailable,
     UserRequired,
@@ -89,6 +90,10 @@ async def _ask(
 ) -> R:
     try:
         return await requester.request(message, subject, reply, timeout_s=timeout_s)
+    except RequestFailed as exc:  # it answered, with why it could not do it
+        if exc.transient:
+            raise unavailable(f"{service} could not do it just now: {exc.reason}; try again") from exc
+        raise ServiceFailed(f"{service} could not carry out the request: {exc.reason}") from exc
     except BusUnavailable as exc:
         cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "no answer"
         raise unavailable(f"{service} did not answer ({cause}); try again") from exc

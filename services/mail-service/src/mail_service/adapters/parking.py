@@ -105,6 +105,10 @@ class KvParkingLot(DeclaredBucket):
                 )
             return found
 
+    async def parked_jobs(self) -> list[str]:
+        """Every parked job's command (JSON): their documents stay while they wait."""
+        return [parked.job_json for parked in await self._entries()]
+
     async def _claim(self, parked: Parked) -> bool:
         with bus_errors("the parked jobs bucket cannot be written"):
             try:

@@ -57,6 +57,17 @@ def check_service_account(info: dict[str, Any]) -> None:
         )
 
 
+def check_not_contradictory(request: SetCredentials) -> None:
+    """A field is given or cleared, not both: which of the two was meant cannot be guessed."""
+    given = request.model_dump(exclude_none=True, exclude={"tenant_id", "clear"})
+    for name in request.clear:
+        if name in given:
+            raise ConfigurationError(
+                f"{name} is both given and listed in clear: give it or clear it, not both",
+                setting=name,
+            )
+
+
 class CredentialStore:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str, keyring: Sealer) -> None:
         self._credentials = client[database]["credentials"]
@@ -75,6 +86,7 @@ class CredentialStore:
 
     @store_errors("store a tenant's credentials")
     async def set(self, request: SetCredentials, now: datetime) -> CredentialsView:
+        check_not_contradictory(request)
         if request.google_service_account is not None:
             check_service_account(request.google_service_account)
         tenant_id = request.tenant_id

@@ -3,6 +3,10 @@
 The code exchange is one form POST, written here rather than pulling in
 google-auth-oauthlib (and oauthlib with it) for it; refresh goes through google-auth's
 `Credentials.refresh`, which works against any `token_uri`.
+
+An answer that is not a JSON object (a proxy's HTML page, a cut-off body) is an
+`UnreadableReply`: google-auth hands such a body on as a string (`RefreshError` with no
+response data) or trips over it (`TypeError`), and neither is Google refusing anything.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ from google.oauth2 import service_account
 from google.oauth2.credentials import Credentials
 
 from ..domain import GOOGLE_SETTINGS, configuration_setting
-from ..errors import ConfigurationError, ProviderUnavailable, ReauthorizationRequired, SignInFailed
+from ..errors import (
+    ConfigurationError,
+    ProviderUnavailable,
+    ReauthorizationRequired,
+    SignInFailed,
+    UnreadableReply,
+)
 from ..model import TokenResult
 from .credentials import SERVICE_ACCOUNT_SETTING
 from .http import provider_session
@@ -53,6 +63,14 @@ class PkceRequest:
 
     def __repr__(self) -> str:
         return f"PkceRequest(state={self.state[:6]}…)"
+
+
+def unreadable(exc: RefreshError) -> bool:
+    """google-auth's RefreshError over a body that was not a JSON object, or that had neither
+    an error nor a token: what it carries as response data (its second argument) is no dict
+    with an `error`."""
+    data = exc.args[1] if len(exc.args) > 1 else None
+    return not isinstance(data, dict) or "error" not in data
 
 
 def claims_of(id_token: str | None) -> dict[str, Any]:
@@ -112,9 +130,14 @@ class GoogleIdentity:
                 response = self._session(app).post(app.token_uri, data=data)
             except requests.RequestException as exc:
                 raise ProviderUnavailable(f"code redemption failed: {type(exc).__name__}", 5.0) from exc
-            body = response.json() if response.content else {}
             if response.status_code >= 500 or response.status_code == 429:
                 raise ProviderUnavailable(f"code redemption failed: HTTP {response.status_code}", 5.0)
+            try:
+                body = response.json()
+            except ValueError as exc:
+                raise UnreadableReply("code redemption") from exc
+            if not isinstance(body, dict) or (response.status_code == 200 and "access_token" not in body):
+                raise UnreadableReply("code redemption")
             if response.status_code != 200:
                 error = str(body.get("error", response.status_code))
                 if error in GOOGLE_SETTINGS:
@@ -150,6 +173,8 @@ class GoogleIdentity:
             except RefreshError as exc:
                 if exc.retryable:
                     raise ProviderUnavailable("Google's token endpoint is unavailable", 5.0) from exc
+                if unreadable(exc):
+                    raise UnreadableReply("token refresh") from exc
                 # Classified by the error code google-auth puts first ("invalid_grant: …").
                 error = str(exc.args[0]).split(":", 1)[0] if exc.args else "unknown"
                 if error == "invalid_grant":
@@ -162,6 +187,8 @@ class GoogleIdentity:
                 ) from exc
             except TransportError as exc:
                 raise ProviderUnavailable("cannot reach Google's token endpoint", 5.0) from exc
+            except (TypeError, ValueError) as exc:  # a 200 whose body is no JSON object
+                raise UnreadableReply("token refresh") from exc
             assert credentials.token is not None and credentials.expiry is not None
             # Google does not rotate refresh tokens: google-auth keeps the old one.
             new_refresh = credentials.refresh_token if credentials.refresh_token != refresh_token else None
@@ -191,6 +218,8 @@ class GoogleIdentity:
             except RefreshError as exc:
                 if exc.retryable:
                     raise ProviderUnavailable("Google's token endpoint is unavailable", 5.0) from exc
+                if unreadable(exc):
+                    raise UnreadableReply("app-only token request") from exc
                 said = str(exc.args[0]) if exc.args else "unknown"
                 raise ConfigurationError(
                     f"Google refused the service account for {subject} ({said}): check the key and "
@@ -199,6 +228,8 @@ class GoogleIdentity:
                 ) from exc
             except TransportError as exc:
                 raise ProviderUnavailable("cannot reach Google's token endpoint", 5.0) from exc
+            except (TypeError, ValueError) as exc:
+                raise UnreadableReply("app-only token request") from exc
             assert credentials.token is not None and credentials.expiry is not None
             now = datetime.now(UTC).replace(tzinfo=None)
             remaining = (credentials.expiry - now).total_seconds()

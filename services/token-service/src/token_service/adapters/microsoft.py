@@ -6,12 +6,17 @@ for the Retry-After time (60 s when the server gave none). Both become
 `ProviderUnavailable`, whose retry-after is when MSAL will call the server again.
 fleetmail keeps its own encrypted refresh tokens, so refresh goes through
 `acquire_token_by_refresh_token` (MSAL's documented path for refresh tokens held elsewhere).
+An answer below 500 that is not a JSON object (a proxy's HTML page, a cut-off body) makes
+MSAL raise `ValueError` or trip over it later (`TypeError`, `AttributeError`); every such
+answer is an `UnreadableReply`, whichever way MSAL failed on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,13 @@ from fleetmail_runtime.outbound import OutboundPolicy
 from msal.exceptions import MsalServiceError
 
 from ..domain import ErrorClass, ProviderError, classify, configuration_setting
-from ..errors import ConfigurationError, ProviderUnavailable, ReauthorizationRequired, SignInFailed
+from ..errors import (
+    ConfigurationError,
+    ProviderUnavailable,
+    ReauthorizationRequired,
+    SignInFailed,
+    UnreadableReply,
+)
 from ..model import TokenResult
 from .http import ThrottleClock, provider_session
 
@@ -42,8 +53,27 @@ def unavailable(what: str, exc: Exception, retry_after_s: float) -> ProviderUnav
     return ProviderUnavailable(f"{what} failed: {detail}", retry_after_s)
 
 
-def raise_for_error(result: dict[str, Any]) -> None:
+NOT_A_REPLY = (json.JSONDecodeError, TypeError, AttributeError)
+"""How MSAL fails on an answer that is not a JSON object: `json.loads` raises, or the code
+after it indexes a list or a string."""
+
+
+def read_reply(what: str, call: Callable[[], Any], retry_after_s: Callable[[], float]) -> dict[str, Any]:
+    """MSAL's parsed answer, which must be a JSON object; anything else is `UnreadableReply`,
+    to be tried again when MSAL will call the server again (it replays a 5xx until then)."""
+    try:
+        result = call()
+    except NOT_A_REPLY as exc:
+        raise UnreadableReply(what, retry_after_s()) from exc
+    if not isinstance(result, dict):
+        raise UnreadableReply(what, retry_after_s())
+    return result
+
+
+def raise_for_error(result: dict[str, Any], what: str = "token request") -> None:
     if "error" not in result:
+        if "access_token" not in result:
+            raise UnreadableReply(what)
         return
     error = ProviderError.from_body(result)
     klass = classify(error)
@@ -101,21 +131,26 @@ class MicrosoftIdentity:
             self._apps[app] = client
             return client
 
+    def _wait(self, app: MicrosoftApp) -> Callable[[], float]:
+        """How long until MSAL calls the app's authority again (it replays a 429/5xx until then)."""
+        return lambda: self._throttle.retry_after(app.authority)
+
     @staticmethod
     def _is_custom_host(authority: str) -> bool:
         known = ("login.microsoftonline.com", "login.microsoftonline.us", "login.partner.microsoftonline.cn")
         return not any(f"//{host}/" in authority for host in known)
 
     async def initiate_device_flow(self, app: MicrosoftApp, scopes: list[str]) -> dict[str, Any]:
+        what = "device code request"
+
         def call() -> dict[str, Any]:
+            client, wait = self._app(app), self._wait(app)
             try:
-                flow: dict[str, Any] = self._app(app).initiate_device_flow(scopes=scopes)
+                flow = read_reply(what, lambda: client.initiate_device_flow(scopes=scopes), wait)
             except (requests.RequestException, MsalServiceError) as exc:
-                raise unavailable(
-                    "device code request", exc, self._throttle.retry_after(app.authority)
-                ) from exc
-            if "user_code" not in flow:
-                raise_for_error(flow)
+                raise unavailable(what, exc, self._throttle.retry_after(app.authority)) from exc
+            if not {"user_code", "device_code"} <= flow.keys():
+                raise_for_error(flow, what)
             return flow
 
         return await asyncio.to_thread(call)
@@ -123,20 +158,24 @@ class MicrosoftIdentity:
     async def poll_device_flow(self, app: MicrosoftApp, flow: dict[str, Any]) -> TokenResult | None:
         """One non-blocking poll: None while the user has not finished signing in."""
 
+        what = "device code poll"
+
         def call() -> dict[str, Any]:
+            client, wait = self._app(app), self._wait(app)
             try:
-                result: dict[str, Any] = self._app(app).acquire_token_by_device_flow(
-                    flow, exit_condition=lambda _: True
+                return read_reply(
+                    what,
+                    lambda: client.acquire_token_by_device_flow(flow, exit_condition=lambda _: True),
+                    wait,
                 )
-                return result
             except (requests.RequestException, MsalServiceError) as exc:
-                raise unavailable("device code poll", exc, self._throttle.retry_after(app.authority)) from exc
+                raise unavailable(what, exc, self._throttle.retry_after(app.authority)) from exc
 
         result = await asyncio.to_thread(call)
         if result.get("error") in ("authorization_pending", "slow_down"):
             return None
-        raise_for_error(result)
-        return _token_result(result)
+        raise_for_error(result, what)
+        return token_result(result, what)
 
     async def initiate_auth_code_flow(
         self, app: MicrosoftApp, scopes: list[str], redirect_uri: str, login_hint: str
@@ -154,60 +193,72 @@ class MicrosoftIdentity:
     async def redeem_auth_code(
         self, app: MicrosoftApp, flow: dict[str, Any], auth_response: dict[str, str]
     ) -> TokenResult:
+        what = "code redemption"
+
         def call() -> dict[str, Any]:
+            client, wait = self._app(app), self._wait(app)
             try:
-                result: dict[str, Any] = self._app(app).acquire_token_by_auth_code_flow(flow, auth_response)
-                return result
+                return read_reply(
+                    what, lambda: client.acquire_token_by_auth_code_flow(flow, auth_response), wait
+                )
+            except UnreadableReply:
+                raise  # a JSONDecodeError is a ValueError too, but not a mismatch
             except ValueError as exc:  # state or nonce mismatch: MSAL refuses the answer
                 raise SignInFailed("the sign-in answer does not match the sign-in request") from exc
             except (requests.RequestException, MsalServiceError) as exc:
-                raise unavailable("code redemption", exc, self._throttle.retry_after(app.authority)) from exc
+                raise unavailable(what, exc, self._throttle.retry_after(app.authority)) from exc
 
         result = await asyncio.to_thread(call)
-        raise_for_error(result)
-        return _token_result(result)
+        raise_for_error(result, what)
+        return token_result(result, what)
 
     async def refresh(self, app: MicrosoftApp, refresh_token: str, scopes: list[str]) -> TokenResult:
+        what = "token refresh"
+
         def call() -> dict[str, Any]:
+            client, wait = self._app(app), self._wait(app)
             try:
-                result: dict[str, Any] = self._app(app).acquire_token_by_refresh_token(
-                    refresh_token, scopes=scopes
+                return read_reply(
+                    what, lambda: client.acquire_token_by_refresh_token(refresh_token, scopes=scopes), wait
                 )
-                return result
             except (requests.RequestException, MsalServiceError) as exc:
-                raise unavailable("token refresh", exc, self._throttle.retry_after(app.authority)) from exc
+                raise unavailable(what, exc, self._throttle.retry_after(app.authority)) from exc
 
         result = await asyncio.to_thread(call)
-        raise_for_error(result)
-        return _token_result(result)
+        raise_for_error(result, what)
+        return token_result(result, what)
 
     async def acquire_for_client(self, app: MicrosoftApp, scopes: list[str]) -> TokenResult:
         """App-only (client credentials). token-service decides when a new token is needed,
         so MSAL's own cache of app tokens is emptied first: a forced refresh must reach Entra."""
 
         def call() -> dict[str, Any]:
-            client = self._app(app)
+            client, wait = self._app(app), self._wait(app)
             cache = client.token_cache
             # A list first: search() iterates the cache's dict, which remove_at() changes.
             for entry in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
                 cache.remove_at(entry)
+            assert isinstance(client, msal.ConfidentialClientApplication)
             try:
-                assert isinstance(client, msal.ConfidentialClientApplication)
-                result: dict[str, Any] = client.acquire_token_for_client(scopes=scopes)
-                return result
+                return read_reply(
+                    "app-only token request", lambda: client.acquire_token_for_client(scopes=scopes), wait
+                )
             except (requests.RequestException, MsalServiceError) as exc:
                 raise unavailable("app-only token", exc, self._throttle.retry_after(app.authority)) from exc
 
         result = await asyncio.to_thread(call)
-        raise_for_error(result)
-        return _token_result(result)
+        raise_for_error(result, "app-only token request")
+        return token_result(result, "app-only token request")
 
 
-def _token_result(result: dict[str, Any]) -> TokenResult:
-    return TokenResult(
-        access_token=result["access_token"],
-        expires_in=float(result.get("expires_in", 3600)),
-        refresh_token=result.get("refresh_token"),
-        id_token_claims=dict(result.get("id_token_claims") or {}),
-        scopes=tuple(str(result.get("scope", "")).split()),
-    )
+def token_result(result: dict[str, Any], what: str) -> TokenResult:
+    try:
+        return TokenResult(
+            access_token=str(result["access_token"]),
+            expires_in=float(result.get("expires_in", 3600)),
+            refresh_token=result.get("refresh_token"),
+            id_token_claims=dict(result.get("id_token_claims") or {}),
+            scopes=tuple(str(result.get("scope", "")).split()),
+        )
+    except (TypeError, ValueError) as exc:  # "expires_in": "soon", "id_token_claims": [1]
+        raise UnreadableReply(what) from exc

@@ -7,6 +7,7 @@ from ...errors import (
     AdministratorUnauthorized,
     CredentialsRefused,
     Forbidden,
+    ServiceFailed,
     TenantNotFound,
     TokenServiceUnavailable,
 )
@@ -17,7 +18,9 @@ from ..problems import documented
 router = APIRouter(
     prefix="/v1/admin/tenants/{tenant_id}/credentials",
     tags=["admin"],
-    responses=documented(AdministratorUnauthorized, Forbidden, TenantNotFound, TokenServiceUnavailable),
+    responses=documented(
+        AdministratorUnauthorized, Forbidden, TenantNotFound, TokenServiceUnavailable, ServiceFailed
+    ),
 )
 
 

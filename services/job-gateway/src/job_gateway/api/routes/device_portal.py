@@ -12,6 +12,7 @@ from ...errors import (
     InvalidAddress,
     NotifierUnavailable,
     OutsideTenantDomains,
+    ServiceFailed,
     TenantNotFound,
     TokenServiceUnavailable,
     UserRequired,
@@ -27,7 +28,12 @@ router = APIRouter(prefix="/v1/device", tags=["devices"], responses=documented(D
     "/sign-ins",
     status_code=201,
     responses=documented(
-        TenantNotFound, InvalidAddress, OutsideTenantDomains, AcquisitionRefused, TokenServiceUnavailable
+        TenantNotFound,
+        InvalidAddress,
+        OutsideTenantDomains,
+        AcquisitionRefused,
+        TokenServiceUnavailable,
+        ServiceFailed,
     ),
 )
 async def start_user_sign_in(
@@ -39,7 +45,7 @@ async def start_user_sign_in(
     return await services.tokens.start_user_sign_in(tenant, sign_in.user, sign_in.flow)
 
 
-@router.get("/sign-ins/{acquisition_id}", responses=documented(TokenServiceUnavailable))
+@router.get("/sign-ins/{acquisition_id}", responses=documented(TokenServiceUnavailable, ServiceFailed))
 async def user_sign_in_status(
     acquisition_id: str, device: DeviceDep, services: ServicesDep
 ) -> AcquisitionStatus:

@@ -4,7 +4,7 @@ and watch the queues."""
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Query, Request
 from fleetmail_contracts.jobs import JobFunction
 
 from ...errors import (
@@ -18,16 +18,20 @@ from ...errors import (
     InvalidJob,
     JobNotFound,
     RateLimited,
+    SubmissionTooLarge,
     TenantNotFound,
+    TooManyAttachments,
+    TooManyBytesInFlight,
     TooManyRecipients,
     UnreadableRequest,
     UnsafeHeader,
 )
-from ...schemas import JobAccepted, JobStatus, JobSubmission, JobSummary, QueueView
+from ...schemas import JobAccepted, JobStatus, JobSummary, QueueView
 from ...use_cases.intake import read_submission
 from ..deps import AdminDep, DeviceDep, ReadableTenant, ServicesDep
-from ..openapi import json_part, multipart_encoding
+from ..openapi import job_form_body
 from ..problems import documented
+from ..uploads import job_form
 
 admin = APIRouter(
     prefix="/v1/admin", tags=["admin"], responses=documented(AdministratorUnauthorized, Forbidden)
@@ -74,20 +78,23 @@ async def queues(admin: AdminDep, services: ServicesDep) -> list[QueueView]:
         TooManyRecipients,
         UnsafeHeader,
         AttachmentTooLarge,
+        SubmissionTooLarge,
+        TooManyAttachments,
         AttachmentTypeRefused,
         RateLimited,
+        TooManyBytesInFlight,
         EventBusUnavailable,
     ),
-    openapi_extra=multipart_encoding(job="application/json"),
+    openapi_extra=job_form_body(),
 )
-async def submit_job(
-    device: DeviceDep,
-    services: ServicesDep,
-    job: Annotated[str, Form(description="The job (JSON)", json_schema_extra=json_part(JobSubmission))],
-    files: Annotated[list[UploadFile], File(description="Attachments")] = [],  # noqa: B006
-) -> JobAccepted:
-    """A job from a device: the `job` part says what to send, the `files` parts are its attachments."""
-    return await services.intake.submit(device, read_submission(job), files)
+async def submit_job(device: DeviceDep, services: ServicesDep, request: Request) -> JobAccepted:
+    """A job from a device: the `job` part says what to send, the `files` parts are its
+    attachments. The body is read only after the device is authenticated, and refused as soon
+    as it passes the submission limits (413) or the tenant's bytes in flight (507)."""
+    intake = services.intake
+    with intake.in_flight.hold(device.tenant_id) as hold:
+        async with job_form(request, intake.settings, hold) as (job, files):
+            return await intake.submit(device, read_submission(job), files, hold=hold)
 
 
 @devices.get("/{job_id}", responses=documented(JobNotFound))

@@ -9,7 +9,7 @@ from fleetmail_contracts.tokens import AcquisitionState, CompleteAuthorization
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from ...errors import TokenServiceUnavailable
+from ...errors import ServiceFailed, TokenServiceUnavailable
 from ..deps import ServicesDep
 
 router = APIRouter(tags=["oauth"])
@@ -62,6 +62,8 @@ async def oauth_callback(request: Request, services: ServicesDep) -> HTMLRespons
         status = await services.tokens.complete_authorization(answer)
     except TokenServiceUnavailable:
         return _page(503, "Please try again", "fleetmail could not finish the sign-in just now.")
+    except ServiceFailed as exc:
+        return _page(502, "Sign-in failed", exc.detail)
     if status.state is AcquisitionState.SUCCEEDED:
         return _page(200, "Signed in", f"{status.detail}. You may close this window.")
     return _page(400, "Sign-in failed", status.detail or "The sign-in did not succeed.")

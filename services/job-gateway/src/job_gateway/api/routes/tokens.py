@@ -17,6 +17,7 @@ from ...errors import (
     InvalidAddress,
     NoAdministratorAddress,
     OutsideTenantDomains,
+    ServiceFailed,
     TenantNotFound,
     TokenServiceUnavailable,
 )
@@ -26,7 +27,7 @@ from ..problems import documented
 router = APIRouter(
     prefix="/v1/admin/tenants/{tenant_id}",
     tags=["admin"],
-    responses=documented(AdministratorUnauthorized, Forbidden, TokenServiceUnavailable),
+    responses=documented(AdministratorUnauthorized, Forbidden, TokenServiceUnavailable, ServiceFailed),
 )
 
 

@@ -1,0 +1,215 @@
+"""One sender cannot exhaust the SMTP listener, and messages as devices really send them are
+taken in.
+
+The limits are crossed on a job-gateway replica of this module's (the stack's harness for
+settings of one's own): 20 connections per source address, 2 s of silence; the other
+tests keep production's defaults (see the gateway's README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+
+import aiosmtplib
+import httpx
+import pytest
+from fleetmail_devkit.ports import free_port
+from fleetmail_devkit.probes import register_device, tenant_with_administrator_grant
+
+from tests.utils import eventually
+from tests.utils.jobs import delivered_with_subject
+from tests.utils.smtp import scan, send_raw
+
+PER_ADDRESS = 20
+IDLE = 1000
+
+
+@pytest.fixture(scope="module")
+async def guarded_port(stack) -> AsyncIterator[int]:
+    """The plain SMTP port of a job-gateway replica with small limits (same bus, same store)."""
+    port = free_port()
+    replica = await stack.add_replica(
+        "job-gateway",
+        {
+            "FLEETMAIL_GATEWAY_PORT": str(free_port()),
+            "FLEETMAIL_GATEWAY_SMTP_STARTTLS_PORT": "0",
+            "FLEETMAIL_GATEWAY_SMTP_TLS_PORT": "0",
+            "FLEETMAIL_GATEWAY_SMTP_PLAIN_PORT": str(port),
+            "FLEETMAIL_GATEWAY_SMTP_MAX_CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS),
+            "FLEETMAIL_GATEWAY_SMTP_IDLE_TIMEOUT_S": "2",
+        },
+    )
+    try:
+        yield port
+    finally:
+        await stack.stop_part(replica)
+
+
+@pytest.fixture
+async def device(stack, emulator_http) -> tuple[str, str]:
+    principal = await tenant_with_administrator_grant(stack, emulator_http)
+    return await register_device(stack, principal.tenant_id)
+
+
+async def _open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """A connection and the listener's first line to it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    return reader, writer, await reader.readline()
+
+
+async def _keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """What a client holding connections does to defeat the idle timeout: a NOOP every half
+    second (the replica's timeout is 2 s)."""
+    while not writer.is_closing():
+        writer.write(b"NOOP\r\n")
+        if not (await reader.readline()).startswith(b"250"):
+            return
+        await asyncio.sleep(0.5)  # pacing, not waiting for anything
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
+@pytest.mark.timeout(90)
+async def test_a_thousand_idle_connections_from_one_address_are_capped_and_a_device_still_delivers(
+    stack, emulator_http, device, guarded_port
+) -> None:
+    """Idle: they send no mail. Those admitted are kept alive with NOOPs, as a client holding
+    connections would, so the idle timeout is not what frees them: the cap alone holds."""
+    port = guarded_port
+    opened: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]] = []
+    alive: list[asyncio.Task[None]] = []
+    try:
+        for _ in range(IDLE // 100):
+            batch = await asyncio.gather(*(_open(port) for _ in range(100)))
+            opened += batch
+            alive += [
+                asyncio.create_task(_keep_alive(r, w)) for r, w, first in batch if first.startswith(b"220 ")
+            ]
+        greeted = [first for _, _, first in opened if first.startswith(b"220 ")]
+        refused = [first for _, _, first in opened if first.startswith(b"421 4.7.0 ")]
+        assert 0 < len(greeted) <= PER_ADDRESS and len(greeted) + len(refused) == IDLE, opened[-1][2]
+        assert b"too many connections from 127.0.0.1" in refused[0]
+        # A refused connection is closed by the listener, not left open.
+        assert await opened[-1][0].read() == b""
+
+        # Meanwhile a device on another address sends its scan as usual.
+        subject = f"Scan during a flood {uuid.uuid4().hex[:6]}"
+        async with aiosmtplib.SMTP(
+            hostname="127.0.0.1", port=port, source_address=("127.0.0.2", 0), timeout=30
+        ) as smtp:
+            await smtp.login(*device)
+            errors, reply = await smtp.send_message(scan(subject))
+        assert errors == {} and "queued as" in reply, reply
+        await _delivered(stack, emulator_http, subject)
+        assert not any(task.done() for task in alive)  # the admitted ones were served throughout
+    finally:
+        for task in alive:
+            task.cancel()
+        await asyncio.gather(*(_close(writer) for _, writer, _ in opened))
+
+    # Once they are gone, the address is served again.
+    async def served() -> bool:
+        _, writer, first = await _open(port)
+        await _close(writer)
+        return first.startswith(b"220 ")
+
+    await eventually(served, what="a greeting for 127.0.0.1 once its connections closed")
+
+
+@pytest.mark.timeout(60)
+async def test_a_silent_client_is_closed_between_commands_and_within_data(device, guarded_port) -> None:
+    port = guarded_port
+    silent_reader, silent, greeting = await _open(port)
+    assert greeting.startswith(b"220 ")
+    slow_reader, slow, _ = await _open(port)
+    try:
+        slow.write(b"EHLO slow-mfp\r\n")
+        while (await slow_reader.readline())[3:4] == b"-":
+            pass
+        user, secret = device
+        slow.write(b"AUTH PLAIN " + base64.b64encode(f"\0{user}\0{secret}".encode()) + b"\r\n")
+        assert (await slow_reader.readline()).startswith(b"235")
+        slow.write(b"MAIL FROM:<mfp@contoso.example>\r\nRCPT TO:<boss@fabrikam.example>\r\n")
+        assert (await slow_reader.readline()).startswith(b"250")
+        assert (await slow_reader.readline()).startswith(b"250")
+        slow.write(b"DATA\r\n")
+        assert (await slow_reader.readline()).startswith(b"354")
+        slow.write(b"Subject: half a message\r\n\r\nand then nothing more")
+        # Both are told why and closed: the listener's reads end.
+        for reader in (silent_reader, slow_reader):
+            rest = await asyncio.wait_for(reader.read(), timeout=45)
+            assert rest.startswith(b"421 4.4.2 ") and b"timeout" in rest, rest
+    finally:
+        await _close(silent)
+        await _close(slow)
+
+
+async def _delivered(stack, http: httpx.AsyncClient, subject: str) -> EmailMessage:
+    async def found() -> EmailMessage | None:
+        messages = await delivered_with_subject(stack, http, subject)
+        return messages[0][1] if messages else None
+
+    return await eventually(found, within=60, what=f"the message {subject!r} delivered")
+
+
+async def test_messages_as_devices_send_them_are_delivered_with_their_bytes(
+    stack, emulator_http, device
+) -> None:
+    port = stack.ports.gateway_smtp_lan
+    tag = uuid.uuid4().hex[:6]
+    document = bytes(range(256)) * 64
+
+    # Bare-LF line ends throughout, the end of data included.
+    bare = scan(f"Bare LF {tag}", document=document).as_bytes()
+    assert b"\r\n" not in bare
+    assert (await send_raw(port, *device, bare, end=b".\n")).startswith("250 "), "bare LF"
+
+    # A text attachment with 5,000-octet lines (8bit, as some firmware writes its logs).
+    long_lines = (b"x" * 5000 + b"\r\n") * 3
+    long = (
+        (
+            f"Subject: Long lines {tag}\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+            "--b1\r\nContent-Type: text/plain\r\n\r\nA log.\r\n"
+            '--b1\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename="log.txt"\r\n'
+            "Content-Transfer-Encoding: 8bit\r\n\r\n"
+        ).encode()
+        + long_lines
+        + b"--b1--\r\n"
+    )
+    assert (await send_raw(port, *device, long)).startswith("250 "), "long lines"
+
+    # A body in a charset nobody knows: carried as an attachment, byte for byte.
+    odd_text = b"Scan r\xe9sum\xe9 \x81\x82\r\n"
+    odd = (
+        f"Subject: Unknown charset {tag}\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=x-mfp-latin\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    ).encode() + odd_text
+    assert (await send_raw(port, *device, odd)).startswith("250 "), "unknown charset"
+
+    # A part that cannot be decoded at all is refused, naming it.
+    broken = scan(f"Broken {tag}").as_bytes().replace(b"JVBERi0xLjQg", b"J===VBERi0xLjQg")
+    refused = await send_raw(port, *device, broken.replace(b"\n", b"\r\n"))
+    assert refused.startswith("550 5.6.0 part 2 (scan.pdf) cannot be decoded"), refused
+
+    delivered = await _delivered(stack, emulator_http, f"Bare LF {tag}")
+    [attachment] = delivered.iter_attachments()
+    assert attachment.get_payload(decode=True) == document
+    delivered = await _delivered(stack, emulator_http, f"Long lines {tag}")
+    [attachment] = delivered.iter_attachments()
+    assert attachment.get_filename() == "log.txt"
+    # The line end before the closing boundary is the boundary's (RFC 2046 §5.1.1).
+    sent = long_lines.removesuffix(b"\r\n")
+    assert attachment.get_payload(decode=True).replace(b"\r\n", b"\n") == sent.replace(b"\r\n", b"\n")
+    delivered = await _delivered(stack, emulator_http, f"Unknown charset {tag}")
+    [attachment] = delivered.iter_attachments()
+    assert attachment.get_payload(decode=True) == odd_text

@@ -1,0 +1,258 @@
+"""One device cannot fill the gateway's disk or memory: a submission over the limits is
+refused while it streams in (HTTP 413, SMTP 552 5.3.4), and a tenant's submissions in
+flight are bounded (HTTP 507 + Retry-After, SMTP 452 4.3.1) without touching another
+tenant's.
+
+A job-gateway of this module's own (a replica of the stack's, with small limits and a
+temporary directory of its own) is measured from outside: the files it holds open in that
+directory (the parser's spooled uploads, unlinked but still open) and its resident set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import smtplib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import pytest
+from fleetmail_devkit.ports import free_port
+
+from tests.utils import eventually
+from tests.utils.servers import scratch_dir
+from tests.utils.smtp import scan
+from tests.utils.tenants import tenant_with_device
+
+MIB = 1024 * 1024
+LIMIT = 2 * MIB
+IN_FLIGHT = 3 * MIB
+OVER_BY = 48 * MIB
+CHUNK = 256 * 1024
+BOUNDARY = "fleetmail-limits"
+PROBLEMS = "https://fleetmail.dev/problems/"
+
+
+@dataclass
+class Gateway:
+    url: str
+    smtp_port: int
+    pid: int
+    tmp: Path
+
+    def spooled_bytes(self) -> int:
+        """Bytes of the files the gateway holds open in its temporary directory."""
+        total = 0
+        for fd in Path(f"/proc/{self.pid}/fd").iterdir():
+            try:
+                if os.readlink(fd).startswith(str(self.tmp)):
+                    total += os.stat(fd).st_size
+            except OSError:
+                continue  # closed meanwhile
+        return total
+
+    def memory_kb(self, field: str) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+        raise AssertionError(f"no {field} for process {self.pid}")
+
+
+@pytest.fixture(scope="module")
+async def gateway(stack) -> AsyncIterator[Gateway]:
+    ports = {name: free_port() for name in ("http", "starttls", "tls", "plain")}
+    async with scratch_dir("fleetmail-gateway-tmp-") as tmp:
+        replica = await stack.add_replica(
+            "job-gateway",
+            {
+                "TMPDIR": str(tmp),
+                "FLEETMAIL_GATEWAY_MAX_SUBMISSION_BYTES": str(LIMIT),
+                "FLEETMAIL_GATEWAY_TENANT_BYTES_IN_FLIGHT": str(IN_FLIGHT),
+                "FLEETMAIL_GATEWAY_PORT": str(ports["http"]),
+                "FLEETMAIL_GATEWAY_SMTP_STARTTLS_PORT": str(ports["starttls"]),
+                "FLEETMAIL_GATEWAY_SMTP_TLS_PORT": str(ports["tls"]),
+                "FLEETMAIL_GATEWAY_SMTP_PLAIN_PORT": str(ports["plain"]),
+            },
+        )
+        assert replica.process is not None
+        try:
+            yield Gateway(f"http://127.0.0.1:{ports['http']}", ports["plain"], replica.process.pid, tmp)
+        finally:
+            await stack.stop_part(replica)
+
+
+def _part_head(name: str, filename: str | None = None, content_type: str = "application/pdf") -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    head = f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n"
+    if filename:
+        head += f"Content-Type: {content_type}\r\n"
+    return (head + "\r\n").encode()
+
+
+def _job_part(subject: str) -> bytes:
+    job = {"to": ["boss@fabrikam.example"], "subject": subject}
+    return _part_head("job") + json.dumps(job).encode() + b"\r\n"
+
+
+def _form(subject: str | None, file_size: int) -> bytes:
+    """A whole form: the job part (unless None) and one PDF of `file_size` bytes."""
+    job = _job_part(subject) if subject is not None else b""
+    document = b"%PDF-1.4 " + b"\0" * (file_size - 9)
+    return job + _part_head("files", "scan.pdf") + document + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+HEADERS = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+async def _jobs(admin: httpx.AsyncClient, tenant_id: str) -> list[dict]:
+    return (await admin.get(f"/v1/admin/tenants/{tenant_id}/jobs")).json()
+
+
+def _problem(response: httpx.Response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["type"] == PROBLEMS + code, body
+    return body
+
+
+async def test_too_many_files_are_refused_and_nothing_is_stored(gateway, admin) -> None:
+    tenant_id, device = await tenant_with_device(admin, auto_delete=False)
+    files = [("files", (f"page-{n}.pdf", b"%PDF-1.4 page", "application/pdf")) for n in range(21)]
+    async with httpx.AsyncClient(base_url=gateway.url, auth=device, timeout=30) as panel:
+        job = {"job": json.dumps({"to": ["boss@fabrikam.example"], "subject": "21 pages"})}
+        refused = await panel.post("/v1/jobs", data=job, files=files)
+        body = _problem(refused, 413, "too-many-attachments")
+        assert "at most 20" in body["detail"]
+        accepted = await panel.post("/v1/jobs", data=job, files=files[:20])
+        assert accepted.status_code == 202, accepted.text
+    assert [j["job_id"] for j in await _jobs(admin, tenant_id)] == [accepted.json()["job_id"]]
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_spooled(gateway, admin) -> None:
+    tenant_id, device = await tenant_with_device(admin, auto_delete=False)
+    total = LIMIT + OVER_BY
+    seen = {"sent": 0, "spooled": 0, "rss_kb": 0}
+
+    async def body() -> AsyncIterator[bytes]:
+        """A 50 MB scan, streamed without a Content-Length, watching the gateway as it goes."""
+        yield _job_part("too big") + _part_head("files", "huge.pdf")
+        while seen["sent"] < total:
+            seen["spooled"] = max(seen["spooled"], gateway.spooled_bytes())
+            seen["rss_kb"] = max(seen["rss_kb"], gateway.memory_kb("VmRSS"))
+            seen["sent"] += CHUNK
+            yield b"\0" * CHUNK
+        yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+    peak_before_kb = gateway.memory_kb("VmHWM")
+    rss_before_kb = gateway.memory_kb("VmRSS")
+    async with httpx.AsyncClient(base_url=gateway.url, auth=device, timeout=30) as panel:
+        refused = await panel.post("/v1/jobs", content=body(), headers=HEADERS)
+    body_ = _problem(refused, 413, "submission-too-large")
+    assert f"at most {LIMIT} bytes" in body_["detail"]
+    assert seen["sent"] >= total  # the rest was read and dropped: sent, but never kept
+    # Neither the disk nor the memory took the body in: at most the limit and a few chunks.
+    assert seen["spooled"] <= LIMIT + 4 * CHUNK, seen
+    assert gateway.spooled_bytes() == 0
+    assert seen["rss_kb"] - rss_before_kb < OVER_BY // 1024 // 4, (seen, rss_before_kb)
+    assert gateway.memory_kb("VmHWM") - peak_before_kb < OVER_BY // 1024 // 4
+    assert await _jobs(admin, tenant_id) == []
+
+
+async def test_a_declared_size_over_the_limit_is_refused_before_a_byte_is_read(gateway, admin) -> None:
+    tenant_id, device = await tenant_with_device(admin, auto_delete=False)
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        while sent < LIMIT + MIB:
+            sent += CHUNK
+            yield b"\0" * CHUNK
+
+    headers = {**HEADERS, "Content-Length": str(LIMIT + MIB)}
+    async with httpx.AsyncClient(base_url=gateway.url, auth=device, timeout=30) as panel:
+        refused = await panel.post("/v1/jobs", content=body(), headers=headers)
+    _problem(refused, 413, "submission-too-large")
+    assert await _jobs(admin, tenant_id) == []
+
+
+def _smtp(gateway: Gateway, device: tuple[str, str], message: EmailMessage) -> tuple[int, str]:
+    with smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=30) as smtp:
+        smtp.ehlo("mfp")
+        smtp.login(*device)
+        try:
+            smtp.send_message(message, "mfp@contoso.example", ["boss@fabrikam.example"])
+        except smtplib.SMTPResponseException as refused:
+            return refused.smtp_code, refused.smtp_error.decode()
+    return 250, ""
+
+
+async def test_smtp_refuses_a_message_over_the_limits(gateway, admin) -> None:
+    tenant_id, device = await tenant_with_device(admin, auto_delete=False)
+    too_big = scan(subject="too big", size=LIMIT + 1024)
+    code, reply = await asyncio.to_thread(_smtp, gateway, device, too_big)
+    assert (code, reply.split()[0]) == (552, "5.3.4"), reply
+    many = scan(subject="21 pages")
+    for n in range(20):
+        many.add_attachment(b"%PDF-1.4 page", maintype="application", subtype="pdf", filename=f"{n}.pdf")
+    code, reply = await asyncio.to_thread(_smtp, gateway, device, many)
+    assert (code, reply.split()[0]) == (552, "5.3.4") and "at most 20" in reply, reply
+    assert await _jobs(admin, tenant_id) == []
+
+
+async def test_a_tenant_past_its_bytes_in_flight_waits_and_another_tenant_does_not(
+    stack, gateway, admin
+) -> None:
+    busy_tenant, busy = await tenant_with_device(admin, auto_delete=False)
+    other_tenant, other = await tenant_with_device(admin, auto_delete=False)
+    # A slow upload of the busy tenant: 2 MB declared, so held from its first byte; its
+    # first 1.5 MB are spooled to the gateway's disk, the sign that it is being read.
+    slow = _form(f"slow-{uuid.uuid4().hex[:6]}", LIMIT - 4096)
+    release = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield slow[: MIB + MIB // 2]
+        await release.wait()
+        yield slow[MIB + MIB // 2 :]
+
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, auth=busy, timeout=30) as busy_panel,
+        httpx.AsyncClient(base_url=gateway.url, auth=other, timeout=30) as other_panel,
+    ):
+        slow_upload = asyncio.create_task(
+            busy_panel.post(
+                "/v1/jobs", content=slow_body(), headers={**HEADERS, "Content-Length": str(len(slow))}
+            )
+        )
+        try:
+            await eventually(lambda: gateway.spooled_bytes() > MIB, what="the slow upload to be read")
+            refused = await busy_panel.post(
+                "/v1/jobs", content=_form("busy", MIB + MIB // 2), headers=HEADERS
+            )
+            body = _problem(refused, 507, "too-many-bytes-in-flight")
+            assert int(refused.headers["retry-after"]) >= 1 and "try again" in body["detail"]
+            code, reply = await asyncio.to_thread(_smtp, gateway, busy, scan(size=MIB + MIB // 2))
+            assert (code, reply.split()[0]) == (452, "4.3.1"), reply
+            # The other tenant's share is its own.
+            theirs = _form("other tenant", MIB + MIB // 2)
+            accepted = await other_panel.post("/v1/jobs", content=theirs, headers=HEADERS)
+            assert accepted.status_code == 202, accepted.text
+            code, reply = await asyncio.to_thread(_smtp, gateway, other, scan(size=MIB + MIB // 2))
+            assert code == 250, reply
+        finally:
+            release.set()
+            finished = await slow_upload
+        assert finished.status_code == 202, finished.text
+        # Taken in, the slow upload's bytes are the tenant's again.
+        again = await busy_panel.post("/v1/jobs", content=_form("after", MIB + MIB // 2), headers=HEADERS)
+        assert again.status_code == 202, again.text
+    assert {j["job_id"] for j in await _jobs(admin, busy_tenant)} == {
+        finished.json()["job_id"],
+        again.json()["job_id"],
+    }
+    assert len(await _jobs(admin, other_tenant)) == 2
