@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import IO
@@ -18,7 +18,7 @@ from typing import IO
 from fleetmail_contracts.credentials import SmtpCredentialsReply
 from fleetmail_contracts.jobs import JobBase, JobFunction
 from fleetmail_contracts.mail_events import FailureReason
-from fleetmail_contracts.tenants import TenantSettings
+from fleetmail_contracts.tenants import SmtpSettings, TenantSettings
 from fleetmail_contracts.tokens import Principal, Provider
 from fleetmail_runtime.tenants import UnknownTenant
 
@@ -33,6 +33,7 @@ from .errors import (
     DeliveryError,
     InvalidJob,
     ReauthorizationNeeded,
+    SentMeanwhile,
     SmtpPermanent,
     TokenRejected,
 )
@@ -49,6 +50,7 @@ from .ports import (
 
 log = logging.getLogger("mail-service")
 CHUNK = 1024 * 1024
+Submit = Callable[[SmtpSettings, Credentials, MimeMessage, list[str]], Awaitable[SendResult]]
 TOKEN_MEMORY = timedelta(seconds=30)
 BAD_PASSWORD_REMEDY = (
     "The SMTP server refused the tenant's stored username and password: store the right ones "
@@ -147,8 +149,8 @@ class Deliverer:
             limits = self.limits_of(tenant)
             split = parts(recipients, limits.recipients_per_message) if limits else [recipients]
             if len(split) == 1:
-                async with self._submission(tenant, sender, paced):
-                    return await self._send_part(job, tenant, sender, message, recipients)
+                submit = self._submitter(tenant, sender, paced, job.job_id)
+                return await self._send_part(job, tenant, sender, message, recipients, submit)
             return await self._send_parts(job, tenant, sender, message, split, paced)
 
     async def _send_parts(
@@ -171,8 +173,12 @@ class Deliverer:
             if self.ledger is not None and await self.ledger.already_delivered(key):
                 accepted.extend(part)
                 continue
-            async with self._submission(tenant, sender, paced):
-                delivered = await self._send_part(job, tenant, sender, message, part)
+            submit = self._submitter(tenant, sender, paced, key)
+            try:
+                delivered = await self._send_part(job, tenant, sender, message, part, submit)
+            except SentMeanwhile:
+                accepted.extend(part)
+                continue
             if self.ledger is not None:
                 await self.ledger.record(key, delivered.message_id)
             accepted.extend(delivered.accepted)
@@ -188,21 +194,41 @@ class Deliverer:
         sender: Sender,
         message: MimeMessage,
         recipients: list[str],
+        submit: Submit,
     ) -> Delivered:
         if not tenant.oauth_enabled:
-            return await self._send_basic(job, tenant, sender, message, recipients)
+            return await self._send_basic(job, tenant, sender, message, recipients, submit)
         principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
-        return await self._send(job, tenant, sender, principal, message, recipients)
+        return await self._send(job, tenant, sender, principal, message, recipients, submit)
+
+    def _submitter(
+        self, tenant: TenantSettings, sender: Sender, paced: Paced | None, ledger_key: str
+    ) -> Submit:
+        """The transport, entered only when the mailbox admits the message (its credentials are
+        ready before: a job without a token takes no turn)."""
+
+        async def submit(
+            server: SmtpSettings, credentials: Credentials, message: MimeMessage, recipients: list[str]
+        ) -> SendResult:
+            async with self._submission(tenant, sender, paced, ledger_key):
+                return await self.transport.send(server, credentials, message, recipients)
+
+        return submit
 
     @asynccontextmanager
     async def _submission(
-        self, tenant: TenantSettings, sender: Sender, paced: Paced | None
+        self, tenant: TenantSettings, sender: Sender, paced: Paced | None, ledger_key: str
     ) -> AsyncIterator[None]:
         limits = self.limits_of(tenant)
         if self.gate is None or limits is None:
             yield
             return
-        async with self.gate.submission(mailbox_key(tenant.tenant_id, sender.address), limits, paced):
+        async with self.gate.submission(
+            mailbox_key(tenant.tenant_id, sender.address), limits, paced
+        ) as waited:
+            # While it waited, JetStream may have given the job to another replica, which sent it.
+            if waited and self.ledger is not None and await self.ledger.already_delivered(ledger_key):
+                raise SentMeanwhile(ledger_key)
             yield
 
     async def release(self, job: JobBase) -> None:
@@ -280,6 +306,7 @@ class Deliverer:
         principal: Principal,
         message: MimeMessage,
         recipients: list[str],
+        submit: Submit,
     ) -> Delivered:
         """XOAUTH2. A refused token is refreshed once (token-service asked to refresh, not to
         hand out what it holds) and the message sent again; refused twice, the grant is
@@ -287,15 +314,11 @@ class Deliverer:
         server = tenant.effective_smtp()
         access_token = await self._access_token(principal, False, job.job_id)
         try:
-            result = await self.transport.send(
-                server, Credentials(sender.address, access_token), message, recipients
-            )
+            result = await submit(server, Credentials(sender.address, access_token), message, recipients)
         except TokenRejected:
             access_token = await self._access_token(principal, True, job.job_id)
             try:
-                result = await self.transport.send(
-                    server, Credentials(sender.address, access_token), message, recipients
-                )
+                result = await submit(server, Credentials(sender.address, access_token), message, recipients)
             except TokenRejected as again:
                 raise ReauthorizationNeeded(
                     f"the SMTP server refused a freshly refreshed token for {sender.address}: {again.smtp_reply}"
@@ -309,13 +332,14 @@ class Deliverer:
         sender: Sender,
         message: MimeMessage,
         recipients: list[str],
+        submit: Submit,
     ) -> Delivered:
         """OAuth 2.0 off (the device's default): PLAIN/LOGIN with the tenant's stored
         credentials, or no AUTH when none are stored."""
         stored = await self._stored_credentials(tenant.tenant_id)
         credentials = Credentials(sender.address, password=stored.password, username=stored.username)
         try:
-            result = await self.transport.send(tenant.effective_smtp(), credentials, message, recipients)
+            result = await submit(tenant.effective_smtp(), credentials, message, recipients)
         except TokenRejected as exc:
             # A plain 535 on PLAIN/LOGIN: the password is wrong, and no refresh will help.
             raise SmtpPermanent(

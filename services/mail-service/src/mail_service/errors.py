@@ -4,6 +4,7 @@ The decision at the handler edge (`domain.decisions.decide`) is made from the cl
 
     DeliveryError
     ├── AwaitingAuthorization         park the job until its login user signs in
+    ├── SentMeanwhile                 another delivery sent it while this one waited (ack it)
     ├── MustWait                      not the mailbox's turn (its rate) or its quota is used up:
     │                                 back to the queue until then, not counted as a failure
     ├── TokenRejected                 the SMTP server refused the access token; the deliverer
@@ -65,6 +66,14 @@ class MustWait(DeliveryError):
         self.kind = kind
         self.smtp_reply = smtp_reply
         self.remedy = remedy
+
+
+class SentMeanwhile(DeliveryError):
+    """The delivery ledger has the job (or part) now: another delivery of it sent it while
+    this one waited for its mailbox."""
+
+    def __init__(self, ledger_key: str) -> None:
+        super().__init__(f"{ledger_key} was sent meanwhile")
 
 
 class TokenRejected(DeliveryError):

@@ -9,6 +9,7 @@ the mailbox's places in submission and holds it until the server has answered.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,8 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
+from fleetmail_runtime.bus import BusUnavailable
+
 from .domain.limits import MailboxLimits, MailboxState, Turn, Wait, WaitKind, block, release, reserve, take
 from .errors import MustWait, QuotaExceeded
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Paced = Callable[[datetime], Awaitable[None]]
@@ -53,37 +58,58 @@ class MailboxGate:
         self.clock = clock
         self.sleep = sleep
         self._released: dict[str, asyncio.Event] = {}
+        self._changing: dict[str, asyncio.Lock] = {}
+        self._places: dict[str, asyncio.Semaphore] = {}
+        self._releasing: set[asyncio.Task[None]] = set()
 
     def _now(self) -> float:
         return self.clock().timestamp()
 
+    async def _change(self, key: str, change: Callable[[MailboxState], T]) -> T:
+        # One change at a time per mailbox in this replica: compare-and-set conflicts are then
+        # only between replicas.
+        async with self._changing.setdefault(key, asyncio.Lock()):
+            return await self.store.change(key, change)
+
     @asynccontextmanager
-    async def submission(self, key: str, limits: MailboxLimits, paced: Paced | None) -> AsyncIterator[None]:
+    async def submission(self, key: str, limits: MailboxLimits, paced: Paced | None) -> AsyncIterator[bool]:
+        """Admitted to submit; yields whether the message had to wait for it."""
         policy = self.policy
-        turn: Turn | Wait = await self.store.change(
+        turn: Turn | Wait = await self._change(
             key, lambda s: reserve(s, self._now(), limits, policy.horizon_s)
         )
         if isinstance(turn, Wait):
             raise MustWait(_at(turn.until), turn.kind)
         delay = turn.at - self._now()
-        if delay > 0:
+        waited = delay > 0
+        if waited:
             if paced is not None:
                 await paced(_at(turn.at))
             await self.sleep(delay)
-        holder = uuid.uuid4().hex
-        while not await self.store.change(
-            key, lambda s: take(s, holder, self._now(), limits, policy.lease_s)
-        ):
-            await self._place_freed(key)
+        async with self._places.setdefault(key, asyncio.Semaphore(limits.concurrent)):
+            holder = uuid.uuid4().hex
+            while not await self._change(key, lambda s: take(s, holder, self._now(), limits, policy.lease_s)):
+                waited = True
+                await self._place_freed(key)
+            try:
+                yield waited
+            except QuotaExceeded as exc:
+                until = self._now() + policy.quota_retry_s
+                await self._change(key, lambda s: block(s, until))
+                raise MustWait(_at(until), WaitKind.WAITING_FOR_QUOTA, exc.smtp_reply, exc.remedy) from None
+            finally:
+                # Given back in the background: the message's delivery is recorded without
+                # waiting for this (a lease covers a replica that dies meanwhile).
+                task = asyncio.create_task(self._release(key, holder))
+                self._releasing.add(task)
+                task.add_done_callback(self._releasing.discard)
+
+    async def _release(self, key: str, holder: str) -> None:
         try:
-            yield
-        except QuotaExceeded as exc:
-            until = self._now() + policy.quota_retry_s
-            await self.store.change(key, lambda s: block(s, until))
-            raise MustWait(_at(until), WaitKind.WAITING_FOR_QUOTA, exc.smtp_reply, exc.remedy) from None
-        finally:
-            await self.store.change(key, lambda s: release(s, holder))
-            self._released.pop(key, asyncio.Event()).set()
+            await self._change(key, lambda s: release(s, holder))
+        except BusUnavailable as exc:
+            log.warning("a place at mailbox %s will be freed by its lease: %s", key, exc)
+        self._released.pop(key, asyncio.Event()).set()
 
     async def _place_freed(self, key: str) -> None:
         """Until this replica frees a place of the mailbox, or a while (another replica's)."""

@@ -26,7 +26,7 @@ from datetime import datetime
 
 from fleetmail_contracts.mail_events import FailureReason
 
-from ..errors import AwaitingAuthorization, DeliveryError, MustWait, TransientDeliveryError
+from ..errors import AwaitingAuthorization, DeliveryError, MustWait, SentMeanwhile, TransientDeliveryError
 from .limits import WaitKind
 
 
@@ -112,7 +112,7 @@ def decide(outcome: Outcome, *, attempt: int, policy: RetryPolicy, jitter: Calla
     number in [0, 1) and is called only when a backoff delay is computed."""
     if isinstance(outcome, Delivered):
         return Ack(outcome)
-    if isinstance(outcome, AlreadyDelivered):
+    if isinstance(outcome, AlreadyDelivered | SentMeanwhile):
         return AckRedelivery()
     if isinstance(outcome, AwaitingAuthorization):
         return Park(outcome.user)
