@@ -19,6 +19,7 @@ from mail_service.domain.limits import (
     Wait,
     WaitKind,
     block,
+    mailbox_key,
     release,
     reserve,
     take,
@@ -216,3 +217,23 @@ async def test_recipients_over_the_cap_go_in_parts_each_sent_once() -> None:
         job, job.function, small, edge.handler.deliverer.sender_of(job, job.function, small)
     )
     assert len(edge.server.received) == 3 and again.accepted == to  # a redelivery sends nothing twice
+
+
+async def test_a_job_sent_by_another_delivery_while_this_one_waited_is_not_sent_again() -> None:
+    edge = QuotaEdge()
+    ledger = FakeLedger()
+    edge.handler.deliverer.ledger = ledger
+    job = scan("job-meanwhile")
+    sender = edge.handler.deliverer.sender_of(job, job.function, TENANT)
+    # Another turn was taken just now: this delivery waits for its own, and meanwhile the
+    # job's other delivery (JetStream gave it to another replica) sent it.
+    gate = edge.handler.deliverer.gate
+    assert gate is not None
+    await gate.store.change(
+        mailbox_key(TENANT.tenant_id, sender.address),
+        lambda s: reserve(s, edge.clock().timestamp(), EXCHANGE, 20),
+    )
+    await ledger.record(job.job_id, "<job-meanwhile@fleetmail>")
+    message = FakeJobMessage(job.model_dump_json().encode(), attempt=1)
+    await edge.handler.handle(message)
+    assert message.answers == ["ack"] and edge.server.received == []
