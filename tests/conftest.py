@@ -99,6 +99,12 @@ async def stack(otlp_sink: OtlpSink) -> AsyncIterator[Stack]:
             "FLEETMAIL_MAIL_ACK_WAIT_S": "6",
             "FLEETMAIL_MAIL_PARK_TIMEOUT_S": "15",
             "FLEETMAIL_MAIL_PARK_SWEEP_S": "1",
+            # Exchange's 30 messages a minute per mailbox would make every test that sends a few
+            # dozen jobs wait minutes; the emulator is told the same below. Concurrency stays
+            # the real 3. test_provider_limits shrinks the rate for mailboxes of its own.
+            "FLEETMAIL_MAIL_MICROSOFT_MESSAGES_PER_MINUTE": "60000",
+            # A mailbox over its quota tries again after a second (the emulator's day is moved).
+            "FLEETMAIL_MAIL_QUOTA_RETRY_S": "1",
             # Documents on a test's time scale (test_attachment_lifecycle): a dead letter keeps
             # its documents 12 s, an object no job holds goes once 5 s old. No test's upload
             # waits that long for its job to be queued.
@@ -133,6 +139,9 @@ async def stack(otlp_sink: OtlpSink) -> AsyncIterator[Stack]:
         await control.post(
             f"{running.smtp_control_url}/_emulator/mailboxes",
             json={"address": ALERT_RELAY[0], "password": ALERT_RELAY[1]},
+        )
+        await control.post(
+            f"{running.smtp_control_url}/_emulator/settings", json={"default_limits": {"per_minute": 60000}}
         )
     async with httpx.AsyncClient(verify=running.ssl_context(), timeout=10, trust_env=False) as control:
         # Microsoft polls a device code every 5 s; tests that sign in do not wait that long

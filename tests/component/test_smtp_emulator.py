@@ -125,3 +125,138 @@ async def test_injected_transient_failure(emulators, emulator_http, user) -> Non
         with pytest.raises(aiosmtplib.SMTPSenderRefused) as caught:
             await smtp.send_message(message(user))
         assert caught.value.code == 451
+
+
+async def basic_mailbox(emulators, emulator_http, control_url: str | None = None, **limits) -> str:
+    """A password mailbox of the test's own, with the limits given (the rest its provider's)."""
+    address = f"limits-{uuid.uuid4().hex[:8]}@contoso.example"
+    body: dict = {"address": address, "password": "pw-limits"}
+    if limits:
+        body["limits"] = limits
+    answer = await emulator_http.post(
+        f"{control_url or emulators.smtp_control_url}/_emulator/mailboxes", json=body
+    )
+    assert answer.status_code == 200, answer.text
+    return address
+
+
+async def given(emulator_http, control_url: str, address: str, code: int | None = None) -> list[dict]:
+    params: dict = {"user": address}
+    if code is not None:
+        params["code"] = code
+    return (await emulator_http.get(f"{control_url}/_emulator/replies", params=params)).json()
+
+
+async def test_a_fourth_message_in_submission_at_once_gets_432(emulators, emulator_http) -> None:
+    address = await basic_mailbox(emulators, emulator_http)
+    sessions = [client(emulators) for _ in range(4)]
+    for smtp in sessions:
+        await smtp.connect()
+        await smtp.login(address, "pw-limits")
+    try:
+        for smtp in sessions[:3]:
+            await smtp.mail(address)
+        with pytest.raises(aiosmtplib.SMTPSenderRefused) as caught:
+            await sessions[3].mail(address)
+        assert caught.value.code == 432 and caught.value.message == smtp_replies.CONCURRENCY_LIMIT.text
+        await sessions[0].rset()  # one leaves submission: the next one is taken
+        await sessions[3].mail(address)
+    finally:
+        for smtp in sessions:
+            smtp.close()
+    assert [r["code"] for r in await given(emulator_http, emulators.smtp_control_url, address)] == [432]
+
+
+async def test_over_the_rate_a_minute_the_answer_is_held_back_not_refused(emulators, emulator_http) -> None:
+    address = await basic_mailbox(emulators, emulator_http, per_minute=2)
+    async with client(emulators) as smtp:
+        await smtp.login(address, "pw-limits")
+        for _ in range(3):
+            await smtp.send_message(message(address))
+    [held] = await given(emulator_http, emulators.smtp_control_url, address)
+    assert held["stage"] == "rate" and held["code"] == 250, held
+
+
+async def test_the_daily_recipient_quota_refuses_until_the_day_has_passed(emulators, emulator_http) -> None:
+    address = await basic_mailbox(emulators, emulator_http, daily=3)
+    control = emulators.smtp_control_url
+    async with client(emulators) as smtp:
+        await smtp.login(address, "pw-limits")
+        await smtp.sendmail(
+            address, ["a@fabrikam.example", "b@fabrikam.example"], message(address).as_bytes()
+        )
+        with pytest.raises(aiosmtplib.SMTPDataError) as caught:
+            await smtp.sendmail(
+                address, ["c@fabrikam.example", "d@fabrikam.example"], message(address).as_bytes()
+            )
+        assert caught.value.code == 554 and "SubmissionQuotaExceededException" in caught.value.message
+        assert smtp_replies.classify(caught.value.code, caught.value.message)[1] is (
+            smtp_replies.SUBMISSION_QUOTA_EXCEEDED
+        )
+        await emulator_http.post(f"{control}/_emulator/clock", json={"advance_s": 86_400})
+        await smtp.sendmail(
+            address, ["c@fabrikam.example", "d@fabrikam.example"], message(address).as_bytes()
+        )
+
+
+async def test_size_recipients_lines_and_a_full_mailbox(emulators, emulator_http) -> None:
+    address = await basic_mailbox(emulators, emulator_http, max_message_bytes=2000, max_recipients=2)
+    control = emulators.smtp_control_url
+    async with client(emulators) as smtp:
+        await smtp.login(address, "pw-limits")
+        with pytest.raises(aiosmtplib.SMTPSenderRefused) as too_big:
+            await smtp.mail(address, options=["SIZE=5000"])
+        assert too_big.value.code == 552 and "5.3.4" in too_big.value.message
+        await smtp.rset()
+        refused = (
+            await smtp.sendmail(
+                address, ["a@x.example", "b@x.example", "c@x.example"], b"Subject: r\r\n\r\nhi\r\n"
+            )
+        )[0]
+        assert refused["c@x.example"][0] == 452 and "4.5.3" in refused["c@x.example"][1]
+        with pytest.raises(aiosmtplib.SMTPDataError) as long_line:
+            await smtp.sendmail(address, ["a@x.example"], b"Subject: l\r\n\r\n" + b"x" * 999 + b"\r\n")
+        assert long_line.value.code == 500 and "5.3.3" in long_line.value.message
+    full = f"full-{uuid.uuid4().hex[:8]}@contoso.example"
+    await emulator_http.post(
+        f"{control}/_emulator/mailboxes", json={"address": full, "password": "pw", "full": True}
+    )
+    async with client(emulators) as smtp:
+        await smtp.login(full, "pw")
+        with pytest.raises(aiosmtplib.SMTPDataError) as caught:
+            await smtp.send_message(message(full))
+    assert (
+        caught.value.code == 554
+        and smtp_replies.classify(554, caught.value.message)[1] is smtp_replies.MAILBOX_FULL
+    )
+
+
+async def test_gmail_daily_messages_over_a_rolling_day_and_its_limits(emulators, emulator_http) -> None:
+    from fleetmail_devkit.probes import smtp_emulator
+
+    async with smtp_emulator(emulators, "gmail") as gmail:
+        address = await basic_mailbox(emulators, emulator_http, gmail.control_url, daily=2)
+        context = ssl.create_default_context(cafile=str(emulators.ca_file))
+        async with aiosmtplib.SMTP(
+            hostname="127.0.0.1", port=gmail.port, start_tls=True, tls_context=context
+        ) as smtp:
+            await smtp.login(address, "pw-limits")
+            await smtp.send_message(message(address))
+            await emulator_http.post(f"{gmail.control_url}/_emulator/clock", json={"advance_s": 3600})
+            await smtp.send_message(message(address))
+            with pytest.raises(aiosmtplib.SMTPDataError) as caught:
+                await smtp.send_message(message(address))
+            assert (
+                caught.value.code == 550 and "5.4.5 Daily user sending limit exceeded" in caught.value.message
+            )
+            # Rolling: a day after the first message, one more may go; not two.
+            await emulator_http.post(
+                f"{gmail.control_url}/_emulator/clock", json={"advance_s": 86_400 - 3600}
+            )
+            await smtp.send_message(message(address))
+            with pytest.raises(aiosmtplib.SMTPDataError):
+                await smtp.send_message(message(address))
+            recipients = [f"r{i}@x.example" for i in range(101)]
+            await emulator_http.post(f"{gmail.control_url}/_emulator/clock", json={"advance_s": 86_400})
+            refused = (await smtp.sendmail(address, recipients, b"Subject: r\r\n\r\nhi\r\n"))[0]
+        assert list(refused) == ["r100@x.example"]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import base64
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from io import BufferedIOBase
+from typing import TypeVar
 
 from fleetmail_contracts.credentials import SmtpCredentialsReply
 from fleetmail_contracts.dead_letters import DeadLetter
@@ -24,6 +25,7 @@ from fleetmail_runtime.bus import BusUnavailable
 from fleetmail_runtime.smtp_replies import NOT_AUTHENTICATED
 from fleetmail_runtime.tenants import UnknownTenant
 from mail_service.adapters.smtp import error_of_reply
+from mail_service.domain.limits import MailboxState
 from mail_service.domain.mime import MimeMessage
 from mail_service.errors import AttachmentsUnavailable, InvalidJob, TokenUnavailable
 from mail_service.ports import (
@@ -275,6 +277,7 @@ class FakeParking:
         self.timeout = timeout
         self.parked: list[ParkedJob] = []
         self.resumed: list[ParkedJob] = []
+        self.put_back_as: list[str] = []
 
     async def park(self, job: JobBase, function: JobFunction, user: str, job_json: bytes) -> datetime:
         deadline = self.clock() + self.timeout
@@ -288,6 +291,9 @@ class FakeParking:
         self.parked = [p for p in self.parked if p not in mine]
         self.resumed.extend(mine)
         return len(mine)
+
+    async def put_back(self, job_json: bytes, function: JobFunction, copy_id: str) -> None:
+        self.put_back_as.append(copy_id)
 
 
 class FakeJobMessage:
@@ -325,6 +331,22 @@ class FakeJobMessage:
     async def nack(self, delay_s: float) -> None:
         self.answers.append("nack")
         self.nack_delay_s = delay_s
+
+
+T = TypeVar("T")
+
+
+class FakeLimitsStore:
+    """Mailbox limit states in memory (the KV bucket's compare-and-set is trivially won)."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, MailboxState] = {}
+
+    async def change(self, key: str, change: Callable[[MailboxState], T]) -> T:
+        state = MailboxState.from_json(self.states[key].to_json()) if key in self.states else MailboxState()
+        result = change(state)
+        self.states[key] = state
+        return result
 
 
 def payload_of(letter: DeadLetter) -> bytes:

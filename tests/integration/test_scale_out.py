@@ -13,7 +13,13 @@ import httpx
 import nats
 import pytest
 from fleetmail_contracts.streams import EVENTS_STREAM, JOBS_STREAM
-from fleetmail_devkit.probes import queue_jobs, tenant_with_administrator_grant, wait_for_delivered
+from fleetmail_devkit.probes import (
+    UNPACED_ENV,
+    lift_rate_limit,
+    queue_jobs,
+    tenant_with_administrator_grant,
+    wait_for_delivered,
+)
 from fleetmail_devkit.stack import Stack, temporary_stack
 
 pytestmark = pytest.mark.own_stack
@@ -32,8 +38,11 @@ async def cluster() -> AsyncIterator[Stack]:
             "FLEETMAIL_STREAM_REPLICAS": "3",
             "FLEETMAIL_METRICS_PORT": "0",
             "FLEETMAIL_MAIL_ACK_WAIT_S": "6",
+            # 2,000 jobs as one mailbox: at Exchange's 30 a minute, over an hour.
+            **UNPACED_ENV,
         },
     ) as stack:
+        await lift_rate_limit(stack)
         yield stack
 
 

@@ -147,6 +147,7 @@ def test_smtp_refusals_are_alerts_a_sent_message_resolves() -> None:
     for reason, cause in (
         ("smtp_auth_disabled", AlertCause.SMTP_AUTH_DISABLED),
         ("basic_auth_refused", AlertCause.BASIC_AUTH_REFUSED),
+        ("mailbox_full", AlertCause.MAILBOX_FULL),
     ):
         failed = {"kind": "failed", "tenant_id": "t1", "reason_code": reason, "detail": "refused"}
         [raised] = on_mail_event(failed | {"smtp_reply": "535 5.7.139", "remedy": "switch it on"})
@@ -154,6 +155,26 @@ def test_smtp_refusals_are_alerts_a_sent_message_resolves() -> None:
         assert raised.detail == "refused (535 5.7.139)" and raised.remedy == "switch it on"
         sent = on_mail_event({"kind": "sent", "tenant_id": "t1"})
         assert raised.key in {a.key for a in sent if isinstance(a, Resolve)}
+
+
+def test_a_used_up_quota_is_one_alert_per_mailbox_with_the_remedy() -> None:
+    waiting = {
+        "kind": "waiting_for_quota",
+        "tenant_id": "t1",
+        "sender": "Scans@t1.example",
+        "next_attempt_at": "2026-11-29T10:00:00+00:00",
+        "smtp_reply": "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
+        "remedy": "use the Graph transport",
+    }
+    first, second = on_mail_event(waiting), on_mail_event(waiting | {"job_id": "another"})
+    [raised] = first
+    assert isinstance(raised, Raise) and raised.cause is AlertCause.SENDING_QUOTA_EXCEEDED
+    assert [a.key for a in second] == [raised.key]  # the same alert, not a second one
+    assert raised.remedy == "use the Graph transport" and "none is lost" in raised.detail
+    other = on_mail_event(waiting | {"sender": "fax@t1.example"})
+    assert other[0].key != raised.key
+    sent = on_mail_event({"kind": "sent", "tenant_id": "t1", "sender": "scans@t1.example"})
+    assert raised.key in {a.key for a in sent if isinstance(a, Resolve)}
 
 
 def test_a_configuration_error_is_a_configuration_alert_not_re_authorization() -> None:

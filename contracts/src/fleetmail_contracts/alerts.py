@@ -20,6 +20,8 @@ class AlertCause(StrEnum):
     BASIC_AUTH_REFUSED = "basic_auth_refused"
     DELIVERY_FAILURE_RATE = "delivery_failure_rate"
     CONFIGURATION_ERROR = "configuration_error"
+    SENDING_QUOTA_EXCEEDED = "sending_quota_exceeded"
+    MAILBOX_FULL = "mailbox_full"
 
 
 class AlertSeverity(StrEnum):

@@ -24,6 +24,8 @@ class FailureReason(StrEnum):
     AUTHORIZATION_TIMEOUT = "authorization_timeout"
     RECIPIENTS_REJECTED = "recipients_rejected"
     MESSAGE_TOO_LARGE = "message_too_large"
+    MAILBOX_FULL = "mailbox_full"
+    SENDING_QUOTA_EXCEEDED = "sending_quota_exceeded"
     SENDER_NOT_ALLOWED = "sender_not_allowed"
     INVALID_JOB = "invalid_job"
     ATTACHMENT_MISSING = "attachment_missing"
@@ -64,6 +66,24 @@ class MailDeferred(MailEventBase):
     reason: str
 
 
+class MailPaced(MailEventBase):
+    """The job waits for its turn at the mailbox's sending rate or concurrent submissions."""
+
+    kind: Literal["paced"] = "paced"
+    sender: str
+    next_attempt_at: Timestamp
+
+
+class MailWaitingForQuota(MailEventBase):
+    """The mailbox's daily sending quota is used up: the job goes when the window allows."""
+
+    kind: Literal["waiting_for_quota"] = "waiting_for_quota"
+    sender: str
+    next_attempt_at: Timestamp
+    smtp_reply: str | None = None
+    remedy: str | None = None
+
+
 class MailFailed(MailEventBase):
     kind: Literal["failed"] = "failed"
     reason_code: FailureReason
@@ -85,6 +105,8 @@ MAIL_EVENTS: dict[str, type[MailEventBase]] = {
     "accepted": MailAccepted,
     "sent": MailSent,
     "deferred": MailDeferred,
+    "paced": MailPaced,
+    "waiting_for_quota": MailWaitingForQuota,
     "failed": MailFailed,
     "parked": MailParked,
 }

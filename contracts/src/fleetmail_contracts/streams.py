@@ -28,6 +28,10 @@ DELIVERY_LEDGER_BUCKET = "fleetmail_delivery_ledger"
 PARKED_JOBS_BUCKET = "fleetmail_parked_jobs"
 """JetStream KV bucket: jobs waiting for a login user to sign in (mail-service)."""
 
+MAILBOX_LIMITS_BUCKET = "fleetmail_mailbox_limits"
+"""JetStream KV bucket: each sending mailbox's submissions in progress, its next slot at its
+rate and its quota window, shared by mail-service's replicas (compare-and-set)."""
+
 JOB_SUBJECT_PREFIX = "fleetmail.jobs.v1."
 MAIL_EVENT_PREFIX = "fleetmail.events.v1.mail."
 TOKEN_EVENT_PREFIX = "fleetmail.events.v1.tokens."

@@ -82,6 +82,16 @@ class NotificationSettings(Contract):
     email_recipients: tuple[str, ...] = Field(default=(), max_length=50)
 
 
+class SendingLimits(Contract):
+    """The sending mailbox's limits where they differ from its provider's defaults (a mailbox
+    whose administrator set another message size, a smaller quota)."""
+
+    concurrent_submissions: int | None = Field(default=None, ge=1, le=100)
+    messages_per_minute: float | None = Field(default=None, gt=0, le=100_000)
+    recipients_per_message: int | None = Field(default=None, ge=1, le=1000)
+    max_message_bytes: int | None = Field(default=None, gt=0)
+
+
 class TenantSettings(Contract):
     tenant_id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
     display_name: str = Field(default="", max_length=200)
@@ -94,6 +104,7 @@ class TenantSettings(Contract):
     proxy_url: str | None = None
     identity: IdentitySettings = IdentitySettings()
     notifications: NotificationSettings = NotificationSettings()
+    sending_limits: SendingLimits = SendingLimits()
     mail_domains: tuple[str, ...] | None = Field(
         default=None,
         max_length=100,

@@ -120,7 +120,12 @@ def make_broker(settings: CommonSettings, service: str, telemetry: Telemetry | N
     )
 
 
-KV_BUCKETS = (streams.TENANTS_BUCKET, streams.DELIVERY_LEDGER_BUCKET, streams.PARKED_JOBS_BUCKET)
+KV_BUCKETS = (
+    streams.TENANTS_BUCKET,
+    streams.DELIVERY_LEDGER_BUCKET,
+    streams.PARKED_JOBS_BUCKET,
+    streams.MAILBOX_LIMITS_BUCKET,
+)
 ALL_BUCKETS = (*KV_BUCKETS, streams.ATTACHMENTS_BUCKET)
 
 
@@ -227,6 +232,10 @@ async def _declare(broker: NatsBroker, settings: CommonSettings) -> None:
         streams.DELIVERY_LEDGER_BUCKET, ttl=timedelta(days=7).total_seconds(), replicas=replicas
     )
     await broker.key_value(streams.PARKED_JOBS_BUCKET, replicas=replicas)
+    # A mailbox that sent nothing for two days has nothing left to remember.
+    await broker.key_value(
+        streams.MAILBOX_LIMITS_BUCKET, ttl=timedelta(days=2).total_seconds(), replicas=replicas
+    )
     await _declare_attachments(broker, settings)
 
 

@@ -18,6 +18,8 @@ class ReplyClass(StrEnum):
     """Refresh the token once, then retry."""
     PERMANENT = "permanent"
     TRANSIENT = "transient"
+    QUOTA = "quota"
+    """The mailbox's sending quota is used up: wait until its window allows, then send."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,97 @@ NOT_AUTHENTICATED = KnownReply(
         "password, or switch the tenant to OAuth 2.0."
     ),
 )
+QUOTA_REMEDY = (
+    "The mailbox has sent as much as its provider allows in a day; its jobs wait and go out "
+    "when the window allows. To send more: deliver through the Microsoft Graph or Gmail API "
+    "transport, spread the fleet over a second sending mailbox, or (Microsoft 365) use High "
+    "Volume Email for internal mail."
+)
+CONCURRENCY_LIMIT = KnownReply(
+    name="concurrency_limit",
+    code=432,
+    text="4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending for more information.",
+    reply_class=ReplyClass.TRANSIENT,
+    reason_code="concurrency_limit",
+    remedy="Exchange Online takes 3 messages of one mailbox in submission at once; send fewer at a time.",
+)
+SUBMISSION_QUOTA_EXCEEDED = KnownReply(
+    name="submission_quota_exceeded",
+    code=554,
+    text=(
+        "5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process "
+        "message due to a permanent exception with message Cannot submit message."
+    ),
+    reply_class=ReplyClass.QUOTA,
+    reason_code="sending_quota_exceeded",
+    remedy=QUOTA_REMEDY,
+)
+MAILBOX_FULL = KnownReply(
+    name="mailbox_full",
+    code=554,
+    text=(
+        "5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException; Failed to "
+        "process message due to a permanent exception with message Cannot save changes made to "
+        "an item to store."
+    ),
+    reply_class=ReplyClass.PERMANENT,
+    reason_code="mailbox_full",
+    remedy=(
+        "The sending mailbox is full, and every sent message is stored in its Sent Items: "
+        "empty Sent Items or give it a retention policy that deletes old sent items "
+        "(Set-RetentionPolicy / a Microsoft 365 retention label), or raise the mailbox quota."
+    ),
+)
+GMAIL_DAILY_LIMIT = KnownReply(
+    name="gmail_daily_limit",
+    code=550,
+    text=(
+        "5.4.5 Daily user sending limit exceeded. For more information on Gmail sending limits go to\n"
+        "5.4.5  https://support.google.com/a/answer/166852 - gsmtp"
+    ),
+    reply_class=ReplyClass.QUOTA,
+    reason_code="sending_quota_exceeded",
+    remedy=QUOTA_REMEDY,
+)
+GMAIL_TRY_LATER = KnownReply(
+    name="gmail_try_later",
+    code=421,
+    text="4.7.0 Try again later, closing connection. - gsmtp",
+    reply_class=ReplyClass.TRANSIENT,
+    reason_code="smtp_rejected",
+)
+MESSAGE_SIZE_EXCEEDED = KnownReply(
+    name="message_size_exceeded",
+    code=552,
+    text="5.3.4 Message size exceeds fixed maximum message size",
+    reply_class=ReplyClass.PERMANENT,
+    reason_code="message_too_large",
+    remedy="Scan at a lower resolution or split the document.",
+)
+TOO_MANY_RECIPIENTS = KnownReply(
+    name="too_many_recipients",
+    code=452,
+    text="4.5.3 Too many recipients",
+    reply_class=ReplyClass.TRANSIENT,
+    reason_code="smtp_rejected",
+    remedy="Send the remaining recipients in another message.",
+)
+LINE_TOO_LONG = KnownReply(
+    name="line_too_long",
+    code=500,
+    text="5.3.3 Line too long: at most 1000 characters, CRLF included (RFC 5322 2.1.1)",
+    reply_class=ReplyClass.PERMANENT,
+    reason_code="smtp_rejected",
+)
 KNOWN_REPLIES: tuple[KnownReply, ...] = (
+    CONCURRENCY_LIMIT,
+    SUBMISSION_QUOTA_EXCEEDED,
+    MAILBOX_FULL,
+    GMAIL_DAILY_LIMIT,
+    GMAIL_TRY_LATER,
+    MESSAGE_SIZE_EXCEEDED,
+    TOO_MANY_RECIPIENTS,
+    LINE_TOO_LONG,
     NOT_AUTHENTICATED,
     SMTP_AUTH_DISABLED,
     BASIC_AUTH_REFUSED,

@@ -8,8 +8,13 @@
 - The real failure replies (`docs/providers.md`), from the table in `fleetmail_runtime.smtp_replies`:
   `535 5.7.139` for a mailbox with SMTP AUTH off, `535 5.7.3` for a bad Microsoft token,
   Gmail's `334` JSON challenge then `535-5.7.8`, `550 5.7.60` for Send As.
+- The providers' sending limits per mailbox (`smtp_limits`): concurrent submissions, the
+  rate a minute, the daily quota, message size, recipients per message, line length; each
+  shrunk per mailbox through the control API, and the emulator's clock moved forward so a
+  day passes at once.
 - Injectable 421/451 transient failures; every accepted message kept in a Maildir and
-  listed by the control API (`http://127.0.0.1:<control-port>/_emulator/...`).
+  listed by the control API (`http://127.0.0.1:<control-port>/_emulator/...`), and every
+  refusal it gave (`/_emulator/replies`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,16 @@ from fleetmail_runtime import smtp_replies
 from pydantic import BaseModel
 
 from ..ca import TlsFiles
+from .smtp_limits import (
+    DEFAULT_LIMITS,
+    EmulatorClock,
+    Limits,
+    Usage,
+    limits_with,
+    long_line,
+    over_daily,
+    reply,
+)
 
 MICROSOFT_AUDIENCES = ("https://outlook.office.com", "https://outlook.office365.com")
 GOOGLE_MAIL_SCOPE = "https://mail.google.com/"
@@ -57,6 +72,21 @@ class Mailbox:
     owner_upn: str | None = None
     """The UPN of the user who owns the mailbox, when it is not the mailbox's address:
     Exchange takes a delegated token for the mailbox of the user it was issued to."""
+    limits: Limits | None = None
+    """This mailbox's own limits (a test shrinks them); None: the flavour's defaults."""
+    full: bool = False
+    """Its storage quota is used up: Exchange keeps every sent message in Sent Items."""
+
+
+@dataclass(frozen=True)
+class GivenReply:
+    """A refusal (or a held-back answer) the emulator gave, for tests to count."""
+
+    at: float
+    stage: str
+    user: str | None
+    code: int
+    text: str
 
 
 @dataclass(frozen=True)
@@ -105,6 +135,33 @@ class EmulatorState:
     accepted: list[Accepted] = field(default_factory=list)
     auth_failures: int = 0
     auth_successes: int = 0
+    clock: EmulatorClock = field(default_factory=EmulatorClock)
+    default_limits: Limits | None = None
+    """Every mailbox's limits unless it has its own; None: the provider's."""
+    usage: dict[str, Usage] = field(default_factory=dict)
+    replies: list[GivenReply] = field(default_factory=list)
+    submissions: dict[int, tuple[str, float]] = field(default_factory=dict)
+    """Sessions with a message in submission: whose mailbox, and how long its answer is held."""
+
+    def limits_of(self, user: str) -> Limits:
+        box = self.mailbox_of(user)
+        if box is not None and box.limits is not None:
+            return box.limits
+        return self.default_limits or DEFAULT_LIMITS[self.flavour]
+
+    def usage_of(self, user: str) -> Usage:
+        return self.usage.setdefault(user.lower(), Usage())
+
+    def given(self, stage: str, user: str | None, answer: str) -> str:
+        code, _, text = answer.partition(" ")
+        self.replies.append(GivenReply(self.clock.now(), stage, user, int(code[:3]), text))
+        return answer
+
+    def release(self, session: Session) -> None:
+        """The session's message left submission (sent, refused, reset, or the connection gone)."""
+        held = self.submissions.pop(id(session), None)
+        if held is not None:
+            self.usage_of(held[0]).in_submission -= 1
 
     def take_fault(self, stage: str) -> Fault | None:
         for fault in self.faults:
@@ -187,15 +244,6 @@ def parse_xoauth2(blob: bytes) -> tuple[str, str] | None:
     return user, auth[len("Bearer ") :]
 
 
-def reply(known: smtp_replies.KnownReply) -> str:
-    lines = known.text.split("\n")
-    if len(lines) == 1:
-        return f"{known.code} {lines[0]}"
-    return "\r\n".join(
-        f"{known.code}{'-' if i < len(lines) - 1 else ' '}{line}" for i, line in enumerate(lines)
-    )
-
-
 class Handler:
     def __init__(self, state: EmulatorState, verifier: TokenVerifier, port: int) -> None:
         self.state = state
@@ -276,24 +324,78 @@ class Handler:
                     "530 5.7.0  https://support.google.com/mail/?p=WantAuthError - gsmtp"
                 )
             return reply(smtp_replies.NOT_AUTHENTICATED)
+        user = self._user(session, address)
+        limits = self.state.limits_of(user)
+        size = next((o[5:] for o in mail_options if o.upper().startswith("SIZE=")), "")
+        if size.isdigit() and int(size) > limits.max_message_bytes:
+            return self.state.given("mail", user, reply(smtp_replies.MESSAGE_SIZE_EXCEEDED))
+        usage = self.state.usage_of(user)
+        self.state.release(session)
+        if limits.concurrent is not None and usage.in_submission >= limits.concurrent:
+            return self.state.given("mail", user, reply(smtp_replies.CONCURRENCY_LIMIT))
+        usage.in_submission += 1
+        held_s = usage.start(self.state.clock.now(), limits.per_minute, limits.rate_window_s)
+        self.state.submissions[id(session)] = (user, held_s)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Sender OK"
+
+    @staticmethod
+    def _user(session: Session, mail_from: str) -> str:
+        """Whose limits apply: the authenticated mailbox (a relay without AUTH: the sender)."""
+        auth_data = session.auth_data
+        if isinstance(auth_data, LoginPassword | XOAuth2Login):
+            return auth_data.login.decode().lower()
+        return mail_from.lower()
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.state.release(session)
+        return "250 2.0.0 Resetting"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         if (fault := self.state.take_fault("rcpt")) is not None:
             return f"{fault.code} {fault.text}"
+        user = self._user(session, str(envelope.mail_from or ""))
+        if len(envelope.rcpt_tos) >= self.state.limits_of(user).max_recipients:
+            return self.state.given("rcpt", user, reply(smtp_replies.TOO_MANY_RECIPIENTS))
         if address.lower() in self.state.rejected_recipients:
             return "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 Recipient OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        try:
+            return await self._data(session, envelope)
+        finally:
+            self.state.release(session)
+
+    async def _limits_refusal(self, session: Session, envelope: Envelope, raw: bytes) -> str | None:
+        user = self._user(session, str(envelope.mail_from or ""))
+        limits, usage, now = self.state.limits_of(user), self.state.usage_of(user), self.state.clock.now()
+        held_s = self.state.submissions.get(id(session), (user, 0.0))[1]
+        if held_s > 0:
+            self.state.given("rate", user, f"250 held {held_s:.3f} s: over {limits.per_minute} a minute")
+            await asyncio.sleep(held_s)
+        if len(raw) > limits.max_message_bytes:
+            return self.state.given("data", user, reply(smtp_replies.MESSAGE_SIZE_EXCEEDED))
+        if long_line(raw):
+            return self.state.given("data", user, reply(smtp_replies.LINE_TOO_LONG))
+        box = self.state.mailbox_of(user)
+        if box is not None and box.full and self.state.flavour == "microsoft":
+            return self.state.given("data", user, reply(smtp_replies.MAILBOX_FULL))
+        if (quota := over_daily(limits, usage, now, len(envelope.rcpt_tos))) is not None:
+            return self.state.given("data", user, quota)
+        usage.sent.append((now, len(envelope.rcpt_tos) if limits.daily_counts == "recipients" else 1))
+        return None
+
+    async def _data(self, session: Session, envelope: Envelope) -> str:
         if (fault := self.state.take_fault("data")) is not None:
             return f"{fault.code} {fault.text}"
         raw = envelope.original_content or b""
+        if (refusal := await self._limits_refusal(session, envelope, raw)) is not None:
+            return refusal
         parsed = message_from_bytes(raw, policy=policy.default)
         auth_data = session.auth_data
         auth_user = auth_data.login.decode() if isinstance(auth_data, LoginPassword | XOAuth2Login) else None
@@ -330,6 +432,17 @@ class Handler:
         return f"250 2.0.0 OK <{uuid.uuid4()}@emulator.outlook.com> [Hostname=EMULATOR]"
 
 
+class LimitsRequest(BaseModel):
+    """Limits of a mailbox that differ from its provider's defaults."""
+
+    concurrent: int | None = None
+    per_minute: int | None = None
+    daily: int | None = None
+    max_message_bytes: int | None = None
+    max_recipients: int | None = None
+    rate_window_s: float | None = None
+
+
 class MailboxRequest(BaseModel):
     address: str
     password: str | None = None
@@ -337,6 +450,12 @@ class MailboxRequest(BaseModel):
     send_as: list[str] = []
     app_access: list[str] = []
     owner_upn: str | None = None
+    limits: LimitsRequest | None = None
+    full: bool = False
+
+
+class ClockRequest(BaseModel):
+    advance_s: float
 
 
 class FaultRequest(BaseModel):
@@ -347,6 +466,7 @@ class FaultRequest(BaseModel):
 
 
 class SettingsRequest(BaseModel):
+    default_limits: LimitsRequest | None = None
     basic_auth_removed: bool | None = None
     require_auth: bool | None = None
     rejected_recipients: list[str] | None = None
@@ -357,6 +477,9 @@ def control_app(state: EmulatorState) -> FastAPI:
 
     @api.post("/_emulator/mailboxes")
     async def put_mailbox(body: MailboxRequest) -> dict[str, str]:
+        limits = None
+        if body.limits is not None:
+            limits = limits_with(DEFAULT_LIMITS[state.flavour], body.limits.model_dump(exclude_unset=True))
         state.mailboxes[body.address.lower()] = Mailbox(
             body.address,
             body.password,
@@ -364,8 +487,25 @@ def control_app(state: EmulatorState) -> FastAPI:
             {a.lower() for a in body.send_as},
             set(body.app_access),
             body.owner_upn,
+            limits,
+            body.full,
         )
         return {"address": body.address}
+
+    @api.post("/_emulator/clock")
+    async def clock(body: ClockRequest) -> dict[str, float]:
+        """Move the emulator's clock forward: its minute and day windows pass at once."""
+        state.clock.advance(body.advance_s)
+        return {"offset_s": state.clock.offset_s}
+
+    @api.get("/_emulator/replies")
+    async def replies(code: int | None = None, user: str | None = None) -> list[dict[str, Any]]:
+        """Every refusal given (and every answer held back for the rate: stage `rate`)."""
+        return [
+            r.__dict__
+            for r in state.replies
+            if (code is None or r.code == code) and (user is None or r.user == user.lower())
+        ]
 
     @api.post("/_emulator/faults")
     async def faults(body: FaultRequest) -> dict[str, int]:
@@ -374,6 +514,10 @@ def control_app(state: EmulatorState) -> FastAPI:
 
     @api.post("/_emulator/settings")
     async def settings(body: SettingsRequest) -> dict[str, bool]:
+        if body.default_limits is not None:
+            state.default_limits = limits_with(
+                DEFAULT_LIMITS[state.flavour], body.default_limits.model_dump(exclude_unset=True)
+            )
         if body.basic_auth_removed is not None:
             state.basic_auth_removed = body.basic_auth_removed
         if body.require_auth is not None:
@@ -426,9 +570,15 @@ class ProviderSMTP(SMTP):
     command_size_limit = 16_384
     line_length_limit = 16_384
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, state: EmulatorState, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit)
+        self.emulator_state = state
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.session is not None:
+            self.emulator_state.release(self.session)
+        super().connection_lost(error)
 
 
 def server_tls_context(tls: TlsFiles) -> ssl.SSLContext:
@@ -463,6 +613,7 @@ async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
             authenticator=handler.authenticate_basic,
             data_size_limit=157_286_400 if args.flavour == "microsoft" else 36_700_160,
             loop=loop,
+            state=state,
         )
 
     starttls = await loop.create_server(

@@ -281,7 +281,7 @@ def legacy_smtp_job_id(device_id: str, message_id: str) -> str:
 FINAL_STATUSES = frozenset({"sent", "failed"})
 """Once a job is here, later events do not change it (a late `deferred` never overwrites `sent`)."""
 
-_KEPT_FIELDS = ("detail", "remedy", "smtp_reply", "message_id", "reason_code", "sender")
+_KEPT_FIELDS = ("detail", "remedy", "smtp_reply", "message_id", "reason_code", "sender", "next_attempt_at")
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,9 @@ class JobStatus(BaseModel):
     smtp_reply: str | None = None
     message_id: str | None = None
     sender: str | None = None
+    next_attempt_at: datetime | None = Field(
+        default=None, description="When a paced or deferred job, or one waiting for quota, goes next"
+    )
 
     @classmethod
     def of(cls, document: Mapping[str, Any]) -> Self:

@@ -28,13 +28,16 @@ from .adapters.attachments import ObjectStoreAttachments
 from .adapters.events import BusEventPublisher
 from .adapters.jetstream import InFlight, JetStreamJob
 from .adapters.ledger import KvDeliveryLedger
+from .adapters.limits import KvMailboxLimits
 from .adapters.parking import KvParkingLot
 from .adapters.smtp import SmtpDelivery
 from .adapters.sweep import AttachmentSweep
 from .adapters.tokens import BusTokenClient
 from .delivery import Deliverer
 from .domain.decisions import RetryPolicy
+from .domain.limits import MailboxLimits
 from .handler import Failures, JobHandler, TokenEvents
+from .pacing import MailboxGate, PacingPolicy
 from .settings import MailSettings
 from .telemetry import AttachmentStoreGauges
 
@@ -64,6 +67,22 @@ class MailService:
     replica: str
 
 
+def provider_limits(settings: MailSettings) -> dict[Provider, MailboxLimits]:
+    google_rate = settings.google_messages_per_minute
+    return {
+        Provider.MICROSOFT: MailboxLimits(
+            settings.microsoft_concurrent_submissions,
+            60 / settings.microsoft_messages_per_minute,
+            settings.microsoft_recipients_per_message,
+        ),
+        Provider.GOOGLE: MailboxLimits(
+            settings.google_concurrent_submissions,
+            60 / google_rate if google_rate else 0.0,
+            settings.google_recipients_per_message,
+        ),
+    }
+
+
 def build_app(
     settings: MailSettings,
     *,
@@ -83,6 +102,7 @@ def build_app(
     attachments = ObjectStoreAttachments(runtime.broker)
     ledger = KvDeliveryLedger(runtime.broker, settings.ledger_write_timeout_s)
     events = BusEventPublisher(runtime.broker, SERVICE, replica)
+    limits = KvMailboxLimits(runtime.broker)
     deliverer = Deliverer(
         runtime.tenants,
         BusTokenClient(runtime.bus, settings.token_timeout_s),
@@ -93,6 +113,18 @@ def build_app(
             Provider.MICROSOFT: settings.max_message_bytes_microsoft,
             Provider.GOOGLE: settings.max_message_bytes_google,
         },
+        MailboxGate(
+            limits,
+            PacingPolicy(
+                settings.pacing_horizon_s,
+                settings.submission_lease_s,
+                settings.submission_poll_s,
+                settings.quota_retry_s,
+            ),
+            clock,
+        ),
+        provider_limits(settings),
+        ledger,
     )
     failures = Failures(SERVICE, events, runtime.tenants, clock, settings.park_timeout_s)
     parking = KvParkingLot(
@@ -118,6 +150,7 @@ def build_app(
 
     runtime.on_start(ledger.open)
     runtime.on_start(parking.open)
+    runtime.on_start(limits.open)
     runtime.on_start(attachments.open)
     runtime.on_stop(transport.close)
     runtime.every(settings.park_sweep_s, parking.sweep, "the sweep of parked jobs")

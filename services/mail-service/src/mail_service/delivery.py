@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import IO
@@ -18,12 +18,13 @@ from typing import IO
 from fleetmail_contracts.credentials import SmtpCredentialsReply
 from fleetmail_contracts.jobs import JobBase, JobFunction
 from fleetmail_contracts.mail_events import FailureReason
-from fleetmail_contracts.tenants import TenantSettings
+from fleetmail_contracts.tenants import SmtpSettings, TenantSettings
 from fleetmail_contracts.tokens import Principal, Provider
 from fleetmail_runtime.tenants import UnknownTenant
 
 from .domain.compose import compose, message_id
 from .domain.decisions import Delivered
+from .domain.limits import MailboxLimits, mailbox_key, parts
 from .domain.mime import AttachmentSource, MimeMessage
 from .domain.sender import Sender, resolve_sender
 from .domain.tokens import access_token_of
@@ -32,13 +33,24 @@ from .errors import (
     DeliveryError,
     InvalidJob,
     ReauthorizationNeeded,
+    SentMeanwhile,
     SmtpPermanent,
     TokenRejected,
 )
-from .ports import AttachmentStore, Credentials, MailTransport, SendResult, TenantReader, TokenClient
+from .pacing import MailboxGate, Paced
+from .ports import (
+    AttachmentStore,
+    Credentials,
+    DeliveryLedger,
+    MailTransport,
+    SendResult,
+    TenantReader,
+    TokenClient,
+)
 
 log = logging.getLogger("mail-service")
 CHUNK = 1024 * 1024
+Submit = Callable[[SmtpSettings, Credentials, MimeMessage, list[str]], Awaitable[SendResult]]
 TOKEN_MEMORY = timedelta(seconds=30)
 BAD_PASSWORD_REMEDY = (
     "The SMTP server refused the tenant's stored username and password: store the right ones "
@@ -72,6 +84,9 @@ class Deliverer:
         attachments: AttachmentStore,
         clock: Callable[[], datetime],
         size_limits: Mapping[Provider, int],
+        gate: MailboxGate | None = None,
+        provider_limits: Mapping[Provider, MailboxLimits] | None = None,
+        ledger: DeliveryLedger | None = None,
     ) -> None:
         self.tenants = tenants
         self.tokens = tokens
@@ -79,6 +94,9 @@ class Deliverer:
         self.attachments = attachments
         self.clock = clock
         self.size_limits = dict(size_limits)
+        self.gate = gate
+        self.provider_limits = dict(provider_limits or {})
+        self.ledger = ledger
         # A short memory of the last token per sender spares token-service a request per
         # job; token events clear it at once when a grant is deleted or replaced.
         self._tokens: dict[str, tuple[str, datetime]] = {}
@@ -106,16 +124,112 @@ class Deliverer:
         """A grant changed (deleted, refreshed, dead): the next job asks token-service again."""
         self._tokens.pop(f"{tenant_id}|{address.casefold()}", None)
 
+    def limits_of(self, tenant: TenantSettings) -> MailboxLimits | None:
+        """The sending mailbox's limits: the provider's defaults, and what the tenant set."""
+        default = self.provider_limits.get(tenant.provider)
+        if default is None:
+            return None
+        own = tenant.sending_limits
+        concurrent = own.concurrent_submissions or default.concurrent
+        interval_s = 60 / own.messages_per_minute if own.messages_per_minute else default.interval_s
+        per_message = own.recipients_per_message or default.recipients_per_message
+        return MailboxLimits(concurrent, interval_s, per_message)
+
     async def deliver(
-        self, job: JobBase, function: JobFunction, tenant: TenantSettings, sender: Sender
+        self,
+        job: JobBase,
+        function: JobFunction,
+        tenant: TenantSettings,
+        sender: Sender,
+        paced: Paced | None = None,
     ) -> Delivered:
         async with self._attachments(job) as attachments:
             message, recipients = compose(job, function, sender.address, attachments, self.clock())
             self._check_size(tenant, message)
-            if not tenant.oauth_enabled:
-                return await self._send_basic(job, tenant, sender, message, recipients)
-            principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
-            return await self._send(job, tenant, sender, principal, message, recipients)
+            limits = self.limits_of(tenant)
+            split = parts(recipients, limits.recipients_per_message) if limits else [recipients]
+            if len(split) == 1:
+                submit = self._submitter(tenant, sender, paced, job.job_id)
+                return await self._send_part(job, tenant, sender, message, recipients, submit)
+            return await self._send_parts(job, tenant, sender, message, split, paced)
+
+    async def _send_parts(
+        self,
+        job: JobBase,
+        tenant: TenantSettings,
+        sender: Sender,
+        message: MimeMessage,
+        split: list[list[str]],
+        paced: Paced | None,
+    ) -> Delivered:
+        """More recipients than the provider takes in one message: the same message in several
+        submissions, each recorded in the delivery ledger under its own key as it is accepted,
+        so a redelivered job sends only the parts not sent yet."""
+        accepted: list[str] = []
+        rejected: list[str] = []
+        reply = ""
+        for number, part in enumerate(split, start=1):
+            key = f"{job.job_id}.part{number}"
+            if self.ledger is not None and await self.ledger.already_delivered(key):
+                accepted.extend(part)
+                continue
+            submit = self._submitter(tenant, sender, paced, key)
+            try:
+                delivered = await self._send_part(job, tenant, sender, message, part, submit)
+            except SentMeanwhile:
+                accepted.extend(part)
+                continue
+            if self.ledger is not None:
+                await self.ledger.record(key, delivered.message_id)
+            accepted.extend(delivered.accepted)
+            rejected.extend(delivered.rejected)
+            reply = delivered.smtp_reply
+        reply = f"{reply} ({len(split)} messages of at most {len(split[0])} recipients)"
+        return Delivered(sender.address, message_id(job.job_id), reply, tuple(accepted), tuple(rejected))
+
+    async def _send_part(
+        self,
+        job: JobBase,
+        tenant: TenantSettings,
+        sender: Sender,
+        message: MimeMessage,
+        recipients: list[str],
+        submit: Submit,
+    ) -> Delivered:
+        if not tenant.oauth_enabled:
+            return await self._send_basic(job, tenant, sender, message, recipients, submit)
+        principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
+        return await self._send(job, tenant, sender, principal, message, recipients, submit)
+
+    def _submitter(
+        self, tenant: TenantSettings, sender: Sender, paced: Paced | None, ledger_key: str
+    ) -> Submit:
+        """The transport, entered only when the mailbox admits the message (its credentials are
+        ready before: a job without a token takes no turn)."""
+
+        async def submit(
+            server: SmtpSettings, credentials: Credentials, message: MimeMessage, recipients: list[str]
+        ) -> SendResult:
+            async with self._submission(tenant, sender, paced, ledger_key):
+                return await self.transport.send(server, credentials, message, recipients)
+
+        return submit
+
+    @asynccontextmanager
+    async def _submission(
+        self, tenant: TenantSettings, sender: Sender, paced: Paced | None, ledger_key: str
+    ) -> AsyncIterator[None]:
+        limits = self.limits_of(tenant)
+        if self.gate is None or limits is None:
+            yield
+            return
+        async with self.gate.submission(
+            mailbox_key(tenant.tenant_id, sender.address), limits, paced
+        ) as waited:
+            # While it waited, JetStream may have given the job to another replica, which sent it.
+            if waited and self.ledger is not None and await self.ledger.already_delivered(ledger_key):
+                raise SentMeanwhile(ledger_key)
+            yield
 
     async def release(self, job: JobBase) -> None:
         """The job is final (sent and in the ledger): its documents are deleted. One the store
@@ -171,13 +285,16 @@ class Deliverer:
 
     def _check_size(self, tenant: TenantSettings, message: MimeMessage) -> None:
         """The provider's message size limit, checked before anything is sent."""
-        limit = self.size_limits.get(tenant.provider)
+        own = tenant.sending_limits.max_message_bytes
+        limit = own or self.size_limits.get(tenant.provider)
         size = message.size()
         if limit is not None and size > limit:
+            whose = " set for this mailbox" if own else ""
             raise InvalidJob(
-                f"the message is {size / 1e6:.1f} MB as sent (attachments grow by a third in "
-                f"transfer), over the {limit / 1e6:.1f} MB limit for {tenant.provider.value}: "
-                "scan at a lower resolution or split the document",
+                f"too large for this mailbox: the message is {size / 1e6:.1f} MB as sent "
+                f"(attachments grow by a third in transfer), over the {limit / 1e6:.1f} MB limit "
+                f"for {tenant.provider.value}{whose}: scan at a lower resolution or "
+                "split the document",
                 FailureReason.MESSAGE_TOO_LARGE,
             )
 
@@ -189,6 +306,7 @@ class Deliverer:
         principal: Principal,
         message: MimeMessage,
         recipients: list[str],
+        submit: Submit,
     ) -> Delivered:
         """XOAUTH2. A refused token is refreshed once (token-service asked to refresh, not to
         hand out what it holds) and the message sent again; refused twice, the grant is
@@ -196,15 +314,11 @@ class Deliverer:
         server = tenant.effective_smtp()
         access_token = await self._access_token(principal, False, job.job_id)
         try:
-            result = await self.transport.send(
-                server, Credentials(sender.address, access_token), message, recipients
-            )
+            result = await submit(server, Credentials(sender.address, access_token), message, recipients)
         except TokenRejected:
             access_token = await self._access_token(principal, True, job.job_id)
             try:
-                result = await self.transport.send(
-                    server, Credentials(sender.address, access_token), message, recipients
-                )
+                result = await submit(server, Credentials(sender.address, access_token), message, recipients)
             except TokenRejected as again:
                 raise ReauthorizationNeeded(
                     f"the SMTP server refused a freshly refreshed token for {sender.address}: {again.smtp_reply}"
@@ -218,13 +332,14 @@ class Deliverer:
         sender: Sender,
         message: MimeMessage,
         recipients: list[str],
+        submit: Submit,
     ) -> Delivered:
         """OAuth 2.0 off (the device's default): PLAIN/LOGIN with the tenant's stored
         credentials, or no AUTH when none are stored."""
         stored = await self._stored_credentials(tenant.tenant_id)
         credentials = Credentials(sender.address, password=stored.password, username=stored.username)
         try:
-            result = await self.transport.send(tenant.effective_smtp(), credentials, message, recipients)
+            result = await submit(tenant.effective_smtp(), credentials, message, recipients)
         except TokenRejected as exc:
             # A plain 535 on PLAIN/LOGIN: the password is wrong, and no refresh will help.
             raise SmtpPermanent(

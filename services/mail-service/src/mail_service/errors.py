@@ -4,10 +4,15 @@ The decision at the handler edge (`domain.decisions.decide`) is made from the cl
 
     DeliveryError
     ├── AwaitingAuthorization         park the job until its login user signs in
+    ├── SentMeanwhile                 another delivery sent it while this one waited (ack it)
+    ├── MustWait                      not the mailbox's turn (its rate) or its quota is used up:
+    │                                 back to the queue until then, not counted as a failure
     ├── TokenRejected                 the SMTP server refused the access token; the deliverer
     │                                 refreshes it once and sends again (does not reach the edge)
     ├── TransientDeliveryError        retry later (NAK with a delay); dead letter after max_deliver
     │   ├── SmtpTransient             4xx replies, connection failures, timeouts
+    │   ├── QuotaExceeded             the provider's daily quota reply (the deliverer turns it
+    │   │                             into MustWait until the window allows)
     │   ├── TokenUnavailable          token-service or the identity provider cannot answer now
     │   └── AttachmentsUnavailable    the Object Store cannot be read now
     └── PermanentDeliveryError        give up: dead letter and a `failed` event, with a remedy
@@ -27,7 +32,11 @@ outage outside a delivery attempt (the ledger, publishing events) stays the runt
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fleetmail_contracts.mail_events import FailureReason
+
+from .domain.limits import WaitKind
 
 
 class DeliveryError(Exception):
@@ -40,6 +49,31 @@ class AwaitingAuthorization(DeliveryError):
     def __init__(self, user: str) -> None:
         super().__init__(f"{user} has not signed in yet")
         self.user = user
+
+
+class MustWait(DeliveryError):
+    """The job waits for the mailbox: its turn at the rate (`paced`) or its quota window."""
+
+    def __init__(
+        self,
+        until: datetime,
+        kind: WaitKind,
+        smtp_reply: str | None = None,
+        remedy: str | None = None,
+    ) -> None:
+        super().__init__(f"{kind.value.replace('_', ' ')} until {until.isoformat()}")
+        self.until = until
+        self.kind = kind
+        self.smtp_reply = smtp_reply
+        self.remedy = remedy
+
+
+class SentMeanwhile(DeliveryError):
+    """The delivery ledger has the job (or part) now: another delivery of it sent it while
+    this one waited for its mailbox."""
+
+    def __init__(self, ledger_key: str) -> None:
+        super().__init__(f"{ledger_key} was sent meanwhile")
 
 
 class TokenRejected(DeliveryError):
@@ -60,6 +94,13 @@ class SmtpTransient(TransientDeliveryError):
     def __init__(self, message: str, smtp_reply: str | None = None) -> None:
         super().__init__(message)
         self.smtp_reply = smtp_reply
+
+
+class QuotaExceeded(TransientDeliveryError):
+    def __init__(self, smtp_reply: str, remedy: str | None) -> None:
+        super().__init__(f"the mailbox's sending quota is used up: {smtp_reply}")
+        self.smtp_reply = smtp_reply
+        self.remedy = remedy
 
 
 class TokenUnavailable(TransientDeliveryError):

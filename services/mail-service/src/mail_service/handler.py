@@ -32,6 +32,7 @@ from .domain.decisions import (
     Park,
     Retry,
     RetryPolicy,
+    WaitForMailbox,
     decide,
     give_up,
     parking_expired,
@@ -153,6 +154,7 @@ class JobHandler:
         )
         labels = {"function": function.value, "provider": "unknown", "tenant": job.tenant_id}
         accepted: asyncio.Task[None] | None = None
+        sender_address = ""
         outcome: Outcome
         # Only a redelivery can find its job already sent (JetStream drops duplicate publishes).
         if attempt > 1 and await self.ledger.already_delivered(job.job_id):
@@ -162,16 +164,37 @@ class JobHandler:
                 tenant = await self.deliverer.tenant(job.tenant_id)
                 labels["provider"] = tenant.provider.value
                 sender = self.deliverer.sender_of(job, function, tenant)
+                sender_address = sender.address
                 if attempt == 1:
                     # Published while the delivery runs; awaited before any later event of the job.
                     accepted = asyncio.create_task(
                         self.events.publish(ref.accepted(self.clock(), sender.address))
                     )
-                outcome = await self.deliverer.deliver(job, function, tenant, sender)
+
+                async def paced(goes_at: datetime) -> None:
+                    await settle(accepted)
+                    await self.events.publish(ref.paced(self.clock(), sender_address, goes_at))
+
+                outcome = await self.deliverer.deliver(job, function, tenant, sender, paced)
             except DeliveryError as exc:
                 outcome = exc
         decision = decide(outcome, attempt=attempt, policy=self.policy, jitter=self.jitter)
-        await self._carry_out(decision, message, job, ref, labels, accepted)
+        await self._carry_out(decision, message, job, ref, labels, accepted, sender_address)
+
+    async def _wait(
+        self, decision: WaitForMailbox, message: JobMessage, job: JobBase, ref: JobRef, sender: str
+    ) -> None:
+        """Back to the queue until the mailbox allows. Waiting is no failed attempt: when
+        JetStream's count of deliveries nears its bound, the job goes back as a new message."""
+        await self.events.publish(ref.waiting(self.clock(), sender, decision))
+        delay_s = max(0.0, (decision.until - self.clock()).total_seconds())
+        if message.attempt + 1 < self.policy.max_deliver:
+            await message.nack(delay_s)
+            return
+        await self.parking.put_back(
+            message.body, ref.function, f"{job.job_id}.waited.{uuid.uuid4().hex[:12]}"
+        )
+        await message.ack()
 
     async def _carry_out(
         self,
@@ -181,8 +204,13 @@ class JobHandler:
         ref: JobRef,
         labels: Labels,
         accepted: asyncio.Task[None] | None,
+        sender: str,
     ) -> None:
-        if isinstance(decision, Ack):
+        if isinstance(decision, WaitForMailbox):
+            await settle(accepted)
+            await self._wait(decision, message, job, ref, sender)
+            JOBS_DEFERRED.add(1, {**labels, "wait": decision.kind.value})
+        elif isinstance(decision, Ack):
             delivered = decision.delivered
             await self.ledger.record(job.job_id, delivered.message_id)
             await settle(accepted)

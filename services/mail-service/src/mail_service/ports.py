@@ -17,13 +17,21 @@ from typing import Protocol
 from fleetmail_contracts.credentials import SmtpCredentialsReply
 from fleetmail_contracts.dead_letters import DeadLetter
 from fleetmail_contracts.jobs import AttachmentRef, JobBase, JobFunction
-from fleetmail_contracts.mail_events import MailAccepted, MailDeferred, MailFailed, MailParked, MailSent
+from fleetmail_contracts.mail_events import (
+    MailAccepted,
+    MailDeferred,
+    MailFailed,
+    MailPaced,
+    MailParked,
+    MailSent,
+    MailWaitingForQuota,
+)
 from fleetmail_contracts.tenants import SmtpSettings, TenantSettings
 from fleetmail_contracts.tokens import AccessTokenReply, Principal
 
 from .domain.mime import MimeMessage
 
-MailEvent = MailAccepted | MailSent | MailDeferred | MailFailed | MailParked
+MailEvent = MailAccepted | MailSent | MailDeferred | MailFailed | MailParked | MailPaced | MailWaitingForQuota
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,10 @@ class Parking(Protocol):
 
     async def resume_user(self, tenant_id: str, user: str) -> int:
         """`user` signed in: their parked jobs go back to the queue; returns how many."""
+        ...
+
+    async def put_back(self, job_json: bytes, function: JobFunction, copy_id: str) -> None:
+        """The job on the queue again as a new message under `copy_id`."""
         ...
 
 

@@ -18,7 +18,10 @@ class MailSettings(BaseSettings):
     )
     smtp_timeout_s: float = Field(default=60, gt=0)
     smtp_connections_per_sender: int = Field(
-        default=8, ge=1, description="Authenticated SMTP connections kept per sender and server"
+        default=3,
+        ge=1,
+        description="Authenticated SMTP connections kept per sender and server by one replica (no "
+        "more than the provider lets a mailbox submit at once: Exchange Online takes 3)",
     )
     smtp_idle_timeout_s: float = Field(
         default=60, gt=0, description="Close a pooled connection idle this long"
@@ -59,6 +62,50 @@ class MailSettings(BaseSettings):
     )
     batch_size: int = Field(default=16, ge=1, description="Jobs fetched and delivered concurrently")
     helo_name: str = Field(default="fleetmail.local")
+    microsoft_concurrent_submissions: int = Field(
+        default=3,
+        ge=1,
+        description="Messages of one Microsoft 365 mailbox in submission at once, across replicas",
+    )
+    microsoft_messages_per_minute: float = Field(
+        default=30, gt=0, description="Messages a minute of one Microsoft 365 mailbox, across replicas"
+    )
+    google_concurrent_submissions: int = Field(
+        default=3, ge=1, description="Messages of one Gmail mailbox in submission at once, across replicas"
+    )
+    google_messages_per_minute: float | None = Field(
+        default=None,
+        gt=0,
+        description="Messages a minute of one Gmail mailbox (none: Gmail sets only a daily limit)",
+    )
+    microsoft_recipients_per_message: int = Field(
+        default=500,
+        ge=1,
+        description="More recipients than this are sent as several messages (Exchange Online)",
+    )
+    google_recipients_per_message: int = Field(
+        default=100, ge=1, description="More recipients than this are sent as several messages (Gmail)"
+    )
+    pacing_horizon_s: float = Field(
+        default=20,
+        gt=0,
+        description="A mailbox's turn further away than this is waited for in the queue, not in a replica",
+    )
+    submission_lease_s: float = Field(
+        default=180,
+        gt=0,
+        description="A submission's place at its mailbox is freed after this if its replica died",
+    )
+    submission_poll_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often a submission whose mailbox is full (other replicas) looks again",
+    )
+    quota_retry_s: float = Field(
+        default=3600,
+        gt=0,
+        description="After the provider's daily quota reply, the mailbox's jobs wait this long before trying again",
+    )
     max_message_bytes_microsoft: int = Field(
         default=36_700_160,
         gt=0,

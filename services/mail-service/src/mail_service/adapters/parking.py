@@ -128,18 +128,19 @@ class KvParkingLot(DeclaredBucket):
 
     async def _requeue(self, parked: Parked) -> None:
         job_id = parked.key.rsplit(".", 1)[-1]
-        with bus_errors(f"{streams.JOBS_STREAM} did not take a resumed job"):
+        await self.put_back(parked.job_json.encode(), parked.function, f"{job_id}.resumed.{parked.revision}")
+        log.info("job %s resumed: its user signed in", job_id)
+
+    async def put_back(self, job_json: bytes, function: JobFunction, copy_id: str) -> None:
+        """The job back on the queue as a new message (its deliveries counted from one again)."""
+        with bus_errors(f"{streams.JOBS_STREAM} did not take a job put back"):
             await self.broker.publish(
-                parked.job_json.encode(),
-                resumed_job_subject(parked.function),
+                job_json,
+                resumed_job_subject(function),
                 # A new id: the job's own id may still be inside the duplicate window.
-                headers={
-                    "Nats-Msg-Id": f"{job_id}.resumed.{parked.revision}",
-                    "content-type": "application/json",
-                },
+                headers={"Nats-Msg-Id": copy_id, "content-type": "application/json"},
                 stream=streams.JOBS_STREAM,
             )
-        log.info("job %s resumed: its user signed in", job_id)
 
     async def sweep(self) -> None:
         """Fail what waited too long; resume what a missed token event would have resumed."""

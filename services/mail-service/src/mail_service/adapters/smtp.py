@@ -29,7 +29,14 @@ from fleetmail_runtime.telemetry import SpanScope
 from opentelemetry.trace import Span, SpanKind
 
 from ..domain.mime import MimeMessage
-from ..errors import DeliveryError, DestinationNotAllowed, SmtpPermanent, SmtpTransient, TokenRejected
+from ..errors import (
+    DeliveryError,
+    DestinationNotAllowed,
+    QuotaExceeded,
+    SmtpPermanent,
+    SmtpTransient,
+    TokenRejected,
+)
 from ..ports import Credentials, SendResult
 from ..telemetry import tracer
 
@@ -48,6 +55,8 @@ def error_of_reply(code: int, message: str, during_auth: bool) -> DeliveryError:
     klass, known = smtp_replies.classify(code, message)
     if klass is ReplyClass.TOKEN_REJECTED and during_auth:
         return TokenRejected(reply)
+    if klass is ReplyClass.QUOTA:
+        return QuotaExceeded(reply, known.remedy if known else None)
     if klass is ReplyClass.TRANSIENT:
         return SmtpTransient(f"the SMTP server deferred the message: {reply}", reply)
     if known is not None:

@@ -7,6 +7,8 @@
 | delivered                                 | `Ack(delivered)`: ledger, `sent` event, ack     |
 | a redelivery the ledger already holds     | `AckRedelivery()`: ack, announce nothing        |
 | `AwaitingAuthorization(user)`             | `Park(user)`: `parked` event, ack               |
+| `MustWait` (the mailbox's turn or quota)   | `WaitForMailbox(until)`: `paced` or             |
+|                                           | `waiting_for_quota` event, back to the queue    |
 | transient, attempt < max_deliver          | `Retry(delay)`: `deferred` event, NAK(delay)    |
 | transient, attempt ≥ max_deliver          | `DeadLetter(retries_exhausted)`                 |
 | permanent (or any other `DeliveryError`)  | `DeadLetter(its reason, remedy, SMTP reply)`    |
@@ -20,10 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from fleetmail_contracts.mail_events import FailureReason
 
-from ..errors import AwaitingAuthorization, DeliveryError, TransientDeliveryError
+from ..errors import AwaitingAuthorization, DeliveryError, MustWait, SentMeanwhile, TransientDeliveryError
+from .limits import WaitKind
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,17 @@ class Park:
     user: str
 
 
-Decision = Ack | AckRedelivery | Retry | DeadLetter | Park
+@dataclass(frozen=True)
+class WaitForMailbox:
+    """Not a failure: the job goes back to the queue until its mailbox allows it."""
+
+    until: datetime
+    kind: WaitKind
+    smtp_reply: str | None = None
+    remedy: str | None = None
+
+
+Decision = Ack | AckRedelivery | Retry | DeadLetter | Park | WaitForMailbox
 
 
 def decide(outcome: Outcome, *, attempt: int, policy: RetryPolicy, jitter: Callable[[], float]) -> Decision:
@@ -98,10 +112,12 @@ def decide(outcome: Outcome, *, attempt: int, policy: RetryPolicy, jitter: Calla
     number in [0, 1) and is called only when a backoff delay is computed."""
     if isinstance(outcome, Delivered):
         return Ack(outcome)
-    if isinstance(outcome, AlreadyDelivered):
+    if isinstance(outcome, AlreadyDelivered | SentMeanwhile):
         return AckRedelivery()
     if isinstance(outcome, AwaitingAuthorization):
         return Park(outcome.user)
+    if isinstance(outcome, MustWait):
+        return WaitForMailbox(outcome.until, outcome.kind, outcome.smtp_reply, outcome.remedy)
     if isinstance(outcome, TransientDeliveryError):
         if attempt >= policy.max_deliver:
             return DeadLetter(

@@ -12,11 +12,14 @@ from fleetmail_contracts.mail_events import (
     MailAccepted,
     MailDeferred,
     MailFailed,
+    MailPaced,
     MailParked,
     MailSent,
+    MailWaitingForQuota,
 )
 
-from .decisions import DeadLetter, Delivered
+from .decisions import DeadLetter, Delivered, WaitForMailbox
+from .limits import WaitKind
 
 
 class _Common(TypedDict):
@@ -83,3 +86,17 @@ class JobRef:
 
     def parked(self, now: datetime, user: str, resume_deadline: datetime) -> MailParked:
         return MailParked(**self._common(now), user=user, resume_deadline=resume_deadline)
+
+    def paced(self, now: datetime, sender: str, goes_at: datetime) -> MailPaced:
+        return MailPaced(**self._common(now), sender=sender, next_attempt_at=goes_at)
+
+    def waiting(self, now: datetime, sender: str, wait: WaitForMailbox) -> MailPaced | MailWaitingForQuota:
+        if wait.kind is WaitKind.PACED:
+            return self.paced(now, sender, wait.until)
+        return MailWaitingForQuota(
+            **self._common(now),
+            sender=sender,
+            next_attempt_at=wait.until,
+            smtp_reply=wait.smtp_reply,
+            remedy=wait.remedy,
+        )

@@ -78,6 +78,10 @@ def smtp_key(tenant_id: str, cause: AlertCause) -> str:
     return f"{tenant_id}|smtp|{cause.value}"
 
 
+def quota_key(tenant_id: str, address: str) -> str:
+    return f"{tenant_id}|mailbox:{address.casefold()}|sending_quota"
+
+
 def unreachable_key(tenant_id: str, kind: str, address: str) -> str:
     return f"{tenant_id}|{kind}:{address.casefold()}|provider_unreachable"
 

@@ -16,6 +16,7 @@ EXPLAINED_FAILURES = frozenset(
         FailureReason.SMTP_AUTH_DISABLED,
         FailureReason.BASIC_AUTH_REFUSED,
         FailureReason.AUTHORIZATION_TIMEOUT,
+        FailureReason.MAILBOX_FULL,
     )
 )
 """Failures another alert already explains; the failure-rate alert counts the others."""

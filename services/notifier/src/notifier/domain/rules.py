@@ -18,6 +18,7 @@ from .actions import (
     configuration_key,
     expiring_key,
     observed,
+    quota_key,
     smtp_key,
     unreachable_key,
     user_key,
@@ -87,12 +88,16 @@ MAIL_CAUSES = {
         AlertCause.BASIC_AUTH_REFUSED,
         "The SMTP server no longer accepts basic authentication",
     ),
+    FailureReason.MAILBOX_FULL.value: (
+        AlertCause.MAILBOX_FULL,
+        "The sending mailbox is full (its Sent Items keep every message sent)",
+    ),
 }
 
 
-MAIL_EVENTS_ACTED_ON = frozenset({"sent", "failed", "parked"})
+MAIL_EVENTS_ACTED_ON = frozenset({"sent", "failed", "parked", "waiting_for_quota"})
 """The mail events that can change an alert (`on_mail_event`, `FailureRate.observe`); the
-others ("accepted", "deferred") are acknowledged with their batch and leave no span."""
+others ("accepted", "deferred", "paced") are acknowledged with their batch and leave no span."""
 
 
 def on_mail_event(event: Event) -> list[Action]:
@@ -120,6 +125,16 @@ def _mail_actions(event: Event) -> list[Action]:
         if reason == CONFIGURATION_ERROR:
             return [wording.configuration_error(tenant_id, str(event.get("detail", "")), event.get("remedy"))]
         return []
+    if kind == "waiting_for_quota":
+        return [
+            wording.sending_quota_used_up(
+                tenant_id,
+                str(event.get("sender", "")),
+                str(event.get("next_attempt_at", "")),
+                event.get("smtp_reply"),
+                event.get("remedy"),
+            )
+        ]
     if kind == "parked":
         return [
             wording.user_must_sign_in_to_send(tenant_id, str(event.get("user", "")), event.get("device_id"))
@@ -128,9 +143,14 @@ def _mail_actions(event: Event) -> list[Action]:
         return [
             *(
                 Resolve(smtp_key(tenant_id, cause), "a message was sent again")
-                for cause in (AlertCause.SMTP_AUTH_DISABLED, AlertCause.BASIC_AUTH_REFUSED)
+                for cause in (
+                    AlertCause.SMTP_AUTH_DISABLED,
+                    AlertCause.BASIC_AUTH_REFUSED,
+                    AlertCause.MAILBOX_FULL,
+                )
             ),
             Resolve(configuration_key(tenant_id), "a message was sent again"),
+            Resolve(quota_key(tenant_id, str(event.get("sender", ""))), "the mailbox sends again"),
         ]
     return []
 

@@ -16,6 +16,7 @@ from .actions import (
     configuration_key,
     expiring_key,
     failure_rate_key,
+    quota_key,
     smtp_key,
     user_key,
 )
@@ -185,4 +186,21 @@ def provider_not_answering(
         "Check the tenant's outbound proxy setting and the provider's status page; no sign-in "
         "is needed unless the provider refuses the token.",
         address,
+    )
+
+
+def sending_quota_used_up(
+    tenant_id: str, sender: str, goes_at: str, smtp_reply: str | None, remedy: str | None
+) -> Raise:
+    """One alert per mailbox, however many of its jobs wait: they go out by themselves."""
+    return Raise(
+        quota_key(tenant_id, sender),
+        tenant_id,
+        AlertCause.SENDING_QUOTA_EXCEEDED,
+        AlertSeverity.WARNING,
+        f"{sender} has used up its daily sending quota",
+        f"Its jobs wait and are sent when the provider's window allows (next try {goes_at}); "
+        f"none is lost. ({smtp_reply or 'no reply'})",
+        remedy,
+        principal_address=sender,
     )

@@ -1,0 +1,128 @@
+"""Each message's submission gated by its mailbox's limits, the same across all replicas.
+
+Before a message goes, its mailbox gives it a turn at its rate (`domain.limits.reserve`); a
+turn a few seconds away is waited for here (a timer, no polling), one further away sends the
+job back to the queue until then (`MustWait`), as does a used-up quota. Then it takes one of
+the mailbox's places in submission and holds it until the server has answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar
+
+from fleetmail_runtime.bus import BusUnavailable
+
+from .domain.limits import MailboxLimits, MailboxState, Turn, Wait, WaitKind, block, release, reserve, take
+from .errors import MustWait, QuotaExceeded
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Paced = Callable[[datetime], Awaitable[None]]
+"""Told when a message waits for its turn here: when it goes."""
+
+
+class LimitsStore(Protocol):
+    async def change(self, key: str, change: Callable[[MailboxState], T]) -> T: ...
+
+
+@dataclass(frozen=True)
+class PacingPolicy:
+    horizon_s: float
+    """A turn further away than this is waited for in the queue, not in the replica."""
+    lease_s: float
+    """How long a place in submission is held at most (a dead replica's places come back)."""
+    place_poll_s: float
+    """How often a submission that found every place taken by other replicas looks again."""
+    quota_retry_s: float
+    """How long a mailbox whose quota is used up waits before it tries again."""
+
+
+class MailboxGate:
+    def __init__(
+        self,
+        store: LimitsStore,
+        policy: PacingPolicy,
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+        self.sleep = sleep
+        self._released: dict[str, asyncio.Event] = {}
+        self._changing: dict[str, asyncio.Lock] = {}
+        self._places: dict[str, asyncio.Semaphore] = {}
+        self._releasing: set[asyncio.Task[None]] = set()
+
+    def _now(self) -> float:
+        return self.clock().timestamp()
+
+    async def _change(self, key: str, change: Callable[[MailboxState], T]) -> T:
+        # One change at a time per mailbox in this replica: compare-and-set conflicts are then
+        # only between replicas.
+        async with self._changing.setdefault(key, asyncio.Lock()):
+            return await self.store.change(key, change)
+
+    @asynccontextmanager
+    async def submission(self, key: str, limits: MailboxLimits, paced: Paced | None) -> AsyncIterator[bool]:
+        """Admitted to submit; yields whether the message had to wait for it."""
+        policy = self.policy
+        turn: Turn | Wait = await self._change(
+            key, lambda s: reserve(s, self._now(), limits, policy.horizon_s)
+        )
+        if isinstance(turn, Wait):
+            raise MustWait(_at(turn.until), turn.kind)
+        delay = turn.at - self._now()
+        waited = delay > 0
+        if waited:
+            if paced is not None:
+                await paced(_at(turn.at))
+            await self.sleep(delay)
+        async with self._places.setdefault(key, asyncio.Semaphore(limits.concurrent)):
+            holder = uuid.uuid4().hex
+            while not await self._change(key, lambda s: take(s, holder, self._now(), limits, policy.lease_s)):
+                waited = True
+                await self._place_freed(key)
+            try:
+                yield waited
+            except QuotaExceeded as exc:
+                until = self._now() + policy.quota_retry_s
+                await self._change(key, lambda s: block(s, until))
+                raise MustWait(_at(until), WaitKind.WAITING_FOR_QUOTA, exc.smtp_reply, exc.remedy) from None
+            finally:
+                # Given back in the background: the message's delivery is recorded without
+                # waiting for this (a lease covers a replica that dies meanwhile).
+                task = asyncio.create_task(self._release(key, holder))
+                self._releasing.add(task)
+                task.add_done_callback(self._releasing.discard)
+
+    async def _release(self, key: str, holder: str) -> None:
+        try:
+            await self._change(key, lambda s: release(s, holder))
+        except BusUnavailable as exc:
+            log.warning("a place at mailbox %s will be freed by its lease: %s", key, exc)
+        self._released.pop(key, asyncio.Event()).set()
+
+    async def _place_freed(self, key: str) -> None:
+        """Until this replica frees a place of the mailbox, or a while (another replica's)."""
+        freed = self._released.setdefault(key, asyncio.Event())
+        try:
+            await asyncio.wait_for(freed.wait(), self.policy.place_poll_s)
+        except TimeoutError:
+            pass
+
+
+def _at(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)
+
+
+def delay_until(until: datetime, now: datetime) -> float:
+    return max(0.0, (until - now) / timedelta(seconds=1))

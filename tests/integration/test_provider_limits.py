@@ -1,0 +1,184 @@
+"""fleetmail against the providers' sending limits, as the SMTP emulator enforces them: each
+test has a mailbox (and tenant) of its own, whose limits it shrinks at the emulator and in the
+tenant's settings, so the rest of the session keeps the defaults."""
+
+import asyncio
+import uuid
+from collections import Counter
+from contextlib import AsyncExitStack
+
+import httpx
+from fleetmail_devkit.probes import device_panel, events, events_position
+
+from tests.utils import eventually
+from tests.utils.jobs import final_status, submit
+
+
+async def limited_tenant(
+    stack, admin: httpx.AsyncClient, emulator: httpx.AsyncClient, mailbox: dict, sending_limits: dict
+) -> tuple[str, str]:
+    """A Microsoft tenant sending as one password mailbox at the SMTP emulator (OAuth 2.0 off:
+    the limits are the mailbox's whichever way it signs in), with the limits given."""
+    tenant_id = f"limits-{uuid.uuid4().hex[:8]}"
+    address = f"scanner@{tenant_id}.example"
+    password = f"pw-{uuid.uuid4().hex}"
+    answer = await emulator.post(
+        f"{stack.smtp_control_url}/_emulator/mailboxes",
+        json={"address": address, "password": password, **mailbox},
+    )
+    assert answer.status_code == 200, answer.text
+    created = await admin.put(
+        f"/v1/admin/tenants/{tenant_id}",
+        json={
+            "tenant_id": tenant_id,
+            "administrator_address": address,
+            "smtp": {"host": "127.0.0.1", "port": stack.ports.smtp_starttls},
+            "sending_limits": sending_limits,
+        },
+    )
+    assert created.status_code == 200, created.text
+    saved = await admin.put(
+        f"/v1/admin/tenants/{tenant_id}/credentials",
+        json={"smtp_username": address, "smtp_password": password},
+    )
+    assert saved.status_code in (200, 204), saved.text
+    return tenant_id, address
+
+
+async def replies(stack, emulator: httpx.AsyncClient, address: str, **params) -> list[dict]:
+    answer = await emulator.get(
+        f"{stack.smtp_control_url}/_emulator/replies", params={"user": address, **params}
+    )
+    return answer.json()
+
+
+async def accepted_from(stack, emulator: httpx.AsyncClient, address: str) -> list[dict]:
+    answer = await emulator.get(f"{stack.smtp_control_url}/_emulator/messages", params={"sender": address})
+    return answer.json()
+
+
+async def test_sixty_jobs_from_several_devices_keep_to_the_mailboxs_concurrency_and_rate(
+    stack, admin, emulator_http
+) -> None:
+    # Exchange's 3 in submission at once, and its rate shrunk to 10 a second at both ends.
+    tenant_id, address = await limited_tenant(
+        stack,
+        admin,
+        emulator_http,
+        {"limits": {"per_minute": 10, "rate_window_s": 1.0}},
+        {"messages_per_minute": 600},
+    )
+    start = await events_position(stack)
+    async with AsyncExitStack() as devices:
+        panels = [await devices.enter_async_context(device_panel(stack, tenant_id)) for _ in range(3)]
+        job = {"function": "scan_to_email", "to": ["boss@fabrikam.example"]}
+        job_ids = await asyncio.gather(*(submit(panels[i % 3], job) for i in range(60)))
+        statuses = await asyncio.gather(
+            *(final_status(panels[i % 3], job_id, seconds=90) for i, job_id in enumerate(job_ids))
+        )
+    assert Counter(s["status"] for s in statuses) == {"sent": 60}, [
+        s for s in statuses if s["status"] != "sent"
+    ]
+    delivered = Counter(m["message_id"] for m in await accepted_from(stack, emulator_http, address))
+    assert len(delivered) == 60 and set(delivered.values()) == {1}
+    assert await replies(stack, emulator_http, address, code=432) == []
+    paced = [
+        e for e in await events(stack, "fleetmail.events.v1.mail.paced", start) if e["tenant_id"] == tenant_id
+    ]
+    assert paced and all(e["next_attempt_at"] > e["occurred_at"] for e in paced), paced[:3]
+
+
+async def test_jobs_past_the_daily_quota_wait_raise_one_alert_and_go_when_the_day_has_passed(
+    stack, admin, emulator_http
+) -> None:
+    tenant_id, address = await limited_tenant(
+        stack, admin, emulator_http, {"limits": {"daily": 3}}, {"messages_per_minute": 600}
+    )
+    async with device_panel(stack, tenant_id) as panel:
+        job = {"function": "scan_to_email", "to": ["boss@fabrikam.example"]}
+        job_ids = [await submit(panel, job) for _ in range(5)]
+
+        async def two_waiting() -> list[dict]:
+            statuses = [(await panel.get(f"/v1/jobs/{j}")).json() for j in job_ids]
+            waiting = [s for s in statuses if s["status"] == "waiting_for_quota"]
+            assert len(waiting) == 2 and sum(s["status"] == "sent" for s in statuses) == 3, statuses
+            return waiting
+
+        waiting = await eventually(two_waiting, within=30, what="three sent, two waiting for quota")
+        assert all(s["next_attempt_at"] for s in waiting)
+
+        async def one_alert() -> dict:
+            listed = (await admin.get(f"/v1/admin/tenants/{tenant_id}/alerts")).json()
+            [alert] = listed
+            return alert
+
+        alert = await eventually(one_alert, within=20, what="the quota alert")
+        assert alert["cause"] == "sending_quota_exceeded" and alert["principal_address"] == address
+        assert (
+            "Graph" in alert["remedy"]
+            and "second" in alert["remedy"]
+            and "High Volume Email" in alert["remedy"]
+        )
+        await emulator_http.post(f"{stack.smtp_control_url}/_emulator/clock", json={"advance_s": 86_400})
+        finals = [await final_status(panel, j, seconds=30) for j in job_ids]
+    assert [s["status"] for s in finals] == ["sent"] * 5, finals
+    delivered = Counter(m["message_id"] for m in await accepted_from(stack, emulator_http, address))
+    assert len(delivered) == 5 and set(delivered.values()) == {1}
+    quota_replies = await replies(stack, emulator_http, address, code=554)
+    assert quota_replies and all("SubmissionQuotaExceededException" in r["text"] for r in quota_replies)
+    listed = (
+        await admin.get(f"/v1/admin/tenants/{tenant_id}/alerts", params={"include_resolved": "true"})
+    ).json()
+    assert len(listed) == 1  # one alert for the mailbox, however many jobs waited
+
+
+async def test_a_message_over_the_mailboxs_size_is_refused_before_upload(stack, admin, emulator_http) -> None:
+    tenant_id, address = await limited_tenant(
+        stack,
+        admin,
+        emulator_http,
+        {"limits": {"max_message_bytes": 100_000}},
+        {"max_message_bytes": 100_000},
+    )
+    async with device_panel(stack, tenant_id) as panel:
+        scan = ("scan.pdf", b"%PDF" + b"\0" * 200_000, "application/pdf")
+        job_id = await submit(
+            panel, {"function": "scan_to_email", "to": ["x@fabrikam.example"]}, {"files": scan}
+        )
+        status = await final_status(panel, job_id)
+    assert status["status"] == "failed" and status["reason_code"] == "message_too_large", status
+    assert "too large for this mailbox" in status["detail"]
+    # Refused before anything was sent: the server never saw it.
+    assert await accepted_from(stack, emulator_http, address) == []
+    assert await replies(stack, emulator_http, address) == []
+
+
+async def test_recipients_over_the_cap_are_sent_in_parts_each_once(stack, admin, emulator_http) -> None:
+    tenant_id, address = await limited_tenant(
+        stack, admin, emulator_http, {"limits": {"max_recipients": 2}}, {"recipients_per_message": 2}
+    )
+    to = [f"r{i}@fabrikam.example" for i in range(5)]
+    async with device_panel(stack, tenant_id) as panel:
+        job_id = await submit(panel, {"function": "scan_to_email", "to": to})
+        status = await final_status(panel, job_id)
+    assert status["status"] == "sent", status
+    messages = await accepted_from(stack, emulator_http, address)
+    assert sorted(r for m in messages for r in m["rcpt_tos"]) == to  # each recipient once
+    assert len(messages) == 3 and all(len(m["rcpt_tos"]) <= 2 for m in messages)
+    assert await replies(stack, emulator_http, address, code=452) == []
+
+
+async def test_a_full_mailbox_is_an_alert_naming_sent_items_retention(stack, admin, emulator_http) -> None:
+    tenant_id, _ = await limited_tenant(stack, admin, emulator_http, {"full": True}, {})
+    async with device_panel(stack, tenant_id) as panel:
+        status = await final_status(
+            panel, await submit(panel, {"function": "scan_to_email", "to": ["x@fabrikam.example"]})
+        )
+    assert status["status"] == "failed" and status["reason_code"] == "mailbox_full", status
+
+    async def alert() -> dict:
+        [raised] = (await admin.get(f"/v1/admin/tenants/{tenant_id}/alerts")).json()
+        return raised
+
+    raised = await eventually(alert, within=20, what="the mailbox-full alert")
+    assert raised["cause"] == "mailbox_full" and "Sent Items" in raised["remedy"]

@@ -1,0 +1,239 @@
+"""A mailbox's limits across replicas, on an injected clock: turns at its rate, places in
+submission, its quota window — and the job edge that waits instead of failing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from fleetmail_contracts.mail_events import MailPaced, MailWaitingForQuota
+from fleetmail_contracts.tenants import SendingLimits
+from fleetmail_runtime import smtp_replies
+from mail_service.delivery import Deliverer
+from mail_service.domain.decisions import RetryPolicy, WaitForMailbox, decide
+from mail_service.domain.limits import (
+    MailboxLimits,
+    MailboxState,
+    Turn,
+    Wait,
+    WaitKind,
+    block,
+    mailbox_key,
+    release,
+    reserve,
+    take,
+)
+from mail_service.errors import MustWait, QuotaExceeded
+from mail_service.handler import Failures, JobHandler
+from mail_service.pacing import MailboxGate, PacingPolicy
+
+from tests.fakes.mail import (
+    FakeAttachments,
+    FakeClock,
+    FakeEventPublisher,
+    FakeJobMessage,
+    FakeLedger,
+    FakeLimitsStore,
+    FakeMailServer,
+    FakeParking,
+    FakeTenants,
+    FakeTokenClient,
+    FakeTransport,
+)
+from tests.unit.test_mail_handler import TENANT, scan
+
+EXCHANGE = MailboxLimits(concurrent=3, interval_s=2.0)
+POLICY = PacingPolicy(horizon_s=20, lease_s=180, place_poll_s=0.5, quota_retry_s=3600)
+
+
+def test_turns_come_at_the_rate_and_a_far_one_is_not_reserved() -> None:
+    state = MailboxState()
+    turns = [reserve(state, 1000.0, EXCHANGE, horizon_s=20) for _ in range(11)]
+    assert turns == [Turn(1000.0 + 2 * i) for i in range(11)]
+    far = reserve(state, 1000.0, EXCHANGE, horizon_s=20)
+    assert far == Wait(1022.0, WaitKind.PACED)
+    assert state.next_turn == 1022.0  # a turn not taken is not used up
+
+
+def test_places_in_submission_are_bounded_and_a_dead_holders_lease_runs_out() -> None:
+    state = MailboxState()
+    assert all(take(state, h, 0.0, EXCHANGE, lease_s=60) for h in ("a", "b", "c"))
+    assert not take(state, "d", 1.0, EXCHANGE, lease_s=60)
+    release(state, "a")
+    assert take(state, "d", 1.0, EXCHANGE, lease_s=60)
+    assert not take(state, "e", 59.0, EXCHANGE, lease_s=60)
+    assert take(state, "e", 60.0, EXCHANGE, lease_s=60)  # b and c's replica died: freed
+
+
+def test_a_blocked_mailbox_waits_for_its_quota_window() -> None:
+    state = MailboxState()
+    block(state, 5000.0)
+    assert reserve(state, 1000.0, EXCHANGE, 20) == Wait(5000.0, WaitKind.WAITING_FOR_QUOTA)
+    assert isinstance(reserve(state, 5000.0, EXCHANGE, 20), Turn)
+    assert MailboxState.from_json(state.to_json()) == state
+
+
+class Timeline:
+    """A fake clock whose sleep moves it: waiting costs no real time."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.started: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+
+async def test_the_gate_paces_submissions_and_says_when_a_waiting_one_goes() -> None:
+    timeline = Timeline()
+    gate = MailboxGate(FakeLimitsStore(), POLICY, timeline.clock, timeline.sleep)
+    told = []
+
+    async def paced(at) -> None:
+        told.append(at)
+
+    start = timeline.clock()
+    for _ in range(4):
+        async with gate.submission("acme.box", EXCHANGE, paced):
+            timeline.started.append((timeline.clock() - start).total_seconds())
+    assert timeline.started == [0.0, 2.0, 4.0, 6.0]
+    # Each submission came right after the previous one: every later one waited its turn.
+    assert told == [start + timedelta(seconds=s) for s in (2.0, 4.0, 6.0)]
+
+
+async def test_a_quota_reply_holds_the_mailbox_until_its_window() -> None:
+    timeline = Timeline()
+    store = FakeLimitsStore()
+    gate = MailboxGate(store, POLICY, timeline.clock, timeline.sleep)
+    with pytest.raises(MustWait) as waited:
+        async with gate.submission("acme.box", EXCHANGE, None):
+            raise QuotaExceeded("554 5.2.0 …", smtp_replies.QUOTA_REMEDY)
+    assert waited.value.kind is WaitKind.WAITING_FOR_QUOTA
+    assert waited.value.until == timeline.clock() + timedelta(seconds=3600)
+    await asyncio.sleep(0)  # the place is given back in the background
+    assert store.states["acme.box"].holders == {}
+    with pytest.raises(MustWait):
+        async with gate.submission("acme.box", EXCHANGE, None):
+            pytest.fail("nothing goes while the quota is used up")
+
+
+async def test_submissions_beyond_the_mailboxs_places_wait_for_one_to_free() -> None:
+    gate = MailboxGate(FakeLimitsStore(), POLICY, FakeClock(), asyncio.sleep)
+    unpaced = MailboxLimits(concurrent=3, interval_s=0.0)
+    inside, most = 0, 0
+    release_all = asyncio.Event()
+
+    async def one() -> None:
+        nonlocal inside, most
+        async with gate.submission("acme.box", unpaced, None):
+            inside += 1
+            most = max(most, inside)
+            await release_all.wait()
+            inside -= 1
+
+    tasks = [asyncio.create_task(one()) for _ in range(8)]
+    await asyncio.sleep(0.05)
+    assert inside == 3
+    release_all.set()
+    await asyncio.gather(*tasks)
+    assert most == 3
+
+
+def test_waiting_for_the_mailbox_is_no_failure() -> None:
+    policy = RetryPolicy(max_deliver=4, base_s=5, max_s=300)
+    until = FakeClock()() + timedelta(hours=1)
+    decision = decide(
+        MustWait(until, WaitKind.WAITING_FOR_QUOTA), attempt=9, policy=policy, jitter=lambda: 0.5
+    )
+    assert decision == WaitForMailbox(until, WaitKind.WAITING_FOR_QUOTA)
+
+
+class QuotaEdge:
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.server = FakeMailServer(tokens={"token-1"})
+        self.events = FakeEventPublisher()
+        self.parking = FakeParking(self.clock)
+        tenants = FakeTenants(TENANT)
+
+        async def sleep(seconds: float) -> None:
+            self.clock.advance(seconds)
+
+        gate = MailboxGate(FakeLimitsStore(), POLICY, self.clock, sleep)
+        deliverer = Deliverer(
+            tenants,
+            FakeTokenClient(),
+            FakeTransport(self.server),
+            FakeAttachments(),
+            self.clock,
+            {},
+            gate,
+            {TENANT.provider: EXCHANGE},
+        )
+        self.handler = JobHandler(
+            deliverer,
+            FakeLedger(),
+            self.events,
+            self.parking,
+            Failures("mail-service", self.events, tenants, self.clock, park_timeout_s=900),
+            RetryPolicy(max_deliver=4, base_s=5, max_s=300),
+            self.clock,
+            lambda: 0.5,
+        )
+
+
+async def test_a_quota_reply_defers_the_job_and_never_dead_letters_it() -> None:
+    edge = QuotaEdge()
+    quota = smtp_replies.SUBMISSION_QUOTA_EXCEEDED
+    edge.server.faults.append(("mail", quota.code, quota.text))
+    first = FakeJobMessage(scan("job-q1").model_dump_json().encode(), attempt=1)
+    await edge.handler.handle(first)
+    assert first.answers == ["nack"] and first.nack_delay_s == 3600
+    [waiting] = [e for e in edge.events.events if isinstance(e, MailWaitingForQuota)]
+    assert waiting.remedy == smtp_replies.QUOTA_REMEDY and "5.2.0" in (waiting.smtp_reply or "")
+    assert edge.events.dead_letters == []
+    # Near JetStream's bound on deliveries, the job goes back as a new message instead.
+    late = FakeJobMessage(scan("job-q2").model_dump_json().encode(), attempt=3)
+    await edge.handler.handle(late)
+    assert late.answers == ["ack"] and len(edge.parking.put_back_as) == 1
+    assert not [e for e in edge.events.events if isinstance(e, MailPaced)]
+
+
+async def test_recipients_over_the_cap_go_in_parts_each_sent_once() -> None:
+    edge = QuotaEdge()
+    small = TENANT.model_copy(update={"sending_limits": SendingLimits(recipients_per_message=2)})
+    edge.handler.deliverer.tenants = FakeTenants(small)
+    ledger = FakeLedger()
+    edge.handler.deliverer.ledger = ledger
+    to = tuple(f"r{i}@fabrikam.example" for i in range(5))
+    job = scan("job-split").model_copy(update={"to": to})
+    delivered = await edge.handler.deliverer.deliver(
+        job, job.function, small, edge.handler.deliverer.sender_of(job, job.function, small)
+    )
+    assert [r.recipients for r in edge.server.received] == [to[0:2], to[2:4], to[4:5]]
+    assert delivered.accepted == to and "3 messages" in delivered.smtp_reply
+    again = await edge.handler.deliverer.deliver(
+        job, job.function, small, edge.handler.deliverer.sender_of(job, job.function, small)
+    )
+    assert len(edge.server.received) == 3 and again.accepted == to  # a redelivery sends nothing twice
+
+
+async def test_a_job_sent_by_another_delivery_while_this_one_waited_is_not_sent_again() -> None:
+    edge = QuotaEdge()
+    ledger = FakeLedger()
+    edge.handler.deliverer.ledger = ledger
+    job = scan("job-meanwhile")
+    sender = edge.handler.deliverer.sender_of(job, job.function, TENANT)
+    # Another turn was taken just now: this delivery waits for its own, and meanwhile the
+    # job's other delivery (JetStream gave it to another replica) sent it.
+    gate = edge.handler.deliverer.gate
+    assert gate is not None
+    await gate.store.change(
+        mailbox_key(TENANT.tenant_id, sender.address),
+        lambda s: reserve(s, edge.clock().timestamp(), EXCHANGE, 20),
+    )
+    await ledger.record(job.job_id, "<job-meanwhile@fleetmail>")
+    message = FakeJobMessage(job.model_dump_json().encode(), attempt=1)
+    await edge.handler.handle(message)
+    assert message.answers == ["ack"] and edge.server.received == []
