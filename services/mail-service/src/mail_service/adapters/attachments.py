@@ -3,7 +3,11 @@
 Deleting an object here removes it whole: its chunks, then its meta message (nats-py's own
 delete leaves a tombstone behind for every object, which would add up in a store whose every
 object is deleted). Chunks go first: a deletion cut short leaves a meta message the sweep
-still lists, never chunks nothing names.
+still lists. Chunks no meta message names (an upload cut short: nats-py writes the meta
+message last) are listed too, so the sweep can purge them.
+
+The listings read the store in bulk — one ordered consumer each, pushed to this replica, its
+chunks' payloads left out — not one request per object.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from io import BufferedIOBase
 
 from faststream.nats import NatsBroker
@@ -19,7 +24,8 @@ from fleetmail_contracts.jobs import AttachmentRef
 from fleetmail_contracts.mail_events import FailureReason
 from fleetmail_contracts.streams import ATTACHMENTS_BUCKET
 from fleetmail_runtime.bus import BusUnavailable, bus_errors
-from nats.js.api import RawStreamMsg
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy, RawStreamMsg
 from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
@@ -86,23 +92,67 @@ class ObjectStoreAttachments:
         tombstone (deleted, its meta message left behind)."""
         found = []
         with bus_errors(f"the {self.bucket} object store cannot be listed"):
-            async for msg in stream_messages(self.broker, self.stream, f"$O.{self.bucket}.M.>"):
+            async for msg in last_per_subject(self.broker, self.stream, f"$O.{self.bucket}.M.>"):
                 try:
                     info = json.loads(msg.data or b"")
                     name, nuid = str(info["name"]), str(info.get("nuid") or "")
                 except (ValueError, KeyError, TypeError):
                     continue
-                if msg.time is None:
-                    continue
-                stored = StoredObject(name, msg.time, int(info.get("size") or 0))
+                stored = StoredObject(name, msg.metadata.timestamp, int(info.get("size") or 0))
                 found.append((stored, nuid, bool(info.get("deleted"))))
         return found
+
+    async def chunks(self) -> dict[str, datetime]:
+        """Every chunk set in the store: its id (`nuid`) and when its last chunk was written.
+        Read before `stored()`, any set no meta message names is an upload cut short or in
+        progress."""
+        prefix = f"$O.{self.bucket}.C."
+        found = {}
+        with bus_errors(f"the {self.bucket} object store cannot be listed"):
+            async for msg in last_per_subject(self.broker, self.stream, f"{prefix}>", headers_only=True):
+                found[msg.subject.removeprefix(prefix)] = msg.metadata.timestamp
+        return found
+
+    async def purge_chunks(self, nuid: str) -> None:
+        with bus_errors(f"chunks {nuid} could not be removed"):
+            await self.broker.connection.jetstream().purge_stream(
+                self.stream, subject=f"$O.{self.bucket}.C.{nuid}"
+            )
 
     async def used_bytes(self) -> int:
         """What the store takes in JetStream (chunks and meta messages): what its limit counts."""
         with bus_errors(f"the {self.bucket} object store's size cannot be read"):
             info = await self.broker.connection.jetstream().stream_info(self.stream)
         return int(info.state.bytes or 0)
+
+
+async def last_per_subject(
+    broker: NatsBroker, stream: str, subject: str, *, headers_only: bool = False, timeout_s: float = 10
+) -> AsyncIterator[Msg]:
+    """The last message of each subject of `stream` matching `subject`, through an ordered
+    consumer read to its end (JetStream pushes them with flow control: no request per message)."""
+    js = broker.connection.jetstream()
+    try:
+        await js.get_last_msg(stream, subject)
+    except NotFoundError:
+        return  # nothing on those subjects: no consumer needed
+    subscription = await js.subscribe(
+        subject,
+        stream=stream,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        headers_only=headers_only or None,
+        pending_msgs_limit=-1,
+        pending_bytes_limit=-1,
+    )
+    try:
+        while True:
+            msg = await subscription.next_msg(timeout=timeout_s)
+            yield msg
+            if not msg.metadata.num_pending:
+                return
+    finally:
+        await subscription.unsubscribe()
 
 
 async def stream_messages(broker: NatsBroker, stream: str, subject: str) -> AsyncIterator[RawStreamMsg]:

@@ -128,6 +128,14 @@ class KvParkingLot(DeclaredBucket):
                 )
             return found
 
+    async def parked_ids(self) -> set[str]:
+        """The ids of the jobs parked (claimed or not): their keys alone, no entry read."""
+        with bus_errors("the parked jobs bucket cannot be read"):
+            try:
+                return {key.rsplit(".", 1)[-1] for key in await self.kv.keys()}
+            except NoKeysError:
+                return set()
+
     async def parked_jobs(self) -> list[str]:
         """Every parked job's command (JSON): their documents stay while they wait."""
         return [parked.job_json for parked in await self._entries()]
