@@ -29,10 +29,12 @@ from fleetmail_contracts.tokens import Principal
 from fleetmail_devkit.stack import Stack, venv_binary
 from fleetmail_runtime.lifecycle import ServiceRuntime
 from fleetmail_runtime.settings import CommonSettings
-from mail_service.adapters.attachments import ObjectStoreAttachments, stream_messages
+from mail_service.adapters.attachments import ObjectStoreAttachments
 from mail_service.adapters.lease import KvLease
 from mail_service.adapters.parking import KvParkingLot
 from mail_service.adapters.sweep import AttachmentSweep
+from nats.js.api import RawStreamMsg
+from nats.js.errors import NotFoundError
 
 from .figures import Figure
 
@@ -101,18 +103,30 @@ def count_requests(runtime: ServiceRuntime) -> list[int]:
     return counter
 
 
+async def stream_messages(runtime: ServiceRuntime, stream: str, subject: str) -> AsyncIterator[RawStreamMsg]:
+    """Read by sequence, one request per message (the way the sweep read before)."""
+    js = runtime.broker.connection.jetstream()
+    sequence = 1
+    while True:
+        try:
+            msg = await js.get_msg(stream, sequence, subject=subject, next=True)
+        except NotFoundError:
+            return
+        yield msg
+        sequence = int(msg.seq or sequence) + 1
+
+
 async def old_sweep(runtime: ServiceRuntime, candidates: bool) -> None:
     """What the sweep read before: every meta message by sequence; with candidates, every
     queued job and dead letter too."""
-    broker = runtime.broker
-    async for _ in stream_messages(broker, f"OBJ_{BUCKET}", f"$O.{BUCKET}.M.>"):
+    async for _ in stream_messages(runtime, f"OBJ_{BUCKET}", f"$O.{BUCKET}.M.>"):
         pass
     if candidates:
         for stream, subject in (
             (streams.JOBS_STREAM, "fleetmail.jobs.>"),
             (streams.DLQ_STREAM, "fleetmail.dlq.>"),
         ):
-            async for msg in stream_messages(broker, stream, subject):
+            async for msg in stream_messages(runtime, stream, subject):
                 json.loads(msg.data or b"{}")
 
 

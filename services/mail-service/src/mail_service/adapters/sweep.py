@@ -8,7 +8,7 @@ hold a candidate is asked for candidates alone, cheapest first, and each step ru
 while some candidate is still unaccounted for: the parked jobs (by key: an object's name
 starts with its job's delivery id, job-gateway's intake names them so), the jobs stream
 (queued, waiting for a retry, or being delivered: a work queue keeps a job until it is
-acknowledged; read until every candidate is found), then the dead letters. Chunk sets no
+acknowledged; read in batches until every candidate is found), then the dead letters. Chunk sets no
 meta message names (an upload cut short) are purged once past the grace, at the second sweep
 that finds them so. Objects stored after the listing wait for the next sweep.
 """
@@ -16,6 +16,7 @@ that finds them so. Objects stored after the listing wait for the next sweep.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
@@ -23,12 +24,12 @@ from datetime import datetime, timedelta
 from faststream.nats import NatsBroker
 from fleetmail_contracts import streams
 from fleetmail_contracts.dead_letters import DeadLetter
-from fleetmail_runtime.bus import BusUnavailable
+from fleetmail_runtime.bus import BusUnavailable, bus_errors
 from pydantic import ValidationError
 
 from ..domain.retention import Holds, delivery_of, names_in_json, over_threshold, plan_sweep
 from ..telemetry import ATTACHMENTS_SWEPT
-from .attachments import ObjectStoreAttachments, stream_messages
+from .attachments import ObjectStoreAttachments, batched_messages
 from .lease import KvLease
 from .parking import KvParkingLot
 
@@ -110,23 +111,33 @@ class AttachmentSweep:
         live = {name for name in candidates if delivery_of(name) in parked}
         unknown = set(candidates) - live
         if unknown:
-            async for msg in stream_messages(self.broker, streams.JOBS_STREAM, streams.JOBS_SUBJECTS[0]):
-                found = unknown.intersection(names_in_json(msg.data or b""))
-                live |= found
-                unknown -= found
-                if not unknown:
-                    break
+            jobs = batched_messages(self.broker, streams.JOBS_STREAM, streams.JOBS_SUBJECTS[0])
+            with bus_errors("the queued jobs cannot be read"):
+                async with contextlib.aclosing(jobs):
+                    async for msg in jobs:
+                        found = unknown.intersection(names_in_json(msg.data or b""))
+                        live |= found
+                        unknown -= found
+                        if not unknown:
+                            break
         dead_since: dict[str, datetime] = {}
         if unknown:
-            async for msg in stream_messages(self.broker, streams.DLQ_STREAM, streams.DLQ_SUBJECTS[0]):
-                try:
-                    letter = DeadLetter.model_validate_json(msg.data or b"")
-                    payload = base64.b64decode(letter.payload_b64)
-                except (ValidationError, ValueError):
-                    continue
-                for name in unknown.intersection(names_in_json(payload)):
-                    dead_since[name] = max(letter.failed_at, dead_since.get(name, letter.failed_at))
+            with bus_errors("the dead letters cannot be read"):
+                dead_since = await self.dead_since(unknown)
         return Holds(frozenset(live), dead_since)
+
+    async def dead_since(self, names: set[str]) -> dict[str, datetime]:
+        """Each of `names` a dead letter holds: its most recent dead letter's failure time."""
+        dead_since: dict[str, datetime] = {}
+        async for msg in batched_messages(self.broker, streams.DLQ_STREAM, streams.DLQ_SUBJECTS[0]):
+            try:
+                letter = DeadLetter.model_validate_json(msg.data or b"")
+                payload = base64.b64decode(letter.payload_b64)
+            except (ValidationError, ValueError):
+                continue
+            for name in names.intersection(names_in_json(payload)):
+                dead_since[name] = max(letter.failed_at, dead_since.get(name, letter.failed_at))
+        return dead_since
 
     async def check_use(self) -> None:
         """Say so once when the store passes its alert threshold, and once when it is back under."""
