@@ -90,16 +90,26 @@ async def fill(runtime: ServiceRuntime) -> None:
 
 
 def count_requests(runtime: ServiceRuntime) -> list[int]:
-    """Counts every request the connection makes (JetStream API calls are requests)."""
+    """Counts every JetStream API call the connection makes: its requests, and the batched
+    direct gets it publishes with a reply inbox of its own."""
     connection = runtime.broker.connection
-    counter = [0]
-    original = connection.request
+    counter, requesting = [0], [0]
+    request, publish = connection.request, connection.publish
 
-    async def request(*args: Any, **kwargs: Any) -> Any:
+    async def counted_request(*args: Any, **kwargs: Any) -> Any:
         counter[0] += 1
-        return await original(*args, **kwargs)
+        requesting[0] += 1  # a request publishes: that publish is this call, not another
+        try:
+            return await request(*args, **kwargs)
+        finally:
+            requesting[0] -= 1
 
-    connection.request = request  # type: ignore[method-assign]
+    async def counted_publish(subject: str, *args: Any, **kwargs: Any) -> Any:
+        counter[0] += not requesting[0] and subject.startswith("$JS.API.")
+        return await publish(subject, *args, **kwargs)
+
+    connection.request = counted_request  # type: ignore[method-assign]
+    connection.publish = counted_publish  # type: ignore[method-assign]
     return counter
 
 

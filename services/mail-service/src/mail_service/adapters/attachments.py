@@ -104,9 +104,8 @@ class ObjectStoreAttachments:
         return found
 
     async def chunks(self) -> dict[str, datetime]:
-        """Every chunk set in the store: its id (`nuid`) and when its last chunk was written.
-        Read before `stored()`, any set no meta message names is an upload cut short or in
-        progress."""
+        """Every chunk set in the store: its id (`nuid`) and when its last chunk was written
+        (one with no meta message: an upload cut short, or one in progress)."""
         prefix = f"$O.{self.bucket}.C."
         found = {}
         with bus_errors(f"the {self.bucket} object store cannot be listed"):
@@ -119,6 +118,20 @@ class ObjectStoreAttachments:
             await self.broker.connection.jetstream().purge_stream(
                 self.stream, subject=f"$O.{self.bucket}.C.{nuid}"
             )
+
+    async def subjects(self) -> int:
+        """How many subjects the store's stream holds: a meta message for each object (and
+        tombstone), a chunk set for each object that has content, and chunk sets no meta
+        message names."""
+        # nats-py's StreamState leaves `num_subjects` out: the API's answer, read as it is.
+        with bus_errors(f"the {self.bucket} object store cannot be read"):
+            reply = await self.broker.connection.request(
+                f"$JS.API.STREAM.INFO.{self.stream}", b"", timeout=10
+            )
+        try:
+            return int(json.loads(reply.data)["state"].get("num_subjects") or 0)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return 1 << 62  # unreadable: list the chunks rather than miss strays
 
     async def used_bytes(self) -> int:
         """What the store takes in JetStream (chunks and meta messages): what its limit counts."""

@@ -1,16 +1,16 @@
 """The attachment sweep: every so often, what nothing holds any more leaves the Object Store
 (`domain.retention` decides), and the store's use is checked against its alert threshold.
 
-One replica sweeps at a time (it holds the sweep's lease). The store is listed in bulk —
-chunk sets first, then meta messages, so an upload that completes between the two is never
-taken for chunks nothing names — and only objects past the grace are *candidates*. What may
+One replica sweeps at a time (it holds the sweep's lease). The store's meta messages are
+listed in bulk, and only objects past the grace are *candidates*. What may
 hold a candidate is asked for candidates alone, cheapest first, and each step runs only
 while some candidate is still unaccounted for: the parked jobs (by key: an object's name
 starts with its job's delivery id, job-gateway's intake names them so), the jobs stream
 (queued, waiting for a retry, or being delivered: a work queue keeps a job until it is
 acknowledged; read in batches until every candidate is found), then the dead letters. Chunk sets no
 meta message names (an upload cut short) are purged once past the grace, at the second sweep
-that finds them so. Objects stored after the listing wait for the next sweep.
+that finds them so; the chunk sets are listed only when the stream holds more subjects than
+the meta messages account for. Objects stored after the listing wait for the next sweep.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from fleetmail_contracts.dead_letters import DeadLetter
 from fleetmail_runtime.bus import BusUnavailable, bus_errors
 from pydantic import ValidationError
 
-from ..domain.retention import Holds, delivery_of, names_in_json, over_threshold, plan_sweep
+from ..domain.retention import Holds, StoredObject, delivery_of, names_in_json, over_threshold, plan_sweep
 from ..telemetry import ATTACHMENTS_SWEPT
 from .attachments import ObjectStoreAttachments, batched_messages
 from .lease import KvLease
@@ -67,7 +67,6 @@ class AttachmentSweep:
         if not await self.lease.take():
             self.suspects = self.stray_suspects = frozenset()  # another replica sweeps
             return
-        chunks = await self.attachments.chunks()
         listed = await self.attachments.stored()
         tombstones = [(stored, nuid) for stored, nuid, deleted in listed if deleted]
         now = self.clock()
@@ -90,14 +89,20 @@ class AttachmentSweep:
             await self.attachments.erase(name, objects[name][1])
         for stored, nuid in tombstones:  # deleted already: nothing can read them
             await self.attachments.erase(stored.name, nuid)
-        await self.purge_strays(chunks, {nuid for _, nuid, _ in listed}, now)
+        await self.purge_strays(listed, now)
         if plan.remove:
             ATTACHMENTS_SWEPT.add(len(plan.remove))
             log.info("the attachment sweep removed %d objects no job holds", len(plan.remove))
         await self.check_use()
 
-    async def purge_strays(self, chunks: dict[str, datetime], named: set[str], now: datetime) -> None:
-        """Chunk sets no meta message names, past the grace at two sweeps in a row, go."""
+    async def purge_strays(self, listed: list[tuple[StoredObject, str, bool]], now: datetime) -> None:
+        """Chunk sets no meta message names, past the grace at two sweeps in a row, go. An
+        upload completing meanwhile is no stray: its last chunk is as fresh as its meta message."""
+        with_chunks = sum(1 for stored, nuid, deleted in listed if nuid and stored.size and not deleted)
+        if await self.attachments.subjects() <= len(listed) + with_chunks and not self.stray_suspects:
+            return  # every chunk set has its meta message: nothing to list
+        chunks = await self.attachments.chunks()
+        named = {nuid for _, nuid, _ in listed}
         strays = frozenset(n for n, at in chunks.items() if n not in named and now - at >= self.grace)
         purge = strays & self.stray_suspects
         self.stray_suspects = strays - purge
