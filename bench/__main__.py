@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import attachments, gateway, mail, notifier, scale, telemetry, token
+from . import attachments, gateway, mail, notifier, scale, sweep, telemetry, token
 from .figures import Figure
 from .stack import running_stack
 
@@ -28,6 +28,7 @@ BENCHMARKS = [
     ("telemetry", telemetry.run),
     ("scale-out", scale.run),
     ("attachments", attachments.run),
+    ("attachment-sweep", sweep.run),
     ("smtp-memory", gateway.run_smtp_memory),
     ("job-gateway", gateway.run),
 ]

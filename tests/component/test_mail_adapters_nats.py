@@ -11,15 +11,16 @@ import nats
 import pytest
 from fleetmail_contracts import streams
 from fleetmail_contracts.dead_letters import DeadLetter
-from fleetmail_contracts.jobs import JobFunction
+from fleetmail_contracts.jobs import JobFunction, resumed_job_subject
 from fleetmail_contracts.mail_events import MAIL_EVENTS, MAIL_EVENTS_WILDCARD, MailAccepted
 from fleetmail_runtime.bus import BusUnavailable, make_broker
 from fleetmail_runtime.lifecycle import ServiceRuntime
 from fleetmail_runtime.settings import CommonSettings
 from mail_service.adapters.events import REPLICA_HEADER, BusEventPublisher
 from mail_service.adapters.ledger import KvDeliveryLedger
-from mail_service.adapters.parking import KvParkingLot
+from mail_service.adapters.parking import KvParkingLot, user_prefix
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import NotFoundError
 
 from tests.contracts.mail import (
     PARK_TIMEOUT,
@@ -176,3 +177,84 @@ async def test_the_sweep_fails_an_expired_job_once_across_replicas_and_resumes_a
     # The late user's job failed once, not once per replica.
     assert expired == [late.job_id]
     assert await lots[1].resume_user(tenant_id, "late@acme.example") == 0
+
+
+async def jobs_queued(nats_url: str, subject: str, job_id: str) -> list[str]:
+    """The `Nats-Msg-Id` of each copy of the job queued on `subject` (read by sequence: the
+    jobs stream is a work queue, where a second consumer is not allowed)."""
+    client = await nats.connect(nats_url)
+    js = client.jetstream()
+    found, sequence = [], 1
+    try:
+        while True:
+            try:
+                msg = await js.get_msg(streams.JOBS_STREAM, sequence, subject=subject, next=True)
+            except NotFoundError:
+                return found
+            if json.loads(msg.data or b"{}").get("job_id") == job_id:
+                found.append((msg.headers or {}).get("Nats-Msg-Id", ""))
+            sequence = int(msg.seq or sequence) + 1
+    finally:
+        await client.close()
+
+
+async def test_a_parked_job_stays_parked_until_it_is_dead_lettered(runtime: ServiceRuntime) -> None:
+    clock = FakeClock()
+    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+    attempts: list[str] = []
+
+    async def on_expired(job, function, user) -> None:
+        if job.tenant_id != tenant_id:
+            return
+        attempts.append(job.job_id)
+        if len(attempts) == 1:
+            raise BusUnavailable("the dead letter was not taken", TimeoutError())
+
+    async def no_grant(principal) -> bool:
+        return False
+
+    lot = KvParkingLot(runtime.broker, PARK_TIMEOUT, on_expired, no_grant, clock)
+    await lot.open()
+    job = ParkingContract.job(tenant_id, "late@acme.example")
+    await lot.park(job, JobFunction.SCAN_TO_EMAIL, job.login_user, job.model_dump_json().encode())
+    clock.advance(PARK_TIMEOUT.total_seconds())
+    await lot.sweep()
+    assert attempts == [job.job_id]
+    assert job.model_dump_json() in await lot.parked_jobs(), "still parked: nothing holds it otherwise"
+    await lot.sweep()
+    assert attempts == [job.job_id, job.job_id]
+    assert job.model_dump_json() not in await lot.parked_jobs()
+
+
+async def test_a_resumption_cut_short_is_finished_by_the_next_one_and_queues_the_job_once(
+    runtime: ServiceRuntime, nats_url: str
+) -> None:
+    async def never_expires(job, function, user) -> None:
+        raise AssertionError("no parked job expires here")
+
+    async def no_grant(principal) -> bool:
+        return False
+
+    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+    lots = [
+        KvParkingLot(runtime.broker, PARK_TIMEOUT, never_expires, no_grant, FakeClock()) for _ in range(2)
+    ]
+    for lot in lots:
+        await lot.open()
+    job = ParkingContract.job(tenant_id, "back@acme.example")
+    await lots[0].park(job, JobFunction.SCAN_TO_EMAIL, job.login_user, job.model_dump_json().encode())
+    # The first replica claims the entry and queues the job, then dies before removing the entry.
+    [parked] = await lots[0]._entries(user_prefix(tenant_id, "back@acme.example"))
+    claimed = await lots[0]._claim(parked)
+    assert claimed is not None
+    await runtime.broker.publish(
+        parked.job_json.encode(),
+        resumed_job_subject(parked.function),
+        headers={"Nats-Msg-Id": claimed[0]},
+        stream=streams.JOBS_STREAM,
+    )
+    assert job.model_dump_json() in await lots[1].parked_jobs(), "claimed, still parked"
+    assert await lots[1].resume_user(tenant_id, "back@acme.example") == 1
+    assert job.model_dump_json() not in await lots[1].parked_jobs()
+    subject = resumed_job_subject(JobFunction.SCAN_TO_EMAIL)
+    assert await jobs_queued(nats_url, subject, job.job_id) == [claimed[0]], "queued once"

@@ -43,6 +43,9 @@ def jobs_stream(settings: CommonSettings) -> JStream:
         duplicate_window=settings.jobs_duplicate_window_s,
         num_replicas=settings.stream_replicas,
         max_bytes=settings.jobs_max_bytes,
+        # mail-service's attachment sweep reads the queue in batches (a direct get: a work
+        # queue allows no second consumer).
+        allow_direct=True,
         declare=False,
     )
 
@@ -69,6 +72,7 @@ def dlq_stream(settings: CommonSettings) -> JStream:
         storage=StorageType.FILE,
         num_replicas=settings.stream_replicas,
         max_age=timedelta(days=settings.dead_letters_max_age_days).total_seconds(),
+        allow_direct=True,  # read in batches by mail-service's attachment sweep
         declare=False,
     )
 

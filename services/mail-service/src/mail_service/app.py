@@ -27,6 +27,7 @@ from fleetmail_runtime.lifecycle import ServiceRuntime
 from .adapters.attachments import ObjectStoreAttachments
 from .adapters.events import BusEventPublisher
 from .adapters.jetstream import InFlight, JetStreamJob
+from .adapters.lease import KvLease
 from .adapters.ledger import KvDeliveryLedger
 from .adapters.limits import KvMailboxLimits
 from .adapters.parking import KvParkingLot
@@ -43,6 +44,8 @@ from .telemetry import AttachmentStoreGauges
 
 SERVICE = "mail-service"
 DURABLE = streams.MAIL_JOBS_CONSUMER[1]
+SWEEP_LEASE_KEY = "lease.attachment-sweep"
+"""In the delivery ledger's bucket, beside its hex job ids: which replica sweeps attachments."""
 log = logging.getLogger(SERVICE)
 
 
@@ -134,10 +137,20 @@ def build_app(
         deliverer.has_grant,
         clock,
     )
+    sweep_lease = KvLease(
+        runtime.broker,
+        streams.DELIVERY_LEDGER_BUCKET,
+        SWEEP_LEASE_KEY,
+        replica,
+        # Renewed at each sweep: another replica takes over two sweeps after this one stopped.
+        timedelta(seconds=settings.attachment_sweep_s * 2.5),
+        clock,
+    )
     sweep = AttachmentSweep(
         runtime.broker,
         attachments,
         parking,
+        sweep_lease,
         clock,
         grace=timedelta(seconds=settings.attachment_orphan_grace_s),
         retention=timedelta(days=settings.common.dead_letter_retention_days),
@@ -152,6 +165,7 @@ def build_app(
     runtime.on_start(parking.open)
     runtime.on_start(limits.open)
     runtime.on_start(attachments.open)
+    runtime.on_start(sweep_lease.open)
     runtime.on_stop(transport.close)
     runtime.every(settings.park_sweep_s, parking.sweep, "the sweep of parked jobs")
     runtime.every(settings.ack_wait_s / 3, in_flight.keep_alive, "telling JetStream jobs are in progress")

@@ -2,9 +2,13 @@
 
 A parked job leaves the work queue and waits in a KV bucket. It goes back to the queue as
 soon as the user's grant exists — told by a token event, or found by the sweep if that
-event was missed — or fails with a clear reason when its deadline passes. Whichever
-replica deletes the entry (at its revision) is the one that acts, so a job is resumed or
-failed once.
+event was missed — or fails with a clear reason when its deadline passes.
+
+A replica *claims* an entry before it acts: it rewrites the entry at the revision it read, so
+of two replicas only one claims it. The entry is deleted only after the job is back in the
+queue (or dead-lettered): a bus outage or a crash in between leaves it parked, claimed, and
+the next sweep acts again. A resumed job is published under the id of its first claim, kept
+in the entry, so acting again within JetStream's duplicate window queues it once.
 """
 
 from __future__ import annotations
@@ -40,6 +44,24 @@ class Parked:
     tenant_id: str
     user: str
     deadline: datetime
+    claim: str | None = None
+    """The `Nats-Msg-Id` of the job's resumption, set by the first claim."""
+
+    @property
+    def job_id(self) -> str:
+        return self.key.rsplit(".", 1)[-1]
+
+    def record(self, claim: str) -> bytes:
+        return json.dumps(
+            {
+                "job": self.job_json,
+                "function": self.function.value,
+                "tenant_id": self.tenant_id,
+                "user": self.user,
+                "deadline": self.deadline.isoformat(),
+                "claim": claim,
+            }
+        ).encode()
 
 
 Expired = Callable[[JobBase, JobFunction, str], Awaitable[None]]
@@ -101,35 +123,74 @@ class KvParkingLot(DeclaredBucket):
                         record["tenant_id"],
                         record["user"],
                         datetime.fromisoformat(record["deadline"]),
+                        record.get("claim"),
                     )
                 )
             return found
+
+    async def parked_ids(self) -> set[str]:
+        """The ids of the jobs parked (claimed or not): their keys alone, no entry read."""
+        with bus_errors("the parked jobs bucket cannot be read"):
+            try:
+                return {key.rsplit(".", 1)[-1] for key in await self.kv.keys()}
+            except NoKeysError:
+                return set()
 
     async def parked_jobs(self) -> list[str]:
         """Every parked job's command (JSON): their documents stay while they wait."""
         return [parked.job_json for parked in await self._entries()]
 
-    async def _claim(self, parked: Parked) -> bool:
+    async def _claim(self, parked: Parked) -> tuple[str, int] | None:
+        """Rewrite the entry at the revision read: the claim's id and the entry's new revision,
+        or None when another replica changed or removed it first."""
+        claim = parked.claim or f"{parked.job_id}.resumed.{parked.revision}"
         with bus_errors("the parked jobs bucket cannot be written"):
             try:
-                await self.kv.delete(parked.key, last=parked.revision)
+                revision = await self.kv.update(parked.key, parked.record(claim), last=parked.revision)
             except (KeyWrongLastSequenceError, NotFoundError):
-                return False  # another replica took it
-        return True
+                return None
+        return claim, int(revision)
+
+    async def _release(self, parked: Parked, revision: int) -> None:
+        """The job is queued or dead-lettered: its entry goes (unless claimed again meanwhile)."""
+        with bus_errors("the parked jobs bucket cannot be written"):
+            try:
+                await self.kv.delete(parked.key, last=revision)
+            except (KeyWrongLastSequenceError, NotFoundError):
+                log.info("parked job %s was claimed again while it was acted on", parked.key)
 
     async def resume_user(self, tenant_id: str, user: str) -> int:
         """The user signed in: their parked jobs go back to the queue."""
         resumed = 0
         for parked in await self._entries(user_prefix(tenant_id, user)):
-            if await self._claim(parked):
-                await self._requeue(parked)
+            if await self._resume(parked):
                 resumed += 1
         return resumed
 
-    async def _requeue(self, parked: Parked) -> None:
-        job_id = parked.key.rsplit(".", 1)[-1]
-        await self.put_back(parked.job_json.encode(), parked.function, f"{job_id}.resumed.{parked.revision}")
-        log.info("job %s resumed: its user signed in", job_id)
+    async def _resume(self, parked: Parked) -> bool:
+        claimed = await self._claim(parked)
+        if claimed is None:
+            return False  # another replica took it
+        claim, revision = claimed
+        with bus_errors(f"{streams.JOBS_STREAM} did not take a resumed job"):
+            await self.broker.publish(
+                parked.job_json.encode(),
+                resumed_job_subject(parked.function),
+                # Not the job's own id, which may still be inside the duplicate window.
+                headers={"Nats-Msg-Id": claim, "content-type": "application/json"},
+                stream=streams.JOBS_STREAM,
+            )
+        await self._release(parked, revision)
+        log.info("job %s resumed: its user signed in", parked.job_id)
+        return True
+
+    async def _expire(self, parked: Parked) -> None:
+        claimed = await self._claim(parked)
+        if claimed is None:
+            return
+        job = job_command_adapter.validate_json(parked.job_json)
+        await self.on_expired(job, parked.function, parked.user)
+        await self._release(parked, claimed[1])
 
     async def put_back(self, job_json: bytes, function: JobFunction, copy_id: str) -> None:
         """The job back on the queue as a new message (its deliveries counted from one again)."""
@@ -147,13 +208,10 @@ class KvParkingLot(DeclaredBucket):
         for parked in await self._entries():
             try:
                 if self.clock() >= parked.deadline:
-                    if await self._claim(parked):
-                        job = job_command_adapter.validate_json(parked.job_json)
-                        await self.on_expired(job, parked.function, parked.user)
+                    await self._expire(parked)
                 elif await self.has_grant(
                     Principal(tenant_id=parked.tenant_id, kind=PrincipalKind.USER, address=parked.user)
                 ):
-                    if await self._claim(parked):
-                        await self._requeue(parked)
+                    await self._resume(parked)
             except BusUnavailable as exc:
                 log.warning("parked job %s not checked this time: %s", parked.key, exc)

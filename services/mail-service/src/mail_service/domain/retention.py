@@ -62,6 +62,12 @@ def names_in_json(job_json: str | bytes) -> list[str]:
     return object_names(job) if isinstance(job, dict) else []
 
 
+def delivery_of(name: str) -> str:
+    """The delivery id of the job an object was stored for: its name's first part
+    (`<delivery id>/<submission>/<n>`, as job-gateway names them)."""
+    return name.split("/", 1)[0]
+
+
 def retained(failed_at: datetime, now: datetime, retention: timedelta) -> bool:
     """Whether a dead letter still holds its documents (so that it can be resent)."""
     return now < failed_at + retention
