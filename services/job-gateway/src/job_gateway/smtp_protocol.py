@@ -121,6 +121,9 @@ class DeviceSMTP(SMTP):
             return result
         login = result.auth_data.login.decode("utf-8", "replace")
         secret = result.auth_data.password.decode("utf-8", "replace")
+        # Checking the secret is fleetmail's time, not the client's silence.
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
         try:
             device = await self.directory.authenticate(login, secret)
         except Unauthorized:
@@ -130,6 +133,8 @@ class DeviceSMTP(SMTP):
                 self.session.peer if self.session else "?",
             )
             return AuthResult(success=False, handled=False)
+        finally:
+            self._reset_timeout()
         return AuthResult(success=True, auth_data=device)
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
