@@ -17,7 +17,7 @@ from job_gateway.ratelimit import RateLimiter
 from job_gateway.settings import GatewaySettings
 from job_gateway.smtp_connections import ConnectionLimits, source_key
 from job_gateway.smtp_listener import SubmissionHandler
-from job_gateway.smtp_protocol import SpooledEnvelope
+from job_gateway.smtp_protocol import DeviceSMTP, SpooledEnvelope
 
 
 @pytest.mark.parametrize(
@@ -88,3 +88,29 @@ async def test_a_device_with_one_token_passes_mail_from_in_one_session_only() ->
     again.rate.keep()  # its job taken in
     again.rate.refund()
     assert (await mail_from(SpooledEnvelope())).startswith("450")
+
+
+async def test_a_connection_not_signed_in_has_less_time_and_a_deadline() -> None:
+    settings = GatewaySettings(
+        smtp_idle_timeout_s=120, smtp_sign_in_idle_timeout_s=30, smtp_sign_in_within_s=50
+    )
+    handler = SimpleNamespace(directory=None, settings=settings)
+    server = DeviceSMTP(handler, ConnectionLimits(10, 10), timeout=120)  # type: ignore[arg-type]
+    server.session = Session(server.loop)
+
+    def armed_for() -> float:
+        assert server._timeout_handle is not None
+        return server._timeout_handle.when() - server.loop.time()
+
+    server._reset_timeout()
+    assert 29 < armed_for() <= 30
+    server.accepted_at -= 40  # 10 s left to sign in
+    server._reset_timeout()
+    assert 9 < armed_for() <= 10
+    server.session.authenticated = True
+    server._timeout_cb()  # the stranger's timer, fired after the sign-in: the ordinary time from now
+    assert 119 < armed_for() <= 120 and not server.sign_in_timer
+    server._reset_timeout(5)  # DATA's own timers are left alone
+    assert armed_for() <= 5
+    assert server._timeout_handle is not None
+    server._timeout_handle.cancel()
