@@ -1,7 +1,8 @@
 """The attachment lifecycle: what the Object Store still holds after 1,000 jobs, each with a
 100 KB attachment, were submitted at job-gateway's HTTP API and delivered (target: 0 bytes,
-everything delivered is gone). The baseline is what those jobs uploaded: what the store
-kept for ever before documents were deleted after delivery."""
+everything delivered is gone). The baseline is the most the store held above its starting
+size while those jobs ran, sampled in the same run: documents do pass through the store, and
+the figure says how much of that stays."""
 
 from __future__ import annotations
 
@@ -58,6 +59,21 @@ async def run(stack: Stack) -> list[Figure]:
                     await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
                 response.raise_for_status()
 
+    peak = 0
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        nonlocal peak
+        client = await nats.connect(stack.nats_url)
+        try:
+            while not done.is_set():
+                info = await client.jetstream().stream_info(STREAM)
+                peak = max(peak, int(info.state.bytes or 0) - before)
+                await asyncio.sleep(0.1)
+        finally:
+            await client.close()
+
+    sampler = asyncio.create_task(sample())
     await asyncio.gather(*(submit(*device) for device in devices))
     # A job shows as sent once its documents are deleted: wait for every `sent`.
     for _ in range(600):
@@ -66,14 +82,19 @@ async def run(stack: Stack) -> list[Figure]:
         await asyncio.sleep(0.5)
     else:
         raise RuntimeError(f"only {await sent(stack, tenant_id)} of {JOBS} jobs were sent")
+    done.set()
+    await sampler
     left = max(0, await stored_bytes(stack) - before)
-    print(f"  attachment store: {before} bytes before, {before + left} after {JOBS} delivered jobs")
+    print(
+        f"  attachment store: {before} bytes before, at most {before + peak} while the jobs ran, "
+        f"{before + left} after {JOBS} delivered jobs ({JOBS * ATTACHMENT_BYTES} uploaded)"
+    )
     return [
         Figure(
             "gateway.attachment_store_bytes_after_1000_jobs",
             float(left),
             "bytes",
-            "attachment_bytes_uploaded (constant)",
-            float(JOBS * ATTACHMENT_BYTES),
+            "attachment_store_peak_bytes_during_the_run",
+            float(peak),
         )
     ]

@@ -131,3 +131,51 @@ async def test_device_flow_refuses_the_mail_scope(emulators, emulator_http) -> N
         f"{emulators.google_url}/device/code", data={"client_id": "x", "scope": MAIL}
     )
     assert response.status_code == 400 and response.json()["error"] == "invalid_scope"
+
+
+async def test_granular_consent_says_what_was_granted(emulators, emulator_http) -> None:
+    """A user may untick the Gmail scope; the token response's `scope` tells."""
+    client_id, secret = await register(emulators, emulator_http)
+    user = f"g-{uuid.uuid4().hex[:6]}@gmail.example"
+    await emulator_http.post(
+        f"{emulators.google_url}/_emulator/consent", json={"user": user, "unticked_scopes": [MAIL]}
+    )
+    tokens = await authorize(emulators, emulator_http, client_id, secret, user, "u" * 50)
+    assert tokens["scope"].split() == ["openid", "email"]
+    info = await emulator_http.get(
+        f"{emulators.google_url}/tokeninfo", params={"access_token": tokens["access_token"]}
+    )
+    assert MAIL not in info.json()["scope"].split()
+
+
+async def test_revoking_an_access_token_revokes_its_refresh_token(emulators, emulator_http) -> None:
+    client_id, secret = await register(emulators, emulator_http)
+    tokens = await authorize(emulators, emulator_http, client_id, secret, "r@gmail.example", "q" * 50)
+    revoked = await emulator_http.post(
+        f"{emulators.google_url}/revoke", data={"token": tokens["access_token"]}
+    )
+    assert revoked.status_code == 200
+    with pytest.raises(RefreshError, match="invalid_grant"):
+        refreshed(emulators, client_id, secret, tokens["refresh_token"])
+
+
+async def test_past_the_live_refresh_token_limit_the_oldest_stops_working(emulators, emulator_http) -> None:
+    client_id, secret = f"{uuid.uuid4().hex[:8]}.apps.googleusercontent.com", "limit-secret"
+    await emulator_http.post(
+        f"{emulators.google_url}/_emulator/apps",
+        json={
+            "client_id": client_id,
+            "client_secret": secret,
+            "redirect_uris": [REDIRECT],
+            "refresh_token_limit": 2,
+        },
+    )
+    user = f"l-{uuid.uuid4().hex[:6]}@gmail.example"
+    first, second, third = [
+        (await authorize(emulators, emulator_http, client_id, secret, user, verifier * 50))["refresh_token"]
+        for verifier in "abc"
+    ]
+    with pytest.raises(RefreshError, match="invalid_grant"):
+        refreshed(emulators, client_id, secret, first)
+    for live in (second, third):
+        assert refreshed(emulators, client_id, secret, live).token

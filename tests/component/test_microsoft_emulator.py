@@ -238,3 +238,132 @@ async def test_an_unregistered_redirect_uri_is_refused(emulators, emulator_http,
     )
     page = await emulator_http.get(flow["auth_uri"])
     assert page.status_code == 400 and "AADSTS50011" in page.text
+
+
+async def test_preferred_username_is_the_upn_and_email_only_when_configured(emulators, emulator_http) -> None:
+    """Entra: `preferred_username` is the UPN, which differs from the mail address for many
+    users; `email` (the primary SMTP address) comes only as a configured optional claim."""
+    suffix = uuid.uuid4().hex[:6]
+    upn, smtp = f"jd{suffix}@contoso.onmicrosoft.com", f"john.doe.{suffix}@contoso.example"
+    await emulator_http.post(
+        f"{emulators.microsoft_url}/_emulator/users", json={"upn": upn, "primary_smtp": smtp}
+    )
+    plain, with_email = f"plain-{suffix}", f"email-{suffix}"
+    for client_id, claims in ((plain, []), (with_email, ["email", "xms_edov"])):
+        await emulator_http.post(
+            f"{emulators.microsoft_url}/_emulator/apps",
+            json={"client_id": client_id, "optional_claims": claims},
+        )
+    bare = (await sign_in(emulators, emulator_http, msal_app(emulators, plain), smtp))["id_token_claims"]
+    assert bare["preferred_username"] == upn and "email" not in bare
+    configured = (await sign_in(emulators, emulator_http, msal_app(emulators, with_email), upn))[
+        "id_token_claims"
+    ]
+    assert configured["preferred_username"] == upn
+    assert configured["email"] == smtp and configured["xms_edov"] is True
+
+
+async def test_id_and_refresh_tokens_only_when_asked_for(emulators, emulator_http, app_and_user) -> None:
+    app, user = app_and_user
+    token_url = f"{emulators.microsoft_url}/contoso/oauth2/v2.0/token"
+
+    async def redeem(scope: str) -> dict:
+        started = await emulator_http.post(
+            f"{emulators.microsoft_url}/contoso/oauth2/v2.0/devicecode",
+            data={"client_id": app.client_id, "scope": scope},
+        )
+        flow = started.json()
+        await emulator_http.post(
+            f"{emulators.microsoft_url}/_emulator/device-codes/approve",
+            json={"user_code": flow["user_code"], "user": user},
+        )
+        grant = {
+            "client_id": app.client_id,
+            "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+            "device_code": flow["device_code"],
+        }
+        return (await emulator_http.post(token_url, data=grant)).json()
+
+    only_smtp = await redeem(SMTP_SCOPE[0])
+    assert "access_token" in only_smtp and "id_token" not in only_smtp and "refresh_token" not in only_smtp
+    offline = await redeem(f"{SMTP_SCOPE[0]} offline_access")
+    assert "refresh_token" in offline and "id_token" not in offline
+    everything = await redeem(f"{SMTP_SCOPE[0]} offline_access openid profile")
+    assert "refresh_token" in everything and "id_token" in everything
+
+
+async def test_error_bodies_are_entras(emulators, emulator_http, app_and_user) -> None:
+    """An unknown refresh token is `invalid_grant`; each injectable code answers with Entra's
+    body: `error`, the AADSTS code first in the description, `error_codes`, the ids, and
+    `suberror` where Entra sends one."""
+    app, _ = app_and_user
+    token_url = f"{emulators.microsoft_url}/contoso/oauth2/v2.0/token"
+    refresh = {"client_id": app.client_id, "grant_type": "refresh_token", "refresh_token": "1.AQ-not-issued"}
+    unknown = await emulator_http.post(token_url, data=refresh)
+    assert unknown.status_code == 400 and unknown.json()["error"] == "invalid_grant"
+    expected = {
+        50076: ("invalid_grant", "basic_action"),
+        50079: ("invalid_grant", "basic_action"),
+        65001: ("invalid_grant", "consent_required"),
+        53003: ("invalid_grant", "message_only"),
+        50196: ("invalid_grant", None),
+        7000222: ("invalid_client", None),
+    }
+    for code, (error, suberror) in expected.items():
+        await emulator_http.post(
+            f"{emulators.microsoft_url}/_emulator/faults",
+            json={"error_code": code, "grant_type": "refresh_token"},
+        )
+        body = (await emulator_http.post(token_url, data=refresh)).json()
+        assert body["error"] == error and body["error_codes"] == [code]
+        assert body["error_description"].startswith(f"AADSTS{code}: ")
+        assert body.get("suberror") == suberror
+        assert {"timestamp", "trace_id", "correlation_id"} <= body.keys()
+    await emulator_http.post(
+        f"{emulators.microsoft_url}/_emulator/faults",
+        json={"error_code": 50076, "grant_type": "refresh_token", "claims": '{"access_token":{}}'},
+    )
+    challenged = (await emulator_http.post(token_url, data=refresh)).json()
+    assert challenged["claims"] == '{"access_token":{}}'
+
+
+async def test_an_expired_client_secret(emulators, emulator_http) -> None:
+    client_id = f"conf-{uuid.uuid4().hex[:8]}"
+    await emulator_http.post(
+        f"{emulators.microsoft_url}/_emulator/apps",
+        json={"client_id": client_id, "client_secret": "s3cret", "secret_expired": True},
+    )
+    response = await emulator_http.post(
+        f"{emulators.microsoft_url}/contoso/oauth2/v2.0/token",
+        data={
+            "client_id": client_id,
+            "client_secret": "s3cret",
+            "grant_type": "client_credentials",
+            "scope": "https://outlook.office365.com/.default",
+        },
+    )
+    assert response.status_code == 401 and response.json()["error_codes"] == [7000222]
+
+
+async def test_device_code_states_have_their_codes(emulators, emulator_http, app_and_user) -> None:
+    app, user = app_and_user
+    flow = app.initiate_device_flow(scopes=SMTP_SCOPE)
+    await emulator_http.post(
+        f"{emulators.microsoft_url}/_emulator/device-codes/approve",
+        json={"user_code": flow["user_code"], "user": user},
+    )
+    poll = {
+        "client_id": app.client_id,
+        "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+        "device_code": flow["device_code"],
+    }
+    token_url = f"{emulators.microsoft_url}/contoso/oauth2/v2.0/token"
+    assert (await emulator_http.post(token_url, data=poll)).status_code == 200
+    again = (await emulator_http.post(token_url, data=poll)).json()
+    assert again["error_codes"] == [90120]
+    expired = app.initiate_device_flow(scopes=SMTP_SCOPE)
+    await emulator_http.post(
+        f"{emulators.microsoft_url}/_emulator/device-codes/expire", json={"user_code": expired["user_code"]}
+    )
+    late = (await emulator_http.post(token_url, data={**poll, "device_code": expired["device_code"]})).json()
+    assert late["error"] == "expired_token" and late["error_codes"] == [70019]

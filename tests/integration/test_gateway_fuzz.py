@@ -13,11 +13,11 @@ from hypothesis import HealthCheck
 from schemathesis.checks import content_type_conformance, not_a_server_error, status_code_conformance
 from schemathesis.core.failures import FailureGroup
 
-EXAMPLES_PER_OPERATION = 15
+EXAMPLES_PER_OPERATION = 10  # derandomized: the same examples every run
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance]
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 async def test_generated_requests_get_only_documented_answers_and_never_a_server_error(stack, admin) -> None:
     # A real tenant and device, so generated requests also reach past authentication.
     tenant_id = f"fuzz-{uuid.uuid4().hex[:6]}"

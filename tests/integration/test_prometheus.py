@@ -20,6 +20,8 @@ from fleetmail_devkit.probes import device_panel, tenant_with_administrator_gran
 
 SERVICES = ("job-gateway", "token-service", "mail-service", "notifier")
 JOBS = 12
+RULES = Path(__file__).parents[2] / "deploy" / "prometheus" / "alerts.yml"
+RULES_TEST = Path(__file__).with_name("prometheus_rules_test.yml")
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None,
@@ -34,13 +36,30 @@ async def query(http: httpx.AsyncClient, promql: str) -> float:
     return float(result[0]["value"][1]) if result else 0.0
 
 
+async def test_the_alert_rules_fire_on_their_conditions_only(tmp_path: Path) -> None:
+    """deploy/prometheus/alerts.yml is valid and each rule fires when, and only when, its
+    condition holds for its `for:` (promtool's rule unit tests, on synthetic series)."""
+    shutil.copy(RULES, tmp_path / "alerts.yml")
+    shutil.copy(RULES_TEST, tmp_path / "rules_test.yml")
+    for command in (("check", "rules", "alerts.yml"), ("test", "rules", "rules_test.yml")):
+        process = await asyncio.create_subprocess_exec(
+            "promtool",
+            *command,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        assert process.returncode == 0, output.decode()
+
+
 async def test_prometheus_scrapes_every_service_and_counts_the_jobs(stack, emulator_http) -> None:
     principal = await tenant_with_administrator_grant(stack, emulator_http)
     tenant = principal.tenant_id
     workdir = Path(tempfile.mkdtemp(prefix="fleetmail-prometheus-"))
     port = free_port()
     config = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
             {
                 "job_name": service,
@@ -48,6 +67,7 @@ async def test_prometheus_scrapes_every_service_and_counts_the_jobs(stack, emula
             }
             for service in SERVICES
         ],
+        "rule_files": [str(RULES)],
     }
     # JSON is YAML: no YAML writer needed.
     (workdir / "prometheus.yml").write_text(json.dumps(config))
@@ -113,6 +133,10 @@ async def test_prometheus_scrapes_every_service_and_counts_the_jobs(stack, emula
                 'sum(fleetmail_grants{status="active"})': 1,
                 "count(fleetmail_consumer_pending)": 4,
                 'sum(fleetmail_token_requests_total{outcome="granted"})': 1,
+                # The series the alert rules read exist under the names the rules use.
+                "max(fleetmail_attachment_store_limit_bytes)": 1,
+                "count(fleetmail_attachment_store_bytes)": 1,
+                "count(fleetmail_grant_time_to_predicted_death_seconds)": 1,
             }
             seen: dict[str, float] = {}
             for _ in range(50):
@@ -121,6 +145,15 @@ async def test_prometheus_scrapes_every_service_and_counts_the_jobs(stack, emula
                     break
                 await asyncio.sleep(0.3)
             assert all(seen[promql] >= least for promql, least in own.items()), seen
+            # The alert rules evaluate on the series as the services export them.
+            rules: dict[str, str] = {}
+            for _ in range(50):
+                groups = (await prom.get("/api/v1/rules")).json()["data"]["groups"]
+                rules = {rule["name"]: rule["health"] for group in groups for rule in group["rules"]}
+                if rules and set(rules.values()) == {"ok"}:
+                    break
+                await asyncio.sleep(0.3)
+            assert rules and set(rules.values()) == {"ok"}, rules
     finally:
         process.terminate()
         await process.wait()

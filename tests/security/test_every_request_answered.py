@@ -66,14 +66,20 @@ async def test_a_request_that_fails_unforeseen_is_answered_with_the_reason(
     assert put.status_code == 200, put.text
     # The stored secret no longer opens (a record damaged or copied from elsewhere).
     mongo: AsyncMongoClient = AsyncMongoClient(stack.mongodb_uri)
+    credentials = mongo["fleetmail_tokens"]["credentials"]
     try:
-        damaged = await mongo["fleetmail_tokens"]["credentials"].update_one(
+        damaged = await credentials.update_one(
             {"_id": tenant_id}, {"$set": {"microsoft_client_secret.ciphertext": b"\x00" * 48}}
         )
         assert damaged.modified_count == 1
+        failed = await admin.post(
+            f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire?flow=device_code"
+        )
     finally:
+        # The session's database is shared: a record left damaged stops test_key_rotation's
+        # re-encryption of every record, as it would stop an operator's.
+        await credentials.delete_one({"_id": tenant_id})
         await mongo.close()
-    failed = await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire?flow=device_code")
     assert failed.status_code == 502, failed.text
     problem = failed.json()
     assert problem["type"].endswith("/service-failed")

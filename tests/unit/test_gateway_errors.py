@@ -55,7 +55,7 @@ def test_every_error_of_the_tree_has_a_status_and_its_own_code() -> None:
         cls.code for cls in found if cls not in (errors.DeviceUnauthorized, errors.AdministratorUnauthorized)
     ]
     assert len(codes) == len(set(codes)), codes
-    assert set(STATUSES.values()) == {400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 502, 503, 507}
+    assert set(STATUSES.values()) == {400, 401, 403, 404, 408, 409, 410, 413, 415, 422, 429, 502, 503, 507}
 
 
 def test_errors_map_to_the_statuses_and_types_clients_read() -> None:
@@ -68,6 +68,7 @@ def test_errors_map_to_the_statuses_and_types_clients_read() -> None:
         errors.SubmissionTooLarge: (413, "submission-too-large"),
         errors.TooManyAttachments: (413, "too-many-attachments"),
         errors.TooManyBytesInFlight: (507, "too-many-bytes-in-flight"),
+        errors.BodyReadTimeout: (408, "body-read-timeout"),
         errors.InvalidAddress: (422, "invalid-address"),
         errors.MachineAddressRefused: (422, "machine-address-not-administrator"),
         errors.EventBusUnavailable: (503, "bus-unavailable"),

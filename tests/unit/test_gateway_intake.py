@@ -301,12 +301,12 @@ async def test_a_submission_over_the_limits_stores_nothing_and_spends_no_rate() 
 async def test_a_tenant_past_its_bytes_in_flight_waits_while_another_edge_holds_them() -> None:
     parts = Parts(max_submission_bytes=100, tenant_bytes_in_flight=150)
     job = JobSubmission(to=["a@b.example"])
-    with parts.intake.in_flight.hold("t1") as receiving:  # an HTTP body being read
+    with parts.intake.in_flight.hold("t1", "mfp-2") as receiving:  # another device's body being read
         receiving.grow_to(100)
         with pytest.raises(TooManyBytesInFlight):
             await parts.intake.submit(DEVICE, job, [upload(data=b"x" * 60)], channel="smtp")
         await parts.intake.submit(Device("mfp-9", "t2"), job, [upload(data=b"x" * 100)], channel="smtp")
-        await parts.intake.submit(DEVICE, job, [upload(data=b"x" * 50)], hold=receiving)
+        await parts.intake.submit(Device("mfp-2", "t1"), job, [upload(data=b"x" * 50)], hold=receiving)
     assert parts.intake.in_flight.held("t1") == 0 and parts.intake.in_flight.held("t2") == 0
     assert len(parts.publisher.published) == 2
     await parts.intake.submit(DEVICE, job, [upload(data=b"x" * 100)], channel="smtp")

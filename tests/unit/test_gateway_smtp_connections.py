@@ -94,7 +94,7 @@ async def test_a_connection_not_signed_in_has_less_time_and_a_deadline() -> None
     settings = GatewaySettings(
         smtp_idle_timeout_s=120, smtp_sign_in_idle_timeout_s=30, smtp_sign_in_within_s=50
     )
-    handler = SimpleNamespace(directory=None, settings=settings)
+    handler = SimpleNamespace(directory=None, settings=settings, intake=SimpleNamespace(in_flight=None))
     server = DeviceSMTP(handler, ConnectionLimits(10, 10), timeout=120)  # type: ignore[arg-type]
     server.session = Session(server.loop)
 

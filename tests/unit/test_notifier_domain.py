@@ -123,6 +123,26 @@ def test_a_user_who_must_sign_in_is_told_at_the_device_not_the_administrators() 
     assert isinstance(dead, Raise) and dead.key == parked.key and not dead.for_administrators
 
 
+def test_a_user_asked_for_mfa_is_told_the_step_not_that_the_grant_is_gone() -> None:
+    user = PRINCIPAL | {"kind": "user", "address": "u@t1.example"}
+    [mfa] = on_token_event(
+        {
+            "kind": "reauthorization_required",
+            "principal": user,
+            "error": "interaction_required",
+            "error_codes": [50076],
+            "detail": "the directory asks for an interactive step (invalid_grant [50076])",
+        }
+    )
+    assert isinstance(mfa, Raise) and mfa.cause is AlertCause.USER_REAUTHORIZATION_REQUIRED
+    assert "multi-factor" in mfa.detail and "[50076]" in mfa.detail
+    assert "no longer accepted" not in mfa.detail and "completes the step" in (mfa.remedy or "")
+    [revoked] = on_token_event(
+        {"kind": "reauthorization_required", "principal": user, "error": "invalid_grant"}
+    )
+    assert isinstance(revoked, Raise) and "no longer accepted" in revoked.detail
+
+
 def test_smtp_refusals_are_alerts_a_sent_message_resolves() -> None:
     for reason, cause in (
         ("smtp_auth_disabled", AlertCause.SMTP_AUTH_DISABLED),

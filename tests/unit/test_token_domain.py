@@ -98,10 +98,28 @@ def test_predicted_death() -> None:
 
 
 def test_identity_must_match_the_grant_address() -> None:
-    assert identity_matches(ADMIN, {"preferred_username": "admin@contoso.example"})
-    assert identity_matches(ADMIN, {"email": "ADMIN@contoso.example"})
-    assert not identity_matches(ADMIN, {"preferred_username": "someone.else@contoso.example"})
-    assert not identity_matches(ADMIN, {})
+    ms, google = Provider.MICROSOFT, Provider.GOOGLE
+    assert identity_matches(ADMIN, {"preferred_username": "admin@contoso.example"}, ms)
+    assert identity_matches(ADMIN, {"email": "ADMIN@contoso.example", "email_verified": True}, google)
+    assert not identity_matches(ADMIN, {"preferred_username": "someone.else@contoso.example"}, ms)
+    assert not identity_matches(ADMIN, {}, ms)
+
+
+def test_a_upn_other_than_the_mail_address_matches_through_a_vouched_email_claim() -> None:
+    claims = {"preferred_username": "a.dmin@contoso.onmicrosoft.com", "email": "admin@contoso.example"}
+    ms = Provider.MICROSOFT
+    # Entra's email claim counts only where nobody else can set it (nOAuth): the domain's
+    # directory vouches for it, or the tenant's directory is pinned by id.
+    assert not identity_matches(ADMIN, claims, ms)
+    assert identity_matches(ADMIN, {**claims, "xms_edov": True}, ms)
+    assert identity_matches(ADMIN, claims, ms, directory_pinned=True)
+    assert not identity_matches(ADMIN, {**claims, "xms_edov": False}, ms)
+    # A different person stays refused, vouched or not.
+    other = {"preferred_username": "eve@contoso.example", "email": "eve@contoso.example", "xms_edov": True}
+    assert not identity_matches(ADMIN, other, ms, directory_pinned=True)
+    assert not identity_matches(
+        ADMIN, {"email": "admin@contoso.example", "email_verified": False}, Provider.GOOGLE
+    )
 
 
 def test_grant_identity() -> None:

@@ -10,6 +10,12 @@ sign a JWT and redeem it at `/token` (`urn:ietf:params:oauth:grant-type:jwt-bear
 the emulator checks the signature against the account's key, the audience, the lifetime,
 the delegated scopes and the Workspace domain of `sub`, with Google's error bodies.
 
+Consent is granular: a user may untick scopes on the consent screen (`/_emulator/consent`
+says which, per user), and the token response's `scope` says what was granted. Revoking an access
+token revokes the refresh token it came from, as Google's `/revoke` does. Past the limit of
+live refresh tokens for one client and user (100; settable per app), the oldest stops working
+without notice.
+
 Control API: `/_emulator/...` as for the Microsoft emulator.
 """
 
@@ -61,6 +67,9 @@ UNAUTHORIZED_DELEGATION = {
     "error_description": "Client is unauthorized to retrieve access tokens using this method, or client "
     "not authorized for any of the scopes requested.",
 }
+REFRESH_TOKEN_LIMIT = 100
+"""Live refresh tokens per OAuth client and user ("Using OAuth 2.0 to Access Google APIs",
+refresh token expiration)."""
 EXPIRED_OR_REVOKED = {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
 
 
@@ -70,6 +79,7 @@ class App:
     client_secret: str | None
     testing_mode: bool = False
     redirect_uris: tuple[str, ...] = ()
+    refresh_token_limit: int = REFRESH_TOKEN_LIMIT
 
 
 @dataclass
@@ -88,6 +98,7 @@ class AccessToken:
     user: str
     scopes: list[str]
     expires_at: float
+    refresh_token: str | None = None
 
 
 @dataclass
@@ -127,6 +138,7 @@ class State:
     issued_access_tokens: list[str] = field(default_factory=list)
     issued_refresh_tokens: list[str] = field(default_factory=list)
     next_sign_in: str | None = None
+    unticked_scopes: dict[str, list[str]] = field(default_factory=dict)  # casefolded user → scopes
     access_token_lifetime_s: int = 3599
     faults: FaultPlan = field(default_factory=FaultPlan)
     counter: CallCounter = field(default_factory=CallCounter)
@@ -137,6 +149,7 @@ class RegisterApp(BaseModel):
     client_secret: str | None = None
     testing_mode: bool = False
     redirect_uris: list[str] = []
+    refresh_token_limit: int = REFRESH_TOKEN_LIMIT
 
 
 class CreateServiceAccount(BaseModel):
@@ -152,6 +165,13 @@ class AgeRequest(BaseModel):
 
 class Settings(ControlSettings):
     pass
+
+
+class Consent(BaseModel):
+    """The scopes a user leaves unticked on the consent screen from now on."""
+
+    user: str
+    unticked_scopes: list[str]
 
 
 def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
@@ -171,10 +191,12 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             {"error": "temporarily_unavailable", "error_description": "Service unavailable"}
         )
 
-    def new_access_token(client_id: str, user: str, scopes: list[str]) -> str:
+    def new_access_token(
+        client_id: str, user: str, scopes: list[str], refresh_token: str | None = None
+    ) -> str:
         token = random_token("ya29.a0", 60)
         state.access_tokens[token] = AccessToken(
-            client_id, user, scopes, now() + state.access_token_lifetime_s
+            client_id, user, scopes, now() + state.access_token_lifetime_s, refresh_token
         )
         state.issued_access_tokens.append(token)
         return token
@@ -194,6 +216,17 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         if nonce:
             claims["nonce"] = nonce
         return key.sign(claims)
+
+    def retire_oldest(app_: App, user: str) -> None:
+        """Google keeps a limited number of live refresh tokens per client and user; past it,
+        the oldest stops working (dicts keep insertion order: oldest first)."""
+        live = [
+            g
+            for g in state.grants.values()
+            if g.client_id == app_.client_id and g.user == user and not g.revoked
+        ]
+        for grant in live[: max(0, len(live) - app_.refresh_token_limit)]:
+            grant.revoked = True
 
     def grant_dead(grant: Grant) -> bool:
         app_ = state.apps.get(grant.client_id)
@@ -236,10 +269,13 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                 "<input name='login_hint_user'></label><button>Continue</button></form></body></html>"
             )
         code = "4/0A" + secrets.token_urlsafe(40)
+        # Granular consent: the user may untick any scope but the sign-in ones.
+        unticked = state.unticked_scopes.get(user.casefold(), [])
+        granted = [s for s in query.get("scope", "").split() if s not in unticked]
         state.auth_codes[code] = AuthCode(
             client_id=client_id,
             redirect_uri=query.get("redirect_uri", ""),
-            scopes=query.get("scope", "").split(),
+            scopes=granted,
             user=user,
             challenge=query.get("code_challenge"),
             method=query.get("code_challenge_method"),
@@ -248,7 +284,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             nonce=query.get("nonce"),
             expires_at=now() + 600,
         )
-        params = {"code": code, "state": query.get("state", ""), "scope": query.get("scope", "")}
+        params = {"code": code, "state": query.get("state", ""), "scope": " ".join(granted)}
         return RedirectResponse(f"{query.get('redirect_uri')}?{urlencode(params)}", status_code=302)
 
     def jwt_bearer(assertion: str) -> Response:
@@ -328,18 +364,21 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                     400, {"error": "invalid_grant", "error_description": "Missing code verifier."}
                 )
             code.redeemed = True
+            first_consent = (app_.client_id, code.user) not in state.consented
+            refresh_token = None
+            if code.offline and (first_consent or code.consent):
+                refresh_token = "1//0" + secrets.token_urlsafe(60)
             body: dict[str, Any] = {
-                "access_token": new_access_token(app_.client_id, code.user, code.scopes),
+                "access_token": new_access_token(app_.client_id, code.user, code.scopes, refresh_token),
                 "expires_in": state.access_token_lifetime_s,
                 "scope": " ".join(code.scopes),
                 "token_type": "Bearer",
             }
             if "openid" in code.scopes or "email" in code.scopes:
                 body["id_token"] = id_token(app_.client_id, code.user, code.nonce)
-            first_consent = (app_.client_id, code.user) not in state.consented
-            if code.offline and (first_consent or code.consent):
-                refresh_token = "1//0" + secrets.token_urlsafe(60)
+            if refresh_token is not None:
                 state.grants[refresh_token] = Grant(app_.client_id, code.user, code.scopes, now(), now())
+                retire_oldest(app_, code.user)
                 state.issued_refresh_tokens.append(refresh_token)
                 state.consented.add((app_.client_id, code.user))
                 body["refresh_token"] = refresh_token
@@ -355,7 +394,9 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             # No rotation: Google answers without a refresh token; the client keeps its own.
             return JSONResponse(
                 {
-                    "access_token": new_access_token(app_.client_id, grant.user, grant.scopes),
+                    "access_token": new_access_token(
+                        app_.client_id, grant.user, grant.scopes, form.get("refresh_token")
+                    ),
                     "expires_in": state.access_token_lifetime_s,
                     "scope": " ".join(grant.scopes),
                     "token_type": "Bearer",
@@ -417,7 +458,11 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         if grant is not None:
             grant.revoked = True
             return JSONResponse({})
-        if state.access_tokens.pop(token_value, None) is not None:
+        access = state.access_tokens.pop(token_value, None)
+        if access is not None:
+            # Google revokes the whole grant: the refresh token the access token came from too.
+            if access.refresh_token is not None and access.refresh_token in state.grants:
+                state.grants[access.refresh_token].revoked = True
             return JSONResponse({})
         return json_error(400, {"error": "invalid_token", "error_description": "Token expired or revoked"})
 
@@ -426,7 +471,11 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
     @api.post("/_emulator/apps")
     async def register_app(body: RegisterApp) -> dict[str, str]:
         state.apps[body.client_id] = App(
-            body.client_id, body.client_secret, body.testing_mode, tuple(body.redirect_uris)
+            body.client_id,
+            body.client_secret,
+            body.testing_mode,
+            tuple(body.redirect_uris),
+            body.refresh_token_limit,
         )
         return {"client_id": body.client_id}
 
@@ -469,6 +518,11 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                 grant.last_used -= body.days * 24 * 3600
                 aged += 1
         return {"aged": aged}
+
+    @api.post("/_emulator/consent")
+    async def consent(body: Consent) -> dict[str, list[str]]:
+        state.unticked_scopes[body.user.casefold()] = body.unticked_scopes
+        return {"unticked_scopes": body.unticked_scopes}
 
     @api.post("/_emulator/settings")
     async def settings(body: Settings) -> dict[str, bool]:

@@ -85,6 +85,11 @@ class Fault:
     body: FaultBody = "json"
     user_code: str | None = None
     """Only the polls of this device-code sign-in; None: any call."""
+    error_code: int | None = None
+    """A provider error code (AADSTS…) to answer with, in the provider's own body and
+    status, instead of a bare 429/5xx."""
+    claims: str | None = None
+    """A claims challenge to add to that body (Conditional Access asks for more)."""
 
     def response(self, error_body: dict[str, Any]) -> Response:
         headers = {"Retry-After": str(self.retry_after_s)} if self.retry_after_s else None
@@ -96,8 +101,8 @@ class Fault:
 
 @dataclass
 class FaultPlan:
-    """Answer the next N calls to a set of endpoints with an error (429, 5xx, or anything else
-    with a body that is not the provider's JSON)."""
+    """Answer the next N calls to a set of endpoints with an error (429, 5xx, a provider error
+    body by its code, or anything else with a body that is not the provider's JSON)."""
 
     faults: list[Fault] = field(default_factory=list)
 
@@ -120,6 +125,8 @@ class FaultRequest(BaseModel):
     body: FaultBody = "json"
     # The sign-in a device-code poll fault is for, so that no other pending sign-in takes it.
     user_code: str | None = None
+    error_code: int | None = None
+    claims: str | None = None
 
 
 class CallCounter:
@@ -191,7 +198,16 @@ def control_router(state: Any) -> APIRouter:
     @router.post("/faults")
     async def faults(body: FaultRequest) -> dict[str, int]:
         state.faults.faults.append(
-            Fault(body.status, body.count, body.retry_after_s, body.grant_type, body.body, body.user_code)
+            Fault(
+                body.status,
+                body.count,
+                body.retry_after_s,
+                body.grant_type,
+                body.body,
+                body.user_code,
+                body.error_code,
+                body.claims,
+            )
         )
         return {"queued": body.count}
 

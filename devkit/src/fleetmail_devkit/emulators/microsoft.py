@@ -3,11 +3,17 @@
 Endpoints under `/<tenant>/oauth2/v2.0/` (authorize, token, devicecode), discovery at
 `/<tenant>/v2.0/.well-known/openid-configuration`, keys at `/<tenant>/discovery/v2.0/keys`.
 Refresh tokens rotate on every use (the old one stays valid), die after 90 idle days
-(AADSTS700082) or when revoked (AADSTS50173). Errors have Microsoft's body shape.
+(AADSTS700082) or when revoked (AADSTS50173). Errors have Microsoft's body shape, with
+`suberror` where Entra sends one; any code of `ERRORS` can be injected through the fault plan.
+
+Users have a UPN (what `preferred_username` says) and a primary SMTP address, which differ
+for many real users; the id token carries `email` only when the app registration asks for
+that optional claim. An id token comes only with `openid`, a refresh token only with
+`offline_access`, as Entra issues them.
 
 Control API (tests and the demo): `/_emulator/...` — register apps, approve or decline a
 device code as a user, set who signs in at `authorize`, revoke or age a user's grant,
-inject 429/5xx answers, read call counts.
+inject 429/5xx answers or error bodies, read call counts, add users, expire an app's secret.
 """
 
 from __future__ import annotations
@@ -64,11 +70,44 @@ ERRORS: dict[int, tuple[str, str]] = {
     70008: ("invalid_grant", "The provided authorization code or refresh token has expired."),
     70000: ("invalid_grant", "Provided grant is invalid or malformed."),
     70016: ("authorization_pending", "OAuth 2.0 device flow error. Authorization is pending."),
-    70020: (
-        "expired_token",
-        "The provided value for the input parameter 'device_code' is not valid. The device code has expired.",
+    70019: ("expired_token", "Verification code expired."),
+    90120: ("invalid_grant", "The device code was already redeemed or declined."),
+    50076: (
+        "invalid_grant",
+        "Due to a configuration change made by your administrator, or because you moved to a new "
+        "location, you must use multi-factor authentication to access '{resource}'.",
     ),
-    70019: ("bad_verification_code", "Verification code expired."),
+    50079: (
+        "invalid_grant",
+        "Due to a configuration change made by your administrator, or because you moved to a new "
+        "location, you must enroll in multi-factor authentication to access '{resource}'.",
+    ),
+    65001: (
+        "invalid_grant",
+        "The user or administrator has not consented to use the application with ID '{client_id}'. "
+        "Send an interactive authorization request for this user and resource.",
+    ),
+    7000222: (
+        "invalid_client",
+        "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to "
+        "create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate "
+        "credentials for added security: https://aka.ms/certCreds.",
+    ),
+    53003: (
+        "invalid_grant",
+        "Access has been blocked by Conditional Access policies. The access policy does not allow "
+        "token issuance.",
+    ),
+    50196: (
+        "invalid_grant",
+        "The server terminated an operation because it encountered a client request loop. Please "
+        "contact your app vendor.",
+    ),
+    500011: (
+        "invalid_resource",
+        "The resource principal named {resource} was not found in the tenant named {tenant}. This can "
+        "happen if the application has not been installed by the administrator of the tenant.",
+    ),
     500121: ("authorization_declined", "Authentication failed during strong authentication request."),
     70011: (
         "invalid_scope",
@@ -78,7 +117,11 @@ ERRORS: dict[int, tuple[str, str]] = {
         "unauthorized_client",
         "Application with identifier '{client_id}' was not found in the directory '{tenant}'.",
     ),
-    7000215: ("invalid_client", "Invalid client secret provided."),
+    7000215: (
+        "invalid_client",
+        "Invalid client secret provided. Ensure the secret being sent in the "
+        "request is the client secret value, not the client secret ID.",
+    ),
     9002313: ("invalid_request", "Invalid request. Request is malformed or invalid."),
     50011: (
         "invalid_request",
@@ -103,8 +146,23 @@ ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
+SUBERRORS = {50076: "basic_action", 50079: "basic_action", 65001: "consent_required", 53003: "message_only"}
+"""The `suberror` Entra adds to some `invalid_grant` bodies, telling what would help."""
+
+DEFAULT_FORMAT = {
+    "resource": "https://outlook.office.com",
+    "client_id": "00000000-0000-0000-0000-000000000000",
+    "tenant": "organizations",
+    "scope": "",
+    "parameter": "",
+    "redirect_uri": "",
+    "issued": "",
+}
+
+
 def error_body(code: int, **fmt: str) -> dict[str, Any]:
     error, description = ERRORS[code]
+    fmt = {**DEFAULT_FORMAT, **fmt}
     trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     return {
@@ -118,6 +176,7 @@ def error_body(code: int, **fmt: str) -> dict[str, Any]:
         "trace_id": trace_id,
         "correlation_id": correlation_id,
         "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+        **({"suberror": SUBERRORS[code]} if code in SUBERRORS else {}),
     }
 
 
@@ -131,6 +190,18 @@ class App:
     client_id: str
     client_secret: str | None = None
     redirect_uris: tuple[str, ...] = ()
+    optional_claims: tuple[str, ...] = ()
+    """The id token's optional claims the registration configures (`email`, `xms_edov`)."""
+    secret_expired: bool = False
+
+
+@dataclass(frozen=True)
+class User:
+    """A directory user: signs in with the UPN; mail goes to the primary SMTP address."""
+
+    upn: str
+    primary_smtp: str
+    email_domain_verified: bool = True
 
 
 @dataclass
@@ -182,6 +253,7 @@ class AuthCode:
 @dataclass
 class State:
     apps: dict[str, App] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)  # casefolded UPN and SMTP address → user
     grants: dict[str, Grant] = field(default_factory=dict)
     refresh_tokens: dict[str, RefreshToken] = field(default_factory=dict)
     device_codes: dict[str, DeviceCode] = field(default_factory=dict)
@@ -200,6 +272,14 @@ class RegisterApp(BaseModel):
     client_id: str
     client_secret: str | None = None
     redirect_uris: list[str] = []
+    optional_claims: list[str] = []
+    secret_expired: bool = False
+
+
+class AddUser(BaseModel):
+    upn: str
+    primary_smtp: str
+    email_domain_verified: bool = True
 
 
 class Approve(BaseModel):
@@ -208,6 +288,8 @@ class Approve(BaseModel):
 
 
 class Decline(BaseModel):
+    """Names one device code: to decline it, or to let it expire."""
+
     user_code: str
 
 
@@ -263,14 +345,26 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         fault: Fault | None = state.faults.take(grant_type, polled.user_code if polled else None)
         if fault is None:
             return None
+        if fault.error_code is not None:
+            body = error_body(fault.error_code)
+            if fault.claims is not None:
+                body["claims"] = fault.claims
+            headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else None
+            return json_error(401 if body["error"] == "invalid_client" else 400, body, headers)
         body = error_body(90014)
         body["error"] = "temporarily_unavailable"
         return fault.response(body)
 
+    def user_of(name: str) -> User:
+        """The directory user who signs in as `name` (UPN or primary SMTP address); a name
+        the control API never added is a user whose UPN is their address."""
+        return state.users.get(name.casefold()) or User(name, name)
+
     def issue_tokens(grant: Grant, client_id: str, nonce: str | None = None) -> dict[str, Any]:
         issued = int(now())
-        tid = tenant_id(grant.tenant, grant.user)
-        oid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"user/{grant.user}"))
+        user = user_of(grant.user)
+        tid = tenant_id(grant.tenant, user.upn)
+        oid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"user/{user.upn.casefold()}"))
         resource = _resource_scopes(grant.scopes)
         access_token = key.sign(
             {
@@ -281,45 +375,53 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                 "exp": issued + state.access_token_lifetime_s,
                 "appid": client_id,
                 "scp": " ".join(s.rsplit("/", 1)[-1] for s in resource),
-                "upn": grant.user,
-                "unique_name": grant.user,
+                "upn": user.upn,
+                "unique_name": user.upn,
                 "oid": oid,
                 "tid": tid,
                 "jti": secrets.token_hex(8),
             }
         )
-        refresh_token = random_token("1.AQ", 48)
-        state.refresh_tokens[refresh_token] = RefreshToken(grant.grant_id, now())
         state.issued_access_tokens.append(access_token)
-        state.issued_refresh_tokens.append(refresh_token)
+        body: dict[str, Any] = {
+            "token_type": "Bearer",
+            "scope": " ".join(resource),
+            "expires_in": state.access_token_lifetime_s,
+            "ext_expires_in": state.access_token_lifetime_s,
+            "access_token": access_token,
+        }
+        if "offline_access" in grant.scopes:
+            refresh_token = random_token("1.AQ", 48)
+            state.refresh_tokens[refresh_token] = RefreshToken(grant.grant_id, now())
+            state.issued_refresh_tokens.append(refresh_token)
+            body["refresh_token"] = refresh_token
+        if "openid" not in grant.scopes:
+            return body
+        optional = state.apps[client_id].optional_claims
         id_claims: dict[str, Any] = {
             "aud": client_id,
             "iss": issuer(grant.tenant),
             "iat": issued,
             "nbf": issued,
             "exp": issued + 3600,
-            "name": grant.user.split("@")[0],
-            "preferred_username": grant.user,
-            "email": grant.user,
+            "name": user.upn.split("@")[0],
+            "preferred_username": user.upn,
             "oid": oid,
             "sub": secrets.token_hex(16),
             "tid": tid,
             "ver": "2.0",
         }
+        if "email" in optional:
+            id_claims["email"] = user.primary_smtp
+        if "xms_edov" in optional:
+            id_claims["xms_edov"] = user.email_domain_verified
         if nonce:
             id_claims["nonce"] = nonce
-        return {
-            "token_type": "Bearer",
-            "scope": " ".join(resource),
-            "expires_in": state.access_token_lifetime_s,
-            "ext_expires_in": state.access_token_lifetime_s,
-            "access_token": access_token,
-            "refresh_token": refresh_token,
-            "id_token": key.sign(id_claims),
-            "client_info": base64.urlsafe_b64encode(json.dumps({"uid": oid, "utid": tid}).encode())
-            .rstrip(b"=")
-            .decode(),
-        }
+        body["id_token"] = key.sign(id_claims)
+        body["client_info"] = (
+            base64.urlsafe_b64encode(json.dumps({"uid": oid, "utid": tid}).encode()).rstrip(b"=").decode()
+        )
+        return body
 
     def check_scopes(scopes: list[str]) -> Response | None:
         graph = any(s.startswith("https://graph.microsoft.com/") for s in scopes)
@@ -463,6 +565,8 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                 client_secret or "", app_.client_secret
             ):
                 return json_error(401, error_body(7000215))
+            if app_.secret_expired:
+                return json_error(401, error_body(7000222, client_id=client_id))
         grant_type = form.get("grant_type", "")
         scopes = _scopes(form.get("scope", ""))
         if (bad := check_scopes(scopes)) is not None:
@@ -505,10 +609,12 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
 
     def redeem_device_code(form: dict[str, str], client_id: str) -> Response:
         code = state.device_codes.get(form.get("device_code", ""))
-        if code is None or code.client_id != client_id or code.redeemed:
-            return json_error(400, error_body(70019))
+        if code is None or code.client_id != client_id:
+            return json_error(400, error_body(9002313))
+        if code.redeemed:
+            return json_error(400, error_body(90120))
         if now() > code.expires_at:
-            return json_error(400, error_body(70020))
+            return json_error(400, error_body(70019))
         if code.declined:
             return json_error(400, error_body(500121))
         if code.approved_user is None:
@@ -542,7 +648,10 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
     def redeem_refresh_token(form: dict[str, str], client_id: str, scopes: list[str]) -> Response:
         record = state.refresh_tokens.get(form.get("refresh_token", ""))
         if record is None:
-            return json_error(400, error_body(9002313))
+            # An unknown or malformed refresh token is a bad grant, not a bad request.
+            body = error_body(9002313)
+            body["error"] = "invalid_grant"
+            return json_error(400, body)
         grant = state.grants[record.grant_id]
         if grant.client_id != client_id:
             return json_error(400, error_body(70000))
@@ -560,8 +669,22 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
 
     @api.post("/_emulator/apps")
     async def register_app(body: RegisterApp) -> dict[str, str]:
-        state.apps[body.client_id] = App(body.client_id, body.client_secret, tuple(body.redirect_uris))
+        state.apps[body.client_id] = App(
+            body.client_id,
+            body.client_secret,
+            tuple(body.redirect_uris),
+            tuple(body.optional_claims),
+            body.secret_expired,
+        )
         return {"client_id": body.client_id}
+
+    @api.post("/_emulator/users")
+    async def add_user(body: AddUser) -> dict[str, str]:
+        """A user who signs in with `upn` and receives mail at `primary_smtp`."""
+        user = User(body.upn, body.primary_smtp, body.email_domain_verified)
+        state.users[body.upn.casefold()] = user
+        state.users[body.primary_smtp.casefold()] = user
+        return {"upn": user.upn, "primary_smtp": user.primary_smtp}
 
     @api.post("/_emulator/device-codes/approve")
     async def approve(body: Approve) -> Response:
@@ -577,6 +700,15 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             if code.user_code == body.user_code:
                 code.declined = True
                 return JSONResponse({"declined": True})
+        return json_error(404, {"error": "unknown user_code"})
+
+    @api.post("/_emulator/device-codes/expire")
+    async def expire(body: Decline) -> Response:
+        """Let a device code run out now, rather than wait its 15 minutes."""
+        for code in state.device_codes.values():
+            if code.user_code == body.user_code:
+                code.expires_at = now() - 1
+                return JSONResponse({"expired": True})
         return json_error(404, {"error": "unknown user_code"})
 
     @api.get("/_emulator/device-codes/pending")

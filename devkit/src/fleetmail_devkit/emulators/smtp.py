@@ -54,6 +54,9 @@ class Mailbox:
     app_access: set[str] = field(default_factory=set)
     """App (client) ids granted this mailbox (Exchange's Add-MailboxPermission for the
     app's service principal): what an app-only SMTP.SendAsApp token needs."""
+    owner_upn: str | None = None
+    """The UPN of the user who owns the mailbox, when it is not the mailbox's address:
+    Exchange takes a delegated token for the mailbox of the user it was issued to."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,9 @@ class TokenVerifier:
             box = self._mailbox_of(user)
             return box is not None and str(claims.get("appid", "")) in box.app_access
         scopes = str(claims.get("scp", "")).split()
-        return "SMTP.Send" in scopes and str(claims.get("upn", "")).lower() == user.lower()
+        box = self._mailbox_of(user)
+        owner = box.owner_upn if box is not None and box.owner_upn else user
+        return "SMTP.Send" in scopes and str(claims.get("upn", "")).lower() == owner.lower()
 
     async def google(self, user: str, token: str) -> bool:
         response = await self._http.get(f"{self.google_url}/tokeninfo", params={"access_token": token})
@@ -331,6 +336,7 @@ class MailboxRequest(BaseModel):
     smtp_auth_disabled: bool = False
     send_as: list[str] = []
     app_access: list[str] = []
+    owner_upn: str | None = None
 
 
 class FaultRequest(BaseModel):
@@ -357,6 +363,7 @@ def control_app(state: EmulatorState) -> FastAPI:
             body.smtp_auth_disabled,
             {a.lower() for a in body.send_as},
             set(body.app_access),
+            body.owner_upn,
         )
         return {"address": body.address}
 

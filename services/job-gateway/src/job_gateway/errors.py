@@ -44,6 +44,7 @@
     └── Transient                   try again later: nothing was kept
         ├── RateLimited                 the device sends faster than its rate
         ├── TooManyBytesInFlight        the tenant's submissions being taken in fill its share
+        ├── BodyReadTimeout             a request body stopped arriving before its end
         └── Unavailable                 a part of fleetmail did not answer
             ├── EventBusUnavailable         NATS: jobs, events, dead letters, queues, tenants
             ├── TokenServiceUnavailable
@@ -288,6 +289,14 @@ class TooManyBytesInFlight(Transient):
 
     code = "too-many-bytes-in-flight"
     title = "Too many uploads in progress"
+
+
+class BodyReadTimeout(Transient):
+    """Nothing of a request body arrived for a while: the request is given up (what had
+    arrived is dropped and no longer held) and may be sent again."""
+
+    code = "body-read-timeout"
+    title = "Request body too slow"
 
 
 class Unavailable(Transient):

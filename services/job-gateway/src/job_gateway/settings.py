@@ -49,6 +49,24 @@ class GatewaySettings(BaseSettings):
         description="Bytes of one tenant's submissions this gateway receives and stores at once; "
         "a submission beyond it waits (507 + Retry-After, SMTP 452 4.3.1). At least max_submission_bytes",
     )
+    device_bytes_in_flight: int | None = Field(
+        default=None,
+        gt=0,
+        description="The part of its tenant's bytes in flight one device may hold, so that one device "
+        "cannot take the tenant's whole share; default: half the tenant's, but at least max_submission_bytes. "
+        "An SMTP message is held with its decoded parts (about twice its attachments' size)",
+    )
+    body_read_timeout_s: float = Field(
+        default=30,
+        gt=0,
+        description="An HTTP request body from which nothing arrives for this long is refused (408) "
+        "and what it held is released",
+    )
+    body_read_deadline_s: float = Field(
+        default=900,
+        gt=0,
+        description="The longest an HTTP request body may take to arrive, however steadily; then 408",
+    )
     max_recipients: int = Field(default=100, gt=0)
     publish_timeout_s: float = Field(default=5, gt=0)
     token_rpc_timeout_s: float = Field(default=15, gt=0)
@@ -141,10 +159,23 @@ class GatewaySettings(BaseSettings):
         description='What devices send (scans, faxes, reports); ["*"] accepts any type',
     )
 
+    @property
+    def device_share(self) -> int:
+        """The bytes in flight one device may hold (`device_bytes_in_flight` or its default)."""
+        if self.device_bytes_in_flight is not None:
+            return self.device_bytes_in_flight
+        return min(
+            max(self.tenant_bytes_in_flight // 2, self.max_submission_bytes), self.tenant_bytes_in_flight
+        )
+
     @model_validator(mode="after")
     def _one_submission_fits_in_flight(self) -> Self:
         # Otherwise a submission within the size limit could never be taken in, and its 507
         # would promise a retry that cannot succeed.
         if self.tenant_bytes_in_flight < self.max_submission_bytes:
             raise ValueError("tenant_bytes_in_flight must be at least max_submission_bytes")
+        if not self.max_submission_bytes <= self.device_share <= self.tenant_bytes_in_flight:
+            raise ValueError(
+                "device_bytes_in_flight must be at least max_submission_bytes and at most tenant_bytes_in_flight"
+            )
         return self

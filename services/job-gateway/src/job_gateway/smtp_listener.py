@@ -111,6 +111,9 @@ class SubmissionHandler:
         self.directory = directory
         self.settings = settings
 
+    def reply(self, error: GatewayError) -> str:
+        return smtp_reply(error)
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
@@ -159,11 +162,18 @@ class SubmissionHandler:
         if not isinstance(login, DeviceLogin):
             return "530 5.7.0 Authentication required"
         assert isinstance(envelope, SpooledEnvelope) and envelope.spool is not None
+        spool, hold = envelope.spool, envelope.hold
         message: ReadMessage | None = None
+
+        def decoded(size: int) -> None:
+            """The decoded parts are copies on disk beside the spool: held as they are written."""
+            if hold is not None:
+                hold.grow_to(spool.size + size)
+
         try:
             # Reading a large message is seconds of work: not on the loop other devices share.
             message = await asyncio.to_thread(
-                read_message, envelope.spool.file, self.settings.smtp_spool_bytes
+                read_message, spool.file, self.settings.smtp_spool_bytes, decoded
             )
             submission, message_id = to_job(login, envelope, message)
             ids = None
@@ -188,6 +198,7 @@ class SubmissionHandler:
                     message.attachments,
                     channel="smtp",
                     ids=ids,
+                    hold=hold,
                     rate_taken=envelope.rate is not None,
                 )
             if envelope.rate is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import binascii
 import codecs
 import email.policy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -138,6 +138,8 @@ class _Part:
     shape: _Shape
     in_alternative: bool
     threshold: int
+    written: Callable[[int], None]
+    """Told the size of each piece of decoded content written."""
     file: SpooledTemporaryFile[bytes] = field(init=False)
     size: int = 0
 
@@ -155,16 +157,20 @@ class _Part:
             decoded = self.decoder.feed(data)
         except ValueError as exc:  # binascii.Error among them
             raise InvalidJob(f"{self.described} cannot be decoded: {exc}") from None
-        self.size += len(decoded)
-        self.file.write(decoded)
+        self._write(decoded)
+
+    def _write(self, decoded: bytes) -> None:
+        if decoded:
+            self.written(len(decoded))
+            self.size += len(decoded)
+            self.file.write(decoded)
 
     def finish(self) -> None:
         try:
             decoded = self.decoder.finish()
         except ValueError as exc:
             raise InvalidJob(f"{self.described} cannot be decoded: {exc}") from None
-        self.size += len(decoded)
-        self.file.write(decoded)
+        self._write(decoded)
         self.file.seek(0)
 
 
@@ -198,8 +204,10 @@ def _text(part: _Part) -> str | None:
 
 
 class _Reader:
-    def __init__(self, threshold: int) -> None:
+    def __init__(self, threshold: int, decoded: Callable[[int], None]) -> None:
         self.threshold = threshold
+        self.decoded_size = 0  # of every part so far
+        self.decoded = decoded
         self.message: ReadMessage | None = None
         self.boundaries: list[tuple[bytes, bool]] = []  # (delimiter, an alternative) innermost last
         self.header: bytearray | None = bytearray()  # a header block being read
@@ -263,7 +271,11 @@ class _Reader:
             self.boundaries.append((delimiter, shape.content_type == "multipart/alternative"))
             self.part = None
         else:
-            self.part = _Part(max(self.parts, 1), shape, in_alternative, self.threshold)
+            self.part = _Part(max(self.parts, 1), shape, in_alternative, self.threshold, self._written)
+
+    def _written(self, size: int) -> None:
+        self.decoded_size += size
+        self.decoded(self.decoded_size)
 
     def _end_part(self) -> None:
         part, self.part, self.held = self.part, None, b""
@@ -306,10 +318,16 @@ class _Reader:
         return self.message
 
 
-def read_message(file: IO[bytes], threshold: int) -> ReadMessage:
+def _uncounted(size: int) -> None:
+    pass
+
+
+def read_message(file: IO[bytes], threshold: int, decoded: Callable[[int], None] = _uncounted) -> ReadMessage:
     """The message in `file` (CRLF lines, from its start); `InvalidJob` naming the part that
-    cannot be read. Decoded parts above `threshold` bytes are spooled to disk."""
-    reader = _Reader(threshold)
+    cannot be read. Decoded parts above `threshold` bytes are spooled to disk; `decoded` is
+    told the size of all the parts' decoded content so far each time it grows (and may raise
+    to stop the reading: the parts read so far are closed)."""
+    reader = _Reader(threshold, decoded)
     try:
         for piece in _pieces(file):
             reader.feed(piece)

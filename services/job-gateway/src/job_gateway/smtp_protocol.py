@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
+from .domain import DeviceLogin
 from .errors import Unauthorized
 from .ratelimit import TokenReservation
 from .smtp_connections import ConnectionLimits, peer_source
 from .smtp_data import DataSpool
+from .submission_limits import Hold
 
 if TYPE_CHECKING:
     from .smtp_listener import SubmissionHandler
@@ -34,6 +38,7 @@ class SpooledEnvelope(Envelope):
     def __init__(self) -> None:
         super().__init__()
         self.spool: DataSpool | None = None
+        self.hold: Hold | None = None
         self.rate: TokenReservation | None = None  # the job's token, taken at MAIL FROM
 
 
@@ -45,6 +50,7 @@ class DeviceSMTP(SMTP):
         super().__init__(handler, authenticator=self._parse_only, **kwargs)
         self.directory = handler.directory
         self.settings = handler.settings
+        self.in_flight = handler.intake.in_flight
         self.limits = limits
         self.address: str | None = None  # once admitted: the source the count is released for
         self.refused = False
@@ -158,19 +164,47 @@ class DeviceSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        spool = DataSpool(self.data_size_limit, self.settings.smtp_spool_bytes)
+        with self._data_hold() as hold:
+            await self._receive(envelope, hold)
+
+    @contextmanager
+    def _data_hold(self) -> Iterator[Hold | None]:
+        """The device's hold on its tenant's bytes in flight for this message: it grows as
+        DATA is spooled and parsed, and is released however the message ends (taken in,
+        refused, the connection broken or timed out)."""
+        login = self.session.auth_data if self.session else None
+        if not isinstance(login, DeviceLogin):
+            yield None  # no device, no job: the handler refuses it
+            return
+        with self.in_flight.hold(login.device.tenant_id, login.device.device_id) as hold:
+            yield hold
+
+    async def _refuse_early(self, spool: DataSpool) -> None:
+        """A message refused while it streams is told so at once; the rest of its DATA is read
+        and dropped, and its end gets no other reply."""
+        if spool.refusal is not None and not spool.refusal_sent:
+            spool.refusal_sent = True
+            await self.push(self.event_handler.reply(spool.refusal))
+
+    async def _receive(self, envelope: SpooledEnvelope, hold: Hold | None) -> None:
+        spool = DataSpool(self.data_size_limit, self.settings.smtp_spool_bytes, hold)
         try:
             await self._read_data(spool)
         except BaseException:
             spool.close()
             raise
+        if spool.refusal is not None:  # refused while it streamed (`_refuse_early`)
+            spool.close()
+            self._reset_timeout()
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
         if spool.too_large:
             spool.close()
             self._reset_timeout()
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             await self.push("552 5.3.4 Error: Too much mail data")
             return
-        envelope.spool = spool
+        envelope.spool, envelope.hold = spool, hold
         # Taking the job in is fleetmail's time, not the device's silence: no timeout meanwhile.
         if self._timeout_handle is not None:
             self._timeout_handle.cancel()
@@ -195,6 +229,7 @@ class DeviceSMTP(SMTP):
                 piece = await self._reader.read(exc.consumed)
             if spool.feed(piece):
                 return
+            await self._refuse_early(spool)
             now = self.loop.time()
             if now - armed >= 1:  # a timer per second of progress, not per line
                 armed = now

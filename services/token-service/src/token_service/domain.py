@@ -18,8 +18,38 @@ GOOGLE_TESTING_LIFETIME = timedelta(days=7)
 GOOGLE_IDLE_LIFETIME = timedelta(days=183)
 
 TERMINAL_MICROSOFT_CODES = frozenset({50173, 700082, 70043, 70008, 54005, 700084})
-TERMINAL_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_required"})
+TERMINAL_ERRORS = frozenset({"invalid_grant"})
 TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error", "too_many_requests"})
+
+INTERACTION_CODES = frozenset({50076, 50079, 50074, 50158})
+"""Entra wants the user at a screen (MFA, enrolment, an external challenge): the grant is
+not revoked, but only an interactive sign-in gets past it."""
+INTERACTION_SUBERRORS = frozenset({"basic_action", "additional_action"})
+
+REQUEST_LOOP_CODE = 50196
+REQUEST_LOOP_BACKOFF_S = 300.0
+"""Entra refuses a client that repeats a request in a loop (AADSTS50196): asking again at
+once keeps it refused, so the next try waits this long."""
+
+CONFIGURATION_REMEDIES: dict[int, str] = {
+    65001: "the app has no consent for the permission it asks for: an administrator grants it "
+    "(Entra admin center → Enterprise applications → the app → Permissions → Grant admin consent, "
+    "or https://login.microsoftonline.com/<directory>/adminconsent?client_id=<client id>)",
+    7000222: "the app's client secret has expired: create a new one (Entra admin center → App "
+    "registrations → the app → Certificates & secrets) and store it as the tenant's "
+    "microsoft_client_secret or FLEETMAIL_TOKEN_MICROSOFT_CLIENT_SECRET",
+    7000215: "the app's client secret is wrong: store the secret's value (not its id) as the "
+    "tenant's microsoft_client_secret or FLEETMAIL_TOKEN_MICROSOFT_CLIENT_SECRET",
+    53003: "a Conditional Access policy blocks tokens for this app: an administrator finds the "
+    "policy in Entra's sign-in logs (by the correlation id) and excludes the app, or the "
+    "service's network location, from it",
+    500011: "the scope names a resource the directory does not have (wrong audience): SMTP needs "
+    "https://outlook.office.com/SMTP.Send, app-only https://outlook.office365.com/.default "
+    "(FLEETMAIL_TOKEN_MICROSOFT_SCOPES, FLEETMAIL_TOKEN_MICROSOFT_APP_ONLY_SCOPE)",
+    70011: "a scope is wrong or mixes resources (Microsoft Graph and Outlook scopes cannot be "
+    "asked for together): FLEETMAIL_TOKEN_MICROSOFT_SCOPES or FLEETMAIL_TOKEN_MICROSOFT_APP_ONLY_SCOPE",
+}
+"""What an administrator does when Entra refuses for one of these codes: no sign-in helps."""
 
 
 class ErrorClass(StrEnum):
@@ -37,22 +67,78 @@ class ProviderError:
     error_codes: tuple[int, ...]
     http_status: int | None = None
     retry_after_s: float | None = None
+    suberror: str | None = None
+    claims_challenge: bool = False
 
     @classmethod
     def from_body(cls, body: dict[str, Any], http_status: int | None = None) -> ProviderError:
         codes = tuple(int(c) for c in body.get("error_codes") or () if str(c).isdigit())
-        return cls(str(body.get("error", "unknown")), codes, http_status)
+        suberror = body.get("suberror")
+        return cls(
+            str(body.get("error", "unknown")),
+            codes,
+            http_status,
+            suberror=str(suberror) if suberror else None,
+            claims_challenge=bool(body.get("claims")),
+        )
+
+    def has_code(self, *codes: int) -> bool:
+        return any(code in self.error_codes for code in codes)
+
+    @property
+    def needs_interaction(self) -> bool:
+        """MFA, enrolment or a claims challenge: a person must sign in, the grant is not dead."""
+        return (
+            self.error == "interaction_required"
+            or self.suberror in INTERACTION_SUBERRORS
+            or self.claims_challenge
+            or bool(INTERACTION_CODES.intersection(self.error_codes))
+        )
+
+    @property
+    def needs_consent(self) -> bool:
+        return self.error == "consent_required" or self.suberror == "consent_required" or self.has_code(65001)
 
 
 def classify(error: ProviderError) -> ErrorClass:
-    """Classify a provider error by `error` and `error_codes` only, never by description."""
+    """Classify a provider error by `error`, `error_codes` and `suberror`, never by
+    description. `invalid_grant` alone says little: Entra sends it for revoked grants, for
+    MFA and claims challenges, for missing consent and for Conditional Access blocks."""
     if error.http_status is not None and (error.http_status >= 500 or error.http_status == 429):
         return ErrorClass.TRANSIENT
-    if error.error in TRANSIENT_ERRORS:
+    if error.error in TRANSIENT_ERRORS or error.has_code(REQUEST_LOOP_CODE):
         return ErrorClass.TRANSIENT
+    if error.needs_consent or CONFIGURATION_REMEDIES.keys() & set(error.error_codes):
+        return ErrorClass.CONFIGURATION
+    if error.needs_interaction:
+        return ErrorClass.TERMINAL
     if error.error in TERMINAL_ERRORS or TERMINAL_MICROSOFT_CODES.intersection(error.error_codes):
         return ErrorClass.TERMINAL
     return ErrorClass.CONFIGURATION
+
+
+def reauthorization_reason(error: ProviderError) -> str:
+    """Why a terminal error needs a new sign-in, in words an administrator or user acts on."""
+    summary = f"{error.error} {list(error.error_codes)}".strip()
+    if error.needs_interaction:
+        return (
+            f"the directory asks for an interactive step (multi-factor authentication, enrolment "
+            f"or a Conditional Access claims challenge) that a refresh cannot give ({summary}); the "
+            "grant is not revoked: sign in again and complete the step"
+        )
+    return f"the provider refused the grant ({summary}); sign in again"
+
+
+def configuration_remedy(provider: Provider, error: ProviderError) -> str:
+    """What to change when the provider refuses a request as misconfigured."""
+    if error.needs_consent:
+        return CONFIGURATION_REMEDIES[65001]
+    for code in error.error_codes:
+        if code in CONFIGURATION_REMEDIES:
+            return CONFIGURATION_REMEDIES[code]
+    if error.error == "invalid_resource":
+        return CONFIGURATION_REMEDIES[500011]
+    return configuration_setting(provider, error.error)
 
 
 MICROSOFT_SETTINGS = {
@@ -125,16 +211,62 @@ def predicted_death(
 
 
 def signed_in_address(id_token_claims: dict[str, Any]) -> str | None:
-    for claim in ("email", "preferred_username", "upn"):
+    """The account's sign-in name (an Entra UPN, a Google address), for messages."""
+    for claim in ("preferred_username", "upn", "email"):
         value = id_token_claims.get(claim)
         if isinstance(value, str) and "@" in value:
             return value
     return None
 
 
-def identity_matches(principal: Principal, id_token_claims: dict[str, Any]) -> bool:
-    signed_in = signed_in_address(id_token_claims)
-    return signed_in is not None and signed_in.casefold() == principal.address.casefold()
+def mailbox_addresses(
+    provider: Provider, id_token_claims: dict[str, Any], directory_pinned: bool
+) -> set[str]:
+    """The addresses an id token proves its account owns, casefolded.
+
+    The sign-in name (`preferred_username`, `upn`) always: the directory issues it. The
+    `email` claim (Entra's optional claim: the user's primary SMTP address, which differs from
+    the UPN for many real users) only where it cannot be set by someone else: Google's when
+    `email_verified`; Entra's when the directory owning the domain vouches for it
+    (`xms_edov`) or the tenant's directory is pinned by id, so only that directory's
+    administrators set it. Everything here is in the id token: no Graph permission is needed.
+    """
+    addresses = {
+        value.casefold()
+        for claim in ("preferred_username", "upn")
+        if isinstance(value := id_token_claims.get(claim), str) and "@" in value
+    }
+    email = id_token_claims.get("email")
+    if isinstance(email, str) and "@" in email:
+        if provider is Provider.GOOGLE:
+            trusted = id_token_claims.get("email_verified") in (True, "true")
+        else:
+            trusted = directory_pinned or id_token_claims.get("xms_edov") in (True, "true", "1", 1)
+        if trusted:
+            addresses.add(email.casefold())
+    return addresses
+
+
+def identity_matches(
+    principal: Principal, id_token_claims: dict[str, Any], provider: Provider, directory_pinned: bool = False
+) -> bool:
+    return principal.address.casefold() in mailbox_addresses(provider, id_token_claims, directory_pinned)
+
+
+def directory_pinned(directory: str | None) -> bool:
+    """Whether a tenant's Microsoft directory is named by id, so its sign-ins' `tid` is checked."""
+    return directory is not None and GUID.match(directory) is not None
+
+
+RESERVED_SCOPES = frozenset({"openid", "email", "profile", "offline_access"})
+
+
+def scopes_not_granted(requested: tuple[str, ...] | list[str], granted: tuple[str, ...]) -> list[str]:
+    """The resource scopes asked for that the consent did not grant (a user may untick them
+    on Google's consent screen). An answer that names no scopes is taken as granting all."""
+    if not granted:
+        return []
+    return [s for s in requested if s not in RESERVED_SCOPES and s not in granted]
 
 
 IDENTITY_CHANGED = "identity_settings_changed"

@@ -11,7 +11,8 @@ TokenServiceError
     ├── ReauthorizationRequired    the provider refused the grant for good: sign in again
     ├── SignInFailed               a sign-in could not complete (declined, wrong flow, replayed…)
     │   ├── IdentityMismatch       someone other than the grant's principal signed in
-    │   └── OutsideTenant          the address is not in the tenant's mail domains
+    │   ├── OutsideTenant          the address is not in the tenant's mail domains
+    │   └── ScopeNotGranted        the user left a needed permission unticked at consent
     └── ConfigurationError         a setting is wrong or missing; `setting` names it
         └── UnknownTenant          no tenant by that id
 
@@ -90,6 +91,11 @@ class IdentityMismatch(SignInFailed):
 class OutsideTenant(SignInFailed):
     """A sign-in for an address outside the tenant's mail domains: refused before any
     identity provider is asked."""
+
+
+class ScopeNotGranted(SignInFailed):
+    """The consent granted fewer scopes than asked for (Google's granular consent): the grant
+    could not send, so it is not stored."""
 
 
 class ConfigurationError(PermanentError):

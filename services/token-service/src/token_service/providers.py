@@ -36,8 +36,8 @@ from fleetmail_runtime.identity_endpoints import (
 from .adapters.credentials import SERVICE_ACCOUNT_SETTING, CredentialStore
 from .adapters.google import GoogleApp, GoogleIdentity
 from .adapters.microsoft import MicrosoftApp, MicrosoftIdentity
-from .domain import IDENTITY_CHANGED, grant_bound_to
-from .errors import ConfigurationError, ReauthorizationRequired
+from .domain import IDENTITY_CHANGED, grant_bound_to, scopes_not_granted
+from .errors import ConfigurationError, ReauthorizationRequired, ScopeNotGranted
 from .model import AuthorizationRequest, Redeemed, StoredGrant, TokenResult
 from .settings import TokenSettings
 
@@ -141,6 +141,16 @@ class Providers:
             return Redeemed(result, app.authority, app.client_id)
         google_app = await self.google_app(tenant)
         result = await self.google.redeem_code(google_app, code, flow["code_verifier"], flow["redirect_uri"])
+        if missing := scopes_not_granted(self.settings.google_scopes, result.scopes):
+            # Granular consent: the user unticked a permission. A grant without it cannot
+            # send, so it is handed back at once rather than stored and failing later.
+            if result.refresh_token is not None:
+                await self.google.revoke(google_app, result.refresh_token)
+            raise ScopeNotGranted(
+                f"the sign-in did not grant {' '.join(missing)}: the permission to send mail "
+                "was left unticked on Google's consent screen. Sign in again and tick \"Read, "
+                'compose, send and permanently delete all your email from Gmail"'
+            )
         return Redeemed(result, google_app.token_uri, google_app.client_id)
 
     async def revoke(self, tenant: TenantSettings, grant: StoredGrant) -> None:

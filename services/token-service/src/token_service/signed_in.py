@@ -7,7 +7,13 @@ from datetime import timedelta
 
 from fleetmail_contracts.tokens import AcquisitionFlow, Principal, Provider, TokenAcquired
 
-from .domain import directory_refusal, identity_matches, predicted_death, signed_in_address
+from .domain import (
+    directory_pinned,
+    directory_refusal,
+    identity_matches,
+    predicted_death,
+    signed_in_address,
+)
 from .errors import ConfigurationError, IdentityMismatch, OutsideTenant
 from .memory import TokenMemory
 from .model import CachedToken, IssuedToken, Redeemed
@@ -38,24 +44,26 @@ class SignedIn:
     ) -> None:
         """Replace the principal's grant with the one just signed in for (its first access
         token needs no refresh); nothing is stored when someone else signed in, or someone
-        outside the tenant (its mail domains, its Microsoft directory when one is configured)."""
+        outside the tenant (its mail domains, its Microsoft directory when one is configured).
+
+        The right person is one whose id token names the principal's address among the
+        addresses it proves (`domain.mailbox_addresses`): the sign-in name, or the primary
+        SMTP address when the directory vouches for it — a user whose UPN is not their mail
+        address signs in as themselves."""
         result = redeemed.result
-        if not identity_matches(principal, result.id_token_claims):
-            raise IdentityMismatch(
-                f"signed in as {signed_in_address(result.id_token_claims) or 'an unknown account'}, "
-                f"but the grant is for {principal.address}: sign in with that account"
-            )
         tenant = await self.tenants.get(principal.tenant_id)
+        directory = tenant.identity.directory or self.default_directory
+        if provider is Provider.MICROSOFT and (
+            refusal := directory_refusal(result.id_token_claims, directory)
+        ):
+            raise IdentityMismatch(f"{refusal}: nothing was stored; sign in with an account of the tenant")
+        pinned = provider is Provider.MICROSOFT and directory_pinned(directory)
+        if not identity_matches(principal, result.id_token_claims, provider, pinned):
+            raise IdentityMismatch(self._mismatch(principal, provider, result.id_token_claims))
         if not tenant.accepts_sign_in(principal.address):
             raise OutsideTenant(
                 f"{principal.address} is not in the mail domains of tenant {tenant.tenant_id!r}"
             )
-        if provider is Provider.MICROSOFT and (
-            refusal := directory_refusal(
-                result.id_token_claims, tenant.identity.directory or self.default_directory
-            )
-        ):
-            raise IdentityMismatch(f"{refusal}: nothing was stored; sign in with an account of the tenant")
         if result.refresh_token is None:
             raise ConfigurationError(
                 "the provider returned no refresh token (offline access was not granted)",
@@ -80,3 +88,18 @@ class SignedIn:
                 predicted_death_at=death,
             )
         )
+
+    @staticmethod
+    def _mismatch(principal: Principal, provider: Provider, claims: dict[str, object]) -> str:
+        who = signed_in_address(claims) or "an unknown account"
+        message = f"signed in as {who}, but the grant is for {principal.address}: sign in with that account"
+        if provider is Provider.MICROSOFT:
+            # The right person is refused only when their UPN is not their mail address and
+            # the id token does not carry the mail address in a form fleetmail can trust.
+            message += (
+                f". If {who} is the sign-in name of {principal.address}'s owner, add the optional "
+                "claims `email` and `xms_edov` to the app registration's id token (Entra admin "
+                "center → App registrations → the app → Token configuration), or set the "
+                "tenant's identity.directory to the directory id"
+            )
+        return message

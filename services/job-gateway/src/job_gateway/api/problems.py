@@ -24,6 +24,7 @@ from ..errors import (
     AdministratorUnauthorized,
     AttachmentTooLarge,
     AttachmentTypeRefused,
+    BodyReadTimeout,
     Conflict,
     DeviceUnauthorized,
     DocumentsGone,
@@ -61,6 +62,7 @@ STATUSES: dict[type[GatewayError], int] = {
     SubmissionTooLarge: 413,
     AttachmentTypeRefused: 415,
     InvalidRequest: 422,
+    BodyReadTimeout: 408,
     RateLimited: 429,
     Failed: 502,
     Unavailable: 503,
@@ -85,6 +87,8 @@ def headers_of(error: GatewayError) -> dict[str, str] | None:
     headers: dict[str, str] = {}
     if isinstance(error, Transient):
         headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, BodyReadTimeout):
+        headers["Connection"] = "close"  # the rest of the body is not waited for
     challenge = _nearest(CHALLENGES, type(error))
     if challenge is not None:
         headers["WWW-Authenticate"] = challenge

@@ -2,11 +2,12 @@
 
 FastAPI would read a form parameter's body — spooling every file — before any dependency
 runs, so before the device is authenticated and before any limit could apply. The
-submission route reads it here instead, after authentication, within the tenant's
-`Hold`: a declared `Content-Length` over the limit is refused before a byte is read, the
-body is counted as it streams into Starlette's parser (`submission_limits.limited`), and
-the file parts are counted as their headers arrive, so neither too many files nor too many
-bytes are spooled.
+submission route reads it here instead, after authentication, within the device's `Hold`:
+a declared `Content-Length` over the limit is refused before a byte is read (and nothing is
+held for a size only declared), the body is counted and held as it streams into Starlette's
+parser (`submission_limits.limited`) and refused when it stops arriving, and the file parts
+are counted as their headers arrive, so neither too many files nor too many bytes are
+spooled.
 """
 
 from __future__ import annotations
@@ -50,8 +51,14 @@ def _declared_size(request: Request) -> int | None:
 
 
 async def _parse(request: Request, settings: GatewaySettings, hold: Hold) -> FormData:
-    check_declared(_declared_size(request), settings.max_submission_bytes, hold)
-    body = limited(request.stream(), settings.max_submission_bytes, hold)
+    check_declared(_declared_size(request), settings.max_submission_bytes)
+    body = limited(
+        request.stream(),
+        settings.max_submission_bytes,
+        hold,
+        settings.body_read_timeout_s,
+        settings.body_read_deadline_s,
+    )
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if content_type == "multipart/form-data":

@@ -110,7 +110,7 @@ class JobIntake:
         self.limiter = limiter or RateLimiter(settings.device_rate_per_s, settings.device_rate_burst)
         self.clock = clock
         self.tsi_routing = tsi_routing
-        self.in_flight = BytesInFlight(settings.tenant_bytes_in_flight)
+        self.in_flight = BytesInFlight(settings.tenant_bytes_in_flight, settings.device_share)
 
     async def submit(
         self,
@@ -125,12 +125,13 @@ class JobIntake:
         """`rate_taken`: the edge took the device's token itself, before it read the job
         (SMTP, at MAIL FROM). `ids`: the delivery id and the id the same job had before ids were scoped by
         tenant, when the edge derives them itself (SMTP: from the Message-ID). `hold`: the
-        bytes the edge already holds for the submission while it received it (HTTP); without
-        one, the attachments' bytes are held here while they are stored."""
+        bytes the edge already holds for the submission while it received it (an HTTP body,
+        an SMTP message and its decoded parts), kept until the job is taken in or refused;
+        without one, the attachments' bytes are held here while they are stored."""
         try:
             with ExitStack() as held:
                 if hold is None:
-                    hold = held.enter_context(self.in_flight.hold(device.tenant_id))
+                    hold = held.enter_context(self.in_flight.hold(device.tenant_id, device.device_id))
                 accepted = await self._submit(device, submission, files, ids, hold, rate_taken)
         except GatewayError as error:
             JOBS_REFUSED.add(1, {"reason": error.code, "channel": channel})

@@ -50,7 +50,11 @@ def _token_actions(event: Event) -> list[Action]:
                     list(event.get("error_codes") or []),
                 )
             ]
-        return [wording.user_must_sign_in_again(tenant_id, address)]
+        return [
+            wording.user_must_sign_in_again(
+                tenant_id, address, str(event.get("error", "")), str(event.get("detail", ""))
+            )
+        ]
     if kind == "expiring":
         return [
             wording.grant_expiring(

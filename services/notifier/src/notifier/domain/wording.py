@@ -60,15 +60,31 @@ def jobs_fail_on_the_administrator_grant(tenant_id: str, detail: str) -> Raise:
     )
 
 
-def user_must_sign_in_again(tenant_id: str, address: str) -> Raise:
+INTERACTION_REQUIRED = "interaction_required"
+"""The token event's `error` when the directory wants the user at a screen (MFA, a claims
+challenge): the grant is not revoked, and the alert says what the sign-in must complete."""
+
+
+def user_must_sign_in_again(tenant_id: str, address: str, error: str = "", detail: str = "") -> Raise:
+    if error == INTERACTION_REQUIRED:
+        what = (
+            "The directory asks this user for an interactive step (multi-factor authentication, "
+            f"enrolment or a Conditional Access claims challenge) that a refresh cannot give: {detail}"
+        )
+        remedy = f"{SIGN_IN_AT_THE_DEVICE} The user completes the step the sign-in page asks for."
+    else:
+        what = (
+            "The user's refresh token is no longer accepted; the user signs in at the device's OAuth screen."
+        )
+        remedy = SIGN_IN_AT_THE_DEVICE
     return Raise(
         user_key(tenant_id, address),
         tenant_id,
         AlertCause.USER_REAUTHORIZATION_REQUIRED,
         AlertSeverity.WARNING,
         f"{address} must sign in again",
-        "The user's refresh token is no longer accepted; the user signs in at the device's OAuth screen.",
-        SIGN_IN_AT_THE_DEVICE,
+        what,
+        remedy,
         address,
         for_administrators=False,
     )

@@ -9,6 +9,14 @@ fleetmail keeps its own encrypted refresh tokens, so refresh goes through
 An answer below 500 that is not a JSON object (a proxy's HTML page, a cut-off body) makes
 MSAL raise `ValueError` or trip over it later (`TypeError`, `AttributeError`); every such
 answer is an `UnreadableReply`, whichever way MSAL failed on it.
+
+Device code with a client secret: Entra accepts the device code grant from a confidential
+client when the token request carries its secret, but MSAL puts `initiate_device_flow` and
+`acquire_token_by_device_flow` on `PublicClientApplication` only. Both methods use nothing
+of the public client but the shared `ClientApplication` machinery, so a confidential app
+borrows them (`ConfidentialDeviceFlowApp`): the devicecode request is the same, and every
+poll goes through MSAL's own client, which authenticates with the secret — no hand-written
+token request, MSAL's error handling and throttling unchanged.
 """
 
 from __future__ import annotations
@@ -27,7 +35,15 @@ from fleetmail_contracts.tokens import Provider
 from fleetmail_runtime.outbound import OutboundPolicy
 from msal.exceptions import MsalServiceError
 
-from ..domain import ErrorClass, ProviderError, classify, configuration_setting
+from ..domain import (
+    REQUEST_LOOP_BACKOFF_S,
+    REQUEST_LOOP_CODE,
+    ErrorClass,
+    ProviderError,
+    classify,
+    configuration_remedy,
+    reauthorization_reason,
+)
 from ..errors import (
     ConfigurationError,
     ProviderUnavailable,
@@ -51,6 +67,14 @@ def unavailable(what: str, exc: Exception, retry_after_s: float) -> ProviderUnav
     # MSAL's text is just "HTTP Error: <status>"; a connection error's is requests' own.
     detail = str(exc) if isinstance(exc, MsalServiceError) else type(exc).__name__
     return ProviderUnavailable(f"{what} failed: {detail}", retry_after_s)
+
+
+class ConfidentialDeviceFlowApp(msal.ConfidentialClientApplication):  # type: ignore[misc]  # msal is untyped
+    """A confidential client that can also run the device code flow (see the module docstring)."""
+
+    DEVICE_FLOW_CORRELATION_ID = msal.PublicClientApplication.DEVICE_FLOW_CORRELATION_ID
+    initiate_device_flow = msal.PublicClientApplication.initiate_device_flow
+    acquire_token_by_device_flow = msal.PublicClientApplication.acquire_token_by_device_flow
 
 
 NOT_A_REPLY = (json.JSONDecodeError, TypeError, AttributeError)
@@ -79,16 +103,16 @@ def raise_for_error(result: dict[str, Any], what: str = "token request") -> None
     klass = classify(error)
     summary = f"{error.error} {list(error.error_codes)}".strip()
     if klass is ErrorClass.TERMINAL:
-        raise ReauthorizationRequired(
-            f"the provider refused the grant ({summary}); sign in again",
-            error.error,
-            error.error_codes,
-        )
+        # Interaction (MFA, a claims challenge) is named as such: the grant is not revoked.
+        code = "interaction_required" if error.needs_interaction else error.error
+        raise ReauthorizationRequired(reauthorization_reason(error), code, error.error_codes)
     if klass is ErrorClass.TRANSIENT:
-        raise ProviderUnavailable(f"the identity provider is unavailable ({summary})")
+        retry_after = REQUEST_LOOP_BACKOFF_S if error.has_code(REQUEST_LOOP_CODE) else None
+        raise ProviderUnavailable(f"the identity provider is unavailable ({summary})", retry_after)
     raise ConfigurationError(
-        f"the identity provider refused the request ({summary})",
-        setting=configuration_setting(Provider.MICROSOFT, error.error),
+        f"the identity provider refused the request as misconfigured ({summary}); signing in again "
+        f"does not help: {configuration_remedy(Provider.MICROSOFT, error)}",
+        setting=configuration_remedy(Provider.MICROSOFT, error),
     )
 
 
@@ -119,7 +143,7 @@ class MicrosoftIdentity:
             try:
                 client: msal.ClientApplication
                 if app.client_secret:
-                    client = msal.ConfidentialClientApplication(
+                    client = ConfidentialDeviceFlowApp(
                         app.client_id, client_credential=app.client_secret, **common
                     )
                 else:

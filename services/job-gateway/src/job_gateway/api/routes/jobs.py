@@ -11,6 +11,7 @@ from ...errors import (
     AdministratorUnauthorized,
     AttachmentTooLarge,
     AttachmentTypeRefused,
+    BodyReadTimeout,
     DeviceUnauthorized,
     EventBusUnavailable,
     Forbidden,
@@ -83,6 +84,7 @@ async def queues(admin: AdminDep, services: ServicesDep) -> list[QueueView]:
         AttachmentTypeRefused,
         RateLimited,
         TooManyBytesInFlight,
+        BodyReadTimeout,
         EventBusUnavailable,
     ),
     openapi_extra=job_form_body(),
@@ -90,9 +92,10 @@ async def queues(admin: AdminDep, services: ServicesDep) -> list[QueueView]:
 async def submit_job(device: DeviceDep, services: ServicesDep, request: Request) -> JobAccepted:
     """A job from a device: the `job` part says what to send, the `files` parts are its
     attachments. The body is read only after the device is authenticated, and refused as soon
-    as it passes the submission limits (413) or the tenant's bytes in flight (507)."""
+    as it passes the submission limits (413) or the device's or tenant's bytes in flight
+    (507), or when it stops arriving (408)."""
     intake = services.intake
-    with intake.in_flight.hold(device.tenant_id) as hold:
+    with intake.in_flight.hold(device.tenant_id, device.device_id) as hold:
         async with job_form(request, intake.settings, hold) as (job, files):
             return await intake.submit(device, read_submission(job), files, hold=hold)
 
