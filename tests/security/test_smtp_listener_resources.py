@@ -2,8 +2,8 @@
 taken in.
 
 The limits are crossed on a job-gateway replica of this module's (the stack's harness for
-settings of one's own): 20 connections per source address, 2 s of silence; the other
-tests keep production's defaults (see the gateway's README).
+settings of one's own): 20 connections per source address, 2 s of silence, 6 s to sign in,
+3 jobs per device; the other tests keep production's defaults (see the gateway's README).
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -23,31 +25,47 @@ from fleetmail_devkit.probes import register_device, tenant_with_administrator_g
 
 from tests.utils import eventually
 from tests.utils.jobs import delivered_with_subject
-from tests.utils.smtp import scan, send_raw
+from tests.utils.smtp import context, scan, send_raw
 
 PER_ADDRESS = 20
 IDLE = 1000
+BURST = 3
+
+
+@dataclass(frozen=True)
+class Guarded:
+    plain: int
+    tls: int  # implicit TLS
 
 
 @pytest.fixture(scope="module")
-async def guarded_port(stack) -> AsyncIterator[int]:
-    """The plain SMTP port of a job-gateway replica with small limits (same bus, same store)."""
-    port = free_port()
+async def guarded(stack) -> AsyncIterator[Guarded]:
+    """The plain and implicit-TLS SMTP ports of a job-gateway replica with small limits (same
+    bus, same store). Its TLS handshake timeout is production's 10 s."""
+    ports = Guarded(plain=free_port(), tls=free_port())
     replica = await stack.add_replica(
         "job-gateway",
         {
             "FLEETMAIL_GATEWAY_PORT": str(free_port()),
             "FLEETMAIL_GATEWAY_SMTP_STARTTLS_PORT": "0",
-            "FLEETMAIL_GATEWAY_SMTP_TLS_PORT": "0",
-            "FLEETMAIL_GATEWAY_SMTP_PLAIN_PORT": str(port),
+            "FLEETMAIL_GATEWAY_SMTP_TLS_PORT": str(ports.tls),
+            "FLEETMAIL_GATEWAY_SMTP_PLAIN_PORT": str(ports.plain),
             "FLEETMAIL_GATEWAY_SMTP_MAX_CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS),
             "FLEETMAIL_GATEWAY_SMTP_IDLE_TIMEOUT_S": "2",
+            "FLEETMAIL_GATEWAY_SMTP_SIGN_IN_WITHIN_S": "6",
+            "FLEETMAIL_GATEWAY_DEVICE_RATE_BURST": str(BURST),
+            "FLEETMAIL_GATEWAY_DEVICE_RATE_PER_S": "0.0001",
         },
     )
     try:
-        yield port
+        yield ports
     finally:
         await stack.stop_part(replica)
+
+
+@pytest.fixture
+def guarded_port(guarded: Guarded) -> int:
+    return guarded.plain
 
 
 @pytest.fixture
@@ -62,14 +80,40 @@ async def _open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, 
     return reader, writer, await reader.readline()
 
 
-async def _keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, text: bytes) -> bytes:
+    """`text` sent, and the last line of its reply."""
+    writer.write(text + b"\r\n")
+    while (line := await reader.readline())[3:4] == b"-":
+        pass
+    return line
+
+
+async def _sign_in(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, device: tuple[str, str]
+) -> None:
+    assert (await _command(reader, writer, b"EHLO mfp")).startswith(b"250 ")
+    user, secret = device
+    plain = base64.b64encode(f"\0{user}\0{secret}".encode())
+    assert (await _command(reader, writer, b"AUTH PLAIN " + plain)).startswith(b"235")
+
+
+async def _noop_until_refused(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
     """What a client holding connections does to defeat the idle timeout: a NOOP every half
-    second (the replica's timeout is 2 s)."""
-    while not writer.is_closing():
-        writer.write(b"NOOP\r\n")
-        if not (await reader.readline()).startswith(b"250"):
-            return
+    second (the replica's timeout is 2 s). The first reply that is not a 250 (b"" once closed)."""
+    while True:
+        line = await _command(reader, writer, b"NOOP")
+        if not line.startswith(b"250"):
+            return line
         await asyncio.sleep(0.5)  # pacing, not waiting for anything
+
+
+async def _keep_alive(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, device: tuple[str, str]
+) -> None:
+    """Signed in first: a connection that never signs in is closed however busy it keeps
+    (`test_a_client_that_never_signs_in_is_closed_however_busy`)."""
+    await _sign_in(reader, writer, device)
+    await _noop_until_refused(reader, writer)
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
@@ -82,8 +126,8 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 async def test_a_thousand_idle_connections_from_one_address_are_capped_and_a_device_still_delivers(
     stack, emulator_http, device, guarded_port
 ) -> None:
-    """Idle: they send no mail. Those admitted are kept alive with NOOPs, as a client holding
-    connections would, so the idle timeout is not what frees them: the cap alone holds."""
+    """Idle: they send no mail. Those admitted sign in and are kept alive with NOOPs, as a
+    client holding connections would, so no timeout is what frees them: the cap alone holds."""
     port = guarded_port
     opened: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]] = []
     alive: list[asyncio.Task[None]] = []
@@ -92,7 +136,9 @@ async def test_a_thousand_idle_connections_from_one_address_are_capped_and_a_dev
             batch = await asyncio.gather(*(_open(port) for _ in range(100)))
             opened += batch
             alive += [
-                asyncio.create_task(_keep_alive(r, w)) for r, w, first in batch if first.startswith(b"220 ")
+                asyncio.create_task(_keep_alive(r, w, device))
+                for r, w, first in batch
+                if first.startswith(b"220 ")
             ]
         greeted = [first for _, _, first in opened if first.startswith(b"220 ")]
         refused = [first for _, _, first in opened if first.startswith(b"421 4.7.0 ")]
@@ -213,3 +259,101 @@ async def test_messages_as_devices_send_them_are_delivered_with_their_bytes(
     delivered = await _delivered(stack, emulator_http, f"Unknown charset {tag}")
     [attachment] = delivered.iter_attachments()
     assert attachment.get_payload(decode=True) == odd_text
+
+
+@pytest.mark.timeout(90)
+async def test_a_thousand_silent_connections_to_the_tls_port_are_capped_before_their_handshake(
+    stack, emulator_http, device, guarded
+) -> None:
+    """Raw TCP, never a ClientHello: over the cap, closed at once; admitted, closed when the
+    handshake times out. Meanwhile a device on another address delivers over implicit TLS."""
+    connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    for _ in range(IDLE // 100):
+        connections += await asyncio.gather(
+            *(asyncio.open_connection("127.0.0.1", guarded.tls) for _ in range(100))
+        )
+    ends = [asyncio.create_task(reader.read()) for reader, _ in connections]
+
+    def closed() -> int:
+        return sum(end.done() for end in ends)
+
+    try:
+        at_once = await eventually(
+            lambda: closed() >= IDLE - PER_ADDRESS and closed(),
+            what="the connections over the cap closed by the listener",
+        )
+        # Those admitted wait for their handshake (10 s): what closed at once was the excess.
+        assert at_once == IDLE - PER_ADDRESS, at_once
+
+        subject = f"Scan over TLS during a flood {uuid.uuid4().hex[:6]}"
+        async with aiosmtplib.SMTP(
+            hostname="127.0.0.1",
+            port=guarded.tls,
+            source_address=("127.0.0.2", 0),
+            use_tls=True,
+            tls_context=context(stack),
+            timeout=30,
+        ) as smtp:
+            await smtp.login(*device)
+            errors, reply = await smtp.send_message(scan(subject))
+        assert errors == {} and "queued as" in reply, reply
+        await _delivered(stack, emulator_http, subject)
+
+        # The admitted ones are closed by the listener's handshake timeout, not asyncio's 60 s.
+        await eventually(lambda: closed() == IDLE, within=40, what="handshakes timed out")
+    finally:
+        for end in ends:
+            end.cancel()
+        await asyncio.gather(*(_close(writer) for _, writer in connections))
+
+    async def served() -> bool:
+        async with aiosmtplib.SMTP(
+            hostname="127.0.0.1", port=guarded.tls, use_tls=True, tls_context=context(stack), timeout=10
+        ) as smtp:
+            return (await smtp.noop()).code == 250
+
+    await eventually(served, what="127.0.0.1 served over TLS once its connections closed")
+
+
+@pytest.mark.timeout(60)
+async def test_a_client_that_never_signs_in_is_closed_however_busy(guarded_port) -> None:
+    reader, writer, greeting = await _open(guarded_port)
+    try:
+        assert greeting.startswith(b"220 ")
+        assert (await _command(reader, writer, b"EHLO idler")).startswith(b"250 ")
+        refusal = await asyncio.wait_for(_noop_until_refused(reader, writer), timeout=45)
+        assert refusal.startswith(b"421 4.4.2 ") and b"timeout" in refusal, refusal
+    finally:
+        await _close(writer)
+
+
+@pytest.mark.timeout(60)
+async def test_a_device_passes_mail_from_in_as_many_sessions_as_it_has_jobs_left(
+    device, guarded_port
+) -> None:
+    """Each session takes the device's token at MAIL FROM, before its message is sent; one
+    that ends without a job (RSET) gives it back."""
+    sessions = [(await _open(guarded_port))[:2] for _ in range(BURST + 3)]
+    try:
+        await asyncio.gather(*(_sign_in(reader, writer, device) for reader, writer in sessions))
+        replies = await asyncio.gather(
+            *(_command(reader, writer, b"MAIL FROM:<mfp@contoso.example>") for reader, writer in sessions)
+        )
+        passed = [
+            session for session, reply in zip(sessions, replies, strict=True) if reply.startswith(b"250")
+        ]
+        refused = [
+            session for session, reply in zip(sessions, replies, strict=True) if reply.startswith(b"450")
+        ]
+        assert (len(passed), len(refused)) == (BURST, 3), replies
+        assert all(
+            re.match(rb"450 4\.7\.1 this device sent more than 3 jobs", reply)
+            for reply in replies
+            if reply.startswith(b"450")
+        )
+
+        assert (await _command(*passed[0], b"RSET")).startswith(b"250")
+        assert (await _command(*refused[0], b"MAIL FROM:<mfp@contoso.example>")).startswith(b"250")
+        assert (await _command(*refused[1], b"MAIL FROM:<mfp@contoso.example>")).startswith(b"450")
+    finally:
+        await asyncio.gather(*(_close(writer) for _, writer in sessions))

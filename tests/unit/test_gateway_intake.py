@@ -277,6 +277,16 @@ async def test_a_runaway_device_waits_and_others_do_not() -> None:
     await parts.intake.submit(DEVICE, job, [])
 
 
+async def test_a_job_whose_token_the_edge_took_is_not_charged_twice() -> None:
+    """SMTP takes the device's token at MAIL FROM, before the message is read."""
+    parts = Parts(burst=1)
+    job = JobSubmission(to=["a@b.example"])
+    assert parts.intake.limiter.take(f"{DEVICE.tenant_id}/{DEVICE.device_id}") is None  # at MAIL FROM
+    await parts.intake.submit(DEVICE, job, [], channel="smtp", rate_taken=True)
+    with pytest.raises(RateLimited):
+        await parts.intake.submit(DEVICE, job, [])
+
+
 async def test_a_submission_over_the_limits_stores_nothing_and_spends_no_rate() -> None:
     parts = Parts(burst=1, max_attachments=2, max_submission_bytes=100, tenant_bytes_in_flight=150)
     job = JobSubmission(to=["a@b.example"])

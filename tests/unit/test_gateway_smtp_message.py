@@ -1,27 +1,16 @@
-"""The SMTP listener's pure pieces: DATA into a spool, the message read part by part from it,
-the connection counts and the rate asked at MAIL FROM (no server: the real listener is driven in
-tests/security/test_smtp_listener_resources.py)."""
+"""The SMTP listener's pure pieces: DATA into a spool, the message read part by part from it
+(no server: the real listener is driven in tests/security/test_smtp_listener_resources.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
-import re
 from collections.abc import Iterator
 from email.message import EmailMessage
-from types import SimpleNamespace
 
 import pytest
-from aiosmtpd.smtp import Envelope, Session
-from fleetmail_contracts.jobs import JobFunction
-from job_gateway.domain import Device, DeviceLogin
 from job_gateway.errors import InvalidJob
-from job_gateway.ratelimit import RateLimiter
-from job_gateway.settings import GatewaySettings
-from job_gateway.smtp_connections import ConnectionLimits
 from job_gateway.smtp_data import DataSpool
-from job_gateway.smtp_listener import SubmissionHandler
 from job_gateway.smtp_message import MAX_PARTS, ReadMessage, read_message
 
 from tests.utils.smtp import scan
@@ -158,32 +147,3 @@ def test_oversized_headers_and_too_many_parts_are_refused() -> None:
         message.add_attachment(b"x", maintype="application", subtype="pdf", filename=f"{n}.pdf")
     with pytest.raises(InvalidJob, match=f"more than {MAX_PARTS} parts"):
         read(crlf(message))
-
-
-def test_connections_are_capped_per_address_and_in_total() -> None:
-    limits = ConnectionLimits(total=3, per_address=2)
-    assert limits.admit("10.0.0.1") is None and limits.admit("10.0.0.1") is None
-    refusal = limits.admit("10.0.0.1")
-    assert refusal is not None and "10.0.0.1" in refusal
-    assert limits.admit("10.0.0.2") is None
-    assert limits.admit("10.0.0.3") == "too many connections; try again later"
-    assert limits.worth_logging("10.0.0.1")  # its first refusal
-    assert limits.admit("10.0.0.1") is not None and not limits.worth_logging("10.0.0.1")
-    limits.release("10.0.0.1")
-    assert limits.admit("10.0.0.3") is None and limits.open == {"10.0.0.1": 1, "10.0.0.2": 1, "10.0.0.3": 1}
-
-
-async def test_a_device_out_of_jobs_is_refused_at_mail_from_before_it_sends_its_message() -> None:
-    limiter = RateLimiter(rate_per_s=1, burst=1, clock=lambda: 0.0)
-    handler = SubmissionHandler(
-        SimpleNamespace(limiter=limiter),  # type: ignore[arg-type]  # only its rate is asked
-        SimpleNamespace(),  # type: ignore[arg-type]
-        GatewaySettings(),
-    )
-    session = Session(asyncio.get_running_loop())
-    session.authenticated = True
-    session.auth_data = DeviceLogin(Device("mfp-1", "t1"), JobFunction.SCAN_TO_EMAIL, "auth")  # type: ignore[assignment]
-    assert (await handler.handle_MAIL(None, session, Envelope(), "mfp@x.example", [])).startswith("250")  # type: ignore[arg-type]
-    limiter.take("t1/mfp-1")  # its one job, taken in
-    reply = await handler.handle_MAIL(None, session, Envelope(), "mfp@x.example", [])  # type: ignore[arg-type]
-    assert re.fullmatch(r"450 4\.7\.1 this device sent more than 1 jobs at once; try again in \d+ s", reply)

@@ -89,7 +89,23 @@ class GatewaySettings(BaseSettings):
         default=1000, gt=0, description="SMTP connections open at once, all ports; more are refused with 421"
     )
     smtp_max_connections_per_address: int = Field(
-        default=100, gt=0, description="SMTP connections open at once from one source address"
+        default=100,
+        gt=0,
+        description="SMTP connections open at once from one source: an IPv4 address or an IPv6 /64",
+    )
+    smtp_tls_handshake_timeout_s: float = Field(
+        default=10, gt=0, description="Time a connection to the implicit-TLS port has to finish its handshake"
+    )
+    smtp_sign_in_idle_timeout_s: float = Field(
+        default=30,
+        gt=0,
+        description="A connection not signed in yet (AUTH, or MAIL FROM from an allowlisted address) "
+        "silent this long is closed",
+    )
+    smtp_sign_in_within_s: float = Field(
+        default=120,
+        gt=0,
+        description="A connection must sign in within this long of its accept, however busy, or it is closed",
     )
     smtp_idle_timeout_s: float = Field(
         default=120,

@@ -13,9 +13,12 @@ Devices that send HELO instead of EHLO cannot AUTH (they never saw the extension
 allowlist is how they are let in.
 
 One device cannot take the listener from the others: connections are capped in total and
-per source address, silence and slow data time out (`smtp_protocol`), a message is spooled
+per source (counted from the accept, before any TLS handshake: `smtp_connections`), a
+connection that does not sign in soon is closed, silence and slow data time out
+(`smtp_protocol`), a message is spooled
 to disk and read part by part (`smtp_data`, `smtp_message`), and a device out of jobs is
-refused at MAIL FROM, before it sends its message.
+refused at MAIL FROM, before it sends its message (its token is taken there, and given back
+when no job comes of the envelope).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +51,10 @@ from .errors import (
     TooManyBytesInFlight,
     Unavailable,
 )
+from .ratelimit import TokenReservation
 from .schemas import JobSubmission, summarise
 from .settings import GatewaySettings
-from .smtp_connections import ConnectionLimits
+from .smtp_connections import ConnectionLimits, CountedTls
 from .smtp_message import ReadMessage, header_text, read_message
 from .smtp_protocol import DeviceSMTP, SpooledEnvelope
 from .telemetry import tracer
@@ -119,17 +125,19 @@ class SubmissionHandler:
                 return "530 5.7.0 Authentication required: sign in with the device id and secret"
             session.auth_data = login  # type: ignore[assignment]  # aiosmtpd declares it None
         known: Any = session.auth_data
-        # The device's rate before its message is read, not after: a device out of jobs
-        # does not get to send (and have parsed) 30 MB first. The intake takes the token.
-        wait = None
+        # The device's token is taken before its message is read, not after: a device out of
+        # jobs does not get to send (and have parsed) 30 MB first, nor a hundred sessions at
+        # once. The envelope gives it back if no job comes of it (`DeviceSMTP`).
         if isinstance(known, DeviceLogin):
             device = known.device
-            wait = self.intake.limiter.wait(f"{device.tenant_id}/{device.device_id}")
-        if wait is not None:
-            return (
-                f"450 4.7.1 this device sent more than {self.intake.limiter.burst} jobs at once; "
-                f"try again in {retry_after_s(wait)} s"
-            )
+            reserved = self.intake.limiter.reserve(f"{device.tenant_id}/{device.device_id}")
+            if not isinstance(reserved, TokenReservation):
+                return (
+                    f"450 4.7.1 this device sent more than {self.intake.limiter.burst} jobs at once; "
+                    f"try again in {retry_after_s(reserved)} s"
+                )
+            assert isinstance(envelope, SpooledEnvelope)
+            envelope.rate = reserved
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Sender OK"
@@ -185,8 +193,16 @@ class SubmissionHandler:
             )
             with SpanScope(span):
                 accepted = await self.intake.submit(
-                    login.device, submission, message.attachments, channel="smtp", ids=ids, hold=hold
+                    login.device,
+                    submission,
+                    message.attachments,
+                    channel="smtp",
+                    ids=ids,
+                    hold=hold,
+                    rate_taken=envelope.rate is not None,
                 )
+            if envelope.rate is not None:
+                envelope.rate.keep()
         except GatewayError as error:
             return smtp_reply(error)
         except Exception:
@@ -230,6 +246,7 @@ class SmtpListener:
             settings.smtp_max_connections, settings.smtp_max_connections_per_address
         )
         self.servers: list[asyncio.Server] = []
+        self.handshakes: set[asyncio.Task[None]] = set()
 
     @property
     def min_tls(self) -> str | None:
@@ -275,10 +292,21 @@ class SmtpListener:
         try:
             for port, options, implicit in self._plan():
 
-                def factory(options: dict[str, Any] = options) -> SMTP:
+                def factory(options: dict[str, Any] = options) -> DeviceSMTP:
                     return DeviceSMTP(self.handler, self.limits, **common, **options)
 
-                self.servers.append(await loop.create_server(factory, host, port, ssl=implicit))
+                protocol: Callable[[], asyncio.BaseProtocol] = factory
+                if implicit is not None:
+                    # Counted from the accept, not from the end of the handshake (see CountedTls).
+                    protocol = partial(
+                        CountedTls,
+                        self.limits,
+                        implicit,
+                        settings.smtp_tls_handshake_timeout_s,
+                        factory,
+                        self.handshakes,
+                    )
+                self.servers.append(await loop.create_server(protocol, host, port))
                 log.info("SMTP listener on %s:%s%s", host, port, " (implicit TLS)" if implicit else "")
         except OSError as exc:
             await self.close()
@@ -288,5 +316,7 @@ class SmtpListener:
         servers, self.servers = self.servers, []
         for server in servers:
             server.close()
+        for handshake in list(self.handshakes):
+            handshake.cancel()
         for server in servers:
             await server.wait_closed()

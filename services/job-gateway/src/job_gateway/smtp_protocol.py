@@ -2,6 +2,11 @@
 device directory, connections counted against the listener's limits (`smtp_connections`),
 a 421 before a connection is closed for silence, and DATA read into a spooled file
 (`smtp_data`) instead of aiosmtpd's lines in memory.
+
+Until a connection has signed in (AUTH, or MAIL FROM from an allowlisted address) it is a
+stranger holding one of the listener's connections: it may be silent for less
+(`smtp_sign_in_idle_timeout_s`) and must sign in within `smtp_sign_in_within_s` of its
+accept, however busy it keeps itself with NOOPs.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Se
 
 from .domain import DeviceLogin
 from .errors import Unauthorized
-from .smtp_connections import ConnectionLimits
+from .ratelimit import TokenReservation
+from .smtp_connections import ConnectionLimits, peer_source
 from .smtp_data import DataSpool
 from .submission_limits import Hold
 
@@ -33,6 +39,7 @@ class SpooledEnvelope(Envelope):
         super().__init__()
         self.spool: DataSpool | None = None
         self.hold: Hold | None = None
+        self.rate: TokenReservation | None = None  # the job's token, taken at MAIL FROM
 
 
 class DeviceSMTP(SMTP):
@@ -45,47 +52,69 @@ class DeviceSMTP(SMTP):
         self.settings = handler.settings
         self.in_flight = handler.intake.in_flight
         self.limits = limits
-        self.address: str | None = None  # once admitted; the count is released with it
+        self.address: str | None = None  # once admitted: the source the count is released for
         self.refused = False
+        self.accepted_at = self.loop.time()
+        self.sign_in_timer = False  # the running timer is the one for a connection not signed in
+
+    def admitted(self, source: str) -> None:
+        """Counted already, at accept (the implicit-TLS port): released when it is lost."""
+        self.address = source
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.address is None and not self.refused:  # not the call STARTTLS makes again
-            peer = transport.get_extra_info("peername")
-            address = str(peer[0]) if peer else ""
-            refusal = self.limits.admit(address)
+            source = peer_source(transport)
+            refusal = self.limits.admit(source)
             if refusal is not None:
                 self.refused = True
-                if self.limits.worth_logging(address):
-                    log.warning(
-                        "SMTP connection from %s refused: %s (%d so far)",
-                        address,
-                        refusal,
-                        self.limits.refused[address],
-                    )
                 assert isinstance(transport, asyncio.WriteTransport)
                 transport.write(f"421 4.7.0 {self.hostname} {refusal}\r\n".encode())
                 transport.close()
                 return
-            self.address = address
+            self.address = source
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self.refused:
             return  # aiosmtpd never served it
         try:
+            self._refund_rate()
             super().connection_lost(error)
         finally:
             address, self.address = self.address, None
             if address is not None:
                 self.limits.release(address)
 
+    @property
+    def signed_in(self) -> bool:
+        return self.session is not None and (self.session.authenticated or self.session.auth_data is not None)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        self.sign_in_timer = duration is None and not self.signed_in
+        if self.sign_in_timer:
+            left = self.accepted_at + self.settings.smtp_sign_in_within_s - self.loop.time()
+            idle = min(self.settings.smtp_sign_in_idle_timeout_s, self.settings.smtp_idle_timeout_s)
+            duration = max(min(idle, left), 0.001)
+        super()._reset_timeout(duration)
+
     def _timeout_cb(self) -> None:
+        if self.sign_in_timer and self.signed_in:
+            self._reset_timeout()  # signed in since it was armed: the ordinary idle time, from now
+            return
         if isinstance(self.transport, asyncio.WriteTransport) and not self.transport.is_closing():
             self.transport.write(f"421 4.4.2 {self.hostname} timeout, closing the connection\r\n".encode())
         super()._timeout_cb()  # type: ignore[no-untyped-call]  # aiosmtpd leaves it untyped
 
     def _create_envelope(self) -> SpooledEnvelope:
+        # RSET, HELO/EHLO and the end of DATA start a new envelope: a token the old one took
+        # at MAIL FROM and no job used is the device's again.
+        self._refund_rate()
         return SpooledEnvelope()
+
+    def _refund_rate(self) -> None:
+        envelope = getattr(self, "envelope", None)  # none yet while aiosmtpd builds the server
+        if isinstance(envelope, SpooledEnvelope) and envelope.rate is not None:
+            envelope.rate.refund()
 
     @staticmethod
     def _parse_only(
@@ -98,6 +127,9 @@ class DeviceSMTP(SMTP):
             return result
         login = result.auth_data.login.decode("utf-8", "replace")
         secret = result.auth_data.password.decode("utf-8", "replace")
+        # Checking the secret is fleetmail's time, not the client's silence.
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
         try:
             device = await self.directory.authenticate(login, secret)
         except Unauthorized:
@@ -107,6 +139,8 @@ class DeviceSMTP(SMTP):
                 self.session.peer if self.session else "?",
             )
             return AuthResult(success=False, handled=False)
+        finally:
+            self._reset_timeout()
         return AuthResult(success=True, auth_data=device)
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:

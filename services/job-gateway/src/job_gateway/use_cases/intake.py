@@ -120,8 +120,10 @@ class JobIntake:
         channel: str = "http",
         ids: tuple[str, str] | None = None,
         hold: Hold | None = None,
+        rate_taken: bool = False,
     ) -> JobAccepted:
-        """`ids`: the delivery id and the id the same job had before ids were scoped by
+        """`rate_taken`: the edge took the device's token itself, before it read the job
+        (SMTP, at MAIL FROM). `ids`: the delivery id and the id the same job had before ids were scoped by
         tenant, when the edge derives them itself (SMTP: from the Message-ID). `hold`: the
         bytes the edge already holds for the submission while it received it (an HTTP body,
         an SMTP message and its decoded parts), kept until the job is taken in or refused;
@@ -130,7 +132,7 @@ class JobIntake:
             with ExitStack() as held:
                 if hold is None:
                     hold = held.enter_context(self.in_flight.hold(device.tenant_id, device.device_id))
-                accepted = await self._submit(device, submission, files, ids, hold)
+                accepted = await self._submit(device, submission, files, ids, hold, rate_taken)
         except GatewayError as error:
             JOBS_REFUSED.add(1, {"reason": error.code, "channel": channel})
             raise
@@ -155,10 +157,12 @@ class JobIntake:
         files: Sequence[UploadFile],
         ids: tuple[str, str] | None,
         hold: Hold,
+        rate_taken: bool = False,
     ) -> JobAccepted:
         check_attachment_count(len(files), self.settings.max_attachments)
         hold.grow_to(check_submission_size(files, self.settings.max_submission_bytes))
-        wait = self.limiter.take(f"{device.tenant_id}/{device.device_id}")  # device ids are per tenant
+        # device ids are per tenant
+        wait = None if rate_taken else self.limiter.take(f"{device.tenant_id}/{device.device_id}")
         if wait is not None:
             seconds = retry_after_s(wait)
             raise RateLimited(
