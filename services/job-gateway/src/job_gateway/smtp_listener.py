@@ -49,6 +49,7 @@ from .errors import (
     RateLimited,
     SubmissionTooLarge,
     TooManyBytesInFlight,
+    Transient,
     Unavailable,
 )
 from .ratelimit import TokenReservation
@@ -204,6 +205,10 @@ class SubmissionHandler:
             if envelope.rate is not None:
                 envelope.rate.keep()
         except GatewayError as error:
+            if envelope.rate is not None and not isinstance(error, Transient):
+                # A message refused for good still costs its device a job: a device sending
+                # bad input in a loop is held back by its rate, not only by the parser.
+                envelope.rate.keep()
             return smtp_reply(error)
         except Exception:
             # Never a 5xx for our own trouble: the device would drop the scan for good.
