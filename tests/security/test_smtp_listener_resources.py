@@ -36,18 +36,19 @@ BURST = 3
 class Guarded:
     plain: int
     tls: int  # implicit TLS
+    starttls: int
 
 
 @pytest.fixture(scope="module")
 async def guarded(stack) -> AsyncIterator[Guarded]:
     """The plain and implicit-TLS SMTP ports of a job-gateway replica with small limits (same
     bus, same store). Its TLS handshake timeout is production's 10 s."""
-    ports = Guarded(plain=free_port(), tls=free_port())
+    ports = Guarded(plain=free_port(), tls=free_port(), starttls=free_port())
     replica = await stack.add_replica(
         "job-gateway",
         {
             "FLEETMAIL_GATEWAY_PORT": str(free_port()),
-            "FLEETMAIL_GATEWAY_SMTP_STARTTLS_PORT": "0",
+            "FLEETMAIL_GATEWAY_SMTP_STARTTLS_PORT": str(ports.starttls),
             "FLEETMAIL_GATEWAY_SMTP_TLS_PORT": str(ports.tls),
             "FLEETMAIL_GATEWAY_SMTP_PLAIN_PORT": str(ports.plain),
             "FLEETMAIL_GATEWAY_SMTP_MAX_CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS),
@@ -357,3 +358,33 @@ async def test_a_device_passes_mail_from_in_as_many_sessions_as_it_has_jobs_left
         assert (await _command(*refused[1], b"MAIL FROM:<mfp@contoso.example>")).startswith(b"450")
     finally:
         await asyncio.gather(*(_close(writer) for _, writer in sessions))
+
+
+@pytest.mark.timeout(60)
+async def test_a_client_silent_inside_its_starttls_handshake_gives_its_connection_back(guarded) -> None:
+    """EHLO, STARTTLS, then nothing, on every connection the address may hold: each is ended
+    by the timer for strangers, and the address is served again. (Closing the TLS layer mid-
+    handshake never told the protocol its connection was lost: the counts stayed taken and
+    the address was refused for good.)"""
+
+    async def greeted() -> bool:
+        _, writer, line = await _open(guarded.starttls)
+        await _close(writer)
+        return line.startswith(b"220")
+
+    await eventually(greeted, within=20, what="the address to be served")
+    held = []
+    for _ in range(PER_ADDRESS):
+        reader, writer, greeting = await _open(guarded.starttls)
+        assert greeting.startswith(b"220"), greeting
+        assert (await _command(reader, writer, b"EHLO mfp")).startswith(b"250 ")
+        assert (await _command(reader, writer, b"STARTTLS")).startswith(b"220")
+        held.append((reader, writer))
+    _, writer, full = await _open(guarded.starttls)
+    await _close(writer)
+    assert full.startswith(b"421"), full
+    for reader, writer in held:
+        with contextlib.suppress(ConnectionError):
+            await asyncio.wait_for(reader.read(), 20)  # until the listener ends it
+        await _close(writer)
+    await eventually(greeted, within=10, what="the address served again")

@@ -56,6 +56,7 @@ class DeviceSMTP(SMTP):
         self.refused = False
         self.accepted_at = self.loop.time()
         self.sign_in_timer = False  # the running timer is the one for a connection not signed in
+        self.lost = False
 
     def admitted(self, source: str) -> None:
         """Counted already, at accept (the implicit-TLS port): released when it is lost."""
@@ -75,11 +76,13 @@ class DeviceSMTP(SMTP):
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
-        if self.refused:
-            return  # aiosmtpd never served it
+        if self.refused or self.lost:
+            return  # aiosmtpd never served it, or its end was handled already
+        self.lost = True
         try:
             self._refund_rate()
-            super().connection_lost(error)
+            if self.session is not None:  # None: a TLS handshake on the implicit port failed
+                super().connection_lost(error)
         finally:
             address, self.address = self.address, None
             if address is not None:
@@ -100,6 +103,17 @@ class DeviceSMTP(SMTP):
     def _timeout_cb(self) -> None:
         if self.sign_in_timer and self.signed_in:
             self._reset_timeout()  # signed in since it was armed: the ordinary idle time, from now
+            return
+        if self._original_transport is not None and self.session is not None and self.session.ssl is None:
+            # Silent inside its STARTTLS handshake. Closing the TLS layer then ends the
+            # handshake without asyncio telling this protocol the connection is lost, and the
+            # client's count would stay taken for good: end the socket and the session here.
+            original = self._original_transport
+            if isinstance(original, asyncio.WriteTransport):
+                original.abort()
+            else:
+                original.close()
+            self.connection_lost(TimeoutError("the STARTTLS handshake was not finished in time"))
             return
         if isinstance(self.transport, asyncio.WriteTransport) and not self.transport.is_closing():
             self.transport.write(f"421 4.4.2 {self.hostname} timeout, closing the connection\r\n".encode())
