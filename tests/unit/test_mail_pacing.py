@@ -140,6 +140,35 @@ async def test_submissions_beyond_the_mailboxs_places_wait_for_one_to_free() -> 
     assert most == 3
 
 
+async def test_a_place_held_elsewhere_for_long_is_waited_for_in_the_queue() -> None:
+    """Every place taken by another replica (or a dead one, until its lease ends): after the
+    horizon the job goes back to the queue instead of holding its batch — and every other
+    tenant's job fetched with it."""
+    timeline = Timeline()
+    store = FakeLimitsStore()
+    for holder in ("a", "b", "c"):
+        assert await store.change(
+            "acme.box", lambda s, h=holder: take(s, h, timeline.clock().timestamp(), EXCHANGE, 180)
+        )
+    gate = MailboxGate(
+        store,
+        PacingPolicy(horizon_s=2, lease_s=180, place_poll_s=0.5, quota_retry_s=3600),
+        timeline.clock,
+        timeline.sleep,
+    )
+
+    async def freed_never(key: str) -> None:  # another replica's places: looked at again each poll
+        timeline.clock.advance(0.5)
+
+    gate._place_freed = freed_never  # type: ignore[method-assign]
+    start = timeline.clock()
+    with pytest.raises(MustWait) as waited:
+        async with gate.submission("acme.box", EXCHANGE, None):
+            pytest.fail("no place was free")
+    assert waited.value.kind is WaitKind.PACED
+    assert timeline.clock() - start <= timedelta(seconds=2.5)
+
+
 def test_waiting_for_the_mailbox_is_no_failure() -> None:
     policy = RetryPolicy(max_deliver=4, base_s=5, max_s=300)
     until = FakeClock()() + timedelta(hours=1)

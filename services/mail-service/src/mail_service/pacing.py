@@ -88,8 +88,13 @@ class MailboxGate:
             await self.sleep(delay)
         async with self._places.setdefault(key, asyncio.Semaphore(limits.concurrent)):
             holder = uuid.uuid4().hex
+            give_up_at = self._now() + policy.horizon_s
             while not await self._change(key, lambda s: take(s, holder, self._now(), limits, policy.lease_s)):
                 waited = True
+                if self._now() >= give_up_at:
+                    # Places held elsewhere for long (another replica's, or a dead one's until
+                    # its lease ends): wait in the queue, not in this batch.
+                    raise MustWait(_at(self._now() + policy.place_poll_s), WaitKind.PACED)
                 await self._place_freed(key)
             try:
                 yield waited

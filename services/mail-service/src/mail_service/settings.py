@@ -87,9 +87,13 @@ class MailSettings(BaseSettings):
         default=100, ge=1, description="More recipients than this are sent as several messages (Gmail)"
     )
     pacing_horizon_s: float = Field(
-        default=20,
+        default=2,
         gt=0,
-        description="A mailbox's turn further away than this is waited for in the queue, not in a replica",
+        description=(
+            "A mailbox's turn (or a free place) further away than this is waited for in the queue, "
+            "not in a replica: a batch of jobs is fetched again only when all of it is done, so a "
+            "long wait here would hold back other tenants' jobs"
+        ),
     )
     submission_lease_s: float = Field(
         default=180,
