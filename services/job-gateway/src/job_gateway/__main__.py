@@ -15,7 +15,14 @@ def main() -> None:
     configure_logging(SERVICE, settings.common.log_level, settings.common.log_format)
     app = build_app(settings)
     freeze_startup_objects()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=settings.http_keep_alive_s,
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,14 @@ class GatewaySettings(BaseSettings):
     common: CommonSettings = Field(default_factory=CommonSettings)
     host: str = Field(default="127.0.0.1", description="HTTP listen address")
     port: int = Field(default=8080, description="HTTP listen port")
+    http_keep_alive_s: int = Field(
+        default=75,
+        ge=1,
+        description=(
+            "How long an idle HTTP connection is kept open; longer than a load balancer's idle "
+            "timeout (60 s on most), or a request sent as the gateway closes the connection is lost"
+        ),
+    )
     public_url: str = Field(
         default="http://127.0.0.1:8080",
         description="How browsers reach this gateway: the OAuth redirect URI is <public_url>/oauth/callback",
