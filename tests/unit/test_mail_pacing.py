@@ -10,7 +10,7 @@ import pytest
 from fleetmail_contracts.mail_events import MailPaced, MailWaitingForQuota
 from fleetmail_contracts.tenants import SendingLimits
 from fleetmail_runtime import smtp_replies
-from mail_service.delivery import Deliverer
+from mail_service.delivery import Deliverer, part_key
 from mail_service.domain.decisions import RetryPolicy, WaitForMailbox, decide
 from mail_service.domain.limits import (
     MailboxLimits,
@@ -246,6 +246,23 @@ async def test_recipients_over_the_cap_go_in_parts_each_sent_once() -> None:
         job, job.function, small, edge.handler.deliverer.sender_of(job, job.function, small)
     )
     assert len(edge.server.received) == 3 and again.accepted == to  # a redelivery sends nothing twice
+
+
+async def test_a_cap_changed_while_a_split_job_waited_leaves_no_recipient_out() -> None:
+    """Part 1 (two recipients) went out; the cap was raised to five before the rest did: the
+    new single part is not taken for the old first one, so r2..r4 are not left out."""
+    edge = QuotaEdge()
+    ledger = FakeLedger()
+    edge.handler.deliverer.ledger = ledger
+    to = tuple(f"r{i}@fabrikam.example" for i in range(5))
+    job = scan("job-recut").model_copy(update={"to": to})
+    await ledger.record(part_key(job.job_id, list(to[0:2])), "<job-recut@fleetmail>")  # sent, then a wait
+    five = TENANT.model_copy(update={"sending_limits": SendingLimits(recipients_per_message=5)})
+    edge.handler.deliverer.tenants = FakeTenants(five)
+    await edge.handler.deliverer.deliver(
+        job, job.function, five, edge.handler.deliverer.sender_of(job, job.function, five)
+    )
+    assert [r.recipients for r in edge.server.received] == [to]
 
 
 async def test_a_job_sent_by_another_delivery_while_this_one_waited_is_not_sent_again() -> None:

@@ -164,12 +164,14 @@ class Deliverer:
     ) -> Delivered:
         """More recipients than the provider takes in one message: the same message in several
         submissions, each recorded in the delivery ledger under its own key as it is accepted,
-        so a redelivered job sends only the parts not sent yet."""
+        so a redelivered job sends only the parts not sent yet. A part's key names its
+        recipients, not its place: if the cap changed while the job waited, the new parts do
+        not pass for old ones (which would leave recipients out); at worst some are sent twice."""
         accepted: list[str] = []
         rejected: list[str] = []
         reply = ""
-        for number, part in enumerate(split, start=1):
-            key = f"{job.job_id}.part{number}"
+        for part in split:
+            key = part_key(job.job_id, part)
             if self.ledger is not None and await self.ledger.already_delivered(key):
                 accepted.extend(part)
                 continue
@@ -356,3 +358,9 @@ class Deliverer:
         return Delivered(
             sender.address, message_id(job.job_id), result.reply, accepted, tuple(result.rejected)
         )
+
+
+def part_key(job_id: str, recipients: list[str]) -> str:
+    """The delivery-ledger key of one part of a split message: the job and its recipients."""
+    digest = hashlib.sha256("\n".join(sorted(r.lower() for r in recipients)).encode()).hexdigest()[:16]
+    return f"{job_id}.part-{digest}"
