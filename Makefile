@@ -35,8 +35,11 @@ run: $(STAMP) ## start the whole stack on embedded defaults, with a sample fleet
 demo: $(STAMP) ## the same, exiting after the sample fleet's jobs
 	$(PY) -m fleetmail_devkit demo
 
+# --no-loadscope-reorder: xdist otherwise hands out files with the most tests first, so the
+# single-test modules with a stack of their own (test_scale_out: minutes) started last and
+# the run ended on them alone; tests/conftest.py orders them first.
 test: $(STAMP) ## every tier: unit, component, integration, security, end-to-end (TEST_WORKERS stacks in parallel)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-unit: $(STAMP) ## the unit tier alone: pure logic, fakes, no servers (seconds)
 	$(PY) -m pytest tests/unit -q
