@@ -17,14 +17,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 import httpx
-import nats
-from fleetmail_contracts.streams import TENANTS_BUCKET
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalKind
 from fleetmail_devkit.probes import request_tokens
 
 from tests.utils import eventually
-from tests.utils.tenants import browser_sign_in, new_tenant, tenant_with_device, user_signs_in
+from tests.utils.tenants import browser_sign_in, new_tenant, tenant_with_device, user_signs_in, write_bucket
 from tests.utils.trap import trap
 
 REFUSED = "https://fleetmail.dev/problems/identity-endpoint-refused"
@@ -96,16 +94,6 @@ async def test_a_google_tenant_cannot_redeem_its_codes_at_the_attackers_token_en
         assert evil.connections == 0, evil.requests
         assert put.status_code == 422 and put.json()["type"] == REFUSED
         assert landed.status_code == 200 and refreshed is AccessTokenOutcome.GRANTED
-
-
-async def write_bucket(stack, tenant: TenantSettings) -> None:
-    """What a gateway that checks nothing (an older one) writes into the tenants bucket."""
-    client = await nats.connect(stack.nats_url)
-    try:
-        bucket = await client.jetstream().key_value(TENANTS_BUCKET)
-        await bucket.put(tenant.tenant_id, tenant.model_dump_json().encode())
-    finally:
-        await client.close()
 
 
 async def test_token_service_refuses_an_endpoint_an_older_gateway_let_through(

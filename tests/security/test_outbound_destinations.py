@@ -19,15 +19,13 @@ from __future__ import annotations
 import uuid
 
 import httpx
-import nats
 import pytest
-from fleetmail_contracts.streams import TENANTS_BUCKET
 from fleetmail_contracts.tenants import NotificationSettings, TenantSettings
 from fleetmail_contracts.tokens import AccessTokenOutcome
 from fleetmail_devkit.probes import request_tokens, tenant_with_administrator_grant
 
 from tests.utils import eventually
-from tests.utils.tenants import new_tenant
+from tests.utils.tenants import new_tenant, write_bucket
 
 REFUSED = "https://fleetmail.dev/problems/outbound-destination-refused"
 INVALID_ADDRESS = "https://fleetmail.dev/problems/invalid-address"
@@ -83,16 +81,6 @@ async def test_an_alert_recipient_that_is_not_one_address_is_refused(
     assert refused.status_code == 422, refused.text
     assert refused.json()["type"] == INVALID_ADDRESS and "email_recipients[1]" in refused.json()["detail"]
     assert (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json() == before
-
-
-async def write_bucket(stack, tenant: TenantSettings) -> None:
-    """What a gateway from before the recipient rule left in the tenants bucket."""
-    client = await nats.connect(stack.nats_url)
-    try:
-        bucket = await client.jetstream().key_value(TENANTS_BUCKET)
-        await bucket.put(tenant.tenant_id, tenant.model_dump_json().encode())
-    finally:
-        await client.close()
 
 
 @pytest.mark.timeout(120)

@@ -6,6 +6,9 @@ import re
 import uuid
 
 import httpx
+import nats
+from fleetmail_contracts.streams import TENANTS_BUCKET
+from fleetmail_contracts.tenants import TenantSettings
 from pymongo import AsyncMongoClient
 
 from tests.utils import eventually
@@ -123,3 +126,14 @@ async def user_signs_in(stack, emulator: httpx.AsyncClient, device: tuple[str, s
         )
         status = await sign_in_finished(panel, started["acquisition_id"])
     assert status["state"] == "succeeded", status
+
+
+async def write_bucket(stack, tenant: TenantSettings) -> None:
+    """Settings written straight into the tenants bucket, as a gateway that checks nothing (an
+    older one) would leave them."""
+    client = await nats.connect(stack.nats_url)
+    try:
+        bucket = await client.jetstream().key_value(TENANTS_BUCKET)
+        await bucket.put(tenant.tenant_id, tenant.model_dump_json().encode())
+    finally:
+        await client.close()
