@@ -109,10 +109,8 @@ class DeviceDirectory:
             self.clock(),
             registration.allow_cidrs,
             registration.smtp_function.value,
+            [rule.model_dump(mode="json", exclude_none=True) for rule in registration.smtp_rules],
         )
-        if registration.smtp_rules:
-            rules = [rule.model_dump(mode="json", exclude_none=True) for rule in registration.smtp_rules]
-            await self.store.update_device(tenant_id, registration.device_id, {"smtp_rules": rules})
         await self.reload()
         return DeviceCredentials(device_id=registration.device_id, tenant_id=tenant_id, secret=secret)
 
