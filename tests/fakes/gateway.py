@@ -64,6 +64,7 @@ class InMemoryGatewayStore:
         now: datetime,
         allow_cidrs: list[str] | None = None,
         smtp_function: str | None = None,
+        smtp_rules: list[dict[str, Any]] | None = None,
     ) -> None:
         key = (tenant_id, device_id)
         self.devices[key] = {
@@ -76,6 +77,7 @@ class InMemoryGatewayStore:
             "created_at": now,
             "allow_cidrs": allow_cidrs or [],
             "smtp_function": smtp_function,
+            "smtp_rules": smtp_rules or [],
         }
 
     async def device(self, tenant_id: str, device_id: str) -> dict[str, Any] | None:

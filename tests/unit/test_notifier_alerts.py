@@ -18,7 +18,7 @@ from notifier.domain import (
     configuration_key,
     unreachable_key,
 )
-from notifier.domain.notices import NO_RELAY
+from notifier.domain.notices import NO_ADMINISTRATOR_ADDRESS, NO_RELAY, SIGN_IN_NOTICE, email_of
 from notifier.service import AlertRules, AlertService
 
 from tests.fakes.notifier import (
@@ -278,6 +278,45 @@ async def test_a_user_who_must_sign_in_is_on_the_device_feed_only(world: World) 
     floor2 = await notifier.list_alerts(ListAlerts(tenant_id="t1", device_id="floor2"))
     floor1 = await notifier.list_alerts(ListAlerts(tenant_id="t1", device_id="floor1"))
     assert floor2.alerts == () and [a.principal_address for a in floor1.alerts] == ["u@t1.example"]
+
+
+def asks_for_sign_in_by_mail(**changes: Any) -> TenantSettings:
+    tenant = t1(**changes)
+    notifications = tenant.notifications.model_copy(update={"sign_in_email": True})
+    return tenant.model_copy(update={"notifications": notifications})
+
+
+async def test_a_user_who_must_sign_in_is_asked_by_mail_from_the_administrator_when_the_tenant_wants_it(
+    world: World,
+) -> None:
+    world.tenants = FakeTenants(asks_for_sign_in_by_mail(administrator_address="admin@t1.example"))
+    notifier = await world.replica()
+    parked = {"kind": "parked", "tenant_id": "t1", "user": "u@t1.example", "device_id": "floor1"}
+    await notifier.on_mail_event(parked)
+    await notifier.on_mail_event(parked | {"occurred_at": world.at(5)})  # a second job: no second mail
+    assert world.notices(SIGN_IN_NOTICE) == ["mailto:u@t1.example"]
+    assert world.notices("alert.raised") == []  # still nothing for administrators
+    [item] = world.outbox.deliveries.values()
+    message = email_of(item, "relay@fleetmail.example")
+    assert message["From"] == "admin@t1.example" and message["To"] == "u@t1.example"
+    assert message["Sender"] == "relay@fleetmail.example"
+    assert "device floor1" in message.get_content() and "sign in as u@t1.example" in message.get_content()
+
+
+async def test_no_sign_in_mail_by_default_nor_without_a_way_to_send_it(world: World) -> None:
+    parked = {"kind": "parked", "tenant_id": "t1", "user": "u@t1.example", "device_id": "floor1"}
+    world.tenants = FakeTenants(t1(administrator_address="admin@t1.example"))
+    await (await world.replica()).on_mail_event(parked)
+    assert world.outbox.deliveries == {}, "off unless the tenant turns it on"
+    for tenant, relay, problem in (
+        (asks_for_sign_in_by_mail(), True, NO_ADMINISTRATOR_ADDRESS),
+        (asks_for_sign_in_by_mail(administrator_address="admin@t1.example"), False, NO_RELAY),
+    ):
+        other = World(tenants=FakeTenants(tenant), relay=relay)
+        await (await other.replica()).on_mail_event(parked)
+        assert other.outbox.deliveries == {}
+        [alert] = other.alerts()
+        assert alert["channel_problems"] == [problem]
 
 
 async def test_without_a_relay_e_mail_recipients_get_nothing_and_the_alert_says_so(world: World) -> None:

@@ -82,7 +82,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         tsi_routing=tsi_routing,
     )
     jobs = JobQueries(store)
-    listener = SmtpListener(settings, intake, devices)
+    listener = SmtpListener(settings, intake, devices, tenants.current)
     services = Services(
         intake=intake,
         devices=devices,

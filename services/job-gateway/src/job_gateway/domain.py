@@ -30,7 +30,7 @@ from .errors import (
     TsiNotRouted,
     UnsafeHeader,
 )
-from .schemas import JobSubmission, TsiRoutingTable
+from .schemas import JobSubmission, SmtpRule, TsiRoutingTable
 
 # --- devices ---------------------------------------------------------------------------
 
@@ -50,6 +50,8 @@ class DeviceLogin:
     device: Device
     function: JobFunction
     by: str  # "auth" or "address"
+    rules: tuple[SmtpRule, ...] = ()
+    """Its SMTP rules: which messages become which function (`smtp_rules`)."""
 
 
 def check_machine_address(tenant: TenantSettings, machine_address: str) -> None:

@@ -50,6 +50,7 @@ class DeviceStore(Protocol):
         now: datetime,
         allow_cidrs: list[str] | None = None,
         smtp_function: str | None = None,
+        smtp_rules: list[dict[str, Any]] | None = None,
     ) -> None: ...
     async def device(self, tenant_id: str, device_id: str) -> dict[str, Any] | None:
         """The tenant's device (device ids are per tenant: another tenant may use the same)."""

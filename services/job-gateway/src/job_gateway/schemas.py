@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from . import allowlists
@@ -180,6 +181,42 @@ class DeviceEventAccepted(BaseModel):
     event_id: str
 
 
+MAX_SMTP_RULES = 20
+MAX_PATTERN = 200
+
+Pattern = Annotated[str, Field(min_length=1, max_length=MAX_PATTERN)]
+
+
+class SmtpRule(BaseModel):
+    """Messages a device sends over SMTP that become `function`: those matching every pattern
+    given — globs, `*` any run of characters, `?` one, case ignored, the whole value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    function: JobFunction
+    recipient: Pattern | None = Field(default=None, description="Any envelope recipient matches")
+    subject: Pattern | None = Field(default=None, description="The Subject matches")
+    sender: Pattern | None = Field(default=None, description="The From address matches")
+
+    @model_validator(mode="after")
+    def _a_condition(self) -> Self:
+        if self.recipient is None and self.subject is None and self.sender is None:
+            raise ValueError("a rule needs a recipient, subject or sender pattern")
+        for pattern in (self.recipient, self.subject, self.sender):
+            if pattern is not None and any(c in pattern for c in "\r\n\x00"):
+                raise ValueError("a pattern holds no line break or NUL")
+        return self
+
+
+SmtpRules = Annotated[
+    list[SmtpRule],
+    Field(
+        max_length=MAX_SMTP_RULES,
+        description="What a message received over SMTP becomes, by its recipient, subject or From: "
+        "the first rule that matches names the function; none: `smtp_function`",
+    ),
+]
+
+
 class DeviceRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
@@ -193,6 +230,7 @@ class DeviceRegistration(BaseModel):
     smtp_function: JobFunction = Field(
         default=JobFunction.SCAN_TO_EMAIL, description="What a message received over SMTP becomes"
     )
+    smtp_rules: SmtpRules = []
 
 
 class DeviceChange(BaseModel):
@@ -208,6 +246,7 @@ class DeviceChange(BaseModel):
     )
     allow_cidrs: list[Cidr] | None = Field(default=None, max_length=16)
     smtp_function: JobFunction | None = None
+    smtp_rules: SmtpRules | None = None
 
 
 class DeviceView(BaseModel):
@@ -218,6 +257,7 @@ class DeviceView(BaseModel):
     machine_address: str | None = None
     allow_cidrs: list[str] = []
     smtp_function: str | None = None
+    smtp_rules: list[SmtpRule] = []
     created_at: datetime | None = None
 
     @classmethod

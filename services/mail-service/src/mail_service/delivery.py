@@ -144,7 +144,7 @@ class Deliverer:
         paced: Paced | None = None,
     ) -> Delivered:
         async with self._attachments(job) as attachments:
-            message, recipients = compose(job, function, sender.address, attachments, self.clock())
+            message, recipients = compose(job, function, sender.shown, attachments, self.clock())
             self._check_size(tenant, message)
             limits = self.limits_of(tenant)
             split = parts(recipients, limits.recipients_per_message) if limits else [recipients]

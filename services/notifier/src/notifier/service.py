@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from fleetmail_contracts.alerts import AcknowledgeAlert, AlertList, AlertView, ListAlerts
+from fleetmail_contracts.alerts import AcknowledgeAlert, AlertCause, AlertList, AlertView, ListAlerts
 from fleetmail_runtime.tenants import UnknownTenant
 
 from .domain import (
@@ -34,7 +34,15 @@ from .domain import (
     scan_grants,
     started_before,
 )
-from .domain.notices import delivery, endpoints
+from .domain.notices import (
+    MAILTO,
+    NO_ADMINISTRATOR_ADDRESS,
+    NO_RELAY,
+    SIGN_IN_NOTICE,
+    delivery,
+    endpoints,
+    sign_in_request,
+)
 from .ports import AlertPublisher, AlertStore, Clock, Outbox, TenantReader, TokenService
 from .telemetry import count_transition
 
@@ -105,6 +113,8 @@ class AlertService:
         log.warning("alert raised for tenant %s: %s", alert.tenant_id, alert.title)
         if alert.for_administrators:
             await self._notify(alert, RAISED_NOTICE, raised_notice(alert), now)
+        elif alert.cause is AlertCause.USER_REAUTHORIZATION_REQUIRED and alert.principal_address:
+            await self._ask_to_sign_in(alert, alert.principal_address, now)
         await self._publisher.publish(alert_raised(alert, action.key, now))
 
     async def _resolved(self, alert: AlertView, action: Resolve, now: datetime) -> None:
@@ -125,6 +135,24 @@ class AlertService:
         for problem in problems:
             log.warning("alert %s of tenant %s: %s", alert.alert_id, alert.tenant_id, problem)
             await self.store.note_channel_problem(alert.alert_id, problem)
+
+    async def _ask_to_sign_in(self, alert: AlertView, user: str, now: datetime) -> None:
+        """The user whose sign-in is wanted hears it by e-mail too, when the tenant asks for it:
+        once per alert (a new one only after the sign-in resolved the last)."""
+        try:
+            tenant = await self._tenants.get(alert.tenant_id)
+        except UnknownTenant:
+            return
+        if not tenant.notifications.sign_in_email:
+            return
+        administrator = tenant.administrator_address
+        if not self._rules.mail_relay or administrator is None:
+            problem = NO_RELAY if not self._rules.mail_relay else NO_ADMINISTRATOR_ADDRESS
+            log.warning("alert %s of tenant %s: %s", alert.alert_id, alert.tenant_id, problem)
+            await self.store.note_channel_problem(alert.alert_id, problem)
+            return
+        payload = sign_in_request(alert.alert_id, user, administrator, alert.device_id)
+        await self._outbox.put(delivery(alert.tenant_id, f"{MAILTO}{user}", SIGN_IN_NOTICE, payload, now))
 
     async def raise_lasting_conditions(self) -> None:
         """Providers unreachable for longer than the setting become alerts. Idempotent."""

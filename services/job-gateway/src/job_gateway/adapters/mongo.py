@@ -102,6 +102,7 @@ class MongoStore:
         now: datetime,
         allow_cidrs: list[str] | None = None,
         smtp_function: str | None = None,
+        smtp_rules: list[dict[str, Any]] | None = None,
     ) -> None:
         """Device ids are the tenant's own: a new device is stored under `<tenant>/<device>`
         (a device id holds no `/`, so it never meets a device stored before, under its id)."""
@@ -112,6 +113,7 @@ class MongoStore:
             "created_at": now,
             "allow_cidrs": allow_cidrs or [],
             "smtp_function": smtp_function,
+            "smtp_rules": smtp_rules or [],
         }
         where = {"tenant_id": tenant_id, "device_id": device_id}
         try:

@@ -22,7 +22,7 @@ from ..credentials import hash_matches, keyed_hash, new_device_secret
 from ..domain import Device, DeviceLogin, check_machine_address
 from ..errors import DeviceNotFound, DeviceUnauthorized
 from ..ports import DeviceStore
-from ..schemas import DeviceChange, DeviceCredentials, DeviceRegistration, DeviceView
+from ..schemas import DeviceChange, DeviceCredentials, DeviceRegistration, DeviceView, SmtpRule
 
 log = logging.getLogger("job-gateway.devices")
 
@@ -73,7 +73,8 @@ class DeviceDirectory:
     def _login(document: dict[str, Any], by: str) -> DeviceLogin:
         function = JobFunction(document.get("smtp_function") or JobFunction.SCAN_TO_EMAIL.value)
         device = Device(document["device_id"], document["tenant_id"], document.get("machine_address"))
-        return DeviceLogin(device, function, by)
+        rules = tuple(SmtpRule.model_validate(rule) for rule in document.get("smtp_rules") or ())
+        return DeviceLogin(device, function, by, rules)
 
     async def authenticate(self, device_id: str, secret: str) -> DeviceLogin:
         """The device, if it exists, is enabled and the secret is its own. Device ids are per
@@ -108,6 +109,7 @@ class DeviceDirectory:
             self.clock(),
             registration.allow_cidrs,
             registration.smtp_function.value,
+            [rule.model_dump(mode="json", exclude_none=True) for rule in registration.smtp_rules],
         )
         await self.reload()
         return DeviceCredentials(device_id=registration.device_id, tenant_id=tenant_id, secret=secret)
@@ -122,11 +124,16 @@ class DeviceDirectory:
         return document
 
     async def change(self, tenant: TenantSettings, device_id: str, change: DeviceChange) -> DeviceView:
-        """Disable or enable a device, set its Internet Fax machine address, its SMTP allowlist."""
+        """Disable or enable a device, set its Internet Fax machine address, its SMTP allowlist,
+        function and rules."""
         await self._of_tenant(tenant.tenant_id, device_id)
         changes = change.model_dump(exclude_none=True)
         if change.smtp_function is not None:
             changes["smtp_function"] = change.smtp_function.value
+        if change.smtp_rules is not None:
+            changes["smtp_rules"] = [
+                rule.model_dump(mode="json", exclude_none=True) for rule in change.smtp_rules
+            ]
         if change.machine_address is not None:
             check_machine_address(tenant, change.machine_address)
         if change.allow_cidrs:

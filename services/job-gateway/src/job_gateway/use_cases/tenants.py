@@ -174,6 +174,11 @@ class TenantAdministration:
         for tenant in await self.store.all_tenants():
             await self.feed.put(tenant)
 
+    async def current(self, tenant_id: str) -> TenantSettings | None:
+        """The tenant's settings as the other services see them: from the bucket's cache,
+        else the database (a tenant this replica has not seen yet); None: no such tenant."""
+        return self.feed.cached(tenant_id) or await self.store.tenant(tenant_id)
+
     def provider_of(self, tenant_id: str) -> str:
         """The tenant's provider as a metric label, without a round trip."""
         cached = self.feed.cached(tenant_id)
