@@ -14,7 +14,8 @@ when they are a loopback, link-local, private or other special-purpose address t
 does not allow (`FLEETMAIL_OUTBOUND_ALLOWED_RANGES`), written as a literal or as a name that
 is special by definition (`localhost`); names are resolved and checked again by the service
 that connects, every time it does. Alert recipients must each be one plain address
-(`user@example.com`): no display name, no list, no line break (422 otherwise).
+(`user@example.com`): no display name, no list, no line break (422 otherwise). OAuth 2.0 is
+turned on only with the administrator's e-mail address set, as on the device (422 otherwise).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from fleetmail_runtime.outbound import OutboundPolicy
 
 from ..domain import Administrator, Role, as_seen_by, visible_tenants
 from ..errors import (
+    AdministratorAddressRequired,
     EventBusUnavailable,
     Forbidden,
     IdentityEndpointRefused,
@@ -84,6 +86,17 @@ def check_destinations(settings: TenantSettings, policy: OutboundPolicy) -> None
         refusals.append(f"proxy_url: {why}")
     if refusals:
         raise OutboundDestinationRefused("; ".join(refusals))
+
+
+def check_oauth_administrator(settings: TenantSettings) -> None:
+    """OAuth 2.0 sends the administrator functions, and signs in [Acquire], as the
+    administrator's address: on without one, nothing could be sent or acquired."""
+    if settings.oauth_enabled and not (settings.administrator_address or "").strip():
+        raise AdministratorAddressRequired(
+            "OAuth 2.0 cannot be turned on without the administrator's e-mail address: set "
+            "administrator_address (the Microsoft or Google address the administrator signs in "
+            "with) in the same save, or leave oauth_enabled off"
+        )
 
 
 def check_alert_recipients(settings: TenantSettings) -> None:
@@ -144,6 +157,7 @@ class TenantAdministration:
         """Create or replace the tenant's settings; each save is a new revision."""
         if settings.tenant_id != tenant_id:
             raise TenantIdMismatch("the body's tenant_id must match the URL")
+        check_oauth_administrator(settings)
         check_identity_endpoints(settings, self.allowed_origins)
         check_destinations(settings, self.outbound)
         check_alert_recipients(settings)
