@@ -69,7 +69,9 @@ async def test_the_tenants_own_proxy_wins() -> None:
         ("proxy.contoso.example:3128", "scheme must be http or https"),
     ],
 )
-def test_a_malformed_tenant_proxy_is_a_configuration_error_without_its_credentials(url: str, why: str) -> None:
+def test_a_malformed_tenant_proxy_is_a_configuration_error_without_its_credentials(
+    url: str, why: str
+) -> None:
     with pytest.raises(ConfigurationError) as refused:
         providers(SERVICE_PROXY).proxy_of(tenant(url))
     assert refused.value.setting == TENANT_PROXY_SETTING and why in str(refused.value)
