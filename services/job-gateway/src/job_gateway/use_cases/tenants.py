@@ -33,7 +33,7 @@ from fleetmail_runtime.identity_endpoints import (
 )
 from fleetmail_runtime.outbound import OutboundPolicy
 
-from ..domain import Administrator, Role, as_seen_by, visible_tenants
+from ..domain import Administrator, Role, as_seen_by, redact_url, visible_tenants
 from ..errors import (
     AdministratorAddressRequired,
     EventBusUnavailable,
@@ -63,14 +63,19 @@ def check_identity_endpoints(settings: TenantSettings, allowed: tuple[str, ...])
         raise IdentityEndpointRefused("; ".join(refusals))
 
 
-def url_host_refusal(url: str, policy: OutboundPolicy, schemes: tuple[str, ...]) -> str | None:
+def url_host_refusal(
+    url: str, policy: OutboundPolicy, schemes: tuple[str, ...], shown: str | None = None
+) -> str | None:
+    """Why a URL a tenant names is refused, or None; it is named as `shown` (a proxy URL
+    without its credentials), else as given."""
+    named = repr(shown if shown is not None else url)
     try:
         parts = urlsplit(url.strip())
         parts.port  # noqa: B018 - a port that is not a number raises here
     except ValueError:
-        return f"{url!r} is not a URL"
+        return f"{named} is not a URL (or its port is not a number)"
     if parts.scheme.lower() not in schemes or not parts.hostname:
-        return f"{url!r} is not an absolute {' or '.join(schemes)} URL"
+        return f"{named} is not an absolute {' or '.join(schemes)} URL"
     return policy.refusal_of_host(parts.hostname)
 
 
@@ -82,7 +87,8 @@ def check_destinations(settings: TenantSettings, policy: OutboundPolicy) -> None
             refusals.append(f"notifications.webhooks[{index}].url: {why}")
     if settings.smtp is not None and (why := policy.refusal_of_host(settings.smtp.host)) is not None:
         refusals.append(f"smtp.host: {why}")
-    if settings.proxy_url and (why := url_host_refusal(settings.proxy_url, policy, ("http", "https"))):
+    proxy = settings.proxy_url
+    if proxy and (why := url_host_refusal(proxy, policy, ("http", "https"), shown=redact_url(proxy))):
         refusals.append(f"proxy_url: {why}")
     if refusals:
         raise OutboundDestinationRefused("; ".join(refusals))
