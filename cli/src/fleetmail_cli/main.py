@@ -225,6 +225,7 @@ def devices_enable(tenant_id: str, device_id: str) -> None:
 
 # --- tokens ----------------------------------------------------------------------------
 
+NOT_ACQUIRED = "[yellow]Not acquired[/yellow]"
 SHORT_STATUS = {
     "active": "[green]Acquired[/green]",
     "reauthorization_required": "[red]re-auth[/red]",
@@ -237,7 +238,13 @@ def tokens_status(tenant_id: str) -> None:
     """The device's [Refresh Tokens] screen, for every grant of the tenant."""
     rows = table("token", "address", "status", "flow", "refreshed", "dies on")
     rows.caption = "re-auth: the owner must sign in again ([Acquire], or at the device)"
-    for g in call("GET", f"/v1/admin/tenants/{tenant_id}/tokens")["grants"]:
+    tokens = call("GET", f"/v1/admin/tenants/{tenant_id}/tokens")
+    administrator = tokens.get("administrator") or {}
+    if administrator.get("status") == "not_acquired":
+        # The device shows the administrator's row whether or not a token exists.
+        address = administrator.get("address") or "(no administrator address)"
+        rows.add_row("admin", address, NOT_ACQUIRED, "—", "—", "—")
+    for g in tokens["grants"]:
         rows.add_row(
             "admin" if g["principal"]["kind"] == "administrator" else g["principal"]["kind"],
             g["principal"]["address"],
@@ -441,7 +448,7 @@ def _tenant_row(t: dict[str, Any], now: datetime) -> list[str]:
     token = (
         "OAuth off"
         if not t["oauth_enabled"]
-        else ("[red]none[/red]" if admin is None else SHORT_STATUS.get(admin["status"], admin["status"]))
+        else (NOT_ACQUIRED if admin is None else SHORT_STATUS.get(admin["status"], admin["status"]))
     )
     waiting = sum(n for status, n in counts.items() if status not in ("sent", "failed"))
     return [

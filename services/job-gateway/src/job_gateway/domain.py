@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from fleetmail_contracts.addresses import UNSAFE, is_address
 from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.tenants import TenantSettings
-from fleetmail_contracts.tokens import AcquisitionFlow, PrincipalKind, Provider
+from fleetmail_contracts.tokens import AcquisitionFlow, GrantStatus, GrantView, PrincipalKind, Provider
 
 from .errors import (
     AttachmentTypeRefused,
@@ -30,7 +30,7 @@ from .errors import (
     TsiNotRouted,
     UnsafeHeader,
 )
-from .schemas import JobSubmission, SmtpRule, TsiRoutingTable
+from .schemas import AdministratorToken, JobSubmission, SmtpRule, TokenStatus, TsiRoutingTable
 
 # --- devices ---------------------------------------------------------------------------
 
@@ -307,3 +307,23 @@ def status_update(event: Mapping[str, Any]) -> StatusUpdate:
 def may_change(current_status: str) -> bool:
     """Status only moves forward: a final status stays."""
     return current_status not in FINAL_STATUSES
+
+
+def token_status(tenant: TenantSettings, grants: Sequence[GrantView]) -> TokenStatus:
+    """The tenant's tokens with the administrator's row as the device shows it: "Not acquired"
+    until a grant exists for the administrator address the tenant has now."""
+    address = tenant.administrator_address
+    mine = [
+        g
+        for g in grants
+        if g.principal.kind is PrincipalKind.ADMINISTRATOR
+        and address is not None
+        and g.principal.address.casefold() == address.casefold()
+    ]
+    status = "not_acquired"
+    if mine:
+        status = "acquired" if mine[0].status is GrantStatus.ACTIVE else mine[0].status.value
+    return TokenStatus(
+        administrator=AdministratorToken(address=address, status=status),
+        grants=tuple(grants),
+    )

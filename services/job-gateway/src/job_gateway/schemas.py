@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Self
 
 from fleetmail_contracts.credentials import CredentialField
 from fleetmail_contracts.jobs import JobFunction
-from fleetmail_contracts.tokens import AcquisitionFlow
+from fleetmail_contracts.tokens import AcquisitionFlow, GrantView
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -163,6 +163,23 @@ class JobStatus(BaseModel):
 class JobSummary(BaseModel):
     since: datetime
     counts: dict[str, int]
+
+
+class AdministratorToken(BaseModel):
+    """[Refresh Tokens (Administrator)] as the device's OAuth 2.0 screen shows it."""
+
+    address: str | None = Field(description="The tenant's administrator address (none: not set)")
+    status: Literal["not_acquired", "acquired", "reauthorization_required", "revoked"] = Field(
+        description="not_acquired: no token for that address yet ([Acquire]); acquired: it sends; "
+        "reauthorization_required / revoked: the administrator signs in again"
+    )
+
+
+class TokenStatus(BaseModel):
+    """A tenant's tokens: the administrator's row, always there, and every grant."""
+
+    administrator: AdministratorToken
+    grants: tuple[GrantView, ...]
 
 
 class UserSignIn(BaseModel):

@@ -7,9 +7,9 @@ from fleetmail_contracts.tokens import (
     AcquisitionStarted,
     AcquisitionStatus,
     DeleteGrantReply,
-    GrantStatusReply,
 )
 
+from ...domain import token_status
 from ...errors import (
     AcquisitionRefused,
     AdministratorUnauthorized,
@@ -21,6 +21,7 @@ from ...errors import (
     TenantNotFound,
     TokenServiceUnavailable,
 )
+from ...schemas import TokenStatus
 from ..deps import ReadableTenant, ServicesDep, TenantReader, WritableTenant
 from ..problems import documented
 
@@ -52,8 +53,10 @@ async def acquisition_status(
 
 
 @router.get("/tokens", responses=documented(TenantNotFound))
-async def token_status(tenant: ReadableTenant, services: ServicesDep) -> GrantStatusReply:
-    return await services.tokens.grants(tenant.tenant_id)
+async def tokens_of_tenant(tenant: ReadableTenant, services: ServicesDep) -> TokenStatus:
+    """The device's [Refresh Tokens] screen: the administrator's row ("not_acquired" until
+    [Acquire] succeeded for the address set now) and every grant, never a token."""
+    return token_status(tenant, (await services.tokens.grants(tenant.tenant_id)).grants)
 
 
 @router.delete("/tokens/users/{address}", responses=documented(TenantNotFound, InvalidAddress))
