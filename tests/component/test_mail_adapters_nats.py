@@ -129,7 +129,7 @@ class TestKvParkingLot(ParkingContract):
 
     @pytest.fixture
     async def parking(self, runtime: ServiceRuntime, clock: FakeClock) -> KvParkingLot:
-        async def never_expires(job, function, user) -> None:
+        async def never_expires(job, function, user, administrator) -> None:
             raise AssertionError("no parked job expires in these tests")
 
         async def no_grant(principal) -> bool:
@@ -148,7 +148,7 @@ async def test_the_sweep_fails_an_expired_job_once_across_replicas_and_resumes_a
     expired: list[str] = []
     signed_in: set[str] = set()
 
-    async def on_expired(job, function, user) -> None:
+    async def on_expired(job, function, user, administrator) -> None:
         if job.tenant_id == tenant_id:  # other tests' parked jobs share the bucket
             expired.append(job.job_id)
 
@@ -203,7 +203,7 @@ async def test_a_parked_job_stays_parked_until_it_is_dead_lettered(runtime: Serv
     tenant_id = f"t-{uuid.uuid4().hex[:8]}"
     attempts: list[str] = []
 
-    async def on_expired(job, function, user) -> None:
+    async def on_expired(job, function, user, administrator) -> None:
         if job.tenant_id != tenant_id:
             return
         attempts.append(job.job_id)
@@ -229,7 +229,7 @@ async def test_a_parked_job_stays_parked_until_it_is_dead_lettered(runtime: Serv
 async def test_a_resumption_cut_short_is_finished_by_the_next_one_and_queues_the_job_once(
     runtime: ServiceRuntime, nats_url: str
 ) -> None:
-    async def never_expires(job, function, user) -> None:
+    async def never_expires(job, function, user, administrator) -> None:
         raise AssertionError("no parked job expires here")
 
     async def no_grant(principal) -> bool:
