@@ -13,6 +13,7 @@ from fleetmail_contracts import streams
 from fleetmail_contracts.dead_letters import DeadLetter
 from fleetmail_contracts.jobs import JobFunction, resumed_job_subject
 from fleetmail_contracts.mail_events import MAIL_EVENTS, MAIL_EVENTS_WILDCARD, MailAccepted
+from fleetmail_contracts.tokens import PrincipalKind
 from fleetmail_runtime.bus import BusUnavailable, make_broker
 from fleetmail_runtime.lifecycle import ServiceRuntime
 from fleetmail_runtime.settings import CommonSettings
@@ -177,6 +178,44 @@ async def test_the_sweep_fails_an_expired_job_once_across_replicas_and_resumes_a
     # The late user's job failed once, not once per replica.
     assert expired == [late.job_id]
     assert await lots[1].resume_user(tenant_id, "late@acme.example") == 0
+
+
+async def test_a_job_waiting_for_the_administrator_has_its_own_deadline_and_is_checked_as_the_administrators(
+    runtime: ServiceRuntime,
+) -> None:
+    clock = FakeClock()
+    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+    expired: list[tuple[str, str, bool]] = []
+    asked: list[PrincipalKind] = []
+
+    async def on_expired(job, function, user, administrator) -> None:
+        if job.tenant_id == tenant_id:
+            expired.append((job.job_id, user, administrator))
+
+    async def has_grant(principal) -> bool:
+        if principal.tenant_id == tenant_id:
+            asked.append(principal.kind)
+        return False
+
+    lot = KvParkingLot(
+        runtime.broker, PARK_TIMEOUT, on_expired, has_grant, clock, administrator_timeout=PARK_TIMEOUT * 4
+    )
+    await lot.open()
+    job = ParkingContract.job(tenant_id, "admin@acme.example")
+    deadline = await lot.park(
+        job,
+        JobFunction.SCAN_TO_EMAIL,
+        "admin@acme.example",
+        job.model_dump_json().encode(),
+        administrator=True,
+    )
+    assert deadline == clock() + PARK_TIMEOUT * 4
+    clock.advance(PARK_TIMEOUT.total_seconds())  # a login user's job would have failed by now
+    await lot.sweep()
+    assert expired == [] and asked == [PrincipalKind.ADMINISTRATOR]
+    clock.advance(PARK_TIMEOUT.total_seconds() * 3)
+    await lot.sweep()
+    assert expired == [(job.job_id, "admin@acme.example", True)]
 
 
 async def jobs_queued(nats_url: str, subject: str, job_id: str) -> list[str]:

@@ -257,6 +257,7 @@ class Receiver:
 async def tenant_with_webhook(stack, emulator_http, admin, receiver: Receiver) -> tuple[object, str]:
     principal = await tenant_with_administrator_grant(stack, emulator_http)
     tenant_id = principal.tenant_id
+
     # The new tenant's prompt to sign in is resolved by the sign-in, before the webhook is
     # set: the receiver is to see only what follows.
     async def none_open() -> bool:
