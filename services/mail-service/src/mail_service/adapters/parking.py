@@ -40,10 +40,8 @@ def user_prefix(tenant_id: str, user: str) -> str:
 
 
 def administrator_prefix(tenant_id: str) -> str:
-    return f"{tenant_id}.{ADMINISTRATOR}."
-
-
-ADMINISTRATOR = "administrator"
+    # Not a digest: no user's prefix can be this one.
+    return f"{tenant_id}.administrator."
 
 
 @dataclass(frozen=True)
