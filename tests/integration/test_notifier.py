@@ -117,7 +117,7 @@ async def test_a_dead_administrator_grant_is_one_alert_on_every_feed_until_reacq
     recovered = [
         e
         for e in await events(stack, "fleetmail.events.v1.alerts.resolved", start)
-        if e["tenant_id"] == tenant_id
+        if e["tenant_id"] == tenant_id and e["cause"] == DEAD_GRANT
     ]
     assert len(recovered) == 1 and recovered[0]["detail"].startswith("Recovered")
 
