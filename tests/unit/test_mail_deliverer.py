@@ -147,9 +147,35 @@ async def test_a_login_user_without_a_grant_makes_the_job_wait_for_the_sign_in()
     assert waiting.value.user == "walk-up@acme.example" and world.transport.attempts == []
 
 
-async def test_no_administrator_grant_needs_reauthorization() -> None:
+async def test_a_login_user_whose_grant_is_dead_waits_for_the_sign_in_too() -> None:
+    tenant = OAUTH.model_copy(update={"from_policy": FromPolicy.LOGIN_USER_ADDRESS})
+    world = World(tenant)
+    world.tokens.queue(
+        "walk-up@acme.example", AccessTokenReply(outcome=AccessTokenOutcome.REAUTHORIZATION_REQUIRED)
+    )
+    job = SendScanToMe(
+        job_id="job-1",
+        tenant_id="acme",
+        device_id="mfp-01",
+        submitted_at=FakeClock()(),
+        login_user="walk-up@acme.example",
+    )
+    with pytest.raises(AwaitingAuthorization) as waiting:
+        await world.deliver(job, JobFunction.SCAN_TO_ME)
+    assert waiting.value.user == "walk-up@acme.example" and not waiting.value.administrator
+
+
+async def test_no_administrator_grant_yet_makes_the_job_wait_for_acquire() -> None:
     world = World()
     world.tokens.queue(ADMIN, AccessTokenReply(outcome=AccessTokenOutcome.NO_GRANT))
+    with pytest.raises(AwaitingAuthorization) as waiting:
+        await world.deliver(scan())
+    assert waiting.value.user == ADMIN and waiting.value.administrator
+
+
+async def test_a_dead_administrator_grant_needs_reauthorization() -> None:
+    world = World()
+    world.tokens.queue(ADMIN, AccessTokenReply(outcome=AccessTokenOutcome.REAUTHORIZATION_REQUIRED))
     with pytest.raises(ReauthorizationNeeded):
         await world.deliver(scan())
 

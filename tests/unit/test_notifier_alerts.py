@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from fleetmail_contracts.alerts import AcknowledgeAlert, AlertCause, AlertState, ListAlerts
+from fleetmail_contracts.alerts import AcknowledgeAlert, AlertCause, AlertSeverity, AlertState, ListAlerts
 from fleetmail_contracts.tenants import NotificationSettings, TenantSettings, WebhookChannel
 from fleetmail_contracts.tokens import GrantStatus, GrantView, Principal, PrincipalKind, Provider
 from notifier.domain import (
@@ -368,3 +368,54 @@ async def test_the_scan_raises_expiring_grants_of_oauth_tenants_only(world: Worl
     [alert] = world.alerts("t1")
     assert alert["cause"] == AlertCause.GRANT_EXPIRING.value and world.alerts("off") == []
     assert len(world.publisher.raised()) == 1
+
+
+async def test_oauth_turned_on_without_an_administrator_raises_the_prompt_at_once_until_acquire(
+    world: World,
+) -> None:
+    notifier = await world.replica()
+    on = t1(administrator_address="admin@t1.example")
+    before = on.model_copy(update={"oauth_enabled": False})
+    await notifier.on_tenant_changed(before, on)
+    [alert] = world.alerts()
+    assert alert["cause"] == AlertCause.ADMINISTRATOR_NOT_SIGNED_IN.value and alert["device_id"] is None
+    assert world.notices("alert.raised") == sorted([HOOK, f"mailto:{OPS}"])
+    # A change of anything else asks nothing and raises nothing again.
+    await notifier.on_tenant_changed(on, on.model_copy(update={"provider": on.provider}))
+    assert len(world.publisher.raised()) == 1
+    world.clock.advance(5)
+    await notifier.on_token_event({"kind": "acquired", "principal": ADMIN, "occurred_at": world.at()})
+    assert [a["state"] for a in world.alerts()] == ["resolved"]
+
+
+async def test_the_prompt_from_grants_read_before_the_acquire_does_not_reopen_it(world: World) -> None:
+    notifier = await world.replica()
+    on = t1(administrator_address="admin@t1.example")
+    asked_at = world.at()
+    await notifier.on_tenant_changed(None, on)
+    world.clock.advance(5)
+    await notifier.on_token_event({"kind": "acquired", "principal": ADMIN, "occurred_at": world.at()})
+    # The same read of the grants (no administrator yet), acted on late: the acquire has the last word.
+    stale = [
+        Raise(
+            administrator_key("t1"),
+            "t1",
+            AlertCause.ADMINISTRATOR_NOT_SIGNED_IN,
+            AlertSeverity.CRITICAL,
+            "late",
+            "late",
+            observed_at=datetime.fromisoformat(asked_at),
+        )
+    ]
+    await notifier.apply(stale)
+    assert [a["state"] for a in world.alerts()] == ["resolved"]
+
+
+async def test_oauth_turned_off_resolves_the_prompt(world: World) -> None:
+    notifier = await world.replica()
+    on = t1(administrator_address="admin@t1.example")
+    await notifier.on_tenant_changed(None, on)
+    assert [a["state"] for a in world.alerts()] == ["open"]
+    world.clock.advance(1)
+    await notifier.on_tenant_changed(on, on.model_copy(update={"oauth_enabled": False}))
+    assert [a["state"] for a in world.alerts()] == ["resolved"]

@@ -3,7 +3,9 @@
 The decision at the handler edge (`domain.decisions.decide`) is made from the class alone:
 
     DeliveryError
-    ├── AwaitingAuthorization         park the job until its login user signs in
+    ├── AwaitingAuthorization         park the job until its login user signs in (no grant,
+    │                                 or a dead one), or until the administrator's token is
+    │                                 acquired for the first time
     ├── SentMeanwhile                 another delivery sent it while this one waited (ack it)
     ├── MustWait                      not the mailbox's turn (its rate) or its quota is used up:
     │                                 back to the queue until then, not counted as a failure
@@ -46,9 +48,12 @@ class DeliveryError(Exception):
 
 
 class AwaitingAuthorization(DeliveryError):
-    def __init__(self, user: str) -> None:
+    """`administrator`: the job waits for the administrator's [Acquire], not a login user."""
+
+    def __init__(self, user: str, *, administrator: bool = False) -> None:
         super().__init__(f"{user} has not signed in yet")
         self.user = user
+        self.administrator = administrator
 
 
 class MustWait(DeliveryError):

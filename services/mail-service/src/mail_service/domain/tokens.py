@@ -6,19 +6,26 @@ from fleetmail_contracts.tokens import AccessTokenOutcome, AccessTokenReply, Pri
 
 from ..errors import AwaitingAuthorization, ConfigurationError, ReauthorizationNeeded, TokenUnavailable
 
+SIGN_IN_HELPS = frozenset({AccessTokenOutcome.NO_GRANT, AccessTokenOutcome.REAUTHORIZATION_REQUIRED})
+
 
 def access_token_of(reply: AccessTokenReply, principal: Principal) -> str:
     """The access token in `reply`, or the error that says why there is none.
 
-    - no grant yet for a login user: the job waits for their sign-in (`AwaitingAuthorization`);
+    - no grant for a login user, or one the provider refused for good: the job waits for
+      their sign-in (`AwaitingAuthorization`); a dead grant is the user's to renew, and no
+      administrator action helps;
+    - no administrator grant yet (OAuth 2.0 on, never acquired): the job waits for [Acquire];
     - the provider cannot answer now: retry (`TokenUnavailable`, with its Retry-After);
     - fleetmail or the tenant set up wrongly: fix a setting (`ConfigurationError`);
-    - anything else (a dead grant, no administrator grant): sign in again.
+    - anything else (a dead administrator grant): acquire it again.
     """
     if reply.outcome is AccessTokenOutcome.GRANTED and reply.access_token:
         return reply.access_token
-    if reply.outcome is AccessTokenOutcome.NO_GRANT and principal.kind is PrincipalKind.USER:
+    if principal.kind is PrincipalKind.USER and reply.outcome in SIGN_IN_HELPS:
         raise AwaitingAuthorization(principal.address)
+    if principal.kind is PrincipalKind.ADMINISTRATOR and reply.outcome is AccessTokenOutcome.NO_GRANT:
+        raise AwaitingAuthorization(principal.address, administrator=True)
     if reply.outcome is AccessTokenOutcome.PROVIDER_UNAVAILABLE:
         raise TokenUnavailable(reply.detail or "the identity provider is unavailable", reply.retry_after_s)
     if reply.outcome is AccessTokenOutcome.CONFIGURATION_ERROR:

@@ -61,6 +61,31 @@ def jobs_fail_on_the_administrator_grant(tenant_id: str, detail: str) -> Raise:
     )
 
 
+ADMINISTRATOR_NOT_SIGNED_IN = "OAuth 2.0 is on; the administrator has not signed in — Acquire"
+
+
+def administrator_not_signed_in(tenant_id: str, address: str) -> Raise:
+    """OAuth 2.0 on and no administrator token ever acquired: the device's own prompt, on every
+    device's feed (the same key as the dead administrator grant's alert: [Acquire] resolves
+    either)."""
+    return Raise(
+        administrator_key(tenant_id),
+        tenant_id,
+        AlertCause.ADMINISTRATOR_NOT_SIGNED_IN,
+        AlertSeverity.CRITICAL,
+        ADMINISTRATOR_NOT_SIGNED_IN,
+        f"No refresh token has been acquired for the administrator address {address}. "
+        "Administrator functions and jobs sent as the administrator address wait, and go out by "
+        "themselves once it is acquired; those still waiting at the limit are dead-lettered.",
+        (
+            f"Acquire the administrator's refresh token: `fleetmail tokens acquire {tenant_id}` or "
+            f"POST /v1/admin/tenants/{tenant_id}/tokens/administrator/acquire (the device's "
+            "[OAuth 2.0] screen → Refresh Tokens → [Acquire])."
+        ),
+        address,
+    )
+
+
 INTERACTION_REQUIRED = "interaction_required"
 """The token event's `error` when the directory wants the user at a screen (MFA, a claims
 challenge): the grant is not revoked, and the alert says what the sign-in must complete."""
