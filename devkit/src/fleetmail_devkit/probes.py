@@ -40,10 +40,11 @@ class SmtpEmulator:
 
 @asynccontextmanager
 async def smtp_emulator(
-    stack: Stack, flavour: str, tls_dir: Path | None = None
+    stack: Stack, flavour: str, tls_dir: Path | None = None, smtp_auth_enabled: bool = True
 ) -> AsyncIterator[SmtpEmulator]:
     """One more SMTP emulator process: Gmail's flavour, or a server under another CA
-    (`tls_dir` holds its own CA, which nothing trusts by default)."""
+    (`tls_dir` holds its own CA, which nothing trusts by default); `smtp_auth_enabled` False
+    keeps Exchange's default for the organisation (SMTP AUTH off)."""
     port, tls_port, control = free_port(), free_port(), free_port()
     tls_dir = tls_dir or stack.data_dir / "tls"
     process = await asyncio.create_subprocess_exec(
@@ -67,6 +68,7 @@ async def smtp_emulator(
         stack.microsoft_url,
         "--google-url",
         stack.google_url,
+        *(["--smtp-auth-enabled"] if smtp_auth_enabled else []),
         stdout=asyncio.subprocess.DEVNULL,
         env={**os.environ},
     )

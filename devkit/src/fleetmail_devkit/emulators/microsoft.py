@@ -13,7 +13,14 @@ that optional claim. An id token comes only with `openid`, a refresh token only 
 
 Control API (tests and the demo): `/_emulator/...` — register apps, approve or decline a
 device code as a user, set who signs in at `authorize`, revoke or age a user's grant,
-inject 429/5xx answers or error bodies, read call counts, add users, expire an app's secret.
+inject 429/5xx answers or error bodies, read call counts, add users, expire an app's secret,
+grant admin consent for application permissions in a directory.
+
+Scopes decide the token: its audience is the resource they name (Microsoft Graph's token is
+not Exchange's), a malformed scope or a permission the resource lacks is `invalid_scope`
+(AADSTS70011). App-only (client credentials, `/.default`) needs a directory, not an alias
+(AADSTS50059), and carries `roles` only after an administrator of that directory consented.
+An authorization code is redeemed in the directory it was issued in (AADSTS700005).
 """
 
 from __future__ import annotations
@@ -138,6 +145,15 @@ ERRORS: dict[int, tuple[str, str]] = {
     ),
     900144: ("invalid_request", "The request body must contain the following parameter: '{parameter}'."),
     90014: ("invalid_request", "The request was throttled."),
+    700005: (
+        "invalid_grant",
+        "Provided Authorization Code is intended to use against other tenant, thus rejected.",
+    ),
+    50059: (
+        "invalid_request",
+        "No tenant-identifying information found in either the request or implied by any provided "
+        "credentials.",
+    ),
     1002012: (
         "invalid_scope",
         "The provided value for scope {scope} is not valid. Client credential flows must have a scope "
@@ -180,9 +196,69 @@ def error_body(code: int, **fmt: str) -> dict[str, Any]:
     }
 
 
+OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
+GRAPH = "https://graph.microsoft.com"
+EXCHANGE_PERMISSIONS = frozenset(
+    {
+        "SMTP.Send",
+        "IMAP.AccessAsUser.All",
+        "POP.AccessAsUser.All",
+        "EWS.AccessAsUser.All",
+        "Mail.Send",
+        ".default",
+    }
+)
+RESOURCES: dict[str, frozenset[str]] = {
+    SMTP_AUDIENCE: EXCHANGE_PERMISSIONS,
+    APP_ONLY_AUDIENCE: EXCHANGE_PERMISSIONS,
+    GRAPH: frozenset({"Mail.Send", "Mail.Read", "Mail.ReadWrite", "User.Read", ".default"}),
+}
+"""The resources (their application id URIs) and the permissions each has: a token's
+audience is the resource its scopes name, its `scp` or `roles` the permissions."""
+APP_ROLES: dict[str, frozenset[str]] = {
+    SMTP_AUDIENCE: frozenset({"SMTP.SendAsApp", "full_access_as_app", "IMAP.AccessAsApp", "POP.AccessAsApp"}),
+    APP_ONLY_AUDIENCE: frozenset(
+        {"SMTP.SendAsApp", "full_access_as_app", "IMAP.AccessAsApp", "POP.AccessAsApp"}
+    ),
+    GRAPH: frozenset({"Mail.Send", "Mail.Read", "Mail.ReadWrite", "User.Read.All"}),
+}
+"""Application permissions per resource: an app-only token carries those of its resource that
+an administrator consented to in the directory."""
+DIRECTORY_ALIASES = frozenset({"organizations", "common", "consumers"})
+
+
+def resource_of(scope: str) -> tuple[str, str] | None:
+    """(resource, permission) of a scope; a bare permission is Microsoft Graph's, as in Entra.
+    None: not a well-formed scope."""
+    if "/" not in scope:
+        return (GRAPH, scope) if scope and ":" not in scope else None
+    resource, _, permission = scope.rpartition("/")
+    if not resource.startswith("https://") or resource.count("/") != 2 or not permission:
+        return None
+    return resource, permission
+
+
+def audience_of(scopes: list[str]) -> str:
+    """The resource a token request is for: the one its scopes name (Graph for OIDC alone)."""
+    for scope in scopes:
+        if scope not in OIDC_SCOPES and (found := resource_of(scope)) is not None:
+            return found[0]
+    return GRAPH
+
+
 DIRECTORY_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 MSA_DIRECTORY = "9188040d-6c67-4c5b-b112-36a304b66dad"
 """The directory of personal Microsoft accounts, as Entra's id tokens name it."""
+
+
+def directory_id(name: str) -> str:
+    """A directory's id from how an authority path names it: an id is itself, a domain has an
+    id of its own (stable, so the SMTP emulator can name a mailbox's directory the same way)."""
+    if DIRECTORY_ID.match(name):
+        return name.lower()
+    if name == "consumers":
+        return MSA_DIRECTORY
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"fleetmail-emulator/{name.lower()}"))
 
 
 @dataclass
@@ -266,6 +342,8 @@ class State:
     device_code_interval_s: int = DEVICE_CODE_INTERVAL_S
     faults: FaultPlan = field(default_factory=FaultPlan)
     counter: CallCounter = field(default_factory=CallCounter)
+    admin_consents: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    """(client id, directory id) → the application permissions an administrator consented to."""
 
 
 class RegisterApp(BaseModel):
@@ -291,6 +369,14 @@ class Decline(BaseModel):
     """Names one device code: to decline it, or to let it expire."""
 
     user_code: str
+
+
+class AdminConsent(BaseModel):
+    """An administrator of `directory` grants the app its application permissions."""
+
+    client_id: str
+    directory: str
+    roles: list[str] = ["SMTP.SendAsApp"]
 
 
 class AgeRequest(BaseModel):
@@ -329,13 +415,9 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         directory named by its id is that id; one named by domain has an id of its own; the
         aliases `organizations` and `common` sign a work account in to its home directory
         (here: one per mail domain), `consumers` to the Microsoft account directory."""
-        if DIRECTORY_ID.match(tenant):
-            return tenant.lower()
-        if tenant == "consumers":
-            return MSA_DIRECTORY
         if tenant in ("organizations", "common") and user is not None:
             tenant = user.rpartition("@")[2].lower()
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"fleetmail-emulator/{tenant}"))
+        return directory_id(tenant)
 
     def fault_response(
         endpoint: str, grant_type: str | None = None, device_code: str | None = None
@@ -368,7 +450,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         resource = _resource_scopes(grant.scopes)
         access_token = key.sign(
             {
-                "aud": SMTP_AUDIENCE,
+                "aud": audience_of(grant.scopes),
                 "iss": f"https://sts.windows.net/{tid}/",
                 "iat": issued,
                 "nbf": issued,
@@ -423,12 +505,24 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         )
         return body
 
-    def check_scopes(scopes: list[str]) -> Response | None:
-        graph = any(s.startswith("https://graph.microsoft.com/") for s in scopes)
-        outlook = any(
-            s.startswith(("https://outlook.office.com/", "https://outlook.office365.com/")) for s in scopes
-        )
-        if graph and outlook:
+    def check_scopes(scopes: list[str], tenant: str) -> Response | None:
+        """Entra's answers to scopes it cannot issue: a malformed scope or a permission its
+        resource does not have is `invalid_scope` (70011), an unknown resource
+        `invalid_resource` (500011), two resources in one request 70011."""
+        resources = set()
+        for scope in scopes:
+            if scope in OIDC_SCOPES:
+                continue
+            found = resource_of(scope)
+            if found is None:
+                return json_error(400, error_body(70011, scope=scope))
+            resource, permission = found
+            if resource not in RESOURCES:
+                return json_error(400, error_body(500011, resource=resource, tenant=tenant))
+            if permission not in RESOURCES[resource]:
+                return json_error(400, error_body(70011, scope=scope))
+            resources.add(GRAPH if resource == GRAPH else SMTP_AUDIENCE)
+        if len(resources) > 1:
             return json_error(400, error_body(70011, scope=" ".join(scopes)))
         return None
 
@@ -474,7 +568,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         if (bad := check_app(form.get("client_id"), tenant)) is not None:
             return bad
         scopes = _scopes(form.get("scope", ""))
-        if (bad := check_scopes(scopes)) is not None:
+        if (bad := check_scopes(scopes, tenant)) is not None:
             return bad
         code = DeviceCode(
             device_code=random_token("DAQABAAEAAA", 48),
@@ -569,12 +663,12 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                 return json_error(401, error_body(7000222, client_id=client_id))
         grant_type = form.get("grant_type", "")
         scopes = _scopes(form.get("scope", ""))
-        if (bad := check_scopes(scopes)) is not None:
+        if (bad := check_scopes(scopes, tenant)) is not None:
             return bad
         if grant_type == DEVICE_CODE_GRANT:
             return redeem_device_code(form, client_id)
         if grant_type == "authorization_code":
-            return redeem_auth_code(form, client_id)
+            return redeem_auth_code(form, client_id, tenant)
         if grant_type == "refresh_token":
             return redeem_refresh_token(form, client_id, scopes)
         if grant_type == "client_credentials":
@@ -582,30 +676,42 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                 return json_error(401, error_body(7000215))
             if len(scopes) != 1 or not scopes[0].endswith("/.default"):
                 return json_error(400, error_body(1002012, scope=" ".join(scopes)))
-            issued = int(now())
-            access_token = key.sign(
-                {
-                    "aud": APP_ONLY_AUDIENCE,
-                    "iss": f"https://sts.windows.net/{tenant_id(tenant)}/",
-                    "iat": issued,
-                    "exp": issued + state.access_token_lifetime_s,
-                    "appid": client_id,
-                    "roles": ["SMTP.SendAsApp"],
-                    "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"service-principal/{client_id}")),
-                    "tid": tenant_id(tenant),
-                    "jti": secrets.token_hex(8),
-                }
-            )
-            state.issued_access_tokens.append(access_token)
-            return JSONResponse(
-                {
-                    "token_type": "Bearer",
-                    "expires_in": state.access_token_lifetime_s,
-                    "ext_expires_in": state.access_token_lifetime_s,
-                    "access_token": access_token,
-                }
-            )
+            return client_credentials(client_id, tenant, scopes[0])
         return json_error(400, error_body(9002313))
+
+    def client_credentials(client_id: str, tenant: str, scope: str) -> Response:
+        """An app-only token for one directory: none for an alias (which directory would it
+        act in?), and with the application permissions of its resource that an administrator
+        of that directory consented to, no others (no `roles` at all before consent)."""
+        if tenant in DIRECTORY_ALIASES:
+            return json_error(400, error_body(50059))
+        issued, tid = int(now()), tenant_id(tenant)
+        audience = audience_of([scope])
+        roles = sorted(
+            state.admin_consents.get((client_id, tid), set()) & APP_ROLES.get(audience, frozenset())
+        )
+        claims: dict[str, Any] = {
+            "aud": audience,
+            "iss": f"https://sts.windows.net/{tid}/",
+            "iat": issued,
+            "exp": issued + state.access_token_lifetime_s,
+            "appid": client_id,
+            "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"service-principal/{client_id}")),
+            "tid": tid,
+            "jti": secrets.token_hex(8),
+        }
+        if roles:
+            claims["roles"] = roles
+        access_token = key.sign(claims)
+        state.issued_access_tokens.append(access_token)
+        return JSONResponse(
+            {
+                "token_type": "Bearer",
+                "expires_in": state.access_token_lifetime_s,
+                "ext_expires_in": state.access_token_lifetime_s,
+                "access_token": access_token,
+            }
+        )
 
     def redeem_device_code(form: dict[str, str], client_id: str) -> Response:
         code = state.device_codes.get(form.get("device_code", ""))
@@ -630,10 +736,13 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         state.grants[grant.grant_id] = grant
         return JSONResponse(issue_tokens(grant, client_id))
 
-    def redeem_auth_code(form: dict[str, str], client_id: str) -> Response:
+    def redeem_auth_code(form: dict[str, str], client_id: str, tenant: str) -> Response:
         code = state.auth_codes.get(form.get("code", ""))
         if code is None or code.client_id != client_id or now() > code.expires_at:
             return json_error(400, error_body(70008))
+        if tenant not in DIRECTORY_ALIASES and tenant_id(tenant) != tenant_id(code.tenant, code.user):
+            # A code is good in the directory it was issued in (an alias: the user's own).
+            return json_error(400, error_body(700005))
         if code.redeemed:
             return json_error(400, error_body(54005))
         if form.get("redirect_uri") != code.redirect_uri:
@@ -685,6 +794,13 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         state.users[body.upn.casefold()] = user
         state.users[body.primary_smtp.casefold()] = user
         return {"upn": user.upn, "primary_smtp": user.primary_smtp}
+
+    @api.post("/_emulator/admin-consent")
+    async def admin_consent(body: AdminConsent) -> dict[str, list[str]]:
+        """What an administrator's "Grant admin consent" does for one directory."""
+        granted = state.admin_consents.setdefault((body.client_id, directory_id(body.directory)), set())
+        granted.update(body.roles)
+        return {"roles": sorted(granted)}
 
     @api.post("/_emulator/device-codes/approve")
     async def approve(body: Approve) -> Response:
