@@ -122,6 +122,8 @@ class Fault:
     code: int
     text: str
     remaining: int
+    user: str | None = None
+    """Only this mailbox's sessions take it (other traffic of a shared emulator passes by)."""
 
 
 @dataclass
@@ -187,9 +189,9 @@ class EmulatorState:
         if held is not None:
             self.usage_of(held[0]).in_submission -= 1
 
-    def take_fault(self, stage: str) -> Fault | None:
+    def take_fault(self, stage: str, user: str | None = None) -> Fault | None:
         for fault in self.faults:
-            if fault.stage == stage and fault.remaining > 0:
+            if fault.stage == stage and fault.remaining > 0 and fault.user in (None, (user or "").lower()):
                 fault.remaining -= 1
                 return fault
         return None
@@ -291,9 +293,6 @@ class Handler:
         self.port = port
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
-        if (fault := self.state.take_fault("auth")) is not None:
-            self.state.auth_failures += 1
-            return AuthResult(success=False, handled=False, message=f"{fault.code} {fault.text}")
         if len(args) > 1:
             try:
                 blob = base64.b64decode(args[1], validate=True)
@@ -308,6 +307,9 @@ class Handler:
         if parsed is None:
             return AuthResult(success=False, handled=False, message="501 5.5.2 Invalid XOAUTH2 auth data")
         user, token = parsed
+        if (fault := self.state.take_fault("auth", user)) is not None:
+            self.state.auth_failures += 1
+            return AuthResult(success=False, handled=False, message=f"{fault.code} {fault.text}")
         if self.state.flavour == "gmail":
             ok = await self.verifier.google(user, token)
             if not ok:
@@ -369,7 +371,7 @@ class Handler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
-        if (fault := self.state.take_fault("mail")) is not None:
+        if (fault := self.state.take_fault("mail", self._user(session, address))) is not None:
             return f"{fault.code} {fault.text}"
         if self.state.require_auth and not session.authenticated:
             if self.state.flavour == "gmail":
@@ -409,7 +411,9 @@ class Handler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
-        if (fault := self.state.take_fault("rcpt")) is not None:
+        if (
+            fault := self.state.take_fault("rcpt", self._user(session, str(envelope.mail_from or "")))
+        ) is not None:
             return f"{fault.code} {fault.text}"
         user = self._user(session, str(envelope.mail_from or ""))
         if len(envelope.rcpt_tos) >= self.state.limits_of(user).max_recipients:
@@ -445,7 +449,9 @@ class Handler:
         return None
 
     async def _data(self, session: Session, envelope: Envelope) -> str:
-        if (fault := self.state.take_fault("data")) is not None:
+        if (
+            fault := self.state.take_fault("data", self._user(session, str(envelope.mail_from or "")))
+        ) is not None:
             return f"{fault.code} {fault.text}"
         raw = envelope.original_content or b""
         if (refusal := await self._limits_refusal(session, envelope, raw)) is not None:
@@ -539,6 +545,7 @@ class FaultRequest(BaseModel):
     code: int = 451
     text: str = "4.3.2 Service temporarily unavailable, please try again later"
     count: int = 1
+    user: str | None = None
 
 
 class SettingsRequest(BaseModel):
@@ -589,7 +596,9 @@ def control_app(state: EmulatorState) -> FastAPI:
 
     @api.post("/_emulator/faults")
     async def faults(body: FaultRequest) -> dict[str, int]:
-        state.faults.append(Fault(body.stage, body.code, body.text, body.count))
+        state.faults.append(
+            Fault(body.stage, body.code, body.text, body.count, body.user.lower() if body.user else None)
+        )
         return {"queued": body.count}
 
     @api.post("/_emulator/settings")
