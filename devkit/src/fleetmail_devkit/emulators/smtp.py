@@ -23,9 +23,10 @@
   rate a minute, the daily quota, message size, recipients per message, line length; each
   shrunk per mailbox through the control API, and the emulator's clock moved forward so a
   day passes at once.
-- Injectable 421/451 transient failures; every accepted message kept in a Maildir and
-  listed by the control API (`http://127.0.0.1:<control-port>/_emulator/...`), and every
-  refusal it gave (`/_emulator/replies`).
+- Injectable replies at any stage (auth, mail, rcpt, data), for every session or one
+  mailbox's; every accepted message kept in a Maildir and listed by the control API
+  (`http://127.0.0.1:<control-port>/_emulator/...`), and every refusal it gave
+  (`/_emulator/replies`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from fleetmail_runtime import smtp_replies
 from pydantic import BaseModel
 
 from ..ca import TlsFiles
-from .microsoft import directory_id
+from .entra import directory_id
 from .smtp_limits import (
     DEFAULT_LIMITS,
     EmulatorClock,
