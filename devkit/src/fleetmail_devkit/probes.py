@@ -73,9 +73,14 @@ async def smtp_emulator(
         env={**os.environ},
     )
     try:
-        for _ in range(150):
-            if port_open(port) and port_open(control):
-                break
+        # A loaded machine can take tens of seconds to start a Python process: wait for it,
+        # and say so if it never listens rather than hand out a dead emulator.
+        deadline = time.monotonic() + 60
+        while not (port_open(port) and port_open(control)):
+            if process.returncode is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the {flavour} SMTP emulator did not start (exit code {process.returncode})"
+                )
             await asyncio.sleep(0.1)
         yield SmtpEmulator(port, tls_port, f"http://127.0.0.1:{control}", tls_dir / "ca.pem")
     finally:
