@@ -22,8 +22,10 @@ The decision at the handler edge (`domain.decisions.decide`) is made from the cl
         ├── SenderNotAllowed          the From policy refuses this sender
         ├── ReauthorizationNeeded     the grant is dead or missing: sign in again
         ├── ConfigurationError        fleetmail or the tenant is set up wrongly: fix a setting
-        │   └── DestinationNotAllowed the tenant's SMTP server is in a range the operator's
-        │                             outbound rule does not allow
+        │   ├── DestinationNotAllowed the tenant's SMTP server is in a range the operator's
+        │   │                         outbound rule does not allow
+        │   └── TokenNotAccepted      the SMTP server refused a token the provider had just
+        │                             issued: wrong audience or scope, or no admin consent
         └── InvalidJob                the job cannot be understood, its documents are gone, its
                                       tenant is unknown, or its message is over the size limit
 
@@ -170,6 +172,17 @@ class DestinationNotAllowed(ConfigurationError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.remedy = DestinationNotAllowed.remedy
+
+
+class TokenNotAccepted(ConfigurationError):
+    """A token the provider issued a moment ago, refused by the SMTP server: the grant is alive
+    (a dead one fails at the provider, not here), so the token does not fit the server. The
+    remedy says which setting makes it fit; signing in again would get the same token."""
+
+    def __init__(self, message: str, remedy: str, smtp_reply: str | None) -> None:
+        super().__init__(message)
+        self.remedy = remedy
+        self.smtp_reply = smtp_reply
 
 
 class InvalidJob(PermanentDeliveryError):

@@ -48,6 +48,12 @@ CONFIGURATION_REMEDIES: dict[int, str] = {
     "(FLEETMAIL_TOKEN_MICROSOFT_SCOPES, FLEETMAIL_TOKEN_MICROSOFT_APP_ONLY_SCOPE)",
     70011: "a scope is wrong or mixes resources (Microsoft Graph and Outlook scopes cannot be "
     "asked for together): FLEETMAIL_TOKEN_MICROSOFT_SCOPES or FLEETMAIL_TOKEN_MICROSOFT_APP_ONLY_SCOPE",
+    700005: "the sign-in and the code's redemption went to different directories: set the "
+    "tenant's identity.directory to the users' own directory (its id or domain), or organizations",
+    50059: "app-only sending needs a directory, not organizations or common: set the tenant's "
+    "identity.directory (or FLEETMAIL_TOKEN_MICROSOFT_DIRECTORY) to the directory's id or domain",
+    1002012: "client credentials take one scope ending in /.default: "
+    "FLEETMAIL_TOKEN_MICROSOFT_APP_ONLY_SCOPE=https://outlook.office365.com/.default",
 }
 """What an administrator does when Entra refuses for one of these codes: no sign-in helps."""
 

@@ -163,7 +163,8 @@ def smtp_refuses(
 
 
 def configuration_error(tenant_id: str, what_is_wrong: str, remedy: str | None) -> Raise:
-    """A setting is wrong or missing (no app registration, an unknown tenant): no sign-in
+    """A setting is wrong or missing (no app registration, an unknown tenant, a token the mail
+    server refuses for its audience or missing admin consent, a directory policy): no sign-in
     helps, so this is not the re-authorization alert; an administrator or operator fixes
     the setting the detail names."""
     wrong = what_is_wrong.strip().rstrip(".") or "a setting fleetmail needs is missing or wrong"
@@ -172,7 +173,7 @@ def configuration_error(tenant_id: str, what_is_wrong: str, remedy: str | None) 
         tenant_id,
         AlertCause.CONFIGURATION_ERROR,
         AlertSeverity.CRITICAL,
-        "A setting is wrong or missing: no token can be obtained for this tenant",
+        "A setting is wrong or missing: this tenant cannot send until it is fixed",
         f"{wrong}. Signing in again does not help; jobs fail until the setting is fixed.",
         remedy
         or (
