@@ -1,7 +1,10 @@
 """Tenant settings as the other services read them: the `fleetmail_tenants` KV bucket.
 
 job-gateway owns and writes the settings; readers keep the latest value of each tenant
-in memory, kept current by a KV watch, so a change takes effect without restarts.
+in memory, kept current by a KV watch, so a change takes effect without restarts. A reader
+that must act when a tenant's settings change (not merely read the new ones) registers a
+callback (`on_change`): it is given the settings before and after each change seen by the
+watch, in a task of its own (a failure is logged).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from faststream.nats import NatsBroker
 from fleetmail_contracts.streams import TENANTS_BUCKET
@@ -23,8 +27,13 @@ class UnknownTenant(LookupError):
     pass
 
 
+TenantChanged = Callable[[TenantSettings, TenantSettings], Awaitable[None]]
+
+
 class TenantDirectory:
     def __init__(self, broker: NatsBroker) -> None:
+        self._on_change: list[TenantChanged] = []
+        self._reactions: set[asyncio.Task[None]] = set()
         self._broker = broker
         self._kv: KeyValue | None = None
         self._cache: dict[str, TenantSettings] = {}
@@ -56,11 +65,34 @@ class TenantDirectory:
                 continue
             if entry.value:
                 try:
-                    self._cache[entry.key] = TenantSettings.model_validate_json(entry.value)
+                    settings = TenantSettings.model_validate_json(entry.value)
                 except ValueError:
                     log.warning("ignoring unreadable settings for tenant %s", entry.key)
+                    continue
+                before = self._cache.get(entry.key)
+                self._cache[entry.key] = settings
+                if before is not None and before != settings:
+                    self._changed(before, settings)
             else:
                 self._cache.pop(entry.key, None)
+
+    def on_change(self, callback: TenantChanged) -> None:
+        """Call `callback(before, after)` for each change of a tenant's settings seen from now
+        on (the first value seen of a tenant is no change)."""
+        self._on_change.append(callback)
+
+    def _changed(self, before: TenantSettings, after: TenantSettings) -> None:
+        for callback in self._on_change:
+            task = asyncio.create_task(self._react(callback, before, after))
+            self._reactions.add(task)
+            task.add_done_callback(self._reactions.discard)
+
+    @staticmethod
+    async def _react(callback: TenantChanged, before: TenantSettings, after: TenantSettings) -> None:
+        try:
+            await callback(before, after)
+        except Exception:
+            log.exception("reacting to a change of tenant %s's settings failed", after.tenant_id)
 
     async def get(self, tenant_id: str) -> TenantSettings:
         cached = self._cache.get(tenant_id)

@@ -87,7 +87,7 @@ class AppOnlyGrants:
             redeemed.client_id,
             None,
         )
-        self.memory.remember(principal, CachedToken.issued(issued, tenant.provider))
+        self.memory.remember(principal, CachedToken.issued(issued, tenant.provider, principal.address))
         await self.events.publish(
             TokenAcquired(
                 event_id=uuid.uuid4().hex,
