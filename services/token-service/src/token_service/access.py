@@ -54,8 +54,8 @@ class AccessTokens:
 
     async def token(self, principal: Principal, force_refresh: bool = False) -> CachedToken:
         """A token good for at least the refresh margin; raises a `TokenServiceError`. A login
-        user's use is recorded (at most every `use_record_interval_s`): Auto Delete's idle
-        window counts from it."""
+        user's use is recorded (at most every `use_record_interval_s`): the tenant's
+        `user_token_idle_days` counts from it."""
         token = await self._token(principal, force_refresh)
         if principal.kind is PrincipalKind.USER and self.memory.use_unrecorded(
             principal, self.clock(), self.use_record_interval

@@ -1,16 +1,17 @@
 """Keep-alive: the administrator's grant, and each login user's used within the tenant's
 `user_token_idle_days` (90 by default), is kept alive; a user's grant left unused longer
 lapses: it is deleted (event `deleted`, reason `idle`), as a device forgets the token of a
-user who no longer uses it. A grant idle for `keepalive_idle_s` is redeemed, so the provider's inactivity
-limit (Microsoft: 90 days) never applies; a death nothing can prevent (Google's testing
-mode) is announced once, `expiring_horizon_s` ahead; a grant whose tenant now names another
-authority or client than the grant was signed in with, or whose address is not in the
-tenant's mail domains (a grant taken before the rule, or a domain that left the list), or
-that no longer fits the tenant's administrator address or provider (`drift.py`), is
-marked as needing a new sign-in, without a call (so an administrator hears of it within one
-sweep, not at the grant's next refresh). A grant stored without its authority is stamped
-with its tenant's current one first (a one-time migration, `Refresher.stamp_legacy`). Idempotent, and safe on every replica at once: the redemption
-happens under the grant's lease."""
+user who no longer uses it. A grant idle for `keepalive_idle_s` is redeemed, so the
+provider's inactivity limit (Microsoft: 90 days) never applies; a death nothing can
+prevent (Google's testing mode) is announced once, `expiring_horizon_s` ahead; a grant
+whose tenant now names another authority or client than the grant was signed in with, or
+whose address is not in the tenant's mail domains (a grant taken before the rule, or a
+domain that left the list), or that no longer fits the tenant's administrator address or
+provider (`drift.py`), is marked as needing a new sign-in, without a call (so an
+administrator hears of it within one sweep, not at the grant's next refresh). A grant stored without its authority is stamped
+with its tenant's current one first (a one-time migration, `Refresher.stamp_legacy`).
+Idempotent, and safe on every replica at once: the redemption happens under the grant's
+lease, the lapse deletes only a grant still idle."""
 
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ class KeepAlive:
         self.tenants = tenants
         self.grants = grants
         self.drift = drift
+        self.live = drift.live
         self.deletion = deletion
         self.refresher = refresher
         self.events = events
@@ -95,7 +97,7 @@ class KeepAlive:
                 log.warning("the lapse check skipped a user grant of tenant %s: %s", principal.tenant_id, exc)
 
     async def _sweep_one(self, principal: Principal) -> None:
-        grant = await self.drift.live.live_grant(principal)
+        grant = await self.live.live_grant(principal)
         app_only = grant.flow is AcquisitionFlow.APP_ONLY  # nothing to keep alive
         tenant = await self.tenants.get(principal.tenant_id)
         if not await self.drift.settle(grant, tenant):
@@ -123,7 +125,7 @@ class KeepAlive:
             grant.last_refreshed_at or grant.acquired_at, self.clock(), self.idle
         ):
             await self._keep_alive(principal)
-            grant = await self.drift.live.live_grant(principal)
+            grant = await self.live.live_grant(principal)
         death = grant.predicted_death_at
         soon = expiring_soon(death, self.clock(), self.horizon)
         if await self.grants.announce_expiring(principal, self.clock(), soon) and death is not None:
@@ -142,7 +144,7 @@ class KeepAlive:
         if not await self.grants.take_lease(principal, self.owner, self.clock(), self.lease_ttl):
             return  # someone is refreshing it right now, which is all keep-alive wants
         try:
-            grant = await self.drift.live.live_grant(principal)
+            grant = await self.live.live_grant(principal)
             if not keepalive_due(grant.last_refreshed_at or grant.acquired_at, self.clock(), self.idle):
                 await self.grants.release_lease(principal, self.owner)
                 return
