@@ -108,6 +108,16 @@ class InMemoryGatewayStore:
             if d["allow_cidrs"]
         ]
 
+    async def add_session_user(self, tenant_id: str, device_id: str, user: str) -> None:
+        device = self.devices.get((tenant_id, device_id))
+        if device is not None and user not in device.setdefault("session_users", []):
+            device["session_users"].append(user)
+
+    async def remove_session_users(self, tenant_id: str, device_id: str, users: Sequence[str]) -> None:
+        device = self.devices.get((tenant_id, device_id))
+        if device is not None:
+            device["session_users"] = [u for u in device.get("session_users", []) if u not in users]
+
     async def save_api_key(self, key: StoredApiKey) -> None:
         if key.key_id in self.api_keys:
             raise KeyError(key.key_id)

@@ -96,8 +96,8 @@ async def test_devices_are_the_tenants_own(directory: DeviceDirectory) -> None:
         await directory.change(TenantSettings(tenant_id="t2"), "mfp-1", DeviceChange(disabled=True))
     with pytest.raises(DeviceNotFound):
         await directory.rotate_secret("t2", "mfp-1")
-    assert [d.device_id for d in await directory.in_tenant("t1")] == ["mfp-1"]
-    assert await directory.in_tenant("t2") == []
+    assert [d.device_id for d in await directory.in_tenant(TenantSettings(tenant_id="t1"))] == ["mfp-1"]
+    assert await directory.in_tenant(TenantSettings(tenant_id="t2")) == []
     # The same id in another tenant is another device; each logs in with its own secret.
     second = await directory.register("t2", DeviceRegistration(device_id="mfp-1"))
     assert second.tenant_id == "t2"

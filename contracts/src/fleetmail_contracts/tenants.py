@@ -111,6 +111,13 @@ class TenantSettings(Contract):
     smtp: SmtpSettings | None = None
     from_policy: FromPolicy = FromPolicy.ADMINISTRATOR_ADDRESS
     auto_delete: bool = False
+    user_token_idle_days: float = Field(
+        default=90,
+        gt=0,
+        le=3650,
+        description="A login user's refresh token that has not sent for this many days is deleted "
+        "(the user signs in again at the device); the administrator's is kept alive regardless",
+    )
     proxy_url: str | None = None
     identity: IdentitySettings = IdentitySettings()
     notifications: NotificationSettings = NotificationSettings()

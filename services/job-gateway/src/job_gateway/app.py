@@ -80,6 +80,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         runtime.bus,
         provider_of=tenants.provider_of,
         tsi_routing=tsi_routing,
+        sessions=devices,
     )
     jobs = JobQueries(store)
     listener = SmtpListener(settings, intake, devices, tenants.current)
@@ -90,7 +91,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         administrators=Administrators(store, keys),
         tokens=TokenRelay(runtime.bus, settings),
         alerts=AlertRelay(runtime.bus, settings),
-        device_events=DeviceEvents(runtime.bus, settings),
+        device_events=DeviceEvents(runtime.bus, settings, devices),
         jobs=jobs,
         dead_letters=DeadLetterDesk(
             JetStreamDeadLetters(broker),

@@ -41,6 +41,9 @@ class Device:
     tenant_id: str
     machine_address: str | None = None
     """Its Internet Fax sender, set by an administrator (checked against the administrator address)."""
+    session_users: frozenset[str] | None = None
+    """The users (casefolded) whose sign-in or jobs came from it since its last auto reset, as
+    read when the device signed in; None when not read (a device found by its address)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,21 @@ def check_machine_address(tenant: TenantSettings, machine_address: str) -> None:
             "Internet Fax is sent as the machine's address, which must be the tenant's administrator "
             f"address ({administrator or 'none set'}): only that mailbox's grant can send it"
         )
+
+
+def device_attention(tenant: TenantSettings, machine_address: str | None) -> list[str]:
+    """What an administrator must fix on a device: its Internet Fax machine address, once
+    the tenant's administrator address changed, no longer matches it (the device's faxes
+    cannot be sent until it does)."""
+    administrator = tenant.administrator_address
+    if machine_address is None or (
+        administrator is not None and machine_address.casefold() == administrator.casefold()
+    ):
+        return []
+    return [
+        f"its Internet Fax machine address {machine_address} is not the administrator address "
+        f"({administrator or 'none set'}): set the machine address to it, or Internet Fax jobs fail"
+    ]
 
 
 # --- administrators ----------------------------------------------------------------------

@@ -69,6 +69,14 @@ class DeviceStore(Protocol):
         """Devices that may send over SMTP without AUTH (no secret hashes)."""
         ...
 
+    async def add_session_user(self, tenant_id: str, device_id: str, user: str) -> None:
+        """A user's sign-in or job came from the device (kept until its auto reset)."""
+        ...
+
+    async def remove_session_users(self, tenant_id: str, device_id: str, users: Sequence[str]) -> None:
+        """These users' sessions on the device ended (they logged out, or it reset)."""
+        ...
+
 
 class ApiKeyStore(Protocol):
     async def save_api_key(self, key: StoredApiKey) -> None: ...

@@ -276,13 +276,17 @@ class DeviceView(BaseModel):
     smtp_function: str | None = None
     smtp_rules: list[SmtpRule] = []
     created_at: datetime | None = None
+    attention: list[str] = Field(
+        default=[],
+        description="What needs an administrator's attention (an Internet Fax machine address "
+        "that no longer matches the administrator address)",
+    )
 
     @classmethod
-    def of(cls, document: Mapping[str, Any]) -> Self:
+    def of(cls, document: Mapping[str, Any], attention: list[str] | None = None) -> Self:
         """A stored device as administrators see it (never its secret's hash)."""
-        return cls(
-            **{k: document[k] for k in cls.model_fields if k in document and document[k] is not None},
-        )
+        fields = {k: document[k] for k in cls.model_fields if k in document and document[k] is not None}
+        return cls(**fields | {"attention": attention or []})
 
 
 class DeviceCredentials(BaseModel):

@@ -70,6 +70,12 @@ class TokenSettings(BaseSettings):
         gt=0,
         description="Redeem grants idle longer than this (Microsoft kills them after 90 idle days)",
     )
+    use_record_interval_s: float = Field(
+        default=3600,
+        gt=0,
+        description="A login user's use of their token is written at most this often per replica "
+        "(their idle window, the tenant's user_token_idle_days, counts from it)",
+    )
     expiring_horizon_s: float = Field(
         default=14 * 24 * 3600, gt=0, description="Announce a grant's unpreventable death this early"
     )

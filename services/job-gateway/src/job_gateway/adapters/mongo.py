@@ -142,6 +142,16 @@ class MongoStore:
             )
         return await self.device(tenant_id, device_id)
 
+    async def add_session_user(self, tenant_id: str, device_id: str, user: str) -> None:
+        await self.devices.update_one(
+            {"tenant_id": tenant_id, "device_id": device_id}, {"$addToSet": {"session_users": user}}
+        )
+
+    async def remove_session_users(self, tenant_id: str, device_id: str, users: Sequence[str]) -> None:
+        await self.devices.update_one(
+            {"tenant_id": tenant_id, "device_id": device_id}, {"$pullAll": {"session_users": list(users)}}
+        )
+
     async def list_devices(self, tenant_id: str) -> list[dict[str, Any]]:
         cursor = self.devices.find({"tenant_id": tenant_id}, {"secret_hash": 0}).sort("device_id", 1)
         return [document async for document in cursor]

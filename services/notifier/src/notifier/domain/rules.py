@@ -50,6 +50,7 @@ def _token_actions(event: Event) -> list[Action]:
                     address,
                     str(event.get("error", "invalid_grant")),
                     list(event.get("error_codes") or []),
+                    str(event.get("detail") or ""),
                 )
             ]
         return [

@@ -32,17 +32,29 @@ def acquire_remedy(tenant_id: str) -> str:
     )
 
 
+SETTINGS_CHANGED = frozenset(
+    {"administrator_address_changed", "provider_changed", "identity_settings_changed", "outside_mail_domains"}
+)
+"""Token events' errors that are no refusal of the provider's: the tenant's settings changed
+under the grant, and the event's detail says how."""
+
+
 def administrator_must_reauthorize(
-    tenant_id: str, address: str, error: str, error_codes: Sequence[int]
+    tenant_id: str, address: str, error: str, error_codes: Sequence[int], detail: str = ""
 ) -> Raise:
+    body = (
+        f"{detail[:1].upper()}{detail[1:]}. No administrator function can send until it is acquired again."
+        if error in SETTINGS_CHANGED and detail
+        else f"The provider refused the grant ({error} {list(error_codes)}): no administrator function can "
+        "send until it is acquired again."
+    )
     return Raise(
         administrator_key(tenant_id),
         tenant_id,
         AlertCause.ADMINISTRATOR_REAUTHORIZATION_REQUIRED,
         AlertSeverity.CRITICAL,
         f"The administrator's refresh token for {address} needs re-authorization",
-        f"The provider refused the grant ({error} {list(error_codes)}): no administrator function can "
-        "send until it is acquired again.",
+        body,
         acquire_remedy(tenant_id),
         address,
     )

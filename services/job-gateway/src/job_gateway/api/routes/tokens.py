@@ -1,5 +1,5 @@
 """A tenant's tokens: the administrator's sign-in (Acquire), acquisitions, grants, and the
-[Delete] of a user's refresh token. token-service does the work."""
+[Delete] of a user's refresh token, or of every user's. token-service does the work."""
 
 from fastapi import APIRouter
 from fleetmail_contracts.tokens import (
@@ -7,6 +7,7 @@ from fleetmail_contracts.tokens import (
     AcquisitionStarted,
     AcquisitionStatus,
     DeleteGrantReply,
+    DeleteUserGrantsReply,
 )
 
 from ...domain import token_status
@@ -57,6 +58,14 @@ async def tokens_of_tenant(tenant: ReadableTenant, services: ServicesDep) -> Tok
     """The device's [Refresh Tokens] screen: the administrator's row ("not_acquired" until
     [Acquire] succeeded for the address set now) and every grant, never a token."""
     return token_status(tenant, (await services.tokens.grants(tenant.tenant_id)).grants)
+
+
+@router.delete("/tokens/users", responses=documented(TenantNotFound))
+async def delete_all_user_tokens(tenant: WritableTenant, services: ServicesDep) -> DeleteUserGrantsReply:
+    """The [Delete] of Refresh Tokens (User) for every login user of the tenant at once, as
+    the device deletes all its users' tokens; the administrator's token stays. `deleted`: how
+    many there were."""
+    return await services.tokens.delete_user_grants(tenant.tenant_id)
 
 
 @router.delete("/tokens/users/{address}", responses=documented(TenantNotFound, InvalidAddress))
