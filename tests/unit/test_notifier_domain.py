@@ -320,6 +320,10 @@ def test_oauth_on_without_an_administrator_grant_is_the_devices_prompt_on_every_
     # A dead one is the re-authorization alert's business, not this one's.
     dead = grant("admin@t1.example", PrincipalKind.ADMINISTRATOR, GrantStatus.REAUTHORIZATION_REQUIRED, None)
     assert administrator_sign_in(tenant, [dead]) == []
+    # A grant of the previous administrator address: token-service marks it and its alert says
+    # what changed; the prompt must not cover that up.
+    previous = grant("old-admin@t1.example", PrincipalKind.ADMINISTRATOR, GrantStatus.ACTIVE, None)
+    assert administrator_sign_in(tenant, [previous]) == []
     # OAuth 2.0 off: nothing to sign in for; app-only: no one signs in.
     off = tenant.model_copy(update={"oauth_enabled": False})
     assert [type(a) for a in administrator_sign_in(off, [])] == [Resolve]

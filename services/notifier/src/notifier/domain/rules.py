@@ -196,13 +196,13 @@ def administrator_sign_in(tenant: TenantSettings, grants: Sequence[GrantView]) -
     address = tenant.administrator_address
     if tenant.identity.app_only or not address:
         return []
-    mine = [
-        grant
-        for grant in grants
-        if grant.principal.kind is PrincipalKind.ADMINISTRATOR
-        and grant.principal.address.casefold() == address.casefold()
-    ]
+    administrators = [grant for grant in grants if grant.principal.kind is PrincipalKind.ADMINISTRATOR]
+    mine = [grant for grant in administrators if grant.principal.address.casefold() == address.casefold()]
     if not mine:
+        if administrators:
+            # A grant of an earlier address or provider: token-service marks it and its event
+            # raises the alert saying what changed, which this prompt would cover up.
+            return []
         return [wording.administrator_not_signed_in(tenant.tenant_id, address)]
     if mine[0].status is GrantStatus.ACTIVE:
         return [Resolve(key, ADMINISTRATOR_SIGNED_IN)]
