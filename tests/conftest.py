@@ -81,16 +81,22 @@ def session_env(ports: Ports, data_dir: Path, otlp_url: str) -> dict[str, str]:
     return {
         "FLEETMAIL_OTEL_EXPORTER": "otlp",
         "FLEETMAIL_OTEL_ENDPOINT": otlp_url,
-        "FLEETMAIL_OTEL_METRICS_INTERVAL_S": "2",
+        # Metrics are pushed every 5 s (production: 15), so a test's minute of work is in a
+        # few exports; the scrape endpoints, which the metric tests read, are always current.
+        "FLEETMAIL_OTEL_METRICS_INTERVAL_S": "5",
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "FLEETMAIL_METRICS_POLL_S": "2",
         # Short lease and ack wait, so tests that kill a replica do not wait out production's.
         "FLEETMAIL_TOKEN_LEASE_TTL_S": "3",
         "FLEETMAIL_TOKEN_DEVICE_POLL_GRACE_S": "1",
-        "FLEETMAIL_TOKEN_DEVICE_POLL_CHECK_S": "1",
+        "FLEETMAIL_TOKEN_DEVICE_POLL_CHECK_S": "2",
         "FLEETMAIL_MAIL_ACK_WAIT_S": "6",
         "FLEETMAIL_MAIL_PARK_TIMEOUT_S": "15",
-        "FLEETMAIL_MAIL_PARK_SWEEP_S": "1",
+        # Background rounds (this sweep, the attachment sweep, the device-code check, the
+        # notifier's condition check) every 2 s, not every 0.5 or 1 s: each is a database or
+        # bus round trip even with nothing to do, a fifth of an idle stack's CPU. Every test
+        # waiting on a round allows it many times 2 s.
+        "FLEETMAIL_MAIL_PARK_SWEEP_S": "2",
         # Exchange's 30 messages a minute per mailbox would make every test that sends a few
         # dozen jobs wait minutes; the emulator is told the same below. Concurrency stays
         # the real 3. test_provider_limits shrinks the rate for mailboxes of its own.
@@ -102,7 +108,7 @@ def session_env(ports: Ports, data_dir: Path, otlp_url: str) -> dict[str, str]:
         # waits that long for its job to be queued.
         "FLEETMAIL_DEAD_LETTER_RETENTION_DAYS": str(12 / 86400),
         "FLEETMAIL_MAIL_ATTACHMENT_ORPHAN_GRACE_S": "5",
-        "FLEETMAIL_MAIL_ATTACHMENT_SWEEP_S": "0.5",
+        "FLEETMAIL_MAIL_ATTACHMENT_SWEEP_S": "2",
         # Small enough for a test to cross it with a few MB (test_mail_limits_and_tls).
         "FLEETMAIL_MAIL_MAX_MESSAGE_BYTES_GOOGLE": "5000000",
         # Low enough for test_gateway_admin to cross it; no other test sends 40 jobs at once.
@@ -115,7 +121,7 @@ def session_env(ports: Ports, data_dir: Path, otlp_url: str) -> dict[str, str]:
         "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_FAILURES": "3",
         "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_COOLDOWN_S": "2",
         "FLEETMAIL_NOTIFIER_PROVIDER_UNREACHABLE_AFTER_S": "2",
-        "FLEETMAIL_NOTIFIER_CONDITION_CHECK_S": "0.5",
+        "FLEETMAIL_NOTIFIER_CONDITION_CHECK_S": "2",
         "FLEETMAIL_NOTIFIER_GRANT_SCAN_S": "15",
         # Alert e-mail through an operator's relay (the SMTP emulator, basic auth).
         "FLEETMAIL_NOTIFIER_SMTP_HOST": "127.0.0.1",
