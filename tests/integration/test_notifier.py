@@ -22,7 +22,6 @@ from pymongo import AsyncMongoClient
 from tests.utils import eventually
 from tests.utils.tenants import browser_sign_in, new_tenant
 
-
 FAILING_JOBS = 300
 """Jobs failing on one dead grant: more than the notifier reads in one batch (256 events), so
 the one alert must hold across batches (a thousand proved no more, at three times the CPU)."""

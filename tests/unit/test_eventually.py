@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tests.utils import eventually
@@ -43,11 +45,10 @@ def test_the_pause_between_checks_grows_from_every_to_the_slowest() -> None:
     waits = pauses(0.1)
     first = [next(waits) for _ in range(12)]
     assert first[0] == 0.1
-    assert all(a < b for a, b in zip(first[:4], first[1:5], strict=True))
+    assert all(a < b for a, b in itertools.pairwise(first[:5]))
     assert first[-1] == SLOWEST_CHECK_S and max(first) == SLOWEST_CHECK_S
 
 
 def test_a_longer_every_is_kept_as_it_is() -> None:
     waits = pauses(2.0)
     assert [next(waits) for _ in range(3)] == [2.0, 2.0, 2.0]
-
