@@ -75,6 +75,64 @@ def otlp_sink() -> Iterator[OtlpSink]:
     sink.stop()
 
 
+def session_env(ports: Ports, data_dir: Path, otlp_url: str) -> dict[str, str]:
+    """The settings the session's stack runs with: telemetry on as in production, and timers on
+    a test's time scale."""
+    return {
+        "FLEETMAIL_OTEL_EXPORTER": "otlp",
+        "FLEETMAIL_OTEL_ENDPOINT": otlp_url,
+        # Metrics are pushed every 5 s (production: 15), so a test's minute of work is in a
+        # few exports; the scrape endpoints, which the metric tests read, are always current.
+        "FLEETMAIL_OTEL_METRICS_INTERVAL_S": "5",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "FLEETMAIL_METRICS_POLL_S": "2",
+        # Short lease and ack wait, so tests that kill a replica do not wait out production's.
+        "FLEETMAIL_TOKEN_LEASE_TTL_S": "3",
+        "FLEETMAIL_TOKEN_DEVICE_POLL_GRACE_S": "1",
+        "FLEETMAIL_TOKEN_DEVICE_POLL_CHECK_S": "2",
+        "FLEETMAIL_MAIL_ACK_WAIT_S": "6",
+        "FLEETMAIL_MAIL_PARK_TIMEOUT_S": "15",
+        # Background rounds (this sweep, the attachment sweep, the device-code check, the
+        # notifier's condition check) every 2 s, not every 0.5 or 1 s: each is a database or
+        # bus round trip even with nothing to do, a fifth of an idle stack's CPU. Every test
+        # waiting on a round allows it many times 2 s.
+        "FLEETMAIL_MAIL_PARK_SWEEP_S": "2",
+        # Exchange's 30 messages a minute per mailbox would make every test that sends a few
+        # dozen jobs wait minutes; the emulator is told the same below. Concurrency stays
+        # the real 3. test_provider_limits shrinks the rate for mailboxes of its own.
+        "FLEETMAIL_MAIL_MICROSOFT_MESSAGES_PER_MINUTE": "60000",
+        # A mailbox over its quota tries again after a second (the emulator's day is moved).
+        "FLEETMAIL_MAIL_QUOTA_RETRY_S": "1",
+        # Documents on a test's time scale (test_attachment_lifecycle): a dead letter keeps
+        # its documents 12 s, an object no job holds goes once 5 s old. No test's upload
+        # waits that long for its job to be queued.
+        "FLEETMAIL_DEAD_LETTER_RETENTION_DAYS": str(12 / 86400),
+        "FLEETMAIL_MAIL_ATTACHMENT_ORPHAN_GRACE_S": "5",
+        "FLEETMAIL_MAIL_ATTACHMENT_SWEEP_S": "2",
+        # Small enough for a test to cross it with a few MB (test_mail_limits_and_tls).
+        "FLEETMAIL_MAIL_MAX_MESSAGE_BYTES_GOOGLE": "5000000",
+        # Low enough for test_gateway_admin to cross it; no other test sends 40 jobs at once.
+        # The rate after the burst is far below what the gateway serves on a loaded
+        # machine (at 20/s, a busy CI accepted all 150 of a flood), and above any other
+        # test's pace.
+        "FLEETMAIL_GATEWAY_DEVICE_RATE_BURST": "40",
+        "FLEETMAIL_GATEWAY_DEVICE_RATE_PER_S": "2",
+        # Webhook retries and the circuit breaker on a test's time scale.
+        "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_FAILURES": "3",
+        "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_COOLDOWN_S": "2",
+        "FLEETMAIL_NOTIFIER_PROVIDER_UNREACHABLE_AFTER_S": "2",
+        "FLEETMAIL_NOTIFIER_CONDITION_CHECK_S": "2",
+        "FLEETMAIL_NOTIFIER_GRANT_SCAN_S": "15",
+        # Alert e-mail through an operator's relay (the SMTP emulator, basic auth).
+        "FLEETMAIL_NOTIFIER_SMTP_HOST": "127.0.0.1",
+        "FLEETMAIL_NOTIFIER_SMTP_PORT": str(ports.smtp_starttls),
+        "FLEETMAIL_NOTIFIER_SMTP_USERNAME": ALERT_RELAY[0],
+        "FLEETMAIL_NOTIFIER_SMTP_PASSWORD": ALERT_RELAY[1],
+        "FLEETMAIL_NOTIFIER_SMTP_FROM": ALERT_RELAY[0],
+        "FLEETMAIL_NOTIFIER_SMTP_CA_BUNDLE": str(data_dir / "tls" / "ca.pem"),
+    }
+
+
 @pytest.fixture(scope="session")
 async def stack(otlp_sink: OtlpSink) -> AsyncIterator[Stack]:
     """The whole stack as `make run` starts it: nats-server, SecantusDB, emulators, services,
@@ -82,58 +140,7 @@ async def stack(otlp_sink: OtlpSink) -> AsyncIterator[Stack]:
     each service's scrape endpoint)."""
     data_dir = Path(tempfile.mkdtemp(prefix="fleetmail-test-"))
     ports = Ports.free()
-    # Short lease and ack wait, so tests that kill a replica do not wait out production's.
-    running = Stack(
-        data_dir,
-        ports,
-        echo=False,
-        extra_env={
-            "FLEETMAIL_OTEL_EXPORTER": "otlp",
-            "FLEETMAIL_OTEL_ENDPOINT": otlp_sink.url,
-            "FLEETMAIL_OTEL_METRICS_INTERVAL_S": "2",
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
-            "FLEETMAIL_METRICS_POLL_S": "2",
-            "FLEETMAIL_TOKEN_LEASE_TTL_S": "3",
-            "FLEETMAIL_TOKEN_DEVICE_POLL_GRACE_S": "1",
-            "FLEETMAIL_TOKEN_DEVICE_POLL_CHECK_S": "1",
-            "FLEETMAIL_MAIL_ACK_WAIT_S": "6",
-            "FLEETMAIL_MAIL_PARK_TIMEOUT_S": "15",
-            "FLEETMAIL_MAIL_PARK_SWEEP_S": "1",
-            # Exchange's 30 messages a minute per mailbox would make every test that sends a few
-            # dozen jobs wait minutes; the emulator is told the same below. Concurrency stays
-            # the real 3. test_provider_limits shrinks the rate for mailboxes of its own.
-            "FLEETMAIL_MAIL_MICROSOFT_MESSAGES_PER_MINUTE": "60000",
-            # A mailbox over its quota tries again after a second (the emulator's day is moved).
-            "FLEETMAIL_MAIL_QUOTA_RETRY_S": "1",
-            # Documents on a test's time scale (test_attachment_lifecycle): a dead letter keeps
-            # its documents 12 s, an object no job holds goes once 5 s old. No test's upload
-            # waits that long for its job to be queued.
-            "FLEETMAIL_DEAD_LETTER_RETENTION_DAYS": str(12 / 86400),
-            "FLEETMAIL_MAIL_ATTACHMENT_ORPHAN_GRACE_S": "5",
-            "FLEETMAIL_MAIL_ATTACHMENT_SWEEP_S": "0.5",
-            # Small enough for a test to cross it with a few MB (test_mail_limits_and_tls).
-            "FLEETMAIL_MAIL_MAX_MESSAGE_BYTES_GOOGLE": "5000000",
-            # Low enough for test_gateway_admin to cross it; no other test sends 40 jobs at once.
-            # The rate after the burst is far below what the gateway serves on a loaded
-            # machine (at 20/s, a busy CI accepted all 150 of a flood), and above any other
-            # test's pace.
-            "FLEETMAIL_GATEWAY_DEVICE_RATE_BURST": "40",
-            "FLEETMAIL_GATEWAY_DEVICE_RATE_PER_S": "2",
-            # Webhook retries and the circuit breaker on a test's time scale.
-            "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_FAILURES": "3",
-            "FLEETMAIL_NOTIFIER_WEBHOOK_BREAKER_COOLDOWN_S": "2",
-            "FLEETMAIL_NOTIFIER_PROVIDER_UNREACHABLE_AFTER_S": "2",
-            "FLEETMAIL_NOTIFIER_CONDITION_CHECK_S": "0.5",
-            "FLEETMAIL_NOTIFIER_GRANT_SCAN_S": "15",
-            # Alert e-mail through an operator's relay (the SMTP emulator, basic auth).
-            "FLEETMAIL_NOTIFIER_SMTP_HOST": "127.0.0.1",
-            "FLEETMAIL_NOTIFIER_SMTP_PORT": str(ports.smtp_starttls),
-            "FLEETMAIL_NOTIFIER_SMTP_USERNAME": ALERT_RELAY[0],
-            "FLEETMAIL_NOTIFIER_SMTP_PASSWORD": ALERT_RELAY[1],
-            "FLEETMAIL_NOTIFIER_SMTP_FROM": ALERT_RELAY[0],
-            "FLEETMAIL_NOTIFIER_SMTP_CA_BUNDLE": str(data_dir / "tls" / "ca.pem"),
-        },
-    )
+    running = Stack(data_dir, ports, echo=False, extra_env=session_env(ports, data_dir, otlp_sink.url))
     await running.start()
     async with httpx.AsyncClient(timeout=10) as control:
         await control.post(

@@ -1,6 +1,10 @@
 """Scale-out proven locally: a 3-node NATS JetStream cluster on loopback (every stream and
-bucket replicated three times), two replicas of each worker service, 2,000 jobs; one NATS
+bucket replicated three times), two replicas of each worker service, 1,000 jobs; one NATS
 node and one mail-service replica are killed mid-run, and every job is still delivered once.
+
+A thousand jobs keep both replicas' batches full when the crashes come, with three quarters
+of the run still ahead; 2,000 proved no more and cost twice the CPU (most of it the cluster's
+replication), which the other test files running beside this one were short of.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from fleetmail_devkit.stack import Stack, temporary_stack
 
 pytestmark = pytest.mark.own_stack
 
-JOBS = 2000
+JOBS = 1000
 IN_FLIGHT = 16  # mail-service's fetch batch: the most jobs a killed replica can hold
 
 
@@ -38,7 +42,7 @@ async def cluster() -> AsyncIterator[Stack]:
             "FLEETMAIL_STREAM_REPLICAS": "3",
             "FLEETMAIL_METRICS_PORT": "0",
             "FLEETMAIL_MAIL_ACK_WAIT_S": "6",
-            # 2,000 jobs as one mailbox: at Exchange's 30 a minute, over an hour.
+            # 1,000 jobs as one mailbox: at Exchange's 30 a minute, half an hour.
             **UNPACED_ENV,
         },
     ) as stack:
@@ -47,7 +51,7 @@ async def cluster() -> AsyncIterator[Stack]:
 
 
 @pytest.mark.timeout(480)  # its own deadlines: 120 s to a quarter delivered, then 300 s for the rest
-async def test_2000_jobs_survive_a_dead_nats_node_and_a_dead_mail_replica(cluster: Stack) -> None:
+async def test_1000_jobs_survive_a_dead_nats_node_and_a_dead_mail_replica(cluster: Stack) -> None:
     stack = cluster
     for service in ("token-service", "mail-service", "notifier"):
         await stack.add_replica(service)
