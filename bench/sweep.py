@@ -140,7 +140,7 @@ async def old_sweep(runtime: ServiceRuntime, candidates: bool) -> None:
                 json.loads(msg.data or b"{}")
 
 
-async def no_expiry(job: JobBase, function: JobFunction, user: str) -> None:
+async def no_expiry(job: JobBase, function: JobFunction, user: str, administrator: bool) -> None:
     raise AssertionError("no job is parked here")
 
 

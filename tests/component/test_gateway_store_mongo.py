@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fleetmail_contracts.tenants import TenantSettings
 from job_gateway.adapters.mongo import MongoStore
 from job_gateway.credentials import HashKey, Keys, keyed_hash, new_api_key
 from job_gateway.domain import Role
@@ -91,7 +92,7 @@ async def test_a_device_stored_when_device_ids_were_global_still_logs_in_and_is_
     await store.ensure_indexes()  # every start runs it: nothing changes the second time
     directory = DeviceDirectory(store, b"device-key")
     assert (await directory.authenticate("mfp-old", "old-secret")).device.tenant_id == "t1"
-    assert [d.device_id for d in await directory.in_tenant("t1")] == ["mfp-old"]
+    assert [d.device_id for d in await directory.in_tenant(TenantSettings(tenant_id="t1"))] == ["mfp-old"]
     # Another tenant may now use the same id; the old device keeps its secret and its tenant.
     other = await directory.register("t2", DeviceRegistration(device_id="mfp-old"))
     assert (await directory.authenticate("mfp-old", other.secret)).device.tenant_id == "t2"

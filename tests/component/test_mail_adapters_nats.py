@@ -13,6 +13,7 @@ from fleetmail_contracts import streams
 from fleetmail_contracts.dead_letters import DeadLetter
 from fleetmail_contracts.jobs import JobFunction, resumed_job_subject
 from fleetmail_contracts.mail_events import MAIL_EVENTS, MAIL_EVENTS_WILDCARD, MailAccepted
+from fleetmail_contracts.tokens import PrincipalKind
 from fleetmail_runtime.bus import BusUnavailable, make_broker
 from fleetmail_runtime.lifecycle import ServiceRuntime
 from fleetmail_runtime.settings import CommonSettings
@@ -132,7 +133,7 @@ class TestKvParkingLot(ParkingContract):
 
     @pytest.fixture
     async def parking(self, runtime: ServiceRuntime, clock: FakeClock) -> KvParkingLot:
-        async def never_expires(job, function, user) -> None:
+        async def never_expires(job, function, user, administrator) -> None:
             raise AssertionError("no parked job expires in these tests")
 
         async def no_grant(principal) -> bool:
@@ -151,7 +152,7 @@ async def test_the_sweep_fails_an_expired_job_once_across_replicas_and_resumes_a
     expired: list[str] = []
     signed_in: set[str] = set()
 
-    async def on_expired(job, function, user) -> None:
+    async def on_expired(job, function, user, administrator) -> None:
         if job.tenant_id == tenant_id:  # other tests' parked jobs share the bucket
             expired.append(job.job_id)
 
@@ -182,6 +183,44 @@ async def test_the_sweep_fails_an_expired_job_once_across_replicas_and_resumes_a
     assert await lots[1].resume_user(tenant_id, "late@acme.example") == 0
 
 
+async def test_a_job_waiting_for_the_administrator_has_its_own_deadline_and_is_checked_as_the_administrators(
+    runtime: ServiceRuntime,
+) -> None:
+    clock = FakeClock()
+    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+    expired: list[tuple[str, str, bool]] = []
+    asked: list[PrincipalKind] = []
+
+    async def on_expired(job, function, user, administrator) -> None:
+        if job.tenant_id == tenant_id:
+            expired.append((job.job_id, user, administrator))
+
+    async def has_grant(principal) -> bool:
+        if principal.tenant_id == tenant_id:
+            asked.append(principal.kind)
+        return False
+
+    lot = KvParkingLot(
+        runtime.broker, PARK_TIMEOUT, on_expired, has_grant, clock, administrator_timeout=PARK_TIMEOUT * 4
+    )
+    await lot.open()
+    job = ParkingContract.job(tenant_id, "admin@acme.example")
+    deadline = await lot.park(
+        job,
+        JobFunction.SCAN_TO_EMAIL,
+        "admin@acme.example",
+        job.model_dump_json().encode(),
+        administrator=True,
+    )
+    assert deadline == clock() + PARK_TIMEOUT * 4
+    clock.advance(PARK_TIMEOUT.total_seconds())  # a login user's job would have failed by now
+    await lot.sweep()
+    assert expired == [] and asked == [PrincipalKind.ADMINISTRATOR]
+    clock.advance(PARK_TIMEOUT.total_seconds() * 3)
+    await lot.sweep()
+    assert expired == [(job.job_id, "admin@acme.example", True)]
+
+
 async def jobs_queued(nats_url: str, subject: str, job_id: str) -> list[str]:
     """The `Nats-Msg-Id` of each copy of the job queued on `subject` (read by sequence: the
     jobs stream is a work queue, where a second consumer is not allowed)."""
@@ -206,7 +245,7 @@ async def test_a_parked_job_stays_parked_until_it_is_dead_lettered(runtime: Serv
     tenant_id = f"t-{uuid.uuid4().hex[:8]}"
     attempts: list[str] = []
 
-    async def on_expired(job, function, user) -> None:
+    async def on_expired(job, function, user, administrator) -> None:
         if job.tenant_id != tenant_id:
             return
         attempts.append(job.job_id)
@@ -232,7 +271,7 @@ async def test_a_parked_job_stays_parked_until_it_is_dead_lettered(runtime: Serv
 async def test_a_resumption_cut_short_is_finished_by_the_next_one_and_queues_the_job_once(
     runtime: ServiceRuntime, nats_url: str
 ) -> None:
-    async def never_expires(job, function, user) -> None:
+    async def never_expires(job, function, user, administrator) -> None:
         raise AssertionError("no parked job expires here")
 
     async def no_grant(principal) -> bool:

@@ -4,6 +4,7 @@ import re
 import uuid
 
 import httpx
+import jwt
 import msal
 import pytest
 import requests
@@ -367,3 +368,107 @@ async def test_device_code_states_have_their_codes(emulators, emulator_http, app
     )
     late = (await emulator_http.post(token_url, data={**poll, "device_code": expired["device_code"]})).json()
     assert late["error"] == "expired_token" and late["error_codes"] == [70019]
+
+
+async def test_the_tokens_audience_and_scopes_follow_the_resource(
+    emulators, emulator_http, app_and_user
+) -> None:
+    app, user = app_and_user
+    token_url = f"{emulators.microsoft_url}/contoso/oauth2/v2.0/token"
+    claims = {}
+    for scope in ("https://outlook.office.com/SMTP.Send", "https://graph.microsoft.com/Mail.Send"):
+        flow = (
+            await emulator_http.post(
+                f"{emulators.microsoft_url}/contoso/oauth2/v2.0/devicecode",
+                data={"client_id": app.client_id, "scope": scope},
+            )
+        ).json()
+        await emulator_http.post(
+            f"{emulators.microsoft_url}/_emulator/device-codes/approve",
+            json={"user_code": flow["user_code"], "user": user},
+        )
+        grant = {
+            "client_id": app.client_id,
+            "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+            "device_code": flow["device_code"],
+        }
+        token = (await emulator_http.post(token_url, data=grant)).json()["access_token"]
+        claims[scope] = jwt.decode(token, options={"verify_signature": False})
+    smtp, graph = claims.values()
+    assert (smtp["aud"], smtp["scp"]) == ("https://outlook.office.com", "SMTP.Send")
+    assert (graph["aud"], graph["scp"]) == ("https://graph.microsoft.com", "Mail.Send")
+
+
+@pytest.mark.parametrize(
+    ("scope", "code"),
+    [
+        ("https://outlook.office.com/SMTP.Sned", 70011),  # a permission Exchange does not have
+        ("https://outlook.office.com/", 70011),
+        ("outlook.office.com/SMTP.Send", 70011),  # no scheme
+        ("https://graph.microsoft.com/SMTP.Send", 70011),  # Exchange's permission on Graph
+        ("SMTP.Send", 70011),  # a bare name is Graph's
+        ("https://outlook.example.com/SMTP.Send", 500011),  # no such resource
+    ],
+)
+async def test_unknown_or_malformed_scopes_are_refused(
+    emulators, emulator_http, scope: str, code: int
+) -> None:
+    answer = await emulator_http.post(
+        f"{emulators.microsoft_url}/contoso/oauth2/v2.0/devicecode",
+        data={"client_id": "fleetmail-demo-client", "scope": f"{scope} offline_access"},
+    )
+    body = answer.json()
+    assert answer.status_code == 400 and body["error_codes"] == [code]
+    assert body["error"] == ("invalid_scope" if code == 70011 else "invalid_resource")
+
+
+async def test_client_credentials_need_a_directory_and_admin_consent(emulators, emulator_http) -> None:
+    client_id = f"daemon-{uuid.uuid4().hex[:8]}"
+    await emulator_http.post(
+        f"{emulators.microsoft_url}/_emulator/apps", json={"client_id": client_id, "client_secret": "s"}
+    )
+
+    async def app_only(directory: str) -> httpx.Response:
+        return await emulator_http.post(
+            f"{emulators.microsoft_url}/{directory}/oauth2/v2.0/token",
+            data={
+                "client_id": client_id,
+                "client_secret": "s",
+                "grant_type": "client_credentials",
+                "scope": "https://outlook.office365.com/.default",
+            },
+        )
+
+    for alias in ("organizations", "common"):
+        refused = await app_only(alias)
+        assert refused.status_code == 400 and refused.json()["error_codes"] == [50059]
+
+    def roles(answer: httpx.Response) -> list[str] | None:
+        return jwt.decode(answer.json()["access_token"], options={"verify_signature": False}).get("roles")
+
+    assert roles(await app_only("contoso")) is None
+    consent = {"client_id": client_id, "directory": "fabrikam"}
+    await emulator_http.post(f"{emulators.microsoft_url}/_emulator/admin-consent", json=consent)
+    assert roles(await app_only("contoso")) is None  # consent is per directory
+    assert roles(await app_only("fabrikam")) == ["SMTP.SendAsApp"]
+
+
+async def test_a_code_redeemed_in_another_directory_is_refused(
+    emulators, emulator_http, app_and_user
+) -> None:
+    app, user = app_and_user
+    flow = app.initiate_auth_code_flow(
+        SMTP_SCOPE, redirect_uri="http://127.0.0.1:1/cb", login_hint=user, response_mode="form_post"
+    )
+    code = posted_form((await emulator_http.get(flow["auth_uri"])).text)["code"]
+    redeem = {
+        "client_id": app.client_id,
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": "http://127.0.0.1:1/cb",
+        "code_verifier": flow["code_verifier"],
+    }
+    elsewhere = await emulator_http.post(f"{emulators.microsoft_url}/fabrikam/oauth2/v2.0/token", data=redeem)
+    assert elsewhere.status_code == 400 and elsewhere.json()["error_codes"] == [700005]
+    home = await emulator_http.post(f"{emulators.microsoft_url}/contoso/oauth2/v2.0/token", data=redeem)
+    assert home.status_code == 200, home.text

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
-import requests
 from fleetmail_contracts.tenants import SmtpSecurity, SmtpSettings
 from fleetmail_runtime.outbound import ALLOWED_RANGES_SETTING, LOOPBACK_RANGES, OutboundPolicy
 from mail_service.adapters.smtp import SmtpDelivery
@@ -20,8 +19,8 @@ from mail_service.errors import DestinationNotAllowed, SmtpTransient
 from mail_service.ports import Credentials
 from notifier.adapters.channels import HttpWebhookSender
 from notifier.errors import NoticeRefused, WebhookFailed
-from token_service.adapters.http import provider_session
-from token_service.errors import ConfigurationError
+from token_service.adapters.http import TENANT_PROXY_SETTING, Proxy, provider_session
+from token_service.errors import ConfigurationError, ProviderUnavailable
 
 from tests.contracts.mail import message_for
 
@@ -127,7 +126,9 @@ async def test_a_tenants_smtp_server_in_an_allowed_range_is_connected_to(smtp_li
 
 
 def through_proxy(policy: OutboundPolicy, proxy_url: str) -> None:
-    with provider_session(None, proxy_url, 5, outbound=policy) as session:
+    with provider_session(
+        None, Proxy.checked(proxy_url, TENANT_PROXY_SETTING), 5, outbound=policy
+    ) as session:
         # Never reached: a proxied request's only connection is to the proxy.
         session.get("https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration")
 
@@ -145,6 +146,36 @@ async def test_a_tenants_proxy_on_loopback_is_refused_before_connecting(
 
 
 async def test_a_tenants_proxy_in_an_allowed_range_is_used(http_listener: Listener) -> None:
-    with pytest.raises(requests.exceptions.ProxyError):
+    # The listener answers CONNECT with 502: the proxy was asked, and could not open the tunnel.
+    with pytest.raises(ProviderUnavailable, match=r"could not open the tunnel .*HTTP 502"):
         await asyncio.to_thread(through_proxy, LOOPBACK, f"http://localhost:{http_listener.port}")
     assert http_listener.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [
+        (b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n", "asks for credentials"),
+        (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", "refused the tunnel"),
+    ],
+)
+async def test_a_proxy_that_refuses_the_tunnel_is_a_configuration_error_naming_it(
+    answer: bytes, refused: str
+) -> None:
+    async for listener in listening(answer, reads_first=True):
+        proxy_url = f"http://site:Pr0xy-Secret@127.0.0.1:{listener.port}"
+        with pytest.raises(ConfigurationError, match=refused) as failed:
+            await asyncio.to_thread(through_proxy, LOOPBACK, proxy_url)
+        assert failed.value.setting == "proxy_url"
+        assert f"http://127.0.0.1:{listener.port}" in str(failed.value)
+        assert "Pr0xy-Secret" not in str(failed.value)
+        assert listener.connections == 1
+
+
+async def test_a_proxy_that_does_not_answer_is_unavailable_for_now() -> None:
+    async for listener in listening(b"", reads_first=True):
+        port = listener.port
+    # The listener is closed: nothing accepts on its port any more.
+    with pytest.raises(ProviderUnavailable, match=r"could not be reached") as failed:
+        await asyncio.to_thread(through_proxy, LOOPBACK, f"http://site:Pr0xy-Secret@127.0.0.1:{port}")
+    assert "proxy_url" in str(failed.value) and "Pr0xy-Secret" not in str(failed.value)

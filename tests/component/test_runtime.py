@@ -83,3 +83,30 @@ async def test_a_publish_says_when_jetstream_dropped_a_duplicate(nats_url) -> No
         assert (first, again) == (False, True)
         with pytest.raises(BusUnavailable):
             await runtime.bus.publish(TenantSettings(tenant_id="acme"), "nowhere.at.all", stream="NO_SUCH")
+
+
+async def test_a_tenant_listener_hears_each_change_after_start_up_with_the_settings_before_it(
+    nats_url,
+) -> None:
+    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+    writer, reader = runtime_on(nats_url), runtime_on(nats_url)
+    heard: list[tuple[bool | None, bool]] = []
+
+    async def listener(previous: TenantSettings | None, current: TenantSettings) -> None:
+        if current.tenant_id != tenant_id:
+            return
+        heard.append((previous.oauth_enabled if previous else None, current.oauth_enabled))
+        if len(heard) == 1:
+            raise RuntimeError("a listener that fails once")
+
+    async with writer.lifespan():
+        await writer.tenants.put(TenantSettings(tenant_id=tenant_id))  # there before the reader
+        reader.tenants.on_change(listener)
+        async with reader.lifespan():
+            await eventually(lambda: reader.tenants.cached(tenant_id), what="the reader to load it")
+            await writer.tenants.put(TenantSettings(tenant_id=tenant_id, oauth_enabled=True))
+            await eventually(lambda: heard == [(False, True)], what="the change to be heard")
+            # The failure was logged; the next change is heard all the same.
+            await writer.tenants.put(TenantSettings(tenant_id=tenant_id, oauth_enabled=False))
+            await eventually(lambda: len(heard) == 2, what="the next change")
+    assert heard == [(False, True), (True, False)]

@@ -2,10 +2,12 @@
 
 import ssl
 import uuid
+from email import message_from_bytes
 from email.message import EmailMessage
 
 import aiosmtplib
 import httpx
+import jwt
 import msal
 import pytest
 import requests
@@ -54,15 +56,21 @@ def user() -> str:
     return f"smtp-{uuid.uuid4().hex[:6]}@contoso.example"
 
 
-async def test_xoauth2_with_a_live_token_is_accepted_on_both_ports(emulators, emulator_http, user) -> None:
+async def test_exchange_offers_login_and_xoauth2_over_starttls_only(emulators, emulator_http, user) -> None:
+    """smtp.office365.com: port 587 with STARTTLS, AUTH LOGIN and XOAUTH2 (no PLAIN), no
+    implicit-TLS port."""
     token = await microsoft_token(emulators, emulator_http, user)
-    for implicit in (False, True):
-        async with client(emulators, implicit) as smtp:
-            await smtp.auth_xoauth2(user, token)
-            await smtp.send_message(message(user))
+    async with client(emulators) as smtp:
+        await smtp.ehlo()
+        assert smtp.esmtp_extensions["auth"].split() == ["LOGIN", "XOAUTH2"]
+        await smtp.auth_xoauth2(user, token)
+        await smtp.send_message(message(user))
+    with pytest.raises(aiosmtplib.SMTPConnectError):
+        async with client(emulators, implicit=True):
+            pass
     accepted = (await emulator_http.get(f"{emulators.smtp_control_url}/_emulator/messages")).json()
     mine = [m for m in accepted if m["auth_user"] == user]
-    assert len(mine) == 2 and all(m["auth_mechanism"] == "XOAUTH2" for m in mine)
+    assert len(mine) == 1 and mine[0]["auth_mechanism"] == "XOAUTH2"
 
 
 async def test_a_token_for_another_user_or_garbage_is_refused(emulators, emulator_http, user) -> None:
@@ -83,16 +91,135 @@ async def test_smtp_auth_disabled_mailbox_gets_5_7_139(emulators, emulator_http,
     async with client(emulators) as smtp:
         with pytest.raises(aiosmtplib.SMTPAuthenticationError) as caught:
             await smtp.auth_xoauth2(user, token)
-    assert caught.value.code == 535 and caught.value.message == smtp_replies.SMTP_AUTH_DISABLED.text
+    assert caught.value.code == 535
+    assert caught.value.message == smtp_replies.SMTP_AUTH_DISABLED_MAILBOX.text
+
+
+async def test_smtp_auth_is_off_unless_enabled_and_security_defaults_refuse_passwords(
+    emulators, emulator_http
+) -> None:
+    """Exchange's defaults (tenants created since 2020): SMTP AUTH off for the organisation,
+    so a mailbox submits only once it is enabled for it; with security defaults on, password
+    sign-ins get their own 5.7.139."""
+    from fleetmail_devkit.probes import smtp_emulator
+
+    async with smtp_emulator(emulators, "microsoft", smtp_auth_enabled=False) as exchange:
+        follows = f"follows-{uuid.uuid4().hex[:6]}@contoso.example"
+        enabled = f"enabled-{uuid.uuid4().hex[:6]}@contoso.example"
+        for address, switch in ((follows, None), (enabled, False)):
+            await emulator_http.post(
+                f"{exchange.control_url}/_emulator/mailboxes",
+                json={"address": address, "password": "pw", "smtp_auth_disabled": switch},
+            )
+        context = ssl.create_default_context(cafile=str(emulators.ca_file))
+
+        async def login(address: str) -> None:
+            async with aiosmtplib.SMTP(
+                hostname="127.0.0.1", port=exchange.port, start_tls=True, tls_context=context
+            ) as smtp:
+                await smtp.login(address, "pw")
+
+        with pytest.raises(aiosmtplib.SMTPAuthenticationError) as off:
+            await login(follows)
+        assert off.value.code == 535 and off.value.message == smtp_replies.SMTP_AUTH_DISABLED.text
+        await login(enabled)
+        await emulator_http.post(
+            f"{exchange.control_url}/_emulator/settings", json={"security_defaults": True}
+        )
+        with pytest.raises(aiosmtplib.SMTPAuthenticationError) as locked:
+            await login(enabled)
+        assert smtp_replies.classify(535, locked.value.message)[1] is smtp_replies.SECURITY_DEFAULTS_LOCKED
+
+
+async def graph_token(emulators: Stack, http: httpx.AsyncClient, user: str) -> str:
+    started = await http.post(
+        f"{emulators.microsoft_url}/contoso/oauth2/v2.0/devicecode",
+        data={"client_id": DEMO_CLIENT_ID, "scope": "https://graph.microsoft.com/Mail.Send"},
+    )
+    flow = started.json()
+    await http.post(
+        f"{emulators.microsoft_url}/_emulator/device-codes/approve",
+        json={"user_code": flow["user_code"], "user": user},
+    )
+    redeemed = await http.post(
+        f"{emulators.microsoft_url}/contoso/oauth2/v2.0/token",
+        data={
+            "client_id": DEMO_CLIENT_ID,
+            "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+            "device_code": flow["device_code"],
+        },
+    )
+    return str(redeemed.json()["access_token"])
+
+
+async def test_a_graph_token_or_one_from_another_directory_is_refused_with_5_7_3(
+    emulators, emulator_http, user
+) -> None:
+    """Exchange takes tokens for its own audience only, and from the mailbox's directory."""
+    graph = await graph_token(emulators, emulator_http, user)
+    assert jwt.decode(graph, options={"verify_signature": False})["aud"] == "https://graph.microsoft.com"
+    smtp_token = await microsoft_token(emulators, emulator_http, user)
+    mailboxes = f"{emulators.smtp_control_url}/_emulator/mailboxes"
+    await emulator_http.post(mailboxes, json={"address": user, "directory": "fabrikam"})
+    for token in (graph, smtp_token):
+        async with client(emulators) as smtp:
+            with pytest.raises(aiosmtplib.SMTPAuthenticationError) as caught:
+                await smtp.auth_xoauth2(user, token)
+            assert caught.value.code == 535 and "5.7.3" in caught.value.message
+    await emulator_http.post(mailboxes, json={"address": user, "directory": "contoso"})
+    async with client(emulators) as smtp:
+        await smtp.auth_xoauth2(user, smtp_token)
+
+
+async def test_an_app_only_token_is_taken_only_after_admin_consent(emulators, emulator_http, user) -> None:
+    """Client credentials give a token before consent too, but without the SMTP.SendAsApp
+    role Exchange refuses it."""
+    client_id, secret = f"daemon-{uuid.uuid4().hex[:8]}", "daemon-secret"
+    await emulator_http.post(
+        f"{emulators.microsoft_url}/_emulator/apps", json={"client_id": client_id, "client_secret": secret}
+    )
+    await emulator_http.post(
+        f"{emulators.smtp_control_url}/_emulator/mailboxes", json={"address": user, "app_access": [client_id]}
+    )
+
+    async def app_token() -> str:
+        answer = await emulator_http.post(
+            f"{emulators.microsoft_url}/contoso/oauth2/v2.0/token",
+            data={
+                "client_id": client_id,
+                "client_secret": secret,
+                "grant_type": "client_credentials",
+                "scope": "https://outlook.office365.com/.default",
+            },
+        )
+        return str(answer.json()["access_token"])
+
+    async with client(emulators) as smtp:
+        with pytest.raises(aiosmtplib.SMTPAuthenticationError) as caught:
+            await smtp.auth_xoauth2(user, await app_token())
+        assert caught.value.code == 535 and "5.7.3" in caught.value.message
+    await emulator_http.post(
+        f"{emulators.microsoft_url}/_emulator/admin-consent",
+        json={"client_id": client_id, "directory": "contoso"},
+    )
+    async with client(emulators) as smtp:
+        await smtp.auth_xoauth2(user, await app_token())
+        await smtp.send_message(message(user))
 
 
 async def test_send_as_another_address_is_denied(emulators, emulator_http, user) -> None:
+    """Another envelope sender: 550 5.7.60; another From: 554 5.2.252 SendAsDenied."""
     token = await microsoft_token(emulators, emulator_http, user)
     async with client(emulators) as smtp:
         await smtp.auth_xoauth2(user, token)
-        with pytest.raises(aiosmtplib.SMTPDataError) as caught:
+        with pytest.raises(aiosmtplib.SMTPDataError) as envelope:
+            await smtp.send_message(message(user), sender="ceo@contoso.example")
+        assert envelope.value.code == 550 and "5.7.60" in envelope.value.message
+        with pytest.raises(aiosmtplib.SMTPDataError) as header:
             await smtp.send_message(message("ceo@contoso.example"), sender=user)
-    assert caught.value.code == 550 and "5.7.60" in caught.value.message
+    assert header.value.code == 554
+    assert f"{user} not allowed to send as ceo@contoso.example" in header.value.message
+    assert smtp_replies.classify(554, header.value.message)[1] is smtp_replies.SEND_AS_DENIED_AT_SUBMISSION
 
 
 async def test_basic_auth_then_its_removal(emulators, emulator_http, user) -> None:
@@ -260,3 +387,39 @@ async def test_gmail_daily_messages_over_a_rolling_day_and_its_limits(emulators,
             await emulator_http.post(f"{gmail.control_url}/_emulator/clock", json={"advance_s": 86_400})
             refused = (await smtp.sendmail(address, recipients, b"Subject: r\r\n\r\nhi\r\n"))[0]
         assert list(refused) == ["r100@x.example"]
+
+
+async def test_gmail_password_replies_and_its_from_rewriting(emulators, emulator_http) -> None:
+    """Gmail: 534-5.7.9 for the account's own password where 2-Step Verification wants an app
+    password, 535-5.7.8 for a wrong one; a From that is not the account's is rewritten."""
+    from fleetmail_devkit.probes import smtp_emulator
+
+    async with smtp_emulator(emulators, "gmail") as gmail:
+        address = f"g-{uuid.uuid4().hex[:6]}@gmail-tenant.example"
+        await emulator_http.post(
+            f"{gmail.control_url}/_emulator/mailboxes",
+            json={"address": address, "password": "account-pw", "app_password": "abcdefghijklmnop"},
+        )
+        context = ssl.create_default_context(cafile=str(emulators.ca_file))
+        for password, code, known in (
+            ("account-pw", 534, smtp_replies.GMAIL_APP_PASSWORD_REQUIRED),
+            ("wrong", 535, smtp_replies.GMAIL_AUTH_FAILED),
+        ):
+            async with aiosmtplib.SMTP(
+                hostname="127.0.0.1", port=gmail.tls_port, use_tls=True, tls_context=context
+            ) as smtp:
+                await smtp.ehlo()
+                assert "PLAIN" in smtp.esmtp_extensions["auth"].split()
+                with pytest.raises(aiosmtplib.SMTPAuthenticationError) as caught:
+                    await smtp.login(address, password)
+            assert caught.value.code == code and smtp_replies.classify(code, caught.value.message)[1] is known
+        async with aiosmtplib.SMTP(
+            hostname="127.0.0.1", port=gmail.tls_port, use_tls=True, tls_context=context
+        ) as smtp:
+            await smtp.login(address, "abcdefghijklmnop")
+            await smtp.send_message(message("Head Office <ceo@contoso.example>"), sender=address)
+        [stored] = (await emulator_http.get(f"{gmail.control_url}/_emulator/messages")).json()
+        raw = (await emulator_http.get(f"{gmail.control_url}/_emulator/messages/{stored['id']}/raw")).content
+    rewritten = message_from_bytes(raw)
+    assert rewritten["From"] == f"Head Office <{address}>"
+    assert rewritten["X-Google-Original-From"] == "Head Office <ceo@contoso.example>"

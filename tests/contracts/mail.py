@@ -292,3 +292,23 @@ class ParkingContract:
         assert await parking.resume_user(tenant_id, user) == 0
         assert await parking.resume_user(tenant_id, other) == 1
         assert await parking.resume_user(other_tenant, user) == 1
+
+    async def test_the_administrators_sign_in_resumes_the_jobs_that_waited_for_it_and_no_users(
+        self, parking: Parking
+    ) -> None:
+        tenant_id, other_tenant = f"t-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"
+        admin = "admin@acme.example"
+        for parked_tenant, administrator in ((tenant_id, True), (tenant_id, False), (other_tenant, True)):
+            job = self.job(parked_tenant, admin)
+            await parking.park(
+                job,
+                JobFunction.SCAN_TO_EMAIL,
+                admin,
+                job.model_dump_json().encode(),
+                administrator=administrator,
+            )
+        # A login user who happens to have the administrator's address is someone else.
+        assert await parking.resume_user(tenant_id, admin) == 1
+        assert await parking.resume_administrator(tenant_id) == 1
+        assert await parking.resume_administrator(tenant_id) == 0
+        assert await parking.resume_administrator(other_tenant) == 1

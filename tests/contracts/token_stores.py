@@ -223,6 +223,45 @@ class GrantStoreContract:
         assert not await store.delete(ADMIN)
         assert await store.get(ADMIN) is None and await store.get(USER) is not None
 
+    async def test_a_status_set_on_a_read_version_says_why_and_loses_to_a_new_sign_in(
+        self, store: GrantStore
+    ) -> None:
+        await acquire(store)
+        read = await store.get(ADMIN)
+        assert read is not None
+        await acquire(store, n=2)  # signed in again meanwhile
+        assert not await store.set_status(
+            ADMIN, GrantStatus.REAUTHORIZATION_REQUIRED, detail="changed", version=read.version
+        )
+        fresh = await store.get(ADMIN)
+        assert fresh is not None and fresh.status is GrantStatus.ACTIVE
+        assert await store.set_status(
+            ADMIN, GrantStatus.REAUTHORIZATION_REQUIRED, detail="changed", version=fresh.version
+        )
+        dead = await store.get(ADMIN)
+        assert dead is not None and dead.status_detail == "changed" and dead.view().status_detail == "changed"
+        await acquire(store, n=3)
+        again = await store.get(ADMIN)
+        assert again is not None and again.status_detail is None
+
+    async def test_a_user_grant_unused_since_a_time_is_deleted_and_a_used_one_is_not(
+        self, store: GrantStore
+    ) -> None:
+        busy = Principal(tenant_id="t1", kind=PrincipalKind.USER, address="busy@t1.example")
+        await acquire(store, ADMIN)
+        await acquire(store, USER, n=2)
+        await acquire(store, busy, n=3)
+        later = NOW + timedelta(days=10)
+        await store.record_use(busy, later)
+        await store.record_use(busy, NOW + timedelta(days=1))  # never moves back
+        activity = {p.address: at for p, at in await store.user_activity()}
+        assert activity == {busy.address: later, USER.address: NOW}
+        cutoff = NOW + timedelta(days=5)
+        assert not await store.delete_idle(busy, cutoff)
+        assert await store.delete_idle(USER, cutoff)
+        assert not await store.delete_idle(USER, cutoff)
+        assert await store.get(busy) is not None and await store.get(ADMIN) is not None
+
     async def test_an_expiry_is_announced_once_until_it_is_no_longer_near(self, store: GrantStore) -> None:
         await acquire(store)
         assert await store.announce_expiring(ADMIN, NOW, True)

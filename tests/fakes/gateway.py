@@ -64,6 +64,7 @@ class InMemoryGatewayStore:
         now: datetime,
         allow_cidrs: list[str] | None = None,
         smtp_function: str | None = None,
+        smtp_rules: list[dict[str, Any]] | None = None,
     ) -> None:
         key = (tenant_id, device_id)
         self.devices[key] = {
@@ -76,6 +77,7 @@ class InMemoryGatewayStore:
             "created_at": now,
             "allow_cidrs": allow_cidrs or [],
             "smtp_function": smtp_function,
+            "smtp_rules": smtp_rules or [],
         }
 
     async def device(self, tenant_id: str, device_id: str) -> dict[str, Any] | None:
@@ -105,6 +107,16 @@ class InMemoryGatewayStore:
             for d in self.devices.values()
             if d["allow_cidrs"]
         ]
+
+    async def add_session_user(self, tenant_id: str, device_id: str, user: str) -> None:
+        device = self.devices.get((tenant_id, device_id))
+        if device is not None and user not in device.setdefault("session_users", []):
+            device["session_users"].append(user)
+
+    async def remove_session_users(self, tenant_id: str, device_id: str, users: Sequence[str]) -> None:
+        device = self.devices.get((tenant_id, device_id))
+        if device is not None:
+            device["session_users"] = [u for u in device.get("session_users", []) if u not in users]
 
     async def save_api_key(self, key: StoredApiKey) -> None:
         if key.key_id in self.api_keys:

@@ -269,6 +269,7 @@ class ParkedJob:
     user: str
     job_json: bytes
     deadline: datetime
+    administrator: bool = False
 
 
 class FakeParking:
@@ -280,15 +281,25 @@ class FakeParking:
         self.put_back_as: list[str] = []
         self.put_back_headers: list[dict[str, str]] = []
 
-    async def park(self, job: JobBase, function: JobFunction, user: str, job_json: bytes) -> datetime:
+    async def park(
+        self, job: JobBase, function: JobFunction, user: str, job_json: bytes, *, administrator: bool = False
+    ) -> datetime:
         deadline = self.clock() + self.timeout
-        self.parked.append(ParkedJob(job, function, user, job_json, deadline))
+        self.parked.append(ParkedJob(job, function, user, job_json, deadline, administrator))
         return deadline
 
     async def resume_user(self, tenant_id: str, user: str) -> int:
-        mine = [
-            p for p in self.parked if p.job.tenant_id == tenant_id and p.user.casefold() == user.casefold()
-        ]
+        return self._resume(
+            lambda p: (
+                p.job.tenant_id == tenant_id and not p.administrator and p.user.casefold() == user.casefold()
+            )
+        )
+
+    async def resume_administrator(self, tenant_id: str) -> int:
+        return self._resume(lambda p: p.job.tenant_id == tenant_id and p.administrator)
+
+    def _resume(self, whose: Callable[[ParkedJob], bool]) -> int:
+        mine = [p for p in self.parked if whose(p)]
         self.parked = [p for p in self.parked if p not in mine]
         self.resumed.extend(mine)
         return len(mine)

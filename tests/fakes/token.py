@@ -26,11 +26,12 @@ from fleetmail_contracts.tokens import (
     AcquisitionStatus,
     GrantStatus,
     Principal,
+    PrincipalKind,
     Provider,
     TokenEventBase,
 )
 from token_service.adapters.credentials import TenantSecrets
-from token_service.domain import grant_id
+from token_service.domain import grant_id, last_active
 from token_service.errors import ReauthorizationRequired, StoreUnavailable, TokenServiceError, UnknownTenant
 from token_service.model import (
     AuthorizationRequest,
@@ -167,8 +168,8 @@ class FakeGrantStore:
             access_issued_at=issued.issued_at,
             access_expires_at=issued.expires_at,
             last_refreshed_at=issued.issued_at,
-            last_used_at=issued.issued_at,
             predicted_death_at=predicted_death_at,
+            status_detail=None,
             lease_owner=None,
             lease_expires_at=None,
             refresh_token=issued.refresh_token or current.refresh_token,
@@ -176,16 +177,48 @@ class FakeGrantStore:
         )
         return True
 
-    async def set_status(self, principal: Principal, status: GrantStatus, owner: str | None = None) -> None:
+    async def set_status(
+        self,
+        principal: Principal,
+        status: GrantStatus,
+        owner: str | None = None,
+        *,
+        detail: str | None = None,
+        version: int | None = None,
+    ) -> bool:
         self._check("set_status")
-        if grant_id(principal) not in self._grants:
-            return
-        changes: dict[str, Any] = {"status": status}
+        current = self._grants.get(grant_id(principal))
+        if current is None or (version is not None and current.version != version):
+            return False
+        changes: dict[str, Any] = {"status": status, "status_detail": detail}
         if status is not GrantStatus.ACTIVE:
             changes["access_token"] = None
         if owner is not None:
             changes.update(lease_owner=None, lease_expires_at=None)
         self._update(principal, **changes)
+        return True
+
+    async def record_use(self, principal: Principal, now: datetime) -> None:
+        self._check("record_use")
+        current = self._grants.get(grant_id(principal))
+        if current is not None and (current.last_used_at is None or current.last_used_at < now):
+            self._update(principal, last_used_at=now)
+
+    async def delete_idle(self, principal: Principal, active_before: datetime) -> bool:
+        self._check("delete_idle")
+        current = self._grants.get(grant_id(principal))
+        if current is None or last_active(current.acquired_at, current.last_used_at) > active_before:
+            return False
+        del self._grants[grant_id(principal)]
+        return True
+
+    async def user_activity(self) -> list[tuple[Principal, datetime]]:
+        self._check("user_activity")
+        return [
+            (g.principal, last_active(g.acquired_at, g.last_used_at))
+            for g in self._grants.values()
+            if g.principal.kind is PrincipalKind.USER
+        ]
 
     async def stamp_issuer(self, principal: Principal, authority: str, client_id: str) -> bool:
         self._check("stamp_issuer")

@@ -7,6 +7,7 @@ import uuid
 from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalKind
 from fleetmail_devkit.probes import device_panel, request_tokens
 
+from tests.utils import eventually
 from tests.utils.jobs import final_status, received, submit
 from tests.utils.tenants import app_only_tenant, confidential_app, stored_documents
 
@@ -146,3 +147,34 @@ async def test_a_malformed_service_account_key_is_refused_with_a_clear_error(sta
         refused.json()["type"].endswith("credentials-invalid")
         and "service account" in refused.json()["detail"]
     )
+
+
+async def test_an_app_without_admin_consent_is_a_configuration_alert_not_a_sign_in(
+    stack, emulator_http, admin
+) -> None:
+    """Entra issues the app-only token before admin consent too, without SMTP.SendAsApp, and
+    Exchange refuses it: the job fails as a setting to fix (admin consent), never as a grant
+    to acquire again, and the tenant's configuration alert says what to grant."""
+    client_id, secret = await confidential_app(stack, emulator_http, consented_in=None)
+    tenant_id, address = await app_only_tenant(admin, stack, "microsoft", client_id=client_id)
+    await emulator_http.post(
+        f"{stack.smtp_control_url}/_emulator/mailboxes", json={"address": address, "app_access": [client_id]}
+    )
+    await admin.put(f"/v1/admin/tenants/{tenant_id}/credentials", json={"microsoft_client_secret": secret})
+    started = await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire")
+    assert started.json()["state"] == "succeeded", started.text
+
+    async with device_panel(stack, tenant_id) as panel:
+        job_id = await submit(panel, {"function": "scan_to_email", "to": ["someone@fabrikam.example"]})
+        status = await final_status(panel, job_id)
+    assert status["status"] == "failed" and status["reason_code"] == "configuration_error", status
+    assert "Grant admin consent" in status["remedy"] and "SMTP.SendAsApp" in status["remedy"]
+    assert "Acquire" not in status["remedy"] and status["smtp_reply"].startswith("535 5.7.3")
+
+    async def configuration_alert() -> bool:
+        listed = (await admin.get(f"/v1/admin/tenants/{tenant_id}/alerts")).json()
+        return any(
+            a["cause"] == "configuration_error" and "Grant admin consent" in a["remedy"] for a in listed
+        )
+
+    await eventually(configuration_alert)

@@ -3,17 +3,7 @@
 import asyncio
 import uuid
 
-from fleetmail_cli.main import app
-from typer.testing import CliRunner
-
-
-def cli(stack, *args: str, url: str | None = None):
-    env = {
-        "FLEETMAIL_URL": url or stack.gateway_url,
-        "FLEETMAIL_API_KEY": stack.admin_api_key(),
-        "COLUMNS": "200",
-    }
-    return CliRunner().invoke(app, list(args), env=env)
+from tests.utils.cli import cli
 
 
 async def test_an_administrator_runs_the_fleet_from_the_terminal(stack, emulator_http) -> None:

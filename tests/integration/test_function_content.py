@@ -1,7 +1,7 @@
 """What a person finds in the message each function delivers, read at the SMTP emulator:
 the administrator functions' data in the plain text and the HTML, the counters' CSV file,
-the forwarded fax and its sender, TSI routing by the tenant's table, and the Internet Fax
-sender under every From policy. Submitted through the device API and the SMTP listener."""
+the forwarded fax and its sender, TSI routing by the tenant's table, the Internet Fax
+sender under every From policy, and the From a job may carry under [Allow]. Submitted through the device API and the SMTP listener."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from fleetmail_devkit.probes import register_device, tenant_with_administrator_g
 
 from tests.utils.jobs import final_status, received
 from tests.utils.smtp import context
+from tests.utils.tenants import user_signs_in
 
 FAX = ("fax.tif", b"II*\x00" + bytes(64), "image/tiff")
 
@@ -345,3 +346,53 @@ async def test_a_tsi_routing_table_is_reached_only_by_keys_of_its_tenant(stack, 
             assert (await attempt).status_code == 403
         assert (await operator.get(theirs)).json() == before, "an operator reads, and changes nothing"
     assert (await admin.get(theirs)).json() == before
+
+
+async def test_allow_sends_as_what_the_login_user_may_send_as_else_from_the_administrator(
+    stack, emulator_http, admin, tenant_per_policy
+) -> None:
+    principal = tenant_per_policy["allow"]
+    tenant_id = principal.tenant_id
+    user, shared = f"ann@{tenant_id}.example", f"scans@{tenant_id}.example"
+    settings = (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()
+    saved = await admin.put(f"/v1/admin/tenants/{tenant_id}", json=settings | {"send_as": {user: [shared]}})
+    assert saved.status_code == 200 and saved.json()["send_as"] == {user: [shared]}, saved.text
+    bad = await admin.put(
+        f"/v1/admin/tenants/{tenant_id}", json=settings | {"send_as": {user: ["not an address"]}}
+    )
+    assert bad.status_code == 422
+    # The provider's side of it: Ann's mailbox has Send As for the shared one.
+    await emulator_http.post(
+        f"{stack.smtp_control_url}/_emulator/mailboxes", json={"address": user, "send_as": [shared]}
+    )
+    device_id, secret = await register_device(stack, tenant_id)
+    await user_signs_in(stack, emulator_http, (device_id, secret), user)
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(device_id, secret), timeout=60) as panel:
+
+        async def sent_from(job: dict) -> tuple[dict, email.message.EmailMessage]:
+            response = await post_job(
+                panel, {"function": "scan_to_email", "to": ["boss@fabrikam.example"], **job}
+            )
+            assert response.status_code == 202, response.text
+            status = await final_status(panel, response.json()["job_id"])
+            assert status["status"] == "sent", status
+            return await received(stack, emulator_http, response.json()["job_id"])
+
+        entry, message = await sent_from({"login_user": user, "requested_from": shared})
+        assert message["From"] == shared and entry["auth_user"] == user
+        entry, message = await sent_from({"login_user": user})
+        assert message["From"] == user and entry["auth_user"] == user
+        entry, message = await sent_from({"requested_from": shared})  # nobody logged in
+        assert message["From"] == principal.address and entry["auth_user"] == principal.address
+        refused = await post_job(
+            panel,
+            {
+                "function": "scan_to_email",
+                "to": ["boss@fabrikam.example"],
+                "login_user": user,
+                "requested_from": f"ceo@{tenant_id}.example",
+            },
+        )
+        status = await final_status(panel, refused.json()["job_id"])
+    assert status["status"] == "failed" and status["reason_code"] == "sender_not_allowed"
+    assert f"{user} may not send as ceo@{tenant_id}.example" in status["detail"]

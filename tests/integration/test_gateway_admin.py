@@ -8,6 +8,7 @@ import httpx
 from fleetmail_devkit.probes import tenant_with_administrator_grant
 from pymongo import AsyncMongoClient
 
+from tests.utils import eventually
 from tests.utils.jobs import dead_letters_of, final_status, submit
 
 
@@ -296,3 +297,79 @@ async def test_a_device_cannot_sign_in_for_another_tenant_or_without_credentials
         assert (await other.get(f"/v1/admin/tenants/{mine}")).status_code == 401
         bad = await panel.post("/v1/device/events", json={"kind": "user_logged_out"})
         assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_new_administrator_address_asks_for_acquire_and_the_old_mailbox_is_not_used(
+    stack, emulator_http, admin
+) -> None:
+    principal = await tenant_with_administrator_grant(stack, emulator_http)
+    tenant_id, old = principal.tenant_id, principal.address
+    new = f"it@{tenant_id}.example"
+    device_id = f"mfp-{uuid.uuid4().hex[:6]}"
+    secret = (
+        await admin.post(f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": device_id})
+    ).json()["secret"]
+    fax = await admin.patch(
+        f"/v1/admin/tenants/{tenant_id}/devices/{device_id}", json={"machine_address": old}
+    )
+    assert fax.status_code == 200 and fax.json()["attention"] == []
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(device_id, secret), timeout=60) as panel:
+        before = await final_status(panel, await submit(panel, {"to": ["meter@fabrikam.example"]}))
+        assert before["status"] == "sent" and before["sender"] == old, before  # token-service holds its token
+
+        settings = (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()
+        saved = await admin.put(
+            f"/v1/admin/tenants/{tenant_id}", json={**settings, "administrator_address": new}
+        )
+        assert saved.status_code == 200, saved.text
+        why = f"the administrator address changed from {old} to {new}"
+
+        async def marked() -> dict | None:
+            [row] = (await admin.get(f"/v1/admin/tenants/{tenant_id}/tokens")).json()["grants"]
+            return row if row["status"] == "reauthorization_required" else None
+
+        row = await eventually(marked, within=15, what="the administrator token to need a new sign-in")
+        assert why in row["status_detail"] and "Acquire" in row["status_detail"]
+
+        async def alerted() -> list[dict]:
+            found = (await admin.get(f"/v1/admin/tenants/{tenant_id}/alerts")).json()
+            return [a for a in found if a["cause"] == "administrator_reauthorization_required"]
+
+        [alert] = await eventually(alerted, within=15, what="the administrator's alert")
+        assert why[4:] in alert["detail"] and "provider refused" not in alert["detail"], alert
+
+        [device] = (await admin.get(f"/v1/admin/tenants/{tenant_id}/devices")).json()
+        assert (
+            len(device["attention"]) == 1 and old in device["attention"][0] and new in device["attention"][0]
+        )
+
+        job_id = await submit(panel, {"to": ["meter@fabrikam.example"]})
+
+        async def acted_on() -> dict | None:
+            status = (await panel.get(f"/v1/jobs/{job_id}")).json()
+            return status if status["status"] not in ("queued", "accepted", "deferred") else None
+
+        after = await eventually(acted_on, within=30, what="mail-service to act on the job")
+    assert after["status"] != "sent" and after.get("sender") != old, after
+    mailed = (
+        await emulator_http.get(
+            f"{stack.smtp_control_url}/_emulator/messages", params={"message_id": f"<{job_id}@fleetmail>"}
+        )
+    ).json()
+    assert mailed == []
+
+
+async def test_a_new_provider_asks_the_administrator_to_acquire_again(stack, emulator_http, admin) -> None:
+    principal = await tenant_with_administrator_grant(stack, emulator_http)
+    settings = (await admin.get(f"/v1/admin/tenants/{principal.tenant_id}")).json()
+    moved = await admin.put(
+        f"/v1/admin/tenants/{principal.tenant_id}", json={**settings, "provider": "google"}
+    )
+    assert moved.status_code == 200, moved.text
+
+    async def marked() -> dict | None:
+        [row] = (await admin.get(f"/v1/admin/tenants/{principal.tenant_id}/tokens")).json()["grants"]
+        return row if row["status"] == "reauthorization_required" else None
+
+    row = await eventually(marked, within=15, what="the administrator token to need a new sign-in")
+    assert "provider changed from Microsoft to Google" in row["status_detail"]

@@ -12,6 +12,7 @@ from fleetmail_devkit.probes import (
     tenant_with_administrator_grant,
     token_endpoint_calls,
 )
+from fleetmail_runtime import smtp_replies
 
 from tests.utils.jobs import final_status, received, submit
 
@@ -95,6 +96,30 @@ async def test_smtp_auth_disabled_fails_with_the_remedy(stack, emulator_http, fl
     status = await final_status(panel, job_id)
     assert status["status"] == "failed" and status["reason_code"] == "smtp_auth_disabled"
     assert "Authenticated SMTP" in status["remedy"] and status["smtp_reply"].startswith("535 5.7.139")
+
+
+@pytest.mark.parametrize(
+    ("stage", "known", "reason", "remedy_names"),
+    [
+        ("data", smtp_replies.SEND_AS_DENIED_AT_SUBMISSION, "send_as_denied", "Add-RecipientPermission"),
+        ("auth", smtp_replies.SECURITY_DEFAULTS_LOCKED, "configuration_error", "Manage security defaults"),
+        ("auth", smtp_replies.SIGN_IN_CRITERIA_NOT_MET, "configuration_error", "sign-in logs"),
+    ],
+)
+async def test_exchanges_refusals_fail_the_job_with_their_remedy(
+    stack, emulator_http, fleet, stage: str, known: smtp_replies.KnownReply, reason: str, remedy_names: str
+) -> None:
+    """Each reply as Exchange words it, for this mailbox only: the job fails for good with the
+    reason and the fix the replies table gives it (never a retry, never "sign in again")."""
+    principal, panel = fleet
+    text = known.text.format(mailbox=principal.address, sender=f"sales@{principal.tenant_id}.example")
+    await emulator_http.post(
+        f"{stack.smtp_control_url}/_emulator/faults",
+        json={"stage": stage, "code": known.code, "text": text, "user": principal.address},
+    )
+    status = await final_status(panel, await submit(panel, {"to": ["x@fabrikam.example"]}))
+    assert status["status"] == "failed" and status["reason_code"] == reason, status
+    assert status["smtp_reply"] == f"{known.code} {text}" and remedy_names in status["remedy"]
 
 
 async def smtp_stats(stack, http: httpx.AsyncClient) -> dict:

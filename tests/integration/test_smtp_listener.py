@@ -3,15 +3,18 @@
 import asyncio
 import smtplib
 import uuid
+from email.message import EmailMessage
 
 import aiosmtplib
 import httpx
 import pytest
 from fleetmail_devkit.probes import register_device, tenant_with_administrator_grant
 
+from tests.conftest import ALERT_RELAY
 from tests.utils import eventually
-from tests.utils.jobs import final_status
+from tests.utils.jobs import delivered_with_subject, final_status, received
 from tests.utils.smtp import context, scan
+from tests.utils.tenants import user_signs_in
 
 
 @pytest.fixture
@@ -168,3 +171,139 @@ async def test_the_bus_down_gets_451_and_the_device_retries_later(stack, device)
     # The gateway reconnects by itself: the device's next try is queued.
     code, text = await eventually(send_until_queued, within=60, what="the device's retry to be queued")
     assert code == 250 and "queued as" in text
+
+
+def message(sender: str, subject: str, to: str = "boss@fabrikam.example") -> EmailMessage:
+    """A device's message From `sender`, with a PDF attached."""
+    mail = scan(subject)
+    mail.replace_header("From", sender)
+    mail.replace_header("To", to)
+    return mail
+
+
+async def send_as_device(stack, device_id: str, secret: str, mail: EmailMessage) -> str:
+    """The reply to the message sent over SMTP (its last word is the job id when queued)."""
+    async with aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=stack.ports.gateway_smtp, start_tls=True, tls_context=context(stack)
+    ) as smtp:
+        await smtp.ehlo()
+        await smtp.auth_plain(device_id, secret)
+        try:
+            _, reply = await smtp.send_message(mail)
+        except aiosmtplib.SMTPDataError as exc:
+            return f"{exc.code} {exc.message}"
+    return reply
+
+
+async def relay_may_send_as(stack, http: httpx.AsyncClient, address: str) -> None:
+    """The operator's alert relay (the emulator's mailbox) may send From this address."""
+    answer = await http.post(
+        f"{stack.smtp_control_url}/_emulator/mailboxes",
+        json={"address": ALERT_RELAY[0], "password": ALERT_RELAY[1], "send_as": [address]},
+    )
+    assert answer.status_code == 200
+
+
+async def test_an_smtp_only_device_sends_as_the_login_user_its_from_names_after_the_sign_in(
+    stack, emulator_http, admin
+) -> None:
+    principal = await tenant_with_administrator_grant(
+        stack,
+        emulator_http,
+        from_policy="login_user_address",
+        notifications={"sign_in_email": True},
+    )
+    tenant_id = principal.tenant_id
+    await relay_may_send_as(stack, emulator_http, principal.address)
+    device_id, secret = await register_device(stack, tenant_id)
+    user = f"walk-up-{uuid.uuid4().hex[:4]}@{tenant_id}.example"
+    # A From outside the tenant's mail domains has no grant of this tenant to send it.
+    refused = await send_as_device(stack, device_id, secret, message("mfp@contoso.example", "Scan"))
+    assert refused.startswith("550 5.7.1") and "mail domains" in refused, refused
+    reply = await send_as_device(stack, device_id, secret, message(f"Walk Up <{user}>", "Scan of a user"))
+    assert "queued as" in reply, reply
+    job_id = reply.rsplit(" ", 1)[-1]
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(device_id, secret), timeout=30) as panel:
+
+        async def parked() -> bool:
+            return (await panel.get(f"/v1/jobs/{job_id}")).json()["status"] == "parked"
+
+        await eventually(parked, what="the user's job to wait for the sign-in")
+
+        async def on_the_feed() -> list[dict]:
+            feed = (await panel.get("/v1/device/information")).json()
+            return [a for a in feed if a["principal_address"] == user]
+
+        [request] = await eventually(on_the_feed, what="the sign-in request on the device's feed")
+        assert request["title"] == f"{user} must sign in to send" and request["device_id"] == device_id
+
+        async def asked_by_mail() -> list:
+            return [
+                m
+                for _, m in await delivered_with_subject(
+                    stack, emulator_http, "[fleetmail] Sign in to send your job"
+                )
+                if m["To"] == user
+            ]
+
+        [mail] = await eventually(asked_by_mail, what="the sign-in e-mail to the user")
+        assert mail["From"] == principal.address and f"device {device_id}" in mail.get_content()
+        await user_signs_in(stack, emulator_http, (device_id, secret), user)
+        status = await final_status(panel, job_id)
+    assert status["status"] == "sent", status
+    entry, sent = await received(stack, emulator_http, job_id)
+    assert entry["auth_user"] == user and sent["From"] == user
+    assert sent["X-Fleetmail-Function"] == "scan_to_email" and sent["Subject"] == "Scan of a user"
+
+
+async def test_a_devices_rules_file_its_notifications_and_allow_sends_the_rest_as_the_administrator(
+    stack, emulator_http, admin
+) -> None:
+    principal = await tenant_with_administrator_grant(stack, emulator_http, from_policy="allow")
+    tenant_id = principal.tenant_id
+    device_id = f"mfp-{uuid.uuid4().hex[:6]}"
+    rules = [
+        {"function": "total_counter_notification", "subject": "*counter*"},
+        {"function": "status_notification", "recipient": "status@*"},
+    ]
+    registered = await admin.post(
+        f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": device_id, "smtp_rules": rules}
+    )
+    assert registered.status_code == 201, registered.text
+    secret = registered.json()["secret"]
+    [listed] = (await admin.get(f"/v1/admin/tenants/{tenant_id}/devices")).json()
+    assert [{k: v for k, v in rule.items() if v is not None} for rule in listed["smtp_rules"]] == rules
+    for bad in (
+        [{"function": "scan_to_email"}],
+        [{"function": "scan_to_email", "subject": "x" * 201}],
+        [{"function": "scan_to_email", "subject": f"{i}"} for i in range(21)],
+    ):
+        refused = await admin.patch(
+            f"/v1/admin/tenants/{tenant_id}/devices/{device_id}", json={"smtp_rules": bad}
+        )
+        assert refused.status_code == 422, refused.text
+
+    async def sent(mail: EmailMessage) -> EmailMessage:
+        reply = await send_as_device(stack, device_id, secret, mail)
+        assert "queued as" in reply, reply
+        job_id = reply.rsplit(" ", 1)[-1]
+        async with httpx.AsyncClient(
+            base_url=stack.gateway_url, auth=(device_id, secret), timeout=30
+        ) as panel:
+            status = await final_status(panel, job_id)
+        assert status["status"] == "sent", status
+        entry, delivered = await received(stack, emulator_http, job_id)
+        assert entry["auth_user"] == principal.address
+        return delivered
+
+    # No login user (a From outside the tenant's domains) under [Allow]: the administrator address.
+    counters = await sent(
+        message("mfp@contoso.example", "Total Counter 2026-11", to="billing@fabrikam.example")
+    )
+    assert counters["X-Fleetmail-Function"] == "total_counter_notification"
+    assert counters["From"] == principal.address
+    assert "Please find the scan attached." in counters.get_body(preferencelist=("plain",)).get_content()
+    status = await sent(message("mfp@contoso.example", "Paper jam", to="status@fabrikam.example"))
+    assert status["X-Fleetmail-Function"] == "status_notification"
+    plain = await sent(message("mfp@contoso.example", "Contract scan"))
+    assert plain["X-Fleetmail-Function"] == "scan_to_email" and plain["From"] == principal.address

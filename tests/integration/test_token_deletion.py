@@ -1,12 +1,17 @@
-"""Deleting user grants: on request ([Delete]) and by Auto Delete on logout or auto reset."""
+"""Deleting user grants: on request ([Delete], one user's or every user's) and by Auto Delete on
+logout or auto reset (the users whose sessions were on that device)."""
 
+import asyncio
 import uuid
 
 import httpx
+from fleetmail_cli.main import app
 from fleetmail_contracts.tokens import AccessTokenOutcome, Principal, PrincipalKind
 from fleetmail_devkit.probes import request_tokens
+from typer.testing import CliRunner
 
 from tests.utils import eventually
+from tests.utils.jobs import submit
 from tests.utils.tenants import sign_in_finished, tenant_with_device, user_signs_in
 
 
@@ -21,7 +26,7 @@ async def no_grant(stack, principal: Principal) -> None:
     await eventually(deleted, within=10, what=f"the grant of {principal.address} to be deleted")
 
 
-async def report(stack, device: tuple[str, str], kind: str, user: str) -> None:
+async def report(stack, device: tuple[str, str], kind: str, user: str | None) -> None:
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=device) as panel:
         reported = await panel.post("/v1/device/events", json={"kind": kind, "user": user})
     assert reported.status_code == 202
@@ -107,3 +112,55 @@ async def test_a_users_grant_and_its_auto_delete_stay_in_the_devices_own_tenant(
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=device_a) as panel:
         bad = await panel.post("/v1/device/events", json={"kind": "user_logged_out"})
         assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+
+
+async def test_delete_every_users_token_of_a_tenant_at_once_from_the_api_and_the_cli(
+    stack, emulator_http, admin
+) -> None:
+    tenant_id, device = await tenant_with_device(admin, auto_delete=False)
+    users = [
+        Principal(tenant_id=tenant_id, kind=PrincipalKind.USER, address=f"{name}@{tenant_id}.example")
+        for name in ("scan", "fax")
+    ]
+    other_tenant, other_device = await tenant_with_device(admin, auto_delete=False)
+    other = Principal(tenant_id=other_tenant, kind=PrincipalKind.USER, address=f"keep@{other_tenant}.example")
+    for principal, at in ((users[0], device), (users[1], device), (other, other_device)):
+        await user_signs_in(stack, emulator_http, at, principal.address)
+    env = {"FLEETMAIL_URL": stack.gateway_url, "FLEETMAIL_API_KEY": stack.admin_api_key(), "COLUMNS": "200"}
+    runner = CliRunner()
+    refused = await asyncio.to_thread(runner.invoke, app, ["tokens", "delete", tenant_id], env=env)
+    assert refused.exit_code == 1 and "--all-users" in refused.output
+    done = await asyncio.to_thread(
+        runner.invoke, app, ["tokens", "delete", tenant_id, "--all-users"], env=env
+    )
+    assert done.exit_code == 0 and "2 user tokens deleted" in done.output, done.output
+    assert (await admin.get(f"/v1/admin/tenants/{tenant_id}/tokens")).json()["grants"] == []
+    for principal in users:
+        assert await outcome(stack, principal) is AccessTokenOutcome.NO_GRANT
+    assert await outcome(stack, other) is AccessTokenOutcome.GRANTED
+    again = await admin.delete(f"/v1/admin/tenants/{tenant_id}/tokens/users")
+    assert again.status_code == 200 and again.json() == {"deleted": 0}
+
+
+async def test_an_auto_reset_deletes_the_tokens_of_the_users_whose_sessions_were_on_that_device(
+    stack, emulator_http, admin
+) -> None:
+    tenant_id, first = await tenant_with_device(admin, auto_delete=True, smtp_port=stack.ports.smtp_starttls)
+    registered = await admin.post(f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": "floor-2"})
+    second = (registered.json()["device_id"], registered.json()["secret"])
+
+    def user(name: str) -> Principal:
+        return Principal(tenant_id=tenant_id, kind=PrincipalKind.USER, address=f"{name}@{tenant_id}.example")
+
+    signed_here, signed_there, sent_here = user("here"), user("there"), user("roams")
+    await user_signs_in(stack, emulator_http, first, signed_here.address)
+    await user_signs_in(stack, emulator_http, second, signed_there.address)
+    await user_signs_in(stack, emulator_http, second, sent_here.address)
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=first, timeout=30) as panel:
+        # Signed in at the second device, this user's scan comes from the first: a session there too.
+        await submit(panel, {"to": ["x@fabrikam.example"], "login_user": sent_here.address})
+    # The first device resets with nobody logged in.
+    await report(stack, first, "auto_reset", None)
+    await no_grant(stack, signed_here)
+    await no_grant(stack, sent_here)
+    assert await outcome(stack, signed_there) is AccessTokenOutcome.GRANTED

@@ -69,7 +69,7 @@ async def test_a_fleet_admin_cannot_get_an_app_only_token_for_another_tenants_di
     async with service_app_with_secret(stack, emulator_http):
         # Tenant A: app-only with its own app, in its own directory, sending.
         directory_a = str(uuid.uuid4())
-        client_a, secret_a = await confidential_app(stack, emulator_http)
+        client_a, secret_a = await confidential_app(stack, emulator_http, consented_in=directory_a)
         tenant_a, address_a = await app_only_tenant(
             admin, stack, "microsoft", client_id=client_a, directory=directory_a
         )

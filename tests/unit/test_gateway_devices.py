@@ -13,7 +13,7 @@ from job_gateway.errors import (
     DeviceUnauthorized,
     MachineAddressRefused,
 )
-from job_gateway.schemas import DeviceChange, DeviceRegistration
+from job_gateway.schemas import DeviceChange, DeviceRegistration, SmtpRule
 from job_gateway.use_cases import DeviceDirectory
 
 from tests.fakes.gateway import InMemoryGatewayStore
@@ -96,8 +96,8 @@ async def test_devices_are_the_tenants_own(directory: DeviceDirectory) -> None:
         await directory.change(TenantSettings(tenant_id="t2"), "mfp-1", DeviceChange(disabled=True))
     with pytest.raises(DeviceNotFound):
         await directory.rotate_secret("t2", "mfp-1")
-    assert [d.device_id for d in await directory.in_tenant("t1")] == ["mfp-1"]
-    assert await directory.in_tenant("t2") == []
+    assert [d.device_id for d in await directory.in_tenant(TenantSettings(tenant_id="t1"))] == ["mfp-1"]
+    assert await directory.in_tenant(TenantSettings(tenant_id="t2")) == []
     # The same id in another tenant is another device; each logs in with its own secret.
     second = await directory.register("t2", DeviceRegistration(device_id="mfp-1"))
     assert second.tenant_id == "t2"
@@ -117,3 +117,21 @@ async def test_the_fax_machine_address_is_the_administrators(directory: DeviceDi
     assert changed.machine_address == "Admin@t1.example"
     login = await directory.by_address("192.0.2.1")
     assert login is None  # no allowlist, no address login
+
+
+async def test_a_devices_smtp_rules_come_with_its_login_and_are_changed_or_cleared(
+    directory: DeviceDirectory,
+) -> None:
+    counters = SmtpRule(function=JobFunction.TOTAL_COUNTER_NOTIFICATION, subject="*counter*")
+    status = SmtpRule(function=JobFunction.STATUS_NOTIFICATION, recipient="status@*")
+    registered = await directory.register(
+        "t1", DeviceRegistration(device_id="mfp-1", allow_cidrs=["192.0.2.9/32"], smtp_rules=[counters])
+    )
+    assert (await directory.authenticate("mfp-1", registered.secret)).rules == (counters,)
+    by_address = await directory.by_address("192.0.2.9")
+    assert by_address is not None and by_address.rules == (counters,)
+    view = await directory.change(TENANT, "mfp-1", DeviceChange(smtp_rules=[status, counters]))
+    assert view.smtp_rules == [status, counters]
+    assert (await directory.authenticate("mfp-1", registered.secret)).rules == (status, counters)
+    again = await directory.register("t1", DeviceRegistration(device_id="mfp-1"))
+    assert (await directory.authenticate("mfp-1", again.secret)).rules == ()

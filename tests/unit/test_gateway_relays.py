@@ -37,11 +37,11 @@ from job_gateway.errors import (
     TokenServiceUnavailable,
     UserRequired,
 )
-from job_gateway.schemas import CredentialsInput, DeviceReport
+from job_gateway.schemas import CredentialsInput, DeviceRegistration, DeviceReport
 from job_gateway.settings import GatewaySettings
-from job_gateway.use_cases import AlertRelay, DeviceEvents, TokenRelay
+from job_gateway.use_cases import AlertRelay, DeviceDirectory, DeviceEvents, TokenRelay
 
-from tests.fakes.gateway import RecordingPublisher, ScriptedRequester
+from tests.fakes.gateway import InMemoryGatewayStore, RecordingPublisher, ScriptedRequester
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SETTINGS = GatewaySettings(public_url="https://fleetmail.example/")
@@ -147,7 +147,10 @@ async def test_administrators_see_their_alerts_and_acknowledge_only_open_ones() 
 
 async def test_a_logout_names_its_user_and_a_bus_outage_says_report_it_again() -> None:
     publisher = RecordingPublisher()
-    events = DeviceEvents(publisher, SETTINGS, clock=lambda: NOW)
+    store = InMemoryGatewayStore()
+    directory = DeviceDirectory(store, b"device-key")
+    await directory.register("t1", DeviceRegistration(device_id="mfp-1"))
+    events = DeviceEvents(publisher, SETTINGS, directory, clock=lambda: NOW)
     device = Device("mfp-1", "t1")
     with pytest.raises(UserRequired):
         await events.report(device, DeviceReport(kind="user_logged_out"))
@@ -158,6 +161,29 @@ async def test_a_logout_names_its_user_and_a_bus_outage_says_report_it_again() -
     publisher.down = True
     with pytest.raises(EventBusUnavailable, match="report the event again"):
         await events.report(device, DeviceReport(kind="auto_reset"))
+
+
+async def test_an_auto_reset_names_the_devices_session_users_and_ends_their_sessions() -> None:
+    publisher = RecordingPublisher()
+    directory = DeviceDirectory(InMemoryGatewayStore(), b"device-key")
+    for device_id in ("mfp-1", "mfp-2"):
+        await directory.register("t1", DeviceRegistration(device_id=device_id))
+    events = DeviceEvents(publisher, SETTINGS, directory, clock=lambda: NOW)
+    here, there = Device("mfp-1", "t1"), Device("mfp-2", "t1")
+    await directory.note_session(here, "Scan.User@t1.example")
+    await directory.note_session(here, "fax@t1.example")
+    await directory.note_session(there, "other@t1.example")
+    await events.report(here, DeviceReport(kind="user_logged_out", user="fax@t1.example"))
+    publisher.down = True
+    with pytest.raises(EventBusUnavailable):
+        await events.report(here, DeviceReport(kind="auto_reset"))
+    assert await directory.session_users(here) == ["scan.user@t1.example"]  # kept for the next try
+    publisher.down = False
+    await events.report(here, DeviceReport(kind="auto_reset"))
+    reset = publisher.published[-1][1]
+    assert reset.model_dump()["session_users"] == ("scan.user@t1.example",)
+    assert await directory.session_users(here) == []
+    assert await directory.session_users(there) == ["other@t1.example"]
 
 
 async def test_a_failure_token_service_answers_is_said_with_its_reason_not_waited_out() -> None:

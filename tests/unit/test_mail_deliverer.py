@@ -18,6 +18,7 @@ from fleetmail_contracts.tokens import (
     Provider,
 )
 from mail_service.delivery import Deliverer
+from mail_service.domain.tokens import token_not_accepted_remedy
 from mail_service.errors import (
     AttachmentsUnavailable,
     AwaitingAuthorization,
@@ -25,6 +26,7 @@ from mail_service.errors import (
     InvalidJob,
     ReauthorizationNeeded,
     SmtpPermanent,
+    TokenNotAccepted,
     TokenUnavailable,
 )
 
@@ -106,14 +108,34 @@ async def test_a_refused_token_is_refreshed_once_with_force_refresh_then_the_job
     assert delivered.message_id == "<job-1@fleetmail>" and len(world.server.received) == 1
 
 
-async def test_a_refreshed_token_refused_again_needs_reauthorization_and_no_third_request() -> None:
+async def test_a_refreshed_token_refused_again_is_a_configuration_fault_not_a_sign_in() -> None:
+    """The refresh worked, so the grant is alive: a server that refuses the new token too
+    refuses what the token is (wrong audience or scope, no admin consent). Signing in again
+    would get the same token; the remedy names the scopes and the consent."""
     world = World()  # the server takes no token at all
-    with pytest.raises(ReauthorizationNeeded, match="freshly refreshed token") as refused:
+    with pytest.raises(TokenNotAccepted, match="had just issued") as refused:
         await world.deliver(scan())
     assert world.forced() == [False, True]
     assert len(world.transport.attempts) == 2 and world.server.received == []
-    assert refused.value.reason is FailureReason.REAUTHORIZATION_REQUIRED
-    assert refused.value.remedy is not None and "Acquire" in refused.value.remedy
+    assert refused.value.reason is FailureReason.CONFIGURATION_ERROR
+    remedy = refused.value.remedy or ""
+    assert "https://outlook.office.com/SMTP.Send" in remedy and "Signing in again does not help" in remedy
+    assert "Acquire" not in remedy
+
+
+@pytest.mark.parametrize(
+    ("provider", "app_only", "named"),
+    [
+        (Provider.MICROSOFT, True, "Grant admin consent"),
+        (Provider.MICROSOFT, False, "graph.microsoft.com"),
+        (Provider.GOOGLE, False, "https://mail.google.com/"),
+        (Provider.GOOGLE, True, "Domain-wide delegation"),
+    ],
+)
+def test_the_remedy_for_a_token_the_server_refuses_names_the_fix(
+    provider: Provider, app_only: bool, named: str
+) -> None:
+    assert named in token_not_accepted_remedy(provider, app_only)
 
 
 async def test_a_token_is_remembered_for_30_seconds_and_a_token_event_forgets_it() -> None:
@@ -147,9 +169,35 @@ async def test_a_login_user_without_a_grant_makes_the_job_wait_for_the_sign_in()
     assert waiting.value.user == "walk-up@acme.example" and world.transport.attempts == []
 
 
-async def test_no_administrator_grant_needs_reauthorization() -> None:
+async def test_a_login_user_whose_grant_is_dead_waits_for_the_sign_in_too() -> None:
+    tenant = OAUTH.model_copy(update={"from_policy": FromPolicy.LOGIN_USER_ADDRESS})
+    world = World(tenant)
+    world.tokens.queue(
+        "walk-up@acme.example", AccessTokenReply(outcome=AccessTokenOutcome.REAUTHORIZATION_REQUIRED)
+    )
+    job = SendScanToMe(
+        job_id="job-1",
+        tenant_id="acme",
+        device_id="mfp-01",
+        submitted_at=FakeClock()(),
+        login_user="walk-up@acme.example",
+    )
+    with pytest.raises(AwaitingAuthorization) as waiting:
+        await world.deliver(job, JobFunction.SCAN_TO_ME)
+    assert waiting.value.user == "walk-up@acme.example" and not waiting.value.administrator
+
+
+async def test_no_administrator_grant_yet_makes_the_job_wait_for_acquire() -> None:
     world = World()
     world.tokens.queue(ADMIN, AccessTokenReply(outcome=AccessTokenOutcome.NO_GRANT))
+    with pytest.raises(AwaitingAuthorization) as waiting:
+        await world.deliver(scan())
+    assert waiting.value.user == ADMIN and waiting.value.administrator
+
+
+async def test_a_dead_administrator_grant_needs_reauthorization() -> None:
+    world = World()
+    world.tokens.queue(ADMIN, AccessTokenReply(outcome=AccessTokenOutcome.REAUTHORIZATION_REQUIRED))
     with pytest.raises(ReauthorizationNeeded):
         await world.deliver(scan())
 

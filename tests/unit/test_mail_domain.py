@@ -49,12 +49,66 @@ def test_login_user_policy_sends_as_the_user() -> None:
     assert sender.kind is PrincipalKind.USER and sender.address == "user@t1.example"
 
 
-def test_allow_policy_never_sends_as_someone_else() -> None:
+def test_allow_policy_never_sends_as_an_address_not_listed_for_the_user() -> None:
     job = SendScanToEmail(
         **BASE, to=("x@y.example",), login_user="user@t1.example", requested_from="ceo@t1.example"
     )
-    with pytest.raises(SenderNotAllowed, match="may not send as"):
-        resolve_sender(job, JobFunction.SCAN_TO_EMAIL, tenant(FromPolicy.ALLOW))
+    listed = tenant(FromPolicy.ALLOW).model_copy(
+        update={"send_as": {"other@t1.example": ("ceo@t1.example",)}}
+    )
+    for settings in (tenant(FromPolicy.ALLOW), listed):
+        with pytest.raises(SenderNotAllowed, match="may not send as"):
+            resolve_sender(job, JobFunction.SCAN_TO_EMAIL, settings)
+
+
+@pytest.mark.parametrize("requested", ["user@t1.example", "USER@t1.example", None])
+def test_allow_policy_sends_as_the_user_themselves(requested: str | None) -> None:
+    job = SendScanToEmail(**BASE, to=("x@y.example",), login_user="user@t1.example", requested_from=requested)
+    sender = resolve_sender(job, JobFunction.SCAN_TO_EMAIL, tenant(FromPolicy.ALLOW))
+    assert (sender.address, sender.kind, sender.shown) == (
+        "user@t1.example",
+        PrincipalKind.USER,
+        "user@t1.example",
+    )
+
+
+def test_allow_policy_sends_as_a_listed_address_with_the_users_grant() -> None:
+    settings = TenantSettings(
+        tenant_id="t1",
+        administrator_address="admin@t1.example",
+        from_policy=FromPolicy.ALLOW,
+        send_as={"User@T1.example": ("Scans@t1.example",)},
+    )
+    job = SendScanToEmail(
+        **BASE, to=("x@y.example",), login_user="user@t1.example", requested_from="scans@T1.example"
+    )
+    sender = resolve_sender(job, JobFunction.SCAN_TO_EMAIL, settings)
+    assert sender.address == "user@t1.example" and sender.kind is PrincipalKind.USER
+    assert sender.shown == "scans@T1.example"
+
+
+def test_allow_policy_without_a_login_user_sends_as_the_administrator() -> None:
+    job = SendScanToEmail(**BASE, to=("x@y.example",), requested_from="someone@t1.example")
+    sender = resolve_sender(job, JobFunction.SCAN_TO_EMAIL, tenant(FromPolicy.ALLOW))
+    assert sender.address == sender.shown == "admin@t1.example"
+    assert sender.kind is PrincipalKind.ADMINISTRATOR
+    with pytest.raises(SenderNotAllowed, match="no user is logged in"):
+        resolve_sender(job, JobFunction.SCAN_TO_EMAIL, tenant(FromPolicy.LOGIN_USER_ADDRESS))
+    with pytest.raises(SenderNotAllowed, match="no administrator e-mail address"):
+        resolve_sender(
+            job, JobFunction.SCAN_TO_EMAIL, TenantSettings(tenant_id="t1", from_policy=FromPolicy.ALLOW)
+        )
+
+
+def test_a_send_as_list_is_bounded_and_holds_addresses() -> None:
+    with pytest.raises(ValueError, match="not an e-mail address"):
+        TenantSettings(tenant_id="t1", send_as={"user@t1.example": ("not an address",)})
+    with pytest.raises(ValueError, match="at most 10 addresses"):
+        TenantSettings(
+            tenant_id="t1", send_as={"user@t1.example": tuple(f"a{i}@t1.example" for i in range(11))}
+        )
+    with pytest.raises(ValueError):
+        TenantSettings(tenant_id="t1", send_as={f"u{i}@t1.example": () for i in range(201)})
 
 
 def test_internet_fax_machine_address_must_be_the_administrator() -> None:

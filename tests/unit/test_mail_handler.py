@@ -57,7 +57,9 @@ class Edge:
         self.deliverer = Deliverer(
             tenants, self.tokens, FakeTransport(self.server), FakeAttachments(), self.clock, {}
         )
-        self.failures = Failures("mail-service", self.events, tenants, self.clock, park_timeout_s=900)
+        self.failures = Failures(
+            "mail-service", self.events, tenants, self.clock, park_timeout_s=900, administrator_wait_s=86400
+        )
         self.handler = JobHandler(
             self.deliverer,
             self.ledger,
@@ -234,7 +236,7 @@ async def test_an_event_the_bus_does_not_take_leaves_the_job_unanswered_for_rede
 async def test_a_parked_job_past_its_deadline_is_dead_lettered_with_the_sign_in_remedy() -> None:
     edge = Edge()
     job = scan(login_user="walk-up@acme.example")
-    await edge.failures.parking_expired(job, JobFunction.SCAN_TO_EMAIL, "walk-up@acme.example")
+    await edge.failures.parking_expired(job, JobFunction.SCAN_TO_EMAIL, "walk-up@acme.example", False)
     [letter] = edge.events.dead_letters
     assert letter.reason_code == "authorization_timeout" and letter.deliveries == 1
     assert letter.original_subject == "fleetmail.jobs.v1.scan_to_email"
@@ -257,3 +259,35 @@ async def test_a_token_event_forgets_the_token_and_a_users_new_grant_resumes_the
     await edge.handle(scan("job-3"))
     assert len(edge.tokens.requests) == 2  # the remembered token was forgotten
     assert [p.job.job_id for p in edge.parking.resumed] == ["job-2"] and edge.parking.parked == []
+
+
+async def test_a_job_without_an_administrator_grant_is_parked_for_acquire_and_resumed_by_it() -> None:
+    edge = Edge()
+    edge.tokens.queue(ADMIN, AccessTokenReply(outcome=AccessTokenOutcome.NO_GRANT))
+    message = await edge.handle(scan("job-1"))
+    assert message.answers == ["ack"] and edge.events.dead_letters == []
+    [parked] = edge.parking.parked
+    assert parked.administrator and parked.user == ADMIN
+    event = edge.events.events[-1]
+    assert isinstance(event, MailParked) and event.administrator and event.user == ADMIN
+    events = TokenEvents(edge.deliverer, edge.parking)
+    # A login user's sign-in does not release it; the administrator's does.
+    await events.on_event(
+        {"kind": "acquired", "principal": {"tenant_id": "acme", "address": ADMIN, "kind": "user"}}
+    )
+    assert edge.parking.resumed == []
+    await events.on_event(
+        {"kind": "acquired", "principal": {"tenant_id": "acme", "address": ADMIN, "kind": "administrator"}}
+    )
+    assert [p.job.job_id for p in edge.parking.resumed] == ["job-1"]
+
+
+async def test_a_job_that_waited_too_long_for_the_administrator_says_acquire() -> None:
+    edge = Edge()
+    await edge.failures.parking_expired(scan(), JobFunction.SCAN_TO_EMAIL, ADMIN, True)
+    [failed] = edge.events.events
+    assert isinstance(failed, MailFailed) and failed.reason_code is FailureReason.AUTHORIZATION_TIMEOUT
+    assert failed.detail.startswith(
+        f"OAuth 2.0 is on and the administrator ({ADMIN}) did not sign in within 24 hours"
+    )
+    assert failed.remedy is not None and "Acquire" in failed.remedy

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from fleetmail_contracts.alerts import AcknowledgeAlert, AlertCause, AlertState, ListAlerts
+from fleetmail_contracts.alerts import AcknowledgeAlert, AlertCause, AlertSeverity, AlertState, ListAlerts
 from fleetmail_contracts.tenants import NotificationSettings, TenantSettings, WebhookChannel
 from fleetmail_contracts.tokens import GrantStatus, GrantView, Principal, PrincipalKind, Provider
 from notifier.domain import (
@@ -18,7 +18,7 @@ from notifier.domain import (
     configuration_key,
     unreachable_key,
 )
-from notifier.domain.notices import NO_RELAY
+from notifier.domain.notices import NO_ADMINISTRATOR_ADDRESS, NO_RELAY, SIGN_IN_NOTICE, email_of
 from notifier.service import AlertRules, AlertService
 
 from tests.fakes.notifier import (
@@ -280,6 +280,45 @@ async def test_a_user_who_must_sign_in_is_on_the_device_feed_only(world: World) 
     assert floor2.alerts == () and [a.principal_address for a in floor1.alerts] == ["u@t1.example"]
 
 
+def asks_for_sign_in_by_mail(**changes: Any) -> TenantSettings:
+    tenant = t1(**changes)
+    notifications = tenant.notifications.model_copy(update={"sign_in_email": True})
+    return tenant.model_copy(update={"notifications": notifications})
+
+
+async def test_a_user_who_must_sign_in_is_asked_by_mail_from_the_administrator_when_the_tenant_wants_it(
+    world: World,
+) -> None:
+    world.tenants = FakeTenants(asks_for_sign_in_by_mail(administrator_address="admin@t1.example"))
+    notifier = await world.replica()
+    parked = {"kind": "parked", "tenant_id": "t1", "user": "u@t1.example", "device_id": "floor1"}
+    await notifier.on_mail_event(parked)
+    await notifier.on_mail_event(parked | {"occurred_at": world.at(5)})  # a second job: no second mail
+    assert world.notices(SIGN_IN_NOTICE) == ["mailto:u@t1.example"]
+    assert world.notices("alert.raised") == []  # still nothing for administrators
+    [item] = world.outbox.deliveries.values()
+    message = email_of(item, "relay@fleetmail.example")
+    assert message["From"] == "admin@t1.example" and message["To"] == "u@t1.example"
+    assert message["Sender"] == "relay@fleetmail.example"
+    assert "device floor1" in message.get_content() and "sign in as u@t1.example" in message.get_content()
+
+
+async def test_no_sign_in_mail_by_default_nor_without_a_way_to_send_it(world: World) -> None:
+    parked = {"kind": "parked", "tenant_id": "t1", "user": "u@t1.example", "device_id": "floor1"}
+    world.tenants = FakeTenants(t1(administrator_address="admin@t1.example"))
+    await (await world.replica()).on_mail_event(parked)
+    assert world.outbox.deliveries == {}, "off unless the tenant turns it on"
+    for tenant, relay, problem in (
+        (asks_for_sign_in_by_mail(), True, NO_ADMINISTRATOR_ADDRESS),
+        (asks_for_sign_in_by_mail(administrator_address="admin@t1.example"), False, NO_RELAY),
+    ):
+        other = World(tenants=FakeTenants(tenant), relay=relay)
+        await (await other.replica()).on_mail_event(parked)
+        assert other.outbox.deliveries == {}
+        [alert] = other.alerts()
+        assert alert["channel_problems"] == [problem]
+
+
 async def test_without_a_relay_e_mail_recipients_get_nothing_and_the_alert_says_so(world: World) -> None:
     world.relay = False
     notifier = await world.replica()
@@ -329,3 +368,54 @@ async def test_the_scan_raises_expiring_grants_of_oauth_tenants_only(world: Worl
     [alert] = world.alerts("t1")
     assert alert["cause"] == AlertCause.GRANT_EXPIRING.value and world.alerts("off") == []
     assert len(world.publisher.raised()) == 1
+
+
+async def test_oauth_turned_on_without_an_administrator_raises_the_prompt_at_once_until_acquire(
+    world: World,
+) -> None:
+    notifier = await world.replica()
+    on = t1(administrator_address="admin@t1.example")
+    before = on.model_copy(update={"oauth_enabled": False})
+    await notifier.on_tenant_changed(before, on)
+    [alert] = world.alerts()
+    assert alert["cause"] == AlertCause.ADMINISTRATOR_NOT_SIGNED_IN.value and alert["device_id"] is None
+    assert world.notices("alert.raised") == sorted([HOOK, f"mailto:{OPS}"])
+    # A change of anything else asks nothing and raises nothing again.
+    await notifier.on_tenant_changed(on, on.model_copy(update={"provider": on.provider}))
+    assert len(world.publisher.raised()) == 1
+    world.clock.advance(5)
+    await notifier.on_token_event({"kind": "acquired", "principal": ADMIN, "occurred_at": world.at()})
+    assert [a["state"] for a in world.alerts()] == ["resolved"]
+
+
+async def test_the_prompt_from_grants_read_before_the_acquire_does_not_reopen_it(world: World) -> None:
+    notifier = await world.replica()
+    on = t1(administrator_address="admin@t1.example")
+    asked_at = world.at()
+    await notifier.on_tenant_changed(None, on)
+    world.clock.advance(5)
+    await notifier.on_token_event({"kind": "acquired", "principal": ADMIN, "occurred_at": world.at()})
+    # The same read of the grants (no administrator yet), acted on late: the acquire has the last word.
+    stale = [
+        Raise(
+            administrator_key("t1"),
+            "t1",
+            AlertCause.ADMINISTRATOR_NOT_SIGNED_IN,
+            AlertSeverity.CRITICAL,
+            "late",
+            "late",
+            observed_at=datetime.fromisoformat(asked_at),
+        )
+    ]
+    await notifier.apply(stale)
+    assert [a["state"] for a in world.alerts()] == ["resolved"]
+
+
+async def test_oauth_turned_off_resolves_the_prompt(world: World) -> None:
+    notifier = await world.replica()
+    on = t1(administrator_address="admin@t1.example")
+    await notifier.on_tenant_changed(None, on)
+    assert [a["state"] for a in world.alerts()] == ["open"]
+    world.clock.advance(1)
+    await notifier.on_tenant_changed(on, on.model_copy(update={"oauth_enabled": False}))
+    assert [a["state"] for a in world.alerts()] == ["resolved"]

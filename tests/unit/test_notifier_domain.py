@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from fleetmail_contracts import mail_events
 from fleetmail_contracts.alerts import AlertCause, AlertSeverity
+from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import GrantStatus, GrantView, Principal, PrincipalKind, Provider
 from notifier.domain import (
     MAIL_EVENTS_ACTED_ON,
@@ -15,6 +16,7 @@ from notifier.domain import (
     Raise,
     Resolve,
     administrator_key,
+    administrator_sign_in,
     condition_change,
     configuration_key,
     expiring_key,
@@ -300,3 +302,39 @@ def test_a_provider_not_answering_longer_than_the_setting_is_an_alert_that_says_
     assert alert.principal_address == "admin@t1.example"
     short = lasting_alert(condition(NOW - timedelta(seconds=90)), NOW)
     assert short.title == "microsoft has not answered for 90 s"
+
+
+def test_oauth_on_without_an_administrator_grant_is_the_devices_prompt_on_every_feed() -> None:
+    tenant = TenantSettings(tenant_id="t1", oauth_enabled=True, administrator_address="Admin@t1.example")
+    [prompt] = administrator_sign_in(tenant, [])
+    assert isinstance(prompt, Raise) and prompt.key == administrator_key("t1")
+    assert prompt.title == "OAuth 2.0 is on; the administrator has not signed in — Acquire"
+    assert prompt.cause is AlertCause.ADMINISTRATOR_NOT_SIGNED_IN and prompt.device_id is None
+    assert prompt.for_administrators and "fleetmail tokens acquire t1" in (prompt.remedy or "")
+    # A user's grant is no administrator's; the administrator's own, active, resolves the prompt.
+    user = grant("admin@t1.example", PrincipalKind.USER, GrantStatus.ACTIVE, None)
+    assert administrator_sign_in(tenant, [user]) == [prompt]
+    admin = grant("admin@t1.example", PrincipalKind.ADMINISTRATOR, GrantStatus.ACTIVE, None)
+    [resolved] = administrator_sign_in(tenant, [admin])
+    assert isinstance(resolved, Resolve) and resolved.key == administrator_key("t1")
+    # A dead one is the re-authorization alert's business, not this one's.
+    dead = grant("admin@t1.example", PrincipalKind.ADMINISTRATOR, GrantStatus.REAUTHORIZATION_REQUIRED, None)
+    assert administrator_sign_in(tenant, [dead]) == []
+    # OAuth 2.0 off: nothing to sign in for; app-only: no one signs in.
+    off = tenant.model_copy(update={"oauth_enabled": False})
+    assert [type(a) for a in administrator_sign_in(off, [])] == [Resolve]
+    app_only = tenant.model_copy(update={"identity": tenant.identity.model_copy(update={"app_only": True})})
+    assert administrator_sign_in(app_only, []) == []
+
+
+def test_a_job_parked_for_the_administrator_raises_the_same_prompt_not_a_users() -> None:
+    event = {
+        "kind": "parked",
+        "tenant_id": "t1",
+        "device_id": "mfp-1",
+        "user": "admin@t1.example",
+        "administrator": True,
+    }
+    [prompt] = on_mail_event(event)
+    assert isinstance(prompt, Raise) and prompt.key == administrator_key("t1") and prompt.device_id is None
+    assert prompt.cause is AlertCause.ADMINISTRATOR_NOT_SIGNED_IN

@@ -173,6 +173,16 @@ def test_a_save_naming_a_refused_destination_is_refused(fields: dict[str, object
         check_destinations(tenant(**fields), NOTHING)
 
 
+@pytest.mark.parametrize(
+    "proxy_url",
+    ["socks5://site:Pr0xy-Secret@proxy.example:1080", "http://site:Pr0xy-Secret@proxy.example:port"],
+)
+def test_a_refused_proxy_is_named_without_its_credentials(proxy_url: str) -> None:
+    with pytest.raises(OutboundDestinationRefused, match="proxy_url") as refused:
+        check_destinations(tenant(proxy_url=proxy_url), NOTHING)
+    assert "Pr0xy-Secret" not in str(refused.value)
+
+
 def test_a_save_naming_public_names_or_allowed_ranges_passes() -> None:
     settings = tenant(
         notifications=NotificationSettings(webhooks=(WebhookChannel(url="https://hooks.example/a"),)),

@@ -1,3 +1,4 @@
+import pytest
 from fleetmail_runtime import smtp_replies
 from fleetmail_runtime.smtp_replies import ReplyClass, classify
 
@@ -29,3 +30,81 @@ def test_gmail_challenge_is_parsed_and_a_bad_token_is_a_token_rejection() -> Non
     assert smtp_replies.parse_xoauth2_challenge(forbidden).token_rejected is False  # type: ignore[union-attr]
     assert smtp_replies.parse_xoauth2_challenge("not base64 at all!") is None
     assert smtp_replies.parse_xoauth2_challenge(base64.b64encode(b"[1]").decode()) is None
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "name", "reason", "remedy_names"),
+    [
+        (
+            535,
+            "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. "
+            "Visit https://aka.ms/smtp_auth_disabled for more information.",
+            "smtp_auth_disabled",
+            "smtp_auth_disabled",
+            "Authenticated SMTP",
+        ),
+        (
+            535,
+            "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox. "
+            "Visit https://aka.ms/smtp_auth_disabled for more information.",
+            "smtp_auth_disabled_mailbox",
+            "smtp_auth_disabled",
+            "Authenticated SMTP",
+        ),
+        (
+            535,
+            "5.7.139 Authentication unsuccessful, user is locked by your organization's security defaults "
+            "policy. Contact your administrator.",
+            "security_defaults_locked",
+            "configuration_error",
+            "Manage security defaults",
+        ),
+        (
+            535,
+            "5.7.139 Authentication unsuccessful, the request did not meet the criteria to be authenticated "
+            "successfully. Contact your administrator.",
+            "sign_in_criteria_not_met",
+            "configuration_error",
+            "Conditional Access",
+        ),
+        (
+            535,
+            "5.7.139 Authentication unsuccessful, account locked.",
+            "smtp_auth_refused",
+            "smtp_auth_disabled",
+            "policy",
+        ),
+        (
+            554,
+            "5.2.252 SendAsDenied; mfp@contoso.example not allowed to send as ceo@contoso.example; "
+            "STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to "
+            "process message due to a permanent exception with message Cannot submit message.",
+            "send_as_denied_at_submission",
+            "send_as_denied",
+            "Send as",
+        ),
+        (
+            550,
+            "5.7.60 SMTP; Client does not have permissions to send as this sender",
+            "send_as_denied",
+            "send_as_denied",
+            "Add-RecipientPermission",
+        ),
+        (
+            534,
+            "5.7.9 Application-specific password required. For more information, go to\n"
+            "5.7.9  https://support.google.com/mail/?p=InvalidSecondFactor d2sm1 - gsmtp",
+            "gmail_app_password_required",
+            "authentication_failed",
+            "app password",
+        ),
+    ],
+)
+def test_every_provider_refusal_has_its_class_and_remedy(
+    code: int, message: str, name: str, reason: str, remedy_names: str
+) -> None:
+    """Exchange's 5.7.139 comes in variants that need different fixes: each is told apart."""
+    klass, known = classify(code, message)
+    assert known is not None and known.name == name
+    assert klass is ReplyClass.PERMANENT and known.reason_code == reason
+    assert known.remedy is not None and remedy_names in known.remedy

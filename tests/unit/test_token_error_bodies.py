@@ -59,6 +59,9 @@ def test_mfa_and_claims_challenges_ask_for_a_sign_in_but_are_not_revocations() -
         (entra(53003, suberror="message_only"), "Conditional Access"),
         (entra(500011, error="invalid_resource"), "https://outlook.office.com/SMTP.Send"),
         (entra(70011, error="invalid_scope"), "FLEETMAIL_TOKEN_MICROSOFT_SCOPES"),
+        (entra(700005), "identity.directory"),  # invalid_grant, yet no dead grant
+        (entra(50059, error="invalid_request"), "not organizations or common"),
+        (entra(1002012, error="invalid_scope"), "/.default"),
     ],
 )
 def test_configuration_faults_name_their_fix(body: dict[str, object], words: str) -> None:

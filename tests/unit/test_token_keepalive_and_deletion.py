@@ -170,3 +170,112 @@ async def test_the_sweep_marks_grants_whose_tenant_changed_its_identity_settings
     assert (
         reply.outcome is AccessTokenOutcome.REAUTHORIZATION_REQUIRED and world.identity.calls["refresh"] == 0
     )
+
+
+async def test_a_users_grant_unused_for_the_tenants_window_lapses_and_the_administrators_never() -> None:
+    world = TokenWorld(tenant(user_token_idle_days=30))
+    service = world.replica()
+    active = Principal(tenant_id="t1", kind=PrincipalKind.USER, address="busy@t1.example")
+    for principal in (ADMIN, USER, active):
+        await world.signed_in(principal)
+    world.clock.advance(20 * DAY_S)
+    assert (await handlers.access_token(service, AccessTokenRequest(principal=active))).outcome is (
+        AccessTokenOutcome.GRANTED
+    )  # a job of this user: a use
+    world.clock.advance(10 * DAY_S - 60)
+    await service.keepalive.sweep()  # both users kept alive (redeemed: idle 14 days), not a use
+    assert world.events.of("deleted") == []
+    world.clock.advance(60)
+    await service.keepalive.sweep()
+    assert await world.grants.get(USER) is None
+    assert await world.grants.get(active) is not None and await world.grants.get(ADMIN) is not None
+    [lapsed] = world.events.of("deleted")
+    assert lapsed.principal == USER and lapsed.reason == "idle"
+    world.clock.advance(365 * DAY_S)
+    await service.keepalive.sweep()
+    assert await world.grants.get(ADMIN) is not None and await world.grants.get(active) is None
+
+
+async def test_a_sign_in_again_restarts_the_users_window() -> None:
+    world = TokenWorld()  # 90 days by default
+    service = world.replica()
+    await world.signed_in(USER)
+    world.clock.advance(89 * DAY_S)
+    await world.signed_in(USER)
+    world.clock.advance(2 * DAY_S)
+    await service.keepalive.sweep()
+    assert await world.grants.get(USER) is not None and world.events.of("deleted") == []
+
+
+async def test_a_new_administrator_address_marks_the_grant_and_its_token_is_not_handed_out() -> None:
+    world = TokenWorld()
+    service = world.replica()
+    await world.signed_in(ADMIN)
+    granted = await handlers.access_token(service, AccessTokenRequest(principal=ADMIN))
+    assert granted.outcome is AccessTokenOutcome.GRANTED  # this replica now holds the token
+    before = await world.tenants.get("t1")
+    after = before.model_copy(update={"administrator_address": "it@t1.example"})
+    world.tenants.put(after)
+    new_admin = Principal(tenant_id="t1", kind=PrincipalKind.ADMINISTRATOR, address="it@t1.example")
+    reply = await handlers.access_token(service, AccessTokenRequest(principal=new_admin))
+    assert reply.outcome is AccessTokenOutcome.REAUTHORIZATION_REQUIRED and reply.access_token is None
+    why = "the administrator address changed from admin@t1.example to it@t1.example"
+    assert reply.detail is not None and why in reply.detail
+    [view] = (await handlers.grant_status(service, "t1")).grants
+    assert view.status is GrantStatus.REAUTHORIZATION_REQUIRED
+    assert view.status_detail is not None and why in view.status_detail
+    # The watch's news, on every replica, says nothing more: one event.
+    await world.replica("replica-b").drift.tenant_changed(before, after)
+    [event] = world.events.of("reauthorization_required")
+    assert event.error == "administrator_address_changed" and why in event.detail
+    await world.signed_in(new_admin)
+    assert (await handlers.access_token(service, AccessTokenRequest(principal=new_admin))).outcome is (
+        AccessTokenOutcome.GRANTED
+    )
+
+
+async def test_a_new_provider_marks_every_delegated_grant_at_once() -> None:
+    world = TokenWorld()
+    service = world.replica()
+    await world.signed_in(ADMIN)
+    await world.signed_in(USER)
+    before = await world.tenants.get("t1")
+    after = before.model_copy(update={"provider": Provider.GOOGLE})
+    world.tenants.put(after)
+    await service.drift.tenant_changed(before, after)
+    for principal in (ADMIN, USER):
+        stored = await world.grants.get(principal)
+        assert stored is not None and stored.status is GrantStatus.REAUTHORIZATION_REQUIRED
+        assert "changed from Microsoft to Google" in (stored.status_detail or "")
+    assert {e.error for e in world.events.of("reauthorization_required")} == {"provider_changed"}
+
+
+async def test_delete_every_users_grant_of_a_tenant_keeps_the_administrators_and_other_tenants() -> None:
+    world = TokenWorld(tenant("t1"), tenant("t2"))
+    service = world.replica()
+    other = Principal(tenant_id="t2", kind=PrincipalKind.USER, address="x@t2.example")
+    second = Principal(tenant_id="t1", kind=PrincipalKind.USER, address="second@t1.example")
+    for principal in (ADMIN, USER, second, other):
+        await world.signed_in(principal)
+    assert await service.deletion.delete_users("t1") == 2
+    assert await world.grants.get(ADMIN) is not None and await world.grants.get(other) is not None
+    assert await world.grants.get(USER) is None and await world.grants.get(second) is None
+    assert await service.deletion.delete_users("t1") == 0
+
+
+async def test_auto_reset_deletes_the_grants_of_the_devices_session_users() -> None:
+    world = TokenWorld(tenant("t1", auto_delete=True))
+    service = world.replica()
+    elsewhere = Principal(tenant_id="t1", kind=PrincipalKind.USER, address="elsewhere@t1.example")
+    session = Principal(tenant_id="t1", kind=PrincipalKind.USER, address="Session@t1.example")
+    for principal in (USER, elsewhere, session):
+        await world.signed_in(principal)
+    event = {
+        "kind": "auto_reset",
+        "tenant_id": "t1",
+        "user": None,
+        "session_users": [USER.address, session.address],
+    }
+    await handlers.device_event(service, event)
+    assert await world.grants.get(USER) is None and await world.grants.get(session) is None
+    assert await world.grants.get(elsewhere) is not None

@@ -136,6 +136,7 @@ async def smtp_emulator_server(flavour: str = "microsoft") -> AsyncIterator[Smtp
             nowhere,
             "--google-url",
             nowhere,
+            "--smtp-auth-enabled",  # as an administrator would have it for fleetmail
         )
         # The control API opens last, after both SMTP ports.
         async with _process(argv, control, "the SMTP emulator"):

@@ -32,12 +32,20 @@ async def app_only_tenant(admin: httpx.AsyncClient, stack, provider: str, **iden
     return tenant_id, address
 
 
-async def confidential_app(stack, emulator: httpx.AsyncClient) -> tuple[str, str]:
+async def confidential_app(
+    stack, emulator: httpx.AsyncClient, consented_in: str | None = "contoso"
+) -> tuple[str, str]:
+    """An app registration with a client secret; an administrator of `consented_in` (the
+    stack's default directory unless named; None: nobody) granted it SMTP.SendAsApp."""
     client_id, secret = f"app-{uuid.uuid4().hex[:8]}", f"secret-{uuid.uuid4().hex}"
     registered = await emulator.post(
         f"{stack.microsoft_url}/_emulator/apps", json={"client_id": client_id, "client_secret": secret}
     )
     assert registered.status_code == 200
+    if consented_in is not None:
+        consent = {"client_id": client_id, "directory": consented_in}
+        granted = await emulator.post(f"{stack.microsoft_url}/_emulator/admin-consent", json=consent)
+        assert granted.status_code == 200, granted.text
     return client_id, secret
 
 

@@ -171,7 +171,7 @@ def tenants_set(
 
 @devices.command("list")
 def devices_list(tenant_id: str) -> None:
-    rows = table("device", "name", "state", "Internet Fax address", "SMTP allowlist")
+    rows = table("device", "name", "state", "Internet Fax address", "SMTP allowlist", "attention")
     for d in call("GET", f"/v1/admin/tenants/{tenant_id}/devices"):
         rows.add_row(
             d["device_id"],
@@ -179,6 +179,7 @@ def devices_list(tenant_id: str) -> None:
             "[red]disabled[/red]" if d["disabled"] else "active",
             d.get("machine_address") or "—",
             ", ".join(d.get("allow_cidrs") or []) or "—",
+            "[yellow]" + "; ".join(d["attention"]) + "[/yellow]" if d.get("attention") else "",
         )
     out.print(rows)
 
@@ -225,6 +226,7 @@ def devices_enable(tenant_id: str, device_id: str) -> None:
 
 # --- tokens ----------------------------------------------------------------------------
 
+NOT_ACQUIRED = "[yellow]Not acquired[/yellow]"
 SHORT_STATUS = {
     "active": "[green]Acquired[/green]",
     "reauthorization_required": "[red]re-auth[/red]",
@@ -235,9 +237,15 @@ SHORT_STATUS = {
 @tokens.command("status")
 def tokens_status(tenant_id: str) -> None:
     """The device's [Refresh Tokens] screen, for every grant of the tenant."""
-    rows = table("token", "address", "status", "flow", "refreshed", "dies on")
+    rows = table("token", "address", "status", "flow", "refreshed", "dies on", "why")
     rows.caption = "re-auth: the owner must sign in again ([Acquire], or at the device)"
-    for g in call("GET", f"/v1/admin/tenants/{tenant_id}/tokens")["grants"]:
+    tokens = call("GET", f"/v1/admin/tenants/{tenant_id}/tokens")
+    administrator = tokens.get("administrator") or {}
+    if administrator.get("status") == "not_acquired":
+        # The device shows the administrator's row whether or not a token exists.
+        address = administrator.get("address") or "(no administrator address)"
+        rows.add_row("admin", address, NOT_ACQUIRED, "—", "—", "—")
+    for g in tokens["grants"]:
         rows.add_row(
             "admin" if g["principal"]["kind"] == "administrator" else g["principal"]["kind"],
             g["principal"]["address"],
@@ -245,6 +253,7 @@ def tokens_status(tenant_id: str) -> None:
             (g.get("flow") or "—").replace("_", " "),
             day(g.get("last_refreshed_at")),
             day(g.get("predicted_death_at")) if g.get("flow") != "app_only" else "never",
+            g.get("status_detail") or "",
         )
     out.print(rows)
 
@@ -283,8 +292,20 @@ def tokens_acquire(
 
 
 @tokens.command("delete")
-def tokens_delete(tenant_id: str, user: str) -> None:
-    """[Delete] a login user's refresh token: the user signs in again next time."""
+def tokens_delete(
+    tenant_id: str,
+    user: Annotated[str | None, typer.Argument(help="the login user; omit with --all-users")] = None,
+    all_users: Annotated[
+        bool, typer.Option("--all-users", help="every login user's token (not the administrator's)")
+    ] = False,
+) -> None:
+    """[Delete] a login user's refresh token, or every user's: they sign in again next time."""
+    if all_users == (user is not None):
+        fail("name one user, or give --all-users")
+    if user is None:
+        count = call("DELETE", f"/v1/admin/tenants/{tenant_id}/tokens/users")["deleted"]
+        out.print(f"{count} user token{'' if count == 1 else 's'} deleted")
+        return
     deleted = call("DELETE", f"/v1/admin/tenants/{tenant_id}/tokens/users/{user}")["deleted"]
     out.print(f"{user}: {'deleted' if deleted else 'had no token'}")
 
@@ -484,7 +505,7 @@ def _tenant_row(t: dict[str, Any], now: datetime) -> list[str]:
     token = (
         "OAuth off"
         if not t["oauth_enabled"]
-        else ("[red]none[/red]" if admin is None else SHORT_STATUS.get(admin["status"], admin["status"]))
+        else (NOT_ACQUIRED if admin is None else SHORT_STATUS.get(admin["status"], admin["status"]))
     )
     waiting = sum(n for status, n in counts.items() if status not in ("sent", "failed"))
     # Jobs held back by their mailbox's limits, not by a fault: paced, or waiting for quota.

@@ -13,6 +13,8 @@ from .streams import ALERT_EVENT_PREFIX, ALERT_RPC_PREFIX
 
 class AlertCause(StrEnum):
     ADMINISTRATOR_REAUTHORIZATION_REQUIRED = "administrator_reauthorization_required"
+    ADMINISTRATOR_NOT_SIGNED_IN = "administrator_not_signed_in"
+    """OAuth 2.0 is on and no administrator token was ever acquired: its jobs wait for [Acquire]."""
     USER_REAUTHORIZATION_REQUIRED = "user_reauthorization_required"
     GRANT_EXPIRING = "grant_expiring"
     PROVIDER_UNREACHABLE = "provider_unreachable"

@@ -53,6 +53,7 @@ def channels() -> list[Channel]:
         ),
         (tokens.GRANT_STATUS_SUBJECT, tokens.GrantStatusRequest, tokens.GrantStatusReply),
         (tokens.DELETE_GRANT_SUBJECT, tokens.DeleteGrant, tokens.DeleteGrantReply),
+        (tokens.DELETE_USER_GRANTS_SUBJECT, tokens.DeleteUserGrants, tokens.DeleteUserGrantsReply),
         (alerts.ALERT_LIST_SUBJECT, alerts.ListAlerts, alerts.AlertList),
         (alerts.ALERT_ACKNOWLEDGE_SUBJECT, alerts.AcknowledgeAlert, alerts.AlertList),
         (
@@ -101,6 +102,8 @@ def models() -> list[type[BaseModel]]:
         tokens.AcquisitionStatus,
         tokens.GrantStatusReply,
         tokens.DeleteGrantReply,
+        tokens.DeleteUserGrants,
+        tokens.DeleteUserGrantsReply,
         tokens.TokenError,
         credentials.CredentialsView,
         credentials.SmtpCredentialsReply,

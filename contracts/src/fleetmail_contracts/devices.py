@@ -27,6 +27,12 @@ class AutoResetTriggered(DeviceEventBase):
 
     kind: Literal["auto_reset"] = "auto_reset"
     user: str | None = None
+    session_users: tuple[str, ...] = Field(
+        default=(),
+        max_length=10_000,
+        description="Every user whose sign-in or jobs came from this device since its last "
+        "auto reset: Auto Delete deletes their tokens",
+    )
 
 
 DEVICE_EVENTS: dict[str, type[DeviceEventBase]] = {

@@ -93,12 +93,15 @@ class MailFailed(MailEventBase):
 
 
 class MailParked(MailEventBase):
-    """The job waits for a user's grant; the device should show that user the OAuth screen."""
+    """The job waits for a grant: a login user's (the device should show that user the OAuth
+    screen) or, with `administrator`, the administrator's (someone must [Acquire] it)."""
 
     kind: Literal["parked"] = "parked"
     user: str
+    """The address whose sign-in the job waits for."""
     authorization_required: bool = True
     resume_deadline: Timestamp
+    administrator: bool = False
 
 
 MAIL_EVENTS: dict[str, type[MailEventBase]] = {

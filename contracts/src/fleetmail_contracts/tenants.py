@@ -12,8 +12,13 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from ._base import Contract, Timestamp
+from .addresses import is_address
 from .streams import TENANT_EVENT_PREFIX
 from .tokens import Provider
+
+MAX_SEND_AS_USERS = 200
+MAX_SEND_AS_ADDRESSES = 10
+"""Bounds of a tenant's send-as list: the whole settings travel in one KV entry."""
 
 
 class FromPolicy(StrEnum):
@@ -80,6 +85,11 @@ class NotificationSettings(Contract):
 
     webhooks: tuple[WebhookChannel, ...] = Field(default=(), max_length=10)
     email_recipients: tuple[str, ...] = Field(default=(), max_length=50)
+    sign_in_email: bool = Field(
+        default=False,
+        description="When a user's job waits for the user's sign-in, also tell the user by e-mail "
+        "(From the administrator address, through the notifier's relay)",
+    )
 
 
 class SendingLimits(Contract):
@@ -101,6 +111,13 @@ class TenantSettings(Contract):
     smtp: SmtpSettings | None = None
     from_policy: FromPolicy = FromPolicy.ADMINISTRATOR_ADDRESS
     auto_delete: bool = False
+    user_token_idle_days: float = Field(
+        default=90,
+        gt=0,
+        le=3650,
+        description="A login user's refresh token that has not sent for this many days is deleted "
+        "(the user signs in again at the device); the administrator's is kept alive regardless",
+    )
     proxy_url: str | None = None
     identity: IdentitySettings = IdentitySettings()
     notifications: NotificationSettings = NotificationSettings()
@@ -112,7 +129,34 @@ class TenantSettings(Contract):
         "sign-ins for other addresses are refused. None (tenants saved before the list existed): "
         "the administrator address's domain",
     )
+    send_as: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        max_length=MAX_SEND_AS_USERS,
+        description="Under the From policy allow: the addresses each login user may send as besides "
+        "their own (user address → addresses; the user's mailbox needs Send As for them at the provider)",
+    )
     revision: int = 0
+
+    @field_validator("send_as")
+    @classmethod
+    def _send_as(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        checked: dict[str, tuple[str, ...]] = {}
+        for user, addresses in value.items():
+            if not is_address(user):
+                raise ValueError(f"send_as: not an e-mail address: {user[:100]!r}")
+            if len(addresses) > MAX_SEND_AS_ADDRESSES:
+                raise ValueError(f"send_as[{user!r}]: at most {MAX_SEND_AS_ADDRESSES} addresses")
+            for address in addresses:
+                if not is_address(address):
+                    raise ValueError(f"send_as[{user!r}]: not an e-mail address: {address[:100]!r}")
+            key = user.casefold()
+            checked[key] = tuple(dict.fromkeys((*checked.get(key, ()), *(a.casefold() for a in addresses))))
+        return checked
+
+    def may_send_as(self, user: str, address: str) -> bool:
+        """Whether the login user may send From this address: their own, or one listed for them."""
+        wanted = address.casefold()
+        return wanted == user.casefold() or wanted in self.send_as.get(user.casefold(), ())
 
     @field_validator("mail_domains")
     @classmethod

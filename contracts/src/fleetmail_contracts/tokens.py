@@ -51,6 +51,7 @@ ACQUISITION_STATUS_SUBJECT = f"{TOKEN_RPC_PREFIX}acquisition.status"
 COMPLETE_AUTHORIZATION_SUBJECT = f"{TOKEN_RPC_PREFIX}acquisition.complete"
 GRANT_STATUS_SUBJECT = f"{TOKEN_RPC_PREFIX}grants.status"
 DELETE_GRANT_SUBJECT = f"{TOKEN_RPC_PREFIX}grants.delete"
+DELETE_USER_GRANTS_SUBJECT = f"{TOKEN_RPC_PREFIX}grants.delete_users"
 
 
 class AccessTokenRequest(Contract):
@@ -141,6 +142,9 @@ class GrantView(Contract):
     last_refreshed_at: Timestamp | None = None
     last_used_at: Timestamp | None = None
     predicted_death_at: Timestamp | None = None
+    status_detail: str | None = Field(
+        default=None, description="Why the grant needs a new sign-in, when it does"
+    )
 
 
 class GrantStatusRequest(Contract):
@@ -158,6 +162,16 @@ class DeleteGrant(Contract):
 
 class DeleteGrantReply(Contract):
     deleted: bool
+
+
+class DeleteUserGrants(Contract):
+    """[Delete] of Refresh Tokens (User) for every login user of the tenant at once."""
+
+    tenant_id: str = Field(min_length=1, max_length=64)
+
+
+class DeleteUserGrantsReply(Contract):
+    deleted: int
 
 
 class TokenError(Contract):

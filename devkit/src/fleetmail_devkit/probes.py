@@ -40,10 +40,11 @@ class SmtpEmulator:
 
 @asynccontextmanager
 async def smtp_emulator(
-    stack: Stack, flavour: str, tls_dir: Path | None = None
+    stack: Stack, flavour: str, tls_dir: Path | None = None, smtp_auth_enabled: bool = True
 ) -> AsyncIterator[SmtpEmulator]:
     """One more SMTP emulator process: Gmail's flavour, or a server under another CA
-    (`tls_dir` holds its own CA, which nothing trusts by default)."""
+    (`tls_dir` holds its own CA, which nothing trusts by default); `smtp_auth_enabled` False
+    keeps Exchange's default for the organisation (SMTP AUTH off)."""
     port, tls_port, control = free_port(), free_port(), free_port()
     tls_dir = tls_dir or stack.data_dir / "tls"
     process = await asyncio.create_subprocess_exec(
@@ -67,13 +68,19 @@ async def smtp_emulator(
         stack.microsoft_url,
         "--google-url",
         stack.google_url,
+        *(["--smtp-auth-enabled"] if smtp_auth_enabled else []),
         stdout=asyncio.subprocess.DEVNULL,
         env={**os.environ},
     )
     try:
-        for _ in range(150):
-            if port_open(port) and port_open(control):
-                break
+        # A loaded machine can take tens of seconds to start a Python process: wait for it,
+        # and say so if it never listens rather than hand out a dead emulator.
+        deadline = time.monotonic() + 60
+        while not (port_open(port) and port_open(control)):
+            if process.returncode is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the {flavour} SMTP emulator did not start (exit code {process.returncode})"
+                )
             await asyncio.sleep(0.1)
         yield SmtpEmulator(port, tls_port, f"http://127.0.0.1:{control}", tls_dir / "ca.pem")
     finally:

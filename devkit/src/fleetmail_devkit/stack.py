@@ -368,6 +368,9 @@ class Stack:
                     self.microsoft_url,
                     "--google-url",
                     self.google_url,
+                    # The local stack's Exchange is one whose administrator enabled SMTP AUTH,
+                    # as fleetmail's setup asks; the emulator's own default is Microsoft's (off).
+                    "--smtp-auth-enabled",
                 ],
                 ready_line="smtp emulator",
                 port=self.ports.smtp_starttls,

@@ -30,11 +30,24 @@ class KnownReply:
     reply_class: ReplyClass
     reason_code: str
     remedy: str | None = None
+    marker: str | None = None
+    """What tells this reply from others with the same enhanced code (Exchange's 5.7.139
+    comes in several variants); None: the enhanced code alone."""
 
     def matches(self, code: int, message: str) -> bool:
-        return code == self.code and self.text.split(" ", 1)[0] in message
+        if code != self.code:
+            return False
+        if self.marker is not None:
+            return self.marker in message
+        # A whole word: 5.2.2 (mailbox full) is not 5.2.252 (Send As denied).
+        return self.text.split(" ", 1)[0] in message.split()
 
 
+ENABLE_SMTP_AUTH = (
+    "Enable Authenticated SMTP for this mailbox: Microsoft 365 admin center → Active users → the "
+    "user → Mail → Manage email apps → tick 'Authenticated SMTP' (or Set-CASMailbox <mailbox> "
+    "-SmtpClientAuthenticationDisabled $false)."
+)
 SMTP_AUTH_DISABLED = KnownReply(
     name="smtp_auth_disabled",
     code=535,
@@ -45,10 +58,67 @@ SMTP_AUTH_DISABLED = KnownReply(
     reply_class=ReplyClass.PERMANENT,
     reason_code="smtp_auth_disabled",
     remedy=(
-        "Enable Authenticated SMTP for this mailbox: Microsoft 365 admin center → Active users "
-        "→ the user → Mail → Manage email apps → tick 'Authenticated SMTP'. Tenant-wide: "
-        "Set-TransportConfig -SmtpClientAuthenticationDisabled $false; one mailbox: "
-        "Set-CASMailbox -SmtpClientAuthenticationDisabled $false."
+        f"{ENABLE_SMTP_AUTH} SMTP AUTH is off for the whole organisation (the default for tenants "
+        "created since 2020): enabling it for the mailbox is enough, or tenant-wide "
+        "Set-TransportConfig -SmtpClientAuthenticationDisabled $false."
+    ),
+    marker="disabled for the Tenant",
+)
+SMTP_AUTH_DISABLED_MAILBOX = KnownReply(
+    name="smtp_auth_disabled_mailbox",
+    code=535,
+    text=(
+        "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the "
+        "Mailbox. Visit https://aka.ms/smtp_auth_disabled for more information."
+    ),
+    reply_class=ReplyClass.PERMANENT,
+    reason_code="smtp_auth_disabled",
+    remedy=ENABLE_SMTP_AUTH,
+    marker="disabled for the Mailbox",
+)
+SECURITY_DEFAULTS_LOCKED = KnownReply(
+    name="security_defaults_locked",
+    code=535,
+    text=(
+        "5.7.139 Authentication unsuccessful, user is locked by your organization's security "
+        "defaults policy. Contact your administrator."
+    ),
+    reply_class=ReplyClass.PERMANENT,
+    reason_code="configuration_error",
+    remedy=(
+        "The directory's security defaults block password (basic) sign-ins to SMTP: switch the "
+        "tenant to OAuth 2.0, or an administrator turns security defaults off (Entra admin center "
+        "→ Identity → Overview → Properties → Manage security defaults) and protects sign-ins "
+        "with Conditional Access policies instead."
+    ),
+    marker="security defaults",
+)
+SIGN_IN_CRITERIA_NOT_MET = KnownReply(
+    name="sign_in_criteria_not_met",
+    code=535,
+    text=(
+        "5.7.139 Authentication unsuccessful, the request did not meet the criteria to be "
+        "authenticated successfully. Contact your administrator."
+    ),
+    reply_class=ReplyClass.PERMANENT,
+    reason_code="configuration_error",
+    remedy=(
+        "A directory policy refused the sign-in (a Conditional Access policy, multi-factor "
+        "authentication required for the account, or SMTP AUTH off for the mailbox): an "
+        "administrator finds the refusal in Entra's sign-in logs and excludes this account or "
+        f"app from the policy. {ENABLE_SMTP_AUTH}"
+    ),
+    marker="did not meet the criteria",
+)
+SMTP_AUTH_REFUSED = KnownReply(
+    name="smtp_auth_refused",
+    code=535,
+    text="5.7.139 Authentication unsuccessful",
+    reply_class=ReplyClass.PERMANENT,
+    reason_code="smtp_auth_disabled",
+    remedy=(
+        f"Exchange refused SMTP AUTH for this mailbox by policy. {ENABLE_SMTP_AUTH} Entra's "
+        "sign-in logs say which policy refused it."
     ),
 )
 BASIC_AUTH_REFUSED = KnownReply(
@@ -59,13 +129,31 @@ BASIC_AUTH_REFUSED = KnownReply(
     reason_code="basic_auth_refused",
     remedy="Basic authentication is no longer accepted: switch the tenant to OAuth 2.0.",
 )
+SEND_AS_REMEDY = (
+    "Send From the authenticated mailbox, or grant it Send As for the address: Exchange admin "
+    "center → Recipients → the address's mailbox or group → Delegation → Send as → add the "
+    "sending mailbox (Add-RecipientPermission <address> -AccessRights SendAs -Trustee <mailbox>)."
+)
 SEND_AS_DENIED = KnownReply(
     name="send_as_denied",
     code=550,
     text="5.7.60 SMTP; Client does not have permissions to send as this sender",
     reply_class=ReplyClass.PERMANENT,
     reason_code="send_as_denied",
-    remedy="Send From the authenticated mailbox, or grant that mailbox Send As for the address.",
+    remedy=SEND_AS_REMEDY,
+)
+SEND_AS_DENIED_AT_SUBMISSION = KnownReply(
+    name="send_as_denied_at_submission",
+    code=554,
+    text=(
+        "5.2.252 SendAsDenied; {mailbox} not allowed to send as {sender}; "
+        "STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to "
+        "process message due to a permanent exception with message Cannot submit message."
+    ),
+    reply_class=ReplyClass.PERMANENT,
+    reason_code="send_as_denied",
+    remedy=SEND_AS_REMEDY,
+    marker="SendAsDenied",
 )
 MICROSOFT_AUTH_FAILED = KnownReply(
     name="microsoft_auth_failed",
@@ -83,6 +171,21 @@ GMAIL_AUTH_FAILED = KnownReply(
     ),
     reply_class=ReplyClass.TOKEN_REJECTED,
     reason_code="authentication_failed",
+)
+GMAIL_APP_PASSWORD_REQUIRED = KnownReply(
+    name="gmail_app_password_required",
+    code=534,
+    text=(
+        "5.7.9 Application-specific password required. For more information, go to\n"
+        "5.7.9  https://support.google.com/mail/?p=InvalidSecondFactor"
+    ),
+    reply_class=ReplyClass.PERMANENT,
+    reason_code="authentication_failed",
+    remedy=(
+        "The Google account uses 2-Step Verification, so its own password is refused over SMTP: "
+        "create an app password (Google Account → Security → 2-Step Verification → App "
+        "passwords) and store it as the tenant's SMTP password, or switch the tenant to OAuth 2.0."
+    ),
 )
 HVE_TOKEN_EXPIRING = KnownReply(
     name="hve_token_expiring",
@@ -196,8 +299,14 @@ KNOWN_REPLIES: tuple[KnownReply, ...] = (
     LINE_TOO_LONG,
     NOT_AUTHENTICATED,
     SMTP_AUTH_DISABLED,
+    SMTP_AUTH_DISABLED_MAILBOX,
+    SECURITY_DEFAULTS_LOCKED,
+    SIGN_IN_CRITERIA_NOT_MET,
+    SMTP_AUTH_REFUSED,
     BASIC_AUTH_REFUSED,
     SEND_AS_DENIED,
+    SEND_AS_DENIED_AT_SUBMISSION,
+    GMAIL_APP_PASSWORD_REQUIRED,
     HVE_TOKEN_EXPIRING,
     MICROSOFT_AUTH_FAILED,
     GMAIL_AUTH_FAILED,

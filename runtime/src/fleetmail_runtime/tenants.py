@@ -1,7 +1,8 @@
 """Tenant settings as the other services read them: the `fleetmail_tenants` KV bucket.
 
 job-gateway owns and writes the settings; readers keep the latest value of each tenant
-in memory, kept current by a KV watch, so a change takes effect without restarts.
+in memory, kept current by a KV watch, so a change takes effect without restarts. A reader
+that acts on a change (the notifier, when OAuth 2.0 is turned on) registers a listener.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from faststream.nats import NatsBroker
 from fleetmail_contracts.streams import TENANTS_BUCKET
@@ -23,6 +25,11 @@ class UnknownTenant(LookupError):
     pass
 
 
+Listener = Callable[[TenantSettings | None, TenantSettings], Awaitable[None]]
+"""Told `(previous, current)` when a tenant's settings are written; `previous` is None for a
+new tenant."""
+
+
 class TenantDirectory:
     def __init__(self, broker: NatsBroker) -> None:
         self._broker = broker
@@ -30,6 +37,15 @@ class TenantDirectory:
         self._cache: dict[str, TenantSettings] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._updates: KeyValue.KeyWatcher | None = None
+        self._listeners: list[Listener] = []
+        self._told: set[asyncio.Task[None]] = set()
+        self._caught_up = False
+
+    def on_change(self, listener: Listener) -> None:
+        """Call `listener` for each tenant written after start-up (the values present at start
+        are no change), in a task of its own: the watch never waits for it, and a listener
+        that fails is logged."""
+        self._listeners.append(listener)
 
     async def start(self) -> None:
         self._kv = await self._broker.key_value(TENANTS_BUCKET, history=5)
@@ -42,6 +58,8 @@ class TenantDirectory:
         if self._updates is not None:
             with contextlib.suppress(Exception):
                 await self._updates.stop()  # type: ignore[no-untyped-call]
+        for told in list(self._told):
+            told.cancel()
         if self._watcher is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._watcher), 2)
@@ -52,15 +70,36 @@ class TenantDirectory:
 
     async def _watch(self, watcher: KeyValue.KeyWatcher) -> None:
         async for entry in watcher:
-            if entry is None or entry.key is None:
+            if entry is None:
+                self._caught_up = True  # the watch's marker: what follows is a change
+                continue
+            if entry.key is None:
                 continue
             if entry.value:
                 try:
-                    self._cache[entry.key] = TenantSettings.model_validate_json(entry.value)
+                    settings = TenantSettings.model_validate_json(entry.value)
                 except ValueError:
                     log.warning("ignoring unreadable settings for tenant %s", entry.key)
+                    continue
+                previous = self._cache.get(entry.key)
+                self._cache[entry.key] = settings
+                if self._caught_up:
+                    self._tell(previous, settings)
             else:
                 self._cache.pop(entry.key, None)
+
+    def _tell(self, previous: TenantSettings | None, current: TenantSettings) -> None:
+        for listener in self._listeners:
+            told = asyncio.create_task(self._call(listener, previous, current))
+            self._told.add(told)
+            told.add_done_callback(self._told.discard)
+
+    @staticmethod
+    async def _call(listener: Listener, previous: TenantSettings | None, current: TenantSettings) -> None:
+        try:
+            await listener(previous, current)
+        except Exception:
+            log.exception("acting on the new settings of tenant %s failed", current.tenant_id)
 
     async def get(self, tenant_id: str) -> TenantSettings:
         cached = self._cache.get(tenant_id)

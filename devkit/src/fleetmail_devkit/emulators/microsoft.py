@@ -13,7 +13,14 @@ that optional claim. An id token comes only with `openid`, a refresh token only 
 
 Control API (tests and the demo): `/_emulator/...` — register apps, approve or decline a
 device code as a user, set who signs in at `authorize`, revoke or age a user's grant,
-inject 429/5xx answers or error bodies, read call counts, add users, expire an app's secret.
+inject 429/5xx answers or error bodies, read call counts, add users, expire an app's secret,
+grant admin consent for application permissions in a directory.
+
+Scopes decide the token: its audience is the resource they name (Microsoft Graph's token is
+not Exchange's), a malformed scope or a permission the resource lacks is `invalid_scope`
+(AADSTS70011). App-only (client credentials, `/.default`) needs a directory, not an alias
+(AADSTS50059), and carries `roles` only after an administrator of that directory consented.
+An authorization code is redeemed in the directory it was issued in (AADSTS700005).
 """
 
 from __future__ import annotations
@@ -22,7 +29,6 @@ import base64
 import datetime as dt
 import html
 import json
-import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -33,6 +39,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
+from .entra import (
+    APP_ROLES,
+    DIRECTORY_ALIASES,
+    GRAPH,
+    OIDC_SCOPES,
+    RESOURCES,
+    SMTP_AUDIENCE,
+    audience_of,
+    directory_id,
+    error_body,
+    resource_of,
+)
 from .identity import (
     CallCounter,
     ControlSettings,
@@ -52,137 +70,7 @@ from .identity import (
 REFRESH_TOKEN_LIFETIME_S = 90 * 24 * 3600
 DEVICE_CODE_LIFETIME_S = 900
 DEVICE_CODE_INTERVAL_S = 5
-SMTP_AUDIENCE = "https://outlook.office.com"
-APP_ONLY_AUDIENCE = "https://outlook.office365.com"
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-
-ERRORS: dict[int, tuple[str, str]] = {
-    50173: (
-        "invalid_grant",
-        "The provided grant has expired due to it being revoked, a fresh auth token is needed. "
-        "The user might have changed or reset their password.",
-    ),
-    700082: (
-        "invalid_grant",
-        "The refresh token has expired due to inactivity. The token was issued on {issued} "
-        "and was inactive for 90.00:00:00.",
-    ),
-    70008: ("invalid_grant", "The provided authorization code or refresh token has expired."),
-    70000: ("invalid_grant", "Provided grant is invalid or malformed."),
-    70016: ("authorization_pending", "OAuth 2.0 device flow error. Authorization is pending."),
-    70019: ("expired_token", "Verification code expired."),
-    90120: ("invalid_grant", "The device code was already redeemed or declined."),
-    50076: (
-        "invalid_grant",
-        "Due to a configuration change made by your administrator, or because you moved to a new "
-        "location, you must use multi-factor authentication to access '{resource}'.",
-    ),
-    50079: (
-        "invalid_grant",
-        "Due to a configuration change made by your administrator, or because you moved to a new "
-        "location, you must enroll in multi-factor authentication to access '{resource}'.",
-    ),
-    65001: (
-        "invalid_grant",
-        "The user or administrator has not consented to use the application with ID '{client_id}'. "
-        "Send an interactive authorization request for this user and resource.",
-    ),
-    7000222: (
-        "invalid_client",
-        "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to "
-        "create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate "
-        "credentials for added security: https://aka.ms/certCreds.",
-    ),
-    53003: (
-        "invalid_grant",
-        "Access has been blocked by Conditional Access policies. The access policy does not allow "
-        "token issuance.",
-    ),
-    50196: (
-        "invalid_grant",
-        "The server terminated an operation because it encountered a client request loop. Please "
-        "contact your app vendor.",
-    ),
-    500011: (
-        "invalid_resource",
-        "The resource principal named {resource} was not found in the tenant named {tenant}. This can "
-        "happen if the application has not been installed by the administrator of the tenant.",
-    ),
-    500121: ("authorization_declined", "Authentication failed during strong authentication request."),
-    70011: (
-        "invalid_scope",
-        "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid.",
-    ),
-    700016: (
-        "unauthorized_client",
-        "Application with identifier '{client_id}' was not found in the directory '{tenant}'.",
-    ),
-    7000215: (
-        "invalid_client",
-        "Invalid client secret provided. Ensure the secret being sent in the "
-        "request is the client secret value, not the client secret ID.",
-    ),
-    9002313: ("invalid_request", "Invalid request. Request is malformed or invalid."),
-    50011: (
-        "invalid_request",
-        "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs "
-        "configured for the application '{client_id}'.",
-    ),
-    50148: (
-        "invalid_grant",
-        "The code_verifier does not match the code_challenge supplied in the authorization request for PKCE.",
-    ),
-    54005: (
-        "invalid_grant",
-        "OAuth2 Authorization code was already redeemed, please retry with a new valid code.",
-    ),
-    900144: ("invalid_request", "The request body must contain the following parameter: '{parameter}'."),
-    90014: ("invalid_request", "The request was throttled."),
-    1002012: (
-        "invalid_scope",
-        "The provided value for scope {scope} is not valid. Client credential flows must have a scope "
-        "value with /.default suffixed to the resource identifier (application ID URI).",
-    ),
-}
-
-
-SUBERRORS = {50076: "basic_action", 50079: "basic_action", 65001: "consent_required", 53003: "message_only"}
-"""The `suberror` Entra adds to some `invalid_grant` bodies, telling what would help."""
-
-DEFAULT_FORMAT = {
-    "resource": "https://outlook.office.com",
-    "client_id": "00000000-0000-0000-0000-000000000000",
-    "tenant": "organizations",
-    "scope": "",
-    "parameter": "",
-    "redirect_uri": "",
-    "issued": "",
-}
-
-
-def error_body(code: int, **fmt: str) -> dict[str, Any]:
-    error, description = ERRORS[code]
-    fmt = {**DEFAULT_FORMAT, **fmt}
-    trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    return {
-        "error": error,
-        "error_description": (
-            f"AADSTS{code}: {description.format(**fmt)} Trace ID: {trace_id} "
-            f"Correlation ID: {correlation_id} Timestamp: {stamp}"
-        ),
-        "error_codes": [code],
-        "timestamp": stamp,
-        "trace_id": trace_id,
-        "correlation_id": correlation_id,
-        "error_uri": f"https://login.microsoftonline.com/error?code={code}",
-        **({"suberror": SUBERRORS[code]} if code in SUBERRORS else {}),
-    }
-
-
-DIRECTORY_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-MSA_DIRECTORY = "9188040d-6c67-4c5b-b112-36a304b66dad"
-"""The directory of personal Microsoft accounts, as Entra's id tokens name it."""
 
 
 @dataclass
@@ -266,6 +154,8 @@ class State:
     device_code_interval_s: int = DEVICE_CODE_INTERVAL_S
     faults: FaultPlan = field(default_factory=FaultPlan)
     counter: CallCounter = field(default_factory=CallCounter)
+    admin_consents: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    """(client id, directory id) → the application permissions an administrator consented to."""
 
 
 class RegisterApp(BaseModel):
@@ -291,6 +181,14 @@ class Decline(BaseModel):
     """Names one device code: to decline it, or to let it expire."""
 
     user_code: str
+
+
+class AdminConsent(BaseModel):
+    """An administrator of `directory` grants the app its application permissions."""
+
+    client_id: str
+    directory: str
+    roles: list[str] = ["SMTP.SendAsApp"]
 
 
 class AgeRequest(BaseModel):
@@ -329,13 +227,9 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         directory named by its id is that id; one named by domain has an id of its own; the
         aliases `organizations` and `common` sign a work account in to its home directory
         (here: one per mail domain), `consumers` to the Microsoft account directory."""
-        if DIRECTORY_ID.match(tenant):
-            return tenant.lower()
-        if tenant == "consumers":
-            return MSA_DIRECTORY
         if tenant in ("organizations", "common") and user is not None:
             tenant = user.rpartition("@")[2].lower()
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"fleetmail-emulator/{tenant}"))
+        return directory_id(tenant)
 
     def fault_response(
         endpoint: str, grant_type: str | None = None, device_code: str | None = None
@@ -368,7 +262,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         resource = _resource_scopes(grant.scopes)
         access_token = key.sign(
             {
-                "aud": SMTP_AUDIENCE,
+                "aud": audience_of(grant.scopes),
                 "iss": f"https://sts.windows.net/{tid}/",
                 "iat": issued,
                 "nbf": issued,
@@ -423,12 +317,24 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         )
         return body
 
-    def check_scopes(scopes: list[str]) -> Response | None:
-        graph = any(s.startswith("https://graph.microsoft.com/") for s in scopes)
-        outlook = any(
-            s.startswith(("https://outlook.office.com/", "https://outlook.office365.com/")) for s in scopes
-        )
-        if graph and outlook:
+    def check_scopes(scopes: list[str], tenant: str) -> Response | None:
+        """Entra's answers to scopes it cannot issue: a malformed scope or a permission its
+        resource does not have is `invalid_scope` (70011), an unknown resource
+        `invalid_resource` (500011), two resources in one request 70011."""
+        resources = set()
+        for scope in scopes:
+            if scope in OIDC_SCOPES:
+                continue
+            found = resource_of(scope)
+            if found is None:
+                return json_error(400, error_body(70011, scope=scope))
+            resource, permission = found
+            if resource not in RESOURCES:
+                return json_error(400, error_body(500011, resource=resource, tenant=tenant))
+            if permission not in RESOURCES[resource]:
+                return json_error(400, error_body(70011, scope=scope))
+            resources.add(GRAPH if resource == GRAPH else SMTP_AUDIENCE)
+        if len(resources) > 1:
             return json_error(400, error_body(70011, scope=" ".join(scopes)))
         return None
 
@@ -474,7 +380,7 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         if (bad := check_app(form.get("client_id"), tenant)) is not None:
             return bad
         scopes = _scopes(form.get("scope", ""))
-        if (bad := check_scopes(scopes)) is not None:
+        if (bad := check_scopes(scopes, tenant)) is not None:
             return bad
         code = DeviceCode(
             device_code=random_token("DAQABAAEAAA", 48),
@@ -569,12 +475,12 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                 return json_error(401, error_body(7000222, client_id=client_id))
         grant_type = form.get("grant_type", "")
         scopes = _scopes(form.get("scope", ""))
-        if (bad := check_scopes(scopes)) is not None:
+        if (bad := check_scopes(scopes, tenant)) is not None:
             return bad
         if grant_type == DEVICE_CODE_GRANT:
             return redeem_device_code(form, client_id)
         if grant_type == "authorization_code":
-            return redeem_auth_code(form, client_id)
+            return redeem_auth_code(form, client_id, tenant)
         if grant_type == "refresh_token":
             return redeem_refresh_token(form, client_id, scopes)
         if grant_type == "client_credentials":
@@ -582,30 +488,42 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
                 return json_error(401, error_body(7000215))
             if len(scopes) != 1 or not scopes[0].endswith("/.default"):
                 return json_error(400, error_body(1002012, scope=" ".join(scopes)))
-            issued = int(now())
-            access_token = key.sign(
-                {
-                    "aud": APP_ONLY_AUDIENCE,
-                    "iss": f"https://sts.windows.net/{tenant_id(tenant)}/",
-                    "iat": issued,
-                    "exp": issued + state.access_token_lifetime_s,
-                    "appid": client_id,
-                    "roles": ["SMTP.SendAsApp"],
-                    "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"service-principal/{client_id}")),
-                    "tid": tenant_id(tenant),
-                    "jti": secrets.token_hex(8),
-                }
-            )
-            state.issued_access_tokens.append(access_token)
-            return JSONResponse(
-                {
-                    "token_type": "Bearer",
-                    "expires_in": state.access_token_lifetime_s,
-                    "ext_expires_in": state.access_token_lifetime_s,
-                    "access_token": access_token,
-                }
-            )
+            return client_credentials(client_id, tenant, scopes[0])
         return json_error(400, error_body(9002313))
+
+    def client_credentials(client_id: str, tenant: str, scope: str) -> Response:
+        """An app-only token for one directory: none for an alias (which directory would it
+        act in?), and with the application permissions of its resource that an administrator
+        of that directory consented to, no others (no `roles` at all before consent)."""
+        if tenant in DIRECTORY_ALIASES:
+            return json_error(400, error_body(50059))
+        issued, tid = int(now()), tenant_id(tenant)
+        audience = audience_of([scope])
+        roles = sorted(
+            state.admin_consents.get((client_id, tid), set()) & APP_ROLES.get(audience, frozenset())
+        )
+        claims: dict[str, Any] = {
+            "aud": audience,
+            "iss": f"https://sts.windows.net/{tid}/",
+            "iat": issued,
+            "exp": issued + state.access_token_lifetime_s,
+            "appid": client_id,
+            "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"service-principal/{client_id}")),
+            "tid": tid,
+            "jti": secrets.token_hex(8),
+        }
+        if roles:
+            claims["roles"] = roles
+        access_token = key.sign(claims)
+        state.issued_access_tokens.append(access_token)
+        return JSONResponse(
+            {
+                "token_type": "Bearer",
+                "expires_in": state.access_token_lifetime_s,
+                "ext_expires_in": state.access_token_lifetime_s,
+                "access_token": access_token,
+            }
+        )
 
     def redeem_device_code(form: dict[str, str], client_id: str) -> Response:
         code = state.device_codes.get(form.get("device_code", ""))
@@ -630,10 +548,13 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         state.grants[grant.grant_id] = grant
         return JSONResponse(issue_tokens(grant, client_id))
 
-    def redeem_auth_code(form: dict[str, str], client_id: str) -> Response:
+    def redeem_auth_code(form: dict[str, str], client_id: str, tenant: str) -> Response:
         code = state.auth_codes.get(form.get("code", ""))
         if code is None or code.client_id != client_id or now() > code.expires_at:
             return json_error(400, error_body(70008))
+        if tenant not in DIRECTORY_ALIASES and tenant_id(tenant) != tenant_id(code.tenant, code.user):
+            # A code is good in the directory it was issued in (an alias: the user's own).
+            return json_error(400, error_body(700005))
         if code.redeemed:
             return json_error(400, error_body(54005))
         if form.get("redirect_uri") != code.redirect_uri:
@@ -685,6 +606,13 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         state.users[body.upn.casefold()] = user
         state.users[body.primary_smtp.casefold()] = user
         return {"upn": user.upn, "primary_smtp": user.primary_smtp}
+
+    @api.post("/_emulator/admin-consent")
+    async def admin_consent(body: AdminConsent) -> dict[str, list[str]]:
+        """What an administrator's "Grant admin consent" does for one directory."""
+        granted = state.admin_consents.setdefault((body.client_id, directory_id(body.directory)), set())
+        granted.update(body.roles)
+        return {"roles": sorted(granted)}
 
     @api.post("/_emulator/device-codes/approve")
     async def approve(body: Approve) -> Response:

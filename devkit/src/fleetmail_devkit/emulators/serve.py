@@ -96,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     smtp.add_argument("--microsoft-url", required=True)
     smtp.add_argument("--google-url", required=True)
     smtp.add_argument("--flavour", choices=["microsoft", "gmail"], default="microsoft")
+    smtp.add_argument(
+        "--smtp-auth-enabled",
+        action="store_true",
+        help="Exchange: SMTP AUTH on for the organisation (Microsoft's default since 2020 is off)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
     logging.getLogger("mail.log").setLevel(logging.ERROR)

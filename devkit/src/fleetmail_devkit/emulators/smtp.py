@@ -1,20 +1,32 @@
 """SMTP emulator (aiosmtpd) that behaves like Microsoft 365's or Gmail's submission servers.
 
-- STARTTLS on one port (required before AUTH), implicit TLS on another.
+- STARTTLS on one port (required before AUTH); implicit TLS on another for Gmail only
+  (Exchange Online has no implicit-TLS submission port).
+- The providers' AUTH mechanisms: Exchange offers LOGIN and XOAUTH2 (not PLAIN), Gmail
+  PLAIN, LOGIN and XOAUTH2.
 - AUTH XOAUTH2 checked against the identity emulators: Microsoft tokens are verified as
-  JWTs with the emulator's published keys (audience, expiry, SMTP.Send scope or the
+  JWTs with the emulator's published keys (audience — a Graph token is not Exchange's —,
+  expiry, issuer and `tid` against the mailbox's directory, SMTP.Send scope or the
   SMTP.SendAsApp role, the user); Google tokens through the emulator's `tokeninfo`.
-- AUTH PLAIN/LOGIN for basic-auth mailboxes, `550 5.7.30` once basic auth is "removed".
+- Exchange's SMTP AUTH switch: off for the organisation unless enabled (Microsoft's default
+  for tenants created since 2020; `--smtp-auth-enabled` or the control API turns it on),
+  and per mailbox on, off, or following the organisation.
+- AUTH LOGIN/PLAIN for basic-auth mailboxes, `550 5.7.30` once basic auth is "removed",
+  Exchange's security-defaults refusal; Gmail's `535-5.7.8` for a wrong password and
+  `534-5.7.9` for an account password where an app password is needed.
 - The real failure replies (`docs/providers.md`), from the table in `fleetmail_runtime.smtp_replies`:
-  `535 5.7.139` for a mailbox with SMTP AUTH off, `535 5.7.3` for a bad Microsoft token,
-  Gmail's `334` JSON challenge then `535-5.7.8`, `550 5.7.60` for Send As.
+  `535 5.7.139` in its variants, `535 5.7.3` for a bad Microsoft token, Gmail's `334` JSON
+  challenge then `535-5.7.8`, `550 5.7.60` for an envelope sender and `554 5.2.252
+  SendAsDenied` for a From the mailbox may not send as. Gmail instead rewrites a From that
+  is not one of the account's addresses to the account's own.
 - The providers' sending limits per mailbox (`smtp_limits`): concurrent submissions, the
   rate a minute, the daily quota, message size, recipients per message, line length; each
   shrunk per mailbox through the control API, and the emulator's clock moved forward so a
   day passes at once.
-- Injectable 421/451 transient failures; every accepted message kept in a Maildir and
-  listed by the control API (`http://127.0.0.1:<control-port>/_emulator/...`), and every
-  refusal it gave (`/_emulator/replies`).
+- Injectable replies at any stage (auth, mail, rcpt, data), for every session or one
+  mailbox's; every accepted message kept in a Maildir and listed by the control API
+  (`http://127.0.0.1:<control-port>/_emulator/...`), and every refusal it gave
+  (`/_emulator/replies`).
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
-from email.utils import getaddresses
+from email.utils import formataddr, getaddresses, parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +57,7 @@ from fleetmail_runtime import smtp_replies
 from pydantic import BaseModel
 
 from ..ca import TlsFiles
+from .entra import directory_id
 from .smtp_limits import (
     DEFAULT_LIMITS,
     EmulatorClock,
@@ -64,7 +77,8 @@ GOOGLE_MAIL_SCOPE = "https://mail.google.com/"
 class Mailbox:
     address: str
     password: str | None = None
-    smtp_auth_disabled: bool = False
+    smtp_auth_disabled: bool | None = None
+    """Exchange's per-mailbox SmtpClientAuthenticationDisabled: None follows the organisation."""
     send_as: set[str] = field(default_factory=set)
     app_access: set[str] = field(default_factory=set)
     """App (client) ids granted this mailbox (Exchange's Add-MailboxPermission for the
@@ -76,6 +90,12 @@ class Mailbox:
     """This mailbox's own limits (a test shrinks them); None: the flavour's defaults."""
     full: bool = False
     """Its storage quota is used up: Exchange keeps every sent message in Sent Items."""
+    directory: str | None = None
+    """The id of the Entra directory the mailbox lives in: a token from another is refused.
+    None: not checked (the emulator serves mailboxes of any directory)."""
+    app_password: str | None = None
+    """Gmail: the account has 2-Step Verification and this app password; its own password is
+    refused with 534-5.7.9."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,8 @@ class Fault:
     code: int
     text: str
     remaining: int
+    user: str | None = None
+    """Only this mailbox's sessions take it (other traffic of a shared emulator passes by)."""
 
 
 @dataclass
@@ -127,6 +149,11 @@ class EmulatorState:
     maildir: mailbox.Maildir
     mailboxes: dict[str, Mailbox] = field(default_factory=dict)
     basic_auth_removed: bool = False
+    smtp_auth_disabled_for_tenant: bool = True
+    """Exchange's Set-TransportConfig -SmtpClientAuthenticationDisabled: true for tenants
+    created since 2020, so a mailbox needs SMTP AUTH enabled to submit at all."""
+    security_defaults: bool = False
+    """Entra's security defaults: password sign-ins to SMTP are refused."""
     require_auth: bool = True
     """Submission ports refuse MAIL before AUTH; off, the emulator is a relay that trusts the
     client's address (an on-premises relay)."""
@@ -163,15 +190,27 @@ class EmulatorState:
         if held is not None:
             self.usage_of(held[0]).in_submission -= 1
 
-    def take_fault(self, stage: str) -> Fault | None:
+    def take_fault(self, stage: str, user: str | None = None) -> Fault | None:
         for fault in self.faults:
-            if fault.stage == stage and fault.remaining > 0:
+            if fault.stage == stage and fault.remaining > 0 and fault.user in (None, (user or "").lower()):
                 fault.remaining -= 1
                 return fault
         return None
 
     def mailbox_of(self, address: str) -> Mailbox | None:
         return self.mailboxes.get(address.lower())
+
+    def smtp_auth_refusal(self, user: str) -> str | None:
+        """Exchange's 5.7.139 when SMTP AUTH is off for this mailbox (its own switch first)."""
+        if self.flavour != "microsoft":
+            return None
+        box = self.mailbox_of(user)
+        own = box.smtp_auth_disabled if box is not None else None
+        if own is True:
+            return reply(smtp_replies.SMTP_AUTH_DISABLED_MAILBOX)
+        if own is None and self.smtp_auth_disabled_for_tenant:
+            return reply(smtp_replies.SMTP_AUTH_DISABLED)
+        return None
 
 
 class TokenVerifier:
@@ -212,12 +251,16 @@ class TokenVerifier:
             )
         except jwt.PyJWTError:
             return False
+        box = self._mailbox_of(user)
+        tid = str(claims.get("tid", ""))
+        if claims.get("iss") != f"https://sts.windows.net/{tid}/":
+            return False
+        if box is not None and box.directory is not None and tid != box.directory:
+            return False  # a token from another directory than the mailbox's
         if "SMTP.SendAsApp" in claims.get("roles", []):
             # App-only: Exchange lets the app's service principal in only where it was granted.
-            box = self._mailbox_of(user)
             return box is not None and str(claims.get("appid", "")) in box.app_access
         scopes = str(claims.get("scp", "")).split()
-        box = self._mailbox_of(user)
         owner = box.owner_upn if box is not None and box.owner_upn else user
         return "SMTP.Send" in scopes and str(claims.get("upn", "")).lower() == owner.lower()
 
@@ -251,9 +294,6 @@ class Handler:
         self.port = port
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
-        if (fault := self.state.take_fault("auth")) is not None:
-            self.state.auth_failures += 1
-            return AuthResult(success=False, handled=False, message=f"{fault.code} {fault.text}")
         if len(args) > 1:
             try:
                 blob = base64.b64decode(args[1], validate=True)
@@ -268,6 +308,9 @@ class Handler:
         if parsed is None:
             return AuthResult(success=False, handled=False, message="501 5.5.2 Invalid XOAUTH2 auth data")
         user, token = parsed
+        if (fault := self.state.take_fault("auth", user)) is not None:
+            self.state.auth_failures += 1
+            return AuthResult(success=False, handled=False, message=f"{fault.code} {fault.text}")
         if self.state.flavour == "gmail":
             ok = await self.verifier.google(user, token)
             if not ok:
@@ -285,12 +328,9 @@ class Handler:
                     handled=False,
                     message=f"535 5.7.3 Authentication unsuccessful [{uuid.uuid4().hex[:16].upper()}]",
                 )
-            box = self.state.mailbox_of(user)
-            if box is not None and box.smtp_auth_disabled:
+            if (refusal := self.state.smtp_auth_refusal(user)) is not None:
                 self.state.auth_failures += 1
-                return AuthResult(
-                    success=False, handled=False, message=reply(smtp_replies.SMTP_AUTH_DISABLED)
-                )
+                return AuthResult(success=False, handled=False, message=refusal)
         self.state.auth_successes += 1
         digest = hashlib.sha256(token.encode()).hexdigest()
         return AuthResult(success=True, auth_data=XOAuth2Login(user.encode(), digest))
@@ -303,19 +343,36 @@ class Handler:
         if self.state.basic_auth_removed:
             self.state.auth_failures += 1
             return AuthResult(success=False, handled=False, message=reply(smtp_replies.BASIC_AUTH_REFUSED))
-        box = self.state.mailbox_of(user)
-        if box is not None and box.smtp_auth_disabled:
-            return AuthResult(success=False, handled=False, message=reply(smtp_replies.SMTP_AUTH_DISABLED))
-        if box is None or box.password is None or box.password.encode() != auth_data.password:
+        refusal = self._basic_refusal(user, auth_data.password)
+        if refusal is not None:
             self.state.auth_failures += 1
-            return AuthResult(success=False, handled=False, message="535 5.7.3 Authentication unsuccessful")
+            return AuthResult(success=False, handled=False, message=refusal)
         self.state.auth_successes += 1
         return AuthResult(success=True, auth_data=auth_data)
+
+    def _basic_refusal(self, user: str, password: bytes) -> str | None:
+        box = self.state.mailbox_of(user)
+        if self.state.flavour == "gmail":
+            if box is not None and box.app_password is not None:
+                if box.app_password.encode() == password:
+                    return None
+                if box.password is not None and box.password.encode() == password:
+                    return reply(smtp_replies.GMAIL_APP_PASSWORD_REQUIRED)
+            elif box is not None and box.password is not None and box.password.encode() == password:
+                return None
+            return reply(smtp_replies.GMAIL_AUTH_FAILED)
+        if self.state.security_defaults:
+            return reply(smtp_replies.SECURITY_DEFAULTS_LOCKED)
+        if (refusal := self.state.smtp_auth_refusal(user)) is not None:
+            return refusal
+        if box is None or box.password is None or box.password.encode() != password:
+            return "535 5.7.3 Authentication unsuccessful"
+        return None
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
-        if (fault := self.state.take_fault("mail")) is not None:
+        if (fault := self.state.take_fault("mail", self._user(session, address))) is not None:
             return f"{fault.code} {fault.text}"
         if self.state.require_auth and not session.authenticated:
             if self.state.flavour == "gmail":
@@ -355,7 +412,9 @@ class Handler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
-        if (fault := self.state.take_fault("rcpt")) is not None:
+        if (
+            fault := self.state.take_fault("rcpt", self._user(session, str(envelope.mail_from or "")))
+        ) is not None:
             return f"{fault.code} {fault.text}"
         user = self._user(session, str(envelope.mail_from or ""))
         if len(envelope.rcpt_tos) >= self.state.limits_of(user).max_recipients:
@@ -391,7 +450,9 @@ class Handler:
         return None
 
     async def _data(self, session: Session, envelope: Envelope) -> str:
-        if (fault := self.state.take_fault("data")) is not None:
+        if (
+            fault := self.state.take_fault("data", self._user(session, str(envelope.mail_from or "")))
+        ) is not None:
             return f"{fault.code} {fault.text}"
         raw = envelope.original_content or b""
         if (refusal := await self._limits_refusal(session, envelope, raw)) is not None:
@@ -400,11 +461,18 @@ class Handler:
         auth_data = session.auth_data
         auth_user = auth_data.login.decode() if isinstance(auth_data, LoginPassword | XOAuth2Login) else None
         from_addresses = [a.lower() for _, a in getaddresses([str(parsed.get("From", ""))])]
-        if auth_user and self.state.flavour == "microsoft":
+        if auth_user:
             box = self.state.mailbox_of(auth_user)
             allowed = {auth_user.lower()} | (box.send_as if box else set())
-            if any(a not in allowed for a in [*from_addresses, str(envelope.mail_from).lower()]):
+            if self.state.flavour == "gmail":
+                if any(a not in allowed for a in from_addresses):
+                    raw = gmail_rewritten(parsed, auth_user)
+            elif str(envelope.mail_from).lower() not in allowed:
                 return reply(smtp_replies.SEND_AS_DENIED)
+            elif (denied := next((a for a in from_addresses if a not in allowed), None)) is not None:
+                return reply(smtp_replies.SEND_AS_DENIED_AT_SUBMISSION).format(
+                    mailbox=auth_user, sender=denied
+                )
         key = self.state.maildir.add(raw)
         mechanism, token_sha256 = None, None
         if isinstance(auth_data, XOAuth2Login):
@@ -432,6 +500,18 @@ class Handler:
         return f"250 2.0.0 OK <{uuid.uuid4()}@emulator.outlook.com> [Hostname=EMULATOR]"
 
 
+def gmail_rewritten(parsed: Any, account: str) -> bytes:
+    """Gmail's submission server replaces a From that is not one of the account's addresses
+    (its own or a verified "Send mail as" alias) with the account's, keeping the name."""
+    original = str(parsed["From"])
+    name, _ = parseaddr(original)
+    del parsed["From"]
+    parsed["From"] = formataddr((name, account)) if name else account
+    parsed["X-Google-Original-From"] = original
+    raw: bytes = parsed.as_bytes(policy=policy.SMTP)
+    return raw
+
+
 class LimitsRequest(BaseModel):
     """Limits of a mailbox that differ from its provider's defaults."""
 
@@ -446,12 +526,15 @@ class LimitsRequest(BaseModel):
 class MailboxRequest(BaseModel):
     address: str
     password: str | None = None
-    smtp_auth_disabled: bool = False
+    smtp_auth_disabled: bool | None = None
     send_as: list[str] = []
     app_access: list[str] = []
     owner_upn: str | None = None
     limits: LimitsRequest | None = None
     full: bool = False
+    directory: str | None = None
+    """The mailbox's Entra directory, by id or domain (as an authority path names it)."""
+    app_password: str | None = None
 
 
 class ClockRequest(BaseModel):
@@ -463,11 +546,14 @@ class FaultRequest(BaseModel):
     code: int = 451
     text: str = "4.3.2 Service temporarily unavailable, please try again later"
     count: int = 1
+    user: str | None = None
 
 
 class SettingsRequest(BaseModel):
     default_limits: LimitsRequest | None = None
     basic_auth_removed: bool | None = None
+    smtp_auth_disabled_for_tenant: bool | None = None
+    security_defaults: bool | None = None
     require_auth: bool | None = None
     rejected_recipients: list[str] | None = None
 
@@ -489,6 +575,8 @@ def control_app(state: EmulatorState) -> FastAPI:
             body.owner_upn,
             limits,
             body.full,
+            directory_id(body.directory) if body.directory else None,
+            body.app_password,
         )
         return {"address": body.address}
 
@@ -509,7 +597,9 @@ def control_app(state: EmulatorState) -> FastAPI:
 
     @api.post("/_emulator/faults")
     async def faults(body: FaultRequest) -> dict[str, int]:
-        state.faults.append(Fault(body.stage, body.code, body.text, body.count))
+        state.faults.append(
+            Fault(body.stage, body.code, body.text, body.count, body.user.lower() if body.user else None)
+        )
         return {"queued": body.count}
 
     @api.post("/_emulator/settings")
@@ -520,6 +610,10 @@ def control_app(state: EmulatorState) -> FastAPI:
             )
         if body.basic_auth_removed is not None:
             state.basic_auth_removed = body.basic_auth_removed
+        if body.smtp_auth_disabled_for_tenant is not None:
+            state.smtp_auth_disabled_for_tenant = body.smtp_auth_disabled_for_tenant
+        if body.security_defaults is not None:
+            state.security_defaults = body.security_defaults
         if body.require_auth is not None:
             state.require_auth = body.require_auth
         if body.rejected_recipients is not None:
@@ -595,6 +689,7 @@ async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
 
     args.maildir.parent.mkdir(parents=True, exist_ok=True)
     state = EmulatorState(flavour=args.flavour, maildir=mailbox.Maildir(args.maildir, create=True))
+    state.smtp_auth_disabled_for_tenant = not args.smtp_auth_enabled
     verifier = TokenVerifier(args.microsoft_url, args.google_url, tls.ca_cert, state.mailbox_of)
     context = server_tls_context(tls)
     hostname = "emulator.outlook.com" if args.flavour == "microsoft" else "smtp.gmail.com"
@@ -611,6 +706,7 @@ async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
             auth_required=False,  # MAIL before AUTH gets the provider's own 530 (handle_MAIL)
             auth_require_tls=not implicit,
             authenticator=handler.authenticate_basic,
+            auth_exclude_mechanism=["PLAIN"] if args.flavour == "microsoft" else None,
             data_size_limit=157_286_400 if args.flavour == "microsoft" else 36_700_160,
             loop=loop,
             state=state,
@@ -619,9 +715,11 @@ async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
     starttls = await loop.create_server(
         lambda: factory(args.starttls_port, False), "127.0.0.1", args.starttls_port
     )
-    implicit = await loop.create_server(
-        lambda: factory(args.tls_port, True), "127.0.0.1", args.tls_port, ssl=context
-    )
+    implicit = None
+    if args.flavour == "gmail":  # smtp.office365.com has no implicit-TLS port
+        implicit = await loop.create_server(
+            lambda: factory(args.tls_port, True), "127.0.0.1", args.tls_port, ssl=context
+        )
     control = uvicorn.Server(
         uvicorn.Config(
             control_app(state),
@@ -640,5 +738,6 @@ async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
     )
     await run_servers([control], ready)
     starttls.close()
-    implicit.close()
+    if implicit is not None:
+        implicit.close()
     print(json.dumps({"accepted": len(state.accepted)}), flush=True)

@@ -80,9 +80,10 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         runtime.bus,
         provider_of=tenants.provider_of,
         tsi_routing=tsi_routing,
+        sessions=devices,
     )
     jobs = JobQueries(store)
-    listener = SmtpListener(settings, intake, devices)
+    listener = SmtpListener(settings, intake, devices, tenants.current)
     services = Services(
         intake=intake,
         devices=devices,
@@ -90,7 +91,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         administrators=Administrators(store, keys),
         tokens=TokenRelay(runtime.bus, settings),
         alerts=AlertRelay(runtime.bus, settings),
-        device_events=DeviceEvents(runtime.bus, settings),
+        device_events=DeviceEvents(runtime.bus, settings, devices),
         jobs=jobs,
         dead_letters=DeadLetterDesk(
             JetStreamDeadLetters(broker),

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from fleetmail_contracts.addresses import UNSAFE, is_address
 from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.tenants import TenantSettings
-from fleetmail_contracts.tokens import AcquisitionFlow, PrincipalKind, Provider
+from fleetmail_contracts.tokens import AcquisitionFlow, GrantStatus, GrantView, PrincipalKind, Provider
 
 from .errors import (
     AttachmentTypeRefused,
@@ -30,7 +30,7 @@ from .errors import (
     TsiNotRouted,
     UnsafeHeader,
 )
-from .schemas import JobSubmission, TsiRoutingTable
+from .schemas import AdministratorToken, JobSubmission, SmtpRule, TokenStatus, TsiRoutingTable
 
 # --- devices ---------------------------------------------------------------------------
 
@@ -41,6 +41,9 @@ class Device:
     tenant_id: str
     machine_address: str | None = None
     """Its Internet Fax sender, set by an administrator (checked against the administrator address)."""
+    session_users: frozenset[str] | None = None
+    """The users (casefolded) whose sign-in or jobs came from it since its last auto reset, as
+    read when the device signed in; None when not read (a device found by its address)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class DeviceLogin:
     device: Device
     function: JobFunction
     by: str  # "auth" or "address"
+    rules: tuple[SmtpRule, ...] = ()
+    """Its SMTP rules: which messages become which function (`smtp_rules`)."""
 
 
 def check_machine_address(tenant: TenantSettings, machine_address: str) -> None:
@@ -61,6 +66,21 @@ def check_machine_address(tenant: TenantSettings, machine_address: str) -> None:
             "Internet Fax is sent as the machine's address, which must be the tenant's administrator "
             f"address ({administrator or 'none set'}): only that mailbox's grant can send it"
         )
+
+
+def device_attention(tenant: TenantSettings, machine_address: str | None) -> list[str]:
+    """What an administrator must fix on a device: its Internet Fax machine address, once
+    the tenant's administrator address changed, no longer matches it (the device's faxes
+    cannot be sent until it does)."""
+    administrator = tenant.administrator_address
+    if machine_address is None or (
+        administrator is not None and machine_address.casefold() == administrator.casefold()
+    ):
+        return []
+    return [
+        f"its Internet Fax machine address {machine_address} is not the administrator address "
+        f"({administrator or 'none set'}): set the machine address to it, or Internet Fax jobs fail"
+    ]
 
 
 # --- administrators ----------------------------------------------------------------------
@@ -305,3 +325,23 @@ def status_update(event: Mapping[str, Any]) -> StatusUpdate:
 def may_change(current_status: str) -> bool:
     """Status only moves forward: a final status stays."""
     return current_status not in FINAL_STATUSES
+
+
+def token_status(tenant: TenantSettings, grants: Sequence[GrantView]) -> TokenStatus:
+    """The tenant's tokens with the administrator's row as the device shows it: "Not acquired"
+    until a grant exists for the administrator address the tenant has now."""
+    address = tenant.administrator_address
+    mine = [
+        g
+        for g in grants
+        if g.principal.kind is PrincipalKind.ADMINISTRATOR
+        and address is not None
+        and g.principal.address.casefold() == address.casefold()
+    ]
+    status = "not_acquired"
+    if mine:
+        status = "acquired" if mine[0].status is GrantStatus.ACTIVE else mine[0].status.value
+    return TokenStatus(
+        administrator=AdministratorToken(address=address, status=status),
+        grants=tuple(grants),
+    )

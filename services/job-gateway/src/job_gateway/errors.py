@@ -16,6 +16,7 @@
     │   │   ├── AllowlistRangeRefused       a source-address range wider than allowed
     │   │   ├── IdentityEndpointRefused     an identity endpoint off the operator's allowlist
     │   │   ├── OutboundDestinationRefused  a webhook, SMTP server or proxy in a range not allowed
+    │   │   ├── AdministratorAddressRequired  OAuth 2.0 on without the administrator's address
     │   │   └── UserRequired                a logout names its user
     │   ├── UnreadableRequest           the body could not be parsed at all
     │   ├── AttachmentTooLarge
@@ -161,6 +162,11 @@ class IdentityEndpointRefused(InvalidRequest):
 class OutboundDestinationRefused(InvalidRequest):
     code = "outbound-destination-refused"
     title = "Destination not allowed"
+
+
+class AdministratorAddressRequired(InvalidRequest):
+    code = "administrator-address-required"
+    title = "Administrator address required"
 
 
 class UnreadableRequest(Refused):

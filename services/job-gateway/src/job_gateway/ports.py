@@ -50,6 +50,7 @@ class DeviceStore(Protocol):
         now: datetime,
         allow_cidrs: list[str] | None = None,
         smtp_function: str | None = None,
+        smtp_rules: list[dict[str, Any]] | None = None,
     ) -> None: ...
     async def device(self, tenant_id: str, device_id: str) -> dict[str, Any] | None:
         """The tenant's device (device ids are per tenant: another tenant may use the same)."""
@@ -66,6 +67,14 @@ class DeviceStore(Protocol):
     async def list_devices(self, tenant_id: str) -> list[dict[str, Any]]: ...
     async def devices_with_allowlist(self) -> list[dict[str, Any]]:
         """Devices that may send over SMTP without AUTH (no secret hashes)."""
+        ...
+
+    async def add_session_user(self, tenant_id: str, device_id: str, user: str) -> None:
+        """A user's sign-in or job came from the device (kept until its auto reset)."""
+        ...
+
+    async def remove_session_users(self, tenant_id: str, device_id: str, users: Sequence[str]) -> None:
+        """These users' sessions on the device ended (they logged out, or it reset)."""
         ...
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Self
 
 from fleetmail_contracts.credentials import CredentialField
 from fleetmail_contracts.jobs import JobFunction
-from fleetmail_contracts.tokens import AcquisitionFlow
+from fleetmail_contracts.tokens import AcquisitionFlow, GrantView
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -165,6 +165,23 @@ class JobSummary(BaseModel):
     counts: dict[str, int]
 
 
+class AdministratorToken(BaseModel):
+    """[Refresh Tokens (Administrator)] as the device's OAuth 2.0 screen shows it."""
+
+    address: str | None = Field(description="The tenant's administrator address (none: not set)")
+    status: Literal["not_acquired", "acquired", "reauthorization_required", "revoked"] = Field(
+        description="not_acquired: no token for that address yet ([Acquire]); acquired: it sends; "
+        "reauthorization_required / revoked: the administrator signs in again"
+    )
+
+
+class TokenStatus(BaseModel):
+    """A tenant's tokens: the administrator's row, always there, and every grant."""
+
+    administrator: AdministratorToken
+    grants: tuple[GrantView, ...]
+
+
 class UserSignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user: str = Field(min_length=3, max_length=320, description="The login user's e-mail address")
@@ -181,6 +198,42 @@ class DeviceEventAccepted(BaseModel):
     event_id: str
 
 
+MAX_SMTP_RULES = 20
+MAX_PATTERN = 200
+
+Pattern = Annotated[str, Field(min_length=1, max_length=MAX_PATTERN)]
+
+
+class SmtpRule(BaseModel):
+    """Messages a device sends over SMTP that become `function`: those matching every pattern
+    given — globs, `*` any run of characters, `?` one, case ignored, the whole value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    function: JobFunction
+    recipient: Pattern | None = Field(default=None, description="Any envelope recipient matches")
+    subject: Pattern | None = Field(default=None, description="The Subject matches")
+    sender: Pattern | None = Field(default=None, description="The From address matches")
+
+    @model_validator(mode="after")
+    def _a_condition(self) -> Self:
+        if self.recipient is None and self.subject is None and self.sender is None:
+            raise ValueError("a rule needs a recipient, subject or sender pattern")
+        for pattern in (self.recipient, self.subject, self.sender):
+            if pattern is not None and any(c in pattern for c in "\r\n\x00"):
+                raise ValueError("a pattern holds no line break or NUL")
+        return self
+
+
+SmtpRules = Annotated[
+    list[SmtpRule],
+    Field(
+        max_length=MAX_SMTP_RULES,
+        description="What a message received over SMTP becomes, by its recipient, subject or From: "
+        "the first rule that matches names the function; none: `smtp_function`",
+    ),
+]
+
+
 class DeviceRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
@@ -194,6 +247,7 @@ class DeviceRegistration(BaseModel):
     smtp_function: JobFunction = Field(
         default=JobFunction.SCAN_TO_EMAIL, description="What a message received over SMTP becomes"
     )
+    smtp_rules: SmtpRules = []
 
 
 class DeviceChange(BaseModel):
@@ -209,6 +263,7 @@ class DeviceChange(BaseModel):
     )
     allow_cidrs: list[Cidr] | None = Field(default=None, max_length=16)
     smtp_function: JobFunction | None = None
+    smtp_rules: SmtpRules | None = None
 
 
 class DeviceView(BaseModel):
@@ -219,14 +274,19 @@ class DeviceView(BaseModel):
     machine_address: str | None = None
     allow_cidrs: list[str] = []
     smtp_function: str | None = None
+    smtp_rules: list[SmtpRule] = []
     created_at: datetime | None = None
+    attention: list[str] = Field(
+        default=[],
+        description="What needs an administrator's attention (an Internet Fax machine address "
+        "that no longer matches the administrator address)",
+    )
 
     @classmethod
-    def of(cls, document: Mapping[str, Any]) -> Self:
+    def of(cls, document: Mapping[str, Any], attention: list[str] | None = None) -> Self:
         """A stored device as administrators see it (never its secret's hash)."""
-        return cls(
-            **{k: document[k] for k in cls.model_fields if k in document and document[k] is not None},
-        )
+        fields = {k: document[k] for k in cls.model_fields if k in document and document[k] is not None}
+        return cls(**fields | {"attention": attention or []})
 
 
 class DeviceCredentials(BaseModel):

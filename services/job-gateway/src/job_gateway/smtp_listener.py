@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from fleetmail_contracts.addresses import UNSAFE
 from fleetmail_contracts.jobs import JobFunction
+from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_runtime.telemetry import SpanScope
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
@@ -46,6 +47,7 @@ from .errors import (
     GatewayError,
     InvalidJob,
     InvalidRequest,
+    OutsideTenantDomains,
     RateLimited,
     SubmissionTooLarge,
     TooManyBytesInFlight,
@@ -58,6 +60,7 @@ from .settings import GatewaySettings
 from .smtp_connections import ConnectionLimits, CountedTls
 from .smtp_message import ReadMessage, header_text, read_message
 from .smtp_protocol import DeviceSMTP, SpooledEnvelope
+from .smtp_rules import address_of, function_of, login_user_of
 from .telemetry import tracer
 from .use_cases import DeviceDirectory, JobIntake
 
@@ -77,6 +80,7 @@ REPLIES: tuple[tuple[type[GatewayError], str], ...] = (
     (SubmissionTooLarge, "552 5.3.4"),
     (AttachmentTypeRefused, "554 5.6.1"),
     (AttachmentTooLarge, "552 5.3.4"),
+    (OutsideTenantDomains, "550 5.7.1"),
     (InvalidRequest, "550 5.6.0"),
     (Conflict, "550 5.6.0"),
 )
@@ -106,11 +110,26 @@ def server_tls_context(cert: Path, key: Path, minimum: str) -> ssl.SSLContext:
     return context
 
 
+TenantOf = Callable[[str], Awaitable[TenantSettings | None]]
+"""The tenant's settings (None: no such tenant)."""
+
+
+async def _unknown(_tenant_id: str) -> TenantSettings | None:
+    return None
+
+
 class SubmissionHandler:
-    def __init__(self, intake: JobIntake, directory: DeviceDirectory, settings: GatewaySettings) -> None:
+    def __init__(
+        self,
+        intake: JobIntake,
+        directory: DeviceDirectory,
+        settings: GatewaySettings,
+        tenant_of: TenantOf = _unknown,
+    ) -> None:
         self.intake = intake
         self.directory = directory
         self.settings = settings
+        self.tenant_of = tenant_of
 
     def reply(self, error: GatewayError) -> str:
         return smtp_reply(error)
@@ -176,7 +195,8 @@ class SubmissionHandler:
             message = await asyncio.to_thread(
                 read_message, spool.file, self.settings.smtp_spool_bytes, decoded
             )
-            submission, message_id = to_job(login, envelope, message)
+            tenant = await self.tenant_of(login.device.tenant_id)
+            submission, message_id = to_job(login, envelope, message, tenant)
             ids = None
             if message_id is not None:
                 device = login.device
@@ -221,18 +241,28 @@ class SubmissionHandler:
         return f"250 2.0.0 OK queued as {accepted.job_id}"
 
 
-def to_job(login: DeviceLogin, envelope: Envelope, message: ReadMessage) -> tuple[JobSubmission, str | None]:
-    """The message as a job of the device's function: envelope recipients, subject and the
-    text body (its other parts are the job's attachments); and its Message-ID, if it has one
-    (a resend with the same Message-ID is the same job)."""
+def to_job(
+    login: DeviceLogin, envelope: Envelope, message: ReadMessage, tenant: TenantSettings | None = None
+) -> tuple[JobSubmission, str | None]:
+    """The message as a job: of the function the device's rules give it (else the device's
+    own), with the envelope recipients, subject and the text body (its other parts are the
+    job's attachments), and — under the login-user From policies — its From as the login
+    user (`smtp_rules`); and its Message-ID, if it has one (a resend with the same Message-ID
+    is the same job)."""
+    subject = header_text(message.headers, "Subject")
+    from_header = header_text(message.headers, "From")
+    sender = address_of(from_header) if from_header else address_of(str(envelope.mail_from or ""))
+    recipients = list(envelope.rcpt_tos)
+    function = function_of(login.rules, login.function, recipients, subject, sender or from_header)
     fields: dict[str, Any] = {
-        "function": login.function,
-        "to": list(envelope.rcpt_tos),
-        "subject": header_text(message.headers, "Subject") or None,
+        "function": function,
+        "to": recipients,
+        "subject": subject or None,
         "body": message.body,
+        "login_user": login_user_of(tenant, function, sender),
     }
     message_id = header_text(message.headers, "Message-ID") or None
-    if login.function is JobFunction.INTERNET_FAX_TX and not login.device.machine_address:
+    if function is JobFunction.INTERNET_FAX_TX and not login.device.machine_address:
         fields["machine_address"] = envelope.mail_from
     try:
         return JobSubmission(**fields), message_id
@@ -244,9 +274,15 @@ class SmtpListener:
     """The configured SMTP ports: none without a certificate, unless the LAN port is set.
     Built with the app, opened by `start` (a start hook of the service), closed by `close`."""
 
-    def __init__(self, settings: GatewaySettings, intake: JobIntake, directory: DeviceDirectory) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        intake: JobIntake,
+        directory: DeviceDirectory,
+        tenant_of: TenantOf = _unknown,
+    ) -> None:
         self.settings = settings
-        self.handler = SubmissionHandler(intake, directory, settings)
+        self.handler = SubmissionHandler(intake, directory, settings, tenant_of)
         self.limits = ConnectionLimits(
             settings.smtp_max_connections, settings.smtp_max_connections_per_address
         )

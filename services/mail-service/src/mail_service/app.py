@@ -129,13 +129,16 @@ def build_app(
         provider_limits(settings),
         ledger,
     )
-    failures = Failures(SERVICE, events, runtime.tenants, clock, settings.park_timeout_s)
+    failures = Failures(
+        SERVICE, events, runtime.tenants, clock, settings.park_timeout_s, settings.administrator_wait_s
+    )
     parking = KvParkingLot(
         runtime.broker,
         timedelta(seconds=settings.park_timeout_s),
         failures.parking_expired,
         deliverer.has_grant,
         clock,
+        administrator_timeout=timedelta(seconds=settings.administrator_wait_s),
     )
     sweep_lease = KvLease(
         runtime.broker,

@@ -27,14 +27,14 @@ from .domain.decisions import Delivered
 from .domain.limits import MailboxLimits, mailbox_key, parts
 from .domain.mime import AttachmentSource, MimeMessage
 from .domain.sender import Sender, resolve_sender
-from .domain.tokens import access_token_of
+from .domain.tokens import access_token_of, token_not_accepted_remedy
 from .errors import (
     AttachmentsUnavailable,
     DeliveryError,
     InvalidJob,
-    ReauthorizationNeeded,
     SentMeanwhile,
     SmtpPermanent,
+    TokenNotAccepted,
     TokenRejected,
 )
 from .pacing import MailboxGate, Paced
@@ -54,7 +54,8 @@ Submit = Callable[[SmtpSettings, Credentials, MimeMessage, list[str]], Awaitable
 TOKEN_MEMORY = timedelta(seconds=30)
 BAD_PASSWORD_REMEDY = (
     "The SMTP server refused the tenant's stored username and password: store the right ones "
-    "with the tenant's credentials, or switch the tenant to OAuth 2.0."
+    "with the tenant's credentials (a Google account needs an app password, its own password "
+    "is refused), or switch the tenant to OAuth 2.0."
 )
 
 
@@ -144,7 +145,7 @@ class Deliverer:
         paced: Paced | None = None,
     ) -> Delivered:
         async with self._attachments(job) as attachments:
-            message, recipients = compose(job, function, sender.address, attachments, self.clock())
+            message, recipients = compose(job, function, sender.shown, attachments, self.clock())
             self._check_size(tenant, message)
             limits = self.limits_of(tenant)
             split = parts(recipients, limits.recipients_per_message) if limits else [recipients]
@@ -311,8 +312,9 @@ class Deliverer:
         submit: Submit,
     ) -> Delivered:
         """XOAUTH2. A refused token is refreshed once (token-service asked to refresh, not to
-        hand out what it holds) and the message sent again; refused twice, the grant is
-        no good."""
+        hand out what it holds) and the message sent again. Refused twice, the token does not
+        fit the server (audience, scope, consent): the grant itself is alive, or the refresh
+        would have failed, so that is a setting to fix, not a sign-in to repeat."""
         server = tenant.effective_smtp()
         access_token = await self._access_token(principal, False, job.job_id)
         try:
@@ -322,8 +324,11 @@ class Deliverer:
             try:
                 result = await submit(server, Credentials(sender.address, access_token), message, recipients)
             except TokenRejected as again:
-                raise ReauthorizationNeeded(
-                    f"the SMTP server refused a freshly refreshed token for {sender.address}: {again.smtp_reply}"
+                raise TokenNotAccepted(
+                    f"the SMTP server refused a token the identity provider had just issued for "
+                    f"{sender.address}: {again.smtp_reply}",
+                    token_not_accepted_remedy(tenant.provider, tenant.identity.app_only),
+                    again.smtp_reply,
                 ) from None
         return self._delivered(job, sender, result, recipients)
 

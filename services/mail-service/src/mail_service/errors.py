@@ -3,7 +3,9 @@
 The decision at the handler edge (`domain.decisions.decide`) is made from the class alone:
 
     DeliveryError
-    ├── AwaitingAuthorization         park the job until its login user signs in
+    ├── AwaitingAuthorization         park the job until its login user signs in (no grant,
+    │                                 or a dead one), or until the administrator's token is
+    │                                 acquired for the first time
     ├── SentMeanwhile                 another delivery sent it while this one waited (ack it)
     ├── MustWait                      not the mailbox's turn (its rate) or its quota is used up:
     │                                 back to the queue until then, not counted as a failure
@@ -24,8 +26,10 @@ The decision at the handler edge (`domain.decisions.decide`) is made from the cl
         ├── SenderNotAllowed          the From policy refuses this sender
         ├── ReauthorizationNeeded     the grant is dead or missing: sign in again
         ├── ConfigurationError        fleetmail or the tenant is set up wrongly: fix a setting
-        │   └── DestinationNotAllowed the tenant's SMTP server is in a range the operator's
-        │                             outbound rule does not allow
+        │   ├── DestinationNotAllowed the tenant's SMTP server is in a range the operator's
+        │   │                         outbound rule does not allow
+        │   └── TokenNotAccepted      the SMTP server refused a token the provider had just
+        │                             issued: wrong audience or scope, or no admin consent
         └── InvalidJob                the job cannot be understood, its documents are gone, its
                                       tenant is unknown, or its message is over the size limit
 
@@ -50,9 +54,12 @@ class DeliveryError(Exception):
 
 
 class AwaitingAuthorization(DeliveryError):
-    def __init__(self, user: str) -> None:
+    """`administrator`: the job waits for the administrator's [Acquire], not a login user."""
+
+    def __init__(self, user: str, *, administrator: bool = False) -> None:
         super().__init__(f"{user} has not signed in yet")
         self.user = user
+        self.administrator = administrator
 
 
 class MustWait(DeliveryError):
@@ -177,6 +184,17 @@ class DestinationNotAllowed(ConfigurationError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.remedy = DestinationNotAllowed.remedy
+
+
+class TokenNotAccepted(ConfigurationError):
+    """A token the provider issued a moment ago, refused by the SMTP server: the grant is alive
+    (a dead one fails at the provider, not here), so the token does not fit the server. The
+    remedy says which setting makes it fit; signing in again would get the same token."""
+
+    def __init__(self, message: str, remedy: str, smtp_reply: str | None) -> None:
+        super().__init__(message)
+        self.remedy = remedy
+        self.smtp_reply = smtp_reply
 
 
 class InvalidJob(PermanentDeliveryError):

@@ -64,12 +64,14 @@ class Failures:
         tenants: TenantReader,
         clock: Callable[[], datetime],
         park_timeout_s: float,
+        administrator_wait_s: float,
     ) -> None:
         self.service = service
         self.events = events
         self.tenants = tenants
         self.clock = clock
         self.park_timeout_s = park_timeout_s
+        self.administrator_wait_s = administrator_wait_s
 
     async def fail(
         self,
@@ -104,15 +106,22 @@ class Failures:
         await self.events.publish(job.failed(self.clock(), failure))
         JOBS_FAILED.add(1, {**labels, "reason": failure.reason.value})
 
-    async def parking_expired(self, job: JobBase, function: JobFunction, user: str) -> None:
-        """A parked job's user did not sign in in time (the parking lot's sweep calls this)."""
+    async def parking_expired(
+        self, job: JobBase, function: JobFunction, user: str, administrator: bool
+    ) -> None:
+        """A parked job's user (or administrator) did not sign in in time (the parking lot's
+        sweep calls this)."""
         try:
             provider = (await self.tenants.get(job.tenant_id)).provider.value
         except UnknownTenant:
             provider = "unknown"
         labels = {"function": function.value, "provider": provider, "tenant": job.tenant_id}
         await self.fail(
-            parking_expired(user, self.park_timeout_s),
+            parking_expired(
+                user,
+                self.administrator_wait_s if administrator else self.park_timeout_s,
+                administrator=administrator,
+            ),
             JobRef.of(job, function),
             labels,
             subject=job_subject(function),
@@ -239,11 +248,20 @@ class JobHandler:
             await asyncio.gather(message.ack(), self.deliverer.release(job))
         elif isinstance(decision, Park):
             await settle(accepted)
-            deadline = await self.parking.park(job, ref.function, decision.user, message.body)
-            await self.events.publish(ref.parked(self.clock(), decision.user, deadline))
+            deadline = await self.parking.park(
+                job, ref.function, decision.user, message.body, administrator=decision.administrator
+            )
+            await self.events.publish(
+                ref.parked(self.clock(), decision.user, deadline, administrator=decision.administrator)
+            )
             await message.ack()
             JOBS_PARKED.add(1, labels)
-            log.info("job %s parked until %s signs in", job.job_id, decision.user)
+            whom = (
+                "the administrator token is acquired"
+                if decision.administrator
+                else f"{decision.user} signs in"
+            )
+            log.info("job %s parked until %s", job.job_id, whom)
         elif isinstance(decision, Retry):
             await settle(accepted)
             log.warning("job %s deferred (attempt %d): %s", job.job_id, attempt, decision.reason)
@@ -276,8 +294,8 @@ class JobHandler:
 
 
 class TokenEvents:
-    """Token events as they are published: a changed grant is forgotten at once, and a login
-    user's new grant resumes their parked jobs."""
+    """Token events as they are published: a changed grant is forgotten at once, and a new
+    grant resumes the jobs parked for it (a login user's, or the administrator's)."""
 
     def __init__(self, deliverer: Deliverer, parking: Parking) -> None:
         self.deliverer = deliverer
@@ -289,5 +307,9 @@ class TokenEvents:
         if not tenant_id or not address:
             return
         self.deliverer.forget_token(tenant_id, address)
-        if event.get("kind") == "acquired" and principal.get("kind") == "user":
+        if event.get("kind") != "acquired":
+            return
+        if principal.get("kind") == "user":
             await self.parking.resume_user(tenant_id, address)
+        elif principal.get("kind") == "administrator":
+            await self.parking.resume_administrator(tenant_id)

@@ -118,14 +118,22 @@ class EventPublisher(Protocol):
 
 
 class Parking(Protocol):
-    """Jobs waiting for their login user's sign-in."""
+    """Jobs waiting for their login user's sign-in, or for the administrator's first one."""
 
-    async def park(self, job: JobBase, function: JobFunction, user: str, job_json: bytes) -> datetime:
-        """Keep the job until `user` signs in; returns the deadline after which it fails."""
+    async def park(
+        self, job: JobBase, function: JobFunction, user: str, job_json: bytes, *, administrator: bool = False
+    ) -> datetime:
+        """Keep the job until `user` signs in (with `administrator`: until the tenant's
+        administrator token is acquired); returns the deadline after which it fails."""
         ...
 
     async def resume_user(self, tenant_id: str, user: str) -> int:
         """`user` signed in: their parked jobs go back to the queue; returns how many."""
+        ...
+
+    async def resume_administrator(self, tenant_id: str) -> int:
+        """The tenant's administrator token was acquired: the jobs that waited for it go back
+        to the queue; returns how many."""
         ...
 
     async def put_back(

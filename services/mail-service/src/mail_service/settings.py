@@ -39,6 +39,12 @@ class MailSettings(BaseSettings):
     park_timeout_s: float = Field(
         default=900, gt=0, description="How long a job waits for its login user to sign in"
     )
+    administrator_wait_s: float = Field(
+        default=24 * 3600,
+        gt=0,
+        description="How long a job waits for the administrator token when OAuth 2.0 is on and it "
+        "was never acquired; past it the job is dead-lettered (authorization_timeout)",
+    )
     park_sweep_s: float = Field(default=30, gt=0, description="How often parked jobs are checked")
     ledger_write_timeout_s: float = Field(
         default=30.0, gt=0, description="How long a sent job's ledger record is retried through a bus outage"

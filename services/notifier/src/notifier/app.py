@@ -106,6 +106,7 @@ def build_app(settings: NotifierSettings, *, clock: Clock = utc_now) -> Notifier
         clock=clock,
     )
     subscribe(runtime, settings, alerts)
+    runtime.tenants.on_change(alerts.on_tenant_changed)
     runtime.on_start(store.load)
     runtime.on_stop(webhooks.close)
     runtime.every(settings.reload_open_s, store.load, "reloading open alerts")

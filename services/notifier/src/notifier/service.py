@@ -5,11 +5,12 @@ and publishes, in that order, through the ports."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from fleetmail_contracts.alerts import AcknowledgeAlert, AlertList, AlertView, ListAlerts
+from fleetmail_contracts.alerts import AcknowledgeAlert, AlertCause, AlertList, AlertView, ListAlerts
+from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_runtime.tenants import UnknownTenant
 
 from .domain import (
@@ -23,6 +24,7 @@ from .domain import (
     FailureRate,
     Raise,
     Resolve,
+    administrator_sign_in,
     alert_raised,
     alert_resolved,
     condition_change,
@@ -34,7 +36,15 @@ from .domain import (
     scan_grants,
     started_before,
 )
-from .domain.notices import delivery, endpoints
+from .domain.notices import (
+    MAILTO,
+    NO_ADMINISTRATOR_ADDRESS,
+    NO_RELAY,
+    SIGN_IN_NOTICE,
+    delivery,
+    endpoints,
+    sign_in_request,
+)
 from .ports import AlertPublisher, AlertStore, Clock, Outbox, TenantReader, TokenService
 from .telemetry import count_transition
 
@@ -105,6 +115,8 @@ class AlertService:
         log.warning("alert raised for tenant %s: %s", alert.tenant_id, alert.title)
         if alert.for_administrators:
             await self._notify(alert, RAISED_NOTICE, raised_notice(alert), now)
+        elif alert.cause is AlertCause.USER_REAUTHORIZATION_REQUIRED and alert.principal_address:
+            await self._ask_to_sign_in(alert, alert.principal_address, now)
         await self._publisher.publish(alert_raised(alert, action.key, now))
 
     async def _resolved(self, alert: AlertView, action: Resolve, now: datetime) -> None:
@@ -126,6 +138,24 @@ class AlertService:
             log.warning("alert %s of tenant %s: %s", alert.alert_id, alert.tenant_id, problem)
             await self.store.note_channel_problem(alert.alert_id, problem)
 
+    async def _ask_to_sign_in(self, alert: AlertView, user: str, now: datetime) -> None:
+        """The user whose sign-in is wanted hears it by e-mail too, when the tenant asks for it:
+        once per alert (a new one only after the sign-in resolved the last)."""
+        try:
+            tenant = await self._tenants.get(alert.tenant_id)
+        except UnknownTenant:
+            return
+        if not tenant.notifications.sign_in_email:
+            return
+        administrator = tenant.administrator_address
+        if not self._rules.mail_relay or administrator is None:
+            problem = NO_RELAY if not self._rules.mail_relay else NO_ADMINISTRATOR_ADDRESS
+            log.warning("alert %s of tenant %s: %s", alert.alert_id, alert.tenant_id, problem)
+            await self.store.note_channel_problem(alert.alert_id, problem)
+            return
+        payload = sign_in_request(alert.alert_id, user, administrator, alert.device_id)
+        await self._outbox.put(delivery(alert.tenant_id, f"{MAILTO}{user}", SIGN_IN_NOTICE, payload, now))
+
     async def raise_lasting_conditions(self) -> None:
         """Providers unreachable for longer than the setting become alerts. Idempotent."""
         now = self._clock()
@@ -139,12 +169,35 @@ class AlertService:
         await self.apply([Resolve(key, PROVIDER_ANSWERS_AGAIN) for key in ended])
 
     async def scan(self) -> None:
-        """Grants approaching death, asked of token-service, in case an event was missed."""
+        """Grants approaching death, and administrators who have not signed in, asked of
+        token-service, in case an event was missed."""
         for tenant in self._tenants.known():
             if not tenant.oauth_enabled:
                 continue
+            asked_at = self._clock()
             reply = await self._tokens.grant_status(tenant.tenant_id)
-            await self.apply(scan_grants(reply.grants, self._clock(), self._rules.expiring_horizon))
+            await self.apply(
+                scan_grants(reply.grants, self._clock(), self._rules.expiring_horizon)
+                + self._as_of(asked_at, administrator_sign_in(tenant, reply.grants))
+            )
+
+    async def on_tenant_changed(self, previous: TenantSettings | None, current: TenantSettings) -> None:
+        """OAuth 2.0 turned on without an administrator token: the device's prompt at once,
+        not at the next scan; turned off: what asked for a sign-in resolves."""
+        if previous is not None and _sign_in_settings(previous) == _sign_in_settings(current):
+            return
+        if not current.oauth_enabled:
+            await self.apply(administrator_sign_in(current, ()))
+            return
+        asked_at = self._clock()
+        reply = await self._tokens.grant_status(current.tenant_id)
+        await self.apply(self._as_of(asked_at, administrator_sign_in(current, reply.grants)))
+
+    @staticmethod
+    def _as_of(asked_at: datetime, actions: list[Action]) -> list[Action]:
+        """Actions known from grants read at `asked_at`: an event after that (the token acquired
+        or dead meanwhile) has the last word."""
+        return [replace(action, observed_at=asked_at) for action in actions]
 
     async def list_alerts(self, request: ListAlerts) -> AlertList:
         alerts = await self.store.list_alerts(request.tenant_id, request.device_id, request.include_resolved)
@@ -153,3 +206,9 @@ class AlertService:
     async def acknowledge(self, request: AcknowledgeAlert) -> AlertList:
         acknowledged = await self.store.acknowledge(request.tenant_id, request.alert_id, request.by)
         return AlertList(alerts=(acknowledged,) if acknowledged else ())
+
+
+def _sign_in_settings(tenant: TenantSettings) -> tuple[bool, str | None, bool]:
+    """What decides whether the tenant's administrator must sign in."""
+    address = tenant.administrator_address.casefold() if tenant.administrator_address else None
+    return tenant.oauth_enabled, address, tenant.identity.app_only

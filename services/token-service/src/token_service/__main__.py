@@ -15,6 +15,7 @@ from fleetmail_runtime.crypto import CryptoError, KeyringFile, add_key
 from fleetmail_runtime.logging import configure_logging
 from fleetmail_runtime.mongo import connect_mongo
 from fleetmail_runtime.process import freeze_startup_objects
+from pydantic import ValidationError
 
 from .adapters.credentials import CredentialStore
 from .adapters.grants import MongoGrantStore
@@ -66,7 +67,11 @@ def main() -> None:
     rotate = sub.add_parser("rotate-keys", help="re-encrypt every grant under the newest key")
     rotate.add_argument("--add-key", action="store_true", help="first add a new key and make it current")
     args = parser.parse_args()
-    settings = TokenSettings()
+    try:
+        settings = TokenSettings()
+    except ValidationError as exc:
+        # The operator's mistake, said once without a traceback; values are never echoed.
+        sys.exit(f"{SERVICE}: settings refused, not started: {exc}")
     if args.command == "rotate-keys":
         sys.exit(asyncio.run(rotate_keys(settings, args.add_key)))
     configure_logging(SERVICE, settings.common.log_level, settings.common.log_format)

@@ -11,18 +11,21 @@ the token) accepts only a token issued after the request began.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timedelta
 
-from fleetmail_contracts.tokens import Principal
+from fleetmail_contracts.tokens import Principal, PrincipalKind
 
-from .app_only import AppOnlyGrants
 from .domain import grant_id
-from .errors import RefreshContended
+from .drift import Drift
+from .errors import RefreshContended, StoreUnavailable
 from .memory import TokenMemory
 from .model import CachedToken, StoredGrant
 from .ports import Clock, GrantStore, Sleeper
 from .refresh import Refresher
 from .settings import TokenSettings
+
+log = logging.getLogger(__name__)
 
 
 class AccessTokens:
@@ -30,7 +33,7 @@ class AccessTokens:
         self,
         settings: TokenSettings,
         grants: GrantStore,
-        live: AppOnlyGrants,
+        drift: Drift,
         refresher: Refresher,
         memory: TokenMemory,
         clock: Clock,
@@ -38,7 +41,7 @@ class AccessTokens:
         owner: str,
     ) -> None:
         self.grants = grants
-        self.live = live
+        self.drift = drift
         self.refresher = refresher
         self.memory = memory
         self.clock = clock
@@ -46,11 +49,27 @@ class AccessTokens:
         self.owner = owner
         self.lease_ttl = timedelta(seconds=settings.lease_ttl_s)
         self.lease_poll_s = settings.lease_poll_s
+        self.use_record_interval = timedelta(seconds=settings.use_record_interval_s)
         self._in_flight: dict[str, asyncio.Future[CachedToken]] = {}
 
     async def token(self, principal: Principal, force_refresh: bool = False) -> CachedToken:
-        """A token good for at least the refresh margin; raises a `TokenServiceError`."""
-        if not force_refresh and (cached := self.memory.fresh(principal, self.clock())) is not None:
+        """A token good for at least the refresh margin; raises a `TokenServiceError`. A login
+        user's use is recorded (at most every `use_record_interval_s`): the tenant's
+        `user_token_idle_days` counts from it."""
+        token = await self._token(principal, force_refresh)
+        if principal.kind is PrincipalKind.USER and self.memory.use_unrecorded(
+            principal, self.clock(), self.use_record_interval
+        ):
+            try:
+                await self.grants.record_use(principal, self.clock())
+            except StoreUnavailable as exc:  # the token is good; the use is recorded next time
+                self.memory.forget_use(principal)
+                log.warning("could not record a use of a grant of tenant %s: %s", principal.tenant_id, exc)
+        return token
+
+    async def _token(self, principal: Principal, force_refresh: bool) -> CachedToken:
+        cached = None if force_refresh else self.memory.fresh(principal, self.clock())
+        if cached is not None and await self.drift.fits(principal, cached):
             return cached
         key = grant_id(principal)
         in_flight = self._in_flight.get(key)
@@ -84,7 +103,7 @@ class AccessTokens:
         """A token from the store, or a refresh under the grant's lease; waits for another holder."""
         deadline = self.clock() + self.lease_ttl * 2
         while True:
-            grant = await self.live.live_grant(principal)
+            grant = await self.drift.grant_for(principal)
             if (usable := self._usable(grant, force_refresh, started_at)) is not None:
                 self.memory.remember(principal, usable)
                 return usable
@@ -99,7 +118,7 @@ class AccessTokens:
     ) -> CachedToken:
         try:
             # Re-read under the lease: another replica may have refreshed meanwhile.
-            grant = await self.live.live_grant(principal)
+            grant = await self.drift.grant_for(principal)
             if (usable := self._usable(grant, force_refresh, started_at)) is not None:
                 await self.grants.release_lease(principal, self.owner)
                 self.memory.remember(principal, usable)

@@ -31,6 +31,7 @@ from fleetmail_contracts.tokens import (
     ACQUISITION_STATUS_SUBJECT,
     COMPLETE_AUTHORIZATION_SUBJECT,
     DELETE_GRANT_SUBJECT,
+    DELETE_USER_GRANTS_SUBJECT,
     GRANT_STATUS_SUBJECT,
     START_ACQUISITION_SUBJECT,
     AccessTokenReply,
@@ -41,6 +42,8 @@ from fleetmail_contracts.tokens import (
     CompleteAuthorization,
     DeleteGrant,
     DeleteGrantReply,
+    DeleteUserGrants,
+    DeleteUserGrantsReply,
     GrantStatusReply,
     GrantStatusRequest,
     StartAcquisition,
@@ -97,6 +100,7 @@ def build_app(
     runtime.on_start(grants.ensure_indexes)
     runtime.on_start(acquisitions.ensure_indexes)
     runtime.on_stop(service.close)
+    runtime.tenants.on_change(service.drift.tenant_changed)
     runtime.every(settings.keepalive_interval_s, service.keepalive.sweep, "the keep-alive sweep")
     runtime.every(
         settings.device_poll_check_s, service.device_codes.adopt_orphans, "the device-code takeover check"
@@ -150,6 +154,11 @@ def subscribe(
     @handlers.answered
     async def on_delete_grant(request: DeleteGrant) -> DeleteGrantReply:
         return DeleteGrantReply(deleted=await service.deletion.delete(request.principal, request.reason))
+
+    @broker.subscriber(DELETE_USER_GRANTS_SUBJECT, queue=QUEUE)
+    @handlers.answered
+    async def on_delete_user_grants(request: DeleteUserGrants) -> DeleteUserGrantsReply:
+        return DeleteUserGrantsReply(deleted=await service.deletion.delete_users(request.tenant_id))
 
     @broker.subscriber(SET_CREDENTIALS_SUBJECT, queue=QUEUE)
     @handlers.answered

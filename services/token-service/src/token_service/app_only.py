@@ -66,7 +66,9 @@ class AppOnlyGrants:
                 raise NoGrant(f"no {principal.kind.value} grant for {principal.address}")
             grant = await self.acquire(principal, tenant)
         if grant.status is not GrantStatus.ACTIVE:
-            raise ReauthorizationRequired(f"the grant for {principal.address} needs re-authorisation")
+            raise ReauthorizationRequired(
+                grant.status_detail or f"the grant for {principal.address} needs re-authorisation"
+            )
         return grant
 
     async def acquire(self, principal: Principal, tenant: TenantSettings) -> StoredGrant:
@@ -87,7 +89,7 @@ class AppOnlyGrants:
             redeemed.client_id,
             None,
         )
-        self.memory.remember(principal, CachedToken.issued(issued, tenant.provider))
+        self.memory.remember(principal, CachedToken.issued(issued, tenant.provider, principal.address))
         await self.events.publish(
             TokenAcquired(
                 event_id=uuid.uuid4().hex,

@@ -48,6 +48,12 @@ CONFIGURATION_REMEDIES: dict[int, str] = {
     "(FLEETMAIL_TOKEN_MICROSOFT_SCOPES, FLEETMAIL_TOKEN_MICROSOFT_APP_ONLY_SCOPE)",
     70011: "a scope is wrong or mixes resources (Microsoft Graph and Outlook scopes cannot be "
     "asked for together): FLEETMAIL_TOKEN_MICROSOFT_SCOPES or FLEETMAIL_TOKEN_MICROSOFT_APP_ONLY_SCOPE",
+    700005: "the sign-in and the code's redemption went to different directories: set the "
+    "tenant's identity.directory to the users' own directory (its id or domain), or organizations",
+    50059: "app-only sending needs a directory, not organizations or common: set the tenant's "
+    "identity.directory (or FLEETMAIL_TOKEN_MICROSOFT_DIRECTORY) to the directory's id or domain",
+    1002012: "client credentials take one scope ending in /.default: "
+    "FLEETMAIL_TOKEN_MICROSOFT_APP_ONLY_SCOPE=https://outlook.office365.com/.default",
 }
 """What an administrator does when Entra refuses for one of these codes: no sign-in helps."""
 
@@ -318,3 +324,60 @@ def associated_data(principal: Principal, provider: Provider) -> bytes:
     return "|".join(
         (principal.tenant_id, provider.value, principal.address.casefold(), principal.kind.value)
     ).encode()
+
+
+ADMINISTRATOR_CHANGED = "administrator_address_changed"
+"""The error of an administrator grant whose tenant now names another administrator address."""
+
+PROVIDER_CHANGED = "provider_changed"
+"""The error of a grant whose tenant now sends through the other provider."""
+
+PROVIDER_NAMES = {Provider.MICROSOFT: "Microsoft", Provider.GOOGLE: "Google"}
+
+
+def settings_drift(
+    principal: Principal,
+    provider: Provider,
+    administrator_address: str | None,
+    tenant_provider: Provider,
+) -> tuple[str, str] | None:
+    """Why a grant no longer fits its tenant's settings, as (error, detail), or None.
+
+    The administrator's grant is the mailbox of the address it was acquired for: once the
+    tenant names another administrator address, sending with it would authenticate the old
+    mailbox (and the SMTP server would refuse the new From with 535 at best). A grant of one
+    provider is no good for the other. Neither is fixed by a refresh: only a new sign-in."""
+    if principal.kind == "administrator":
+        if administrator_address is None:
+            return ADMINISTRATOR_CHANGED, (
+                f"the administrator address {principal.address} was removed from the tenant's "
+                "settings: set it and Acquire the administrator token again"
+            )
+        if administrator_address.casefold() != principal.address.casefold():
+            return ADMINISTRATOR_CHANGED, (
+                f"the administrator address changed from {principal.address} to "
+                f"{administrator_address}: Acquire the administrator token again"
+            )
+    if provider is not tenant_provider:
+        again = (
+            "Acquire the administrator token again"
+            if principal.kind == "administrator"
+            else f"{principal.address} signs in again at the device"
+        )
+        return PROVIDER_CHANGED, (
+            f"the OAuth 2.0 provider changed from {PROVIDER_NAMES[provider]} to "
+            f"{PROVIDER_NAMES[tenant_provider]} since {principal.address} signed in: {again}"
+        )
+    return None
+
+
+def last_active(acquired_at: datetime, last_used_at: datetime | None) -> datetime:
+    """When a person last did something with a grant: signed in, or sent with it. A
+    keep-alive refresh is not a use."""
+    return max(acquired_at, last_used_at) if last_used_at is not None else acquired_at
+
+
+def user_grant_lapsed(active_at: datetime, now: datetime, idle_days: float) -> bool:
+    """A login user's grant unused for the tenant's window is deleted rather than kept alive:
+    a device stores a user's token only as long as it is used."""
+    return now - active_at >= timedelta(days=idle_days)

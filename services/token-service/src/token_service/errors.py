@@ -5,7 +5,9 @@ TokenServiceError
 │   ├── ProviderUnavailable        the identity provider failed or throttles (retry_after_s)
 │   │   ├── RefreshContended       another replica held the grant's lease for too long
 │   │   └── UnreadableReply        the answer was not an OAuth reply (an HTML page, not JSON…)
-│   └── StoreUnavailable           MongoDB could not be reached
+│   ├── StoreUnavailable           MongoDB could not be reached
+│   └── SettingsChanging           the caller and token-service see different tenant settings
+│                                  (an administrator address just changed): ask again shortly
 └── PermanentError                 the same request fails again until someone acts
     ├── NoGrant                    no grant exists for this principal: acquire one
     ├── ReauthorizationRequired    the provider refused the grant for good: sign in again
@@ -41,6 +43,12 @@ class TransientError(TokenServiceError):
 
 class ProviderUnavailable(TransientError):
     pass
+
+
+class SettingsChanging(TransientError):
+    """The request names another administrator address than the grant's, while the tenant's
+    settings as token-service sees them agree with the grant: a change is on its way to one
+    side or the other. No token of the other mailbox is handed out meanwhile."""
 
 
 class RefreshContended(ProviderUnavailable):

@@ -156,11 +156,21 @@ async def set_credentials(
     return view
 
 
+def event_users(event: dict[str, Any]) -> list[str]:
+    """The users a device event names: the one logged in, and (an auto reset) every user whose
+    session was on the device."""
+    named = [event.get("user")]
+    sessions = event.get("session_users")
+    if isinstance(sessions, list | tuple):
+        named.extend(sessions)
+    return [u for u in named if isinstance(u, str)]
+
+
 async def device_event(service: TokenService, event: dict[str, Any]) -> None:
-    """Auto Delete reacts to any device event that names a tenant and a user. A permanent
+    """Auto Delete reacts to any device event that names a tenant and users. A permanent
     failure is logged and the event acknowledged; a transient one raises, so it comes again."""
     tenant_id = str(event.get("tenant_id") or "")
     try:
-        await service.deletion.on_device_event(tenant_id, str(event.get("kind") or ""), event.get("user"))
+        await service.deletion.on_device_event(tenant_id, str(event.get("kind") or ""), event_users(event))
     except PermanentError as exc:
         log.warning("Auto Delete for tenant %s gave up: %s", tenant_id, exc)

@@ -1,12 +1,17 @@
-"""Keep-alive: a grant idle for `keepalive_idle_s` is redeemed, so the provider's inactivity
-limit (Microsoft: 90 days) never applies; a death nothing can prevent (Google's testing
-mode) is announced once, `expiring_horizon_s` ahead; a grant whose tenant now names another
-authority or client than the grant was signed in with, or whose address is not in the
-tenant's mail domains (a grant taken before the rule, or a domain that left the list), is
-marked as needing a new sign-in, without a call (so an administrator hears of it within one
-sweep, not at the grant's next refresh). A grant stored without its authority is stamped
-with its tenant's current one first (a one-time migration, `Refresher.stamp_legacy`). Idempotent, and safe on every replica at once: the redemption
-happens under the grant's lease."""
+"""Keep-alive: the administrator's grant, and each login user's used within the tenant's
+`user_token_idle_days` (90 by default), is kept alive; a user's grant left unused longer
+lapses: it is deleted (event `deleted`, reason `idle`), as a device forgets the token of a
+user who no longer uses it. A grant idle for `keepalive_idle_s` is redeemed, so the
+provider's inactivity limit (Microsoft: 90 days) never applies; a death nothing can
+prevent (Google's testing mode) is announced once, `expiring_horizon_s` ahead; a grant
+whose tenant now names another authority or client than the grant was signed in with, or
+whose address is not in the tenant's mail domains (a grant taken before the rule, or a
+domain that left the list), or that no longer fits the tenant's administrator address or
+provider (`drift.py`), is marked as needing a new sign-in, without a call (so an
+administrator hears of it within one sweep, not at the grant's next refresh). A grant stored without its authority is stamped
+with its tenant's current one first (a one-time migration, `Refresher.stamp_legacy`).
+Idempotent, and safe on every replica at once: the redemption happens under the grant's
+lease, the lapse deletes only a grant still idle."""
 
 from __future__ import annotations
 
@@ -16,14 +21,17 @@ from datetime import timedelta
 
 from fleetmail_contracts.tokens import AcquisitionFlow, Principal, TokenExpiring
 
-from .app_only import AppOnlyGrants, outside_tenant
+from .app_only import outside_tenant
+from .deletion import Deletion
 from .domain import (
     IDENTITY_CHANGED,
     OUTSIDE_MAIL_DOMAINS,
     expiring_soon,
     grant_bound_to,
     keepalive_due,
+    user_grant_lapsed,
 )
+from .drift import Drift
 from .errors import ReauthorizationRequired, TokenServiceError
 from .ports import Clock, EventPublisher, GrantStore, IdentityProvider, TenantReader
 from .refresh import Refresher
@@ -37,7 +45,8 @@ class KeepAlive:
         self,
         settings: TokenSettings,
         grants: GrantStore,
-        live: AppOnlyGrants,
+        drift: Drift,
+        deletion: Deletion,
         refresher: Refresher,
         events: EventPublisher,
         clock: Clock,
@@ -48,7 +57,9 @@ class KeepAlive:
         self.identity = identity
         self.tenants = tenants
         self.grants = grants
-        self.live = live
+        self.drift = drift
+        self.live = drift.live
+        self.deletion = deletion
         self.refresher = refresher
         self.events = events
         self.clock = clock
@@ -58,7 +69,9 @@ class KeepAlive:
         self.lease_ttl = timedelta(seconds=settings.lease_ttl_s)
 
     async def sweep(self) -> None:
-        """Redeem idle grants; announce deaths that cannot be prevented."""
+        """Let unused user grants lapse; redeem idle grants; announce deaths that cannot be
+        prevented."""
+        await self._lapse()
         for principal in await self.grants.active_principals():
             try:
                 await self._sweep_one(principal)
@@ -70,11 +83,26 @@ class KeepAlive:
                     exc,
                 )
 
+    async def _lapse(self) -> None:
+        """Delete the login users' grants unused for their tenant's window, whatever their
+        status (a dead one is as useless as an unused one)."""
+        now = self.clock()
+        for principal, active_at in await self.grants.user_activity():
+            try:
+                tenant = await self.tenants.get(principal.tenant_id)
+                if user_grant_lapsed(active_at, now, tenant.user_token_idle_days):
+                    cutoff = now - timedelta(days=tenant.user_token_idle_days)
+                    await self.deletion.lapse(principal, cutoff)
+            except TokenServiceError as exc:
+                log.warning("the lapse check skipped a user grant of tenant %s: %s", principal.tenant_id, exc)
+
     async def _sweep_one(self, principal: Principal) -> None:
         grant = await self.live.live_grant(principal)
         app_only = grant.flow is AcquisitionFlow.APP_ONLY  # nothing to keep alive
+        tenant = await self.tenants.get(principal.tenant_id)
+        if not await self.drift.settle(grant, tenant):
+            return  # an app-only grant for old settings, dropped
         if not app_only:
-            tenant = await self.tenants.get(principal.tenant_id)
             if not tenant.accepts_sign_in(principal.address):
                 await self.refresher.mark_dead(
                     grant,

@@ -38,6 +38,8 @@ class StoredGrant:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     expiring_announced_at: datetime | None = None
+    status_detail: str | None = None
+    """Why the grant needs a new sign-in, when it does (shown with its status)."""
 
     def view(self) -> GrantView:
         return GrantView(
@@ -50,6 +52,7 @@ class StoredGrant:
             last_refreshed_at=self.last_refreshed_at,
             last_used_at=self.last_used_at,
             predicted_death_at=self.predicted_death_at,
+            status_detail=self.status_detail if self.status is not GrantStatus.ACTIVE else None,
         )
 
     def __repr__(self) -> str:
@@ -118,13 +121,22 @@ class CachedToken:
     expires_at: datetime
     issued_at: datetime | None = None
     provider: Provider = Provider.MICROSOFT
+    address: str | None = None
+    """The mailbox the token is for (an administrator grant keeps its id when the tenant's
+    administrator address changes: the token must not then be handed out for the new one)."""
 
     @classmethod
     def of(cls, grant: StoredGrant) -> CachedToken | None:
         if grant.access_token is None or grant.access_expires_at is None:
             return None
-        return cls(grant.access_token, grant.access_expires_at, grant.access_issued_at, grant.provider)
+        return cls(
+            grant.access_token,
+            grant.access_expires_at,
+            grant.access_issued_at,
+            grant.provider,
+            grant.principal.address,
+        )
 
     @classmethod
-    def issued(cls, issued: IssuedToken, provider: Provider) -> CachedToken:
-        return cls(issued.access_token, issued.expires_at, issued.issued_at, provider)
+    def issued(cls, issued: IssuedToken, provider: Provider, address: str | None = None) -> CachedToken:
+        return cls(issued.access_token, issued.expires_at, issued.issued_at, provider, address)

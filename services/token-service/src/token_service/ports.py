@@ -65,8 +65,28 @@ class GrantStore(Protocol):
         """Store a refresh if the record is still at `grant.version` (and release the lease);
         False, writing nothing, when another writer got there first."""
 
-    async def set_status(self, principal: Principal, status: GrantStatus, owner: str | None = None) -> None:
-        """A grant that is no longer active loses its access token; `owner` releases the lease."""
+    async def set_status(
+        self,
+        principal: Principal,
+        status: GrantStatus,
+        owner: str | None = None,
+        *,
+        detail: str | None = None,
+        version: int | None = None,
+    ) -> bool:
+        """A grant that is no longer active loses its access token and keeps `detail` (why);
+        `owner` releases the lease; with `version`, only a record still at that version is
+        changed. False when nothing was changed."""
+
+    async def record_use(self, principal: Principal, now: datetime) -> None:
+        """Someone sent with the grant at `now` (kept as its `last_used_at`, never moved back)."""
+
+    async def delete_idle(self, principal: Principal, active_before: datetime) -> bool:
+        """Delete a grant nobody signed in to or sent with after `active_before`; False when
+        there was none, or it was used meanwhile."""
+
+    async def user_activity(self) -> list[tuple[Principal, datetime]]:
+        """Every user grant (any status) and when it was last active (signed in or used)."""
 
     async def stamp_issuer(self, principal: Principal, authority: str, client_id: str) -> bool:
         """Migration: give a grant stored without an authority this authority, and this client

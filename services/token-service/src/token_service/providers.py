@@ -17,6 +17,9 @@ A tenant may name its own app and endpoints, within limits:
 - a refresh token goes back only to the authority and client it was issued by (stored with
   the grant): when the tenant's identity settings changed since, the grant needs a new
   sign-in instead (`ReauthorizationRequired`), and nothing is sent.
+
+Every call goes through the tenant's proxy (`proxy_url`), else the service's
+(`FLEETMAIL_TOKEN_PROXY_URL`), else none (`proxy_of`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from fleetmail_runtime.identity_endpoints import (
 
 from .adapters.credentials import SERVICE_ACCOUNT_SETTING, CredentialStore
 from .adapters.google import GoogleApp, GoogleIdentity
+from .adapters.http import SERVICE_PROXY_SETTING, TENANT_PROXY_SETTING, Proxy
 from .adapters.microsoft import MicrosoftApp, MicrosoftIdentity
 from .domain import IDENTITY_CHANGED, grant_bound_to, scopes_not_granted
 from .errors import ConfigurationError, ReauthorizationRequired, ScopeNotGranted
@@ -103,7 +107,7 @@ class Providers:
             return Redeemed(result, app.authority, app.client_id)
         info = await self.google_service_account(tenant)
         result = await self.google.service_account_token(
-            info, principal.address, list(self.settings.google_app_only_scopes), tenant.proxy_url
+            info, principal.address, list(self.settings.google_app_only_scopes), self.proxy_of(tenant)
         )
         return Redeemed(result, str(info["token_uri"]), info.get("client_id"))
 
@@ -157,6 +161,14 @@ class Providers:
         # Microsoft has no endpoint that revokes one refresh token; Google has.
         if grant.provider is Provider.GOOGLE and grant.refresh_token is not None:
             await self.google.revoke(await self.google_app(tenant), grant.refresh_token)
+
+    def proxy_of(self, tenant: TenantSettings) -> Proxy | None:
+        """The proxy the tenant's provider calls go through: its own wins over the service's."""
+        if tenant.proxy_url:
+            return Proxy.checked(tenant.proxy_url, TENANT_PROXY_SETTING)
+        if self.settings.proxy_url is not None:
+            return Proxy.checked(self.settings.proxy_url.get_secret_value(), SERVICE_PROXY_SETTING)
+        return None
 
     def _allowed(self, tenant: TenantSettings, setting: str, url: str, *, host_only: bool = False) -> str:
         """A tenant-named endpoint, if the operator's allowlist has it; else a ConfigurationError."""
@@ -215,7 +227,7 @@ class Providers:
             authority=f"{host}/{directory}",
             client_id=client_id,
             client_secret=secret,
-            proxy_url=tenant.proxy_url,
+            proxy=self.proxy_of(tenant),
         )
 
     async def google_app(self, tenant: TenantSettings) -> GoogleApp:
@@ -246,7 +258,7 @@ class Providers:
             auth_uri=settings.google_auth_uri,
             token_uri=token_uri,
             revoke_uri=settings.google_revoke_uri,
-            proxy_url=tenant.proxy_url,
+            proxy=self.proxy_of(tenant),
         )
 
     async def google_service_account(self, tenant: TenantSettings) -> dict[str, Any]:

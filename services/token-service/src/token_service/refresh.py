@@ -136,7 +136,7 @@ class Refresher:
             log.warning("grant %s changed while refreshing; the newer record wins", grant_id(principal))
             await self.grants.release_lease(principal, self.owner)
             return await self._newer(principal)
-        token = CachedToken.issued(issued, grant.provider)
+        token = CachedToken.issued(issued, grant.provider, principal.address)
         self.memory.remember(principal, token)
         # Each event its own id: the events stream drops a message whose id it has seen.
         base = {"principal": principal, "provider": grant.provider, "occurred_at": now}
@@ -177,11 +177,23 @@ class Refresher:
             )
         )
 
-    async def mark_dead(self, grant: StoredGrant, exc: ReauthorizationRequired) -> None:
-        """The grant needs a new sign-in: said once, with why, to whoever alerts on it."""
+    async def mark_dead(
+        self, grant: StoredGrant, exc: ReauthorizationRequired, *, if_unchanged: bool = False
+    ) -> bool:
+        """The grant needs a new sign-in: said once, with why, to whoever alerts on it.
+        `if_unchanged`: only if the record is still the one read (a decision taken on a read
+        grant, which a new sign-in meanwhile must not lose); False when it was not."""
         self.memory.forget(grant.principal)
         self.memory.stop_failing(grant.principal)
-        await self.grants.set_status(grant.principal, GrantStatus.REAUTHORIZATION_REQUIRED, self.owner)
+        marked = await self.grants.set_status(
+            grant.principal,
+            GrantStatus.REAUTHORIZATION_REQUIRED,
+            None if if_unchanged else self.owner,
+            detail=str(exc),
+            version=grant.version if if_unchanged else None,
+        )
+        if if_unchanged and not marked:
+            return False
         await self.events.publish(
             TokenReauthorizationRequired(
                 event_id=uuid.uuid4().hex,
@@ -193,3 +205,4 @@ class Refresher:
                 detail=str(exc),
             )
         )
+        return True

@@ -11,7 +11,8 @@ replica's memory of tokens and its lease-owner name.
 | redeeming under the lease, compare-and-set | `refresh.py` |
 | app-only grants, the grant a request finds | `app_only.py` |
 | keep-alive sweep, expiry announcements | `keepalive.py` |
-| deletion, Auto Delete | `deletion.py` |
+| deletion, Auto Delete, idle user grants' lapse | `deletion.py` |
+| grants that no longer fit the tenant's settings | `drift.py` |
 | acquisition: authorization code, app-only | `acquisition.py` |
 | acquisition: device code, takeover | `device_code.py` |
 """
@@ -29,6 +30,7 @@ from .acquisition import Acquirer
 from .app_only import AppOnlyGrants
 from .deletion import Deletion
 from .device_code import DeviceCodes
+from .drift import Drift
 from .keepalive import KeepAlive
 from .memory import TokenMemory
 from .model import StoredGrant
@@ -76,13 +78,23 @@ class TokenService:
         self.refresher = Refresher(
             settings, grants, tenants, identity, events, self.memory, clock, self.owner
         )
+        self.drift = Drift(grants, tenants, self.app_only, self.refresher, self.memory)
         self.access = AccessTokens(
-            settings, grants, self.app_only, self.refresher, self.memory, clock, sleeper, self.owner
-        )
-        self.keepalive = KeepAlive(
-            settings, grants, self.app_only, self.refresher, events, clock, self.owner, identity, tenants
+            settings, grants, self.drift, self.refresher, self.memory, clock, sleeper, self.owner
         )
         self.deletion = Deletion(grants, tenants, identity, events, self.memory, clock)
+        self.keepalive = KeepAlive(
+            settings,
+            grants,
+            self.drift,
+            self.deletion,
+            self.refresher,
+            events,
+            clock,
+            self.owner,
+            identity,
+            tenants,
+        )
         signed_in = SignedIn(grants, tenants, events, self.memory, clock, settings.microsoft_directory)
         self.device_codes = DeviceCodes(
             settings, identity, acquisitions, tenants, signed_in, clock, sleeper, self.owner

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fleetmail_runtime.settings import CommonSettings, settings_config
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings
+
+from .adapters.http import SERVICE_PROXY_SETTING, proxy_form_refusal
 
 
 class TokenSettings(BaseSettings):
-    model_config = settings_config("FLEETMAIL_TOKEN_")
+    # A refused value is never echoed: the proxy URL and the secrets may carry credentials.
+    model_config = settings_config("FLEETMAIL_TOKEN_") | {"hide_input_in_errors": True}
 
     common: CommonSettings = Field(default_factory=CommonSettings)
     database: str = Field(default="fleetmail_tokens", description="MongoDB database of token-service")
@@ -55,11 +59,22 @@ class TokenSettings(BaseSettings):
         default=600, ge=0, description="Refresh when less than this remains (Exchange HVE: 10 min)"
     )
     http_timeout_s: float = Field(default=10, gt=0)
+    proxy_url: SecretStr | None = Field(
+        default=None,
+        description="Proxy (http[s]://[user:password@]host:port) for every call to the identity "
+        "providers of tenants without a proxy_url of their own; none: direct",
+    )
     keepalive_interval_s: float = Field(default=3600, gt=0, description="How often the keep-alive sweep runs")
     keepalive_idle_s: float = Field(
         default=14 * 24 * 3600,
         gt=0,
         description="Redeem grants idle longer than this (Microsoft kills them after 90 idle days)",
+    )
+    use_record_interval_s: float = Field(
+        default=3600,
+        gt=0,
+        description="A login user's use of their token is written at most this often per replica "
+        "(their idle window, the tenant's user_token_idle_days, counts from it)",
     )
     expiring_horizon_s: float = Field(
         default=14 * 24 * 3600, gt=0, description="Announce a grant's unpreventable death this early"
@@ -73,3 +88,17 @@ class TokenSettings(BaseSettings):
         default=False,
         description="Tests only: exit between the provider's answer and the write",
     )
+
+    @model_validator(mode="after")
+    def _proxy_allowed(self) -> TokenSettings:
+        """A malformed service proxy, or one the outbound rule refuses by its very address,
+        stops the service at start rather than failing every sign-in and refresh."""
+        if self.proxy_url is None:
+            return self
+        url = self.proxy_url.get_secret_value()
+        why = proxy_form_refusal(url)
+        if why is None:
+            why = self.common.outbound_policy().refusal_of_host(urlsplit(url.strip()).hostname or "")
+        if why is not None:
+            raise ValueError(f"{SERVICE_PROXY_SETTING} is refused: {why}")
+        return self

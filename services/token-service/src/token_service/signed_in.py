@@ -77,7 +77,7 @@ class SignedIn:
         await self.grants.replace(
             principal, provider, issued, result.scopes, flow, redeemed.authority, redeemed.client_id, death
         )
-        self.memory.remember(principal, CachedToken.issued(issued, provider))
+        self.memory.remember(principal, CachedToken.issued(issued, provider, principal.address))
         await self.events.publish(
             TokenAcquired(
                 event_id=uuid.uuid4().hex,

@@ -25,6 +25,12 @@ REFRESHES = meter.create_counter(
     unit="{call}",
     description="Calls to a provider's token endpoint, by provider, flow and result",
 )
+GRANTS_DELETED = meter.create_counter(
+    "fleetmail.token.grants_deleted",
+    unit="{grant}",
+    description="Grants deleted, by principal kind and reason (requested, user_logged_out, "
+    "auto_reset, idle: a login user's token unused for the tenant's user_token_idle_days)",
+)
 
 
 class GrantGauges:

@@ -102,6 +102,7 @@ class MongoStore:
         now: datetime,
         allow_cidrs: list[str] | None = None,
         smtp_function: str | None = None,
+        smtp_rules: list[dict[str, Any]] | None = None,
     ) -> None:
         """Device ids are the tenant's own: a new device is stored under `<tenant>/<device>`
         (a device id holds no `/`, so it never meets a device stored before, under its id)."""
@@ -112,6 +113,7 @@ class MongoStore:
             "created_at": now,
             "allow_cidrs": allow_cidrs or [],
             "smtp_function": smtp_function,
+            "smtp_rules": smtp_rules or [],
         }
         where = {"tenant_id": tenant_id, "device_id": device_id}
         try:
@@ -139,6 +141,16 @@ class MongoStore:
                 {"tenant_id": tenant_id, "device_id": device_id}, {"$set": dict(changes)}
             )
         return await self.device(tenant_id, device_id)
+
+    async def add_session_user(self, tenant_id: str, device_id: str, user: str) -> None:
+        await self.devices.update_one(
+            {"tenant_id": tenant_id, "device_id": device_id}, {"$addToSet": {"session_users": user}}
+        )
+
+    async def remove_session_users(self, tenant_id: str, device_id: str, users: Sequence[str]) -> None:
+        await self.devices.update_one(
+            {"tenant_id": tenant_id, "device_id": device_id}, {"$pullAll": {"session_users": list(users)}}
+        )
 
     async def list_devices(self, tenant_id: str) -> list[dict[str, Any]]:
         cursor = self.devices.find({"tenant_id": tenant_id}, {"secret_hash": 0}).sort("device_id", 1)

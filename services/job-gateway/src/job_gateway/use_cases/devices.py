@@ -19,10 +19,10 @@ from fleetmail_contracts.tenants import TenantSettings
 
 from ..allowlists import AllowlistIndex, AllowlistPolicy, check_ranges, check_unclaimed
 from ..credentials import hash_matches, keyed_hash, new_device_secret
-from ..domain import Device, DeviceLogin, check_machine_address
+from ..domain import Device, DeviceLogin, check_machine_address, device_attention
 from ..errors import DeviceNotFound, DeviceUnauthorized
 from ..ports import DeviceStore
-from ..schemas import DeviceChange, DeviceCredentials, DeviceRegistration, DeviceView
+from ..schemas import DeviceChange, DeviceCredentials, DeviceRegistration, DeviceView, SmtpRule
 
 log = logging.getLogger("job-gateway.devices")
 
@@ -72,8 +72,13 @@ class DeviceDirectory:
     @staticmethod
     def _login(document: dict[str, Any], by: str) -> DeviceLogin:
         function = JobFunction(document.get("smtp_function") or JobFunction.SCAN_TO_EMAIL.value)
-        device = Device(document["device_id"], document["tenant_id"], document.get("machine_address"))
-        return DeviceLogin(device, function, by)
+        # The address index is built now and then: its view of the sessions would be stale.
+        sessions = frozenset(document.get("session_users") or ()) if by == "auth" else None
+        device = Device(
+            document["device_id"], document["tenant_id"], document.get("machine_address"), sessions
+        )
+        rules = tuple(SmtpRule.model_validate(rule) for rule in document.get("smtp_rules") or ())
+        return DeviceLogin(device, function, by, rules)
 
     async def authenticate(self, device_id: str, secret: str) -> DeviceLogin:
         """The device, if it exists, is enabled and the secret is its own. Device ids are per
@@ -108,12 +113,35 @@ class DeviceDirectory:
             self.clock(),
             registration.allow_cidrs,
             registration.smtp_function.value,
+            [rule.model_dump(mode="json", exclude_none=True) for rule in registration.smtp_rules],
         )
         await self.reload()
         return DeviceCredentials(device_id=registration.device_id, tenant_id=tenant_id, secret=secret)
 
-    async def in_tenant(self, tenant_id: str) -> list[DeviceView]:
-        return [DeviceView.of(d) for d in await self.store.list_devices(tenant_id)]
+    async def in_tenant(self, tenant: TenantSettings) -> list[DeviceView]:
+        """The tenant's devices, each with what needs an administrator's attention."""
+        return [
+            DeviceView.of(d, device_attention(tenant, d.get("machine_address")))
+            for d in await self.store.list_devices(tenant.tenant_id)
+        ]
+
+    async def note_session(self, device: Device, user: str) -> None:
+        """A user's sign-in or job came from this device: Auto Delete at its auto reset
+        deletes their token. Written once per user between resets."""
+        key = user.casefold()
+        if device.session_users is not None and key in device.session_users:
+            return
+        await self.store.add_session_user(device.tenant_id, device.device_id, key)
+
+    async def session_users(self, device: Device) -> list[str]:
+        """The users whose sessions were on the device since its last auto reset."""
+        document = await self.store.device(device.tenant_id, device.device_id)
+        return list(document.get("session_users") or ()) if document is not None else []
+
+    async def end_sessions(self, device: Device, users: list[str]) -> None:
+        await self.store.remove_session_users(
+            device.tenant_id, device.device_id, [u.casefold() for u in users]
+        )
 
     async def _of_tenant(self, tenant_id: str, device_id: str) -> dict[str, Any]:
         document = await self.store.device(tenant_id, device_id)
@@ -122,11 +150,16 @@ class DeviceDirectory:
         return document
 
     async def change(self, tenant: TenantSettings, device_id: str, change: DeviceChange) -> DeviceView:
-        """Disable or enable a device, set its Internet Fax machine address, its SMTP allowlist."""
+        """Disable or enable a device, set its Internet Fax machine address, its SMTP allowlist,
+        function and rules."""
         await self._of_tenant(tenant.tenant_id, device_id)
         changes = change.model_dump(exclude_none=True)
         if change.smtp_function is not None:
             changes["smtp_function"] = change.smtp_function.value
+        if change.smtp_rules is not None:
+            changes["smtp_rules"] = [
+                rule.model_dump(mode="json", exclude_none=True) for rule in change.smtp_rules
+            ]
         if change.machine_address is not None:
             check_machine_address(tenant, change.machine_address)
         if change.allow_cidrs:
@@ -135,7 +168,7 @@ class DeviceDirectory:
         if document is None:  # removed meanwhile
             raise DeviceNotFound(f"no device {device_id!r} in {tenant.tenant_id!r}")
         await self.reload()
-        return DeviceView.of(document)
+        return DeviceView.of(document, device_attention(tenant, document.get("machine_address")))
 
     async def rotate_secret(self, tenant_id: str, device_id: str) -> DeviceCredentials:
         """A new secret for the device; the old one stops working at once."""

@@ -52,6 +52,7 @@ from ..schemas import JobAccepted, JobSubmission, summarise
 from ..settings import GatewaySettings
 from ..submission_limits import BytesInFlight, Hold, check_attachment_count, check_submission_size
 from ..telemetry import JOBS_RECEIVED, JOBS_REFUSED
+from .devices import DeviceDirectory
 from .tsi_routing import TsiRouting
 
 log = logging.getLogger("job-gateway")
@@ -99,9 +100,11 @@ class JobIntake:
         limiter: RateLimiter | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tsi_routing: TsiRouting | None = None,
+        sessions: DeviceDirectory | None = None,
     ) -> None:
         """`tsi_routing`: the tenants' TSI routing tables (None: TSI Routing jobs must name
-        their recipients)."""
+        their recipients). `sessions`: where a login user's job is noted as a session on its
+        device, for Auto Delete at the device's auto reset (None: not noted)."""
         self.settings = settings
         self.jobs = jobs
         self.attachments = attachments
@@ -110,6 +113,7 @@ class JobIntake:
         self.limiter = limiter or RateLimiter(settings.device_rate_per_s, settings.device_rate_burst)
         self.clock = clock
         self.tsi_routing = tsi_routing
+        self.sessions = sessions
         self.in_flight = BytesInFlight(settings.tenant_bytes_in_flight, settings.device_share)
 
     async def submit(
@@ -136,6 +140,8 @@ class JobIntake:
         except GatewayError as error:
             JOBS_REFUSED.add(1, {"reason": error.code, "channel": channel})
             raise
+        if submission.login_user and self.sessions is not None:
+            await self._note_session(device, submission.login_user)
         # Operators find a job's trace by its id.
         trace.get_current_span().set_attribute("fleetmail.job_id", accepted.delivery_id)
         if not accepted.duplicate:
@@ -149,6 +155,15 @@ class JobIntake:
                 },
             )
         return accepted
+
+    async def _note_session(self, device: Device, user: str) -> None:
+        """The job is taken in whatever happens here: a session not noted costs only its
+        Auto Delete at the next auto reset."""
+        assert self.sessions is not None
+        try:
+            await self.sessions.note_session(device, user)
+        except Exception:
+            log.exception("could not note %s's session on device %s", device.tenant_id, device.device_id)
 
     async def _submit(
         self,

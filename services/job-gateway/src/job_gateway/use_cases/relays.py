@@ -40,6 +40,7 @@ from fleetmail_contracts.tokens import (
     ACQUISITION_STATUS_SUBJECT,
     COMPLETE_AUTHORIZATION_SUBJECT,
     DELETE_GRANT_SUBJECT,
+    DELETE_USER_GRANTS_SUBJECT,
     GRANT_STATUS_SUBJECT,
     START_ACQUISITION_SUBJECT,
     AcquisitionFlow,
@@ -49,6 +50,8 @@ from fleetmail_contracts.tokens import (
     CompleteAuthorization,
     DeleteGrant,
     DeleteGrantReply,
+    DeleteUserGrants,
+    DeleteUserGrantsReply,
     GrantStatusReply,
     GrantStatusRequest,
     Principal,
@@ -75,6 +78,7 @@ from ..errors import (
 from ..ports import Publisher, Requester
 from ..schemas import CredentialsInput, DeviceReport
 from ..settings import GatewaySettings
+from .devices import DeviceDirectory
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -187,6 +191,12 @@ class TokenRelay:
         request = DeleteGrant(principal=principal, reason="requested")
         return await self._ask(request, DELETE_GRANT_SUBJECT, DeleteGrantReply)
 
+    async def delete_user_grants(self, tenant_id: str) -> DeleteUserGrantsReply:
+        """[Delete] of Refresh Tokens (User) for every login user of the tenant at once (the
+        administrator's token stays): each signs in again at the device next time."""
+        request = DeleteUserGrants(tenant_id=tenant_id)
+        return await self._ask(request, DELETE_USER_GRANTS_SUBJECT, DeleteUserGrantsReply)
+
 
 class AlertRelay:
     """The notifier's alerts, as administrators and devices see them."""
@@ -225,16 +235,21 @@ class DeviceEvents:
         self,
         publisher: Publisher,
         settings: GatewaySettings,
+        sessions: DeviceDirectory,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.publisher = publisher
         self.timeout_s = settings.publish_timeout_s
+        self.sessions = sessions
         self.clock = clock
 
     async def report(self, device: Device, report: DeviceReport) -> str:
-        """Publish the device's event; its id."""
+        """Publish the device's event; its id. An auto reset names every user whose session
+        was on the device since its last one (their sign-ins and jobs from it); once it is
+        published, those sessions are over, as a logout ends its user's."""
         event_id = uuid.uuid4().hex
         event: DeviceEventBase
+        ended: list[str] = [report.user] if report.user else []
         if report.kind == "user_logged_out":
             if report.user is None:
                 raise UserRequired("a logout names the user who logged out")
@@ -246,12 +261,15 @@ class DeviceEvents:
                 user=report.user,
             )
         else:
+            sessions = await self.sessions.session_users(device)
+            ended += sessions
             event = AutoResetTriggered(
                 event_id=event_id,
                 tenant_id=device.tenant_id,
                 device_id=device.device_id,
                 occurred_at=self.clock(),
                 user=report.user,
+                session_users=tuple(sessions),
             )
         try:
             await self.publisher.publish(
@@ -263,4 +281,7 @@ class DeviceEvents:
             )
         except BusUnavailable as exc:
             raise EventBusUnavailable("report the event again") from exc
+        if ended:
+            # Only the sessions named: a user whose job came in meanwhile stays noted.
+            await self.sessions.end_sessions(device, ended)
         return event.event_id

@@ -14,7 +14,8 @@ when they are a loopback, link-local, private or other special-purpose address t
 does not allow (`FLEETMAIL_OUTBOUND_ALLOWED_RANGES`), written as a literal or as a name that
 is special by definition (`localhost`); names are resolved and checked again by the service
 that connects, every time it does. Alert recipients must each be one plain address
-(`user@example.com`): no display name, no list, no line break (422 otherwise).
+(`user@example.com`): no display name, no list, no line break (422 otherwise). OAuth 2.0 is
+turned on only with the administrator's e-mail address set, as on the device (422 otherwise).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from fleetmail_runtime.identity_endpoints import (
 )
 from fleetmail_runtime.outbound import OutboundPolicy
 
-from ..domain import Administrator, Role, as_seen_by, visible_tenants
+from ..domain import Administrator, Role, as_seen_by, redact_url, visible_tenants
 from ..errors import (
+    AdministratorAddressRequired,
     EventBusUnavailable,
     Forbidden,
     IdentityEndpointRefused,
@@ -61,14 +63,19 @@ def check_identity_endpoints(settings: TenantSettings, allowed: tuple[str, ...])
         raise IdentityEndpointRefused("; ".join(refusals))
 
 
-def url_host_refusal(url: str, policy: OutboundPolicy, schemes: tuple[str, ...]) -> str | None:
+def url_host_refusal(
+    url: str, policy: OutboundPolicy, schemes: tuple[str, ...], shown: str | None = None
+) -> str | None:
+    """Why a URL a tenant names is refused, or None; it is named as `shown` (a proxy URL
+    without its credentials), else as given."""
+    named = repr(shown if shown is not None else url)
     try:
         parts = urlsplit(url.strip())
         parts.port  # noqa: B018 - a port that is not a number raises here
     except ValueError:
-        return f"{url!r} is not a URL"
+        return f"{named} is not a URL (or its port is not a number)"
     if parts.scheme.lower() not in schemes or not parts.hostname:
-        return f"{url!r} is not an absolute {' or '.join(schemes)} URL"
+        return f"{named} is not an absolute {' or '.join(schemes)} URL"
     return policy.refusal_of_host(parts.hostname)
 
 
@@ -80,10 +87,22 @@ def check_destinations(settings: TenantSettings, policy: OutboundPolicy) -> None
             refusals.append(f"notifications.webhooks[{index}].url: {why}")
     if settings.smtp is not None and (why := policy.refusal_of_host(settings.smtp.host)) is not None:
         refusals.append(f"smtp.host: {why}")
-    if settings.proxy_url and (why := url_host_refusal(settings.proxy_url, policy, ("http", "https"))):
+    proxy = settings.proxy_url
+    if proxy and (why := url_host_refusal(proxy, policy, ("http", "https"), shown=redact_url(proxy))):
         refusals.append(f"proxy_url: {why}")
     if refusals:
         raise OutboundDestinationRefused("; ".join(refusals))
+
+
+def check_oauth_administrator(settings: TenantSettings) -> None:
+    """OAuth 2.0 sends the administrator functions, and signs in [Acquire], as the
+    administrator's address: on without one, nothing could be sent or acquired."""
+    if settings.oauth_enabled and not (settings.administrator_address or "").strip():
+        raise AdministratorAddressRequired(
+            "OAuth 2.0 cannot be turned on without the administrator's e-mail address: set "
+            "administrator_address (the Microsoft or Google address the administrator signs in "
+            "with) in the same save, or leave oauth_enabled off"
+        )
 
 
 def check_alert_recipients(settings: TenantSettings) -> None:
@@ -144,6 +163,7 @@ class TenantAdministration:
         """Create or replace the tenant's settings; each save is a new revision."""
         if settings.tenant_id != tenant_id:
             raise TenantIdMismatch("the body's tenant_id must match the URL")
+        check_oauth_administrator(settings)
         check_identity_endpoints(settings, self.allowed_origins)
         check_destinations(settings, self.outbound)
         check_alert_recipients(settings)
@@ -173,6 +193,11 @@ class TenantAdministration:
         """Make the KV bucket complete (it is a projection of the tenants collection)."""
         for tenant in await self.store.all_tenants():
             await self.feed.put(tenant)
+
+    async def current(self, tenant_id: str) -> TenantSettings | None:
+        """The tenant's settings as the other services see them: from the bucket's cache,
+        else the database (a tenant this replica has not seen yet); None: no such tenant."""
+        return self.feed.cached(tenant_id) or await self.store.tenant(tenant_id)
 
     def provider_of(self, tenant_id: str) -> str:
         """The tenant's provider as a metric label, without a round trip."""

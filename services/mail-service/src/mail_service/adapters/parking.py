@@ -1,8 +1,12 @@
-"""Jobs parked until their login user signs in (at the device's [OAuth 2.0] screen).
+"""Jobs parked until their login user signs in (at the device's [OAuth 2.0] screen), or
+until the tenant's administrator token is acquired for the first time.
 
 A parked job leaves the work queue and waits in a KV bucket. It goes back to the queue as
-soon as the user's grant exists — told by a token event, or found by the sweep if that
-event was missed — or fails with a clear reason when its deadline passes.
+soon as the grant exists — told by a token event, or found by the sweep if that event was
+missed — or fails with a clear reason when its deadline passes (a login user's and the
+administrator's deadlines are separate settings: a user at the device signs in within
+minutes, an administrator may come the next day). A job waiting for the administrator is
+kept under the tenant, not the address: whichever administrator signs in releases it.
 
 A replica *claims* an entry before it acts: it rewrites the entry at the revision it read, so
 of two replicas only one claims it. The entry is deleted only after the job is back in the
@@ -35,6 +39,11 @@ def user_prefix(tenant_id: str, user: str) -> str:
     return f"{tenant_id}.{hashlib.sha256(user.casefold().encode()).hexdigest()[:24]}."
 
 
+def administrator_prefix(tenant_id: str) -> str:
+    # Not a digest: no user's prefix can be this one.
+    return f"{tenant_id}.administrator."
+
+
 @dataclass(frozen=True)
 class Parked:
     key: str
@@ -46,6 +55,13 @@ class Parked:
     deadline: datetime
     claim: str | None = None
     """The `Nats-Msg-Id` of the job's resumption, set by the first claim."""
+    administrator: bool = False
+    """The job waits for the administrator's token, not for `user` at a device."""
+
+    @property
+    def principal(self) -> Principal:
+        kind = PrincipalKind.ADMINISTRATOR if self.administrator else PrincipalKind.USER
+        return Principal(tenant_id=self.tenant_id, kind=kind, address=self.user)
 
     @property
     def job_id(self) -> str:
@@ -60,11 +76,14 @@ class Parked:
                 "user": self.user,
                 "deadline": self.deadline.isoformat(),
                 "claim": claim,
+                "administrator": self.administrator,
             }
         ).encode()
 
 
-Expired = Callable[[JobBase, JobFunction, str], Awaitable[None]]
+Expired = Callable[[JobBase, JobFunction, str, bool], Awaitable[None]]
+"""Told a parked job's deadline passed: the job, its function, whom it waited for, and
+whether that was the administrator."""
 HasGrant = Callable[[Principal], Awaitable[bool]]
 
 
@@ -77,24 +96,30 @@ class KvParkingLot(DeclaredBucket):
         has_grant: HasGrant,
         clock: Callable[[], datetime],
         bucket: str = streams.PARKED_JOBS_BUCKET,
+        administrator_timeout: timedelta = timedelta(hours=24),
     ) -> None:
         super().__init__(broker, bucket)
         self.timeout = timeout
+        self.administrator_timeout = administrator_timeout
         self.on_expired = on_expired
         self.has_grant = has_grant
         self.clock = clock
 
-    async def park(self, job: JobBase, function: JobFunction, user: str, job_json: bytes) -> datetime:
-        deadline = self.clock() + self.timeout
+    async def park(
+        self, job: JobBase, function: JobFunction, user: str, job_json: bytes, *, administrator: bool = False
+    ) -> datetime:
+        deadline = self.clock() + (self.administrator_timeout if administrator else self.timeout)
         record = {
             "job": job_json.decode(),
             "function": function.value,
             "tenant_id": job.tenant_id,
             "user": user,
             "deadline": deadline.isoformat(),
+            "administrator": administrator,
         }
+        prefix = administrator_prefix(job.tenant_id) if administrator else user_prefix(job.tenant_id, user)
         with bus_errors("the parked jobs bucket cannot be written"):
-            await self.kv.put(user_prefix(job.tenant_id, user) + job.job_id, json.dumps(record).encode())
+            await self.kv.put(prefix + job.job_id, json.dumps(record).encode())
         return deadline
 
     async def _entries(self, prefix: str = "") -> list[Parked]:
@@ -124,6 +149,7 @@ class KvParkingLot(DeclaredBucket):
                         record["user"],
                         datetime.fromisoformat(record["deadline"]),
                         record.get("claim"),
+                        bool(record.get("administrator", False)),
                     )
                 )
             return found
@@ -161,8 +187,15 @@ class KvParkingLot(DeclaredBucket):
 
     async def resume_user(self, tenant_id: str, user: str) -> int:
         """The user signed in: their parked jobs go back to the queue."""
+        return await self._resume_all(user_prefix(tenant_id, user))
+
+    async def resume_administrator(self, tenant_id: str) -> int:
+        """The administrator token was acquired: the jobs that waited for it go back to the queue."""
+        return await self._resume_all(administrator_prefix(tenant_id))
+
+    async def _resume_all(self, prefix: str) -> int:
         resumed = 0
-        for parked in await self._entries(user_prefix(tenant_id, user)):
+        for parked in await self._entries(prefix):
             if await self._resume(parked):
                 resumed += 1
         return resumed
@@ -181,7 +214,7 @@ class KvParkingLot(DeclaredBucket):
                 stream=streams.JOBS_STREAM,
             )
         await self._release(parked, revision)
-        log.info("job %s resumed: its user signed in", parked.job_id)
+        log.info("job %s resumed: %s signed in", parked.job_id, parked.principal.kind.value)
         return True
 
     async def _expire(self, parked: Parked) -> None:
@@ -189,7 +222,7 @@ class KvParkingLot(DeclaredBucket):
         if claimed is None:
             return
         job = job_command_adapter.validate_json(parked.job_json)
-        await self.on_expired(job, parked.function, parked.user)
+        await self.on_expired(job, parked.function, parked.user, parked.administrator)
         await self._release(parked, claimed[1])
 
     async def put_back(
@@ -212,9 +245,7 @@ class KvParkingLot(DeclaredBucket):
             try:
                 if self.clock() >= parked.deadline:
                     await self._expire(parked)
-                elif await self.has_grant(
-                    Principal(tenant_id=parked.tenant_id, kind=PrincipalKind.USER, address=parked.user)
-                ):
+                elif await self.has_grant(parked.principal):
                     await self._resume(parked)
             except BusUnavailable as exc:
                 log.warning("parked job %s not checked this time: %s", parked.key, exc)

@@ -6,7 +6,9 @@
 |-------------------------------------------|-------------------------------------------------|
 | delivered                                 | `Ack(delivered)`: ledger, `sent` event, ack     |
 | a redelivery the ledger already holds     | `AckRedelivery()`: ack, announce nothing        |
-| `AwaitingAuthorization(user)`             | `Park(user)`: `parked` event, ack               |
+| `AwaitingAuthorization(user)`             | `Park(user)`: `parked` event, ack (the job     |
+|                                           | waits for that user's sign-in, or for the       |
+|                                           | administrator's first [Acquire])                |
 | `MustWait` (the mailbox's turn or quota)   | `WaitForMailbox(until)`: `paced` or             |
 |                                           | `waiting_for_quota` event, back to the queue    |
 | transient, attempt < max_deliver          | `Retry(delay)`: `deferred` event, put back      |
@@ -92,6 +94,7 @@ class DeadLetter:
 @dataclass(frozen=True)
 class Park:
     user: str
+    administrator: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ def decide(outcome: Outcome, *, attempt: int, policy: RetryPolicy, jitter: Calla
     if isinstance(outcome, AlreadyDelivered | SentMeanwhile):
         return AckRedelivery()
     if isinstance(outcome, AwaitingAuthorization):
-        return Park(outcome.user)
+        return Park(outcome.user, outcome.administrator)
     if isinstance(outcome, MustWait):
         return WaitForMailbox(outcome.until, outcome.kind, outcome.smtp_reply, outcome.remedy)
     if isinstance(outcome, TransientDeliveryError):
@@ -136,12 +139,31 @@ def give_up(error: DeliveryError) -> DeadLetter:
 
 
 SIGN_IN_REMEDY = "Sign in at the device's OAuth screen, then send the job again."
+ACQUIRE_REMEDY = (
+    "Acquire the administrator's refresh token ([OAuth 2.0] → Refresh Tokens → [Acquire], or "
+    "`fleetmail tokens acquire <tenant>`), then resend the dead letter."
+)
 
 
-def parking_expired(user: str, timeout_s: float) -> DeadLetter:
-    """A parked job whose user did not sign in before its deadline."""
+def parking_expired(user: str, timeout_s: float, *, administrator: bool = False) -> DeadLetter:
+    """A parked job whose user (or administrator) did not sign in before its deadline."""
+    if administrator:
+        return DeadLetter(
+            FailureReason.AUTHORIZATION_TIMEOUT,
+            f"OAuth 2.0 is on and the administrator ({user}) did not sign in within "
+            f"{_duration(timeout_s)}; the job was not sent",
+            ACQUIRE_REMEDY,
+        )
     return DeadLetter(
         FailureReason.AUTHORIZATION_TIMEOUT,
         f"{user} did not sign in within {timeout_s / 60:g} minutes; the job was not sent",
         SIGN_IN_REMEDY,
     )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} hours"
+    if seconds >= 60:
+        return f"{seconds / 60:g} minutes"
+    return f"{seconds:g} seconds"

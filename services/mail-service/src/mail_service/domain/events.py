@@ -84,8 +84,12 @@ class JobRef:
             smtp_reply=failure.smtp_reply,
         )
 
-    def parked(self, now: datetime, user: str, resume_deadline: datetime) -> MailParked:
-        return MailParked(**self._common(now), user=user, resume_deadline=resume_deadline)
+    def parked(
+        self, now: datetime, user: str, resume_deadline: datetime, *, administrator: bool = False
+    ) -> MailParked:
+        return MailParked(
+            **self._common(now), user=user, resume_deadline=resume_deadline, administrator=administrator
+        )
 
     def paced(self, now: datetime, sender: str, goes_at: datetime) -> MailPaced:
         return MailPaced(**self._common(now), sender=sender, next_attempt_at=goes_at)

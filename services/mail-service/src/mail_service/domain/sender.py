@@ -14,7 +14,25 @@ from ..errors import SenderNotAllowed
 @dataclass(frozen=True)
 class Sender:
     address: str
+    """The mailbox whose grant authenticates the message (and its envelope sender)."""
     kind: PrincipalKind
+    from_address: str | None = None
+    """The message's From when it is not the mailbox's own: an address the login user may
+    send as (From policy allow)."""
+
+    @property
+    def shown(self) -> str:
+        """The From header."""
+        return self.from_address or self.address
+
+
+def _administrator(tenant: TenantSettings, why: str) -> Sender:
+    admin = tenant.administrator_address
+    if admin is None:
+        raise SenderNotAllowed(
+            f"tenant {tenant.tenant_id!r} has no administrator e-mail address registered{why}"
+        )
+    return Sender(admin, PrincipalKind.ADMINISTRATOR)
 
 
 def resolve_sender(job: JobBase, function: JobFunction, tenant: TenantSettings) -> Sender:
@@ -24,33 +42,39 @@ def resolve_sender(job: JobBase, function: JobFunction, tenant: TenantSettings) 
     administrator. Internet Fax is always sent as the machine address, whatever the policy:
     the device sets it to the administrator address, so it is sent with the administrator's
     grant too (a login user's address never becomes a fax machine's).
+
+    Under [Login User Address] a job is sent as its login user. Under [Allow] the job may
+    carry a From the login user may send as — their own address or one the tenant lists for
+    them (`send_as`) — sent with the login user's grant; a job without a login user is sent
+    as the administrator, as the device does when nobody is logged in.
     """
-    admin = tenant.administrator_address
     if (
         function in ADMINISTRATOR_FUNCTIONS
         or function is JobFunction.INTERNET_FAX_TX
         or tenant.from_policy is FromPolicy.ADMINISTRATOR_ADDRESS
     ):
-        if admin is None:
-            raise SenderNotAllowed(
-                f"tenant {tenant.tenant_id!r} has no administrator e-mail address registered"
-            )
+        sender = _administrator(tenant, "")
         if function is JobFunction.INTERNET_FAX_TX:
             machine = getattr(job, "machine_address", None)
-            if machine is not None and machine.casefold() != admin.casefold():
+            if machine is not None and machine.casefold() != sender.address.casefold():
                 raise SenderNotAllowed(
                     f"Internet Fax is sent from the machine address {machine}, which must equal "
-                    f"the administrator address {admin}"
+                    f"the administrator address {sender.address}"
                 )
-        return Sender(admin, PrincipalKind.ADMINISTRATOR)
+        return sender
+    allow = tenant.from_policy is FromPolicy.ALLOW
     if job.login_user is None:
+        if allow:
+            return _administrator(tenant, " to send a job without a login user from")
         raise SenderNotAllowed(
             f"the From policy is {tenant.from_policy.value} but no user is logged in at the device"
         )
-    if tenant.from_policy is FromPolicy.ALLOW and job.requested_from is not None:
-        if job.requested_from.casefold() != job.login_user.casefold():
+    requested = job.requested_from
+    if allow and requested is not None and requested.casefold() != job.login_user.casefold():
+        if not tenant.may_send_as(job.login_user, requested):
             raise SenderNotAllowed(
-                f"{job.login_user} may not send as {job.requested_from}: fleetmail only sends "
-                "from the signed-in user's own address"
+                f"{job.login_user} may not send as {requested}: the tenant lists no such send-as "
+                f"address for this user (send_as in the tenant's settings)"
             )
+        return Sender(job.login_user, PrincipalKind.USER, requested)
     return Sender(job.login_user, PrincipalKind.USER)

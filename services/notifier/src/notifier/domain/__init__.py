@@ -1,7 +1,8 @@
 """The notifier's decisions, pure (no I/O, no clock: time comes in as `now`).
 
 - `actions`: `Raise` / `Resolve`, and the dedupe keys alerts go by;
-- `rules`: what a token or mail event means for alerts, and the grant scan;
+- `rules`: what a token or mail event means for alerts, the grant scan, and whether a
+  tenant's administrator has signed in;
 - `wording`: every alert's title, detail and remedy;
 - `conditions`: causes that become alerts only if they last (a provider not answering);
 - `failure_rate`: the delivery failure rate, with hysteresis;
@@ -42,7 +43,7 @@ from .events import (
     resolved_notice,
 )
 from .failure_rate import EXPLAINED_FAILURES, FailureRate
-from .rules import MAIL_EVENTS_ACTED_ON, on_mail_event, on_token_event, scan_grants
+from .rules import MAIL_EVENTS_ACTED_ON, administrator_sign_in, on_mail_event, on_token_event, scan_grants
 from .wording import acquire_remedy
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "Resolve",
     "acquire_remedy",
     "administrator_key",
+    "administrator_sign_in",
     "alert_raised",
     "alert_resolved",
     "condition_change",

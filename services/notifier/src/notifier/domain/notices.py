@@ -37,6 +37,12 @@ NO_RELAY = (
 )
 """Named on an alert whose tenant wants e-mail when no relay is configured."""
 
+SIGN_IN_NOTICE = "sign_in.requested"
+"""An e-mail to a user whose job waits for their sign-in (the tenant's `sign_in_email`)."""
+NO_ADMINISTRATOR_ADDRESS = (
+    "e-mail to the user: not sent — the tenant has no administrator address to send it from"
+)
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -89,6 +95,22 @@ def endpoints(notifications: NotificationSettings, *, relay: bool) -> tuple[list
     return urls + mail, refusals
 
 
+def sign_in_request(alert_id: str, user: str, administrator: str, device_id: str | None) -> dict[str, Any]:
+    """The body of the e-mail asking a user to sign in: From the administrator address, as
+    the administrator's own notices to the fleet's people are."""
+    where = f"device {device_id}" if device_id else "the device you use"
+    return {
+        "alert_id": alert_id,
+        "from": administrator,
+        "to": user,
+        "device_id": device_id,
+        "title": "Sign in to send your job",
+        "detail": f"A job you sent from {where} waits for your OAuth sign-in and goes out by itself "
+        "after it. Without a sign-in it is not sent.",
+        "remedy": f"At {where}, open the OAuth screen and sign in as {user}.",
+    }
+
+
 def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
@@ -102,8 +124,20 @@ def webhook_headers(item: Delivery, secret: str) -> dict[str, str]:
     }
 
 
+def _sign_in_email(payload: dict[str, Any], relay: str) -> EmailMessage:
+    message = EmailMessage()
+    # From the administrator address; the relay, which transmits it, is its Sender (and so
+    # its envelope sender: bounces go to the relay's mailbox).
+    message["From"], message["Sender"], message["To"] = payload["from"], relay, payload["to"]
+    message["Subject"] = f"[fleetmail] {payload['title']}"
+    message.set_content(f"{payload['detail']}\n\nWhat to do: {payload['remedy']}\n")
+    return message
+
+
 def email_of(item: Delivery, sender: str) -> EmailMessage:
     payload = json.loads(item.body)
+    if item.event == SIGN_IN_NOTICE:
+        return _sign_in_email(payload, sender)
     message = EmailMessage()
     resolved = item.event == RESOLVED_NOTICE
     message["From"], message["To"] = sender, item.url.removeprefix(MAILTO)

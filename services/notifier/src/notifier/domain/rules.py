@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from fleetmail_contracts.alerts import AlertCause
 from fleetmail_contracts.mail_events import FailureReason
+from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import GrantStatus, GrantView, PrincipalKind
 
 from . import wording
@@ -49,6 +50,7 @@ def _token_actions(event: Event) -> list[Action]:
                     address,
                     str(event.get("error", "invalid_grant")),
                     list(event.get("error_codes") or []),
+                    str(event.get("detail") or ""),
                 )
             ]
         return [
@@ -136,6 +138,8 @@ def _mail_actions(event: Event) -> list[Action]:
             )
         ]
     if kind == "parked":
+        if event.get("administrator"):
+            return [wording.administrator_not_signed_in(tenant_id, str(event.get("user", "")))]
         return [
             wording.user_must_sign_in_to_send(tenant_id, str(event.get("user", "")), event.get("device_id"))
         ]
@@ -175,3 +179,31 @@ def scan_grants(grants: Sequence[GrantView], now: datetime, horizon: timedelta) 
             )
         )
     return actions
+
+
+OAUTH_OFF = "OAuth 2.0 is off: no administrator token is needed"
+ADMINISTRATOR_SIGNED_IN = "the administrator's refresh token is acquired"
+
+
+def administrator_sign_in(tenant: TenantSettings, grants: Sequence[GrantView]) -> list[Action]:
+    """Whether the tenant's administrator has signed in, from its grants: with OAuth 2.0 on and
+    no administrator grant for its address, the device's prompt (not for a tenant that sends
+    app-only: its grant is made on first use, no one signs in); an active one, or OAuth 2.0
+    off, resolves what asked for a sign-in."""
+    key = administrator_key(tenant.tenant_id)
+    if not tenant.oauth_enabled:
+        return [Resolve(key, OAUTH_OFF)]
+    address = tenant.administrator_address
+    if tenant.identity.app_only or not address:
+        return []
+    mine = [
+        grant
+        for grant in grants
+        if grant.principal.kind is PrincipalKind.ADMINISTRATOR
+        and grant.principal.address.casefold() == address.casefold()
+    ]
+    if not mine:
+        return [wording.administrator_not_signed_in(tenant.tenant_id, address)]
+    if mine[0].status is GrantStatus.ACTIVE:
+        return [Resolve(key, ADMINISTRATOR_SIGNED_IN)]
+    return []

@@ -32,17 +32,29 @@ def acquire_remedy(tenant_id: str) -> str:
     )
 
 
+SETTINGS_CHANGED = frozenset(
+    {"administrator_address_changed", "provider_changed", "identity_settings_changed", "outside_mail_domains"}
+)
+"""Token events' errors that are no refusal of the provider's: the tenant's settings changed
+under the grant, and the event's detail says how."""
+
+
 def administrator_must_reauthorize(
-    tenant_id: str, address: str, error: str, error_codes: Sequence[int]
+    tenant_id: str, address: str, error: str, error_codes: Sequence[int], detail: str = ""
 ) -> Raise:
+    body = (
+        f"{detail[:1].upper()}{detail[1:]}. No administrator function can send until it is acquired again."
+        if error in SETTINGS_CHANGED and detail
+        else f"The provider refused the grant ({error} {list(error_codes)}): no administrator function can "
+        "send until it is acquired again."
+    )
     return Raise(
         administrator_key(tenant_id),
         tenant_id,
         AlertCause.ADMINISTRATOR_REAUTHORIZATION_REQUIRED,
         AlertSeverity.CRITICAL,
         f"The administrator's refresh token for {address} needs re-authorization",
-        f"The provider refused the grant ({error} {list(error_codes)}): no administrator function can "
-        "send until it is acquired again.",
+        body,
         acquire_remedy(tenant_id),
         address,
     )
@@ -58,6 +70,31 @@ def jobs_fail_on_the_administrator_grant(tenant_id: str, detail: str) -> Raise:
         "The administrator's refresh token needs re-authorization",
         detail,
         acquire_remedy(tenant_id),
+    )
+
+
+ADMINISTRATOR_NOT_SIGNED_IN = "OAuth 2.0 is on; the administrator has not signed in — Acquire"
+
+
+def administrator_not_signed_in(tenant_id: str, address: str) -> Raise:
+    """OAuth 2.0 on and no administrator token ever acquired: the device's own prompt, on every
+    device's feed (the same key as the dead administrator grant's alert: [Acquire] resolves
+    either)."""
+    return Raise(
+        administrator_key(tenant_id),
+        tenant_id,
+        AlertCause.ADMINISTRATOR_NOT_SIGNED_IN,
+        AlertSeverity.CRITICAL,
+        ADMINISTRATOR_NOT_SIGNED_IN,
+        f"No refresh token has been acquired for the administrator address {address}. "
+        "Administrator functions and jobs sent as the administrator address wait, and go out by "
+        "themselves once it is acquired; those still waiting at the limit are dead-lettered.",
+        (
+            f"Acquire the administrator's refresh token: `fleetmail tokens acquire {tenant_id}` or "
+            f"POST /v1/admin/tenants/{tenant_id}/tokens/administrator/acquire (the device's "
+            "[OAuth 2.0] screen → Refresh Tokens → [Acquire])."
+        ),
+        address,
     )
 
 
@@ -138,7 +175,8 @@ def smtp_refuses(
 
 
 def configuration_error(tenant_id: str, what_is_wrong: str, remedy: str | None) -> Raise:
-    """A setting is wrong or missing (no app registration, an unknown tenant): no sign-in
+    """A setting is wrong or missing (no app registration, an unknown tenant, a token the mail
+    server refuses for its audience or missing admin consent, a directory policy): no sign-in
     helps, so this is not the re-authorization alert; an administrator or operator fixes
     the setting the detail names."""
     wrong = what_is_wrong.strip().rstrip(".") or "a setting fleetmail needs is missing or wrong"
@@ -147,7 +185,7 @@ def configuration_error(tenant_id: str, what_is_wrong: str, remedy: str | None) 
         tenant_id,
         AlertCause.CONFIGURATION_ERROR,
         AlertSeverity.CRITICAL,
-        "A setting is wrong or missing: no token can be obtained for this tenant",
+        "A setting is wrong or missing: this tenant cannot send until it is fixed",
         f"{wrong}. Signing in again does not help; jobs fail until the setting is fixed.",
         remedy
         or (

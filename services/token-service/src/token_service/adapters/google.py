@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,9 @@ from ..errors import (
 )
 from ..model import TokenResult
 from .credentials import SERVICE_ACCOUNT_SETTING
-from .http import provider_session
+from .http import Proxy, provider_session
+
+log = logging.getLogger(__name__)
 
 DELEGATION_SETTING = "domain-wide delegation (client id and scope) in the Workspace admin console"
 
@@ -48,11 +51,11 @@ DELEGATION_SETTING = "domain-wide delegation (client id and scope) in the Worksp
 @dataclass(frozen=True)
 class GoogleApp:
     client_id: str
-    client_secret: str | None
+    client_secret: str | None = field(repr=False)
     auth_uri: str
     token_uri: str
     revoke_uri: str
-    proxy_url: str | None = None
+    proxy: Proxy | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class GoogleIdentity:
         self._outbound = outbound
 
     def _session(self, app: GoogleApp) -> requests.Session:
-        return provider_session(self._ca_bundle, app.proxy_url, self._timeout_s, outbound=self._outbound)
+        return provider_session(self._ca_bundle, app.proxy, self._timeout_s, outbound=self._outbound)
 
     def authorization_request(
         self, app: GoogleApp, scopes: list[str], redirect_uri: str, login_hint: str
@@ -199,7 +202,7 @@ class GoogleIdentity:
         return await asyncio.to_thread(call)
 
     async def service_account_token(
-        self, info: dict[str, Any], subject: str, scopes: list[str], proxy_url: str | None
+        self, info: dict[str, Any], subject: str, scopes: list[str], proxy: Proxy | None
     ) -> TokenResult:
         """App-only: a service account with domain-wide delegation acts as `subject`."""
 
@@ -212,7 +215,7 @@ class GoogleIdentity:
                 raise ConfigurationError(
                     f"the Google service account key is unusable ({exc})", setting=SERVICE_ACCOUNT_SETTING
                 ) from exc
-            session = provider_session(self._ca_bundle, proxy_url, self._timeout_s, outbound=self._outbound)
+            session = provider_session(self._ca_bundle, proxy, self._timeout_s, outbound=self._outbound)
             try:
                 credentials.refresh(google.auth.transport.requests.Request(session))
             except RefreshError as exc:
@@ -238,10 +241,15 @@ class GoogleIdentity:
         return await asyncio.to_thread(call)
 
     async def revoke(self, app: GoogleApp, token: str) -> None:
+        """Revoke at Google, through the proxy like every other call. A courtesy: the grant is
+        deleted here whatever Google says; a proxy's refusal is a `ConfigurationError`."""
+
         def call() -> None:
             try:
                 self._session(app).post(app.revoke_uri, data={"token": token})
-            except requests.RequestException:
-                pass  # the grant is deleted here whatever Google says; revocation is a courtesy
+            except requests.RequestException as exc:
+                log.warning("Google's revocation endpoint could not be reached (%s)", type(exc).__name__)
+            except ProviderUnavailable as exc:
+                log.warning("did not revoke a grant at Google: %s", exc)
 
         await asyncio.to_thread(call)

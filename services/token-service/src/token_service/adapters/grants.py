@@ -15,7 +15,7 @@ from fleetmail_contracts.tokens import AcquisitionFlow, GrantStatus, Principal, 
 from fleetmail_runtime.crypto import Sealed, Sealer
 from pymongo import AsyncMongoClient
 
-from ..domain import associated_data, grant_id
+from ..domain import associated_data, grant_id, last_active
 from ..model import IssuedToken, StoredGrant
 from .mongo import store_errors
 
@@ -76,6 +76,7 @@ class MongoGrantStore:
             lease_owner=lease.get("owner"),
             lease_expires_at=lease.get("expires_at"),
             expiring_announced_at=document.get("expiring_announced_at"),
+            status_detail=document.get("status_detail"),
         )
 
     @store_errors("read a grant")
@@ -123,6 +124,7 @@ class MongoGrantStore:
                     "last_refreshed_at": issued.issued_at,
                     "last_used_at": None,
                     "predicted_death_at": predicted_death_at,
+                    "status_detail": None,
                     "lease": None,
                 },
                 "$inc": {"version": 1},
@@ -164,8 +166,8 @@ class MongoGrantStore:
             "access_issued_at": issued.issued_at,
             "access_expires_at": issued.expires_at,
             "last_refreshed_at": issued.issued_at,
-            "last_used_at": issued.issued_at,
             "predicted_death_at": predicted_death_at,
+            "status_detail": None,
             "lease": None,
         }
         if issued.refresh_token is not None:
@@ -179,13 +181,55 @@ class MongoGrantStore:
         return result.modified_count == 1
 
     @store_errors("change a grant's status")
-    async def set_status(self, principal: Principal, status: GrantStatus, owner: str | None = None) -> None:
-        update: dict[str, Any] = {"status": status.value}
+    async def set_status(
+        self,
+        principal: Principal,
+        status: GrantStatus,
+        owner: str | None = None,
+        *,
+        detail: str | None = None,
+        version: int | None = None,
+    ) -> bool:
+        update: dict[str, Any] = {"status": status.value, "status_detail": detail}
         if status is not GrantStatus.ACTIVE:
             update["access_token"] = None
         if owner is not None:
             update["lease"] = None
-        await self._grants.update_one({"_id": grant_id(principal)}, {"$set": update})
+        query: dict[str, Any] = {"_id": grant_id(principal)}
+        if version is not None:
+            query["version"] = version
+        result = await self._grants.update_one(query, {"$set": update})
+        return result.modified_count == 1
+
+    @store_errors("record a grant's use")
+    async def record_use(self, principal: Principal, now: datetime) -> None:
+        await self._grants.update_one({"_id": grant_id(principal)}, {"$max": {"last_used_at": now}})
+
+    @store_errors("delete an idle grant")
+    async def delete_idle(self, principal: Principal, active_before: datetime) -> bool:
+        result = await self._grants.delete_one(
+            {
+                "_id": grant_id(principal),
+                "acquired_at": {"$lte": active_before},
+                "$or": [{"last_used_at": None}, {"last_used_at": {"$lte": active_before}}],
+            }
+        )
+        return result.deleted_count == 1
+
+    @store_errors("list the user grants' activity")
+    async def user_activity(self) -> list[tuple[Principal, datetime]]:
+        """The lapse sweep's work list (small fields only, no secrets read)."""
+        cursor = self._grants.find(
+            {"kind": PrincipalKind.USER.value},
+            {"tenant_id": 1, "address": 1, "acquired_at": 1, "last_used_at": 1},
+        )
+        return [
+            (
+                Principal(tenant_id=d["tenant_id"], kind=PrincipalKind.USER, address=d["address"]),
+                last_active(d["acquired_at"], d.get("last_used_at")),
+            )
+            async for d in cursor
+        ]
 
     @store_errors("stamp a grant's authority")
     async def stamp_issuer(self, principal: Principal, authority: str, client_id: str) -> bool:

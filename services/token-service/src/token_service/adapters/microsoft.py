@@ -25,7 +25,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +52,15 @@ from ..errors import (
     UnreadableReply,
 )
 from ..model import TokenResult
-from .http import ThrottleClock, provider_session
+from .http import Proxy, ThrottleClock, provider_session
 
 
 @dataclass(frozen=True)
 class MicrosoftApp:
     authority: str
     client_id: str
-    client_secret: str | None = None
-    proxy_url: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    proxy: Proxy | None = None
 
 
 def unavailable(what: str, exc: Exception, retry_after_s: float) -> ProviderUnavailable:
@@ -133,7 +133,7 @@ class MicrosoftIdentity:
             if existing is not None:
                 return existing
             session = provider_session(
-                self._ca_bundle, app.proxy_url, self._timeout_s, self._throttle, outbound=self._outbound
+                self._ca_bundle, app.proxy, self._timeout_s, self._throttle, outbound=self._outbound
             )
             common: dict[str, Any] = {
                 "authority": app.authority,

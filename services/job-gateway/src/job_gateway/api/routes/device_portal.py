@@ -40,9 +40,12 @@ async def start_user_sign_in(
     sign_in: UserSignIn, device: DeviceDep, services: ServicesDep
 ) -> AcquisitionStarted:
     """The panel's OAuth screen for a login user: a code to enter, or a URL for the browser.
-    The sign-in is always for the device's own tenant."""
+    The sign-in is always for the device's own tenant, and the user's session is noted on the
+    device (Auto Delete deletes their token at its auto reset)."""
     tenant = await services.tenants.get(device.tenant_id)
-    return await services.tokens.start_user_sign_in(tenant, sign_in.user, sign_in.flow)
+    started = await services.tokens.start_user_sign_in(tenant, sign_in.user, sign_in.flow)
+    await services.devices.note_session(device, sign_in.user)  # Auto Delete at its auto reset
+    return started
 
 
 @router.get("/sign-ins/{acquisition_id}", responses=documented(TokenServiceUnavailable, ServiceFailed))

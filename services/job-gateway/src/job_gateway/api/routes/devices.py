@@ -33,7 +33,7 @@ async def register_device(
 
 @router.get("", responses=documented(TenantNotFound, AllowlistRangeRefused, AllowlistOverlap))
 async def list_devices(tenant: ReadableTenant, services: ServicesDep) -> list[DeviceView]:
-    return await services.devices.in_tenant(tenant.tenant_id)
+    return await services.devices.in_tenant(tenant)
 
 
 @router.patch(

@@ -4,6 +4,7 @@ from fastapi import APIRouter
 from fleetmail_contracts.tenants import TenantSettings
 
 from ...errors import (
+    AdministratorAddressRequired,
     AdministratorUnauthorized,
     EventBusUnavailable,
     Forbidden,
@@ -37,6 +38,7 @@ async def get_tenant(tenant_id: str, admin: TenantReader, services: ServicesDep)
     "/{tenant_id}",
     responses=documented(
         TenantIdMismatch,
+        AdministratorAddressRequired,
         IdentityEndpointRefused,
         OutboundDestinationRefused,
         InvalidAddress,
@@ -50,5 +52,5 @@ async def put_tenant(
     endpoints must be on the operator's allowlist; webhooks, the SMTP server and the proxy may
     not be special-purpose addresses outside the operator's allowed ranges; each alert
     recipient is one plain address; `mail_domains` are the owner key's to list (omitted: the
-    current list is kept)."""
+    current list is kept); OAuth 2.0 is on only with the administrator's address."""
     return await services.tenants.save(tenant_id, settings_in, admin)

@@ -1,5 +1,5 @@
 """A tenant's tokens: the administrator's sign-in (Acquire), acquisitions, grants, and the
-[Delete] of a user's refresh token. token-service does the work."""
+[Delete] of a user's refresh token, or of every user's. token-service does the work."""
 
 from fastapi import APIRouter
 from fleetmail_contracts.tokens import (
@@ -7,9 +7,10 @@ from fleetmail_contracts.tokens import (
     AcquisitionStarted,
     AcquisitionStatus,
     DeleteGrantReply,
-    GrantStatusReply,
+    DeleteUserGrantsReply,
 )
 
+from ...domain import token_status
 from ...errors import (
     AcquisitionRefused,
     AdministratorUnauthorized,
@@ -21,6 +22,7 @@ from ...errors import (
     TenantNotFound,
     TokenServiceUnavailable,
 )
+from ...schemas import TokenStatus
 from ..deps import ReadableTenant, ServicesDep, TenantReader, WritableTenant
 from ..problems import documented
 
@@ -52,8 +54,18 @@ async def acquisition_status(
 
 
 @router.get("/tokens", responses=documented(TenantNotFound))
-async def token_status(tenant: ReadableTenant, services: ServicesDep) -> GrantStatusReply:
-    return await services.tokens.grants(tenant.tenant_id)
+async def tokens_of_tenant(tenant: ReadableTenant, services: ServicesDep) -> TokenStatus:
+    """The device's [Refresh Tokens] screen: the administrator's row ("not_acquired" until
+    [Acquire] succeeded for the address set now) and every grant, never a token."""
+    return token_status(tenant, (await services.tokens.grants(tenant.tenant_id)).grants)
+
+
+@router.delete("/tokens/users", responses=documented(TenantNotFound))
+async def delete_all_user_tokens(tenant: WritableTenant, services: ServicesDep) -> DeleteUserGrantsReply:
+    """The [Delete] of Refresh Tokens (User) for every login user of the tenant at once, as
+    the device deletes all its users' tokens; the administrator's token stays. `deleted`: how
+    many there were."""
+    return await services.tokens.delete_user_grants(tenant.tenant_id)
 
 
 @router.delete("/tokens/users/{address}", responses=documented(TenantNotFound, InvalidAddress))

@@ -1,0 +1,122 @@
+"""What a message received over SMTP becomes: rules by recipient, subject or From, and the
+login user its From names under each From policy."""
+
+import pytest
+from fleetmail_contracts.jobs import JobFunction
+from fleetmail_contracts.tenants import FromPolicy, TenantSettings
+from job_gateway.errors import OutsideTenantDomains
+from job_gateway.schemas import DeviceChange, SmtpRule
+from job_gateway.smtp_rules import address_of, function_of, glob_match, login_user_of
+from pydantic import ValidationError
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "expected"),
+    [
+        ("counter@*", "counter@fabrikam.example", True),
+        ("counter@*", "Counter@Fabrikam.example", True),
+        ("counter@*", "x-counter@fabrikam.example", False),
+        ("*counter*", "Total Counter Notification", True),
+        ("*counter", "counter report", False),
+        ("tx result ??", "TX Result OK", True),
+        ("tx result ??", "TX Result NG!", False),
+        ("a*b*c", "abc", True),
+        ("a*b*c", "acb", False),
+        ("*", "", True),
+        ("", "", True),
+        ("exact", "exact", True),
+        ("exact", "exactly", False),
+    ],
+)
+def test_glob_patterns_match_the_whole_value_ignoring_case(pattern: str, text: str, expected: bool) -> None:
+    assert glob_match(pattern, text) is expected
+
+
+def test_a_hostile_pattern_is_answered() -> None:
+    """What makes a backtracking matcher run for ages (many stars, a long value that nearly
+    matches) is answered at once: a matcher that backtracked would outlast the test's timeout."""
+    assert not glob_match("*a" * 100, "a" * 997 + "b")
+    assert glob_match("*a" * 100, "a" * 998)
+
+
+RULES = [
+    SmtpRule(function=JobFunction.TOTAL_COUNTER_NOTIFICATION, subject="*counter*"),
+    SmtpRule(function=JobFunction.STATUS_NOTIFICATION, recipient="status@*", sender="mfp@*"),
+]
+
+
+@pytest.mark.parametrize(
+    ("recipients", "subject", "sender", "expected"),
+    [
+        (
+            ["billing@fabrikam.example"],
+            "Total Counter",
+            "mfp@contoso.example",
+            JobFunction.TOTAL_COUNTER_NOTIFICATION,
+        ),
+        (
+            ["boss@x.example", "status@fabrikam.example"],
+            "Jam",
+            "mfp@contoso.example",
+            JobFunction.STATUS_NOTIFICATION,
+        ),
+        (["status@fabrikam.example"], "Jam", "user@contoso.example", JobFunction.SCAN_TO_EMAIL),
+        (["boss@fabrikam.example"], "Scan", "mfp@contoso.example", JobFunction.SCAN_TO_EMAIL),
+    ],
+)
+def test_the_first_matching_rule_names_the_function_else_the_default(
+    recipients: list[str], subject: str, sender: str, expected: JobFunction
+) -> None:
+    assert function_of(RULES, JobFunction.SCAN_TO_EMAIL, recipients, subject, sender) is expected
+
+
+def test_rules_are_validated_and_bounded() -> None:
+    with pytest.raises(ValidationError, match="needs a recipient, subject or sender"):
+        SmtpRule(function=JobFunction.SCAN_TO_EMAIL)
+    with pytest.raises(ValidationError):
+        SmtpRule(function=JobFunction.SCAN_TO_EMAIL, subject="x" * 201)
+    with pytest.raises(ValidationError, match="line break"):
+        SmtpRule(function=JobFunction.SCAN_TO_EMAIL, subject="a\r\nb")
+    with pytest.raises(ValidationError):
+        SmtpRule.model_validate({"function": "no_such_function", "subject": "x"})
+    with pytest.raises(ValidationError):
+        DeviceChange(
+            smtp_rules=[SmtpRule(function=JobFunction.SCAN_TO_EMAIL, subject=str(i)) for i in range(21)]
+        )
+
+
+def tenant(policy: FromPolicy) -> TenantSettings:
+    return TenantSettings(
+        tenant_id="t1",
+        administrator_address="admin@t1.example",
+        from_policy=policy,
+        mail_domains=("t1.example", "t1-sales.example"),
+    )
+
+
+def test_the_from_is_the_login_user_under_the_login_user_policies() -> None:
+    for policy in (FromPolicy.LOGIN_USER_ADDRESS, FromPolicy.ALLOW):
+        assert (
+            login_user_of(tenant(policy), JobFunction.SCAN_TO_EMAIL, "ann@t1-sales.example")
+            == "ann@t1-sales.example"
+        )
+    assert (
+        login_user_of(tenant(FromPolicy.ADMINISTRATOR_ADDRESS), JobFunction.SCAN_TO_EMAIL, "ann@t1.example")
+        is None
+    )
+    # Administrator functions and Internet Fax are the administrator's, whoever sends them.
+    for function in (JobFunction.STATUS_NOTIFICATION, JobFunction.INTERNET_FAX_TX):
+        assert login_user_of(tenant(FromPolicy.LOGIN_USER_ADDRESS), function, "ann@t1.example") is None
+
+
+def test_a_from_outside_the_tenants_domains_is_refused_or_sent_by_the_administrator() -> None:
+    with pytest.raises(OutsideTenantDomains, match="not an address in the tenant's mail domains"):
+        login_user_of(tenant(FromPolicy.LOGIN_USER_ADDRESS), JobFunction.SCAN_TO_EMAIL, "mfp@contoso.example")
+    with pytest.raises(OutsideTenantDomains):
+        login_user_of(tenant(FromPolicy.LOGIN_USER_ADDRESS), JobFunction.SCAN_TO_EMAIL, None)
+    assert login_user_of(tenant(FromPolicy.ALLOW), JobFunction.SCAN_TO_EMAIL, "mfp@contoso.example") is None
+
+
+def test_the_from_header_gives_one_address() -> None:
+    assert address_of("Ann Example <ann@t1.example>") == "ann@t1.example"
+    assert address_of("not an address") is None
