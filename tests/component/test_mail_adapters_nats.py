@@ -17,9 +17,12 @@ from fleetmail_contracts.tokens import PrincipalKind
 from fleetmail_runtime.bus import BusUnavailable, make_broker
 from fleetmail_runtime.lifecycle import ServiceRuntime
 from fleetmail_runtime.settings import CommonSettings
+from mail_service import requeue
 from mail_service.adapters.events import REPLICA_HEADER, BusEventPublisher
 from mail_service.adapters.ledger import KvDeliveryLedger
+from mail_service.adapters.limits import KvMailboxLimits
 from mail_service.adapters.parking import KvParkingLot, user_prefix
+from mail_service.domain.limits import MailboxLimits, take
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import NotFoundError
 
@@ -297,3 +300,48 @@ async def test_a_resumption_cut_short_is_finished_by_the_next_one_and_queues_the
     assert job.model_dump_json() not in await lots[1].parked_jobs()
     subject = resumed_job_subject(JobFunction.SCAN_TO_EMAIL)
     assert await jobs_queued(nats_url, subject, job.job_id) == [claimed[0]], "queued once"
+
+
+async def test_a_refused_place_does_not_write_the_limits_bucket(runtime: ServiceRuntime) -> None:
+    """A submission looking for a place again and again costs reads only, no revisions."""
+    limits_store = KvMailboxLimits(runtime.broker)
+    await limits_store.open()
+    key = f"t-{uuid.uuid4().hex[:8]}.box"
+    two = MailboxLimits(concurrent=2, interval_s=0.0)
+    for holder in ("a", "b"):
+        assert await limits_store.change(key, lambda s, h=holder: take(s, h, 100.0, two, 60))
+    revision = (await limits_store.kv.get(key)).revision
+    for _ in range(3):
+        assert not await limits_store.change(key, lambda s: take(s, "c", 101.0, two, 60))
+    assert (await limits_store.kv.get(key)).revision == revision
+    assert await limits_store.change(key, lambda s: take(s, "c", 161.0, two, 60))  # leases ran out
+    assert (await limits_store.kv.get(key)).revision == revision + 1
+
+
+async def test_a_job_put_back_twice_under_one_id_is_queued_once_with_what_it_carries(
+    runtime: ServiceRuntime, nats_url: str
+) -> None:
+    """A replica that dies between putting a job back and acknowledging the old message puts
+    it back again when that message returns: the same id, so JetStream keeps one."""
+    lot = KvParkingLot(runtime.broker, PARK_TIMEOUT, None, None, FakeClock())  # type: ignore[arg-type]
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+    copy = requeue.copy_id(job_id, {"Nats-Msg-Id": job_id})
+    carried = requeue.Carried(failures=2).headers()
+    subject = resumed_job_subject(JobFunction.SCAN_TO_EMAIL)
+    client = await nats.connect(nats_url)
+    try:
+        jsm = client.jsm()
+
+        async def queued() -> int:
+            info = await jsm.stream_info(streams.JOBS_STREAM, subjects_filter=subject)
+            return (info.state.subjects or {}).get(subject, 0)
+
+        before = await queued()
+        for _ in range(2):
+            await lot.put_back(f'{{"job_id": "{job_id}"}}'.encode(), JobFunction.SCAN_TO_EMAIL, copy, carried)
+        assert await queued() == before + 1
+        last = await jsm.get_last_msg(streams.JOBS_STREAM, subject)
+    finally:
+        await client.close()
+    assert last.data == f'{{"job_id": "{job_id}"}}'.encode() and last.headers is not None
+    assert last.headers[requeue.FAILURES] == "2" and last.headers["Nats-Msg-Id"] == copy

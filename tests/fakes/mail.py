@@ -279,6 +279,7 @@ class FakeParking:
         self.parked: list[ParkedJob] = []
         self.resumed: list[ParkedJob] = []
         self.put_back_as: list[str] = []
+        self.put_back_headers: list[dict[str, str]] = []
 
     async def park(
         self, job: JobBase, function: JobFunction, user: str, job_json: bytes, *, administrator: bool = False
@@ -303,20 +304,28 @@ class FakeParking:
         self.resumed.extend(mine)
         return len(mine)
 
-    async def put_back(self, job_json: bytes, function: JobFunction, copy_id: str) -> None:
+    async def put_back(
+        self, job_json: bytes, function: JobFunction, copy_id: str, headers: Mapping[str, str]
+    ) -> None:
         self.put_back_as.append(copy_id)
+        self.put_back_headers.append(dict(headers))
 
 
 class FakeJobMessage:
     """One delivery of a job command; remembers how it was answered."""
 
     def __init__(
-        self, body: bytes, *, attempt: int = 1, subject: str = "fleetmail.jobs.v1.scan_to_email"
+        self,
+        body: bytes,
+        *,
+        attempt: int = 1,
+        subject: str = "fleetmail.jobs.v1.scan_to_email",
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._body = body
         self._attempt = attempt
         self._subject = subject
-        self._headers = {"Nats-Msg-Id": "job", "content-type": "application/json"}
+        self._headers = {"Nats-Msg-Id": "job", "content-type": "application/json", **(headers or {})}
         self.answers: list[str] = []
         self.nack_delay_s: float | None = None
 

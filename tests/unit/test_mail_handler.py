@@ -12,9 +12,11 @@ from fleetmail_contracts.mail_events import FailureReason, MailDeferred, MailFai
 from fleetmail_contracts.tenants import FromPolicy, SmtpSettings, TenantSettings
 from fleetmail_contracts.tokens import AccessTokenOutcome, AccessTokenReply
 from fleetmail_runtime.bus import BusUnavailable
+from mail_service import requeue
 from mail_service.delivery import Deliverer
 from mail_service.domain.decisions import RetryPolicy
 from mail_service.handler import Failures, JobHandler, TokenEvents
+from mail_service.requeue import FAILURES, NOT_BEFORE
 
 from tests.fakes.mail import (
     FakeAttachments,
@@ -70,7 +72,9 @@ class Edge:
         )
 
     async def handle(self, job: SendScanToEmail | SendScanToMe, attempt: int = 1) -> FakeJobMessage:
-        message = FakeJobMessage(job.model_dump_json().encode(), attempt=attempt)
+        """Attempt number `attempt` of the job: a message put back after `attempt - 1` failures."""
+        carried = {FAILURES: str(attempt - 1)} if attempt > 1 else {}
+        message = FakeJobMessage(job.model_dump_json().encode(), headers=carried)
         await self.handler.handle(message)
         return message
 
@@ -126,11 +130,18 @@ async def test_a_first_delivery_is_not_looked_up_in_the_ledger() -> None:
     assert len(edge.server.received) == 1
 
 
-async def test_a_transient_failure_is_announced_as_deferred_and_nacked_with_the_backoff() -> None:
+async def test_a_transient_failure_is_announced_as_deferred_and_put_back_with_its_count_and_backoff() -> None:
     edge = Edge()
     edge.server.faults.append(("data", 451, "4.3.2 Service temporarily unavailable"))
     message = await edge.handle(scan(), attempt=2)
-    assert message.answers == ["nack"] and message.nack_delay_s == 7.5  # 10 s step, jitter 0.5
+    assert message.answers == ["ack"]
+    # The failure travels with the job (not in JetStream's count of deliveries), and so does
+    # its backoff: 10 s step, jitter 0.5.
+    assert edge.parking.put_back_headers == [
+        {FAILURES: "2", NOT_BEFORE: (edge.clock() + timedelta(seconds=7.5)).isoformat()}
+    ]
+    [copy_id] = edge.parking.put_back_as
+    assert copy_id.startswith("job-1.after.") and copy_id == requeue.copy_id("job-1", message.headers)
     [deferred] = edge.events.events
     assert isinstance(deferred, MailDeferred) and deferred.attempt == 2
     assert deferred.next_attempt_at == edge.clock() + timedelta(seconds=7.5)

@@ -7,9 +7,10 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from fleetmail_contracts.mail_events import MailPaced, MailWaitingForQuota
+from fleetmail_contracts.mail_events import MailDeferred, MailPaced, MailWaitingForQuota
 from fleetmail_contracts.tenants import SendingLimits
 from fleetmail_runtime import smtp_replies
+from fleetmail_runtime.bus import BusUnavailable
 from mail_service.delivery import Deliverer, part_key
 from mail_service.domain.decisions import RetryPolicy, WaitForMailbox, decide
 from mail_service.domain.limits import (
@@ -27,6 +28,7 @@ from mail_service.domain.limits import (
 from mail_service.errors import MustWait, QuotaExceeded
 from mail_service.handler import Failures, JobHandler
 from mail_service.pacing import MailboxGate, PacingPolicy
+from mail_service.requeue import FAILURES, NOT_BEFORE
 
 from tests.fakes.mail import (
     FakeAttachments,
@@ -189,7 +191,9 @@ class QuotaEdge:
         async def sleep(seconds: float) -> None:
             self.clock.advance(seconds)
 
-        gate = MailboxGate(FakeLimitsStore(), POLICY, self.clock, sleep)
+        self.store = FakeLimitsStore()
+        self.ledger = FakeLedger()
+        gate = MailboxGate(self.store, POLICY, self.clock, sleep)
         deliverer = Deliverer(
             tenants,
             FakeTokenClient(),
@@ -202,7 +206,7 @@ class QuotaEdge:
         )
         self.handler = JobHandler(
             deliverer,
-            FakeLedger(),
+            self.ledger,
             self.events,
             self.parking,
             Failures(
@@ -290,3 +294,69 @@ async def test_a_job_sent_by_another_delivery_while_this_one_waited_is_not_sent_
     message = FakeJobMessage(job.model_dump_json().encode(), attempt=1)
     await edge.handler.handle(message)
     assert message.answers == ["ack"] and edge.server.received == []
+
+
+async def test_a_job_that_waited_long_still_gets_its_whole_retry_budget() -> None:
+    """Its every earlier delivery was a wait (JetStream counted 4 of its bound of 4): its first
+    failure is retried, as a new message carrying one failure, not dead-lettered."""
+    edge = QuotaEdge()
+    edge.server.faults.append(("data", 451, "4.3.2 try later"))
+    message = FakeJobMessage(scan("job-w").model_dump_json().encode(), attempt=4)
+    await edge.handler.handle(message)
+    assert message.answers == ["ack"] and edge.events.dead_letters == []
+    assert [h[FAILURES] for h in edge.parking.put_back_headers] == ["1"]
+    [deferred] = [e for e in edge.events.events if isinstance(e, MailDeferred)]
+    assert deferred.attempt == 1
+
+
+async def test_a_432_is_a_wait_for_a_place_not_a_failure() -> None:
+    edge = QuotaEdge()
+    busy = smtp_replies.CONCURRENCY_LIMIT
+    edge.server.faults.append(("mail", busy.code, busy.text))
+    message = FakeJobMessage(scan("job-b").model_dump_json().encode(), attempt=1)
+    await edge.handler.handle(message)
+    assert message.answers == ["nack"] and message.nack_delay_s == POLICY.place_poll_s
+    assert not [e for e in edge.events.events if isinstance(e, MailDeferred)]
+    [paced] = [e for e in edge.events.events if isinstance(e, MailPaced)]
+    assert paced.next_attempt_at == edge.clock() + timedelta(seconds=POLICY.place_poll_s)
+
+
+async def test_a_job_put_back_is_not_tried_before_it_is_due() -> None:
+    edge = QuotaEdge()
+    due = edge.clock() + timedelta(seconds=40)
+    carried = {FAILURES: "2", NOT_BEFORE: due.isoformat()}
+    message = FakeJobMessage(scan("job-d").model_dump_json().encode(), headers=carried)
+    await edge.handler.handle(message)
+    assert message.answers == ["nack"] and message.nack_delay_s == 40
+    assert edge.server.received == [] and edge.events.events == []
+
+
+async def test_a_job_put_back_that_was_sent_meanwhile_is_not_sent_again() -> None:
+    """The message it replaced came back after all (its ack was lost) and was sent."""
+    edge = QuotaEdge()
+    edge.ledger.records["job-s"] = "<job-s@fleetmail>"
+    message = FakeJobMessage(scan("job-s").model_dump_json().encode(), headers={FAILURES: "0"})
+    await edge.handler.handle(message)
+    assert message.answers == ["ack"] and edge.server.received == []
+
+
+async def test_a_limits_store_out_of_reach_is_a_retry() -> None:
+    edge = QuotaEdge()
+
+    async def down(key: str, change: object) -> object:
+        raise BusUnavailable("the mailbox limits bucket cannot be used", TimeoutError())
+
+    edge.store.change = down  # type: ignore[method-assign,assignment]
+    message = FakeJobMessage(scan("job-u").model_dump_json().encode())
+    await edge.handler.handle(message)
+    assert message.answers == ["ack"] and edge.events.dead_letters == []
+    assert [h[FAILURES] for h in edge.parking.put_back_headers] == ["1"]
+    [deferred] = [e for e in edge.events.events if isinstance(e, MailDeferred)]
+    assert "limits of mailbox" in deferred.reason
+
+
+def test_a_refused_place_changes_nothing() -> None:
+    state = MailboxState(holders={"a": 200.0, "b": 200.0, "c": 200.0, "gone": 50.0})
+    before = MailboxState.from_json(state.to_json())
+    assert not take(state, "d", 100.0, EXCHANGE, lease_s=60)
+    assert state == before  # so the limits bucket is not written for it

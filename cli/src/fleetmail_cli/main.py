@@ -106,10 +106,10 @@ def day(value: str | None) -> str:
     return datetime.fromisoformat(value).strftime("%Y-%m-%d") if value else "—"
 
 
-def when(value: str | None) -> str:
+def when(value: str | None, seconds: bool = False) -> str:
     if not value:
         return "—"
-    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else ""))
 
 
 # --- tenants ---------------------------------------------------------------------------
@@ -321,17 +321,23 @@ def jobs_list(
     limit: Annotated[int, typer.Option()] = 20,
 ) -> None:
     params = {k: v for k, v in (("status", status), ("device_id", device), ("limit", limit)) if v is not None}
-    rows = table("job", "device", "function", "status", "submitted", "detail")
+    rows = table("job", "device", "function", "status", "submitted", "goes at", "detail")
     for j in call("GET", f"/v1/admin/tenants/{tenant_id}/jobs", params=params):
         rows.add_row(
             j["job_id"],
             j["device_id"],
             j["function"],
-            j["status"],
+            STATUS_SHOWN.get(j["status"], j["status"]),
             when(j["submitted_at"]),
+            when(j.get("next_attempt_at"), seconds=True) if j["status"] in WAITING else "",
             j.get("detail") or "",
         )
     out.print(rows)
+
+
+WAITING = frozenset({"paced", "waiting_for_quota", "deferred"})
+"""Statuses of jobs that go at a known time (`next_attempt_at`)."""
+STATUS_SHOWN = {"waiting_for_quota": "waiting for quota"}
 
 
 def dead_letters(tenant_id: str, want: int, pages: int | None = None) -> tuple[list[dict[str, Any]], bool]:
@@ -365,9 +371,43 @@ def dead_list(tenant_id: str, limit: Annotated[int, typer.Option()] = 20) -> Non
 
 
 @dead.command("resend")
-def dead_resend(tenant_id: str, sequence: int) -> None:
-    accepted = call("POST", f"/v1/admin/tenants/{tenant_id}/dead-letters/{sequence}/resend")
-    out.print(f"job {accepted['job_id']} queued again")
+def dead_resend(
+    tenant_id: Annotated[str | None, typer.Argument(help="with SEQUENCE: one dead letter")] = None,
+    sequence: Annotated[int | None, typer.Argument()] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="all of the tenant's that match")] = None,
+    reason: Annotated[str | None, typer.Option(help="only this reason code")] = None,
+    since: Annotated[datetime | None, typer.Option(help="failed at or after (UTC unless given)")] = None,
+    until: Annotated[datetime | None, typer.Option(help="failed before (UTC unless given)")] = None,
+    batch: Annotated[int, typer.Option(help="dead letters per call")] = 100,
+) -> None:
+    """Send dead jobs again: one (TENANT SEQUENCE), or in bulk (--tenant, --reason, --since, --until)."""
+    if sequence is not None and tenant_id is not None:
+        accepted = call("POST", f"/v1/admin/tenants/{tenant_id}/dead-letters/{sequence}/resend")
+        out.print(f"job {accepted['job_id']} queued again")
+        return
+    tenant_id = tenant or tenant_id
+    if tenant_id is None:
+        fail("name the tenant (--tenant), and a dead letter's sequence to resend just one")
+    wanted: dict[str, Any] = {"limit": batch, "reason": reason}
+    wanted |= {k: _utc(v).isoformat() for k, v in (("since", since), ("until", until)) if v is not None}
+    resent, skipped = 0, []
+    while True:
+        report = call("POST", f"/v1/admin/tenants/{tenant_id}/dead-letters/resend", json=wanted)
+        resent += report["resent"]
+        skipped += report["skipped"]
+        out.print(f"resent {resent}, skipped {len(skipped)}" + ("…" if report["next"] else ""))
+        if report["next"] is None:
+            break
+        wanted["before"] = report["next"]
+    if skipped:
+        rows = table("seq", "job", "skipped", "why", whole=("job",))
+        for s in skipped:
+            rows.add_row(str(s["sequence"]), s.get("job_id") or "?", s["why"], s["detail"])
+        out.print(rows)
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 # --- alerts ----------------------------------------------------------------------------
@@ -422,7 +462,10 @@ def status() -> None:
         )
     # The same figures as the Grafana dashboard (deploy/grafana/fleetmail.json), per tenant.
     rows = table("tenant", "token", "dies in", "sign-ins", "alerts", "sent", "failed", "queued", "dead")
-    rows.caption = "token: the administrator's · sign-ins: users to sign in · jobs: last 24 h"
+    rows.caption = (
+        "token: the administrator's · sign-ins: users to sign in · jobs: last 24 h · "
+        "queued (paced, quota): held back by the mailbox's sending limits"
+    )
     now = datetime.now(UTC)
     # A tenant's figures take four calls; tenants are read side by side, so a dealer's hundred
     # tenants take seconds, not minutes. Rows keep the API's order.
@@ -465,6 +508,12 @@ def _tenant_row(t: dict[str, Any], now: datetime) -> list[str]:
         else (NOT_ACQUIRED if admin is None else SHORT_STATUS.get(admin["status"], admin["status"]))
     )
     waiting = sum(n for status, n in counts.items() if status not in ("sent", "failed"))
+    # Jobs held back by their mailbox's limits, not by a fault: paced, or waiting for quota.
+    held = [
+        f"{counts[s]} {label}"
+        for s, label in (("paced", "paced"), ("waiting_for_quota", "quota"))
+        if counts.get(s)
+    ]
     return [
         tenant_id,
         token,
@@ -473,7 +522,7 @@ def _tenant_row(t: dict[str, Any], now: datetime) -> list[str]:
         f"[red]{open_alerts}[/red]" if open_alerts else "0",
         str(counts.get("sent", 0)),
         f"[red]{counts['failed']}[/red]" if counts.get("failed") else "0",
-        str(waiting),
+        f"{waiting} ({', '.join(held)})" if held else str(waiting),
         f"{len(found)}+" if more else str(len(found)),
     ]
 

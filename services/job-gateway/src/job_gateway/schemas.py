@@ -377,6 +377,44 @@ class DeadLetterPage(BaseModel):
     )
 
 
+class DeadLetterResend(BaseModel):
+    """Which of the tenant's dead letters to send again: all the filters given must match."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(
+        default=None, max_length=64, description="Only dead letters of this `reason_code`"
+    )
+    since: AwareDatetime | None = Field(default=None, description="Only those that failed at or after this")
+    until: AwareDatetime | None = Field(default=None, description="Only those that failed before this")
+    before: int | None = Field(
+        default=None, ge=1, description="The `next` of the previous call; none: from the newest"
+    )
+    limit: int = Field(default=100, ge=1, le=500, description="At most this many sent again or skipped")
+
+    @model_validator(mode="after")
+    def _a_range(self) -> Self:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError("`since` must be before `until`")
+        return self
+
+
+class SkippedDeadLetter(BaseModel):
+    sequence: int
+    job_id: str | None
+    why: Literal["documents_gone", "not_failed", "older_letter", "not_found"]
+    detail: str
+
+
+class DeadLetterResendReport(BaseModel):
+    """What one bulk resend did. It reads a bounded stretch of the dead-letter stream: while
+    `next` is not null, call again with it as `before` for older dead letters."""
+
+    resent: int
+    job_ids: list[str]
+    skipped: list[SkippedDeadLetter]
+    next: int | None
+
+
 class Health(BaseModel):
     status: str
 

@@ -11,8 +11,12 @@ The decision at the handler edge (`domain.decisions.decide`) is made from the cl
     │                                 back to the queue until then, not counted as a failure
     ├── TokenRejected                 the SMTP server refused the access token; the deliverer
     │                                 refreshes it once and sends again (does not reach the edge)
-    ├── TransientDeliveryError        retry later (NAK with a delay); dead letter after max_deliver
+    ├── TransientDeliveryError        retry later (put back, due after a delay); dead letter
+    │                                 after max_deliver attempts (counted in the message)
     │   ├── SmtpTransient             4xx replies, connection failures, timeouts
+    │   │   └── MailboxBusy           `432 4.3.2`: the mailbox has too many in submission (the
+    │   │                             gate turns it into MustWait: a wait, not a failure)
+    │   ├── LimitsUnavailable         the mailbox limits bucket cannot be used now
     │   ├── QuotaExceeded             the provider's daily quota reply (the deliverer turns it
     │   │                             into MustWait until the window allows)
     │   ├── TokenUnavailable          token-service or the identity provider cannot answer now
@@ -101,6 +105,14 @@ class SmtpTransient(TransientDeliveryError):
     def __init__(self, message: str, smtp_reply: str | None = None) -> None:
         super().__init__(message)
         self.smtp_reply = smtp_reply
+
+
+class MailboxBusy(SmtpTransient):
+    """The server has more of the mailbox's messages in submission than it allows."""
+
+
+class LimitsUnavailable(TransientDeliveryError):
+    """The mailbox's limits cannot be read or changed now (the bus is down)."""
 
 
 class QuotaExceeded(TransientDeliveryError):

@@ -39,7 +39,9 @@ from .domain.decisions import (
 )
 from .domain.events import JobRef
 from .errors import DeliveryError, InvalidJob
+from .pacing import delay_until
 from .ports import DeliveryLedger, EventPublisher, JobMessage, Parking, TenantReader
+from .requeue import CARRIED, Carried, Requeue
 from .telemetry import DELIVERY_LATENCY, JOBS_DEFERRED, JOBS_FAILED, JOBS_PARKED, JOBS_SENT
 
 log = logging.getLogger("mail-service")
@@ -86,8 +88,11 @@ class Failures:
         letter = DeadLetterMessage(
             dead_letter_id=uuid.uuid4().hex,
             original_subject=subject,
-            # The original's Nats-* headers would make JetStream treat a resend as a duplicate.
-            original_headers={k: v for k, v in headers.items() if not k.startswith("Nats-")},
+            # The original's Nats-* headers would make JetStream treat a resend as a duplicate,
+            # and a resend starts with its whole retry budget.
+            original_headers={
+                k: v for k, v in headers.items() if not k.startswith("Nats-") and k not in CARRIED
+            },
             payload_b64=base64.b64encode(payload).decode(),
             reason_code=failure.reason.value,
             detail=failure.detail,
@@ -146,9 +151,11 @@ class JobHandler:
         self.policy = policy
         self.clock = clock
         self.jitter = jitter
+        self.requeue = Requeue(parking, policy.max_deliver, clock)
 
     async def handle(self, message: JobMessage) -> None:
-        attempt = message.attempt
+        carried = Carried.of(message.headers)
+        attempt = carried.attempt
         try:
             job = job_command_adapter.validate_json(message.body)
         except ValidationError as exc:
@@ -157,6 +164,12 @@ class JobHandler:
             await message.ack()
             return
         function = JobFunction(job.function)
+        if carried.not_before is not None and carried.not_before > self.clock():
+            # Put back with a due time and delivered early: a wait, not an attempt.
+            await self.requeue.wait(
+                message, job.job_id, function, delay_until(carried.not_before, self.clock())
+            )
+            return
         ref = JobRef.of(job, function)
         trace.get_current_span().set_attributes(
             {"fleetmail.job_id": job.job_id, "fleetmail.tenant": job.tenant_id, "fleetmail.attempt": attempt}
@@ -165,8 +178,10 @@ class JobHandler:
         accepted: asyncio.Task[None] | None = None
         sender_address = ""
         outcome: Outcome
-        # Only a redelivery can find its job already sent (JetStream drops duplicate publishes).
-        if attempt > 1 and await self.ledger.already_delivered(job.job_id):
+        # Only a redelivery, or a message put back, can find its job already sent (JetStream
+        # drops duplicate publishes).
+        first = message.attempt == 1 and not carried.copy
+        if not first and await self.ledger.already_delivered(job.job_id):
             outcome = AlreadyDelivered()
         else:
             try:
@@ -174,7 +189,7 @@ class JobHandler:
                 labels["provider"] = tenant.provider.value
                 sender = self.deliverer.sender_of(job, function, tenant)
                 sender_address = sender.address
-                if attempt == 1:
+                if first:
                     # Published while the delivery runs; awaited before any later event of the job.
                     accepted = asyncio.create_task(
                         self.events.publish(ref.accepted(self.clock(), sender.address))
@@ -188,22 +203,14 @@ class JobHandler:
             except DeliveryError as exc:
                 outcome = exc
         decision = decide(outcome, attempt=attempt, policy=self.policy, jitter=self.jitter)
-        await self._carry_out(decision, message, job, ref, labels, accepted, sender_address)
+        await self._carry_out(decision, message, job, ref, labels, accepted, sender_address, attempt)
 
     async def _wait(
         self, decision: WaitForMailbox, message: JobMessage, job: JobBase, ref: JobRef, sender: str
     ) -> None:
-        """Back to the queue until the mailbox allows. Waiting is no failed attempt: when
-        JetStream's count of deliveries nears its bound, the job goes back as a new message."""
+        """Back to the queue until the mailbox allows: a wait, not a failed attempt."""
         await self.events.publish(ref.waiting(self.clock(), sender, decision))
-        delay_s = max(0.0, (decision.until - self.clock()).total_seconds())
-        if message.attempt + 1 < self.policy.max_deliver:
-            await message.nack(delay_s)
-            return
-        await self.parking.put_back(
-            message.body, ref.function, f"{job.job_id}.waited.{uuid.uuid4().hex[:12]}"
-        )
-        await message.ack()
+        await self.requeue.wait(message, job.job_id, ref.function, delay_until(decision.until, self.clock()))
 
     async def _carry_out(
         self,
@@ -214,6 +221,7 @@ class JobHandler:
         labels: Labels,
         accepted: asyncio.Task[None] | None,
         sender: str,
+        attempt: int,
     ) -> None:
         if isinstance(decision, WaitForMailbox):
             await settle(accepted)
@@ -256,20 +264,23 @@ class JobHandler:
             log.info("job %s parked until %s", job.job_id, whom)
         elif isinstance(decision, Retry):
             await settle(accepted)
-            log.warning("job %s deferred (attempt %d): %s", job.job_id, message.attempt, decision.reason)
-            await self.events.publish(
-                ref.deferred(self.clock(), message.attempt, decision.delay_s, decision.reason)
-            )
-            await message.nack(decision.delay_s)
+            log.warning("job %s deferred (attempt %d): %s", job.job_id, attempt, decision.reason)
+            await self.events.publish(ref.deferred(self.clock(), attempt, decision.delay_s, decision.reason))
+            await self.requeue.failed(message, job.job_id, ref.function, decision.delay_s)
             JOBS_DEFERRED.add(1, labels)
         else:
             await settle(accepted)
             log.warning("job %s failed: %s", job.job_id, decision.detail)
-            await self._dead_letter(decision, message, ref, labels)
+            await self._dead_letter(decision, message, ref, labels, attempt)
             await message.ack()
 
     async def _dead_letter(
-        self, decision: DeadLetter, message: JobMessage, ref: JobRef | None, labels: Labels | None
+        self,
+        decision: DeadLetter,
+        message: JobMessage,
+        ref: JobRef | None,
+        labels: Labels | None,
+        attempt: int | None = None,
     ) -> None:
         await self.failures.fail(
             decision,
@@ -278,7 +289,7 @@ class JobHandler:
             subject=message.subject,
             payload=message.body,
             headers=message.headers,
-            deliveries=message.attempt,
+            deliveries=attempt or message.attempt,
         )
 
 

@@ -20,7 +20,7 @@ from typing import Protocol, TypeVar
 from fleetmail_runtime.bus import BusUnavailable
 
 from .domain.limits import MailboxLimits, MailboxState, Turn, Wait, WaitKind, block, release, reserve, take
-from .errors import MustWait, QuotaExceeded
+from .errors import LimitsUnavailable, MailboxBusy, MustWait, QuotaExceeded
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,11 @@ class MailboxGate:
         # One change at a time per mailbox in this replica: compare-and-set conflicts are then
         # only between replicas.
         async with self._changing.setdefault(key, asyncio.Lock()):
-            return await self.store.change(key, change)
+            try:
+                return await self.store.change(key, change)
+            except BusUnavailable as exc:
+                # A retry of the job, not a failure of it and no unanswered message.
+                raise LimitsUnavailable(f"the limits of mailbox {key} cannot be used now: {exc}") from exc
 
     @asynccontextmanager
     async def submission(self, key: str, limits: MailboxLimits, paced: Paced | None) -> AsyncIterator[bool]:
@@ -98,6 +102,12 @@ class MailboxGate:
                 await self._place_freed(key)
             try:
                 yield waited
+            except MailboxBusy as exc:
+                # The server counts submissions its own way (a connection it has not yet seen
+                # close): look again shortly, as for a place taken elsewhere.
+                raise MustWait(
+                    _at(self._now() + policy.place_poll_s), WaitKind.PACED, exc.smtp_reply
+                ) from None
             except QuotaExceeded as exc:
                 until = self._now() + policy.quota_retry_s
                 await self._change(key, lambda s: block(s, until))
@@ -112,7 +122,7 @@ class MailboxGate:
     async def _release(self, key: str, holder: str) -> None:
         try:
             await self._change(key, lambda s: release(s, holder))
-        except BusUnavailable as exc:
+        except LimitsUnavailable as exc:
             log.warning("a place at mailbox %s will be freed by its lease: %s", key, exc)
         self._released.pop(key, asyncio.Event()).set()
 

@@ -136,8 +136,10 @@ class Parking(Protocol):
         to the queue; returns how many."""
         ...
 
-    async def put_back(self, job_json: bytes, function: JobFunction, copy_id: str) -> None:
-        """The job on the queue again as a new message under `copy_id`."""
+    async def put_back(
+        self, job_json: bytes, function: JobFunction, copy_id: str, headers: Mapping[str, str]
+    ) -> None:
+        """The job on the queue again as a new message under `copy_id`, with `headers`."""
         ...
 
 

@@ -7,7 +7,7 @@ import base64
 import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from fleetmail_contracts.dead_letters import DeadLetter
 from fleetmail_contracts.jobs import JobFunction
@@ -16,7 +16,17 @@ from fleetmail_runtime.bus import BusUnavailable
 from ..domain import Administrator, Device, scoped_job_id, sees_the_whole_fleet, status_update
 from ..errors import DeadLetterNotFound, DocumentsGone, EventBusUnavailable, JobNotFound
 from ..ports import Attachments, ConsumerLag, DeadLetterStream, JobStore
-from ..schemas import DeadLetterPage, JobAccepted, JobStatus, JobSummary, QueueView
+from ..schemas import (
+    DeadLetterPage,
+    DeadLetterResend,
+    DeadLetterResendReport,
+    DeadLetterView,
+    JobAccepted,
+    JobStatus,
+    JobSummary,
+    QueueView,
+    SkippedDeadLetter,
+)
 
 
 def _now() -> datetime:
@@ -78,6 +88,13 @@ def documents_of(letter: DeadLetter) -> list[tuple[str, str]]:
     ]
 
 
+BULK_PAGES = 8
+BULK_PAGE = 500
+"""A bulk resend reads at most 8 pages of the dead letters (each a bounded stretch of the
+stream) per call; the caller follows `next` for older ones."""
+SkipReason = Literal["documents_gone", "not_failed", "older_letter", "not_found"]
+
+
 class DeadLetterDesk:
     def __init__(
         self,
@@ -115,6 +132,63 @@ class DeadLetterDesk:
             raise DeadLetterNotFound(f"no dead job {sequence} in {tenant_id!r}")
         await self.jobs.requeue_job(job_id, self.clock())
         return JobAccepted(job_id=job_id, delivery_id=job_id, status="queued")
+
+    async def resend_matching(self, tenant_id: str, wanted: DeadLetterResend) -> DeadLetterResendReport:
+        """Send again, by the rule of `resend`, the tenant's dead letters that match, newest
+        first: at most `wanted.limit` of them sent or skipped, from a bounded stretch of the
+        stream. A job is sent again once: only while its status is `failed`, and from its
+        newest dead letter."""
+        resent: list[str] = []
+        skipped: list[SkippedDeadLetter] = []
+        seen: set[str] = set()
+
+        def report(next_before: int | None) -> DeadLetterResendReport:
+            return DeadLetterResendReport(
+                resent=len(resent), job_ids=resent, skipped=skipped, next=next_before
+            )
+
+        before = wanted.before
+        for _ in range(BULK_PAGES):
+            page = await self.page(tenant_id, before, BULK_PAGE)
+            for view in page.dead_letters:
+                if len(resent) + len(skipped) >= wanted.limit:
+                    return report(view.sequence + 1)
+                if wanted.since is not None and view.failed_at < wanted.since:
+                    return report(None)  # dead letters are kept in the order they failed
+                if (wanted.until is not None and view.failed_at >= wanted.until) or (
+                    wanted.reason is not None and view.reason_code != wanted.reason
+                ):
+                    continue
+                why = await self._resend_one(tenant_id, view, seen)
+                if why is None:
+                    resent.append(str(view.job_id))
+                else:
+                    skipped.append(
+                        SkippedDeadLetter(
+                            sequence=view.sequence, job_id=view.job_id, why=why[0], detail=why[1]
+                        )
+                    )
+            if (before := page.next) is None:
+                return report(None)
+        return report(before)
+
+    async def _resend_one(
+        self, tenant_id: str, view: DeadLetterView, seen: set[str]
+    ) -> tuple[SkipReason, str] | None:
+        """Why the dead letter is not sent again, or None once it is."""
+        if view.job_id in seen:
+            return "older_letter", "a newer dead letter of the same job was sent again"
+        seen.add(str(view.job_id))
+        status = await self.jobs.job(str(view.job_id)) if view.job_id else None
+        if status is not None and status.get("status") != "failed":
+            return "not_failed", f"the job is {status.get('status')} now: it was sent again already"
+        try:
+            await self.resend(tenant_id, view.sequence)
+        except DocumentsGone as exc:
+            return "documents_gone", exc.detail
+        except DeadLetterNotFound as exc:
+            return "not_found", exc.detail
+        return None
 
     async def _check_documents(self, letter: DeadLetter, sequence: int) -> None:
         """A dead job's documents are kept for the retention after it failed, then deleted;

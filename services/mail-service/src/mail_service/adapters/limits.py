@@ -23,7 +23,8 @@ class KvMailboxLimits(DeclaredBucket):
         super().__init__(broker, bucket)
 
     async def change(self, key: str, change: Callable[[MailboxState], T]) -> T:
-        """Apply `change` to the mailbox's state and store it, again on a concurrent write."""
+        """Apply `change` to the mailbox's state and store it (when it changed it), again on a
+        concurrent write."""
         conflict: KeyWrongLastSequenceError | None = None
         with bus_errors("the mailbox limits bucket cannot be used"):
             for _ in range(CONFLICTS):
@@ -34,6 +35,8 @@ class KvMailboxLimits(DeclaredBucket):
                     raw, revision = None, None
                 state = MailboxState.from_json(raw)
                 result = change(state)
+                if raw is not None and state == MailboxState.from_json(raw):
+                    return result  # nothing changed (a refused place): nothing to write
                 try:
                     if revision is None:
                         await self.kv.create(key, state.to_json())

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -225,14 +225,17 @@ class KvParkingLot(DeclaredBucket):
         await self.on_expired(job, parked.function, parked.user, parked.administrator)
         await self._release(parked, claimed[1])
 
-    async def put_back(self, job_json: bytes, function: JobFunction, copy_id: str) -> None:
-        """The job back on the queue as a new message (its deliveries counted from one again)."""
+    async def put_back(
+        self, job_json: bytes, function: JobFunction, copy_id: str, headers: Mapping[str, str]
+    ) -> None:
+        """The job back on the queue as a new message (JetStream counts its deliveries from one
+        again); `copy_id` is made from the message it replaces, so putting it back twice
+        queues it once."""
         with bus_errors(f"{streams.JOBS_STREAM} did not take a job put back"):
             await self.broker.publish(
                 job_json,
                 resumed_job_subject(function),
-                # A new id: the job's own id may still be inside the duplicate window.
-                headers={"Nats-Msg-Id": copy_id, "content-type": "application/json"},
+                headers={**headers, "Nats-Msg-Id": copy_id, "content-type": "application/json"},
                 stream=streams.JOBS_STREAM,
             )
 

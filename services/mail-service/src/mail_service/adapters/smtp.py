@@ -32,6 +32,7 @@ from ..domain.mime import MimeMessage
 from ..errors import (
     DeliveryError,
     DestinationNotAllowed,
+    MailboxBusy,
     QuotaExceeded,
     SmtpPermanent,
     SmtpTransient,
@@ -57,6 +58,8 @@ def error_of_reply(code: int, message: str, during_auth: bool) -> DeliveryError:
         return TokenRejected(reply)
     if klass is ReplyClass.QUOTA:
         return QuotaExceeded(reply, known.remedy if known else None)
+    if klass is ReplyClass.TRANSIENT and known is not None and known.reason_code == "concurrency_limit":
+        return MailboxBusy(f"the mailbox has too many messages in submission: {reply}", reply)
     if klass is ReplyClass.TRANSIENT:
         return SmtpTransient(f"the SMTP server deferred the message: {reply}", reply)
     if known is not None:

@@ -11,7 +11,7 @@
 |                                           | administrator's first [Acquire])                |
 | `MustWait` (the mailbox's turn or quota)   | `WaitForMailbox(until)`: `paced` or             |
 |                                           | `waiting_for_quota` event, back to the queue    |
-| transient, attempt < max_deliver          | `Retry(delay)`: `deferred` event, NAK(delay)    |
+| transient, attempt < max_deliver          | `Retry(delay)`: `deferred` event, put back      |
 | transient, attempt ≥ max_deliver          | `DeadLetter(retries_exhausted)`                 |
 | permanent (or any other `DeliveryError`)  | `DeadLetter(its reason, remedy, SMTP reply)`    |
 

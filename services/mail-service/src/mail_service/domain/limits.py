@@ -97,11 +97,13 @@ def reserve(state: MailboxState, now: float, limits: MailboxLimits, horizon_s: f
 
 
 def take(state: MailboxState, holder: str, now: float, limits: MailboxLimits, lease_s: float) -> bool:
-    """Admit `holder` as a submission in progress, if the mailbox has room."""
-    state.holders = {h: until for h, until in state.holders.items() if until > now}
-    if holder not in state.holders and len(state.holders) >= limits.concurrent:
+    """Admit `holder` as a submission in progress, if the mailbox has room. A refusal leaves
+    `state` as it was, so a submission looking again and again writes nothing."""
+    live = {h: until for h, until in state.holders.items() if until > now}
+    if holder not in live and len(live) >= limits.concurrent:
         return False
-    state.holders[holder] = now + lease_s
+    live[holder] = now + lease_s
+    state.holders = live
     return True
 
 

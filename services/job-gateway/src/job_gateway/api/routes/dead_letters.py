@@ -12,7 +12,7 @@ from ...errors import (
     Forbidden,
     TenantNotFound,
 )
-from ...schemas import DeadLetterPage, JobAccepted
+from ...schemas import DeadLetterPage, DeadLetterResend, DeadLetterResendReport, JobAccepted
 from ..deps import ReadableTenant, ServicesDep, WritableTenant
 from ..problems import documented
 
@@ -36,6 +36,17 @@ async def list_dead_letters(
     at a time: follow `next` (as `before`) until it is null. A page reads a bounded stretch of
     the dead-letter stream, so it may hold fewer than `limit`, or none, and still have a `next`."""
     return await services.dead_letters.page(tenant.tenant_id, before, limit)
+
+
+@router.post("/resend")
+async def resend_dead_letters(
+    wanted: DeadLetterResend, tenant: WritableTenant, services: ServicesDep
+) -> DeadLetterResendReport:
+    """Send again, in one call, the tenant's dead letters of a reason and a time range (after
+    fixing their cause), newest first, by the same rule as one at a time: a job whose documents
+    are no longer kept, or that was already sent again, is skipped and the report says why.
+    A call handles at most `limit` and reads a bounded stretch: follow `next` (as `before`)."""
+    return await services.dead_letters.resend_matching(tenant.tenant_id, wanted)
 
 
 @router.post("/{sequence}/resend", status_code=202, responses=documented(DeadLetterNotFound, DocumentsGone))
