@@ -69,8 +69,9 @@ async def through(proxy: ConnectProxy, target_port: int, step: Callable[[], Awai
     before = len(proxy.tunnels)
     result = await step()
     opened = proxy.tunnels[before:]
-    assert opened, "the step made no call through the proxy"
-    assert set(opened) == {f"127.0.0.1:{target_port}"}, opened
+    # Other tests' tenants share the service's proxy (their keep-alive, their jobs' refreshes):
+    # the step's own tunnel is the one to its provider.
+    assert f"127.0.0.1:{target_port}" in opened, opened or "the step made no call through the proxy"
     return result
 
 
@@ -229,7 +230,9 @@ async def test_the_tenants_proxy_wins_over_the_services(
         # A tenant without a proxy of its own meets the service's refusal, named as such.
         asked = len(service_proxy.asked)
         tenant_id, _ = await tenant(admin, "microsoft", None)
+        service_proxy.drop_tunnels()  # a tunnel opened before it refused would carry the call
         refused = await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire")
+        assert refused.status_code >= 400, refused.text
         detail = refused.json()["detail"]
         assert "refused the tunnel to the identity provider (HTTP 403)" in detail, detail
         assert SERVICE_PROXY in detail and "allow the provider's host at the proxy" in detail

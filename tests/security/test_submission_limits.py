@@ -34,6 +34,9 @@ from tests.utils.tenants import tenant_with_device
 
 MIB = 1024 * 1024
 LIMIT = 2 * MIB
+DEVICE_POLICY = "administrator_address"
+"""The device's mail is sent as the administrator: these tests are about sizes, and under the
+login-user policies a message From outside the tenant's domains is refused before its size."""
 IN_FLIGHT = 3 * MIB
 """The tenant's share; a device's is its default, max(IN_FLIGHT / 2, LIMIT) = LIMIT."""
 BODY_READ_TIMEOUT_S = 5
@@ -129,7 +132,7 @@ def _problem(response: httpx.Response, status: int, code: str) -> dict:
 
 
 async def test_too_many_files_are_refused_and_nothing_is_stored(gateway, admin) -> None:
-    tenant_id, device = await tenant_with_device(admin, auto_delete=False)
+    tenant_id, device = await tenant_with_device(admin, auto_delete=False, from_policy=DEVICE_POLICY)
     files = [("files", (f"page-{n}.pdf", b"%PDF-1.4 page", "application/pdf")) for n in range(21)]
     async with httpx.AsyncClient(base_url=gateway.url, auth=device, timeout=30) as panel:
         job = {"job": json.dumps({"to": ["boss@fabrikam.example"], "subject": "21 pages"})}
@@ -142,7 +145,7 @@ async def test_too_many_files_are_refused_and_nothing_is_stored(gateway, admin) 
 
 
 async def test_a_body_over_the_limit_is_refused_before_it_is_spooled(gateway, admin) -> None:
-    tenant_id, device = await tenant_with_device(admin, auto_delete=False)
+    tenant_id, device = await tenant_with_device(admin, auto_delete=False, from_policy=DEVICE_POLICY)
     total = LIMIT + OVER_BY
     seen = {"sent": 0, "spooled": 0, "rss_kb": 0}
 
@@ -172,7 +175,7 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_spooled(gateway, ad
 
 
 async def test_a_declared_size_over_the_limit_is_refused_before_a_byte_is_read(gateway, admin) -> None:
-    tenant_id, device = await tenant_with_device(admin, auto_delete=False)
+    tenant_id, device = await tenant_with_device(admin, auto_delete=False, from_policy=DEVICE_POLICY)
     sent = 0
 
     async def body() -> AsyncIterator[bytes]:
@@ -200,7 +203,7 @@ def _smtp(gateway: Gateway, device: tuple[str, str], message: EmailMessage) -> t
 
 
 async def test_smtp_refuses_a_message_over_the_limits(gateway, admin) -> None:
-    tenant_id, device = await tenant_with_device(admin, auto_delete=False)
+    tenant_id, device = await tenant_with_device(admin, auto_delete=False, from_policy=DEVICE_POLICY)
     too_big = scan(subject="too big", size=LIMIT + 1024)
     code, reply = await asyncio.to_thread(_smtp, gateway, device, too_big)
     assert (code, reply.split()[0]) == (552, "5.3.4"), reply
@@ -224,9 +227,9 @@ async def _another_device(admin: httpx.AsyncClient, tenant_id: str) -> tuple[str
 async def test_a_tenant_past_its_bytes_in_flight_waits_and_another_tenant_does_not(
     stack, gateway, admin
 ) -> None:
-    busy_tenant, busy = await tenant_with_device(admin, auto_delete=False)
+    busy_tenant, busy = await tenant_with_device(admin, auto_delete=False, from_policy=DEVICE_POLICY)
     colleague = await _another_device(admin, busy_tenant)
-    other_tenant, other = await tenant_with_device(admin, auto_delete=False)
+    other_tenant, other = await tenant_with_device(admin, auto_delete=False, from_policy=DEVICE_POLICY)
     # A slow upload of the busy tenant's first device: its first 1.5 MB are read (spooled to
     # the gateway's disk) and held; the rest trickles in, a byte at a time, until released.
     slow = _form(f"slow-{uuid.uuid4().hex[:6]}", LIMIT - 4096)
@@ -344,9 +347,9 @@ class _Data:
 
 
 async def test_smtp_data_past_the_tenants_share_is_refused_while_it_streams(gateway, admin) -> None:
-    tenant_id, device = await tenant_with_device(admin, auto_delete=False)
+    tenant_id, device = await tenant_with_device(admin, auto_delete=False, from_policy=DEVICE_POLICY)
     colleague = await _another_device(admin, tenant_id)
-    _, other = await tenant_with_device(admin, auto_delete=False)
+    _, other = await tenant_with_device(admin, auto_delete=False, from_policy=DEVICE_POLICY)
     # Two devices of one tenant send DATA that never ends: what arrives is held as it is spooled.
     endless = await _Data.open(gateway.smtp_port, device)
     past = await _Data.open(gateway.smtp_port, colleague)
@@ -409,7 +412,7 @@ async def _silent_post(gateway: Gateway, device: tuple[str, str]) -> asyncio.Tas
 async def test_bodies_that_never_arrive_hold_nothing_and_are_refused_after_the_read_timeout(
     gateway, admin
 ) -> None:
-    tenant_id, device = await tenant_with_device(admin, auto_delete=False)
+    tenant_id, device = await tenant_with_device(admin, auto_delete=False, from_policy=DEVICE_POLICY)
     colleague = await _another_device(admin, tenant_id)
     silent = [await _silent_post(gateway, device) for _ in range(4)]  # 4 x LIMIT declared
     async with httpx.AsyncClient(base_url=gateway.url, auth=colleague, timeout=30) as panel:

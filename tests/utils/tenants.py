@@ -95,7 +95,10 @@ async def browser_sign_in(stack, emulator: httpx.AsyncClient, authorization_url:
 
 
 async def tenant_with_device(
-    admin: httpx.AsyncClient, auto_delete: bool, smtp_port: int | None = None
+    admin: httpx.AsyncClient,
+    auto_delete: bool,
+    smtp_port: int | None = None,
+    from_policy: str = "login_user_address",
 ) -> tuple[str, tuple[str, str]]:
     tenant_id = f"t-{uuid.uuid4().hex[:8]}"
     created = await admin.put(
@@ -104,7 +107,7 @@ async def tenant_with_device(
             "tenant_id": tenant_id,
             "oauth_enabled": True,
             "administrator_address": f"admin@{tenant_id}.example",
-            "from_policy": "login_user_address",
+            "from_policy": from_policy,
             "auto_delete": auto_delete,
             "smtp": {"host": "127.0.0.1", "port": smtp_port} if smtp_port else None,
         },
