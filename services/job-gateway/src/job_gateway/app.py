@@ -81,6 +81,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         provider_of=tenants.provider_of,
         tsi_routing=tsi_routing,
         sessions=devices,
+        tenant_of=tenants.current,
     )
     jobs = JobQueries(store)
     listener = SmtpListener(settings, intake, devices, tenants.current)
