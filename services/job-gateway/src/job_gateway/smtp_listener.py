@@ -70,7 +70,6 @@ TLS_VERSIONS = {
     "1.0": ssl.TLSVersion.TLSv1,
     "1.1": ssl.TLSVersion.TLSv1_1,
     "1.2": ssl.TLSVersion.TLSv1_2,
-    "1.3": ssl.TLSVersion.TLSv1_3,
 }
 
 REPLIES: tuple[tuple[type[GatewayError], str], ...] = (
