@@ -300,3 +300,16 @@ async def test_a_devices_rules_file_its_notifications_and_allow_sends_the_rest_a
     assert status["X-Fleetmail-Function"] == "status_notification"
     plain = await sent(message("mfp@contoso.example", "Contract scan"))
     assert plain["X-Fleetmail-Function"] == "scan_to_email" and plain["From"] == principal.address
+    # A walk-up user types the subject: their message matching the counter rule stays theirs,
+    # a scan waiting for their own sign-in, never sent with the administrator's grant.
+    user = f"walk-up-{uuid.uuid4().hex[:4]}@{tenant_id}.example"
+    reply = await send_as_device(stack, device_id, secret, message(user, "Total Counter, honest"))
+    assert "queued as" in reply, reply
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(device_id, secret), timeout=30) as panel:
+
+        async def parked() -> dict | None:
+            status = (await panel.get(f"/v1/jobs/{reply.rsplit(' ', 1)[-1]}")).json()
+            return status if status["status"] == "parked" else None
+
+        status = await eventually(parked, what="the user's message to wait for the user's sign-in")
+    assert status["function"] == "scan_to_email", status

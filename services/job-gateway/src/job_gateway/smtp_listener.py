@@ -60,7 +60,7 @@ from .settings import GatewaySettings
 from .smtp_connections import ConnectionLimits, CountedTls
 from .smtp_message import ReadMessage, header_text, read_message
 from .smtp_protocol import DeviceSMTP, SpooledEnvelope
-from .smtp_rules import address_of, function_of, login_user_of
+from .smtp_rules import address_of, function_of, login_user_of, sent_by_a_user
 from .telemetry import tracer
 from .use_cases import DeviceDirectory, JobIntake
 
@@ -252,7 +252,8 @@ def to_job(
     from_header = header_text(message.headers, "From")
     sender = address_of(from_header) if from_header else address_of(str(envelope.mail_from or ""))
     recipients = list(envelope.rcpt_tos)
-    function = function_of(login.rules, login.function, recipients, subject, sender or from_header)
+    by_user = sent_by_a_user(tenant, sender, login.device.machine_address)
+    function = function_of(login.rules, login.function, recipients, subject, sender or from_header, by_user)
     fields: dict[str, Any] = {
         "function": function,
         "to": recipients,
