@@ -132,7 +132,9 @@ def test_a_users_message_never_becomes_an_administrator_function_by_a_rule() -> 
     ]
     allow = tenant(FromPolicy.ALLOW)
 
-    def function(sender: str, subject: str, to: str = "x@fabrikam.example", machine: str | None = None) -> JobFunction:
+    def function(
+        sender: str, subject: str, to: str = "x@fabrikam.example", machine: str | None = None
+    ) -> JobFunction:
         by_user = sent_by_a_user(allow, sender, machine)
         return function_of(rules, JobFunction.SCAN_TO_EMAIL, [to], subject, sender, by_user)
 
@@ -140,7 +142,10 @@ def test_a_users_message_never_becomes_an_administrator_function_by_a_rule() -> 
     assert function("ann@t1.example", "Total Counter") is JobFunction.SCAN_TO_EMAIL
     assert function("ann@t1-sales.example", "x", to="fax@gw.example") is JobFunction.SCAN_TO_EMAIL
     assert function("ann@t1.example", "scan to me") is JobFunction.SCAN_TO_ME
-    assert login_user_of(allow, function("ann@t1.example", "Total Counter"), "ann@t1.example") == "ann@t1.example"
+    assert (
+        login_user_of(allow, function("ann@t1.example", "Total Counter"), "ann@t1.example")
+        == "ann@t1.example"
+    )
     # The device's own sender: the machine address, the administrator's, one outside the domains.
     assert function("mfp@t1.example", "Total Counter", machine="MFP@t1.example") is (
         JobFunction.TOTAL_COUNTER_NOTIFICATION

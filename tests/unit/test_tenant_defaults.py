@@ -17,9 +17,9 @@ from fleetmail_runtime.identity_endpoints import DEFAULT_IDENTITY_ORIGINS
 from job_gateway.domain import Administrator, Role, token_status
 from job_gateway.errors import AdministratorAddressRequired
 from job_gateway.settings import GatewaySettings
+from job_gateway.use_cases import TenantAdministration
 from mail_service.settings import MailSettings
 from pydantic import ValidationError
-from job_gateway.use_cases import TenantAdministration
 
 from tests.fakes.gateway import InMemoryGatewayStore, InMemoryTenantFeed
 
@@ -110,7 +110,7 @@ def test_without_an_administrator_address_the_row_says_not_acquired() -> None:
 def test_the_smtp_listener_is_never_tls_1_3_only() -> None:
     """Devices negotiate TLS 1.2 or 1.3: a listener pinned to 1.3 would refuse the 1.2 ones."""
     assert GatewaySettings().smtp_min_tls == "1.2"
-    with pytest.raises(ValidationError, match="TLS 1.3-only"):
+    with pytest.raises(ValidationError, match=r"TLS 1\.3-only"):
         GatewaySettings(smtp_min_tls="1.3")
     assert GatewaySettings(smtp_min_tls="1.0").smtp_min_tls == "1.0"  # old devices, warned
 

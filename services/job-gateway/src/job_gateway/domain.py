@@ -45,6 +45,9 @@ class Device:
     session_users: frozenset[str] | None = None
     """The users (casefolded) whose sign-in or jobs came from it since its last auto reset, as
     read when the device signed in; None when not read (a device found by its address)."""
+    signed_in_users: frozenset[str] | None = None
+    """The users (casefolded) whose sign-in at this device succeeded since its last auto reset
+    (read alike): whose grant a message over SMTP From them may use."""
 
 
 @dataclass(frozen=True)

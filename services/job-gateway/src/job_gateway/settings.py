@@ -104,6 +104,14 @@ class GatewaySettings(BaseSettings):
         gt=0,
         description="SMTP connections open at once from one source: an IPv4 address or an IPv6 /64",
     )
+    device_session_users_max: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Users a device lists between auto resets, for Auto Delete and for the grants a "
+        "message over SMTP may use (read at each AUTH, sent whole at auto reset); more are not "
+        "noted, logged",
+    )
     smtp_tls_handshake_timeout_s: float = Field(
         default=10, gt=0, description="Time a connection to the implicit-TLS port has to finish its handshake"
     )

@@ -39,7 +39,7 @@ from fleetmail_runtime.telemetry import SpanScope
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from .domain import DeviceLogin, legacy_smtp_job_id, retry_after_s, smtp_job_id
+from .domain import Device, DeviceLogin, legacy_smtp_job_id, retry_after_s, smtp_job_id
 from .errors import (
     AttachmentTooLarge,
     AttachmentTypeRefused,
@@ -49,6 +49,7 @@ from .errors import (
     InvalidRequest,
     OutsideTenantDomains,
     RateLimited,
+    SignInHereRequired,
     SubmissionTooLarge,
     TooManyBytesInFlight,
     Transient,
@@ -80,6 +81,7 @@ REPLIES: tuple[tuple[type[GatewayError], str], ...] = (
     (AttachmentTypeRefused, "554 5.6.1"),
     (AttachmentTooLarge, "552 5.3.4"),
     (OutsideTenantDomains, "550 5.7.1"),
+    (SignInHereRequired, "550 5.7.1"),
     (InvalidRequest, "550 5.6.0"),
     (Conflict, "550 5.6.0"),
 )
@@ -117,6 +119,10 @@ async def _unknown(_tenant_id: str) -> TenantSettings | None:
     return None
 
 
+HasUserGrant = Callable[[str, str], Awaitable[bool]]
+"""Whether the tenant's login user has a live grant (tenant id, address)."""
+
+
 class SubmissionHandler:
     def __init__(
         self,
@@ -124,11 +130,28 @@ class SubmissionHandler:
         directory: DeviceDirectory,
         settings: GatewaySettings,
         tenant_of: TenantOf = _unknown,
+        has_user_grant: HasUserGrant | None = None,
     ) -> None:
+        """`has_user_grant`: asked when a message's login user has not signed in at its
+        device (None: not asked, every such message is taken in)."""
         self.intake = intake
         self.directory = directory
         self.settings = settings
         self.tenant_of = tenant_of
+        self.has_user_grant = has_user_grant
+
+    async def check_signed_in_here(self, device: Device, user: str) -> None:
+        """A message's From is what the device (or whoever types at it) says: the user's
+        grant is used only for a user who signed in at this device. A user with no grant yet
+        is taken in (the job waits for the sign-in, asked for on this device's feed); one
+        whose grant comes from a sign-in at another device is refused."""
+        if await self.directory.signed_in_here(device, user):
+            return
+        if self.has_user_grant is not None and await self.has_user_grant(device.tenant_id, user):
+            raise SignInHereRequired(
+                f"{user} has not signed in at this device (their sign-in is another device's): "
+                f"sign in as {user} at this device's OAuth screen, then send again"
+            )
 
     def reply(self, error: GatewayError) -> str:
         return smtp_reply(error)
@@ -196,6 +219,8 @@ class SubmissionHandler:
             )
             tenant = await self.tenant_of(login.device.tenant_id)
             submission, message_id = to_job(login, envelope, message, tenant)
+            if submission.login_user is not None:
+                await self.check_signed_in_here(login.device, submission.login_user)
             ids = None
             if message_id is not None:
                 device = login.device
@@ -280,9 +305,10 @@ class SmtpListener:
         intake: JobIntake,
         directory: DeviceDirectory,
         tenant_of: TenantOf = _unknown,
+        has_user_grant: HasUserGrant | None = None,
     ) -> None:
         self.settings = settings
-        self.handler = SubmissionHandler(intake, directory, settings, tenant_of)
+        self.handler = SubmissionHandler(intake, directory, settings, tenant_of, has_user_grant)
         self.limits = ConnectionLimits(
             settings.smtp_max_connections, settings.smtp_max_connections_per_address
         )

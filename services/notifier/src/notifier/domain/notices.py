@@ -42,9 +42,7 @@ SIGN_IN_NOTICE = "sign_in.requested"
 NO_ADMINISTRATOR_ADDRESS = (
     "e-mail to the user: not sent — the tenant has no administrator address to answer it"
 )
-OUTSIDE_DOMAINS = (
-    "e-mail to the user: not sent — the address is outside the tenant's mail domains"
-)
+OUTSIDE_DOMAINS = "e-mail to the user: not sent — the address is outside the tenant's mail domains"
 
 
 @dataclass(frozen=True)
