@@ -313,3 +313,26 @@ async def test_a_devices_rules_file_its_notifications_and_allow_sends_the_rest_a
 
         status = await eventually(parked, what="the user's message to wait for the user's sign-in")
     assert status["function"] == "scan_to_email", status
+
+
+async def test_a_message_from_a_user_signed_in_at_another_device_waits_for_their_sign_in_here(
+    stack, emulator_http
+) -> None:
+    """A user's grant is the tenant's: a device's message From that user uses it only after
+    the user signed in at that device."""
+    principal = await tenant_with_administrator_grant(stack, emulator_http, from_policy="login_user_address")
+    tenant_id = principal.tenant_id
+    mine, theirs = await register_device(stack, tenant_id), await register_device(stack, tenant_id)
+    user = f"roaming-{uuid.uuid4().hex[:4]}@{tenant_id}.example"
+    await user_signs_in(stack, emulator_http, mine, user)
+    refused = await send_as_device(stack, *theirs, message(user, "Not mine to send"))
+    assert refused.startswith("550 5.7.1") and "has not signed in at this device" in refused, refused
+    await user_signs_in(stack, emulator_http, theirs, user)
+    reply = await send_as_device(stack, *theirs, message(user, "Signed in here"))
+    assert "queued as" in reply, reply
+    job_id = reply.rsplit(" ", 1)[-1]
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=theirs, timeout=30) as panel:
+        status = await final_status(panel, job_id)
+    assert status["status"] == "sent", status
+    entry, _ = await received(stack, emulator_http, job_id)
+    assert entry["auth_user"] == user

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.tenants import TenantSettings
+from job_gateway.domain import Device
 from job_gateway.errors import (
     AllowlistOverlap,
     AllowlistRangeRefused,
@@ -14,7 +15,6 @@ from job_gateway.errors import (
     MachineAddressRefused,
     SignInHereRequired,
 )
-from job_gateway.domain import Device
 from job_gateway.schemas import DeviceChange, DeviceRegistration, SmtpRule
 from job_gateway.settings import GatewaySettings
 from job_gateway.smtp_listener import SubmissionHandler
@@ -169,7 +169,7 @@ async def test_a_message_over_smtp_uses_a_users_grant_only_after_their_sign_in_a
     intake = JobIntake(settings, store, InMemoryAttachments(), RecordingPublisher())
     handler = SubmissionHandler(intake, directory, settings, has_user_grant=has_user_grant)
     device = (await directory.authenticate("mfp-1", here.secret)).device
-    with pytest.raises(SignInHereRequired, match="sign in as ann@t1.example at this device"):
+    with pytest.raises(SignInHereRequired, match=r"sign in as ann@t1\.example at this device"):
         await handler.check_signed_in_here(device, "ann@t1.example")
     await handler.check_signed_in_here(device, "bob@t1.example")  # no grant: the job waits for one
     await directory.note_sign_in(Device("mfp-2", "t1"), "ann@t1.example")  # another device's
