@@ -92,6 +92,27 @@ class GatewayStoreContract:
         assert await store.update_device("t1", "nobody", {"disabled": True}) is None
         assert await store.update_device("t2", "d1", {"disabled": True}) is None
 
+    async def test_a_devices_user_lists_are_bounded_and_a_logout_or_reset_empties_both(
+        self, store: GatewayStore
+    ) -> None:
+        await store.save_device("t1", "d1", "Floor 1", "hash-1", T0)
+        assert await store.add_session_user("t1", "d1", "a@t1.example", 2) is True
+        assert await store.add_session_user("t1", "d1", "a@t1.example", 2) is True, "listed once"
+        assert await store.add_session_user("t1", "d1", "b@t1.example", 2) is True
+        assert await store.add_session_user("t1", "d1", "c@t1.example", 2) is False, "full"
+        assert await store.add_session_user("t1", "d1", "b@t1.example", 2) is True, "still listed"
+        assert await store.add_session_user("t1", "d1", "a@t1.example", 2, signed_in=True) is True
+        assert await store.add_session_user("t2", "d1", "a@t1.example", 2) is False, "no such device"
+        found = await store.device("t1", "d1")
+        assert found is not None and found["session_users"] == ["a@t1.example", "b@t1.example"]
+        assert found["signed_in_users"] == ["a@t1.example"]
+        await store.remove_session_users("t1", "d1", ["a@t1.example"])
+        found = await store.device("t1", "d1")
+        assert found is not None and (found["session_users"], found["signed_in_users"]) == (
+            ["b@t1.example"],
+            [],
+        )
+
     async def test_device_ids_are_per_tenant(self, store: GatewayStore) -> None:
         await store.save_device("t1", "mfp", "One", "hash-1", T0)
         await store.save_device("t2", "mfp", "Two", "hash-2", T0)

@@ -108,15 +108,25 @@ class InMemoryGatewayStore:
             if d["allow_cidrs"]
         ]
 
-    async def add_session_user(self, tenant_id: str, device_id: str, user: str) -> None:
+    async def add_session_user(
+        self, tenant_id: str, device_id: str, user: str, limit: int, signed_in: bool = False
+    ) -> bool:
         device = self.devices.get((tenant_id, device_id))
-        if device is not None and user not in device.setdefault("session_users", []):
-            device["session_users"].append(user)
+        if device is None:
+            return False
+        listed = device.setdefault("signed_in_users" if signed_in else "session_users", [])
+        if user in listed:
+            return True
+        if len(listed) >= limit:
+            return False
+        listed.append(user)
+        return True
 
     async def remove_session_users(self, tenant_id: str, device_id: str, users: Sequence[str]) -> None:
         device = self.devices.get((tenant_id, device_id))
         if device is not None:
-            device["session_users"] = [u for u in device.get("session_users", []) if u not in users]
+            for field in ("session_users", "signed_in_users"):
+                device[field] = [u for u in device.get(field, []) if u not in users]
 
     async def save_api_key(self, key: StoredApiKey) -> None:
         if key.key_id in self.api_keys:

@@ -202,3 +202,20 @@ async def submit(panel: httpx.AsyncClient, job: dict) -> str:
     response = await panel.post("/v1/jobs", data={"job": json.dumps(job)})
     assert response.status_code == 202, response.text
     return str(response.json()["job_id"])
+
+
+async def test_a_job_for_a_login_user_outside_the_tenant_is_refused_and_nobody_is_asked(stack, admin) -> None:
+    """The waiting user is asked to sign in by e-mail through the operator's relay: a login
+    user outside the tenant's mail domains never gets that far."""
+    tenant_id, device = await tenant_with_device(admin, auto_delete=False)
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=device, timeout=30) as panel:
+        job = {
+            "function": "scan_to_email",
+            "to": ["x@fabrikam.example"],
+            "login_user": "victim@anything.example",
+        }
+        response = await panel.post("/v1/jobs", data={"job": json.dumps(job)})
+    assert response.status_code == 403, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "mail domains" in response.json()["detail"]
+    assert (await admin.get(f"/v1/admin/tenants/{tenant_id}/jobs")).json() == []

@@ -195,15 +195,6 @@ async def send_as_device(stack, device_id: str, secret: str, mail: EmailMessage)
     return reply
 
 
-async def relay_may_send_as(stack, http: httpx.AsyncClient, address: str) -> None:
-    """The operator's alert relay (the emulator's mailbox) may send From this address."""
-    answer = await http.post(
-        f"{stack.smtp_control_url}/_emulator/mailboxes",
-        json={"address": ALERT_RELAY[0], "password": ALERT_RELAY[1], "send_as": [address]},
-    )
-    assert answer.status_code == 200
-
-
 async def test_an_smtp_only_device_sends_as_the_login_user_its_from_names_after_the_sign_in(
     stack, emulator_http, admin
 ) -> None:
@@ -214,7 +205,6 @@ async def test_an_smtp_only_device_sends_as_the_login_user_its_from_names_after_
         notifications={"sign_in_email": True},
     )
     tenant_id = principal.tenant_id
-    await relay_may_send_as(stack, emulator_http, principal.address)
     device_id, secret = await register_device(stack, tenant_id)
     user = f"walk-up-{uuid.uuid4().hex[:4]}@{tenant_id}.example"
     # A From outside the tenant's mail domains has no grant of this tenant to send it.
@@ -247,7 +237,10 @@ async def test_an_smtp_only_device_sends_as_the_login_user_its_from_names_after_
             ]
 
         [mail] = await eventually(asked_by_mail, what="the sign-in e-mail to the user")
-        assert mail["From"] == principal.address and f"device {device_id}" in mail.get_content()
+        # From the relay's own mailbox, answered to the administrator (a tenant's chosen
+        # administrator address is never a From of the operator's relay).
+        assert mail["From"] == ALERT_RELAY[0] and mail["Reply-To"] == principal.address
+        assert f"device {device_id}" in mail.get_content()
         await user_signs_in(stack, emulator_http, (device_id, secret), user)
         status = await final_status(panel, job_id)
     assert status["status"] == "sent", status
@@ -307,3 +300,39 @@ async def test_a_devices_rules_file_its_notifications_and_allow_sends_the_rest_a
     assert status["X-Fleetmail-Function"] == "status_notification"
     plain = await sent(message("mfp@contoso.example", "Contract scan"))
     assert plain["X-Fleetmail-Function"] == "scan_to_email" and plain["From"] == principal.address
+    # A walk-up user types the subject: their message matching the counter rule stays theirs,
+    # a scan waiting for their own sign-in, never sent with the administrator's grant.
+    user = f"walk-up-{uuid.uuid4().hex[:4]}@{tenant_id}.example"
+    reply = await send_as_device(stack, device_id, secret, message(user, "Total Counter, honest"))
+    assert "queued as" in reply, reply
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(device_id, secret), timeout=30) as panel:
+
+        async def parked() -> dict | None:
+            status = (await panel.get(f"/v1/jobs/{reply.rsplit(' ', 1)[-1]}")).json()
+            return status if status["status"] == "parked" else None
+
+        status = await eventually(parked, what="the user's message to wait for the user's sign-in")
+    assert status["function"] == "scan_to_email", status
+
+
+async def test_a_message_from_a_user_signed_in_at_another_device_waits_for_their_sign_in_here(
+    stack, emulator_http
+) -> None:
+    """A user's grant is the tenant's: a device's message From that user uses it only after
+    the user signed in at that device."""
+    principal = await tenant_with_administrator_grant(stack, emulator_http, from_policy="login_user_address")
+    tenant_id = principal.tenant_id
+    mine, theirs = await register_device(stack, tenant_id), await register_device(stack, tenant_id)
+    user = f"roaming-{uuid.uuid4().hex[:4]}@{tenant_id}.example"
+    await user_signs_in(stack, emulator_http, mine, user)
+    refused = await send_as_device(stack, *theirs, message(user, "Not mine to send"))
+    assert refused.startswith("550 5.7.1") and "has not signed in at this device" in refused, refused
+    await user_signs_in(stack, emulator_http, theirs, user)
+    reply = await send_as_device(stack, *theirs, message(user, "Signed in here"))
+    assert "queued as" in reply, reply
+    job_id = reply.rsplit(" ", 1)[-1]
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=theirs, timeout=30) as panel:
+        status = await final_status(panel, job_id)
+    assert status["status"] == "sent", status
+    entry, _ = await received(stack, emulator_http, job_id)
+    assert entry["auth_user"] == user

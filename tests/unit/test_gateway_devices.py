@@ -6,17 +6,21 @@ from __future__ import annotations
 import pytest
 from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.tenants import TenantSettings
+from job_gateway.domain import Device
 from job_gateway.errors import (
     AllowlistOverlap,
     AllowlistRangeRefused,
     DeviceNotFound,
     DeviceUnauthorized,
     MachineAddressRefused,
+    SignInHereRequired,
 )
 from job_gateway.schemas import DeviceChange, DeviceRegistration, SmtpRule
-from job_gateway.use_cases import DeviceDirectory
+from job_gateway.settings import GatewaySettings
+from job_gateway.smtp_listener import SubmissionHandler
+from job_gateway.use_cases import DeviceDirectory, JobIntake
 
-from tests.fakes.gateway import InMemoryGatewayStore
+from tests.fakes.gateway import InMemoryAttachments, InMemoryGatewayStore, RecordingPublisher
 
 TENANT = TenantSettings(tenant_id="t1", administrator_address="admin@t1.example")
 
@@ -135,3 +139,47 @@ async def test_a_devices_smtp_rules_come_with_its_login_and_are_changed_or_clear
     assert (await directory.authenticate("mfp-1", registered.secret)).rules == (status, counters)
     again = await directory.register("t1", DeviceRegistration(device_id="mfp-1"))
     assert (await directory.authenticate("mfp-1", again.secret)).rules == ()
+
+
+async def test_a_devices_session_users_are_bounded_and_one_more_is_logged_not_noted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    directory = DeviceDirectory(InMemoryGatewayStore(), b"device-key", max_session_users=2)
+    await directory.register("t1", DeviceRegistration(device_id="mfp-1"))
+    device = Device("mfp-1", "t1")
+    for user in ("a@t1.example", "B@t1.example", "c@t1.example"):
+        await directory.note_session(device, user)
+    assert await directory.session_users(device) == ["a@t1.example", "b@t1.example"]
+    assert "already lists 2 session users: c@t1.example is not noted" in caplog.text
+
+
+async def test_a_message_over_smtp_uses_a_users_grant_only_after_their_sign_in_at_that_device() -> None:
+    """User grants are the tenant's: without this, a message From any user signed in at any
+    device would be sent as that user from every device."""
+    store = InMemoryGatewayStore()
+    directory = DeviceDirectory(store, b"device-key")
+    here = await directory.register("t1", DeviceRegistration(device_id="mfp-1"))
+    await directory.register("t1", DeviceRegistration(device_id="mfp-2"))
+    with_grants = {"ann@t1.example"}
+
+    async def has_user_grant(tenant_id: str, user: str) -> bool:
+        return tenant_id == "t1" and user.casefold() in with_grants
+
+    settings = GatewaySettings()
+    intake = JobIntake(settings, store, InMemoryAttachments(), RecordingPublisher())
+    handler = SubmissionHandler(intake, directory, settings, has_user_grant=has_user_grant)
+    device = (await directory.authenticate("mfp-1", here.secret)).device
+    with pytest.raises(SignInHereRequired, match=r"sign in as ann@t1\.example at this device"):
+        await handler.check_signed_in_here(device, "ann@t1.example")
+    await handler.check_signed_in_here(device, "bob@t1.example")  # no grant: the job waits for one
+    await directory.note_sign_in(Device("mfp-2", "t1"), "ann@t1.example")  # another device's
+    with pytest.raises(SignInHereRequired):
+        await handler.check_signed_in_here(Device("mfp-1", "t1"), "ann@t1.example")
+    await directory.note_sign_in(Device("mfp-1", "t1"), "Ann@t1.example")
+    await handler.check_signed_in_here(Device("mfp-1", "t1"), "ann@t1.example")  # read from the store
+    device = (await directory.authenticate("mfp-1", here.secret)).device
+    assert device.signed_in_users == frozenset({"ann@t1.example"})
+    await handler.check_signed_in_here(device, "ANN@t1.example")
+    await directory.end_sessions(device, ["ann@t1.example"])  # logout or auto reset
+    with pytest.raises(SignInHereRequired):
+        await handler.check_signed_in_here(Device("mfp-1", "t1"), "ann@t1.example")

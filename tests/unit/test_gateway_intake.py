@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 from fleetmail_contracts import streams
 from fleetmail_contracts.jobs import AttachmentRef, JobFunction
+from fleetmail_contracts.tenants import TenantSettings
 from job_gateway.domain import Device, scoped_job_id
 from job_gateway.errors import (
     AttachmentTypeRefused,
     EventBusUnavailable,
     InvalidJob,
+    OutsideTenantDomains,
     RateLimited,
     SubmissionTooLarge,
     TooManyAttachments,
@@ -317,3 +319,23 @@ def test_an_unreadable_job_part_says_what_is_wrong() -> None:
         read_submission('{"function": "teleport"}')
     with pytest.raises(InvalidJob):
         read_submission("not json")
+
+
+async def test_a_login_user_outside_the_tenants_mail_domains_is_refused_and_nothing_is_kept() -> None:
+    """The login user is whom the sign-in e-mail goes to, through the operator's relay: a
+    device naming any address would make the relay mail it."""
+    tenant = TenantSettings(tenant_id="t1", administrator_address="admin@t1.example")
+
+    async def tenant_of(tenant_id: str) -> TenantSettings | None:
+        return tenant if tenant_id == "t1" else None
+
+    parts = Parts()
+    parts.intake.tenant_of = tenant_of
+    outside = JobSubmission(to=["a@b.example"], login_user="victim@anything.example")
+    with pytest.raises(OutsideTenantDomains, match="mail domains"):
+        await parts.intake.submit(DEVICE, outside, [upload()])
+    assert parts.publisher.published == [] and parts.attachments.objects == {}
+    inside = JobSubmission(to=["a@b.example"], login_user="Ann@T1.example")
+    assert (await parts.intake.submit(DEVICE, inside, [upload()])).status == "queued"
+    with pytest.raises(OutsideTenantDomains):  # a device of no tenant any more: nobody's user
+        await parts.intake.submit(Device("mfp-1", "gone"), inside, [upload()])

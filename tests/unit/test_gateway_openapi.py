@@ -58,7 +58,19 @@ def test_who_may_call_each_operation_is_documented(document: dict[str, Any]) -> 
 
 def test_a_job_submission_documents_every_refusal_and_its_json_part(document: dict[str, Any]) -> None:
     submit = document["paths"]["/v1/jobs"]["post"]
-    assert set(submit["responses"]) == {"202", "400", "401", "408", "413", "415", "422", "429", "503", "507"}
+    assert set(submit["responses"]) == {
+        "202",
+        "400",
+        "401",
+        "403",
+        "408",
+        "413",
+        "415",
+        "422",
+        "429",
+        "503",
+        "507",
+    }
     assert "Retry-After" in submit["responses"]["429"]["headers"]
     body = submit["requestBody"]["content"]["multipart/form-data"]
     assert body["encoding"] == {"job": {"contentType": "application/json"}}

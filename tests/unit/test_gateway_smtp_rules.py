@@ -6,7 +6,7 @@ from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.tenants import FromPolicy, TenantSettings
 from job_gateway.errors import OutsideTenantDomains
 from job_gateway.schemas import DeviceChange, SmtpRule
-from job_gateway.smtp_rules import address_of, function_of, glob_match, login_user_of
+from job_gateway.smtp_rules import address_of, function_of, glob_match, login_user_of, sent_by_a_user
 from pydantic import ValidationError
 
 
@@ -120,3 +120,42 @@ def test_a_from_outside_the_tenants_domains_is_refused_or_sent_by_the_administra
 def test_the_from_header_gives_one_address() -> None:
     assert address_of("Ann Example <ann@t1.example>") == "ann@t1.example"
     assert address_of("not an address") is None
+
+
+def test_a_users_message_never_becomes_an_administrator_function_by_a_rule() -> None:
+    """Subject and recipient are what a walk-up user types: a rule naming a function sent with
+    the administrator's grant applies only to the device's own notification sender."""
+    rules = [
+        SmtpRule(function=JobFunction.TOTAL_COUNTER_NOTIFICATION, subject="*counter*"),
+        SmtpRule(function=JobFunction.INTERNET_FAX_TX, recipient="fax@*"),
+        SmtpRule(function=JobFunction.SCAN_TO_ME, subject="*me*"),
+    ]
+    allow = tenant(FromPolicy.ALLOW)
+
+    def function(
+        sender: str, subject: str, to: str = "x@fabrikam.example", machine: str | None = None
+    ) -> JobFunction:
+        by_user = sent_by_a_user(allow, sender, machine)
+        return function_of(rules, JobFunction.SCAN_TO_EMAIL, [to], subject, sender, by_user)
+
+    # A user of the tenant: the administrator's rules are skipped, other rules still apply.
+    assert function("ann@t1.example", "Total Counter") is JobFunction.SCAN_TO_EMAIL
+    assert function("ann@t1-sales.example", "x", to="fax@gw.example") is JobFunction.SCAN_TO_EMAIL
+    assert function("ann@t1.example", "scan to me") is JobFunction.SCAN_TO_ME
+    assert (
+        login_user_of(allow, function("ann@t1.example", "Total Counter"), "ann@t1.example")
+        == "ann@t1.example"
+    )
+    # The device's own sender: the machine address, the administrator's, one outside the domains.
+    assert function("mfp@t1.example", "Total Counter", machine="MFP@t1.example") is (
+        JobFunction.TOTAL_COUNTER_NOTIFICATION
+    )
+    assert function("admin@t1.example", "Total Counter") is JobFunction.TOTAL_COUNTER_NOTIFICATION
+    assert function("mfp@contoso.example", "Total Counter") is JobFunction.TOTAL_COUNTER_NOTIFICATION
+    # A device whose own function is the administrator's: a user's message is a scan.
+    by_user = sent_by_a_user(allow, "ann@t1.example", None)
+    assert function_of([], JobFunction.STATUS_NOTIFICATION, [], "", "ann@t1.example", by_user) is (
+        JobFunction.SCAN_TO_EMAIL
+    )
+    # Under the administrator policy every message is the administrator's: the rules apply.
+    assert not sent_by_a_user(tenant(FromPolicy.ADMINISTRATOR_ADDRESS), "ann@t1.example", None)

@@ -7,7 +7,7 @@ import pytest
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_runtime.identity_endpoints import DEFAULT_IDENTITY_ORIGINS
 from job_gateway.domain import Administrator, Role
-from job_gateway.errors import Forbidden, IdentityEndpointRefused
+from job_gateway.errors import Forbidden, IdentityEndpointRefused, InvalidAddress
 from job_gateway.use_cases import TenantAdministration
 
 from tests.fakes.gateway import InMemoryGatewayStore, InMemoryTenantFeed
@@ -72,3 +72,18 @@ async def test_a_legacy_tenant_keeps_its_administrators_domain_not_a_new_one() -
     await store.save_tenant(settings(revision=3))  # saved before mail_domains existed
     moved = await tenants.save("b", settings(administrator_address="ceo@victim.example"), FLEET_ADMIN)
     assert moved.mail_domains == ("b.example",) and not moved.accepts_sign_in("ceo@victim.example")
+
+
+async def test_send_as_addresses_are_the_tenants_own_and_nothing_else_is_saved() -> None:
+    """Under [Allow] a login user sends as what send_as lists for them: an address of another
+    tenant's (or anyone's) domain there would let the fleet send as it."""
+    tenants, feed, store = administration()
+    for send_as in (
+        {"ann@b.example": ["ceo@tenant-c.example"]},
+        {"someone@elsewhere.example": ["scans@b.example"]},
+    ):
+        with pytest.raises(InvalidAddress, match="not in the tenant's mail domains"):
+            await tenants.save("b", settings(send_as=send_as), OWNER)
+    assert await store.tenant("b") is None and feed.published == {}
+    saved = await tenants.save("b", settings(send_as={"ann@b.example": ["scans@B.example"]}), OWNER)
+    assert saved.send_as == {"ann@b.example": ("scans@b.example",)}

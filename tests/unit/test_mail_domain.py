@@ -87,6 +87,13 @@ def test_allow_policy_sends_as_a_listed_address_with_the_users_grant() -> None:
     assert sender.shown == "scans@T1.example"
 
 
+@pytest.mark.parametrize("policy", [FromPolicy.LOGIN_USER_ADDRESS, FromPolicy.ALLOW])
+def test_a_login_user_outside_the_tenants_mail_domains_fails_rather_than_waits(policy: FromPolicy) -> None:
+    job = SendScanToEmail(**BASE, to=("x@y.example",), login_user="victim@anything.example")
+    with pytest.raises(SenderNotAllowed, match="not in the tenant's mail domains"):
+        resolve_sender(job, JobFunction.SCAN_TO_EMAIL, tenant(policy))
+
+
 def test_allow_policy_without_a_login_user_sends_as_the_administrator() -> None:
     job = SendScanToEmail(**BASE, to=("x@y.example",), requested_from="someone@t1.example")
     sender = resolve_sender(job, JobFunction.SCAN_TO_EMAIL, tenant(FromPolicy.ALLOW))

@@ -18,7 +18,13 @@ from notifier.domain import (
     configuration_key,
     unreachable_key,
 )
-from notifier.domain.notices import NO_ADMINISTRATOR_ADDRESS, NO_RELAY, SIGN_IN_NOTICE, email_of
+from notifier.domain.notices import (
+    NO_ADMINISTRATOR_ADDRESS,
+    NO_RELAY,
+    OUTSIDE_DOMAINS,
+    SIGN_IN_NOTICE,
+    email_of,
+)
 from notifier.service import AlertRules, AlertService
 
 from tests.fakes.notifier import (
@@ -286,7 +292,7 @@ def asks_for_sign_in_by_mail(**changes: Any) -> TenantSettings:
     return tenant.model_copy(update={"notifications": notifications})
 
 
-async def test_a_user_who_must_sign_in_is_asked_by_mail_from_the_administrator_when_the_tenant_wants_it(
+async def test_a_user_who_must_sign_in_is_asked_by_mail_for_the_administrator_when_the_tenant_wants_it(
     world: World,
 ) -> None:
     world.tenants = FakeTenants(asks_for_sign_in_by_mail(administrator_address="admin@t1.example"))
@@ -298,9 +304,34 @@ async def test_a_user_who_must_sign_in_is_asked_by_mail_from_the_administrator_w
     assert world.notices("alert.raised") == []  # still nothing for administrators
     [item] = world.outbox.deliveries.values()
     message = email_of(item, "relay@fleetmail.example")
-    assert message["From"] == "admin@t1.example" and message["To"] == "u@t1.example"
-    assert message["Sender"] == "relay@fleetmail.example"
-    assert "device floor1" in message.get_content() and "sign in as u@t1.example" in message.get_content()
+    # From the relay's own address: the administrator address is the tenant's to choose.
+    assert message["From"] == "relay@fleetmail.example" and message["To"] == "u@t1.example"
+    assert message["Reply-To"] == "admin@t1.example" and message["Sender"] is None
+    text = message.get_content()
+    assert "device floor1" in text and "sign in as u@t1.example" in text and "admin@t1.example" in text
+    assert message["Subject"] == "[fleetmail] Sign in to send your job" and "A job you sent" in text
+
+
+async def test_a_dead_sign_in_with_no_job_waiting_is_not_worded_as_a_waiting_job(world: World) -> None:
+    world.tenants = FakeTenants(asks_for_sign_in_by_mail(administrator_address="admin@t1.example"))
+    notifier = await world.replica()
+    user = {"tenant_id": "t1", "kind": "user", "address": "u@t1.example"}
+    await notifier.on_token_event(token_event(world, "reauthorization_required", principal=user))
+    [item] = world.outbox.deliveries.values()
+    message = email_of(item, "relay@fleetmail.example")
+    assert message["To"] == "u@t1.example"
+    assert "job" not in message["Subject"] and "A job you sent" not in message.get_content()
+    assert "no longer accepted" in message.get_content()
+
+
+async def test_no_sign_in_mail_to_an_address_outside_the_tenants_mail_domains(world: World) -> None:
+    world.tenants = FakeTenants(asks_for_sign_in_by_mail(administrator_address="admin@t1.example"))
+    notifier = await world.replica()
+    parked = {"kind": "parked", "tenant_id": "t1", "user": "victim@elsewhere.example", "device_id": "floor1"}
+    await notifier.on_mail_event(parked)
+    assert world.outbox.deliveries == {}
+    [alert] = world.alerts()
+    assert alert["channel_problems"] == [OUTSIDE_DOMAINS]
 
 
 async def test_no_sign_in_mail_by_default_nor_without_a_way_to_send_it(world: World) -> None:

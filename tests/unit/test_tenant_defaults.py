@@ -3,7 +3,8 @@ Microsoft, the provider's SMTP server (smtp.office365.com:587 / smtp.gmail.com:5
 Auto Delete disabled; OAuth 2.0 is on only with the administrator's address; and the
 administrator's [Refresh Tokens] row reads "Not acquired" until [Acquire] succeeded. The same
 through the running API in tests/integration/test_tenant_defaults.py; TLS 1.2-1.3 in
-tests/component/test_tls_versions.py."""
+tests/component/test_tls_versions.py, and the SMTP listener never set TLS 1.3-only here. Jobs
+that wait for the administrator's first [Acquire] wait 24 hours by default."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from fleetmail_contracts.tokens import GrantStatus, GrantView, Principal, Princi
 from fleetmail_runtime.identity_endpoints import DEFAULT_IDENTITY_ORIGINS
 from job_gateway.domain import Administrator, Role, token_status
 from job_gateway.errors import AdministratorAddressRequired
+from job_gateway.settings import GatewaySettings
 from job_gateway.use_cases import TenantAdministration
+from mail_service.settings import MailSettings
+from pydantic import ValidationError
 
 from tests.fakes.gateway import InMemoryGatewayStore, InMemoryTenantFeed
 
@@ -101,3 +105,15 @@ def test_the_administrators_row_is_always_shown(grants: list[GrantView], shown: 
 def test_without_an_administrator_address_the_row_says_not_acquired() -> None:
     status = token_status(TenantSettings(tenant_id="t1"), [])
     assert status.administrator.address is None and status.administrator.status == "not_acquired"
+
+
+def test_the_smtp_listener_is_never_tls_1_3_only() -> None:
+    """Devices negotiate TLS 1.2 or 1.3: a listener pinned to 1.3 would refuse the 1.2 ones."""
+    assert GatewaySettings().smtp_min_tls == "1.2"
+    with pytest.raises(ValidationError, match=r"TLS 1\.3-only"):
+        GatewaySettings(smtp_min_tls="1.3")
+    assert GatewaySettings(smtp_min_tls="1.0").smtp_min_tls == "1.0"  # old devices, warned
+
+
+def test_jobs_wait_a_day_for_the_administrators_first_acquire_by_default() -> None:
+    assert MailSettings().administrator_wait_s == 24 * 3600

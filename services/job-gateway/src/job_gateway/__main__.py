@@ -5,13 +5,18 @@ from __future__ import annotations
 import uvicorn
 from fleetmail_runtime.logging import configure_logging
 from fleetmail_runtime.process import freeze_startup_objects
+from pydantic import ValidationError
 
 from .app import SERVICE, build_app
 from .settings import GatewaySettings
 
 
 def main() -> None:
-    settings = GatewaySettings()
+    try:
+        settings = GatewaySettings()
+    except ValidationError as exc:  # one line an operator reads, not a traceback
+        refused = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SystemExit(f"job-gateway: settings refused: {refused}") from None
     configure_logging(SERVICE, settings.common.log_level, settings.common.log_format)
     app = build_app(settings)
     freeze_startup_objects()

@@ -70,6 +70,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         store,
         keys.device_secret,
         policy=AllowlistPolicy(settings.min_allowlist_prefix_v4, settings.min_allowlist_prefix_v6),
+        max_session_users=settings.device_session_users_max,
     )
     attachments = ObjectStoreAttachments(broker)
     tsi_routing = TsiRouting(store, settings.max_recipients)
@@ -81,15 +82,17 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         provider_of=tenants.provider_of,
         tsi_routing=tsi_routing,
         sessions=devices,
+        tenant_of=tenants.current,
     )
     jobs = JobQueries(store)
-    listener = SmtpListener(settings, intake, devices, tenants.current)
+    tokens = TokenRelay(runtime.bus, settings)
+    listener = SmtpListener(settings, intake, devices, tenants.current, tokens.has_user_grant)
     services = Services(
         intake=intake,
         devices=devices,
         tenants=tenants,
         administrators=Administrators(store, keys),
-        tokens=TokenRelay(runtime.bus, settings),
+        tokens=tokens,
         alerts=AlertRelay(runtime.bus, settings),
         device_events=DeviceEvents(runtime.bus, settings, devices),
         jobs=jobs,

@@ -26,6 +26,7 @@ from .errors import (
     InvalidAddress,
     InvalidRequest,
     MachineAddressRefused,
+    OutsideTenantDomains,
     TooManyRecipients,
     TsiNotRouted,
     UnsafeHeader,
@@ -44,6 +45,9 @@ class Device:
     session_users: frozenset[str] | None = None
     """The users (casefolded) whose sign-in or jobs came from it since its last auto reset, as
     read when the device signed in; None when not read (a device found by its address)."""
+    signed_in_users: frozenset[str] | None = None
+    """The users (casefolded) whose sign-in at this device succeeded since its last auto reset
+    (read alike): whose grant a message over SMTP From them may use."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +215,20 @@ def check_submission(submission: JobSubmission, max_recipients: int) -> None:
     ]:
         if UNSAFE.search(value):
             raise UnsafeHeader("line breaks and NUL are not allowed in header fields")
+
+
+def check_login_user(tenant: TenantSettings | None, login_user: str | None) -> None:
+    """A job's login user is one of the tenant's people (an address in its mail domains):
+    their grant sends the job and, while it waits for their sign-in, they are asked by
+    e-mail — through the operator's relay, which must never mail an address a device chose
+    outside the tenant."""
+    if login_user is None or (tenant is not None and tenant.accepts_sign_in(login_user)):
+        return
+    listed = ", ".join(tenant.effective_mail_domains()) if tenant is not None else ""
+    raise OutsideTenantDomains(
+        f"the login user {login_user[:100]!r} is not an address in the tenant's mail domains "
+        f"({listed or 'none'}): only the tenant's own people send as login users"
+    )
 
 
 FAX_FUNCTIONS = frozenset({JobFunction.FORWARD_TX, JobFunction.TSI_ROUTING})

@@ -39,7 +39,9 @@
     │   │   ├── DeviceUnauthorized
     │   │   └── AdministratorUnauthorized
     │   ├── Forbidden                   proved, but this key may not do this
-    │   └── OutsideTenantDomains        a sign-in for an address outside the tenant's mail domains
+    │   ├── OutsideTenantDomains        a sign-in for an address outside the tenant's mail domains
+    │   └── SignInHereRequired          a user's grant, signed in at another device, for a
+    │                                   message over SMTP From that user
     ├── Failed                      permanent, fleetmail's side: trying again will not help
     │   └── ServiceFailed               another service answered that it could not do it, and why
     └── Transient                   try again later: nothing was kept
@@ -328,3 +330,8 @@ class NotifierUnavailable(Unavailable):
 class ServiceFailed(Failed):
     code = "service-failed"
     title = "Request not carried out"
+
+
+class SignInHereRequired(Refused):
+    code = "sign-in-at-this-device-required"
+    title = "The user has not signed in at this device"

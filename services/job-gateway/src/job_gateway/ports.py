@@ -69,12 +69,16 @@ class DeviceStore(Protocol):
         """Devices that may send over SMTP without AUTH (no secret hashes)."""
         ...
 
-    async def add_session_user(self, tenant_id: str, device_id: str, user: str) -> None:
-        """A user's sign-in or job came from the device (kept until its auto reset)."""
+    async def add_session_user(
+        self, tenant_id: str, device_id: str, user: str, limit: int, signed_in: bool = False
+    ) -> bool:
+        """A user's sign-in or job came from the device (kept until its auto reset), in
+        `session_users`; `signed_in`: their sign-in there succeeded, in `signed_in_users`.
+        Whether the user is listed afterwards: not when the list already holds `limit` others."""
         ...
 
     async def remove_session_users(self, tenant_id: str, device_id: str, users: Sequence[str]) -> None:
-        """These users' sessions on the device ended (they logged out, or it reset)."""
+        """These users' sessions on the device ended (they logged out, or it reset): from both lists."""
         ...
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal, Self
 
 from fleetmail_runtime.settings import CommonSettings, settings_config
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings
 
 
@@ -90,8 +90,11 @@ class GatewaySettings(BaseSettings):
         description="Certificate (PEM) of the SMTP listener; without it only the plain port opens",
     )
     smtp_tls_key: Path | None = Field(default=None, description="Its private key (PEM)")
-    smtp_min_tls: Literal["1.0", "1.1", "1.2", "1.3"] = Field(
-        default="1.2", description="Oldest TLS a device may use; 1.0/1.1 only for devices that need it"
+    smtp_min_tls: Literal["1.0", "1.1", "1.2"] = Field(
+        default="1.2",
+        description="Oldest TLS a device may use; 1.0/1.1 only for devices that need it. TLS 1.2 "
+        "and 1.3 are always both negotiated: a TLS 1.3-only listener would shut out the devices "
+        "that speak 1.2",
     )
     smtp_max_connections: int = Field(
         default=1000, gt=0, description="SMTP connections open at once, all ports; more are refused with 421"
@@ -100,6 +103,14 @@ class GatewaySettings(BaseSettings):
         default=100,
         gt=0,
         description="SMTP connections open at once from one source: an IPv4 address or an IPv6 /64",
+    )
+    device_session_users_max: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Users a device lists between auto resets, for Auto Delete and for the grants a "
+        "message over SMTP may use (read at each AUTH, sent whole at auto reset); more are not "
+        "noted, logged",
     )
     smtp_tls_handshake_timeout_s: float = Field(
         default=10, gt=0, description="Time a connection to the implicit-TLS port has to finish its handshake"
@@ -175,6 +186,16 @@ class GatewaySettings(BaseSettings):
         return min(
             max(self.tenant_bytes_in_flight // 2, self.max_submission_bytes), self.tenant_bytes_in_flight
         )
+
+    @field_validator("smtp_min_tls", mode="before")
+    @classmethod
+    def _never_tls_1_3_only(cls, value: object) -> object:
+        if str(value).strip() == "1.3":
+            raise ValueError(
+                "FLEETMAIL_GATEWAY_SMTP_MIN_TLS=1.3 would make the SMTP listener TLS 1.3-only; "
+                "devices negotiate TLS 1.2 or 1.3: set 1.2 (the default)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_submission_fits_in_flight(self) -> Self:

@@ -39,7 +39,7 @@ from fleetmail_runtime.telemetry import SpanScope
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from .domain import DeviceLogin, legacy_smtp_job_id, retry_after_s, smtp_job_id
+from .domain import Device, DeviceLogin, legacy_smtp_job_id, retry_after_s, smtp_job_id
 from .errors import (
     AttachmentTooLarge,
     AttachmentTypeRefused,
@@ -49,6 +49,7 @@ from .errors import (
     InvalidRequest,
     OutsideTenantDomains,
     RateLimited,
+    SignInHereRequired,
     SubmissionTooLarge,
     TooManyBytesInFlight,
     Transient,
@@ -60,7 +61,7 @@ from .settings import GatewaySettings
 from .smtp_connections import ConnectionLimits, CountedTls
 from .smtp_message import ReadMessage, header_text, read_message
 from .smtp_protocol import DeviceSMTP, SpooledEnvelope
-from .smtp_rules import address_of, function_of, login_user_of
+from .smtp_rules import address_of, function_of, login_user_of, sent_by_a_user
 from .telemetry import tracer
 from .use_cases import DeviceDirectory, JobIntake
 
@@ -70,7 +71,6 @@ TLS_VERSIONS = {
     "1.0": ssl.TLSVersion.TLSv1,
     "1.1": ssl.TLSVersion.TLSv1_1,
     "1.2": ssl.TLSVersion.TLSv1_2,
-    "1.3": ssl.TLSVersion.TLSv1_3,
 }
 
 REPLIES: tuple[tuple[type[GatewayError], str], ...] = (
@@ -81,6 +81,7 @@ REPLIES: tuple[tuple[type[GatewayError], str], ...] = (
     (AttachmentTypeRefused, "554 5.6.1"),
     (AttachmentTooLarge, "552 5.3.4"),
     (OutsideTenantDomains, "550 5.7.1"),
+    (SignInHereRequired, "550 5.7.1"),
     (InvalidRequest, "550 5.6.0"),
     (Conflict, "550 5.6.0"),
 )
@@ -118,6 +119,10 @@ async def _unknown(_tenant_id: str) -> TenantSettings | None:
     return None
 
 
+HasUserGrant = Callable[[str, str], Awaitable[bool]]
+"""Whether the tenant's login user has a live grant (tenant id, address)."""
+
+
 class SubmissionHandler:
     def __init__(
         self,
@@ -125,11 +130,28 @@ class SubmissionHandler:
         directory: DeviceDirectory,
         settings: GatewaySettings,
         tenant_of: TenantOf = _unknown,
+        has_user_grant: HasUserGrant | None = None,
     ) -> None:
+        """`has_user_grant`: asked when a message's login user has not signed in at its
+        device (None: not asked, every such message is taken in)."""
         self.intake = intake
         self.directory = directory
         self.settings = settings
         self.tenant_of = tenant_of
+        self.has_user_grant = has_user_grant
+
+    async def check_signed_in_here(self, device: Device, user: str) -> None:
+        """A message's From is what the device (or whoever types at it) says: the user's
+        grant is used only for a user who signed in at this device. A user with no grant yet
+        is taken in (the job waits for the sign-in, asked for on this device's feed); one
+        whose grant comes from a sign-in at another device is refused."""
+        if await self.directory.signed_in_here(device, user):
+            return
+        if self.has_user_grant is not None and await self.has_user_grant(device.tenant_id, user):
+            raise SignInHereRequired(
+                f"{user} has not signed in at this device (their sign-in is another device's): "
+                f"sign in as {user} at this device's OAuth screen, then send again"
+            )
 
     def reply(self, error: GatewayError) -> str:
         return smtp_reply(error)
@@ -197,6 +219,8 @@ class SubmissionHandler:
             )
             tenant = await self.tenant_of(login.device.tenant_id)
             submission, message_id = to_job(login, envelope, message, tenant)
+            if submission.login_user is not None:
+                await self.check_signed_in_here(login.device, submission.login_user)
             ids = None
             if message_id is not None:
                 device = login.device
@@ -253,7 +277,8 @@ def to_job(
     from_header = header_text(message.headers, "From")
     sender = address_of(from_header) if from_header else address_of(str(envelope.mail_from or ""))
     recipients = list(envelope.rcpt_tos)
-    function = function_of(login.rules, login.function, recipients, subject, sender or from_header)
+    by_user = sent_by_a_user(tenant, sender, login.device.machine_address)
+    function = function_of(login.rules, login.function, recipients, subject, sender or from_header, by_user)
     fields: dict[str, Any] = {
         "function": function,
         "to": recipients,
@@ -280,9 +305,10 @@ class SmtpListener:
         intake: JobIntake,
         directory: DeviceDirectory,
         tenant_of: TenantOf = _unknown,
+        has_user_grant: HasUserGrant | None = None,
     ) -> None:
         self.settings = settings
-        self.handler = SubmissionHandler(intake, directory, settings, tenant_of)
+        self.handler = SubmissionHandler(intake, directory, settings, tenant_of, has_user_grant)
         self.limits = ConnectionLimits(
             settings.smtp_max_connections, settings.smtp_max_connections_per_address
         )

@@ -12,6 +12,13 @@ as a regular expression.
 Under the login-user From policies ([Login User Address], [Allow]) the message's From is the
 login user when it is an address in one of the tenant's mail domains: that user's grant
 sends the job (and a job of a user who has not signed in waits for the sign-in).
+
+A rule's recipient and subject are what a walk-up user types, and the administrator
+functions and Internet Fax are sent with the administrator's grant: under those policies a
+rule naming one of them applies only to the device's own notifications — a message From an
+address that is not one of the tenant's users (the machine address, the administrator
+address, or one outside the tenant's mail domains). A user's message skips such rules, and
+is a scan when the device's own function is one of them: it is the user's, sent as the user.
 """
 
 from __future__ import annotations
@@ -69,13 +76,39 @@ def _matches(rule: SmtpRule, recipients: Sequence[str], subject: str, sender: st
     return rule.sender is None or glob_match(rule.sender, sender)
 
 
+ADMINISTRATORS_GRANT = ADMINISTRATOR_FUNCTIONS | {JobFunction.INTERNET_FAX_TX}
+"""The functions sent with the administrator's grant, whoever sends them."""
+
+
+def sent_by_a_user(tenant: TenantSettings | None, sender: str | None, machine_address: str | None) -> bool:
+    """Whether, under a login-user From policy, the message is From one of the tenant's users
+    rather than the device's own notification sender (its machine address, the administrator
+    address, or an address outside the tenant's mail domains)."""
+    if tenant is None or tenant.from_policy is FromPolicy.ADMINISTRATOR_ADDRESS or sender is None:
+        return False
+    if not tenant.accepts_sign_in(sender):
+        return False
+    own = {address.casefold() for address in (machine_address, tenant.administrator_address) if address}
+    return sender.casefold() not in own
+
+
 def function_of(
-    rules: Sequence[SmtpRule], default: JobFunction, recipients: Sequence[str], subject: str, sender: str
+    rules: Sequence[SmtpRule],
+    default: JobFunction,
+    recipients: Sequence[str],
+    subject: str,
+    sender: str,
+    by_user: bool = False,
 ) -> JobFunction:
-    """The function of the first rule the message matches; `default` when none does."""
+    """The function of the first rule the message matches; `default` when none does. A
+    user's message (`by_user`) never becomes one sent with the administrator's grant."""
     for rule in rules:
+        if by_user and rule.function in ADMINISTRATORS_GRANT:
+            continue
         if _matches(rule, recipients, subject, sender):
             return rule.function
+    if by_user and default in ADMINISTRATORS_GRANT:
+        return JobFunction.SCAN_TO_EMAIL
     return default
 
 
@@ -86,7 +119,7 @@ def login_user_of(tenant: TenantSettings | None, function: JobFunction, sender: 
     it has no login user and goes from the administrator address."""
     if tenant is None or tenant.from_policy is FromPolicy.ADMINISTRATOR_ADDRESS:
         return None
-    if function in ADMINISTRATOR_FUNCTIONS or function is JobFunction.INTERNET_FAX_TX:
+    if function in ADMINISTRATORS_GRANT:
         return None  # sent with the administrator's grant whoever sends them
     if sender is not None and tenant.accepts_sign_in(sender):
         return sender

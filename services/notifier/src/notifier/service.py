@@ -40,6 +40,7 @@ from .domain.notices import (
     MAILTO,
     NO_ADMINISTRATOR_ADDRESS,
     NO_RELAY,
+    OUTSIDE_DOMAINS,
     SIGN_IN_NOTICE,
     delivery,
     endpoints,
@@ -153,7 +154,15 @@ class AlertService:
             log.warning("alert %s of tenant %s: %s", alert.alert_id, alert.tenant_id, problem)
             await self.store.note_channel_problem(alert.alert_id, problem)
             return
-        payload = sign_in_request(alert.alert_id, user, administrator, alert.device_id)
+        if not tenant.accepts_sign_in(user):
+            # Only the tenant's own people are mailed: an address a job named outside its
+            # mail domains would turn the operator's relay into anyone's mailer.
+            log.warning("alert %s of tenant %s: %s", alert.alert_id, alert.tenant_id, OUTSIDE_DOMAINS)
+            await self.store.note_channel_problem(alert.alert_id, OUTSIDE_DOMAINS)
+            return
+        # A parked job names its device; a token event (no job yet) names none.
+        waits = alert.device_id is not None
+        payload = sign_in_request(alert.alert_id, user, administrator, alert.device_id, job_waits=waits)
         await self._outbox.put(delivery(alert.tenant_id, f"{MAILTO}{user}", SIGN_IN_NOTICE, payload, now))
 
     async def raise_lasting_conditions(self) -> None:

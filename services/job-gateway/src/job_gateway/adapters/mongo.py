@@ -142,14 +142,21 @@ class MongoStore:
             )
         return await self.device(tenant_id, device_id)
 
-    async def add_session_user(self, tenant_id: str, device_id: str, user: str) -> None:
-        await self.devices.update_one(
-            {"tenant_id": tenant_id, "device_id": device_id}, {"$addToSet": {"session_users": user}}
+    async def add_session_user(
+        self, tenant_id: str, device_id: str, user: str, limit: int, signed_in: bool = False
+    ) -> bool:
+        field = "signed_in_users" if signed_in else "session_users"
+        # Matched only while the user is listed or the list has room: one atomic write.
+        room = {"$or": [{field: user}, {f"{field}.{limit - 1}": {"$exists": False}}]}
+        result = await self.devices.update_one(
+            {"tenant_id": tenant_id, "device_id": device_id, **room}, {"$addToSet": {field: user}}
         )
+        return result.matched_count > 0
 
     async def remove_session_users(self, tenant_id: str, device_id: str, users: Sequence[str]) -> None:
         await self.devices.update_one(
-            {"tenant_id": tenant_id, "device_id": device_id}, {"$pullAll": {"session_users": list(users)}}
+            {"tenant_id": tenant_id, "device_id": device_id},
+            {"$pullAll": {"session_users": list(users), "signed_in_users": list(users)}},
         )
 
     async def list_devices(self, tenant_id: str) -> list[dict[str, Any]]:

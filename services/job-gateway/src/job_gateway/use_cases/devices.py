@@ -34,8 +34,12 @@ class DeviceDirectory:
         device_key: bytes,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         policy: AllowlistPolicy | None = None,
+        max_session_users: int = 500,
     ) -> None:
+        """`max_session_users`: how many users each of a device's lists holds between auto
+        resets (its document is read at every AUTH and the list sent whole at auto reset)."""
         self.store = store
+        self.max_session_users = max_session_users
         self.device_key = device_key
         self.clock = clock
         self.policy = policy or AllowlistPolicy()
@@ -73,9 +77,11 @@ class DeviceDirectory:
     def _login(document: dict[str, Any], by: str) -> DeviceLogin:
         function = JobFunction(document.get("smtp_function") or JobFunction.SCAN_TO_EMAIL.value)
         # The address index is built now and then: its view of the sessions would be stale.
-        sessions = frozenset(document.get("session_users") or ()) if by == "auth" else None
+        auth = by == "auth"
+        sessions = frozenset(document.get("session_users") or ()) if auth else None
+        signed_in = frozenset(document.get("signed_in_users") or ()) if auth else None
         device = Device(
-            document["device_id"], document["tenant_id"], document.get("machine_address"), sessions
+            document["device_id"], document["tenant_id"], document.get("machine_address"), sessions, signed_in
         )
         rules = tuple(SmtpRule.model_validate(rule) for rule in document.get("smtp_rules") or ())
         return DeviceLogin(device, function, by, rules)
@@ -127,11 +133,39 @@ class DeviceDirectory:
 
     async def note_session(self, device: Device, user: str) -> None:
         """A user's sign-in or job came from this device: Auto Delete at its auto reset
-        deletes their token. Written once per user between resets."""
+        deletes their token. Written once per user between resets; a full list takes no more
+        (logged: that user's token outlives the auto reset)."""
         key = user.casefold()
         if device.session_users is not None and key in device.session_users:
             return
-        await self.store.add_session_user(device.tenant_id, device.device_id, key)
+        await self._note(device, key, signed_in=False)
+
+    async def note_sign_in(self, device: Device, user: str) -> None:
+        """A user's sign-in at this device succeeded: a message over SMTP From them, from
+        this device, may use their grant until its auto reset or their logout."""
+        key = user.casefold()
+        if device.signed_in_users is not None and key in device.signed_in_users:
+            return
+        await self._note(device, key, signed_in=True)
+
+    async def signed_in_here(self, device: Device, user: str) -> bool:
+        key = user.casefold()
+        if device.signed_in_users is not None:
+            return key in device.signed_in_users
+        document = await self.store.device(device.tenant_id, device.device_id)
+        return document is not None and key in (document.get("signed_in_users") or ())
+
+    async def _note(self, device: Device, key: str, signed_in: bool) -> None:
+        limit = self.max_session_users
+        if not await self.store.add_session_user(device.tenant_id, device.device_id, key, limit, signed_in):
+            log.warning(
+                "device %s of tenant %s already lists %d %s: %s is not noted until its next auto reset",
+                device.device_id,
+                device.tenant_id,
+                limit,
+                "signed-in users" if signed_in else "session users",
+                key,
+            )
 
     async def session_users(self, device: Device) -> list[str]:
         """The users whose sessions were on the device since its last auto reset."""

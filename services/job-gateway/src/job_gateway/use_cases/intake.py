@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 
 from fleetmail_contracts import streams
 from fleetmail_contracts.jobs import JOB_COMMANDS, AttachmentRef, JobFunction, job_subject
+from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_runtime.bus import BusUnavailable
 from opentelemetry import trace
 from pydantic import ValidationError
@@ -41,6 +42,7 @@ from ..domain import (
     Device,
     check_attachment_type,
     check_fax_document,
+    check_login_user,
     check_submission,
     retry_after_s,
     scoped_job_id,
@@ -101,10 +103,12 @@ class JobIntake:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tsi_routing: TsiRouting | None = None,
         sessions: DeviceDirectory | None = None,
+        tenant_of: Callable[[str], Awaitable[TenantSettings | None]] | None = None,
     ) -> None:
         """`tsi_routing`: the tenants' TSI routing tables (None: TSI Routing jobs must name
         their recipients). `sessions`: where a login user's job is noted as a session on its
-        device, for Auto Delete at the device's auto reset (None: not noted)."""
+        device, for Auto Delete at the device's auto reset (None: not noted). `tenant_of`: the
+        tenant's settings, to hold a job's login user to its mail domains (None: not checked)."""
         self.settings = settings
         self.jobs = jobs
         self.attachments = attachments
@@ -114,6 +118,7 @@ class JobIntake:
         self.clock = clock
         self.tsi_routing = tsi_routing
         self.sessions = sessions
+        self.tenant_of = tenant_of
         self.in_flight = BytesInFlight(settings.tenant_bytes_in_flight, settings.device_share)
 
     async def submit(
@@ -185,6 +190,8 @@ class JobIntake:
                 retry_after_s=seconds,
             )
         check_submission(submission, self.settings.max_recipients)
+        if submission.login_user and self.tenant_of is not None:
+            check_login_user(await self.tenant_of(device.tenant_id), submission.login_user)
         check_fax_document(submission.function, len(files))
         if ids is not None:
             delivery_id, legacy_id = ids

@@ -52,6 +52,7 @@ from fleetmail_contracts.tokens import (
     DeleteGrantReply,
     DeleteUserGrants,
     DeleteUserGrantsReply,
+    GrantStatus,
     GrantStatusReply,
     GrantStatusRequest,
     Principal,
@@ -182,6 +183,16 @@ class TokenRelay:
     async def grants(self, tenant_id: str) -> GrantStatusReply:
         return await self._ask(
             GrantStatusRequest(tenant_id=tenant_id), GRANT_STATUS_SUBJECT, GrantStatusReply
+        )
+
+    async def has_user_grant(self, tenant_id: str, address: str) -> bool:
+        """Whether the login user has a live grant (signed in at some device)."""
+        wanted = address.casefold()
+        return any(
+            grant.principal.kind is PrincipalKind.USER
+            and grant.principal.address.casefold() == wanted
+            and grant.status is GrantStatus.ACTIVE
+            for grant in (await self.grants(tenant_id)).grants
         )
 
     async def delete_user_grant(self, tenant_id: str, address: str) -> DeleteGrantReply:

@@ -118,6 +118,20 @@ def check_alert_recipients(settings: TenantSettings) -> None:
         raise InvalidAddress("; ".join(refused))
 
 
+def check_send_as(settings: TenantSettings) -> None:
+    """Every send-as entry, user and address alike, is in the tenant's mail domains: a login
+    user sends only as the tenant's own addresses, never as another tenant's or anyone's."""
+    domains = settings.effective_mail_domains()
+    refused = [
+        f"send_as[{user!r}]: {address!r} is not in the tenant's mail domains ({', '.join(domains) or 'none'})"
+        for user, addresses in settings.send_as.items()
+        for address in (user, *addresses)
+        if not settings.accepts_sign_in(address)
+    ]
+    if refused:
+        raise InvalidAddress("; ".join(refused))
+
+
 def mail_domains_to_save(
     admin: Administrator, existing: TenantSettings | None, settings: TenantSettings
 ) -> tuple[str, ...]:
@@ -171,6 +185,7 @@ class TenantAdministration:
         revision = (existing.revision if existing else 0) + 1
         domains = mail_domains_to_save(admin, existing, settings)
         tenant = settings.model_copy(update={"revision": revision, "mail_domains": domains})
+        check_send_as(tenant)
         await self.store.save_tenant(tenant)
         try:
             with bus_errors("the tenants bucket did not take the settings"):

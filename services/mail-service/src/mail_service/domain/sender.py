@@ -43,7 +43,8 @@ def resolve_sender(job: JobBase, function: JobFunction, tenant: TenantSettings) 
     the device sets it to the administrator address, so it is sent with the administrator's
     grant too (a login user's address never becomes a fax machine's).
 
-    Under [Login User Address] a job is sent as its login user. Under [Allow] the job may
+    Under [Login User Address] a job is sent as its login user, who must be one of the
+    tenant's people (an address in its mail domains). Under [Allow] the job may
     carry a From the login user may send as — their own address or one the tenant lists for
     them (`send_as`) — sent with the login user's grant; a job without a login user is sent
     as the administrator, as the device does when nobody is logged in.
@@ -68,6 +69,13 @@ def resolve_sender(job: JobBase, function: JobFunction, tenant: TenantSettings) 
             return _administrator(tenant, " to send a job without a login user from")
         raise SenderNotAllowed(
             f"the From policy is {tenant.from_policy.value} but no user is logged in at the device"
+        )
+    if not tenant.accepts_sign_in(job.login_user):
+        # Fails rather than waits: a waiting job asks its user to sign in, by e-mail too,
+        # and only the tenant's own people are asked (job-gateway refuses such jobs already).
+        raise SenderNotAllowed(
+            f"the login user {job.login_user} is not in the tenant's mail domains "
+            f"({', '.join(tenant.effective_mail_domains()) or 'none'})"
         )
     requested = job.requested_from
     if allow and requested is not None and requested.casefold() != job.login_user.casefold():

@@ -40,8 +40,9 @@ NO_RELAY = (
 SIGN_IN_NOTICE = "sign_in.requested"
 """An e-mail to a user whose job waits for their sign-in (the tenant's `sign_in_email`)."""
 NO_ADMINISTRATOR_ADDRESS = (
-    "e-mail to the user: not sent — the tenant has no administrator address to send it from"
+    "e-mail to the user: not sent — the tenant has no administrator address to answer it"
 )
+OUTSIDE_DOMAINS = "e-mail to the user: not sent — the address is outside the tenant's mail domains"
 
 
 @dataclass(frozen=True)
@@ -95,18 +96,33 @@ def endpoints(notifications: NotificationSettings, *, relay: bool) -> tuple[list
     return urls + mail, refusals
 
 
-def sign_in_request(alert_id: str, user: str, administrator: str, device_id: str | None) -> dict[str, Any]:
-    """The body of the e-mail asking a user to sign in: From the administrator address, as
-    the administrator's own notices to the fleet's people are."""
+def sign_in_request(
+    alert_id: str, user: str, administrator: str, device_id: str | None, job_waits: bool = True
+) -> dict[str, Any]:
+    """The body of the e-mail asking a user to sign in, worded by its cause: a job of theirs
+    that waits (`job_waits`), or a sign-in no longer accepted with no job waiting yet. It goes
+    From the relay, whose address it is (never a tenant-chosen one), with the administrator
+    address as Reply-To and named in the text: the people it reaches know whom to ask."""
     where = f"device {device_id}" if device_id else "the device you use"
+    if job_waits:
+        title = "Sign in to send your job"
+        detail = (
+            f"A job you sent from {where} waits for your OAuth sign-in and goes out by itself "
+            "after it. Without a sign-in it is not sent."
+        )
+    else:
+        title = "Sign in again to send from the fleet's devices"
+        detail = (
+            "Your OAuth sign-in for sending from the fleet's devices is no longer accepted. "
+            "Your next job will wait until you sign in again."
+        )
     return {
         "alert_id": alert_id,
-        "from": administrator,
+        "reply_to": administrator,
         "to": user,
         "device_id": device_id,
-        "title": "Sign in to send your job",
-        "detail": f"A job you sent from {where} waits for your OAuth sign-in and goes out by itself "
-        "after it. Without a sign-in it is not sent.",
+        "title": title,
+        "detail": f"{detail}\n\nSent for your administrator, {administrator}: reply to reach them.",
         "remedy": f"At {where}, open the OAuth screen and sign in as {user}.",
     }
 
@@ -126,9 +142,12 @@ def webhook_headers(item: Delivery, secret: str) -> dict[str, str]:
 
 def _sign_in_email(payload: dict[str, Any], relay: str) -> EmailMessage:
     message = EmailMessage()
-    # From the administrator address; the relay, which transmits it, is its Sender (and so
-    # its envelope sender: bounces go to the relay's mailbox).
-    message["From"], message["Sender"], message["To"] = payload["from"], relay, payload["to"]
+    # From the relay's own address: a tenant's administrator address is theirs to choose, and
+    # the relay sending From it would let one tenant mail as any address the relay may use.
+    message["From"], message["To"] = relay, payload["to"]
+    reply_to = payload.get("reply_to") or payload.get("from")  # deliveries queued before
+    if reply_to:
+        message["Reply-To"] = reply_to
     message["Subject"] = f"[fleetmail] {payload['title']}"
     message.set_content(f"{payload['detail']}\n\nWhat to do: {payload['remedy']}\n")
     return message

@@ -3,7 +3,7 @@ events that drive Auto Delete (a user logged out, the auto reset ran)."""
 
 from fastapi import APIRouter
 from fleetmail_contracts.alerts import AlertView
-from fleetmail_contracts.tokens import AcquisitionStarted, AcquisitionStatus
+from fleetmail_contracts.tokens import AcquisitionStarted, AcquisitionState, AcquisitionStatus, PrincipalKind
 
 from ...errors import (
     AcquisitionRefused,
@@ -52,8 +52,15 @@ async def start_user_sign_in(
 async def user_sign_in_status(
     acquisition_id: str, device: DeviceDep, services: ServicesDep
 ) -> AcquisitionStatus:
-    """A sign-in's state; one started by another tenant's device is unknown here."""
-    return await services.tokens.acquisition_status(device.tenant_id, acquisition_id)
+    """A sign-in's state; one started by another tenant's device is unknown here. A user's
+    sign-in seen succeeded here is noted on the device: a message over SMTP from it, From
+    that user, may then use their grant."""
+    status = await services.tokens.acquisition_status(device.tenant_id, acquisition_id)
+    principal = status.principal
+    if status.state is AcquisitionState.SUCCEEDED and principal is not None:
+        if principal.kind is PrincipalKind.USER:
+            await services.devices.note_sign_in(device, principal.address)
+    return status
 
 
 @router.get("/information", responses=documented(NotifierUnavailable))
