@@ -237,7 +237,7 @@ SHORT_STATUS = {
 @tokens.command("status")
 def tokens_status(tenant_id: str) -> None:
     """The device's [Refresh Tokens] screen, for every grant of the tenant."""
-    rows = table("token", "address", "status", "flow", "refreshed", "dies on", "why")
+    rows = table("token", "address", "status", "flow", "refreshed", "dies on", "why", whole=("address",))
     rows.caption = "re-auth: the owner must sign in again ([Acquire], or at the device)"
     tokens = call("GET", f"/v1/admin/tenants/{tenant_id}/tokens")
     administrator = tokens.get("administrator") or {}
