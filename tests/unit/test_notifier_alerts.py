@@ -15,6 +15,7 @@ from notifier.domain import (
     FailureRate,
     Raise,
     administrator_key,
+    administrator_prompt_key,
     configuration_key,
     unreachable_key,
 )
@@ -429,7 +430,7 @@ async def test_the_prompt_from_grants_read_before_the_acquire_does_not_reopen_it
     # The same read of the grants (no administrator yet), acted on late: the acquire has the last word.
     stale = [
         Raise(
-            administrator_key("t1"),
+            administrator_prompt_key("t1"),
             "t1",
             AlertCause.ADMINISTRATOR_NOT_SIGNED_IN,
             AlertSeverity.CRITICAL,

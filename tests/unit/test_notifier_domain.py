@@ -16,6 +16,7 @@ from notifier.domain import (
     Raise,
     Resolve,
     administrator_key,
+    administrator_prompt_key,
     administrator_sign_in,
     condition_change,
     configuration_key,
@@ -307,7 +308,9 @@ def test_a_provider_not_answering_longer_than_the_setting_is_an_alert_that_says_
 def test_oauth_on_without_an_administrator_grant_is_the_devices_prompt_on_every_feed() -> None:
     tenant = TenantSettings(tenant_id="t1", oauth_enabled=True, administrator_address="Admin@t1.example")
     [prompt] = administrator_sign_in(tenant, [])
-    assert isinstance(prompt, Raise) and prompt.key == administrator_key("t1")
+    assert isinstance(prompt, Raise) and prompt.key == administrator_prompt_key("t1") != administrator_key(
+        "t1"
+    )
     assert prompt.title == "OAuth 2.0 is on; the administrator has not signed in — Acquire"
     assert prompt.cause is AlertCause.ADMINISTRATOR_NOT_SIGNED_IN and prompt.device_id is None
     assert prompt.for_administrators and "fleetmail tokens acquire t1" in (prompt.remedy or "")
@@ -315,8 +318,8 @@ def test_oauth_on_without_an_administrator_grant_is_the_devices_prompt_on_every_
     user = grant("admin@t1.example", PrincipalKind.USER, GrantStatus.ACTIVE, None)
     assert administrator_sign_in(tenant, [user]) == [prompt]
     admin = grant("admin@t1.example", PrincipalKind.ADMINISTRATOR, GrantStatus.ACTIVE, None)
-    [resolved] = administrator_sign_in(tenant, [admin])
-    assert isinstance(resolved, Resolve) and resolved.key == administrator_key("t1")
+    resolved = administrator_sign_in(tenant, [admin])
+    assert {r.key for r in resolved if isinstance(r, Resolve)} == {administrator_key("t1"), prompt.key}
     # A dead one is the re-authorization alert's business, not this one's.
     dead = grant("admin@t1.example", PrincipalKind.ADMINISTRATOR, GrantStatus.REAUTHORIZATION_REQUIRED, None)
     assert administrator_sign_in(tenant, [dead]) == []
@@ -326,7 +329,7 @@ def test_oauth_on_without_an_administrator_grant_is_the_devices_prompt_on_every_
     assert administrator_sign_in(tenant, [previous]) == []
     # OAuth 2.0 off: nothing to sign in for; app-only: no one signs in.
     off = tenant.model_copy(update={"oauth_enabled": False})
-    assert [type(a) for a in administrator_sign_in(off, [])] == [Resolve]
+    assert [type(a) for a in administrator_sign_in(off, [])] == [Resolve, Resolve]
     app_only = tenant.model_copy(update={"identity": tenant.identity.model_copy(update={"app_only": True})})
     assert administrator_sign_in(app_only, []) == []
 
@@ -340,5 +343,9 @@ def test_a_job_parked_for_the_administrator_raises_the_same_prompt_not_a_users()
         "administrator": True,
     }
     [prompt] = on_mail_event(event)
-    assert isinstance(prompt, Raise) and prompt.key == administrator_key("t1") and prompt.device_id is None
+    assert (
+        isinstance(prompt, Raise)
+        and prompt.key == administrator_prompt_key("t1")
+        and prompt.device_id is None
+    )
     assert prompt.cause is AlertCause.ADMINISTRATOR_NOT_SIGNED_IN

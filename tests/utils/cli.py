@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from fleetmail_cli import main
 from fleetmail_cli.main import app
 from typer.testing import CliRunner
+
+# The CLI's consoles take their width once, when the module is imported (80 without a
+# terminal): the tests read whole lines, as from a wide terminal.
+main.out.width = main.err.width = 200
 
 
 def cli(stack, *args: str, url: str | None = None):

@@ -66,6 +66,12 @@ def administrator_key(tenant_id: str) -> str:
     return f"{tenant_id}|administrator|reauthorization"
 
 
+def administrator_prompt_key(tenant_id: str) -> str:
+    """The device's prompt to sign the administrator in (OAuth 2.0 on, no token yet): a key of
+    its own, so a stale prompt never stands in for the dead grant's alert, which says more."""
+    return f"{tenant_id}|administrator|sign-in"
+
+
 def user_key(tenant_id: str, address: str) -> str:
     return f"{tenant_id}|user:{address.casefold()}|reauthorization"
 

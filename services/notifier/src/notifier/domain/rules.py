@@ -16,6 +16,7 @@ from .actions import (
     Event,
     Resolve,
     administrator_key,
+    administrator_prompt_key,
     configuration_key,
     expiring_key,
     observed,
@@ -51,7 +52,7 @@ def _token_actions(event: Event) -> list[Action]:
                     str(event.get("error", "invalid_grant")),
                     list(event.get("error_codes") or []),
                     str(event.get("detail") or ""),
-                )
+                ),
             ]
         return [
             wording.user_must_sign_in_again(
@@ -75,6 +76,8 @@ def _token_actions(event: Event) -> list[Action]:
         ]
         if kind == "acquired":
             actions.append(Resolve(expiring_key(tenant_id, principal_kind, address), "acquired again"))
+            if administrator:
+                actions.append(Resolve(administrator_prompt_key(tenant_id), ADMINISTRATOR_SIGNED_IN))
         return actions
     if kind == "deleted" and not administrator:
         return [Resolve(grant_key, f"the token of {address} was deleted")]
@@ -190,9 +193,9 @@ def administrator_sign_in(tenant: TenantSettings, grants: Sequence[GrantView]) -
     no administrator grant for its address, the device's prompt (not for a tenant that sends
     app-only: its grant is made on first use, no one signs in); an active one, or OAuth 2.0
     off, resolves what asked for a sign-in."""
-    key = administrator_key(tenant.tenant_id)
+    keys = (administrator_key(tenant.tenant_id), administrator_prompt_key(tenant.tenant_id))
     if not tenant.oauth_enabled:
-        return [Resolve(key, OAUTH_OFF)]
+        return [Resolve(key, OAUTH_OFF) for key in keys]
     address = tenant.administrator_address
     if tenant.identity.app_only or not address:
         return []
@@ -205,5 +208,5 @@ def administrator_sign_in(tenant: TenantSettings, grants: Sequence[GrantView]) -
             return []
         return [wording.administrator_not_signed_in(tenant.tenant_id, address)]
     if mine[0].status is GrantStatus.ACTIVE:
-        return [Resolve(key, ADMINISTRATOR_SIGNED_IN)]
+        return [Resolve(key, ADMINISTRATOR_SIGNED_IN) for key in keys]
     return []

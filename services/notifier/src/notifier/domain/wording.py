@@ -13,6 +13,7 @@ from fleetmail_contracts.alerts import AlertCause, AlertSeverity
 from .actions import (
     Raise,
     administrator_key,
+    administrator_prompt_key,
     configuration_key,
     expiring_key,
     failure_rate_key,
@@ -78,10 +79,9 @@ ADMINISTRATOR_NOT_SIGNED_IN = "OAuth 2.0 is on; the administrator has not signed
 
 def administrator_not_signed_in(tenant_id: str, address: str) -> Raise:
     """OAuth 2.0 on and no administrator token ever acquired: the device's own prompt, on every
-    device's feed (the same key as the dead administrator grant's alert: [Acquire] resolves
-    either)."""
+    device's feed (a key of its own; [Acquire] resolves it and the dead grant's alert)."""
     return Raise(
-        administrator_key(tenant_id),
+        administrator_prompt_key(tenant_id),
         tenant_id,
         AlertCause.ADMINISTRATOR_NOT_SIGNED_IN,
         AlertSeverity.CRITICAL,
