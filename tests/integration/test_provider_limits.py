@@ -213,6 +213,18 @@ async def test_jobs_past_the_daily_quota_wait_raise_one_alert_and_go_when_the_wi
 
         waiting = await eventually(two_waiting, within=30, what="three sent, two waiting for quota")
         assert all(s["next_attempt_at"] for s in waiting)
+        if counted:
+            # On the command line while they wait (fleetmail's window holds them ~12 s): the
+            # queued figure says how many wait for quota, the listing says when each goes.
+            status = await asyncio.to_thread(cli, stack, "status")
+            [row] = [line for line in status.output.splitlines() if tenant_id in line]
+            assert "2 (2 quota)" in row, status.output
+            listed = await asyncio.to_thread(
+                cli, stack, "jobs", "list", tenant_id, "--status", "waiting_for_quota"
+            )
+            assert (
+                len(re.findall(r"waiting for quota .* \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", listed.output)) == 2
+            ), listed.output
         # The provider's day passes; fleetmail's window passes on its own (12 s).
         await emulator_http.post(f"{control_url(stack, server)}/_emulator/clock", json={"advance_s": 86_400})
 
