@@ -3,6 +3,8 @@ same contract suite as the fake transport, over STARTTLS with the emulator's own
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,8 +12,9 @@ import pytest
 from fleetmail_contracts.tenants import SmtpSecurity, SmtpSettings
 from fleetmail_runtime.outbound import LOOPBACK_RANGES, OutboundPolicy
 from mail_service.adapters.smtp import SmtpDelivery
+from mail_service.ports import Credentials
 
-from tests.contracts.mail import MailTransportContract
+from tests.contracts.mail import MailTransportContract, message_for
 from tests.utils.servers import SmtpEmulator, smtp_emulator_server
 
 
@@ -69,3 +72,30 @@ class TestSmtpDelivery(MailTransportContract):
     async def server(self, emulator: SmtpEmulator) -> AsyncIterator[EmulatorControl]:
         async with httpx.AsyncClient(base_url=emulator.control_url, timeout=10, trust_env=False) as http:
             yield EmulatorControl(emulator, http)
+
+
+async def test_at_its_defaults_one_mailbox_has_no_more_in_submission_than_exchange_takes(
+    emulator: SmtpEmulator,
+) -> None:
+    """Eight messages of one mailbox at once through a transport left at its defaults: no more
+    than Exchange Online's 3 connections, so not one `432 4.3.2`."""
+    delivery = SmtpDelivery(
+        emulator.ca_file,
+        timeout_s=10,
+        helo_name="fleetmail.test",
+        outbound=OutboundPolicy.of(LOOPBACK_RANGES),
+    )
+    async with httpx.AsyncClient(base_url=emulator.control_url, timeout=10, trust_env=False) as http:
+        control = EmulatorControl(emulator, http)
+        address, password = f"scanner-{uuid.uuid4().hex[:6]}@acme.example", f"pw-{uuid.uuid4().hex}"
+        await control.add_mailbox(address, password)
+        credentials = Credentials(address, password=password)
+        messages = [message_for(("x@fabrikam.example",), address) for _ in range(8)]
+        try:
+            results = await asyncio.gather(
+                *(delivery.send(control.settings, credentials, m, r) for _, m, r in messages)
+            )
+        finally:
+            await delivery.close()
+        busy = (await http.get("/_emulator/replies", params={"user": address, "code": 432})).json()
+    assert busy == [] and all(r.reply.startswith("250") for r in results)

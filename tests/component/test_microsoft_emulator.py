@@ -9,6 +9,8 @@ import msal
 import pytest
 import requests
 from fleetmail_devkit.stack import Stack
+from token_service.adapters.microsoft import raise_for_error
+from token_service.errors import ReauthorizationRequired
 
 SMTP_SCOPE = ["https://outlook.office.com/SMTP.Send"]
 
@@ -326,6 +328,19 @@ async def test_error_bodies_are_entras(emulators, emulator_http, app_and_user) -
     )
     challenged = (await emulator_http.post(token_url, data=refresh)).json()
     assert challenged["claims"] == '{"access_token":{}}'
+    # MFA also comes as `interaction_required` (a fault option); fleetmail takes either form as
+    # a sign-in the user must complete, not a dead grant.
+    for code in (50076, 50079):
+        await emulator_http.post(
+            f"{emulators.microsoft_url}/_emulator/faults",
+            json={"error_code": code, "grant_type": "refresh_token", "error": "interaction_required"},
+        )
+        body = (await emulator_http.post(token_url, data=refresh)).json()
+        assert body["error"] == "interaction_required" and body["error_codes"] == [code]
+        assert body["suberror"] == "basic_action"
+        with pytest.raises(ReauthorizationRequired) as raised:
+            raise_for_error(body)
+        assert raised.value.error == "interaction_required"
 
 
 async def test_an_expired_client_secret(emulators, emulator_http) -> None:
@@ -368,6 +383,8 @@ async def test_device_code_states_have_their_codes(emulators, emulator_http, app
     )
     late = (await emulator_http.post(token_url, data={**poll, "device_code": expired["device_code"]})).json()
     assert late["error"] == "expired_token" and late["error_codes"] == [70019]
+    unknown = (await emulator_http.post(token_url, data={**poll, "device_code": "DAQABAAEAAA-never"})).json()
+    assert unknown["error"] == "bad_verification_code"
 
 
 async def test_the_tokens_audience_and_scopes_follow_the_resource(

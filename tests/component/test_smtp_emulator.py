@@ -11,6 +11,7 @@ import jwt
 import msal
 import pytest
 import requests
+from fleetmail_devkit.emulators.smtp_limits import DEFAULT_LIMITS
 from fleetmail_devkit.stack import DEMO_CLIENT_ID, Stack
 from fleetmail_runtime import smtp_replies
 
@@ -294,8 +295,18 @@ async def test_a_fourth_message_in_submission_at_once_gets_432(emulators, emulat
     assert [r["code"] for r in await given(emulator_http, emulators.smtp_control_url, address)] == [432]
 
 
+def test_the_default_limits_are_the_providers_documented_figures() -> None:
+    exchange, gmail = DEFAULT_LIMITS["microsoft"], DEFAULT_LIMITS["gmail"]
+    assert (exchange.concurrent, exchange.per_minute, exchange.rate_window_s) == (3, 30, 60.0)
+    assert (exchange.daily, exchange.daily_counts) == (10_000, "recipients")
+    assert exchange.max_message_bytes == 35 * 1024 * 1024 and exchange.max_recipients == 500
+    assert (gmail.daily, gmail.daily_counts) == (2_000, "messages")
+    assert gmail.max_message_bytes == 35_882_577 and gmail.max_recipients == 100
+
+
 async def test_over_the_rate_a_minute_the_answer_is_held_back_not_refused(emulators, emulator_http) -> None:
-    address = await basic_mailbox(emulators, emulator_http, per_minute=2)
+    # Two a second rather than two a minute: the third answer is held back a second, not 60.
+    address = await basic_mailbox(emulators, emulator_http, per_minute=2, rate_window_s=1.0)
     async with client(emulators) as smtp:
         await smtp.login(address, "pw-limits")
         for _ in range(3):
@@ -341,6 +352,12 @@ async def test_size_recipients_lines_and_a_full_mailbox(emulators, emulator_http
             )
         )[0]
         assert refused["c@x.example"][0] == 452 and "4.5.3" in refused["c@x.example"][1]
+        # A client that declares no SIZE is held to the limit at the end of DATA.
+        await smtp.mail(address)
+        await smtp.rcpt("a@x.example")
+        with pytest.raises(aiosmtplib.SMTPDataError) as too_big_data:
+            await smtp.data(b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 40)
+        assert too_big_data.value.code == 552 and "5.3.4" in too_big_data.value.message
         with pytest.raises(aiosmtplib.SMTPDataError) as long_line:
             await smtp.sendmail(address, ["a@x.example"], b"Subject: l\r\n\r\n" + b"x" * 999 + b"\r\n")
         assert long_line.value.code == 500 and "5.3.3" in long_line.value.message
@@ -367,6 +384,9 @@ async def test_gmail_daily_messages_over_a_rolling_day_and_its_limits(emulators,
         async with aiosmtplib.SMTP(
             hostname="127.0.0.1", port=gmail.port, start_tls=True, tls_context=context
         ) as smtp:
+            # smtp.gmail.com's own figure, not 35 MB.
+            await smtp.ehlo()
+            assert smtp.esmtp_extensions["size"] == "35882577"
             await smtp.login(address, "pw-limits")
             await smtp.send_message(message(address))
             await emulator_http.post(f"{gmail.control_url}/_emulator/clock", json={"advance_s": 3600})

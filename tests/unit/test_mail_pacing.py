@@ -46,7 +46,7 @@ from tests.fakes.mail import (
 from tests.unit.test_mail_handler import TENANT, scan
 
 EXCHANGE = MailboxLimits(concurrent=3, interval_s=2.0)
-POLICY = PacingPolicy(horizon_s=20, lease_s=180, place_poll_s=0.5, quota_retry_s=3600)
+POLICY = PacingPolicy(horizon_s=20, lease_s=180, place_poll_s=0.5)
 
 
 def test_turns_come_at_the_rate_and_a_far_one_is_not_reserved() -> None:
@@ -154,7 +154,7 @@ async def test_a_place_held_elsewhere_for_long_is_waited_for_in_the_queue() -> N
         )
     gate = MailboxGate(
         store,
-        PacingPolicy(horizon_s=2, lease_s=180, place_poll_s=0.5, quota_retry_s=3600),
+        PacingPolicy(horizon_s=2, lease_s=180, place_poll_s=0.5),
         timeline.clock,
         timeline.sleep,
     )

@@ -100,6 +100,14 @@ class SendingLimits(Contract):
     messages_per_minute: float | None = Field(default=None, gt=0, le=100_000)
     recipients_per_message: int | None = Field(default=None, ge=1, le=1000)
     max_message_bytes: int | None = Field(default=None, gt=0)
+    daily_quota: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="What the mailbox may send in a rolling 24 hours: recipients for Microsoft 365 "
+        "(default 10,000), messages for Gmail (default 2,000); set it only to the provider's figure "
+        "for this mailbox (a consumer Gmail account's 500, a limit the provider raised)",
+    )
 
 
 class TenantSettings(Contract):

@@ -207,10 +207,12 @@ NOT_AUTHENTICATED = KnownReply(
     ),
 )
 QUOTA_REMEDY = (
-    "The mailbox has sent as much as its provider allows in a day; its jobs wait and go out "
-    "when the window allows. To send more: deliver through the Microsoft Graph or Gmail API "
-    "transport, spread the fleet over a second sending mailbox, or (Microsoft 365) use High "
-    "Volume Email for internal mail."
+    "The mailbox has sent as much as its provider allows in a day (Exchange Online: 10,000 "
+    "recipients; Gmail: 2,000 messages on Workspace, 500 on consumer accounts); its jobs wait "
+    "and go out when the rolling 24-hour window allows. To send more: spread the fleet's "
+    "functions over a second sending mailbox (another tenant or sender address), or "
+    "(Microsoft 365) send internal mail through Exchange High Volume Email. Raise the tenant's "
+    "sending_limits.daily_quota only if the provider raised this mailbox's limit."
 )
 CONCURRENCY_LIMIT = KnownReply(
     name="concurrency_limit",
@@ -264,6 +266,12 @@ GMAIL_TRY_LATER = KnownReply(
     text="4.7.0 Try again later, closing connection. - gsmtp",
     reply_class=ReplyClass.TRANSIENT,
     reason_code="smtp_rejected",
+    remedy=(
+        "Gmail is holding this mailbox back for a while (too many connections or messages at "
+        "once, or unusual traffic); the job is tried again by itself. If it keeps happening, "
+        "send less at once (the tenant's sending_limits.concurrent_submissions or "
+        "messages_per_minute) and look for a sending block in the Google Admin console."
+    ),
 )
 MESSAGE_SIZE_EXCEEDED = KnownReply(
     name="message_size_exceeded",
@@ -287,6 +295,11 @@ LINE_TOO_LONG = KnownReply(
     text="5.3.3 Line too long: at most 1000 characters, CRLF included (RFC 5322 2.1.1)",
     reply_class=ReplyClass.PERMANENT,
     reason_code="smtp_rejected",
+    remedy=(
+        "A line of the message is longer than the 1,000 characters SMTP allows (RFC 5322 "
+        "2.1.1), most likely a text body or a header the device sent (a long subject or file "
+        "name): shorten it, or send the text as an attachment."
+    ),
 )
 KNOWN_REPLIES: tuple[KnownReply, ...] = (
     CONCURRENCY_LIMIT,

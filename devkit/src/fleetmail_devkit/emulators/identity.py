@@ -90,6 +90,9 @@ class Fault:
     status, instead of a bare 429/5xx."""
     claims: str | None = None
     """A claims challenge to add to that body (Conditional Access asks for more)."""
+    error: str | None = None
+    """The body's `error` instead of the code's usual one: Entra answers MFA (50076, 50079)
+    with `invalid_grant` or with `interaction_required`."""
 
     def response(self, error_body: dict[str, Any]) -> Response:
         headers = {"Retry-After": str(self.retry_after_s)} if self.retry_after_s else None
@@ -127,6 +130,7 @@ class FaultRequest(BaseModel):
     user_code: str | None = None
     error_code: int | None = None
     claims: str | None = None
+    error: str | None = None
 
 
 class CallCounter:
@@ -207,6 +211,7 @@ def control_router(state: Any) -> APIRouter:
                 body.user_code,
                 body.error_code,
                 body.claims,
+                body.error,
             )
         )
         return {"queued": body.count}

@@ -241,6 +241,8 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             return None
         if fault.error_code is not None:
             body = error_body(fault.error_code)
+            if fault.error is not None:
+                body["error"] = fault.error  # e.g. 50076 as `interaction_required`
             if fault.claims is not None:
                 body["claims"] = fault.claims
             headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else None
@@ -526,9 +528,15 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
         )
 
     def redeem_device_code(form: dict[str, str], client_id: str) -> Response:
-        code = state.device_codes.get(form.get("device_code", ""))
-        if code is None or code.client_id != client_id:
+        if not form.get("device_code"):
             return json_error(400, error_body(9002313))
+        code = state.device_codes.get(form["device_code"])
+        if code is None or code.client_id != client_id:
+            # A device code the server never issued (to this app): the device-code flow's own
+            # polling error, not a malformed request.
+            body = error_body(70000)
+            body["error"] = "bad_verification_code"
+            return json_error(400, body)
         if code.redeemed:
             return json_error(400, error_body(90120))
         if now() > code.expires_at:

@@ -77,11 +77,17 @@ def provider_limits(settings: MailSettings) -> dict[Provider, MailboxLimits]:
             settings.microsoft_concurrent_submissions,
             60 / settings.microsoft_messages_per_minute,
             settings.microsoft_recipients_per_message,
+            settings.microsoft_daily_recipients,
+            quota_counts_recipients=True,
+            quota_window_s=settings.quota_window_s,
         ),
         Provider.GOOGLE: MailboxLimits(
             settings.google_concurrent_submissions,
             60 / google_rate if google_rate else 0.0,
             settings.google_recipients_per_message,
+            settings.google_daily_messages,
+            quota_counts_recipients=False,
+            quota_window_s=settings.quota_window_s,
         ),
     }
 
@@ -122,7 +128,6 @@ def build_app(
                 settings.pacing_horizon_s,
                 settings.submission_lease_s,
                 settings.submission_poll_s,
-                settings.quota_retry_s,
             ),
             clock,
         ),

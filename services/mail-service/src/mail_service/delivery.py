@@ -12,6 +12,7 @@ import logging
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import IO
 
@@ -134,7 +135,13 @@ class Deliverer:
         concurrent = own.concurrent_submissions or default.concurrent
         interval_s = 60 / own.messages_per_minute if own.messages_per_minute else default.interval_s
         per_message = own.recipients_per_message or default.recipients_per_message
-        return MailboxLimits(concurrent, interval_s, per_message)
+        return replace(
+            default,
+            concurrent=concurrent,
+            interval_s=interval_s,
+            recipients_per_message=per_message,
+            daily_quota=own.daily_quota or default.daily_quota,
+        )
 
     async def deliver(
         self,
@@ -213,21 +220,21 @@ class Deliverer:
         async def submit(
             server: SmtpSettings, credentials: Credentials, message: MimeMessage, recipients: list[str]
         ) -> SendResult:
-            async with self._submission(tenant, sender, paced, ledger_key):
+            async with self._submission(tenant, sender, paced, ledger_key, len(recipients)):
                 return await self.transport.send(server, credentials, message, recipients)
 
         return submit
 
     @asynccontextmanager
     async def _submission(
-        self, tenant: TenantSettings, sender: Sender, paced: Paced | None, ledger_key: str
+        self, tenant: TenantSettings, sender: Sender, paced: Paced | None, ledger_key: str, recipients: int
     ) -> AsyncIterator[None]:
         limits = self.limits_of(tenant)
         if self.gate is None or limits is None:
             yield
             return
         async with self.gate.submission(
-            mailbox_key(tenant.tenant_id, sender.address), limits, paced
+            mailbox_key(tenant.tenant_id, sender.address), limits, paced, recipients
         ) as waited:
             # While it waited, JetStream may have given the job to another replica, which sent it.
             if waited and self.ledger is not None and await self.ledger.already_delivered(ledger_key):

@@ -2,8 +2,10 @@
 
 Before a message goes, its mailbox gives it a turn at its rate (`domain.limits.reserve`); a
 turn a few seconds away is waited for here (a timer, no polling), one further away sends the
-job back to the queue until then (`MustWait`), as does a used-up quota. Then it takes one of
-the mailbox's places in submission and holds it until the server has answered.
+job back to the queue until then (`MustWait`), as does a used-up quota (counted here, across
+replicas, before the provider has to refuse). Then it takes one of the mailbox's places in
+submission and holds it until the server has answered. A submission that sent nothing gives
+its quota count back; a quota reply closes the mailbox until its window frees.
 """
 
 from __future__ import annotations
@@ -18,8 +20,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
 from fleetmail_runtime.bus import BusUnavailable
+from fleetmail_runtime.smtp_replies import QUOTA_REMEDY
 
-from .domain.limits import MailboxLimits, MailboxState, Turn, Wait, WaitKind, block, release, reserve, take
+from .domain.limits import (
+    MailboxLimits,
+    MailboxState,
+    Turn,
+    Wait,
+    WaitKind,
+    block,
+    release,
+    reserve,
+    take,
+    uncount,
+    window_frees_at,
+)
 from .errors import LimitsUnavailable, MailboxBusy, MustWait, QuotaExceeded
 
 log = logging.getLogger(__name__)
@@ -41,8 +56,6 @@ class PacingPolicy:
     """How long a place in submission is held at most (a dead replica's places come back)."""
     place_poll_s: float
     """How often a submission that found every place taken by other replicas looks again."""
-    quota_retry_s: float
-    """How long a mailbox whose quota is used up waits before it tries again."""
 
 
 class MailboxGate:
@@ -76,14 +89,20 @@ class MailboxGate:
                 raise LimitsUnavailable(f"the limits of mailbox {key} cannot be used now: {exc}") from exc
 
     @asynccontextmanager
-    async def submission(self, key: str, limits: MailboxLimits, paced: Paced | None) -> AsyncIterator[bool]:
-        """Admitted to submit; yields whether the message had to wait for it."""
+    async def submission(
+        self, key: str, limits: MailboxLimits, paced: Paced | None, recipients: int = 1
+    ) -> AsyncIterator[bool]:
+        """Admitted to submit a message to `recipients` recipients; yields whether it had to
+        wait for it."""
         policy = self.policy
-        turn: Turn | Wait = await self._change(
-            key, lambda s: reserve(s, self._now(), limits, policy.horizon_s)
+        units = limits.units(recipients)
+        reserved: Turn | Wait = await self._change(
+            key, lambda s: reserve(s, self._now(), limits, policy.horizon_s, units)
         )
-        if isinstance(turn, Wait):
-            raise MustWait(_at(turn.until), turn.kind)
+        if isinstance(reserved, Wait):
+            quota = reserved.kind is WaitKind.WAITING_FOR_QUOTA
+            raise MustWait(_at(reserved.until), reserved.kind, None, QUOTA_REMEDY if quota else None)
+        turn = reserved
         delay = turn.at - self._now()
         waited = delay > 0
         if waited:
@@ -98,6 +117,7 @@ class MailboxGate:
                 if self._now() >= give_up_at:
                     # Places held elsewhere for long (another replica's, or a dead one's until
                     # its lease ends): wait in the queue, not in this batch.
+                    await self._give_back(key, turn, limits)
                     raise MustWait(_at(self._now() + policy.place_poll_s), WaitKind.PACED)
                 await self._place_freed(key)
             try:
@@ -105,12 +125,14 @@ class MailboxGate:
             except MailboxBusy as exc:
                 # The server counts submissions its own way (a connection it has not yet seen
                 # close): look again shortly, as for a place taken elsewhere.
+                await self._give_back(key, turn, limits)
                 raise MustWait(
                     _at(self._now() + policy.place_poll_s), WaitKind.PACED, exc.smtp_reply
                 ) from None
             except QuotaExceeded as exc:
-                until = self._now() + policy.quota_retry_s
-                await self._change(key, lambda s: block(s, until))
+                # The provider counts more than fleetmail saw: nothing goes before the oldest
+                # counted send leaves the window (a refusal then closes it again until the next).
+                until = await self._change(key, lambda s: _close(s, turn, self._now(), limits))
                 raise MustWait(_at(until), WaitKind.WAITING_FOR_QUOTA, exc.smtp_reply, exc.remedy) from None
             finally:
                 # Given back in the background: the message's delivery is recorded without
@@ -118,6 +140,10 @@ class MailboxGate:
                 task = asyncio.create_task(self._release(key, holder))
                 self._releasing.add(task)
                 task.add_done_callback(self._releasing.discard)
+
+    async def _give_back(self, key: str, turn: Turn, limits: MailboxLimits) -> None:
+        if turn.counted:
+            await self._change(key, lambda s: uncount(s, turn, limits))
 
     async def _release(self, key: str, holder: str) -> None:
         try:
@@ -133,6 +159,16 @@ class MailboxGate:
             await asyncio.wait_for(freed.wait(), self.policy.place_poll_s)
         except TimeoutError:
             pass
+
+
+def _close(state: MailboxState, turn: Turn, now: float, limits: MailboxLimits) -> float:
+    """A quota reply: the refused message's count goes back, the mailbox closes until its
+    window frees; returns when."""
+    if turn.counted:
+        uncount(state, turn, limits)
+    until = window_frees_at(state, now, limits)
+    block(state, until)
+    return until
 
 
 def _at(epoch_s: float) -> datetime:

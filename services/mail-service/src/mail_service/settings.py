@@ -111,10 +111,23 @@ class MailSettings(BaseSettings):
         gt=0,
         description="How often a submission whose mailbox is full (other replicas) looks again",
     )
-    quota_retry_s: float = Field(
-        default=3600,
+    microsoft_daily_recipients: int = Field(
+        default=10_000,
+        ge=1,
+        description="Recipients one Microsoft 365 mailbox may send to over the quota window (Exchange "
+        "Online: 10,000 a day), counted across replicas; jobs past it wait for the window",
+    )
+    google_daily_messages: int = Field(
+        default=2_000,
+        ge=1,
+        description="Messages one Gmail mailbox may send over the quota window (Workspace: 2,000 a "
+        "day; consumer and trial accounts: 500), counted across replicas; jobs past it wait",
+    )
+    quota_window_s: float = Field(
+        default=86_400,
         gt=0,
-        description="After the provider's daily quota reply, the mailbox's jobs wait this long before trying again",
+        description="The rolling window the providers count the daily quota over (24 hours), "
+        "counted in 24 buckets; after a quota reply a mailbox waits until its oldest bucket leaves it",
     )
     max_message_bytes_microsoft: int = Field(
         default=36_700_160,

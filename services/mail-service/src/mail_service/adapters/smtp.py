@@ -98,7 +98,7 @@ class SmtpDelivery:
         ca_bundle: Path | None,
         timeout_s: float,
         helo_name: str,
-        max_connections_per_sender: int = 8,
+        max_connections_per_sender: int = 3,
         idle_timeout_s: float = 60.0,
         *,
         outbound: OutboundPolicy,

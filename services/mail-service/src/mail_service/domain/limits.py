@@ -10,7 +10,13 @@ every replica sees the same turns:
   outside the replica (`Wait`).
 - `take` admits one more submission when fewer than `concurrent` are in progress; each holds
   a lease, so a replica that died frees its places when they expire.
-- `block` closes the mailbox until its quota window allows (after a quota reply).
+- The daily quota is counted here too, before the provider refuses: each turn counts its
+  message (Gmail) or its recipients (Exchange) in the hour of the rolling window it falls in
+  (24 buckets a window, so the state stays small however much is sent). A turn that would go
+  past the quota is not reserved: the job waits until the oldest counted sends leave the
+  window. A turn that sent nothing gives its count back (`uncount`).
+- `block` closes the mailbox until its quota window allows (after a quota reply: the provider
+  counts more than fleetmail saw, e.g. mail sent by people from the same mailbox).
 """
 
 from __future__ import annotations
@@ -19,6 +25,11 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+DAY_S = 86_400.0
+BUCKETS = 24
+"""Buckets a quota window is counted in (an hour each for a day): a send counts until its whole
+bucket has left the window, so fleetmail waits at most one bucket longer than the provider."""
 
 
 def mailbox_key(tenant_id: str, address: str) -> str:
@@ -39,6 +50,17 @@ class MailboxLimits:
     """Time between two submissions' turns (Exchange Online: 30 a minute, 2 s); 0: unpaced."""
     recipients_per_message: int = 500
     """More recipients than this go in several messages (Exchange Online 500, Gmail about 100)."""
+    daily_quota: int | None = None
+    """What the mailbox may send over `quota_window_s` (Exchange Online: 10,000 recipients;
+    Gmail: 2,000 messages on Workspace); None: not counted."""
+    quota_counts_recipients: bool = True
+    """The quota counts recipients (Exchange Online), else messages (Gmail)."""
+    quota_window_s: float = DAY_S
+    """The rolling window the quota is counted over (both providers: 24 hours)."""
+
+    def units(self, recipients: int) -> int:
+        """What one message to `recipients` recipients counts against the quota."""
+        return max(1, recipients) if self.quota_counts_recipients else 1
 
 
 def parts(recipients: list[str], per_message: int) -> list[list[str]]:
@@ -52,10 +74,17 @@ class MailboxState:
     """Submissions in progress: holder → when its lease runs out."""
     next_turn: float = 0.0
     blocked_until: float = 0.0
+    sent: dict[int, int] = field(default_factory=dict)
+    """What counted against the quota, per bucket of the window (bucket number → units)."""
 
     def to_json(self) -> bytes:
         return json.dumps(
-            {"holders": self.holders, "next_turn": self.next_turn, "blocked_until": self.blocked_until}
+            {
+                "holders": self.holders,
+                "next_turn": self.next_turn,
+                "blocked_until": self.blocked_until,
+                "sent": {str(k): v for k, v in self.sent.items()},
+            }
         ).encode()
 
     @classmethod
@@ -67,14 +96,17 @@ class MailboxState:
             {str(k): float(v) for k, v in data.get("holders", {}).items()},
             float(data.get("next_turn", 0.0)),
             float(data.get("blocked_until", 0.0)),
+            {int(k): int(v) for k, v in data.get("sent", {}).items()},
         )
 
 
 @dataclass(frozen=True)
 class Turn:
-    """The job's turn at the rate: it may start submitting at `at` (now or a little later)."""
+    """The job's turn at the rate: it may start submitting at `at` (now or a little later);
+    `counted` units were counted against the quota for it."""
 
     at: float
+    counted: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,15 +117,77 @@ class Wait:
     kind: WaitKind
 
 
-def reserve(state: MailboxState, now: float, limits: MailboxLimits, horizon_s: float) -> Turn | Wait:
-    """The next turn of the mailbox, reserved in `state` — or why the job must wait."""
+def reserve(
+    state: MailboxState, now: float, limits: MailboxLimits, horizon_s: float, units: int = 1
+) -> Turn | Wait:
+    """The next turn of the mailbox for a message counting `units` against its quota, reserved
+    in `state` — or why the job must wait."""
     if state.blocked_until > now:
         return Wait(state.blocked_until, WaitKind.WAITING_FOR_QUOTA)
     turn = max(now, state.next_turn)
+    counted = 0
+    if limits.daily_quota is not None:
+        counted = min(units, limits.daily_quota)  # a message bigger than the quota goes alone
+        allowed = quota_allows_at(state, turn, limits, counted)
+        if allowed > turn:
+            return Wait(allowed, WaitKind.WAITING_FOR_QUOTA)
     if turn - now > horizon_s:
         return Wait(turn, WaitKind.PACED)
     state.next_turn = turn + limits.interval_s
-    return Turn(turn)
+    if counted:
+        _prune(state, turn, limits)
+        bucket = _bucket(turn, limits)
+        state.sent[bucket] = state.sent.get(bucket, 0) + counted
+    return Turn(turn, counted)
+
+
+def counted_in_window(state: MailboxState, now: float, limits: MailboxLimits) -> int:
+    return sum(n for b, n in state.sent.items() if _leaves_at(b, limits) > now)
+
+
+def quota_allows_at(state: MailboxState, now: float, limits: MailboxLimits, units: int) -> float:
+    """When `units` more fit in the mailbox's quota: now, or when enough of the oldest counted
+    sends have left the rolling window."""
+    assert limits.daily_quota is not None
+    used = counted_in_window(state, now, limits)
+    at = now
+    for bucket in sorted(b for b in state.sent if _leaves_at(b, limits) > now):
+        if used + units <= limits.daily_quota:
+            break
+        used -= state.sent[bucket]
+        at = _leaves_at(bucket, limits)
+    return at
+
+
+def window_frees_at(state: MailboxState, now: float, limits: MailboxLimits) -> float:
+    """The provider said the quota is used up: the first time anything leaves its window (the
+    oldest counted send's bucket), or one bucket from now when fleetmail counted nothing."""
+    live = [_leaves_at(b, limits) for b in state.sent if _leaves_at(b, limits) > now]
+    return min(live, default=now + limits.quota_window_s / BUCKETS)
+
+
+def uncount(state: MailboxState, turn: Turn, limits: MailboxLimits) -> None:
+    """The turn sent nothing (no place, refused before the message went): its count goes back."""
+    bucket = _bucket(turn.at, limits)
+    left = state.sent.get(bucket, 0) - turn.counted
+    if left > 0:
+        state.sent[bucket] = left
+    else:
+        state.sent.pop(bucket, None)
+
+
+def _bucket(at: float, limits: MailboxLimits) -> int:
+    return int(at // (limits.quota_window_s / BUCKETS))
+
+
+def _leaves_at(bucket: int, limits: MailboxLimits) -> float:
+    """When the last send counted in `bucket` leaves the rolling window."""
+    size = limits.quota_window_s / BUCKETS
+    return (bucket + 1) * size + limits.quota_window_s
+
+
+def _prune(state: MailboxState, now: float, limits: MailboxLimits) -> None:
+    state.sent = {b: n for b, n in state.sent.items() if _leaves_at(b, limits) > now}
 
 
 def take(state: MailboxState, holder: str, now: float, limits: MailboxLimits, lease_s: float) -> bool:
