@@ -157,5 +157,19 @@ def test_a_users_message_never_becomes_an_administrator_function_by_a_rule() -> 
     assert function_of([], JobFunction.STATUS_NOTIFICATION, [], "", "ann@t1.example", by_user) is (
         JobFunction.SCAN_TO_EMAIL
     )
+    # A device that sends its notices From a mailbox of the tenant: a rule naming that address
+    # whole says it is the device's own, so its rules for administrator functions apply.
+    lobby = [SmtpRule(function=JobFunction.STATUS_NOTIFICATION, sender="mfp-lobby@t1.example")]
+    assert not sent_by_a_user(allow, "MFP-Lobby@t1.example", None, lobby)
+    assert function_of(lobby, JobFunction.SCAN_TO_EMAIL, [], "", "mfp-lobby@t1.example", False) is (
+        JobFunction.STATUS_NOTIFICATION
+    )
+    # A wildcard names no one address: a user's message still is the user's.
+    assert sent_by_a_user(
+        allow,
+        "ann@t1.example",
+        None,
+        [SmtpRule(function=JobFunction.STATUS_NOTIFICATION, sender="*@t1.example")],
+    )
     # Under the administrator policy every message is the administrator's: the rules apply.
     assert not sent_by_a_user(tenant(FromPolicy.ADMINISTRATOR_ADDRESS), "ann@t1.example", None)

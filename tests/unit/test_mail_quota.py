@@ -22,7 +22,7 @@ from mail_service.domain.limits import (
     reserve,
     uncount,
 )
-from mail_service.errors import MailboxBusy, MustWait, QuotaExceeded
+from mail_service.errors import MailboxBusy, MustWait, QuotaExceeded, SentMeanwhile, SmtpTransient
 from mail_service.pacing import MailboxGate, PacingPolicy
 
 from tests.fakes.mail import FakeClock, FakeJobMessage, FakeLimitsStore
@@ -134,6 +134,23 @@ async def test_a_432_gives_the_quota_count_back() -> None:
     with pytest.raises(MustWait):
         async with gate.submission("acme.box", EXCHANGE, None, recipients=7):
             raise MailboxBusy("432 4.3.2 Concurrent connections limit exceeded")
+    assert sum(store.states["acme.box"].sent.values()) == 0
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [SmtpTransient("421 4.7.0 Try again later"), SentMeanwhile("sent by another replica")],
+    ids=["server-refused-for-now", "sent-meanwhile"],
+)
+async def test_a_turn_that_failed_gives_its_count_back(failure: Exception) -> None:
+    """A server down for a day must not use up the quota with retries that sent nothing."""
+    clock = FakeClock()
+    store = FakeLimitsStore()
+    gate = MailboxGate(store, POLICY, clock)
+    for _ in range(3):
+        with pytest.raises(type(failure)):
+            async with gate.submission("acme.box", EXCHANGE, None, recipients=500):
+                raise failure
     assert sum(store.states["acme.box"].sent.values()) == 0
 
 

@@ -277,7 +277,7 @@ def to_job(
     from_header = header_text(message.headers, "From")
     sender = address_of(from_header) if from_header else address_of(str(envelope.mail_from or ""))
     recipients = list(envelope.rcpt_tos)
-    by_user = sent_by_a_user(tenant, sender, login.device.machine_address)
+    by_user = sent_by_a_user(tenant, sender, login.device.machine_address, login.rules)
     function = function_of(login.rules, login.function, recipients, subject, sender or from_header, by_user)
     fields: dict[str, Any] = {
         "function": function,

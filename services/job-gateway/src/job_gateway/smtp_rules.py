@@ -80,15 +80,24 @@ ADMINISTRATORS_GRANT = ADMINISTRATOR_FUNCTIONS | {JobFunction.INTERNET_FAX_TX}
 """The functions sent with the administrator's grant, whoever sends them."""
 
 
-def sent_by_a_user(tenant: TenantSettings | None, sender: str | None, machine_address: str | None) -> bool:
+def sent_by_a_user(
+    tenant: TenantSettings | None,
+    sender: str | None,
+    machine_address: str | None,
+    rules: Sequence[SmtpRule] = (),
+) -> bool:
     """Whether, under a login-user From policy, the message is From one of the tenant's users
     rather than the device's own notification sender (its machine address, the administrator
-    address, or an address outside the tenant's mail domains)."""
+    address, an address a device rule names whole as its `sender` — no wildcard: the tenant's
+    administrator said that address is the device's — or one outside the tenant's domains)."""
     if tenant is None or tenant.from_policy is FromPolicy.ADMINISTRATOR_ADDRESS or sender is None:
         return False
     if not tenant.accepts_sign_in(sender):
         return False
-    own = {address.casefold() for address in (machine_address, tenant.administrator_address) if address}
+    named = (r.sender for r in rules if r.sender and "*" not in r.sender and "?" not in r.sender)
+    own = {
+        address.casefold() for address in (machine_address, tenant.administrator_address, *named) if address
+    }
     return sender.casefold() not in own
 
 

@@ -134,6 +134,12 @@ class MailboxGate:
                 # counted send leaves the window (a refusal then closes it again until the next).
                 until = await self._change(key, lambda s: _close(s, turn, self._now(), limits))
                 raise MustWait(_at(until), WaitKind.WAITING_FOR_QUOTA, exc.smtp_reply, exc.remedy) from None
+            except Exception:
+                # Refused, unreachable, sent meanwhile by another replica: this turn sent
+                # nothing, and a retry counts again. (A reply lost after the final dot is
+                # counted short by one; the provider's own quota reply then closes the window.)
+                await self._give_back(key, turn, limits)
+                raise
             finally:
                 # Given back in the background: the message's delivery is recorded without
                 # waiting for this (a lease covers a replica that dies meanwhile).
