@@ -335,7 +335,7 @@ async def test_a_new_administrator_address_asks_for_acquire_and_the_old_mailbox_
             found = (await admin.get(f"/v1/admin/tenants/{tenant_id}/alerts")).json()
             return [a for a in found if a["cause"] == "administrator_reauthorization_required"]
 
-        [alert] = await eventually(alerted, within=15, what="the administrator's alert")
+        [alert] = await eventually(alerted, within=60, what="the administrator's alert")
         assert why[4:] in alert["detail"] and "provider refused" not in alert["detail"], alert
 
         [device] = (await admin.get(f"/v1/admin/tenants/{tenant_id}/devices")).json()

@@ -242,7 +242,7 @@ async def test_jobs_past_the_daily_quota_wait_raise_one_alert_and_go_when_the_wi
             [alert] = listed
             return alert
 
-        alert = await eventually(one_alert, within=20, what="the quota alert")
+        alert = await eventually(one_alert, within=60, what="the quota alert")
         assert alert["cause"] == "sending_quota_exceeded" and alert["principal_address"] == address
         assert "second" in alert["remedy"] and "High Volume Email" in alert["remedy"]
         assert "Graph" not in alert["remedy"]  # no such transport to switch to
@@ -311,5 +311,5 @@ async def test_a_full_mailbox_is_an_alert_naming_sent_items_retention(stack, adm
         [raised] = (await admin.get(f"/v1/admin/tenants/{tenant_id}/alerts")).json()
         return raised
 
-    raised = await eventually(alert, within=20, what="the mailbox-full alert")
+    raised = await eventually(alert, within=60, what="the mailbox-full alert")
     assert raised["cause"] == "mailbox_full" and "Sent Items" in raised["remedy"]
