@@ -8,7 +8,6 @@ no answer and no log."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -18,7 +17,7 @@ from fleetmail_devkit.probes import device_panel, request_tokens
 
 from tests.utils import eventually
 from tests.utils.proxy import ConnectProxy
-from tests.utils.tenants import browser_sign_in
+from tests.utils.tenants import browser_sign_in, new_tenant
 
 SECRET = "Pr0xy-Secret"
 SERVICE_PROXY = "FLEETMAIL_TOKEN_PROXY_URL"
@@ -43,23 +42,6 @@ async def service_proxy(stack) -> AsyncIterator[ConnectProxy]:
         finally:
             part.env = before
             await stack.restart_part(part)
-
-
-async def tenant(admin: httpx.AsyncClient, provider: str, proxy_url: str | None) -> tuple[str, str]:
-    tenant_id = f"px-{uuid.uuid4().hex[:8]}"
-    address = f"admin@{tenant_id}.example"
-    created = await admin.put(
-        f"/v1/admin/tenants/{tenant_id}",
-        json={
-            "tenant_id": tenant_id,
-            "oauth_enabled": True,
-            "provider": provider,
-            "administrator_address": address,
-            "proxy_url": proxy_url,
-        },
-    )
-    assert created.status_code == 200, created.text
-    return tenant_id, address
 
 
 async def through(proxy: ConnectProxy, target_port: int, step: Callable[[], Awaitable[object]]) -> object:
@@ -91,7 +73,7 @@ def no_secret_anywhere(stack, *answers: str) -> None:
 
 
 async def microsoft_through(stack, emulator_http, admin, proxy: ConnectProxy, proxy_url: str | None) -> None:
-    tenant_id, address = await tenant(admin, "microsoft", proxy_url)
+    tenant_id, address = await new_tenant(admin, "microsoft", proxy_url)
     port = stack.ports.microsoft
     principal = Principal(tenant_id=tenant_id, kind=PrincipalKind.ADMINISTRATOR, address=address)
 
@@ -137,7 +119,7 @@ async def microsoft_through(stack, emulator_http, admin, proxy: ConnectProxy, pr
 
 
 async def google_through(stack, emulator_http, admin, proxy: ConnectProxy, proxy_url: str | None) -> None:
-    tenant_id, address = await tenant(admin, "google", proxy_url)
+    tenant_id, address = await new_tenant(admin, "google", proxy_url)
     port = stack.ports.google
     principal = Principal(tenant_id=tenant_id, kind=PrincipalKind.ADMINISTRATOR, address=address)
 
@@ -191,13 +173,13 @@ async def test_google_sign_in_refresh_and_revocation_go_through_the_tenants_prox
 async def test_a_proxy_that_is_gone_or_refuses_is_said_plainly(stack, admin, proxy) -> None:
     # Nothing listens where the proxy was: the sign-in cannot start, and the answer says why.
     gone = ConnectProxy()
-    tenant_id, _ = await tenant(admin, "microsoft", f"http://site:{SECRET}@127.0.0.1:{gone.port}")
+    tenant_id, _ = await new_tenant(admin, "microsoft", f"http://site:{SECRET}@127.0.0.1:{gone.port}")
     refused = await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire")
     assert refused.status_code >= 400 and refused.headers["content-type"] == "application/problem+json"
     detail = refused.json()["detail"]
     assert f"proxy http://127.0.0.1:{gone.port} (proxy_url) could not be reached" in detail, detail
     # The proxy asks for credentials the tenant's URL does not carry: a setting to fix.
-    wrong_tenant, _ = await tenant(admin, "microsoft", f"http://site:wrong@127.0.0.1:{proxy.port}")
+    wrong_tenant, _ = await new_tenant(admin, "microsoft", f"http://site:wrong@127.0.0.1:{proxy.port}")
     refused = await admin.post(f"/v1/admin/tenants/{wrong_tenant}/tokens/administrator/acquire")
     assert refused.headers["content-type"] == "application/problem+json"
     assert (
@@ -229,7 +211,7 @@ async def test_the_tenants_proxy_wins_over_the_services(
         await microsoft_through(stack, emulator_http, admin, proxy, proxy.url)
         # A tenant without a proxy of its own meets the service's refusal, named as such.
         asked = len(service_proxy.asked)
-        tenant_id, _ = await tenant(admin, "microsoft", None)
+        tenant_id, _ = await new_tenant(admin, "microsoft", None)
         service_proxy.drop_tunnels()  # a tunnel opened before it refused would carry the call
         refused = await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire")
         assert refused.status_code >= 400, refused.text

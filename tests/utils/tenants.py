@@ -67,7 +67,9 @@ def posted_form(page: str) -> tuple[str, dict[str, str]]:
     return action.group(1), dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page))
 
 
-async def new_tenant(admin: httpx.AsyncClient, provider: str = "microsoft") -> tuple[str, str]:
+async def new_tenant(
+    admin: httpx.AsyncClient, provider: str = "microsoft", proxy_url: str | None = None
+) -> tuple[str, str]:
     tenant_id = f"t-{uuid.uuid4().hex[:8]}"
     address = f"admin@{tenant_id}.example"
     created = await admin.put(
@@ -77,6 +79,7 @@ async def new_tenant(admin: httpx.AsyncClient, provider: str = "microsoft") -> t
             "oauth_enabled": True,
             "provider": provider,
             "administrator_address": address,
+            "proxy_url": proxy_url,
         },
     )
     assert created.status_code == 200, created.text
