@@ -91,6 +91,7 @@ def session_env(ports: Ports, data_dir: Path, otlp_url: str) -> dict[str, str]:
         "FLEETMAIL_TOKEN_DEVICE_POLL_GRACE_S": "1",
         "FLEETMAIL_TOKEN_DEVICE_POLL_CHECK_S": "2",
         "FLEETMAIL_MAIL_ACK_WAIT_S": "6",
+        "FLEETMAIL_MAIL_SUBMISSION_LEASE_S": "6",
         "FLEETMAIL_MAIL_PARK_TIMEOUT_S": "15",
         # Background rounds (this sweep, the attachment sweep, the device-code check, the
         # notifier's condition check) every 2 s, not every 0.5 or 1 s: each is a database or
@@ -101,10 +102,11 @@ def session_env(ports: Ports, data_dir: Path, otlp_url: str) -> dict[str, str]:
         # dozen jobs wait minutes; the emulator is told the same below. Concurrency stays
         # the real 3. test_provider_limits shrinks the rate for mailboxes of its own.
         "FLEETMAIL_MAIL_MICROSOFT_MESSAGES_PER_MINUTE": "60000",
-        # The providers' 24-hour quota window is 12 s here (counted in half-second buckets):
-        # the quota tests see a day pass without waiting one. No test sends anywhere near the
-        # default quotas (10,000 recipients, 2,000 messages) within 12 s.
-        "FLEETMAIL_MAIL_QUOTA_WINDOW_S": "12",
+        # The providers' 24-hour quota window is 20 s here (counted in buckets under a
+        # second): the quota tests see a day pass without waiting one, and have time to look at
+        # the jobs waiting on a loaded machine. No test sends anywhere near the default quotas
+        # (10,000 recipients, 2,000 messages) within 20 s.
+        "FLEETMAIL_MAIL_QUOTA_WINDOW_S": "20",
         # Documents on a test's time scale (test_attachment_lifecycle): a dead letter keeps
         # its documents 12 s, an object no job holds goes once 5 s old. No test's upload
         # waits that long for its job to be queued.

@@ -4,7 +4,7 @@ submission, its quota window — and the job edge that waits instead of failing.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fleetmail_contracts.mail_events import MailDeferred, MailPaced, MailWaitingForQuota
@@ -44,6 +44,7 @@ from tests.fakes.mail import (
     FakeTransport,
 )
 from tests.unit.test_mail_handler import TENANT, scan
+from tests.utils import eventually
 
 EXCHANGE = MailboxLimits(concurrent=3, interval_s=2.0)
 POLICY = PacingPolicy(horizon_s=20, lease_s=180, place_poll_s=0.5)
@@ -169,6 +170,26 @@ async def test_a_place_held_elsewhere_for_long_is_waited_for_in_the_queue() -> N
             pytest.fail("no place was free")
     assert waited.value.kind is WaitKind.PACED
     assert timeline.clock() - start <= timedelta(seconds=2.5)
+
+
+async def test_a_submission_longer_than_its_lease_keeps_its_place_and_frees_it_after() -> None:
+    """A live submission renews its lease: no other submission gets its place while it goes
+    on, however long that takes; the place is free once it is done."""
+    store = FakeLimitsStore()
+    gate = MailboxGate(
+        store, PacingPolicy(horizon_s=2, lease_s=0.3, place_poll_s=0.05), lambda: datetime.now(UTC)
+    )
+    one = MailboxLimits(concurrent=1, interval_s=0.0)
+
+    async def other_takes() -> bool:
+        return await store.change(
+            "acme.box", lambda s: take(s, "other", datetime.now(UTC).timestamp(), one, 0.3)
+        )
+
+    async with gate.submission("acme.box", one, None):
+        await asyncio.sleep(1.0)  # over three leases
+        assert not await other_takes()
+    await eventually(other_takes, within=5, what="the place freed after the submission")
 
 
 def test_waiting_for_the_mailbox_is_no_failure() -> None:

@@ -53,7 +53,8 @@ class PacingPolicy:
     horizon_s: float
     """A turn further away than this is waited for in the queue, not in the replica."""
     lease_s: float
-    """How long a place in submission is held at most (a dead replica's places come back)."""
+    """How long a place in submission is held without renewal (a dead replica's places come
+    back after it; a live submission renews it every third of it)."""
     place_poll_s: float
     """How often a submission that found every place taken by other replicas looks again."""
 
@@ -120,6 +121,7 @@ class MailboxGate:
                     await self._give_back(key, turn, limits)
                     raise MustWait(_at(self._now() + policy.place_poll_s), WaitKind.PACED)
                 await self._place_freed(key)
+            renewing = asyncio.create_task(self._renew(key, holder, limits))
             try:
                 yield waited
             except MailboxBusy as exc:
@@ -141,11 +143,24 @@ class MailboxGate:
                 await self._give_back(key, turn, limits)
                 raise
             finally:
+                renewing.cancel()
                 # Given back in the background: the message's delivery is recorded without
                 # waiting for this (a lease covers a replica that dies meanwhile).
                 task = asyncio.create_task(self._release(key, holder))
                 self._releasing.add(task)
                 task.add_done_callback(self._releasing.discard)
+
+    async def _renew(self, key: str, holder: str, limits: MailboxLimits) -> None:
+        """While a submission goes on, its place's lease is renewed (every third of the lease),
+        so a long submission keeps its place and a dead replica's places come back within one
+        lease."""
+        policy = self.policy
+        while True:
+            await asyncio.sleep(policy.lease_s / 3)
+            try:
+                await self._change(key, lambda s: take(s, holder, self._now(), limits, policy.lease_s))
+            except LimitsUnavailable as exc:
+                log.warning("the place of a submission at mailbox %s could not be renewed: %s", key, exc)
 
     async def _give_back(self, key: str, turn: Turn, limits: MailboxLimits) -> None:
         if turn.counted:

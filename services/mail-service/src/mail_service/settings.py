@@ -102,9 +102,10 @@ class MailSettings(BaseSettings):
         ),
     )
     submission_lease_s: float = Field(
-        default=180,
+        default=30,
         gt=0,
-        description="A submission's place at its mailbox is freed after this if its replica died",
+        description="A submission's place at its mailbox is freed after this if its replica died "
+        "(a live submission renews it every third of it, however long it takes)",
     )
     submission_poll_s: float = Field(
         default=0.5,
