@@ -39,7 +39,7 @@ demo: $(STAMP) ## the same, exiting after the sample fleet's jobs
 # single-test modules with a stack of their own (test_scale_out: minutes) started last and
 # the run ended on them alone; tests/conftest.py orders them first.
 test: $(STAMP) ## every tier: unit, component, integration, security, end-to-end (TEST_WORKERS stacks in parallel)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 test-unit: $(STAMP) ## the unit tier alone: pure logic, fakes, no servers (seconds)
 	$(PY) -m pytest tests/unit -q
