@@ -3,6 +3,7 @@ as HTML pages (the API's problem+json statuses, a page a person reads)."""
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,8 @@ async def _on_invalid_form(request: Request, exc: Exception) -> Response:
 
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return render(request, "error.html", None, exc.status_code, title="Not here", detail=str(exc.detail))
+    title = HTTPStatus(exc.status_code).phrase
+    return render(request, "error.html", None, exc.status_code, title=title, detail=str(exc.detail))
 
 
 def install_error_pages(app: FastAPI) -> None:
