@@ -41,12 +41,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append((f"last lines of {part.name}", "\n".join(lines)))
 
 
-TIERS = ("unit", "component", "integration", "security", "e2e")
+TIERS = ("unit", "component", "integration", "security", "e2e", "browser")
 
 
 # Run order, longest first, so that with parallel workers the short tests fill in at the end:
 # modules with a stack of their own, then the other tiers from the slowest.
-RUN_ORDER = {"own_stack": 0, "e2e": 1, "integration": 2, "security": 2, "component": 3, "unit": 4}
+RUN_ORDER = {
+    "own_stack": 0,
+    "e2e": 1,
+    "browser": 2,
+    "integration": 2,
+    "security": 2,
+    "component": 3,
+    "unit": 4,
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

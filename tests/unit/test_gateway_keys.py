@@ -127,3 +127,34 @@ async def test_a_fleet_admin_key_names_its_tenants_and_an_empty_operator_list_me
     everywhere = await administrators.create(ApiKeyRequest(name="y", role="operator", tenant_ids=[]))
     assert everywhere.key is not None and everywhere.tenant_ids == []
     assert (await administrators.authenticate(everywhere.key)).tenant_ids is None
+
+
+async def test_a_console_session_resumes_while_its_key_is_the_same() -> None:
+    store = InMemoryGatewayStore()
+    administrators = Administrators(store, KEYS)
+    created = await administrators.create(
+        ApiKeyRequest(name="Contoso IT", role="fleet_admin", tenant_ids=["t1"])
+    )
+    assert created.key is not None
+    signed_in = await administrators.sign_in(created.key)
+    assert (signed_in.name, signed_in.administrator.tenant_ids) == ("Contoso IT", ("t1",))
+    assert created.key.rsplit("_", 1)[-1] not in signed_in.fingerprint
+    resumed = await administrators.resume(created.key_id, signed_in.fingerprint)
+    assert resumed.administrator == signed_in.administrator
+    with pytest.raises(AdministratorUnauthorized):
+        await administrators.resume(created.key_id, "another-fingerprint")
+    await administrators.delete(created.key_id)
+    with pytest.raises(AdministratorUnauthorized):
+        await administrators.resume(created.key_id, signed_in.fingerprint)
+
+
+async def test_an_owner_session_ends_when_the_owner_key_changes() -> None:
+    store = InMemoryGatewayStore()
+    signed_in = await Administrators(store, KEYS).sign_in("the-owner-key")
+    assert signed_in.administrator.role is Role.OWNER and "the-owner-key" not in signed_in.fingerprint
+    assert (await Administrators(store, KEYS).resume("owner", signed_in.fingerprint)).name == "owner"
+    changed = Administrators(store, replace(KEYS, owner_api_key="a-new-owner-key"))
+    with pytest.raises(AdministratorUnauthorized):
+        await changed.resume("owner", signed_in.fingerprint)
+    with pytest.raises(AdministratorUnauthorized):
+        await Administrators(store, KEYS).sign_in("fmk_nope_nope")

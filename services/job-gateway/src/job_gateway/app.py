@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, PullSub
 from fleetmail_contracts import streams
@@ -29,6 +30,7 @@ from .adapters.mongo import MongoStore
 from .allowlists import AllowlistPolicy
 from .api import openapi, problems
 from .api.main import api_router
+from .console import ConsoleSessions, build_console
 from .credentials import load_keys
 from .settings import GatewaySettings
 from .smtp_listener import SmtpListener
@@ -124,7 +126,12 @@ def build_app(settings: GatewaySettings) -> FastAPI:
 
     subscriber(on_mail_events)
 
+    console_sessions = ConsoleSessions(
+        runtime.mongo, settings.database, timedelta(seconds=settings.console_session_ttl_s)
+    )
+
     runtime.on_start(store.ensure_indexes)
+    runtime.on_start(console_sessions.ensure_indexes)
     runtime.on_start(devices.reload)
     runtime.every(settings.allowlist_refresh_s, devices.reload, "allowlist index refresh")
     runtime.on_start(tenants.publish_all)
@@ -151,6 +158,12 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     )
     app.state.services = services
     app.include_router(api_router)
+    app.mount("/console", build_console(services, console_sessions))
+
+    @app.get("/", include_in_schema=False)
+    async def to_console() -> RedirectResponse:
+        return RedirectResponse("/console/", status_code=307)
+
     problems.install(app)
     openapi.install(app)
     telemetry = runtime.telemetry

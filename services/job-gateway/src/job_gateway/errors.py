@@ -37,8 +37,11 @@
     │   │   └── AcquisitionRefused
     │   ├── Unauthorized                who is asking could not be proved
     │   │   ├── DeviceUnauthorized
-    │   │   └── AdministratorUnauthorized
+    │   │   ├── AdministratorUnauthorized
+    │   │   └── ConsoleSignInRequired       the console's session is missing, expired or revoked
     │   ├── Forbidden                   proved, but this key may not do this
+    │   │   └── CrossSiteRequestRefused     a console form without its CSRF token, or from
+    │   │                                   another origin
     │   ├── OutsideTenantDomains        a sign-in for an address outside the tenant's mail domains
     │   └── SignInHereRequired          a user's grant, signed in at another device, for a
     │                                   message over SMTP From that user
@@ -272,9 +275,19 @@ class AdministratorUnauthorized(Unauthorized):
     title = "Administrator authentication failed"
 
 
+class ConsoleSignInRequired(Unauthorized):
+    code = "console-sign-in-required"
+    title = "Sign in to the console"
+
+
 class Forbidden(Refused):
     code = "forbidden"
     title = "Not allowed for this key"
+
+
+class CrossSiteRequestRefused(Forbidden):
+    code = "cross-site-request-refused"
+    title = "Cross-site request refused"
 
 
 class OutsideTenantDomains(Refused):

@@ -163,6 +163,11 @@ class GatewaySettings(BaseSettings):
         gt=0,
         description="How often the in-memory allowlist index is read again (changes made through other replicas)",
     )
+    console_session_ttl_s: int = Field(
+        default=8 * 3600,
+        ge=60,
+        description="How long a console sign-in lasts (the cookie and the stored session expire together)",
+    )
     allowed_attachment_types: tuple[str, ...] = Field(
         default=(
             "application/pdf",

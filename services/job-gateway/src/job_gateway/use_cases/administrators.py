@@ -5,6 +5,10 @@ key is `fmk_<key id>_<secret>`, and only a keyed hash of its secret is stored â€
 API-key hash key. A key stored before that key existed was hashed under the device secret
 key: it still verifies, and its hash is made again under the API-key hash key on first use,
 so from then on rotating the device secret key does not revoke it.
+
+The console signs in with a key once (`sign_in`) and keeps, in its session, the key's id and
+a fingerprint of its secret; every request `resume`s from them, so a key deleted (or an owner
+key changed) ends the sessions made with it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..credentials import HashKey, Keys, hash_matches, keyed_hash, new_api_key, split_api_key
@@ -32,6 +37,15 @@ def _view(key: StoredApiKey, shown: str | None = None) -> ApiKeyView:
         created_at=key.created_at,
         key=shown,
     )
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    administrator: Administrator
+    name: str
+    """The key's name, as the console shows who is signed in."""
+    fingerprint: str
+    """A keyed hash of the key's secret: a session holds this, never the key."""
 
 
 class Administrators:
@@ -60,6 +74,29 @@ class Administrators:
             await self._rehash(stored, secret)
         # A key given no tenants (or an empty list) reaches every tenant its role may.
         return Administrator(stored.key_id, stored.role, stored.tenant_ids or None)
+
+    async def sign_in(self, key: str) -> SignedIn:
+        """The administrator this key belongs to, with what a session keeps of it."""
+        admin = await self.authenticate(key)
+        if admin.role is Role.OWNER:
+            return SignedIn(admin, "owner", keyed_hash(self.keys.api_key_hash, key))
+        return await self.resume(admin.key_id, None)
+
+    async def resume(self, key_id: str, fingerprint: str | None) -> SignedIn:
+        """The administrator of a session made with this key, if the key is still the same
+        (None: any secret), or `AdministratorUnauthorized`."""
+        if key_id == "owner":
+            current = keyed_hash(self.keys.api_key_hash, self.keys.owner_api_key)
+            if fingerprint is not None and hmac.compare_digest(current, fingerprint):
+                return SignedIn(Administrator("owner", Role.OWNER, None), "owner", current)
+            raise AdministratorUnauthorized("the owner key has changed: sign in again")
+        stored = await self.store.api_key(key_id)
+        if stored is None or (
+            fingerprint is not None and not hmac.compare_digest(stored.secret_hash, fingerprint)
+        ):
+            raise AdministratorUnauthorized("the key was revoked: sign in again")
+        admin = Administrator(stored.key_id, stored.role, stored.tenant_ids or None)
+        return SignedIn(admin, stored.name, stored.secret_hash)
 
     async def _rehash(self, stored: StoredApiKey, secret: str) -> None:
         """Move a key hashed under the device secret key to the API-key hash key (once: the

@@ -1,0 +1,31 @@
+"""The administrator's console: server-rendered pages under `/console`, on the same use cases
+as the API (`Services`), signed in by API key into a server-side session.
+
+`build_console` makes the console's own FastAPI app (its own error pages: HTML, not
+problem+json), which `app.build_app` mounts at `/console`. How a page is added: README.md here.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from ..use_cases import Services
+from .pages import HERE, install_error_pages
+from .routes import overview, session, tenants
+from .sessions import ConsoleSessions
+
+
+def build_console(services: Services, sessions: ConsoleSessions) -> FastAPI:
+    console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    console.state.services = services
+    console.state.sessions = sessions
+    console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    console.include_router(session.router)
+    console.include_router(overview.router)
+    console.include_router(tenants.router)
+    install_error_pages(console)
+    return console
+
+
+__all__ = ["ConsoleSessions", "build_console"]

@@ -1,0 +1,89 @@
+"""Rendering: the templates (autoescaped), the headers every page carries, and the error tree
+as HTML pages (the API's problem+json statuses, a page a person reads)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException
+
+from ..api.problems import status_of
+from ..errors import ConsoleSignInRequired, GatewayError
+from .deps import COOKIE, ConsoleUser
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+
+# Everything the console loads is its own (closed networks, no CDN): no inline script, no
+# other origin, no framing.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def render(
+    request: Request, template: str, user: ConsoleUser | None, status_code: int = 200, **context: Any
+) -> Response:
+    """The page, with the signed-in user, the CSRF token its forms carry, and `can_write`."""
+    return templates.TemplateResponse(
+        request,
+        template,
+        {
+            "user": user,
+            "csrf_token": user.session.csrf_token if user is not None else None,
+            "can_write": user.can_write if user is not None else (lambda tenant_id=None: False),
+            **context,
+        },
+        status_code=status_code,
+        headers=SECURITY_HEADERS,
+    )
+
+
+def sign_in_again(request: Request) -> Response:
+    """To the sign-in form, the stale cookie dropped (htmx follows `HX-Redirect`)."""
+    target = str(request.url_for("sign_in_form"))
+    response: Response
+    if request.headers.get("HX-Request") == "true":
+        response = Response(status_code=401, headers={"HX-Redirect": target})
+    else:
+        response = RedirectResponse(target, status_code=303)
+    response.delete_cookie(COOKIE, path="/console")
+    return response
+
+
+async def _on_gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    if isinstance(exc, ConsoleSignInRequired):
+        return sign_in_again(request)
+    return render(request, "error.html", None, status_of(type(exc)), title=exc.title, detail=exc.detail)
+
+
+async def _on_invalid_form(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    fields = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
+    return render(request, "error.html", None, 422, title="The form is not complete", detail=fields)
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    title = HTTPStatus(exc.status_code).phrase
+    return render(request, "error.html", None, exc.status_code, title=title, detail=str(exc.detail))
+
+
+def install_error_pages(app: FastAPI) -> None:
+    app.add_exception_handler(GatewayError, _on_gateway_error)
+    app.add_exception_handler(RequestValidationError, _on_invalid_form)
+    app.add_exception_handler(HTTPException, _on_http_exception)
