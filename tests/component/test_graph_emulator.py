@@ -371,3 +371,19 @@ async def test_the_request_budget_per_window_then_retry_after(emulators, emulato
     assert (
         await emulator_http.post(url, json={"message": json_message()}, headers=bearer(token))
     ).status_code == 202
+
+
+async def test_the_upload_budget_counts_request_bodies(emulators, emulator_http, mailbox) -> None:
+    """150 MB in 5 minutes per app and mailbox; shrunk here to a few kilobytes."""
+    await emulator_http.post(
+        f"{emulators.smtp_control_url}/_emulator/mailboxes",
+        json={"address": mailbox, "limits": {"api_upload_bytes": 3000}},
+    )
+    _, token = await app_token(emulators, emulator_http, ["Mail.Send"])
+    url = f"{emulators.graph_url}/v1.0/users/{mailbox}/sendMail"
+    padded = {"message": json_message(), "padding": "x" * 1000}
+    for _ in range(2):
+        assert (await emulator_http.post(url, json=padded, headers=bearer(token))).status_code == 202
+    over = await emulator_http.post(url, json=padded, headers=bearer(token))
+    graph_error(over, 429, "TooManyRequests")
+    assert 1 <= int(over.headers["retry-after"]) <= 300

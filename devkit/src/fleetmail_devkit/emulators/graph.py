@@ -55,7 +55,7 @@ from .graph_messages import (
     recipients_of,
     rendered,
 )
-from .mail_api import SentMessage, done, over_budget
+from .mail_api import SentMessage, done, over_budget, over_upload
 from .smtp import EmulatorState, TokenVerifier
 from .smtp_limits import over_daily
 
@@ -194,34 +194,47 @@ def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, por
         finally:
             done(state, caller.app_id, caller.mailbox)
 
-    async def message_of(request: Request, mailbox: str) -> tuple[EmailMessage, bool]:
-        """The request's message and whether to keep it in Sent Items."""
-        if int(request.headers.get("content-length") or 0) > MAX_REQUEST_BYTES:
+    def uploads_over(app_id: str, mailbox: str, size: int) -> None:
+        if (retry_after_s := over_upload(state, app_id, mailbox, size)) is not None:
             raise GraphError(
-                413, "RequestEntityTooLarge", f"The request is larger than {MAX_REQUEST_BYTES} bytes."
+                429, "TooManyRequests", "Please retry again later.", {"Retry-After": str(retry_after_s)}
             )
+
+    async def body_of(request: Request, caller: Caller) -> bytes:
+        """The request's body: at most 4 MB, counted against the upload budget."""
+        too_large = GraphError(
+            413, "RequestEntityTooLarge", f"The request is larger than {MAX_REQUEST_BYTES} bytes."
+        )
+        if int(request.headers.get("content-length") or 0) > MAX_REQUEST_BYTES:
+            raise too_large
         body = await request.body()
         if len(body) > MAX_REQUEST_BYTES:
-            raise GraphError(
-                413, "RequestEntityTooLarge", f"The request is larger than {MAX_REQUEST_BYTES} bytes."
-            )
-        content_type = request.headers.get("content-type", "").lower()
-        if content_type.startswith("text/plain"):
-            return from_mime(body, mailbox), True
+            raise too_large
+        uploads_over(caller.app_id, caller.mailbox, len(body))
+        return body
+
+    async def json_of(request: Request, caller: Caller) -> dict[str, Any]:
         try:
-            parsed = json.loads(body)
-        except ValueError as exc:
+            parsed = json.loads(await body_of(request, caller))
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
             raise bad_request(
                 "Unable to read JSON request payload. Please ensure Content-Type header is set and "
                 "payload is of valid JSON format."
-            ) from exc
-        if not isinstance(parsed, dict):
-            raise bad_request("Unable to read JSON request payload.")
+            )
+        return parsed
+
+    async def message_of(request: Request, caller: Caller) -> tuple[EmailMessage, bool]:
+        """The request's message and whether to keep it in Sent Items."""
+        if request.headers.get("content-type", "").lower().startswith("text/plain"):
+            return from_mime(await body_of(request, caller), caller.mailbox), True
+        parsed = await json_of(request, caller)
         if "sendMail" not in request.url.path:
-            return from_json(parsed, mailbox), True
+            return from_json(parsed, caller.mailbox), True
         if not isinstance(parsed.get("message"), dict):
             raise bad_request("Empty Payload. JSON content expected.", "ErrorInvalidRequest")
-        return from_json(parsed["message"], mailbox), bool(parsed.get("saveToSentItems", True))
+        return from_json(parsed["message"], caller.mailbox), bool(parsed.get("saveToSentItems", True))
 
     async def send(caller: Caller, message: EmailMessage, save: bool) -> None:
         """What Exchange does with a message to send: who it may be from, the mailbox's
@@ -282,13 +295,13 @@ def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, por
 
     async def send_mail(request: Request) -> Response:
         async with call(request, SEND) as caller:
-            message, save = await message_of(request, caller.mailbox)
+            message, save = await message_of(request, caller)
             await send(caller, message, save)
         return Response(status_code=202)
 
     async def create_draft(request: Request) -> Response:
         async with call(request, WRITE) as caller:
-            message, _ = await message_of(request, caller.mailbox)
+            message, _ = await message_of(request, caller)
             draft = Draft("AAMk" + secrets.token_urlsafe(40), caller.mailbox, message, state.clock.now())
             drafts[draft.id] = draft
         return JSONResponse(draft_resource(draft, base_url), status_code=201)
@@ -296,11 +309,7 @@ def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, por
     async def add_attachment(request: Request) -> Response:
         async with call(request, WRITE) as caller:
             draft = draft_of(caller, request.path_params["draft_id"])
-            if len(body := await request.body()) > MAX_REQUEST_BYTES:
-                raise GraphError(
-                    413, "RequestEntityTooLarge", f"The request is larger than {MAX_REQUEST_BYTES} bytes."
-                )
-            name, content_type, data = file_attachment(json.loads(body))
+            name, content_type, data = file_attachment(await json_of(request, caller))
             draft.attachments.append((name, content_type, data))
         return JSONResponse(
             {"id": secrets.token_urlsafe(24), "name": name, "size": len(data)}, status_code=201
@@ -309,8 +318,10 @@ def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, por
     async def create_upload_session(request: Request) -> Response:
         async with call(request, WRITE) as caller:
             draft = draft_of(caller, request.path_params["draft_id"])
-            item = (await request.json()).get("AttachmentItem") or {}
-            size = int(item.get("size") or 0)
+            item = (await json_of(request, caller)).get("AttachmentItem") or {}
+            size = item.get("size")
+            if not isinstance(size, int):
+                raise bad_request("The AttachmentItem's size is required.", "ErrorInvalidRequest")
             if size < MIN_UPLOAD_SESSION_BYTES:
                 raise bad_request(
                     "Attachment size must be greater than the minimum size.",
@@ -324,6 +335,7 @@ def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, por
             session = UploadSession(
                 secrets.token_urlsafe(24),
                 draft.id,
+                caller.app_id,
                 secrets.token_urlsafe(32),
                 str(item.get("name") or "attachment"),
                 str(item.get("contentType") or "application/octet-stream"),
@@ -409,6 +421,10 @@ def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, por
             raise GraphError(404, "ErrorItemNotFound", "The upload session has expired.")
         body = await request.body()
         _, last = content_range(request.headers.get("content-range"), session, len(body))
+        draft = drafts.get(session.draft_id)
+        if draft is None:
+            raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        uploads_over(session.app_id, draft.mailbox, len(body))
         session.data.extend(body)
         if last + 1 < session.size:
             return JSONResponse(
@@ -419,9 +435,6 @@ def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, por
                 }
             )
         del sessions[session.id]
-        draft = drafts.get(session.draft_id)
-        if draft is None:
-            raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
         draft.attachments.append((session.name, session.content_type, bytes(session.data)))
         attachment_id = secrets.token_urlsafe(24)
         location = f"{base_url}/api/v2.0/Users('{draft.mailbox}')/Messages('{draft.id}')/Attachments('{attachment_id}')"

@@ -42,6 +42,7 @@ def bad_request(message: str, code: str = "BadRequest") -> GraphError:
 class UploadSession:
     id: str
     draft_id: str
+    app_id: str
     auth_token: str
     name: str
     content_type: str

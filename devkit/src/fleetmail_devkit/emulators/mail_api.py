@@ -32,15 +32,20 @@ class Throttle:
 
     in_flight: int = 0
     spent: deque[tuple[float, int]] = field(default_factory=deque)
+    uploaded: deque[tuple[float, int]] = field(default_factory=deque)
 
-    def spent_in(self, now: float, window_s: float) -> int:
-        while self.spent and self.spent[0][0] <= now - window_s:
-            self.spent.popleft()
-        return sum(cost for _, cost in self.spent)
+    def spent_in(self, now: float, window_s: float, spent: deque[tuple[float, int]] | None = None) -> int:
+        spent = self.spent if spent is None else spent
+        while spent and spent[0][0] <= now - window_s:
+            spent.popleft()
+        return sum(cost for _, cost in spent)
 
-    def retry_after_s(self, now: float, window_s: float) -> int:
+    def retry_after_s(
+        self, now: float, window_s: float, spent: deque[tuple[float, int]] | None = None
+    ) -> int:
         """Seconds until the oldest cost in the window leaves it."""
-        return max(1, math.ceil(self.spent[0][0] + window_s - now)) if self.spent else 1
+        spent = self.spent if spent is None else spent
+        return max(1, math.ceil(spent[0][0] + window_s - now)) if spent else 1
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,19 @@ def over_budget(state: EmulatorState, app: str, mailbox: str, cost: int) -> tupl
             return "quota", throttle.retry_after_s(now, limits.api_quota_window_s)
     throttle.in_flight += 1
     throttle.spent.append((now, cost))
+    return None
+
+
+def over_upload(state: EmulatorState, app: str, mailbox: str, size: int) -> int | None:
+    """Retry-After seconds when `size` more bytes would go over the upload budget; None: they
+    may go, and now count."""
+    limits, now = state.limits_of(mailbox), state.clock.now()
+    throttle = state.api.throttle(app, mailbox)
+    if limits.api_upload_bytes is not None:
+        window = limits.api_upload_window_s
+        if throttle.spent_in(now, window, throttle.uploaded) + size > limits.api_upload_bytes:
+            return throttle.retry_after_s(now, window, throttle.uploaded)
+    throttle.uploaded.append((now, size))
     return None
 
 

@@ -591,6 +591,8 @@ class LimitsRequest(BaseModel):
     api_concurrent: int | None = None
     api_quota: int | None = None
     api_quota_window_s: float | None = None
+    api_upload_bytes: int | None = None
+    api_upload_window_s: float | None = None
 
 
 class MailboxRequest(BaseModel):

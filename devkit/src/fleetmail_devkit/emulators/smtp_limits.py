@@ -44,6 +44,10 @@ class Limits:
     """Mail API cost one app may spend on this mailbox per `api_quota_window_s`: Graph counts
     requests (10,000 per 10 minutes), Gmail quota units (15,000 a minute; a send is 100)."""
     api_quota_window_s: float = 600.0
+    api_upload_bytes: int | None = None
+    """Bytes one app may upload to this mailbox per `api_upload_window_s` (Graph: 150 MB in
+    5 minutes), request bodies and upload-session byte ranges alike."""
+    api_upload_window_s: float = 300.0
 
 
 DEFAULT_LIMITS = {
@@ -57,6 +61,8 @@ DEFAULT_LIMITS = {
         api_concurrent=4,
         api_quota=10_000,
         api_quota_window_s=600,
+        api_upload_bytes=150 * 1024 * 1024,
+        api_upload_window_s=300,
     ),
     "gmail": Limits(
         None, None, 2_000, "messages", 35_882_577, 100, api_quota=15_000, api_quota_window_s=MINUTE_S
