@@ -387,3 +387,19 @@ async def test_the_upload_budget_counts_request_bodies(emulators, emulator_http,
     over = await emulator_http.post(url, json=padded, headers=bearer(token))
     graph_error(over, 429, "TooManyRequests")
     assert 1 <= int(over.headers["retry-after"]) <= 300
+
+
+async def test_an_injected_outage_answers_in_graphs_shape(emulators, emulator_http, mailbox) -> None:
+    """5xx and 429 on demand, for one mailbox only, as fleetmail's retries will meet them."""
+    await emulator_http.post(
+        f"{emulators.smtp_control_url}/_emulator/faults",
+        json={"stage": "api", "code": 503, "text": "Service Unavailable", "user": mailbox},
+    )
+    token = await delegated_token(emulators, emulator_http, mailbox, "Mail.Send")
+    url = f"{emulators.graph_url}/v1.0/me/sendMail"
+    outage = await emulator_http.post(url, json={"message": json_message()}, headers=bearer(token))
+    graph_error(outage, 503, "ServiceUnavailable")
+    assert outage.headers["retry-after"] == "1"
+    assert (
+        await emulator_http.post(url, json={"message": json_message()}, headers=bearer(token))
+    ).status_code == 202
