@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from fleetmail_contracts.tenants import DEFAULT_SMTP, TenantSettings
+from fleetmail_contracts.tenants import DEFAULT_SMTP, TenantSettings, legacy_mail_domains
 from fleetmail_contracts.tokens import Provider
 from pydantic import ValidationError
 
@@ -94,6 +94,13 @@ def _send_as(text: str) -> dict[str, list[str]]:
     return found
 
 
+def _mail_domains(values: Mapping[str, str]) -> list[str]:
+    """The owner's list; none listed: the administrator address's domain, as for a tenant
+    saved before the list existed (a list that lets no one sign in is never what is meant)."""
+    listed = _lines(values.get("mail_domains", ""))
+    return listed or list(legacy_mail_domains(_optional(values.get("administrator_address", ""))))
+
+
 def settings_from_form(tenant_id: str, values: Mapping[str, str], lists_mail_domains: bool) -> TenantSettings:
     """The settings the form describes; `ValidationError` when a field breaks the contract.
     `lists_mail_domains`: the key may list them (the owner); otherwise the current list stays."""
@@ -123,7 +130,7 @@ def settings_from_form(tenant_id: str, values: Mapping[str, str], lists_mail_dom
                 "sign_in_email": values.get("sign_in_email") == CHECKED,
             },
             "sending_limits": {name: _optional(values.get(f"limit_{name}", "")) for name in LIMITS},
-            "mail_domains": _lines(values.get("mail_domains", "")) if lists_mail_domains else None,
+            "mail_domains": _mail_domains(values) if lists_mail_domains else None,
             "send_as": _send_as(values.get("send_as", "")),
         }
     )
