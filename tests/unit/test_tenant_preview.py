@@ -159,3 +159,9 @@ def test_a_use_case_refusal_is_split_by_field() -> None:
     found = use_case_errors("smtp.host: '127.0.0.1' is a loopback address; proxy_url: not a URL")
     assert found == {"smtp_host": ["'127.0.0.1' is a loopback address"], "proxy_url": ["not a URL"]}
     assert use_case_errors("the request is wrong") == {"form": ["the request is wrong"]}
+
+
+def test_a_port_without_a_server_is_refused_at_the_server_not_dropped() -> None:
+    with pytest.raises(ValidationError) as refused:
+        settings_from_form("t1", form_values(ON) | {"smtp_port": "2525"}, lists_mail_domains=False)
+    assert set(contract_errors(refused.value)) == {"smtp_host"}

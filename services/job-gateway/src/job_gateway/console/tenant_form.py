@@ -76,6 +76,9 @@ def _optional(text: str) -> str | None:
 def _smtp(values: Mapping[str, str]) -> dict[str, Any] | None:
     host = values.get("smtp_host", "").strip()
     if not host:
+        if values.get("smtp_port", "").strip() or values.get("smtp_ca_pem", "").strip():
+            # A port or CA without a server: refused at the server's field, not dropped.
+            return {"host": None, "port": 1}
         return None  # the provider's server
     provider = Provider(values["provider"]) if values.get("provider") in set(Provider) else Provider.MICROSOFT
     return {

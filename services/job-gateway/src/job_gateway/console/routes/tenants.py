@@ -16,7 +16,7 @@ from fleetmail_contracts.tokens import Provider
 from pydantic import ValidationError
 
 from ...domain import Access, Role
-from ...errors import AdministratorAddressRequired, InvalidRequest
+from ...errors import AdministratorAddressRequired, InvalidRequest, TenantExists
 from ...schemas import CredentialsInput
 from ..deps import ConsoleUser, ConsoleUserDep, Protected, ServicesDep
 from ..pages import render
@@ -87,8 +87,9 @@ async def new_tenant(
     except ValidationError as exc:
         errors = contract_errors(exc)
         return render(request, "new_tenant.html", user, 422, values=values, errors=errors)
-    except InvalidRequest as exc:
-        return render(request, "new_tenant.html", user, 422, values=values, errors={TOP: [exc.detail]})
+    except (InvalidRequest, TenantExists) as exc:
+        status = 409 if isinstance(exc, TenantExists) else 422
+        return render(request, "new_tenant.html", user, status, values=values, errors={TOP: [exc.detail]})
     return RedirectResponse(request.url_for("tenant", tenant_id=tenant_id), status_code=303)
 
 
