@@ -10,7 +10,7 @@ import uuid
 import httpx
 
 from tests.utils.console import COOKIE, console_http, csrf_token, new_api_key, sign_in
-from tests.utils.tenants import new_tenant
+from tests.utils.tenants import new_tenant, tenant_with_device, user_signs_in
 
 
 def write_routes(tenant_id: str) -> list[tuple[str, dict[str, str]]]:
@@ -164,3 +164,31 @@ async def test_credentials_are_write_only_through_the_apis_use_case(stack, admin
     credentials = (await admin.get(f"/v1/admin/tenants/{tenant_id}/credentials")).json()
     assert credentials["smtp_password"] is True and credentials["smtp_username"] == "relay@example.com"
     assert credentials["webhook_secret"] is False
+
+
+async def test_delete_removes_one_users_token_then_every_users(
+    stack, admin, emulator_http
+) -> None:
+    tenant_id, device = await tenant_with_device(admin, auto_delete=False)
+    users = [f"jo@{tenant_id}.example", f"max@{tenant_id}.example"]
+    for user in users:
+        await user_signs_in(stack, emulator_http, device, user)
+    page = f"/console/tenants/{tenant_id}"
+
+    async def user_grants() -> list[str]:
+        grants = (await admin.get(f"/v1/admin/tenants/{tenant_id}/tokens")).json()["grants"]
+        return sorted(g["principal"]["address"] for g in grants if g["principal"]["kind"] == "user")
+
+    async with console_http(stack) as http:
+        cookie, token = await session(http, stack.admin_api_key(), page)
+        shown = (await http.get(page, headers=cookie)).text
+        assert shown.count('data-testid="user-token"') == 2 and all(user in shown for user in users)
+        one = await http.post(
+            f"{page}/tokens/users/delete", data={"address": users[0], "csrf_token": token}, headers=cookie
+        )
+        assert one.status_code == 303, one.text
+        assert await user_grants() == [users[1]]
+        every = await http.post(f"{page}/tokens/users/delete-all", data={"csrf_token": token}, headers=cookie)
+        assert every.status_code == 303, every.text
+        assert await user_grants() == []
+        assert 'data-testid="user-tokens-none"' in (await http.get(page, headers=cookie)).text
