@@ -166,9 +166,7 @@ async def test_credentials_are_write_only_through_the_apis_use_case(stack, admin
     assert credentials["webhook_secret"] is False
 
 
-async def test_delete_removes_one_users_token_then_every_users(
-    stack, admin, emulator_http
-) -> None:
+async def test_delete_removes_one_users_token_then_every_users(stack, admin, emulator_http) -> None:
     tenant_id, device = await tenant_with_device(admin, auto_delete=False)
     users = [f"jo@{tenant_id}.example", f"max@{tenant_id}.example"]
     for user in users:
