@@ -9,6 +9,7 @@ import uuid
 
 import httpx
 
+from tests.utils import eventually
 from tests.utils.console import COOKIE, console_http, csrf_token, new_api_key, sign_in
 from tests.utils.tenants import new_tenant, tenant_with_device, user_signs_in
 
@@ -190,3 +191,52 @@ async def test_delete_removes_one_users_token_then_every_users(stack, admin, emu
         assert every.status_code == 303, every.text
         assert await user_grants() == []
         assert 'data-testid="user-tokens-none"' in (await http.get(page, headers=cookie)).text
+
+
+async def test_acknowledge_marks_the_alert_through_the_apis_use_case(stack, admin) -> None:
+    tenant_id, _ = await new_tenant(admin)  # OAuth 2.0 on, nobody signed in: the prompt
+
+    async def prompt() -> dict | None:
+        alerts = (await admin.get(f"/v1/admin/tenants/{tenant_id}/alerts")).json()
+        return next((a for a in alerts if a["cause"] == "administrator_not_signed_in"), None)
+
+    alert = await eventually(prompt, what="the administrator's sign-in prompt")
+    page = f"/console/tenants/{tenant_id}/information"
+    async with console_http(stack) as http:
+        cookie, token = await session(http, stack.admin_api_key(), page)
+        shown = (await http.get(page, headers=cookie)).text
+        assert alert["title"] in shown and 'data-testid="acknowledge"' in shown
+        done = await http.post(
+            f"/console/tenants/{tenant_id}/alerts/{alert['alert_id']}/acknowledge",
+            data={"csrf_token": token},
+            headers=cookie,
+        )
+        assert done.status_code == 303 and done.headers["location"].endswith(page)
+        shown = (await http.get(page, headers=cookie)).text
+        assert 'data-testid="alert-acknowledged"' in shown and 'data-testid="acknowledge"' not in shown
+    assert (await prompt() or {}).get("state") == "acknowledged"
+
+
+async def test_acquire_shows_the_sign_in_link_for_google_and_why_not_without_an_address(stack, admin) -> None:
+    google, _ = await new_tenant(admin, provider="google")
+    bare = f"t-{uuid.uuid4().hex[:8]}"
+    async with console_http(stack) as http:
+        cookie, token = await session(http, stack.admin_api_key(), f"/console/tenants/{google}")
+        htmx = {**cookie, "HX-Request": "true", "X-CSRF-Token": token}
+        started = await http.post(f"/console/tenants/{google}/tokens/administrator/acquire", headers=htmx)
+        assert started.status_code == 200, started.text
+        assert 'data-testid="sign-in-link"' in started.text and stack.google_url in started.text
+        assert 'data-state="pending"' in started.text and 'hx-trigger="every 2s"' in started.text
+
+        created = await http.post(
+            "/console/new-tenant", data={"tenant_id": bare, "csrf_token": token}, headers=cookie
+        )
+        assert created.status_code == 303
+        refused = await http.post(
+            f"/console/tenants/{bare}/tokens/administrator/acquire",
+            data={"csrf_token": token},
+            headers=cookie,
+        )
+        assert refused.status_code == 409 and 'data-testid="acquire-refused"' in refused.text
+        shown = await http.post(f"/console/tenants/{bare}/tokens/administrator/acquire", headers=htmx)
+        assert shown.status_code == 200 and 'data-testid="acquire-refused"' in shown.text

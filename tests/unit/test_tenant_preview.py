@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from fleetmail_contracts.tenants import SmtpSettings, TenantSettings
 from fleetmail_contracts.tokens import GrantStatus, GrantView, Principal, PrincipalKind, Provider
+from job_gateway.console.routes.tokens import administrator_state
 from job_gateway.console.tenant_form import (
     contract_errors,
     field_of,
@@ -17,7 +18,7 @@ from job_gateway.console.tenant_form import (
     settings_from_form,
     use_case_errors,
 )
-from job_gateway.domain import Administrator, Role
+from job_gateway.domain import Administrator, Role, token_status
 from job_gateway.errors import AdministratorAddressRequired, TenantExists
 from job_gateway.use_cases import TenantAdministration
 from job_gateway.use_cases.tenant_preview import settings_consequences
@@ -165,3 +166,33 @@ def test_a_port_without_a_server_is_refused_at_the_server_not_dropped() -> None:
     with pytest.raises(ValidationError) as refused:
         settings_from_form("t1", form_values(ON) | {"smtp_port": "2525"}, lists_mail_domains=False)
     assert set(contract_errors(refused.value)) == {"smtp_host"}
+
+
+@pytest.mark.parametrize(
+    ("grants", "key", "words"),
+    [
+        ([], "not_acquired", "Not acquired"),
+        ([ADMIN_GRANT], "acquired", "Acquired"),
+        (
+            [ADMIN_GRANT.model_copy(update={"predicted_death_at": datetime(2026, 12, 4, 12, tzinfo=UTC)})],
+            "expiring",
+            "Expiring on 2026-12-04, 3 days left",
+        ),
+        (
+            [ADMIN_GRANT.model_copy(update={"predicted_death_at": datetime(2027, 2, 1, tzinfo=UTC)})],
+            "acquired",
+            "Acquired",
+        ),
+        (
+            [grant(ADMIN, PrincipalKind.ADMINISTRATOR, GrantStatus.REVOKED)],
+            "reauthorization_required",
+            "Re-authorization needed",
+        ),
+    ],
+)
+def test_the_administrator_token_is_worded_as_on_the_overview(
+    grants: list[GrantView], key: str, words: str
+) -> None:
+    now = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    state = administrator_state(token_status(ON, grants), now)
+    assert (state.key, state.words) == (key, words)
