@@ -36,6 +36,11 @@ async def acquire(
     await expect(code).to_be_visible()
     await expect(page.get_by_test_id("verification-uri")).to_contain_text("/devicelogin")
     await expect(page.get_by_test_id("acquisition-state")).to_have_attribute("data-state", "pending")
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await page.get_by_test_id("copy-code").click()
+    await expect(page.get_by_test_id("copy-code")).to_have_text("Copied")
+    assert await page.evaluate("navigator.clipboard.readText()") == (await code.inner_text()).strip()
+    await expect(page.get_by_test_id("copy-code")).to_have_text("Copy code")
     if shot:  # the page is long: the viewport, where the code is
         await screenshot(page, shot, full_page=False)
     approved = await emulator.post(

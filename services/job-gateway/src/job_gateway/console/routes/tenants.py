@@ -16,7 +16,7 @@ from fleetmail_contracts.tokens import Provider
 from pydantic import ValidationError
 
 from ...domain import Access, Role
-from ...errors import AdministratorAddressRequired, InvalidRequest, TenantExists
+from ...errors import AdministratorAddressRequired, InvalidRequest, TenantExists, Unavailable
 from ...schemas import CredentialsInput
 from ..deps import ConsoleUser, ConsoleUserDep, Protected, ServicesDep
 from ..pages import render
@@ -111,9 +111,13 @@ async def preview(request: Request, tenant_id: str, user: ConsoleUserDep, servic
     values = await _submitted(request)
     errors: dict[str, list[str]] = {}
     consequences: list[str] = []
+    unknown: str | None = None
     try:
         settings = settings_from_form(tenant_id, values, user.administrator.role is Role.OWNER)
-        grants = (await services.tokens.grants(tenant_id)).grants
+        try:
+            grants = (await services.tokens.grants(tenant_id)).grants
+        except Unavailable as exc:  # the settings can still be checked and saved
+            grants, unknown = (), exc.detail
         consequences = await services.tenants.preview(tenant_id, settings, user.administrator, grants)
     except ValidationError as exc:
         errors = contract_errors(exc)
@@ -129,6 +133,7 @@ async def preview(request: Request, tenant_id: str, user: ConsoleUserDep, servic
         tenant_id=tenant_id,
         consequences=consequences,
         errors=errors,
+        unknown=unknown,
     )
 
 
