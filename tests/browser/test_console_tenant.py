@@ -82,10 +82,12 @@ async def test_an_administrator_creates_a_tenant_turns_oauth_on_and_acquires(
     await page.get_by_test_id("review-changes").click()
     await expect(page.get_by_test_id("preview-refused")).to_contain_text("administrator")
     await expect(page.get_by_test_id("confirm-save")).to_have_count(0)
+    await expect(page.get_by_test_id("error-administrator_address")).to_contain_text("administrator")
 
     await page.get_by_label("Administrator e-mail address").fill(address)
     await page.get_by_test_id("review-changes").click()
     await expect(page.get_by_test_id("consequences")).to_contain_text("without an administrator token")
+    await expect(page.get_by_test_id("error-administrator_address")).to_have_count(0)
     await page.get_by_test_id("confirm-save").click()
     await expect(page.get_by_test_id("oauth-state")).to_have_text("ON")
     await expect(page.get_by_label("Display name")).to_have_value("Paris office")

@@ -65,6 +65,12 @@ def form_values(tenant: TenantSettings) -> dict[str, str]:
     return values
 
 
+def form_fields(lists_mail_domains: bool) -> list[str]:
+    """The settings form's fields (and `TOP`, above it), as the page shows them to this key."""
+    fields = [TOP, *form_values(TenantSettings(tenant_id="x"))]
+    return fields if lists_mail_domains else [f for f in fields if f != "mail_domains"]
+
+
 def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 

@@ -20,7 +20,7 @@ from ...errors import AdministratorAddressRequired, InvalidRequest, TenantExists
 from ...schemas import CredentialsInput
 from ..deps import ConsoleUser, ConsoleUserDep, Protected, ServicesDep
 from ..pages import render
-from ..tenant_form import TOP, contract_errors, form_values, settings_from_form, use_case_errors
+from ..tenant_form import TOP, contract_errors, form_fields, form_values, settings_from_form, use_case_errors
 from .tokens import fragment_status, token_panel
 
 router = APIRouter(dependencies=[Protected])
@@ -134,6 +134,7 @@ async def preview(request: Request, tenant_id: str, user: ConsoleUserDep, servic
         consequences=consequences,
         errors=errors,
         unknown=unknown,
+        fields=form_fields(user.administrator.role is Role.OWNER),
     )
 
 
