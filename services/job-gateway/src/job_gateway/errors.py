@@ -33,6 +33,7 @@
     │   ├── DocumentsGone               a dead job's documents were deleted: it cannot be resent
     │   ├── Conflict                    the request clashes with what exists
     │   │   ├── AllowlistOverlap            an address range another device holds
+    │   │   ├── TenantExists                a new tenant's id is taken
     │   │   ├── NoAdministratorAddress
     │   │   └── AcquisitionRefused
     │   ├── Unauthorized                who is asking could not be proved
@@ -250,6 +251,11 @@ class Conflict(Refused):
 class AllowlistOverlap(Conflict):
     code = "allowlist-overlap"
     title = "Address range taken"
+
+
+class TenantExists(Conflict):
+    code = "tenant-exists"
+    title = "Tenant exists already"
 
 
 class NoAdministratorAddress(Conflict):
