@@ -115,6 +115,17 @@ async def test_a_revoked_key_ends_its_sessions(stack, admin) -> None:
     assert await stored_session(stack, cookie) is None
 
 
+async def test_signing_in_again_ends_the_browsers_previous_session(stack) -> None:
+    async with console_http(stack) as http:
+        first = await sign_in(http, stack.admin_api_key())
+        again = await http.post(
+            "/console/sign-in", data={"api_key": stack.admin_api_key()}, headers=with_cookie(first)
+        )
+        assert again.status_code == 303 and again.cookies[COOKIE] != first
+        assert await stored_session(stack, first) is None
+        assert (await signed_in_page(http, first)).status_code == 303
+
+
 async def test_sign_out_deletes_the_session(stack) -> None:
     async with console_http(stack) as http:
         cookie = await sign_in(http, stack.admin_api_key())

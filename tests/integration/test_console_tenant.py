@@ -240,3 +240,43 @@ async def test_acquire_shows_the_sign_in_link_for_google_and_why_not_without_an_
         assert refused.status_code == 409 and 'data-testid="acquire-refused"' in refused.text
         shown = await http.post(f"/console/tenants/{bare}/tokens/administrator/acquire", headers=htmx)
         assert shown.status_code == 200 and 'data-testid="acquire-refused"' in shown.text
+
+
+async def test_a_fleet_administrator_changes_nothing_of_another_tenant(stack, admin) -> None:
+    """Every write route of tenant B, with the session and CSRF token of A's administrator."""
+    mine, _ = await new_tenant(admin)
+    theirs, _ = await new_tenant(admin)
+    before = (await admin.get(f"/v1/admin/tenants/{theirs}")).json()
+    fleet_admin = await new_api_key(admin, "fleet_admin", [mine])
+    async with console_http(stack) as http:
+        cookie, token = await session(http, fleet_admin["key"], f"/console/tenants/{mine}")
+        for path, form in write_routes(theirs):
+            refused = await http.post(path, data={**form, "csrf_token": token}, headers=cookie)
+            assert refused.status_code == 403 and theirs in refused.text, (path, refused.text)
+        polled = await http.get(f"/console/tenants/{theirs}/acquisitions/any", headers=cookie)
+        assert polled.status_code == 403
+    assert (await admin.get(f"/v1/admin/tenants/{theirs}")).json() == before
+
+
+async def test_bad_input_gets_a_page_that_says_why_never_a_server_error(stack, admin) -> None:
+    tenant_id, _ = await new_tenant(admin)
+    async with console_http(stack) as http:
+        # A file in a form is refused before it is written anywhere, even before sign-in.
+        uploaded = await http.post(
+            "/console/sign-in", data={"api_key": "x"}, files={"junk": ("a.bin", b"\0" * 300_000)}
+        )
+        assert 400 <= uploaded.status_code < 500, uploaded.text
+        cookie, token = await session(http, stack.admin_api_key(), f"/console/tenants/{tenant_id}")
+        for address in ("@", "x@" + "y" * 400):
+            answer = await http.post(
+                f"/console/tenants/{tenant_id}/tokens/users/delete",
+                data={"address": address, "csrf_token": token},
+                headers=cookie,
+            )
+            assert answer.status_code == 422 and "not an e-mail address" in answer.text, answer.text
+        nested = await http.post(
+            f"/console/tenants/{tenant_id}/credentials",
+            data={"google_service_account": "[" * 50_000, "csrf_token": token},
+            headers=cookie,
+        )
+        assert nested.status_code == 422 and "JSON key file" in nested.text, nested.text

@@ -129,6 +129,19 @@ def test_the_form_gives_back_the_settings_it_shows() -> None:
     assert settings_from_form("t1", form_values(tenant), lists_mail_domains=True) == tenant
 
 
+def test_the_proxys_password_is_never_shown_and_stays_when_sent_back_as_shown() -> None:
+    stored = "http://fleet:s3cret@proxy.t1.example:3128"
+    tenant = ON.model_copy(update={"proxy_url": stored})
+    values = form_values(tenant)
+    assert "s3cret" not in values["proxy_url"] and "proxy.t1.example:3128" in values["proxy_url"]
+    kept = settings_from_form("t1", values, lists_mail_domains=True, stored_proxy_url=stored)
+    assert kept.proxy_url == stored
+    changed = values | {"proxy_url": "http://other:pw@proxy2.t1.example:3128"}
+    assert (
+        settings_from_form("t1", changed, True, stored).proxy_url == "http://other:pw@proxy2.t1.example:3128"
+    )
+
+
 def test_a_field_the_contract_refuses_is_named_by_its_form_field() -> None:
     values = form_values(ON) | {
         "smtp_host": "mail.t1.example",

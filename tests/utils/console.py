@@ -30,6 +30,9 @@ async def sign_in(http: httpx.AsyncClient, api_key: str) -> str:
     """Signs in at the console's form; returns the session cookie's value."""
     answer = await http.post("/console/sign-in", data={"api_key": api_key})
     assert answer.status_code == 303, answer.text
+    # Each session is one browser: the caller sends the cookie itself, and the client's jar
+    # keeps none (a later sign-in would otherwise end this session, as it does in a browser).
+    http.cookies.clear()
     return answer.cookies[COOKIE]
 
 

@@ -188,8 +188,8 @@ def default_sign_in_flow(tenant: TenantSettings, kind: PrincipalKind) -> Acquisi
 
 def check_principal_address(address: str) -> None:
     """A grant's address becomes a token's subject and a mail header: no line breaks, an @."""
-    if UNSAFE.search(address) or "@" not in address:
-        raise InvalidAddress(f"not an e-mail address: {address!r}")
+    if UNSAFE.search(address) or "@" not in address.strip("@") or not 3 <= len(address) <= 320:
+        raise InvalidAddress(f"not an e-mail address: {address[:80]!r}")
 
 
 # --- jobs --------------------------------------------------------------------------------

@@ -15,9 +15,21 @@ from .pages import HERE, install_error_pages
 from .routes import information, overview, session, tenants, tokens
 from .sessions import ConsoleSessions
 
+FORM_BYTES = 256 * 1024
+"""The most a console request may carry: the largest form (a tenant's settings, a Google
+service-account key) is a few kB."""
+
 
 def build_console(services: Services, sessions: ConsoleSessions) -> FastAPI:
-    console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    # Forms are read before a route's own checks (sign-in's origin, the session): small and
+    # file-free, so nobody fills the gateway's memory or disk through a console form.
+    console = FastAPI(
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        max_body_size=FORM_BYTES,
+        form_limits={"max_files": 0, "max_fields": 200, "max_part_size": 64 * 1024},
+    )
     console.state.services = services
     console.state.sessions = sessions
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -3,6 +3,7 @@ as HTML pages (the API's problem+json statuses, a page a person reads)."""
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from ..api.problems import status_of
 from ..errors import ConsoleSignInRequired, GatewayError
 from .deps import COOKIE, ConsoleUser
+
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -77,6 +81,27 @@ async def _on_invalid_form(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", None, 422, title="The form is not complete", detail=fields)
 
 
+async def _on_invalid_value(request: Request, exc: Exception) -> Response:
+    """A value a use case's model refused (the API's 422): a page, never a bare 500."""
+    assert isinstance(exc, ValidationError)
+    fields = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+    return render(request, "error.html", None, 422, title="A value was not accepted", detail=fields)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    """Anything else: logged with its trace, and a page that says so without one."""
+    log.exception("console page %s %s failed", request.method, request.url.path, exc_info=exc)
+    return render(
+        request,
+        "error.html",
+        None,
+        500,
+        title="Something went wrong",
+        detail="fleetmail could not show this page; nothing was changed by the failure itself. "
+        "Try again; if it persists, the gateway's log has the details.",
+    )
+
+
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     title = HTTPStatus(exc.status_code).phrase
@@ -87,3 +112,5 @@ def install_error_pages(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _on_gateway_error)
     app.add_exception_handler(RequestValidationError, _on_invalid_form)
     app.add_exception_handler(HTTPException, _on_http_exception)
+    app.add_exception_handler(ValidationError, _on_invalid_value)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -12,6 +12,8 @@ from fleetmail_contracts.tenants import DEFAULT_SMTP, TenantSettings, legacy_mai
 from fleetmail_contracts.tokens import Provider
 from pydantic import ValidationError
 
+from ..domain import redact_url
+
 CHECKED = "on"
 
 SMTP_FIELDS = ("host", "port", "security", "ca_pem")
@@ -49,7 +51,8 @@ def form_values(tenant: TenantSettings) -> dict[str, str]:
         "from_policy": tenant.from_policy.value,
         "auto_delete": "on" if tenant.auto_delete else "off",
         "user_token_idle_days": _text(tenant.user_token_idle_days),
-        "proxy_url": tenant.proxy_url or "",
+        # Its user name and password are not shown; sent back as shown, they stay as stored.
+        "proxy_url": redact_url(tenant.proxy_url) if tenant.proxy_url else "",
         "webhooks": "\n".join(f"{w.url} {w.name}".strip() for w in tenant.notifications.webhooks),
         "email_recipients": "\n".join(tenant.notifications.email_recipients),
         "sign_in_email": _text(tenant.notifications.sign_in_email),
@@ -110,9 +113,15 @@ def _mail_domains(values: Mapping[str, str]) -> list[str]:
     return listed or list(legacy_mail_domains(_optional(values.get("administrator_address", ""))))
 
 
-def settings_from_form(tenant_id: str, values: Mapping[str, str], lists_mail_domains: bool) -> TenantSettings:
+def settings_from_form(
+    tenant_id: str, values: Mapping[str, str], lists_mail_domains: bool, stored_proxy_url: str | None = None
+) -> TenantSettings:
     """The settings the form describes; `ValidationError` when a field breaks the contract.
-    `lists_mail_domains`: the key may list them (the owner); otherwise the current list stays."""
+    `lists_mail_domains`: the key may list them (the owner); otherwise the current list stays.
+    `stored_proxy_url`: the proxy as stored, kept when the form sends back its redacted form."""
+    proxy_url = _optional(values.get("proxy_url", ""))
+    if stored_proxy_url and proxy_url == redact_url(stored_proxy_url):
+        proxy_url = stored_proxy_url
     webhooks = [
         dict(zip(("url", "name"), line.split(None, 1), strict=False))
         for line in _lines(values.get("webhooks", ""))
@@ -128,7 +137,7 @@ def settings_from_form(tenant_id: str, values: Mapping[str, str], lists_mail_dom
             "from_policy": values.get("from_policy") or "administrator_address",
             "auto_delete": values.get("auto_delete") == "on",
             "user_token_idle_days": values.get("user_token_idle_days", "").strip() or 90,
-            "proxy_url": _optional(values.get("proxy_url", "")),
+            "proxy_url": proxy_url,
             "identity": {
                 **{name: _optional(values.get(f"identity_{name}", "")) for name in IDENTITY_TEXT},
                 **{name: values.get(f"identity_{name}") == CHECKED for name in IDENTITY_FLAGS},

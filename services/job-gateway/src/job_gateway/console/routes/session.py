@@ -36,6 +36,9 @@ async def sign_in(
         return render(
             request, "sign_in.html", None, 401, error="That key was not accepted: check it and try again."
         )
+    # A session this browser already had ends: one browser, one session.
+    if (previous_id := request.cookies.get(COOKIE)) and (previous := await sessions.find(previous_id)):
+        await sessions.delete(previous)
     session_id, _ = await sessions.create(signed_in.administrator.key_id, signed_in.fingerprint)
     response = RedirectResponse(request.url_for("overview"), status_code=303)
     response.set_cookie(

@@ -113,7 +113,8 @@ async def preview(request: Request, tenant_id: str, user: ConsoleUserDep, servic
     consequences: list[str] = []
     unknown: str | None = None
     try:
-        settings = settings_from_form(tenant_id, values, user.administrator.role is Role.OWNER)
+        stored = (await services.tenants.get(tenant_id)).proxy_url
+        settings = settings_from_form(tenant_id, values, user.administrator.role is Role.OWNER, stored)
         try:
             grants = (await services.tokens.grants(tenant_id)).grants
         except Unavailable as exc:  # the settings can still be checked and saved
@@ -145,7 +146,8 @@ async def save(request: Request, tenant_id: str, user: ConsoleUserDep, services:
     user.require(Access.WRITE, tenant_id)
     values = await _submitted(request)
     try:
-        settings = settings_from_form(tenant_id, values, user.administrator.role is Role.OWNER)
+        stored = (await services.tenants.get(tenant_id)).proxy_url
+        settings = settings_from_form(tenant_id, values, user.administrator.role is Role.OWNER, stored)
         await services.tenants.save(tenant_id, settings, user.administrator)
     except ValidationError as exc:
         errors = contract_errors(exc)
@@ -165,7 +167,7 @@ def _credentials_input(values: dict[str, str]) -> CredentialsInput:
     if values.get("google_service_account", "").strip():
         try:
             given["google_service_account"] = json.loads(values["google_service_account"])
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidRequest("google_service_account: not the JSON key file Google exports") from exc
     clear = [name for name in CLEARABLE if values.get(f"clear_{name}") == "on"]
     return CredentialsInput(**given, clear=tuple(clear))

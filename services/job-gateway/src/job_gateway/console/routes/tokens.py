@@ -15,7 +15,7 @@ from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import AcquisitionState, GrantView, PrincipalKind
 
 from ...domain import Access, token_status
-from ...errors import Conflict, OutsideTenantDomains, Unavailable
+from ...errors import Conflict, OutsideTenantDomains, ServiceFailed, Unavailable
 from ...schemas import TokenStatus
 from ...use_cases import Services
 from ..deps import ConsoleUserDep, Protected, ServicesDep
@@ -100,12 +100,15 @@ async def acquire(request: Request, tenant_id: str, user: ConsoleUserDep, servic
     tenant = await services.tenants.get(tenant_id)
     try:
         started = await services.tokens.start_administrator_sign_in(tenant, None)
-    except (Conflict, OutsideTenantDomains) as exc:  # no address, one outside the domains, refused
+    except (Conflict, OutsideTenantDomains, Unavailable, ServiceFailed) as exc:
+        # No address, one outside the domains, refused; or token-service not answering: said
+        # where the code would be (htmx shows no error page).
+        status = 409 if isinstance(exc, Conflict | OutsideTenantDomains) else 503
         return render(
             request,
             "tenant/acquisition.html",
             user,
-            fragment_status(request, 409),
+            fragment_status(request, status),
             tenant=tenant,
             error=exc.detail,
         )
