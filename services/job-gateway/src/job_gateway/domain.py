@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from fleetmail_contracts.addresses import UNSAFE, is_address
 from fleetmail_contracts.jobs import JobFunction
+from fleetmail_contracts.mail_events import MAIL_EVENTS
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import AcquisitionFlow, GrantStatus, GrantView, PrincipalKind, Provider
 
@@ -319,6 +320,9 @@ def legacy_smtp_job_id(device_id: str, message_id: str) -> str:
 FINAL_STATUSES = frozenset({"sent", "failed"})
 """Once a job is here, later events do not change it (a late `deferred` never overwrites `sent`)."""
 
+UNFINISHED_STATUSES = frozenset({"queued", *MAIL_EVENTS}) - FINAL_STATUSES
+"""A job here is still to be sent: queued, accepted, deferred, paced, waiting for quota, parked."""
+
 _KEPT_FIELDS = ("detail", "remedy", "smtp_reply", "message_id", "reason_code", "sender", "next_attempt_at")
 
 
@@ -334,10 +338,14 @@ class StatusUpdate:
 
 def status_update(event: Mapping[str, Any]) -> StatusUpdate:
     """A mail event (`queued`, `deferred`, `sent`, `failed`, …) as a status change."""
-    fields = {key: event[key] for key in _KEPT_FIELDS if event.get(key) is not None}
+    fields: dict[str, Any] = {key: event[key] for key in _KEPT_FIELDS if event.get(key) is not None}
     if event.get("reason") and "detail" not in fields:
         fields["detail"] = event["reason"]
-    return StatusUpdate(event["job_id"], event["kind"], datetime.fromisoformat(event["occurred_at"]), fields)
+    at = datetime.fromisoformat(event["occurred_at"])
+    if event["kind"] == "failed":
+        # mail-service writes a dead letter with every `failed` event: when, for the overview.
+        fields["dead_lettered_at"] = at
+    return StatusUpdate(event["job_id"], event["kind"], at, fields)
 
 
 def may_change(current_status: str) -> bool:

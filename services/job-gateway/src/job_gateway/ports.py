@@ -122,6 +122,27 @@ class JobStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class TenantCounts:
+    """A tenant's figures on the fleet overview that job-gateway keeps itself."""
+
+    devices: int = 0
+    failed: int = 0
+    """Jobs dead-lettered since the window's start that are still failed."""
+    dead_lettered: int = 0
+    """Jobs dead-lettered since the window's start (sent again since or not)."""
+    unfinished: int = 0
+
+
+class OverviewStore(Protocol):
+    async def tenant_counts(
+        self, tenant_ids: Sequence[str] | None, since: datetime
+    ) -> dict[str, TenantCounts]:
+        """The figures of these tenants (None: all) that have any, with one query per figure
+        for every tenant at once."""
+        ...
+
+
 class TsiRoutingStore(Protocol):
     async def tsi_routing(self, tenant_id: str) -> tuple[TsiRoutingTable, int]:
         """The tenant's table and its revision (an empty table at revision 0 when none)."""
@@ -133,7 +154,7 @@ class TsiRoutingStore(Protocol):
         ...
 
 
-class GatewayStore(TenantStore, DeviceStore, ApiKeyStore, JobStore, TsiRoutingStore, Protocol):
+class GatewayStore(TenantStore, DeviceStore, ApiKeyStore, JobStore, TsiRoutingStore, OverviewStore, Protocol):
     """Everything job-gateway keeps in its own database."""
 
 

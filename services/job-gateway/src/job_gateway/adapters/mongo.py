@@ -1,5 +1,5 @@
-"""job-gateway's own collections: tenants (the source of truth), devices, API keys, job status,
-TSI routing tables."""
+"""job-gateway's own collections: tenants (the source of truth), devices (and their count per
+tenant), API keys, job status, TSI routing tables."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from ..credentials import HashKey
-from ..domain import FINAL_STATUSES, Role, StatusUpdate
-from ..ports import StoredApiKey
+from ..domain import FINAL_STATUSES, UNFINISHED_STATUSES, Role, StatusUpdate
+from ..ports import StoredApiKey, TenantCounts
 from ..schemas import TsiRoutingTable
 
 
@@ -27,6 +27,9 @@ class MongoStore:
         self.jobs = db["jobs"]
         self.api_keys = db["api_keys"]
         self.tsi_routing_tables = db["tsi_routing"]
+        self.device_counts = db["device_counts"]
+        """Per tenant, how many devices it has: counted at registration, so the fleet overview
+        never groups the whole devices collection."""
 
     async def ensure_indexes(self) -> None:
         await self.migrate_devices()
@@ -34,6 +37,23 @@ class MongoStore:
         await self.devices.create_index([("tenant_id", 1), ("device_id", 1)], unique=True)
         await self.devices.create_index("device_id")
         await self.jobs.create_index([("tenant_id", 1), ("submitted_at", -1)])
+        # The fleet overview's figures for every tenant at once: only the jobs they count are read.
+        await self.jobs.create_index([("status", 1), ("tenant_id", 1)])
+        await self.jobs.create_index("dead_lettered_at")
+        await self.count_devices()
+
+    async def count_devices(self) -> None:
+        """Devices registered before they were counted: counted once, when no tenant has a
+        count yet (afterwards each registration counts itself)."""
+        if await self.device_counts.find_one({}) is not None:
+            return
+        cursor = await self.devices.aggregate([{"$group": {"_id": "$tenant_id", "count": {"$sum": 1}}}])
+        counted = [
+            UpdateOne({"_id": row["_id"]}, {"$setOnInsert": {"count": row["count"]}}, upsert=True)
+            async for row in cursor
+        ]
+        if counted:
+            await self.device_counts.bulk_write(counted, ordered=False)
 
     async def migrate_devices(self) -> None:
         """Devices registered when device ids were global were stored under `_id` = device id,
@@ -117,11 +137,14 @@ class MongoStore:
         }
         where = {"tenant_id": tenant_id, "device_id": device_id}
         try:
-            await self.devices.update_one(
+            result = await self.devices.update_one(
                 where, {"$set": fields, "$setOnInsert": {"_id": f"{tenant_id}/{device_id}"}}, upsert=True
             )
         except DuplicateKeyError:  # registered at the same moment by another request: replace it
             await self.devices.update_one(where, {"$set": fields})
+            return
+        if result.upserted_id is not None:
+            await self.device_counts.update_one({"_id": tenant_id}, {"$inc": {"count": 1}}, upsert=True)
 
     async def devices_with_allowlist(self) -> list[dict[str, Any]]:
         cursor = self.devices.find({"allow_cidrs.0": {"$exists": True}}, {"secret_hash": 0})
@@ -264,6 +287,40 @@ class MongoStore:
         ]
         cursor = await self.jobs.aggregate(pipeline)
         return {str(row["_id"]): int(row["count"]) async for row in cursor}
+
+    # --- the fleet overview ---
+
+    async def tenant_counts(
+        self, tenant_ids: Sequence[str] | None, since: datetime
+    ) -> dict[str, TenantCounts]:
+        tenants: dict[str, Any] = {} if tenant_ids is None else {"tenant_id": {"$in": list(tenant_ids)}}
+        ids: dict[str, Any] = {} if tenant_ids is None else {"_id": {"$in": list(tenant_ids)}}
+        found: dict[str, dict[str, int]] = {}
+        async for row in self.device_counts.find(ids):
+            found.setdefault(row["_id"], {})["devices"] = int(row["count"])
+        dead = await self.jobs.aggregate(
+            [
+                {"$match": {"dead_lettered_at": {"$gte": since}, **tenants}},
+                {
+                    "$group": {
+                        "_id": "$tenant_id",
+                        "dead_lettered": {"$sum": 1},
+                        "failed": {"$sum": {"$cond": [{"$eq": ["$status", "failed"]}, 1, 0]}},
+                    }
+                },
+            ]
+        )
+        async for row in dead:
+            found.setdefault(row["_id"], {}).update(dead_lettered=row["dead_lettered"], failed=row["failed"])
+        unfinished = await self.jobs.aggregate(
+            [
+                {"$match": {"status": {"$in": sorted(UNFINISHED_STATUSES)}, **tenants}},
+                {"$group": {"_id": "$tenant_id", "unfinished": {"$sum": 1}}},
+            ]
+        )
+        async for row in unfinished:
+            found.setdefault(row["_id"], {})["unfinished"] = row["unfinished"]
+        return {tenant_id: TenantCounts(**figures) for tenant_id, figures in found.items()}
 
     async def update_job_statuses(self, updates: Sequence[StatusUpdate]) -> None:
         """In order, in one round trip; the filter is the forward-only rule (`domain.may_change`)."""
