@@ -84,8 +84,10 @@ class GatewayStoreContract:
         await store.mark_job("j6", {"status": "queued", "dead_lettered_at": T0})  # failed, then sent again
 
         counts = await store.tenant_counts(None, T0 - timedelta(hours=24))
-        assert counts["t1"] == TenantCounts(devices=2, failed=1, dead_lettered=1, unfinished=2)
-        assert counts["t2"] == TenantCounts(devices=1, failed=0, dead_lettered=1, unfinished=1)
+        assert counts["t1"] == TenantCounts(
+            devices=2, failed=1, dead_lettered=1, unfinished={"queued": 1, "parked": 1}
+        )
+        assert counts["t2"] == TenantCounts(devices=1, failed=0, dead_lettered=1, unfinished={"queued": 1})
         assert set(await store.tenant_counts(["t2", "t3"], T0)) == {"t2"}
 
     async def test_a_tenant_is_saved_replaced_and_listed(self, store: GatewayStore) -> None:
@@ -96,6 +98,11 @@ class GatewayStoreContract:
         found = await store.tenant("t1")
         assert found is not None and (found.display_name, found.revision) == ("One", 2)
         assert sorted(t.tenant_id for t in await store.all_tenants()) == ["t1", "t2"]
+        digests = sorted(await store.tenant_digests(), key=lambda d: d.tenant_id)
+        assert [(d.tenant_id, d.display_name, d.oauth_enabled) for d in digests] == [
+            ("t1", "One", False),
+            ("t2", "", False),
+        ]
 
     async def test_a_device_is_found_changed_and_listed_without_its_secret_hash(
         self, store: GatewayStore

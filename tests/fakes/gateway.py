@@ -18,7 +18,7 @@ from fleetmail_runtime.bus import BusUnavailable, RequestFailed
 from job_gateway.credentials import HashKey
 from job_gateway.domain import UNFINISHED_STATUSES, StatusUpdate, may_change
 from job_gateway.errors import AttachmentTooLarge
-from job_gateway.ports import StoredApiKey, TenantCounts
+from job_gateway.ports import StoredApiKey, TenantCounts, TenantDigest
 from job_gateway.schemas import TsiRoutingTable
 from nats.errors import NoRespondersError
 from pydantic import BaseModel
@@ -204,14 +204,21 @@ class InMemoryGatewayStore:
                 counts[job["status"]] = counts.get(job["status"], 0) + 1
         return counts
 
+    async def tenant_digests(self) -> list[TenantDigest]:
+        return [
+            TenantDigest(t.tenant_id, t.display_name, t.oauth_enabled, t.provider, t.administrator_address)
+            for t in self.tenants.values()
+        ]
+
     async def tenant_counts(
         self, tenant_ids: Sequence[str] | None, since: datetime
     ) -> dict[str, TenantCounts]:
         found: dict[str, dict[str, int]] = {}
+        waiting: dict[str, dict[str, int]] = {}
 
-        def add(tenant_id: str, figure: str) -> None:
+        def add(tenant_id: str, figure: str, into: dict[str, dict[str, int]] = found) -> None:
             if tenant_ids is None or tenant_id in tenant_ids:
-                figures = found.setdefault(tenant_id, {})
+                figures = into.setdefault(tenant_id, {})
                 figures[figure] = figures.get(figure, 0) + 1
 
         for (tenant_id, _), _device in self.devices.items():
@@ -222,8 +229,11 @@ class InMemoryGatewayStore:
                 if job["status"] == "failed":
                     add(job["tenant_id"], "failed")
             if job["status"] in UNFINISHED_STATUSES:
-                add(job["tenant_id"], "unfinished")
-        return {tenant_id: TenantCounts(**figures) for tenant_id, figures in found.items()}
+                add(job["tenant_id"], job["status"], waiting)
+        return {
+            tenant_id: TenantCounts(**found.get(tenant_id, {}), unfinished=waiting.get(tenant_id, {}))
+            for tenant_id in found.keys() | waiting.keys()
+        }
 
     async def update_job_statuses(self, updates: Sequence[StatusUpdate]) -> None:
         for update in updates:

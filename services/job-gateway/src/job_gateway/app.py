@@ -107,7 +107,6 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         queues=Queues(JetStreamConsumerLag(broker)),
         overview=FleetOverview(
             store,
-            store,
             tokens,
             alerts,
             timedelta(days=settings.overview_expiring_days),

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from fleetmail_contracts.addresses import UNSAFE, is_address
@@ -136,8 +136,16 @@ def refusal(admin: Administrator, access: Access, tenant_id: str | None) -> str 
     return None
 
 
-def visible_tenants(admin: Administrator, tenants: Iterable[TenantSettings]) -> list[TenantSettings]:
-    """The tenants this key may see, by id."""
+class Tenanted(Protocol):
+    @property
+    def tenant_id(self) -> str: ...
+
+
+T = TypeVar("T", bound=Tenanted)
+
+
+def visible_tenants(admin: Administrator, tenants: Iterable[T]) -> list[T]:
+    """The tenants this key may see (their settings, or the overview's digests), by id."""
     return sorted(
         (t for t in tenants if admin.tenant_ids is None or t.tenant_id in admin.tenant_ids),
         key=lambda t: t.tenant_id,

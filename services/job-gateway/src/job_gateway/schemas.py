@@ -413,7 +413,11 @@ class OverviewRow(BaseModel):
     devices: int
     queued: int = Field(
         description="The tenant's jobs not finished yet (queued, deferred, paced, waiting for "
-        "quota, parked for a sign-in), whatever their age"
+        "quota, parked for a sign-in), whatever their age: its queue's lag"
+    )
+    queued_by_status: dict[str, int] = Field(
+        default_factory=dict,
+        description="The same jobs by status (paced and waiting_for_quota: held by the mailbox's limits)",
     )
     needs_attention: bool = Field(
         description="OAuth 2.0 on without an acquired token, a critical or warning alert, a user "
