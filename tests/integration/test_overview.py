@@ -50,49 +50,69 @@ async def alert_counts(admin: httpx.AsyncClient, tenant_id: str) -> dict[str, in
     return counts
 
 
+async def job_of(stack, panel: tuple[str, str]) -> tuple[httpx.AsyncClient, str]:
+    """A job the device submitted, and the device's client to follow it (the caller closes it)."""
+    device_client = httpx.AsyncClient(base_url=stack.gateway_url, auth=panel, timeout=30)
+    return device_client, await submit(device_client, {"to": ["x@fabrikam.example"]})
+
+
 @pytest.fixture(scope="module")
 async def fleet(stack, emulator_http) -> dict[str, str]:
     """acquired: a good token and two devices; not_acquired: OAuth on, never signed in, one job
     parked for it; reauthorization: its administrator's and a user's tokens revoked at the
-    emulator, one job failed on the dead grant; expiring: a Google app in Testing status."""
+    emulator, one job failed on the dead grant; expiring: a Google app in Testing status.
+    The four are set up side by side."""
     tag = f"ov{uuid.uuid4().hex[:6]}"
     headers = {"Authorization": f"Bearer {stack.admin_api_key()}"}
     async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers, timeout=30) as admin:
-        good = (await tenant_with_administrator_grant(stack, emulator_http)).tenant_id
-        dead = await tenant_with_administrator_grant(stack, emulator_http)
-        waiting, _ = await new_tenant(admin)
-        expiring = await google_grant_in_testing_mode(stack, emulator_http, admin)
-        tenants = {
-            "acquired": good,
-            "not_acquired": waiting,
-            "reauthorization": dead.tenant_id,
-            "expiring": expiring,
-        }
-        for state, tenant_id in tenants.items():
-            await named(admin, tenant_id, f"{tag} {state}")
-        for n in range(2):
-            await device(admin, good, f"mfp-{n}")
 
-        panel_of_dead = await device(admin, dead.tenant_id, "mfp")
-        user = Principal(
-            tenant_id=dead.tenant_id, kind=PrincipalKind.USER, address=f"user@{dead.tenant_id}.example"
-        )
-        await user_signs_in(stack, emulator_http, panel_of_dead, user.address)
-        await revoked(stack, emulator_http, dead)
-        await revoked(stack, emulator_http, user)
-        panel_of_waiting = await device(admin, waiting, "mfp")
-        async with (
-            httpx.AsyncClient(base_url=stack.gateway_url, auth=panel_of_dead, timeout=30) as dead_panel,
-            httpx.AsyncClient(base_url=stack.gateway_url, auth=panel_of_waiting, timeout=30) as waiting_panel,
-        ):
-            failed = await final_status(dead_panel, await submit(dead_panel, {"to": ["x@fabrikam.example"]}))
+        async def acquired() -> str:
+            tenant_id = (await tenant_with_administrator_grant(stack, emulator_http)).tenant_id
+            for n in range(2):
+                await device(admin, tenant_id, f"mfp-{n}")
+            return tenant_id
+
+        async def reauthorization() -> str:
+            dead = await tenant_with_administrator_grant(stack, emulator_http)
+            panel = await device(admin, dead.tenant_id, "mfp")
+            address = f"user@{dead.tenant_id}.example"
+            await user_signs_in(stack, emulator_http, panel, address)
+            await revoked(stack, emulator_http, dead)
+            await revoked(
+                stack,
+                emulator_http,
+                Principal(tenant_id=dead.tenant_id, kind=PrincipalKind.USER, address=address),
+            )
+            device_client, job_id = await job_of(stack, panel)
+            try:
+                failed = await final_status(device_client, job_id)
+            finally:
+                await device_client.aclose()
             assert failed["status"] == "failed", failed
-            parked = await submit(waiting_panel, {"to": ["x@fabrikam.example"]})
+            return dead.tenant_id
+
+        async def not_acquired() -> str:
+            tenant_id, _ = await new_tenant(admin)
+            device_client, job_id = await job_of(stack, await device(admin, tenant_id, "mfp"))
 
             async def is_parked() -> bool:
-                return (await waiting_panel.get(f"/v1/jobs/{parked}")).json()["status"] == "parked"
+                return (await device_client.get(f"/v1/jobs/{job_id}")).json()["status"] == "parked"
 
-            await eventually(is_parked, within=60, what="the job to wait for the administrator's sign-in")
+            try:
+                await eventually(is_parked, within=60, what="the job to wait for the administrator's sign-in")
+            finally:
+                await device_client.aclose()
+            return tenant_id
+
+        found = await asyncio.gather(
+            acquired(),
+            not_acquired(),
+            reauthorization(),
+            google_grant_in_testing_mode(stack, emulator_http, admin),
+        )
+        tenants = dict(zip(("acquired", "not_acquired", "reauthorization", "expiring"), found, strict=True))
+        for state, tenant_id in tenants.items():
+            await named(admin, tenant_id, f"{tag} {state}")
     return {"tag": tag, **tenants}
 
 
