@@ -95,6 +95,9 @@ async def test_a_device_stored_when_device_ids_were_global_still_logs_in_and_is_
     assert [d.device_id for d in await directory.in_tenant(TenantSettings(tenant_id="t1"))] == ["mfp-old"]
     # Another tenant may now use the same id; the old device keeps its secret and its tenant.
     other = await directory.register("t2", DeviceRegistration(device_id="mfp-old"))
+    # Counted once when first found without counts, then by each registration.
+    counts = await store.tenant_counts(None, datetime.now(UTC))
+    assert (counts["t1"].devices, counts["t2"].devices) == (1, 1)
     assert (await directory.authenticate("mfp-old", other.secret)).device.tenant_id == "t2"
     assert (await directory.authenticate("mfp-old", "old-secret")).device.tenant_id == "t1"
     rotated = await directory.rotate_secret("t1", "mfp-old")

@@ -78,6 +78,24 @@ class AlertStoreContract:
     def replica(self) -> Replica:
         raise NotImplementedError("a subclass provides the store under test")
 
+    async def test_counts_are_the_unresolved_alerts_for_administrators_by_tenant_and_severity(
+        self, replica: Replica
+    ) -> None:
+        store = await replica()
+        await store.raise_(dead_grant("t1", 0), at(0))
+        await store.raise_(user_parked("t1", "u@t1.example", "d1"), at(0))  # the device's, not theirs
+        acknowledged = await store.raise_(dead_grant("t2", 0), at(0))
+        assert acknowledged is not None
+        await store.acknowledge("t2", acknowledged.alert_id, "key-1")
+        await store.raise_(dead_grant("t3", 0), at(0))
+        await store.resolve(acquired("t3", 1), at(1))
+        counts = await store.counts_for_administrators(None)
+        assert [(c.tenant_id, c.critical, c.warning, c.info) for c in counts.tenants] == [
+            ("t1", 1, 0, 0),
+            ("t2", 1, 0, 0),
+        ]
+        assert [c.tenant_id for c in (await store.counts_for_administrators(["t2", "t3"])).tenants] == ["t2"]
+
     async def test_an_alert_raised_twice_is_one_alert_raised_once(self, replica: Replica) -> None:
         store = await replica()
         first = await store.raise_(dead_grant("t1", 0), at(0))

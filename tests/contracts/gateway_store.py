@@ -12,7 +12,7 @@ import pytest
 from fleetmail_contracts.tenants import TenantSettings
 from job_gateway.credentials import HashKey
 from job_gateway.domain import Role, StatusUpdate
-from job_gateway.ports import GatewayStore, StoredApiKey
+from job_gateway.ports import GatewayStore, StoredApiKey, TenantCounts
 from job_gateway.schemas import TsiRoute, TsiRoutingTable
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -64,6 +64,32 @@ class GatewayStoreContract:
         assert await store.tsi_routing("t1") == (second, 2)
         assert await store.tsi_routing("t2") == (TsiRoutingTable(), 0), "each tenant has its own"
 
+    async def test_the_overview_counts_devices_dead_letters_and_unfinished_jobs_per_tenant(
+        self, store: GatewayStore
+    ) -> None:
+        for tenant_id, device_id in (("t1", "d1"), ("t1", "d2"), ("t1", "d1"), ("t2", "d1")):
+            await store.save_device(tenant_id, device_id, "MFP", "hash", T0)  # d1 of t1 twice: one device
+        for job_id, tenant_id, status in (
+            ("j1", "t1", "queued"),
+            ("j2", "t1", "parked"),
+            ("j3", "t1", "sent"),
+            ("j4", "t1", "queued"),
+            ("j5", "t2", "queued"),
+            ("j6", "t2", "queued"),
+        ):
+            assert await store.record_job(job(job_id, tenant_id, status=status))
+        failed = StatusUpdate("j4", "failed", T0 + timedelta(minutes=5), {"dead_lettered_at": T0})
+        long_ago = StatusUpdate("j5", "failed", T0, {"dead_lettered_at": T0 - timedelta(days=2)})
+        await store.update_job_statuses([failed, long_ago])
+        await store.mark_job("j6", {"status": "queued", "dead_lettered_at": T0})  # failed, then sent again
+
+        counts = await store.tenant_counts(None, T0 - timedelta(hours=24))
+        assert counts["t1"] == TenantCounts(
+            devices=2, failed=1, dead_lettered=1, unfinished={"queued": 1, "parked": 1}
+        )
+        assert counts["t2"] == TenantCounts(devices=1, failed=0, dead_lettered=1, unfinished={"queued": 1})
+        assert set(await store.tenant_counts(["t2", "t3"], T0)) == {"t2"}
+
     async def test_a_tenant_is_saved_replaced_and_listed(self, store: GatewayStore) -> None:
         assert await store.tenant("t1") is None
         await store.save_tenant(TenantSettings(tenant_id="t1", display_name="one"))
@@ -72,6 +98,11 @@ class GatewayStoreContract:
         found = await store.tenant("t1")
         assert found is not None and (found.display_name, found.revision) == ("One", 2)
         assert sorted(t.tenant_id for t in await store.all_tenants()) == ["t1", "t2"]
+        digests = sorted(await store.tenant_digests(), key=lambda d: d.tenant_id)
+        assert [(d.tenant_id, d.display_name, d.oauth_enabled) for d in digests] == [
+            ("t1", "One", False),
+            ("t2", "", False),
+        ]
 
     async def test_a_device_is_found_changed_and_listed_without_its_secret_hash(
         self, store: GatewayStore

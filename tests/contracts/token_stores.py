@@ -57,6 +57,26 @@ class GrantStoreContract:
     async def store(self) -> GrantStore:
         raise NotImplementedError
 
+    async def test_the_fleet_summary_has_each_administrator_grant_and_the_users_to_sign_in(
+        self, store: GrantStore
+    ) -> None:
+        stale = Principal(tenant_id="t1", kind=PrincipalKind.USER, address="stale@t1.example")
+        for principal in (ADMIN, USER, stale, OTHER):
+            await acquire(store, principal)
+        await store.set_status(stale, GrantStatus.REAUTHORIZATION_REQUIRED, detail="revoked")
+        await store.set_status(OTHER, GrantStatus.REAUTHORIZATION_REQUIRED, detail="revoked")
+        every = await store.fleet_summary(None)
+        assert sorted((a.tenant_id, a.address, a.status) for a in every.administrators) == [
+            ("t1", ADMIN.address, GrantStatus.ACTIVE),
+            ("t2", OTHER.address, GrantStatus.REAUTHORIZATION_REQUIRED),
+        ]
+        assert {a.tenant_id: a.predicted_death_at for a in every.administrators}["t1"] == NOW + timedelta(
+            days=90
+        )
+        assert [(w.tenant_id, w.count) for w in every.users_waiting] == [("t1", 1)]
+        only_t2 = await store.fleet_summary(["t2"])
+        assert [a.tenant_id for a in only_t2.administrators] == ["t2"] and only_t2.users_waiting == ()
+
     async def test_a_grant_without_an_authority_is_stamped_once(self, store: GrantStore) -> None:
         await acquire_legacy(store, ADMIN)
         await acquire_legacy(store, USER, client_id="client-1")

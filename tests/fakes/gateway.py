@@ -16,9 +16,9 @@ from fleetmail_contracts.rpc import RpcFailure
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_runtime.bus import BusUnavailable, RequestFailed
 from job_gateway.credentials import HashKey
-from job_gateway.domain import StatusUpdate, may_change
+from job_gateway.domain import UNFINISHED_STATUSES, StatusUpdate, may_change
 from job_gateway.errors import AttachmentTooLarge
-from job_gateway.ports import StoredApiKey
+from job_gateway.ports import StoredApiKey, TenantCounts, TenantDigest
 from job_gateway.schemas import TsiRoutingTable
 from nats.errors import NoRespondersError
 from pydantic import BaseModel
@@ -36,6 +36,7 @@ class InMemoryGatewayStore:
         self.api_keys: dict[str, StoredApiKey] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.tsi_routing_tables: dict[str, tuple[TsiRoutingTable, int]] = {}
+        self.device_counts: dict[str, int] = {}
 
     async def tsi_routing(self, tenant_id: str) -> tuple[TsiRoutingTable, int]:
         return self.tsi_routing_tables.get(tenant_id, (TsiRoutingTable(), 0))
@@ -67,6 +68,8 @@ class InMemoryGatewayStore:
         smtp_rules: list[dict[str, Any]] | None = None,
     ) -> None:
         key = (tenant_id, device_id)
+        if key not in self.devices:
+            self.device_counts[tenant_id] = self.device_counts.get(tenant_id, 0) + 1
         self.devices[key] = {
             "_id": self.devices.get(key, {}).get("_id", f"{tenant_id}/{device_id}"),
             "device_id": device_id,
@@ -200,6 +203,37 @@ class InMemoryGatewayStore:
             if job["tenant_id"] == tenant_id and job["submitted_at"] >= since:
                 counts[job["status"]] = counts.get(job["status"], 0) + 1
         return counts
+
+    async def tenant_digests(self) -> list[TenantDigest]:
+        return [
+            TenantDigest(t.tenant_id, t.display_name, t.oauth_enabled, t.provider, t.administrator_address)
+            for t in self.tenants.values()
+        ]
+
+    async def tenant_counts(
+        self, tenant_ids: Sequence[str] | None, since: datetime
+    ) -> dict[str, TenantCounts]:
+        found: dict[str, dict[str, int]] = {}
+        waiting: dict[str, dict[str, int]] = {}
+
+        def add(tenant_id: str, figure: str, into: dict[str, dict[str, int]] = found) -> None:
+            if tenant_ids is None or tenant_id in tenant_ids:
+                figures = into.setdefault(tenant_id, {})
+                figures[figure] = figures.get(figure, 0) + 1
+
+        for (tenant_id, _), _device in self.devices.items():
+            add(tenant_id, "devices")
+        for job in self.jobs.values():
+            if job.get("dead_lettered_at") is not None and job["dead_lettered_at"] >= since:
+                add(job["tenant_id"], "dead_lettered")
+                if job["status"] == "failed":
+                    add(job["tenant_id"], "failed")
+            if job["status"] in UNFINISHED_STATUSES:
+                add(job["tenant_id"], job["status"], waiting)
+        return {
+            tenant_id: TenantCounts(**found.get(tenant_id, {}), unfinished=waiting.get(tenant_id, {}))
+            for tenant_id in found.keys() | waiting.keys()
+        }
 
     async def update_job_statuses(self, updates: Sequence[StatusUpdate]) -> None:
         for update in updates:

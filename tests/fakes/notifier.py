@@ -8,17 +8,17 @@ the outbox run the same contract suites as their MongoDB adapters (`tests/contra
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from fleetmail_contracts.alerts import AlertRaised, AlertResolved, AlertState, AlertView
+from fleetmail_contracts.alerts import AlertCounts, AlertRaised, AlertResolved, AlertState, AlertView
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import GrantStatusReply, GrantView
 from fleetmail_runtime.tenants import UnknownTenant
-from notifier.domain import Condition, Raise, Resolve
+from notifier.domain import Condition, Raise, Resolve, counts_by_tenant
 from notifier.domain.notices import Delivery, Postponed
 from notifier.errors import MailRelayFailed, NoticeRefused, WebhookFailed
 from notifier.ports import LiveAlert
@@ -151,6 +151,15 @@ class InMemoryAlertStore:
         ]
         found.sort(key=lambda d: d["raised_at"], reverse=True)
         return [_view(d) for d in found[:500]]
+
+    async def counts_for_administrators(self, tenant_ids: Sequence[str] | None) -> AlertCounts:
+        return counts_by_tenant(
+            (d["tenant_id"], d["severity"], 1)
+            for d in self.table.alerts.values()
+            if d["state"] in LIVE
+            and d.get("for_administrators", True)
+            and (tenant_ids is None or d["tenant_id"] in tenant_ids)
+        )
 
     async def live_summary(self) -> list[LiveAlert]:
         return [

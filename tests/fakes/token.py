@@ -16,6 +16,7 @@ import dataclasses
 import itertools
 import json
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,11 +25,14 @@ from fleetmail_contracts.tokens import (
     AcquisitionFlow,
     AcquisitionState,
     AcquisitionStatus,
+    AdministratorGrantSummary,
     GrantStatus,
+    GrantSummaryReply,
     Principal,
     PrincipalKind,
     Provider,
     TokenEventBase,
+    UsersWaiting,
 )
 from token_service.adapters.credentials import TenantSecrets
 from token_service.domain import grant_id, last_active
@@ -253,6 +257,30 @@ class FakeGrantStore:
     async def list_tenant(self, tenant_id: str) -> list[StoredGrant]:
         self._check("list_tenant")
         return [g for g in self._grants.values() if g.principal.tenant_id == tenant_id]
+
+    async def fleet_summary(self, tenant_ids: Sequence[str] | None) -> GrantSummaryReply:
+        self._check("fleet_summary")
+        grants = [
+            g for g in self._grants.values() if tenant_ids is None or g.principal.tenant_id in tenant_ids
+        ]
+        waiting = Counter(
+            g.principal.tenant_id
+            for g in grants
+            if g.principal.kind is PrincipalKind.USER and g.status is not GrantStatus.ACTIVE
+        )
+        return GrantSummaryReply(
+            administrators=tuple(
+                AdministratorGrantSummary(
+                    tenant_id=g.principal.tenant_id,
+                    address=g.principal.address,
+                    status=g.status,
+                    predicted_death_at=g.predicted_death_at,
+                )
+                for g in grants
+                if g.principal.kind is PrincipalKind.ADMINISTRATOR
+            ),
+            users_waiting=tuple(UsersWaiting(tenant_id=t, count=n) for t, n in waiting.items()),
+        )
 
 
 @dataclasses.dataclass

@@ -6,13 +6,12 @@ The timing rules themselves (how idle is idle, when a death is near, once per gr
 tested with an injected clock in tests/unit/test_token_keepalive_and_deletion.py.
 """
 
-import httpx
 import pytest
 from fleetmail_contracts.tokens import AccessTokenOutcome
 from fleetmail_devkit.probes import events, request_tokens, tenant_with_administrator_grant
 
 from tests.utils import eventually
-from tests.utils.tenants import browser_sign_in, new_tenant, tenant_with_device, user_signs_in
+from tests.utils.tenants import google_grant_in_testing_mode, tenant_with_device, user_signs_in
 
 # A sweep reads, and may redeem, every grant the session's earlier tests made: every 2 s, not
 # every second, halves that; the deadlines below allow several sweeps.
@@ -50,17 +49,6 @@ async def test_an_idle_microsoft_grant_outlives_90_days(stack, emulator_http, sw
     )
     reply = (await request_tokens(stack, principal, 1, force_refresh=True))[0]
     assert reply.outcome is AccessTokenOutcome.GRANTED
-
-
-async def google_grant_in_testing_mode(stack, emulator_http, admin: httpx.AsyncClient) -> str:
-    """A Google tenant whose app is in Testing status, with its administrator grant; its id."""
-    tenant_id, _ = await new_tenant(admin, "google")
-    settings = (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()
-    settings["identity"]["google_testing_mode"] = True
-    assert (await admin.put(f"/v1/admin/tenants/{tenant_id}", json=settings)).status_code == 200
-    started = (await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire")).json()
-    assert (await browser_sign_in(stack, emulator_http, started["authorization_url"])).status_code == 200
-    return tenant_id
 
 
 async def test_a_testing_mode_google_grant_is_announced_once(stack, emulator_http, admin, sweeper) -> None:

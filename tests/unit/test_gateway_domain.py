@@ -175,7 +175,11 @@ def test_a_mail_event_becomes_a_status_update_with_its_details() -> None:
         "failed",
         datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
     )
-    assert dict(update.fields) == {"remedy": "acquire the token again", "detail": "the grant is dead"}
+    assert dict(update.fields) == {
+        "remedy": "acquire the token again",
+        "detail": "the grant is dead",
+        "dead_lettered_at": update.at,  # every failure is a dead letter: the overview counts them
+    }
     explicit = status_update(
         {
             "job_id": "j1",
@@ -185,7 +189,7 @@ def test_a_mail_event_becomes_a_status_update_with_its_details() -> None:
             "reason": "r",
         }
     )
-    assert dict(explicit.fields) == {"detail": "d"}
+    assert dict(explicit.fields) == {"detail": "d", "dead_lettered_at": explicit.at}
 
 
 def test_a_job_status_only_moves_forward() -> None:

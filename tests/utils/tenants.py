@@ -151,3 +151,15 @@ async def write_bucket(stack, tenant: TenantSettings) -> None:
         await bucket.put(tenant.tenant_id, tenant.model_dump_json().encode())
     finally:
         await client.close()
+
+
+async def google_grant_in_testing_mode(stack, emulator: httpx.AsyncClient, admin: httpx.AsyncClient) -> str:
+    """A Google tenant whose app is in Testing status (its grant dies 7 days after consent, which
+    no keep-alive prevents), with its administrator grant; its id."""
+    tenant_id, _ = await new_tenant(admin, "google")
+    settings = (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()
+    settings["identity"]["google_testing_mode"] = True
+    assert (await admin.put(f"/v1/admin/tenants/{tenant_id}", json=settings)).status_code == 200
+    started = (await admin.post(f"/v1/admin/tenants/{tenant_id}/tokens/administrator/acquire")).json()
+    assert (await browser_sign_in(stack, emulator, started["authorization_url"])).status_code == 200
+    return tenant_id

@@ -72,6 +72,7 @@ ALERT_EVENTS: dict[str, type[AlertEventBase]] = {
 
 ALERT_LIST_SUBJECT = f"{ALERT_RPC_PREFIX}list"
 ALERT_ACKNOWLEDGE_SUBJECT = f"{ALERT_RPC_PREFIX}acknowledge"
+ALERT_COUNTS_SUBJECT = f"{ALERT_RPC_PREFIX}counts"
 
 
 class AlertState(StrEnum):
@@ -118,6 +119,24 @@ class AcknowledgeAlert(Contract):
     tenant_id: str
     alert_id: str
     by: str
+
+
+class CountAlerts(Contract):
+    """The fleet overview's question, for many tenants in one request: how many alerts for
+    administrators are unresolved (open or acknowledged), by severity."""
+
+    tenant_ids: tuple[str, ...] | None = Field(default=None, description="None: every tenant")
+
+
+class TenantAlertCounts(Contract):
+    tenant_id: str
+    critical: int = Field(default=0, ge=0)
+    warning: int = Field(default=0, ge=0)
+    info: int = Field(default=0, ge=0)
+
+
+class AlertCounts(Contract):
+    tenants: tuple[TenantAlertCounts, ...] = Field(default=(), description="Only tenants with any")
 
 
 def alert_event_subject(kind: str) -> str:

@@ -52,10 +52,12 @@ def channels() -> list[Channel]:
             tokens.AcquisitionStatus,
         ),
         (tokens.GRANT_STATUS_SUBJECT, tokens.GrantStatusRequest, tokens.GrantStatusReply),
+        (tokens.GRANT_SUMMARY_SUBJECT, tokens.GrantSummaryRequest, tokens.GrantSummaryReply),
         (tokens.DELETE_GRANT_SUBJECT, tokens.DeleteGrant, tokens.DeleteGrantReply),
         (tokens.DELETE_USER_GRANTS_SUBJECT, tokens.DeleteUserGrants, tokens.DeleteUserGrantsReply),
         (alerts.ALERT_LIST_SUBJECT, alerts.ListAlerts, alerts.AlertList),
         (alerts.ALERT_ACKNOWLEDGE_SUBJECT, alerts.AcknowledgeAlert, alerts.AlertList),
+        (alerts.ALERT_COUNTS_SUBJECT, alerts.CountAlerts, alerts.AlertCounts),
         (
             credentials.SET_CREDENTIALS_SUBJECT,
             credentials.SetCredentials,

@@ -52,6 +52,7 @@ COMPLETE_AUTHORIZATION_SUBJECT = f"{TOKEN_RPC_PREFIX}acquisition.complete"
 GRANT_STATUS_SUBJECT = f"{TOKEN_RPC_PREFIX}grants.status"
 DELETE_GRANT_SUBJECT = f"{TOKEN_RPC_PREFIX}grants.delete"
 DELETE_USER_GRANTS_SUBJECT = f"{TOKEN_RPC_PREFIX}grants.delete_users"
+GRANT_SUMMARY_SUBJECT = f"{TOKEN_RPC_PREFIX}grants.summary"
 
 
 class AccessTokenRequest(Contract):
@@ -153,6 +154,32 @@ class GrantStatusRequest(Contract):
 
 class GrantStatusReply(Contract):
     grants: tuple[GrantView, ...]
+
+
+class GrantSummaryRequest(Contract):
+    """The fleet overview's question, for many tenants in one request: each one's
+    administrator grants and how many of its users must sign in again."""
+
+    tenant_ids: tuple[str, ...] | None = Field(default=None, description="None: every tenant")
+
+
+class AdministratorGrantSummary(Contract):
+    """An administrator grant as the overview shows it: no token, no scope, no detail."""
+
+    tenant_id: str
+    address: str
+    status: GrantStatus
+    predicted_death_at: Timestamp | None = None
+
+
+class UsersWaiting(Contract):
+    tenant_id: str
+    count: int = Field(ge=0, description="User grants that need a new sign-in (re-authorisation or revoked)")
+
+
+class GrantSummaryReply(Contract):
+    administrators: tuple[AdministratorGrantSummary, ...]
+    users_waiting: tuple[UsersWaiting, ...] = Field(default=(), description="Only tenants with any")
 
 
 class DeleteGrant(Contract):

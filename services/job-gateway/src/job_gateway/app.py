@@ -41,6 +41,7 @@ from .use_cases import (
     DeadLetterDesk,
     DeviceDirectory,
     DeviceEvents,
+    FleetOverview,
     JobIntake,
     JobQueries,
     Queues,
@@ -88,6 +89,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     )
     jobs = JobQueries(store)
     tokens = TokenRelay(runtime.bus, settings)
+    alerts = AlertRelay(runtime.bus, settings)
     listener = SmtpListener(settings, intake, devices, tenants.current, tokens.has_user_grant)
     services = Services(
         intake=intake,
@@ -95,7 +97,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         tenants=tenants,
         administrators=Administrators(store, keys),
         tokens=tokens,
-        alerts=AlertRelay(runtime.bus, settings),
+        alerts=alerts,
         device_events=DeviceEvents(runtime.bus, settings, devices),
         jobs=jobs,
         dead_letters=DeadLetterDesk(
@@ -105,6 +107,13 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             timedelta(days=settings.common.dead_letter_retention_days),
         ),
         queues=Queues(JetStreamConsumerLag(broker)),
+        overview=FleetOverview(
+            store,
+            tokens,
+            alerts,
+            timedelta(days=settings.overview_expiring_days),
+            settings.overview_page_size,
+        ),
         tsi_routing=tsi_routing,
         bus_connected=lambda: broker.connection is not None and broker.connection.is_connected,
         smtp_min_tls=listener.min_tls,

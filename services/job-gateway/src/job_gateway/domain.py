@@ -12,11 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from fleetmail_contracts.addresses import UNSAFE, is_address
 from fleetmail_contracts.jobs import JobFunction
+from fleetmail_contracts.mail_events import MAIL_EVENTS
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import AcquisitionFlow, GrantStatus, GrantView, PrincipalKind, Provider
 
@@ -135,8 +136,16 @@ def refusal(admin: Administrator, access: Access, tenant_id: str | None) -> str 
     return None
 
 
-def visible_tenants(admin: Administrator, tenants: Iterable[TenantSettings]) -> list[TenantSettings]:
-    """The tenants this key may see, by id."""
+class Tenanted(Protocol):
+    @property
+    def tenant_id(self) -> str: ...
+
+
+T = TypeVar("T", bound=Tenanted)
+
+
+def visible_tenants(admin: Administrator, tenants: Iterable[T]) -> list[T]:
+    """The tenants this key may see (their settings, or the overview's digests), by id."""
     return sorted(
         (t for t in tenants if admin.tenant_ids is None or t.tenant_id in admin.tenant_ids),
         key=lambda t: t.tenant_id,
@@ -319,6 +328,9 @@ def legacy_smtp_job_id(device_id: str, message_id: str) -> str:
 FINAL_STATUSES = frozenset({"sent", "failed"})
 """Once a job is here, later events do not change it (a late `deferred` never overwrites `sent`)."""
 
+UNFINISHED_STATUSES = frozenset({"queued", *MAIL_EVENTS}) - FINAL_STATUSES
+"""A job here is still to be sent: queued, accepted, deferred, paced, waiting for quota, parked."""
+
 _KEPT_FIELDS = ("detail", "remedy", "smtp_reply", "message_id", "reason_code", "sender", "next_attempt_at")
 
 
@@ -334,10 +346,14 @@ class StatusUpdate:
 
 def status_update(event: Mapping[str, Any]) -> StatusUpdate:
     """A mail event (`queued`, `deferred`, `sent`, `failed`, …) as a status change."""
-    fields = {key: event[key] for key in _KEPT_FIELDS if event.get(key) is not None}
+    fields: dict[str, Any] = {key: event[key] for key in _KEPT_FIELDS if event.get(key) is not None}
     if event.get("reason") and "detail" not in fields:
         fields["detail"] = event["reason"]
-    return StatusUpdate(event["job_id"], event["kind"], datetime.fromisoformat(event["occurred_at"]), fields)
+    at = datetime.fromisoformat(event["occurred_at"])
+    if event["kind"] == "failed":
+        # mail-service writes a dead letter with every `failed` event: when, for the overview.
+        fields["dead_lettered_at"] = at
+    return StatusUpdate(event["job_id"], event["kind"], at, fields)
 
 
 def may_change(current_status: str) -> bool:

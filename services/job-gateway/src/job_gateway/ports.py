@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from fleetmail_contracts.dead_letters import DeadLetter
 from fleetmail_contracts.jobs import AttachmentRef
 from fleetmail_contracts.tenants import TenantSettings
+from fleetmail_contracts.tokens import Provider
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
@@ -122,6 +123,43 @@ class JobStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class TenantCounts:
+    """A tenant's figures on the fleet overview that job-gateway keeps itself."""
+
+    devices: int = 0
+    failed: int = 0
+    """Jobs dead-lettered since the window's start that are still failed."""
+    dead_lettered: int = 0
+    """Jobs dead-lettered since the window's start (sent again since or not)."""
+    unfinished: Mapping[str, int] = field(default_factory=dict)
+    """Jobs not finished, whatever their age, by status."""
+
+
+@dataclass(frozen=True)
+class TenantDigest:
+    """What the fleet overview shows of a tenant's settings."""
+
+    tenant_id: str
+    display_name: str
+    oauth_enabled: bool
+    provider: Provider
+    administrator_address: str | None
+
+
+class OverviewStore(Protocol):
+    async def tenant_digests(self) -> list[TenantDigest]:
+        """Every tenant, only the fields the overview shows (read without the rest)."""
+        ...
+
+    async def tenant_counts(
+        self, tenant_ids: Sequence[str] | None, since: datetime
+    ) -> dict[str, TenantCounts]:
+        """The figures of these tenants (None: all) that have any, with one query per figure
+        for every tenant at once."""
+        ...
+
+
 class TsiRoutingStore(Protocol):
     async def tsi_routing(self, tenant_id: str) -> tuple[TsiRoutingTable, int]:
         """The tenant's table and its revision (an empty table at revision 0 when none)."""
@@ -133,7 +171,7 @@ class TsiRoutingStore(Protocol):
         ...
 
 
-class GatewayStore(TenantStore, DeviceStore, ApiKeyStore, JobStore, TsiRoutingStore, Protocol):
+class GatewayStore(TenantStore, DeviceStore, ApiKeyStore, JobStore, TsiRoutingStore, OverviewStore, Protocol):
     """Everything job-gateway keeps in its own database."""
 
 

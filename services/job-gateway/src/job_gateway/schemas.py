@@ -8,12 +8,13 @@ bus are not here: they are `fleetmail_contracts`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from fleetmail_contracts.credentials import CredentialField
 from fleetmail_contracts.jobs import JobFunction
-from fleetmail_contracts.tokens import AcquisitionFlow, GrantView
+from fleetmail_contracts.tokens import AcquisitionFlow, GrantView, Provider
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -364,6 +365,90 @@ class DeadLetterView(BaseModel):
     deliveries: int
     failed_at: datetime
     service: str
+
+
+class OverviewTokenState(StrEnum):
+    """The administrator token as the overview shows it."""
+
+    ACQUIRED = "acquired"
+    EXPIRING = "expiring"
+    NOT_ACQUIRED = "not_acquired"
+    REAUTHORIZATION_REQUIRED = "reauthorization_required"
+
+
+class OverviewToken(BaseModel):
+    state: OverviewTokenState = Field(
+        description="not_acquired: no token for the administrator address set now ([Acquire]); "
+        "reauthorization_required: the provider refused it for good (or it was revoked): sign in "
+        "again; expiring: acquired, and its predicted death is within the overview's horizon "
+        "(FLEETMAIL_GATEWAY_OVERVIEW_EXPIRING_DAYS), which no keep-alive prevents; acquired: it sends"
+    )
+    expires_on: date | None = Field(
+        default=None, description="The day an acquired token is predicted to die if nothing is done"
+    )
+    days_left: int | None = Field(default=None, description="Whole days until then (0: today)")
+
+
+class AlertCount(BaseModel):
+    critical: int = 0
+    warning: int = 0
+    info: int = 0
+
+
+class OverviewRow(BaseModel):
+    """One tenant on the fleet overview."""
+
+    tenant_id: str
+    display_name: str
+    oauth_enabled: bool
+    provider: Provider
+    administrator_address: str | None
+    token: OverviewToken
+    alerts: AlertCount = Field(description="Unresolved alerts for administrators, by severity")
+    users_waiting: int = Field(description="Login users whose token needs a new sign-in")
+    failed_24h: int = Field(description="Jobs dead-lettered in the last 24 hours that are still failed")
+    dead_lettered_24h: int = Field(
+        description="Jobs dead-lettered in the last 24 hours, including those sent again since"
+    )
+    devices: int
+    queued: int = Field(
+        description="The tenant's jobs not finished yet (queued, deferred, paced, waiting for "
+        "quota, parked for a sign-in), whatever their age: its queue's lag"
+    )
+    queued_by_status: dict[str, int] = Field(
+        default_factory=dict,
+        description="The same jobs by status (paced and waiting_for_quota: held by the mailbox's limits)",
+    )
+    needs_attention: bool = Field(
+        description="OAuth 2.0 on without an acquired token, a critical or warning alert, a user "
+        "to sign in, or a failed job in the last 24 hours"
+    )
+
+
+class OverviewTotals(BaseModel):
+    """The figures of every tenant the key sees, whatever the filter and the page."""
+
+    tenants: int
+    needs_attention: int
+    token_states: dict[OverviewTokenState, int]
+    alerts: AlertCount
+    users_waiting: int
+    failed_24h: int
+    dead_lettered_24h: int
+    devices: int
+    queued: int
+
+
+class OverviewPage(BaseModel):
+    """The fleet overview: one page of tenants, sorted and filtered, and the fleet's totals."""
+
+    rows: list[OverviewRow]
+    total: int = Field(description="Tenants that match the filter, on every page")
+    page: int
+    pages: int
+    limit: int
+    since: AwareDatetime = Field(description="Start of the 24 hours the job figures count")
+    totals: OverviewTotals
 
 
 class DeadLetterPage(BaseModel):

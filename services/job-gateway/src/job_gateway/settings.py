@@ -158,6 +158,15 @@ class GatewaySettings(BaseSettings):
         le=128,
         description="Widest IPv6 range a device's SMTP allowlist may hold (128: single addresses; never /0)",
     )
+    overview_expiring_days: float = Field(
+        default=14,
+        gt=0,
+        description="The fleet overview shows an acquired administrator token as expiring when "
+        "token-service predicts its death (no keep-alive can prevent it) within this many days",
+    )
+    overview_page_size: int = Field(
+        default=50, ge=1, le=1000, description="Tenants on one overview page unless asked"
+    )
     allowlist_refresh_s: float = Field(
         default=5,
         gt=0,

@@ -14,9 +14,12 @@ from faststream.nats import ConsumerConfig, NatsBroker, PullSub
 from fleetmail_contracts import streams
 from fleetmail_contracts.alerts import (
     ALERT_ACKNOWLEDGE_SUBJECT,
+    ALERT_COUNTS_SUBJECT,
     ALERT_LIST_SUBJECT,
     AcknowledgeAlert,
+    AlertCounts,
     AlertList,
+    CountAlerts,
     ListAlerts,
 )
 from fleetmail_contracts.streams import MAIL_EVENT_PREFIX, TOKEN_EVENT_PREFIX
@@ -154,10 +157,15 @@ def subscribe(runtime: ServiceRuntime, settings: NotifierSettings, alerts: Alert
     async def on_acknowledge(request: AcknowledgeAlert) -> AlertList:
         return await alerts.acknowledge(request)
 
+    async def on_count(request: CountAlerts) -> AlertCounts:
+        """The fleet overview's one question for every tenant it shows."""
+        return await alerts.count_alerts(request)
+
     broker.subscriber(f"{TOKEN_EVENT_PREFIX}*", durable=TOKEN_EVENTS_DURABLE, **events)(on_token_events)
     broker.subscriber(f"{MAIL_EVENT_PREFIX}*", durable=MAIL_EVENTS_DURABLE, **events)(on_mail_events)
     broker.subscriber(ALERT_LIST_SUBJECT, queue=SERVICE)(on_list)
     broker.subscriber(ALERT_ACKNOWLEDGE_SUBJECT, queue=SERVICE)(on_acknowledge)
+    broker.subscriber(ALERT_COUNTS_SUBJECT, queue=SERVICE)(on_count)
 
 
 def with_headers(

@@ -4,13 +4,13 @@ contract suites in the repository's `tests/contracts/` run on both."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Protocol
 
-from fleetmail_contracts.alerts import AlertRaised, AlertResolved, AlertView
+from fleetmail_contracts.alerts import AlertCounts, AlertRaised, AlertResolved, AlertView
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import GrantStatusReply
 
@@ -59,6 +59,11 @@ class AlertStore(Protocol):
         """Newest first; with `device_id`, that device's feed (tenant-wide alerts and its own)."""
 
     async def live_summary(self) -> list[LiveAlert]: ...
+
+    async def counts_for_administrators(self, tenant_ids: Sequence[str] | None) -> AlertCounts:
+        """Per tenant (of these, None: all), its unresolved alerts for administrators by
+        severity: the alerts its administrators' list shows."""
+        ...
 
     async def start_condition(self, condition: Condition) -> None:
         """Starts a condition; one already running keeps its start."""

@@ -9,7 +9,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from fleetmail_contracts.alerts import AcknowledgeAlert, AlertCause, AlertList, AlertView, ListAlerts
+from fleetmail_contracts.alerts import (
+    AcknowledgeAlert,
+    AlertCause,
+    AlertCounts,
+    AlertList,
+    AlertView,
+    CountAlerts,
+    ListAlerts,
+)
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_runtime.tenants import UnknownTenant
 
@@ -211,6 +219,9 @@ class AlertService:
     async def list_alerts(self, request: ListAlerts) -> AlertList:
         alerts = await self.store.list_alerts(request.tenant_id, request.device_id, request.include_resolved)
         return AlertList(alerts=tuple(alerts))
+
+    async def count_alerts(self, request: CountAlerts) -> AlertCounts:
+        return await self.store.counts_for_administrators(request.tenant_ids)
 
     async def acknowledge(self, request: AcknowledgeAlert) -> AlertList:
         acknowledged = await self.store.acknowledge(request.tenant_id, request.alert_id, request.by)

@@ -33,6 +33,7 @@ from fleetmail_contracts.tokens import (
     DELETE_GRANT_SUBJECT,
     DELETE_USER_GRANTS_SUBJECT,
     GRANT_STATUS_SUBJECT,
+    GRANT_SUMMARY_SUBJECT,
     START_ACQUISITION_SUBJECT,
     AccessTokenReply,
     AccessTokenRequest,
@@ -46,6 +47,8 @@ from fleetmail_contracts.tokens import (
     DeleteUserGrantsReply,
     GrantStatusReply,
     GrantStatusRequest,
+    GrantSummaryReply,
+    GrantSummaryRequest,
     StartAcquisition,
 )
 from fleetmail_runtime.bus import events_stream
@@ -149,6 +152,12 @@ def subscribe(
     @handlers.answered
     async def on_grant_status(request: GrantStatusRequest) -> GrantStatusReply:
         return await handlers.grant_status(service, request.tenant_id)
+
+    @broker.subscriber(GRANT_SUMMARY_SUBJECT, queue=QUEUE)
+    @handlers.answered
+    async def on_grant_summary(request: GrantSummaryRequest) -> GrantSummaryReply:
+        """The fleet overview's one question for every tenant it shows."""
+        return await service.grants.fleet_summary(request.tenant_ids)
 
     @broker.subscriber(DELETE_GRANT_SUBJECT, queue=QUEUE)
     @handlers.answered

@@ -8,7 +8,7 @@ keep-alive rules are tested without waiting.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ from fleetmail_contracts.tokens import (
     AcquisitionState,
     AcquisitionStatus,
     GrantStatus,
+    GrantSummaryReply,
     Principal,
     Provider,
     TokenEventBase,
@@ -102,6 +103,11 @@ class GrantStore(Protocol):
         is False (the death is no longer close)."""
 
     async def list_tenant(self, tenant_id: str) -> list[StoredGrant]: ...
+
+    async def fleet_summary(self, tenant_ids: Sequence[str] | None) -> GrantSummaryReply:
+        """Every administrator grant of these tenants (None: of all) and, per tenant, how many
+        user grants need a new sign-in; no secret read."""
+        ...
 
 
 class AcquisitionStore(Protocol):

@@ -1,5 +1,5 @@
-"""job-gateway's own collections: tenants (the source of truth), devices, API keys, job status,
-TSI routing tables."""
+"""job-gateway's own collections: tenants (the source of truth), devices (and their count per
+tenant), API keys, job status, TSI routing tables."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from datetime import datetime
 from typing import Any
 
 from fleetmail_contracts.tenants import TenantSettings
+from fleetmail_contracts.tokens import Provider
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from ..credentials import HashKey
-from ..domain import FINAL_STATUSES, Role, StatusUpdate
-from ..ports import StoredApiKey
+from ..domain import FINAL_STATUSES, UNFINISHED_STATUSES, Role, StatusUpdate
+from ..ports import StoredApiKey, TenantCounts, TenantDigest
 from ..schemas import TsiRoutingTable
+
+DEVICE_COUNTS = "devices"
 
 
 class MongoStore:
@@ -27,6 +30,10 @@ class MongoStore:
         self.jobs = db["jobs"]
         self.api_keys = db["api_keys"]
         self.tsi_routing_tables = db["tsi_routing"]
+        self.counters = db["counters"]
+        """How many devices each tenant has, in one document (`DEVICE_COUNTS`, a field per
+        tenant): counted at registration, so the fleet overview reads one document, never
+        the whole devices collection."""
 
     async def ensure_indexes(self) -> None:
         await self.migrate_devices()
@@ -34,6 +41,21 @@ class MongoStore:
         await self.devices.create_index([("tenant_id", 1), ("device_id", 1)], unique=True)
         await self.devices.create_index("device_id")
         await self.jobs.create_index([("tenant_id", 1), ("submitted_at", -1)])
+        # The fleet overview's figures for every tenant at once: only the jobs they count are read.
+        await self.jobs.create_index([("status", 1), ("tenant_id", 1)])
+        await self.jobs.create_index("dead_lettered_at")
+        await self.count_devices()
+
+    async def count_devices(self) -> None:
+        """Devices registered before they were counted: counted once, at the first start that
+        finds no counts (afterwards each registration counts itself)."""
+        if await self.counters.find_one({"_id": DEVICE_COUNTS}) is not None:
+            return
+        cursor = await self.devices.aggregate([{"$group": {"_id": "$tenant_id", "count": {"$sum": 1}}}])
+        counted = {row["_id"]: row["count"] async for row in cursor}
+        await self.counters.update_one(
+            {"_id": DEVICE_COUNTS}, {"$setOnInsert": {"by_tenant": counted}}, upsert=True
+        )
 
     async def migrate_devices(self) -> None:
         """Devices registered when device ids were global were stored under `_id` = device id,
@@ -117,11 +139,17 @@ class MongoStore:
         }
         where = {"tenant_id": tenant_id, "device_id": device_id}
         try:
-            await self.devices.update_one(
+            result = await self.devices.update_one(
                 where, {"$set": fields, "$setOnInsert": {"_id": f"{tenant_id}/{device_id}"}}, upsert=True
             )
         except DuplicateKeyError:  # registered at the same moment by another request: replace it
             await self.devices.update_one(where, {"$set": fields})
+            return
+        if result.upserted_id is not None:
+            # A tenant id is letters, digits and dashes: a field name as it stands.
+            await self.counters.update_one(
+                {"_id": DEVICE_COUNTS}, {"$inc": {f"by_tenant.{tenant_id}": 1}}, upsert=True
+            )
 
     async def devices_with_allowlist(self) -> list[dict[str, Any]]:
         cursor = self.devices.find({"allow_cidrs.0": {"$exists": True}}, {"secret_hash": 0})
@@ -264,6 +292,61 @@ class MongoStore:
         ]
         cursor = await self.jobs.aggregate(pipeline)
         return {str(row["_id"]): int(row["count"]) async for row in cursor}
+
+    # --- the fleet overview ---
+
+    async def tenant_digests(self) -> list[TenantDigest]:
+        fields = {"_id": 0, "tenant_id": 1, "display_name": 1, "oauth_enabled": 1, "provider": 1}
+        cursor = self.tenants.find({}, {**fields, "administrator_address": 1})
+        return [
+            TenantDigest(
+                tenant_id=d["tenant_id"],
+                display_name=d.get("display_name") or "",
+                oauth_enabled=bool(d.get("oauth_enabled")),
+                provider=Provider(d.get("provider") or Provider.MICROSOFT.value),
+                administrator_address=d.get("administrator_address"),
+            )
+            async for d in cursor
+        ]
+
+    async def tenant_counts(
+        self, tenant_ids: Sequence[str] | None, since: datetime
+    ) -> dict[str, TenantCounts]:
+        tenants: dict[str, Any] = {} if tenant_ids is None else {"tenant_id": {"$in": list(tenant_ids)}}
+        counted = await self.counters.find_one({"_id": DEVICE_COUNTS}) or {}
+        wanted = set(tenant_ids) if tenant_ids is not None else None
+        found: dict[str, dict[str, int]] = {
+            tenant_id: {"devices": int(count)}
+            for tenant_id, count in (counted.get("by_tenant") or {}).items()
+            if wanted is None or tenant_id in wanted
+        }
+        dead = await self.jobs.aggregate(
+            [
+                {"$match": {"dead_lettered_at": {"$gte": since}, **tenants}},
+                {
+                    "$group": {
+                        "_id": "$tenant_id",
+                        "dead_lettered": {"$sum": 1},
+                        "failed": {"$sum": {"$cond": [{"$eq": ["$status", "failed"]}, 1, 0]}},
+                    }
+                },
+            ]
+        )
+        async for row in dead:
+            found.setdefault(row["_id"], {}).update(dead_lettered=row["dead_lettered"], failed=row["failed"])
+        unfinished = await self.jobs.aggregate(
+            [
+                {"$match": {"status": {"$in": sorted(UNFINISHED_STATUSES)}, **tenants}},
+                {"$group": {"_id": {"tenant_id": "$tenant_id", "status": "$status"}, "count": {"$sum": 1}}},
+            ]
+        )
+        waiting: dict[str, dict[str, int]] = {}
+        async for row in unfinished:
+            waiting.setdefault(row["_id"]["tenant_id"], {})[row["_id"]["status"]] = row["count"]
+        return {
+            tenant_id: TenantCounts(**found.get(tenant_id, {}), unfinished=waiting.get(tenant_id, {}))
+            for tenant_id in found.keys() | waiting.keys()
+        }
 
     async def update_job_statuses(self, updates: Sequence[StatusUpdate]) -> None:
         """In order, in one round trip; the filter is the forward-only rule (`domain.may_change`)."""

@@ -12,6 +12,7 @@ from .routes import (
     health,
     jobs,
     oauth,
+    overview,
     tenants,
     tokens,
     tsi_routing,
@@ -19,6 +20,7 @@ from .routes import (
 
 api_router = APIRouter()
 api_router.include_router(health.router)
+api_router.include_router(overview.router)
 api_router.include_router(tenants.router)
 api_router.include_router(credentials.router)
 api_router.include_router(tsi_routing.router)

@@ -13,6 +13,7 @@ from .administrators import Administrators
 from .devices import DeviceDirectory
 from .intake import JobIntake
 from .jobs import DeadLetterDesk, JobQueries, Queues
+from .overview import FleetOverview, OverviewQuery, OverviewSort
 from .relays import AlertRelay, DeviceEvents, TokenRelay
 from .tenants import TenantAdministration
 from .tsi_routing import TsiRouting
@@ -30,6 +31,7 @@ class Services:
     jobs: JobQueries
     dead_letters: DeadLetterDesk
     queues: Queues
+    overview: FleetOverview
     tsi_routing: TsiRouting
     bus_connected: Callable[[], bool]
     smtp_min_tls: str | None
@@ -42,8 +44,11 @@ __all__ = [
     "DeadLetterDesk",
     "DeviceDirectory",
     "DeviceEvents",
+    "FleetOverview",
     "JobIntake",
     "JobQueries",
+    "OverviewQuery",
+    "OverviewSort",
     "Queues",
     "Services",
     "TenantAdministration",

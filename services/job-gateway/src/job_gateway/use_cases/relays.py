@@ -9,17 +9,20 @@ silence into the gateway's own errors.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from fleetmail_contracts import streams
 from fleetmail_contracts.alerts import (
     ALERT_ACKNOWLEDGE_SUBJECT,
+    ALERT_COUNTS_SUBJECT,
     ALERT_LIST_SUBJECT,
     AcknowledgeAlert,
+    AlertCounts,
     AlertList,
     AlertView,
+    CountAlerts,
     ListAlerts,
 )
 from fleetmail_contracts.credentials import (
@@ -42,6 +45,7 @@ from fleetmail_contracts.tokens import (
     DELETE_GRANT_SUBJECT,
     DELETE_USER_GRANTS_SUBJECT,
     GRANT_STATUS_SUBJECT,
+    GRANT_SUMMARY_SUBJECT,
     START_ACQUISITION_SUBJECT,
     AcquisitionFlow,
     AcquisitionStarted,
@@ -55,6 +59,8 @@ from fleetmail_contracts.tokens import (
     GrantStatus,
     GrantStatusReply,
     GrantStatusRequest,
+    GrantSummaryReply,
+    GrantSummaryRequest,
     Principal,
     PrincipalKind,
     StartAcquisition,
@@ -185,6 +191,12 @@ class TokenRelay:
             GrantStatusRequest(tenant_id=tenant_id), GRANT_STATUS_SUBJECT, GrantStatusReply
         )
 
+    async def fleet_summary(self, tenant_ids: Sequence[str] | None) -> GrantSummaryReply:
+        """Every administrator grant of these tenants (None: all) and their users to sign in,
+        in one request."""
+        request = GrantSummaryRequest(tenant_ids=tuple(tenant_ids) if tenant_ids is not None else None)
+        return await self._ask(request, GRANT_SUMMARY_SUBJECT, GrantSummaryReply)
+
     async def has_user_grant(self, tenant_id: str, address: str) -> bool:
         """Whether the login user has a live grant (signed in at some device)."""
         wanted = address.casefold()
@@ -225,6 +237,19 @@ class AlertRelay:
     async def for_administrators(self, tenant_id: str, include_resolved: bool) -> list[AlertView]:
         request = ListAlerts(tenant_id=tenant_id, include_resolved=include_resolved)
         return [a for a in await self._ask(request, ALERT_LIST_SUBJECT) if a.for_administrators]
+
+    async def counts(self, tenant_ids: Sequence[str] | None) -> AlertCounts:
+        """Unresolved alerts for administrators by tenant and severity, in one request."""
+        request = CountAlerts(tenant_ids=tuple(tenant_ids) if tenant_ids is not None else None)
+        return await _ask(
+            self.requester,
+            request,
+            ALERT_COUNTS_SUBJECT,
+            AlertCounts,
+            self.timeout_s,
+            NotifierUnavailable,
+            "notifier",
+        )
 
     async def acknowledge(self, tenant_id: str, alert_id: str, by: str) -> AlertView:
         request = AcknowledgeAlert(tenant_id=tenant_id, alert_id=alert_id, by=by)

@@ -17,14 +17,15 @@ re-acquisition resolved, and a late success does not resolve one a newer failure
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from fleetmail_contracts.alerts import AlertState, AlertView
+from fleetmail_contracts.alerts import AlertCounts, AlertState, AlertView
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from ..domain import Condition, Raise, Resolve
+from ..domain import Condition, Raise, Resolve, counts_by_tenant
 from ..ports import LiveAlert
 
 LIVE = [AlertState.OPEN.value, AlertState.ACKNOWLEDGED.value]
@@ -93,6 +94,7 @@ class MongoAlertStore:
     async def load(self) -> None:
         began = self._tick
         await self._alerts.create_index([("tenant_id", 1), ("state", 1)])
+        await self._alerts.create_index([("state", 1), ("tenant_id", 1)])  # every tenant's live alerts
         cursor = self._alerts.find({"state": {"$in": LIVE}}, {"_id": 1})
         open_ = {document["_id"] async for document in cursor}
         conditions = {document["_id"] async for document in self._conditions.find({}, {"_id": 1})}
@@ -118,6 +120,25 @@ class MongoAlertStore:
             )
             async for d in cursor
         ]
+
+    async def counts_for_administrators(self, tenant_ids: Sequence[str] | None) -> AlertCounts:
+        match: dict[str, Any] = {"state": {"$in": LIVE}, "for_administrators": {"$ne": False}}
+        if tenant_ids is not None:
+            match["tenant_id"] = {"$in": list(tenant_ids)}
+        cursor = await self._alerts.aggregate(
+            [
+                {"$match": match},
+                {
+                    "$group": {
+                        "_id": {"tenant_id": "$tenant_id", "severity": "$severity"},
+                        "count": {"$sum": 1},
+                    }
+                },
+            ]
+        )
+        return counts_by_tenant(
+            [(d["_id"]["tenant_id"], d["_id"]["severity"], d["count"]) async for d in cursor]
+        )
 
     async def raise_(self, action: Raise, now: datetime) -> AlertView | None:
         """The alert if this raised it (new or reopened); None if it was already open, or

@@ -6,7 +6,7 @@
 - `wording`: every alert's title, detail and remedy;
 - `conditions`: causes that become alerts only if they last (a provider not answering);
 - `failure_rate`: the delivery failure rate, with hysteresis;
-- `events`: the `AlertRaised` / `AlertResolved` events and the notices' bodies;
+- `events`: the `AlertRaised` / `AlertResolved` events, the notices' bodies, the alert counts;
 - `notices`: where notices go, their signature and e-mail form, retries and circuits.
 """
 
@@ -40,6 +40,7 @@ from .events import (
     RESOLVED_NOTICE,
     alert_raised,
     alert_resolved,
+    counts_by_tenant,
     raised_notice,
     resolved_notice,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "alert_resolved",
     "condition_change",
     "configuration_key",
+    "counts_by_tenant",
     "event_time",
     "expiring_key",
     "failure_rate_key",

@@ -7,17 +7,29 @@ expiry) so only one replica refreshes at a time; and a version for compare-and-s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from fleetmail_contracts.tokens import AcquisitionFlow, GrantStatus, Principal, PrincipalKind, Provider
+from fleetmail_contracts.tokens import (
+    AcquisitionFlow,
+    AdministratorGrantSummary,
+    GrantStatus,
+    GrantSummaryReply,
+    Principal,
+    PrincipalKind,
+    Provider,
+    UsersWaiting,
+)
 from fleetmail_runtime.crypto import Sealed, Sealer
 from pymongo import AsyncMongoClient
 
 from ..domain import associated_data, grant_id, last_active
 from ..model import IssuedToken, StoredGrant
 from .mongo import store_errors
+
+NEEDS_SIGN_IN = [s.value for s in GrantStatus if s is not GrantStatus.ACTIVE]
+"""A grant in any of these needs its principal to sign in again (listed: an index serves `$in`)."""
 
 
 class MongoGrantStore:
@@ -30,6 +42,9 @@ class MongoGrantStore:
     @store_errors("create the grants' indexes")
     async def ensure_indexes(self) -> None:
         await self._grants.create_index([("tenant_id", 1), ("kind", 1)])
+        # The fleet overview reads every tenant's administrator grants and the user grants
+        # that need a sign-in: by kind and status, never the whole collection.
+        await self._grants.create_index([("kind", 1), ("status", 1)])
 
     def _seal(
         self, principal: Principal, provider: Provider, value: str, purpose: bytes
@@ -324,3 +339,31 @@ class MongoGrantStore:
     @store_errors("list a tenant's grants")
     async def list_tenant(self, tenant_id: str) -> list[StoredGrant]:
         return [self._load(d) async for d in self._grants.find({"tenant_id": tenant_id})]
+
+    @store_errors("summarise the fleet's grants")
+    async def fleet_summary(self, tenant_ids: Sequence[str] | None) -> GrantSummaryReply:
+        tenants: dict[str, Any] = {} if tenant_ids is None else {"tenant_id": {"$in": list(tenant_ids)}}
+        administrators = self._grants.find(
+            {"kind": PrincipalKind.ADMINISTRATOR.value, **tenants},
+            {"_id": 0, "tenant_id": 1, "address": 1, "status": 1, "predicted_death_at": 1},
+        )
+        waiting = await self._grants.aggregate(
+            [
+                {"$match": {"kind": PrincipalKind.USER.value, "status": {"$in": NEEDS_SIGN_IN}, **tenants}},
+                {"$group": {"_id": "$tenant_id", "count": {"$sum": 1}}},
+            ]
+        )
+        return GrantSummaryReply(
+            administrators=tuple(
+                [
+                    AdministratorGrantSummary(
+                        tenant_id=d["tenant_id"],
+                        address=d["address"],
+                        status=GrantStatus(d["status"]),
+                        predicted_death_at=d.get("predicted_death_at"),
+                    )
+                    async for d in administrators
+                ]
+            ),
+            users_waiting=tuple([UsersWaiting(tenant_id=d["_id"], count=d["count"]) async for d in waiting]),
+        )
