@@ -1,14 +1,23 @@
 """The fleet overview's rules, without I/O: which token state a tenant shows, what needs
 attention, and how rows sort, filter and page."""
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 from fleetmail_contracts.alerts import AlertCounts, TenantAlertCounts
 from fleetmail_contracts.tenants import TenantSettings
-from fleetmail_contracts.tokens import AdministratorGrantSummary, GrantStatus, GrantSummaryReply, UsersWaiting
-from job_gateway.ports import TenantCounts
+from fleetmail_contracts.tokens import (
+    AdministratorGrantSummary,
+    GrantStatus,
+    GrantSummaryReply,
+    Provider,
+    UsersWaiting,
+)
+from job_gateway.domain import Administrator, Role
+from job_gateway.ports import TenantCounts, TenantDigest
 from job_gateway.schemas import OverviewTokenState
 from job_gateway.use_cases.overview import (
+    FleetOverview,
     OverviewQuery,
     OverviewSort,
     overview_rows,
@@ -150,3 +159,67 @@ def test_a_page_holds_the_filtered_rows_and_the_totals_hold_them_all() -> None:
     assert [r.tenant_id for r in last.rows] == ["t4"] and last.pages == 1
     beyond = paged(rows, OverviewQuery(page=9), 2, since)
     assert beyond.rows == [] and beyond.total == 5
+
+
+class CountingFleet:
+    """The four questions' answers, counting how often they are asked (in-memory fakes of the
+    store and the two relays: this tests the overview's keeping, not their I/O)."""
+
+    def __init__(self, *tenant_ids: str) -> None:
+        self.tenant_ids = tenant_ids
+        self.asked = 0
+        self.answer = asyncio.Event()
+        self.answer.set()
+
+    async def tenant_digests(self) -> list[TenantDigest]:
+        self.asked += 1
+        await self.answer.wait()
+        return [TenantDigest(t, "", True, Provider.MICROSOFT, f"admin@{t}.example") for t in self.tenant_ids]
+
+    async def tenant_counts(self, tenant_ids, since) -> dict[str, TenantCounts]:
+        return {t: TenantCounts(devices=1) for t in self.tenant_ids}
+
+    async def fleet_summary(self, tenant_ids) -> GrantSummaryReply:
+        return GrantSummaryReply(administrators=[grant(t) for t in self.tenant_ids], users_waiting=[])
+
+    async def counts(self, tenant_ids) -> AlertCounts:
+        return AlertCounts(tenants=[])
+
+
+async def test_the_fleets_figures_are_asked_once_per_max_age_whoever_looks() -> None:
+    fleet = CountingFleet("t1", "t2", "t3")
+    clock = [NOW]
+    overview = FleetOverview(
+        fleet,
+        fleet,
+        fleet,
+        HORIZON,
+        50,
+        clock=lambda: clock[0],
+        max_age=timedelta(seconds=5),  # type: ignore[arg-type]
+    )
+    owner = Administrator("owner", Role.OWNER, None)
+    mine = Administrator("k1", Role.FLEET_ADMIN, ("t2",))
+    fleet.answer.clear()
+    # Pages that come while the figures are being asked wait for that one asking.
+    pages = asyncio.gather(*(overview.page(owner, OverviewQuery()) for _ in range(5)))
+    await asyncio.sleep(0)
+    fleet.answer.set()
+    assert all(p.total == 3 for p in await pages)
+    # A fleet administrator gets its own tenants out of the same figures.
+    assert [r.tenant_id for r in (await overview.page(mine, OverviewQuery())).rows] == ["t2"]
+    clock[0] += timedelta(seconds=4.9)
+    await overview.page(owner, OverviewQuery())
+    assert fleet.asked == 1
+    clock[0] += timedelta(seconds=0.2)
+    await overview.page(owner, OverviewQuery())
+    assert fleet.asked == 2
+
+
+async def test_with_no_max_age_every_page_asks() -> None:
+    fleet = CountingFleet("t1")
+    overview = FleetOverview(fleet, fleet, fleet, HORIZON, clock=lambda: NOW)  # type: ignore[arg-type]
+    owner = Administrator("owner", Role.OWNER, None)
+    for _ in range(3):
+        await overview.page(owner, OverviewQuery())
+    assert fleet.asked == 3

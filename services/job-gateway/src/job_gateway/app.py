@@ -113,6 +113,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             alerts,
             timedelta(days=settings.overview_expiring_days),
             settings.overview_page_size,
+            max_age=timedelta(seconds=settings.overview_max_age_s),
         ),
         tsi_routing=tsi_routing,
         bus_connected=lambda: broker.connection is not None and broker.connection.is_connected,

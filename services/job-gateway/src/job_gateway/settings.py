@@ -164,6 +164,13 @@ class GatewaySettings(BaseSettings):
         description="The fleet overview shows an acquired administrator token as expiring when "
         "token-service predicts its death (no keep-alive can prevent it) within this many days",
     )
+    overview_max_age_s: float = Field(
+        default=5,
+        ge=0,
+        description="The fleet overview's figures are asked again (token-service, the notifier, "
+        "three counts) once older than this: one asking serves every administrator looking "
+        "meanwhile. 0: asked on every page",
+    )
     overview_page_size: int = Field(
         default=50, ge=1, le=1000, description="Tenants on one overview page unless asked"
     )

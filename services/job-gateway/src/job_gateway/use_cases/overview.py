@@ -262,7 +262,22 @@ def paged(rows: Sequence[Row], query: OverviewQuery, limit: int, since: datetime
     )
 
 
+@dataclass(frozen=True)
+class FleetFigures:
+    """Every tenant's figures as the four questions answered them, at `taken`."""
+
+    taken: datetime
+    digests: Sequence[TenantDigest]
+    grants: GrantSummaryReply
+    alerts: AlertCounts
+    counts: Mapping[str, TenantCounts]
+
+
 class FleetOverview:
+    """`page` answers from the fleet's figures, asked again once they are older than
+    `max_age` (one asking at a time, whoever waits for it): however many administrators look,
+    the four questions go out at most once per `max_age`. 0: asked on every page."""
+
     def __init__(
         self,
         store: OverviewStore,
@@ -271,6 +286,7 @@ class FleetOverview:
         expiring_within: timedelta,
         page_size: int = 50,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_age: timedelta = timedelta(0),
     ) -> None:
         self.store = store
         self.tokens = tokens
@@ -278,21 +294,42 @@ class FleetOverview:
         self.expiring_within = expiring_within
         self.page_size = page_size
         self.clock = clock
+        self.max_age = max_age
+        self._figures: FleetFigures | None = None
+        self._asking: asyncio.Lock = asyncio.Lock()
+
+    async def figures(self) -> FleetFigures:
+        """The fleet's figures, no older than `max_age`."""
+        if (known := self._fresh()) is not None:
+            return known
+        async with self._asking:
+            if (known := self._fresh()) is not None:  # asked meanwhile by another page
+                return known
+            taken = self.clock()
+            # Every tenant's (the page chooses the key's): all four questions go out at once.
+            digests, grants, alerts, counts = await asyncio.gather(
+                self.store.tenant_digests(),
+                self.tokens.fleet_summary(None),
+                self.alerts.counts(None),
+                self.store.tenant_counts(None, taken - WINDOW),
+            )
+            figures = FleetFigures(taken, digests, grants, alerts, counts)
+            if self.max_age > timedelta(0):
+                self._figures = figures
+            return figures
+
+    def _fresh(self) -> FleetFigures | None:
+        known = self._figures
+        if known is not None and self.clock() - known.taken < self.max_age:
+            return known
+        return None
 
     async def page(self, admin: Administrator, query: OverviewQuery) -> OverviewPage:
         """The tenants this key sees (all for the owner and an operator given none, its own
         for any other), as the query asks."""
-        now = self.clock()
-        since = now - WINDOW
-        # A key that sees every tenant asks for all (no list of a thousand ids on the bus), a
-        # key limited to some for its own: all four questions go out at once.
-        ids = list(admin.tenant_ids) if admin.tenant_ids is not None else None
-        digests, grants, alerts, counts = await asyncio.gather(
-            self.store.tenant_digests(),
-            self.tokens.fleet_summary(ids),
-            self.alerts.counts(ids),
-            self.store.tenant_counts(ids, since),
+        figures = await self.figures()
+        tenants = visible_tenants(admin, figures.digests)
+        rows = overview_rows(
+            tenants, figures.grants, figures.alerts, figures.counts, figures.taken, self.expiring_within
         )
-        tenants = visible_tenants(admin, digests)
-        rows = overview_rows(tenants, grants, alerts, counts, now, self.expiring_within)
-        return paged(rows, query, query.limit or self.page_size, since)
+        return paged(rows, query, query.limit or self.page_size, figures.taken - WINDOW)
