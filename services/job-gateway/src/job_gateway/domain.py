@@ -322,14 +322,31 @@ FINAL_STATUSES = frozenset({"sent", "failed"})
 _KEPT_FIELDS = ("detail", "remedy", "smtp_reply", "message_id", "reason_code", "sender", "next_attempt_at")
 
 
+TIMELINE_LENGTH = 50
+"""A job's record keeps its newest 50 events (a job retried all day stays one document)."""
+_TIMELINE_FIELDS = (
+    "attempt",
+    "sender",
+    "user",
+    "smtp_reply",
+    "detail",
+    "reason_code",
+    "remedy",
+    "next_attempt_at",
+    "message_id",
+)
+
+
 @dataclass(frozen=True)
 class StatusUpdate:
-    """What one mail event changes in its job's status record."""
+    """What one mail event changes in its job's status record, and the entry it adds to the
+    job's timeline (`entry`: kind, time and what the event said, e.g. the server's reply)."""
 
     job_id: str
     status: str
     at: datetime
     fields: Mapping[str, Any] = field(default_factory=dict)
+    entry: Mapping[str, Any] | None = None
 
 
 def status_update(event: Mapping[str, Any]) -> StatusUpdate:
@@ -337,7 +354,11 @@ def status_update(event: Mapping[str, Any]) -> StatusUpdate:
     fields = {key: event[key] for key in _KEPT_FIELDS if event.get(key) is not None}
     if event.get("reason") and "detail" not in fields:
         fields["detail"] = event["reason"]
-    return StatusUpdate(event["job_id"], event["kind"], datetime.fromisoformat(event["occurred_at"]), fields)
+    at = datetime.fromisoformat(event["occurred_at"])
+    entry = {key: event[key] for key in _TIMELINE_FIELDS if event.get(key) is not None}
+    if event.get("reason") and "detail" not in entry:
+        entry["detail"] = event["reason"]
+    return StatusUpdate(event["job_id"], event["kind"], at, fields, {"kind": event["kind"], "at": at, **entry})
 
 
 def may_change(current_status: str) -> bool:
