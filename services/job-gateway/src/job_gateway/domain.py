@@ -87,6 +87,15 @@ def device_attention(tenant: TenantSettings, machine_address: str | None) -> lis
     ]
 
 
+def device_matches(device: Mapping[str, Any], search: str) -> bool:
+    """A stored device whose id, name, Internet Fax machine address or an allowlisted source
+    range holds `search` (case ignored)."""
+    wanted = search.strip().casefold()
+    fields = [device.get("device_id"), device.get("name"), device.get("machine_address")]
+    fields += device.get("allow_cidrs") or []
+    return any(wanted in str(value).casefold() for value in fields if value)
+
+
 # --- administrators ----------------------------------------------------------------------
 
 

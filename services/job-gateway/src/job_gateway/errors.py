@@ -33,6 +33,7 @@
     │   ├── DocumentsGone               a dead job's documents were deleted: it cannot be resent
     │   ├── Conflict                    the request clashes with what exists
     │   │   ├── AllowlistOverlap            an address range another device holds
+    │   │   ├── DeviceAlreadyRegistered     a new device under an id the tenant has
     │   │   ├── NoAdministratorAddress
     │   │   └── AcquisitionRefused
     │   ├── Unauthorized                who is asking could not be proved
@@ -250,6 +251,11 @@ class Conflict(Refused):
 class AllowlistOverlap(Conflict):
     code = "allowlist-overlap"
     title = "Address range taken"
+
+
+class DeviceAlreadyRegistered(Conflict):
+    code = "device-already-registered"
+    title = "Device already registered"
 
 
 class NoAdministratorAddress(Conflict):
