@@ -247,13 +247,19 @@ class GatewayStoreContract:
             for n in range(1, TIMELINE_LENGTH + 3)
         ]
         sent_at = T0 + timedelta(hours=1)
-        sent = StatusUpdate("j1", "sent", sent_at, {}, {"kind": "sent", "at": sent_at, "smtp_reply": "250 OK"})
+        sent = StatusUpdate(
+            "j1", "sent", sent_at, {}, {"kind": "sent", "at": sent_at, "smtp_reply": "250 OK"}
+        )
         late = StatusUpdate("j1", "deferred", sent_at, {}, {"kind": "deferred", "attempt": 99})
         await store.update_job_statuses([*deferred, sent, late])
         found = await store.job("j1")
         assert found is not None and len(found["timeline"]) == TIMELINE_LENGTH
         last = found["timeline"][-1]
-        assert (last["kind"], last["smtp_reply"], last["at"].replace(tzinfo=UTC)) == ("sent", "250 OK", sent_at)
+        assert (last["kind"], last["smtp_reply"], last["at"].replace(tzinfo=UTC)) == (
+            "sent",
+            "250 OK",
+            sent_at,
+        )
         assert found["timeline"][0]["attempt"] == 4, "the oldest are dropped; nothing after sent"
         await store.requeue_job("j1", sent_at)
         found = await store.job("j1")

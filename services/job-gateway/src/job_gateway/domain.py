@@ -367,7 +367,9 @@ def status_update(event: Mapping[str, Any]) -> StatusUpdate:
     entry = {key: event[key] for key in _TIMELINE_FIELDS if event.get(key) is not None}
     if event.get("reason") and "detail" not in entry:
         entry["detail"] = event["reason"]
-    return StatusUpdate(event["job_id"], event["kind"], at, fields, {"kind": event["kind"], "at": at, **entry})
+    return StatusUpdate(
+        event["job_id"], event["kind"], at, fields, {"kind": event["kind"], "at": at, **entry}
+    )
 
 
 def may_change(current_status: str) -> bool:
