@@ -3,9 +3,15 @@ device's secret given once, and the job detail the pages and the API share."""
 
 from __future__ import annotations
 
+import base64
 import json
+import uuid
+from datetime import UTC, datetime
 
 import httpx
+import nats
+from fleetmail_contracts import streams
+from fleetmail_contracts.dead_letters import DeadLetter, dead_letter_subject
 
 from tests.utils.console import console_http, csrf_token, new_api_key, sign_in
 from tests.utils.tenants import new_tenant, tenant_with_device
@@ -143,3 +149,62 @@ async def test_a_job_is_shown_with_its_timeline_to_its_own_tenant_only(stack, ad
         page = await http.get(f"{jobs}/{accepted['delivery_id']}")
         assert page.status_code == 200 and 'data-kind="received"' in page.text
         assert (await http.get(f"/console/tenants/{other}/jobs/{accepted['delivery_id']}")).status_code == 404
+
+
+async def dead_letter_of(stack, tenant_id: str) -> tuple[int, str]:
+    """A dead letter of the tenant, straight into the stream, whose document is no longer
+    stored: it cannot be sent again (and nothing is republished)."""
+    job_id = f"gone-{uuid.uuid4().hex[:8]}"
+    job = {
+        "tenant_id": tenant_id,
+        "job_id": job_id,
+        "attachments": [{"filename": "scan.pdf", "object_name": job_id}],
+    }
+    letter = DeadLetter(
+        dead_letter_id=uuid.uuid4().hex,
+        original_subject="fleetmail.jobs.v1.scan_to_email",
+        payload_b64=base64.b64encode(json.dumps(job).encode()).decode(),
+        reason_code="retries_exhausted",
+        detail="ran out of retries",
+        deliveries=8,
+        failed_at=datetime.now(UTC),
+        service="test",
+    ).model_dump_json()
+    client = await nats.connect(stack.nats_url)
+    try:
+        published = await client.jetstream().publish(
+            dead_letter_subject("test"), letter.encode(), stream=streams.DLQ_STREAM
+        )
+        return published.seq, job_id
+    finally:
+        await client.close()
+
+
+async def test_resending_all_that_match_asks_first_then_says_what_was_skipped_and_why(stack, admin) -> None:
+    tenant_id, _ = await new_tenant(admin)
+    sequence, job_id = await dead_letter_of(stack, tenant_id)
+
+    async with console_http(stack) as http:
+        await sign_in(http, stack.admin_api_key())
+        dead_letters = f"/console/tenants/{tenant_id}/dead-letters"
+        listed = await http.get(dead_letters)
+        assert f'data-sequence="{sequence}"' in listed.text and "retries_exhausted" in listed.text
+        confirm = await http.get(f"{dead_letters}/resend", params={"reason": "retries_exhausted"})
+        assert confirm.status_code == 200 and "retries_exhausted" in confirm.text
+        assert (await http.get(f"{dead_letters}/resend", params={"since": "soon"})).status_code == 422
+        token = csrf_token(confirm.text)
+        report = await http.post(
+            f"{dead_letters}/resend", data={"reason": "retries_exhausted", "csrf_token": token}
+        )
+        assert report.status_code == 200, report.text
+        assert (
+            'data-testid="resent-count">0<' in report.text and 'data-testid="skipped-count">1<' in report.text
+        )
+        assert "documents_gone" in report.text and "scan.pdf" in report.text and job_id in report.text
+        other_reason = await http.post(
+            f"{dead_letters}/resend", data={"reason": "mailbox_full", "csrf_token": token}
+        )
+        assert 'data-testid="skipped-count">0<' in other_reason.text and job_id not in other_reason.text
+
+        one = await http.post(f"{dead_letters}/{sequence}/resend", data={"csrf_token": token})
+        assert one.status_code == 410 and "scan.pdf" in one.text and "submit the job again" in one.text
