@@ -24,7 +24,8 @@ from ..pages import render
 router = APIRouter(prefix="/tenants/{tenant_id}/jobs", dependencies=[Protected])
 
 PAGE = 50
-POLL = "every 2s"
+POLL = "poll-tick from:body"
+"""The live parts refresh on static/poll.js's tick: every 2 s while the page is visible."""
 STATUSES = {
     "queued": "Queued",
     "accepted": "Sending",
