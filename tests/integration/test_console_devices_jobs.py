@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import uuid
 from datetime import UTC, datetime
 
@@ -118,6 +119,17 @@ async def test_a_secret_is_given_once_and_an_existing_id_is_not_registered_again
         assert new_secret != secret and await works(stack, ("mfp-1", new_secret))
         assert not await works(stack, ("mfp-1", secret))
 
+        # A range of its own: no device of another test holds it (ranges are unique fleet-wide).
+        address = f"198.18.{secrets.randbelow(256)}.{secrets.randbelow(256)}"
+        settings = {"name": "Lobby", "allow_cidrs": address, "smtp_function": "status_notification"}
+        saved = await http.post(f"{devices}/mfp-1/settings", data={**settings, "csrf_token": token})
+        assert saved.status_code == 303, saved.text
+        [stored] = (await admin.get(f"/v1/admin/tenants/{tenant_id}/devices")).json()
+        assert (stored["smtp_function"], stored["allow_cidrs"]) == ("status_notification", [f"{address}/32"])
+        refused = await http.post(
+            f"{devices}/mfp-1/settings", data={"machine_address": "someone@else.example", "csrf_token": token}
+        )
+        assert refused.status_code == 422 and "administrator" in refused.text
         disabled = await http.post(f"{devices}/mfp-1/enabled", data={"enabled": "off", "csrf_token": token})
         assert disabled.status_code == 303
         assert not await works(stack, ("mfp-1", new_secret))

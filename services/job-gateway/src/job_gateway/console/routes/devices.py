@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.tenants import TenantSettings
 from pydantic import ValidationError
 
@@ -130,7 +131,7 @@ async def device_page(
 ) -> Response:
     tenant = await _tenant(services, user, tenant_id, Access.READ)
     device = await services.devices.one(tenant, device_id)
-    return render(request, "device.html", user, tenant=tenant, device=device)
+    return render(request, "device.html", user, tenant=tenant, device=device, functions=list(JobFunction))
 
 
 @router.post("/{device_id}/secret", name="device_rotate")
@@ -169,10 +170,11 @@ async def change_device(
     name: Annotated[str, Form()] = "",
     machine_address: Annotated[str, Form()] = "",
     allow_cidrs: Annotated[str, Form()] = "",
+    smtp_function: Annotated[JobFunction | None, Form()] = None,
 ) -> Response:
-    """Its name, Internet Fax machine address and allowlisted source ranges, as the form has
-    them (an emptied allowlist is emptied; an empty machine address leaves it as it is: the
-    API has no way to remove one)."""
+    """Its name, Internet Fax machine address, allowlisted source ranges and what a message
+    over SMTP becomes, as the form has them (an emptied allowlist is emptied; an empty
+    machine address leaves it as it is: the API has no way to remove one)."""
     tenant = await _tenant(services, user, tenant_id, Access.WRITE)
     device = await services.devices.one(tenant, device_id)
     try:
@@ -180,14 +182,33 @@ async def change_device(
             name=name.strip(),
             machine_address=machine_address.strip() or None,
             allow_cidrs=_lines(allow_cidrs),
+            smtp_function=smtp_function,
         )
         await services.devices.change(tenant, device_id, change)
     except ValidationError as exc:
         error = summarise(exc.errors())
-        return render(request, "device.html", user, 422, tenant=tenant, device=device, error=error)
+        return render(
+            request,
+            "device.html",
+            user,
+            422,
+            tenant=tenant,
+            device=device,
+            functions=list(JobFunction),
+            error=error,
+        )
     except (InvalidRequest, Conflict) as exc:
         status = 422 if isinstance(exc, InvalidRequest) else 409
-        return render(request, "device.html", user, status, tenant=tenant, device=device, error=exc.detail)
+        return render(
+            request,
+            "device.html",
+            user,
+            status,
+            tenant=tenant,
+            device=device,
+            functions=list(JobFunction),
+            error=exc.detail,
+        )
     return RedirectResponse(
         request.url_for("device", tenant_id=tenant_id, device_id=device_id), status_code=303
     )
