@@ -28,11 +28,12 @@ async def sign_in(page: Page, api_key: str) -> None:
     await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
 
-async def screenshot(page: Page, name: str) -> Path | None:
-    """docs/screenshots/<name>.png of the whole page, when FLEETMAIL_SCREENSHOTS=1."""
+async def screenshot(page: Page, name: str, full_page: bool = True) -> Path | None:
+    """docs/screenshots/<name>.png of the whole page (or what the viewport shows), when
+    FLEETMAIL_SCREENSHOTS=1."""
     if os.environ.get("FLEETMAIL_SCREENSHOTS") != "1":
         return None
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
+    await page.screenshot(path=str(path), full_page=full_page)
     return path

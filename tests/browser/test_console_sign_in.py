@@ -26,7 +26,10 @@ async def test_an_owner_signs_in_and_sees_the_tenants(page: Page, stack, admin) 
     await page.get_by_role("link", name=tenant_id).click()
     await expect(page.get_by_test_id("tenant-id")).to_have_text(tenant_id)
     await expect(page.get_by_test_id("oauth-state")).to_have_text("ON")
-    await page.get_by_test_id("oauth-switch").click()
+    await page.locator("#oauth_enabled-off").check()
+    await page.get_by_test_id("review-changes").click()
+    await expect(page.get_by_test_id("consequences")).to_contain_text("OAuth 2.0 goes OFF")
+    await page.get_by_test_id("confirm-save").click()
     await expect(page.get_by_test_id("oauth-state")).to_have_text("OFF")
     assert (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()["oauth_enabled"] is False
 
@@ -63,12 +66,12 @@ async def test_an_operator_is_offered_no_action_and_a_forged_post_is_refused(
     await expect(page.get_by_test_id("key-role")).to_have_text("operator")
     await page.goto(f"/console/tenants/{tenant_id}")
     await expect(page.get_by_test_id("oauth-state")).to_have_text("ON")
-    await expect(page.get_by_test_id("oauth-switch")).to_have_count(0)
+    await expect(page.get_by_test_id("review-changes")).to_have_count(0)
 
     # The operator's own session and a valid CSRF token: the server still refuses the change.
     forged = await page.request.post(
-        f"/console/tenants/{tenant_id}/oauth",
-        form={"oauth": "off", "csrf_token": await page_csrf_token(page)},
+        f"/console/tenants/{tenant_id}/settings",
+        form={"oauth_enabled": "off", "csrf_token": await page_csrf_token(page)},
     )
     assert forged.status == 403 and "read-only" in await forged.text()
     assert (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()["oauth_enabled"] is True
@@ -77,7 +80,7 @@ async def test_an_operator_is_offered_no_action_and_a_forged_post_is_refused(
 async def test_a_post_without_the_csrf_token_is_refused(page: Page, stack, admin) -> None:
     tenant_id, _ = await new_tenant(admin)
     await sign_in(page, stack.admin_api_key())
-    refused = await page.request.post(f"/console/tenants/{tenant_id}/oauth", form={"oauth": "off"})
+    refused = await page.request.post(f"/console/tenants/{tenant_id}/settings", form={"oauth_enabled": "off"})
     assert refused.status == 403 and "Cross-site request refused" in await refused.text()
     assert (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()["oauth_enabled"] is True
 

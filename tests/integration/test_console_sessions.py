@@ -128,23 +128,23 @@ async def test_sign_out_deletes_the_session(stack) -> None:
 
 async def test_a_change_needs_the_session_csrf_token_and_this_origin(stack, admin) -> None:
     tenant_id, _ = await new_tenant(admin)
-    switch = f"/console/tenants/{tenant_id}/oauth"
+    switch = f"/console/tenants/{tenant_id}/settings"
     async with console_http(stack) as http:
         cookie = await sign_in(http, stack.admin_api_key())
         token = csrf_token((await signed_in_page(http, cookie, f"/console/tenants/{tenant_id}")).text)
         refused = [
-            await http.post(switch, data={"oauth": "off"}, headers=with_cookie(cookie)),
+            await http.post(switch, data={"oauth_enabled": "off"}, headers=with_cookie(cookie)),
             await http.post(
-                switch, data={"oauth": "off", "csrf_token": "forged"}, headers=with_cookie(cookie)
+                switch, data={"oauth_enabled": "off", "csrf_token": "forged"}, headers=with_cookie(cookie)
             ),
             await http.post(
                 switch,
-                data={"oauth": "off", "csrf_token": token},
+                data={"oauth_enabled": "off", "csrf_token": token},
                 headers={**with_cookie(cookie), "Origin": "http://evil.example"},
             ),
             await http.post(
                 switch,
-                data={"oauth": "off", "csrf_token": token},
+                data={"oauth_enabled": "off", "csrf_token": token},
                 headers={**with_cookie(cookie), "Origin": "", "Referer": "http://evil.example/page"},
             ),
         ]
@@ -155,7 +155,7 @@ async def test_a_change_needs_the_session_csrf_token_and_this_origin(stack, admi
 
         # htmx sends the token as a header (hx-headers on <body>)
         switched = await http.post(
-            switch, data={"oauth": "off"}, headers={**with_cookie(cookie), "X-CSRF-Token": token}
+            switch, data={"oauth_enabled": "off"}, headers={**with_cookie(cookie), "X-CSRF-Token": token}
         )
         assert switched.status_code == 303, switched.text
     assert (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()["oauth_enabled"] is False

@@ -32,7 +32,13 @@ async def register(emulators: Stack, http: httpx.AsyncClient, testing_mode: bool
 
 
 async def authorize(
-    emulators: Stack, http: httpx.AsyncClient, client_id: str, secret: str, user: str, verifier: str
+    emulators: Stack,
+    http: httpx.AsyncClient,
+    client_id: str,
+    secret: str,
+    user: str,
+    verifier: str,
+    scope: str = MAIL,
 ) -> dict:
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     response = await http.get(
@@ -41,7 +47,7 @@ async def authorize(
             "client_id": client_id,
             "redirect_uri": REDIRECT,
             "response_type": "code",
-            "scope": f"{MAIL} openid email",
+            "scope": f"{scope} openid email",
             "access_type": "offline",
             "prompt": "consent",
             "code_challenge": challenge,

@@ -36,6 +36,8 @@ class SmtpEmulator:
     tls_port: int
     control_url: str
     ca_file: Path
+    api_url: str
+    """The provider's mail API over HTTPS: Microsoft Graph, or the Gmail API."""
 
 
 @asynccontextmanager
@@ -45,7 +47,7 @@ async def smtp_emulator(
     """One more SMTP emulator process: Gmail's flavour, or a server under another CA
     (`tls_dir` holds its own CA, which nothing trusts by default); `smtp_auth_enabled` False
     keeps Exchange's default for the organisation (SMTP AUTH off)."""
-    port, tls_port, control = free_port(), free_port(), free_port()
+    port, tls_port, control, api = free_port(), free_port(), free_port(), free_port()
     tls_dir = tls_dir or stack.data_dir / "tls"
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -60,6 +62,8 @@ async def smtp_emulator(
         str(tls_port),
         "--control-port",
         str(control),
+        "--api-port",
+        str(api),
         "--tls-dir",
         str(tls_dir),
         "--maildir",
@@ -76,13 +80,15 @@ async def smtp_emulator(
         # A loaded machine can take tens of seconds to start a Python process: wait for it,
         # and say so if it never listens rather than hand out a dead emulator.
         deadline = time.monotonic() + 60
-        while not (port_open(port) and port_open(control)):
+        while not (port_open(port) and port_open(control) and port_open(api)):
             if process.returncode is not None or time.monotonic() > deadline:
                 raise RuntimeError(
                     f"the {flavour} SMTP emulator did not start (exit code {process.returncode})"
                 )
             await asyncio.sleep(0.1)
-        yield SmtpEmulator(port, tls_port, f"http://127.0.0.1:{control}", tls_dir / "ca.pem")
+        yield SmtpEmulator(
+            port, tls_port, f"http://127.0.0.1:{control}", tls_dir / "ca.pem", f"https://127.0.0.1:{api}"
+        )
     finally:
         process.terminate()
         await process.wait()

@@ -55,6 +55,8 @@ class Ports:
     smtp_starttls: int = 2587
     smtp_tls: int = 2465
     smtp_control: int = 2580
+    graph: int = 2443
+    """Microsoft Graph's mail API, served by the SMTP emulator next to Exchange's SMTP."""
     gateway: int = 8080
     gateway_smtp: int = 3587
     gateway_smtps: int = 3465
@@ -172,6 +174,10 @@ class Stack:
     @property
     def smtp_control_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.smtp_control}"
+
+    @property
+    def graph_url(self) -> str:
+        return f"https://127.0.0.1:{self.ports.graph}"
 
     @property
     def gateway_url(self) -> str:
@@ -371,6 +377,8 @@ class Stack:
                     # The local stack's Exchange is one whose administrator enabled SMTP AUTH,
                     # as fleetmail's setup asks; the emulator's own default is Microsoft's (off).
                     "--smtp-auth-enabled",
+                    "--api-port",
+                    str(self.ports.graph),
                 ],
                 ready_line="smtp emulator",
                 port=self.ports.smtp_starttls,
@@ -401,6 +409,7 @@ class Stack:
             ("google emulator", self.ports.google),
             ("smtp emulator", self.ports.smtp_tls),
             ("smtp emulator control", self.ports.smtp_control),
+            ("graph emulator", self.ports.graph),
             ("gateway smtp", self.ports.gateway_smtp),
             ("gateway smtps", self.ports.gateway_smtps),
             ("gateway smtp (lan)", self.ports.gateway_smtp_lan),

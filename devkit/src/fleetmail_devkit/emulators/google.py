@@ -158,6 +158,14 @@ class CreateServiceAccount(BaseModel):
     delegated_scopes: list[str] = [MAIL_SCOPE]
 
 
+class Delegation(BaseModel):
+    """What the Workspace admin console's domain-wide delegation page allows a service
+    account's client id from now on (an empty list: the client id removed)."""
+
+    client_email: str
+    delegated_scopes: list[str]
+
+
 class AgeRequest(BaseModel):
     user: str
     days: float
@@ -508,6 +516,14 @@ def create_app(base_url: str, apps: list[App] | None = None) -> FastAPI:
             "auth_provider_x509_cert_url": f"{base_url}/oauth2/v1/certs",
             "universe_domain": "googleapis.com",
         }
+
+    @api.post("/_emulator/service-accounts/delegation")
+    async def delegation(body: Delegation) -> Response:
+        account = state.service_accounts.get(body.client_email)
+        if account is None:
+            return json_error(404, {"error": "no such service account"})
+        account.delegated_scopes = set(body.delegated_scopes)
+        return JSONResponse({"delegated_scopes": sorted(account.delegated_scopes)})
 
     @api.post("/_emulator/grants/age")
     async def age(body: AgeRequest) -> dict[str, int]:

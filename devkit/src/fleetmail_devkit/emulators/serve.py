@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     smtp.add_argument("--google-url", required=True)
     smtp.add_argument("--flavour", choices=["microsoft", "gmail"], default="microsoft")
     smtp.add_argument(
+        "--api-port", type=int, default=0, help="HTTPS port of the provider's mail API (Graph or Gmail API)"
+    )
+    smtp.add_argument(
         "--smtp-auth-enabled",
         action="store_true",
         help="Exchange: SMTP AUTH on for the organisation (Microsoft's default since 2020 is off)",

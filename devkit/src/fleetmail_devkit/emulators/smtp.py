@@ -44,6 +44,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
+from email.message import EmailMessage, Message
 from email.utils import formataddr, getaddresses, parseaddr
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ from pydantic import BaseModel
 
 from ..ca import TlsFiles
 from .entra import directory_id
+from .mail_api import ApiState, control_router
 from .smtp_limits import (
     DEFAULT_LIMITS,
     EmulatorClock,
@@ -96,6 +98,9 @@ class Mailbox:
     app_password: str | None = None
     """Gmail: the account has 2-Step Verification and this app password; its own password is
     refused with 534-5.7.9."""
+    rest_enabled: bool = True
+    """Exchange: the mailbox can be reached through Microsoft Graph (an inactive, soft-deleted
+    or on-premises mailbox cannot: MailboxNotEnabledForRESTAPI)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,8 @@ class Accepted:
     size: int
     sha256: str
     port: int
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    """Each attachment as the recipient sees it, decoded: name, content type, size, sha256."""
 
 
 @dataclass
@@ -169,6 +176,43 @@ class EmulatorState:
     replies: list[GivenReply] = field(default_factory=list)
     submissions: dict[int, tuple[str, float]] = field(default_factory=dict)
     """Sessions with a message in submission: whose mailbox, and how long its answer is held."""
+    api: ApiState = field(default_factory=ApiState)
+    """What the provider's mail API (Graph or the Gmail API) keeps besides."""
+
+    def deliver(
+        self,
+        raw: bytes,
+        mail_from: str,
+        rcpt_tos: list[str],
+        auth_user: str | None,
+        mechanism: str | None,
+        token_sha256: str | None,
+        port: int,
+        parsed: EmailMessage | None = None,
+        attachments: list[dict[str, Any]] | None = None,
+    ) -> Accepted:
+        """Keep an accepted message as the recipient would see it, and list it; `parsed` and
+        `attachments`: those bytes already parsed, their attachments already decoded (both take
+        seconds over a 35 MB message: the mail APIs do it outside the event loop)."""
+        if parsed is None:
+            parsed = message_from_bytes(raw, policy=policy.default)
+        accepted = Accepted(
+            id=self.maildir.add(raw),
+            received_at=time.time(),
+            mail_from=mail_from,
+            rcpt_tos=rcpt_tos,
+            auth_user=auth_user,
+            auth_mechanism=mechanism,
+            token_sha256=token_sha256,
+            message_id=parsed.get("Message-ID"),
+            subject=parsed.get("Subject"),
+            size=len(raw),
+            sha256=hashlib.sha256(raw).hexdigest(),
+            port=port,
+            attachments=attachments_of(parsed) if attachments is None else attachments,
+        )
+        self.accepted.append(accepted)
+        return accepted
 
     def limits_of(self, user: str) -> Limits:
         box = self.mailbox_of(user)
@@ -234,27 +278,33 @@ class TokenVerifier:
             self._jwks = jwt.PyJWKSet.from_dict(response.json())
         return self._jwks
 
-    async def microsoft(self, user: str, token: str) -> bool:
-        try:
-            kid = jwt.get_unverified_header(token).get("kid")
-        except jwt.PyJWTError:
-            return False
+    async def microsoft_claims(self, token: str) -> dict[str, Any]:
+        """The claims of a token the Microsoft emulator signed, issuer and lifetime checked,
+        the audience left to the caller; raises `jwt.PyJWTError` (`ExpiredSignatureError`
+        for an expired one) otherwise."""
+        kid = jwt.get_unverified_header(token).get("kid")
         keys = await self._microsoft_keys()
         if not any(k.key_id == kid for k in keys.keys):
             keys = await self._microsoft_keys(refresh=True)
         matching = [k for k in keys.keys if k.key_id == kid]
         if not matching:
-            return False
+            raise jwt.InvalidSignatureError("no such key")
+        claims: dict[str, Any] = jwt.decode(
+            token, matching[0].key, algorithms=["RS256"], options={"verify_aud": False}
+        )
+        if claims.get("iss") != f"https://sts.windows.net/{claims.get('tid', '')}/":
+            raise jwt.InvalidIssuerError("not the directory's issuer")
+        return claims
+
+    async def microsoft(self, user: str, token: str) -> bool:
         try:
-            claims = jwt.decode(
-                token, matching[0].key, algorithms=["RS256"], audience=list(MICROSOFT_AUDIENCES)
-            )
+            claims = await self.microsoft_claims(token)
         except jwt.PyJWTError:
+            return False
+        if claims.get("aud") not in MICROSOFT_AUDIENCES:
             return False
         box = self._mailbox_of(user)
         tid = str(claims.get("tid", ""))
-        if claims.get("iss") != f"https://sts.windows.net/{tid}/":
-            return False
         if box is not None and box.directory is not None and tid != box.directory:
             return False  # a token from another directory than the mailbox's
         if "SMTP.SendAsApp" in claims.get("roles", []):
@@ -264,11 +314,18 @@ class TokenVerifier:
         owner = box.owner_upn if box is not None and box.owner_upn else user
         return "SMTP.Send" in scopes and str(claims.get("upn", "")).lower() == owner.lower()
 
-    async def google(self, user: str, token: str) -> bool:
+    async def google_info(self, token: str) -> dict[str, Any] | None:
+        """What Google's tokeninfo says of an access token (email, scope); None: not valid."""
         response = await self._http.get(f"{self.google_url}/tokeninfo", params={"access_token": token})
         if response.status_code != 200:
+            return None
+        info: dict[str, Any] = response.json()
+        return info
+
+    async def google(self, user: str, token: str) -> bool:
+        info = await self.google_info(token)
+        if info is None:
             return False
-        info = response.json()
         return (
             GOOGLE_MAIL_SCOPE in info.get("scope", "").split()
             and info.get("email", "").lower() == user.lower()
@@ -473,31 +530,41 @@ class Handler:
                 return reply(smtp_replies.SEND_AS_DENIED_AT_SUBMISSION).format(
                     mailbox=auth_user, sender=denied
                 )
-        key = self.state.maildir.add(raw)
         mechanism, token_sha256 = None, None
         if isinstance(auth_data, XOAuth2Login):
             mechanism, token_sha256 = "XOAUTH2", auth_data.token_sha256
         elif isinstance(auth_data, LoginPassword):
             mechanism = "PLAIN/LOGIN"
-        self.state.accepted.append(
-            Accepted(
-                id=key,
-                received_at=time.time(),
-                mail_from=str(envelope.mail_from),
-                rcpt_tos=list(envelope.rcpt_tos),
-                auth_user=auth_user,
-                auth_mechanism=mechanism,
-                token_sha256=token_sha256,
-                message_id=parsed.get("Message-ID"),
-                subject=parsed.get("Subject"),
-                size=len(raw),
-                sha256=hashlib.sha256(raw).hexdigest(),
-                port=self.port,
-            )
+        self.state.deliver(
+            raw,
+            str(envelope.mail_from),
+            list(envelope.rcpt_tos),
+            auth_user,
+            mechanism,
+            token_sha256,
+            self.port,
         )
         if self.state.flavour == "gmail":
             return f"250 2.0.0 OK  {int(time.time())} {uuid.uuid4().hex[:12]} - gsmtp"
         return f"250 2.0.0 OK <{uuid.uuid4()}@emulator.outlook.com> [Hostname=EMULATOR]"
+
+
+def attachments_of(parsed: Message) -> list[dict[str, Any]]:
+    found = []
+    for part in parsed.walk():
+        if part.is_multipart() or part.get_filename() is None:
+            continue
+        content = part.get_payload(decode=True)
+        data = content if isinstance(content, bytes) else b""
+        found.append(
+            {
+                "name": part.get_filename(),
+                "content_type": part.get_content_type(),
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+    return found
 
 
 def gmail_rewritten(parsed: Any, account: str) -> bytes:
@@ -521,6 +588,11 @@ class LimitsRequest(BaseModel):
     max_message_bytes: int | None = None
     max_recipients: int | None = None
     rate_window_s: float | None = None
+    api_concurrent: int | None = None
+    api_quota: int | None = None
+    api_quota_window_s: float | None = None
+    api_upload_bytes: int | None = None
+    api_upload_window_s: float | None = None
 
 
 class MailboxRequest(BaseModel):
@@ -535,6 +607,7 @@ class MailboxRequest(BaseModel):
     directory: str | None = None
     """The mailbox's Entra directory, by id or domain (as an authority path names it)."""
     app_password: str | None = None
+    rest_enabled: bool = True
 
 
 class ClockRequest(BaseModel):
@@ -577,6 +650,7 @@ def control_app(state: EmulatorState) -> FastAPI:
             body.full,
             directory_id(body.directory) if body.directory else None,
             body.app_password,
+            body.rest_enabled,
         )
         return {"address": body.address}
 
@@ -655,6 +729,7 @@ def control_app(state: EmulatorState) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    api.include_router(control_router(state))
     return api
 
 
@@ -682,10 +757,18 @@ def server_tls_context(tls: TlsFiles) -> ssl.SSLContext:
     return context
 
 
+def mail_api_app(state: EmulatorState, verifier: TokenVerifier, port: int) -> FastAPI:
+    """The provider's mail API next to its SMTP server: Microsoft Graph or the Gmail API."""
+    from . import gmail_api, graph
+
+    module = graph if state.flavour == "microsoft" else gmail_api
+    return module.create_app(state, verifier, f"https://127.0.0.1:{port}", port)
+
+
 async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
     import uvicorn
 
-    from .serve import KEEP_ALIVE_S, run_servers
+    from .serve import KEEP_ALIVE_S, https_server, run_servers
 
     args.maildir.parent.mkdir(parents=True, exist_ok=True)
     state = EmulatorState(flavour=args.flavour, maildir=mailbox.Maildir(args.maildir, create=True))
@@ -736,11 +819,15 @@ async def serve(args: argparse.Namespace, tls: TlsFiles) -> None:
             timeout_keep_alive=KEEP_ALIVE_S,
         )
     )
+    servers = [control]
     ready = (
         f"smtp emulator ({args.flavour}) ready: starttls 127.0.0.1:{args.starttls_port} "
         f"tls 127.0.0.1:{args.tls_port} control http://127.0.0.1:{args.control_port}"
     )
-    await run_servers([control], ready)
+    if args.api_port:
+        servers.append(https_server(mail_api_app(state, verifier, args.api_port), args.api_port, tls))
+        ready += f" api https://127.0.0.1:{args.api_port}"
+    await run_servers(servers, ready)
     starttls.close()
     if implicit is not None:
         implicit.close()

@@ -38,11 +38,35 @@ class Limits:
     max_recipients: int
     rate_window_s: float = MINUTE_S
     """The window `per_minute` counts over: a test shortens it to see a rate in seconds."""
+    api_concurrent: int | None = None
+    """Mail API requests of one app for this mailbox in flight at once (Graph: 4)."""
+    api_quota: int | None = None
+    """Mail API cost one app may spend on this mailbox per `api_quota_window_s`: Graph counts
+    requests (10,000 per 10 minutes), Gmail quota units (15,000 a minute; a send is 100)."""
+    api_quota_window_s: float = 600.0
+    api_upload_bytes: int | None = None
+    """Bytes one app may upload to this mailbox per `api_upload_window_s` (Graph: 150 MB in
+    5 minutes), request bodies and upload-session byte ranges alike."""
+    api_upload_window_s: float = 300.0
 
 
 DEFAULT_LIMITS = {
-    "microsoft": Limits(3, 30, 10_000, "recipients", 36_700_160, 500),
-    "gmail": Limits(None, None, 2_000, "messages", 35_882_577, 100),
+    "microsoft": Limits(
+        3,
+        30,
+        10_000,
+        "recipients",
+        36_700_160,
+        500,
+        api_concurrent=4,
+        api_quota=10_000,
+        api_quota_window_s=600,
+        api_upload_bytes=150 * 1024 * 1024,
+        api_upload_window_s=300,
+    ),
+    "gmail": Limits(
+        None, None, 2_000, "messages", 35_882_577, 100, api_quota=15_000, api_quota_window_s=MINUTE_S
+    ),
 }
 
 
@@ -85,7 +109,7 @@ class Usage:
         return at - now
 
 
-def limits_with(base: Limits, overrides: dict[str, int | None]) -> Limits:
+def limits_with(base: Limits, overrides: dict[str, float | None]) -> Limits:
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 

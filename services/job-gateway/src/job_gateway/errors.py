@@ -34,6 +34,7 @@
     │   ├── Conflict                    the request clashes with what exists
     │   │   ├── AllowlistOverlap            an address range another device holds
     │   │   ├── DeviceAlreadyRegistered     a new device under an id the tenant has
+    │   │   ├── TenantExists                a new tenant's id is taken
     │   │   ├── NoAdministratorAddress
     │   │   └── AcquisitionRefused
     │   ├── Unauthorized                who is asking could not be proved
@@ -256,6 +257,11 @@ class AllowlistOverlap(Conflict):
 class DeviceAlreadyRegistered(Conflict):
     code = "device-already-registered"
     title = "Device already registered"
+
+
+class TenantExists(Conflict):
+    code = "tenant-exists"
+    title = "Tenant exists already"
 
 
 class NoAdministratorAddress(Conflict):

@@ -1,5 +1,6 @@
 """Grants that no longer fit their tenant's settings: the administrator address or the provider
-changed since the grant was acquired (`domain.settings_drift`).
+changed since the grant was acquired (`fleetmail_runtime.drift.settings_drift`, the rule the
+console's preview shows before a change is saved).
 
 Such a grant is marked as needing a new sign-in, with why, the moment token-service sees it:
 when the tenant's settings change (`tenant_changed`, from the tenants bucket's watch), at a
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import AcquisitionFlow, GrantStatus, Principal, PrincipalKind
+from fleetmail_runtime.drift import settings_drift
 
 from .app_only import AppOnlyGrants
-from .domain import settings_drift
 from .errors import ReauthorizationRequired, SettingsChanging
 from .memory import TokenMemory
 from .model import CachedToken, StoredGrant

@@ -20,10 +20,12 @@ turned on only with the administrator's e-mail address set, as on the device (42
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from fleetmail_contracts.addresses import is_address
 from fleetmail_contracts.tenants import TenantSettings, legacy_mail_domains
+from fleetmail_contracts.tokens import GrantView
 from fleetmail_runtime.bus import BusUnavailable, bus_errors
 from fleetmail_runtime.identity_endpoints import (
     DEFAULT_IDENTITY_ORIGINS,
@@ -41,10 +43,12 @@ from ..errors import (
     IdentityEndpointRefused,
     InvalidAddress,
     OutboundDestinationRefused,
+    TenantExists,
     TenantIdMismatch,
     TenantNotFound,
 )
 from ..ports import TenantFeed, TenantStore
+from .tenant_preview import settings_consequences
 
 
 def check_identity_endpoints(settings: TenantSettings, allowed: tuple[str, ...]) -> None:
@@ -173,8 +177,11 @@ class TenantAdministration:
             raise TenantNotFound(f"no tenant {tenant_id!r}")
         return tenant
 
-    async def save(self, tenant_id: str, settings: TenantSettings, admin: Administrator) -> TenantSettings:
-        """Create or replace the tenant's settings; each save is a new revision."""
+    async def _checked(
+        self, tenant_id: str, settings: TenantSettings, admin: Administrator
+    ) -> tuple[TenantSettings | None, TenantSettings]:
+        """The tenant's settings now (None: a new tenant) and what a save stores, every rule
+        checked."""
         if settings.tenant_id != tenant_id:
             raise TenantIdMismatch("the body's tenant_id must match the URL")
         check_oauth_administrator(settings)
@@ -186,6 +193,28 @@ class TenantAdministration:
         domains = mail_domains_to_save(admin, existing, settings)
         tenant = settings.model_copy(update={"revision": revision, "mail_domains": domains})
         check_send_as(tenant)
+        return existing, tenant
+
+    async def preview(
+        self, tenant_id: str, settings: TenantSettings, admin: Administrator, grants: Sequence[GrantView]
+    ) -> list[str]:
+        """What saving these settings would do (`settings_consequences`), checked by the same
+        rules as `save` (a refusal is raised here, before anything is saved)."""
+        existing, tenant = await self._checked(tenant_id, settings, admin)
+        return settings_consequences(existing, tenant, grants)
+
+    async def create(self, tenant_id: str, display_name: str, admin: Administrator) -> TenantSettings:
+        """A new tenant with the device's defaults (OAuth 2.0 OFF, Microsoft); an id in use is
+        refused rather than replaced."""
+        if await self.store.tenant(tenant_id) is not None:
+            raise TenantExists(f"tenant {tenant_id!r} exists already: open it, or choose another id")
+        return await self.save(
+            tenant_id, TenantSettings(tenant_id=tenant_id, display_name=display_name), admin
+        )
+
+    async def save(self, tenant_id: str, settings: TenantSettings, admin: Administrator) -> TenantSettings:
+        """Create or replace the tenant's settings; each save is a new revision."""
+        _, tenant = await self._checked(tenant_id, settings, admin)
         await self.store.save_tenant(tenant)
         try:
             with bus_errors("the tenants bucket did not take the settings"):
