@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fleetmail_contracts.tenants import TenantSettings
 from job_gateway.credentials import HashKey
-from job_gateway.domain import Role, StatusUpdate
+from job_gateway.domain import TIMELINE_LENGTH, Role, StatusUpdate
 from job_gateway.ports import GatewayStore, StoredApiKey, TenantCounts
 from job_gateway.schemas import TsiRoute, TsiRoutingTable
 
@@ -267,3 +267,31 @@ class GatewayStoreContract:
         ]
         assert await store.search_jobs("t1", None, "nobody", None, None, 10) == []
         assert await store.job_counts("t1", T0 + timedelta(minutes=1)) == {"sent": 2, "queued": 1}
+        since = T0 + timedelta(minutes=1)
+        window = await store.search_jobs("t1", None, None, None, T0 + timedelta(minutes=3), 10, since=since)
+        assert [j["_id"] for j in window] == ["j2", "j1"]
+
+    async def test_a_job_keeps_its_newest_events_as_its_timeline(self, store: GatewayStore) -> None:
+        await store.record_job(job("j1"))
+        deferred = [
+            StatusUpdate("j1", "deferred", T0 + timedelta(minutes=n), {}, {"kind": "deferred", "attempt": n})
+            for n in range(1, TIMELINE_LENGTH + 3)
+        ]
+        sent_at = T0 + timedelta(hours=1)
+        sent = StatusUpdate(
+            "j1", "sent", sent_at, {}, {"kind": "sent", "at": sent_at, "smtp_reply": "250 OK"}
+        )
+        late = StatusUpdate("j1", "deferred", sent_at, {}, {"kind": "deferred", "attempt": 99})
+        await store.update_job_statuses([*deferred, sent, late])
+        found = await store.job("j1")
+        assert found is not None and len(found["timeline"]) == TIMELINE_LENGTH
+        last = found["timeline"][-1]
+        assert (last["kind"], last["smtp_reply"], last["at"].replace(tzinfo=UTC)) == (
+            "sent",
+            "250 OK",
+            sent_at,
+        )
+        assert found["timeline"][0]["attempt"] == 4, "the oldest are dropped; nothing after sent"
+        await store.requeue_job("j1", sent_at)
+        found = await store.job("j1")
+        assert found is not None and found["timeline"][-1]["kind"] == "resent"

@@ -16,7 +16,7 @@ from fleetmail_contracts.rpc import RpcFailure
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_runtime.bus import BusUnavailable, RequestFailed
 from job_gateway.credentials import HashKey
-from job_gateway.domain import UNFINISHED_STATUSES, StatusUpdate, may_change
+from job_gateway.domain import TIMELINE_LENGTH, UNFINISHED_STATUSES, StatusUpdate, may_change
 from job_gateway.errors import AttachmentTooLarge
 from job_gateway.ports import StoredApiKey, TenantCounts, TenantDigest
 from job_gateway.schemas import TsiRoutingTable
@@ -175,6 +175,7 @@ class InMemoryGatewayStore:
             for key in ("detail", "remedy", "reason_code", "smtp_reply"):
                 job.pop(key, None)
             job.update(status="queued", updated_at=at)
+            _append(job, {"kind": "resent", "at": at})
 
     async def search_jobs(
         self,
@@ -184,6 +185,7 @@ class InMemoryGatewayStore:
         function: str | None,
         before: datetime | None,
         limit: int,
+        since: datetime | None = None,
     ) -> list[dict[str, Any]]:
         found = [
             dict(job)
@@ -194,6 +196,7 @@ class InMemoryGatewayStore:
                 for key, value in (("status", status), ("device_id", device_id), ("function", function))
             )
             and (before is None or job["submitted_at"] < before)
+            and (since is None or job["submitted_at"] >= since)
         ]
         return sorted(found, key=lambda job: job["submitted_at"], reverse=True)[:limit]
 
@@ -240,6 +243,12 @@ class InMemoryGatewayStore:
             job = self.jobs.get(update.job_id)
             if job is not None and may_change(job["status"]):
                 job.update(status=update.status, updated_at=update.at, **update.fields)
+                if update.entry is not None:
+                    _append(job, update.entry)
+
+
+def _append(job: dict[str, Any], entry: Mapping[str, Any]) -> None:
+    job["timeline"] = [*job.get("timeline", []), dict(entry)][-TIMELINE_LENGTH:]
 
 
 class RecordingPublisher:

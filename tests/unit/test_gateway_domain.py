@@ -19,6 +19,7 @@ from job_gateway.domain import (
     check_principal_address,
     check_submission,
     default_sign_in_flow,
+    device_matches,
     legacy_smtp_job_id,
     may_change,
     redact_url,
@@ -190,6 +191,49 @@ def test_a_mail_event_becomes_a_status_update_with_its_details() -> None:
         }
     )
     assert dict(explicit.fields) == {"detail": "d", "dead_lettered_at": explicit.at}
+
+
+def test_a_mail_event_adds_what_it_said_to_the_jobs_timeline() -> None:
+    deferred = status_update(
+        {
+            "job_id": "j1",
+            "kind": "deferred",
+            "occurred_at": "2026-01-02T03:04:05+00:00",
+            "attempt": 2,
+            "reason": "451 4.7.500 Server busy",
+            "next_attempt_at": "2026-01-02T03:05:05+00:00",
+            "tenant_id": "t1",
+        }
+    )
+    assert deferred.entry == {
+        "kind": "deferred",
+        "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "attempt": 2,
+        "detail": "451 4.7.500 Server busy",
+        "next_attempt_at": "2026-01-02T03:05:05+00:00",
+    }
+    sent = status_update(
+        {
+            "job_id": "j1",
+            "kind": "sent",
+            "occurred_at": "2026-01-02T03:06:00+00:00",
+            "smtp_reply": "250 2.0.0 OK",
+        }
+    )
+    assert sent.entry is not None and sent.entry["smtp_reply"] == "250 2.0.0 OK"
+
+
+def test_a_device_is_found_by_its_id_name_fax_address_or_range() -> None:
+    device = {
+        "device_id": "mfp-7",
+        "name": "Lobby C3530i",
+        "machine_address": "Fax@T1.example",
+        "allow_cidrs": ["192.0.2.0/28"],
+    }
+    for search in ("MFP-7", "c3530", "fax@t1", "192.0.2.", " lobby "):
+        assert device_matches(device, search), search
+    assert not device_matches(device, "kitchen")
+    assert not device_matches({"device_id": "mfp-8", "name": None}, "none")
 
 
 def test_a_job_status_only_moves_forward() -> None:

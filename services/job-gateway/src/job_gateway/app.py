@@ -32,6 +32,7 @@ from .api import openapi, problems
 from .api.main import api_router
 from .console import ConsoleSessions, build_console
 from .credentials import load_keys
+from .device_panel import DevicePanel
 from .settings import GatewaySettings
 from .smtp_listener import SmtpListener
 from .telemetry import HttpTelemetry
@@ -118,6 +119,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         tsi_routing=tsi_routing,
         bus_connected=lambda: broker.connection is not None and broker.connection.is_connected,
         smtp_min_tls=listener.min_tls,
+        device_panel=DevicePanel.of(settings),
     )
 
     subscriber = broker.subscriber(

@@ -88,6 +88,15 @@ def device_attention(tenant: TenantSettings, machine_address: str | None) -> lis
     ]
 
 
+def device_matches(device: Mapping[str, Any], search: str) -> bool:
+    """A stored device whose id, name, Internet Fax machine address or an allowlisted source
+    range holds `search` (case ignored)."""
+    wanted = search.strip().casefold()
+    fields = [device.get("device_id"), device.get("name"), device.get("machine_address")]
+    fields += device.get("allow_cidrs") or []
+    return any(wanted in str(value).casefold() for value in fields if value)
+
+
 # --- administrators ----------------------------------------------------------------------
 
 
@@ -334,14 +343,31 @@ UNFINISHED_STATUSES = frozenset({"queued", *MAIL_EVENTS}) - FINAL_STATUSES
 _KEPT_FIELDS = ("detail", "remedy", "smtp_reply", "message_id", "reason_code", "sender", "next_attempt_at")
 
 
+TIMELINE_LENGTH = 50
+"""A job's record keeps its newest 50 events (a job retried all day stays one document)."""
+_TIMELINE_FIELDS = (
+    "attempt",
+    "sender",
+    "user",
+    "smtp_reply",
+    "detail",
+    "reason_code",
+    "remedy",
+    "next_attempt_at",
+    "message_id",
+)
+
+
 @dataclass(frozen=True)
 class StatusUpdate:
-    """What one mail event changes in its job's status record."""
+    """What one mail event changes in its job's status record, and the entry it adds to the
+    job's timeline (`entry`: kind, time and what the event said, e.g. the server's reply)."""
 
     job_id: str
     status: str
     at: datetime
     fields: Mapping[str, Any] = field(default_factory=dict)
+    entry: Mapping[str, Any] | None = None
 
 
 def status_update(event: Mapping[str, Any]) -> StatusUpdate:
@@ -353,7 +379,12 @@ def status_update(event: Mapping[str, Any]) -> StatusUpdate:
     if event["kind"] == "failed":
         # mail-service writes a dead letter with every `failed` event: when, for the overview.
         fields["dead_lettered_at"] = at
-    return StatusUpdate(event["job_id"], event["kind"], at, fields)
+    entry = {key: event[key] for key in _TIMELINE_FIELDS if event.get(key) is not None}
+    if event.get("reason") and "detail" not in entry:
+        entry["detail"] = event["reason"]
+    return StatusUpdate(
+        event["job_id"], event["kind"], at, fields, {"kind": event["kind"], "at": at, **entry}
+    )
 
 
 def may_change(current_status: str) -> bool:

@@ -33,6 +33,7 @@
     │   ├── DocumentsGone               a dead job's documents were deleted: it cannot be resent
     │   ├── Conflict                    the request clashes with what exists
     │   │   ├── AllowlistOverlap            an address range another device holds
+    │   │   ├── DeviceAlreadyRegistered     a new device under an id the tenant has
     │   │   ├── TenantExists                a new tenant's id is taken
     │   │   ├── NoAdministratorAddress
     │   │   └── AcquisitionRefused
@@ -251,6 +252,11 @@ class Conflict(Refused):
 class AllowlistOverlap(Conflict):
     code = "allowlist-overlap"
     title = "Address range taken"
+
+
+class DeviceAlreadyRegistered(Conflict):
+    code = "device-already-registered"
+    title = "Device already registered"
 
 
 class TenantExists(Conflict):

@@ -116,10 +116,12 @@ class JobStore(Protocol):
         function: str | None,
         before: datetime | None,
         limit: int,
+        since: datetime | None = None,
     ) -> list[dict[str, Any]]: ...
     async def job_counts(self, tenant_id: str, since: datetime) -> dict[str, int]: ...
     async def update_job_statuses(self, updates: Sequence[StatusUpdate]) -> None:
-        """Apply the changes in order; a job in a final status keeps it."""
+        """Apply the changes in order, each adding its entry to the job's timeline (the newest
+        `TIMELINE_LENGTH` kept); a job in a final status keeps it, and its timeline."""
         ...
 
 

@@ -161,6 +161,30 @@ class JobStatus(BaseModel):
         )
 
 
+class JobEvent(BaseModel):
+    """One step of a job's delivery as the job's timeline shows it."""
+
+    kind: str = Field(
+        description="received, accepted, paced, waiting_for_quota, parked, deferred, sent, failed, resent"
+    )
+    at: datetime
+    attempt: int | None = None
+    sender: str | None = None
+    user: str | None = Field(default=None, description="parked: whose sign-in the job waits for")
+    smtp_reply: str | None = Field(default=None, description="The mail server's reply")
+    detail: str | None = None
+    reason_code: str | None = None
+    remedy: str | None = None
+    next_attempt_at: datetime | None = None
+    message_id: str | None = None
+
+
+class JobDetail(JobStatus):
+    timeline: list[JobEvent] = Field(
+        default=[], description="Received, then each mail event, oldest first (the newest 50 kept)"
+    )
+
+
 class JobSummary(BaseModel):
     since: datetime
     counts: dict[str, int]

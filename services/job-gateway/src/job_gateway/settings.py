@@ -80,6 +80,11 @@ class GatewaySettings(BaseSettings):
     token_rpc_timeout_s: float = Field(default=15, gt=0)
     smtp_host: str | None = Field(default=None, description="SMTP listen address; default: the HTTP one")
     smtp_hostname: str = Field(default="fleetmail", description="Name the SMTP listener greets with")
+    smtp_public_host: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The SMTP server address devices are told to use; default: public_url's host",
+    )
     smtp_starttls_port: int = Field(default=587, ge=0, description="Submission with STARTTLS; 0: off")
     smtp_tls_port: int = Field(default=465, ge=0, description="Submission with implicit TLS; 0: off")
     smtp_plain_port: int = Field(

@@ -13,11 +13,18 @@ from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from ..credentials import HashKey
-from ..domain import FINAL_STATUSES, UNFINISHED_STATUSES, Role, StatusUpdate
+from ..domain import FINAL_STATUSES, TIMELINE_LENGTH, UNFINISHED_STATUSES, Role, StatusUpdate
 from ..ports import StoredApiKey, TenantCounts, TenantDigest
 from ..schemas import TsiRoutingTable
 
 DEVICE_COUNTS = "devices"
+
+
+def _appended(entry: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The update that adds `entry` to the job's timeline, keeping the newest entries."""
+    if entry is None:
+        return {}
+    return {"$push": {"timeline": {"$each": [dict(entry)], "$slice": -TIMELINE_LENGTH}}}
 
 
 class MongoStore:
@@ -262,7 +269,8 @@ class MongoStore:
             {
                 "$set": {"status": "queued", "updated_at": at},
                 "$unset": {"detail": "", "remedy": "", "reason_code": "", "smtp_reply": ""},
-            },
+            }
+            | _appended({"kind": "resent", "at": at}),
         )
 
     async def search_jobs(
@@ -273,14 +281,20 @@ class MongoStore:
         function: str | None,
         before: datetime | None,
         limit: int,
+        since: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """A tenant's jobs, newest first; `before` pages back through them."""
+        """A tenant's jobs, newest first; `before` pages back through them, back to `since`."""
         query: dict[str, Any] = {"tenant_id": tenant_id}
         for key, value in (("status", status), ("device_id", device_id), ("function", function)):
             if value is not None:
                 query[key] = value
+        submitted: dict[str, datetime] = {}
         if before is not None:
-            query["submitted_at"] = {"$lt": before}
+            submitted["$lt"] = before
+        if since is not None:
+            submitted["$gte"] = since
+        if submitted:
+            query["submitted_at"] = submitted
         cursor = self.jobs.find(query).sort("submitted_at", -1).limit(limit)
         return [document async for document in cursor]
 
@@ -356,7 +370,8 @@ class MongoStore:
             [
                 UpdateOne(
                     {"_id": update.job_id, "status": {"$nin": sorted(FINAL_STATUSES)}},
-                    {"$set": {"status": update.status, "updated_at": update.at, **update.fields}},
+                    {"$set": {"status": update.status, "updated_at": update.at, **update.fields}}
+                    | _appended(update.entry),
                 )
                 for update in updates
             ],

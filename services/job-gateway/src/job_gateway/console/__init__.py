@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from ..use_cases import Services
 from .pages import HERE, install_error_pages
-from .routes import information, overview, session, tenants, tokens
+from .routes import dead_letters, devices, information, jobs, overview, session, tenants, tokens
 from .sessions import ConsoleSessions
 
 FORM_BYTES = 256 * 1024
@@ -38,6 +38,9 @@ def build_console(services: Services, sessions: ConsoleSessions) -> FastAPI:
     console.include_router(tenants.router)
     console.include_router(tokens.router)
     console.include_router(information.router)
+    console.include_router(devices.router)
+    console.include_router(jobs.router)
+    console.include_router(dead_letters.router)
     install_error_pages(console)
     return console
 

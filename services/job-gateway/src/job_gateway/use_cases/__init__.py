@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..device_panel import DevicePanel
 from .administrators import Administrators
 from .devices import DeviceDirectory
 from .intake import JobIntake
@@ -36,6 +37,8 @@ class Services:
     bus_connected: Callable[[], bool]
     smtp_min_tls: str | None
     """The oldest TLS the SMTP listener accepts (None: no TLS port), as /readyz reports it."""
+    device_panel: DevicePanel
+    """What a device's panel is set to, to send here (shown with a new device's secret)."""
 
 
 __all__ = [

@@ -19,8 +19,8 @@ from fleetmail_contracts.tenants import TenantSettings
 
 from ..allowlists import AllowlistIndex, AllowlistPolicy, check_ranges, check_unclaimed
 from ..credentials import hash_matches, keyed_hash, new_device_secret
-from ..domain import Device, DeviceLogin, check_machine_address, device_attention
-from ..errors import DeviceNotFound, DeviceUnauthorized
+from ..domain import Device, DeviceLogin, check_machine_address, device_attention, device_matches
+from ..errors import DeviceAlreadyRegistered, DeviceNotFound, DeviceUnauthorized
 from ..ports import DeviceStore
 from ..schemas import DeviceChange, DeviceCredentials, DeviceRegistration, DeviceView, SmtpRule
 
@@ -104,10 +104,17 @@ class DeviceDirectory:
         from memory, no database round trip per `MAIL`."""
         return self._index.lookup(host)
 
-    async def register(self, tenant_id: str, registration: DeviceRegistration) -> DeviceCredentials:
-        """A new device, or a new secret for one of the tenant's. Device ids are the tenant's
-        own: another tenant's device of the same id is another device, untouched (and a
-        registration says nothing about it). Its address ranges must be free."""
+    async def register(
+        self, tenant_id: str, registration: DeviceRegistration, *, new_only: bool = False
+    ) -> DeviceCredentials:
+        """A new device, or a new secret for one of the tenant's (`new_only`: refused with
+        `DeviceAlreadyRegistered`). Device ids are the tenant's own: another tenant's device
+        of the same id is another device, untouched (and a registration says nothing about
+        it). Its address ranges must be free."""
+        if new_only and await self.store.device(tenant_id, registration.device_id) is not None:
+            raise DeviceAlreadyRegistered(
+                f"{registration.device_id!r} is registered already: open it to rotate its secret"
+            )
         if registration.allow_cidrs:
             await self._check_claim(tenant_id, registration.device_id, registration.allow_cidrs)
         secret = new_device_secret()
@@ -124,12 +131,18 @@ class DeviceDirectory:
         await self.reload()
         return DeviceCredentials(device_id=registration.device_id, tenant_id=tenant_id, secret=secret)
 
-    async def in_tenant(self, tenant: TenantSettings) -> list[DeviceView]:
-        """The tenant's devices, each with what needs an administrator's attention."""
+    async def in_tenant(self, tenant: TenantSettings, search: str | None = None) -> list[DeviceView]:
+        """The tenant's devices, each with what needs an administrator's attention; `search`:
+        those whose id, name, Internet Fax address or an allowlisted range holds it."""
         return [
             DeviceView.of(d, device_attention(tenant, d.get("machine_address")))
             for d in await self.store.list_devices(tenant.tenant_id)
+            if not search or device_matches(d, search)
         ]
+
+    async def one(self, tenant: TenantSettings, device_id: str) -> DeviceView:
+        document = await self._of_tenant(tenant.tenant_id, device_id)
+        return DeviceView.of(document, device_attention(tenant, document.get("machine_address")))
 
     async def note_session(self, device: Device, user: str) -> None:
         """A user's sign-in or job came from this device: Auto Delete at its auto reset

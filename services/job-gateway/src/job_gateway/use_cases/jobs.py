@@ -22,6 +22,7 @@ from ..schemas import (
     DeadLetterResendReport,
     DeadLetterView,
     JobAccepted,
+    JobDetail,
     JobStatus,
     JobSummary,
     QueueView,
@@ -31,6 +32,11 @@ from ..schemas import (
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    """A time given without a zone is UTC, as the database reads it."""
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 class JobQueries:
@@ -61,12 +67,27 @@ class JobQueries:
         function: JobFunction | None,
         before: datetime | None,
         limit: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[JobStatus]:
-        """The tenant's jobs, newest first; the last one's `submitted_at` as `before` pages back."""
+        """The tenant's jobs submitted in [`since`, `until`), newest first; the last one's
+        `submitted_at` as `before` pages back."""
+        before, since, until = (_utc(at) for at in (before, since, until))
+        if until is not None and (before is None or until < before):
+            before = until
         found = await self.jobs.search_jobs(
-            tenant_id, status, device_id, function.value if function else None, before, limit
+            tenant_id, status, device_id, function.value if function else None, before, limit, since=since
         )
         return [JobStatus.of(d) for d in found]
+
+    async def detail(self, tenant_id: str, delivery_id: str) -> JobDetail:
+        """One of the tenant's jobs, by its delivery id, with its timeline: received, then
+        each mail event (the server's replies, the attempts), then any resend."""
+        document = await self.jobs.job(delivery_id)
+        if document is None or document["tenant_id"] != tenant_id:
+            raise JobNotFound(f"no job {delivery_id!r} in {tenant_id!r}")
+        received = {"kind": "received", "at": document["submitted_at"]}
+        return JobDetail.of({**document, "timeline": [received, *document.get("timeline", [])]})
 
     async def summary(self, tenant_id: str, hours: float) -> JobSummary:
         """How many of the tenant's jobs of the last `hours` are in each status."""

@@ -1,6 +1,8 @@
 """A tenant's devices: registering, listing, changing them, and their secrets."""
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from ...errors import (
     AdministratorUnauthorized,
@@ -32,8 +34,15 @@ async def register_device(
 
 
 @router.get("", responses=documented(TenantNotFound, AllowlistRangeRefused, AllowlistOverlap))
-async def list_devices(tenant: ReadableTenant, services: ServicesDep) -> list[DeviceView]:
-    return await services.devices.in_tenant(tenant)
+async def list_devices(
+    tenant: ReadableTenant,
+    services: ServicesDep,
+    search: Annotated[
+        str | None,
+        Query(max_length=200, description="Only devices whose id, name, fax address or a range holds it"),
+    ] = None,
+) -> list[DeviceView]:
+    return await services.devices.in_tenant(tenant, search)
 
 
 @router.patch(

@@ -28,7 +28,7 @@ from ...errors import (
     UnreadableRequest,
     UnsafeHeader,
 )
-from ...schemas import JobAccepted, JobStatus, JobSummary, QueueView
+from ...schemas import JobAccepted, JobDetail, JobStatus, JobSummary, QueueView
 from ...use_cases.intake import read_submission
 from ..deps import AdminDep, DeviceDep, ReadableTenant, ServicesDep
 from ..openapi import job_form_body
@@ -50,9 +50,13 @@ async def search_jobs(
     function: JobFunction | None = None,
     before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    since: Annotated[datetime | None, Query(description="Only jobs submitted at or after this")] = None,
+    until: Annotated[datetime | None, Query(description="Only jobs submitted before this")] = None,
 ) -> list[JobStatus]:
     """The tenant's jobs, newest first; pass the last one's `submitted_at` as `before` for more."""
-    return await services.jobs.search(tenant.tenant_id, status, device_id, function, before, limit)
+    return await services.jobs.search(
+        tenant.tenant_id, status, device_id, function, before, limit, since=since, until=until
+    )
 
 
 @admin.get("/tenants/{tenant_id}/jobs/summary", responses=documented(TenantNotFound))
@@ -61,6 +65,13 @@ async def job_summary(
 ) -> JobSummary:
     """How many of the tenant's jobs of the last `hours` are in each status."""
     return await services.jobs.summary(tenant.tenant_id, hours)
+
+
+@admin.get("/tenants/{tenant_id}/jobs/{delivery_id}", responses=documented(TenantNotFound, JobNotFound))
+async def job_detail(delivery_id: str, tenant: ReadableTenant, services: ServicesDep) -> JobDetail:
+    """One of the tenant's jobs by its delivery id, with its timeline (received, each attempt
+    and the mail server's replies, sent or failed, resent)."""
+    return await services.jobs.detail(tenant.tenant_id, delivery_id)
 
 
 @admin.get("/queues", responses=documented(EventBusUnavailable))
