@@ -109,9 +109,17 @@ async def test_an_administrator_creates_a_tenant_turns_oauth_on_and_acquires(
     await expect(alert.get_by_test_id("alert-severity")).to_have_text("Critical")
     await expect(alert.get_by_test_id("alert-remedy")).not_to_be_empty()
 
-    await page.get_by_role("link", name="OAuth 2.0").click()
+    # The fleet overview says it too: the tenant's row, its token and its critical alert.
+    await page.goto(f"/console/?q={tenant_id}")
+    row = page.locator(f'[data-testid="tenant-row"][data-tenant="{tenant_id}"]')
+    await expect(row.get_by_test_id("token-state")).to_contain_text("Re-authorization needed")
+    await expect(row.get_by_test_id("alerts")).to_contain_text("1 critical")
+    await row.get_by_role("link", name=tenant_id).click()
     await expect(page.get_by_test_id("admin-token-state")).to_have_text("Re-authorization needed")
     await acquire(page, stack, emulator_http, address)
+    await page.goto(f"/console/?q={tenant_id}")
+    await expect(row.get_by_test_id("token-state")).to_contain_text("Acquired")
+    await expect(row.get_by_test_id("alerts")).not_to_contain_text("critical")
     await eventually(
         lambda: information_shows(page, tenant_id, cause, current=False), what="the warning to clear"
     )
