@@ -10,8 +10,11 @@ five of those sent again since), 0.5% not finished; 5% of the administrator toke
 5% never acquired, 3% expiring; 5% of the user grants to sign in again; 400 unresolved
 alerts besides 1,000 resolved ones.
 
-Each figure is measured by URL: `/v1/admin/overview`, and `/console/` when job-gateway
-serves it (the console's landing page renders the same use case). The baseline is one
+Each figure is measured by URL: `/v1/admin/overview`, and `/console/` signed in (the console's
+landing page renders the same use case): repeated requests, as administrators looking at the
+fleet make them, and apart, pages that each come after the kept figures aged
+(`FLEETMAIL_GATEWAY_OVERVIEW_MAX_AGE_S`), so that page waits for the figures to be asked
+again: `console.overview_asked_ms_1000_tenants`, what one of them costs. The baseline is one
 tenant's token row (`GET /v1/admin/tenants/{id}/tokens`, one token-service round trip and
 one tenant read): the work `fleetmail status` used to repeat, with three more calls, for
 every tenant. Times are taken by the client over loopback, so they include the HTTP hop.
@@ -19,6 +22,7 @@ every tenant. Times are taken by the client over loopback, so they include the H
 
 from __future__ import annotations
 
+import asyncio
 import random
 import statistics
 import time
@@ -30,6 +34,7 @@ from typing import Any
 import httpx
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_devkit.stack import Stack
+from job_gateway.settings import GatewaySettings
 from pymongo import AsyncMongoClient
 
 from .figures import Figure
@@ -44,6 +49,9 @@ REQUESTS = 40
 WARM_UP = 3
 BATCH = 5_000
 NAME = "console.overview_ms_1000_tenants"
+COLD = 8
+MAX_AGE_S = GatewaySettings.model_fields["overview_max_age_s"].default
+"""The embedded stack keeps job-gateway's default."""
 
 
 def p95(samples: list[float]) -> float:
@@ -200,15 +208,21 @@ async def seed(
     )
 
 
-async def timed(http: httpx.AsyncClient, url: str, params: dict[str, str] | None = None) -> list[float]:
+async def timed(
+    http: httpx.AsyncClient,
+    url: str,
+    params: dict[str, str] | None = None,
+    warm_up: int = WARM_UP,
+    requests: int = REQUESTS,
+) -> list[float]:
     """Milliseconds of each request after the warm-up; every answer must be a 200."""
     samples = []
-    for n in range(WARM_UP + REQUESTS):
+    for n in range(warm_up + requests):
         started = time.perf_counter()
         response = await http.get(url, params=params)
         elapsed = (time.perf_counter() - started) * 1000
         response.raise_for_status()
-        if n >= WARM_UP:
+        if n >= warm_up:
             samples.append(elapsed)
     return samples
 
@@ -238,16 +252,37 @@ async def run(stack: Stack) -> list[Figure]:
             figures = [
                 Figure("api.overview_ms_1000_tenants", api, "ms", "one_tenant_tokens_p95_ms", baseline)
             ]
-            console = await http.get("/console/")
-            if console.status_code == 200:
-                page = p95(await timed(http, "/console/"))
-                figures.append(Figure(NAME, page, "ms", "one_tenant_tokens_p95_ms", baseline))
-            else:
-                print(
-                    f"  /console/ answered {console.status_code}: {NAME} is the API's figure",
-                    flush=True,
+            # The console's landing page, signed in as a browser is (session cookie), renders
+            # the same use case: the issue's figure.
+            signed_in = await http.post(
+                "/console/sign-in",
+                data={"api_key": stack.admin_api_key()},
+                headers={"Origin": stack.gateway_url},
+            )
+            if signed_in.status_code != 303:
+                raise RuntimeError(f"the console refused the sign-in: {signed_in.status_code}")
+            pages = await timed(http, "/console/")
+            figures.append(Figure(NAME, p95(pages), "ms", "one_tenant_tokens_p95_ms", baseline))
+            # What the figures cost when asked again (every FLEETMAIL_GATEWAY_OVERVIEW_MAX_AGE_S,
+            # once for everyone looking): each page after the kept figures have aged.
+            cold = []
+            for _ in range(COLD):
+                await asyncio.sleep(MAX_AGE_S + 0.2)
+                cold += await timed(http, "/console/", warm_up=0, requests=1)
+            figures.append(
+                Figure(
+                    "console.overview_asked_ms_1000_tenants",
+                    p95(cold),
+                    "ms",
+                    "one_tenant_tokens_p95_ms",
+                    baseline,
                 )
-                figures.append(Figure(NAME, api, "ms", "one_tenant_tokens_p95_ms (API figure)", baseline))
+            )
+            print(
+                f"  /console/: median {statistics.median(pages):.0f} ms, slowest {max(pages):.0f} ms; "
+                f"with the figures asked again: median {statistics.median(cold):.0f} ms",
+                flush=True,
+            )
     finally:
         await mongo.close()
     for figure in figures:
