@@ -29,6 +29,7 @@ def write_routes(tenant_id: str) -> list[tuple[str, dict[str, str]]]:
 
 async def session(http: httpx.AsyncClient, key: str, page: str) -> tuple[dict[str, str], str]:
     cookie = {"Cookie": f"{COOKIE}={await sign_in(http, key)}"}
+    http.cookies.clear()  # several sessions side by side: each request names its own
     shown = await http.get(page, headers=cookie)
     assert shown.status_code == 200, shown.text
     return cookie, csrf_token(shown.text)

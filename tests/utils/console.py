@@ -27,12 +27,11 @@ def console_http(stack) -> httpx.AsyncClient:
 
 
 async def sign_in(http: httpx.AsyncClient, api_key: str) -> str:
-    """Signs in at the console's form; returns the session cookie's value."""
+    """Signs in at the console's form; returns the session cookie's value (which the client's
+    cookie jar keeps too: a second sign-in on the same client ends this session, as in a
+    browser — clear the jar to hold two sessions side by side)."""
     answer = await http.post("/console/sign-in", data={"api_key": api_key})
     assert answer.status_code == 303, answer.text
-    # Each session is one browser: the caller sends the cookie itself, and the client's jar
-    # keeps none (a later sign-in would otherwise end this session, as it does in a browser).
-    http.cookies.clear()
     return answer.cookies[COOKIE]
 
 
