@@ -158,6 +158,12 @@ async def test_a_job_is_shown_with_its_timeline_to_its_own_tenant_only(stack, ad
         assert accepted["job_id"] not in (await http.get(jobs, params={"device_id": "another"})).text
         assert accepted["job_id"] not in (await http.get(jobs, params={"until": "2000-01-01T00:00"})).text
         assert (await http.get(jobs, params={"since": "yesterday"})).status_code == 422
+        # A time that has no UTC is a refusal that says so, in the console and the API alike.
+        for field, at in (("since", "0001-01-01T00:00:00+05:00"), ("until", "9999-12-31T23:59:59-05:00")):
+            shown = await http.get(jobs, params={field: at})
+            assert shown.status_code == 422 and "out of the range" in shown.text, shown.text
+            answered = await admin.get(f"/v1/admin/tenants/{tenant_id}/jobs", params={field: at})
+            assert answered.status_code == 422 and "out of the range" in answered.text, answered.text
         page = await http.get(f"{jobs}/{accepted['delivery_id']}")
         assert page.status_code == 200 and 'data-kind="received"' in page.text
         assert (await http.get(f"/console/tenants/{other}/jobs/{accepted['delivery_id']}")).status_code == 404
@@ -220,3 +226,21 @@ async def test_resending_all_that_match_asks_first_then_says_what_was_skipped_an
 
         one = await http.post(f"{dead_letters}/{sequence}/resend", data={"csrf_token": token})
         assert one.status_code == 410 and "scan.pdf" in one.text and "submit the job again" in one.text
+
+
+async def test_a_device_id_of_dots_alone_is_refused_and_the_overview_reads_its_query_as_the_api(
+    stack, admin
+) -> None:
+    """`.` and `..` would be no device page's path; the overview's query string is read by the
+    API's own rules (one parser), so both refuse the same values."""
+    tenant_id, _ = await new_tenant(admin)
+    for device_id in (".", ".."):
+        refused = await admin.post(f"/v1/admin/tenants/{tenant_id}/devices", json={"device_id": device_id})
+        assert refused.status_code == 422, refused.text
+    async with console_http(stack) as http:
+        await sign_in(http, stack.admin_api_key())
+        for params in ({"sort": "colour"}, {"order": "sideways"}, {"q": "x" * 101}, {"page": "0"}):
+            shown = await http.get("/console/", params=params)
+            assert shown.status_code == 422, (params, shown.text)
+            answered = await admin.get("/v1/admin/overview", params=params)
+            assert answered.status_code == 422, (params, answered.text)

@@ -274,6 +274,14 @@ class DeviceRegistration(BaseModel):
     )
     smtp_rules: SmtpRules = []
 
+    @field_validator("device_id")
+    @classmethod
+    def not_only_dots(cls, device_id: str) -> str:
+        """`.` and `..` would be no page's path (a URL's dot segments)."""
+        if device_id in (".", ".."):
+            raise ValueError("a device id is more than dots")
+        return device_id
+
 
 class DeviceChange(BaseModel):
     """What an administrator changes on a device; fields left out stay as they are."""

@@ -14,7 +14,7 @@ from fleetmail_contracts.jobs import JobFunction
 from fleetmail_runtime.bus import BusUnavailable
 
 from ..domain import Administrator, Device, scoped_job_id, sees_the_whole_fleet, status_update
-from ..errors import DeadLetterNotFound, DocumentsGone, EventBusUnavailable, JobNotFound
+from ..errors import DeadLetterNotFound, DocumentsGone, EventBusUnavailable, InvalidRequest, JobNotFound
 from ..ports import Attachments, ConsumerLag, DeadLetterStream, JobStore
 from ..schemas import (
     DeadLetterPage,
@@ -35,8 +35,16 @@ def _now() -> datetime:
 
 
 def _utc(at: datetime | None) -> datetime | None:
-    """A time given without a zone is UTC, as the database reads it."""
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+    """A time given without a zone is UTC, as the database reads it; one that has no UTC
+    (year 1 east of Greenwich, year 9999 west of it) is refused."""
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        return at.replace(tzinfo=UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidRequest(f"{at.isoformat()} is out of the range of times") from exc
 
 
 class JobQueries:

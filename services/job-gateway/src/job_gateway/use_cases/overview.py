@@ -24,6 +24,7 @@ from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import AdministratorGrantSummary, GrantStatus, GrantSummaryReply
 
 from ..domain import Administrator, visible_tenants
+from ..errors import InvalidRequest
 from ..ports import OverviewStore, TenantCounts, TenantDigest
 from ..schemas import (
     AlertCount,
@@ -79,6 +80,46 @@ class OverviewQuery:
     page: int = 1
     limit: int | None = None
     """None: the gateway's page size (FLEETMAIL_GATEWAY_OVERVIEW_PAGE_SIZE)."""
+
+
+MAX_PAGE = 100_000
+MAX_TEXT = 100
+
+
+def overview_query(
+    sort: str | None = None,
+    order: str | None = None,
+    token_states: Iterable[str] = (),
+    text: str | None = None,
+    needs_attention: bool | None = None,
+    page: int = 1,
+    limit: int | None = None,
+) -> OverviewQuery:
+    """The query the API's parameters and the console's query string describe, by one set of
+    rules; `InvalidRequest` names a value that is not one."""
+    try:
+        chosen = OverviewSort(sort or OverviewSort.TENANT)
+        states = frozenset(OverviewTokenState(s) for s in token_states if s)
+    except ValueError as exc:
+        raise InvalidRequest(f"the overview cannot be shown that way: {exc}") from exc
+    if order not in (None, "asc", "desc"):
+        raise InvalidRequest(f"order: {order!r} is not asc or desc")
+    if not 1 <= page <= MAX_PAGE:
+        raise InvalidRequest(f"page: from 1 to {MAX_PAGE}")
+    if limit is not None and not 1 <= limit <= 1000:
+        raise InvalidRequest("limit: from 1 to 1000")
+    text = (text or "").strip() or None
+    if text is not None and len(text) > MAX_TEXT:
+        raise InvalidRequest(f"q: at most {MAX_TEXT} characters")
+    return OverviewQuery(
+        sort=chosen,
+        descending=None if order is None else order == "desc",
+        token_states=states,
+        text=text,
+        needs_attention=needs_attention,
+        page=page,
+        limit=limit,
+    )
 
 
 @dataclass(frozen=True, slots=True)

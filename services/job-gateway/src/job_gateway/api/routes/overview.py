@@ -13,7 +13,8 @@ from ...errors import (
     TokenServiceUnavailable,
 )
 from ...schemas import OverviewPage, OverviewTokenState
-from ...use_cases import OverviewQuery, OverviewSort
+from ...use_cases import OverviewSort
+from ...use_cases.overview import overview_query
 from ..deps import AdminDep, ServicesDep
 from ..problems import documented
 
@@ -55,13 +56,5 @@ async def fleet_overview(
     state and days left, unresolved alerts by severity, users to sign in, jobs failed and
     dead-lettered in the last 24 hours, devices and unfinished jobs. Sorted, filtered and
     paged as asked; `totals` counts every tenant the key sees, whatever the filter."""
-    query = OverviewQuery(
-        sort=sort,
-        descending=None if order is None else order == "desc",
-        token_states=frozenset(token_state or ()),
-        text=q or None,
-        needs_attention=needs_attention,
-        page=page,
-        limit=limit,
-    )
+    query = overview_query(sort, order, token_state or (), q, needs_attention, page, limit)
     return await services.overview.page(admin, query)

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from ...errors import InvalidRequest
 from ...schemas import OverviewTokenState
 from ...use_cases import OverviewQuery, OverviewSort
+from ...use_cases.overview import overview_query
 from ..deps import ConsoleUserDep, Protected, ServicesDep
 from ..pages import render
 
@@ -37,36 +38,28 @@ COLUMNS = (
 )
 
 
-def overview_query(request: Request) -> OverviewQuery:
-    """The query string as the API reads its parameters; a value it does not know is a 422
-    page that says which."""
+def query_of(request: Request) -> OverviewQuery:
+    """The query string, read by the API's rules (`overview_query`): a value they refuse is a
+    422 page that says which."""
     params = request.query_params
+    attention = {"true": True, "false": False}.get(params.get("needs_attention", ""))
     try:
-        sort = OverviewSort(params.get("sort") or OverviewSort.TENANT)
-        order = params.get("order") or None
-        if order not in (None, "asc", "desc"):
-            raise ValueError(f"order: {order!r} is not asc or desc")
-        states = frozenset(OverviewTokenState(s) for s in params.getlist("token_state") if s)
-        attention = {"": None, "true": True, "false": False}[params.get("needs_attention", "")]
         page = int(params.get("page") or 1)
-        if not 1 <= page <= 100_000:
-            raise ValueError("page: from 1")
-    except (ValueError, KeyError) as exc:
-        raise InvalidRequest(f"the overview cannot be shown that way: {exc}") from exc
-    text = (params.get("q") or "").strip()[:100] or None
-    return OverviewQuery(
-        sort=sort,
-        descending=None if order is None else order == "desc",
-        token_states=states,
-        text=text,
-        needs_attention=attention,
-        page=page,
+    except ValueError as exc:
+        raise InvalidRequest("page: a number from 1") from exc
+    return overview_query(
+        params.get("sort"),
+        params.get("order") or None,
+        params.getlist("token_state"),
+        params.get("q"),
+        attention,
+        page,
     )
 
 
 @router.get("/", name="overview")
 async def overview(request: Request, user: ConsoleUserDep, services: ServicesDep) -> Response:
-    query = overview_query(request)
+    query = query_of(request)
     shown = await services.overview.page(user.administrator, query)
     kept = {k: v for k, v in request.query_params.multi_items() if k not in ("sort", "order", "page")}
 
