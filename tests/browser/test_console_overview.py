@@ -71,3 +71,34 @@ async def test_the_overview_shows_each_tenants_token_filters_and_sorts(
     await expect(row(acquired)).to_have_count(0)
     await row(waiting).get_by_role("link", name=waiting).click()
     await expect(page.get_by_test_id("tenant-id")).to_have_text(waiting)
+
+
+async def focused_text(page: Page) -> str:
+    return await page.evaluate("(document.activeElement && document.activeElement.textContent || '').trim()")
+
+
+async def test_on_a_tablet_with_the_keyboard_alone_the_overview_leads_to_a_tenant(
+    page: Page, stack, admin
+) -> None:
+    """A tablet's width (portrait): the page does not scroll sideways (the table scrolls in its
+    own box); signed in, filtered and a tenant opened with the keyboard alone."""
+    tenant_id, _ = await new_tenant(admin)
+    await page.set_viewport_size({"width": 768, "height": 1024})
+    await page.goto("/console/sign-in")
+    # The key field has the focus when the page opens; Enter sends the form.
+    await page.keyboard.type(stack.admin_api_key())
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Fleet overview")).to_be_visible()
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await expect(page.get_by_test_id("queues")).to_be_visible()  # the owner sees the fleet's lag
+    await page.get_by_label("Tenant id or name").focus()
+    await page.keyboard.type(tenant_id)
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_test_id("tenant-row")).to_have_count(1)
+    for _ in range(40):  # Tab through the page to the tenant's link
+        await page.keyboard.press("Tab")
+        if await focused_text(page) == tenant_id:
+            break
+    assert await focused_text(page) == tenant_id, "the tenant's link is reached with Tab"
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_test_id("tenant-id")).to_have_text(tenant_id)

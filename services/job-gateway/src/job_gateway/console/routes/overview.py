@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ...errors import InvalidRequest
+from ...errors import EventBusUnavailable, InvalidRequest
 from ...schemas import OverviewTokenState
 from ...use_cases import OverviewQuery, OverviewSort
 from ...use_cases.overview import overview_query
@@ -61,6 +61,12 @@ def query_of(request: Request) -> OverviewQuery:
 async def overview(request: Request, user: ConsoleUserDep, services: ServicesDep) -> Response:
     query = query_of(request)
     shown = await services.overview.page(user.administrator, query)
+    # The consumers' lag is every tenant's: shown to keys that see the whole fleet, as in the
+    # API (`GET /v1/admin/queues`); the page stands without it when the bus does not answer.
+    try:
+        queues = await services.queues.views(user.administrator)
+    except EventBusUnavailable:
+        queues = None
     kept = {k: v for k, v in request.query_params.multi_items() if k not in ("sort", "order", "page")}
 
     def link(**changes: object) -> str:
@@ -87,4 +93,5 @@ async def overview(request: Request, user: ConsoleUserDep, services: ServicesDep
         token_words=TOKEN_WORDS,
         token_states=list(OverviewTokenState),
         link=link,
+        queues=queues,
     )
