@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -114,10 +115,19 @@ async def test_a_secret_is_given_once_and_an_existing_id_is_not_registered_again
         )
         assert bad.status_code == 422 and "mfp-2" not in (await http.get(devices)).text
 
-        rotated = await http.post(f"{devices}/mfp-1/secret", data={"csrf_token": token})
+        shown = await http.get(f"{devices}/mfp-1")
+        rotate = {
+            "csrf_token": token,
+            "secret_version": re.search(r'name="secret_version" value="(\w+)"', shown.text)[1],
+        }
+        rotated = await http.post(f"{devices}/mfp-1/secret", data=rotate)
         new_secret = rotated.text.split('data-testid="device-secret">')[1].split("<")[0]
         assert new_secret != secret and await works(stack, ("mfp-1", new_secret))
         assert not await works(stack, ("mfp-1", secret))
+        # The same form sent again (a reload of the answer): nothing rotated, the new secret kept.
+        again = await http.post(f"{devices}/mfp-1/secret", data=rotate)
+        assert again.status_code == 409 and "nothing was rotated" in again.text, again.text
+        assert await works(stack, ("mfp-1", new_secret))
 
         # A range of its own: no device of another test holds it (ranges are unique fleet-wide).
         address = f"198.18.{secrets.randbelow(256)}.{secrets.randbelow(256)}"

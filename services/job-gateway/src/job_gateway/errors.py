@@ -34,6 +34,7 @@
     │   ├── Conflict                    the request clashes with what exists
     │   │   ├── AllowlistOverlap            an address range another device holds
     │   │   ├── DeviceAlreadyRegistered     a new device under an id the tenant has
+    │   │   ├── SecretAlreadyRotated        a rotation asked from a page older than the secret
     │   │   ├── TenantExists                a new tenant's id is taken
     │   │   ├── NoAdministratorAddress
     │   │   └── AcquisitionRefused
@@ -257,6 +258,11 @@ class AllowlistOverlap(Conflict):
 class DeviceAlreadyRegistered(Conflict):
     code = "device-already-registered"
     title = "Device already registered"
+
+
+class SecretAlreadyRotated(Conflict):
+    code = "secret-already-rotated"
+    title = "Secret already rotated"
 
 
 class TenantExists(Conflict):

@@ -9,8 +9,9 @@ checked against the database, so it sees every replica's devices."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from fleetmail_contracts.tenants import TenantSettings
 from ..allowlists import AllowlistIndex, AllowlistPolicy, check_ranges, check_unclaimed
 from ..credentials import hash_matches, keyed_hash, new_device_secret
 from ..domain import Device, DeviceLogin, check_machine_address, device_attention, device_matches
-from ..errors import DeviceAlreadyRegistered, DeviceNotFound, DeviceUnauthorized
+from ..errors import DeviceAlreadyRegistered, DeviceNotFound, DeviceUnauthorized, SecretAlreadyRotated
 from ..ports import DeviceStore
 from ..schemas import DeviceChange, DeviceCredentials, DeviceRegistration, DeviceView, SmtpRule
 
@@ -217,11 +218,28 @@ class DeviceDirectory:
         await self.reload()
         return DeviceView.of(document, device_attention(tenant, document.get("machine_address")))
 
-    async def rotate_secret(self, tenant_id: str, device_id: str) -> DeviceCredentials:
-        """A new secret for the device; the old one stops working at once."""
-        await self._of_tenant(tenant_id, device_id)
+    async def secret_version(self, tenant_id: str, device_id: str) -> str:
+        """Which secret the device has now (a digest of its hash, nothing to sign in with): a
+        page that offers [Rotate] sends it back, so a form sent twice rotates once."""
+        return _version_of(await self._of_tenant(tenant_id, device_id))
+
+    async def rotate_secret(
+        self, tenant_id: str, device_id: str, version: str | None = None
+    ) -> DeviceCredentials:
+        """A new secret for the device; the old one stops working at once. `version`: the
+        secret the caller saw (`secret_version`); rotated since, nothing is done."""
+        document = await self._of_tenant(tenant_id, device_id)
+        if version is not None and version != _version_of(document):
+            raise SecretAlreadyRotated(
+                "the device's secret was changed after this page was shown, so nothing was "
+                "rotated (was the form sent twice?): open the device again to rotate it"
+            )
         secret = new_device_secret()
         await self.store.update_device(
             tenant_id, device_id, {"secret_hash": keyed_hash(self.device_key, secret)}
         )
         return DeviceCredentials(device_id=device_id, tenant_id=tenant_id, secret=secret)
+
+
+def _version_of(document: Mapping[str, Any]) -> str:
+    return hashlib.sha256(str(document.get("secret_hash", "")).encode()).hexdigest()[:16]

@@ -131,7 +131,16 @@ async def device_page(
 ) -> Response:
     tenant = await _tenant(services, user, tenant_id, Access.READ)
     device = await services.devices.one(tenant, device_id)
-    return render(request, "device.html", user, tenant=tenant, device=device, functions=list(JobFunction))
+    version = await services.devices.secret_version(tenant.tenant_id, device_id)
+    return render(
+        request,
+        "device.html",
+        user,
+        tenant=tenant,
+        device=device,
+        functions=list(JobFunction),
+        secret_version=version,
+    )
 
 
 @router.post("/{device_id}/secret", name="device_rotate")
@@ -140,7 +149,11 @@ async def rotate_secret(
 ) -> Response:
     """A new secret: the old one stops working at once."""
     tenant = await _tenant(services, user, tenant_id, Access.WRITE)
-    credentials = await services.devices.rotate_secret(tenant.tenant_id, device_id)
+    # The secret the page showed: a form sent twice (a reload of this answer) rotates once.
+    version = (await request.form()).get("secret_version")
+    credentials = await services.devices.rotate_secret(
+        tenant.tenant_id, device_id, version if isinstance(version, str) else None
+    )
     return _secret(request, user, services, tenant, credentials, rotated=True)
 
 
