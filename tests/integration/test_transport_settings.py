@@ -5,6 +5,15 @@ in the tenant's token status."""
 import asyncio
 import uuid
 
+import jwt
+import nats
+from fleetmail_contracts.tokens import (
+    ACCESS_TOKEN_SUBJECT,
+    AccessTokenOutcome,
+    AccessTokenReply,
+    AccessTokenRequest,
+    TokenResource,
+)
 from fleetmail_devkit.probes import tenant_with_administrator_grant
 
 from tests.utils.cli import cli
@@ -45,3 +54,32 @@ async def test_choosing_graph_says_the_smtp_grant_lacks_graphs_scopes(stack, emu
     assert wrong.exit_code == 1 and "needs provider google" in wrong.output
     kept = (await admin.get(f"/v1/admin/tenants/{tenant_id}")).json()
     assert kept["transport"] == "graph"
+
+
+async def graph_token(stack, principal) -> AccessTokenReply:
+    client = await nats.connect(stack.nats_url)
+    try:
+        asked = AccessTokenRequest(principal=principal, resource=TokenResource.GRAPH)
+        answer = await client.request(ACCESS_TOKEN_SUBJECT, asked.model_dump_json().encode(), timeout=20)
+    finally:
+        await client.close()
+    return AccessTokenReply.model_validate_json(answer.data)
+
+
+async def test_a_graph_tenants_sign_in_asks_for_graph_and_its_token_opens_the_mailbox(
+    stack, emulator_http, admin
+) -> None:
+    principal = await tenant_with_administrator_grant(stack, emulator_http, transport="graph")
+    status = (await admin.get(f"/v1/admin/tenants/{principal.tenant_id}/tokens")).json()
+    assert status["transport"]["ready"] is True, status["transport"]
+
+    reply = await graph_token(stack, principal)
+    assert reply.outcome is AccessTokenOutcome.GRANTED and reply.access_token is not None
+    claims = jwt.decode(reply.access_token, options={"verify_signature": False})
+    assert claims["aud"] == "https://graph.microsoft.com" and "Mail.Send" in claims["scp"].split()
+    found = await emulator_http.get(
+        f"{stack.graph_url}/v1.0/me/mailFolders/SentItems/messages",
+        params={"$filter": "internetMessageId eq '<none@example>'"},
+        headers={"Authorization": f"Bearer {reply.access_token}"},
+    )
+    assert found.status_code == 200 and found.json()["value"] == [], found.text

@@ -14,18 +14,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from .tokens import Provider
+from .tokens import Provider, TokenResource
 
 
 class Transport(StrEnum):
-    SMTP = "smtp"
-    GRAPH = "graph"
-    GMAIL_API = "gmail_api"
-
-
-class TokenResource(StrEnum):
-    """The resource an access token is for: its audience."""
-
     SMTP = "smtp"
     GRAPH = "graph"
     GMAIL_API = "gmail_api"
@@ -101,6 +93,19 @@ def normalised(scope: str) -> str:
     ):
         return f"{GRAPH}/{scope}".casefold()
     return scope.casefold()
+
+
+def resource_of_scopes(provider: Provider, scopes: tuple[str, ...]) -> TokenResource:
+    """The resource a grant's scopes were consented for: Graph's when one names Graph (or is
+    a bare `Mail.` permission, as Entra names Graph's); else SMTP's, the only one before
+    transports (a grant that names none included)."""
+    if provider is Provider.MICROSOFT:
+        graph = any(s.casefold().startswith((f"{GRAPH}/".casefold(), "mail.")) for s in scopes)
+        return TokenResource.GRAPH if graph else TokenResource.SMTP
+    gmail_api = bool(scopes) and not missing_scopes(
+        DELEGATED_SCOPES[(provider, TokenResource.GMAIL_API)], scopes
+    )
+    return TokenResource.GMAIL_API if gmail_api and MAIL_GOOGLE not in scopes else TokenResource.SMTP
 
 
 def missing_scopes(needed: tuple[str, ...], granted: tuple[str, ...]) -> tuple[str, ...]:
