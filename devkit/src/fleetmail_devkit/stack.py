@@ -246,6 +246,9 @@ class Stack:
             "FLEETMAIL_TOKEN_CA_BUNDLE": str(self.ca_file),
             "FLEETMAIL_MAIL_SMTP_CA_BUNDLE": str(self.ca_file),
             "FLEETMAIL_MAIL_RETRY_BASE_S": "1",
+            # Tenants whose transport is graph send through the Exchange emulator's Graph API.
+            "FLEETMAIL_MAIL_GRAPH_URL": self.graph_url,
+            "FLEETMAIL_MAIL_API_CA_BUNDLE": str(self.ca_file),
             "FLEETMAIL_TOKEN_GOOGLE_CLIENT_ID": DEMO_GOOGLE_CLIENT_ID,
             "FLEETMAIL_TOKEN_GOOGLE_CLIENT_SECRET": DEMO_GOOGLE_CLIENT_SECRET,
             "FLEETMAIL_TOKEN_GOOGLE_AUTH_URI": f"{self.google_url}/o/oauth2/v2/auth",
