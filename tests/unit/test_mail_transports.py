@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from fleetmail_contracts.jobs import JobFunction, SendScanToEmail
 from fleetmail_contracts.tenants import TenantSettings
-from fleetmail_contracts.tokens import Provider, TokenResource
+from fleetmail_contracts.tokens import Principal, PrincipalKind, Provider, TokenResource
 from fleetmail_contracts.transports import Transport
 from mail_service.delivery import Deliverer
 from mail_service.errors import ConfigurationError
@@ -99,3 +99,10 @@ async def test_an_api_transport_needs_oauth() -> None:
     world = World(GRAPH_TENANT.model_copy(update={"oauth_enabled": False}))
     with pytest.raises(ConfigurationError, match=r"OAuth 2\.0"):
         await world.deliver(scan())
+
+
+async def test_a_parked_jobs_grant_is_checked_for_the_transports_resource() -> None:
+    world = World()
+    admin = Principal(tenant_id="acme", kind=PrincipalKind.ADMINISTRATOR, address=ADMIN)
+    assert await world.deliverer.has_grant(admin)
+    assert [r.resource for r in world.tokens.requests] == [TokenResource.GRAPH]

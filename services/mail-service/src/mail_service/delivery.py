@@ -126,9 +126,14 @@ class Deliverer:
         return resolve_sender(job, function, tenant)
 
     async def has_grant(self, principal: Principal) -> bool:
-        """Whether token-service can give a token for this principal now."""
+        """Whether token-service can give a token for this principal now (for the resource of
+        its tenant's transport: asking for another would redeem the grant for nothing)."""
+        tenant = self.tenants.cached(principal.tenant_id)
+        resource = TRANSPORT_RESOURCE[tenant.transport] if tenant is not None else TokenResource.SMTP
         try:
-            reply = await self.tokens.access_token(principal, force_refresh=False, job_id=None)
+            reply = await self.tokens.access_token(
+                principal, force_refresh=False, job_id=None, resource=resource
+            )
             access_token_of(reply, principal)
         except DeliveryError:
             return False
