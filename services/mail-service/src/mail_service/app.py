@@ -169,6 +169,7 @@ def build_app(
         ledger,
         apis={Transport.GRAPH: graph, Transport.GMAIL_API: gmail},
         api_limits=api_limits(settings),
+        api_size_limits={Transport.GMAIL_API: settings.max_message_bytes_gmail_api},
         sent_items=graph,
     )
     failures = Failures(

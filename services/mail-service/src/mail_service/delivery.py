@@ -97,6 +97,7 @@ class Deliverer:
         *,
         apis: Mapping[Transport, MailTransport] | None = None,
         api_limits: Mapping[Transport, MailboxLimits] | None = None,
+        api_size_limits: Mapping[Transport, int] | None = None,
         sent_items: SentItems | None = None,
     ) -> None:
         self.tenants = tenants
@@ -110,6 +111,7 @@ class Deliverer:
         self.ledger = ledger
         self.apis = dict(apis or {})
         self.api_limits = dict(api_limits or {})
+        self.api_size_limits = dict(api_size_limits or {})
         self.sent_items = sent_items
         # A short memory of the last token per sender spares token-service a request per
         # job; token events clear it at once when a grant is deleted or replaced.
@@ -361,16 +363,18 @@ class Deliverer:
             yield sources
 
     def _check_size(self, tenant: TenantSettings, message: MimeMessage) -> None:
-        """The provider's message size limit, checked before anything is sent."""
+        """The provider's (or its API's) message size limit, checked before anything is sent."""
         own = tenant.sending_limits.max_message_bytes
-        limit = own or self.size_limits.get(tenant.provider)
+        api = self.api_size_limits.get(tenant.transport)
+        limit = own or api or self.size_limits.get(tenant.provider)
         size = message.size()
         if limit is not None and size > limit:
             whose = " set for this mailbox" if own else ""
+            way = tenant.transport.value if api and not own else tenant.provider.value
             raise InvalidJob(
                 f"too large for this mailbox: the message is {size / 1e6:.1f} MB as sent "
                 f"(attachments grow by a third in transfer), over the {limit / 1e6:.1f} MB limit "
-                f"for {tenant.provider.value}{whose}: scan at a lower resolution or "
+                f"for {way}{whose}: scan at a lower resolution or "
                 "split the document",
                 FailureReason.MESSAGE_TOO_LARGE,
             )

@@ -170,6 +170,12 @@ class MailSettings(BaseSettings):
         gt=0,
         description="Largest message as sent (encoded) for Microsoft 365: its default send limit, 35 MB",
     )
+    max_message_bytes_gmail_api: int = Field(
+        default=35 * 1024 * 1024,
+        gt=0,
+        description="Largest message as sent through the Gmail API (its media upload limit, 35 MB: a "
+        "25 MB scan fits, which Gmail's SMTP refuses)",
+    )
     max_message_bytes_google: int = Field(
         default=35_882_577,
         gt=0,
