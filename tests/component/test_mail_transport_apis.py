@@ -184,3 +184,21 @@ async def test_gmail_api_refusals_are_classified(
         await gmail_api.send(None, Credentials(user, token), message, envelope)
     with pytest.raises(TokenRejected):
         await gmail_api.send(None, Credentials(user, "not-a-token"), message, envelope)
+
+
+async def test_a_mailbox_not_enabled_for_rest_is_a_setting_to_fix(
+    emulators: Stack, emulator_http: httpx.AsyncClient, graph: GraphDelivery
+) -> None:
+    user = f"graph-{uuid.uuid4().hex[:8]}@contoso.example"
+    mailbox = await emulator_http.post(
+        f"{emulators.smtp_control_url}/_emulator/mailboxes", json={"address": user, "rest_enabled": False}
+    )
+    assert mailbox.status_code == 200, mailbox.text
+    token = await graph_token(emulators, emulator_http, user, "Mail.Send")
+    _, message, envelope, _ = scan(user)
+    with pytest.raises(ApiPermanent) as refused:
+        await graph.send(None, Credentials(user, token), message, envelope)
+    assert refused.value.reason is FailureReason.CONFIGURATION_ERROR
+    assert "MailboxNotEnabledForRESTAPI" in (refused.value.smtp_reply or "") and "smtp" in (
+        refused.value.remedy or ""
+    )
