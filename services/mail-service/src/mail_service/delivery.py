@@ -197,12 +197,14 @@ class Deliverer:
             split = parts(recipients, limits.recipients_per_message) if limits else [recipients]
             if len(split) == 1:
                 submit = self._submitter(tenant, sender, paced, job.job_id, transport)
-                if redelivered and (found := await self._sent_before(job, tenant, sender)) is not None:
+                if redelivered and (found := await self._sent_before(job, tenant, sender, recipients)):
                     return found
                 return await self._send_part(job, tenant, sender, message, recipients, submit)
             return await self._send_parts(job, tenant, sender, message, split, paced, transport)
 
-    async def _sent_before(self, job: JobBase, tenant: TenantSettings, sender: Sender) -> Delivered | None:
+    async def _sent_before(
+        self, job: JobBase, tenant: TenantSettings, sender: Sender, recipients: list[str]
+    ) -> Delivered | None:
         """The job found in Graph's Sent Items: Graph accepted it before a crash kept the
         ledger from recording it."""
         if tenant.transport is not Transport.GRAPH or self.sent_items is None:
@@ -214,7 +216,7 @@ class Deliverer:
             return None
         log.info("job %s was found in Sent Items: not sent again", job.job_id)
         reply = "found in Sent Items (accepted by Microsoft Graph before a restart)"
-        return Delivered(sender.address, mid, reply, tuple(job_recipients(job)), ())
+        return Delivered(sender.address, mid, reply, tuple(recipients), ())
 
     async def _send_parts(
         self,
@@ -444,11 +446,6 @@ class Deliverer:
         return Delivered(
             sender.address, message_id(job.job_id), result.reply, accepted, tuple(result.rejected)
         )
-
-
-def job_recipients(job: JobBase) -> list[str]:
-    """Every recipient of the job (To, Cc, Bcc)."""
-    return [*job.to, *job.cc, *job.bcc]
 
 
 def part_key(job_id: str, recipients: list[str]) -> str:
