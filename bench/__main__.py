@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import attachments, gateway, mail, notifier, overview, scale, sweep, telemetry, token
+from . import attachments, gateway, mail, notifier, overview, scale, sweep, telemetry, token, transports
 from .figures import Figure
 from .stack import running_stack
 
@@ -25,6 +25,7 @@ from .stack import running_stack
 BENCHMARKS = [
     ("token-service", token.run),
     ("mail-service", mail.run),
+    ("transports", transports.run),
     ("notifier", notifier.run),
     ("telemetry", telemetry.run),
     ("scale-out", scale.run),

@@ -20,7 +20,7 @@ from fleetmail_contracts.dead_letters import DeadLetter
 from fleetmail_contracts.jobs import AttachmentRef, JobBase, JobFunction
 from fleetmail_contracts.mail_events import FailureReason
 from fleetmail_contracts.tenants import SmtpSettings, TenantSettings
-from fleetmail_contracts.tokens import AccessTokenOutcome, AccessTokenReply, Principal
+from fleetmail_contracts.tokens import AccessTokenOutcome, AccessTokenReply, Principal, TokenResource
 from fleetmail_runtime.bus import BusUnavailable
 from fleetmail_runtime.smtp_replies import NOT_AUTHENTICATED
 from fleetmail_runtime.tenants import UnknownTenant
@@ -75,6 +75,7 @@ class TokenRequest:
     principal: Principal
     force_refresh: bool
     job_id: str | None
+    resource: TokenResource = TokenResource.SMTP
 
 
 class FakeTokenClient:
@@ -93,9 +94,14 @@ class FakeTokenClient:
         self.queued.setdefault(address.casefold(), []).extend(replies)
 
     async def access_token(
-        self, principal: Principal, *, force_refresh: bool, job_id: str | None
+        self,
+        principal: Principal,
+        *,
+        force_refresh: bool,
+        job_id: str | None,
+        resource: TokenResource = TokenResource.SMTP,
     ) -> AccessTokenReply:
-        self.requests.append(TokenRequest(principal, force_refresh, job_id))
+        self.requests.append(TokenRequest(principal, force_refresh, job_id, resource))
         if self.down:
             raise TokenUnavailable("token-service did not answer: TimeoutError")
         queued = self.queued.get(principal.address.casefold())

@@ -32,6 +32,7 @@ from fleetmail_contracts.tokens import (
     PrincipalKind,
     Provider,
     TokenEventBase,
+    TokenResource,
     UsersWaiting,
 )
 from token_service.adapters.credentials import TenantSecrets
@@ -141,6 +142,7 @@ class FakeGrantStore:
             access_token=issued.access_token,
             access_issued_at=issued.issued_at,
             access_expires_at=issued.expires_at,
+            access_resource=issued.resource,
             expiring_announced_at=earlier.expiring_announced_at if earlier else None,
         )
 
@@ -171,6 +173,7 @@ class FakeGrantStore:
             access_token=issued.access_token,
             access_issued_at=issued.issued_at,
             access_expires_at=issued.expires_at,
+            access_resource=issued.resource,
             last_refreshed_at=issued.issued_at,
             predicted_death_at=predicted_death_at,
             status_detail=None,
@@ -414,6 +417,8 @@ class FakeIdentity:
         self.calls: Counter[str] = Counter()
         self._holds: list[asyncio.Event] = []
         self.refreshed: list[TokenResult] = []
+        self.resources: list[TokenResource] = []
+        """The resource each refresh was for."""
         self._failures: list[TokenServiceError] = []
         self._serial = itertools.count(1)
         self._refresh_tokens: dict[str, str] = {}
@@ -452,8 +457,11 @@ class FakeIdentity:
         if self._failures:
             raise self._failures.pop(0)
 
-    async def refresh(self, tenant: TenantSettings, grant: StoredGrant) -> TokenResult:
+    async def refresh(
+        self, tenant: TenantSettings, grant: StoredGrant, resource: TokenResource = TokenResource.SMTP
+    ) -> TokenResult:
         self.calls["refresh"] += 1
+        self.resources.append(resource)
         if self._holds:
             await self._holds.pop(0).wait()
         self._fail()
@@ -476,7 +484,9 @@ class FakeIdentity:
         directory = tenant.identity.directory or "directory"
         return f"https://login.fake/{directory}", tenant.identity.client_id or "fake-client"
 
-    async def app_only_token(self, tenant: TenantSettings, principal: Principal) -> Redeemed:
+    async def app_only_token(
+        self, tenant: TenantSettings, principal: Principal, resource: TokenResource | None = None
+    ) -> Redeemed:
         self.calls["app_only"] += 1
         self._fail()
         result = TokenResult(self._token("app-at"), self.lifetime_s, None, {}, (".default",))

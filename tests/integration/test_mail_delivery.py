@@ -18,9 +18,11 @@ from tests.utils.jobs import final_status, received, submit
 
 
 @pytest.fixture
-async def fleet(stack, emulator_http):
-    """A tenant with an administrator grant and one registered device."""
-    principal = await tenant_with_administrator_grant(stack, emulator_http)
+async def fleet(stack, emulator_http, request):
+    """A tenant with an administrator grant and one registered device; a test parametrized
+    with `fleet` indirectly names the tenant's transport (smtp by default)."""
+    transport = getattr(request, "param", "smtp")
+    principal = await tenant_with_administrator_grant(stack, emulator_http, transport=transport)
     async with device_panel(stack, principal.tenant_id) as panel:
         yield principal, panel
 
@@ -41,8 +43,16 @@ FUNCTIONS = {
 }
 
 
-async def test_every_device_function_is_delivered_from_the_administrator(stack, emulator_http, fleet) -> None:
+MECHANISM = {"smtp": "XOAUTH2", "graph": "GRAPH"}
+"""How the emulator says a message reached it, per transport."""
+
+
+@pytest.mark.parametrize("fleet", ["smtp", "graph"], indirect=True)
+async def test_every_device_function_is_delivered_from_the_administrator(
+    stack, emulator_http, fleet, request
+) -> None:
     principal, panel = fleet
+    mechanism = MECHANISM[request.node.callspec.params["fleet"]]
     jobs = {}
     for function, extra in FUNCTIONS.items():
         fields = {k: v.replace("{admin}", principal.address) for k, v in extra.items()}
@@ -57,6 +67,7 @@ async def test_every_device_function_is_delivered_from_the_administrator(stack, 
         assert status["status"] == "sent", (function, status)
         entry, message = await received(stack, emulator_http, job_id)
         assert entry["auth_user"] == principal.address and message["From"] == principal.address
+        assert entry["auth_mechanism"] == mechanism
         assert message["X-Fleetmail-Function"] == function
         attachments = list(message.iter_attachments())
         if function == "scan_to_url":
@@ -182,7 +193,8 @@ async def test_one_rejected_recipient_does_not_stop_the_others(stack, emulator_h
 
 
 @pytest.mark.timeout(180)
-async def test_a_25_mb_scan_arrives_intact(stack, emulator_http, fleet) -> None:
+@pytest.mark.parametrize("fleet", ["smtp", "graph"], indirect=True)
+async def test_a_25_mb_scan_arrives_intact(stack, emulator_http, fleet, request) -> None:
     _, panel = fleet
     scan = hashlib.sha256(b"25MB").digest() * (25 * 1024 * 1024 // 32)
     job_id = await submit(
@@ -190,6 +202,7 @@ async def test_a_25_mb_scan_arrives_intact(stack, emulator_http, fleet) -> None:
     )
     status = await final_status(panel, job_id, 120)
     assert status["status"] == "sent", status
-    _, message = await received(stack, emulator_http, job_id)
+    entry, message = await received(stack, emulator_http, job_id)
+    assert entry["auth_mechanism"] == MECHANISM[request.node.callspec.params["fleet"]]
     attachment = next(message.iter_attachments())
     assert hashlib.sha256(attachment.get_content()).hexdigest() == hashlib.sha256(scan).hexdigest()

@@ -116,12 +116,13 @@ def when(value: str | None, seconds: bool = False) -> str:
 
 @tenants.command("list")
 def tenants_list() -> None:
-    shown = table("tenant", "OAuth 2.0", "provider", "administrator", "From", "Auto Delete")
+    shown = table("tenant", "OAuth 2.0", "provider", "transport", "administrator", "From", "Auto Delete")
     for t in call("GET", "/v1/admin/tenants"):
         shown.add_row(
             t["tenant_id"],
             "on" if t["oauth_enabled"] else "off",
             t["provider"],
+            t.get("transport", "smtp"),
             t.get("administrator_address") or "—",
             FROM_POLICY.get(t["from_policy"], t["from_policy"]),
             "on" if t["auto_delete"] else "off",
@@ -141,6 +142,9 @@ def tenants_set(
         str | None, typer.Option(help="administrator_address, login_user_address, allow")
     ] = None,
     auto_delete: Annotated[bool | None, typer.Option("--auto-delete/--no-auto-delete")] = None,
+    transport: Annotated[
+        str | None, typer.Option(help="smtp, graph (provider microsoft) or gmail_api (provider google)")
+    ] = None,
 ) -> None:
     """Create a tenant or change some of its settings (the others stay as they are)."""
     with client() as http:
@@ -152,6 +156,7 @@ def tenants_set(
         "administrator_address": administrator,
         "from_policy": from_policy,
         "auto_delete": auto_delete,
+        "transport": transport,
     }
     body.update({k: v for k, v in changes.items() if v is not None})
     if smtp_host or smtp_port:
@@ -163,6 +168,16 @@ def tenants_set(
     body.pop("revision", None)
     saved = call("PUT", f"/v1/admin/tenants/{tenant_id}", json=body)
     out.print(f"tenant [bold]{tenant_id}[/bold] saved (revision {saved['revision']})")
+    if transport is not None and saved["oauth_enabled"]:
+        show_readiness(call("GET", f"/v1/admin/tenants/{tenant_id}/tokens")["transport"])
+
+
+def show_readiness(readiness: dict[str, Any]) -> None:
+    """Whether the administrator's grant has what the tenant's transport needs."""
+    mark = {True: "[green]ready[/green]", False: "[red]not ready[/red]"}.get(
+        readiness["ready"], "[yellow]check[/yellow]"
+    )
+    out.print(f"transport [bold]{readiness['transport']}[/bold]: {mark}: {readiness['detail']}")
 
 
 # --- devices ---------------------------------------------------------------------------
@@ -255,6 +270,7 @@ def tokens_status(tenant_id: str) -> None:
             g.get("status_detail") or "",
         )
     out.print(rows)
+    show_readiness(tokens["transport"])
 
 
 @tokens.command("acquire")

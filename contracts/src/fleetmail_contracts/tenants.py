@@ -9,12 +9,13 @@ import re
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ._base import Contract, Timestamp
 from .addresses import is_address
 from .streams import TENANT_EVENT_PREFIX
 from .tokens import Provider
+from .transports import Transport, transport_refusal
 
 MAX_SEND_AS_USERS = 200
 MAX_SEND_AS_ADDRESSES = 10
@@ -117,6 +118,11 @@ class TenantSettings(Contract):
     provider: Provider = Provider.MICROSOFT
     administrator_address: str | None = None
     smtp: SmtpSettings | None = None
+    transport: Transport = Field(
+        default=Transport.SMTP,
+        description="How the tenant's mail leaves: smtp (XOAUTH2, the device's way), graph "
+        "(Microsoft Graph sendMail; provider microsoft) or gmail_api (Gmail API; provider google)",
+    )
     from_policy: FromPolicy = FromPolicy.ADMINISTRATOR_ADDRESS
     auto_delete: bool = False
     user_token_idle_days: float = Field(
@@ -160,6 +166,12 @@ class TenantSettings(Contract):
             key = user.casefold()
             checked[key] = tuple(dict.fromkeys((*checked.get(key, ()), *(a.casefold() for a in addresses))))
         return checked
+
+    @model_validator(mode="after")
+    def _transport_of_provider(self) -> TenantSettings:
+        if (why := transport_refusal(self.transport, self.provider)) is not None:
+            raise ValueError(why)
+        return self
 
     def may_send_as(self, user: str, address: str) -> bool:
         """Whether the login user may send From this address: their own, or one listed for them."""

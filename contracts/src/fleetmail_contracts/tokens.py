@@ -20,6 +20,15 @@ class Provider(StrEnum):
     GOOGLE = "google"
 
 
+class TokenResource(StrEnum):
+    """What an access token is for: its audience. Microsoft issues Graph and SMTP tokens for
+    different audiences from one grant; Google one token for all of a grant's scopes."""
+
+    SMTP = "smtp"
+    GRAPH = "graph"
+    GMAIL_API = "gmail_api"
+
+
 class PrincipalKind(StrEnum):
     ADMINISTRATOR = "administrator"
     USER = "user"
@@ -61,6 +70,9 @@ class AccessTokenRequest(Contract):
         default=False, description="Set after the SMTP server refused the previous token."
     )
     job_id: str | None = None
+    resource: TokenResource = Field(
+        default=TokenResource.SMTP, description="The API the token is for (its audience)"
+    )
 
 
 class AccessTokenOutcome(StrEnum):

@@ -42,12 +42,17 @@ class SmtpEmulator:
 
 @asynccontextmanager
 async def smtp_emulator(
-    stack: Stack, flavour: str, tls_dir: Path | None = None, smtp_auth_enabled: bool = True
+    stack: Stack,
+    flavour: str,
+    tls_dir: Path | None = None,
+    smtp_auth_enabled: bool = True,
+    api_port: int | None = None,
 ) -> AsyncIterator[SmtpEmulator]:
     """One more SMTP emulator process: Gmail's flavour, or a server under another CA
     (`tls_dir` holds its own CA, which nothing trusts by default); `smtp_auth_enabled` False
-    keeps Exchange's default for the organisation (SMTP AUTH off)."""
-    port, tls_port, control, api = free_port(), free_port(), free_port(), free_port()
+    keeps Exchange's default for the organisation (SMTP AUTH off); `api_port` where its mail
+    API listens (`stack.ports.gmail_api`: the Gmail API the stack's mail-service uses)."""
+    port, tls_port, control, api = free_port(), free_port(), free_port(), api_port or free_port()
     tls_dir = tls_dir or stack.data_dir / "tls"
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -66,6 +66,9 @@ class Ports:
     metrics_token: int = 9461
     metrics_mail: int = 9462
     metrics_notifier: int = 9463
+    gmail_api: int = 2444
+    """Where mail-service looks for the Gmail API: a Gmail emulator started on it
+    (`probes.smtp_emulator(stack, "gmail", api_port=…)`) serves it; nothing listens otherwise."""
 
     @classmethod
     def free(cls) -> Ports:
@@ -246,6 +249,11 @@ class Stack:
             "FLEETMAIL_TOKEN_CA_BUNDLE": str(self.ca_file),
             "FLEETMAIL_MAIL_SMTP_CA_BUNDLE": str(self.ca_file),
             "FLEETMAIL_MAIL_RETRY_BASE_S": "1",
+            # Tenants whose transport is graph send through the Exchange emulator's Graph API.
+            "FLEETMAIL_MAIL_GRAPH_URL": self.graph_url,
+            "FLEETMAIL_MAIL_API_CA_BUNDLE": str(self.ca_file),
+            # Never Google's own: a gmail_api tenant of the local stack stays on loopback.
+            "FLEETMAIL_MAIL_GMAIL_API_URL": f"https://127.0.0.1:{self.ports.gmail_api}",
             "FLEETMAIL_TOKEN_GOOGLE_CLIENT_ID": DEMO_GOOGLE_CLIENT_ID,
             "FLEETMAIL_TOKEN_GOOGLE_CLIENT_SECRET": DEMO_GOOGLE_CLIENT_SECRET,
             "FLEETMAIL_TOKEN_GOOGLE_AUTH_URI": f"{self.google_url}/o/oauth2/v2/auth",

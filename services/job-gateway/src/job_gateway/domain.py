@@ -20,6 +20,7 @@ from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.mail_events import MAIL_EVENTS
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import AcquisitionFlow, GrantStatus, GrantView, PrincipalKind, Provider
+from fleetmail_contracts.transports import Transport, missing_scopes, needed_scopes
 
 from .errors import (
     AttachmentTypeRefused,
@@ -32,7 +33,14 @@ from .errors import (
     TsiNotRouted,
     UnsafeHeader,
 )
-from .schemas import AdministratorToken, JobSubmission, SmtpRule, TokenStatus, TsiRoutingTable
+from .schemas import (
+    AdministratorToken,
+    JobSubmission,
+    SmtpRule,
+    TokenStatus,
+    TransportReadiness,
+    TsiRoutingTable,
+)
 
 # --- devices ---------------------------------------------------------------------------
 
@@ -409,4 +417,57 @@ def token_status(tenant: TenantSettings, grants: Sequence[GrantView]) -> TokenSt
     return TokenStatus(
         administrator=AdministratorToken(address=address, status=status),
         grants=tuple(grants),
+        transport=transport_readiness(tenant, mine[0] if mine else None),
     )
+
+
+APP_ONLY_CONSENT = {
+    Provider.MICROSOFT: "an administrator grants the app the application permission(s) {needed} in Entra "
+    "(Grant admin consent) and limits it to the sending mailboxes (RBAC for Applications or an "
+    "application access policy); Microsoft checks it at the first send",
+    Provider.GOOGLE: "a Workspace administrator authorises the service account's client id for {needed} "
+    "(domain-wide delegation); Google checks it at the first send",
+}
+
+
+def transport_readiness(tenant: TenantSettings, grant: GrantView | None) -> TransportReadiness:
+    """Whether the administrator's grant has the scopes the tenant's transport needs: a grant
+    taken for another transport lacks them until the administrator signs in again."""
+    transport, provider = tenant.transport, tenant.provider
+    app_only = grant.flow is AcquisitionFlow.APP_ONLY if grant is not None else tenant.identity.app_only
+    needed = needed_scopes(provider, transport, app_only)
+    listed = ", ".join(needed)
+
+    def answer(missing: tuple[str, ...], ready: bool | None, detail: str) -> TransportReadiness:
+        return TransportReadiness(
+            transport=transport, needed=needed, missing=missing, ready=ready, detail=detail
+        )
+
+    if not tenant.oauth_enabled:
+        if transport is Transport.SMTP:
+            return TransportReadiness(
+                transport=transport,
+                needed=(),
+                missing=(),
+                ready=True,
+                detail="OAuth 2.0 is off: the tenant sends over SMTP with its stored credentials",
+            )
+        return answer(
+            needed, False, f"{transport.value} sends only with OAuth 2.0 on: turn it on, then [Acquire]"
+        )
+    if grant is None:
+        return answer(needed, False, f"no administrator token yet: [Acquire] signs in for {listed}")
+    if grant.status is not GrantStatus.ACTIVE:
+        return answer(needed, False, "the administrator's grant needs a new sign-in ([Acquire])")
+    if app_only:
+        return answer((), None, APP_ONLY_CONSENT[provider].format(needed=listed))
+    # A provider answer that names no scopes granted all that was asked (as at sign-in).
+    missing = missing_scopes(needed, grant.scopes) if grant.scopes else ()
+    if missing:
+        return answer(
+            missing,
+            False,
+            f"the administrator's grant lacks {', '.join(missing)} ({transport.value} needs them): "
+            "sign in again ([Acquire]) to consent to them",
+        )
+    return answer((), True, f"the administrator's grant has what {transport.value} needs ({listed})")

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Self
 from fleetmail_contracts.credentials import CredentialField
 from fleetmail_contracts.jobs import JobFunction
 from fleetmail_contracts.tokens import AcquisitionFlow, GrantView, Provider
+from fleetmail_contracts.transports import Transport
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -200,11 +201,30 @@ class AdministratorToken(BaseModel):
     )
 
 
+class TransportReadiness(BaseModel):
+    """What the tenant's transport needs of the administrator's grant, and whether it has it."""
+
+    transport: Transport
+    needed: tuple[str, ...] = Field(
+        description="The scopes the transport needs (app-only Microsoft: the application "
+        "permissions an administrator consents to)"
+    )
+    missing: tuple[str, ...] = Field(description="Those the administrator's grant was not given")
+    ready: bool | None = Field(
+        description="true: the grant has what the transport needs; false: it does not (see detail); "
+        "null: the grant cannot tell (app-only: the provider checks the administrator's consent "
+        "at the first send)"
+    )
+    detail: str
+
+
 class TokenStatus(BaseModel):
-    """A tenant's tokens: the administrator's row, always there, and every grant."""
+    """A tenant's tokens: the administrator's row, always there, every grant, and whether the
+    administrator's grant has what the tenant's transport needs."""
 
     administrator: AdministratorToken
     grants: tuple[GrantView, ...]
+    transport: TransportReadiness
 
 
 class UserSignIn(BaseModel):

@@ -21,11 +21,14 @@ from fleetmail_contracts import streams
 from fleetmail_contracts.jobs import JOBS_WILDCARD
 from fleetmail_contracts.streams import TOKEN_EVENT_PREFIX
 from fleetmail_contracts.tokens import Provider
+from fleetmail_contracts.transports import Transport
 from fleetmail_runtime.bus import jobs_stream
 from fleetmail_runtime.lifecycle import ServiceRuntime
 
 from .adapters.attachments import ObjectStoreAttachments
 from .adapters.events import BusEventPublisher
+from .adapters.gmail_api import GmailApiDelivery
+from .adapters.graph import GraphDelivery
 from .adapters.jetstream import InFlight, JetStreamJob
 from .adapters.lease import KvLease
 from .adapters.ledger import KvDeliveryLedger
@@ -92,6 +95,33 @@ def provider_limits(settings: MailSettings) -> dict[Provider, MailboxLimits]:
     }
 
 
+API_RECIPIENTS_PER_MESSAGE = 1_000_000
+"""A mail API reads the recipients from the message's headers: a message is never split
+(the gateway bounds a job's recipients well under the APIs' own limits)."""
+
+
+def api_limits(settings: MailSettings) -> dict[Transport, MailboxLimits]:
+    """Per-mailbox limits of the mail APIs; the daily quota is the mailbox's, whatever the way."""
+    return {
+        Transport.GRAPH: MailboxLimits(
+            settings.graph_concurrent_requests,
+            settings.graph_request_window_s / settings.graph_requests_per_window,
+            API_RECIPIENTS_PER_MESSAGE,
+            settings.microsoft_daily_recipients,
+            quota_counts_recipients=True,
+            quota_window_s=settings.quota_window_s,
+        ),
+        Transport.GMAIL_API: MailboxLimits(
+            settings.google_concurrent_submissions,
+            60 / settings.gmail_api_messages_per_minute,
+            API_RECIPIENTS_PER_MESSAGE,
+            settings.google_daily_messages,
+            quota_counts_recipients=False,
+            quota_window_s=settings.quota_window_s,
+        ),
+    }
+
+
 def build_app(
     settings: MailSettings,
     *,
@@ -108,6 +138,10 @@ def build_app(
         settings.smtp_idle_timeout_s,
         outbound=settings.common.outbound_policy(),
     )
+    graph = GraphDelivery(
+        settings.graph_url, settings.api_ca_bundle, settings.api_timeout_s, clock, settings.graph_upload_hosts
+    )
+    gmail = GmailApiDelivery(settings.gmail_api_url, settings.api_ca_bundle, settings.api_timeout_s, clock)
     attachments = ObjectStoreAttachments(runtime.broker)
     ledger = KvDeliveryLedger(runtime.broker, settings.ledger_write_timeout_s)
     events = BusEventPublisher(runtime.broker, SERVICE, replica)
@@ -133,6 +167,10 @@ def build_app(
         ),
         provider_limits(settings),
         ledger,
+        apis={Transport.GRAPH: graph, Transport.GMAIL_API: gmail},
+        api_limits=api_limits(settings),
+        api_size_limits={Transport.GMAIL_API: settings.max_message_bytes_gmail_api},
+        sent_items=graph,
     )
     failures = Failures(
         SERVICE, events, runtime.tenants, clock, settings.park_timeout_s, settings.administrator_wait_s
@@ -175,6 +213,8 @@ def build_app(
     runtime.on_start(attachments.open)
     runtime.on_start(sweep_lease.open)
     runtime.on_stop(transport.close)
+    runtime.on_stop(graph.close)
+    runtime.on_stop(gmail.close)
     runtime.every(settings.park_sweep_s, parking.sweep, "the sweep of parked jobs")
     runtime.every(settings.ack_wait_s / 3, in_flight.keep_alive, "telling JetStream jobs are in progress")
     runtime.every(settings.attachment_sweep_s, sweep.sweep, "the attachment sweep")

@@ -1,4 +1,6 @@
-"""Delivering one job: sender, token, documents, MIME, SMTP. Raises mail-service's errors.
+"""Delivering one job: sender, token, documents, MIME, then the tenant's transport (SMTP,
+Microsoft Graph or the Gmail API: the same message, each token for its resource). Raises
+mail-service's errors.
 
 The use case behind the handler edge; everything it talks to is a port (`ports.py`), so
 it runs on the real adapters in the service and on fakes in unit tests.
@@ -20,7 +22,8 @@ from fleetmail_contracts.credentials import SmtpCredentialsReply
 from fleetmail_contracts.jobs import JobBase, JobFunction
 from fleetmail_contracts.mail_events import FailureReason
 from fleetmail_contracts.tenants import SmtpSettings, TenantSettings
-from fleetmail_contracts.tokens import Principal, Provider
+from fleetmail_contracts.tokens import Principal, Provider, TokenResource
+from fleetmail_contracts.transports import TRANSPORT_RESOURCE, Transport
 from fleetmail_runtime.tenants import UnknownTenant
 
 from .domain.compose import compose, message_id
@@ -31,6 +34,7 @@ from .domain.sender import Sender, resolve_sender
 from .domain.tokens import access_token_of, token_not_accepted_remedy
 from .errors import (
     AttachmentsUnavailable,
+    ConfigurationError,
     DeliveryError,
     InvalidJob,
     SentMeanwhile,
@@ -45,6 +49,7 @@ from .ports import (
     DeliveryLedger,
     MailTransport,
     SendResult,
+    SentItems,
     TenantReader,
     TokenClient,
 )
@@ -89,6 +94,11 @@ class Deliverer:
         gate: MailboxGate | None = None,
         provider_limits: Mapping[Provider, MailboxLimits] | None = None,
         ledger: DeliveryLedger | None = None,
+        *,
+        apis: Mapping[Transport, MailTransport] | None = None,
+        api_limits: Mapping[Transport, MailboxLimits] | None = None,
+        api_size_limits: Mapping[Transport, int] | None = None,
+        sent_items: SentItems | None = None,
     ) -> None:
         self.tenants = tenants
         self.tokens = tokens
@@ -99,6 +109,10 @@ class Deliverer:
         self.gate = gate
         self.provider_limits = dict(provider_limits or {})
         self.ledger = ledger
+        self.apis = dict(apis or {})
+        self.api_limits = dict(api_limits or {})
+        self.api_size_limits = dict(api_size_limits or {})
+        self.sent_items = sent_items
         # A short memory of the last token per sender spares token-service a request per
         # job; token events clear it at once when a grant is deleted or replaced.
         self._tokens: dict[str, tuple[str, datetime]] = {}
@@ -114,9 +128,14 @@ class Deliverer:
         return resolve_sender(job, function, tenant)
 
     async def has_grant(self, principal: Principal) -> bool:
-        """Whether token-service can give a token for this principal now."""
+        """Whether token-service can give a token for this principal now (for the resource of
+        its tenant's transport: asking for another would redeem the grant for nothing)."""
+        tenant = self.tenants.cached(principal.tenant_id)
+        resource = TRANSPORT_RESOURCE[tenant.transport] if tenant is not None else TokenResource.SMTP
         try:
-            reply = await self.tokens.access_token(principal, force_refresh=False, job_id=None)
+            reply = await self.tokens.access_token(
+                principal, force_refresh=False, job_id=None, resource=resource
+            )
             access_token_of(reply, principal)
         except DeliveryError:
             return False
@@ -124,11 +143,26 @@ class Deliverer:
 
     def forget_token(self, tenant_id: str, address: str) -> None:
         """A grant changed (deleted, refreshed, dead): the next job asks token-service again."""
-        self._tokens.pop(f"{tenant_id}|{address.casefold()}", None)
+        for resource in TokenResource:
+            self._tokens.pop(f"{tenant_id}|{address.casefold()}|{resource}", None)
+
+    def transport_of(self, tenant: TenantSettings) -> MailTransport:
+        if tenant.transport is Transport.SMTP:
+            return self.transport
+        if not tenant.oauth_enabled:
+            raise ConfigurationError(f"transport {tenant.transport.value} sends only with OAuth 2.0 on")
+        api = self.apis.get(tenant.transport)
+        if api is None:
+            raise ConfigurationError(f"this deployment has no {tenant.transport.value} transport")
+        return api
 
     def limits_of(self, tenant: TenantSettings) -> MailboxLimits | None:
-        """The sending mailbox's limits: the provider's defaults, and what the tenant set."""
-        default = self.provider_limits.get(tenant.provider)
+        """The sending mailbox's limits: the provider's (or its API's) defaults, and what the
+        tenant set."""
+        if tenant.transport is Transport.SMTP:
+            default = self.provider_limits.get(tenant.provider)
+        else:
+            default = self.api_limits.get(tenant.transport)
         if default is None:
             return None
         own = tenant.sending_limits
@@ -150,16 +184,39 @@ class Deliverer:
         tenant: TenantSettings,
         sender: Sender,
         paced: Paced | None = None,
+        *,
+        redelivered: bool = False,
     ) -> Delivered:
+        """`redelivered`: the job may have been sent before a crash (a redelivery, or a job
+        put back): where the transport can tell (Graph's Sent Items), it is not sent twice."""
+        transport = self.transport_of(tenant)
         async with self._attachments(job) as attachments:
             message, recipients = compose(job, function, sender.shown, attachments, self.clock())
             self._check_size(tenant, message)
             limits = self.limits_of(tenant)
             split = parts(recipients, limits.recipients_per_message) if limits else [recipients]
             if len(split) == 1:
-                submit = self._submitter(tenant, sender, paced, job.job_id)
+                submit = self._submitter(tenant, sender, paced, job.job_id, transport)
+                if redelivered and (found := await self._sent_before(job, tenant, sender, recipients)):
+                    return found
                 return await self._send_part(job, tenant, sender, message, recipients, submit)
-            return await self._send_parts(job, tenant, sender, message, split, paced)
+            return await self._send_parts(job, tenant, sender, message, split, paced, transport)
+
+    async def _sent_before(
+        self, job: JobBase, tenant: TenantSettings, sender: Sender, recipients: list[str]
+    ) -> Delivered | None:
+        """The job found in Graph's Sent Items: Graph accepted it before a crash kept the
+        ledger from recording it."""
+        if tenant.transport is not Transport.GRAPH or self.sent_items is None:
+            return None
+        principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
+        access_token = await self._access_token(principal, False, job.job_id, TokenResource.GRAPH)
+        mid = message_id(job.job_id)
+        if not await self.sent_items.sent(Credentials(sender.address, access_token), mid):
+            return None
+        log.info("job %s was found in Sent Items: not sent again", job.job_id)
+        reply = "found in Sent Items (accepted by Microsoft Graph before a restart)"
+        return Delivered(sender.address, mid, reply, tuple(recipients), ())
 
     async def _send_parts(
         self,
@@ -169,6 +226,7 @@ class Deliverer:
         message: MimeMessage,
         split: list[list[str]],
         paced: Paced | None,
+        transport: MailTransport,
     ) -> Delivered:
         """More recipients than the provider takes in one message: the same message in several
         submissions, each recorded in the delivery ledger under its own key as it is accepted,
@@ -183,7 +241,7 @@ class Deliverer:
             if self.ledger is not None and await self.ledger.already_delivered(key):
                 accepted.extend(part)
                 continue
-            submit = self._submitter(tenant, sender, paced, key)
+            submit = self._submitter(tenant, sender, paced, key, transport)
             try:
                 delivered = await self._send_part(job, tenant, sender, message, part, submit)
             except SentMeanwhile:
@@ -212,7 +270,12 @@ class Deliverer:
         return await self._send(job, tenant, sender, principal, message, recipients, submit)
 
     def _submitter(
-        self, tenant: TenantSettings, sender: Sender, paced: Paced | None, ledger_key: str
+        self,
+        tenant: TenantSettings,
+        sender: Sender,
+        paced: Paced | None,
+        ledger_key: str,
+        transport: MailTransport,
     ) -> Submit:
         """The transport, entered only when the mailbox admits the message (its credentials are
         ready before: a job without a token takes no turn)."""
@@ -221,7 +284,7 @@ class Deliverer:
             server: SmtpSettings, credentials: Credentials, message: MimeMessage, recipients: list[str]
         ) -> SendResult:
             async with self._submission(tenant, sender, paced, ledger_key, len(recipients)):
-                return await self.transport.send(server, credentials, message, recipients)
+                return await transport.send(server, credentials, message, recipients)
 
         return submit
 
@@ -251,13 +314,21 @@ class Deliverer:
         except AttachmentsUnavailable as exc:
             log.warning("job %s: its documents are left to the sweep (%s)", job.job_id, exc)
 
-    async def _access_token(self, principal: Principal, force_refresh: bool, job_id: str) -> str:
-        key = f"{principal.tenant_id}|{principal.address.casefold()}"
+    async def _access_token(
+        self,
+        principal: Principal,
+        force_refresh: bool,
+        job_id: str,
+        resource: TokenResource = TokenResource.SMTP,
+    ) -> str:
+        key = f"{principal.tenant_id}|{principal.address.casefold()}|{resource}"
         now = self.clock()
         remembered = self._tokens.get(key)
         if remembered is not None and not force_refresh and now < remembered[1]:
             return remembered[0]
-        reply = await self.tokens.access_token(principal, force_refresh=force_refresh, job_id=job_id)
+        reply = await self.tokens.access_token(
+            principal, force_refresh=force_refresh, job_id=job_id, resource=resource
+        )
         access_token = access_token_of(reply, principal)
         self._tokens[key] = (access_token, now + TOKEN_MEMORY)
         return access_token
@@ -294,16 +365,18 @@ class Deliverer:
             yield sources
 
     def _check_size(self, tenant: TenantSettings, message: MimeMessage) -> None:
-        """The provider's message size limit, checked before anything is sent."""
+        """The provider's (or its API's) message size limit, checked before anything is sent."""
         own = tenant.sending_limits.max_message_bytes
-        limit = own or self.size_limits.get(tenant.provider)
+        api = self.api_size_limits.get(tenant.transport)
+        limit = own or api or self.size_limits.get(tenant.provider)
         size = message.size()
         if limit is not None and size > limit:
             whose = " set for this mailbox" if own else ""
+            way = tenant.transport.value if api and not own else tenant.provider.value
             raise InvalidJob(
                 f"too large for this mailbox: the message is {size / 1e6:.1f} MB as sent "
                 f"(attachments grow by a third in transfer), over the {limit / 1e6:.1f} MB limit "
-                f"for {tenant.provider.value}{whose}: scan at a lower resolution or "
+                f"for {way}{whose}: scan at a lower resolution or "
                 "split the document",
                 FailureReason.MESSAGE_TOO_LARGE,
             )
@@ -318,23 +391,26 @@ class Deliverer:
         recipients: list[str],
         submit: Submit,
     ) -> Delivered:
-        """XOAUTH2. A refused token is refreshed once (token-service asked to refresh, not to
-        hand out what it holds) and the message sent again. Refused twice, the token does not
-        fit the server (audience, scope, consent): the grant itself is alive, or the refresh
-        would have failed, so that is a setting to fix, not a sign-in to repeat."""
+        """XOAUTH2, or a mail API's bearer token for its resource. A refused token is refreshed
+        once (token-service asked to refresh, not to hand out what it holds) and the message
+        sent again. Refused twice, the token does not fit the server (audience, scope,
+        consent): the grant itself is alive, or the refresh would have failed, so that is a
+        setting to fix, not a sign-in to repeat."""
         server = tenant.effective_smtp()
-        access_token = await self._access_token(principal, False, job.job_id)
+        resource = TRANSPORT_RESOURCE[tenant.transport]
+        access_token = await self._access_token(principal, False, job.job_id, resource)
         try:
             result = await submit(server, Credentials(sender.address, access_token), message, recipients)
         except TokenRejected:
-            access_token = await self._access_token(principal, True, job.job_id)
+            access_token = await self._access_token(principal, True, job.job_id, resource)
             try:
                 result = await submit(server, Credentials(sender.address, access_token), message, recipients)
             except TokenRejected as again:
+                where = "the SMTP server" if tenant.transport is Transport.SMTP else tenant.transport.value
                 raise TokenNotAccepted(
-                    f"the SMTP server refused a token the identity provider had just issued for "
+                    f"{where} refused a token the identity provider had just issued for "
                     f"{sender.address}: {again.smtp_reply}",
-                    token_not_accepted_remedy(tenant.provider, tenant.identity.app_only),
+                    token_not_accepted_remedy(tenant.provider, tenant.identity.app_only, tenant.transport),
                     again.smtp_reply,
                 ) from None
         return self._delivered(job, sender, result, recipients)

@@ -20,9 +20,13 @@ The decision at the handler edge (`domain.decisions.decide`) is made from the cl
     │   ├── QuotaExceeded             the provider's daily quota reply (the deliverer turns it
     │   │                             into MustWait until the window allows)
     │   ├── TokenUnavailable          token-service or the identity provider cannot answer now
-    │   └── AttachmentsUnavailable    the Object Store cannot be read now
+    │   ├── AttachmentsUnavailable    the Object Store cannot be read now
+    │   └── ApiTransient              a mail API (Graph, Gmail) failed for now: 5xx, no answer
     └── PermanentDeliveryError        give up: dead letter and a `failed` event, with a remedy
         ├── SmtpPermanent             5xx replies (with the known reply and its remedy, if any)
+        ├── ApiPermanent              a mail API refused the message for good (access denied,
+        │                             mailbox not enabled for REST, send-as denied, too large),
+        │                             with the remedy
         ├── SenderNotAllowed          the From policy refuses this sender
         ├── ReauthorizationNeeded     the grant is dead or missing: sign in again
         ├── ConfigurationError        fleetmail or the tenant is set up wrongly: fix a setting
@@ -132,6 +136,13 @@ class AttachmentsUnavailable(TransientDeliveryError):
     pass
 
 
+class ApiTransient(TransientDeliveryError):
+    def __init__(self, message: str, reply: str | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.smtp_reply = reply
+        self.retry_after_s = retry_after_s
+
+
 class PermanentDeliveryError(DeliveryError):
     def __init__(
         self,
@@ -148,6 +159,10 @@ class PermanentDeliveryError(DeliveryError):
 
 class SmtpPermanent(PermanentDeliveryError):
     pass
+
+
+class ApiPermanent(PermanentDeliveryError):
+    """`smtp_reply` holds the API's answer (status, error code, message), as shown to admins."""
 
 
 class SenderNotAllowed(PermanentDeliveryError):

@@ -199,7 +199,9 @@ class JobHandler:
                     await settle(accepted)
                     await self.events.publish(ref.paced(self.clock(), sender_address, goes_at))
 
-                outcome = await self.deliverer.deliver(job, function, tenant, sender, paced)
+                outcome = await self.deliverer.deliver(
+                    job, function, tenant, sender, paced, redelivered=not first
+                )
             except DeliveryError as exc:
                 outcome = exc
         decision = decide(outcome, attempt=attempt, policy=self.policy, jitter=self.jitter)

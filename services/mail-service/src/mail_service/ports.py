@@ -27,7 +27,7 @@ from fleetmail_contracts.mail_events import (
     MailWaitingForQuota,
 )
 from fleetmail_contracts.tenants import SmtpSettings, TenantSettings
-from fleetmail_contracts.tokens import AccessTokenReply, Principal
+from fleetmail_contracts.tokens import AccessTokenReply, Principal, TokenResource
 
 from .domain.mime import MimeMessage
 
@@ -61,21 +61,34 @@ class TokenClient(Protocol):
     (the deliverer decides what it means); no answer at all raises `TokenUnavailable`."""
 
     async def access_token(
-        self, principal: Principal, *, force_refresh: bool, job_id: str | None
+        self,
+        principal: Principal,
+        *,
+        force_refresh: bool,
+        job_id: str | None,
+        resource: TokenResource = TokenResource.SMTP,
     ) -> AccessTokenReply: ...
 
     async def smtp_credentials(self, tenant_id: str) -> SmtpCredentialsReply: ...
 
 
 class MailTransport(Protocol):
-    """Sends one message. Raises `TokenRejected` when the server refuses the access token,
-    `SmtpTransient` for what may work later and `SmtpPermanent` for what never will."""
+    """Sends one message: over SMTP (to `server`) or through a mail API (Graph, Gmail: the
+    API's own endpoint, `server` unused). Raises `TokenRejected` when the server refuses the
+    access token, `MustWait` when an API throttles, a `TransientDeliveryError` for what may
+    work later and a `PermanentDeliveryError` for what never will."""
 
     async def send(
         self, server: SmtpSettings, credentials: Credentials, message: MimeMessage, recipients: list[str]
     ) -> SendResult: ...
 
     async def close(self) -> None: ...
+
+
+class SentItems(Protocol):
+    """A mailbox's sent messages, looked up by Internet Message-ID (Graph's Sent Items)."""
+
+    async def sent(self, credentials: Credentials, internet_message_id: str) -> bool: ...
 
 
 class TenantReader(Protocol):

@@ -130,10 +130,51 @@ class MailSettings(BaseSettings):
         description="The rolling window the providers count the daily quota over (24 hours), "
         "counted in 24 buckets; after a quota reply a mailbox waits until its oldest bucket leaves it",
     )
+    graph_url: str = Field(
+        default="https://graph.microsoft.com",
+        description="Microsoft Graph (transport graph): national clouds, the emulator",
+    )
+    graph_upload_hosts: tuple[str, ...] = Field(
+        default=("outlook.office.com", "outlook.office365.com"),
+        description="Hosts Graph's attachment upload URLs may name besides graph_url's: a message's "
+        "bytes go to no other",
+    )
+    gmail_api_url: str = Field(
+        default="https://gmail.googleapis.com", description="The Gmail API (transport gmail_api)"
+    )
+    api_ca_bundle: Path | None = Field(
+        default=None, description="Extra CA file trusted for the mail APIs (default: system CAs)"
+    )
+    api_timeout_s: float = Field(default=120, gt=0, description="One mail API request (an upload range)")
+    graph_concurrent_requests: int = Field(
+        default=4,
+        ge=1,
+        description="Graph requests of one mailbox at once, across replicas (Outlook service: 4 per app "
+        "and mailbox)",
+    )
+    graph_requests_per_window: int = Field(
+        default=10_000,
+        ge=1,
+        description="Graph requests per app and mailbox over graph_request_window_s (10,000 per 10 "
+        "minutes): messages are paced to it; a 429 waits its Retry-After",
+    )
+    graph_request_window_s: float = Field(default=600, gt=0)
+    gmail_api_messages_per_minute: float = Field(
+        default=150,
+        gt=0,
+        description="Messages a minute of one Gmail account through the API (15,000 quota units a "
+        "minute per user, 100 a send); the daily limit is Gmail's, as over SMTP",
+    )
     max_message_bytes_microsoft: int = Field(
         default=36_700_160,
         gt=0,
         description="Largest message as sent (encoded) for Microsoft 365: its default send limit, 35 MB",
+    )
+    max_message_bytes_gmail_api: int = Field(
+        default=35 * 1024 * 1024,
+        gt=0,
+        description="Largest message as sent through the Gmail API (its media upload limit, 35 MB: a "
+        "25 MB scan fits, which Gmail's SMTP refuses)",
     )
     max_message_bytes_google: int = Field(
         default=35_882_577,

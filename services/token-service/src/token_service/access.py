@@ -6,6 +6,10 @@ future). Across replicas, the grant's lease decides who redeems it; the others r
 store every `lease_poll_s` until the holder has stored a fresh token, and give up with a
 transient error after twice the lease's lifetime. A forced refresh (the SMTP server refused
 the token) accepts only a token issued after the request began.
+
+A grant stores one access token at a time, for the resource last asked for (SMTP or Graph: a
+Microsoft token has one audience): a tenant uses one transport, so only a change of transport
+makes the other resource's token be redeemed.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
-from fleetmail_contracts.tokens import Principal, PrincipalKind
+from fleetmail_contracts.tokens import Principal, PrincipalKind, TokenResource
 
 from .domain import grant_id
 from .drift import Drift
@@ -52,11 +56,13 @@ class AccessTokens:
         self.use_record_interval = timedelta(seconds=settings.use_record_interval_s)
         self._in_flight: dict[str, asyncio.Future[CachedToken]] = {}
 
-    async def token(self, principal: Principal, force_refresh: bool = False) -> CachedToken:
-        """A token good for at least the refresh margin; raises a `TokenServiceError`. A login
-        user's use is recorded (at most every `use_record_interval_s`): the tenant's
-        `user_token_idle_days` counts from it."""
-        token = await self._token(principal, force_refresh)
+    async def token(
+        self, principal: Principal, force_refresh: bool = False, resource: TokenResource = TokenResource.SMTP
+    ) -> CachedToken:
+        """A token for `resource` good for at least the refresh margin; raises a
+        `TokenServiceError`. A login user's use is recorded (at most every
+        `use_record_interval_s`): the tenant's `user_token_idle_days` counts from it."""
+        token = await self._token(principal, force_refresh, resource)
         if principal.kind is PrincipalKind.USER and self.memory.use_unrecorded(
             principal, self.clock(), self.use_record_interval
         ):
@@ -67,18 +73,18 @@ class AccessTokens:
                 log.warning("could not record a use of a grant of tenant %s: %s", principal.tenant_id, exc)
         return token
 
-    async def _token(self, principal: Principal, force_refresh: bool) -> CachedToken:
-        cached = None if force_refresh else self.memory.fresh(principal, self.clock())
+    async def _token(self, principal: Principal, force_refresh: bool, resource: TokenResource) -> CachedToken:
+        cached = None if force_refresh else self.memory.fresh(principal, self.clock(), resource)
         if cached is not None and await self.drift.fits(principal, cached):
             return cached
-        key = grant_id(principal)
+        key = f"{grant_id(principal)}|{resource}"
         in_flight = self._in_flight.get(key)
         if in_flight is not None:
             return await asyncio.shield(in_flight)
         future: asyncio.Future[CachedToken] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            token = await self._obtain(principal, force_refresh, self.clock())
+            token = await self._obtain(principal, force_refresh, self.clock(), resource)
         except BaseException as exc:
             future.set_exception(exc)
             # Waiters re-raise it; mark it retrieved so an unawaited future does not warn.
@@ -90,40 +96,44 @@ class AccessTokens:
         finally:
             del self._in_flight[key]
 
-    def _usable(self, grant: StoredGrant, force_refresh: bool, started_at: datetime) -> CachedToken | None:
-        """The stored access token, if it is good enough to hand out."""
+    def _usable(
+        self, grant: StoredGrant, force_refresh: bool, started_at: datetime, resource: TokenResource
+    ) -> CachedToken | None:
+        """The stored access token, if it is for `resource` and good enough to hand out."""
         token = CachedToken.of(grant)
-        if token is None or self.memory.due(token, self.clock()):
+        if token is None or self.memory.due(token, self.clock()) or not token.serves(resource):
             return None
         if force_refresh and (token.issued_at is None or token.issued_at < started_at):
             return None
         return token
 
-    async def _obtain(self, principal: Principal, force_refresh: bool, started_at: datetime) -> CachedToken:
+    async def _obtain(
+        self, principal: Principal, force_refresh: bool, started_at: datetime, resource: TokenResource
+    ) -> CachedToken:
         """A token from the store, or a refresh under the grant's lease; waits for another holder."""
         deadline = self.clock() + self.lease_ttl * 2
         while True:
             grant = await self.drift.grant_for(principal)
-            if (usable := self._usable(grant, force_refresh, started_at)) is not None:
+            if (usable := self._usable(grant, force_refresh, started_at, resource)) is not None:
                 self.memory.remember(principal, usable)
                 return usable
             if await self.grants.take_lease(principal, self.owner, self.clock(), self.lease_ttl):
-                return await self._under_lease(principal, force_refresh, started_at)
+                return await self._under_lease(principal, force_refresh, started_at, resource)
             if self.clock() > deadline:
                 raise RefreshContended("another replica is refreshing this grant; try again", 1.0)
             await self.sleeper(self.lease_poll_s)
 
     async def _under_lease(
-        self, principal: Principal, force_refresh: bool, started_at: datetime
+        self, principal: Principal, force_refresh: bool, started_at: datetime, resource: TokenResource
     ) -> CachedToken:
         try:
             # Re-read under the lease: another replica may have refreshed meanwhile.
             grant = await self.drift.grant_for(principal)
-            if (usable := self._usable(grant, force_refresh, started_at)) is not None:
+            if (usable := self._usable(grant, force_refresh, started_at, resource)) is not None:
                 await self.grants.release_lease(principal, self.owner)
                 self.memory.remember(principal, usable)
                 return usable
-            return await self.refresher.refresh(grant)
+            return await self.refresher.refresh(grant, resource)
         except BaseException:
             await self.grants.release_lease(principal, self.owner)
             raise

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import AcquisitionFlow, GrantStatus, Principal, TokenAcquired
+from fleetmail_contracts.transports import TRANSPORT_RESOURCE
 
 from .errors import NoGrant, OutsideTenant, ReauthorizationRequired
 from .memory import TokenMemory
@@ -78,7 +79,9 @@ class AppOnlyGrants:
         redeemed = await self.identity.app_only_token(tenant, principal)
         now = self.clock()
         expires_at = now + timedelta(seconds=redeemed.result.expires_in)
-        issued = IssuedToken(redeemed.result.access_token, now, expires_at, None)
+        issued = IssuedToken(
+            redeemed.result.access_token, now, expires_at, None, TRANSPORT_RESOURCE[tenant.transport]
+        )
         await self.grants.replace(
             principal,
             tenant.provider,

@@ -113,7 +113,7 @@ def refused(exc: TokenServiceError) -> AccessTokenReply:
 
 async def access_token(service: TokenService, request: AccessTokenRequest) -> AccessTokenReply:
     try:
-        token = await service.access.token(request.principal, request.force_refresh)
+        token = await service.access.token(request.principal, request.force_refresh, request.resource)
     except TokenServiceError as exc:
         reply = refused(exc)
     else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fleetmail_contracts.tokens import Principal
+from fleetmail_contracts.tokens import Principal, TokenResource
 
 from .domain import grant_id, needs_refresh
 from .model import CachedToken
@@ -25,10 +25,13 @@ class TokenMemory:
         """Too close to expiry to hand out (the margin, capped at half the token's life)."""
         return needs_refresh(token.expires_at, now, self.refresh_margin, token.issued_at)
 
-    def fresh(self, principal: Principal, now: datetime) -> CachedToken | None:
-        """A token good to hand out for this principal's mailbox, without reading the store."""
+    def fresh(
+        self, principal: Principal, now: datetime, resource: TokenResource = TokenResource.SMTP
+    ) -> CachedToken | None:
+        """A token good to hand out for this principal's mailbox and `resource`, without
+        reading the store."""
         token = self._tokens.get(grant_id(principal))
-        if token is None or self.due(token, now):
+        if token is None or self.due(token, now) or not token.serves(resource):
             return None
         if token.address is not None and token.address.casefold() != principal.address.casefold():
             return None  # another mailbox's: the administrator address changed

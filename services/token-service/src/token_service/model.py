@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fleetmail_contracts.tokens import AcquisitionFlow, GrantStatus, GrantView, Principal, Provider
+from fleetmail_contracts.tokens import (
+    AcquisitionFlow,
+    GrantStatus,
+    GrantView,
+    Principal,
+    Provider,
+    TokenResource,
+)
 
 from .domain import grant_id
 
@@ -35,6 +42,8 @@ class StoredGrant:
     access_token: str | None = field(default=None, repr=False)
     access_issued_at: datetime | None = None
     access_expires_at: datetime | None = None
+    access_resource: TokenResource = TokenResource.SMTP
+    """What the stored access token is for (one at a time: the last one asked for)."""
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     expiring_announced_at: datetime | None = None
@@ -67,9 +76,10 @@ class IssuedToken:
     issued_at: datetime
     expires_at: datetime
     refresh_token: str | None
+    resource: TokenResource = TokenResource.SMTP
 
     def __repr__(self) -> str:
-        return f"IssuedToken(expires_at={self.expires_at.isoformat()})"
+        return f"IssuedToken({self.resource}, expires_at={self.expires_at.isoformat()})"
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,12 @@ class CachedToken:
     address: str | None = None
     """The mailbox the token is for (an administrator grant keeps its id when the tenant's
     administrator address changes: the token must not then be handed out for the new one)."""
+    resource: TokenResource = TokenResource.SMTP
+
+    def serves(self, resource: TokenResource) -> bool:
+        """Whether the token may be handed out for `resource`: a Microsoft token has one
+        audience; a Google token serves every scope of its grant."""
+        return self.provider is Provider.GOOGLE or self.resource is resource
 
     @classmethod
     def of(cls, grant: StoredGrant) -> CachedToken | None:
@@ -135,8 +151,11 @@ class CachedToken:
             grant.access_issued_at,
             grant.provider,
             grant.principal.address,
+            grant.access_resource,
         )
 
     @classmethod
     def issued(cls, issued: IssuedToken, provider: Provider, address: str | None = None) -> CachedToken:
-        return cls(issued.access_token, issued.expires_at, issued.issued_at, provider, address)
+        return cls(
+            issued.access_token, issued.expires_at, issued.issued_at, provider, address, issued.resource
+        )

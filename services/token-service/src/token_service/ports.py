@@ -22,6 +22,7 @@ from fleetmail_contracts.tokens import (
     Principal,
     Provider,
     TokenEventBase,
+    TokenResource,
 )
 
 from .model import AuthorizationRequest, ClaimedFlow, IssuedToken, Redeemed, StoredGrant, TokenResult
@@ -156,16 +157,20 @@ class IdentityProvider(Protocol):
     provider's error codes, never by their wording.
     """
 
-    async def refresh(self, tenant: TenantSettings, grant: StoredGrant) -> TokenResult:
-        """Redeem the grant's refresh token (Microsoft rotates it; Google does not)."""
+    async def refresh(
+        self, tenant: TenantSettings, grant: StoredGrant, resource: TokenResource
+    ) -> TokenResult:
+        """Redeem the grant's refresh token for `resource` (Microsoft rotates it; Google does not)."""
 
     async def issuer(self, tenant: TenantSettings, provider: Provider) -> tuple[str, str]:
         """The authority (Microsoft: `<host>/<directory>`; Google: the token URI) and client id
         the tenant's settings name now; what a grant signed in today would be bound to."""
 
-    async def app_only_token(self, tenant: TenantSettings, principal: Principal) -> Redeemed:
-        """A token in the app's own name: client credentials, or a Google service account
-        acting for the principal."""
+    async def app_only_token(
+        self, tenant: TenantSettings, principal: Principal, resource: TokenResource | None = None
+    ) -> Redeemed:
+        """A token in the app's own name for `resource` (None: the tenant's transport's):
+        client credentials, or a Google service account acting for the principal."""
 
     async def start_device_flow(self, tenant: TenantSettings) -> dict[str, Any]:
         """A device code (MSAL's flow: user_code, verification_uri, interval, expires_in…)."""

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetmail_contracts.tenants import TenantSettings
-from fleetmail_contracts.tokens import Principal, Provider
+from fleetmail_contracts.tokens import Principal, Provider, TokenResource
+from fleetmail_contracts.transports import TRANSPORT_RESOURCE, Transport, resource_of_scopes
 from fleetmail_runtime.identity_endpoints import (
     authority_host_refusal,
     directory_name_refusal,
@@ -61,6 +62,13 @@ def _rebind_refused(grant: StoredGrant, authority: str, client_id: str) -> Reaut
     )
 
 
+CONSENT_WORDING = {
+    False: '"Read, compose, send and permanently delete all your email from Gmail"',
+    True: '"Send email on your behalf"',
+}
+"""The line of Google's consent screen that grants the transport's scope (SMTP, Gmail API)."""
+
+
 @dataclass
 class Providers:
     settings: TokenSettings
@@ -77,17 +85,40 @@ class Providers:
             credentials,
         )
 
-    async def refresh(self, tenant: TenantSettings, grant: StoredGrant) -> TokenResult:
+    def microsoft_scopes(self, resource: TokenResource) -> tuple[str, ...]:
+        """The delegated scopes a Microsoft sign-in or refresh asks for, per resource (one
+        resource per request: Entra refuses Graph and Outlook scopes together)."""
+        return (
+            self.settings.microsoft_graph_scopes
+            if resource is TokenResource.GRAPH
+            else self.settings.microsoft_scopes
+        )
+
+    def sign_in_scopes(self, tenant: TenantSettings) -> tuple[str, ...]:
+        """What a sign-in asks for: what the tenant's transport needs."""
+        if tenant.provider is Provider.MICROSOFT:
+            return self.microsoft_scopes(TRANSPORT_RESOURCE[tenant.transport])
+        if tenant.transport is Transport.GMAIL_API:
+            return self.settings.google_gmail_api_scopes
+        return self.settings.google_scopes
+
+    async def refresh(
+        self, tenant: TenantSettings, grant: StoredGrant, resource: TokenResource = TokenResource.SMTP
+    ) -> TokenResult:
         assert grant.refresh_token is not None, "an app-only grant is not refreshed"
         if grant.provider is Provider.MICROSOFT:
             app = await self.microsoft_app(tenant)
             if not grant_bound_to(grant.authority, grant.client_id, app.authority, app.client_id):
                 raise _rebind_refused(grant, app.authority, app.client_id)
-            scopes = list(grant.scopes or self.settings.microsoft_scopes)
+            # The grant's own resource is asked with the scopes it was consented with; the
+            # other with that resource's configured scopes (one refresh token serves both).
+            own = grant.scopes and resource_of_scopes(grant.provider, grant.scopes) is resource
+            scopes = list(grant.scopes if own else self.microsoft_scopes(resource))
             return await self.microsoft.refresh(app, grant.refresh_token, scopes)
         google_app = await self.google_app(tenant)
         if not grant_bound_to(grant.authority, grant.client_id, google_app.token_uri, google_app.client_id):
             raise _rebind_refused(grant, google_app.token_uri, google_app.client_id)
+        # One Google token serves every scope of its grant, whatever the resource.
         scopes = list(grant.scopes or self.settings.google_scopes)
         return await self.google.refresh(google_app, grant.refresh_token, scopes)
 
@@ -99,21 +130,34 @@ class Providers:
         google_app = await self.google_app(tenant)
         return google_app.token_uri, google_app.client_id
 
-    async def app_only_token(self, tenant: TenantSettings, principal: Principal) -> Redeemed:
+    async def app_only_token(
+        self, tenant: TenantSettings, principal: Principal, resource: TokenResource | None = None
+    ) -> Redeemed:
+        resource = resource or TRANSPORT_RESOURCE[tenant.transport]
         if tenant.provider is Provider.MICROSOFT:
             app = await self.microsoft_app(tenant, app_only=True)
-            scopes = [self.settings.microsoft_app_only_scope]
+            graph = resource is TokenResource.GRAPH
+            scopes = [
+                self.settings.microsoft_graph_app_only_scope
+                if graph
+                else self.settings.microsoft_app_only_scope
+            ]
             result = await self.microsoft.acquire_for_client(app, scopes)
             return Redeemed(result, app.authority, app.client_id)
         info = await self.google_service_account(tenant)
+        delegated = (
+            self.settings.google_gmail_api_app_only_scopes
+            if tenant.transport is Transport.GMAIL_API
+            else self.settings.google_app_only_scopes
+        )
         result = await self.google.service_account_token(
-            info, principal.address, list(self.settings.google_app_only_scopes), self.proxy_of(tenant)
+            info, principal.address, list(delegated), self.proxy_of(tenant)
         )
         return Redeemed(result, str(info["token_uri"]), info.get("client_id"))
 
     async def start_device_flow(self, tenant: TenantSettings) -> dict[str, Any]:
         app = await self.microsoft_app(tenant)
-        return await self.microsoft.initiate_device_flow(app, list(self.settings.microsoft_scopes))
+        return await self.microsoft.initiate_device_flow(app, list(self.sign_in_scopes(tenant)))
 
     async def poll_device_flow(self, tenant: TenantSettings, flow: dict[str, Any]) -> Redeemed | None:
         app = await self.microsoft_app(tenant)
@@ -126,12 +170,12 @@ class Providers:
         if tenant.provider is Provider.MICROSOFT:
             app = await self.microsoft_app(tenant)
             flow = await self.microsoft.initiate_auth_code_flow(
-                app, list(self.settings.microsoft_scopes), redirect_uri, principal.address
+                app, list(self.sign_in_scopes(tenant)), redirect_uri, principal.address
             )
             return AuthorizationRequest(flow["auth_uri"], flow["state"], flow)
         google_app = await self.google_app(tenant)
         pkce = self.google.authorization_request(
-            google_app, list(self.settings.google_scopes), redirect_uri, principal.address
+            google_app, list(self.sign_in_scopes(tenant)), redirect_uri, principal.address
         )
         flow = {"code_verifier": pkce.code_verifier, "redirect_uri": redirect_uri}
         return AuthorizationRequest(pkce.authorization_url, pkce.state, flow)
@@ -145,15 +189,15 @@ class Providers:
             return Redeemed(result, app.authority, app.client_id)
         google_app = await self.google_app(tenant)
         result = await self.google.redeem_code(google_app, code, flow["code_verifier"], flow["redirect_uri"])
-        if missing := scopes_not_granted(self.settings.google_scopes, result.scopes):
+        if missing := scopes_not_granted(self.sign_in_scopes(tenant), result.scopes):
             # Granular consent: the user unticked a permission. A grant without it cannot
             # send, so it is handed back at once rather than stored and failing later.
             if result.refresh_token is not None:
                 await self.google.revoke(google_app, result.refresh_token)
             raise ScopeNotGranted(
                 f"the sign-in did not grant {' '.join(missing)}: the permission to send mail "
-                "was left unticked on Google's consent screen. Sign in again and tick \"Read, "
-                'compose, send and permanently delete all your email from Gmail"'
+                "was left unticked on Google's consent screen. Sign in again and tick "
+                f"{CONSENT_WORDING[tenant.transport is Transport.GMAIL_API]}"
             )
         return Redeemed(result, google_app.token_uri, google_app.client_id)
 

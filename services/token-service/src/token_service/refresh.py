@@ -24,7 +24,9 @@ from fleetmail_contracts.tokens import (
     TokenRecovered,
     TokenRefreshed,
     TokenRefreshFailed,
+    TokenResource,
 )
+from fleetmail_contracts.transports import resource_of_scopes
 from fleetmail_runtime.telemetry import SpanScope
 from opentelemetry.trace import SpanKind
 
@@ -66,11 +68,14 @@ class Refresher:
         self.clock = clock
         self.owner = owner
 
-    async def refresh(self, grant: StoredGrant) -> CachedToken:
-        """Redeem the grant and store the result; the caller holds the lease, and the store
+    async def refresh(self, grant: StoredGrant, resource: TokenResource | None = None) -> CachedToken:
+        """Redeem the grant for `resource` (None: the one its scopes were consented for, as
+        keep-alive does) and store the result; the caller holds the lease, and the store
         releases it with the write."""
         principal = grant.principal
         tenant = await self.tenants.get(principal.tenant_id)
+        if resource is None:
+            resource = resource_of_scopes(grant.provider, grant.scopes)
         labels = {"provider": grant.provider.value, "flow": grant.flow.value}
         span = tracer.start_span(
             "oauth2 token refresh", kind=SpanKind.CLIENT, attributes={**labels, "tenant": principal.tenant_id}
@@ -78,7 +83,7 @@ class Refresher:
         await self.stamp_legacy(grant, tenant)
         try:
             with SpanScope(span):
-                result = await self._redeem(grant, tenant)
+                result = await self._redeem(grant, tenant, resource)
         except ReauthorizationRequired as exc:
             REFRESHES.add(1, {**labels, "result": "reauthorization_required"})
             await self.mark_dead(grant, exc)
@@ -88,7 +93,7 @@ class Refresher:
             await self._failing_streak(grant, exc)
             raise
         REFRESHES.add(1, {**labels, "result": "ok"})
-        return await self._store(grant, tenant, result)
+        return await self._store(grant, tenant, result, resource)
 
     async def stamp_legacy(self, grant: StoredGrant, tenant: TenantSettings) -> None:
         """Migration, once per grant: a delegated grant stored without its authority (the
@@ -104,27 +109,35 @@ class Refresher:
                 "grant %s is now bound to %s (client %s)", grant_id(grant.principal), authority, client_id
             )
 
-    async def _redeem(self, grant: StoredGrant, tenant: TenantSettings) -> TokenResult:
+    async def _redeem(
+        self, grant: StoredGrant, tenant: TenantSettings, resource: TokenResource
+    ) -> TokenResult:
         """One call to the provider's token endpoint for this grant."""
         if grant.flow is AcquisitionFlow.APP_ONLY:
             try:
-                return (await self.identity.app_only_token(tenant, grant.principal)).result
+                return (await self.identity.app_only_token(tenant, grant.principal, resource)).result
             except ConfigurationError as exc:
                 # The app's credentials were refused: as dead as a revoked grant until an
                 # administrator stores working ones (which drops this grant).
                 raise ReauthorizationRequired(str(exc), "app_credentials_refused") from exc
         if grant.refresh_token is None:
             raise ReauthorizationRequired(f"the grant for {grant.principal.address} has no refresh token")
-        return await self.identity.refresh(tenant, grant)
+        return await self.identity.refresh(tenant, grant, resource)
 
-    async def _store(self, grant: StoredGrant, tenant: TenantSettings, result: TokenResult) -> CachedToken:
+    async def _store(
+        self, grant: StoredGrant, tenant: TenantSettings, result: TokenResult, resource: TokenResource
+    ) -> CachedToken:
         principal = grant.principal
         if self.settings.fault_exit_after_redeem:
             log.warning("fault hook: exiting between the provider's answer and the write")
             os._exit(17)
         now = self.clock()
         issued = IssuedToken(
-            result.access_token, now, now + timedelta(seconds=result.expires_in), result.refresh_token
+            result.access_token,
+            now,
+            now + timedelta(seconds=result.expires_in),
+            result.refresh_token,
+            resource,
         )
         death = (
             None

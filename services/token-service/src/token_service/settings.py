@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from fleetmail_contracts.tokens import Provider, TokenResource
+from fleetmail_contracts.transports import DELEGATED_SCOPES
 from fleetmail_runtime.settings import CommonSettings, settings_config
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings
@@ -25,7 +27,19 @@ class TokenSettings(BaseSettings):
     microsoft_directory: str = Field(default="organizations", description="Entra tenant id or domain")
     microsoft_client_id: str | None = Field(default=None, description="Entra app (client) id")
     microsoft_client_secret: SecretStr | None = Field(default=None)
-    microsoft_scopes: tuple[str, ...] = ("https://outlook.office.com/SMTP.Send",)
+    microsoft_scopes: tuple[str, ...] = Field(
+        default=DELEGATED_SCOPES[(Provider.MICROSOFT, TokenResource.SMTP)],
+        description="Delegated scopes for SMTP (transport smtp)",
+    )
+    microsoft_graph_scopes: tuple[str, ...] = Field(
+        default=DELEGATED_SCOPES[(Provider.MICROSOFT, TokenResource.GRAPH)],
+        description="Delegated scopes for Microsoft Graph (transport graph): drafts and the "
+        "Sent Items check need Mail.ReadWrite",
+    )
+    microsoft_graph_app_only_scope: str = Field(
+        default="https://graph.microsoft.com/.default",
+        description="Client-credentials scope for app-only sending through Graph (Mail.Send)",
+    )
     microsoft_app_only_scope: str = Field(
         default="https://outlook.office365.com/.default",
         description="Client-credentials scope for app-only sending (SMTP.SendAsApp)",
@@ -39,6 +53,14 @@ class TokenSettings(BaseSettings):
     google_app_only_scopes: tuple[str, ...] = Field(
         default=("https://mail.google.com/",),
         description="Scopes a service account asks for through domain-wide delegation",
+    )
+    google_gmail_api_scopes: tuple[str, ...] = Field(
+        default=(*DELEGATED_SCOPES[(Provider.GOOGLE, TokenResource.GMAIL_API)], "openid", "email"),
+        description="Scopes a sign-in asks for when the tenant sends through the Gmail API",
+    )
+    google_gmail_api_app_only_scopes: tuple[str, ...] = Field(
+        default=DELEGATED_SCOPES[(Provider.GOOGLE, TokenResource.GMAIL_API)],
+        description="Scopes a service account asks for when the tenant sends through the Gmail API",
     )
     device_poll_grace_s: float = Field(
         default=10,

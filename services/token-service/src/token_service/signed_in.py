@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 
 from fleetmail_contracts.tokens import AcquisitionFlow, Principal, Provider, TokenAcquired
+from fleetmail_contracts.transports import resource_of_scopes
 
 from .domain import (
     directory_pinned,
@@ -71,7 +72,11 @@ class SignedIn:
             )
         now = self.clock()
         issued = IssuedToken(
-            result.access_token, now, now + timedelta(seconds=result.expires_in), result.refresh_token
+            result.access_token,
+            now,
+            now + timedelta(seconds=result.expires_in),
+            result.refresh_token,
+            resource_of_scopes(provider, result.scopes),
         )
         death = predicted_death(provider, now, now, tenant.identity.google_testing_mode)
         await self.grants.replace(

@@ -12,6 +12,7 @@ from fleetmail_contracts.tokens import (
     AccessTokenReply,
     AccessTokenRequest,
     Principal,
+    TokenResource,
 )
 from fleetmail_runtime.bus import Bus, BusUnavailable
 
@@ -29,9 +30,16 @@ class BusTokenClient:
         self.timeout_s = timeout_s
 
     async def access_token(
-        self, principal: Principal, *, force_refresh: bool, job_id: str | None
+        self,
+        principal: Principal,
+        *,
+        force_refresh: bool,
+        job_id: str | None,
+        resource: TokenResource = TokenResource.SMTP,
     ) -> AccessTokenReply:
-        request = AccessTokenRequest(principal=principal, force_refresh=force_refresh, job_id=job_id)
+        request = AccessTokenRequest(
+            principal=principal, force_refresh=force_refresh, job_id=job_id, resource=resource
+        )
         try:
             reply: AccessTokenReply = await self.bus.request(
                 request, ACCESS_TOKEN_SUBJECT, AccessTokenReply, timeout_s=self.timeout_s

@@ -9,6 +9,7 @@ from fleetmail_contracts.tokens import (
     PrincipalKind,
     Provider,
 )
+from fleetmail_contracts.transports import Transport
 
 from ..errors import AwaitingAuthorization, ConfigurationError, ReauthorizationNeeded, TokenUnavailable
 
@@ -71,6 +72,26 @@ TOKEN_NOT_ACCEPTED_REMEDIES: dict[tuple[Provider, bool], str] = {
 }
 
 
-def token_not_accepted_remedy(provider: Provider, app_only: bool) -> str:
-    """What to fix when the SMTP server refuses a token the provider had just issued."""
-    return f"{TOKEN_NOT_ACCEPTED_REMEDIES[(provider, app_only)]} {NOT_SIGNING_IN_AGAIN}"
+API_TOKEN_NOT_ACCEPTED_REMEDIES: dict[Transport, str] = {
+    Transport.GRAPH: (
+        "Microsoft Graph takes tokens for the audience https://graph.microsoft.com with Mail.Send: "
+        "FLEETMAIL_TOKEN_MICROSOFT_GRAPH_SCOPES (delegated) or "
+        "FLEETMAIL_TOKEN_MICROSOFT_GRAPH_APP_ONLY_SCOPE (app-only, admin consent for the "
+        "application permission Mail.Send) must name it."
+    ),
+    Transport.GMAIL_API: (
+        "The Gmail API takes tokens with https://www.googleapis.com/auth/gmail.send (or a broader "
+        "Gmail scope): FLEETMAIL_TOKEN_GOOGLE_GMAIL_API_SCOPES must include it."
+    ),
+}
+
+
+def token_not_accepted_remedy(
+    provider: Provider, app_only: bool, transport: Transport = Transport.SMTP
+) -> str:
+    """What to fix when the server (SMTP, or the mail API) refuses a token the provider had
+    just issued."""
+    wrong = (
+        API_TOKEN_NOT_ACCEPTED_REMEDIES.get(transport) or TOKEN_NOT_ACCEPTED_REMEDIES[(provider, app_only)]
+    )
+    return f"{wrong} {NOT_SIGNING_IN_AGAIN}"

@@ -19,6 +19,7 @@ from fleetmail_contracts.tokens import (
     Principal,
     PrincipalKind,
     Provider,
+    TokenResource,
     UsersWaiting,
 )
 from fleetmail_runtime.crypto import Sealed, Sealer
@@ -88,6 +89,7 @@ class MongoGrantStore:
             access_token=self._open(principal, provider, access, b"|access") if access else None,
             access_issued_at=document.get("access_issued_at"),
             access_expires_at=document.get("access_expires_at"),
+            access_resource=TokenResource(document.get("access_resource", TokenResource.SMTP.value)),
             lease_owner=lease.get("owner"),
             lease_expires_at=lease.get("expires_at"),
             expiring_announced_at=document.get("expiring_announced_at"),
@@ -132,6 +134,7 @@ class MongoGrantStore:
                     "access_token": self._seal(principal, provider, issued.access_token, b"|access"),
                     "access_issued_at": issued.issued_at,
                     "access_expires_at": issued.expires_at,
+                    "access_resource": issued.resource.value,
                     "flow": flow.value,
                     "authority": authority,
                     "client_id": client_id,
@@ -180,6 +183,7 @@ class MongoGrantStore:
             "access_token": self._seal(grant.principal, grant.provider, issued.access_token, b"|access"),
             "access_issued_at": issued.issued_at,
             "access_expires_at": issued.expires_at,
+            "access_resource": issued.resource.value,
             "last_refreshed_at": issued.issued_at,
             "predicted_death_at": predicted_death_at,
             "status_detail": None,

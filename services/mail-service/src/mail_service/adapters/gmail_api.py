@@ -1,0 +1,164 @@
+"""The Gmail API as the mail transport: `users.messages.send` with the MIME message the SMTP
+path builds, as a media upload (`message/rfc822`); a large message as a resumable upload in
+chunks of a multiple of 256 KiB (Gmail takes up to 35 MB).
+
+Gmail answers a send with the message's id, which goes into the sent event's reply. With
+`gmail.send` alone a sent message cannot be looked up, so a crash between Gmail's answer and
+the delivery ledger's record sends the job again: the same window as SMTP's after the
+server's 250.
+
+Answers are classified by status and Google's `errors[0].reason`: 401 → the token is
+refreshed once; 429 / 403 rate limits → the job waits its Retry-After in the queue; the daily
+sending limit → the quota wait; 5xx → retry; insufficient scopes, delegation denied, a
+service account without a subject → a setting to fix, with the remedy in the alert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+from fleetmail_contracts.mail_events import FailureReason
+
+from ..domain.limits import WaitKind
+from ..domain.mime import MimeMessage
+from ..errors import ApiPermanent, ApiTransient, DeliveryError, MustWait, QuotaExceeded
+from ..ports import Credentials, SendResult
+from .mail_api import ApiClient, common_error, retry_after_of, with_bcc
+
+MEDIA_LIMIT = 5 * 1024 * 1024
+"""Messages up to this go in one media upload; larger ones resumable."""
+CHUNK = 32 * 256 * 1024
+"""8 MiB: resumable chunks but the last are multiples of 256 KiB."""
+
+SCOPE_REMEDY = (
+    "The token does not carry https://www.googleapis.com/auth/gmail.send: the administrator signs "
+    "in again ([Acquire]) now that the tenant's transport is gmail_api (the sign-in asks for it); "
+    "app-only: a Workspace administrator adds the scope to the service account's domain-wide "
+    "delegation (Admin console → Security → API controls → Domain-wide delegation)."
+)
+DELEGATION_REMEDY = (
+    "Gmail refused to send as this account with the token given: the token is another account's. "
+    "Sign in with the sending address, or set up domain-wide delegation for the service account."
+)
+PRECONDITION_REMEDY = (
+    "A service account's own token cannot send: it acts for a Workspace user through domain-wide "
+    "delegation (the sending address as its subject)."
+)
+QUOTA_REMEDY = "The account reached Gmail's daily sending limit: jobs wait until the window allows."
+RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+
+
+def error_of(response: httpx.Response, now: datetime) -> DeliveryError:
+    """The mail-service error for a Gmail API answer that is not a success."""
+    try:
+        error = response.json().get("error") or {}
+        message = str(error.get("message", ""))
+        reasons = [str(e.get("reason", "")) for e in error.get("errors") or ()]
+    except (ValueError, AttributeError):
+        message, reasons = response.text[:200], []
+    reason = reasons[0] if reasons else ""
+    reply = f"{response.status_code} {reason}: {message}".strip()
+    if reason == "dailyLimitExceeded" or "(Mail sending)" in message:
+        return QuotaExceeded(reply, QUOTA_REMEDY)
+    if (common := common_error(response, reply, now)) is not None:
+        return common
+    if reason in RATE_REASONS:
+        return MustWait(now + timedelta(seconds=retry_after_of(response)), WaitKind.PACED, reply)
+    if response.status_code == 413 or reason == "uploadTooLarge":
+        return ApiPermanent(
+            f"Gmail refused the message: {reply}", FailureReason.MESSAGE_TOO_LARGE, None, reply
+        )
+    if reason == "insufficientPermissions":
+        remedy: str | None = SCOPE_REMEDY
+    elif "Delegation denied" in message:
+        remedy = DELEGATION_REMEDY
+    elif reason == "failedPrecondition":
+        remedy = PRECONDITION_REMEDY
+    else:
+        return ApiPermanent(f"Gmail refused the message: {reply}", FailureReason.SMTP_REJECTED, None, reply)
+    return ApiPermanent(
+        f"Gmail refused the message: {reply}", FailureReason.CONFIGURATION_ERROR, remedy, reply
+    )
+
+
+async def pieces(message: MimeMessage, size: int) -> AsyncIterator[bytes]:
+    """The message's bytes in pieces of exactly `size` (the last one shorter)."""
+    pending = b""
+    async for block in message.chunks():
+        pending += block
+        while len(pending) >= size:
+            yield pending[:size]
+            pending = pending[size:]
+    if pending:
+        yield pending
+
+
+class GmailApiDelivery:
+    """Sends through the Gmail API as the token's account (`users/me`)."""
+
+    def __init__(
+        self, base_url: str, ca_bundle: Path | None, timeout_s: float, clock: Callable[[], datetime]
+    ) -> None:
+        self.api = ApiClient(base_url, ca_bundle, timeout_s, clock)
+        self.send_url = f"{self.api.base_url}/upload/gmail/v1/users/me/messages/send"
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def _checked(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code >= 300 and response.status_code != 308:
+            raise error_of(response, self.api.clock())
+        return response
+
+    async def send(
+        self, server: object, credentials: Credentials, message: MimeMessage, recipients: list[str]
+    ) -> SendResult:
+        assert credentials.access_token is not None, "the Gmail API takes OAuth 2.0 tokens only"
+        auth = {"Authorization": f"Bearer {credentials.access_token}"}
+        mime = with_bcc(message, recipients)
+        size = mime.size()
+        if size <= MEDIA_LIMIT:
+            response = await self._checked(
+                await self.api.request(
+                    "POST",
+                    self.send_url,
+                    params={"uploadType": "media"},
+                    content=await mime.to_bytes(),
+                    headers={**auth, "Content-Type": "message/rfc822"},
+                )
+            )
+            return SendResult(f"200 OK Gmail message id {response.json().get('id')}", {})
+        started = await self._checked(
+            await self.api.request(
+                "POST",
+                self.send_url,
+                params={"uploadType": "resumable"},
+                json={},
+                headers={
+                    **auth,
+                    "X-Upload-Content-Type": "message/rfc822",
+                    "X-Upload-Content-Length": str(size),
+                },
+            )
+        )
+        session = started.headers.get("Location")
+        if not session or not session.startswith(f"{self.api.base_url}/"):
+            raise ApiTransient("the Gmail API started no resumable upload on its own host")
+        start, response = 0, started
+        async for piece in pieces(mime, CHUNK):
+            end = start + len(piece) - 1
+            response = await self._checked(
+                await self.api.request(
+                    "PUT",
+                    session,
+                    content=piece,
+                    headers={**auth, "Content-Range": f"bytes {start}-{end}/{size}"},
+                )
+            )
+            start = end + 1
+        if response.status_code != 200:
+            raise ApiTransient(f"the Gmail API did not finish the upload: {response.status_code}")
+        return SendResult(f"200 OK Gmail message id {response.json().get('id')}", {})

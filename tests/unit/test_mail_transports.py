@@ -1,0 +1,108 @@
+"""The tenant's transport chosen per job with fake ports: a Graph tenant's job goes through the
+Graph transport with a token for Graph, a redelivered one found in Sent Items is not sent
+again, and an API transport needs OAuth 2.0."""
+
+from __future__ import annotations
+
+import pytest
+from fleetmail_contracts.jobs import JobFunction, SendScanToEmail
+from fleetmail_contracts.tenants import TenantSettings
+from fleetmail_contracts.tokens import Principal, PrincipalKind, Provider, TokenResource
+from fleetmail_contracts.transports import Transport
+from mail_service.delivery import Deliverer
+from mail_service.errors import ConfigurationError
+from mail_service.ports import Credentials
+
+from tests.fakes.mail import (
+    FakeAttachments,
+    FakeClock,
+    FakeMailServer,
+    FakeTenants,
+    FakeTokenClient,
+    FakeTransport,
+)
+
+ADMIN = "admin@acme.example"
+GRAPH_TENANT = TenantSettings(
+    tenant_id="acme", oauth_enabled=True, administrator_address=ADMIN, transport=Transport.GRAPH
+)
+
+
+class FakeSentItems:
+    def __init__(self) -> None:
+        self.sent_ids: set[str] = set()
+        self.asked: list[str] = []
+
+    async def sent(self, credentials: Credentials, internet_message_id: str) -> bool:
+        self.asked.append(internet_message_id)
+        return internet_message_id in self.sent_ids
+
+
+class World:
+    def __init__(self, tenant: TenantSettings = GRAPH_TENANT) -> None:
+        self.tokens = FakeTokenClient()
+        self.smtp, self.graph = FakeMailServer(), FakeMailServer()
+        self.sent_items = FakeSentItems()
+        self.deliverer = Deliverer(
+            FakeTenants(tenant),
+            self.tokens,
+            FakeTransport(self.smtp),
+            FakeAttachments(),
+            FakeClock(),
+            {Provider.MICROSOFT: 10_000_000},
+            apis={Transport.GRAPH: FakeTransport(self.graph)},
+            sent_items=self.sent_items,
+        )
+
+    async def deliver(self, job: SendScanToEmail, redelivered: bool = False):
+        tenant = await self.deliverer.tenant(job.tenant_id)
+        sender = self.deliverer.sender_of(job, JobFunction.SCAN_TO_EMAIL, tenant)
+        return await self.deliverer.deliver(
+            job, JobFunction.SCAN_TO_EMAIL, tenant, sender, redelivered=redelivered
+        )
+
+
+def scan(job_id: str = "job-1") -> SendScanToEmail:
+    return SendScanToEmail(
+        job_id=job_id,
+        tenant_id="acme",
+        device_id="mfp-01",
+        submitted_at=FakeClock()(),
+        to=("x@fabrikam.example",),
+    )
+
+
+async def test_a_graph_tenants_job_goes_through_graph_with_a_token_for_graph() -> None:
+    world = World()
+    world.graph.tokens.add("token-1")
+    delivered = await world.deliver(scan())
+    assert [r.access_token for r in world.graph.received] == ["token-1"] and world.smtp.received == []
+    assert [r.resource for r in world.tokens.requests] == [TokenResource.GRAPH]
+    assert delivered.accepted == ("x@fabrikam.example",)
+    assert world.sent_items.asked == []  # a first delivery is not looked up
+
+
+async def test_a_redelivered_job_found_in_sent_items_is_not_sent_again() -> None:
+    world = World()
+    world.graph.tokens.update({"token-1", "token-2"})
+    world.sent_items.sent_ids.add("<job-1@fleetmail>")
+    delivered = await world.deliver(scan(), redelivered=True)
+    assert world.graph.received == [] and "Sent Items" in delivered.smtp_reply
+    await world.deliver(scan("job-2"), redelivered=True)
+    assert len(world.graph.received) == 1 and world.sent_items.asked == [
+        "<job-1@fleetmail>",
+        "<job-2@fleetmail>",
+    ]
+
+
+async def test_an_api_transport_needs_oauth() -> None:
+    world = World(GRAPH_TENANT.model_copy(update={"oauth_enabled": False}))
+    with pytest.raises(ConfigurationError, match=r"OAuth 2\.0"):
+        await world.deliver(scan())
+
+
+async def test_a_parked_jobs_grant_is_checked_for_the_transports_resource() -> None:
+    world = World()
+    admin = Principal(tenant_id="acme", kind=PrincipalKind.ADMINISTRATOR, address=ADMIN)
+    assert await world.deliverer.has_grant(admin)
+    assert [r.resource for r in world.tokens.requests] == [TokenResource.GRAPH]
