@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from fleetmail_contracts.tenants import SmtpSettings, TenantSettings
 from fleetmail_contracts.tokens import GrantStatus, GrantView, Principal, PrincipalKind, Provider
+from fleetmail_contracts.transports import Transport
 from job_gateway.console.routes.tokens import administrator_state
 from job_gateway.console.tenant_form import (
     contract_errors,
@@ -124,6 +125,7 @@ def test_the_form_gives_back_the_settings_it_shows() -> None:
             "mail_domains": ("t1.example",),
             "auto_delete": True,
             "proxy_url": "http://proxy.t1.example:3128",
+            "transport": Transport.GRAPH,
         }
     )
     assert settings_from_form("t1", form_values(tenant), lists_mail_domains=True) == tenant

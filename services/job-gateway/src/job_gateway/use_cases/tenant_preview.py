@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import GrantStatus, GrantView, PrincipalKind
+from fleetmail_contracts.transports import Transport
 from fleetmail_runtime.drift import PROVIDER_NAMES, settings_drift
 
 from ..domain import token_status
@@ -82,12 +83,24 @@ def settings_consequences(
     return said
 
 
+TRANSPORT_NAMES = {
+    Transport.SMTP: "SMTP (XOAUTH2)",
+    Transport.GRAPH: "Microsoft Graph",
+    Transport.GMAIL_API: "the Gmail API",
+}
+
+
 def _setting_changes(before: TenantSettings, after: TenantSettings) -> list[str]:
     said: list[str] = []
     if before.provider is not after.provider and after.smtp is None:
         said.append(f"Mail goes through {PROVIDER_NAMES[after.provider]}'s SMTP server, {_server(after)}.")
     elif before.effective_smtp() != after.effective_smtp():
         said.append(f"Mail goes through {_server(after)}.")
+    if before.transport is not after.transport:
+        said.append(
+            f"Mail leaves through {TRANSPORT_NAMES[after.transport]}: the administrator's token must "
+            "carry what it needs (the token status says whether it does; if not, [Acquire] again)."
+        )
     if before.from_policy is not after.from_policy:
         said.append(f"The From address of devices' mail follows a new policy: {after.from_policy.value}.")
     if before.auto_delete != after.auto_delete:
