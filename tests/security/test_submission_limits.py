@@ -215,6 +215,32 @@ async def test_smtp_refuses_a_message_over_the_limits(gateway, admin) -> None:
     assert await _jobs(admin, tenant_id) == []
 
 
+async def test_smtp_data_over_the_limit_undeclared_is_refused_whole_and_the_session_goes_on(
+    gateway, admin
+) -> None:
+    """A client that does not declare the size (no SIZE at MAIL FROM) is refused after its
+    data, with nothing queued; the session goes on, and a message within the limit is queued —
+    the only job."""
+    tenant_id, device = await tenant_with_device(admin, auto_delete=False, from_policy=DEVICE_POLICY)
+
+    def undeclared() -> tuple[int, bytes, int, bytes]:
+        with smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=30) as smtp:
+            smtp.ehlo("mfp")
+            smtp.login(*device)
+            smtp.docmd("MAIL FROM:<mfp@contoso.example>")
+            smtp.rcpt("boss@fabrikam.example")
+            over = smtp.data(scan(subject="too big", size=LIMIT + 1024).as_string())
+            smtp.docmd("MAIL FROM:<mfp@contoso.example>")
+            smtp.rcpt("boss@fabrikam.example")
+            return (*over, *smtp.data(scan(subject="within").as_string()))
+
+    over_code, over_reply, code, reply = await asyncio.to_thread(undeclared)
+    assert over_code == 552, over_reply
+    assert code == 250, reply
+    [job] = await _jobs(admin, tenant_id)
+    assert job["job_id"] == reply.decode().rsplit(" ", 1)[-1]
+
+
 async def _another_device(admin: httpx.AsyncClient, tenant_id: str) -> tuple[str, str]:
     device = (
         await admin.post(
