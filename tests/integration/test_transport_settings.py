@@ -17,6 +17,7 @@ from fleetmail_contracts.tokens import (
 from fleetmail_devkit.probes import tenant_with_administrator_grant
 
 from tests.utils.cli import cli
+from tests.utils.console import console_http, sign_in
 
 
 async def test_an_api_transport_of_the_other_provider_is_refused_and_nothing_is_saved(admin) -> None:
@@ -49,6 +50,13 @@ async def test_choosing_graph_says_the_smtp_grant_lacks_graphs_scopes(stack, emu
     assert after["ready"] is False and "https://graph.microsoft.com/Mail.ReadWrite" in after["missing"]
     assert "not ready" in (await run("tokens", "status", tenant_id)).output
     assert "graph" in (await run("tenants", "list")).output
+
+    # The console's tenant page says it too, next to the administrator's token.
+    async with console_http(stack) as http:
+        await sign_in(http, stack.admin_api_key())
+        page = (await http.get(f"/console/tenants/{tenant_id}")).text
+    said = page.split('data-testid="transport-readiness"')[1].split("</p>")[0]
+    assert 'data-ready="false"' in said and "graph" in said and "Mail.ReadWrite" in said, said
 
     wrong = await run("tenants", "set", tenant_id, "--transport", "gmail_api")
     assert wrong.exit_code == 1 and "needs provider google" in wrong.output

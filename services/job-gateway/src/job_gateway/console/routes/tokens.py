@@ -16,7 +16,7 @@ from fleetmail_contracts.tokens import AcquisitionState, GrantView, PrincipalKin
 
 from ...domain import Access, token_status
 from ...errors import Conflict, OutsideTenantDomains, ServiceFailed, Unavailable
-from ...schemas import TokenStatus
+from ...schemas import TokenStatus, TransportReadiness
 from ...use_cases import Services
 from ..deps import ConsoleUserDep, Protected, ServicesDep
 from ..pages import render
@@ -79,6 +79,8 @@ class TokenPanel:
     credentials: CredentialsView | None
     unavailable: str | None
     """Why token-service's part of the page is missing (it did not answer), or None."""
+    transport: TransportReadiness | None = None
+    """Whether the administrator's grant has what the tenant's transport needs."""
 
 
 async def token_panel(services: Services, tenant: TenantSettings) -> TokenPanel:
@@ -89,7 +91,9 @@ async def token_panel(services: Services, tenant: TenantSettings) -> TokenPanel:
     except Unavailable as exc:
         return TokenPanel(None, [], None, exc.detail)
     users = [g for g in status.grants if g.principal.kind is PrincipalKind.USER]
-    return TokenPanel(administrator_state(status, datetime.now(UTC)), users, credentials, None)
+    return TokenPanel(
+        administrator_state(status, datetime.now(UTC)), users, credentials, None, status.transport
+    )
 
 
 @router.post("/tokens/administrator/acquire", name="tenant_acquire")
