@@ -351,6 +351,8 @@ async def test_the_fifth_concurrent_request_gets_429_with_retry_after(
     assert "MailboxConcurrency" in error["message"] and int(fifth.headers["retry-after"]) >= 1
     await emulator_http.post(f"{control}/hold", json={"mailbox": mailbox, "hold": False})
     assert [r.status_code for r in await asyncio.gather(*in_flight)] == [202] * 4
+    [met] = (await emulator_http.get(f"{control}/throttled", params={"mailbox": mailbox})).json()
+    assert met["limit"] == "concurrency" and met["app"] == client_id.lower() and met["retry_after_s"] >= 1
 
 
 async def test_the_request_budget_per_window_then_retry_after(emulators, emulator_http, mailbox) -> None:
@@ -367,6 +369,12 @@ async def test_the_request_budget_per_window_then_retry_after(emulators, emulato
     third = await emulator_http.post(url, json={"message": json_message()}, headers=bearer(token))
     graph_error(third, 429, "TooManyRequests")
     assert 1 <= int(third.headers["retry-after"]) <= 600
+    [met] = (
+        await emulator_http.get(
+            f"{emulators.smtp_control_url}/_emulator/api/throttled", params={"mailbox": mailbox}
+        )
+    ).json()
+    assert met["limit"] == "quota" and met["retry_after_s"] == int(third.headers["retry-after"])
     await emulator_http.post(f"{emulators.smtp_control_url}/_emulator/clock", json={"advance_s": 600})
     assert (
         await emulator_http.post(url, json={"message": json_message()}, headers=bearer(token))

@@ -14,7 +14,9 @@ from pymongo import AsyncMongoClient
 from tests.utils import eventually
 
 
-async def app_only_tenant(admin: httpx.AsyncClient, stack, provider: str, **identity) -> tuple[str, str]:
+async def app_only_tenant(
+    admin: httpx.AsyncClient, stack, provider: str, transport: str = "smtp", **identity
+) -> tuple[str, str]:
     tenant_id = f"app-{uuid.uuid4().hex[:8]}"
     address = f"admin@{tenant_id}.example"
     created = await admin.put(
@@ -23,6 +25,7 @@ async def app_only_tenant(admin: httpx.AsyncClient, stack, provider: str, **iden
             "tenant_id": tenant_id,
             "oauth_enabled": True,
             "provider": provider,
+            "transport": transport,
             "administrator_address": address,
             "smtp": {"host": "127.0.0.1", "port": stack.ports.smtp_starttls},
             "identity": {"app_only": True, **identity},

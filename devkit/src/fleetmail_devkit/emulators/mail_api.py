@@ -7,8 +7,9 @@ daily quota on the same clock.
 
 Throttle (per app and mailbox, the mailbox's `Limits`): at most `api_concurrent` requests in
 flight, at most `api_quota` cost per `api_quota_window_s`. A test may hold a mailbox's
-requests in flight (`/_emulator/api/hold`) to see the next one refused, and read what is in
-flight and spent (`/_emulator/api/usage`).
+requests in flight (`/_emulator/api/hold`) to see the next one refused, read what is in
+flight and spent (`/_emulator/api/usage`), and read every 429 the throttle answered for a
+mailbox (`/_emulator/api/throttled`): a test of a client's pacing proves it met them.
 """
 
 from __future__ import annotations
@@ -61,6 +62,18 @@ class SentMessage:
     """The id of the delivery `/_emulator/messages` lists."""
 
 
+@dataclass(frozen=True)
+class Throttled:
+    """A request the throttle refused with 429."""
+
+    app: str
+    mailbox: str
+    limit: str
+    """"concurrency", "quota" or "upload"."""
+    retry_after_s: int
+    at: float
+
+
 @dataclass
 class ApiState:
     throttles: dict[tuple[str, str], Throttle] = field(default_factory=dict)
@@ -70,6 +83,8 @@ class ApiState:
     """Graph, app-only: an app an application access policy (or an RBAC for Applications
     scope) limits to these mailboxes; an app without one reaches every mailbox."""
     sent: list[SentMessage] = field(default_factory=list)
+    throttled: list[Throttled] = field(default_factory=list)
+    """Every 429 the throttle answered, oldest first."""
 
     def throttle(self, app: str, mailbox: str) -> Throttle:
         return self.throttles.setdefault((app.lower(), mailbox.lower()), Throttle())
@@ -88,11 +103,15 @@ def over_budget(state: EmulatorState, app: str, mailbox: str, cost: int) -> tupl
     seconds; None: it may go, and now counts as in flight (the caller calls `done`)."""
     limits, now = state.limits_of(mailbox), state.clock.now()
     throttle = state.api.throttle(app, mailbox)
+    refused: tuple[str, int] | None = None
     if limits.api_concurrent is not None and throttle.in_flight >= limits.api_concurrent:
-        return "concurrency", 1
-    if limits.api_quota is not None:
+        refused = "concurrency", 1
+    elif limits.api_quota is not None:
         if throttle.spent_in(now, limits.api_quota_window_s) + cost > limits.api_quota:
-            return "quota", throttle.retry_after_s(now, limits.api_quota_window_s)
+            refused = "quota", throttle.retry_after_s(now, limits.api_quota_window_s)
+    if refused is not None:
+        state.api.throttled.append(Throttled(app.lower(), mailbox.lower(), *refused, now))
+        return refused
     throttle.in_flight += 1
     throttle.spent.append((now, cost))
     return None
@@ -106,7 +125,9 @@ def over_upload(state: EmulatorState, app: str, mailbox: str, size: int) -> int 
     if limits.api_upload_bytes is not None:
         window = limits.api_upload_window_s
         if throttle.spent_in(now, window, throttle.uploaded) + size > limits.api_upload_bytes:
-            return throttle.retry_after_s(now, window, throttle.uploaded)
+            retry_after_s = throttle.retry_after_s(now, window, throttle.uploaded)
+            state.api.throttled.append(Throttled(app.lower(), mailbox.lower(), "upload", retry_after_s, now))
+            return retry_after_s
     throttle.uploaded.append((now, size))
     return None
 
@@ -153,6 +174,11 @@ def control_router(state: EmulatorState) -> APIRouter:
         else:
             state.api.app_access_policies[body.app_id] = {m.lower() for m in body.mailboxes}
         return {"app_id": body.app_id, "mailboxes": body.mailboxes}
+
+    @router.get("/throttled")
+    async def throttled(mailbox: str) -> list[dict[str, Any]]:
+        """The 429s the throttle answered for this mailbox (any app), oldest first."""
+        return [t.__dict__ for t in state.api.throttled if t.mailbox == mailbox.lower()]
 
     @router.get("/sent")
     async def sent(mailbox: str) -> list[dict[str, Any]]:

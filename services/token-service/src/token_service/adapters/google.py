@@ -46,6 +46,17 @@ from .http import Proxy, provider_session
 log = logging.getLogger(__name__)
 
 DELEGATION_SETTING = "domain-wide delegation (client id and scope) in the Workspace admin console"
+DELEGATION_PAGE = "Admin console → Security → Access and data control → API controls → Domain-wide delegation"
+
+
+def authorize(info: dict[str, Any], scopes: list[str]) -> str:
+    """What a Workspace administrator does for a service account Google refuses to delegate:
+    the client id and the exact scopes, as the Domain-wide delegation page asks for them."""
+    client_id = info.get("client_id") or "of the service account"
+    return (
+        f"a Workspace administrator authorizes client id {client_id} for {','.join(scopes)} "
+        f"({DELEGATION_PAGE}), or the key is not the service account's"
+    )
 
 
 @dataclass(frozen=True)
@@ -225,8 +236,7 @@ class GoogleIdentity:
                     raise UnreadableReply("app-only token request") from exc
                 said = str(exc.args[0]) if exc.args else "unknown"
                 raise ConfigurationError(
-                    f"Google refused the service account for {subject} ({said}): check the key and "
-                    f"its {DELEGATION_SETTING}",
+                    f"Google refused the service account for {subject} ({said}): {authorize(info, scopes)}",
                     setting=DELEGATION_SETTING,
                 ) from exc
             except TransportError as exc:
