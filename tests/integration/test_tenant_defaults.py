@@ -46,7 +46,8 @@ async def test_the_administrators_row_reads_not_acquired_until_acquire(stack, em
         json={"tenant_id": tenant_id, "oauth_enabled": True, "administrator_address": address},
     )
     tokens = (await admin.get(f"/v1/admin/tenants/{tenant_id}/tokens")).json()
-    assert tokens == {"administrator": {"address": address, "status": "not_acquired"}, "grants": []}
+    assert tokens["administrator"] == {"address": address, "status": "not_acquired"}
+    assert tokens["grants"] == [] and tokens["transport"]["ready"] is False, tokens
     shown = await asyncio.to_thread(cli, stack, "tokens", "status", tenant_id)
     assert shown.exit_code == 0 and address in shown.output and "Not acquired" in shown.output
 
