@@ -16,17 +16,16 @@ service account without a subject → a setting to fix, with the remedy in the a
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 from fleetmail_contracts.mail_events import FailureReason
 
-from ..domain.limits import WaitKind
 from ..domain.mime import MimeMessage
-from ..errors import ApiPermanent, ApiTransient, DeliveryError, MustWait, QuotaExceeded
+from ..errors import ApiPermanent, ApiTransient, DeliveryError, QuotaExceeded
 from ..ports import Credentials, SendResult
-from .mail_api import ApiClient, common_error, retry_after_of, with_bcc
+from .mail_api import RETRY_AFTER_MAX_S, ApiClient, common_error, throttled, with_bcc
 
 MEDIA_LIMIT = 5 * 1024 * 1024
 """Messages up to this go in one media upload; larger ones resumable."""
@@ -51,7 +50,9 @@ QUOTA_REMEDY = "The account reached Gmail's daily sending limit: jobs wait until
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 
 
-def error_of(response: httpx.Response, now: datetime) -> DeliveryError:
+def error_of(
+    response: httpx.Response, now: datetime, max_retry_after_s: float = RETRY_AFTER_MAX_S
+) -> DeliveryError:
     """The mail-service error for a Gmail API answer that is not a success."""
     try:
         error = response.json().get("error") or {}
@@ -63,10 +64,10 @@ def error_of(response: httpx.Response, now: datetime) -> DeliveryError:
     reply = f"{response.status_code} {reason}: {message}".strip()
     if reason == "dailyLimitExceeded" or "(Mail sending)" in message:
         return QuotaExceeded(reply, QUOTA_REMEDY)
-    if (common := common_error(response, reply, now)) is not None:
+    if (common := common_error(response, reply, now, max_retry_after_s)) is not None:
         return common
     if reason in RATE_REASONS:
-        return MustWait(now + timedelta(seconds=retry_after_of(response)), WaitKind.PACED, reply)
+        return throttled(response, reply, now, max_retry_after_s)
     if response.status_code == 413 or reason == "uploadTooLarge":
         return ApiPermanent(
             f"Gmail refused the message: {reply}", FailureReason.MESSAGE_TOO_LARGE, None, reply
@@ -100,9 +101,14 @@ class GmailApiDelivery:
     """Sends through the Gmail API as the token's account (`users/me`)."""
 
     def __init__(
-        self, base_url: str, ca_bundle: Path | None, timeout_s: float, clock: Callable[[], datetime]
+        self,
+        base_url: str,
+        ca_bundle: Path | None,
+        timeout_s: float,
+        clock: Callable[[], datetime],
+        retry_after_max_s: float = RETRY_AFTER_MAX_S,
     ) -> None:
-        self.api = ApiClient(base_url, ca_bundle, timeout_s, clock)
+        self.api = ApiClient(base_url, ca_bundle, timeout_s, clock, retry_after_max_s)
         self.send_url = f"{self.api.base_url}/upload/gmail/v1/users/me/messages/send"
 
     async def close(self) -> None:
@@ -110,7 +116,7 @@ class GmailApiDelivery:
 
     async def _checked(self, response: httpx.Response) -> httpx.Response:
         if response.status_code >= 300 and response.status_code != 308:
-            raise error_of(response, self.api.clock())
+            raise error_of(response, self.api.clock(), self.api.retry_after_max_s)
         return response
 
     async def send(

@@ -30,7 +30,7 @@ from fleetmail_contracts.mail_events import FailureReason
 from ..domain.mime import AttachmentSource, MimeMessage
 from ..errors import ApiPermanent, DeliveryError, QuotaExceeded
 from ..ports import Credentials, SendResult
-from .mail_api import ApiClient, common_error, raw_chunks, with_bcc
+from .mail_api import RETRY_AFTER_MAX_S, ApiClient, common_error, raw_chunks, with_bcc
 
 log = logging.getLogger("mail-service")
 
@@ -72,7 +72,9 @@ TEXT = {"Content-Type": "text/plain"}
 QUOTA_REMEDY = "The mailbox sent to 10,000 recipients in 24 hours: jobs wait until the window allows."
 
 
-def error_of(response: httpx.Response, now: datetime) -> DeliveryError:
+def error_of(
+    response: httpx.Response, now: datetime, max_retry_after_s: float = RETRY_AFTER_MAX_S
+) -> DeliveryError:
     """The mail-service error for a Graph answer that is not a success."""
     try:
         error = response.json().get("error") or {}
@@ -80,7 +82,7 @@ def error_of(response: httpx.Response, now: datetime) -> DeliveryError:
     except (ValueError, AttributeError):
         code, message = "", response.text[:200]
     reply = f"{response.status_code} {code}: {message}".strip()
-    if (common := common_error(response, reply, now)) is not None:
+    if (common := common_error(response, reply, now, max_retry_after_s)) is not None:
         return common
     if code == "ErrorSubmissionQuotaExceeded":
         return QuotaExceeded(reply, QUOTA_REMEDY)
@@ -101,8 +103,9 @@ class GraphDelivery:
         timeout_s: float,
         clock: Callable[[], datetime],
         upload_hosts: tuple[str, ...] = (),
+        retry_after_max_s: float = RETRY_AFTER_MAX_S,
     ) -> None:
-        self.api = ApiClient(base_url, ca_bundle, timeout_s, clock)
+        self.api = ApiClient(base_url, ca_bundle, timeout_s, clock, retry_after_max_s)
         # Upload URLs come from Graph's answer (outlook.office.com for the real one): only
         # hosts the operator expects are ever sent a message's bytes.
         self.upload_hosts = {h.lower() for h in upload_hosts} | {urlsplit(base_url).hostname or ""}
@@ -126,7 +129,7 @@ class GraphDelivery:
         headers = {"Authorization": f"Bearer {token}", **(headers or {})}
         response = await self.api.request(method, url, headers=headers, content=content, json=json)
         if response.status_code >= 300:
-            raise error_of(response, self.api.clock())
+            raise error_of(response, self.api.clock(), self.api.retry_after_max_s)
         return response
 
     async def send(
@@ -189,7 +192,7 @@ class GraphDelivery:
                 headers={"Content-Range": f"bytes {start}-{end}/{attachment.size}"},
             )
             if response.status_code >= 300:
-                raise error_of(response, self.api.clock())
+                raise error_of(response, self.api.clock(), self.api.retry_after_max_s)
             start = end + 1
 
     async def sent(self, credentials: Credentials, internet_message_id: str) -> bool:
@@ -209,5 +212,5 @@ class GraphDelivery:
             )
             return False
         if response.status_code >= 300:
-            raise error_of(response, self.api.clock())
+            raise error_of(response, self.api.clock(), self.api.retry_after_max_s)
         return bool(response.json().get("value"))
