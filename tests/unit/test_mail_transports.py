@@ -10,7 +10,7 @@ from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import Principal, PrincipalKind, Provider, TokenResource
 from fleetmail_contracts.transports import Transport
 from mail_service.delivery import Deliverer
-from mail_service.errors import ConfigurationError
+from mail_service.errors import ConfigurationError, TokenNotAccepted, TokenRejected
 from mail_service.ports import Credentials
 
 from tests.fakes.mail import (
@@ -29,12 +29,17 @@ GRAPH_TENANT = TenantSettings(
 
 
 class FakeSentItems:
+    """Sent Items: `refused` holds the tokens it answers 401 to."""
+
     def __init__(self) -> None:
         self.sent_ids: set[str] = set()
         self.asked: list[str] = []
+        self.refused: set[str] = set()
 
     async def sent(self, credentials: Credentials, internet_message_id: str) -> bool:
         self.asked.append(internet_message_id)
+        if credentials.access_token in self.refused:
+            raise TokenRejected("401 InvalidAuthenticationToken: Lifetime validation failed", "the mail API")
         return internet_message_id in self.sent_ids
 
 
@@ -106,3 +111,22 @@ async def test_a_parked_jobs_grant_is_checked_for_the_transports_resource() -> N
     admin = Principal(tenant_id="acme", kind=PrincipalKind.ADMINISTRATOR, address=ADMIN)
     assert await world.deliverer.has_grant(admin)
     assert [r.resource for r in world.tokens.requests] == [TokenResource.GRAPH]
+
+
+async def test_a_token_refused_by_the_sent_items_lookup_is_refreshed_once_and_looked_up_again() -> None:
+    world = World()
+    world.sent_items.refused.add("token-1")
+    world.sent_items.sent_ids.add("<job-1@fleetmail>")
+    delivered = await world.deliver(scan(), redelivered=True)
+    assert "Sent Items" in delivered.smtp_reply and world.graph.received == []
+    assert [r.force_refresh for r in world.tokens.requests] == [False, True]
+
+
+async def test_a_token_refused_twice_by_sent_items_is_a_setting_to_fix_worded_for_graph() -> None:
+    world = World()
+    world.sent_items.refused.update({"token-1", "token-2"})
+    with pytest.raises(TokenNotAccepted) as refused:
+        await world.deliver(scan(), redelivered=True)
+    assert str(refused.value).startswith("Microsoft Graph refused a token")
+    assert "SMTP" not in str(refused.value) and refused.value.remedy
+    assert world.graph.received == []

@@ -58,6 +58,7 @@ log = logging.getLogger("mail-service")
 CHUNK = 1024 * 1024
 Submit = Callable[[SmtpSettings, Credentials, MimeMessage, list[str]], Awaitable[SendResult]]
 TOKEN_MEMORY = timedelta(seconds=30)
+TRANSPORT_NAME = {Transport.GRAPH: "Microsoft Graph", Transport.GMAIL_API: "the Gmail API"}
 BAD_PASSWORD_REMEDY = (
     "The SMTP server refused the tenant's stored username and password: store the right ones "
     "with the tenant's credentials (a Google account needs an app password, its own password "
@@ -206,17 +207,38 @@ class Deliverer:
         self, job: JobBase, tenant: TenantSettings, sender: Sender, recipients: list[str]
     ) -> Delivered | None:
         """The job found in Graph's Sent Items: Graph accepted it before a crash kept the
-        ledger from recording it."""
+        ledger from recording it. A refused token is refreshed once, as for a send."""
         if tenant.transport is not Transport.GRAPH or self.sent_items is None:
             return None
         principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
-        access_token = await self._access_token(principal, False, job.job_id, TokenResource.GRAPH)
         mid = message_id(job.job_id)
-        if not await self.sent_items.sent(Credentials(sender.address, access_token), mid):
+        access_token = await self._access_token(principal, False, job.job_id, TokenResource.GRAPH)
+        try:
+            found = await self.sent_items.sent(Credentials(sender.address, access_token), mid)
+        except TokenRejected:
+            access_token = await self._access_token(principal, True, job.job_id, TokenResource.GRAPH)
+            try:
+                found = await self.sent_items.sent(Credentials(sender.address, access_token), mid)
+            except TokenRejected as again:
+                raise self._not_accepted(tenant, sender, again) from None
+        if not found:
             return None
         log.info("job %s was found in Sent Items: not sent again", job.job_id)
         reply = "found in Sent Items (accepted by Microsoft Graph before a restart)"
         return Delivered(sender.address, mid, reply, tuple(recipients), ())
+
+    @staticmethod
+    def _not_accepted(tenant: TenantSettings, sender: Sender, again: TokenRejected) -> TokenNotAccepted:
+        """Refused twice, the token does not fit the server (audience, scope, consent): the
+        grant itself is alive, or the refresh would have failed, so that is a setting to fix,
+        not a sign-in to repeat."""
+        where = "the SMTP server" if tenant.transport is Transport.SMTP else TRANSPORT_NAME[tenant.transport]
+        return TokenNotAccepted(
+            f"{where} refused a token the identity provider had just issued for "
+            f"{sender.address}: {again.smtp_reply}",
+            token_not_accepted_remedy(tenant.provider, tenant.identity.app_only, tenant.transport),
+            again.smtp_reply,
+        )
 
     async def _send_parts(
         self,
@@ -393,9 +415,7 @@ class Deliverer:
     ) -> Delivered:
         """XOAUTH2, or a mail API's bearer token for its resource. A refused token is refreshed
         once (token-service asked to refresh, not to hand out what it holds) and the message
-        sent again. Refused twice, the token does not fit the server (audience, scope,
-        consent): the grant itself is alive, or the refresh would have failed, so that is a
-        setting to fix, not a sign-in to repeat."""
+        sent again; refused twice: `TokenNotAccepted`."""
         server = tenant.effective_smtp()
         resource = TRANSPORT_RESOURCE[tenant.transport]
         access_token = await self._access_token(principal, False, job.job_id, resource)
@@ -406,13 +426,7 @@ class Deliverer:
             try:
                 result = await submit(server, Credentials(sender.address, access_token), message, recipients)
             except TokenRejected as again:
-                where = "the SMTP server" if tenant.transport is Transport.SMTP else tenant.transport.value
-                raise TokenNotAccepted(
-                    f"{where} refused a token the identity provider had just issued for "
-                    f"{sender.address}: {again.smtp_reply}",
-                    token_not_accepted_remedy(tenant.provider, tenant.identity.app_only, tenant.transport),
-                    again.smtp_reply,
-                ) from None
+                raise self._not_accepted(tenant, sender, again) from None
         return self._delivered(job, sender, result, recipients)
 
     async def _send_basic(

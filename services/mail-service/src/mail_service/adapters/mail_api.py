@@ -83,7 +83,7 @@ def common_error(
 ) -> DeliveryError | None:
     """What 401, 429 and 5xx mean whichever API said them; None for the others."""
     if response.status_code == 401:
-        return TokenRejected(reply)
+        return TokenRejected(reply, "the mail API")
     if response.status_code == 429:
         return throttled(response, reply, now, max_retry_after_s)
     if response.status_code >= 500 or response.status_code == 408:
