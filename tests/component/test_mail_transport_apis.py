@@ -202,3 +202,42 @@ async def test_a_mailbox_not_enabled_for_rest_is_a_setting_to_fix(
     assert "MailboxNotEnabledForRESTAPI" in (refused.value.smtp_reply or "") and "smtp" in (
         refused.value.remedy or ""
     )
+
+
+async def test_gmail_api_an_unreadable_answer_after_acceptance_is_a_delivery_not_a_second_send(
+    emulators: Stack, emulator_http: httpx.AsyncClient, gmail: SmtpEmulator, gmail_api: GmailApiDelivery
+) -> None:
+    user = f"api-{uuid.uuid4().hex[:8]}@gmail-tenant.example"
+    token = await gmail_token(emulators, emulator_http, user)
+    message_id, message, envelope, _ = scan(user)
+    fault = {"stage": "answer", "code": 200, "text": "<html>upstream proxy</html>", "user": user}
+    await emulator_http.post(f"{gmail.control_url}/_emulator/faults", json=fault)
+    result = await gmail_api.send(None, Credentials(user, token), message, envelope)
+    assert "message id unknown" in result.reply
+    await delivered(emulator_http, gmail.control_url, message_id)  # exactly one delivery
+
+
+async def test_graph_a_draft_that_is_not_sent_is_deleted_and_an_unreadable_one_is_a_retry(
+    emulators: Stack, emulator_http: httpx.AsyncClient, graph: GraphDelivery
+) -> None:
+    user = f"graph-{uuid.uuid4().hex[:8]}@contoso.example"
+    token = await graph_token(emulators, emulator_http, user, "Mail.Send Mail.ReadWrite")
+    _, message, envelope, _ = scan(user, 3 * 1024 * 1024 + 1)
+    control = emulators.smtp_control_url
+
+    async def drafts() -> list[dict]:
+        listed = await emulator_http.get(f"{control}/_emulator/api/drafts", params={"mailbox": user})
+        assert listed.status_code == 200, listed.text
+        return listed.json()
+
+    fault = {"stage": "draft_send", "code": 503, "text": "down", "user": user}
+    await emulator_http.post(f"{control}/_emulator/faults", json=fault)
+    with pytest.raises(ApiTransient) as failed:
+        await graph.send(None, Credentials(user, token), message, envelope)
+    assert failed.value.retry_after_s is None  # no Retry-After: the retry policy's backoff
+    assert await drafts() == []
+
+    fault = {"stage": "answer", "code": 201, "text": "<html>gateway</html>", "user": user}
+    await emulator_http.post(f"{control}/_emulator/faults", json=fault)
+    with pytest.raises(ApiTransient, match="without a readable id"):
+        await graph.send(None, Credentials(user, token), message, envelope)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from mail_service.adapters.gmail_api import error_of as gmail_error_of
+from mail_service.adapters.graph import GraphDelivery
 from mail_service.adapters.graph import error_of as graph_error_of
 from mail_service.adapters.mail_api import RETRY_AFTER_MAX_S, retry_after_of
 from mail_service.domain.decisions import Retry, RetryPolicy, decide, retry_delay
@@ -81,3 +82,35 @@ def test_gmails_403_rate_limit_is_bounded_alike() -> None:
     body = {"error": {"message": "Rate", "errors": [{"reason": "userRateLimitExceeded"}]}}
     error = gmail_error_of(httpx.Response(403, headers={"Retry-After": "0"}, json=body), NOW)
     assert isinstance(error, MustWait) and error.until == NOW + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://outlook.office.com/api/v2.0/Users('a')/AttachmentSessions('s')?authtoken=x", True),
+        ("https://OUTLOOK.office.com:443/api/v2.0/upload", True),
+        ("http://outlook.office.com/api/v2.0/upload", False),
+        ("https://outlook.office.com:8443/api/v2.0/upload", False),
+        ("https://outlook.office.com:99999/api/v2.0/upload", False),
+        ("https://internal.example/api/v2.0/upload", False),
+        ("ftp://outlook.office.com/upload", False),
+    ],
+)
+async def test_graph_uploads_go_only_to_an_allowed_host_over_https_on_its_default_port(
+    url: str, allowed: bool
+) -> None:
+    graph = GraphDelivery("https://graph.microsoft.com", None, 5, lambda: NOW, ("outlook.office.com",))
+    try:
+        assert graph._may_upload_to(url) is allowed
+    finally:
+        await graph.close()
+
+
+async def test_graphs_own_origin_may_take_uploads_at_its_configured_port_only() -> None:
+    graph = GraphDelivery("https://127.0.0.1:8443", None, 5, lambda: NOW)
+    try:
+        assert graph._may_upload_to("https://127.0.0.1:8443/api/v2.0/upload")
+        assert not graph._may_upload_to("https://127.0.0.1:9000/api/v2.0/upload")
+        assert not graph._may_upload_to("http://127.0.0.1:8443/api/v2.0/upload")
+    finally:
+        await graph.close()

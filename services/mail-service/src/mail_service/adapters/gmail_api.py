@@ -5,7 +5,8 @@ chunks of a multiple of 256 KiB (Gmail takes up to 35 MB).
 Gmail answers a send with the message's id, which goes into the sent event's reply. With
 `gmail.send` alone a sent message cannot be looked up, so a crash between Gmail's answer and
 the delivery ledger's record sends the job again: the same window as SMTP's after the
-server's 250.
+server's 250. Once Gmail accepted a send, its answer can no longer fail the job: one that
+names no id is logged and the job is delivered with the id unknown.
 
 Answers are classified by status and Google's `errors[0].reason`: 401 → the token is
 refreshed once; 429 / 403 rate limits → the job waits its Retry-After in the queue; the daily
@@ -15,6 +16,7 @@ service account without a subject → a setting to fix, with the remedy in the a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +27,9 @@ from fleetmail_contracts.mail_events import FailureReason
 from ..domain.mime import MimeMessage
 from ..errors import ApiPermanent, ApiTransient, DeliveryError, QuotaExceeded
 from ..ports import Credentials, SendResult
-from .mail_api import RETRY_AFTER_MAX_S, ApiClient, common_error, throttled, with_bcc
+from .mail_api import RETRY_AFTER_MAX_S, ApiClient, common_error, json_object_of, throttled, with_bcc
+
+log = logging.getLogger("mail-service")
 
 MEDIA_LIMIT = 5 * 1024 * 1024
 """Messages up to this go in one media upload; larger ones resumable."""
@@ -97,6 +101,20 @@ async def pieces(message: MimeMessage, size: int) -> AsyncIterator[bytes]:
         yield pending
 
 
+def accepted(response: httpx.Response) -> SendResult:
+    """Gmail accepted the message: whatever its answer says, it is delivered (raising now would
+    send it a second time); the id goes into the reply when the answer names one."""
+    message_id = (json_object_of(response) or {}).get("id")
+    if not isinstance(message_id, str) or not message_id:
+        log.warning(
+            "Gmail accepted a message with an answer that names no message id (%d, %d bytes)",
+            response.status_code,
+            len(response.content),
+        )
+        message_id = "unknown (Gmail's answer could not be read)"
+    return SendResult(f"{response.status_code} OK Gmail message id {message_id}", {})
+
+
 class GmailApiDelivery:
     """Sends through the Gmail API as the token's account (`users/me`)."""
 
@@ -136,7 +154,7 @@ class GmailApiDelivery:
                     headers={**auth, "Content-Type": "message/rfc822"},
                 )
             )
-            return SendResult(f"200 OK Gmail message id {response.json().get('id')}", {})
+            return accepted(response)
         started = await self._checked(
             await self.api.request(
                 "POST",
@@ -167,4 +185,4 @@ class GmailApiDelivery:
             start = end + 1
         if response.status_code != 200:
             raise ApiTransient(f"the Gmail API did not finish the upload: {response.status_code}")
-        return SendResult(f"200 OK Gmail message id {response.json().get('id')}", {})
+        return accepted(response)

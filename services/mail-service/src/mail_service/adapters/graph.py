@@ -7,6 +7,8 @@
 - After a crash between Graph's 202 and the delivery ledger's record, a redelivered job is
   looked up in Sent Items by its Internet Message-ID (fleetmail's, stable per job) before it
   is sent again (`sent`): Graph's `sendMail` answers 202 with nothing to record.
+- A draft that is not sent (an upload, the send or the connection failed) is deleted, best
+  effort. An answer before the send that cannot be read is a failure to retry.
 
 Answers are classified by status and Graph's error code: 401 → the token is refreshed once
 (`TokenRejected`); 429 → the job waits its Retry-After in the queue (`MustWait`); 5xx →
@@ -28,9 +30,17 @@ import httpx
 from fleetmail_contracts.mail_events import FailureReason
 
 from ..domain.mime import AttachmentSource, MimeMessage
-from ..errors import ApiPermanent, DeliveryError, QuotaExceeded
+from ..errors import ApiPermanent, ApiTransient, DeliveryError, QuotaExceeded
 from ..ports import Credentials, SendResult
-from .mail_api import RETRY_AFTER_MAX_S, ApiClient, common_error, raw_chunks, with_bcc
+from .mail_api import (
+    RETRY_AFTER_MAX_S,
+    ApiClient,
+    common_error,
+    field_of,
+    json_object_of,
+    raw_chunks,
+    with_bcc,
+)
 
 log = logging.getLogger("mail-service")
 
@@ -69,6 +79,7 @@ PERMANENT: dict[str, tuple[FailureReason, str | None]] = {
     ),
 }
 TEXT = {"Content-Type": "text/plain"}
+GRAPH = "Microsoft Graph"
 QUOTA_REMEDY = "The mailbox sent to 10,000 recipients in 24 hours: jobs wait until the window allows."
 
 
@@ -108,7 +119,9 @@ class GraphDelivery:
         self.api = ApiClient(base_url, ca_bundle, timeout_s, clock, retry_after_max_s)
         # Upload URLs come from Graph's answer (outlook.office.com for the real one): only
         # hosts the operator expects are ever sent a message's bytes.
-        self.upload_hosts = {h.lower() for h in upload_hosts} | {urlsplit(base_url).hostname or ""}
+        self.upload_hosts = {h.lower() for h in upload_hosts}
+        graph = urlsplit(base_url)
+        self.graph_origin = ((graph.hostname or "").lower(), graph.port or 443)
 
     async def close(self) -> None:
         await self.api.close()
@@ -143,14 +156,32 @@ class GraphDelivery:
             await self._call("POST", f"{mailbox}/sendMail", token, content=body, headers=TEXT)
             return SendResult("202 Accepted (Microsoft Graph sendMail)", {})
         bare = base64.b64encode(await replace(mime, attachments=()).to_bytes())
-        draft = (await self._call("POST", f"{mailbox}/messages", token, content=bare, headers=TEXT)).json()
-        draft_url = f"{mailbox}/messages/{quote(str(draft['id']), safe='')}"
-        for attachment in mime.attachments:
-            await self._attach(draft_url, token, attachment)
-        await self._call("POST", f"{draft_url}/send", token)
+        created = await self._call("POST", f"{mailbox}/messages", token, content=bare, headers=TEXT)
+        draft_url = f"{mailbox}/messages/{quote(field_of(created, 'id', GRAPH), safe='')}"
+        try:
+            for attachment in mime.attachments:
+                await self._attach(draft_url, token, attachment)
+            await self._call("POST", f"{draft_url}/send", token)
+        except Exception:
+            await self._discard(draft_url, token)
+            raise
         return SendResult(
             f"202 Accepted (Microsoft Graph draft {len(mime.attachments)} attachments, send)", {}
         )
+
+    async def _discard(self, draft_url: str, token: str) -> None:
+        """Deletes a draft that was not sent, best effort: a message's documents are not left
+        in the mailbox's Drafts. A draft Graph did send has moved to Sent Items under another
+        id, so this never removes a sent message."""
+        try:
+            response = await self.api.request(
+                "DELETE", draft_url, headers={"Authorization": f"Bearer {token}"}
+            )
+        except ApiTransient as exc:
+            log.warning("a Graph draft that was not sent could not be deleted: %s", exc)
+            return
+        if response.status_code >= 300 and response.status_code != 404:
+            log.warning("a Graph draft that was not sent could not be deleted: %d", response.status_code)
 
     async def _attach(self, draft_url: str, token: str, attachment: AttachmentSource) -> None:
         if attachment.size < UPLOAD_SESSION_MIN:
@@ -171,11 +202,9 @@ class GraphDelivery:
                 "contentType": attachment.content_type,
             }
         }
-        session = (
-            await self._call("POST", f"{draft_url}/attachments/createUploadSession", token, json=item)
-        ).json()
-        upload_url = str(session["uploadUrl"])
-        if (urlsplit(upload_url).hostname or "").lower() not in self.upload_hosts:
+        session = await self._call("POST", f"{draft_url}/attachments/createUploadSession", token, json=item)
+        upload_url = field_of(session, "uploadUrl", GRAPH)
+        if not self._may_upload_to(upload_url):
             raise ApiPermanent(
                 "Microsoft Graph named an upload URL on a host this deployment does not send to",
                 FailureReason.CONFIGURATION_ERROR,
@@ -195,6 +224,18 @@ class GraphDelivery:
                 raise error_of(response, self.api.clock(), self.api.retry_after_max_s)
             start = end + 1
 
+    def _may_upload_to(self, url: str) -> bool:
+        """An upload URL over https, on Graph's own host and port or on an allowed upload host
+        at the default port: a message's bytes go nowhere else."""
+        try:
+            parts = urlsplit(url)
+            where = ((parts.hostname or "").lower(), parts.port or 443)
+        except ValueError:
+            return False
+        return parts.scheme == "https" and (
+            where == self.graph_origin or (where[0] in self.upload_hosts and where[1] == 443)
+        )
+
     async def sent(self, credentials: Credentials, internet_message_id: str) -> bool:
         """Whether Sent Items holds the message (sent before a crash). A grant without read
         access cannot tell: False, and the message is sent again."""
@@ -213,4 +254,8 @@ class GraphDelivery:
             return False
         if response.status_code >= 300:
             raise error_of(response, self.api.clock(), self.api.retry_after_max_s)
-        return bool(response.json().get("value"))
+        found = (json_object_of(response) or {}).get("value")
+        if not isinstance(found, list):
+            reply = f"{response.status_code} without a readable value"
+            raise ApiTransient(f"{GRAPH} answered the Sent Items lookup {reply}", reply)
+        return bool(found)

@@ -57,6 +57,25 @@ async def raw_chunks(attachment: AttachmentSource, size: int) -> AsyncIterator[b
         yield pending
 
 
+def json_object_of(response: httpx.Response) -> dict[str, object] | None:
+    """A success answer's JSON object; None when the body is not one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def field_of(response: httpx.Response, name: str, api: str) -> str:
+    """A text field of a success answer to a request made before the provider accepted the
+    message: an answer without it is a failure to retry, never an exception outside the tree."""
+    value = (json_object_of(response) or {}).get(name)
+    if not isinstance(value, str) or not value:
+        reply = f"{response.status_code} without a readable {name}"
+        raise ApiTransient(f"{api} answered {reply}", reply)
+    return value
+
+
 def retry_after_of(response: httpx.Response, now: datetime, max_s: float = RETRY_AFTER_MAX_S) -> float | None:
     """The answer's Retry-After in seconds, within [RETRY_AFTER_MIN_S, max_s]; None when there
     is none or it cannot be read (then the retry policy decides)."""
@@ -134,7 +153,8 @@ class ApiClient:
             return await self.http.request(
                 method, url, headers=headers, content=content, json=json, params=params
             )
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
+            # No answer, or one that cannot be read: nothing to go by, try again later.
             raise ApiTransient(f"the mail API did not answer: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
