@@ -6,6 +6,7 @@ found after a crash, and each refusal classified into mail-service's error tree.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -241,3 +242,33 @@ async def test_graph_a_draft_that_is_not_sent_is_deleted_and_an_unreadable_one_i
     await emulator_http.post(f"{control}/_emulator/faults", json=fault)
     with pytest.raises(ApiTransient, match="without a readable id"):
         await graph.send(None, Credentials(user, token), message, envelope)
+
+
+def largest_inline_attachment() -> int:
+    """The largest scan.pdf whose one request (the file base64-encoded in JSON) is within
+    Graph's 4 MiB: every larger one goes through an upload session."""
+    skeleton = json.dumps(
+        {
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "name": "scan.pdf",
+            "contentType": "application/pdf",
+            "contentBytes": "",
+        },
+        separators=(",", ":"),
+    )
+    return (4 * 1024 * 1024 - len(skeleton)) // 4 * 3
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+async def test_graph_attachments_either_side_of_the_one_request_limit_arrive_intact(
+    emulators: Stack, emulator_http: httpx.AsyncClient, graph: GraphDelivery, offset: int
+) -> None:
+    size = largest_inline_attachment() + offset
+    assert size < 3 * 1024 * 1024  # in the gap Graph's 3 MB rule of thumb leaves
+    user = f"graph-{uuid.uuid4().hex[:8]}@contoso.example"
+    token = await graph_token(emulators, emulator_http, user, "Mail.Send Mail.ReadWrite")
+    message_id, message, envelope, sha256 = scan(user, size)
+    result = await graph.send(None, Credentials(user, token), message, envelope)
+    assert "draft" in result.reply
+    [attachment] = (await delivered(emulator_http, emulators.smtp_control_url, message_id))["attachments"]
+    assert attachment["sha256"] == sha256 and attachment["size"] == size

@@ -4,7 +4,7 @@ process, `--api-port`, HTTPS).
 - `POST /v1.0/{me | users/{id | userPrincipalName}}/sendMail`: JSON (`message`,
   `saveToSentItems`) or MIME (base64, `text/plain`, always saved); 202 and no body.
 - `POST …/messages` (a draft, JSON or MIME; 201), `POST …/messages/{id}/attachments` (a file
-  under 3 MB), `POST …/messages/{id}/attachments/createUploadSession` (3 to 150 MB; PUT byte
+  under 4 MB as a request), `POST …/messages/{id}/attachments/createUploadSession` (2 MiB to 150 MB; PUT byte
   ranges of up to 4 MB to its `uploadUrl`, without a token), `POST …/messages/{id}/send` (202),
   `DELETE …/messages/{id}` (204).
 - `GET …/mailFolders/SentItems/messages?$filter=internetMessageId eq '<id>'`.
