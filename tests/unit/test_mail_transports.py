@@ -10,12 +10,15 @@ from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import Principal, PrincipalKind, Provider, TokenResource
 from fleetmail_contracts.transports import Transport
 from mail_service.delivery import Deliverer
+from mail_service.domain.limits import MailboxLimits, mailbox_key
 from mail_service.errors import ConfigurationError, TokenNotAccepted, TokenRejected
+from mail_service.pacing import MailboxGate, PacingPolicy
 from mail_service.ports import Credentials
 
 from tests.fakes.mail import (
     FakeAttachments,
     FakeClock,
+    FakeLimitsStore,
     FakeMailServer,
     FakeTenants,
     FakeTokenClient,
@@ -43,19 +46,26 @@ class FakeSentItems:
         return internet_message_id in self.sent_ids
 
 
+GRAPH_LIMITS = MailboxLimits(concurrent=4, interval_s=0.06, daily_quota=10_000)
+
+
 class World:
     def __init__(self, tenant: TenantSettings = GRAPH_TENANT) -> None:
         self.tokens = FakeTokenClient()
         self.smtp, self.graph = FakeMailServer(), FakeMailServer()
         self.sent_items = FakeSentItems()
+        self.limits = FakeLimitsStore()
+        clock = FakeClock()
         self.deliverer = Deliverer(
             FakeTenants(tenant),
             self.tokens,
             FakeTransport(self.smtp),
             FakeAttachments(),
-            FakeClock(),
+            clock,
             {Provider.MICROSOFT: 10_000_000},
+            MailboxGate(self.limits, PacingPolicy(horizon_s=20, lease_s=180, place_poll_s=0.5), clock),
             apis={Transport.GRAPH: FakeTransport(self.graph)},
+            api_limits={Transport.GRAPH: GRAPH_LIMITS},
             sent_items=self.sent_items,
         )
 
@@ -130,3 +140,11 @@ async def test_a_token_refused_twice_by_sent_items_is_a_setting_to_fix_worded_fo
     assert str(refused.value).startswith("Microsoft Graph refused a token")
     assert "SMTP" not in str(refused.value) and refused.value.remedy
     assert world.graph.received == []
+
+
+async def test_the_sent_items_lookup_takes_a_turn_of_the_mailbox_but_none_of_its_quota() -> None:
+    world = World()
+    world.sent_items.sent_ids.add("<job-1@fleetmail>")
+    await world.deliver(scan(), redelivered=True)
+    state = world.limits.states[mailbox_key("acme", ADMIN)]
+    assert state.next_turn > 0 and state.sent == {}

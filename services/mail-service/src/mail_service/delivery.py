@@ -198,27 +198,40 @@ class Deliverer:
             split = parts(recipients, limits.recipients_per_message) if limits else [recipients]
             if len(split) == 1:
                 submit = self._submitter(tenant, sender, paced, job.job_id, transport)
-                if redelivered and (found := await self._sent_before(job, tenant, sender, recipients)):
+                if redelivered and (found := await self._sent_before(job, tenant, sender, recipients, paced)):
                     return found
                 return await self._send_part(job, tenant, sender, message, recipients, submit)
             return await self._send_parts(job, tenant, sender, message, split, paced, transport)
 
     async def _sent_before(
-        self, job: JobBase, tenant: TenantSettings, sender: Sender, recipients: list[str]
+        self,
+        job: JobBase,
+        tenant: TenantSettings,
+        sender: Sender,
+        recipients: list[str],
+        paced: Paced | None,
     ) -> Delivered | None:
         """The job found in Graph's Sent Items: Graph accepted it before a crash kept the
-        ledger from recording it. A refused token is refreshed once, as for a send."""
+        ledger from recording it. A refused token is refreshed once, as for a send; the
+        lookup is a request to the mailbox like a send, so it goes through the mailbox's gate
+        (a turn and a place, no quota)."""
         if tenant.transport is not Transport.GRAPH or self.sent_items is None:
             return None
         principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
         mid = message_id(job.job_id)
-        access_token = await self._access_token(principal, False, job.job_id, TokenResource.GRAPH)
+        sent_items = self.sent_items
+
+        async def look_up(access_token: str) -> bool:
+            async with self._submission(tenant, sender, paced, job.job_id, 0, counted=False):
+                return await sent_items.sent(Credentials(sender.address, access_token), mid)
+
         try:
-            found = await self.sent_items.sent(Credentials(sender.address, access_token), mid)
+            found = await look_up(await self._access_token(principal, False, job.job_id, TokenResource.GRAPH))
         except TokenRejected:
-            access_token = await self._access_token(principal, True, job.job_id, TokenResource.GRAPH)
             try:
-                found = await self.sent_items.sent(Credentials(sender.address, access_token), mid)
+                found = await look_up(
+                    await self._access_token(principal, True, job.job_id, TokenResource.GRAPH)
+                )
             except TokenRejected as again:
                 raise self._not_accepted(tenant, sender, again) from None
         if not found:
@@ -312,14 +325,21 @@ class Deliverer:
 
     @asynccontextmanager
     async def _submission(
-        self, tenant: TenantSettings, sender: Sender, paced: Paced | None, ledger_key: str, recipients: int
+        self,
+        tenant: TenantSettings,
+        sender: Sender,
+        paced: Paced | None,
+        ledger_key: str,
+        recipients: int,
+        *,
+        counted: bool = True,
     ) -> AsyncIterator[None]:
         limits = self.limits_of(tenant)
         if self.gate is None or limits is None:
             yield
             return
         async with self.gate.submission(
-            mailbox_key(tenant.tenant_id, sender.address), limits, paced, recipients
+            mailbox_key(tenant.tenant_id, sender.address), limits, paced, recipients, counted=counted
         ) as waited:
             # While it waited, JetStream may have given the job to another replica, which sent it.
             if waited and self.ledger is not None and await self.ledger.already_delivered(ledger_key):

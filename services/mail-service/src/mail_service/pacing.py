@@ -93,12 +93,19 @@ class MailboxGate:
 
     @asynccontextmanager
     async def submission(
-        self, key: str, limits: MailboxLimits, paced: Paced | None, recipients: int = 1
+        self,
+        key: str,
+        limits: MailboxLimits,
+        paced: Paced | None,
+        recipients: int = 1,
+        *,
+        counted: bool = True,
     ) -> AsyncIterator[bool]:
-        """Admitted to submit a message to `recipients` recipients; yields whether it had to
-        wait for it."""
+        """Admitted to submit a message to `recipients` recipients (`counted=False`: a request
+        that sends nothing, e.g. a lookup, takes a turn and a place but no quota); yields
+        whether it had to wait for it."""
         policy = self.policy
-        units = limits.units(recipients)
+        units = limits.units(recipients) if counted else 0
         reserved: Turn | Wait = await self._change(
             key, lambda s: reserve(s, self._now(), limits, policy.horizon_s, units)
         )
