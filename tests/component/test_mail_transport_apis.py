@@ -6,6 +6,7 @@ found after a crash, and each refusal classified into mail-service's error tree.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -202,3 +203,72 @@ async def test_a_mailbox_not_enabled_for_rest_is_a_setting_to_fix(
     assert "MailboxNotEnabledForRESTAPI" in (refused.value.smtp_reply or "") and "smtp" in (
         refused.value.remedy or ""
     )
+
+
+async def test_gmail_api_an_unreadable_answer_after_acceptance_is_a_delivery_not_a_second_send(
+    emulators: Stack, emulator_http: httpx.AsyncClient, gmail: SmtpEmulator, gmail_api: GmailApiDelivery
+) -> None:
+    user = f"api-{uuid.uuid4().hex[:8]}@gmail-tenant.example"
+    token = await gmail_token(emulators, emulator_http, user)
+    message_id, message, envelope, _ = scan(user)
+    fault = {"stage": "answer", "code": 200, "text": "<html>upstream proxy</html>", "user": user}
+    await emulator_http.post(f"{gmail.control_url}/_emulator/faults", json=fault)
+    result = await gmail_api.send(None, Credentials(user, token), message, envelope)
+    assert "message id unknown" in result.reply
+    await delivered(emulator_http, gmail.control_url, message_id)  # exactly one delivery
+
+
+async def test_graph_a_draft_that_is_not_sent_is_deleted_and_an_unreadable_one_is_a_retry(
+    emulators: Stack, emulator_http: httpx.AsyncClient, graph: GraphDelivery
+) -> None:
+    user = f"graph-{uuid.uuid4().hex[:8]}@contoso.example"
+    token = await graph_token(emulators, emulator_http, user, "Mail.Send Mail.ReadWrite")
+    _, message, envelope, _ = scan(user, 3 * 1024 * 1024 + 1)
+    control = emulators.smtp_control_url
+
+    async def drafts() -> list[dict]:
+        listed = await emulator_http.get(f"{control}/_emulator/api/drafts", params={"mailbox": user})
+        assert listed.status_code == 200, listed.text
+        return listed.json()
+
+    fault = {"stage": "draft_send", "code": 503, "text": "down", "user": user}
+    await emulator_http.post(f"{control}/_emulator/faults", json=fault)
+    with pytest.raises(ApiTransient) as failed:
+        await graph.send(None, Credentials(user, token), message, envelope)
+    assert failed.value.retry_after_s is None  # no Retry-After: the retry policy's backoff
+    assert await drafts() == []
+
+    fault = {"stage": "answer", "code": 201, "text": "<html>gateway</html>", "user": user}
+    await emulator_http.post(f"{control}/_emulator/faults", json=fault)
+    with pytest.raises(ApiTransient, match="without a readable id"):
+        await graph.send(None, Credentials(user, token), message, envelope)
+
+
+def largest_inline_attachment() -> int:
+    """The largest scan.pdf whose one request (the file base64-encoded in JSON) is within
+    Graph's 4 MiB: every larger one goes through an upload session."""
+    skeleton = json.dumps(
+        {
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "name": "scan.pdf",
+            "contentType": "application/pdf",
+            "contentBytes": "",
+        },
+        separators=(",", ":"),
+    )
+    return (4 * 1024 * 1024 - len(skeleton)) // 4 * 3
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+async def test_graph_attachments_either_side_of_the_one_request_limit_arrive_intact(
+    emulators: Stack, emulator_http: httpx.AsyncClient, graph: GraphDelivery, offset: int
+) -> None:
+    size = largest_inline_attachment() + offset
+    assert size < 3 * 1024 * 1024  # in the gap Graph's 3 MB rule of thumb leaves
+    user = f"graph-{uuid.uuid4().hex[:8]}@contoso.example"
+    token = await graph_token(emulators, emulator_http, user, "Mail.Send Mail.ReadWrite")
+    message_id, message, envelope, sha256 = scan(user, size)
+    result = await graph.send(None, Credentials(user, token), message, envelope)
+    assert "draft" in result.reply
+    [attachment] = (await delivered(emulator_http, emulators.smtp_control_url, message_id))["attachments"]
+    assert attachment["sha256"] == sha256 and attachment["size"] == size

@@ -381,3 +381,20 @@ def test_a_refused_place_changes_nothing() -> None:
     before = MailboxState.from_json(state.to_json())
     assert not take(state, "d", 100.0, EXCHANGE, lease_s=60)
     assert state == before  # so the limits bucket is not written for it
+
+
+async def test_a_throttle_closes_the_mailboxs_turns_until_its_retry_after() -> None:
+    timeline = Timeline()
+    store = FakeLimitsStore()
+    gate = MailboxGate(store, POLICY, timeline.clock, timeline.sleep)
+    graph = MailboxLimits(concurrent=4, interval_s=0.06)
+    until = timeline.clock() + timedelta(seconds=120)
+    with pytest.raises(MustWait):
+        async with gate.submission("acme.box", graph, None):
+            raise MustWait(until, WaitKind.PACED, "429 TooManyRequests")
+    with pytest.raises(MustWait) as next_job:
+        async with gate.submission("acme.box", graph, None):
+            pytest.fail("no job of the throttled mailbox goes before the Retry-After")
+    assert next_job.value.until == until and next_job.value.kind is WaitKind.PACED
+    async with gate.submission("other.box", graph, None):
+        pass  # other mailboxes are not held

@@ -10,12 +10,15 @@ from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import Principal, PrincipalKind, Provider, TokenResource
 from fleetmail_contracts.transports import Transport
 from mail_service.delivery import Deliverer
-from mail_service.errors import ConfigurationError
+from mail_service.domain.limits import MailboxLimits, mailbox_key
+from mail_service.errors import ConfigurationError, TokenNotAccepted, TokenRejected
+from mail_service.pacing import MailboxGate, PacingPolicy
 from mail_service.ports import Credentials
 
 from tests.fakes.mail import (
     FakeAttachments,
     FakeClock,
+    FakeLimitsStore,
     FakeMailServer,
     FakeTenants,
     FakeTokenClient,
@@ -29,13 +32,21 @@ GRAPH_TENANT = TenantSettings(
 
 
 class FakeSentItems:
+    """Sent Items: `refused` holds the tokens it answers 401 to."""
+
     def __init__(self) -> None:
         self.sent_ids: set[str] = set()
         self.asked: list[str] = []
+        self.refused: set[str] = set()
 
     async def sent(self, credentials: Credentials, internet_message_id: str) -> bool:
         self.asked.append(internet_message_id)
+        if credentials.access_token in self.refused:
+            raise TokenRejected("401 InvalidAuthenticationToken: Lifetime validation failed", "the mail API")
         return internet_message_id in self.sent_ids
+
+
+GRAPH_LIMITS = MailboxLimits(concurrent=4, interval_s=0.06, daily_quota=10_000)
 
 
 class World:
@@ -43,14 +54,18 @@ class World:
         self.tokens = FakeTokenClient()
         self.smtp, self.graph = FakeMailServer(), FakeMailServer()
         self.sent_items = FakeSentItems()
+        self.limits = FakeLimitsStore()
+        clock = FakeClock()
         self.deliverer = Deliverer(
             FakeTenants(tenant),
             self.tokens,
             FakeTransport(self.smtp),
             FakeAttachments(),
-            FakeClock(),
+            clock,
             {Provider.MICROSOFT: 10_000_000},
+            MailboxGate(self.limits, PacingPolicy(horizon_s=20, lease_s=180, place_poll_s=0.5), clock),
             apis={Transport.GRAPH: FakeTransport(self.graph)},
+            api_limits={Transport.GRAPH: GRAPH_LIMITS},
             sent_items=self.sent_items,
         )
 
@@ -106,3 +121,30 @@ async def test_a_parked_jobs_grant_is_checked_for_the_transports_resource() -> N
     admin = Principal(tenant_id="acme", kind=PrincipalKind.ADMINISTRATOR, address=ADMIN)
     assert await world.deliverer.has_grant(admin)
     assert [r.resource for r in world.tokens.requests] == [TokenResource.GRAPH]
+
+
+async def test_a_token_refused_by_the_sent_items_lookup_is_refreshed_once_and_looked_up_again() -> None:
+    world = World()
+    world.sent_items.refused.add("token-1")
+    world.sent_items.sent_ids.add("<job-1@fleetmail>")
+    delivered = await world.deliver(scan(), redelivered=True)
+    assert "Sent Items" in delivered.smtp_reply and world.graph.received == []
+    assert [r.force_refresh for r in world.tokens.requests] == [False, True]
+
+
+async def test_a_token_refused_twice_by_sent_items_is_a_setting_to_fix_worded_for_graph() -> None:
+    world = World()
+    world.sent_items.refused.update({"token-1", "token-2"})
+    with pytest.raises(TokenNotAccepted) as refused:
+        await world.deliver(scan(), redelivered=True)
+    assert str(refused.value).startswith("Microsoft Graph refused a token")
+    assert "SMTP" not in str(refused.value) and refused.value.remedy
+    assert world.graph.received == []
+
+
+async def test_the_sent_items_lookup_takes_a_turn_of_the_mailbox_but_none_of_its_quota() -> None:
+    world = World()
+    world.sent_items.sent_ids.add("<job-1@fleetmail>")
+    await world.deliver(scan(), redelivered=True)
+    state = world.limits.states[mailbox_key("acme", ADMIN)]
+    assert state.next_turn > 0 and state.sent == {}

@@ -40,7 +40,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from .graph_messages import iso
-from .mail_api import SentMessage, done, over_budget
+from .mail_api import SentMessage, done, garbled, over_budget
 from .smtp import EmulatorState, TokenVerifier, attachments_of, gmail_rewritten
 from .smtp_limits import DAY_S, over_daily
 
@@ -197,6 +197,13 @@ def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, por
         finally:
             done(state, caller.app, caller.user)
 
+    def answered(user: str, sent: dict[str, Any]) -> Response:
+        """The sent message's resource, or (fault stage `answer`) an answer the client cannot
+        read although Gmail accepted the message."""
+        if (fault := state.take_fault("answer", user)) is not None:
+            return garbled(fault)
+        return JSONResponse(sent)
+
     def too_large(size: int) -> GmailError | None:
         if size <= MAX_MESSAGE_BYTES:
             return None
@@ -253,7 +260,7 @@ def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, por
                 message = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
             except (binascii.Error, ValueError) as exc:
                 raise invalid_argument("Invalid value for ByteString: raw") from exc
-            return JSONResponse(await send(caller, message))
+            return answered(caller.user, await send(caller, message))
 
     @api.post("/upload/gmail/v1/users/{user_id}/messages/send")
     async def upload(user_id: str, request: Request) -> Response:
@@ -288,7 +295,7 @@ def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, por
             body = await request.body()
             if upload_type == "multipart":
                 body = message_part(request.headers.get("content-type", ""), body)
-            return JSONResponse(await send(caller, body))
+            return answered(caller.user, await send(caller, body))
 
     @api.put("/upload/gmail/v1/users/{user_id}/messages/send")
     async def resume(user_id: str, request: Request) -> Response:
@@ -319,7 +326,7 @@ def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, por
         if final:
             session.data.extend(body)
             del uploads[request.query_params["upload_id"]]
-            return JSONResponse(await send(session.caller, bytes(session.data)))
+            return answered(session.caller.user, await send(session.caller, bytes(session.data)))
         # What is not a whole number of 256 KiB is not kept: the client resumes from `Range`.
         session.data.extend(body[: len(body) - len(body) % CHUNK_BYTES])
         headers = {"Range": f"bytes=0-{len(session.data) - 1}"} if session.data else {}

@@ -4,8 +4,9 @@ process, `--api-port`, HTTPS).
 - `POST /v1.0/{me | users/{id | userPrincipalName}}/sendMail`: JSON (`message`,
   `saveToSentItems`) or MIME (base64, `text/plain`, always saved); 202 and no body.
 - `POST …/messages` (a draft, JSON or MIME; 201), `POST …/messages/{id}/attachments` (a file
-  under 3 MB), `POST …/messages/{id}/attachments/createUploadSession` (3 to 150 MB; PUT byte
-  ranges of up to 4 MB to its `uploadUrl`, without a token), `POST …/messages/{id}/send` (202).
+  under 4 MB as a request), `POST …/messages/{id}/attachments/createUploadSession` (2 MiB to 150 MB; PUT byte
+  ranges of up to 4 MB to its `uploadUrl`, without a token), `POST …/messages/{id}/send` (202),
+  `DELETE …/messages/{id}` (204).
 - `GET …/mailFolders/SentItems/messages?$filter=internetMessageId eq '<id>'`.
 - A request body over 4 MB: 413. The token: Graph's audience, the directory's issuer, not
   expired (401 InvalidAuthenticationToken); `Mail.Send` to send, `Mail.ReadWrite` for drafts,
@@ -55,7 +56,7 @@ from .graph_messages import (
     recipients_of,
     rendered,
 )
-from .mail_api import SentMessage, done, over_budget, over_upload
+from .mail_api import SentMessage, done, garbled, over_budget, over_upload
 from .smtp import EmulatorState, TokenVerifier
 from .smtp_limits import over_daily
 
@@ -96,7 +97,7 @@ def user_object_id(upn: str) -> str:
 
 def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, port: int) -> FastAPI:
     api = FastAPI(title="Microsoft Graph emulator", docs_url=None, redoc_url=None)
-    drafts: dict[str, Draft] = {}
+    drafts: dict[str, Draft] = state.api.drafts
     sessions: dict[str, UploadSession] = {}
 
     @api.exception_handler(GraphError)
@@ -304,6 +305,8 @@ def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, por
             message, _ = await message_of(request, caller)
             draft = Draft("AAMk" + secrets.token_urlsafe(40), caller.mailbox, message, state.clock.now())
             drafts[draft.id] = draft
+            if (fault := state.take_fault("answer", caller.mailbox)) is not None:
+                return garbled(fault)
         return JSONResponse(draft_resource(draft, base_url), status_code=201)
 
     async def add_attachment(request: Request) -> Response:
@@ -357,9 +360,18 @@ def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, por
             status_code=201,
         )
 
+    async def delete_draft(request: Request) -> Response:
+        async with call(request, WRITE) as caller:
+            draft = draft_of(caller, request.path_params["draft_id"])
+            del drafts[draft.id]
+        return Response(status_code=204)
+
     async def send_draft(request: Request) -> Response:
         async with call(request, SEND) as caller:
             draft = draft_of(caller, request.path_params["draft_id"])
+            if (fault := state.take_fault("draft_send", caller.mailbox)) is not None:
+                # A failure after the draft was made: the draft stays unless the client deletes it.
+                raise GraphError(fault.code, FAULT_CODES.get(fault.code, "UnknownError"), fault.text)
             await send(caller, await asyncio.to_thread(draft.to_send), True)
             del drafts[draft.id]
         return Response(status_code=202)
@@ -401,6 +413,7 @@ def create_app(state: EmulatorState, verifier: TokenVerifier, base_url: str, por
             methods=["POST"],
         )
         api.add_api_route(f"{prefix}/messages/{{draft_id}}/send", send_draft, methods=["POST"])
+        api.add_api_route(f"{prefix}/messages/{{draft_id}}", delete_draft, methods=["DELETE"])
         api.add_api_route(f"{prefix}/mailFolders/{{folder}}/messages", sent_items, methods=["GET"])
 
     @api.put("/api/v2.0/{rest:path}")

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from .smtp import EmulatorState
+    from .smtp import EmulatorState, Fault
 
 
 @dataclass
@@ -74,6 +75,12 @@ class Throttled:
     at: float
 
 
+def garbled(fault: Fault) -> Response:
+    """A success the client cannot read (fault stage `answer`): the request was carried out,
+    its answer is the fault's status with its text instead of the API's JSON."""
+    return Response(fault.text, status_code=fault.code, media_type="text/html")
+
+
 @dataclass
 class ApiState:
     throttles: dict[tuple[str, str], Throttle] = field(default_factory=dict)
@@ -85,6 +92,9 @@ class ApiState:
     sent: list[SentMessage] = field(default_factory=list)
     throttled: list[Throttled] = field(default_factory=list)
     """Every 429 the throttle answered, oldest first."""
+    drafts: dict[str, Any] = field(default_factory=dict)
+    """Graph's drafts by id (`graph_messages.Draft`): a draft a client left behind stays here,
+    as it would stay in the mailbox's Drafts folder."""
 
     def throttle(self, app: str, mailbox: str) -> Throttle:
         return self.throttles.setdefault((app.lower(), mailbox.lower()), Throttle())
@@ -183,5 +193,14 @@ def control_router(state: EmulatorState) -> APIRouter:
     @router.get("/sent")
     async def sent(mailbox: str) -> list[dict[str, Any]]:
         return [m.__dict__ for m in state.api.sent_by(mailbox)]
+
+    @router.get("/drafts")
+    async def drafts(mailbox: str) -> list[dict[str, Any]]:
+        """The Graph drafts a mailbox holds (ids and subjects)."""
+        return [
+            {"id": d.id, "subject": str(d.message.get("Subject", "")), "attachments": len(d.attachments)}
+            for d in state.api.drafts.values()
+            if d.mailbox == mailbox.lower()
+        ]
 
     return router

@@ -23,8 +23,9 @@
   rate a minute, the daily quota, message size, recipients per message, line length; each
   shrunk per mailbox through the control API, and the emulator's clock moved forward so a
   day passes at once.
-- Injectable replies at any stage (auth, mail, rcpt, data), for every session or one
-  mailbox's; every accepted message kept in a Maildir and listed by the control API
+- Injectable replies at any stage (auth, mail, rcpt, data; for the mail APIs `api` before
+  a request is carried out, `answer` for an unreadable success after it, `draft_send` for
+  Graph's send of a draft), for every session or one mailbox's; every accepted message kept in a Maildir and listed by the control API
   (`http://127.0.0.1:<control-port>/_emulator/...`), and every refusal it gave
   (`/_emulator/replies`).
 """

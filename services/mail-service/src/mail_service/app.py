@@ -139,9 +139,20 @@ def build_app(
         outbound=settings.common.outbound_policy(),
     )
     graph = GraphDelivery(
-        settings.graph_url, settings.api_ca_bundle, settings.api_timeout_s, clock, settings.graph_upload_hosts
+        settings.graph_url,
+        settings.api_ca_bundle,
+        settings.api_timeout_s,
+        clock,
+        settings.graph_upload_hosts,
+        settings.api_retry_after_max_s,
     )
-    gmail = GmailApiDelivery(settings.gmail_api_url, settings.api_ca_bundle, settings.api_timeout_s, clock)
+    gmail = GmailApiDelivery(
+        settings.gmail_api_url,
+        settings.api_ca_bundle,
+        settings.api_timeout_s,
+        clock,
+        settings.api_retry_after_max_s,
+    )
     attachments = ObjectStoreAttachments(runtime.broker)
     ledger = KvDeliveryLedger(runtime.broker, settings.ledger_write_timeout_s)
     events = BusEventPublisher(runtime.broker, SERVICE, replica)

@@ -58,6 +58,7 @@ log = logging.getLogger("mail-service")
 CHUNK = 1024 * 1024
 Submit = Callable[[SmtpSettings, Credentials, MimeMessage, list[str]], Awaitable[SendResult]]
 TOKEN_MEMORY = timedelta(seconds=30)
+TRANSPORT_NAME = {Transport.GRAPH: "Microsoft Graph", Transport.GMAIL_API: "the Gmail API"}
 BAD_PASSWORD_REMEDY = (
     "The SMTP server refused the tenant's stored username and password: store the right ones "
     "with the tenant's credentials (a Google account needs an app password, its own password "
@@ -197,26 +198,60 @@ class Deliverer:
             split = parts(recipients, limits.recipients_per_message) if limits else [recipients]
             if len(split) == 1:
                 submit = self._submitter(tenant, sender, paced, job.job_id, transport)
-                if redelivered and (found := await self._sent_before(job, tenant, sender, recipients)):
+                if redelivered and (found := await self._sent_before(job, tenant, sender, recipients, paced)):
                     return found
                 return await self._send_part(job, tenant, sender, message, recipients, submit)
             return await self._send_parts(job, tenant, sender, message, split, paced, transport)
 
     async def _sent_before(
-        self, job: JobBase, tenant: TenantSettings, sender: Sender, recipients: list[str]
+        self,
+        job: JobBase,
+        tenant: TenantSettings,
+        sender: Sender,
+        recipients: list[str],
+        paced: Paced | None,
     ) -> Delivered | None:
         """The job found in Graph's Sent Items: Graph accepted it before a crash kept the
-        ledger from recording it."""
+        ledger from recording it. A refused token is refreshed once, as for a send; the
+        lookup is a request to the mailbox like a send, so it goes through the mailbox's gate
+        (a turn and a place, no quota)."""
         if tenant.transport is not Transport.GRAPH or self.sent_items is None:
             return None
         principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
-        access_token = await self._access_token(principal, False, job.job_id, TokenResource.GRAPH)
         mid = message_id(job.job_id)
-        if not await self.sent_items.sent(Credentials(sender.address, access_token), mid):
+        sent_items = self.sent_items
+
+        async def look_up(access_token: str) -> bool:
+            async with self._submission(tenant, sender, paced, job.job_id, 0, counted=False):
+                return await sent_items.sent(Credentials(sender.address, access_token), mid)
+
+        try:
+            found = await look_up(await self._access_token(principal, False, job.job_id, TokenResource.GRAPH))
+        except TokenRejected:
+            try:
+                found = await look_up(
+                    await self._access_token(principal, True, job.job_id, TokenResource.GRAPH)
+                )
+            except TokenRejected as again:
+                raise self._not_accepted(tenant, sender, again) from None
+        if not found:
             return None
         log.info("job %s was found in Sent Items: not sent again", job.job_id)
         reply = "found in Sent Items (accepted by Microsoft Graph before a restart)"
         return Delivered(sender.address, mid, reply, tuple(recipients), ())
+
+    @staticmethod
+    def _not_accepted(tenant: TenantSettings, sender: Sender, again: TokenRejected) -> TokenNotAccepted:
+        """Refused twice, the token does not fit the server (audience, scope, consent): the
+        grant itself is alive, or the refresh would have failed, so that is a setting to fix,
+        not a sign-in to repeat."""
+        where = "the SMTP server" if tenant.transport is Transport.SMTP else TRANSPORT_NAME[tenant.transport]
+        return TokenNotAccepted(
+            f"{where} refused a token the identity provider had just issued for "
+            f"{sender.address}: {again.smtp_reply}",
+            token_not_accepted_remedy(tenant.provider, tenant.identity.app_only, tenant.transport),
+            again.smtp_reply,
+        )
 
     async def _send_parts(
         self,
@@ -290,14 +325,21 @@ class Deliverer:
 
     @asynccontextmanager
     async def _submission(
-        self, tenant: TenantSettings, sender: Sender, paced: Paced | None, ledger_key: str, recipients: int
+        self,
+        tenant: TenantSettings,
+        sender: Sender,
+        paced: Paced | None,
+        ledger_key: str,
+        recipients: int,
+        *,
+        counted: bool = True,
     ) -> AsyncIterator[None]:
         limits = self.limits_of(tenant)
         if self.gate is None or limits is None:
             yield
             return
         async with self.gate.submission(
-            mailbox_key(tenant.tenant_id, sender.address), limits, paced, recipients
+            mailbox_key(tenant.tenant_id, sender.address), limits, paced, recipients, counted=counted
         ) as waited:
             # While it waited, JetStream may have given the job to another replica, which sent it.
             if waited and self.ledger is not None and await self.ledger.already_delivered(ledger_key):
@@ -393,9 +435,7 @@ class Deliverer:
     ) -> Delivered:
         """XOAUTH2, or a mail API's bearer token for its resource. A refused token is refreshed
         once (token-service asked to refresh, not to hand out what it holds) and the message
-        sent again. Refused twice, the token does not fit the server (audience, scope,
-        consent): the grant itself is alive, or the refresh would have failed, so that is a
-        setting to fix, not a sign-in to repeat."""
+        sent again; refused twice: `TokenNotAccepted`."""
         server = tenant.effective_smtp()
         resource = TRANSPORT_RESOURCE[tenant.transport]
         access_token = await self._access_token(principal, False, job.job_id, resource)
@@ -406,13 +446,7 @@ class Deliverer:
             try:
                 result = await submit(server, Credentials(sender.address, access_token), message, recipients)
             except TokenRejected as again:
-                where = "the SMTP server" if tenant.transport is Transport.SMTP else tenant.transport.value
-                raise TokenNotAccepted(
-                    f"{where} refused a token the identity provider had just issued for "
-                    f"{sender.address}: {again.smtp_reply}",
-                    token_not_accepted_remedy(tenant.provider, tenant.identity.app_only, tenant.transport),
-                    again.smtp_reply,
-                ) from None
+                raise self._not_accepted(tenant, sender, again) from None
         return self._delivered(job, sender, result, recipients)
 
     async def _send_basic(

@@ -9,8 +9,9 @@ The decision at the handler edge (`domain.decisions.decide`) is made from the cl
     ├── SentMeanwhile                 another delivery sent it while this one waited (ack it)
     ├── MustWait                      not the mailbox's turn (its rate) or its quota is used up:
     │                                 back to the queue until then, not counted as a failure
-    ├── TokenRejected                 the SMTP server refused the access token; the deliverer
-    │                                 refreshes it once and sends again (does not reach the edge)
+    ├── TokenRejected                 the server (SMTP or a mail API) refused the access token;
+    │                                 the deliverer refreshes it once and tries again (does not
+    │                                 reach the edge)
     ├── TransientDeliveryError        retry later (put back, due after a delay); dead letter
     │                                 after max_deliver attempts (counted in the message)
     │   ├── SmtpTransient             4xx replies, connection failures, timeouts
@@ -96,8 +97,8 @@ class TokenRejected(DeliveryError):
 
     reason = FailureReason.AUTHENTICATION_FAILED
 
-    def __init__(self, smtp_reply: str) -> None:
-        super().__init__(f"the SMTP server refused the access token: {smtp_reply}")
+    def __init__(self, smtp_reply: str, where: str = "the SMTP server") -> None:
+        super().__init__(f"{where} refused the access token: {smtp_reply}")
         self.smtp_reply = smtp_reply
 
 

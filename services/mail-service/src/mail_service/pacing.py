@@ -5,7 +5,8 @@ turn a few seconds away is waited for here (a timer, no polling), one further aw
 job back to the queue until then (`MustWait`), as does a used-up quota (counted here, across
 replicas, before the provider has to refuse). Then it takes one of the mailbox's places in
 submission and holds it until the server has answered. A submission that sent nothing gives
-its quota count back; a quota reply closes the mailbox until its window frees.
+its quota count back; a quota reply closes the mailbox until its window frees, a provider's
+throttle (a mail API's 429) closes its turns until the Retry-After.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .domain.limits import (
     Wait,
     WaitKind,
     block,
+    hold_turns,
     release,
     reserve,
     take,
@@ -91,12 +93,19 @@ class MailboxGate:
 
     @asynccontextmanager
     async def submission(
-        self, key: str, limits: MailboxLimits, paced: Paced | None, recipients: int = 1
+        self,
+        key: str,
+        limits: MailboxLimits,
+        paced: Paced | None,
+        recipients: int = 1,
+        *,
+        counted: bool = True,
     ) -> AsyncIterator[bool]:
-        """Admitted to submit a message to `recipients` recipients; yields whether it had to
-        wait for it."""
+        """Admitted to submit a message to `recipients` recipients (`counted=False`: a request
+        that sends nothing, e.g. a lookup, takes a turn and a place but no quota); yields
+        whether it had to wait for it."""
         policy = self.policy
-        units = limits.units(recipients)
+        units = limits.units(recipients) if counted else 0
         reserved: Turn | Wait = await self._change(
             key, lambda s: reserve(s, self._now(), limits, policy.horizon_s, units)
         )
@@ -136,6 +145,12 @@ class MailboxGate:
                 # counted send leaves the window (a refusal then closes it again until the next).
                 until = await self._change(key, lambda s: _close(s, turn, self._now(), limits))
                 raise MustWait(_at(until), WaitKind.WAITING_FOR_QUOTA, exc.smtp_reply, exc.remedy) from None
+            except MustWait as exc:
+                # The provider's throttle (a mail API's 429): the mailbox's other jobs would be
+                # throttled too, so none takes a turn before its Retry-After.
+                until = exc.until.timestamp()
+                await self._change(key, lambda s: _hold(s, turn, until, limits))
+                raise
             except Exception:
                 # Refused, unreachable, sent meanwhile by another replica: this turn sent
                 # nothing, and a retry counts again. (A reply lost after the final dot is
@@ -190,6 +205,13 @@ def _close(state: MailboxState, turn: Turn, now: float, limits: MailboxLimits) -
     until = window_frees_at(state, now, limits)
     block(state, until)
     return until
+
+
+def _hold(state: MailboxState, turn: Turn, until: float, limits: MailboxLimits) -> None:
+    """A throttled message sent nothing: its count goes back, and the turns wait."""
+    if turn.counted:
+        uncount(state, turn, limits)
+    hold_turns(state, until)
 
 
 def _at(epoch_s: float) -> datetime:

@@ -146,6 +146,12 @@ class MailSettings(BaseSettings):
         default=None, description="Extra CA file trusted for the mail APIs (default: system CAs)"
     )
     api_timeout_s: float = Field(default=120, gt=0, description="One mail API request (an upload range)")
+    api_retry_after_max_s: float = Field(
+        default=3600,
+        ge=1,
+        description="The longest a mail API's Retry-After may hold a job back (longer ones are cut "
+        "to this; at least 1 s is always waited)",
+    )
     graph_concurrent_requests: int = Field(
         default=4,
         ge=1,

@@ -5,7 +5,8 @@ chunks of a multiple of 256 KiB (Gmail takes up to 35 MB).
 Gmail answers a send with the message's id, which goes into the sent event's reply. With
 `gmail.send` alone a sent message cannot be looked up, so a crash between Gmail's answer and
 the delivery ledger's record sends the job again: the same window as SMTP's after the
-server's 250.
+server's 250. Once Gmail accepted a send, its answer can no longer fail the job: one that
+names no id is logged and the job is delivered with the id unknown.
 
 Answers are classified by status and Google's `errors[0].reason`: 401 → the token is
 refreshed once; 429 / 403 rate limits → the job waits its Retry-After in the queue; the daily
@@ -15,18 +16,20 @@ service account without a subject → a setting to fix, with the remedy in the a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 from fleetmail_contracts.mail_events import FailureReason
 
-from ..domain.limits import WaitKind
 from ..domain.mime import MimeMessage
-from ..errors import ApiPermanent, ApiTransient, DeliveryError, MustWait, QuotaExceeded
+from ..errors import ApiPermanent, ApiTransient, DeliveryError, QuotaExceeded
 from ..ports import Credentials, SendResult
-from .mail_api import ApiClient, common_error, retry_after_of, with_bcc
+from .mail_api import RETRY_AFTER_MAX_S, ApiClient, common_error, json_object_of, throttled, with_bcc
+
+log = logging.getLogger("mail-service")
 
 MEDIA_LIMIT = 5 * 1024 * 1024
 """Messages up to this go in one media upload; larger ones resumable."""
@@ -51,7 +54,9 @@ QUOTA_REMEDY = "The account reached Gmail's daily sending limit: jobs wait until
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 
 
-def error_of(response: httpx.Response, now: datetime) -> DeliveryError:
+def error_of(
+    response: httpx.Response, now: datetime, max_retry_after_s: float = RETRY_AFTER_MAX_S
+) -> DeliveryError:
     """The mail-service error for a Gmail API answer that is not a success."""
     try:
         error = response.json().get("error") or {}
@@ -63,10 +68,10 @@ def error_of(response: httpx.Response, now: datetime) -> DeliveryError:
     reply = f"{response.status_code} {reason}: {message}".strip()
     if reason == "dailyLimitExceeded" or "(Mail sending)" in message:
         return QuotaExceeded(reply, QUOTA_REMEDY)
-    if (common := common_error(response, reply, now)) is not None:
+    if (common := common_error(response, reply, now, max_retry_after_s)) is not None:
         return common
     if reason in RATE_REASONS:
-        return MustWait(now + timedelta(seconds=retry_after_of(response)), WaitKind.PACED, reply)
+        return throttled(response, reply, now, max_retry_after_s)
     if response.status_code == 413 or reason == "uploadTooLarge":
         return ApiPermanent(
             f"Gmail refused the message: {reply}", FailureReason.MESSAGE_TOO_LARGE, None, reply
@@ -96,13 +101,32 @@ async def pieces(message: MimeMessage, size: int) -> AsyncIterator[bytes]:
         yield pending
 
 
+def accepted(response: httpx.Response) -> SendResult:
+    """Gmail accepted the message: whatever its answer says, it is delivered (raising now would
+    send it a second time); the id goes into the reply when the answer names one."""
+    message_id = (json_object_of(response) or {}).get("id")
+    if not isinstance(message_id, str) or not message_id:
+        log.warning(
+            "Gmail accepted a message with an answer that names no message id (%d, %d bytes)",
+            response.status_code,
+            len(response.content),
+        )
+        message_id = "unknown (Gmail's answer could not be read)"
+    return SendResult(f"{response.status_code} OK Gmail message id {message_id}", {})
+
+
 class GmailApiDelivery:
     """Sends through the Gmail API as the token's account (`users/me`)."""
 
     def __init__(
-        self, base_url: str, ca_bundle: Path | None, timeout_s: float, clock: Callable[[], datetime]
+        self,
+        base_url: str,
+        ca_bundle: Path | None,
+        timeout_s: float,
+        clock: Callable[[], datetime],
+        retry_after_max_s: float = RETRY_AFTER_MAX_S,
     ) -> None:
-        self.api = ApiClient(base_url, ca_bundle, timeout_s, clock)
+        self.api = ApiClient(base_url, ca_bundle, timeout_s, clock, retry_after_max_s)
         self.send_url = f"{self.api.base_url}/upload/gmail/v1/users/me/messages/send"
 
     async def close(self) -> None:
@@ -110,7 +134,7 @@ class GmailApiDelivery:
 
     async def _checked(self, response: httpx.Response) -> httpx.Response:
         if response.status_code >= 300 and response.status_code != 308:
-            raise error_of(response, self.api.clock())
+            raise error_of(response, self.api.clock(), self.api.retry_after_max_s)
         return response
 
     async def send(
@@ -130,7 +154,7 @@ class GmailApiDelivery:
                     headers={**auth, "Content-Type": "message/rfc822"},
                 )
             )
-            return SendResult(f"200 OK Gmail message id {response.json().get('id')}", {})
+            return accepted(response)
         started = await self._checked(
             await self.api.request(
                 "POST",
@@ -161,4 +185,4 @@ class GmailApiDelivery:
             start = end + 1
         if response.status_code != 200:
             raise ApiTransient(f"the Gmail API did not finish the upload: {response.status_code}")
-        return SendResult(f"200 OK Gmail message id {response.json().get('id')}", {})
+        return accepted(response)

@@ -16,8 +16,9 @@
 | permanent (or any other `DeliveryError`)  | `DeadLetter(its reason, remedy, SMTP reply)`    |
 
 A `DeadLetter` is carried out as a dead letter, a `failed` event (when the job could be
-read) and an ack. The delay of a retry is what the error asks for (`retry_after_s`, e.g. the
-identity provider's Retry-After) or exponential backoff with jitter.
+read) and an ack. The delay of a retry is what the error asks for (`retry_after_s`: a
+Retry-After the provider sent, already bounded by the adapter) or, when it asks for nothing,
+exponential backoff with jitter.
 """
 
 from __future__ import annotations
@@ -128,7 +129,9 @@ def decide(outcome: Outcome, *, attempt: int, policy: RetryPolicy, jitter: Calla
                 f"gave up after {attempt} attempts: {outcome}",
                 smtp_reply=outcome.smtp_reply,
             )
-        delay = outcome.retry_after_s or retry_delay(attempt, policy.base_s, policy.max_s, jitter())
+        delay = outcome.retry_after_s
+        if delay is None or delay <= 0:
+            delay = retry_delay(attempt, policy.base_s, policy.max_s, jitter())
         return Retry(delay, str(outcome))
     return give_up(outcome)
 

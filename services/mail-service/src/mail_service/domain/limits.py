@@ -205,6 +205,12 @@ def release(state: MailboxState, holder: str) -> None:
     state.holders.pop(holder, None)
 
 
+def hold_turns(state: MailboxState, until: float) -> None:
+    """The provider throttles the mailbox (a 429's Retry-After): no turn before `until`, for
+    any of its jobs."""
+    state.next_turn = max(state.next_turn, until)
+
+
 def block(state: MailboxState, until: float) -> None:
     """The provider said the quota is used up: nothing goes before `until`."""
     state.blocked_until = max(state.blocked_until, until)
