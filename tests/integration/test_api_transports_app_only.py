@@ -116,11 +116,12 @@ async def test_a_service_account_sends_through_the_gmail_api_once_the_admin_auth
         refused_id = await submit(panel, SCAN)
         refused = await final_status(panel, refused_id)
         assert refused["status"] == "failed" and refused["reason_code"] == "configuration_error", refused
-        # Google refuses the token itself: token-service's detail names what to authorize (the
-        # remedy beside it is mail-service's general one for a token-side setting).
+        # Google refuses the token itself: token-service's detail names what to authorize, and
+        # it is the remedy the job and the alert give.
         authorize = f"authorizes client id {key['client_id']} for {GMAIL_SEND}"
         assert authorize in refused["detail"] and "Domain-wide delegation" in refused["detail"], refused
-        await configuration_alert(admin, tenant_id, authorize, field="detail")
+        assert authorize in refused["remedy"] and "Signing in again does not help" in refused["remedy"]
+        await configuration_alert(admin, tenant_id, authorize)
 
         authorized = await emulator_http.post(
             f"{stack.google_url}/_emulator/service-accounts/delegation",

@@ -185,8 +185,8 @@ class ReauthorizationNeeded(PermanentDeliveryError):
 
 
 class ConfigurationError(PermanentDeliveryError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, FailureReason.CONFIGURATION_ERROR, remedy=CONFIGURATION_REMEDY)
+    def __init__(self, message: str, remedy: str | None = None) -> None:
+        super().__init__(message, FailureReason.CONFIGURATION_ERROR, remedy=remedy or CONFIGURATION_REMEDY)
 
 
 class DestinationNotAllowed(ConfigurationError):

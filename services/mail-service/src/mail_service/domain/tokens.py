@@ -36,8 +36,14 @@ def access_token_of(reply: AccessTokenReply, principal: Principal) -> str:
     if reply.outcome is AccessTokenOutcome.PROVIDER_UNAVAILABLE:
         raise TokenUnavailable(reply.detail or "the identity provider is unavailable", reply.retry_after_s)
     if reply.outcome is AccessTokenOutcome.CONFIGURATION_ERROR:
+        # token-service's detail names the setting and the fix: it is the remedy too (the
+        # alert shows the remedy), not only the job's detail.
         raise ConfigurationError(
-            reply.detail or f"no token can be had for {principal.address} until a setting is fixed"
+            reply.detail or f"no token can be had for {principal.address} until a setting is fixed",
+            f"A setting must be fixed before this sender can send: {reply.detail.rstrip('. ')}. "
+            f"{NOT_SIGNING_IN_AGAIN}"
+            if reply.detail
+            else None,
         )
     raise ReauthorizationNeeded(reply.detail or f"no usable grant for {principal.address}")
 
