@@ -1,7 +1,8 @@
 """mail-service's Graph and Gmail API transports against the emulators: the SMTP path's MIME
 message arrives as built (Bcc recipients reached but not shown, a 25 MB scan intact), the
 large-message paths (Graph's draft with upload sessions, Gmail's resumable upload), Sent Items
-found after a crash, and each refusal classified into mail-service's error tree."""
+(and a Gmail account's sent mail, with a token that may read it) found after a crash, and each
+refusal classified into mail-service's error tree."""
 
 from __future__ import annotations
 
@@ -16,15 +17,20 @@ import httpx
 import pytest
 from fleetmail_contracts.jobs import JobFunction, SendScanToEmail
 from fleetmail_contracts.mail_events import FailureReason
+from fleetmail_contracts.tenants import TenantSettings
+from fleetmail_contracts.tokens import AccessTokenOutcome, AccessTokenReply, Provider
+from fleetmail_contracts.transports import Transport
 from fleetmail_devkit.probes import SmtpEmulator, smtp_emulator
 from fleetmail_devkit.stack import Stack
 from mail_service.adapters.gmail_api import GmailApiDelivery
 from mail_service.adapters.graph import GraphDelivery
+from mail_service.delivery import Deliverer
 from mail_service.domain.compose import compose
 from mail_service.domain.mime import AttachmentSource, in_memory
 from mail_service.errors import ApiPermanent, ApiTransient, MustWait, TokenRejected
 from mail_service.ports import Credentials
 
+from tests.fakes.mail import FakeAttachments, FakeTenants, FakeTokenClient, FakeTransport
 from tests.utils.mail_apis import gmail_token, graph_token
 from tests.utils.waiting import eventually
 
@@ -272,3 +278,71 @@ async def test_graph_attachments_either_side_of_the_one_request_limit_arrive_int
     assert "draft" in result.reply
     [attachment] = (await delivered(emulator_http, emulators.smtp_control_url, message_id))["attachments"]
     assert attachment["sha256"] == sha256 and attachment["size"] == size
+
+
+async def messages_with_id(http: httpx.AsyncClient, control_url: str, message_id: str) -> list[dict]:
+    """What the emulator delivered with this Message-ID (recorded before the API answers)."""
+    return (await http.get(f"{control_url}/_emulator/messages", params={"message_id": message_id})).json()
+
+
+@pytest.mark.parametrize(
+    ("scope", "deliveries"),
+    [
+        ("https://mail.google.com/", 1),
+        ("https://www.googleapis.com/auth/gmail.send", 2),
+        # Gmail takes no search from gmail.metadata: a refusal that is no failure of the job.
+        ("https://www.googleapis.com/auth/gmail.send https://www.googleapis.com/auth/gmail.metadata", 2),
+    ],
+)
+async def test_gmail_api_a_redelivered_job_is_found_and_not_sent_twice_when_the_token_may_search(
+    emulators: Stack,
+    emulator_http: httpx.AsyncClient,
+    gmail: SmtpEmulator,
+    gmail_api: GmailApiDelivery,
+    scope: str,
+    deliveries: int,
+) -> None:
+    """The job is sent, then delivered again as after a crash before the ledger's record: a
+    token that may search finds it (one message at Gmail); gmail.send alone cannot, and the job
+    is sent a second time, as the README says."""
+    user = f"api-{uuid.uuid4().hex[:8]}@gmail-tenant.example"
+    token = await gmail_token(emulators, emulator_http, user, scope)
+    tenant = TenantSettings(
+        tenant_id="acme",
+        oauth_enabled=True,
+        provider=Provider.GOOGLE,
+        administrator_address=user,
+        transport=Transport.GMAIL_API,
+    )
+    tokens = FakeTokenClient()  # token-service is not under test: it hands out the emulator's token
+    granted = AccessTokenReply(outcome=AccessTokenOutcome.GRANTED, access_token=token)
+    tokens.queue(user, granted, granted)
+    deliverer = Deliverer(
+        FakeTenants(tenant),
+        tokens,
+        FakeTransport(),
+        FakeAttachments(),
+        lambda: NOW,
+        {},
+        apis={Transport.GMAIL_API: gmail_api},
+        sent_items={Transport.GMAIL_API: gmail_api},
+    )
+    job = SendScanToEmail(
+        job_id=f"job-{uuid.uuid4().hex[:12]}",
+        tenant_id="acme",
+        device_id="mfp-01",
+        submitted_at=NOW,
+        to=("to@fabrikam.example",),
+    )
+    sender = deliverer.sender_of(job, JobFunction.SCAN_TO_EMAIL, tenant)
+    first = await deliverer.deliver(job, JobFunction.SCAN_TO_EMAIL, tenant, sender)
+    assert first.smtp_reply.startswith("200 OK Gmail message id ")
+    deliverer.forget_token("acme", user)  # the restarted replica asks token-service again
+
+    again = await deliverer.deliver(job, JobFunction.SCAN_TO_EMAIL, tenant, sender, redelivered=True)
+    found = again.smtp_reply.startswith("found in the account's sent mail")
+    assert found is (deliveries == 1) and again.accepted == ("to@fabrikam.example",)
+    assert (
+        len(await messages_with_id(emulator_http, gmail.control_url, f"<{job.job_id}@fleetmail>"))
+        == deliveries
+    )

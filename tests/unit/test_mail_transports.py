@@ -1,6 +1,7 @@
 """The tenant's transport chosen per job with fake ports: a Graph tenant's job goes through the
-Graph transport with a token for Graph, a redelivered one found in Sent Items is not sent
-again, and an API transport needs OAuth 2.0."""
+Graph transport with a token for Graph, a redelivered one found in Sent Items (or in a Gmail
+account's sent mail) is not sent again, one whose mailbox cannot be looked up is sent again,
+and an API transport needs OAuth 2.0."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from fleetmail_contracts.jobs import JobFunction, SendScanToEmail
 from fleetmail_contracts.tenants import TenantSettings
 from fleetmail_contracts.tokens import Principal, PrincipalKind, Provider, TokenResource
 from fleetmail_contracts.transports import Transport
-from mail_service.delivery import Deliverer
+from mail_service.adapters.gmail_api import GmailApiDelivery
+from mail_service.delivery import LOOKUP_MEMORY, Deliverer
 from mail_service.domain.limits import MailboxLimits, mailbox_key
 from mail_service.errors import ConfigurationError, TokenNotAccepted, TokenRejected
 from mail_service.pacing import MailboxGate, PacingPolicy
@@ -32,20 +34,25 @@ GRAPH_TENANT = TenantSettings(
 
 
 class FakeSentItems:
-    """Sent Items: `refused` holds the tokens it answers 401 to."""
+    """Sent Items: `refused` holds the tokens it answers 401 to; `readable` False: it cannot
+    tell (a Gmail token with gmail.send only, refused a search with 403)."""
 
     def __init__(self) -> None:
         self.sent_ids: set[str] = set()
         self.asked: list[str] = []
         self.refused: set[str] = set()
+        self.readable = True
 
-    async def sent(self, credentials: Credentials, internet_message_id: str) -> bool:
+    async def sent(self, credentials: Credentials, internet_message_id: str) -> bool | None:
         self.asked.append(internet_message_id)
         if credentials.access_token in self.refused:
             raise TokenRejected("401 InvalidAuthenticationToken: Lifetime validation failed", "the mail API")
+        if not self.readable:
+            return None
         return internet_message_id in self.sent_ids
 
 
+GMAIL_TENANT = GRAPH_TENANT.model_copy(update={"provider": Provider.GOOGLE, "transport": Transport.GMAIL_API})
 GRAPH_LIMITS = MailboxLimits(concurrent=4, interval_s=0.06, daily_quota=10_000)
 
 
@@ -55,7 +62,7 @@ class World:
         self.smtp, self.graph = FakeMailServer(), FakeMailServer()
         self.sent_items = FakeSentItems()
         self.limits = FakeLimitsStore()
-        clock = FakeClock()
+        self.clock = clock = FakeClock()
         self.deliverer = Deliverer(
             FakeTenants(tenant),
             self.tokens,
@@ -64,9 +71,9 @@ class World:
             clock,
             {Provider.MICROSOFT: 10_000_000},
             MailboxGate(self.limits, PacingPolicy(horizon_s=20, lease_s=180, place_poll_s=0.5), clock),
-            apis={Transport.GRAPH: FakeTransport(self.graph)},
+            apis={Transport.GRAPH: FakeTransport(self.graph), Transport.GMAIL_API: FakeTransport(self.graph)},
             api_limits={Transport.GRAPH: GRAPH_LIMITS},
-            sent_items=self.sent_items,
+            sent_items={Transport.GRAPH: self.sent_items, Transport.GMAIL_API: self.sent_items},
         )
 
     async def deliver(self, job: SendScanToEmail, redelivered: bool = False):
@@ -148,3 +155,59 @@ async def test_the_sent_items_lookup_takes_a_turn_of_the_mailbox_but_none_of_its
     await world.deliver(scan(), redelivered=True)
     state = world.limits.states[mailbox_key("acme", ADMIN)]
     assert state.next_turn > 0 and state.sent == {}
+
+
+async def test_a_redelivered_gmail_job_found_by_its_message_id_is_recorded_delivered_not_sent_again() -> None:
+    world = World(GMAIL_TENANT)
+    world.sent_items.sent_ids.add("<job-1@fleetmail>")
+    delivered = await world.deliver(scan(), redelivered=True)
+    assert world.graph.received == [] and delivered.accepted == ("x@fabrikam.example",)
+    assert (
+        delivered.smtp_reply
+        == "found in the account's sent mail (accepted by the Gmail API before a restart)"
+    )
+    assert delivered.message_id == "<job-1@fleetmail>"
+    assert [r.resource for r in world.tokens.requests] == [TokenResource.GMAIL_API]
+
+
+async def test_a_gmail_mailbox_that_cannot_be_looked_up_is_sent_again_and_not_asked_again_for_a_while() -> (
+    None
+):
+    world = World(GMAIL_TENANT)
+    world.graph.tokens.update({"token-1", "token-2"})
+    world.sent_items.sent_ids.add("<job-1@fleetmail>")  # sent before, but the token cannot see it
+    world.sent_items.readable = False
+    delivered = await world.deliver(scan(), redelivered=True)
+    assert len(world.graph.received) == 1 and "found" not in delivered.smtp_reply
+    await world.deliver(scan("job-2"), redelivered=True)
+    assert len(world.graph.received) == 2 and world.sent_items.asked == ["<job-1@fleetmail>"]
+
+    world.clock.advance(LOOKUP_MEMORY.total_seconds() + 1)
+    world.sent_items.readable = True
+    world.sent_items.sent_ids.add("<job-3@fleetmail>")
+    assert "found" in (await world.deliver(scan("job-3"), redelivered=True)).smtp_reply
+    assert len(world.graph.received) == 2
+
+
+async def test_a_new_grant_for_the_mailbox_ends_the_memory_that_it_cannot_be_looked_up() -> None:
+    world = World(GMAIL_TENANT)
+    world.graph.tokens.update({"token-1", "token-2"})
+    world.sent_items.readable = False
+    await world.deliver(scan(), redelivered=True)
+    world.deliverer.forget_token("acme", ADMIN.upper())  # a token event: a new sign-in
+    world.sent_items.readable = True
+    world.sent_items.sent_ids.add("<job-2@fleetmail>")
+    assert "found" in (await world.deliver(scan("job-2"), redelivered=True)).smtp_reply
+    assert world.sent_items.asked == ["<job-1@fleetmail>", "<job-2@fleetmail>"]
+
+
+@pytest.mark.parametrize("internet_message_id", ["<a b@fleetmail>", '<x"OR"in:sent@fleetmail>', "<job-1>"])
+async def test_a_message_id_gmail_would_not_read_as_one_search_word_is_not_searched(
+    internet_message_id: str,
+) -> None:
+    # Nothing listens on the discard port: a request would fail the test, None is answered first.
+    gmail = GmailApiDelivery("https://127.0.0.1:9", None, 5, FakeClock())
+    try:
+        assert await gmail.sent(Credentials(ADMIN, "token-1"), internet_message_id) is None
+    finally:
+        await gmail.close()

@@ -181,7 +181,7 @@ def build_app(
         apis={Transport.GRAPH: graph, Transport.GMAIL_API: gmail},
         api_limits=api_limits(settings),
         api_size_limits={Transport.GMAIL_API: settings.max_message_bytes_gmail_api},
-        sent_items=graph,
+        sent_items={Transport.GRAPH: graph, Transport.GMAIL_API: gmail},
     )
     failures = Failures(
         SERVICE, events, runtime.tenants, clock, settings.park_timeout_s, settings.administrator_wait_s

@@ -59,6 +59,10 @@ CHUNK = 1024 * 1024
 Submit = Callable[[SmtpSettings, Credentials, MimeMessage, list[str]], Awaitable[SendResult]]
 TOKEN_MEMORY = timedelta(seconds=30)
 TRANSPORT_NAME = {Transport.GRAPH: "Microsoft Graph", Transport.GMAIL_API: "the Gmail API"}
+SENT_MAIL = {Transport.GRAPH: "Sent Items", Transport.GMAIL_API: "the account's sent mail"}
+LOOKUP_MEMORY = timedelta(hours=1)
+"""How long a mailbox that cannot be looked up (its token may not read it) is not asked again;
+a token event for its grant (a new sign-in, perhaps with more scopes) ends it sooner."""
 BAD_PASSWORD_REMEDY = (
     "The SMTP server refused the tenant's stored username and password: store the right ones "
     "with the tenant's credentials (a Google account needs an app password, its own password "
@@ -99,7 +103,7 @@ class Deliverer:
         apis: Mapping[Transport, MailTransport] | None = None,
         api_limits: Mapping[Transport, MailboxLimits] | None = None,
         api_size_limits: Mapping[Transport, int] | None = None,
-        sent_items: SentItems | None = None,
+        sent_items: Mapping[Transport, SentItems] | None = None,
     ) -> None:
         self.tenants = tenants
         self.tokens = tokens
@@ -113,7 +117,8 @@ class Deliverer:
         self.apis = dict(apis or {})
         self.api_limits = dict(api_limits or {})
         self.api_size_limits = dict(api_size_limits or {})
-        self.sent_items = sent_items
+        self.sent_items = dict(sent_items or {})
+        self._no_lookup: dict[str, datetime] = {}
         # A short memory of the last token per sender spares token-service a request per
         # job; token events clear it at once when a grant is deleted or replaced.
         self._tokens: dict[str, tuple[str, datetime]] = {}
@@ -146,6 +151,7 @@ class Deliverer:
         """A grant changed (deleted, refreshed, dead): the next job asks token-service again."""
         for resource in TokenResource:
             self._tokens.pop(f"{tenant_id}|{address.casefold()}|{resource}", None)
+        self._no_lookup.pop(mailbox_key(tenant_id, address), None)
 
     def transport_of(self, tenant: TenantSettings) -> MailTransport:
         if tenant.transport is Transport.SMTP:
@@ -189,7 +195,8 @@ class Deliverer:
         redelivered: bool = False,
     ) -> Delivered:
         """`redelivered`: the job may have been sent before a crash (a redelivery, or a job
-        put back): where the transport can tell (Graph's Sent Items), it is not sent twice."""
+        put back): where the transport can tell (Graph's Sent Items; the Gmail API's search, with
+        a token that may read), it is not sent twice."""
         transport = self.transport_of(tenant)
         async with self._attachments(job) as attachments:
             message, recipients = compose(job, function, sender.shown, attachments, self.clock())
@@ -211,33 +218,47 @@ class Deliverer:
         recipients: list[str],
         paced: Paced | None,
     ) -> Delivered | None:
-        """The job found in Graph's Sent Items: Graph accepted it before a crash kept the
-        ledger from recording it. A refused token is refreshed once, as for a send; the
+        """The job found in the mailbox's sent mail: the API accepted it before a crash kept
+        the ledger from recording it. A refused token is refreshed once, as for a send; the
         lookup is a request to the mailbox like a send, so it goes through the mailbox's gate
-        (a turn and a place, no quota)."""
-        if tenant.transport is not Transport.GRAPH or self.sent_items is None:
+        (a turn and a place, no quota). A mailbox that cannot tell (a Gmail token with
+        `gmail.send` only) is not asked again for `LOOKUP_MEMORY`: the job is sent again."""
+        sent_items = self.sent_items.get(tenant.transport)
+        mailbox = mailbox_key(tenant.tenant_id, sender.address)
+        until = self._no_lookup.get(mailbox)
+        if sent_items is None or (until is not None and self.clock() < until):
             return None
         principal = Principal(tenant_id=tenant.tenant_id, kind=sender.kind, address=sender.address)
+        resource = TRANSPORT_RESOURCE[tenant.transport]
         mid = message_id(job.job_id)
-        sent_items = self.sent_items
 
-        async def look_up(access_token: str) -> bool:
+        async def look_up(access_token: str) -> bool | None:
             async with self._submission(tenant, sender, paced, job.job_id, 0, counted=False):
                 return await sent_items.sent(Credentials(sender.address, access_token), mid)
 
         try:
-            found = await look_up(await self._access_token(principal, False, job.job_id, TokenResource.GRAPH))
+            found = await look_up(await self._access_token(principal, False, job.job_id, resource))
         except TokenRejected:
             try:
-                found = await look_up(
-                    await self._access_token(principal, True, job.job_id, TokenResource.GRAPH)
-                )
+                found = await look_up(await self._access_token(principal, True, job.job_id, resource))
             except TokenRejected as again:
                 raise self._not_accepted(tenant, sender, again) from None
+        where, api = SENT_MAIL[tenant.transport], TRANSPORT_NAME[tenant.transport]
+        if found is None:
+            log.warning(
+                "job %s: %s cannot look up %s of %s with the token given: it is sent again",
+                job.job_id,
+                api,
+                where,
+                sender.address,
+            )
+            self._no_lookup[mailbox] = self.clock() + LOOKUP_MEMORY
+            return None
+        self._no_lookup.pop(mailbox, None)
         if not found:
             return None
-        log.info("job %s was found in Sent Items: not sent again", job.job_id)
-        reply = "found in Sent Items (accepted by Microsoft Graph before a restart)"
+        log.info("job %s was found in %s: not sent again", job.job_id, where)
+        reply = f"found in {where} (accepted by {api} before a restart)"
         return Delivered(sender.address, mid, reply, tuple(recipients), ())
 
     @staticmethod

@@ -86,9 +86,10 @@ class MailTransport(Protocol):
 
 
 class SentItems(Protocol):
-    """A mailbox's sent messages, looked up by Internet Message-ID (Graph's Sent Items)."""
+    """A mailbox's sent messages, looked up by Internet Message-ID (Graph's Sent Items, the
+    Gmail API's search): None when the mailbox cannot tell (the token may not read it)."""
 
-    async def sent(self, credentials: Credentials, internet_message_id: str) -> bool: ...
+    async def sent(self, credentials: Credentials, internet_message_id: str) -> bool | None: ...
 
 
 class TenantReader(Protocol):

@@ -2,11 +2,14 @@
 path builds, as a media upload (`message/rfc822`); a large message as a resumable upload in
 chunks of a multiple of 256 KiB (Gmail takes up to 35 MB).
 
-Gmail answers a send with the message's id, which goes into the sent event's reply. With
-`gmail.send` alone a sent message cannot be looked up, so a crash between Gmail's answer and
-the delivery ledger's record sends the job again: the same window as SMTP's after the
-server's 250. Once Gmail accepted a send, its answer can no longer fail the job: one that
-names no id is logged and the job is delivered with the id unknown.
+Gmail answers a send with the message's id, which goes into the sent event's reply. After a
+crash between Gmail's answer and the delivery ledger's record, a redelivered job is searched
+for by its Internet Message-ID (`users.messages.list?q=rfc822msgid:…`, `sent`) before it is
+sent again — when the token may search: `gmail.readonly`, `gmail.modify` or
+`https://mail.google.com/`. With `gmail.send` alone (or `gmail.metadata`, which Gmail refuses
+a query) it cannot, and the job is sent again: the same window as SMTP's after the server's
+250. Once Gmail accepted a send, its answer can no longer fail the job: one that names no id
+is logged and the job is delivered with the id unknown.
 
 Answers are classified by status and Google's `errors[0].reason`: 401 → the token is
 refreshed once; 429 / 403 rate limits → the job waits its Retry-After in the queue; the daily
@@ -17,6 +20,7 @@ service account without a subject → a setting to fix, with the remedy in the a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
@@ -50,21 +54,37 @@ PRECONDITION_REMEDY = (
     "A service account's own token cannot send: it acts for a Workspace user through domain-wide "
     "delegation (the sending address as its subject)."
 )
+SEARCHABLE_ID = re.compile(r"^<[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+>$")
+"""A Message-ID Gmail's search reads as one word: any other could match other messages."""
 QUOTA_REMEDY = "The account reached Gmail's daily sending limit: jobs wait until the window allows."
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 
 
-def error_of(
-    response: httpx.Response, now: datetime, max_retry_after_s: float = RETRY_AFTER_MAX_S
-) -> DeliveryError:
-    """The mail-service error for a Gmail API answer that is not a success."""
+def reason_of(response: httpx.Response) -> tuple[str, str]:
+    """Google's `errors[0].reason` and message in an error answer ("" when it names none)."""
     try:
         error = response.json().get("error") or {}
         message = str(error.get("message", ""))
         reasons = [str(e.get("reason", "")) for e in error.get("errors") or ()]
     except (ValueError, AttributeError):
         message, reasons = response.text[:200], []
-    reason = reasons[0] if reasons else ""
+    return (reasons[0] if reasons else ""), message
+
+
+def cannot_search(response: httpx.Response) -> bool:
+    """Gmail refused a search for the token's scopes: `gmail.send` alone (insufficient
+    permissions), or `gmail.metadata`, which takes no query (Gmail says so in words only)."""
+    reason, message = reason_of(response)
+    return response.status_code == 403 and (
+        reason == "insufficientPermissions" or "Metadata scope" in message
+    )
+
+
+def error_of(
+    response: httpx.Response, now: datetime, max_retry_after_s: float = RETRY_AFTER_MAX_S
+) -> DeliveryError:
+    """The mail-service error for a Gmail API answer that is not a success."""
+    reason, message = reason_of(response)
     reply = f"{response.status_code} {reason}: {message}".strip()
     if reason == "dailyLimitExceeded" or "(Mail sending)" in message:
         return QuotaExceeded(reply, QUOTA_REMEDY)
@@ -128,6 +148,7 @@ class GmailApiDelivery:
     ) -> None:
         self.api = ApiClient(base_url, ca_bundle, timeout_s, clock, retry_after_max_s)
         self.send_url = f"{self.api.base_url}/upload/gmail/v1/users/me/messages/send"
+        self.list_url = f"{self.api.base_url}/gmail/v1/users/me/messages"
 
     async def close(self) -> None:
         await self.api.close()
@@ -186,3 +207,31 @@ class GmailApiDelivery:
         if response.status_code != 200:
             raise ApiTransient(f"the Gmail API did not finish the upload: {response.status_code}")
         return accepted(response)
+
+    async def sent(self, credentials: Credentials, internet_message_id: str) -> bool | None:
+        """Whether the account's mail holds the message (sent before a crash; in the trash
+        too: it was sent all the same). None when Gmail cannot tell: the token may not search
+        (`gmail.send` alone), or the id is not one search word."""
+        assert credentials.access_token is not None, "the Gmail API takes OAuth 2.0 tokens only"
+        if SEARCHABLE_ID.match(internet_message_id) is None:
+            return None
+        response = await self.api.request(
+            "GET",
+            self.list_url,
+            params={
+                "q": f"rfc822msgid:{internet_message_id[1:-1]}",
+                "includeSpamTrash": "true",
+                "maxResults": "1",
+            },
+            headers={"Authorization": f"Bearer {credentials.access_token}"},
+        )
+        if cannot_search(response):
+            return None
+        if response.status_code >= 300:
+            raise error_of(response, self.api.clock(), self.api.retry_after_max_s)
+        answer = json_object_of(response)
+        found = answer.get("messages", []) if answer is not None else None
+        if not isinstance(found, list):
+            reply = f"{response.status_code} without a readable message list"
+            raise ApiTransient(f"the Gmail API answered the search for a sent message {reply}", reply)
+        return bool(found)
