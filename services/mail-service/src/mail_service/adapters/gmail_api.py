@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from fleetmail_contracts.mail_events import FailureReason
 from ..domain.mime import MimeMessage
 from ..errors import ApiPermanent, ApiTransient, DeliveryError, QuotaExceeded
 from ..ports import Credentials, SendResult
-from .mail_api import RETRY_AFTER_MAX_S, ApiClient, common_error, json_object_of, throttled, with_bcc
+from .mail_api import RETRY_AFTER_MAX_S, ApiClient, common_error, json_object_of, pieces, throttled, with_bcc
 
 log = logging.getLogger("mail-service")
 
@@ -109,18 +109,6 @@ def error_of(
     )
 
 
-async def pieces(message: MimeMessage, size: int) -> AsyncIterator[bytes]:
-    """The message's bytes in pieces of exactly `size` (the last one shorter)."""
-    pending = b""
-    async for block in message.chunks():
-        pending += block
-        while len(pending) >= size:
-            yield pending[:size]
-            pending = pending[size:]
-    if pending:
-        yield pending
-
-
 def accepted(response: httpx.Response) -> SendResult:
     """Gmail accepted the message: whatever its answer says, it is delivered (raising now would
     send it a second time); the id goes into the reply when the answer names one."""
@@ -193,7 +181,7 @@ class GmailApiDelivery:
         if not session or not session.startswith(f"{self.api.base_url}/"):
             raise ApiTransient("the Gmail API started no resumable upload on its own host")
         start, response = 0, started
-        async for piece in pieces(mime, CHUNK):
+        async for piece in pieces(mime.chunks(), CHUNK):
             end = start + len(piece) - 1
             response = await self._checked(
                 await self.api.request(

@@ -42,7 +42,7 @@ from .mail_api import (
     common_error,
     field_of,
     json_object_of,
-    raw_chunks,
+    pieces,
     with_bcc,
 )
 
@@ -227,7 +227,7 @@ class GraphDelivery:
                 "Add the host to FLEETMAIL_MAIL_GRAPH_UPLOAD_HOSTS if it is Microsoft's.",
             )
         start = 0
-        async for piece in raw_chunks(attachment, UPLOAD_RANGE):
+        async for piece in pieces(attachment.open(), UPLOAD_RANGE):
             end = start + len(piece) - 1
             # The upload URL is pre-authenticated: Graph's token would be refused there.
             response = await self.api.request(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import email.utils
 import math
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from ..domain.limits import WaitKind
-from ..domain.mime import AttachmentSource, MimeMessage
+from ..domain.mime import MimeMessage
 from ..errors import ApiTransient, DeliveryError, MustWait, TokenRejected
 from .smtp import tls_context
 
@@ -45,16 +45,18 @@ def with_bcc(message: MimeMessage, recipients: list[str]) -> MimeMessage:
     return replace(message, headers=(*message.headers, ("Bcc", ", ".join(hidden))))
 
 
-async def raw_chunks(attachment: AttachmentSource, size: int) -> AsyncIterator[bytes]:
-    """An attachment's bytes in pieces of exactly `size` (the last one shorter)."""
-    pending = b""
-    async for block in attachment.open():
+async def pieces(blocks: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
+    """The bytes of `blocks` in pieces of exactly `size` (the last one shorter), for upload
+    ranges and resumable chunks. Gathered in one buffer: appending to bytes would copy the
+    whole piece so far at every block, megabytes per block for an upload range."""
+    pending = bytearray()
+    async for block in blocks:
         pending += block
         while len(pending) >= size:
-            yield pending[:size]
-            pending = pending[size:]
+            yield bytes(pending[:size])
+            del pending[:size]
     if pending:
-        yield pending
+        yield bytes(pending)
 
 
 def json_object_of(response: httpx.Response) -> dict[str, object] | None:
