@@ -11,8 +11,9 @@ from email.message import EmailMessage
 
 import httpx
 import pytest
-from fleetmail_devkit.stack import DEMO_CLIENT_ID, Stack
+from fleetmail_devkit.stack import Stack
 
+from tests.utils.mail_apis import graph_token
 from tests.utils.waiting import eventually
 
 GRAPH = "https://graph.microsoft.com"
@@ -21,30 +22,6 @@ GRAPH = "https://graph.microsoft.com"
 @pytest.fixture
 def mailbox() -> str:
     return f"graph-{uuid.uuid4().hex[:8]}@contoso.example"
-
-
-async def delegated_token(emulators: Stack, http: httpx.AsyncClient, user: str, scopes: str) -> str:
-    """A user's token for `scopes` ("Mail.Send Mail.Read", or a whole scope), by device code."""
-    scope = " ".join(s if "/" in s else f"{GRAPH}/{s}" for s in scopes.split())
-    flow = (
-        await http.post(
-            f"{emulators.microsoft_url}/contoso/oauth2/v2.0/devicecode",
-            data={"client_id": DEMO_CLIENT_ID, "scope": scope},
-        )
-    ).json()
-    await http.post(
-        f"{emulators.microsoft_url}/_emulator/device-codes/approve",
-        json={"user_code": flow["user_code"], "user": user},
-    )
-    redeemed = await http.post(
-        f"{emulators.microsoft_url}/contoso/oauth2/v2.0/token",
-        data={
-            "client_id": DEMO_CLIENT_ID,
-            "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
-            "device_code": flow["device_code"],
-        },
-    )
-    return str(redeemed.json()["access_token"])
 
 
 async def app_token(emulators: Stack, http: httpx.AsyncClient, roles: list[str]) -> tuple[str, str]:
@@ -124,7 +101,7 @@ def graph_error(answer: httpx.Response, status: int, code: str) -> dict:
 async def test_send_mail_json_is_delivered_as_the_recipient_sees_it_and_kept_in_sent_items(
     emulators, emulator_http, mailbox
 ) -> None:
-    token = await delegated_token(emulators, emulator_http, mailbox, "Mail.Send Mail.Read")
+    token = await graph_token(emulators, emulator_http, mailbox, "Mail.Send Mail.Read")
     message_id = f"<{uuid.uuid4().hex}@fleetmail.example>"
     scan = os.urandom(2000)
     message = json_message(
@@ -165,7 +142,7 @@ async def test_send_mail_json_is_delivered_as_the_recipient_sees_it_and_kept_in_
 
 async def test_send_mail_in_mime_form_and_its_limits(emulators, emulator_http, mailbox) -> None:
     """Base64 MIME as text/plain; bad base64 and a body over 4 MB get Graph's errors."""
-    token = await delegated_token(emulators, emulator_http, mailbox, "Mail.Send")
+    token = await graph_token(emulators, emulator_http, mailbox, "Mail.Send")
     mime = EmailMessage()
     mime["From"], mime["To"], mime["Subject"] = mailbox, "to@fabrikam.example", "mime"
     mime["Message-ID"] = message_id = f"<{uuid.uuid4().hex}@fleetmail.example>"
@@ -187,7 +164,7 @@ async def test_send_mail_in_mime_form_and_its_limits(emulators, emulator_http, m
 async def test_a_25_mb_attachment_through_an_upload_session_arrives_intact(
     emulators, emulator_http, mailbox
 ) -> None:
-    token = await delegated_token(emulators, emulator_http, mailbox, "Mail.Send Mail.ReadWrite")
+    token = await graph_token(emulators, emulator_http, mailbox, "Mail.Send Mail.ReadWrite")
     base = f"{emulators.graph_url}/v1.0/me/messages"
     message_id = f"<{uuid.uuid4().hex}@fleetmail.example>"
     draft = await emulator_http.post(
@@ -244,9 +221,7 @@ async def test_a_25_mb_attachment_through_an_upload_session_arrives_intact(
 async def test_a_token_for_another_audience_or_none_is_refused(emulators, emulator_http, mailbox) -> None:
     """Exchange's SMTP token is not Graph's (and a Graph token is not Exchange's: the SMTP
     emulator's own tests refuse it with 5.7.3)."""
-    smtp_token = await delegated_token(
-        emulators, emulator_http, mailbox, "https://outlook.office.com/SMTP.Send"
-    )
+    smtp_token = await graph_token(emulators, emulator_http, mailbox, "https://outlook.office.com/SMTP.Send")
     url = f"{emulators.graph_url}/v1.0/me/sendMail"
     refused = await emulator_http.post(url, json={"message": json_message()}, headers=bearer(smtp_token))
     error = graph_error(refused, 401, "InvalidAuthenticationToken")
@@ -258,7 +233,7 @@ async def test_a_token_for_another_audience_or_none_is_refused(emulators, emulat
 async def test_a_missing_permission_is_403_with_the_documented_body(
     emulators, emulator_http, mailbox
 ) -> None:
-    read_only = await delegated_token(emulators, emulator_http, mailbox, "Mail.Read")
+    read_only = await graph_token(emulators, emulator_http, mailbox, "Mail.Read")
     client_request_id = str(uuid.uuid4())
     answer = await emulator_http.post(
         f"{emulators.graph_url}/v1.0/me/sendMail",
@@ -268,7 +243,7 @@ async def test_a_missing_permission_is_403_with_the_documented_body(
     error = graph_error(answer, 403, "ErrorAccessDenied")
     assert error["message"] == "Access is denied. Check credentials and try again."
     assert error["innerError"]["client-request-id"] == client_request_id
-    send_only = await delegated_token(emulators, emulator_http, mailbox, "Mail.Send")
+    send_only = await graph_token(emulators, emulator_http, mailbox, "Mail.Send")
     draft = await emulator_http.post(
         f"{emulators.graph_url}/v1.0/me/messages", json=json_message(), headers=bearer(send_only)
     )
@@ -315,7 +290,7 @@ async def test_app_only_needs_the_consented_role_and_the_access_policy(
 
 
 async def test_send_as_and_a_mailbox_not_enabled_for_rest(emulators, emulator_http, mailbox) -> None:
-    token = await delegated_token(emulators, emulator_http, mailbox, "Mail.Send")
+    token = await graph_token(emulators, emulator_http, mailbox, "Mail.Send")
     url = f"{emulators.graph_url}/v1.0/me/sendMail"
     as_ceo = {"message": json_message(sender="ceo@contoso.example")}
     graph_error(await emulator_http.post(url, json=as_ceo, headers=bearer(token)), 403, "ErrorSendAsDenied")
@@ -403,7 +378,7 @@ async def test_an_injected_outage_answers_in_graphs_shape(emulators, emulator_ht
         f"{emulators.smtp_control_url}/_emulator/faults",
         json={"stage": "api", "code": 503, "text": "Service Unavailable", "user": mailbox},
     )
-    token = await delegated_token(emulators, emulator_http, mailbox, "Mail.Send")
+    token = await graph_token(emulators, emulator_http, mailbox, "Mail.Send")
     url = f"{emulators.graph_url}/v1.0/me/sendMail"
     outage = await emulator_http.post(url, json={"message": json_message()}, headers=bearer(token))
     graph_error(outage, 503, "ServiceUnavailable")
